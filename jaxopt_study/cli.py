@@ -1,0 +1,116 @@
+"""`jaxopt-study`: the command line. It only parses arguments and wires the library together.
+
+    jaxopt-study run configs/optimizers.py --out runs/optimizers --set steps=300
+"""
+
+import argparse
+import importlib.util
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+import ml_collections
+
+from jaxopt_study import report
+from jaxopt_study.config import ConfigError, apply_overrides, load_config
+from jaxopt_study.results import RunDir
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = _parser()
+  args = parser.parse_args(argv)
+  if args.command is None:
+    parser.print_help()
+    return 0
+  return args.handler(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="jaxopt-study",
+      description="Run chapter 8 of Goodfellow, Bengio & Courville's Deep Learning on real models.",
+  )
+  commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+  run = commands.add_parser(
+      "run",
+      help="run an experiment config and write its results, plots and report.html",
+      description="Runs configs/NAME.py. Started again with the same --out, it resumes.",
+  )
+  run.add_argument("config", help="path of a config file, e.g. configs/optimizers.py")
+  run.add_argument("--out", help="output folder (default: runs/NAME, NAME the config's file name)")
+  run.add_argument(
+      "--set",
+      dest="overrides",
+      action="append",
+      default=[],
+      metavar="KEY=VALUE",
+      help="override a config field, e.g. --set steps=300 --set model.width=32 (repeatable)",
+  )
+  run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+  run.set_defaults(handler=_run)
+  return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+  config_path = Path(args.config)
+  try:
+    config = apply_overrides(load_config(config_path), args.overrides)
+    experiment = _experiment_module(config_path, config)
+    experiment.check(config)
+  except (ConfigError, ValueError) as error:
+    print(f"jaxopt-study: error: {error}", file=sys.stderr)
+    return 2
+  out = Path(args.out or Path("runs") / config_path.stem)
+  run_dir = RunDir(out, config.to_dict())
+  try:
+    done = run_dir.open()
+  except ValueError as error:
+    print(f"jaxopt-study: error: {error}", file=sys.stderr)
+    return 2
+  if done:
+    print(f"resuming {out}: {done} finished member(s) kept")
+  start = time.perf_counter()
+  results = experiment.run(config, run_dir, progress=not args.no_progress)
+  run_dir.write_tables(results.table, results.history)
+  run_dir.write_summary(results.summary)
+  figures = experiment.plot(out)
+  report.write_report(
+      out / "report.html",
+      title=experiment.TITLE,
+      description=experiment.DESCRIPTION,
+      config=config.to_dict(),
+      summary=results.summary,
+      table=results.table,
+      figures=figures,
+  )
+  elapsed = time.perf_counter() - start
+  print(f"{config.experiment}: {len(results.table)} runs in {elapsed:.0f} s -> {out / 'report.html'}")
+  return 0
+
+
+def _experiment_module(config_path: Path, config: ml_collections.ConfigDict) -> ModuleType:
+  """Loads `experiments/NAME.py` (NAME = config.experiment).
+
+  It is looked for beside the config's folder and its ancestors (the repository that holds the
+  config), then in the working directory, so a config kept elsewhere runs from the repository.
+  """
+  if "experiment" not in config:
+    raise ConfigError(f"{config_path}: the config has no 'experiment' field naming its experiment")
+  file_name = f"{config.experiment}.py"
+  folders = [*config_path.resolve().parents, Path.cwd()]
+  for folder in folders:
+    path = folder / "experiments" / file_name
+    if path.is_file():
+      spec = importlib.util.spec_from_file_location(f"jaxopt_study_experiment_{path.stem}", path)
+      module = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(module)
+      return module
+  raise ConfigError(
+      f"experiment={config.experiment!r}: no experiments/{file_name} above {config_path} "
+      f"or in {Path.cwd()}"
+  )
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,266 @@
+"""One pure training loop: `jit` + `lax.scan` over steps, held-out evaluation, early stopping.
+
+The loop records, every `eval_every` steps (and at step 0 and at the last step):
+
+- `train_loss`: the surrogate loss (NLL for classification, §8.1.2) on the whole training set, in
+  training mode, i.e. exactly the objective whose minibatch estimates the optimizer descends;
+- `grad_norm`: ‖∇θ train_loss‖₂, the full-batch gradient norm of Fig. 8.1 (§8.2.1);
+- `train_error`, `test_loss`, `test_error`: in inference mode (BatchNorm running averages); the
+  error is the 0-1 loss for classification and the loss itself for regression.
+
+Early stopping (§7.8 of the book, used in §8.1.2) keeps the parameters of the evaluation with the
+lowest held-out error; with `patience=p` the parameters are frozen after p evaluations without an
+improvement (the loop keeps its static length, so it stays one compiled program).
+
+Optimizers that need the loss (Newton, line searches) get it as Optax's extra arguments
+`value`, `grad` and `value_fn` (the minibatch loss as a function of the parameters), through
+`optax.with_extra_args_support`, so plain and extra-args transformations run in the same loop.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxopt_study import data as data_lib
+from jaxopt_study import losses
+from jaxopt_study.models import FunctionalModel
+
+METRICS = ("train_loss", "grad_norm", "train_error", "test_loss", "test_error")
+SAMPLINGS = ("epoch", "replacement")
+
+
+class TrainState(NamedTuple):
+  """The carry of the training scan."""
+
+  params: optax.Params
+  model_state: Any
+  opt_state: optax.OptState
+  step: jax.Array
+  best_params: optax.Params
+  best_error: jax.Array
+  best_step: jax.Array
+  evals_since_best: jax.Array
+  stopped: jax.Array
+
+
+class TrainResult(NamedTuple):
+  """What a training run returns.
+
+  Attributes:
+    params: parameters after the last step (frozen at the stopping point under early stopping).
+    model_state: non-parameter model state (BatchNorm statistics) at the end.
+    opt_state: the optimizer state at the end.
+    history: metric name -> array over evaluations, plus `step`, the step of each evaluation.
+    best_params: parameters at the evaluation with the lowest held-out error.
+    best_step: the step of that evaluation.
+  """
+
+  params: optax.Params
+  model_state: Any
+  opt_state: optax.OptState
+  history: dict[str, np.ndarray]
+  best_params: optax.Params
+  best_step: int
+
+
+def eval_steps(steps: int, eval_every: int) -> np.ndarray:
+  """The steps at which `train` evaluates: 0, e, 2e, ..., and `steps` itself."""
+  points = list(range(0, steps + 1, eval_every))
+  if points[-1] != steps:
+    points.append(steps)
+  return np.asarray(points)
+
+
+def check_arguments(
+    data: data_lib.Dataset,
+    steps: int,
+    batch_size: int,
+    eval_every: int,
+    loss: str,
+    sampling: str,
+    patience: int | None,
+) -> None:
+  """Raises ValueError, naming the argument, for a training setup that cannot run."""
+  num_train = data.x_train.shape[0]
+  if not isinstance(steps, int) or steps < 1:
+    raise ValueError(f"train: steps={steps!r} must be an integer ≥ 1")
+  if not isinstance(batch_size, int) or not 1 <= batch_size <= num_train:
+    raise ValueError(
+        f"train: batch_size={batch_size!r} must be an integer in [1, {num_train}] "
+        f"(the number of training examples)"
+    )
+  if not isinstance(eval_every, int) or eval_every < 1:
+    raise ValueError(f"train: eval_every={eval_every!r} must be an integer ≥ 1")
+  if loss not in losses.LOSSES:
+    raise ValueError(f"train: loss={loss!r} is not one of {sorted(losses.LOSSES)}")
+  if sampling not in SAMPLINGS:
+    raise ValueError(f"train: sampling={sampling!r} is not one of {list(SAMPLINGS)}")
+  if patience is not None and (not isinstance(patience, int) or patience < 1):
+    raise ValueError(f"train: patience={patience!r} must be None or an integer ≥ 1")
+
+
+def make_train_fn(
+    model: FunctionalModel,
+    optimizer: optax.GradientTransformation,
+    *,
+    steps: int,
+    batch_size: int,
+    eval_every: int,
+    loss: str = "cross_entropy",
+    sampling: str = "epoch",
+    patience: int | None = None,
+) -> Callable[[optax.Params, Any, data_lib.Dataset, jax.Array], tuple[TrainState, dict]]:
+  """Builds the pure function `(params, model_state, data, key) -> (final TrainState, history)`.
+
+  It is what `train` jits; it is exposed so that a sweep can `vmap` it over members.
+  """
+  loss_fn = losses.LOSSES[loss]
+  error_fn = losses.zero_one_error if loss == "cross_entropy" else loss_fn
+  tx = optax.with_extra_args_support(optimizer)
+  steps_per_block = np.diff(eval_steps(steps, eval_every), prepend=0)
+
+  def objective(params, model_state, x, y):
+    outputs, new_model_state = model.apply(params, model_state, x, True)
+    return loss_fn(outputs, y), new_model_state
+
+  def evaluate(params, model_state, data):
+    (train_loss, _), grads = jax.value_and_grad(objective, has_aux=True)(
+        params, model_state, data.x_train, data.y_train
+    )
+    train_out, _ = model.apply(params, model_state, data.x_train, False)
+    test_out, _ = model.apply(params, model_state, data.x_test, False)
+    return {
+        "train_loss": train_loss,
+        "grad_norm": optax.tree.norm(grads),
+        "train_error": error_fn(train_out, data.y_train),
+        "test_loss": loss_fn(test_out, data.y_test),
+        "test_error": error_fn(test_out, data.y_test),
+    }
+
+  def record(state: TrainState, metrics: dict) -> TrainState:
+    improved = jnp.logical_and(metrics["test_error"] < state.best_error, ~state.stopped)
+    since = jnp.where(improved, 0, state.evals_since_best + 1)
+    stopped = state.stopped
+    if patience is not None:
+      stopped = jnp.logical_or(stopped, since >= patience)
+    return state._replace(
+        best_params=_select(improved, state.params, state.best_params),
+        best_error=jnp.where(improved, metrics["test_error"], state.best_error),
+        best_step=jnp.where(improved, state.step, state.best_step),
+        evals_since_best=since,
+        stopped=stopped,
+    )
+
+  def train_fn(params, model_state, data, key):
+    num_train = data.x_train.shape[0]
+
+    def one_step(_, state: TrainState) -> TrainState:
+      idx = data_lib.batch_indices(key, state.step, num_train, batch_size, sampling)
+      x, y = data.x_train[idx], data.y_train[idx]
+      (value, new_model_state), grads = jax.value_and_grad(objective, has_aux=True)(
+          state.params, state.model_state, x, y
+      )
+      updates, new_opt_state = tx.update(
+          grads,
+          state.opt_state,
+          state.params,
+          value=value,
+          grad=grads,
+          value_fn=lambda p: objective(p, state.model_state, x, y)[0],
+      )
+      new_params = optax.apply_updates(state.params, updates)
+      frozen = state.stopped  # early stopping: keep the stopped point, the scan length is static
+      return state._replace(
+          params=_select(frozen, state.params, new_params),
+          model_state=_select(frozen, state.model_state, new_model_state),
+          opt_state=_select(frozen, state.opt_state, new_opt_state),
+          step=state.step + 1,
+      )
+
+    def block(state: TrainState, num_steps: jax.Array):
+      # One evaluation after `num_steps` steps (0 for the first block): the step and the
+      # evaluation appear once each in the program, which keeps compilation short.
+      state = jax.lax.fori_loop(0, num_steps, one_step, state)
+      metrics = evaluate(state.params, state.model_state, data)
+      return record(state, metrics), metrics
+
+    state = TrainState(
+        params=params,
+        model_state=model_state,
+        opt_state=tx.init(params),
+        step=jnp.zeros([], jnp.int32),
+        best_params=params,
+        best_error=jnp.asarray(jnp.inf, jnp.result_type(float)),
+        best_step=jnp.zeros([], jnp.int32),
+        evals_since_best=jnp.zeros([], jnp.int32),
+        stopped=jnp.zeros([], bool),
+    )
+    return jax.lax.scan(block, state, jnp.asarray(steps_per_block, jnp.int32))
+
+  return train_fn
+
+
+def train(
+    model: FunctionalModel,
+    optimizer: optax.GradientTransformation,
+    data: data_lib.Dataset,
+    *,
+    steps: int,
+    batch_size: int,
+    eval_every: int | None = None,
+    loss: str = "cross_entropy",
+    sampling: str = "epoch",
+    patience: int | None = None,
+    seed: int = 0,
+) -> TrainResult:
+  """Trains `model` on `data` with `optimizer` for `steps` minibatch steps, as one compiled scan.
+
+  Args:
+    model: a `models.FunctionalModel` (`models.functional(nnx_module)`).
+    optimizer: any Optax transformation, plain or with extra args.
+    data: a `data.Dataset`.
+    steps: number of optimizer steps.
+    batch_size: examples per minibatch.
+    eval_every: evaluate every this many steps (default: 50 evaluations over the run).
+    loss: a name in `losses.LOSSES` ("cross_entropy" or "mse").
+    sampling: "epoch" (shuffle once per epoch) or "replacement" (§8.1.3).
+    patience: stop after this many evaluations without a lower held-out error (None: never).
+    seed: seeds the minibatch order.
+
+  Returns:
+    A `TrainResult`; `history[name]` is indexed like `history["step"]`.
+  """
+  eval_every = max(1, steps // 50) if eval_every is None else eval_every
+  check_arguments(data, steps, batch_size, eval_every, loss, sampling, patience)
+  train_fn = make_train_fn(
+      model,
+      optimizer,
+      steps=steps,
+      batch_size=batch_size,
+      eval_every=eval_every,
+      loss=loss,
+      sampling=sampling,
+      patience=patience,
+  )
+  state, history = jax.jit(train_fn)(
+      model.params, model.model_state, data, jax.random.key(seed)
+  )
+  history = {k: np.asarray(v) for k, v in history.items()}
+  history["step"] = eval_steps(steps, eval_every)
+  return TrainResult(
+      params=state.params,
+      model_state=state.model_state,
+      opt_state=state.opt_state,
+      history=history,
+      best_params=state.best_params,
+      best_step=int(state.best_step),
+  )
+
+
+def _select(pred: jax.Array, on_true, on_false):
+  """`where(pred, a, b)` leaf by leaf over two pytrees of the same structure."""
+  return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)

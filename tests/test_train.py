@@ -1,0 +1,162 @@
+"""The training loop against a plain float64 reference loop, analytic answers and its own contract."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxopt_study import data as data_lib
+from jaxopt_study import models, optim, train
+
+
+def _linear_softmax(dtype=jnp.float64) -> models.FunctionalModel:
+  """Multinomial logistic regression 64 -> 10 as a FunctionalModel (no model state)."""
+  rng = np.random.default_rng(0)
+  params = {
+      "w": jnp.asarray(rng.normal(size=(64, 10)) * 0.1, dtype),
+      "b": jnp.zeros((10,), dtype),
+  }
+  return models.FunctionalModel(
+      apply=lambda p, state, x, is_training: (x @ p["w"] + p["b"][None, :], state),
+      params=params,
+      model_state={},
+  )
+
+
+def _digits64(num_train=200, num_test=100) -> data_lib.Dataset:
+  d = data_lib.load_digits()
+  return data_lib.Dataset(
+      *(jnp.asarray(a, jnp.float64) if a.dtype.kind == "f" else a for a in (
+          d.x_train[:num_train], d.y_train[:num_train], d.x_test[:num_test], d.y_test[:num_test]
+      ))
+  )
+
+
+def _numpy_nll_and_grad(w, b, x, y):
+  logits = x @ w + b
+  logits = logits - logits.max(axis=1, keepdims=True)
+  p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+  nll = -np.mean(np.log(p[np.arange(len(y)), y]))
+  d = p.copy()
+  d[np.arange(len(y)), y] -= 1.0
+  d /= len(y)
+  return nll, x.T @ d, d.sum(axis=0)
+
+
+@pytest.mark.parametrize("sampling", ["epoch", "replacement"])
+def test_sgd_matches_a_plain_numpy_loop(x64, sampling):
+  data, model = _digits64(), _linear_softmax()
+  steps, batch, eval_every, lr = 23, 32, 5, 0.3
+  schedule = optim.linear_decay(lr, 0.01 * lr, 15)
+  result = train.train(
+      model, optim.sgd(schedule), data, steps=steps, batch_size=batch, eval_every=eval_every,
+      sampling=sampling, seed=3,
+  )
+  # Reference: Algorithm 8.1 written out in numpy, with the same minibatch indices.
+  key = jax.random.key(3)
+  w, b = np.asarray(model.params["w"]), np.asarray(model.params["b"])
+  x, y = np.asarray(data.x_train), np.asarray(data.y_train)
+  ref_loss, ref_norm = [], []
+  for k in range(steps + 1):
+    if k % eval_every == 0 or k == steps:
+      nll, gw, gb = _numpy_nll_and_grad(w, b, x, y)
+      ref_loss.append(nll)
+      ref_norm.append(np.sqrt(np.sum(gw**2) + np.sum(gb**2)))
+    if k == steps:
+      break
+    idx = np.asarray(data_lib.batch_indices(key, k, len(y), batch, sampling))
+    _, gw, gb = _numpy_nll_and_grad(w, b, x[idx], y[idx])
+    eps_k = lr + (0.01 * lr - lr) * min(k, 15) / 15
+    w, b = w - eps_k * gw, b - eps_k * gb
+  np.testing.assert_array_equal(result.history["step"], [0, 5, 10, 15, 20, 23])
+  np.testing.assert_allclose(result.params["w"], w, rtol=1e-9, atol=1e-12)
+  np.testing.assert_allclose(result.params["b"], b, rtol=1e-9, atol=1e-12)
+  np.testing.assert_allclose(result.history["train_loss"], ref_loss, rtol=1e-9)
+  np.testing.assert_allclose(result.history["grad_norm"], ref_norm, rtol=1e-9)
+
+
+def test_errors_are_zero_one_and_match_predictions(x64):
+  data, model = _digits64(), _linear_softmax()
+  result = train.train(model, optim.sgd(0.5), data, steps=10, batch_size=50, eval_every=10)
+  logits = np.asarray(data.x_test) @ np.asarray(result.params["w"]) + np.asarray(result.params["b"])
+  expected = np.mean(logits.argmax(axis=1) != np.asarray(data.y_test))
+  assert result.history["test_error"][-1] == pytest.approx(expected, abs=1e-12)
+  assert result.history["train_loss"][-1] < 0.5 * result.history["train_loss"][0]
+
+
+def test_best_params_are_those_of_the_best_evaluation(x64):
+  data, model = _digits64(), _linear_softmax()
+  kwargs = dict(batch_size=16, eval_every=2, seed=1)
+  result = train.train(model, optim.sgd(2.0), data, steps=40, **kwargs)
+  best = int(np.argmin(result.history["test_error"]))
+  assert result.best_step == result.history["step"][best]
+  if result.best_step > 0:
+    short = train.train(model, optim.sgd(2.0), data, steps=result.best_step, **kwargs)
+    np.testing.assert_allclose(short.params["w"], result.best_params["w"], rtol=1e-12)
+
+
+def test_patience_freezes_the_parameters_after_stopping(x64):
+  data, model = _digits64(), _linear_softmax()
+  result = train.train(
+      model, optim.sgd(3.0), data, steps=60, batch_size=8, eval_every=1, patience=3, seed=2
+  )
+  errors = result.history["test_error"]
+  best_so_far = np.minimum.accumulate(errors)
+  # The first evaluation that is the 3rd in a row without a strict improvement stops the run.
+  since, stop = 0, None
+  for i in range(1, len(errors)):
+    since = 0 if errors[i] < best_so_far[i - 1] else since + 1
+    if since >= 3:
+      stop = i
+      break
+  assert stop is not None, "the test needs a run that stops; pick another seed"
+  np.testing.assert_allclose(result.history["train_loss"][stop:], result.history["train_loss"][stop])
+  short = train.train(model, optim.sgd(3.0), data, steps=stop, batch_size=8, eval_every=1, seed=2)
+  np.testing.assert_allclose(short.params["w"], result.params["w"], rtol=1e-12)
+
+
+def test_extra_args_optimizer_reaches_the_least_squares_solution(x64):
+  """optax.lbfgs needs value, grad and value_fn; full-batch it solves a least-squares problem."""
+  d = data_lib.teacher_student(jax.random.key(0), 64, 16, 5, 8, 2, noise_std=0.1)
+  data = data_lib.Dataset(*(jnp.asarray(a, jnp.float64) for a in d))
+  model = models.FunctionalModel(
+      apply=lambda p, state, x, is_training: (x @ p["w"] + p["b"][None, :], state),
+      params={"w": jnp.zeros((5, 2)), "b": jnp.zeros((2,))},
+      model_state={},
+  )
+  result = train.train(model, optax.lbfgs(), data, steps=30, batch_size=64, eval_every=10, loss="mse")
+  x = np.hstack([np.asarray(data.x_train), np.ones((64, 1))])
+  solution, *_ = np.linalg.lstsq(x, np.asarray(data.y_train), rcond=None)
+  np.testing.assert_allclose(result.params["w"], solution[:5], atol=1e-8)
+  np.testing.assert_allclose(result.params["b"], solution[5], atol=1e-8)
+
+
+def test_batchnorm_model_trains_and_updates_running_statistics():
+  data = data_lib.load_digits()
+  module = models.build_model("mlp", 64, 10, width=16, depth=2, batchnorm=True, seed=0)
+  model = models.functional(module)
+  result = train.train(model, optim.adam(1e-2), data, steps=60, batch_size=64, eval_every=30)
+  before = jax.tree.leaves(model.model_state)
+  after = jax.tree.leaves(result.model_state)
+  assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
+  assert result.history["test_error"][-1] < 0.5 * result.history["test_error"][0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, culprit",
+    [
+        (dict(steps=0), "steps"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(batch_size=10_000), "batch_size"),
+        (dict(eval_every=0), "eval_every"),
+        (dict(loss="hinge"), "loss"),
+        (dict(sampling="random"), "sampling"),
+        (dict(patience=0), "patience"),
+    ],
+)
+def test_bad_arguments_are_refused_by_name(kwargs, culprit):
+  data, model = data_lib.load_digits(), _linear_softmax(jnp.float32)
+  arguments = dict(steps=10, batch_size=8, eval_every=5) | kwargs
+  with pytest.raises(ValueError, match=culprit):
+    train.train(model, optim.sgd(0.1), data, **arguments)
