@@ -1,0 +1,89 @@
+"""Surrogate losses and the 0-1 error (Goodfellow et al. 2016, §8.1.2).
+
+The 0-1 loss is what we care about but has zero gradient almost everywhere, so training minimizes
+a surrogate, the negative log-likelihood, and reports the 0-1 error alongside (§8.1.2; training
+often keeps lowering the surrogate after the 0-1 error on the training set has reached zero).
+
+Every function maps ``(outputs, targets, weights=None)`` to a scalar: the mean over examples of a
+per-example loss ℓᵢ, or with per-example weights wᵢ ≥ 0 the weighted mean Σ wᵢ ℓᵢ / Σ wᵢ. Weights
+of 0 and 1 mask examples out, e.g. the padding of a batch smaller than the sweep's largest.
+
+* `LOSSES`: name -> surrogate loss to train on, {"cross_entropy", "mse"}.
+* `ERRORS`: name -> error rate to report, {"zero_one"}.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def _weighted_mean(per_example: jax.Array, weights: jax.Array | None) -> jax.Array:
+  """Σ wᵢ ℓᵢ / Σ wᵢ, or the plain mean of ℓ when `weights` is None."""
+  if weights is None:
+    return jnp.mean(per_example)
+  if weights.shape != per_example.shape:
+    raise ValueError(
+      f"weights of shape {weights.shape}: need one weight per example, shape {per_example.shape}"
+    )
+  weights = weights.astype(per_example.dtype)
+  total = jnp.sum(weights)
+  safe_total = jnp.where(total > 0, total, 1.0)  # all examples masked: loss 0 rather than 0/0
+  return jnp.sum(weights * per_example) / safe_total
+
+
+def softmax_cross_entropy(
+  logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None
+) -> jax.Array:
+  """Mean negative log-likelihood −log softmax(logits)[label] (§5.5, §6.2.2.3).
+
+  Args:
+    logits: (n, classes).
+    labels: (n,) integer class ids.
+    weights: optional (n,) nonnegative per-example weights.
+  """
+  per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  return _weighted_mean(per_example, weights)
+
+
+def zero_one_error(
+  logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None
+) -> jax.Array:
+  """Fraction of examples whose arg-max logit is not the label: the 0-1 loss of §8.1.2.
+
+  Args:
+    logits: (n, classes); ties go to the lowest class id, as in `jnp.argmax`.
+    labels: (n,) integer class ids.
+    weights: optional (n,) nonnegative per-example weights.
+  """
+  per_example = (jnp.argmax(logits, axis=-1) != labels).astype(logits.dtype)
+  return _weighted_mean(per_example, weights)
+
+
+def mean_squared_error(
+  predictions: jax.Array, targets: jax.Array, weights: jax.Array | None = None
+) -> jax.Array:
+  """Mean over examples of ½‖f(x) − y‖², the Gaussian negative log-likelihood up to constants.
+
+  The maximum-likelihood loss of a unit-variance Gaussian output (§5.5.1). The ½ makes the
+  gradient the plain residual f(x) − y, as in the deep linear analysis of Saxe et al. (2013).
+  With predictions of shape (n, out_dim) the norm sums over out_dim.
+
+  Args:
+    predictions: (n, ...) network outputs.
+    targets: the same shape as `predictions`.
+    weights: optional (n,) nonnegative per-example weights.
+  """
+  if predictions.shape != targets.shape:
+    raise ValueError(f"predictions {predictions.shape} and targets {targets.shape} differ in shape")
+  squared = jnp.square(predictions - targets).reshape(predictions.shape[0], -1)
+  return _weighted_mean(0.5 * jnp.sum(squared, axis=-1), weights)
+
+
+LOSSES: dict[str, Callable[..., jax.Array]] = {
+  "cross_entropy": softmax_cross_entropy,
+  "mse": mean_squared_error,
+}
+
+ERRORS: dict[str, Callable[..., jax.Array]] = {"zero_one": zero_one_error}

@@ -1,0 +1,301 @@
+"""Flax NNX models for the chapter 8 experiments, and a pure functional view of them.
+
+* `MLP`: fully connected network, optional batch normalization (Goodfellow et al. 2016, §8.7.1).
+* `DeepLinear`: product of weight matrices, the model of Saxe, McClelland & Ganguli (2013).
+* `RNN`: Elman recurrent network, for exploding and vanishing gradients (§8.2.5, §10.7).
+
+Every model is called as ``model(x, *, train=True)`` and kernels are (fan_in, fan_out). `MLP` and
+`DeepLinear` expose ``linear_layers()`` and ``preactivations(x)`` for analyses and `init.lsuv`.
+`build_model` builds one by name; `functional` splits one into pure ``apply(params, state, x,
+train)`` and its arrays, the form that training loops, Hessians and sweeps use.
+"""
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.typing import DTypeLike
+
+from jaxopt_study import init as initializers
+
+
+def _identity(x: jax.Array) -> jax.Array:
+  return x
+
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+  "relu": jax.nn.relu,
+  "tanh": jnp.tanh,
+  "sigmoid": jax.nn.sigmoid,
+  "linear": _identity,
+  "gelu": jax.nn.gelu,
+  "softplus": jax.nn.softplus,
+}
+
+
+def _activation(name: str) -> Callable[[jax.Array], jax.Array]:
+  if name not in ACTIVATIONS:
+    raise ValueError(f"activation={name!r}: must be one of {sorted(ACTIVATIONS)}")
+  return ACTIVATIONS[name]
+
+
+def _require_sizes(**sizes: int) -> None:
+  for name, value in sizes.items():
+    if int(value) != value or value < 1:
+      raise ValueError(f"{name}={value!r}: must be an integer ≥ 1")
+
+
+class MLP(nnx.Module):
+  """Fully connected network: `depth` hidden layers of `width` units, then a linear output.
+
+  h ← act(BN(W h + b)) per hidden layer, with the batch normalization of Ioffe & Szegedy (2015)
+  (Goodfellow et al. 2016, §8.7.1) between the linear map and the activation when
+  ``batchnorm=True``; the output layer is linear (logits or regression outputs).
+  """
+
+  def __init__(
+    self,
+    in_features: int,
+    out_features: int,
+    *,
+    width: int = 64,
+    depth: int = 2,
+    activation: str = "relu",
+    batchnorm: bool = False,
+    kernel_init: initializers.Initializer | None = None,
+    bias_init: initializers.Initializer = jax.nn.initializers.zeros,
+    param_dtype: DTypeLike = jnp.float32,
+    rngs: nnx.Rngs,
+  ):
+    _require_sizes(in_features=in_features, out_features=out_features, width=width)
+    if int(depth) != depth or depth < 0:
+      raise ValueError(f"depth={depth!r}: the number of hidden layers must be an integer ≥ 0")
+    self.activation = _activation(activation)
+    kernel_init = kernel_init or initializers.glorot_uniform()
+    sizes = [in_features] + [width] * depth + [out_features]
+    linear = functools.partial(
+      nnx.Linear, kernel_init=kernel_init, bias_init=bias_init, param_dtype=param_dtype, rngs=rngs
+    )
+    self.hidden = nnx.List([linear(m, n) for m, n in zip(sizes[:-2], sizes[1:-1], strict=True)])
+    self.norms = nnx.List(
+      [nnx.BatchNorm(width, param_dtype=param_dtype, rngs=rngs) for _ in range(depth)]
+      if batchnorm
+      else []
+    )
+    self.output = linear(sizes[-2], sizes[-1])
+
+  def _normalize(self, index: int, z: jax.Array, train: bool) -> jax.Array:
+    return self.norms[index](z, use_running_average=not train) if self.norms else z
+
+  def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
+    """Outputs on x (batch, in_features); BatchNorm uses batch statistics iff `train`.
+
+    In train mode BatchNorm also updates its running averages (a model state mutation); in eval
+    mode it normalizes with the running averages and changes nothing.
+    """
+    h = x
+    for index, layer in enumerate(self.hidden):
+      h = self.activation(self._normalize(index, layer(h), train))
+    return self.output(h)
+
+  def linear_layers(self) -> list[nnx.Linear]:
+    """The Linear layers in forward order, the output layer last."""
+    return [*self.hidden, self.output]
+
+  def preactivations(self, x: jax.Array) -> list[jax.Array]:
+    """Each Linear layer's output W h + b on x, in eval mode (running BatchNorm statistics)."""
+    outputs = []
+    h = x
+    for index, layer in enumerate(self.hidden):
+      z = layer(h)
+      outputs.append(z)
+      h = self.activation(self._normalize(index, z, train=False))
+    outputs.append(self.output(h))
+    return outputs
+
+
+class DeepLinear(nnx.Module):
+  """Deep linear network f(x) = W_D ⋯ W₂ W₁ x (Saxe, McClelland & Ganguli 2013, §1).
+
+  `depth` weight matrices (so depth − 1 hidden layers of `width` units), no biases and no
+  nonlinearity: the function is linear in x, but the loss is non-convex in the weights, with the
+  saddle points and plateaus that §8.2 of Goodfellow et al. (2016) discusses.
+  """
+
+  def __init__(
+    self,
+    in_features: int,
+    out_features: int,
+    *,
+    width: int,
+    depth: int,
+    kernel_init: initializers.Initializer | None = None,
+    param_dtype: DTypeLike = jnp.float32,
+    rngs: nnx.Rngs,
+  ):
+    _require_sizes(in_features=in_features, out_features=out_features, width=width, depth=depth)
+    kernel_init = kernel_init or initializers.glorot_uniform()
+    sizes = [in_features] + [width] * (depth - 1) + [out_features]
+    self.layers = nnx.List(
+      [
+        nnx.Linear(
+          m, n, use_bias=False, kernel_init=kernel_init, param_dtype=param_dtype, rngs=rngs
+        )
+        for m, n in zip(sizes[:-1], sizes[1:], strict=True)
+      ]
+    )
+
+  def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
+    """x (batch, in_features) ↦ x W₁ ⋯ W_D; `train` is accepted for a uniform API and unused."""
+    del train
+    for layer in self.layers:
+      x = layer(x)
+    return x
+
+  def linear_layers(self) -> list[nnx.Linear]:
+    """The weight matrices' layers in forward order."""
+    return list(self.layers)
+
+  def preactivations(self, x: jax.Array) -> list[jax.Array]:
+    """Each layer's output, x W₁, x W₁ W₂, ..., the last being the network's output."""
+    outputs = []
+    for layer in self.layers:
+      x = layer(x)
+      outputs.append(x)
+    return outputs
+
+
+class RNN(nnx.Module):
+  """Elman recurrent network read out at the last step (Goodfellow et al. 2016, §10.2, eq. 10.8).
+
+  h_t = act(W_x x_t + W_h h_{t−1} + b), h₀ = 0, output = V h_T + c. The recurrent kernel W_h
+  defaults to an orthogonal matrix, whose unit singular values keep ‖h_t‖ from exploding or
+  vanishing through the linear part of the recurrence (§8.2.5, §10.7; Saxe et al. 2013). The time
+  loop is a `jax.lax.scan`, so a long sequence compiles once.
+  """
+
+  def __init__(
+    self,
+    in_features: int,
+    out_features: int,
+    *,
+    hidden: int = 32,
+    activation: str = "tanh",
+    kernel_init: initializers.Initializer | None = None,
+    recurrent_init: initializers.Initializer | None = None,
+    param_dtype: DTypeLike = jnp.float32,
+    rngs: nnx.Rngs,
+  ):
+    _require_sizes(in_features=in_features, out_features=out_features, hidden=hidden)
+    self.activation = _activation(activation)
+    kernel_init = kernel_init or initializers.glorot_uniform()
+    recurrent_init = recurrent_init or initializers.orthogonal()
+    self.input = nnx.Linear(
+      in_features, hidden, kernel_init=kernel_init, param_dtype=param_dtype, rngs=rngs
+    )
+    self.recurrent = nnx.Linear(
+      hidden,
+      hidden,
+      use_bias=False,
+      kernel_init=recurrent_init,
+      param_dtype=param_dtype,
+      rngs=rngs,
+    )
+    self.output = nnx.Linear(
+      hidden, out_features, kernel_init=kernel_init, param_dtype=param_dtype, rngs=rngs
+    )
+
+  def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
+    """x (batch, time, in_features) ↦ outputs (batch, out_features); `train` is unused."""
+    del train
+    drive = jnp.swapaxes(self.input(x), 0, 1)  # W_x x_t + b for every step, time-major
+
+    def step(h: jax.Array, drive_t: jax.Array) -> tuple[jax.Array, None]:
+      return self.activation(drive_t + self.recurrent(h)), None
+
+    h0 = jnp.zeros(drive.shape[1:], drive.dtype)
+    h_last, _ = jax.lax.scan(step, h0, drive)
+    return self.output(h_last)
+
+
+MODELS: dict[str, type[nnx.Module]] = {"mlp": MLP, "deep_linear": DeepLinear, "rnn": RNN}
+
+
+def build_model(
+  name: str,
+  in_features: int,
+  out_features: int,
+  *,
+  seed: int = 0,
+  init: str = "glorot_uniform",
+  init_scale: float = 1.0,
+  **options: Any,
+) -> nnx.Module:
+  """The model `MODELS[name]`, every kernel drawn from `init` scaled by `init_scale` (§8.4).
+
+  The initializer ``init.get_initializer(init, scale=init_scale)`` is passed as `kernel_init`, and
+  also as `recurrent_init` to models that have one, so that `init_scale` scales every weight
+  matrix; biases keep their zero initialization.
+
+  Example: ``build_model("mlp", 64, 10, width=128, depth=3, init="he_normal", init_scale=0.5)``.
+
+  Args:
+    name: a key of `MODELS`.
+    in_features: input dimension.
+    out_features: output dimension.
+    seed: seed of the parameters.
+    init: a key of `init.INITIALIZERS`.
+    init_scale: factor on every initial kernel.
+    **options: the model's other keyword arguments (width, depth, activation, ...).
+  """
+  if name not in MODELS:
+    raise ValueError(f"unknown model {name!r}: known models are {sorted(MODELS)}")
+  model_class = MODELS[name]
+  signature = inspect.signature(model_class.__init__)  # the class's own is NNX's (*args, **kwargs)
+  kernel_init = initializers.get_initializer(init, scale=init_scale)
+  kernels = {
+    key: kernel_init for key in ("kernel_init", "recurrent_init") if key in signature.parameters
+  }
+  if clash := sorted(set(kernels) & set(options)):
+    raise ValueError(f"options {clash} are set by init and init_scale: pass those instead")
+  arguments = {**kernels, **options, "rngs": nnx.Rngs(params=seed)}
+  try:  # unknown or missing options (e.g. DeepLinear's width) fail here, before any allocation
+    signature.bind(None, in_features, out_features, **arguments)  # None stands for self
+  except TypeError as error:
+    raise ValueError(f"model {name!r}: {error}") from None
+  return model_class(in_features, out_features, **arguments)
+
+
+class FunctionalModel(NamedTuple):
+  """A model as a pure function and its arrays.
+
+  ``apply(params, model_state, x, train) -> (outputs, new_model_state)`` is pure, and jit- and
+  vmap-able over `params` and `model_state`; `train` must be a static Python bool (close over it
+  or use ``jax.jit(apply, static_argnames="train")``). `model_state` holds the non-parameter
+  state, BatchNorm's running statistics, and is an empty `nnx.State` for models without any.
+  """
+
+  apply: Callable[[nnx.State, nnx.State, jax.Array, bool], tuple[jax.Array, nnx.State]]
+  params: nnx.State
+  model_state: nnx.State
+
+
+def functional(model: nnx.Module) -> FunctionalModel:
+  """Splits an NNX model into a pure `apply` and its parameters and state (`nnx.split`)."""
+  graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
+
+  def apply(
+    params: nnx.State, model_state: nnx.State, x: jax.Array, train: bool
+  ) -> tuple[jax.Array, nnx.State]:
+    # copy=True: fresh Variables in the current trace, so BatchNorm may update its statistics
+    # inside jax.grad of a jitted function (the split Variables belong to the outer trace).
+    module = nnx.merge(graphdef, params, model_state, copy=True)
+    outputs = module(x, train=train)
+    _, _, new_model_state = nnx.split(module, nnx.Param, ...)
+    return outputs, new_model_state
+
+  return FunctionalModel(apply, params, model_state)
