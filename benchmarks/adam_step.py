@@ -58,8 +58,15 @@ def benchmark(width: int, depth: int, batch_size: int, rounds: int, repeats: int
       times[name].append(time_steps(steps[name], model.params, states[name], x, y, repeats))
   ours, theirs = statistics.median(times["ours"]), statistics.median(times["optax"])
   num_params = sum(p.size for p in jax.tree.leaves(model.params))
-  return {"width": width, "depth": depth, "params": num_params, "batch": batch_size,
-          "ours_us": 1e6 * ours, "optax_us": 1e6 * theirs, "ratio": ours / theirs}
+  return {
+    "width": width,
+    "depth": depth,
+    "params": num_params,
+    "batch": batch_size,
+    "ours_us": 1e6 * ours,
+    "optax_us": 1e6 * theirs,
+    "ratio": ours / theirs,
+  }
 
 
 def main() -> None:
@@ -68,14 +75,18 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=200)
   args = parser.parse_args()
   sizes = [(64, 2, 64), (256, 4, 128), (1024, 4, 256)]
-  print(f"machine: {platform.processor() or platform.machine()}, {jax.devices()[0].platform}, "
-        f"jax {jax.__version__}, optax {optax.__version__}")
+  print(
+    f"machine: {platform.processor() or platform.machine()}, {jax.devices()[0].platform}, "
+    f"jax {jax.__version__}, optax {optax.__version__}"
+  )
   print("| MLP width x depth | params | batch | ours (µs/step) | optax.adam (µs/step) | ratio |")
   print("|---|---|---|---|---|---|")
   for width, depth, batch in sizes:
     r = benchmark(width, depth, batch, args.rounds, args.repeats)
-    print(f"| {width} x {depth} | {r['params']} | {r['batch']} | {r['ours_us']:.1f} | "
-          f"{r['optax_us']:.1f} | {r['ratio']:.3f} |")
+    print(
+      f"| {width} x {depth} | {r['params']} | {r['batch']} | {r['ours_us']:.1f} | "
+      f"{r['optax_us']:.1f} | {r['ratio']:.3f} |"
+    )
 
 
 if __name__ == "__main__":

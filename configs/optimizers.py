@@ -1,4 +1,4 @@
-"""Every first-order optimizer of chapter 8 on the same digits MLP, each over a small lr grid (§8.5.4)."""
+"""Every first-order optimizer of chapter 8 on one digits MLP, each over an lr grid (§8.5.4)."""
 
 import ml_collections
 
@@ -11,42 +11,44 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 64
   config.eval_every = 50
   config.sampling = "epoch"
-  config.data = ml_collections.ConfigDict({"name": "digits", "test_fraction": 0.25, "split_seed": 0})
+  config.data = ml_collections.ConfigDict(
+    {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
+  )
   config.model = ml_collections.ConfigDict(
-      {
-          "name": "mlp",
-          "width": 64,
-          "depth": 2,
-          "activation": "tanh",
-          "batchnorm": False,
-          "init": "glorot_uniform",
-          "init_scale": 1.0,
-      }
+    {
+      "name": "mlp",
+      "width": 64,
+      "depth": 2,
+      "activation": "tanh",
+      "batchnorm": False,
+      "init": "glorot_uniform",
+      "init_scale": 1.0,
+    }
   )
   # One entry per optimizer: `learning_rate` is the grid searched, the rest its hyperparameters by
   # their Optax names. The grids bracket each optimizer's usual range on this problem.
   config.optimizers = ml_collections.ConfigDict(
-      {
-          "sgd": {"learning_rate": [0.03, 0.1, 0.3]},
-          "momentum": {"learning_rate": [0.003, 0.01, 0.03], "momentum": 0.9},
-          "nesterov": {"learning_rate": [0.003, 0.01, 0.03], "momentum": 0.9},
-          "adagrad": {"learning_rate": [0.01, 0.03, 0.1], "eps": 1e-7},
-          "rmsprop": {"learning_rate": [0.0003, 0.001, 0.003], "decay": 0.9, "eps": 1e-6},
-          "rmsprop_nesterov": {
-              "learning_rate": [0.0001, 0.0003, 0.001],
-              "decay": 0.9,
-              "momentum": 0.9,
-              "eps": 1e-8,
-          },
-          "adam": {"learning_rate": [0.0003, 0.001, 0.003], "b1": 0.9, "b2": 0.999, "eps": 1e-8},
-          "adadelta": {"learning_rate": [0.3, 1.0, 3.0], "decay": 0.95, "eps": 1e-6},
-          "delta_bar_delta": {
-              "learning_rate": [0.01, 0.03, 0.1],
-              "kappa": 0.0005,
-              "phi": 0.1,
-              "theta": 0.7,
-          },
-      }
+    {
+      "sgd": {"learning_rate": [0.03, 0.1, 0.3]},
+      "momentum": {"learning_rate": [0.003, 0.01, 0.03], "momentum": 0.9},
+      "nesterov": {"learning_rate": [0.003, 0.01, 0.03], "momentum": 0.9},
+      "adagrad": {"learning_rate": [0.01, 0.03, 0.1], "eps": 1e-7},
+      "rmsprop": {"learning_rate": [0.0003, 0.001, 0.003], "decay": 0.9, "eps": 1e-6},
+      "rmsprop_nesterov": {
+        "learning_rate": [0.0001, 0.0003, 0.001],
+        "decay": 0.9,
+        "momentum": 0.9,
+        "eps": 1e-8,
+      },
+      "adam": {"learning_rate": [0.0003, 0.001, 0.003], "b1": 0.9, "b2": 0.999, "eps": 1e-8},
+      "adadelta": {"learning_rate": [0.3, 1.0, 3.0], "decay": 0.95, "eps": 1e-6},
+      "delta_bar_delta": {
+        "learning_rate": [0.01, 0.03, 0.1],
+        "kappa": 0.0005,
+        "phi": 0.1,
+        "theta": 0.7,
+      },
+    }
   )
   config.lock()
   return config

@@ -24,10 +24,10 @@ from jaxopt_study.results import ExperimentResults, RunDir, history_rows, read_c
 
 TITLE = "Chapter 8.5.4: choosing an optimization algorithm"
 DESCRIPTION = (
-    "The same MLP on scikit-learn's digits, trained from one initialization and one minibatch "
-    "order by each first-order optimizer of chapter 8 (Algorithms 8.1-8.7, Adadelta, "
-    "delta-bar-delta), each over a small learning-rate grid. Curves show each optimizer at the "
-    "learning rate with the lowest final training loss."
+  "The same MLP on scikit-learn's digits, trained from one initialization and one minibatch "
+  "order by each first-order optimizer of chapter 8 (Algorithms 8.1-8.7, Adadelta, "
+  "delta-bar-delta), each over a small learning-rate grid. Curves show each optimizer at the "
+  "learning rate with the lowest final training loss."
 )
 
 
@@ -38,7 +38,7 @@ def check(config: ml_collections.ConfigDict) -> None:
   for name, hyper in config.optimizers.items():
     if name not in optim.OPTIMIZERS:
       raise ValueError(
-          f"optimizers.{name}: unknown optimizer; known: {', '.join(sorted(optim.OPTIMIZERS))}"
+        f"optimizers.{name}: unknown optimizer; known: {', '.join(sorted(optim.OPTIMIZERS))}"
       )
     grid = hyper.get("learning_rate")
     if not isinstance(grid, list | tuple) or not grid:
@@ -49,7 +49,9 @@ def check(config: ml_collections.ConfigDict) -> None:
       except (TypeError, ValueError) as error:
         raise ValueError(f"optimizers.{name}: {error}") from error
   models.build_model(config.model.name, 64, 10, seed=config.seed, **_model_options(config))
-  num_train = data_lib.load_digits(config.data.test_fraction, config.data.split_seed).x_train.shape[0]
+  num_train = data_lib.load_digits(config.data.test_fraction, config.data.split_seed).x_train.shape[
+    0
+  ]
   if not isinstance(config.batch_size, int) or not 1 <= config.batch_size <= num_train:
     raise ValueError(f"batch_size={config.batch_size!r}: must be an integer in [1, {num_train}]")
   for field in ("steps", "eval_every"):
@@ -60,13 +62,13 @@ def check(config: ml_collections.ConfigDict) -> None:
 
 
 def run(
-    config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
+  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
 ) -> ExperimentResults:
-  """Trains every optimizer over its grid; finished optimizers are kept in `run_dir` for resuming."""
+  """Trains every optimizer over its grid; finished ones are kept in `run_dir` for resuming."""
   check(config)
   data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
   model = models.functional(
-      models.build_model(config.model.name, 64, 10, seed=config.seed, **_model_options(config))
+    models.build_model(config.model.name, 64, 10, seed=config.seed, **_model_options(config))
   )
   table, history = [], []
   names = list(config.optimizers.keys())
@@ -89,12 +91,12 @@ def _train_grid(config, model: models.FunctionalModel, data: data_lib.Dataset, n
   def one_member(learning_rate):
     tx = constructor(learning_rate=learning_rate, **hyper)
     train_fn = train.make_train_fn(
-        model,
-        tx,
-        steps=config.steps,
-        batch_size=config.batch_size,
-        eval_every=config.eval_every,
-        sampling=config.sampling,
+      model,
+      tx,
+      steps=config.steps,
+      batch_size=config.batch_size,
+      eval_every=config.eval_every,
+      sampling=config.sampling,
     )
     _, member_history = train_fn(model.params, model.model_state, data, jax.random.key(config.seed))
     return member_history
@@ -109,16 +111,16 @@ def _train_grid(config, model: models.FunctionalModel, data: data_lib.Dataset, n
     rows.extend(history_rows(f"{name}@{lr:g}", member_history))
     final_loss = float(member_history["train_loss"][-1])
     table.append(
-        {
-            "member": f"{name}@{lr:g}",
-            "optimizer": name,
-            "learning_rate": float(lr),
-            "final_train_loss": final_loss,
-            "final_test_error": float(member_history["test_error"][-1]),
-            "best_test_error": float(np.nanmin(member_history["test_error"])),
-            "final_grad_norm": float(member_history["grad_norm"][-1]),
-            "diverged": not np.isfinite(final_loss),
-        }
+      {
+        "member": f"{name}@{lr:g}",
+        "optimizer": name,
+        "learning_rate": float(lr),
+        "final_train_loss": final_loss,
+        "final_test_error": float(member_history["test_error"][-1]),
+        "best_test_error": float(np.nanmin(member_history["test_error"])),
+        "final_grad_norm": float(member_history["grad_norm"][-1]),
+        "diverged": not np.isfinite(final_loss),
+      }
     )
   return {"table": table, "history": rows}
 
@@ -132,10 +134,10 @@ def _summarize(table: list[dict]) -> dict:
       best[row["optimizer"]] = row
   winner = min(best.values(), key=lambda r: r["final_train_loss"]) if best else None
   return {
-      "best_optimizer": winner["optimizer"] if winner else None,
-      "final_loss_by_optimizer": {k: r["final_train_loss"] for k, r in best.items()},
-      "test_error_by_optimizer": {k: r["final_test_error"] for k, r in best.items()},
-      "best_learning_rate_by_optimizer": {k: r["learning_rate"] for k, r in best.items()},
+    "best_optimizer": winner["optimizer"] if winner else None,
+    "final_loss_by_optimizer": {k: r["final_train_loss"] for k, r in best.items()},
+    "test_error_by_optimizer": {k: r["final_test_error"] for k, r in best.items()},
+    "best_learning_rate_by_optimizer": {k: r["learning_rate"] for k, r in best.items()},
   }
 
 
@@ -149,25 +151,25 @@ def plot(out_dir: Path) -> list[Path]:
     curve[0].append(row["step"])
     curve[1].append(row["value"])
   best_members = {
-      f"{name}@{lr:g}": f"{name} (lr {lr:g})"
-      for name, lr in summary["best_learning_rate_by_optimizer"].items()
+    f"{name}@{lr:g}": f"{name} (lr {lr:g})"
+    for name, lr in summary["best_learning_rate_by_optimizer"].items()
   }
   figures = []
   for metric, ylabel, logy in (
-      ("train_loss", "training NLL (full batch)", True),
-      ("test_error", "held-out 0-1 error", False),
-      ("grad_norm", "‖∇L‖ (full batch)", True),
+    ("train_loss", "training NLL (full batch)", True),
+    ("test_error", "held-out 0-1 error", False),
+    ("grad_norm", "‖∇L‖ (full batch)", True),
   ):
     series = {label: curves[metric][m] for m, label in best_members.items()}
     figures.append(
-        report.line_plot(
-            series,
-            out_dir / f"{metric}.png",
-            title=f"{metric} at each optimizer's best learning rate",
-            xlabel="step",
-            ylabel=ylabel,
-            logy=logy,
-        )
+      report.line_plot(
+        series,
+        out_dir / f"{metric}.png",
+        title=f"{metric} at each optimizer's best learning rate",
+        xlabel="step",
+        ylabel=ylabel,
+        logy=logy,
+      )
     )
   by_optimizer: dict[str, tuple[list, list]] = {}
   for row in table:
@@ -175,15 +177,15 @@ def plot(out_dir: Path) -> list[Path]:
     lrs.append(row["learning_rate"])
     losses.append(row["final_train_loss"])
   figures.append(
-      report.line_plot(
-          by_optimizer,
-          out_dir / "lr_sensitivity.png",
-          title="final training loss vs learning rate",
-          xlabel="learning rate",
-          ylabel="final training NLL",
-          logx=True,
-          logy=True,
-      )
+    report.line_plot(
+      by_optimizer,
+      out_dir / "lr_sensitivity.png",
+      title="final training loss vs learning rate",
+      xlabel="learning rate",
+      ylabel="final training NLL",
+      logx=True,
+      logy=True,
+    )
   )
   return figures
 

@@ -1,6 +1,6 @@
 """`jaxopt-study`: the command line. It only parses arguments and wires the library together.
 
-    jaxopt-study run configs/optimizers.py --out runs/optimizers --set steps=300
+jaxopt-study run configs/optimizers.py --out runs/optimizers --set steps=300
 """
 
 import argparse
@@ -29,24 +29,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog="jaxopt-study",
-      description="Run chapter 8 of Goodfellow, Bengio & Courville's Deep Learning on real models.",
+    prog="jaxopt-study",
+    description="Run chapter 8 of Goodfellow, Bengio & Courville's Deep Learning on real models.",
   )
   commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
   run = commands.add_parser(
-      "run",
-      help="run an experiment config and write its results, plots and report.html",
-      description="Runs configs/NAME.py. Started again with the same --out, it resumes.",
+    "run",
+    help="run an experiment config and write its results, plots and report.html",
+    description="Runs configs/NAME.py. Started again with the same --out, it resumes.",
   )
   run.add_argument("config", help="path of a config file, e.g. configs/optimizers.py")
   run.add_argument("--out", help="output folder (default: runs/NAME, NAME the config's file name)")
   run.add_argument(
-      "--set",
-      dest="overrides",
-      action="append",
-      default=[],
-      metavar="KEY=VALUE",
-      help="override a config field, e.g. --set steps=300 --set model.width=32 (repeatable)",
+    "--set",
+    dest="overrides",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="override a config field, e.g. --set steps=300 --set model.width=32 (repeatable)",
   )
   run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
   run.set_defaults(handler=_run)
@@ -77,16 +77,18 @@ def _run(args: argparse.Namespace) -> int:
   run_dir.write_summary(results.summary)
   figures = experiment.plot(out)
   report.write_report(
-      out / "report.html",
-      title=experiment.TITLE,
-      description=experiment.DESCRIPTION,
-      config=config.to_dict(),
-      summary=results.summary,
-      table=results.table,
-      figures=figures,
+    out / "report.html",
+    title=experiment.TITLE,
+    description=experiment.DESCRIPTION,
+    config=config.to_dict(),
+    summary=results.summary,
+    table=results.table,
+    figures=figures,
   )
   elapsed = time.perf_counter() - start
-  print(f"{config.experiment}: {len(results.table)} runs in {elapsed:.0f} s -> {out / 'report.html'}")
+  print(
+    f"{config.experiment}: {len(results.table)} runs in {elapsed:.0f} s -> {out / 'report.html'}"
+  )
   return 0
 
 
@@ -108,9 +110,10 @@ def _experiment_module(config_path: Path, config: ml_collections.ConfigDict) -> 
       spec.loader.exec_module(module)
       return module
   raise ConfigError(
-      f"experiment={config.experiment!r}: no experiments/{file_name} above {config_path} "
-      f"or in {Path.cwd()}"
+    f"experiment={config.experiment!r}: no experiments/{file_name} above {config_path} "
+    f"or in {Path.cwd()}"
   )
+
 
 if __name__ == "__main__":
   sys.exit(main())

@@ -32,7 +32,7 @@ def load_config(path: str | Path) -> ml_collections.ConfigDict:
 
 
 def apply_overrides(
-    config: ml_collections.ConfigDict, overrides: Sequence[str]
+  config: ml_collections.ConfigDict, overrides: Sequence[str]
 ) -> ml_collections.ConfigDict:
   """Returns a copy of `config` with each `key=value` of `overrides` applied."""
   config = ml_collections.ConfigDict(config.to_dict())
@@ -65,9 +65,9 @@ def _parse_value(key: str, text: str, current):
   if isinstance(current, float) and isinstance(value, int):
     value = float(value)
   if isinstance(current, ml_collections.ConfigDict) or (
-      current is not None and not isinstance(value, type(current))
+    current is not None and not isinstance(value, type(current))
   ):
     raise ConfigError(
-        f"--set {key}={text}: expected {type(current).__name__} like {current!r}, got {text!r}"
+      f"--set {key}={text}: expected {type(current).__name__} like {current!r}, got {text!r}"
     )
   return value

@@ -57,10 +57,10 @@ def history_rows(member: str, history: dict[str, np.ndarray]) -> list[dict[str, 
   """Long-format rows (member, step, metric, value) of one member's `TrainResult.history`."""
   steps = np.asarray(history["step"])
   return [
-      {"member": member, "step": int(step), "metric": name, "value": float(value)}
-      for name, values in history.items()
-      if name != "step"
-      for step, value in zip(steps, np.asarray(values), strict=True)
+    {"member": member, "step": int(step), "metric": name, "value": float(value)}
+    for name, values in history.items()
+    if name != "step"
+    for step, value in zip(steps, np.asarray(values), strict=True)
   ]
 
 
@@ -71,23 +71,23 @@ def environment() -> dict[str, Any]:
 
   try:
     commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).parent,
+      ["git", "rev-parse", "HEAD"],
+      capture_output=True,
+      text=True,
+      check=True,
+      cwd=Path(__file__).parent,
     ).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
     commit = None
   return {
-      "python": platform.python_version(),
-      "jax": jax.__version__,
-      "optax": optax.__version__,
-      "flax": flax.__version__,
-      "numpy": np.__version__,
-      "devices": [str(d) for d in jax.devices()],
-      "platform": platform.platform(),
-      "git_commit": commit,
+    "python": platform.python_version(),
+    "jax": jax.__version__,
+    "optax": optax.__version__,
+    "flax": flax.__version__,
+    "numpy": np.__version__,
+    "devices": [str(d) for d in jax.devices()],
+    "platform": platform.platform(),
+    "git_commit": commit,
   }
 
 
@@ -111,8 +111,8 @@ class RunDir:
       if previous != self.config:
         changed = sorted(_differences(previous, self.config))
         raise ValueError(
-            f"{self.path} holds a run of a different config (fields {', '.join(changed)} "
-            "differ): choose another --out, or delete the folder to start again"
+          f"{self.path} holds a run of a different config (fields {', '.join(changed)} "
+          "differ): choose another --out, or delete the folder to start again"
         )
     else:
       self.path.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,7 @@ class RunDir:
     write_atomic(self._members / f"{name}.json", json.dumps(result))
 
   def write_tables(
-      self, table: Sequence[dict[str, Any]], history: Iterable[dict[str, Any]]
+    self, table: Sequence[dict[str, Any]], history: Iterable[dict[str, Any]]
   ) -> None:
     write_csv(self.path / "results.csv", table)
     write_csv(self.path / "history.csv", list(history))

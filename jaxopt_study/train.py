@@ -76,13 +76,13 @@ def eval_steps(steps: int, eval_every: int) -> np.ndarray:
 
 
 def check_arguments(
-    data: data_lib.Dataset,
-    steps: int,
-    batch_size: int,
-    eval_every: int,
-    loss: str,
-    sampling: str,
-    patience: int | None,
+  data: data_lib.Dataset,
+  steps: int,
+  batch_size: int,
+  eval_every: int,
+  loss: str,
+  sampling: str,
+  patience: int | None,
 ) -> None:
   """Raises ValueError, naming the argument, for a training setup that cannot run."""
   num_train = data.x_train.shape[0]
@@ -90,8 +90,8 @@ def check_arguments(
     raise ValueError(f"train: steps={steps!r} must be an integer ≥ 1")
   if not isinstance(batch_size, int) or not 1 <= batch_size <= num_train:
     raise ValueError(
-        f"train: batch_size={batch_size!r} must be an integer in [1, {num_train}] "
-        f"(the number of training examples)"
+      f"train: batch_size={batch_size!r} must be an integer in [1, {num_train}] "
+      f"(the number of training examples)"
     )
   if not isinstance(eval_every, int) or eval_every < 1:
     raise ValueError(f"train: eval_every={eval_every!r} must be an integer ≥ 1")
@@ -104,15 +104,15 @@ def check_arguments(
 
 
 def make_train_fn(
-    model: FunctionalModel,
-    optimizer: optax.GradientTransformation,
-    *,
-    steps: int,
-    batch_size: int,
-    eval_every: int,
-    loss: str = "cross_entropy",
-    sampling: str = "epoch",
-    patience: int | None = None,
+  model: FunctionalModel,
+  optimizer: optax.GradientTransformation,
+  *,
+  steps: int,
+  batch_size: int,
+  eval_every: int,
+  loss: str = "cross_entropy",
+  sampling: str = "epoch",
+  patience: int | None = None,
 ) -> Callable[[optax.Params, Any, data_lib.Dataset, jax.Array], tuple[TrainState, dict]]:
   """Builds the pure function `(params, model_state, data, key) -> (final TrainState, history)`.
 
@@ -129,16 +129,16 @@ def make_train_fn(
 
   def evaluate(params, model_state, data):
     (train_loss, _), grads = jax.value_and_grad(objective, has_aux=True)(
-        params, model_state, data.x_train, data.y_train
+      params, model_state, data.x_train, data.y_train
     )
     train_out, _ = model.apply(params, model_state, data.x_train, False)
     test_out, _ = model.apply(params, model_state, data.x_test, False)
     return {
-        "train_loss": train_loss,
-        "grad_norm": optax.tree.norm(grads),
-        "train_error": error_fn(train_out, data.y_train),
-        "test_loss": loss_fn(test_out, data.y_test),
-        "test_error": error_fn(test_out, data.y_test),
+      "train_loss": train_loss,
+      "grad_norm": optax.tree.norm(grads),
+      "train_error": error_fn(train_out, data.y_train),
+      "test_loss": loss_fn(test_out, data.y_test),
+      "test_error": error_fn(test_out, data.y_test),
     }
 
   def record(state: TrainState, metrics: dict) -> TrainState:
@@ -148,11 +148,11 @@ def make_train_fn(
     if patience is not None:
       stopped = jnp.logical_or(stopped, since >= patience)
     return state._replace(
-        best_params=_select(improved, state.params, state.best_params),
-        best_error=jnp.where(improved, metrics["test_error"], state.best_error),
-        best_step=jnp.where(improved, state.step, state.best_step),
-        evals_since_best=since,
-        stopped=stopped,
+      best_params=_select(improved, state.params, state.best_params),
+      best_error=jnp.where(improved, metrics["test_error"], state.best_error),
+      best_step=jnp.where(improved, state.step, state.best_step),
+      evals_since_best=since,
+      stopped=stopped,
     )
 
   def train_fn(params, model_state, data, key):
@@ -162,23 +162,23 @@ def make_train_fn(
       idx = data_lib.batch_indices(key, state.step, num_train, batch_size, sampling)
       x, y = data.x_train[idx], data.y_train[idx]
       (value, new_model_state), grads = jax.value_and_grad(objective, has_aux=True)(
-          state.params, state.model_state, x, y
+        state.params, state.model_state, x, y
       )
       updates, new_opt_state = tx.update(
-          grads,
-          state.opt_state,
-          state.params,
-          value=value,
-          grad=grads,
-          value_fn=lambda p: objective(p, state.model_state, x, y)[0],
+        grads,
+        state.opt_state,
+        state.params,
+        value=value,
+        grad=grads,
+        value_fn=lambda p: objective(p, state.model_state, x, y)[0],
       )
       new_params = optax.apply_updates(state.params, updates)
       frozen = state.stopped  # early stopping: keep the stopped point, the scan length is static
       return state._replace(
-          params=_select(frozen, state.params, new_params),
-          model_state=_select(frozen, state.model_state, new_model_state),
-          opt_state=_select(frozen, state.opt_state, new_opt_state),
-          step=state.step + 1,
+        params=_select(frozen, state.params, new_params),
+        model_state=_select(frozen, state.model_state, new_model_state),
+        opt_state=_select(frozen, state.opt_state, new_opt_state),
+        step=state.step + 1,
       )
 
     def block(state: TrainState, num_steps: jax.Array):
@@ -189,15 +189,15 @@ def make_train_fn(
       return record(state, metrics), metrics
 
     state = TrainState(
-        params=params,
-        model_state=model_state,
-        opt_state=tx.init(params),
-        step=jnp.zeros([], jnp.int32),
-        best_params=params,
-        best_error=jnp.asarray(jnp.inf, jnp.result_type(float)),
-        best_step=jnp.zeros([], jnp.int32),
-        evals_since_best=jnp.zeros([], jnp.int32),
-        stopped=jnp.zeros([], bool),
+      params=params,
+      model_state=model_state,
+      opt_state=tx.init(params),
+      step=jnp.zeros([], jnp.int32),
+      best_params=params,
+      best_error=jnp.asarray(jnp.inf, jnp.result_type(float)),
+      best_step=jnp.zeros([], jnp.int32),
+      evals_since_best=jnp.zeros([], jnp.int32),
+      stopped=jnp.zeros([], bool),
     )
     return jax.lax.scan(block, state, jnp.asarray(steps_per_block, jnp.int32))
 
@@ -205,17 +205,17 @@ def make_train_fn(
 
 
 def train(
-    model: FunctionalModel,
-    optimizer: optax.GradientTransformation,
-    data: data_lib.Dataset,
-    *,
-    steps: int,
-    batch_size: int,
-    eval_every: int | None = None,
-    loss: str = "cross_entropy",
-    sampling: str = "epoch",
-    patience: int | None = None,
-    seed: int = 0,
+  model: FunctionalModel,
+  optimizer: optax.GradientTransformation,
+  data: data_lib.Dataset,
+  *,
+  steps: int,
+  batch_size: int,
+  eval_every: int | None = None,
+  loss: str = "cross_entropy",
+  sampling: str = "epoch",
+  patience: int | None = None,
+  seed: int = 0,
 ) -> TrainResult:
   """Trains `model` on `data` with `optimizer` for `steps` minibatch steps, as one compiled scan.
 
@@ -237,27 +237,25 @@ def train(
   eval_every = max(1, steps // 50) if eval_every is None else eval_every
   check_arguments(data, steps, batch_size, eval_every, loss, sampling, patience)
   train_fn = make_train_fn(
-      model,
-      optimizer,
-      steps=steps,
-      batch_size=batch_size,
-      eval_every=eval_every,
-      loss=loss,
-      sampling=sampling,
-      patience=patience,
+    model,
+    optimizer,
+    steps=steps,
+    batch_size=batch_size,
+    eval_every=eval_every,
+    loss=loss,
+    sampling=sampling,
+    patience=patience,
   )
-  state, history = jax.jit(train_fn)(
-      model.params, model.model_state, data, jax.random.key(seed)
-  )
+  state, history = jax.jit(train_fn)(model.params, model.model_state, data, jax.random.key(seed))
   history = {k: np.asarray(v) for k, v in history.items()}
   history["step"] = eval_steps(steps, eval_every)
   return TrainResult(
-      params=state.params,
-      model_state=state.model_state,
-      opt_state=state.opt_state,
-      history=history,
-      best_params=state.best_params,
-      best_step=int(state.best_step),
+    params=state.params,
+    model_state=state.model_state,
+    opt_state=state.opt_state,
+    history=history,
+    best_params=state.best_params,
+    best_step=int(state.best_step),
   )
 
 

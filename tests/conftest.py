@@ -8,6 +8,6 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 @pytest.fixture
 def x64():
-  """Runs the test with float64 enabled (the book's pseudocode references are compared in float64)."""
+  """Runs the test with float64 enabled, for comparisons with the book's pseudocode in float64."""
   with jax.enable_x64(True):
     yield

@@ -38,14 +38,14 @@ def tiny_mlp_problem(seed: int = 0, dtype=jnp.float64):
   x = jnp.asarray(rng.normal(size=(8, 3)), dtype)
   y = jnp.asarray(rng.normal(size=(8, 2)), dtype)
   params = {
-      "w1": jnp.asarray(rng.normal(size=(3, 4)) * 0.5, dtype),
-      "b1": jnp.zeros((4,), dtype),
-      "w2": jnp.asarray(rng.normal(size=(4, 2)) * 0.5, dtype),
-      "b2": jnp.zeros((2,), dtype),
+    "w1": jnp.asarray(rng.normal(size=(3, 4)) * 0.5, dtype),
+    "b1": jnp.zeros((4,), dtype),
+    "w2": jnp.asarray(rng.normal(size=(4, 2)) * 0.5, dtype),
+    "b2": jnp.zeros((2,), dtype),
   }
 
   def loss(p):
-    h = jnp.tanh(x @ p["w1"] + p["b1"])
-    return 0.5 * jnp.mean(jnp.sum((h @ p["w2"] + p["b2"] - y) ** 2, axis=-1))
+    h = jnp.tanh(x @ p["w1"] + p["b1"][None, :])
+    return 0.5 * jnp.mean(jnp.sum((h @ p["w2"] + p["b2"][None, :] - y) ** 2, axis=-1))
 
   return params, loss

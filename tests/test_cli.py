@@ -1,4 +1,4 @@
-"""`jaxopt-study run` end to end on the quick optimizer comparison: files, claims, errors, resume."""
+"""`jaxopt-study run` end to end on the quick optimizer comparison: files, claims, resume."""
 
 import json
 import subprocess
@@ -26,8 +26,14 @@ def finished_run(tmp_path_factory) -> Path:
 
 def test_run_writes_every_promised_file(finished_run):
   names = {p.name for p in finished_run.iterdir()}
-  assert {"config.json", "env.json", "results.csv", "history.csv", "summary.json",
-          "report.html"} <= names
+  assert {
+    "config.json",
+    "env.json",
+    "results.csv",
+    "history.csv",
+    "summary.json",
+    "report.html",
+  } <= names
   assert len([n for n in names if n.endswith(".png")]) == 4
   html = (finished_run / "report.html").read_text()
   assert html.count("data:image/png;base64,") == 4
@@ -78,7 +84,7 @@ def test_resume_after_an_interruption_gives_the_same_numbers(tmp_path, monkeypat
   ours = read_csv(out / "results.csv")
   assert [r["member"] for r in ours] == [r["member"] for r in reference]
   np.testing.assert_allclose(
-      [r["final_train_loss"] for r in ours], [r["final_train_loss"] for r in reference], rtol=1e-6
+    [r["final_train_loss"] for r in ours], [r["final_train_loss"] for r in reference], rtol=1e-6
   )
 
 
@@ -89,9 +95,13 @@ def test_a_different_config_in_the_same_folder_is_refused(finished_run, capsys):
 
 
 @pytest.mark.parametrize(
-    "override, culprit",
-    [("model.widht=3", "model.widht"), ("optimizers.adam.learning_rate=[-1.0]", "learning_rate"),
-     ("batch_size=0", "batch_size"), ("model.activation='swishy'", "swishy")],
+  "override, culprit",
+  [
+    ("model.widht=3", "model.widht"),
+    ("optimizers.adam.learning_rate=[-1.0]", "learning_rate"),
+    ("batch_size=0", "batch_size"),
+    ("model.activation='swishy'", "swishy"),
+  ],
 )
 def test_bad_values_are_refused_before_running(override, culprit, tmp_path, capsys):
   code = cli.main(["run", QUICK, "--out", str(tmp_path / "x"), "--set", override])
@@ -102,7 +112,9 @@ def test_bad_values_are_refused_before_running(override, culprit, tmp_path, caps
 
 def test_help_lists_the_commands():
   help_text = subprocess.run(
-      [sys.executable, "-m", "jaxopt_study.cli", "--help"], capture_output=True, text=True,
-      check=True,
+    [sys.executable, "-m", "jaxopt_study.cli", "--help"],
+    capture_output=True,
+    text=True,
+    check=True,
   ).stdout
   assert "run" in help_text

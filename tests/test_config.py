@@ -11,9 +11,15 @@ CONFIGS = Path(__file__).parents[1] / "configs"
 
 def test_overrides_are_parsed_with_the_fields_type():
   config = apply_overrides(
-      load_config(CONFIGS / "optimizers.py"),
-      ["steps=300", "model.width=16", "optimizers.adam.learning_rate=[0.01, 0.1]",
-       "model.batchnorm=True", "optimizers.sgd.learning_rate=[1]", "model.init_scale=2"],
+    load_config(CONFIGS / "optimizers.py"),
+    [
+      "steps=300",
+      "model.width=16",
+      "optimizers.adam.learning_rate=[0.01, 0.1]",
+      "model.batchnorm=True",
+      "optimizers.sgd.learning_rate=[1]",
+      "model.init_scale=2",
+    ],
   )
   assert config.steps == 300 and config.model.width == 16 and config.model.batchnorm is True
   assert list(config.optimizers.adam.learning_rate) == [0.01, 0.1]
@@ -27,16 +33,16 @@ def test_quick_config_derives_from_the_full_one():
 
 
 @pytest.mark.parametrize(
-    "override, culprit",
-    [
-        ("stepz=3", "stepz"),
-        ("model.widht=3", "model.widht"),
-        ("modle.width=3", "modle"),
-        ("steps=abc", "steps"),
-        ("model.batchnorm=1", "model.batchnorm"),
-        ("steps", "KEY=VALUE"),
-        ("model=3", "model"),
-    ],
+  "override, culprit",
+  [
+    ("stepz=3", "stepz"),
+    ("model.widht=3", "model.widht"),
+    ("modle.width=3", "modle"),
+    ("steps=abc", "steps"),
+    ("model.batchnorm=1", "model.batchnorm"),
+    ("steps", "KEY=VALUE"),
+    ("model=3", "model"),
+  ],
 )
 def test_bad_overrides_name_the_field(override, culprit):
   with pytest.raises(ConfigError, match=culprit):

@@ -1,4 +1,4 @@
-"""The training loop against a plain float64 reference loop, analytic answers and its own contract."""
+"""The training loop against a plain float64 reference loop, analytic answers, its contract."""
 
 import jax
 import jax.numpy as jnp
@@ -14,22 +14,28 @@ def _linear_softmax(dtype=jnp.float64) -> models.FunctionalModel:
   """Multinomial logistic regression 64 -> 10 as a FunctionalModel (no model state)."""
   rng = np.random.default_rng(0)
   params = {
-      "w": jnp.asarray(rng.normal(size=(64, 10)) * 0.1, dtype),
-      "b": jnp.zeros((10,), dtype),
+    "w": jnp.asarray(rng.normal(size=(64, 10)) * 0.1, dtype),
+    "b": jnp.zeros((10,), dtype),
   }
   return models.FunctionalModel(
-      apply=lambda p, state, x, is_training: (x @ p["w"] + p["b"][None, :], state),
-      params=params,
-      model_state={},
+    apply=lambda p, state, x, is_training: (x @ p["w"] + p["b"][None, :], state),
+    params=params,
+    model_state={},
   )
 
 
 def _digits64(num_train=200, num_test=100) -> data_lib.Dataset:
   d = data_lib.load_digits()
   return data_lib.Dataset(
-      *(jnp.asarray(a, jnp.float64) if a.dtype.kind == "f" else a for a in (
-          d.x_train[:num_train], d.y_train[:num_train], d.x_test[:num_test], d.y_test[:num_test]
-      ))
+    *(
+      jnp.asarray(a, jnp.float64) if a.dtype.kind == "f" else a
+      for a in (
+        d.x_train[:num_train],
+        d.y_train[:num_train],
+        d.x_test[:num_test],
+        d.y_test[:num_test],
+      )
+    )
   )
 
 
@@ -50,8 +56,14 @@ def test_sgd_matches_a_plain_numpy_loop(x64, sampling):
   steps, batch, eval_every, lr = 23, 32, 5, 0.3
   schedule = optim.linear_decay(lr, 0.01 * lr, 15)
   result = train.train(
-      model, optim.sgd(schedule), data, steps=steps, batch_size=batch, eval_every=eval_every,
-      sampling=sampling, seed=3,
+    model,
+    optim.sgd(schedule),
+    data,
+    steps=steps,
+    batch_size=batch,
+    eval_every=eval_every,
+    sampling=sampling,
+    seed=3,
   )
   # Reference: Algorithm 8.1 written out in numpy, with the same minibatch indices.
   key = jax.random.key(3)
@@ -99,7 +111,7 @@ def test_best_params_are_those_of_the_best_evaluation(x64):
 def test_patience_freezes_the_parameters_after_stopping(x64):
   data, model = _digits64(), _linear_softmax()
   result = train.train(
-      model, optim.sgd(3.0), data, steps=60, batch_size=8, eval_every=1, patience=3, seed=2
+    model, optim.sgd(3.0), data, steps=60, batch_size=8, eval_every=1, patience=3, seed=2
   )
   errors = result.history["test_error"]
   best_so_far = np.minimum.accumulate(errors)
@@ -111,7 +123,9 @@ def test_patience_freezes_the_parameters_after_stopping(x64):
       stop = i
       break
   assert stop is not None, "the test needs a run that stops; pick another seed"
-  np.testing.assert_allclose(result.history["train_loss"][stop:], result.history["train_loss"][stop])
+  np.testing.assert_allclose(
+    result.history["train_loss"][stop:], result.history["train_loss"][stop]
+  )
   short = train.train(model, optim.sgd(3.0), data, steps=stop, batch_size=8, eval_every=1, seed=2)
   np.testing.assert_allclose(short.params["w"], result.params["w"], rtol=1e-12)
 
@@ -121,11 +135,13 @@ def test_extra_args_optimizer_reaches_the_least_squares_solution(x64):
   d = data_lib.teacher_student(jax.random.key(0), 64, 16, 5, 8, 2, noise_std=0.1)
   data = data_lib.Dataset(*(jnp.asarray(a, jnp.float64) for a in d))
   model = models.FunctionalModel(
-      apply=lambda p, state, x, is_training: (x @ p["w"] + p["b"][None, :], state),
-      params={"w": jnp.zeros((5, 2)), "b": jnp.zeros((2,))},
-      model_state={},
+    apply=lambda p, state, x, is_training: (x @ p["w"] + p["b"][None, :], state),
+    params={"w": jnp.zeros((5, 2)), "b": jnp.zeros((2,))},
+    model_state={},
   )
-  result = train.train(model, optax.lbfgs(), data, steps=30, batch_size=64, eval_every=10, loss="mse")
+  result = train.train(
+    model, optax.lbfgs(), data, steps=30, batch_size=64, eval_every=10, loss="mse"
+  )
   x = np.hstack([np.asarray(data.x_train), np.ones((64, 1))])
   solution, *_ = np.linalg.lstsq(x, np.asarray(data.y_train), rcond=None)
   np.testing.assert_allclose(result.params["w"], solution[:5], atol=1e-8)
@@ -144,16 +160,16 @@ def test_batchnorm_model_trains_and_updates_running_statistics():
 
 
 @pytest.mark.parametrize(
-    "kwargs, culprit",
-    [
-        (dict(steps=0), "steps"),
-        (dict(batch_size=0), "batch_size"),
-        (dict(batch_size=10_000), "batch_size"),
-        (dict(eval_every=0), "eval_every"),
-        (dict(loss="hinge"), "loss"),
-        (dict(sampling="random"), "sampling"),
-        (dict(patience=0), "patience"),
-    ],
+  "kwargs, culprit",
+  [
+    (dict(steps=0), "steps"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(batch_size=10_000), "batch_size"),
+    (dict(eval_every=0), "eval_every"),
+    (dict(loss="hinge"), "loss"),
+    (dict(sampling="random"), "sampling"),
+    (dict(patience=0), "patience"),
+  ],
 )
 def test_bad_arguments_are_refused_by_name(kwargs, culprit):
   data, model = data_lib.load_digits(), _linear_softmax(jnp.float32)

@@ -1,0 +1,80 @@
+"""Optimizers of Goodfellow et al. (2016) chapter 8 as Optax transformations, and schedules.
+
+`OPTIMIZERS` and `SCHEDULES` map the names used in configs to their constructors.
+"""
+
+from collections.abc import Callable
+
+import optax
+
+from jaxopt_study.optim.averaging import PolyakState, averaged_params, polyak_average
+from jaxopt_study.optim.coordinate import CoordinateDescentState, coordinate_descent
+from jaxopt_study.optim.first_order import (
+  BookAdagradState,
+  BookMomentumState,
+  DeltaBarDeltaState,
+  adadelta,
+  adagrad,
+  adam,
+  delta_bar_delta,
+  momentum,
+  nesterov,
+  rmsprop,
+  rmsprop_nesterov,
+  scale_by_book_adagrad,
+  scale_by_book_momentum,
+  sgd,
+)
+from jaxopt_study.optim.schedules import (
+  exponential_decay,
+  inverse_time_decay,
+  linear_decay,
+  step_decay,
+)
+
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+  "sgd": sgd,
+  "momentum": momentum,
+  "nesterov": nesterov,
+  "adagrad": adagrad,
+  "rmsprop": rmsprop,
+  "rmsprop_nesterov": rmsprop_nesterov,
+  "adam": adam,
+  "adadelta": adadelta,
+  "delta_bar_delta": delta_bar_delta,
+}
+
+SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
+  "linear_decay": linear_decay,
+  "step_decay": step_decay,
+  "exponential_decay": exponential_decay,
+  "inverse_time_decay": inverse_time_decay,
+}
+
+__all__ = [
+  "OPTIMIZERS",
+  "SCHEDULES",
+  "BookAdagradState",
+  "BookMomentumState",
+  "CoordinateDescentState",
+  "DeltaBarDeltaState",
+  "PolyakState",
+  "adadelta",
+  "adagrad",
+  "adam",
+  "averaged_params",
+  "coordinate_descent",
+  "delta_bar_delta",
+  "exponential_decay",
+  "inverse_time_decay",
+  "linear_decay",
+  "momentum",
+  "nesterov",
+  "polyak_average",
+  "rmsprop",
+  "rmsprop_nesterov",
+  "scale_by_book_adagrad",
+  "scale_by_book_momentum",
+  "sgd",
+  "step_decay",
+]

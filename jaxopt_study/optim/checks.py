@@ -1,0 +1,97 @@
+"""Validators for optimizer hyperparameters, run when a transformation is constructed.
+
+A bad hyperparameter (a negative learning rate, a decay of 1.5) raises a `ValueError` naming the
+argument, its value and the constructor, before anything is compiled, instead of turning into NaN
+many steps later.
+
+`optax.inject_hyperparams` calls the constructor again inside `jit` with the hyperparameters as
+traced arrays; those values cannot be inspected, so every validator skips a `jax.core.Tracer`
+(they were checked when the same constructor ran on the concrete values at `init`). Plain numbers
+and concrete arrays (checked element-wise) are validated.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def _concrete(value: Any) -> np.ndarray | None:
+  """The value as a numpy array, or None when it is traced (unknowable at construction)."""
+  if isinstance(value, jax.core.Tracer):
+    return None
+  return np.asarray(value)
+
+
+def _describe(value: Any) -> str:
+  """A short rendering of a hyperparameter for an error message: `1.5`, not `Array(1.5, ...)`."""
+  array = np.asarray(value)
+  return repr(array.item()) if array.ndim == 0 else repr(array.tolist())
+
+
+def _require(name: str, value: Any, where: str, holds: Callable[[np.ndarray], Any], what: str):
+  """Raises `ValueError("{where}: {name}={value} must be {what}")` unless `holds(value)` is true."""
+  array = _concrete(value)
+  if array is None:
+    return
+  if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number):
+    raise ValueError(f"{where}: {name}={value!r} must be a number")
+  if not np.all(holds(array)):  # NaN fails every comparison, so it is rejected too
+    raise ValueError(f"{where}: {name}={_describe(value)} must be {what}")
+
+
+def require_non_negative(name: str, value: Any, where: str) -> None:
+  """Checks 0 ≤ value < ∞ (a learning rate, an eps, an additive increment κ)."""
+  _require(name, value, where, lambda v: np.isfinite(v) & (v >= 0), "finite and >= 0")
+
+
+def require_positive(name: str, value: Any, where: str) -> None:
+  """Checks 0 < value < ∞."""
+  _require(name, value, where, lambda v: np.isfinite(v) & (v > 0), "finite and > 0")
+
+
+def require_unit_interval(
+  name: str,
+  value: Any,
+  where: str,
+  *,
+  include_zero: bool = True,
+  include_one: bool = False,
+) -> None:
+  """Checks value ∈ [0, 1) by default (a decay or momentum); the ends are chosen by the flags.
+
+  Args:
+    name: the argument's name, as the caller spells it.
+    value: the value to check; a traced value is skipped.
+    where: the constructor's name, which starts the error message.
+    include_zero: whether 0 is allowed (`(0, 1]` for a factor that multiplies a learning rate).
+    include_one: whether 1 is allowed (`[0, 1]` for a fraction that may be total).
+
+  Raises:
+    ValueError: `"{where}: {name}={value} must be in [0, 1)"` (with the interval asked for).
+  """
+  interval = ("[" if include_zero else "(") + "0, 1" + ("]" if include_one else ")")
+
+  def holds(v):
+    above = v >= 0 if include_zero else v > 0
+    below = v <= 1 if include_one else v < 1
+    return above & below
+
+  _require(name, value, where, holds, f"in {interval}")
+
+
+def require_positive_int(name: str, value: Any, where: str) -> None:
+  """Checks that value is an integer ≥ 1 (a number of steps); a float such as 2.5 is refused."""
+  array = _concrete(value)
+  if array is None:
+    return
+  if array.ndim != 0 or not np.issubdtype(array.dtype, np.integer) or array.item() < 1:
+    raise ValueError(f"{where}: {name}={_describe(value)} must be an integer >= 1")
+
+
+def require_learning_rate(value: Any, where: str, name: str = "learning_rate") -> None:
+  """Checks a learning rate: a schedule (any callable) passes, a number must be finite and ≥ 0."""
+  if callable(value):
+    return
+  require_non_negative(name, value, where)

@@ -1,0 +1,136 @@
+"""Block coordinate descent, Goodfellow et al. (2016) §8.7.2: one block of parameters per step.
+
+The parameters are split into blocks (whole leaves of the params pytree); step t updates block
+t mod n with an inner transformation and leaves the others where they are.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+BlockIds = Any  # a pytree with the params' structure whose leaves are block ids 0, 1, ..., n − 1
+
+
+class CoordinateDescentState(NamedTuple):
+  """State of `coordinate_descent`."""
+
+  count: chex.Array  # t: the number of updates done so far (int32 scalar); block t mod n is next
+  inner_states: tuple  # one inner state per block, each advanced only on that block's steps
+
+
+_WHERE = "coordinate_descent"
+
+
+def _checked_ids(blocks: BlockIds) -> list[int]:
+  """The leaves of `blocks` as ints, checked to be the block ids 0, 1, ..., n − 1, all used."""
+  ids = jax.tree.leaves(blocks)
+  if not ids:
+    raise ValueError(f"{_WHERE}: blocks={blocks!r} has no leaves; give one block id per leaf")
+  for leaf in ids:
+    if isinstance(leaf, bool) or not isinstance(leaf, int | np.integer) or leaf < 0:
+      raise ValueError(f"{_WHERE}: block id {leaf!r} in blocks must be a non-negative int")
+  ids = [int(i) for i in ids]
+  missing = sorted(set(range(max(ids) + 1)) - set(ids))
+  if missing:
+    raise ValueError(
+      f"{_WHERE}: block id {missing[0]} is used by no leaf of blocks; the ids must be "
+      f"0, 1, ..., n − 1 with every one used (got {sorted(set(ids))})"
+    )
+  return ids
+
+
+def _block_ids(blocks: BlockIds | Callable[[Any], BlockIds] | None, tree: Any) -> list[int]:
+  """The block id of each leaf of `tree` (params or updates), in `jax.tree` leaf order."""
+  structure = jax.tree.structure(tree)
+  if structure.num_leaves == 0:
+    raise ValueError(f"{_WHERE}: the params have no leaves, so there is nothing to split in blocks")
+  if blocks is None:
+    return list(range(structure.num_leaves))
+  if callable(blocks):
+    blocks = blocks(tree)
+  if jax.tree.structure(blocks) != structure:
+    raise ValueError(
+      f"{_WHERE}: blocks has structure {jax.tree.structure(blocks)} but the params have "
+      f"{structure}; give one block id per params leaf"
+    )
+  return _checked_ids(blocks)
+
+
+def _block_masks(ids: list[int], tree: Any) -> list[Any]:
+  """For each block b, a pytree of bools shaped like `tree`'s structure: leaf in block b."""
+  structure = jax.tree.structure(tree)
+  return [jax.tree.unflatten(structure, [i == block for i in ids]) for block in range(max(ids) + 1)]
+
+
+def coordinate_descent(
+  inner: optax.GradientTransformation,
+  blocks: BlockIds | Callable[[Any], BlockIds] | None = None,
+) -> optax.GradientTransformationExtraArgs:
+  """Block coordinate descent, Goodfellow et al. (2016) §8.7.2, cycling through the blocks.
+
+  With blocks B_0, ..., B_{n−1} partitioning the params' leaves, step t (t = 0, 1, ...) applies
+  `inner` to block b = t mod n only:
+
+  .. math::
+    Δθ_{B_b} = \\text{inner}(g_{B_b}),  Δθ_j = 0 \\text{ for } j ∉ B_b.
+
+  Each block has its own inner state (`optax.masked(inner, mask_b)`), which advances only on that
+  block's steps, so an inner Adam counts its bias-correction steps per block and an inner schedule
+  is indexed by the block's own step count. Only the active block's inner update runs
+  (`jax.lax.switch` on b).
+
+  Args:
+    inner: the transformation applied to the active block.
+    blocks: which block each leaf of the params is in. `None`: every leaf is its own block, in
+      `jax.tree` leaf order. Or a pytree with the params' structure whose leaves are
+      non-negative ints using every id 0, ..., n − 1. Or a callable from the params to such a
+      pytree; it is called at `init` with the params and at `update` with the updates, so it may
+      depend on the structure and shapes only.
+
+  Returns:
+    An `optax.GradientTransformationExtraArgs` with state `CoordinateDescentState`; extra
+    arguments are passed on to `inner`.
+  """
+  if blocks is not None and not callable(blocks):
+    _checked_ids(blocks)  # fail at construction, before any params are seen
+
+  def masked_blocks(tree):
+    ids = _block_ids(blocks, tree)
+    return _block_masks(ids, tree)
+
+  def init_fn(params: optax.Params) -> CoordinateDescentState:
+    inner_states = tuple(optax.masked(inner, mask).init(params) for mask in masked_blocks(params))
+    return CoordinateDescentState(count=jnp.zeros([], jnp.int32), inner_states=inner_states)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    masks = masked_blocks(updates)
+
+    def block_update(block: int) -> Callable:
+      mask = masks[block]
+      masked = optax.masked(inner, mask)
+
+      def run(operand):
+        grads, inner_states = operand
+        block_updates, block_state = masked.update(grads, inner_states[block], params, **extra_args)
+        # optax.masked passes the other leaves through unchanged; they must not move.
+        block_updates = jax.tree.map(
+          lambda in_block, u: u if in_block else jnp.zeros_like(u), mask, block_updates
+        )
+        new_states = inner_states[:block] + (block_state,) + inner_states[block + 1 :]
+        return block_updates, new_states
+
+      return run
+
+    active = state.count % len(masks)
+    branches = [block_update(block) for block in range(len(masks))]
+    new_updates, inner_states = jax.lax.switch(active, branches, (updates, state.inner_states))
+    return new_updates, CoordinateDescentState(
+      count=optax.safe_increment(state.count), inner_states=inner_states
+    )
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)

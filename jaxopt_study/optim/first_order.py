@@ -1,0 +1,412 @@
+"""First-order optimizers of chapter 8 as Optax transformations, each computing the book's update.
+
+Goodfellow, Bengio & Courville (2016), *Deep Learning*, chapter 8: SGD (Alg. 8.1), momentum (8.2),
+Nesterov momentum (8.3), AdaGrad (8.4), RMSProp (8.5), RMSProp with Nesterov momentum (8.6) and
+Adam (8.7); with AdaDelta (Zeiler 2012) and delta-bar-delta (Jacobs 1988) from §8.5.
+
+Notation: g is the gradient, ε_k the learning rate at step k (a float, or an Optax schedule called
+with the 0-based count of updates done so far), δ = `eps`, α = `momentum`, ρ = `decay`, and ⊙, /
+and √ act element-wise. Where Optax already computes the book's update the optimizer is a chain of
+Optax's `scale_by_*` blocks; where it does not, the block is written here and its docstring says
+how Optax differs.
+"""
+
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxopt_study.optim import checks
+
+
+def _learning_rate_at(learning_rate: optax.ScalarOrSchedule, count: chex.Array) -> chex.Numeric:
+  """ε_k: the schedule evaluated at the 0-based step count, or the constant rate."""
+  return learning_rate(count) if callable(learning_rate) else learning_rate
+
+
+def sgd(learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
+  """Stochastic gradient descent, Goodfellow et al. (2016) Algorithm 8.1.
+
+  .. math:: Δθ = −ε_k g
+
+  This is `optax.scale_by_learning_rate`, which is exactly Alg. 8.1's update.
+
+  Args:
+    learning_rate: ε, a non-negative float or a schedule of the step count k = 0, 1, ...
+
+  Returns:
+    An `optax.GradientTransformation`.
+  """
+  checks.require_learning_rate(learning_rate, "sgd")
+  return optax.scale_by_learning_rate(learning_rate)
+
+
+class BookMomentumState(NamedTuple):
+  """State of `scale_by_book_momentum`."""
+
+  count: chex.Array  # k: the number of updates done so far (int32 scalar), the step of ε_k
+  velocity: optax.Updates  # v: the velocity of Alg. 8.2 / 8.3, shaped like the params
+
+
+def scale_by_book_momentum(
+  learning_rate: optax.ScalarOrSchedule,
+  momentum: float = 0.9,
+  nesterov: bool = False,
+) -> optax.GradientTransformation:
+  """The velocity of Goodfellow et al. (2016) Algorithms 8.2 and 8.3, learning rate included.
+
+  .. math::
+    v_{k+1} = α v_k − ε_k g,  v_0 = 0;
+    Δθ = v_{k+1}  (Alg. 8.2),   Δθ̃ = α v_{k+1} − ε_k g  (Alg. 8.3, on θ̃ = θ + αv).
+
+  The learning rate lives inside the velocity, as in the book. `optax.trace` followed by
+  `optax.scale_by_learning_rate` (what `optax.sgd(momentum=...)` is) keeps u = Σ α^j g instead and
+  steps by −ε_k (α u + g): the same when ε is constant, but with a schedule Optax rescales the whole
+  history by the current ε_k, while the book keeps each past gradient at the rate it was taken
+  with. Optax's blocks in the other order, `optax.chain(optax.scale_by_learning_rate(ε),
+  optax.trace(α, nesterov))`, compute the book's steps too; this block holds the count and the
+  velocity v of the book in one named state, so that θ = θ̃ − α v can be read from it.
+
+  For `nesterov=True` the params carried are the look-ahead point θ̃ = θ + αv, where Alg. 8.3
+  evaluates the gradient. From θ̃_{k+1} = θ_{k+1} + α v_{k+1} and θ_{k+1} = θ_k + v_{k+1}:
+  θ̃_{k+1} − θ̃_k = v_{k+1} + α v_{k+1} − α v_k = α v_{k+1} − ε_k g. Since v_0 = 0, θ̃_0 = θ_0, and
+  the book's θ is recovered at any step as θ = θ̃ − α v with v = `state.velocity`.
+
+  Args:
+    learning_rate: ε, a non-negative float or a schedule of the step count k = 0, 1, ...
+    momentum: α ∈ [0, 1).
+    nesterov: whether the params are Alg. 8.3's look-ahead point θ̃ (True) or θ (False).
+
+  Returns:
+    An `optax.GradientTransformation` with state `BookMomentumState`.
+  """
+  where = "scale_by_book_momentum"
+  checks.require_learning_rate(learning_rate, where)
+  checks.require_unit_interval("momentum", momentum, where)
+
+  def init_fn(params: optax.Params) -> BookMomentumState:
+    return BookMomentumState(count=jnp.zeros([], jnp.int32), velocity=optax.tree.zeros_like(params))
+
+  def update_fn(updates, state, params=None):
+    del params
+    step_size = _learning_rate_at(learning_rate, state.count)
+
+    def momentum_step(g, v):  # α v − ε_k g, in the dtype of v and g
+      return jnp.asarray(momentum, v.dtype) * v - jnp.asarray(step_size, g.dtype) * g
+
+    velocity = jax.tree.map(momentum_step, updates, state.velocity)
+    updates = jax.tree.map(momentum_step, updates, velocity) if nesterov else velocity
+    return updates, BookMomentumState(count=optax.safe_increment(state.count), velocity=velocity)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def momentum(
+  learning_rate: optax.ScalarOrSchedule, momentum: float = 0.9
+) -> optax.GradientTransformation:
+  """SGD with momentum, Goodfellow et al. (2016) Algorithm 8.2.
+
+  .. math:: v ← α v − ε_k g,  θ ← θ + v,  v_0 = 0.
+
+  Differs from `optax.sgd(learning_rate, momentum=α)` when ε is scheduled: see
+  `scale_by_book_momentum`.
+
+  Args:
+    learning_rate: ε, a non-negative float or a schedule of the step count k = 0, 1, ...
+    momentum: α ∈ [0, 1).
+
+  Returns:
+    An `optax.GradientTransformation` with state `BookMomentumState`.
+  """
+  checks.require_learning_rate(learning_rate, "momentum")
+  checks.require_unit_interval("momentum", momentum, "momentum")
+  return scale_by_book_momentum(learning_rate, momentum)
+
+
+def nesterov(
+  learning_rate: optax.ScalarOrSchedule, momentum: float = 0.9
+) -> optax.GradientTransformation:
+  """SGD with Nesterov momentum, Goodfellow et al. (2016) Algorithm 8.3, on the look-ahead point.
+
+  .. math::
+    θ̃ = θ + α v;  g = ∇L(θ̃);  v ← α v − ε_k g;  θ ← θ + v.
+
+  The caller holds θ̃ = θ + αv, not θ: the params passed to `update` (and where the gradient is
+  taken) are θ̃, which moves by Δθ̃ = α v_{k+1} − ε_k g, so each step costs one gradient, taken
+  exactly where the book takes it. θ̃_0 = θ_0 (v_0 = 0) and θ = θ̃ − α `state.velocity`.
+  `optax.sgd(momentum=α, nesterov=True)` computes the same steps for a constant ε but not for a
+  scheduled one (see `scale_by_book_momentum`).
+
+  Args:
+    learning_rate: ε, a non-negative float or a schedule of the step count k = 0, 1, ...
+    momentum: α ∈ [0, 1).
+
+  Returns:
+    An `optax.GradientTransformation` with state `BookMomentumState`.
+
+  Example:
+    >>> tx = nesterov(learning_rate=0.1, momentum=0.9)
+    >>> params_tilde = {"x": jnp.asarray(1.0)}  # θ̃_0 = θ_0
+    >>> state = tx.init(params_tilde)
+    >>> grads = {"x": 2 * params_tilde["x"]}  # gradient of x², taken at θ̃
+    >>> updates, state = tx.update(grads, state)
+    >>> params_tilde = optax.apply_updates(params_tilde, updates)
+    >>> theta = params_tilde["x"] - 0.9 * state.velocity["x"]  # the book's θ_1 = 1 − 0.1 · 2
+    >>> print(round(float(theta), 6))
+    0.8
+  """
+  checks.require_learning_rate(learning_rate, "nesterov")
+  checks.require_unit_interval("momentum", momentum, "nesterov")
+  return scale_by_book_momentum(learning_rate, momentum, nesterov=True)
+
+
+class BookAdagradState(NamedTuple):
+  """State of `scale_by_book_adagrad`."""
+
+  sum_sq_grad: optax.Updates  # r = Σ g ⊙ g over all steps so far, shaped like the params
+
+
+def scale_by_book_adagrad(eps: float = 1e-7) -> optax.GradientTransformation:
+  """AdaGrad's rescaling, Goodfellow et al. (2016) Algorithm 8.4, without the learning rate.
+
+  .. math:: r ← r + g ⊙ g,  r_0 = 0;  output g / (δ + √r).
+
+  `optax.scale_by_rss` differs: it starts r at `initial_accumulator_value` (0.1 in
+  `optax.adagrad`) and puts δ under the root, g / √(r + δ).
+
+  Args:
+    eps: δ ≥ 0, added to √r.
+
+  Returns:
+    An `optax.GradientTransformation` with state `BookAdagradState`.
+  """
+  checks.require_non_negative("eps", eps, "scale_by_book_adagrad")
+
+  def init_fn(params: optax.Params) -> BookAdagradState:
+    return BookAdagradState(sum_sq_grad=optax.tree.zeros_like(params))
+
+  def update_fn(updates, state, params=None):
+    del params
+    sum_sq_grad = jax.tree.map(lambda g, r: r + g * g, updates, state.sum_sq_grad)
+    updates = jax.tree.map(lambda g, r: g / (eps + jnp.sqrt(r)), updates, sum_sq_grad)
+    return updates, BookAdagradState(sum_sq_grad=sum_sq_grad)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adagrad(
+  learning_rate: optax.ScalarOrSchedule, eps: float = 1e-7
+) -> optax.GradientTransformation:
+  """AdaGrad, Goodfellow et al. (2016) Algorithm 8.4 (Duchi et al. 2011).
+
+  .. math:: r ← r + g ⊙ g,  r_0 = 0;  Δθ = −ε_k g / (δ + √r).
+
+  Differs from `optax.adagrad` (r_0 = 0.1, δ under the root): see `scale_by_book_adagrad`.
+
+  Args:
+    learning_rate: ε, a non-negative float or a schedule of the step count k = 0, 1, ...
+    eps: δ ≥ 0 (the book suggests about 1e-7).
+
+  Returns:
+    An `optax.GradientTransformation`: chain of `scale_by_book_adagrad` and
+    `optax.scale_by_learning_rate`.
+  """
+  checks.require_learning_rate(learning_rate, "adagrad")
+  checks.require_non_negative("eps", eps, "adagrad")
+  return optax.chain(scale_by_book_adagrad(eps), optax.scale_by_learning_rate(learning_rate))
+
+
+def _scale_by_book_rms(decay: float, eps: float) -> optax.GradientTransformation:
+  """r ← ρ r + (1 − ρ) g ⊙ g with r_0 = 0, output g / √(δ + r): `optax.scale_by_rms` as is."""
+  return optax.scale_by_rms(decay=decay, eps=eps, initial_scale=0.0, eps_in_sqrt=True)
+
+
+def rmsprop(
+  learning_rate: optax.ScalarOrSchedule, decay: float = 0.9, eps: float = 1e-6
+) -> optax.GradientTransformation:
+  """RMSProp, Goodfellow et al. (2016) Algorithm 8.5 (Hinton 2012).
+
+  .. math:: r ← ρ r + (1 − ρ) g ⊙ g,  r_0 = 0;  Δθ = −ε_k g / √(δ + r).
+
+  `optax.scale_by_rms(decay, eps, initial_scale=0, eps_in_sqrt=True)` is exactly this rescaling,
+  so this equals `optax.rmsprop(learning_rate, decay, eps)`.
+
+  Args:
+    learning_rate: ε, a non-negative float or a schedule of the step count k = 0, 1, ...
+    decay: ρ ∈ [0, 1).
+    eps: δ ≥ 0, under the root (the book suggests about 1e-6).
+
+  Returns:
+    An `optax.GradientTransformation`.
+  """
+  checks.require_learning_rate(learning_rate, "rmsprop")
+  checks.require_unit_interval("decay", decay, "rmsprop")
+  checks.require_non_negative("eps", eps, "rmsprop")
+  return optax.chain(_scale_by_book_rms(decay, eps), optax.scale_by_learning_rate(learning_rate))
+
+
+def rmsprop_nesterov(
+  learning_rate: optax.ScalarOrSchedule,
+  decay: float = 0.9,
+  momentum: float = 0.9,
+  eps: float = 1e-8,
+) -> optax.GradientTransformation:
+  """RMSProp with Nesterov momentum, Goodfellow et al. (2016) Algorithm 8.6, on the look-ahead θ̃.
+
+  .. math::
+    θ̃ = θ + α v;  g = ∇L(θ̃);  r ← ρ r + (1 − ρ) g ⊙ g;  v ← α v − ε_k g / √(δ + r);  θ ← θ + v.
+
+  The book's Alg. 8.6 writes ε/√r; δ is put under the root as in its Alg. 8.5, so that a zero
+  gradient at step one gives no 0/0. As in `nesterov`, the caller holds θ̃ = θ + αv, which moves
+  by Δθ̃ = α v_{k+1} − ε_k g / √(δ + r); θ = θ̃ − α v. Built as `optax.scale_by_rms` (Alg. 8.5's
+  r and g / √(δ + r)) followed by the Nesterov velocity of `scale_by_book_momentum`; the steps
+  equal those of `optax.rmsprop(learning_rate, decay, eps, momentum=α, nesterov=True)`, which
+  applies the learning rate before its momentum trace.
+
+  Args:
+    learning_rate: ε, a non-negative float or a schedule of the step count k = 0, 1, ...
+    decay: ρ ∈ [0, 1).
+    momentum: α ∈ [0, 1).
+    eps: δ ≥ 0, under the root.
+
+  Returns:
+    An `optax.GradientTransformation`; the second state of the chain is `BookMomentumState`.
+  """
+  where = "rmsprop_nesterov"
+  checks.require_learning_rate(learning_rate, where)
+  checks.require_unit_interval("decay", decay, where)
+  checks.require_unit_interval("momentum", momentum, where)
+  checks.require_non_negative("eps", eps, where)
+  return optax.chain(
+    _scale_by_book_rms(decay, eps),
+    scale_by_book_momentum(learning_rate, momentum, nesterov=True),
+  )
+
+
+def adam(
+  learning_rate: optax.ScalarOrSchedule = 1e-3,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+) -> optax.GradientTransformation:
+  """Adam, Goodfellow et al. (2016) Algorithm 8.7 (Kingma & Ba 2014).
+
+  .. math::
+    t ← t + 1;  s ← ρ₁ s + (1 − ρ₁) g;  r ← ρ₂ r + (1 − ρ₂) g ⊙ g;
+    ŝ = s / (1 − ρ₁^t);  r̂ = r / (1 − ρ₂^t);  Δθ = −ε_k ŝ / (√r̂ + δ).
+
+  `optax.scale_by_adam(b1, b2, eps)` is exactly the bias-corrected ŝ / (√r̂ + δ), so this is the
+  same chain as `optax.adam(learning_rate, b1, b2, eps)` and costs the same per step.
+
+  Args:
+    learning_rate: ε, a non-negative float or a schedule of the step count k = 0, 1, ...
+    b1: ρ₁ ∈ [0, 1), decay of the first moment s.
+    b2: ρ₂ ∈ [0, 1), decay of the second moment r.
+    eps: δ ≥ 0, outside the root.
+
+  Returns:
+    An `optax.GradientTransformation`.
+  """
+  checks.require_learning_rate(learning_rate, "adam")
+  checks.require_unit_interval("b1", b1, "adam")
+  checks.require_unit_interval("b2", b2, "adam")
+  checks.require_non_negative("eps", eps, "adam")
+  return optax.chain(
+    optax.scale_by_adam(b1=b1, b2=b2, eps=eps), optax.scale_by_learning_rate(learning_rate)
+  )
+
+
+def adadelta(
+  learning_rate: optax.ScalarOrSchedule = 1.0, decay: float = 0.95, eps: float = 1e-6
+) -> optax.GradientTransformation:
+  """AdaDelta, Zeiler (2012) Algorithm 1, mentioned in Goodfellow et al. (2016) §8.5.
+
+  .. math::
+    E[g²] ← ρ E[g²] + (1 − ρ) g ⊙ g;  Δx = −√(E[Δx²] + δ) / √(E[g²] + δ) ⊙ g;
+    E[Δx²] ← ρ E[Δx²] + (1 − ρ) Δx ⊙ Δx;  θ ← θ + ε_k Δx,
+
+  with both averages starting at 0 and E[Δx²] in Δx the one from before this step.
+  `optax.scale_by_adadelta(rho=decay, eps)` computes Δx (up to the sign, which
+  `optax.scale_by_learning_rate` applies), so this equals `optax.adadelta(learning_rate, decay,
+  eps)`; Zeiler's algorithm is ε = 1.
+
+  Args:
+    learning_rate: ε, a non-negative float or a schedule of the step count k = 0, 1, ...
+    decay: ρ ∈ [0, 1).
+    eps: δ > 0; with δ = 0 the first Δx is 0 and E[Δx²] stays 0, so the params never move.
+
+  Returns:
+    An `optax.GradientTransformation`.
+  """
+  checks.require_learning_rate(learning_rate, "adadelta")
+  checks.require_unit_interval("decay", decay, "adadelta")
+  checks.require_positive("eps", eps, "adadelta")
+  return optax.chain(
+    optax.scale_by_adadelta(rho=decay, eps=eps), optax.scale_by_learning_rate(learning_rate)
+  )
+
+
+class DeltaBarDeltaState(NamedTuple):
+  """State of `delta_bar_delta`."""
+
+  learning_rates: optax.Updates  # ε: one learning rate per parameter, shaped like the params
+  bar_delta: optax.Updates  # δ̄: exponential average of past gradients, shaped like the params
+
+
+def delta_bar_delta(
+  learning_rate: float, kappa: float, phi: float, theta: float
+) -> optax.GradientTransformation:
+  """Delta-bar-delta, Jacobs (1988) §"The delta-bar-delta rule"; Goodfellow et al. (2016) §8.5.
+
+  Each parameter has its own learning rate ε, which grows by κ while its gradient keeps the sign
+  of δ̄ (the average of its past gradients) and shrinks by the factor 1 − φ when it flips:
+
+  .. math::
+    s = δ̄ ⊙ g;  ε ← ε + κ where s > 0;  ε ← (1 − φ) ε where s < 0 (unchanged where s = 0);
+    Δθ = −ε ⊙ g (with the new ε);  δ̄ ← (1 − θ) g + θ δ̄,
+
+  with ε starting at `learning_rate` and δ̄ at 0. Optax has no counterpart.
+
+  Args:
+    learning_rate: the initial rate of every parameter, a non-negative number (the rates then
+      adapt themselves, so a schedule is refused).
+    kappa: κ ≥ 0, the additive increase.
+    phi: φ ∈ [0, 1], the fraction a rate loses when the gradient's sign flips.
+    theta: θ ∈ [0, 1), Jacobs's averaging weight of δ̄ (not the parameters).
+
+  Returns:
+    An `optax.GradientTransformation` with state `DeltaBarDeltaState`.
+  """
+  where = "delta_bar_delta"
+  if callable(learning_rate):
+    raise ValueError(
+      f"{where}: learning_rate={learning_rate!r} must be a number, the initial per-parameter "
+      "rate; a schedule is not supported because the rates adapt themselves"
+    )
+  checks.require_non_negative("learning_rate", learning_rate, where)
+  checks.require_non_negative("kappa", kappa, where)
+  checks.require_unit_interval("phi", phi, where, include_one=True)
+  checks.require_unit_interval("theta", theta, where)
+
+  def init_fn(params: optax.Params) -> DeltaBarDeltaState:
+    return DeltaBarDeltaState(
+      learning_rates=jax.tree.map(lambda p: jnp.full_like(p, learning_rate), params),
+      bar_delta=optax.tree.zeros_like(params),
+    )
+
+  def update_fn(updates, state, params=None):
+    del params
+
+    def new_rate(g, rate, bar):
+      agreement = bar * g
+      grown = jnp.where(agreement > 0, rate + kappa, rate)
+      return jnp.where(agreement < 0, (1 - phi) * rate, grown)
+
+    rates = jax.tree.map(new_rate, updates, state.learning_rates, state.bar_delta)
+    steps = jax.tree.map(lambda g, rate: -rate * g, updates, rates)
+    bar_delta = jax.tree.map(lambda g, bar: (1 - theta) * g + theta * bar, updates, state.bar_delta)
+    return steps, DeltaBarDeltaState(learning_rates=rates, bar_delta=bar_delta)
+
+  return optax.GradientTransformation(init_fn, update_fn)

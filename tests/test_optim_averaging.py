@@ -1,0 +1,102 @@
+"""Tests of optim/averaging.py: Polyak averaging (§8.7.3), mean and EMA, against plain numpy."""
+
+import helpers
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from jax.flatten_util import ravel_pytree
+
+from jaxopt_study import optim
+
+STEPS = 8
+
+
+def iterate(tx, steps=STEPS, average=True):
+  """Runs `tx` on the bowl: (iterates θ_0 ... θ_T, averaged_params after each step), flattened.
+
+  With `average=False` (for a `tx` without averaging) the second array is empty.
+  """
+  params = helpers.bowl_params()
+
+  @jax.jit
+  def step(params, state):
+    updates, state = tx.update(jax.grad(helpers.bowl_loss)(params), state, params)
+    return optax.apply_updates(params, updates), state
+
+  state = tx.init(params)
+  iterates, averages = [], []
+  for t in range(steps + 1):
+    if t > 0:
+      params, state = step(params, state)
+    iterates.append(ravel_pytree(params)[0])
+    if average:
+      averages.append(ravel_pytree(optim.averaged_params(state))[0])
+  return np.stack(iterates), np.asarray(averages)
+
+
+def test_mean_is_the_mean_of_the_iterates_after_each_update(x64):
+  iterates, averages = iterate(optim.polyak_average(optim.momentum(0.05, 0.9), mode="mean"))
+  np.testing.assert_array_equal(averages[0], iterates[0])  # before any update: θ̂_0 = θ_0
+  for t in range(1, STEPS + 1):  # θ̂_t = (1/t) Σ_{i=1}^t θ_i, θ_0 excluded
+    np.testing.assert_allclose(averages[t], np.mean(iterates[1 : t + 1], axis=0), rtol=1e-12)
+  assert np.max(np.abs(averages[-1] - iterates[-1])) > 1e-2  # the average lags the iterates
+
+
+def test_ema_follows_its_recursion(x64):
+  decay = 0.7
+  iterates, averages = iterate(optim.polyak_average(optim.sgd(0.05), mode="ema", decay=decay))
+  expected = iterates[0]
+  np.testing.assert_array_equal(averages[0], expected)
+  for t in range(1, STEPS + 1):
+    expected = decay * expected + (1 - decay) * iterates[t]
+    np.testing.assert_allclose(averages[t], expected, rtol=1e-12)
+
+
+def test_updates_are_the_inner_ones(x64):
+  inner = optim.adam(optim.linear_decay(0.1, 0.01, 5))
+  averaged, _ = iterate(optim.polyak_average(inner, mode="ema"))
+  plain, _ = iterate(inner, average=False)
+  np.testing.assert_array_equal(averaged, plain)
+
+
+def test_averaged_params_found_inside_chain_and_inject_hyperparams(x64):
+  chained, chained_avg = iterate(
+    optax.chain(optax.clip_by_global_norm(1.0), optim.polyak_average(optim.sgd(0.05)))
+  )
+  np.testing.assert_allclose(chained_avg[-1], np.mean(chained[1:], axis=0), rtol=1e-12)
+
+  injected = optax.inject_hyperparams(optim.polyak_average)(optim.sgd(0.05), "ema", decay=0.5)
+  iterates, averages = iterate(injected, steps=2)  # the traced decay is used, not re-checked
+  expected = 0.5 * (0.5 * iterates[0] + 0.5 * iterates[1]) + 0.5 * iterates[2]
+  np.testing.assert_allclose(averages[-1], expected, rtol=1e-12)
+
+
+def test_averaged_params_of_an_nnx_optimizer():
+  model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
+  kernel_0 = model.kernel[...]
+  optimizer = nnx.Optimizer(model, optim.polyak_average(optim.sgd(0.1)), wrt=nnx.Param)
+  grads = nnx.grad(lambda m: jnp.sum(m(jnp.ones((1, 2))) ** 2))(model)
+  optimizer.update(model, grads)
+  optimizer.update(model, nnx.grad(lambda m: jnp.sum(m(jnp.ones((1, 2))) ** 2))(model))
+  avg = optim.averaged_params(optimizer.opt_state)
+  kernel_1 = kernel_0 - 0.1 * grads.kernel[...]
+  np.testing.assert_allclose(avg["kernel"][...], (kernel_1 + model.kernel[...]) / 2, rtol=1e-6)
+
+
+def test_errors():
+  params = {"x": jnp.ones(2)}
+  with pytest.raises(ValueError, match="found 0 PolyakState"):
+    optim.averaged_params(optim.sgd(0.1).init(params))
+  twice = optax.chain(optim.polyak_average(optim.sgd(0.1)), optim.polyak_average(optax.identity()))
+  with pytest.raises(ValueError, match="found 2 PolyakState"):
+    optim.averaged_params(twice.init(params))
+  tx = optim.polyak_average(optim.sgd(0.1))
+  with pytest.raises(ValueError, match="needs params"):
+    tx.update(params, tx.init(params))
+  with pytest.raises(ValueError, match="mode='median'"):
+    optim.polyak_average(optim.sgd(0.1), mode="median")
+  with pytest.raises(ValueError, match=r"decay=1.0 must be in \[0, 1\)"):
+    optim.polyak_average(optim.sgd(0.1), mode="ema", decay=1.0)

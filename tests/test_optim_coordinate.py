@@ -1,0 +1,111 @@
+"""Tests of optim/coordinate.py: block coordinate descent (§8.7.2), one block per step, cyclic."""
+
+import helpers
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxopt_study import optim
+
+LAYERS = {"b1": 0, "w1": 0, "b2": 1, "w2": 1}  # two blocks: the first layer, then the second
+
+
+def mlp():
+  return helpers.tiny_mlp_problem()
+
+
+def trajectory(tx, steps):
+  """[(params, grads, updates, state)] before and at each step on the tiny MLP, jitted once."""
+  params, loss = mlp()
+  traces = []
+
+  @jax.jit
+  def step(params, state):
+    traces.append(None)  # runs only while tracing
+    grads = jax.grad(loss)(params)
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state, grads, updates
+
+  state = tx.init(params)
+  path = []
+  for _ in range(steps):
+    new_params, state, grads, updates = step(params, state)
+    path.append((params, grads, updates, state))
+    params = new_params
+  path.append((params, None, None, state))
+  assert len(traces) == 1  # the switch on the block index does not recompile
+  return path
+
+
+def test_every_leaf_its_own_block_in_leaf_order(x64):
+  path = trajectory(optim.coordinate_descent(optim.sgd(0.1)), steps=8)
+  names = ["b1", "b2", "w1", "w2"]  # jax.tree leaf order of the dict: sorted keys
+  for t in range(8):
+    params, grads, updates, _ = path[t]
+    new_params = path[t + 1][0]
+    active = names[t % 4]
+    for name in names:
+      if name == active:  # Alg. 8.1 on the active leaf, at the gradient of the full params
+        np.testing.assert_allclose(updates[name], -0.1 * grads[name], rtol=1e-15)
+        assert np.max(np.abs(new_params[name] - params[name])) > 1e-6
+      else:
+        np.testing.assert_array_equal(updates[name], np.zeros_like(updates[name]))
+        np.testing.assert_array_equal(new_params[name], params[name])
+
+
+def test_blocks_as_pytree_and_as_callable(x64):
+  by_tree = trajectory(optim.coordinate_descent(optim.sgd(0.1), LAYERS), steps=4)
+  for t in range(4):
+    moved = {name for name, u in by_tree[t][2].items() if np.any(u != 0)}
+    assert moved == ({"b1", "w1"} if t % 2 == 0 else {"b2", "w2"})
+
+  def by_layer(params):
+    return {name: int(name[-1]) - 1 for name in params}
+
+  by_callable = trajectory(optim.coordinate_descent(optim.sgd(0.1), by_layer), steps=4)
+  for (p_tree, *_), (p_callable, *_) in zip(by_tree, by_callable, strict=True):
+    jax.tree.map(np.testing.assert_array_equal, p_tree, p_callable)
+
+
+def test_each_block_keeps_its_own_adam_state(x64):
+  inner = optim.adam(optim.linear_decay(0.05, 0.005, 3))  # the schedule follows each block's count
+  path = trajectory(optim.coordinate_descent(inner, LAYERS), steps=6)
+  final_params, _, _, final_state = path[-1]
+  for block, names in enumerate([("b1", "w1"), ("b2", "w2")]):
+    params = {name: path[0][0][name] for name in names}
+    state = inner.init(params)
+    for t in range(block, 6, 2):  # the block's own steps, with the gradients it was given there
+      grads = {name: path[t][1][name] for name in names}
+      updates, state = inner.update(grads, state, params)
+      params = optax.apply_updates(params, updates)
+    adam_state = final_state.inner_states[block].inner_state[0]
+    assert int(adam_state.count) == int(state[0].count) == 3
+    for name in names:
+      np.testing.assert_allclose(final_params[name], params[name], rtol=1e-12)
+      np.testing.assert_allclose(adam_state.mu[name], state[0].mu[name], rtol=1e-12)
+      np.testing.assert_allclose(adam_state.nu[name], state[0].nu[name], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+  ("blocks", "match"),
+  [
+    ({"b1": 0, "w1": 0, "b2": 2, "w2": 2}, "block id 1 is used by no leaf"),
+    ({"b1": 0, "w1": -1, "b2": 1, "w2": 1}, "block id -1 in blocks must be a non-negative int"),
+    ({"b1": 0, "w1": 0.5, "b2": 1, "w2": 1}, "block id 0.5"),
+    ({"b1": True, "w1": 0, "b2": 1, "w2": 1}, "block id True"),
+  ],
+)
+def test_bad_blocks_raise_at_construction(blocks, match):
+  with pytest.raises(ValueError, match=match):
+    optim.coordinate_descent(optim.sgd(0.1), blocks)
+
+
+def test_blocks_of_the_wrong_structure_raise_at_init():
+  tx = optim.coordinate_descent(optim.sgd(0.1), {"w1": 0, "w2": 1})
+  with pytest.raises(ValueError, match="blocks has structure"):
+    tx.init({"w1": jnp.ones(2), "w2": jnp.ones(2), "b": jnp.ones(1)})
+  callable_blocks = optim.coordinate_descent(optim.sgd(0.1), lambda p: {k: 1 for k in p})
+  with pytest.raises(ValueError, match="block id 0 is used by no leaf"):
+    callable_blocks.init({"w": jnp.ones(2)})
