@@ -42,7 +42,7 @@ def time_steps(step, params, opt_state, x, y, repeats: int) -> float:
   return (time.perf_counter() - start) / repeats
 
 
-def benchmark(width: int, depth: int, batch_size: int, rounds: int, repeats: int) -> dict:
+def benchmark(width: int, depth: int, batch_size: int, rounds: int, repeats: int | None) -> dict:
   data = data_lib.load_digits()
   x, y = data.x_train[:batch_size], data.y_train[:batch_size]
   model = models.functional(models.build_model("mlp", 64, 10, width=width, depth=depth))
@@ -52,6 +52,9 @@ def benchmark(width: int, depth: int, batch_size: int, rounds: int, repeats: int
     steps[name] = make_step(model, tx)
     states[name] = tx.init(model.params)
     jax.block_until_ready(steps[name](model.params, states[name], x, y))  # compile
+  if repeats is None:  # about a quarter of a second per timing
+    one = time_steps(steps["optax"], model.params, states["optax"], x, y, 3)
+    repeats = max(3, round(0.25 / one))
   times = {name: [] for name in candidates}
   for _ in range(rounds):
     for name in candidates:
@@ -72,7 +75,9 @@ def benchmark(width: int, depth: int, batch_size: int, rounds: int, repeats: int
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--rounds", type=int, default=15)
-  parser.add_argument("--repeats", type=int, default=200)
+  parser.add_argument(
+    "--repeats", type=int, default=None, help="steps per timing (default: ~0.25 s worth)"
+  )
   args = parser.parse_args()
   sizes = [(64, 2, 64), (256, 4, 128), (1024, 4, 256)]
   print(
