@@ -6,7 +6,8 @@ grid of one optimizer is one compiled program: the learning rate is injected as 
 hyperparameter (`optax.inject_hyperparams`) and the training loop is `vmap`ped over it.
 
 Claims (`summary.json`): `best_optimizer` (lowest final training loss at its best learning rate),
-`final_loss_by_optimizer`, `test_error_by_optimizer`, `best_learning_rate_by_optimizer`.
+`final_loss_by_optimizer`, `test_error_by_optimizer`, `best_learning_rate_by_optimizer`, and
+`best_learning_rate_at_grid_edge` (optimizers whose grid should be widened to bracket the best).
 """
 
 from pathlib import Path
@@ -133,11 +134,18 @@ def _summarize(table: list[dict]) -> dict:
     if np.isfinite(loss) and (current is None or loss < current["final_train_loss"]):
       best[row["optimizer"]] = row
   winner = min(best.values(), key=lambda r: r["final_train_loss"]) if best else None
+  grids: dict[str, list[float]] = {}
+  for row in table:
+    grids.setdefault(row["optimizer"], []).append(row["learning_rate"])
   return {
     "best_optimizer": winner["optimizer"] if winner else None,
     "final_loss_by_optimizer": {k: r["final_train_loss"] for k, r in best.items()},
     "test_error_by_optimizer": {k: r["final_test_error"] for k, r in best.items()},
     "best_learning_rate_by_optimizer": {k: r["learning_rate"] for k, r in best.items()},
+    # A best rate at either end of its grid means the grid does not bracket the optimum.
+    "best_learning_rate_at_grid_edge": sorted(
+      k for k, r in best.items() if r["learning_rate"] in (min(grids[k]), max(grids[k]))
+    ),
   }
 
 

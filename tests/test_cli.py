@@ -44,7 +44,7 @@ def test_every_optimizer_reduces_the_loss(finished_run):
   """A real claim at this scale: each optimizer's best run ends below half the initial loss."""
   table = read_csv(finished_run / "results.csv")
   history = read_csv(finished_run / "history.csv")
-  assert len(table) == 36 and len({r["optimizer"] for r in table}) == 9
+  assert len(table) == 45 and len({r["optimizer"] for r in table}) == 9
   initial = {r["value"] for r in history if r["metric"] == "train_loss" and r["step"] == 0}
   assert len(initial) == 1, "every member starts from the same initialization"
   summary = json.loads((finished_run / "summary.json").read_text())
@@ -75,7 +75,7 @@ def test_resume_after_an_interruption_gives_the_same_numbers(tmp_path, monkeypat
   out = tmp_path / "resumed"
   assert cli.main(["run", str(config), "--out", str(out), *SMALL]) == 0
   reference = read_csv(out / "results.csv")
-  assert len(reference) == 12
+  assert len(reference) == 15
   members = sorted((out / ".members").glob("*.json"))
   for member in members[1:]:  # as if the run had been stopped after the first optimizer
     member.unlink()
