@@ -26,7 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
     }
   )
   # One entry per optimizer: `learning_rate` is the grid searched, the rest its hyperparameters by
-  # their Optax names. Each grid spans a factor of 100 around the optimizer's usual rates on this problem.
+  # their Optax names. Each grid spans a factor of 100 around the optimizer's usual rates.
   config.optimizers = ml_collections.ConfigDict(
     {
       "sgd": {"learning_rate": [0.03, 0.1, 0.3, 1.0, 3.0]},
