@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from jaxopt_study import data as data_lib
 from jaxopt_study import models, optim, report, train
-from jaxopt_study.results import ExperimentResults, RunDir, history_rows, read_csv
+from jaxopt_study.results import ExperimentResults, RunDir, history_rows, member_arrays, read_csv
 
 TITLE = "Chapter 8.5.4: choosing an optimization algorithm"
 DESCRIPTION = (
@@ -71,20 +71,26 @@ def run(
   model = models.functional(
     models.build_model(config.model.name, 64, 10, seed=config.seed, **_model_options(config))
   )
-  table, history = [], []
+  table, history, arrays = [], [], {}
   names = list(config.optimizers.keys())
   for name in tqdm(names, desc="optimizers", disable=not progress):
     member = run_dir.load_member(name) if run_dir else None
     if member is None:
-      member = _train_grid(config, model, data, name)
+      member, member_params = _train_grid(config, model, data, name)
       if run_dir:
-        run_dir.save_member(name, member)
+        run_dir.save_member(name, member, member_params)
+    else:
+      member_params = run_dir.load_member_arrays(name)
     table.extend(member["table"])
     history.extend(member["history"])
-  return ExperimentResults(table=table, history=history, summary=_summarize(table))
+    arrays.update(member_params)
+  return ExperimentResults(table, history, _summarize(table), arrays)
 
 
-def _train_grid(config, model: models.FunctionalModel, data: data_lib.Dataset, name: str) -> dict:
+def _train_grid(
+  config, model: models.FunctionalModel, data: data_lib.Dataset, name: str
+) -> tuple[dict, dict]:
+  """One optimizer's grid as one vmapped program: (table and history rows, final arrays)."""
   hyper = config.optimizers[name].to_dict()
   grid = hyper.pop("learning_rate")
   constructor = optax.inject_hyperparams(optim.OPTIMIZERS[name])
@@ -99,21 +105,26 @@ def _train_grid(config, model: models.FunctionalModel, data: data_lib.Dataset, n
       eval_every=config.eval_every,
       sampling=config.sampling,
     )
-    _, member_history = train_fn(model.params, model.model_state, data, jax.random.key(config.seed))
-    return member_history
+    state, member_history = train_fn(
+      model.params, model.model_state, data, jax.random.key(config.seed)
+    )
+    return member_history, state.params, state.model_state
 
   dtype = jax.tree.leaves(model.params)[0].dtype
-  histories = jax.jit(jax.vmap(one_member))(jnp.asarray(grid, dtype))
+  histories, params, model_states = jax.jit(jax.vmap(one_member))(jnp.asarray(grid, dtype))
   steps = train.eval_steps(config.steps, config.eval_every)
-  table, rows = [], []
+  table, rows, arrays = [], [], {}
   for i, lr in enumerate(grid):
+    member = f"{name}@{lr:g}"
     member_history = {k: np.asarray(v[i]) for k, v in histories.items()}
     member_history["step"] = steps
-    rows.extend(history_rows(f"{name}@{lr:g}", member_history))
+    rows.extend(history_rows(member, member_history))
+    final = jax.tree.map(lambda leaf: leaf[i], (params, model_states))  # noqa: B023
+    arrays.update(member_arrays(member, *final))
     final_loss = float(member_history["train_loss"][-1])
     table.append(
       {
-        "member": f"{name}@{lr:g}",
+        "member": member,
         "optimizer": name,
         "learning_rate": float(lr),
         "final_train_loss": final_loss,
@@ -123,7 +134,7 @@ def _train_grid(config, model: models.FunctionalModel, data: data_lib.Dataset, n
         "diverged": not np.isfinite(final_loss),
       }
     )
-  return {"table": table, "history": rows}
+  return {"table": table, "history": rows}, arrays
 
 
 def _summarize(table: list[dict]) -> dict:

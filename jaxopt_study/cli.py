@@ -75,6 +75,8 @@ def _run(args: argparse.Namespace) -> int:
   results = experiment.run(config, run_dir, progress=not args.no_progress)
   run_dir.write_tables(results.table, results.history)
   run_dir.write_summary(results.summary)
+  if results.arrays:
+    run_dir.write_params(results.arrays)
   figures = experiment.plot(out)
   report.write_report(
     out / "report.html",

@@ -22,6 +22,15 @@ import jax
 import numpy as np
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are private (0o600)
+
+
 def write_atomic(path: Path, text: str) -> None:
   """Writes `text` to `path` through a temporary file in the same folder and a rename."""
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,6 +38,7 @@ def write_atomic(path: Path, text: str) -> None:
   try:
     with os.fdopen(fd, "w", newline="") as f:
       f.write(text)
+    os.chmod(tmp, _FILE_MODE)
     os.replace(tmp, path)
   except BaseException:
     Path(tmp).unlink(missing_ok=True)
@@ -51,6 +61,50 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
   """Reads a CSV written by `write_csv`; numeric cells come back as floats."""
   with open(path, newline="") as f:
     return [{k: _parse_cell(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def flatten_arrays(tree: Any) -> dict[str, np.ndarray]:
+  """A pytree's leaves as numpy arrays keyed by their path (`jax.tree_util.keystr`)."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def unflatten_arrays(arrays: dict[str, np.ndarray], template: Any) -> Any:
+  """The inverse of `flatten_arrays`: fills `template`'s structure from the keyed arrays.
+
+  Raises:
+    ValueError: a leaf of the template is missing or has another shape (a different model).
+  """
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+  filled = []
+  for path, leaf in leaves:
+    key = jax.tree_util.keystr(path)
+    if key not in arrays or arrays[key].shape != np.shape(leaf):
+      found = arrays[key].shape if key in arrays else "nothing"
+      raise ValueError(
+        f"saved arrays do not fit the model: {key} expects {np.shape(leaf)}, found {found}"
+      )
+    filled.append(jax.numpy.asarray(arrays[key], dtype=leaf.dtype))
+  return jax.tree_util.tree_unflatten(treedef, filled)
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+  """`np.savez` through a temporary file and a rename, so a reader never sees half a file."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, **arrays)
+    os.chmod(tmp, _FILE_MODE)
+    os.replace(tmp, path)
+  except BaseException:
+    Path(tmp).unlink(missing_ok=True)
+    raise
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+  with np.load(path) as archive:
+    return {key: archive[key] for key in archive.files}
 
 
 def history_rows(member: str, history: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -125,9 +179,26 @@ class RunDir:
     path = self._members / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
-  def save_member(self, name: str, result: dict[str, Any]) -> None:
-    """Saves a finished member's JSON-serializable result."""
+  def save_member(
+    self, name: str, result: dict[str, Any], arrays: dict[str, np.ndarray] | None = None
+  ) -> None:
+    """Saves a finished member's JSON-serializable result, and its arrays (final parameters).
+
+    The arrays are written first: a member counts as finished once its JSON exists.
+    """
+    if arrays is not None:
+      write_npz(self._members / f"{name}.npz", arrays)
     write_atomic(self._members / f"{name}.json", json.dumps(result))
+
+  def load_member_arrays(self, name: str) -> dict[str, np.ndarray]:
+    """The arrays saved with member `name` (empty if none were)."""
+    path = self._members / f"{name}.npz"
+    return read_npz(path) if path.exists() else {}
+
+  def write_params(self, arrays: dict[str, np.ndarray]) -> None:
+    """Writes `params.npz`: every member's final parameters and model state, keyed
+    `MEMBER/params['layer']...` and `MEMBER/model_state[...]` (see `member_arrays`)."""
+    write_npz(self.path / "params.npz", arrays)
 
   def write_tables(
     self, table: Sequence[dict[str, Any]], history: Iterable[dict[str, Any]]
@@ -160,9 +231,35 @@ def _parse_cell(text: str) -> Any:
     return text
 
 
+def member_arrays(member: str, params: Any, model_state: Any) -> dict[str, np.ndarray]:
+  """One member's final parameters and model state, keyed for `params.npz`."""
+  return {
+    **{f"{member}/params{k}": v for k, v in flatten_arrays(params).items()},
+    **{f"{member}/model_state{k}": v for k, v in flatten_arrays(model_state).items()},
+  }
+
+
+def load_member_state(path: Path, member: str, params: Any, model_state: Any) -> tuple[Any, Any]:
+  """Reads member `member`'s (params, model_state) from `params.npz`, shaped like the templates."""
+  arrays = read_npz(path)
+  members = sorted({key.split("/", 1)[0] for key in arrays})
+  if member not in members:
+    raise ValueError(f"member {member!r} is not in {path}; members: {', '.join(members)}")
+
+  def part(prefix: str) -> dict[str, np.ndarray]:
+    head = f"{member}/{prefix}"
+    return {k[len(head) :]: v for k, v in arrays.items() if k.startswith(head + "[") or k == head}
+
+  return unflatten_arrays(part("params"), params), unflatten_arrays(
+    part("model_state"), model_state
+  )
+
+
 class ExperimentResults(NamedTuple):
-  """What an experiment's `run(config)` returns: rows, long-format history, named claims."""
+  """What an experiment's `run(config)` returns: rows, long-format history, named claims, and
+  the final arrays of every member (`member_arrays`), written to `params.npz`."""
 
   table: list[dict[str, Any]]
   history: list[dict[str, Any]]
   summary: dict[str, Any]
+  arrays: dict[str, np.ndarray] = {}
