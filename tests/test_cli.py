@@ -118,3 +118,19 @@ def test_help_lists_the_commands():
     check=True,
   ).stdout
   assert "run" in help_text
+
+
+def test_saved_parameters_reproduce_the_recorded_final_loss(finished_run):
+  from jaxopt_study import data, losses, models, results
+
+  config = json.loads((finished_run / "config.json").read_text())
+  options = {k: v for k, v in config["model"].items() if k != "name"}
+  model = models.functional(models.build_model("mlp", 64, 10, seed=config["seed"], **options))
+  digits = data.load_digits(config["data"]["test_fraction"], config["data"]["split_seed"])
+  for row in read_csv(finished_run / "results.csv")[::7]:
+    params, state = results.load_member_state(
+      finished_run / "params.npz", row["member"], model.params, model.model_state
+    )
+    logits, _ = model.apply(params, state, digits.x_train, True)
+    loss = float(losses.softmax_cross_entropy(logits, digits.y_train))
+    assert loss == pytest.approx(row["final_train_loss"], rel=1e-5), row["member"]
