@@ -4,7 +4,7 @@ Public modules: `optim` (the chapter's optimizers as Optax transformations), `in
 `data`, `losses`, `train`; `from jaxopt_study import optim` is the usual entry point.
 """
 
-from jaxopt_study import data, init, losses, models, optim, train
+from jaxopt_study import data, init, losses, models, optim, sweep, train
 
-__all__ = ["data", "init", "losses", "models", "optim", "train"]
+__all__ = ["data", "init", "losses", "models", "optim", "sweep", "train"]
 __version__ = "0.1.0"

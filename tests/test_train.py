@@ -176,3 +176,41 @@ def test_bad_arguments_are_refused_by_name(kwargs, culprit):
   arguments = dict(steps=10, batch_size=8, eval_every=5) | kwargs
   with pytest.raises(ValueError, match=culprit):
     train.train(model, optim.sgd(0.1), data, **arguments)
+
+
+@pytest.mark.parametrize("sampling", ["epoch", "replacement"])
+def test_masked_batches_start_with_the_batch_of_a_run_alone(sampling):
+  """A member of batch size b in a group of max size m sees `batch_indices(key, step, n, b)`."""
+  key, n, largest = jax.random.key(7), 1347, 1000
+  for b in (1, 250, 333, 1000):
+    for step in (0, 1, 3, 4, 5, 17):
+      idx, weights = train.masked_batch_indices(key, step, n, jnp.int32(b), largest, sampling)
+      alone = data_lib.batch_indices(key, step, n, b, sampling)
+      np.testing.assert_array_equal(idx[:b], alone)
+      np.testing.assert_array_equal(weights, np.arange(largest) < b)
+      assert idx.shape == (largest,) and int(idx.max()) < n
+
+
+def test_a_nonfinite_run_is_frozen_at_its_last_finite_parameters():
+  data, model = data_lib.load_digits(), _linear_softmax(jnp.float32)
+  loop = train.make_train_loop(model, optim.sgd(1e38), batch_size=32, freeze_nonfinite=True)
+  state, history = jax.jit(loop.run, static_argnums=3)(
+    loop.init(model.params, model.model_state),
+    data,
+    jax.random.key(0),
+    None,
+    jnp.asarray([0, 3, 3, 3], jnp.int32),
+  )
+  assert bool(state.diverged) and int(state.step) == 9
+  at = int(state.diverged_at_step)
+  assert 0 < at < 9
+  assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(state.params))
+  losses = np.asarray(history["train_loss"])
+  frozen = losses[np.asarray([0, 3, 6, 9]) >= at]  # evaluated at θ_at, whatever it gives
+  assert np.isfinite(losses[0]) and frozen.size >= 1
+  np.testing.assert_array_equal(frozen, np.full_like(frozen, frozen[-1]))
+  healthy = train.make_train_loop(model, optim.sgd(0.1), batch_size=32, freeze_nonfinite=True)
+  state, _ = healthy.run(
+    healthy.init(model.params, model.model_state), data, jax.random.key(0), None, [0, 3]
+  )
+  assert not bool(state.diverged) and int(state.diverged_at_step) == -1

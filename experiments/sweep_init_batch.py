@@ -1,0 +1,142 @@
+"""§8.4 "Parameter initialization strategies" × §8.1.3 "Batch and minibatch algorithms", one sweep.
+
+A digits MLP trained by SGD over the product of initialization scales (a factor on Glorot's
+uniform initializer), minibatch sizes and learning rates, as one `jaxopt_study.sweep`: every
+member is a row of `results.csv`; the heat-maps show the final training loss and held-out error
+over init scale × batch size, one panel per learning rate, with diverged members marked.
+
+Claims (`summary.json`): `best_member` (lowest final held-out error) and its settings,
+`diverged_members`, `best_test_error_by_batch_size`, `best_train_loss_by_init_scale`, and
+`best_learning_rate_by_batch_size` (the rate with the lowest final training loss among members
+that stayed finite: §8.1.3 expects larger minibatches, with less noisy gradients, to tolerate
+larger rates).
+"""
+
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+import ml_collections
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+from jaxopt_study import sweep  # noqa: E402
+from jaxopt_study.results import ExperimentResults, RunDir, read_csv  # noqa: E402
+
+TITLE = "Chapter 8.4 × 8.1.3: initialization scale × minibatch size × learning rate"
+DESCRIPTION = (
+  "One sweep of an MLP on scikit-learn's digits, trained by SGD (Algorithm 8.1) from Glorot's "
+  "uniform initialization times a scale (§8.4), with several minibatch sizes (§8.1.3) and "
+  "learning rates. All members with nearby batch sizes run as one compiled, vmapped program; a "
+  "member whose loss or parameters become non-finite is frozen and marked 'div'. Heat-maps show "
+  "the final full-batch training NLL and the held-out 0-1 error; cells average over seeds."
+)
+HEATMAPS = (
+  ("final_train_loss", "final training NLL (full batch)", True),
+  ("final_test_error", "final held-out 0-1 error", False),
+)
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Refuses a config that cannot run, naming the field or sweep axis, before compiling."""
+  sweep.check(config)
+
+
+def run(
+  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
+) -> ExperimentResults:
+  """Runs the sweep (resuming in `run_dir`) and computes the claims."""
+  result = sweep.run(config, run_dir.path if run_dir else None, progress=progress)
+  return ExperimentResults(
+    table=result.table, history=result.history, summary=_summarize(result.table)
+  )
+
+
+def _summarize(table: list[dict]) -> dict:
+  stable = [r for r in table if not r["diverged"]]
+  best = min(stable, key=lambda r: (r["final_test_error"], r["final_train_loss"]), default=None)
+  by_batch: dict[int, list[dict]] = defaultdict(list)
+  by_scale: dict[float, list[dict]] = defaultdict(list)
+  for row in stable:
+    by_batch[int(row["batch_size"])].append(row)
+    by_scale[float(row["init_scale"])].append(row)
+  return {
+    "best_member": best["member"] if best else None,
+    "best_settings": {k: best[k] for k in sweep.BASE_AXES} if best else None,
+    "best_test_error": best["final_test_error"] if best else None,
+    "diverged_members": sorted(r["member"] for r in table if r["diverged"]),
+    "best_test_error_by_batch_size": {
+      b: min(r["final_test_error"] for r in rows) for b, rows in sorted(by_batch.items())
+    },
+    "best_train_loss_by_init_scale": {
+      s: min(r["final_train_loss"] for r in rows) for s, rows in sorted(by_scale.items())
+    },
+    "best_learning_rate_by_batch_size": {
+      b: min(rows, key=lambda r: r["final_train_loss"])["learning_rate"]
+      for b, rows in sorted(by_batch.items())
+    },
+  }
+
+
+def plot(out_dir: Path) -> list[Path]:
+  """Draws the heat-maps from the saved `results.csv`."""
+  table = read_csv(out_dir / "results.csv")
+  return [
+    heatmaps(table, metric, out_dir / f"heatmap_{metric}.png", title=title, log=log)
+    for metric, title, log in HEATMAPS
+  ]
+
+
+def heatmaps(table: list[dict], metric: str, path: Path, *, title: str, log: bool) -> Path:
+  """One panel per learning rate: `metric` over init scale (x) × batch size (y), saved as PNG.
+
+  A cell averages its members (e.g. over seeds); a cell with a diverged member is marked 'div'
+  and shows the mean of the frozen, last finite values. One colour scale spans every panel.
+  """
+  rates = sorted({float(r["learning_rate"]) for r in table})
+  scales = sorted({float(r["init_scale"]) for r in table})
+  batches = sorted({int(r["batch_size"]) for r in table})
+  cells: dict[tuple, list[dict]] = defaultdict(list)
+  for row in table:
+    key = (float(row["learning_rate"]), int(row["batch_size"]), float(row["init_scale"]))
+    cells[key].append(row)
+  grids = np.full((len(rates), len(batches), len(scales)), np.nan)
+  for (lr, b, s), rows in cells.items():
+    grids[rates.index(lr), batches.index(b), scales.index(s)] = np.mean([r[metric] for r in rows])
+  with np.errstate(divide="ignore", invalid="ignore"):
+    shown = np.log10(grids) if log else grids
+  shown = np.where(np.isfinite(shown), shown, np.nan)  # an overflowed loss: no colour, 'div'
+  finite = shown[np.isfinite(shown)]
+  low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+  fig, axes = plt.subplots(
+    1,
+    len(rates),
+    figsize=(3.4 * len(rates) + 1.2, 3.6),
+    dpi=110,
+    squeeze=False,
+    layout="constrained",
+  )
+  middle = (low + high) / 2
+  for k, (ax, lr) in enumerate(zip(axes[0], rates, strict=True)):
+    image = ax.imshow(shown[k], origin="lower", cmap="viridis", vmin=low, vmax=high, aspect="auto")
+    for i, b in enumerate(batches):
+      for j, s in enumerate(scales):
+        rows = cells.get((lr, b, s), [])
+        diverged = any(r["diverged"] in (True, "True") for r in rows)
+        if diverged or np.isfinite(grids[k, i, j]):
+          label = "div" if diverged else f"{grids[k, i, j]:.2g}"
+          color = "black" if shown[k, i, j] > middle else "white"  # readable on viridis
+          ax.text(j, i, label, ha="center", va="center", color=color, fontsize=7)
+    ax.set_xticks(range(len(scales)), [f"{s:g}" for s in scales])
+    ax.set_yticks(range(len(batches)), [str(b) for b in batches])
+    ax.set(title=f"learning rate {lr:g}", xlabel="init scale", ylabel="batch size")
+  fig.colorbar(image, ax=axes[0].tolist(), label=f"log10 {metric}" if log else metric)
+  fig.suptitle(title)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f".{path.name}.tmp.png")
+  fig.savefig(tmp)
+  plt.close(fig)
+  tmp.replace(path)
+  return path

@@ -1,0 +1,42 @@
+"""Sweeps: one training loop `vmap`ped over init scale × batch size × learning rate × seed × any
+optimizer hyperparameter, sharded over every device (Goodfellow et al. 2016, §8.1.3, §8.4, §8.5).
+
+    from jaxopt_study import sweep
+    result = sweep.run(config, "runs/my_sweep", progress=True)
+    result.table    # one row per member: its axis values, final metrics, diverged, ...
+    result.history  # long format: member, step, metric, value
+
+* `grid`: the members (the Cartesian product of `config.sweep`), checked before compiling, and
+  the batch-size groups that share a compiled program.
+* `program`: the vmapped, sharded programs of a group; their memory footprint per device.
+* `checkpoint`: Orbax checkpoints of a running chunk of members.
+* `runner`: `run`, which ties them together, with a progress bar and resuming.
+
+A member's numbers equal those of the same member trained alone (`train.train` with its seed,
+init scale, batch size and hyperparameters) to float32 rounding: it sees the same minibatches,
+its loss is the mean over its own b examples (the group's larger minibatch is masked by loss
+weights, `train.masked_batch_indices`), and a member whose loss or parameters become non-finite
+is frozen at its last finite state and flagged, leaving every other member bit for bit as it was.
+"""
+
+from jaxopt_study.sweep.grid import (
+  BASE_AXES,
+  MAX_BATCH_RATIO,
+  Member,
+  Plan,
+  batch_groups,
+  check,
+)
+from jaxopt_study.sweep.runner import SweepResult, SweepStats, run
+
+__all__ = [
+  "BASE_AXES",
+  "MAX_BATCH_RATIO",
+  "Member",
+  "Plan",
+  "SweepResult",
+  "SweepStats",
+  "batch_groups",
+  "check",
+  "run",
+]

@@ -1,0 +1,276 @@
+"""The compiled programs of a sweep: the training loop `vmap`ped over members, sharded over devices.
+
+A group of members that share a static setup (`ProgramSpec`: the model's structure, the optimizer,
+the loss, the group's largest batch size) runs as two programs of the member axis:
+
+* `start`: initializes each member's optimizer on its initial parameters (built on the host by
+  `models.build_model` with the member's seed and init scale, as a run alone builds them) and
+  evaluates it at step 0;
+* `segment`: continues every member for a number of evaluation blocks (steps, then an evaluation).
+
+Per-member values (seed, init scale, batch size, every numeric optimizer hyperparameter) are
+traced inputs (`MemberInputs`), so new values never recompile. The member axis is sharded over a
+1-D mesh of every device (`jax.sharding`, all processes' devices under `jax.distributed`); data is
+replicated. Programs are compiled ahead of time (`jit(...).lower(...).compile()`), which gives
+their memory footprint per device before anything runs (`program_bytes`), and cached on their
+static setup and shapes.
+"""
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxopt_study import data as data_lib
+from jaxopt_study import models, optim, train
+
+MEMBER_AXIS = "members"
+
+
+class ProgramSpec(NamedTuple):
+  """The static setup of a group's programs (hashable: compiled programs are cached on it)."""
+
+  model: tuple[str, int, int, tuple[tuple[str, Any], ...]]  # name, in, out, sorted options
+  optimizer: str
+  static_hyperparams: tuple[tuple[str, Any], ...]
+  hyperparam_names: tuple[str, ...]  # traced, in this order
+  loss: str
+  sampling: str
+  patience: int | None
+  max_batch_size: int
+
+
+class MemberInputs(NamedTuple):
+  """Per-member values, each stacked along the member axis."""
+
+  seed: jax.Array  # int32: parameters and minibatch order
+  init_scale: jax.Array  # float32: factor on every initial kernel (§8.4)
+  batch_size: jax.Array  # int32: the member's own minibatch size, ≤ spec.max_batch_size
+  hyperparams: dict[str, jax.Array]  # float32: optimizer hyperparameters by Optax name
+
+
+def member_mesh() -> Mesh:
+  """A 1-D mesh over every device of every process, along the member axis."""
+  return Mesh(np.asarray(jax.devices()), (MEMBER_AXIS,))
+
+
+def member_inputs(
+  spec: ProgramSpec, seeds, init_scales, batch_sizes, hyperparams, mesh: Mesh
+) -> MemberInputs:
+  """Host values (one per member, already padded to the chunk) as arrays sharded over members."""
+  host = MemberInputs(
+    seed=np.asarray(seeds, np.int32),
+    init_scale=np.asarray(init_scales, np.float32),
+    batch_size=np.asarray(batch_sizes, np.int32),
+    hyperparams={k: np.asarray(hyperparams[k], np.float32) for k in spec.hyperparam_names},
+  )
+  return put(host, NamedSharding(mesh, PartitionSpec(MEMBER_AXIS)))
+
+
+def put(tree: Any, sharding: NamedSharding) -> Any:
+  """Host arrays -> global arrays with `sharding`; every process passes the same values."""
+
+  def place(x):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+  return jax.tree.map(place, tree)
+
+
+def gather(tree: Any) -> Any:
+  """Global arrays -> numpy arrays holding every member, on every process."""
+  if jax.process_count() == 1:
+    return jax.tree.map(np.asarray, tree)
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def data_avals(data: data_lib.Dataset, mesh: Mesh) -> data_lib.Dataset:
+  """The replicated data's shapes and dtypes, the hashable key of a compiled program."""
+  replicated = NamedSharding(mesh, PartitionSpec())
+  return data_lib.Dataset(
+    *(jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated) for x in data)
+  )
+
+
+class MemberFunctions(NamedTuple):
+  """A group's functions of the member axis, and the shapes of one member's model."""
+
+  start: Callable  # (params, model_state, inputs, data) -> (TrainState, history of 1 block)
+  segment: Callable  # (state, inputs, data, block_lengths) -> (TrainState, history)
+  params: Any  # one member's abstract parameters (ShapeDtypeStruct leaves)
+  model_state: Any
+
+
+@functools.cache
+def member_functions(spec: ProgramSpec) -> MemberFunctions:
+  """The start and segment functions of a group: `train.make_train_loop`'s pieces, vmapped.
+
+  The loop over steps runs outside `vmap`, so that the epoch permutations of the members'
+  minibatch orders (`train.masked_batch_indices`, one sort of the training set per member) are
+  drawn only at steps where some member starts an epoch, and kept in between; inside `vmap`, a
+  conditional on a per-member value would compute both branches at every step.
+  """
+  name, in_features, out_features, options = spec.model
+  abstract = nnx.eval_shape(
+    lambda: models.build_model(name, in_features, out_features, **dict(options))
+  )
+  model = models.functional(abstract)
+  factory = optax.inject_hyperparams(optim.OPTIMIZERS[spec.optimizer])
+  largest = spec.max_batch_size
+
+  def member_loop(inputs: MemberInputs) -> train.TrainLoop:
+    tx = factory(**dict(spec.static_hyperparams), **inputs.hyperparams)
+    return train.make_train_loop(
+      model,
+      tx,
+      batch_size=largest,
+      loss=spec.loss,
+      sampling=spec.sampling,
+      patience=spec.patience,
+      freeze_nonfinite=True,
+    )
+
+  def vmapped(piece: str, *in_axes):
+    return jax.vmap(
+      lambda inputs, *args: getattr(member_loop(inputs), piece)(*args), in_axes=(0, *in_axes)
+    )
+
+  init, update = vmapped("init", 0, 0), vmapped("update", 0, 0, 0, 0)
+  evaluate, record = vmapped("evaluate", 0, 0, None), vmapped("record", 0, 0)
+
+  def segment(state: train.TrainState, inputs: MemberInputs, data, block_lengths: jax.Array):
+    num_train = data.x_train.shape[0]
+    keys = jax.vmap(jax.random.key)(inputs.seed)
+    steps_per_epoch = num_train // inputs.batch_size
+
+    def epoch_orders(epochs: jax.Array) -> jax.Array:
+      def one(key, epoch):
+        return jax.random.permutation(jax.random.fold_in(key, epoch), num_train)
+
+      return jax.vmap(one)(keys, epochs)
+
+    def one_step(_, carry):
+      state, orders, epochs = carry
+      if spec.sampling == "epoch":  # the order of data.batch_indices, drawn once per epoch
+        now, position = jnp.divmod(state.step, steps_per_epoch)
+        stale = jnp.any(now != epochs)
+        orders = jax.lax.cond(stale, epoch_orders, lambda _: orders, now)
+        slice_batch = jax.vmap(train.epoch_slice, in_axes=(0, 0, 0, None))
+        idx, weights = slice_batch(orders, position, inputs.batch_size, largest)
+        epochs = now
+      else:
+        draw = jax.vmap(train.masked_batch_indices, in_axes=(0, 0, None, 0, None, None))
+        idx, weights = draw(keys, state.step, num_train, inputs.batch_size, largest, spec.sampling)
+      state = update(inputs, state, data.x_train[idx], data.y_train[idx], weights)
+      return state, orders, epochs
+
+    def block(carry, num_steps):
+      state, orders, epochs = jax.lax.fori_loop(0, num_steps, one_step, carry)
+      metrics = evaluate(inputs, state.params, state.model_state, data)
+      return (record(inputs, state, metrics), orders, epochs), metrics
+
+    epochs = state.step // steps_per_epoch
+    orders = epoch_orders(epochs) if spec.sampling == "epoch" else jnp.zeros([0], jnp.int32)
+    (state, _, _), history = jax.lax.scan(block, (state, orders, epochs), block_lengths)
+    return state, {k: v.T for k, v in history.items()}  # (blocks, members) -> (members, blocks)
+
+  def start(params, model_state, inputs: MemberInputs, data: data_lib.Dataset):
+    first_block = jnp.zeros([1], jnp.int32)  # no step: the evaluation at step 0
+    return segment(init(inputs, params, model_state), inputs, data, first_block)
+
+  return MemberFunctions(
+    start=start, segment=segment, params=model.params, model_state=model.model_state
+  )
+
+
+def _member_avals(tree: Any, num_members: int, mesh: Mesh) -> Any:
+  """One member's avals stacked `num_members` times, sharded along the member axis."""
+  sharding = NamedSharding(mesh, PartitionSpec(MEMBER_AXIS))
+  return jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct((num_members, *x.shape), x.dtype, sharding=sharding), tree
+  )
+
+
+def _input_avals(spec: ProgramSpec, num_members: int, mesh: Mesh) -> MemberInputs:
+  int32, float32 = jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.float32)
+  one = MemberInputs(int32, float32, int32, {k: float32 for k in spec.hyperparam_names})
+  return _member_avals(one, num_members, mesh)
+
+
+def _start_avals(spec: ProgramSpec, num_members: int, data: data_lib.Dataset, mesh: Mesh):
+  functions = member_functions(spec)
+  return (
+    _member_avals(functions.params, num_members, mesh),
+    _member_avals(functions.model_state, num_members, mesh),
+    _input_avals(spec, num_members, mesh),
+    data,
+  )
+
+
+@functools.cache
+def compiled_start(
+  spec: ProgramSpec, num_members: int, data: data_lib.Dataset, mesh: Mesh
+) -> jax.stages.Compiled:
+  """`start` for `num_members` members: (params, model_state, inputs, data) -> (state, history)."""
+  members = NamedSharding(mesh, PartitionSpec(MEMBER_AXIS))
+  jitted = jax.jit(member_functions(spec).start, out_shardings=members)
+  return jitted.lower(*_start_avals(spec, num_members, data, mesh)).compile()
+
+
+def state_avals(spec: ProgramSpec, num_members: int, data: data_lib.Dataset, mesh: Mesh) -> Any:
+  """The sharded shapes of a chunk's `TrainState`, e.g. to restore a checkpoint into."""
+  state, _ = jax.eval_shape(
+    member_functions(spec).start, *_start_avals(spec, num_members, data, mesh)
+  )
+  sharding = NamedSharding(mesh, PartitionSpec(MEMBER_AXIS))
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state)
+
+
+@functools.cache
+def compiled_segment(
+  spec: ProgramSpec, num_members: int, num_blocks: int, data: data_lib.Dataset, mesh: Mesh
+) -> jax.stages.Compiled:
+  """`segment` of `num_blocks` blocks: (state, inputs, data, lengths) -> (state, history)."""
+  members = NamedSharding(mesh, PartitionSpec(MEMBER_AXIS))
+  replicated = NamedSharding(mesh, PartitionSpec())
+  state = state_avals(spec, num_members, data, mesh)
+  inputs = _input_avals(spec, num_members, mesh)
+  lengths = jax.ShapeDtypeStruct((num_blocks,), jnp.int32, sharding=replicated)
+  jitted = jax.jit(member_functions(spec).segment, out_shardings=members)
+  return jitted.lower(state, inputs, data, lengths).compile()
+
+
+def program_bytes(compiled: jax.stages.Compiled) -> int:
+  """Bytes one device holds while `compiled` runs: arguments, outputs and temporaries.
+
+  From XLA's `memory_analysis()` of the compiled program; where a backend gives none, the
+  arguments and outputs counted from their shapes, times 4 for the temporaries.
+  """
+  stats = compiled.memory_analysis()
+  if stats is not None:
+    return int(
+      stats.argument_size_in_bytes
+      + stats.output_size_in_bytes
+      + stats.temp_size_in_bytes
+      - stats.alias_size_in_bytes
+    )
+  avals = jax.tree.leaves((compiled.args_info, compiled.out_info))
+  per_device = sum(x.size * x.dtype.itemsize for x in avals) // jax.device_count()
+  return 4 * per_device
+
+
+def memory_budget() -> int:
+  """Bytes a program may use on one device: its memory limit, or half the host RAM on CPU."""
+  stats = jax.local_devices()[0].memory_stats()
+  if stats and "bytes_limit" in stats:
+    return int(stats["bytes_limit"])
+  host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  return host // 2 // jax.local_device_count()

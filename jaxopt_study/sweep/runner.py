@@ -1,0 +1,320 @@
+"""`sweep.run`: every member of a config's sweep, trained under as few compiled programs as fit.
+
+The members (`grid.check`) are split into batch-size groups (`grid.batch_groups`), each group into
+equal chunks that fit the memory of a device (`program.program_bytes` of the compiled programs
+against `program.memory_budget`), and each chunk, padded to a multiple of the device count with
+copies of its last member (discarded), runs as `program.compiled_start` then segments of
+`checkpoint_every` steps (`program.compiled_segment`), with a progress bar over members × steps
+and an Orbax checkpoint after every segment. A finished member's row and history are kept in the
+run folder (`results.RunDir`), so a run started again skips finished members and continues a
+chunk from its latest checkpoint, ending with the same numbers as an uninterrupted run.
+"""
+
+import dataclasses
+import hashlib
+import math
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
+
+from jaxopt_study import models, train
+from jaxopt_study.results import RunDir, history_rows
+from jaxopt_study.sweep import grid, program
+from jaxopt_study.sweep.checkpoint import ChunkCheckpoint
+
+
+class SweepStats(NamedTuple):
+  """How a call of `run` went: what it computed, on what, and how long it took."""
+
+  members: int  # members in the sweep
+  chunks: int  # chunks computed by this call (finished members of a resumed run are skipped)
+  devices: int  # devices the member axis was sharded over
+  member_steps: int  # training steps computed by this call, over real (unpadded) members
+  bytes_per_device: int  # the largest footprint of the programs run (`program.program_bytes`)
+  compile_seconds: float
+  run_seconds: float
+
+
+class SweepResult(NamedTuple):
+  """What `run` returns.
+
+  Attributes:
+    table: one row per member, in member order: `member`, its axis values (`init_scale`,
+      `batch_size`, `learning_rate`, `seed`, swept optimizer hyperparameters), the metrics of the
+      last evaluation (`final_train_loss`, `final_grad_norm`, `final_train_error`,
+      `final_test_loss`, `final_test_error`), `best_test_error` and its `best_step`, `diverged`
+      and `diverged_at_step` (None for a member that stayed finite).
+    history: long-format rows (member, step, metric, value), as `results.history_rows`.
+    stats: a `SweepStats`.
+  """
+
+  table: list[dict[str, Any]]
+  history: list[dict[str, Any]]
+  stats: SweepStats
+
+
+def run(
+  config: ml_collections.ConfigDict,
+  out_dir: str | Path | None = None,
+  *,
+  progress: bool = False,
+  memory_budget: int | None = None,
+) -> SweepResult:
+  """Trains every member of `config.sweep` for `config.steps` steps (one member: a plain run).
+
+  Args:
+    config: a sweep config (see `grid`): seed, steps, data, model, optimizer, batch_size,
+      learning_rate, eval_every, sweep; optional sampling, loss, patience, checkpoint_every.
+    out_dir: the run folder for finished members, checkpoints and `results.csv` /
+      `history.csv`; started again on the same folder, the run resumes. None: nothing is saved.
+    progress: show a progress bar over members × steps.
+    memory_budget: bytes one device may hold (default: `program.memory_budget()`).
+
+  Returns:
+    A `SweepResult`.
+  """
+  plan = grid.check(config)
+  run_dir = RunDir(out_dir, config.to_dict()) if out_dir is not None else None
+  if run_dir is not None and jax.process_index() == 0:
+    run_dir.open()
+  done = {}
+  for member in plan.members if run_dir is not None else []:
+    if (record := run_dir.load_member(member.name)) is not None:
+      done[member.index] = record
+  mesh = program.member_mesh()
+  data = program.put(plan.data, NamedSharding(mesh, PartitionSpec()))
+  context = _Context(
+    plan=plan,
+    mesh=mesh,
+    data=data,
+    data_aval=program.data_avals(plan.data, mesh),
+    segments=_segments(plan),
+    run_dir=run_dir,
+    bar=tqdm(
+      total=len(plan.members) * plan.steps,
+      initial=len(done) * plan.steps,
+      unit="step",
+      desc="sweep",
+      disable=not progress or jax.process_index() != 0,
+    ),
+    stats={
+      "chunks": 0,
+      "member_steps": 0,
+      "bytes_per_device": 0,
+      "compile_seconds": 0.0,
+      "run_seconds": 0.0,
+    },
+  )
+  batchnorm = bool(plan.model.get("batchnorm", False))
+  sizes = [m.values["batch_size"] for m in plan.members]
+  for group in grid.batch_groups(sizes, batchnorm=batchnorm):
+    members = [m for m in plan.members if m.values["batch_size"] in group]
+    if all(m.index in done for m in members):
+      continue
+    # Chunks are planned over the whole group, done or not, so that a resumed run computes the
+    # same chunks with the same programs (and finds their checkpoints) as the interrupted one.
+    spec = _spec(plan, max(group))
+    size = _chunk_size(context, spec, len(members), memory_budget or program.memory_budget())
+    for first in range(0, len(members), size):
+      chunk = members[first : first + size]
+      if all(m.index in done for m in chunk):
+        continue
+      for member, record in zip(chunk, _run_chunk(context, spec, chunk, size), strict=True):
+        done[member.index] = record
+        if run_dir is not None and jax.process_index() == 0:
+          run_dir.save_member(member.name, record)
+      if context.checkpoint is not None:
+        context.checkpoint.remove()
+  context.bar.close()
+  table = [done[m.index]["row"] for m in plan.members]
+  history = [row for m in plan.members for row in done[m.index]["history"]]
+  if run_dir is not None and jax.process_index() == 0:
+    run_dir.write_tables(table, history)
+  stats = SweepStats(members=len(plan.members), devices=mesh.size, **context.stats)
+  return SweepResult(table=table, history=history, stats=stats)
+
+
+@dataclasses.dataclass
+class _Context:
+  """What every chunk of one `run` shares; `stats` and `checkpoint` change as chunks run."""
+
+  plan: grid.Plan
+  mesh: Mesh
+  data: Any  # the replicated `data.Dataset`
+  data_aval: Any
+  segments: list[np.ndarray]
+  run_dir: RunDir | None
+  bar: Any  # tqdm
+  stats: dict[str, Any]
+  checkpoint: ChunkCheckpoint | None = None
+  initial_models: dict[tuple[int, float], Any] = dataclasses.field(default_factory=dict)
+
+
+def _segments(plan: grid.Plan) -> list[np.ndarray]:
+  """The evaluation blocks after step 0 (lengths in steps), cut into checkpointed segments."""
+  blocks = np.diff(train.eval_steps(plan.steps, plan.eval_every))
+  per_segment = plan.checkpoint_every // plan.eval_every
+  return [blocks[i : i + per_segment] for i in range(0, len(blocks), per_segment)]
+
+
+def _spec(plan: grid.Plan, max_batch_size: int) -> program.ProgramSpec:
+  in_features, out_features = grid.model_features(plan.data)
+  options = {k: v for k, v in plan.model.items() if k != "name"}
+  return program.ProgramSpec(
+    model=(plan.model["name"], in_features, out_features, grid.frozen(options)),
+    optimizer=plan.optimizer,
+    static_hyperparams=grid.frozen(plan.static_hyperparams),
+    hyperparam_names=tuple(sorted(plan.members[0].hyperparams)),
+    loss=plan.loss,
+    sampling=plan.sampling,
+    patience=plan.patience,
+    max_batch_size=max_batch_size,
+  )
+
+
+def _chunk_size(context: _Context, spec: program.ProgramSpec, num_members: int, budget: int) -> int:
+  """The largest chunk whose programs fit `budget` bytes per device (`_padded` sizes).
+
+  Candidates for ⌈n / j⌉ members, j = 1, 2, 4, ..., are compiled (nothing is allocated) and
+  measured by `program.program_bytes` until one fits; usually the first does.
+  """
+  devices = context.mesh.size
+  parts = 1
+  while True:
+    size = _padded(math.ceil(num_members / parts), devices)
+    start, segments = _compiled(context, spec, size)
+    need = max(program.program_bytes(c) for c in [start, *segments.values()])
+    if need <= budget:
+      context.stats["bytes_per_device"] = max(context.stats["bytes_per_device"], need)
+      return size
+    if size == devices:
+      raise ValueError(
+        f"one member per device needs {need / 2**20:.1f} MiB, over the budget of "
+        f"{budget / 2**20:.1f} MiB per device: use a smaller model, batch or data set"
+      )
+    parts *= 2
+
+
+def _padded(num_members: int, devices: int) -> int:
+  """Members per device rounded up to 1 or an even number, times the devices.
+
+  XLA picks kernels by shape, so a member's float32 rounding can depend on how many members share
+  its program; with even counts, a sweep and the same sweep less one member often share their
+  shapes, and then their other members agree bit for bit. At most one copy per device is added.
+  """
+  per_device = math.ceil(num_members / devices)
+  return devices * (per_device if per_device == 1 else per_device + per_device % 2)
+
+
+def _compiled(context: _Context, spec: program.ProgramSpec, size: int):
+  began = time.perf_counter()
+  start = program.compiled_start(spec, size, context.data_aval, context.mesh)
+  segments = {
+    len(s): program.compiled_segment(spec, size, len(s), context.data_aval, context.mesh)
+    for s in context.segments
+  }
+  context.stats["compile_seconds"] += time.perf_counter() - began
+  return start, segments
+
+
+def _run_chunk(
+  context: _Context, spec: program.ProgramSpec, chunk: list[grid.Member], size: int
+) -> list[dict[str, Any]]:
+  """Trains one chunk (resuming from its checkpoint) and returns each member's record."""
+  plan, mesh = context.plan, context.mesh
+  padded = chunk + [chunk[-1]] * (size - len(chunk))  # copies of a real member, discarded
+  inputs = program.member_inputs(
+    spec,
+    [m.values["seed"] for m in padded],
+    [m.values["init_scale"] for m in padded],
+    [m.values["batch_size"] for m in padded],
+    {k: [m.hyperparams[k] for m in padded] for k in spec.hyperparam_names},
+    mesh,
+  )
+  start, segments = _compiled(context, spec, size)
+  began = time.perf_counter()
+  context.checkpoint = None
+  blocks_done = None
+  if context.run_dir is not None:
+    key = hashlib.sha1(repr(([m.index for m in chunk], size)).encode()).hexdigest()[:10]
+    context.checkpoint = ChunkCheckpoint(
+      context.run_dir.path / ".checkpoints" / f"chunk-{chunk[0].index:04d}-{key}"
+    )
+    blocks_done = context.checkpoint.latest()
+  if blocks_done is None:
+    params, model_state = _initial_models(context, spec, padded)
+    members = NamedSharding(mesh, PartitionSpec(program.MEMBER_AXIS))
+    params, model_state = program.put((params, model_state), members)
+    state, history = start(params, model_state, inputs, context.data)
+    blocks_done = 1
+  else:
+    members = NamedSharding(mesh, PartitionSpec(program.MEMBER_AXIS))
+    history_avals = {
+      k: jax.ShapeDtypeStruct((size, blocks_done), v.dtype, sharding=members)
+      for k, v in start.out_info[1].items()
+    }
+    state_avals = program.state_avals(spec, size, context.data_aval, mesh)
+    state, history = context.checkpoint.restore(blocks_done, state_avals, history_avals)
+  steps_done = int(sum(s.sum() for s in context.segments[: _segments_done(context, blocks_done)]))
+  context.bar.update(len(chunk) * steps_done)
+  replicated = NamedSharding(mesh, PartitionSpec())
+  for lengths in context.segments[_segments_done(context, blocks_done) :]:
+    state, more = segments[len(lengths)](
+      state, inputs, context.data, program.put(lengths.astype(np.int32), replicated)
+    )
+    history = {k: jnp.concatenate([history[k], more[k]], axis=1) for k in history}
+    blocks_done += len(lengths)
+    if context.checkpoint is not None:
+      context.checkpoint.save(blocks_done, state, history)
+    context.bar.update(len(chunk) * int(lengths.sum()))
+    context.stats["member_steps"] += len(chunk) * int(lengths.sum())
+  history, best_step, diverged, diverged_at = program.gather(
+    (history, state.best_step, state.diverged, state.diverged_at_step)
+  )
+  context.stats["run_seconds"] += time.perf_counter() - began
+  context.stats["chunks"] += 1
+  steps = train.eval_steps(plan.steps, plan.eval_every)
+  records = []
+  for i, member in enumerate(chunk):
+    member_history = {k: history[k][i] for k in train.METRICS} | {"step": steps}
+    row = {"member": member.name, **member.values}
+    row |= {f"final_{k}": float(member_history[k][-1]) for k in train.METRICS}
+    row |= {
+      "best_test_error": float(np.min(member_history["test_error"])),
+      "best_step": int(best_step[i]),
+      "diverged": bool(diverged[i]),
+      "diverged_at_step": int(diverged_at[i]) if diverged[i] else None,
+    }
+    records.append({"row": row, "history": history_rows(member.name, member_history)})
+  return records
+
+
+def _initial_models(context: _Context, spec: program.ProgramSpec, members: list[grid.Member]):
+  """Each member's initial (params, model_state) as a run alone builds them, stacked on the host.
+
+  `models.build_model(seed=seed, init_scale=init_scale)` once per distinct (seed, init scale).
+  """
+  name, in_features, out_features, options = spec.model
+  for member in members:
+    key = (member.values["seed"], member.values["init_scale"])
+    if key not in context.initial_models:
+      module = models.build_model(
+        name, in_features, out_features, seed=key[0], init_scale=key[1], **dict(options)
+      )
+      model = models.functional(module)
+      context.initial_models[key] = jax.tree.map(np.asarray, (model.params, model.model_state))
+  trees = [context.initial_models[(m.values["seed"], m.values["init_scale"])] for m in members]
+  return jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
+
+
+def _segments_done(context: _Context, blocks_done: int) -> int:
+  """How many segments `blocks_done` evaluation blocks cover (the first block is step 0's)."""
+  cumulative = np.cumsum([len(s) for s in context.segments])
+  return int(np.searchsorted(cumulative, blocks_done - 1, side="right"))

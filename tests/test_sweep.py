@@ -1,0 +1,285 @@
+"""Sweeps: members equal their runs alone, divergence isolation, devices, processes, resuming."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxopt_study import cli, models, optim, sweep, train
+from jaxopt_study import data as data_lib
+from jaxopt_study.results import read_csv
+from jaxopt_study.sweep import checkpoint, program
+
+ROOT = Path(__file__).parents[1]
+# Batch sizes 250 and 1000 share one program (1000 ≤ 4 × 250) and cross epochs within 24 steps
+# (5 and 1 steps per epoch of 1347 examples), so the masked epoch order is exercised.
+AXES = {"batch_size": [250, 1000], "init_scale": [0.5, 2.0], "learning_rate": [0.03, 0.1, 0.3]}
+
+
+def make_config(sweep_axes: dict | None = None, **fields) -> ml_collections.ConfigDict:
+  """A tiny momentum-SGD MLP on digits: 24 steps, evaluations every 8, a checkpoint every 8."""
+  config = ml_collections.ConfigDict(
+    {
+      "seed": 0,
+      "steps": 24,
+      "batch_size": 250,
+      "learning_rate": 0.1,
+      "eval_every": 8,
+      "checkpoint_every": 8,
+      "sampling": "epoch",
+      "data": {"name": "digits", "test_fraction": 0.25, "split_seed": 0},
+      "model": {
+        "name": "mlp",
+        "width": 8,
+        "depth": 1,
+        "activation": "tanh",
+        "batchnorm": False,
+        "init": "glorot_uniform",
+        "init_scale": 1.0,
+      },
+      "optimizer": {"name": "momentum", "momentum": 0.9},
+      "sweep": AXES if sweep_axes is None else sweep_axes,
+    }
+  )
+  config.update(fields)
+  return config
+
+
+def history_array(result, members=None) -> np.ndarray:
+  """(member, metric, step) values of a result's history, members in table order."""
+  names = members or [row["member"] for row in result.table]
+  values = {(r["member"], r["metric"], r["step"]): r["value"] for r in result.history}
+  steps = sorted({r["step"] for r in result.history})
+  return np.asarray([[[values[(m, k, s)] for s in steps] for k in train.METRICS] for m in names])
+
+
+def run_alone(config: ml_collections.ConfigDict, row: dict) -> train.TrainResult:
+  """The member of `row` trained by itself with `train.train`."""
+  options = {k: v for k, v in config.model.to_dict().items() if k not in ("name", "init_scale")}
+  model = models.build_model(
+    "mlp", 64, 10, seed=row["seed"], init_scale=row["init_scale"], **options
+  )
+  return train.train(
+    models.functional(model),
+    optim.momentum(row["learning_rate"], momentum=0.9),
+    data_lib.load_digits(),
+    steps=config.steps,
+    batch_size=row["batch_size"],
+    eval_every=config.eval_every,
+    seed=row["seed"],
+  )
+
+
+@pytest.fixture(scope="module")
+def reference() -> sweep.SweepResult:
+  """The 12-member sweep of `AXES` on the one device of this process."""
+  return sweep.run(make_config())
+
+
+def test_members_equal_their_runs_alone(reference):
+  """Different batch sizes in one masked program, each member as `train.train` runs it alone."""
+  assert len(reference.table) == 12 and reference.stats.chunks == 1
+  for index in (1, 6, 11):  # (250, 0.5, 0.1), (1000, 0.5, 0.03), (1000, 2.0, 0.3)
+    row = reference.table[index]
+    alone = run_alone(make_config(), row)
+    expected = np.asarray([alone.history[k] for k in train.METRICS])
+    np.testing.assert_allclose(history_array(reference, [row["member"]])[0], expected, rtol=1e-5)
+  assert [r["batch_size"] for r in reference.table[:6]] == [250] * 6
+  assert not any(r["diverged"] for r in reference.table)
+
+
+def test_a_grid_of_one_member_is_a_plain_run():
+  config = make_config({})
+  result = sweep.run(config)
+  (row,) = result.table
+  assert (row["batch_size"], row["init_scale"], row["learning_rate"]) == (250, 1.0, 0.1)
+  alone = run_alone(config, row)
+  expected = np.asarray([alone.history[k] for k in train.METRICS])
+  np.testing.assert_allclose(history_array(result)[0], expected, rtol=1e-5)
+  assert row["final_train_loss"] < 0.5 * result.history[0]["value"]
+
+
+def test_a_diverged_member_leaves_the_others_bit_for_bit_unchanged():
+  """With and without a member whose parameters overflow (3 members are padded to 4 per device)."""
+  without = sweep.run(make_config({"learning_rate": [0.03, 0.1, 0.3]}))
+  with_absurd = sweep.run(make_config({"learning_rate": [0.03, 0.1, 0.3, 1e38]}))
+  *sane, absurd = with_absurd.table
+  np.testing.assert_array_equal(
+    history_array(with_absurd, [r["member"] for r in sane]), history_array(without)
+  )
+  assert absurd["diverged"] and not any(r["diverged"] for r in without.table)
+  at = absurd["diverged_at_step"]  # frozen at its last finite parameters from then on
+  assert 0 <= at < 24
+  frozen = history_array(with_absurd, [absurd["member"]])[0][:, np.asarray([0, 8, 16, 24]) >= at]
+  np.testing.assert_array_equal(frozen, np.repeat(frozen[:, -1:], frozen.shape[1], axis=1))
+
+
+def test_new_values_reuse_the_compiled_programs(reference):
+  before = program.compiled_segment.cache_info().misses, program.compiled_start.cache_info().misses
+  config = make_config(
+    AXES | {"learning_rate": [0.02, 0.05, 0.2], "init_scale": [0.7, 1.5]}, seed=3
+  )
+  config.optimizer.momentum = 0.5
+  result = sweep.run(config)
+  after = program.compiled_segment.cache_info().misses, program.compiled_start.cache_info().misses
+  assert after == before
+  assert result.table[0]["final_train_loss"] != reference.table[0]["final_train_loss"]
+
+
+WORKER = textwrap.dedent(
+  """
+  import json, sys
+  import jax
+  jax.config.update("jax_numpy_rank_promotion", "raise")
+  process, processes, port, config_file, out_file = sys.argv[1:]
+  if int(processes) > 1:
+    jax.distributed.initialize(f"localhost:{port}", int(processes), int(process))
+  import ml_collections
+  from jaxopt_study import sweep
+  config = ml_collections.ConfigDict(json.loads(open(config_file).read()))
+  result = sweep.run(config)
+  if jax.process_index() == 0:
+    with open(out_file, "w") as f:
+      json.dump({"table": result.table, "history": result.history,
+                 "devices": result.stats.devices, "processes": jax.process_count()}, f)
+  """
+)
+
+
+def run_workers(tmp_path: Path, config, processes: int, env: dict) -> dict:
+  (tmp_path / "worker.py").write_text(WORKER)
+  (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  workers = [
+    subprocess.Popen(
+      [sys.executable, str(tmp_path / "worker.py"), str(i), str(processes), str(port)]
+      + [str(tmp_path / "config.json"), str(tmp_path / "out.json")],
+      env={**os.environ, "JAX_PLATFORMS": "cpu", **env},
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(processes)
+  ]
+  for worker in workers:
+    output, _ = worker.communicate(timeout=240)
+    assert worker.returncode == 0, output[-3000:]
+  return json.loads((tmp_path / "out.json").read_text())
+
+
+def assert_same_numbers(theirs: dict, ours: sweep.SweepResult) -> None:
+  """Same members and numbers to float32 rounding (see the sweep README section for why not bit
+  for bit: XLA splits a program's loops by the number of devices, which reorders some sums)."""
+  assert [r["member"] for r in theirs["table"]] == [r["member"] for r in ours.table]
+  np.testing.assert_allclose(
+    [r["value"] for r in theirs["history"]], [r["value"] for r in ours.history], rtol=1e-5
+  )
+  for row, other in zip(theirs["table"], ours.table, strict=True):
+    assert row["diverged"] == other["diverged"] and row["best_step"] == other["best_step"]
+
+
+def test_eight_devices_give_the_numbers_of_one(tmp_path, reference):
+  flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+  theirs = run_workers(tmp_path, make_config(), 1, {"XLA_FLAGS": flags})
+  assert theirs["devices"] == 8 and reference.stats.devices == 1
+  assert_same_numbers(theirs, reference)
+
+
+def test_two_processes_give_the_numbers_of_one(tmp_path, reference):
+  """`jax.distributed` on localhost: 2 processes of 1 CPU device each share the member axis."""
+  theirs = run_workers(tmp_path, make_config(), 2, {})
+  assert theirs["devices"] == 2 and theirs["processes"] == 2
+  assert_same_numbers(theirs, reference)
+
+
+class Interrupted(Exception):
+  """Stands for a kill after a checkpoint has been written."""
+
+
+def test_an_interrupted_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch, reference):
+  """Two chunks of 6 (a budget below the 12-member program); stop in the second, run again."""
+  budget = reference.stats.bytes_per_device - 1
+  config = make_config()
+  uninterrupted = sweep.run(config, tmp_path / "once", memory_budget=budget)
+  assert uninterrupted.stats.chunks == 2
+  saves, restores = [], []
+  save, restore = checkpoint.ChunkCheckpoint.save, checkpoint.ChunkCheckpoint.restore
+
+  def save_then_stop(self, blocks_done, *args):
+    save(self, blocks_done, *args)
+    saves.append(blocks_done)
+    if len(saves) == 4:  # chunk 1 done (3 segments), chunk 2 after its first segment
+      raise Interrupted
+
+  def counted_restore(self, blocks_done, *args):
+    restores.append(blocks_done)
+    return restore(self, blocks_done, *args)
+
+  monkeypatch.setattr(checkpoint.ChunkCheckpoint, "save", save_then_stop)
+  monkeypatch.setattr(checkpoint.ChunkCheckpoint, "restore", counted_restore)
+  out = tmp_path / "resumed"
+  with pytest.raises(Interrupted):
+    sweep.run(config, out, memory_budget=budget)
+  assert len(list((out / ".members").glob("*.json"))) == 6 and not (out / "results.csv").exists()
+  resumed = sweep.run(config, out, memory_budget=budget)
+  assert restores == [2], "the second chunk continues from its checkpoint after one segment"
+  assert resumed.stats.member_steps == 6 * 16, "only the 6 unfinished members' last 16 steps"
+  assert not (out / ".checkpoints").exists()
+  np.testing.assert_array_equal(history_array(resumed), history_array(uninterrupted))
+  for name in ("results.csv", "history.csv"):
+    assert read_csv(out / name) == read_csv(tmp_path / "once" / name)
+
+
+@pytest.mark.parametrize(
+  "change, culprit",
+  [
+    ({"sweep": {"widht": [1, 2]}}, "unknown sweep axis 'widht'"),
+    ({"sweep": {"learning_rate": []}}, "sweep axis 'learning_rate'"),
+    ({"sweep": {"batch_size": [8, 0]}}, "batch_size=0 in sweep axis 'batch_size': must be ≥ 1"),
+    ({"sweep": {"batch_size": [8, 5000]}}, "batch_size=5000 in sweep axis 'batch_size'"),
+    ({"sweep": {"batch_size": [8.5]}}, "sweep axis 'batch_size'"),
+    ({"sweep": {"learning_rate": [0.1, -1.0]}}, "learning_rate=-1.0 in sweep axis"),
+    ({"sweep": {"momentum": [0.5, 1.5]}}, "momentum=1.5 in sweep axis 'momentum'"),
+    ({"sweep": {"seed": [0, 0]}}, "sweep axis 'seed'"),
+    ({"sweep": {"init_scale": [float("nan")]}}, "sweep axis 'init_scale'"),
+    ({"batch_size": 0, "sweep": {}}, "config field 'batch_size'"),
+    ({"checkpoint_every": 12}, "checkpoint_every=12"),
+  ],
+)
+def test_bad_configs_are_refused_before_compiling(change, culprit):
+  before = program.compiled_start.cache_info().misses
+  config = make_config(change.pop("sweep", None), **change)
+  with pytest.raises(ValueError, match=culprit.replace("(", r"\(")):
+    sweep.run(config)
+  assert program.compiled_start.cache_info().misses == before
+
+
+def test_batch_sizes_group_by_a_factor_of_four():
+  assert sweep.batch_groups([1024, 8, 16, 32, 33, 128, 1024]) == [(8, 16, 32), (33, 128), (1024,)]
+  assert sweep.batch_groups([8, 16], batchnorm=True) == [(8,), (16,)]
+
+
+def test_the_quick_config_runs_from_the_command_line(tmp_path):
+  out = tmp_path / "sweep"
+  config = str(ROOT / "configs" / "sweep_init_batch_quick.py")
+  assert cli.main(["run", config, "--out", str(out), "--no-progress"]) == 0
+  names = {p.name for p in out.iterdir()}
+  assert {"results.csv", "history.csv", "report.html", "summary.json", "config.json"} <= names
+  assert {"heatmap_final_train_loss.png", "heatmap_final_test_error.png"} <= names
+  assert (out / "report.html").read_text().count("data:image/png;base64,") == 2
+  table = read_csv(out / "results.csv")
+  assert len(table) == 12 and {r["batch_size"] for r in table} == {16.0, 64.0}
+  summary = json.loads((out / "summary.json").read_text())
+  initial = [r["value"] for r in read_csv(out / "history.csv") if r["metric"] == "train_loss"]
+  assert summary["best_test_error"] < 0.1 and min(r["final_train_loss"] for r in table) < 0.1
+  assert max(initial) > 1.0
+  assert not (out / ".checkpoints").exists()
