@@ -50,6 +50,19 @@ def _parser() -> argparse.ArgumentParser:
   )
   run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
   run.set_defaults(handler=_run)
+  spectrum = commands.add_parser(
+    "spectrum",
+    help="Hessian spectrum and critical-point kind of a finished run's member",
+    description="Writes spectrum.csv, classification.json and spectrum.png into RUN_DIR.",
+  )
+  spectrum.add_argument("run_dir", help="the --out folder of a finished `jaxopt-study run`")
+  spectrum.add_argument("--member", help="member of results.csv (default: lowest final loss)")
+  spectrum.add_argument("--method", choices=["exact", "lanczos"], default="exact")
+  spectrum.add_argument("--k", type=int, help="Ritz values per end for --method lanczos")
+  spectrum.add_argument(
+    "--mode", choices=["train", "eval"], help="BatchNorm statistics: batch (train) or running"
+  )
+  spectrum.set_defaults(handler=_spectrum)
   return parser
 
 
@@ -90,6 +103,24 @@ def _run(args: argparse.Namespace) -> int:
   elapsed = time.perf_counter() - start
   print(
     f"{config.experiment}: {len(results.table)} runs in {elapsed:.0f} s -> {out / 'report.html'}"
+  )
+  return 0
+
+
+def _spectrum(args: argparse.Namespace) -> int:
+  from jaxopt_study import analyze  # imports the Hessian code only for this command
+
+  try:
+    verdict = analyze.spectrum_of_run(
+      Path(args.run_dir), member=args.member, method=args.method, k=args.k, mode=args.mode
+    )
+  except ValueError as error:
+    print(f"jaxopt-study: error: {error}", file=sys.stderr)
+    return 2
+  print(
+    f"{verdict['member']}: {verdict['kind']} (index {verdict['index']}, "
+    f"λ from {verdict['lambda_min']} to {verdict['lambda_max']}, ‖g‖ = {verdict['grad_norm']})"
+    f" -> {Path(args.run_dir) / 'classification.json'}"
   )
   return 0
 

@@ -88,11 +88,19 @@ class MLP(nnx.Module):
     )
     self.output = linear(sizes[-2], sizes[-1])
 
-  def _normalize(self, index: int, z: jax.Array, train: bool) -> jax.Array:
-    return self.norms[index](z, use_running_average=not train) if self.norms else z
+  def _normalize(self, index: int, z: jax.Array, train: bool | None) -> jax.Array:
+    if not self.norms:
+      return z
+    use_running_average = None if train is None else not train  # None: the module's own mode
+    return self.norms[index](z, use_running_average=use_running_average)
 
-  def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
-    """Outputs on x (batch, in_features); BatchNorm uses batch statistics iff `train`.
+  def __call__(self, x: jax.Array, *, train: bool | None = None) -> jax.Array:
+    """Outputs on x (batch, in_features); BatchNorm uses batch statistics iff in train mode.
+
+    The mode is `train` when given; when None, it is the module's own mode, the one that NNX's
+    ``model.train()`` / ``model.eval()`` (or ``nnx.view(model, use_running_average=...)``) set,
+    and a new MLP starts in train mode. This is how `hessian` fixes the mode of a model that
+    a loss function calls as ``model(x)``.
 
     In train mode BatchNorm also updates its running averages (a model state mutation); in eval
     mode it normalizes with the running averages and changes nothing.

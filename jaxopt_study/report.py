@@ -43,12 +43,28 @@ def line_plot(
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7, ncol=2)
   fig.tight_layout()
+  return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+  """Saves through a temporary file and a rename, then closes the figure."""
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f".{path.name}.tmp.png")
   fig.savefig(tmp)
   plt.close(fig)
   tmp.replace(path)
   return path
+
+
+def histogram_plot(values: Sequence[float], path: Path, *, title: str, xlabel: str) -> Path:
+  """A histogram of `values` with counts on a log scale (spectra: a bulk and a few outliers)."""
+  values = np.asarray(values, float)
+  fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+  ax.hist(values[np.isfinite(values)], bins=min(100, max(10, values.size // 5)), log=True)
+  ax.set(title=title, xlabel=xlabel, ylabel="count")
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  return _save(fig, path)
 
 
 def write_report(

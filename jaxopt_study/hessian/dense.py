@@ -1,0 +1,306 @@
+"""The dense Hessian from chunked Hessian-vector products, its memory check, and its eigensolver.
+
+`jax.hessian` (jacfwd of jacrev) differentiates against all N basis vectors at once, so its
+intermediates grow like N² times the model's activations (jax issue #787). Here the rows
+H eᵢ are computed a chunk of `chunk_size` basis vectors at a time (a vmapped HVP, the chunk spread
+over all devices) and written into one preallocated N × N buffer: the peak memory is N² entries
+plus one chunk of HVP work, and the buffer is then symmetrized in place, block by block.
+
+Eigensolver, measured on the 2-core AMD EPYC CPU of this project (jax 0.10.2, scipy 1.17.1 with
+OpenBLAS 0.3.31; random symmetric matrices; N ≤ 2000 best of 3, N = 5000 single runs while other
+jobs shared the machine, so only ratios within a row mean much):
+
+=====  =======  ====================  ========================  ===================
+N      dtype    scipy ``evd`` values  scipy ``evd`` + vectors   `jnp.linalg.eigvalsh`
+=====  =======  ====================  ========================  ===================
+500    float32  0.013 s               0.028 s                   0.028 s
+500    float64  0.018 s               0.042 s                   0.042 s
+2000   float32  0.40 s                1.02 s                    1.01 s
+2000   float64  0.65 s                1.66 s                    1.60 s
+5000   float32  12–34 s               37 s                      36 s
+5000   float64  18 s                  38 s                      44 s
+=====  =======  ====================  ========================  ===================
+
+`jnp.linalg.eigvalsh` computes the eigenvectors and drops them (LAPACK ``syevd`` with
+``jobz='V'``), so on CPU eigenvalues alone are 2.5× faster up to N = 2000 through
+``scipy.linalg.eigh(driver="evd", eigvals_only=True)`` (``jobz='N'``); with eigenvectors the two
+are the same LAPACK call. At N = 5000 the matrix outgrows the cache and the reduction to
+tridiagonal form, half of it matrix-vector products, becomes memory-bound and sensitive to
+other jobs; the gain shrinks to 1–3×, and this step dominates the exact spectrum (see
+`benchmarks/RESULTS.md`): `method="lanczos"` is the way past it. scipy also works in place
+(``overwrite_a`` on a writable Fortran-ordered buffer, which the transpose of our C-ordered
+symmetric matrix is), so no second N² copy is made. On GPU the matrix stays on the device and
+`jnp.linalg.eigh` (cuSOLVER) is used.
+"""
+
+import os
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
+from flax import nnx
+
+from jaxopt_study.hessian import parallel, products
+
+DEFAULT_CHUNK_SIZE = 256
+MIN_CHUNK_WORK_BYTES = 32 * 2**20
+_SYMMETRIZE_BLOCK = 512
+
+
+class HessianTooLargeError(MemoryError, ValueError):
+  """The dense Hessian would not fit in memory: use ``method="lanczos"`` instead."""
+
+
+def human_bytes(num_bytes: float) -> str:
+  """1536 -> '1.5 KiB'."""
+  for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+    if num_bytes < 1024 or unit == "PiB":
+      return f"{num_bytes:.1f} {unit}" if unit != "B" else f"{int(num_bytes)} B"
+    num_bytes /= 1024
+  raise AssertionError("unreachable")
+
+
+def dense_memory_bytes(
+  num_params: int, dtype: Any, chunk_size: int, eigenvectors: bool = False
+) -> int:
+  """Estimated peak bytes of the dense Hessian (and of its eigendecomposition).
+
+  N² entries for the matrix, 4 · chunk_size · N for a chunk's basis vectors, tangents and rows,
+  and, with eigenvectors, the 2N² workspace of LAPACK's ``syevd`` (``1 + 6N + 2N²`` entries). The
+  activations of the chunk's HVPs are not counted: they depend on the model and data.
+  """
+  itemsize = np.dtype(dtype).itemsize
+  matrix = num_params * num_params * itemsize
+  chunk = 4 * chunk_size * num_params * itemsize
+  solver = 2 * num_params * num_params * itemsize if eigenvectors else 0
+  return matrix + chunk + solver
+
+
+def memory_limit_bytes(device: jax.Device) -> tuple[int, str]:
+  """(bytes, description): an accelerator's `bytes_limit`, or half the host RAM on CPU."""
+  stats = device.memory_stats() if device.platform != "cpu" else None
+  if stats and "bytes_limit" in stats:
+    return int(stats["bytes_limit"]), f"the {device.platform} device's memory"
+  host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  return host // 2, "half the host RAM"
+
+
+def param_count(params: Any) -> tuple[int, np.dtype]:
+  """(N, dtype of the raveled parameters) without allocating; modules count their nnx.Param."""
+  if isinstance(params, nnx.Module):
+    params = nnx.state(params, nnx.Param)
+  leaves = jax.tree.leaves(params)
+  if not leaves:
+    raise ValueError("params has no arrays to differentiate")
+  size = sum(int(np.prod(jnp.shape(leaf))) for leaf in leaves)
+  return size, np.dtype(jnp.result_type(*[jnp.result_type(leaf) for leaf in leaves]))
+
+
+def resolve_chunk_size(chunk_size: int | None, num_params: int) -> int:
+  """The chunk of basis vectors per HVP call: ≥ 1, ≤ N, a multiple of the device count."""
+  if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
+    raise ValueError(f"chunk_size={chunk_size!r}: must be an integer ≥ 1 or None")
+  chunk = min(num_params, DEFAULT_CHUNK_SIZE if chunk_size is None else int(chunk_size))
+  devices = parallel.num_devices()
+  return -(-chunk // devices) * devices
+
+
+def require_dense_fits(params: Any, chunk_size: int | None, eigenvectors: bool, where: str) -> None:
+  """Raises `HessianTooLargeError` at once, before any allocation, if the dense path won't fit."""
+  num_params, dtype = param_count(params)
+  needed = dense_memory_bytes(
+    num_params, dtype, resolve_chunk_size(chunk_size, num_params), eigenvectors
+  )
+  limit, what = memory_limit_bytes(jax.devices()[0])
+  if needed > limit:
+    raise HessianTooLargeError(
+      f"{where}: the dense Hessian of N={num_params:,} parameters ({np.dtype(dtype).name}) needs "
+      f"about {human_bytes(needed)}, more than {what} ({human_bytes(limit)}); use "
+      'spectrum(..., method="lanczos") or density(...), which need only Hessian-vector products'
+    )
+
+
+def _basis_hvps(
+  objective: products.Objective,
+  flat: jax.Array,
+  fixed: Any,
+  data: tuple,
+  first: jax.Array,
+  chunk: int,
+) -> jax.Array:
+  """Rows H eᵢ for i = first, ..., first + chunk − 1 (mod N), spread over all devices."""
+
+  def rows(local_indices, flat, fixed, data):
+    basis = jax.nn.one_hot(local_indices, flat.shape[0], dtype=flat.dtype)
+    return products.hvp_rows(objective, flat, fixed, data, basis)
+
+  indices = (first + jnp.arange(chunk)) % flat.shape[0]
+  return parallel.map_items(rows, indices, flat, fixed, data)
+
+
+_basis_hvps_jit = jax.jit(_basis_hvps, static_argnums=(0, 5))
+
+
+@jax.jit
+def _set_rows(matrix: jax.Array, rows: jax.Array, start: jax.Array) -> jax.Array:
+  return jax.lax.dynamic_update_slice_in_dim(matrix, rows.astype(matrix.dtype), start, axis=0)
+
+
+_set_rows_in_place = jax.jit(_set_rows, donate_argnums=0)
+
+
+def _block_starts(size: int, block: int) -> list[tuple[int, int]]:
+  """(i, j) starts of the upper-triangle blocks; the last block is shifted back to fit."""
+  starts = sorted({min(s, size - block) for s in range(0, size, block)})
+  return [(i, j) for i in starts for j in starts if j >= i]
+
+
+def _symmetrize_numpy(matrix: np.ndarray) -> None:
+  """matrix ← (matrix + matrixᵀ)/2 in place, one pair of blocks at a time."""
+  block = min(_SYMMETRIZE_BLOCK, matrix.shape[0])
+  for i, j in _block_starts(matrix.shape[0], block):
+    average = 0.5 * (matrix[i : i + block, j : j + block] + matrix[j : j + block, i : i + block].T)
+    matrix[i : i + block, j : j + block] = average
+    matrix[j : j + block, i : i + block] = average.T
+
+
+def _symmetrize_device(matrix: jax.Array, block: int) -> jax.Array:
+  """(matrix + matrixᵀ)/2 block by block in a loop XLA runs in place on a donated buffer."""
+  starts = jnp.asarray(_block_starts(matrix.shape[0], block), jnp.int32)
+
+  def body(t: jax.Array, m: jax.Array) -> jax.Array:
+    i, j = starts[t, 0], starts[t, 1]
+    upper = jax.lax.dynamic_slice(m, (i, j), (block, block))
+    lower = jax.lax.dynamic_slice(m, (j, i), (block, block))
+    average = 0.5 * (upper + lower.T)
+    m = jax.lax.dynamic_update_slice(m, average, (i, j))
+    return jax.lax.dynamic_update_slice(m, average.T, (j, i))
+
+  return jax.lax.fori_loop(0, starts.shape[0], body, matrix)
+
+
+_symmetrize_device_jit = jax.jit(_symmetrize_device, static_argnums=1, donate_argnums=0)
+
+
+def _compiled_rows(
+  problem: products.Problem, shared: tuple, chunk_size: int | None
+) -> tuple[Any, int]:
+  """The compiled program of one chunk of rows, ``rows_of(*shared, first)``, and its chunk size.
+
+  With `chunk_size` given, that many rows (rounded up to the device count). Otherwise the chunk
+  starts at min(N, DEFAULT_CHUNK_SIZE) and, if XLA's memory analysis of that program puts its
+  temporaries (the activations of the chunk's HVPs) above max(N² · itemsize / 4, 32 MiB), it
+  shrinks in proportion, at the cost of a second compilation: the chunk's work then stays within
+  a quarter of the matrix (or 32 MiB for small matrices, where larger chunks run faster).
+  """
+  size = problem.num_params
+  chunk = resolve_chunk_size(chunk_size, size)
+  compiled = _basis_hvps_jit.lower(problem.objective, *shared, jnp.int32(0), chunk).compile()
+  analysis = compiled.memory_analysis()
+  if chunk_size is not None or analysis is None:
+    return compiled, chunk
+  itemsize = problem.flat_params.dtype.itemsize
+  budget = max(size * size * itemsize // 4, MIN_CHUNK_WORK_BYTES)
+  if analysis.temp_size_in_bytes <= budget:
+    return compiled, chunk
+  smaller = resolve_chunk_size(max(1, chunk * budget // analysis.temp_size_in_bytes), size)
+  if smaller >= chunk:
+    return compiled, chunk
+  return _basis_hvps_jit.lower(problem.objective, *shared, jnp.int32(0), smaller).compile(), smaller
+
+
+def dense_hessian(
+  problem: products.Problem, chunk_size: int | None, on_host: bool | None = None
+) -> np.ndarray | jax.Array:
+  """The symmetrized N × N Hessian, built in a writable host (numpy) buffer or on the device.
+
+  `on_host` defaults to whether the parameters live on a CPU device.
+  """
+  size = problem.num_params
+  if on_host is None:
+    on_host = next(iter(problem.flat_params.devices())).platform == "cpu"
+  shared = parallel.replicate((problem.flat_params, problem.fixed, problem.data))
+  rows_of, chunk = _compiled_rows(problem, shared, chunk_size)
+  if on_host:
+    matrix = np.empty((size, size), problem.flat_params.dtype)
+  else:
+    matrix = jnp.zeros((size, size), problem.flat_params.dtype)
+  for start in range(0, size, chunk):
+    # every call has `chunk` rows, so one compilation: when the chunk does not divide N the last
+    # one is shifted back and recomputes a few rows (the same values); a chunk larger than N
+    # (rounded up to the device count) wraps around and its extra rows are dropped.
+    first = max(0, min(start, size - chunk))
+    count = min(chunk, size)
+    rows = rows_of(*shared, jnp.int32(first))
+    if on_host:
+      matrix[first : first + count] = np.asarray(rows)[:count]
+    else:
+      matrix = _set_rows_in_place(matrix, rows[:count], jnp.int32(first))
+  if on_host:
+    _symmetrize_numpy(matrix)
+    return matrix
+  return _symmetrize_device_jit(matrix, min(_SYMMETRIZE_BLOCK, size))
+
+
+def symmetric_eigh(
+  matrix: np.ndarray | jax.Array, eigenvectors: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+  """Eigenvalues ascending (and eigenvector columns) of a symmetric matrix from `dense_hessian`.
+
+  A writable numpy matrix is overwritten (scipy ``evd`` in place, see the module docstring); a
+  device matrix goes to `jnp.linalg.eigh`. Precision follows the matrix's dtype.
+  """
+  if isinstance(matrix, np.ndarray):
+    # matrix.T is Fortran-ordered and equal to matrix: LAPACK works on our buffer, no copy.
+    result = scipy.linalg.eigh(
+      matrix.T, eigvals_only=not eigenvectors, driver="evd", overwrite_a=True, check_finite=False
+    )
+    return (result[0], result[1]) if eigenvectors else (result, None)
+  if eigenvectors:
+    values, vectors = jnp.linalg.eigh(matrix)
+    return np.asarray(values), np.asarray(vectors)
+  return np.asarray(jnp.linalg.eigvalsh(matrix)), None
+
+
+def hessian_matrix(
+  loss_fn: products.LossFn,
+  params: Any,
+  *args: Any,
+  chunk_size: int | None = None,
+  batches: Any = None,
+  mode: str | None = None,
+) -> chex.Array:
+  """The dense Hessian ∇²L(θ) as an (N, N) array, rows in `ravel_pytree(params)` order.
+
+  Built from Hessian-vector products H eᵢ, `chunk_size` basis vectors at a time (a vmapped HVP
+  per chunk, the chunk spread over all devices), written into one preallocated buffer and
+  symmetrized in place, H ← (H + Hᵀ)/2: peak memory ≈ N² entries plus one chunk of HVP work,
+  where `jax.hessian` would hold all N tangents at once (jax issue #787).
+
+  Before anything is allocated, the bytes needed (`dense_memory_bytes`) are compared with the
+  device's memory (``memory_stats()['bytes_limit']`` on an accelerator) or half the host RAM on
+  CPU; if they do not fit, `HessianTooLargeError` (a `MemoryError` and a `ValueError`) is raised
+  at once, naming N and the bytes.
+
+  Args:
+    loss_fn: ``loss_fn(params, *args) -> scalar``.
+    params: a pytree of floating arrays or an `nnx.Module` (its `nnx.Param` state); see `hvp`.
+    *args: the data of one batch.
+    chunk_size: basis vectors per HVP call, rounded up to a multiple of the device count; by
+      default min(N, 256), reduced if XLA's memory analysis of the chunk's program finds that
+      its HVPs' activations exceed max(N² · itemsize / 4, 32 MiB) (see `_compiled_rows`).
+    batches: instead of `*args`, a sequence of argument tuples: the full-data Hessian
+      Σ_b n_b H_b / Σ_b n_b.
+    mode: "train" or "eval", required for a module with BatchNorm statistics; see `hvp`.
+
+  Returns:
+    The symmetric (N, N) Hessian in the parameters' dtype.
+  """
+  require_dense_fits(params, chunk_size, False, "hessian_matrix")
+  problem = products.prepare(loss_fn, params, args, batches, mode, "hessian_matrix")
+  matrix = dense_hessian(problem, chunk_size)
+  # copy=False: on CPU the array takes over the host buffer, which nothing else references
+  return jnp.asarray(matrix, copy=False) if isinstance(matrix, np.ndarray) else matrix

@@ -1,0 +1,62 @@
+"""Spreading independent Hessian-vector products over every device with `jax.sharding`.
+
+The independent work of this package, the rows of a chunk of the dense Hessian and the probes of
+stochastic Lanczos quadrature and Hutchinson's estimator, has a leading "items" axis. `map_items`
+splits that axis over a 1-D mesh of all devices of the default backend (`jax.shard_map`, each
+device computing its share) while the parameters and data are replicated. Every item is computed
+from its own inputs alone (its basis index, its probe's key), so the results do not depend on the
+number of devices beyond floating-point reassociation in the HVPs.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+AXIS = "items"
+
+
+def num_devices() -> int:
+  """The number of devices the items are spread over: all devices of the default backend."""
+  return jax.device_count()
+
+
+def _mesh() -> Mesh:
+  return Mesh(np.asarray(jax.devices()), (AXIS,))
+
+
+def replicate(tree: Any) -> Any:
+  """`tree` placed on every device (a no-op with one device), outside jit."""
+  if num_devices() == 1:
+    return tree
+  return jax.device_put(tree, NamedSharding(_mesh(), PartitionSpec()))
+
+
+def map_items(fn: Callable[..., Any], items: Any, *shared: Any) -> Any:
+  """``fn(items, *shared)`` with the leading axis of `items` split over all devices (traceable).
+
+  `fn` must treat the items independently (e.g. a vmap over them). The items are padded with
+  copies of the last one to a multiple of the device count; the padding is dropped.
+  """
+  devices = num_devices()
+  if devices == 1:
+    return fn(items, *shared)
+  count = jax.tree.leaves(items)[0].shape[0]
+  padded = -(-count // devices) * devices
+
+  def pad(x: jax.Array) -> jax.Array:
+    return jax.numpy.concatenate([x, jax.numpy.repeat(x[-1:], padded - count, axis=0)])
+
+  sharded = jax.shard_map(
+    fn,
+    mesh=_mesh(),
+    in_specs=(PartitionSpec(AXIS),) + (PartitionSpec(),) * len(shared),
+    out_specs=PartitionSpec(AXIS),
+    # the replicated params meet per-device tangents inside jvp; every output is per-device,
+    # so the check that would ask us to mark them varying (jax.lax.pvary) proves nothing here
+    check_vma=False,
+  )
+  outputs = sharded(jax.tree.map(pad, items), *shared)
+  return jax.tree.map(lambda x: x[:count], outputs)

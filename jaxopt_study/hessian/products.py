@@ -1,0 +1,334 @@
+"""Hessian-vector products of a dataset-weighted loss, on any pytree of parameters.
+
+Every tool of `jaxopt_study.hessian` reduces its input, ``loss_fn(params, *args)`` with `params` a
+pytree or an `nnx.Module`, to a `Problem`: the parameters raveled into one vector θ ∈ ℝᴺ (in
+`jax.flatten_util.ravel_pytree` order), the arrays held fixed, the data, and a static, hashable
+`Objective` that jitted kernels take as a static argument, so that calling a tool again with the
+same `loss_fn` and parameter structure does not compile again.
+
+The loss over a dataset given as batches B₁ ... B_K with n_b examples each (n_b the leading
+dimension of the batch's first array) is the size-weighted mean
+
+.. math:: L(θ) = Σ_b n_b L_b(θ) / Σ_b n_b,
+
+so that its gradient, Hessian-vector products and Hessian are those of the whole dataset, whatever
+the batch sizes. Batches of equal shapes are stacked and scanned over, one batch's activations in
+memory at a time; each batch's gradient or HVP is taken inside the scan and summed with its weight.
+
+The Hessian-vector product is forward-over-reverse, H v = ∂/∂t ∇L(θ + t v) at t = 0
+(`jax.jvp` of `jax.grad`; Pearlmutter 1994), as cheap as a few gradients and exact.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+LossFn = Callable[..., chex.Numeric]
+MODES = ("train", "eval")
+
+
+class Layout(NamedTuple):
+  """How a pytree of arrays maps onto one flat vector, in `ravel_pytree` order (hashable)."""
+
+  treedef: Any
+  shapes: tuple[tuple[int, ...], ...]
+  dtypes: tuple[np.dtype, ...]
+
+  @property
+  def num_params(self) -> int:
+    return sum(math.prod(shape) for shape in self.shapes)
+
+  @property
+  def dtype(self) -> np.dtype:
+    return np.dtype(jnp.result_type(*self.dtypes))
+
+  def ravel(self, tree: Any) -> jax.Array:
+    leaves = jax.tree.leaves(tree)
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+      return jnp.concatenate([jnp.ravel(leaf).astype(self.dtype) for leaf in leaves])
+    # concrete leaves: assembled on the host, which compiles nothing for a new layout
+    return jnp.asarray(np.concatenate([np.ravel(leaf).astype(self.dtype) for leaf in leaves]))
+
+  def unravel(self, flat: jax.Array) -> Any:
+    sizes = [math.prod(shape) for shape in self.shapes]
+    pieces = jnp.split(flat, np.cumsum(sizes)[:-1]) if len(sizes) > 1 else [flat]
+    leaves = [
+      piece.reshape(shape).astype(dtype)
+      for piece, shape, dtype in zip(pieces, self.shapes, self.dtypes, strict=True)
+    ]
+    return jax.tree.unflatten(self.treedef, leaves)
+
+
+class Objective(NamedTuple):
+  """The static part of a problem: the loss, the parameter layout, the NNX graph (or None)."""
+
+  loss_fn: LossFn
+  layout: Layout
+  graphdef: Any  # nnx.GraphDef when params was an nnx.Module, else None
+
+
+class BatchGroup(NamedTuple):
+  """Batches of one shape: args stacked on a new leading axis, with their weights n_b / Σ n.
+
+  `weights` is None for the single argument tuple of a call without ``batches=`` (weight 1, args
+  not stacked).
+  """
+
+  weights: jax.Array | None
+  args: tuple
+
+
+class Problem(NamedTuple):
+  """A loss ready for the kernels: static `objective`, flat params θ, fixed state, data."""
+
+  objective: Objective
+  flat_params: jax.Array  # θ, shape (N,)
+  fixed: Any  # nnx state held fixed (BatchNorm statistics, ...), or None
+  data: tuple[BatchGroup, ...]
+
+  @property
+  def num_params(self) -> int:
+    return self.objective.layout.num_params
+
+
+def host_rng(key: jax.Array | None) -> np.random.Generator:
+  """A numpy generator seeded by the bits of a JAX PRNG key (typed or raw); None: seed 0.
+
+  The tools draw their random vectors on the host: the same vectors for the same key whatever
+  the devices, and no random-number program to compile for every new parameter count.
+  """
+  if key is None:
+    return np.random.default_rng(0)
+  if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    key = jax.random.key_data(key)
+  return np.random.default_rng(np.asarray(key, np.uint32).ravel().tolist())
+
+
+def _batch_size(batch: tuple, index: int) -> int:
+  leaves = jax.tree.leaves(batch)
+  if not leaves or jnp.ndim(leaves[0]) == 0:
+    raise ValueError(
+      f"batches[{index}]: its first array must have a leading batch dimension (the number of "
+      "examples n_b that weights the batch), got "
+      + ("no array" if not leaves else f"a scalar {leaves[0]!r}")
+    )
+  return int(jnp.shape(leaves[0])[0])
+
+
+def _group_batches(batches: Sequence[tuple], dtype: np.dtype) -> tuple[BatchGroup, ...]:
+  """Groups batches by shape and stacks each group; weights n_b / Σ n in `dtype`."""
+  if isinstance(batches, (str, bytes)) or not isinstance(batches, Sequence) or not batches:
+    raise ValueError(
+      f"batches={type(batches).__name__}: must be a non-empty sequence of argument tuples, "
+      "e.g. [(x1, y1), (x2, y2)]"
+    )
+  batches = [tuple(batch) if isinstance(batch, (tuple, list)) else (batch,) for batch in batches]
+  sizes = [_batch_size(batch, index) for index, batch in enumerate(batches)]
+  total = sum(sizes)
+  groups: dict[Any, list[int]] = {}
+  for index, batch in enumerate(batches):
+    leaves, treedef = jax.tree.flatten(batch)
+    signature = (treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
+    groups.setdefault(signature, []).append(index)
+  return tuple(
+    BatchGroup(
+      weights=jnp.asarray([sizes[i] / total for i in members], dtype),
+      args=jax.tree.map(lambda *xs: jnp.stack(xs), *[batches[i] for i in members]),
+    )
+    for members in groups.values()
+  )
+
+
+def _split_module(model: nnx.Module, mode: str | None, where: str) -> tuple[Any, Any, Any]:
+  """(graphdef, Param state, the rest) of `model`, BatchNorm set to `mode` on a view of it."""
+  has_batch_stats = bool(jax.tree.leaves(nnx.state(model, nnx.BatchStat)))
+  if has_batch_stats and mode is None:
+    raise ValueError(
+      f"{where}: the model has BatchNorm statistics (nnx.BatchStat), so the loss depends on the "
+      "mode: pass mode='train' (batch statistics, the training objective) or mode='eval' "
+      "(running averages)"
+    )
+  if mode is not None:
+    model = nnx.view(model, use_running_average=mode == "eval", raise_if_not_found=False)
+  return nnx.split(model, nnx.Param, ...)
+
+
+def prepare(
+  loss_fn: LossFn,
+  params: Any,
+  args: tuple,
+  batches: Sequence[tuple] | None,
+  mode: str | None,
+  where: str,
+) -> Problem:
+  """Validates a tool's inputs and builds its `Problem`; `where` names the tool in errors."""
+  if not callable(loss_fn):
+    raise TypeError(f"{where}: loss_fn={loss_fn!r} is not callable")
+  if args and batches is not None:
+    raise ValueError(
+      f"{where}: got {len(args)} positional data argument(s) and batches=: pass the data either "
+      "as *args (one batch) or as batches=[(x1, y1), ...] (the whole dataset), not both"
+    )
+  if mode is not None and mode not in MODES:
+    raise ValueError(f"{where}: mode={mode!r}: must be one of {MODES} or None")
+  if isinstance(params, nnx.Module):
+    graphdef, params, fixed = _split_module(params, mode, where)
+  elif mode is not None:
+    raise ValueError(f"{where}: mode={mode!r} applies only when params is an nnx.Module")
+  else:
+    graphdef, fixed = None, None
+  leaves, treedef = jax.tree.flatten(params)
+  if not leaves:
+    raise ValueError(f"{where}: params has no arrays to differentiate")
+  for leaf in leaves:
+    if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+      raise TypeError(
+        f"{where}: params leaf of dtype {jnp.result_type(leaf)} and shape {jnp.shape(leaf)}: "
+        "every parameter must be floating point to be differentiated"
+      )
+  layout = Layout(
+    treedef, tuple(jnp.shape(x) for x in leaves), tuple(jnp.result_type(x) for x in leaves)
+  )
+  if batches is None:
+    data = (BatchGroup(weights=None, args=tuple(args)),)
+  else:
+    data = _group_batches(batches, layout.dtype)
+  return Problem(Objective(loss_fn, layout, graphdef), layout.ravel(params), fixed, data)
+
+
+def batch_loss(objective: Objective, flat: jax.Array, fixed: Any, args: tuple) -> jax.Array:
+  """L_b(θ) on one batch: unravels θ, rebuilds the module if any, checks the loss is a scalar."""
+  params = objective.layout.unravel(flat)
+  if objective.graphdef is not None:
+    # copy=True: fresh Variables in this trace, so that BatchNorm in train mode may write its
+    # statistics; they are discarded, the caller's module is never updated.
+    params = nnx.merge(objective.graphdef, params, fixed, copy=True)
+  value = objective.loss_fn(params, *args)
+  if jnp.shape(value) != ():
+    raise TypeError(
+      f"loss_fn {getattr(objective.loss_fn, '__name__', objective.loss_fn)!r} returned shape "
+      f"{jnp.shape(value)}: it must return a scalar (reduce the per-example losses)"
+    )
+  return jnp.asarray(value, flat.dtype)
+
+
+def dataset_sum(fn: Callable[[tuple], Any], data: tuple[BatchGroup, ...]) -> Any:
+  """Σ_b w_b fn(args_b) over every batch, with w_b = n_b / Σ n (or 1 for a single batch)."""
+  total = None
+  for group in data:
+    if group.weights is None:
+      part = fn(group.args)
+    else:
+
+      def accumulate(acc, weighted_batch):
+        weight, args = weighted_batch
+        return jax.tree.map(lambda a, y: a + weight.astype(y.dtype) * y, acc, fn(args)), None
+
+      first = jax.tree.map(lambda x: x[0], group.args)
+      zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(fn, first))
+      part, _ = jax.lax.scan(accumulate, zeros, (group.weights, group.args))
+    total = part if total is None else jax.tree.map(jnp.add, total, part)
+  return total
+
+
+def loss_value(objective: Objective, flat: jax.Array, fixed: Any, data: tuple) -> jax.Array:
+  """L(θ) over the dataset (traceable)."""
+  return dataset_sum(lambda args: batch_loss(objective, flat, fixed, args), data)
+
+
+def loss_and_grad(
+  objective: Objective, flat: jax.Array, fixed: Any, data: tuple
+) -> tuple[jax.Array, jax.Array]:
+  """(L(θ), ∇L(θ)) over the dataset, each batch differentiated inside the scan (traceable)."""
+  value_and_grad = jax.value_and_grad(lambda f, args: batch_loss(objective, f, fixed, args))
+  return dataset_sum(lambda args: value_and_grad(flat, args), data)
+
+
+def hvp_rows(
+  objective: Objective, flat: jax.Array, fixed: Any, data: tuple, vectors: jax.Array
+) -> jax.Array:
+  """H vᵢ for each row vᵢ of `vectors` (k, N): forward-over-reverse, vmapped (traceable)."""
+
+  def batch_hvps(args: tuple) -> jax.Array:
+    grad = jax.grad(lambda f: batch_loss(objective, f, fixed, args))
+    return jax.vmap(lambda v: jax.jvp(grad, (flat,), (v,))[1])(vectors)
+
+  return dataset_sum(batch_hvps, data)
+
+
+def first_and_second_order(
+  objective: Objective, flat: jax.Array, fixed: Any, data: tuple
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(L(θ), g = ∇L(θ), H g): the loss, its gradient and one HVP along it (traceable)."""
+  loss, grad = loss_and_grad(objective, flat, fixed, data)
+  return loss, grad, hvp_rows(objective, flat, fixed, data, grad[None])[0]
+
+
+first_and_second_order_jit = jax.jit(first_and_second_order, static_argnums=0)
+hvp_rows_jit = jax.jit(hvp_rows, static_argnums=0)
+
+
+def hvp(
+  loss_fn: LossFn,
+  params: Any,
+  *args: Any,
+  batches: Sequence[tuple] | None = None,
+  mode: str | None = None,
+) -> Callable[[Any], Any]:
+  """The Hessian-vector product v ↦ H v of `loss_fn` at `params`, on pytrees shaped like params.
+
+  .. math:: H v = \\frac{d}{dt} ∇L(θ + t v) \\Big|_{t=0}
+
+  computed forward-over-reverse (`jax.jvp` of `jax.grad`, Pearlmutter 1994) at the cost of a few
+  gradients, exactly and without forming H. Jitted; the product is compiled once per
+  (loss_fn, parameter structure, data shapes) and works inside an outer `jax.jit` too.
+
+  Example::
+
+    product = hvp(lambda p, x, y: jnp.mean((x @ p["w"] - y) ** 2), {"w": w}, x, y)
+    product({"w": v})  # {"w": H v}
+
+  Args:
+    loss_fn: ``loss_fn(params, *args) -> scalar``.
+    params: a pytree of floating arrays (dict, `nnx.State`, array), or an `nnx.Module`, whose
+      `nnx.Param` state is differentiated while the rest is held fixed; `loss_fn` is then called
+      with the module.
+    *args: the data of one batch, passed to `loss_fn` after params.
+    batches: instead of `*args`, a sequence of argument tuples; the loss is then the mean over all
+      examples, L = Σ_b n_b L_b / Σ_b n_b (see the module docstring).
+    mode: "train" or "eval" for a module with BatchNorm statistics (required there): batch
+      statistics (the training objective; running averages are not updated) or running averages.
+
+  Returns:
+    A function from a pytree v shaped like the parameters (an `nnx.State` of the Params for a
+    module) to H v of the same structure.
+  """
+  problem = prepare(loss_fn, params, args, batches, mode, "hvp")
+  layout = problem.objective.layout
+
+  def product(vector: Any) -> Any:
+    if jax.tree.structure(vector) != layout.treedef:
+      raise ValueError(
+        f"hvp: the vector's structure {jax.tree.structure(vector)} differs from the "
+        f"parameters' {layout.treedef}"
+      )
+    return _tree_hvp_jit(
+      problem.objective, problem.flat_params, problem.fixed, problem.data, vector
+    )
+
+  return product
+
+
+def _tree_hvp(objective: Objective, flat: jax.Array, fixed: Any, data: tuple, vector: Any) -> Any:
+  """H v with v and H v pytrees in the parameters' layout."""
+  layout = objective.layout
+  return layout.unravel(hvp_rows(objective, flat, fixed, data, layout.ravel(vector)[None])[0])
+
+
+_tree_hvp_jit = jax.jit(_tree_hvp, static_argnums=0)

@@ -1,0 +1,159 @@
+"""Tests of hessian/critical_points.py: spectra and the classification of critical points."""
+
+import itertools
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxopt_study.hessian import classify, spectrum
+
+
+def quadratic(x, a):
+  """x ↦ ½ xᵀ A x: its Hessian is A everywhere and 0 is critical. One function with A as data,
+  so that the tests below share their compiled programs."""
+  return 0.5 * x @ a @ x
+
+
+def diagonal(*curvatures):
+  return jnp.diag(jnp.asarray(curvatures, jnp.float64))
+
+
+def rosenbrock(p):
+  return (1.0 - p["x"]) ** 2 + 100.0 * (p["y"] - p["x"] ** 2) ** 2
+
+
+def test_bowl_spectrum_is_its_diagonal_in_ascending_order(x64):
+  result = spectrum(quadratic, jnp.asarray([1.0, -1.0, 0.5]), diagonal(3.0, 0.5, 10.0))
+  np.testing.assert_allclose(result.eigenvalues, [0.5, 3.0, 10.0], rtol=1e-15)
+  assert result.eigenvectors is None and result.num_params == 3
+  np.testing.assert_allclose(result.loss, 0.5 * (3 + 0.5 + 2.5), rtol=1e-15)
+  np.testing.assert_allclose(result.grad_norm, np.linalg.norm([3.0, -0.5, 5.0]), rtol=1e-15)
+
+
+def test_spectrum_of_a_symmetric_matrix_with_eigenvectors_and_selection(x64):
+  a = np.random.default_rng(0).normal(size=(7, 7))
+  a = a + a.T
+  data = (jnp.zeros(7), jnp.asarray(a))
+  expected = np.linalg.eigvalsh(a)
+  full = spectrum(quadratic, *data, eigenvectors=True)
+  np.testing.assert_allclose(full.eigenvalues, expected, rtol=1e-13, atol=1e-13)
+  np.testing.assert_allclose(a @ full.eigenvectors, full.eigenvectors * expected, atol=1e-12)
+  top = spectrum(quadratic, *data, k=2, eigenvectors=True)
+  np.testing.assert_allclose(top.eigenvalues, expected[-2:], rtol=1e-13)
+  assert top.eigenvectors.shape == (7, 2)
+  both = spectrum(quadratic, *data, k=2, which="both")
+  np.testing.assert_allclose(both.eigenvalues, expected[[0, 1, 5, 6]], rtol=1e-13)
+  lowest = spectrum(quadratic, *data, method="lanczos", k=1, which="smallest", num_steps=7)
+  np.testing.assert_allclose(lowest.eigenvalues, expected[:1], rtol=1e-12)
+  ends = spectrum(quadratic, *data, method="lanczos", k=2, which="both", num_steps=7)
+  np.testing.assert_allclose(ends.eigenvalues, expected[[0, 1, 5, 6]], rtol=1e-12)
+  ritz = spectrum(quadratic, *data, method="lanczos", k=1, num_steps=7, eigenvectors=True)
+  np.testing.assert_allclose(
+    np.abs(ritz.eigenvectors[:, 0]), np.abs(full.eigenvectors[:, -1]), atol=1e-10
+  )
+
+
+def test_spectrum_argument_errors():
+  x, a = np.zeros(2, np.float32), np.eye(2, dtype=np.float32)
+  with pytest.raises(ValueError, match="method='newton'"):
+    spectrum(quadratic, x, a, method="newton")
+  with pytest.raises(ValueError, match="pass k"):
+    spectrum(quadratic, x, a, method="lanczos")
+  with pytest.raises(ValueError, match=r"k=3: must be an integer in \[1, N=2\]"):
+    spectrum(quadratic, x, a, k=3)
+  with pytest.raises(ValueError, match="which='top'"):
+    spectrum(quadratic, x, a, k=1, which="top")
+
+
+def test_rosenbrock_minimum_hessian_and_condition_number(x64):
+  """∇²f(1, 1) = [[802, −400], [−400, 200]]: λ = 501 ± √(301² + 400²), κ ≈ 2508."""
+  point = classify(rosenbrock, {"x": jnp.asarray(1.0), "y": jnp.asarray(1.0)})
+  root = np.sqrt(301.0**2 + 400.0**2)
+  assert point.kind == "minimum" and point.index == 0.0 and point.n_positive == 2
+  np.testing.assert_allclose(point.lambda_min, 501.0 - root, rtol=1e-12)
+  np.testing.assert_allclose(point.lambda_max, 501.0 + root, rtol=1e-12)
+  np.testing.assert_allclose(point.condition_number, (501.0 + root) / (501.0 - root), rtol=1e-6)
+  np.testing.assert_allclose(point.condition_number, 2508.0096, rtol=1e-6)
+  assert point.grad_norm == 0.0 and point.loss == 0.0
+
+
+@pytest.mark.parametrize("signs", list(itertools.product([1.0, -1.0], repeat=3)))
+def test_every_index_of_a_diagonal_quadratic(x64, signs):
+  curvatures = np.asarray(signs) * np.asarray([1.0, 2.5, 4.0])
+  point = classify(quadratic, jnp.zeros(3), diagonal(*curvatures))
+  n_negative = int(np.sum(curvatures < 0))
+  expected_kind = {0: "minimum", 3: "maximum"}.get(n_negative, "saddle")
+  assert point.kind == expected_kind
+  assert point.index == n_negative / 3 and point.n_negative == n_negative
+  assert point.n_zero == 0 and point.n_positive == 3 - n_negative
+  np.testing.assert_allclose(point.condition_number, 4.0, rtol=1e-15)
+
+
+def test_a_saddle_with_a_zero_eigenvalue_is_still_a_saddle(x64):
+  point = classify(quadratic, jnp.zeros(3), diagonal(2.0, 0.0, -1.0))
+  assert point.kind == "saddle" and point.index == pytest.approx(1 / 3)
+  assert (point.n_negative, point.n_zero, point.n_positive) == (1, 1, 1)
+  assert point.condition_number == np.inf
+
+
+def test_cap_is_a_maximum(x64):
+  point = classify(lambda p: -jnp.sum(p["w"] ** 2) - 3.0, {"w": jnp.zeros((2, 2))})
+  assert point.kind == "maximum" and point.index == 1.0 and point.lambda_max == -2.0
+
+
+def test_monkey_saddle_and_half_flat_bowl_are_degenerate(x64):
+  monkey = classify(lambda p: p[0] ** 3 - 3 * p[0] * p[1] ** 2, jnp.zeros(2))
+  assert monkey.kind == "degenerate" and monkey.n_zero == 2 and monkey.lambda_max == 0.0
+  half_flat = classify(lambda p: p[0] ** 2 + p[1] ** 4, jnp.zeros(2))  # second-order inconclusive
+  assert half_flat.kind == "degenerate" and (half_flat.n_zero, half_flat.n_positive) == (1, 1)
+
+
+def test_constant_loss_is_a_plateau(x64):
+  point = classify(lambda p: 0.0 * jnp.sum(p) + 2.5, jnp.ones(5))
+  assert point.kind == "plateau" and point.n_zero == 5 and point.loss == 2.5
+
+
+def test_quartic_in_float32_is_degenerate_unless_the_probes_are_too_close():
+  """1 + Σ x⁴ changes by r⁴ = 1e-4 at the default probe radius, far above float32 rounding
+  of 1; at r = 1e-3 the change, 1e-12, is below it and the point looks like a plateau."""
+  loss = lambda p: 1.0 + jnp.sum(p**4)  # noqa: E731
+  assert classify(loss, jnp.zeros(3, jnp.float32)).kind == "degenerate"
+  assert classify(loss, jnp.zeros(3, jnp.float32), probe_radius=1e-3).kind == "plateau"
+
+
+def test_large_gradient_is_not_critical_with_its_index_reported(x64):
+  point = classify(quadratic, jnp.ones(3), diagonal(1.0, -2.0, 3.0))
+  assert point.kind == "not_critical" and point.index == pytest.approx(1 / 3)
+  np.testing.assert_allclose(point.grad_norm, np.sqrt(1 + 4 + 9), rtol=1e-15)
+  np.testing.assert_allclose(point.hessian_grad_norm, np.sqrt(1 + 16 + 81), rtol=1e-15)
+  near = jnp.asarray([1e-3, 0.0, 0.0])
+  assert classify(quadratic, near, diagonal(1.0, 2.0, 3.0), grad_tol=1e-2).kind == "minimum"
+
+
+def test_gradient_flat_point(x64):
+  """f(x, y) = x + y² at 0: g = (1, 0) ≠ 0, H = diag(0, 2), H g = 0 (Frye et al. 2021)."""
+  point = classify(lambda p: p[0] + p[1] ** 2, jnp.zeros(2))
+  assert point.kind == "not_critical" and point.grad_norm == 1.0
+  assert point.hessian_grad_norm == 0.0 and (point.n_zero, point.n_positive) == (1, 1)
+
+
+def test_eig_tol_decides_what_counts_as_zero(x64):
+  a = diagonal(1.0, 1e-9, -1e-9)
+  assert classify(quadratic, jnp.zeros(3), a).kind == "saddle"  # 1e-9 ≫ N ε max|λ| ≈ 7e-16
+  assert classify(quadratic, jnp.zeros(3), a, eig_tol=1e-6).kind == "degenerate"
+
+
+def test_lanczos_method_agrees_with_exact(x64):
+  rng = np.random.default_rng(0)
+  basis, _ = np.linalg.qr(rng.normal(size=(60, 60)))
+  negative = np.concatenate([-rng.uniform(1, 2, 15), rng.uniform(1, 5, 45)])
+  for curvatures in (rng.uniform(1.0, 5.0, 60), negative):
+    a = jnp.asarray((basis * curvatures) @ basis.T)
+    exact = classify(quadratic, jnp.zeros(60), a)
+    approx = classify(quadratic, jnp.zeros(60), a, method="lanczos")
+    assert approx.kind == exact.kind
+    np.testing.assert_allclose(approx.lambda_min, exact.lambda_min, rtol=1e-6)
+    np.testing.assert_allclose(approx.lambda_max, exact.lambda_max, rtol=1e-6)
+    assert abs(approx.n_negative - exact.n_negative) <= 6  # an SLQ estimate of 0 or 15
+  assert np.isnan(approx.condition_number)  # a saddle's smallest |λ| is not computed

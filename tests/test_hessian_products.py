@@ -1,0 +1,161 @@
+"""Tests of hessian/products.py: HVPs, dataset-weighted losses and NNX modules as params."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.flatten_util import ravel_pytree
+
+from jaxopt_study import models
+from jaxopt_study.hessian import hessian_matrix, hvp, products
+
+
+def mlp_loss(params, x, y):
+  """Mean squared error of a 3-4-2 tanh MLP: a mean over examples, as `batches=` assumes."""
+  h = jnp.tanh(x @ params["w1"] + params["b1"][None, :])
+  return 0.5 * jnp.mean(jnp.sum((h @ params["w2"] + params["b2"][None, :] - y) ** 2, axis=-1))
+
+
+def mlp_problem(num_examples=50, seed=0):
+  rng = np.random.default_rng(seed)
+  params = {
+    "w1": jnp.asarray(rng.normal(size=(3, 4))),
+    "b1": jnp.asarray(rng.normal(size=(4,)) * 0.1),
+    "w2": jnp.asarray(rng.normal(size=(4, 2))),
+    "b2": jnp.zeros((2,)),
+  }
+  x = jnp.asarray(rng.normal(size=(num_examples, 3)))
+  y = jnp.asarray(rng.normal(size=(num_examples, 2)))
+  return params, x, y
+
+
+def flatten(tree):
+  """The leaves of a pytree concatenated on the host, in ravel_pytree order."""
+  return np.concatenate([np.ravel(leaf) for leaf in jax.tree.leaves(tree)])
+
+
+def reference_hessian(loss, params, *args):
+  """The Hessian the plain way: jax.hessian of the loss of the raveled parameters."""
+  flat, unravel = ravel_pytree(params)
+  return jax.jit(jax.hessian(lambda f, *a: loss(unravel(f), *a)))(flat, *args)
+
+
+def test_hvp_matches_finite_differences_of_gradients(x64):
+  params, x, y = mlp_problem()
+  flat, unravel = ravel_pytree(params)
+  v = np.random.default_rng(1).normal(size=flat.shape)
+  grad = jax.jit(jax.grad(lambda f: mlp_loss(unravel(f), x, y)))
+  step = 1e-5  # central differences: O(step²) truncation, O(ε/step) rounding, both < 1e-9
+  expected = (grad(flat + step * v) - grad(flat - step * v)) / (2 * step)
+  product = hvp(mlp_loss, params, x, y)(unravel(jnp.asarray(v)))
+  assert jax.tree.structure(product) == jax.tree.structure(params)
+  np.testing.assert_allclose(flatten(product), expected, rtol=1e-7, atol=1e-9)
+  exact = reference_hessian(mlp_loss, params, x, y) @ v
+  np.testing.assert_allclose(flatten(product), exact, rtol=1e-12, atol=1e-13)
+
+
+def test_hvp_works_inside_jit_and_on_a_plain_array(x64):
+  a = jnp.asarray([[2.0, 1.0], [1.0, 3.0]])
+
+  @jax.jit
+  def product(theta, v):
+    return hvp(lambda p: 0.5 * p @ a @ p + jnp.sum(p**3), theta)(v)
+
+  theta = np.asarray([0.5, -1.0])
+  expected = (np.asarray(a) + np.diag(6 * theta)) @ np.asarray([1.0, 2.0])
+  np.testing.assert_allclose(product(theta, jnp.asarray([1.0, 2.0])), expected, rtol=1e-14)
+
+
+def test_batches_give_the_full_data_hessian(x64):
+  """Unequal batches (two of one shape, stacked and scanned), weighted by their sizes, give
+  exactly the one-batch Hessian, loss and gradient; unweighted, they would not."""
+  sizes = (7, 13, 30, 13)
+  params, x, y = mlp_problem(num_examples=sum(sizes))
+  cuts = np.cumsum(sizes)[:-1]
+  batches = list(zip(np.split(x, cuts), np.split(y, cuts), strict=True))
+  full = hessian_matrix(mlp_loss, params, x, y)
+  np.testing.assert_allclose(
+    hessian_matrix(mlp_loss, params, batches=batches), full, rtol=1e-12, atol=1e-13
+  )
+  problem = products.prepare(mlp_loss, params, (), batches, None, "test")
+  np.testing.assert_allclose(problem.data[1].weights, [13 / 63, 13 / 63])  # the stacked pair
+  loss, grad, hessian_grad = products.first_and_second_order_jit(*problem)
+  np.testing.assert_allclose(loss, mlp_loss(params, x, y), rtol=1e-13)
+  np.testing.assert_allclose(hessian_grad, np.asarray(full) @ np.asarray(grad), rtol=1e-11)
+  _, full_grad, _ = products.first_and_second_order_jit(
+    *products.prepare(mlp_loss, params, (x, y), None, None, "test")
+  )
+  np.testing.assert_allclose(grad, full_grad, rtol=1e-12)
+
+
+def test_data_errors_name_the_culprit():
+  params, x, y = mlp_problem()
+  with pytest.raises(ValueError, match="not both"):
+    hvp(mlp_loss, params, x, y, batches=[(x, y)])
+  with pytest.raises(ValueError, match="non-empty sequence"):
+    hvp(mlp_loss, params, batches=[])
+  with pytest.raises(ValueError, match=r"batches\[1\].*leading batch dimension"):
+    hvp(mlp_loss, params, batches=[(x, y), (np.float32(1.0), y)])
+  with pytest.raises(TypeError, match="floating point"):
+    hvp(mlp_loss, {"w": np.arange(3)})
+  with pytest.raises(ValueError, match="mode='train' applies only"):
+    hvp(mlp_loss, params, x, y, mode="train")
+  with pytest.raises(ValueError, match="structure"):
+    hvp(mlp_loss, params, x, y)({"w1": params["w1"]})
+
+
+def test_a_loss_that_is_not_a_scalar_is_refused():
+  with pytest.raises(TypeError, match=r"returned shape \(3,\).*scalar"):
+    hvp(lambda p: p**2, np.ones(3, np.float32))(np.ones(3, np.float32))
+
+
+def small_mlp(batchnorm):
+  return models.MLP(
+    3,
+    2,
+    width=4,
+    depth=1,
+    activation="tanh",
+    batchnorm=batchnorm,
+    param_dtype=jnp.float64,
+    rngs=nnx.Rngs(0),
+  )
+
+
+def module_loss(model, x, y):
+  return jnp.mean((model(x) - y) ** 2)
+
+
+def test_a_module_as_params_differentiates_its_params(x64):
+  _, x, y = mlp_problem()
+  model = small_mlp(batchnorm=False)
+  apply, params, state = models.functional(model)
+  expected = reference_hessian(
+    lambda p, x, y: jnp.mean((apply(p, state, x, True)[0] - y) ** 2), params, x, y
+  )
+  np.testing.assert_allclose(hessian_matrix(module_loss, model, x, y), expected, rtol=1e-12)
+  v = jax.tree.map(jnp.ones_like, nnx.state(model, nnx.Param))
+  product = hvp(module_loss, model, x, y)(v)
+  np.testing.assert_allclose(flatten(product), expected @ flatten(v), rtol=1e-12)
+
+
+def test_batchnorm_needs_a_mode_and_follows_it(x64):
+  _, x, y = mlp_problem()
+  x = 3.0 + x  # far from the initial running mean 0, so that train and eval differ
+  model = small_mlp(batchnorm=True)
+  before = jax.tree.map(np.array, nnx.state(model, nnx.BatchStat))
+  with pytest.raises(ValueError, match="pass mode='train'"):
+    hessian_matrix(module_loss, model, x, y)
+  apply, params, state = models.functional(model)
+  got = {}
+  for mode, train in (("train", True), ("eval", False)):
+    expected = reference_hessian(
+      lambda p, x, y, train=train: jnp.mean((apply(p, state, x, train)[0] - y) ** 2), params, x, y
+    )
+    got[mode] = hessian_matrix(module_loss, model, x, y, mode=mode)
+    np.testing.assert_allclose(got[mode], expected, rtol=1e-11, atol=1e-12)
+  assert np.abs(got["train"] - got["eval"]).max() > 1e-2
+  after = nnx.state(model, nnx.BatchStat)  # running averages untouched by the train mode
+  jax.tree.map(np.testing.assert_array_equal, before, after)
+  assert model.norms[0].use_running_average is False  # the caller's module keeps its mode
