@@ -65,12 +65,12 @@ def test_device_buffer_path_gives_the_host_buffer_result(x64):
 
 
 def test_default_chunk_shrinks_when_its_activations_exceed_the_budget(x64):
-  """40 000 examples: a chunk of all 57 rows would hold ~57 × 40 000 × 6 doubles per activation,
+  """20 000 examples: a chunk of all 57 rows would hold ~57 × 20 000 × 6 doubles per activation,
   far above 32 MiB, so the chunk shrinks; the Hessian is the same."""
   params, _, _ = tanh_mlp_problem()
   rng = np.random.default_rng(1)
-  x = jnp.asarray(rng.normal(size=(40_000, 5)))
-  y = jnp.asarray(np.eye(3)[rng.integers(0, 3, size=40_000)])
+  x = jnp.asarray(rng.normal(size=(20_000, 5)))
+  y = jnp.asarray(np.eye(3)[rng.integers(0, 3, size=20_000)])
   problem = products.prepare(tanh_mlp_loss, params, (x, y), None, None, "test")
   shared = (problem.flat_params, problem.fixed, problem.data)
   compiled, chunk = dense._compiled_rows(problem, shared, None)  # noqa: SLF001

@@ -31,6 +31,13 @@ other jobs; the gain shrinks to 1–3×, and this step dominates the exact spect
 (``overwrite_a`` on a writable Fortran-ordered buffer, which the transpose of our C-ordered
 symmetric matrix is), so no second N² copy is made. On GPU the matrix stays on the device and
 `jnp.linalg.eigh` (cuSOLVER) is used.
+
+Threads: on a machine shared with other jobs, multithreaded OpenBLAS spins at its barriers and
+collapses; float32 values, best of 3 at load 3.6 on the 2 cores: N = 310, 0.91 s with 2 threads
+and 0.017 s with 1; N = 1000, 0.27 s and 0.13 s; N = 2000, 7.5 s and 1.3 s (idle: 0.40 s with
+2). Below N = 1024 (`SINGLE_THREAD_BELOW`), where one thread loses little even on an idle
+machine, the solve runs on one BLAS thread (`threadpoolctl`); above, the BLAS default is kept,
+and ``OPENBLAS_NUM_THREADS=1`` is the remedy on a busy machine.
 """
 
 import os
@@ -41,12 +48,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
+import threadpoolctl
 from flax import nnx
 
 from jaxopt_study.hessian import parallel, products
 
 DEFAULT_CHUNK_SIZE = 256
 MIN_CHUNK_WORK_BYTES = 32 * 2**20
+SINGLE_THREAD_BELOW = 1024
 _SYMMETRIZE_BLOCK = 512
 
 
@@ -152,6 +161,14 @@ def _set_rows(matrix: jax.Array, rows: jax.Array, start: jax.Array) -> jax.Array
 _set_rows_in_place = jax.jit(_set_rows, donate_argnums=0)
 
 
+def _aligned_empty(size: int, dtype: np.dtype) -> np.ndarray:
+  """An uninitialized (size, size) host array at a 64-byte boundary, which JAX can alias."""
+  num_bytes = size * size * np.dtype(dtype).itemsize
+  raw = np.empty(num_bytes + 64, np.uint8)
+  offset = -raw.ctypes.data % 64
+  return raw[offset : offset + num_bytes].view(dtype).reshape(size, size)
+
+
 def _block_starts(size: int, block: int) -> list[tuple[int, int]]:
   """(i, j) starts of the upper-triangle blocks; the last block is shifted back to fit."""
   starts = sorted({min(s, size - block) for s in range(0, size, block)})
@@ -225,7 +242,7 @@ def dense_hessian(
   shared = parallel.replicate((problem.flat_params, problem.fixed, problem.data))
   rows_of, chunk = _compiled_rows(problem, shared, chunk_size)
   if on_host:
-    matrix = np.empty((size, size), problem.flat_params.dtype)
+    matrix = _aligned_empty(size, problem.flat_params.dtype)
   else:
     matrix = jnp.zeros((size, size), problem.flat_params.dtype)
   for start in range(0, size, chunk):
@@ -254,10 +271,13 @@ def symmetric_eigh(
   device matrix goes to `jnp.linalg.eigh`. Precision follows the matrix's dtype.
   """
   if isinstance(matrix, np.ndarray):
-    # matrix.T is Fortran-ordered and equal to matrix: LAPACK works on our buffer, no copy.
-    result = scipy.linalg.eigh(
-      matrix.T, eigvals_only=not eigenvectors, driver="evd", overwrite_a=True, check_finite=False
-    )
+    # below SINGLE_THREAD_BELOW the BLAS runs on one thread (see the module docstring)
+    threads = 1 if matrix.shape[0] < SINGLE_THREAD_BELOW else None
+    with threadpoolctl.threadpool_limits(threads, user_api="blas"):
+      # matrix.T is Fortran-ordered and equal to matrix: LAPACK works on our buffer, no copy.
+      result = scipy.linalg.eigh(
+        matrix.T, eigvals_only=not eigenvectors, driver="evd", overwrite_a=True, check_finite=False
+      )
     return (result[0], result[1]) if eigenvectors else (result, None)
   if eigenvectors:
     values, vectors = jnp.linalg.eigh(matrix)
@@ -302,5 +322,6 @@ def hessian_matrix(
   require_dense_fits(params, chunk_size, False, "hessian_matrix")
   problem = products.prepare(loss_fn, params, args, batches, mode, "hessian_matrix")
   matrix = dense_hessian(problem, chunk_size)
-  # copy=False: on CPU the array takes over the host buffer, which nothing else references
-  return jnp.asarray(matrix, copy=False) if isinstance(matrix, np.ndarray) else matrix
+  if isinstance(matrix, np.ndarray):  # the CPU array takes over the aligned host buffer: no copy
+    return jax.device_put(matrix, may_alias=True)
+  return matrix

@@ -271,7 +271,6 @@ def first_and_second_order(
 
 
 first_and_second_order_jit = jax.jit(first_and_second_order, static_argnums=0)
-hvp_rows_jit = jax.jit(hvp_rows, static_argnums=0)
 
 
 def hvp(
