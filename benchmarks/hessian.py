@@ -223,6 +223,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--widths", type=int, nargs="+", default=[8, 26, 66])
   parser.add_argument("--rounds", type=int, default=2)
+  parser.add_argument("--json", help="also write every run's numbers to this file")
   parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)  # one subprocess's case
   args = parser.parse_args()
   if args.case:
@@ -232,6 +233,9 @@ def main() -> None:
   for width in args.widths:
     all_results[width] = benchmark(width, args.rounds)
     print(f"width {width} done", file=sys.stderr)
+  if args.json:
+    with open(args.json, "w") as file:
+      json.dump(all_results, file, indent=1)
   print(f"machine: {platform.processor() or platform.machine()}, {platform.platform()}")
   print(
     f"command: python benchmarks/hessian.py --widths {' '.join(map(str, args.widths))} "
