@@ -49,6 +49,18 @@ def _require_sizes(**sizes: int) -> None:
       raise ValueError(f"{name}={value!r}: must be an integer ≥ 1")
 
 
+def _batchnorm(width: int, param_dtype: DTypeLike, rngs: nnx.Rngs) -> nnx.BatchNorm:
+  """nnx.BatchNorm whose running averages have the parameters' dtype.
+
+  Flax keeps them in float32 whatever `param_dtype` is, so a float64 model would normalize with
+  float32 statistics in eval mode and write float64 batch statistics into float32 variables.
+  """
+  norm = nnx.BatchNorm(width, param_dtype=param_dtype, rngs=rngs)
+  norm.mean = nnx.BatchStat(norm.mean[...].astype(param_dtype))
+  norm.var = nnx.BatchStat(norm.var[...].astype(param_dtype))
+  return norm
+
+
 class MLP(nnx.Module):
   """Fully connected network: `depth` hidden layers of `width` units, then a linear output.
 
@@ -82,9 +94,7 @@ class MLP(nnx.Module):
     )
     self.hidden = nnx.List([linear(m, n) for m, n in zip(sizes[:-2], sizes[1:-1], strict=True)])
     self.norms = nnx.List(
-      [nnx.BatchNorm(width, param_dtype=param_dtype, rngs=rngs) for _ in range(depth)]
-      if batchnorm
-      else []
+      [_batchnorm(width, param_dtype, rngs) for _ in range(depth)] if batchnorm else []
     )
     self.output = linear(sizes[-2], sizes[-1])
 

@@ -112,6 +112,18 @@ def test_batchnorm_eval_mode_uses_running_averages(x):
   assert not np.allclose(model(x, train=True), model.output(h), atol=1e-3)
 
 
+def test_float64_batchnorm_keeps_float64_running_averages(x64):
+  model = models.MLP(
+    IN, OUT, width=8, depth=1, batchnorm=True, param_dtype=jnp.float64, rngs=nnx.Rngs(0)
+  )
+  x = jnp.linspace(0.0, 1.0, 5 * IN, dtype=jnp.float64).reshape(5, IN) + 1 / 3
+  model(x, train=True)
+  mean = model.norms[0].mean[...]
+  assert mean.dtype == jnp.float64 and model.norms[0].var[...].dtype == jnp.float64
+  batch_mean = jnp.mean(model.linear_layers()[0](x), axis=0)
+  np.testing.assert_allclose(mean, 0.01 * batch_mean, rtol=1e-13)
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_functional_apply_equals_module_call(x, train):
   model = models.build_model("mlp", IN, OUT, width=8, depth=2, batchnorm=True)
