@@ -1,0 +1,149 @@
+"""Shared pieces of the loss-landscape experiments of §8.2 (issue 6): a digits MLP from a config,
+its full-batch loss as a function of the parameters, straight lines in parameter space, the
+hidden-unit permutations of §8.2.2, and trajectory geometry for §8.2.7.
+
+Everything here is a pure function of pytrees and arrays; the experiments wire these to the
+training loop (`jaxopt_study.train`) and the Hessian tools (`jaxopt_study.hessian`).
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxopt_study import data as data_lib
+from jaxopt_study import losses, models, train
+
+NUM_FEATURES, NUM_CLASSES = 64, 10  # scikit-learn's digits: 8×8 pixels, 10 classes
+
+
+def model_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`config.model` as keyword arguments of `models.build_model`, without its `name`."""
+  options = config.model.to_dict()
+  del options["name"]
+  return options
+
+
+def build_digits_mlp(config: ml_collections.ConfigDict, seed: int) -> models.FunctionalModel:
+  """`config.model` built for digits (64 inputs, 10 classes) with parameters drawn from `seed`."""
+  return models.functional(
+    models.build_model(
+      config.model.name, NUM_FEATURES, NUM_CLASSES, seed=seed, **model_options(config)
+    )
+  )
+
+
+def check_digits_config(config: ml_collections.ConfigDict) -> int:
+  """Checks `data`, `model` and `batch_size`, naming the field; returns the training-set size.
+
+  Raises:
+    ValueError: data that is not digits, a model that cannot be built, a batch size out of range.
+  """
+  if config.data.name != "digits":
+    raise ValueError(f"data.name={config.data.name!r}: this experiment runs on 'digits'")
+  if config.model.get("batchnorm", False):
+    raise ValueError("model.batchnorm=True: the loss must be a function of the parameters only")
+  try:
+    build_digits_mlp(config, config.seed)
+  except ValueError as error:
+    raise ValueError(f"model: {error}") from error
+  num_train = data_lib.load_digits(config.data.test_fraction, config.data.split_seed).x_train.shape[
+    0
+  ]
+  if not isinstance(config.batch_size, int) or not 1 <= config.batch_size <= num_train:
+    raise ValueError(f"batch_size={config.batch_size!r}: must be an integer in [1, {num_train}]")
+  if config.sampling not in train.SAMPLINGS:
+    raise ValueError(f"sampling={config.sampling!r}: must be one of {list(train.SAMPLINGS)}")
+  return num_train
+
+
+def require_positive_int(config: ml_collections.ConfigDict, *fields: str) -> None:
+  """Raises ValueError naming the first of `fields` that is not an integer ≥ 1."""
+  for field in fields:
+    value = config[field]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f"{field}={value!r}: must be an integer ≥ 1")
+
+
+def full_batch_loss(
+  model: models.FunctionalModel,
+) -> Callable[[optax.Params, jax.Array, jax.Array], jax.Array]:
+  """L(θ; x, y), the mean NLL (§8.1.2) of a model without BatchNorm, for the Hessian tools."""
+
+  def loss_fn(params, x, y):
+    logits, _ = model.apply(params, model.model_state, x, True)
+    return losses.softmax_cross_entropy(logits, y)
+
+  return loss_fn
+
+
+def interpolate(start: optax.Params, end: optax.Params, alpha: jax.Array) -> optax.Params:
+  """θ(α) = (1 − α) θ_start + α θ_end, leaf by leaf (Goodfellow, Vinyals & Saxe 2015, eq. 1)."""
+  return jax.tree.map(lambda a, b: (1 - alpha) * a + alpha * b, start, end)
+
+
+def loss_along_line(
+  loss_fn: Callable[..., jax.Array],
+  start: optax.Params,
+  end: optax.Params,
+  alphas: Sequence[float],
+  *args: jax.Array,
+) -> np.ndarray:
+  """L(θ(α)) for every α of `alphas`, as one vmapped, jitted evaluation."""
+  dtype = jax.tree.leaves(start)[0].dtype
+  values = jax.jit(jax.vmap(lambda a: loss_fn(interpolate(start, end, a), *args)))(
+    jnp.asarray(alphas, dtype)
+  )
+  return np.asarray(values)
+
+
+def parameter_distance(a: optax.Params, b: optax.Params) -> float:
+  """‖θ_a − θ_b‖₂ over every parameter."""
+  return float(optax.tree.norm(jax.tree.map(jnp.subtract, a, b)))
+
+
+def path_length(points: np.ndarray) -> float:
+  """Σ_t ‖x_{t+1} − x_t‖ of a trajectory (T, d): the length of the polyline through its points."""
+  return float(np.sum(np.linalg.norm(np.diff(points, axis=0), axis=-1)))
+
+
+class Surface(NamedTuple):
+  """A 2-D test surface of §8.2.7: the function, where descent starts, its global minimizer, and
+  the box ((x_min, x_max), (y_min, y_max)) its contour plot shows."""
+
+  fn: Callable[[jax.Array], jax.Array]
+  start: tuple[float, float]
+  minimizer: tuple[float, float]
+  bounds: tuple[tuple[float, float], tuple[float, float]]
+
+
+def mountain(theta: jax.Array) -> jax.Array:
+  """A bowl around (0, 3) with a Gaussian mountain of height 4 at (0.3, 0) in the way.
+
+  Goodfellow et al. (2016), §8.2.7 and Fig. 8.4: started on the wrong side of a mountain, local
+  downhill moves cannot cross it; in two dimensions they go around it, a detour. The mountain's
+  tail shifts the global minimizer to (−0.07506, 3.75055) (found numerically; f = 0.05726 there).
+
+  .. math:: f(x, y) = 0.05 (x^2 + (y − 3)^2) + 4 \\exp(−((x − 0.3)^2 + y^2) / (2 · 1.2^2))
+  """
+  x, y = theta[0], theta[1]
+  return 0.05 * (x**2 + (y - 3.0) ** 2) + 4.0 * jnp.exp(-((x - 0.3) ** 2 + y**2) / (2 * 1.2**2))
+
+
+def plateau(theta: jax.Array) -> jax.Array:
+  """An inverted Gaussian well, flat far from its minimum at the origin (§8.2.3, §8.2.7).
+
+  f(θ) = 1 − exp(−‖θ‖²/2): at ‖θ‖ = 5 the gradient is 5 e^{−12.5} ≈ 2e-5, so a step −ε∇f barely
+  moves, while methods that divide by a running gradient scale (Adam) take steps of size ≈ ε.
+  """
+  return 1.0 - jnp.exp(-0.5 * jnp.sum(theta**2))
+
+
+SURFACES: dict[str, Surface] = {
+  "mountain": Surface(mountain, (0.0, -3.5), (-0.07506, 3.75055), ((-5.0, 5.0), (-5.0, 5.0))),
+  "plateau": Surface(plateau, (5.0, 0.5), (0.0, 0.0), ((-1.5, 6.0), (-2.0, 2.0))),
+}
