@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+import jax
 import ml_collections
 
 from jaxopt_study import report
@@ -49,6 +50,18 @@ def _parser() -> argparse.ArgumentParser:
     help="override a config field, e.g. --set steps=300 --set model.width=32 (repeatable)",
   )
   run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+  hosts = run.add_argument_group(
+    "several hosts (jax.distributed)",
+    "Run the same command on every host. Process 0 writes the results; --out must be shared.",
+  )
+  hosts.add_argument(
+    "--distributed",
+    action="store_true",
+    help="join a jax.distributed job; on SLURM or Open MPI the three options below are found",
+  )
+  hosts.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+  hosts.add_argument("--num-processes", type=int, metavar="N", help="number of processes")
+  hosts.add_argument("--process-id", type=int, metavar="I", help="this process, 0 .. N-1")
   run.set_defaults(handler=_run)
   spectrum = commands.add_parser(
     "spectrum",
@@ -69,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
   config_path = Path(args.config)
   try:
+    _join_processes(args)
     config = apply_overrides(load_config(config_path), args.overrides)
     experiment = _experiment_module(config_path, config)
     experiment.check(config)
@@ -77,15 +91,18 @@ def _run(args: argparse.Namespace) -> int:
     return 2
   out = Path(args.out or Path("runs") / config_path.stem)
   run_dir = RunDir(out, config.to_dict())
+  writer = _is_process_zero()
   try:
-    done = run_dir.open()
+    done = run_dir.open(write=writer)
   except ValueError as error:
     print(f"jaxopt-study: error: {error}", file=sys.stderr)
     return 2
-  if done:
+  if done and writer:
     print(f"resuming {out}: {done} finished member(s) kept")
   start = time.perf_counter()
   results = experiment.run(config, run_dir, progress=not args.no_progress)
+  if not writer:
+    return 0
   run_dir.write_tables(results.table, results.history)
   run_dir.write_summary(results.summary)
   if results.arrays:
@@ -105,6 +122,40 @@ def _run(args: argparse.Namespace) -> int:
     f"{config.experiment}: {len(results.table)} runs in {elapsed:.0f} s -> {out / 'report.html'}"
   )
   return 0
+
+
+def _join_processes(args: argparse.Namespace) -> None:
+  """Calls `jax.distributed.initialize` for --distributed (before any JAX computation).
+
+  Raises:
+    ConfigError: a host option is given without --distributed, or only some of the three.
+  """
+  options = {
+    "coordinator_address": args.coordinator,
+    "num_processes": args.num_processes,
+    "process_id": args.process_id,
+  }
+  given = {name: value for name, value in options.items() if value is not None}
+  if not args.distributed:
+    if given:
+      raise ConfigError("--coordinator, --num-processes and --process-id need --distributed")
+    return
+  if given and len(given) < len(options):
+    raise ConfigError(
+      "--distributed: give all of --coordinator, --num-processes and --process-id, or none "
+      "(SLURM / Open MPI)"
+    )
+  if args.num_processes is not None and not 0 <= args.process_id < args.num_processes:
+    raise ConfigError(
+      f"--process-id={args.process_id}: must be in 0 .. {args.num_processes - 1} "
+      f"(--num-processes={args.num_processes})"
+    )
+  jax.distributed.initialize(**given)
+
+
+def _is_process_zero() -> bool:
+  """Whether this process writes the run's files (always, unless --distributed made several)."""
+  return jax.process_index() == 0
 
 
 def _spectrum(args: argparse.Namespace) -> int:

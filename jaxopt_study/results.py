@@ -153,8 +153,11 @@ class RunDir:
     self.config = json.loads(json.dumps(config))  # tuples become lists, as read back
     self._members = self.path / ".members"
 
-  def open(self) -> int:
+  def open(self, write: bool = True) -> int:
     """Creates the folder or checks that it holds this same config; returns members already done.
+
+    With `write=False` (the processes other than process 0 of a `jax.distributed` run) it only
+    checks and counts, and creates nothing.
 
     Raises:
       ValueError: DIR holds a run of a different config (resuming it would mix two runs).
@@ -168,10 +171,11 @@ class RunDir:
           f"{self.path} holds a run of a different config (fields {', '.join(changed)} "
           "differ): choose another --out, or delete the folder to start again"
         )
-    else:
+    elif write:
       self.path.mkdir(parents=True, exist_ok=True)
       write_atomic(config_file, json.dumps(self.config, indent=2, sort_keys=True) + "\n")
-    write_atomic(self.path / "env.json", json.dumps(environment(), indent=2) + "\n")
+    if write:
+      write_atomic(self.path / "env.json", json.dumps(environment(), indent=2) + "\n")
     return len(list(self._members.glob("*.json"))) if self._members.exists() else 0
 
   def load_member(self, name: str) -> dict[str, Any] | None:
