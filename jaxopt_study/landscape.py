@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from flax import nnx
 
 from jaxopt_study import data as data_lib
 from jaxopt_study import losses, models, train
@@ -126,7 +127,7 @@ def mountain(theta: jax.Array) -> jax.Array:
 
   Goodfellow et al. (2016), §8.2.7 and Fig. 8.4: started on the wrong side of a mountain, local
   downhill moves cannot cross it; in two dimensions they go around it, a detour. The mountain's
-  tail shifts the global minimizer to (−0.07506, 3.75055) (found numerically; f = 0.05726 there).
+  tail shifts the global minimizer to (−0.07505501, 3.75055013), found numerically (f = 0.05726).
 
   .. math:: f(x, y) = 0.05 (x^2 + (y − 3)^2) + 4 \\exp(−((x − 0.3)^2 + y^2) / (2 · 1.2^2))
   """
@@ -144,6 +145,27 @@ def plateau(theta: jax.Array) -> jax.Array:
 
 
 SURFACES: dict[str, Surface] = {
-  "mountain": Surface(mountain, (0.0, -3.5), (-0.07506, 3.75055), ((-5.0, 5.0), (-5.0, 5.0))),
+  "mountain": Surface(mountain, (0.0, -3.5), (-0.07505501, 3.75055013), ((-5.0, 5.0), (-5.0, 5.0))),
   "plateau": Surface(plateau, (5.0, 0.5), (0.0, 0.0), ((-1.5, 6.0), (-2.0, 2.0))),
 }
+
+
+def permute_hidden_units(params: nnx.State, rng: np.random.Generator) -> nnx.State:
+  """The same `models.MLP` with the units of every hidden layer relabelled at random (§8.2.2).
+
+  Goodfellow et al. (2016), §8.2.2, "weight space symmetry": swapping hidden units i and j (the
+  columns i, j of the layer's kernel and entries i, j of its bias, and the rows i, j of the next
+  layer's kernel) gives a different θ that computes the same function, so every minimum comes in
+  m! equivalent copies per layer of m units. One permutation per hidden layer is drawn from `rng`.
+  """
+  layers = nnx.to_pure_dict(params)
+  hidden = layers["hidden"]
+  for index in sorted(hidden):
+    order = rng.permutation(hidden[index]["bias"].shape[0])
+    hidden[index]["kernel"] = hidden[index]["kernel"][:, order]
+    hidden[index]["bias"] = hidden[index]["bias"][order]
+    following = hidden[index + 1] if index + 1 in hidden else layers["output"]
+    following["kernel"] = following["kernel"][order, :]
+  permuted = jax.tree.map(jnp.asarray, params)  # a new State; `params` is left as it was
+  nnx.replace_by_pure_dict(permuted, layers)
+  return permuted

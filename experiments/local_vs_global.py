@@ -1,0 +1,217 @@
+"""§8.2.7 "Poor correspondence between local and global structure": detours and flat regions.
+
+Goodfellow et al. (2016), §8.2.7 and Fig. 8.4: local downhill moves follow the local slope, which
+need not point at the solution. Started on the wrong side of a mountain, descent must go around it
+(a long detour); started on a flat region, it barely moves. Two 2-D surfaces of
+`jaxopt_study.landscape.SURFACES` show both:
+
+* `mountain`: a bowl whose minimizer lies behind a Gaussian mountain; the straight line from the
+  start to the minimizer climbs over the mountain (`straight_line_rise`), descent goes around it.
+* `plateau`: 1 − exp(−‖θ‖²/2) started at ‖θ‖ ≈ 5, where the gradient is ≈ 2e-5.
+
+Each optimizer of the config (`jaxopt_study.optim`: SGD, momentum, Adam, RMSProp; Algorithms 8.1,
+8.2, 8.7, 8.5) runs `steps` full-gradient steps from the surface's start; its trajectory is drawn
+on the contour plot.
+
+Claims (`summary.json`): `path_length_over_distance[surface][optimizer]` (Σ‖θ_{t+1} − θ_t‖ over
+‖θ_T − θ_0‖; 1 is a straight path, > 1 a detour), `stalled_on_plateau[optimizer]` (moved less than
+`stall_fraction` of the way to the minimizer), `reached_minimizer[surface][optimizer]` (ended
+within `reach_fraction` of the initial distance from the minimizer), `straight_line_rise` and
+`final_loss`.
+"""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import ml_collections
+import numpy as np
+import optax
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+from jaxopt_study import landscape, optim, report  # noqa: E402
+from jaxopt_study.results import ExperimentResults, RunDir, read_csv  # noqa: E402
+
+TITLE = "Chapter 8.2.7: local descent takes detours and stalls on flat regions"
+SECTION = "8.2.7"
+DESCRIPTION = (
+  "Trajectories of SGD, momentum, Adam and RMSProp (full gradients, constant rates) on two 2-D "
+  "surfaces. 'mountain': the minimizer lies behind a mountain; the straight line to it climbs, "
+  "every optimizer goes around (path length over the start-to-end distance > 1, the detour of "
+  "§8.2.7 and Fig. 8.4). 'plateau': started where the gradient is ≈ 2e-5, SGD and momentum stall "
+  "while Adam, which divides by a running gradient scale, walks off the plateau at ≈ ε per step; "
+  "RMSProp as in Algorithm 8.5 adds δ = 1e-6 under the root, which exceeds r ≈ g² ≈ 4e-10 there, "
+  "so it moves faster than SGD but much slower than Adam."
+)
+PUBLISHED = {
+  "path_length_over_distance": "> 1: local descent goes around the mountain (Goodfellow et al. "
+  "2016, §8.2.7, Fig. 8.4)",
+  "stalled_on_plateau": "gradient descent stalls where the surface is flat (§8.2.7, §8.2.3)",
+}
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Refuses a config that cannot run, naming the field, before any compilation."""
+  landscape.require_positive_int(config, "steps")
+  if not config.surfaces:
+    raise ValueError("surfaces=[]: name at least one of " + ", ".join(landscape.SURFACES))
+  for name in config.surfaces:
+    if name not in landscape.SURFACES:
+      raise ValueError(f"surfaces: unknown {name!r}; known: {', '.join(landscape.SURFACES)}")
+  for field in ("stall_fraction", "reach_fraction"):
+    if not 0.0 < config[field] < 1.0:
+      raise ValueError(f"{field}={config[field]!r}: must lie strictly between 0 and 1")
+  for name in config.optimizers:
+    if name not in optim.OPTIMIZERS:
+      raise ValueError(f"optimizers.{name}: unknown optimizer; known: {sorted(optim.OPTIMIZERS)}")
+    _optimizer(config, name)
+
+
+def _optimizer(config: ml_collections.ConfigDict, name: str) -> optax.GradientTransformation:
+  try:
+    return optim.OPTIMIZERS[name](**config.optimizers[name].to_dict())
+  except (TypeError, ValueError) as error:
+    raise ValueError(f"optimizers.{name}: {error}") from error
+
+
+def descend(
+  fn, start: jax.Array, optimizer: optax.GradientTransformation, steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """θ_0 … θ_T of `steps` full-gradient updates of `optimizer` on `fn` (T+1, 2), and f(θ_t)."""
+
+  def step(carry, _):
+    theta, state = carry
+    updates, state = optimizer.update(jax.grad(fn)(theta), state, theta)
+    theta = optax.apply_updates(theta, updates)
+    return (theta, state), theta
+
+  @jax.jit
+  def trajectory(theta0):
+    _, thetas = jax.lax.scan(step, (theta0, optimizer.init(theta0)), None, length=steps)
+    thetas = jnp.concatenate([theta0[None], thetas])
+    return thetas, jax.vmap(fn)(thetas)
+
+  thetas, values = trajectory(start)
+  return np.asarray(thetas), np.asarray(values)
+
+
+def run(
+  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
+) -> ExperimentResults:
+  """Descends every surface with every optimizer (seconds in all: nothing is resumed)."""
+  check(config)
+  table, history = [], []
+  for surface_name in config.surfaces:
+    surface = landscape.SURFACES[surface_name]
+    start, minimizer = np.asarray(surface.start), np.asarray(surface.minimizer)
+    for name in config.optimizers:
+      thetas, values = descend(
+        surface.fn, jnp.asarray(start, jnp.float32), _optimizer(config, name), config.steps
+      )
+      member = f"{surface_name}/{name}"
+      moved = float(np.linalg.norm(thetas[-1] - thetas[0]))
+      length = landscape.path_length(thetas)
+      to_minimizer = float(np.linalg.norm(thetas[-1] - minimizer))
+      initial_distance = float(np.linalg.norm(start - minimizer))
+      table.append(
+        {
+          "member": member,
+          "surface": surface_name,
+          "optimizer": name,
+          "learning_rate": float(config.optimizers[name].learning_rate),
+          "path_length": length,
+          "distance_moved": moved,
+          "path_length_over_distance": length / moved if moved > 0 else float("inf"),
+          "final_loss": float(values[-1]),
+          "final_distance_to_minimizer": to_minimizer,
+          "reached_minimizer": to_minimizer < config.reach_fraction * initial_distance,
+          "stalled": moved < config.stall_fraction * initial_distance,
+        }
+      )
+      history.extend(
+        {"member": member, "step": t, "metric": metric, "value": float(value)}
+        for metric, series in (("x", thetas[:, 0]), ("y", thetas[:, 1]), ("loss", values))
+        for t, value in enumerate(series)
+      )
+  return ExperimentResults(table, history, _summarize(table, config))
+
+
+def _summarize(table: list[dict], config: ml_collections.ConfigDict) -> dict:
+  by_surface: dict[str, dict] = {}
+  for row in table:
+    by_surface.setdefault(row["surface"], {})[row["optimizer"]] = row
+  rises = {}
+  for name in by_surface:
+    surface = landscape.SURFACES[name]
+    line = landscape.loss_along_line(
+      surface.fn,
+      jnp.asarray(surface.start),
+      jnp.asarray(surface.minimizer),
+      np.linspace(0.0, 1.0, 201),
+    )
+    rises[name] = float(line.max() - line[0])  # > 0: the direct route climbs first
+
+  def per(field: str) -> dict:
+    return {s: {o: row[field] for o, row in rows.items()} for s, rows in by_surface.items()}
+
+  summary = {
+    "path_length_over_distance": per("path_length_over_distance"),
+    "reached_minimizer": per("reached_minimizer"),
+    "final_loss": per("final_loss"),
+    "straight_line_rise": rises,
+    "steps": config.steps,
+  }
+  if "plateau" in by_surface:
+    summary["stalled_on_plateau"] = {o: r["stalled"] for o, r in by_surface["plateau"].items()}
+  return summary
+
+
+def plot(out_dir: Path) -> list[Path]:
+  """Per surface: its contours with every optimizer's trajectory, and the loss per step."""
+  curves: dict[str, dict[str, list]] = {}
+  for row in read_csv(out_dir / "history.csv"):
+    curves.setdefault(row["member"], {}).setdefault(row["metric"], []).append(row["value"])
+  surfaces = list(dict.fromkeys(member.split("/")[0] for member in curves))
+  figures = []
+  for name in surfaces:
+    members = {m.split("/")[1]: c for m, c in curves.items() if m.split("/")[0] == name}
+    figures.append(_contour(name, members, out_dir / f"trajectories_{name}.png"))
+    figures.append(
+      report.line_plot(
+        {o: (range(len(c["loss"])), c["loss"]) for o, c in members.items()},
+        out_dir / f"loss_{name}.png",
+        title=f"{name}: loss per step",
+        xlabel="step",
+        ylabel="f(θ_t)",
+        logy=True,
+      )
+    )
+  return figures
+
+
+def _contour(name: str, members: dict[str, dict[str, list]], path: Path) -> Path:
+  surface = landscape.SURFACES[name]
+  (x_min, x_max), (y_min, y_max) = surface.bounds
+  xs, ys = np.meshgrid(np.linspace(x_min, x_max, 200), np.linspace(y_min, y_max, 200))
+  grid = np.stack([xs.ravel(), ys.ravel()], axis=-1)
+  values = np.asarray(jax.vmap(surface.fn)(jnp.asarray(grid))).reshape(xs.shape)
+  fig, ax = plt.subplots(figsize=(6.4, 5.4), dpi=110)
+  ax.contourf(xs, ys, values, levels=30, cmap="Greys")
+  ax.contour(xs, ys, values, levels=15, colors="k", linewidths=0.4, alpha=0.5)
+  for optimizer, curve in members.items():
+    ax.plot(curve["x"], curve["y"], lw=1.4, label=optimizer)
+  ax.plot(*surface.start, "o", color="tab:green", label="start")
+  ax.plot(*surface.minimizer, "*", color="tab:red", ms=12, label="global minimizer")
+  ax.set(title=f"{name}: trajectories (§8.2.7)", xlabel="θ₁", ylabel="θ₂")
+  ax.set_xlim(x_min, x_max)
+  ax.set_ylim(y_min, y_max)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  tmp = path.with_name(f".{path.name}.tmp.png")  # written whole, then renamed into place
+  fig.savefig(tmp)
+  plt.close(fig)
+  tmp.replace(path)
+  return path
