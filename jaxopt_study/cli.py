@@ -4,19 +4,14 @@ jaxopt-study run configs/optimizers.py --out runs/optimizers --set steps=300
 """
 
 import argparse
-import importlib.util
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 
 import jax
-import ml_collections
 
-from jaxopt_study import report
-from jaxopt_study.config import ConfigError, apply_overrides, load_config
-from jaxopt_study.results import RunDir
+from jaxopt_study import experiment
+from jaxopt_study.config import ConfigError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,44 +78,24 @@ def _run(args: argparse.Namespace) -> int:
   config_path = Path(args.config)
   try:
     _join_processes(args)
-    config = apply_overrides(load_config(config_path), args.overrides)
-    experiment = _experiment_module(config_path, config)
-    experiment.check(config)
+    prepared = experiment.prepare(config_path, args.overrides)
   except (ConfigError, ValueError) as error:
     print(f"jaxopt-study: error: {error}", file=sys.stderr)
     return 2
   out = Path(args.out or Path("runs") / config_path.stem)
-  run_dir = RunDir(out, config.to_dict())
-  writer = _is_process_zero()
+  writer = jax.process_index() == 0  # under --distributed, process 0 alone writes
   try:
-    done = run_dir.open(write=writer)
-  except ValueError as error:
+    finished = experiment.execute(prepared, out, progress=not args.no_progress, write=writer)
+  except ValueError as error:  # raised before running: --out holds another config's run
     print(f"jaxopt-study: error: {error}", file=sys.stderr)
     return 2
-  if done and writer:
-    print(f"resuming {out}: {done} finished member(s) kept")
-  start = time.perf_counter()
-  results = experiment.run(config, run_dir, progress=not args.no_progress)
-  if not writer:
-    return 0
-  run_dir.write_tables(results.table, results.history)
-  run_dir.write_summary(results.summary)
-  if results.arrays:
-    run_dir.write_params(results.arrays)
-  figures = experiment.plot(out)
-  report.write_report(
-    out / "report.html",
-    title=experiment.TITLE,
-    description=experiment.DESCRIPTION,
-    config=config.to_dict(),
-    summary=results.summary,
-    table=results.table,
-    figures=figures,
-  )
-  elapsed = time.perf_counter() - start
-  print(
-    f"{config.experiment}: {len(results.table)} runs in {elapsed:.0f} s -> {out / 'report.html'}"
-  )
+  if writer:
+    if finished.resumed_members:
+      print(f"resumed {out}: {finished.resumed_members} finished member(s) were kept")
+    print(
+      f"{prepared.config.experiment}: {finished.num_rows} runs in {finished.seconds:.0f} s "
+      f"-> {out / 'report.html'}"
+    )
   return 0
 
 
@@ -153,11 +128,6 @@ def _join_processes(args: argparse.Namespace) -> None:
   jax.distributed.initialize(**given)
 
 
-def _is_process_zero() -> bool:
-  """Whether this process writes the run's files (always, unless --distributed made several)."""
-  return jax.process_index() == 0
-
-
 def _spectrum(args: argparse.Namespace) -> int:
   from jaxopt_study import analyze  # imports the Hessian code only for this command
 
@@ -174,29 +144,6 @@ def _spectrum(args: argparse.Namespace) -> int:
     f" -> {Path(args.run_dir) / 'classification.json'}"
   )
   return 0
-
-
-def _experiment_module(config_path: Path, config: ml_collections.ConfigDict) -> ModuleType:
-  """Loads `experiments/NAME.py` (NAME = config.experiment).
-
-  It is looked for beside the config's folder and its ancestors (the repository that holds the
-  config), then in the working directory, so a config kept elsewhere runs from the repository.
-  """
-  if "experiment" not in config:
-    raise ConfigError(f"{config_path}: the config has no 'experiment' field naming its experiment")
-  file_name = f"{config.experiment}.py"
-  folders = [*config_path.resolve().parents, Path.cwd()]
-  for folder in folders:
-    path = folder / "experiments" / file_name
-    if path.is_file():
-      spec = importlib.util.spec_from_file_location(f"jaxopt_study_experiment_{path.stem}", path)
-      module = importlib.util.module_from_spec(spec)
-      spec.loader.exec_module(module)
-      return module
-  raise ConfigError(
-    f"experiment={config.experiment!r}: no experiments/{file_name} above {config_path} "
-    f"or in {Path.cwd()}"
-  )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxopt_study import cli
+from jaxopt_study import cli, experiment
 from jaxopt_study.config import load_config
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -61,9 +61,9 @@ def test_power_method_converges_at_eigenvalue_ratio(summary):
   [("vanish_radius", 1.2), ("radii", [0.9, 1.1]), ("horizon", 2), ("eigenvalue_spread", 1.0)],
 )
 def test_check_names_the_bad_field(field, value):
-  experiment = cli._experiment_module(QUICK, load_config(QUICK))
+  module = experiment.find_module(QUICK, load_config(QUICK))
   config = load_config(QUICK)
   config.unlock()
   config[field] = value
   with pytest.raises(ValueError, match=field):
-    experiment.check(config)
+    module.check(config)
