@@ -438,5 +438,5 @@ def test_unit_interval_check_matches_its_definition(value):
 
 
 def test_registry_names():
-  assert set(optim.OPTIMIZERS) == set(NAMES)
+  assert set(NAMES) <= set(optim.OPTIMIZERS)  # the rest: tests/test_optim_second_order.py
   assert optim.OPTIMIZERS["adam"] is optim.adam

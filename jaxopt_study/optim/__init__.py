@@ -31,6 +31,7 @@ from jaxopt_study.optim.schedules import (
   linear_decay,
   step_decay,
 )
+from jaxopt_study.optim.second_order import NewtonState, newton, saddle_free_newton
 
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
   "sgd": sgd,
@@ -42,6 +43,8 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
   "adam": adam,
   "adadelta": adadelta,
   "delta_bar_delta": delta_bar_delta,
+  "newton": newton,
+  "saddle_free_newton": saddle_free_newton,
 }
 
 SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
@@ -58,6 +61,7 @@ __all__ = [
   "BookMomentumState",
   "CoordinateDescentState",
   "DeltaBarDeltaState",
+  "NewtonState",
   "PolyakState",
   "adadelta",
   "adagrad",
@@ -70,9 +74,11 @@ __all__ = [
   "linear_decay",
   "momentum",
   "nesterov",
+  "newton",
   "polyak_average",
   "rmsprop",
   "rmsprop_nesterov",
+  "saddle_free_newton",
   "scale_by_book_adagrad",
   "scale_by_book_momentum",
   "sgd",

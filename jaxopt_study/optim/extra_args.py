@@ -1,0 +1,90 @@
+"""The loss as Optax's extra arguments (`value`, `grad`, `value_fn`): checks, and the finite guard.
+
+Optimizers that need the loss take it as `optax.lbfgs` does,
+``update(grads, state, params, value=f(θ), grad=∇f(θ), value_fn=f, **fn_kwargs)``, so that
+`optax.value_and_grad_from_state` can reuse what a line search already computed. This module
+checks those arguments before anything is traced, with errors that say what to pass, and wraps a
+transformation so that a non-finite loss, gradient or step never reaches the parameters.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+CALL = "tx.update(grads, state, params, value=loss, grad=grads, value_fn=loss_fn)"
+
+
+def require_loss_args(where: str, params: Any, value: Any, grad: Any, value_fn: Any) -> None:
+  """Raises ValueError naming the first missing or malformed argument of an update (trace time)."""
+  for name, given in (("params", params), ("value", value), ("grad", grad), ("value_fn", value_fn)):
+    if given is None:
+      raise ValueError(
+        f"{where}: update needs {name}=...; call it as optax.lbfgs is called: {CALL} "
+        "(value_fn is the loss as a function of the params, value and grad its value and "
+        "gradient at params, e.g. from optax.value_and_grad_from_state(loss_fn))"
+      )
+  if not callable(value_fn):
+    raise ValueError(f"{where}: value_fn={value_fn!r} is not callable; pass the loss function")
+  if jnp.shape(value) != ():
+    raise ValueError(
+      f"{where}: value has shape {jnp.shape(value)}: it must be the scalar loss at params"
+    )
+
+
+def require_scalar_loss(where: str, value_fn: Callable, params: Any, fn_kwargs: dict) -> None:
+  """Raises ValueError if ``value_fn(params, **fn_kwargs)`` is not a scalar (shapes only)."""
+  shape = jax.eval_shape(lambda p: value_fn(p, **fn_kwargs), params).shape
+  if shape != ():
+    name = getattr(value_fn, "__name__", repr(value_fn))
+    raise ValueError(
+      f"{where}: value_fn {name!r} returned shape {shape}: it must return a scalar loss "
+      "(reduce the per-example losses, e.g. with jnp.mean)"
+    )
+
+
+def all_finite(tree: Any) -> jax.Array:
+  """Whether every entry of every leaf of `tree` is finite (True for an empty tree)."""
+  leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def guarded(
+  where: str, inner: optax.GradientTransformation
+) -> optax.GradientTransformationExtraArgs:
+  """`inner`, with its loss arguments checked and a non-finite step replaced by no step.
+
+  Before tracing `inner`, the update checks that `params`, `value`, `grad` and `value_fn` are
+  given and that the loss is a scalar (`require_loss_args`, `require_scalar_loss`). After it, if
+  the loss or gradient at `params`, the step, or the loss the new state holds (a line search's
+  value at the new point) is NaN, or the step is infinite, the update is zero and the state is
+  the old one: the parameters stay where they were, and so stays everything the state knows about
+  them. The same non-finite loss then gives the same zero step again; the caller sees the loss
+  it passed, and no NaN ever reaches the parameters.
+
+  Args:
+    where: the optimizer's name, which starts every error message.
+    inner: the transformation to guard (plain or with extra args).
+
+  Returns:
+    An `optax.GradientTransformationExtraArgs` with the state of `inner`.
+  """
+  inner = optax.with_extra_args_support(inner)
+
+  def update_fn(updates, state, params=None, *, value=None, grad=None, value_fn=None, **fn_kwargs):
+    require_loss_args(where, params, value, grad, value_fn)
+    require_scalar_loss(where, value_fn, params, fn_kwargs)
+    new_updates, new_state = inner.update(
+      updates, state, params, value=value, grad=grad, value_fn=value_fn, **fn_kwargs
+    )
+    new_value = optax.tree.get(new_state, "value")
+    ok = jnp.isfinite(value) & all_finite((grad, updates, new_updates))
+    if new_value is not None:
+      ok = ok & ~jnp.isnan(new_value)
+    new_updates = jax.tree.map(lambda u: jnp.where(ok, u, jnp.zeros_like(u)), new_updates)
+    new_state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new_state, state)
+    return new_updates, new_state
+
+  return optax.GradientTransformationExtraArgs(inner.init, update_fn)

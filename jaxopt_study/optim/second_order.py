@@ -1,0 +1,325 @@
+"""Second-order optimizers: Newton's method with Levenberg–Marquardt damping; saddle-free Newton.
+
+Goodfellow, Bengio & Courville (2016), *Deep Learning*, §8.6.1: Newton's method (eq. 8.28,
+Algorithm 8.8), Δθ = −(H + λI)⁻¹ g, regularized by the damping λ (eq. 8.28, Levenberg 1944,
+Marquardt 1963); and Dauphin et al. (2014), "Identifying and attacking the saddle point problem in
+high-dimensional non-convex optimization", §5–6: saddle-free Newton, Δθ = −(|H| + λI)⁻¹ g with
+|H| = V|Λ|Vᵀ, which rescales each eigen-direction by its curvature like Newton but never moves
+towards a saddle along a direction of negative curvature.
+
+Both need the loss, not only its gradient: they take Optax's extra arguments,
+``update(grads, state, params, value=..., grad=..., value_fn=...)`` as `optax.lbfgs` does. The
+Hessian H of ``value_fn`` at ``params`` comes from `jaxopt_study.hessian`'s Hessian-vector product
+(forward-over-reverse, `hessian.products.hvp_rows`), in `ravel_pytree` order for any pytree of
+parameters: the dense H (`hessian_at`) from chunks of HVPs on the basis vectors, or, for
+``saddle_free_newton(krylov_dim=k)``, k HVPs inside the Lanczos iteration of
+`hessian.krylov.lanczos_steps`. `hessian.hessian_matrix` builds the same dense matrix on the host,
+outside any trace; an optimizer's update runs inside `jit` and `lax.scan`, so it builds H in the
+trace, with the same kernels.
+"""
+
+from typing import Literal, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxopt_study.hessian import dense, krylov, products
+from jaxopt_study.optim import checks
+from jaxopt_study.optim.extra_args import all_finite, guarded
+from jaxopt_study.optim.first_order import _learning_rate_at
+
+INDEFINITE = ("shift", "solve")
+_SHIFT_START = 1e-3  # β of Nocedal & Wright (2006) Alg. 3.3, here relative to max_i |H_ii|
+_MAX_SHIFT_TRIES = 100  # τ doubles at each try: from β to 2¹⁰⁰ β
+_BOOST, _DROP = 1.5, 2.0 / 3.0  # Martens (2010) §4.1: λ ← 3/2 λ if ρ < 1/4, λ ← 2/3 λ if ρ > 3/4
+_LOW_RATIO, _HIGH_RATIO = 0.25, 0.75
+
+
+class NewtonState(NamedTuple):
+  """State of `newton` and `saddle_free_newton`."""
+
+  count: chex.Array  # k: updates done so far (int32), the step of a scheduled learning rate
+  damping: chex.Array  # λ: the damping used at the next step (adapted when adaptive=True)
+  shift: chex.Array  # τ: what was added to λ at the last step to make H + λI positive definite
+  ratio: chex.Array  # ρ: actual / predicted decrease of the last step (NaN unless adaptive)
+  accepted: chex.Array  # whether the last step was taken (adaptive: False when it was rejected)
+  value: chex.Array  # f at the params after the last step when known (adaptive), else +inf
+  grad: optax.Updates  # ∇f there when known, else zeros (for optax.value_and_grad_from_state)
+
+
+def loss_problem(value_fn, params, fn_kwargs: dict, where: str) -> products.Problem:
+  """``value_fn(params, **fn_kwargs)`` as a `hessian.products.Problem` (raveled params)."""
+  return products.prepare(lambda p: value_fn(p, **fn_kwargs), params, (), None, None, where)
+
+
+def hessian_at(problem: products.Problem) -> jax.Array:
+  """The dense symmetric (N, N) Hessian of a problem, traceable: rows H eᵢ, chunk by chunk.
+
+  Each chunk of `hessian.dense.DEFAULT_CHUNK_SIZE` basis vectors is one vmapped call of
+  `hessian.products.hvp_rows` (`jax.lax.map` with a batch size), so the memory of the HVPs is
+  that of one chunk; the result is symmetrized, H ← (H + Hᵀ)/2, as `hessian.hessian_matrix` does.
+  """
+  objective, flat = problem.objective, problem.flat_params
+  size = problem.num_params
+
+  def row(basis_vector: jax.Array) -> jax.Array:
+    return products.hvp_rows(objective, flat, problem.fixed, problem.data, basis_vector[None])[0]
+
+  rows = jax.lax.map(
+    row, jnp.eye(size, dtype=flat.dtype), batch_size=min(size, dense.DEFAULT_CHUNK_SIZE)
+  )
+  return 0.5 * (rows + rows.T)
+
+
+def shifted_cholesky(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(L, τ): the Cholesky factor of A + τI with the smallest τ ∈ {0, τ₀, 2τ₀, 4τ₀, ...} that works.
+
+  Nocedal & Wright (2006) Algorithm 3.3, "Cholesky with added multiple of the identity": with
+  β = 10⁻³ max_i |A_ii|, τ₀ = 0 if min_i A_ii > 0 else β − min_i A_ii; while the factorization
+  fails (JAX returns NaN for a matrix that is not positive definite), τ ← max(2τ, β). A + τI is
+  then positive definite, so −(A + τI)⁻¹ g is a descent direction. A non-finite matrix gets no
+  tries (its factor is NaN).
+  """
+  diag = jnp.diagonal(matrix)
+  beta = _SHIFT_START * jnp.maximum(jnp.max(jnp.abs(diag)), jnp.finfo(matrix.dtype).tiny)
+  eye = jnp.eye(matrix.shape[0], dtype=matrix.dtype)
+  first_tau = jnp.where(jnp.min(diag) > 0, 0.0, beta - jnp.min(diag)).astype(matrix.dtype)
+  finite = all_finite(matrix)
+
+  def failed(carry):
+    _, factor, tries = carry
+    return (tries == 0) | (finite & ~all_finite(factor) & (tries < _MAX_SHIFT_TRIES))
+
+  def attempt(carry):
+    tau, _, tries = carry
+    tau = jnp.where(tries == 0, first_tau, jnp.maximum(2 * tau, beta))
+    return tau, jnp.linalg.cholesky(matrix + tau * eye), tries + 1
+
+  start = (first_tau, jnp.full_like(matrix, jnp.nan), jnp.zeros([], jnp.int32))
+  tau, factor, _ = jax.lax.while_loop(failed, attempt, start)
+  return factor, tau
+
+
+def _init_state(damping: float):
+  def init_fn(params: optax.Params) -> NewtonState:
+    dtype = jnp.result_type(*jax.tree.leaves(params))  # the raveled params' dtype
+    return NewtonState(
+      count=jnp.zeros([], jnp.int32),
+      damping=jnp.asarray(damping, dtype),
+      shift=jnp.zeros([], dtype),
+      ratio=jnp.full([], jnp.nan, dtype),
+      accepted=jnp.ones([], bool),
+      value=jnp.full([], jnp.inf, dtype),
+      grad=optax.tree.zeros_like(params),
+    )
+
+  return init_fn
+
+
+def newton(
+  damping: float = 0.0,
+  learning_rate: optax.ScalarOrSchedule = 1.0,
+  adaptive: bool = False,
+  indefinite: Literal["shift", "solve"] = "shift",
+) -> optax.GradientTransformationExtraArgs:
+  """Newton's method, Goodfellow et al. (2016) eq. 8.28 and Algorithm 8.8, with LM damping.
+
+  .. math:: Δθ = −ε_k (H + λI)⁻¹ g,   H = ∇²f(θ) (dense, exact), g = the incoming updates.
+
+  With λ = 0 and ε = 1 a strictly convex quadratic is solved in one step (eq. 8.27).
+
+  **Indefinite H + λI** (near a saddle, §8.2.3): the Newton step then moves up along the
+  directions of negative curvature, which is how Newton's method is attracted to saddle points.
+  It never does so silently:
+
+  * ``indefinite="shift"`` (default): Nocedal & Wright (2006) Alg. 3.3 (`shifted_cholesky`) adds
+    the smallest τ ≥ 0 of a doubling sequence for which H + (λ + τ)I has a Cholesky factor, so
+    the step is a descent direction, gᵀΔθ < 0; τ is recorded in ``state.shift`` (0 when H + λI
+    was positive definite, so a convex problem gets the exact Newton step).
+  * ``indefinite="solve"``: the textbook step of eq. 8.28 as it is, solved by LU whatever the
+    signs of the eigenvalues: it is attracted to saddles (Dauphin et al. 2014, §3). Opt in to it
+    to see that behaviour.
+
+  **Adaptive damping** (``adaptive=True``, Levenberg–Marquardt as in Martens 2010, §4.1): the
+  step is tried, f is evaluated at θ + Δθ and compared with the decrease the quadratic model
+  predicts, ρ = (f(θ + Δθ) − f(θ)) / (gᵀΔθ + ½ ΔθᵀHΔθ); then λ ← 3/2 λ if ρ < 1/4 and
+  λ ← 2/3 λ if ρ > 3/4. A step that does not decrease f (or whose f is not finite) is rejected:
+  the update is zero and λ grows. The value and gradient at the trial point, computed together,
+  are kept in the state, so `optax.value_and_grad_from_state` reuses them at the next step: one
+  function evaluation per step. Without it, nothing is known at the new point, the state holds
+  ``value = +inf`` and `optax.value_and_grad_from_state` evaluates f there.
+
+  A loss or gradient at ``params``, or a step, that is not finite gives a zero update and leaves
+  the state unchanged (see `extra_args.guarded`).
+
+  Args:
+    damping: λ ≥ 0, the Levenberg–Marquardt damping (the initial λ when adaptive; then > 0).
+    learning_rate: ε > 0, or a schedule of the step count k = 0, 1, ...
+    adaptive: adapt λ from the ratio of actual to predicted decrease, rejecting uphill steps.
+    indefinite: ``"shift"`` or ``"solve"``, what to do when H + λI is not positive definite.
+
+  Returns:
+    An `optax.GradientTransformationExtraArgs` with state `NewtonState`; its update takes
+    ``value=``, ``grad=`` and ``value_fn=`` (and ``**fn_kwargs`` passed on to ``value_fn``).
+
+  Example:
+    >>> loss = lambda p: jnp.sum(jnp.asarray([1.0, 10.0]) * (p["w"] - 1.0) ** 2)
+    >>> params = {"w": jnp.zeros(2)}
+    >>> tx = newton()
+    >>> value, grad = jax.value_and_grad(loss)(params)
+    >>> updates, state = tx.update(grad, tx.init(params), params, value=value, grad=grad,
+    ...                            value_fn=loss)
+    >>> print(optax.apply_updates(params, updates)["w"])  # the minimum, in one step
+    [1. 1.]
+  """
+  where = "newton"
+  checks.require_non_negative("damping", damping, where)
+  checks.require_learning_rate(learning_rate, where)
+  if not isinstance(adaptive, bool):
+    raise ValueError(f"{where}: adaptive={adaptive!r} must be True or False")
+  if indefinite not in INDEFINITE:
+    raise ValueError(f"{where}: indefinite={indefinite!r} must be one of {INDEFINITE}")
+  if adaptive:
+    checks.require_positive("damping", damping, f"{where}(adaptive=True)")
+
+  def update_fn(updates, state, params, *, value, grad, value_fn, **fn_kwargs):
+    dense.require_dense_fits(params, None, False, where)
+    problem = loss_problem(value_fn, params, fn_kwargs, where)
+    layout = problem.objective.layout
+    g = layout.ravel(updates)
+    hessian = hessian_at(problem)
+    eye = jnp.eye(g.shape[0], dtype=g.dtype)
+    damped = hessian + state.damping * eye
+    if indefinite == "shift":
+      factor, shift = shifted_cholesky(damped)
+      direction = -jax.scipy.linalg.cho_solve((factor, True), g)
+    else:
+      shift = jnp.zeros([], g.dtype)
+      direction = -jnp.linalg.solve(damped, g)
+    step = jnp.asarray(_learning_rate_at(learning_rate, state.count), g.dtype) * direction
+    new_state = state._replace(count=optax.safe_increment(state.count), shift=shift)
+    if not adaptive:
+      return layout.unravel(step), new_state._replace(accepted=all_finite(step))
+
+    trial = optax.apply_updates(params, layout.unravel(step))
+    trial_value, trial_grad = jax.value_and_grad(lambda p: value_fn(p, **fn_kwargs))(trial)
+    trial_value = jnp.asarray(trial_value, g.dtype)
+    actual = trial_value - value
+    predicted = jnp.vdot(g, step) + 0.5 * jnp.vdot(step, hessian @ step)
+    # a model that predicts no decrease (indefinite H) or a NaN trial: ρ = −∞, so λ grows
+    ratio = jnp.where((predicted < 0) & jnp.isfinite(actual), actual / predicted, -jnp.inf)
+    accepted = jnp.isfinite(trial_value) & all_finite(trial_grad) & (actual < 0)
+    new_damping = jnp.where(
+      ratio < _LOW_RATIO,
+      _BOOST * state.damping,
+      jnp.where(ratio > _HIGH_RATIO, _DROP * state.damping, state.damping),
+    )
+    update = jnp.where(accepted, step, jnp.zeros_like(step))
+    return layout.unravel(update), new_state._replace(
+      damping=new_damping.astype(state.damping.dtype),
+      ratio=ratio.astype(state.ratio.dtype),
+      accepted=accepted,
+      value=jnp.where(accepted, trial_value, value).astype(state.value.dtype),
+      grad=jax.tree.map(lambda t, o: jnp.where(accepted, t, o), trial_grad, grad),
+    )
+
+  return guarded(where, optax.GradientTransformationExtraArgs(_init_state(damping), update_fn))
+
+
+def _abs_inverse_times(
+  eigenvalues: jax.Array, eigenvectors: jax.Array, vector: jax.Array, damping: jax.Array
+) -> jax.Array:
+  """(V|Λ|Vᵀ + λI)⁻¹ v restricted to span(V): V diag(1/(|λᵢ| + λ)) Vᵀ v.
+
+  A direction whose |λᵢ| + λ is at most N ε max(|Λ| + λ) (numerically zero curvature, λ = 0) gets
+  no step, the pseudo-inverse's rule (`numpy.linalg.pinv`'s default rcond).
+  """
+  denominator = jnp.abs(eigenvalues) + damping
+  cutoff = eigenvalues.shape[0] * jnp.finfo(vector.dtype).eps * jnp.max(denominator)
+  coefficients = eigenvectors.T @ vector
+  safe = jnp.where(denominator > cutoff, denominator, 1.0)
+  return eigenvectors @ jnp.where(denominator > cutoff, coefficients / safe, 0.0)
+
+
+def saddle_free_newton(
+  damping: float,
+  learning_rate: optax.ScalarOrSchedule = 1.0,
+  krylov_dim: int | None = None,
+) -> optax.GradientTransformationExtraArgs:
+  """Saddle-free Newton, Dauphin et al. (2014) §5 (exact) and Algorithm 1 (Krylov subspace).
+
+  .. math:: Δθ = −ε_k (|H| + λI)⁻¹ g,   |H| = V |Λ| Vᵀ,  H = V Λ Vᵀ (eigendecomposition).
+
+  Along an eigen-direction of positive curvature this is Newton's step; along one of negative
+  curvature it moves downhill by |gᵢ|/|λᵢ|, so saddles repel it where they attract Newton's
+  method (§8.2.3). Where H is positive definite it equals the damped Newton step.
+
+  * ``krylov_dim=None``: the dense Hessian (`hessian_at`) and its exact eigendecomposition,
+    O(N³) per step.
+  * ``krylov_dim=k``: Dauphin et al.'s Algorithm 1: k Lanczos steps on Hessian-vector products
+    (`hessian.krylov.lanczos_steps`, fully reorthogonalized) from g/‖g‖ give an orthonormal
+    basis Q (k × N) of the Krylov subspace and Ĥ = Q H Qᵀ (tridiagonal); the step is
+    −ε Qᵀ(|Ĥ| + λI)⁻¹ Q g, k HVPs per step, never an N × N matrix. With k = N it is the exact
+    step (the Lanczos basis then spans ℝᴺ). Dauphin et al. also choose λ by a line search in the
+    subspace; here λ is fixed.
+
+  A direction with numerically zero |λᵢ| + λ (possible only with λ = 0) gets no step (the
+  pseudo-inverse). A loss, gradient or step that is not finite gives a zero update and leaves
+  the state unchanged (see `extra_args.guarded`). The state's ``value`` is +inf (nothing is
+  known at the new point), so `optax.value_and_grad_from_state` evaluates f there.
+
+  Args:
+    damping: λ ≥ 0 (Dauphin et al. choose it per step; a fixed λ > 0 bounds the step by ‖g‖/λ).
+    learning_rate: ε > 0, or a schedule of the step count k = 0, 1, ...
+    krylov_dim: None for the exact method, or k ∈ [1, N], the Krylov subspace dimension.
+
+  Returns:
+    An `optax.GradientTransformationExtraArgs` with state `NewtonState` (``shift`` 0, ``ratio``
+    NaN); its update takes ``value=``, ``grad=`` and ``value_fn=``.
+  """
+  where = "saddle_free_newton"
+  checks.require_non_negative("damping", damping, where)
+  checks.require_learning_rate(learning_rate, where)
+  if krylov_dim is not None:
+    checks.require_positive_int("krylov_dim", krylov_dim, where)
+
+  def update_fn(updates, state, params, *, value, grad, value_fn, **fn_kwargs):
+    del value, grad
+    problem = loss_problem(value_fn, params, fn_kwargs, where)
+    layout = problem.objective.layout
+    g = layout.ravel(updates)
+    damping_now = state.damping.astype(g.dtype)
+    if krylov_dim is None:
+      dense.require_dense_fits(params, None, True, where)
+      eigenvalues, eigenvectors = jnp.linalg.eigh(hessian_at(problem))
+      direction = -_abs_inverse_times(eigenvalues, eigenvectors, g, damping_now)
+    else:
+      if krylov_dim > problem.num_params:
+        raise ValueError(
+          f"{where}: krylov_dim={krylov_dim} must be ≤ N={problem.num_params}, the number of "
+          "parameters"
+        )
+
+      def matvec(vector: jax.Array) -> jax.Array:
+        fixed, data = problem.fixed, problem.data
+        return products.hvp_rows(problem.objective, problem.flat_params, fixed, data, vector[None])[
+          0
+        ]
+
+      norm = jnp.linalg.norm(g)
+      start = g / jnp.where(norm > 0, norm, 1.0)  # g = 0: a zero start, and a zero step below
+      lanczos = krylov.lanczos_steps(matvec, start, krylov_dim)
+      tridiagonal = (
+        jnp.diag(lanczos.alphas) + jnp.diag(lanczos.betas, 1) + jnp.diag(lanczos.betas, -1)
+      )
+      ritz_values, ritz_vectors = jnp.linalg.eigh(tridiagonal)
+      basis = lanczos.basis
+      direction = -basis.T @ _abs_inverse_times(ritz_values, ritz_vectors, basis @ g, damping_now)
+    step = jnp.asarray(_learning_rate_at(learning_rate, state.count), g.dtype) * direction
+    return layout.unravel(step), state._replace(
+      count=optax.safe_increment(state.count), accepted=all_finite(step)
+    )
+
+  return guarded(where, optax.GradientTransformationExtraArgs(_init_state(damping), update_fn))

@@ -1,0 +1,300 @@
+"""Newton's method (eq. 8.28, LM damping) and saddle-free Newton (Dauphin et al. 2014) against
+float64 numpy references of their formulas, on quadratics, a saddle, Rosenbrock and a tiny MLP."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from helpers import tiny_mlp_problem
+from jax.flatten_util import ravel_pytree
+from minimize_helpers import minimize, rosenbrock, rosenbrock_start, scipy_evaluations
+
+from jaxopt_study import hessian, optim
+from jaxopt_study.optim import second_order
+
+
+def make_step(tx, loss, jit=True):
+  """step(params, state) -> (new params, state, the step as a flat vector), jitted once."""
+
+  def step(params, state):
+    value, grad = jax.value_and_grad(loss)(params)
+    updates, state = tx.update(grad, state, params, value=value, grad=grad, value_fn=loss)
+    return optax.apply_updates(params, updates), state, ravel_pytree(updates)[0]
+
+  return jax.jit(step) if jit else step
+
+
+def one_step(tx, loss, params, state=None, jit=True):
+  """(new params, state, the step as a flat numpy vector) after one update from `params`."""
+  state = tx.init(params) if state is None else state
+  new_params, state, step = make_step(tx, loss, jit)(params, state)
+  return new_params, state, np.asarray(step)
+
+
+def flat_grad_and_hessian(loss, params):
+  """∇f and ∇²f in ravel order from jax.hessian (independent of jaxopt_study.hessian), float64."""
+  flat, unravel = ravel_pytree(params)
+  f = lambda x: loss(unravel(x))  # noqa: E731
+  return np.asarray(jax.grad(f)(flat), np.float64), np.asarray(jax.hessian(f)(flat), np.float64)
+
+
+def quadratic(seed=0, dtype=jnp.float64):
+  """A strictly convex quadratic ½θᵀAθ − bᵀθ on a two-leaf pytree (N = 6): (params, loss, θ*)."""
+  rng = np.random.default_rng(seed)
+  root = rng.normal(size=(6, 6))
+  a = root @ root.T + 0.5 * np.eye(6)
+  b = rng.normal(size=6)
+  params = {"w": jnp.zeros((2, 2), dtype), "v": jnp.ones((2,), dtype)}
+  unravel = ravel_pytree(params)[1]
+
+  def loss(p):
+    theta = ravel_pytree(p)[0]
+    return 0.5 * theta @ jnp.asarray(a, dtype) @ theta - jnp.asarray(b, dtype) @ theta
+
+  return params, loss, unravel(jnp.asarray(np.linalg.solve(a, b), dtype))
+
+
+def saddle_loss(p):
+  """f(x, y) = x² + y⁴/4 − y²/2: a saddle at (0, 0), minima at (0, ±1)."""
+  return p["x"] ** 2 + p["y"] ** 4 / 4 - p["y"] ** 2 / 2
+
+
+def near_saddle() -> dict:
+  return {"x": jnp.asarray(0.3), "y": jnp.asarray(0.05)}
+
+
+def run(tx, loss, params, steps):
+  step, state = make_step(tx, loss), tx.init(params)
+  for _ in range(steps):
+    params, state, _ = step(params, state)
+  return params
+
+
+# ------------------------------------------------------------------------------------- Newton
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_newton_solves_a_convex_quadratic_in_one_step(x64, jit):
+  params, loss, solution = quadratic()
+  new_params, state, _ = one_step(optim.newton(), loss, params, jit=jit)
+  ravel = lambda t: np.asarray(ravel_pytree(t)[0])  # noqa: E731
+  np.testing.assert_allclose(ravel(new_params), ravel(solution), rtol=1e-10, atol=1e-12)
+  assert float(state.shift) == 0.0 and int(state.count) == 1
+
+
+def test_newton_step_with_damping_matches_the_formula(x64):
+  params, loss = tiny_mlp_problem()
+  grad, hessian = flat_grad_and_hessian(loss, params)
+  damping = 0.1 - np.linalg.eigvalsh(hessian).min()  # H + λI positive definite: no shift
+  _, state, step = one_step(optim.newton(damping, learning_rate=0.5), loss, params)
+  expected = -0.5 * np.linalg.solve(hessian + damping * np.eye(grad.size), grad)
+  np.testing.assert_allclose(step, expected, rtol=1e-9)
+  assert float(state.shift) == 0.0
+
+
+def book_shifted_cholesky(matrix):
+  """Nocedal & Wright (2006) Algorithm 3.3, with β = 10⁻³ max |A_ii|, in numpy."""
+  beta = 1e-3 * np.max(np.abs(np.diag(matrix)))
+  tau = 0.0 if np.min(np.diag(matrix)) > 0 else beta - np.min(np.diag(matrix))
+  while True:
+    try:
+      return np.linalg.cholesky(matrix + tau * np.eye(len(matrix))), tau
+    except np.linalg.LinAlgError:
+      tau = max(2 * tau, beta)
+
+
+def test_newton_shifts_an_indefinite_hessian_to_a_descent_step(x64):
+  params, loss = tiny_mlp_problem()
+  grad, hessian = flat_grad_and_hessian(loss, params)
+  assert np.linalg.eigvalsh(hessian).min() < -1e-3  # the tiny MLP starts at indefinite curvature
+  _, state, step = one_step(optim.newton(), loss, params)
+  factor, tau = book_shifted_cholesky(hessian)
+  assert tau > 0
+  np.testing.assert_allclose(float(state.shift), tau, rtol=1e-12)
+  expected = -np.linalg.solve(factor @ factor.T, grad)
+  np.testing.assert_allclose(step, expected, rtol=1e-8)
+  assert grad @ step < 0  # downhill
+  # the textbook step of eq. 8.28 solves the indefinite system as it is
+  _, _, raw = one_step(optim.newton(indefinite="solve"), loss, params)
+  np.testing.assert_allclose(raw, -np.linalg.solve(hessian, grad), rtol=1e-8)
+
+
+def test_newton_is_attracted_to_the_saddle_and_saddle_free_newton_is_not(x64):
+  """§8.2.3, Dauphin et al. (2014) Fig. 2: from near the saddle of x² + y⁴/4 − y²/2."""
+  grad, _ = flat_grad_and_hessian(saddle_loss, near_saddle())
+  _, _, first = one_step(optim.newton(indefinite="solve"), saddle_loss, near_saddle())
+  assert grad[1] * first[1] > 0  # along y (negative curvature) the textbook step goes uphill
+  newton_end = run(optim.newton(indefinite="solve"), saddle_loss, near_saddle(), 8)
+  assert abs(float(newton_end["x"])) < 1e-12 and abs(float(newton_end["y"])) < 1e-12
+  for tx in (optim.saddle_free_newton(1e-6), optim.saddle_free_newton(1e-6, krylov_dim=2)):
+    end = run(tx, saddle_loss, near_saddle(), 12)
+    np.testing.assert_allclose([float(end["x"]), float(end["y"])], [0.0, 1.0], atol=1e-9)
+  # the default (shifted) Newton step never goes uphill: it leaves the saddle too
+  end = run(optim.newton(), saddle_loss, near_saddle(), 30)
+  np.testing.assert_allclose([float(end["x"]), abs(float(end["y"]))], [0.0, 1.0], atol=1e-9)
+
+
+def test_adaptive_damping_follows_the_ratio_of_actual_to_predicted_decrease(x64):
+  """Martens (2010) §4.1: on a quadratic the model is exact, ρ = 1 and λ shrinks by 2/3."""
+  params, loss, _ = quadratic()
+  tx = optim.newton(0.5, adaptive=True)
+  new_params, state, _ = one_step(tx, loss, params)
+  np.testing.assert_allclose(float(state.ratio), 1.0, rtol=1e-10)
+  np.testing.assert_allclose(float(state.damping), 0.5 * 2 / 3, rtol=1e-14)
+  value, grad = jax.value_and_grad(loss)(new_params)  # kept for value_and_grad_from_state
+  np.testing.assert_allclose(float(state.value), float(value), rtol=1e-12)
+  np.testing.assert_allclose(
+    ravel_pytree(state.grad)[0], ravel_pytree(grad)[0], rtol=1e-10, atol=1e-12
+  )
+
+
+def test_adaptive_damping_rejects_an_uphill_step(x64):
+  """On Rosenbrock at Newton's first iterate, the undamped step jumps to f ≈ 1400: rejected."""
+  params = {"x": jnp.asarray([-1.1752809, 1.38067416])}
+  tx = optim.newton(1e-3, adaptive=True)
+  new_params, state, step = one_step(tx, rosenbrock, params)
+  assert not bool(state.accepted) and float(state.ratio) < 0
+  np.testing.assert_array_equal(step, 0.0)
+  np.testing.assert_allclose(float(state.damping), 1.5e-3, rtol=1e-14)
+  np.testing.assert_allclose(float(state.value), float(rosenbrock(params)), rtol=1e-14)
+  # with enough damping the step is taken, and every accepted step decreases f
+  values = [float(rosenbrock(params))]
+  step, state = make_step(tx, rosenbrock), tx.init(params)._replace(damping=jnp.asarray(3.0))
+  for _ in range(10):
+    params, state, _ = step(params, state)
+    values.append(float(rosenbrock(params)))
+  assert np.all(np.diff(values) <= 0) and values[-1] < 0.5 * values[0]
+
+
+# ---------------------------------------------------------------------------- saddle-free Newton
+
+
+def test_saddle_free_newton_step_matches_the_formula(x64):
+  params, loss = tiny_mlp_problem()
+  grad, hessian = flat_grad_and_hessian(loss, params)
+  eigenvalues, vectors = np.linalg.eigh(hessian)
+  assert eigenvalues.min() < 0
+  _, _, step = one_step(optim.saddle_free_newton(0.05, learning_rate=0.7), loss, params)
+  expected = -0.7 * vectors @ ((vectors.T @ grad) / (np.abs(eigenvalues) + 0.05))
+  np.testing.assert_allclose(step, expected, rtol=1e-8)
+
+
+def test_krylov_saddle_free_newton_is_exact_with_a_full_subspace(x64):
+  params, loss = tiny_mlp_problem()
+  size = ravel_pytree(params)[0].size
+  _, _, exact = one_step(optim.saddle_free_newton(0.05), loss, params)
+  _, _, krylov = one_step(optim.saddle_free_newton(0.05, krylov_dim=size), loss, params)
+  np.testing.assert_allclose(krylov, exact, rtol=1e-7, atol=1e-10)
+  grad, _ = flat_grad_and_hessian(loss, params)
+  _, _, small = one_step(optim.saddle_free_newton(0.05, krylov_dim=5), loss, params)
+  assert grad @ small < 0  # (|Ĥ| + λI)⁻¹ is positive definite on the subspace, which holds g
+  assert np.linalg.norm(small - exact) > 1e-3 * np.linalg.norm(exact)
+
+
+# ----------------------------------------------------------------------------- both, Rosenbrock
+
+
+@pytest.mark.parametrize("size", [2, 10])
+@pytest.mark.parametrize(
+  ("dtype", "gtol", "xtol"), [(jnp.float64, 1e-5, 1e-4), (jnp.float32, 1e-3, 2e-3)]
+)
+@pytest.mark.parametrize("name", ["newton", "saddle_free_newton"])
+def test_rosenbrock_in_fewer_evaluations_than_scipy_trust_exact(x64, name, size, dtype, gtol, xtol):
+  """Every evaluation counts (one per step, plus one per dense Hessian); scipy's trust-exact is
+  Newton's method with an exact Hessian, globalized by a trust region."""
+  tx = optim.newton() if name == "newton" else optim.saddle_free_newton(1e-6)
+  params, evaluations, _ = minimize(tx, rosenbrock, rosenbrock_start(size, dtype), gtol)
+  assert params["x"].dtype == dtype
+  np.testing.assert_allclose(params["x"], 1.0, atol=xtol)
+  reference, _ = scipy_evaluations("trust-exact", size, gtol)
+  assert evaluations <= 1.5 * reference, (evaluations, reference)
+
+
+def test_adaptive_newton_on_rosenbrock_against_scipy_newton_cg(x64):
+  """Martens' λ rule (×3/2, ×2/3) spends evaluations on rejected steps: within 1.5× of scipy's
+  Newton-CG (line search), not of trust-exact."""
+  tx = optim.newton(1.0, adaptive=True)
+  params, evaluations, _ = minimize(tx, rosenbrock, rosenbrock_start(2), 1e-5)
+  np.testing.assert_allclose(params["x"], 1.0, atol=1e-4)
+  reference, _ = scipy_evaluations("Newton-CG", 2, 1e-5)
+  assert evaluations <= 1.5 * reference, (evaluations, reference)
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("name", ["newton", "saddle_free_newton"])
+def test_missing_value_fn_and_non_scalar_loss_are_refused(name):
+  tx = optim.OPTIMIZERS[name](damping=0.1)
+  params = {"x": jnp.ones(3)}
+  grad = {"x": jnp.ones(3)}
+  with pytest.raises(ValueError, match="value_fn"):
+    tx.update(grad, tx.init(params), params, value=jnp.asarray(1.0), grad=grad)
+  with pytest.raises(ValueError, match=r"shape \(3,\).*scalar"):
+    tx.update(
+      grad,
+      tx.init(params),
+      params,
+      value=jnp.asarray(1.0),
+      grad=grad,
+      value_fn=lambda p: p["x"] ** 2,
+    )
+
+
+@pytest.mark.parametrize(
+  "tx", [optim.newton(), optim.newton(1.0, adaptive=True), optim.saddle_free_newton(0.1)]
+)
+def test_a_nan_loss_gives_no_step(tx):
+  params = {"x": jnp.ones(3)}
+  nan_loss = lambda p: jnp.sum(jnp.log(p["x"] - 2.0))  # noqa: E731  NaN at x = 1
+  new_params, state, step = one_step(tx, nan_loss, params)
+  np.testing.assert_array_equal(step, 0.0)
+  np.testing.assert_array_equal(new_params["x"], params["x"])
+  assert int(state.count) == 0  # the state is left as it was
+
+
+def test_adaptive_newton_rejects_a_step_to_a_nan(x64):
+  loss = lambda p: jnp.sum((p["x"] + 3.0) ** 2 + 0.0 * jnp.sqrt(p["x"]))  # noqa: E731  NaN if x < 0
+  params = {"x": jnp.asarray([0.5])}
+  new_params, state, step = one_step(optim.newton(1.0, adaptive=True), loss, params)
+  assert not bool(state.accepted) and float(state.ratio) == -np.inf  # the trial x = −11/6 is NaN
+  np.testing.assert_array_equal(step, 0.0)
+  np.testing.assert_array_equal(new_params["x"], params["x"])
+  np.testing.assert_allclose(float(state.damping), 1.5)
+
+
+@pytest.mark.parametrize(
+  ("kwargs", "match"),
+  [
+    ({"damping": -1.0}, "damping"),
+    ({"learning_rate": -1.0}, "learning_rate"),
+    ({"indefinite": "ignore"}, "indefinite"),
+    ({"adaptive": True, "damping": 0.0}, "damping"),
+  ],
+)
+def test_bad_newton_hyperparameters(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    optim.newton(**kwargs)
+
+
+def test_bad_saddle_free_newton_hyperparameters():
+  with pytest.raises(ValueError, match="krylov_dim"):
+    optim.saddle_free_newton(0.1, krylov_dim=0)
+  tx = optim.saddle_free_newton(0.1, krylov_dim=4)
+  params = {"x": jnp.ones(3)}
+  with pytest.raises(ValueError, match="krylov_dim=4 must be ≤ N=3"):
+    one_step(tx, lambda p: jnp.sum(p["x"] ** 2), params)
+
+
+def test_hessian_matches_the_library_dense_hessian(x64):
+  params, loss = tiny_mlp_problem()
+  problem = second_order.loss_problem(loss, params, {}, "test")
+  np.testing.assert_allclose(
+    second_order.hessian_at(problem), hessian.hessian_matrix(loss, params), rtol=1e-12, atol=1e-14
+  )
+
+
+def test_registry_holds_the_second_order_optimizers():
+  assert optim.OPTIMIZERS["newton"] is optim.newton
+  assert optim.OPTIMIZERS["saddle_free_newton"] is optim.saddle_free_newton
