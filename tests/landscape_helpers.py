@@ -1,7 +1,9 @@
 """Running an experiment's quick config through the CLI, for the §8.2 experiment tests."""
 
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import ml_collections
 
@@ -53,3 +55,11 @@ def assert_refused(name: str, override: str, culprit: str, tmp_path: Path, capsy
   assert code == 2
   assert culprit in capsys.readouterr().err
   assert not out.exists(), "nothing is written for a refused config"
+
+
+def load_experiment(name: str) -> ModuleType:
+  """experiments/NAME.py as a module, loaded by path as the CLI does."""
+  spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
