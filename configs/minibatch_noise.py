@@ -1,0 +1,30 @@
+"""Minibatch gradient noise σ/√n on digits and the bias of reused examples (§8.1.3, §8.2.6)."""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.experiment = "minibatch_noise"
+  config.seed = 0
+  config.data = ml_collections.ConfigDict({"name": "digits", "test_fraction": 0.5, "split_seed": 0})
+  config.model = ml_collections.ConfigDict(
+    {
+      "name": "mlp",
+      "width": 64,
+      "depth": 1,
+      "activation": "tanh",
+      "batchnorm": False,
+      "init": "glorot_uniform",
+      "init_scale": 1.0,
+    }
+  )
+  # Part 1: minibatch draws per batch size, with and without replacement.
+  config.batch_sizes = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+  config.num_draws = 2000
+  # Part 2: two epochs of SGD on `num_seeds` random splits (split_seed, split_seed + 1, ...).
+  config.num_seeds = 64
+  config.reuse_batch_size = 16
+  config.learning_rate = 0.3
+  config.lock()
+  return config

@@ -1,0 +1,280 @@
+"""§8.1.3 and §8.2.6: the standard error of the minibatch gradient, and its bias under reuse.
+
+Part 1, the noise. At the initial parameters θ of a digits MLP the per-example gradients gᵢ of
+the training NLL are taken with `vmap(grad)`; their mean is the full-batch gradient ḡ and their
+covariance Σ = (1/N) Σᵢ (gᵢ − ḡ)(gᵢ − ḡ)ᵀ. For each batch size n, `num_draws` minibatches are drawn
+as `data.batch_indices` draws them (through `train.masked_batch_indices`, so that every batch size
+runs in one compiled program), both
+
+* with replacement (``"replacement"``): ĝ is the mean of n i.i.d. draws, so exactly
+  E‖ĝ − ḡ‖² = tr Σ / n and the standard error is σ/√n with σ² = tr Σ (eq. 8.8 of the book);
+* without replacement (``"epoch"``, the first slice of a fresh permutation): the finite-population
+  correction applies, E‖ĝ − ḡ‖² = (tr Σ / n) (N − n) / (N − 1).
+
+The measured standard error is √(mean over draws of ‖ĝ − ḡ‖²); `se_slope` is its log-log slope
+against n with replacement (theory −1/2), `se_slope_without_replacement` the same without
+(steeper near n = N), and `se_ratio_max_deviation` the largest |measured / theory − 1|.
+
+Part 2, the bias under reuse (§8.1.3: "the first pass ... unbiased estimate of the gradient of the
+generalization error ... the second pass ... biased"). `num_seeds` runs of SGD (Algorithm 8.1) train
+for two epochs with batches that shuffle once per epoch, each on its own random train/held-out split
+of the digits, so that the held-out noise averages out across runs. The split is not stratified by
+class: with a stratified split the unseen training examples of epoch one are not exchangeable with
+the held-out ones, which showed as a small positive first-epoch bias (+0.03 ± 0.01). Before every
+step t the held-out set is cut in two halves A and B; with u = ∇L_A(θ_t)/‖∇L_A(θ_t)‖ a direction of
+descent estimated independently of both, the step's bias along u is ⟨ĝ_t − ∇L_B(θ_t), u⟩ and the
+held-out slope is ⟨∇L_B(θ_t), u⟩. In the first epoch the minibatch holds examples that θ_t has never
+seen, so the bias has mean zero; in the second every example has already been used and the minibatch
+gradient underestimates the slope of the generalization error. `reuse_bias_epoch1` and
+`reuse_bias_epoch2` are the mean bias over an epoch divided by the mean slope, averaged over runs,
+with their standard errors across runs.
+"""
+
+import functools
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from jaxopt_study import curves, losses, models, optim, report, train
+from jaxopt_study import data as data_lib
+from jaxopt_study.results import ExperimentResults, RunDir, read_csv
+
+TITLE = "Chapter 8.1.3 / 8.2.6: minibatch gradient noise σ/√n and the bias of reused examples"
+SECTION = "8.1.3"
+DESCRIPTION = (
+  "Standard error of the minibatch gradient of a digits MLP at initialization against the batch "
+  "size n, sampled with replacement (exactly σ/√n, eq. 8.8) and without replacement (σ/√n times "
+  "the finite-population correction √((N−n)/(N−1))), from per-example gradients; and the bias of "
+  "the minibatch gradient along an independently estimated held-out descent direction, in the "
+  "first epoch of SGD (fresh examples: unbiased) and in the second (reused examples: the "
+  "minibatch gradient underestimates the slope of the held-out loss)."
+)
+PUBLISHED = {
+  "se_slope": "−0.5: standard error σ/√n (Goodfellow et al. 2016, eq. 8.8)",
+  "se_slope_without_replacement": "steeper than −0.5 near n = N (finite-population correction)",
+  "reuse_bias_epoch1": "0: the first pass gives an unbiased gradient of the generalization error "
+  "(§8.1.3)",
+  "reuse_bias_epoch2": "< 0 (biased) once examples are reused in the second pass (§8.1.3)",
+}
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Refuses a config that cannot run, naming the field, before any data is loaded or compiled."""
+  if config.data.name != "digits":
+    raise ValueError(f"data.name={config.data.name!r}: this experiment runs on 'digits'")
+  if not 0.2 <= config.data.test_fraction <= 0.8:
+    raise ValueError(
+      f"data.test_fraction={config.data.test_fraction!r}: must be in [0.2, 0.8] so that both "
+      "the training set and the two held-out halves hold enough examples"
+    )
+  num_train = round(1797 * (1 - config.data.test_fraction))
+  sizes = config.batch_sizes
+  if not isinstance(sizes, list | tuple) or len(sizes) < 2:
+    raise ValueError(f"batch_sizes={sizes!r}: need a list of at least two batch sizes")
+  for n in sizes:
+    if not isinstance(n, int) or not 1 <= n < num_train:
+      raise ValueError(f"batch_sizes: {n!r} must be an integer in [1, {num_train - 1}]")
+  for field in ("num_draws", "num_seeds", "reuse_batch_size"):
+    if not isinstance(config[field], int) or config[field] < 2:
+      raise ValueError(f"{field}={config[field]!r}: must be an integer ≥ 2")
+  if config.reuse_batch_size > num_train // 4:
+    raise ValueError(
+      f"reuse_batch_size={config.reuse_batch_size}: must be ≤ {num_train // 4} so that an epoch "
+      "has at least four steps"
+    )
+  if not config.learning_rate > 0:
+    raise ValueError(f"learning_rate={config.learning_rate!r}: must be > 0")
+  models.build_model(in_features=64, out_features=10, seed=config.seed, **config.model.to_dict())
+
+
+def run(
+  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
+) -> ExperimentResults:
+  """Measures the standard error per batch size and the bias per epoch; nothing to resume."""
+  del run_dir, progress  # three short compiled programs: nothing worth resuming
+  check(config)
+  model = models.functional(
+    models.build_model(in_features=64, out_features=10, seed=config.seed, **config.model.to_dict())
+  )
+  table = _standard_errors(config, model)
+  bias_rows, per_seed = _reuse_bias(config, model)
+  sizes = np.asarray([r["batch_size"] for r in table], float)
+  with_replacement = np.asarray([r["se_replacement"] for r in table])
+  without = np.asarray([r["se_without_replacement"] for r in table])
+  ratios = [r[f"ratio_{kind}"] for r in table for kind in ("replacement", "without_replacement")]
+  epoch_means = per_seed.mean(axis=0)
+  epoch_ses = per_seed.std(axis=0, ddof=1) / np.sqrt(per_seed.shape[0])
+  summary = {
+    "se_slope": curves.log_slope(sizes, with_replacement),
+    "se_slope_without_replacement": curves.log_slope(sizes, without),
+    "se_ratio_max_deviation": float(np.max(np.abs(np.asarray(ratios) - 1.0))),
+    "gradient_noise_sigma": table[0]["sigma"],
+    "num_train": table[0]["num_train"],
+    "reuse_bias_epoch1": float(epoch_means[0]),
+    "reuse_bias_epoch1_se": float(epoch_ses[0]),
+    "reuse_bias_epoch2": float(epoch_means[1]),
+    "reuse_bias_epoch2_se": float(epoch_ses[1]),
+  }
+  return ExperimentResults(table, bias_rows, summary)
+
+
+def _per_example_loss(model: models.FunctionalModel):
+  """(params, x (n, 64), y (n,)) -> mean NLL, the training objective of §8.1.2."""
+
+  def loss(params, x, y):
+    return losses.softmax_cross_entropy(model.apply(params, model.model_state, x, True)[0], y)
+
+  return loss
+
+
+def _standard_errors(config, model: models.FunctionalModel) -> list[dict]:
+  """One row per batch size: measured and theoretical standard errors of the minibatch gradient."""
+  data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
+  loss = _per_example_loss(model)
+  num_train = data.x_train.shape[0]
+
+  @jax.jit
+  def per_example_gradients(params, x, y):
+    def one(x, y):
+      return ravel_pytree(jax.grad(loss)(params, x[None], y[None]))[0]
+
+    return jax.vmap(one)(x, y)
+
+  gradients = per_example_gradients(
+    model.params, data.x_train, data.y_train
+  )  # (N, P), row i = ∇ℓᵢ(θ)
+  mean_gradient = gradients.mean(axis=0)
+  trace_sigma = float(jnp.mean(jnp.sum((gradients - mean_gradient[None, :]) ** 2, axis=1)))
+  key = jax.random.key(config.seed)
+  sizes = jnp.asarray(config.batch_sizes, jnp.int32)
+  max_size = max(config.batch_sizes)
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def squared_errors(sampling: str, gradients: jax.Array, mean_gradient: jax.Array) -> jax.Array:
+    """‖ĝ − ḡ‖² of `num_draws` minibatches for every batch size (batch_sizes, num_draws)."""
+
+    def one(batch_size, draw):
+      # "epoch": the first slice of epoch `draw`'s permutation, a fresh draw without replacement.
+      step = draw * (num_train // batch_size) if sampling == "epoch" else draw
+      indices, weights = train.masked_batch_indices(
+        key, step, num_train, batch_size, max_size, sampling
+      )
+      counts = jnp.zeros([num_train]).at[indices].add(weights)  # repeats under replacement
+      batch_gradient = counts @ gradients / batch_size.astype(counts.dtype)  # ĝ: the mean
+      return jnp.sum((batch_gradient - mean_gradient) ** 2)
+
+    draws = jnp.arange(config.num_draws)
+    return jax.vmap(lambda b: jax.lax.map(lambda r: one(b, r), draws, batch_size=64))(sizes)
+
+  measured = {
+    sampling: np.asarray(squared_errors(sampling, gradients, mean_gradient))
+    for sampling in train.SAMPLINGS
+  }
+  rows = []
+  for i, n in enumerate(config.batch_sizes):
+    theory = np.sqrt(trace_sigma / n)
+    correction = np.sqrt((num_train - n) / (num_train - 1))
+    se_with = float(np.sqrt(measured["replacement"][i].mean()))
+    se_without = float(np.sqrt(measured["epoch"][i].mean()))
+    rows.append(
+      {
+        "batch_size": n,
+        "num_train": num_train,
+        "sigma": float(np.sqrt(trace_sigma)),
+        "se_replacement": se_with,
+        "se_theory_replacement": float(theory),
+        "ratio_replacement": se_with / theory,
+        "se_without_replacement": se_without,
+        "se_theory_without_replacement": float(theory * correction),
+        "ratio_without_replacement": se_without / (theory * correction),
+      }
+    )
+  return rows
+
+
+def _reuse_bias(config, model: models.FunctionalModel) -> tuple[list[dict], np.ndarray]:
+  """Two epochs of SGD per seed: the relative bias of each step and each seed's epoch means."""
+  data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
+  num_train, num_test = data.x_train.shape[0], data.x_test.shape[0]
+  x = jnp.concatenate([data.x_train, data.x_test])
+  y = jnp.concatenate([data.y_train, data.y_test])
+
+  def random_split(key: jax.Array) -> data_lib.Dataset:
+    # A plain random split per run (not stratified by class, unlike `load_digits`), so that the
+    # examples a run has not yet seen and its held-out ones are exchangeable given θ_t.
+    order = jax.random.permutation(key, x.shape[0])
+    train_idx, test_idx = order[:num_train], order[num_train:]
+    return data_lib.Dataset(x[train_idx], y[train_idx], x[test_idx], y[test_idx])
+
+  half = num_test // 2
+  batch_size = config.reuse_batch_size
+  steps_per_epoch = num_train // batch_size
+  loss = _per_example_loss(model)
+  grad_fn = jax.grad(loss)
+  loop = train.make_train_loop(model, optim.sgd(config.learning_rate), batch_size=batch_size)
+
+  def one_run(data: data_lib.Dataset, key: jax.Array):
+    def step(state: train.TrainState, t):
+      idx = data_lib.batch_indices(key, t, num_train, batch_size, "epoch")
+      x, y = data.x_train[idx], data.y_train[idx]
+      g_batch = ravel_pytree(grad_fn(state.params, x, y))[0]
+      g_a = ravel_pytree(grad_fn(state.params, data.x_test[:half], data.y_test[:half]))[0]
+      g_b = ravel_pytree(grad_fn(state.params, data.x_test[half:], data.y_test[half:]))[0]
+      direction = g_a / jnp.linalg.norm(g_a)
+      measured = (jnp.dot(g_batch - g_b, direction), jnp.dot(g_b, direction))
+      return loop.update(state, x, y, None), measured
+
+    state = loop.init(model.params, model.model_state)
+    _, (bias, slope) = jax.lax.scan(step, state, jnp.arange(2 * steps_per_epoch))
+    return bias, slope
+
+  keys = jax.random.split(jax.random.key(config.seed), 2 * config.num_seeds)
+  split_keys, order_keys = keys[: config.num_seeds], keys[config.num_seeds :]
+  splits = jax.vmap(random_split)(split_keys)
+  bias, slope = jax.jit(jax.vmap(one_run))(splits, order_keys)
+  bias = np.asarray(bias).reshape(config.num_seeds, 2, steps_per_epoch)
+  slope = np.asarray(slope).reshape(config.num_seeds, 2, steps_per_epoch)
+  # Each run's mean bias over an epoch, divided by the slope pooled over every run of that epoch:
+  # a per-run denominator would share the noise of ∇L_B with the numerator (a ratio bias).
+  per_seed = bias.mean(axis=2) / slope.mean(axis=(0, 2))  # (seeds, epoch)
+  rows = [
+    {"member": f"epoch{epoch + 1}", "step": epoch * steps_per_epoch + i, "metric": name, "value": v}
+    for epoch in range(2)
+    for i in range(steps_per_epoch)
+    for name, v in (
+      ("bias_along_heldout_descent", float(bias[:, epoch, i].mean())),
+      ("heldout_slope", float(slope[:, epoch, i].mean())),
+    )
+  ]
+  return rows, per_seed
+
+
+def plot(out_dir: Path) -> list[Path]:
+  """Standard error vs batch size (measured and theory) and the per-step bias, from the CSVs."""
+  table = read_csv(out_dir / "results.csv")
+  sizes = [r["batch_size"] for r in table]
+  noise = report.line_plot(
+    {
+      f"{label}, {kind}": (sizes, [r[f"{prefix}_{kind}"] for r in table])
+      for prefix, label in (("se", "measured"), ("se_theory", "σ/√n theory"))
+      for kind in ("replacement", "without_replacement")
+    },
+    out_dir / "standard_error.png",
+    title="standard error of the minibatch gradient",
+    xlabel="batch size n",
+    ylabel="√E‖ĝ − ḡ‖²",
+    logx=True,
+    logy=True,
+  )
+  bias = report.line_plot(
+    curves.read_curves(out_dir / "history.csv", "bias_along_heldout_descent"),
+    out_dir / "reuse_bias.png",
+    title="bias of the minibatch gradient along the held-out descent direction",
+    xlabel="SGD step",
+    ylabel="⟨ĝ − ∇L_held-out, u⟩ (mean over runs)",
+  )
+  return [noise, bias]

@@ -1,0 +1,30 @@
+"""Small helpers the experiments share for reading curves back and fitting power laws.
+
+* `read_curves(path, metric)`: one metric of a long-format `history.csv`, per member.
+* `log_slope(x, y)`: the least-squares slope of log y against log x (a power-law exponent).
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from jaxopt_study.results import read_csv
+
+
+def read_curves(path: Path, metric: str) -> dict[str, tuple[list[float], list[float]]]:
+  """{member: (steps, values)} of `metric` in a `history.csv`, in file order."""
+  curves: dict[str, tuple[list[float], list[float]]] = {}
+  for row in read_csv(path):
+    if row["metric"] == metric:
+      steps, values = curves.setdefault(row["member"], ([], []))
+      steps.append(row["step"])
+      values.append(row["value"])
+  return curves
+
+
+def log_slope(x, y) -> float:
+  """Least-squares slope of log y against log x; every x and y must be positive."""
+  x, y = np.asarray(x, float), np.asarray(y, float)
+  if np.any(x <= 0) or np.any(y <= 0):
+    raise ValueError("log_slope: x and y must be positive")
+  return float(np.polyfit(np.log(x), np.log(y), 1)[0])

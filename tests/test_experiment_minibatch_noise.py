@@ -1,0 +1,89 @@
+"""The minibatch-noise experiment (§8.1.3, §8.2.6): its quick config through the CLI, its claims."""
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from jaxopt_study import cli, losses, models
+from jaxopt_study import data as data_lib
+from jaxopt_study.config import load_config
+from jaxopt_study.results import read_csv
+
+ROOT = Path(__file__).parents[1]
+QUICK = ROOT / "configs" / "minibatch_noise_quick.py"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+  out = tmp_path_factory.mktemp("minibatch_noise")
+  assert cli.main(["run", str(QUICK), "--out", str(out), "--no-progress"]) == 0
+  return out
+
+
+@pytest.fixture(scope="module")
+def summary(finished_run) -> dict:
+  return json.loads((finished_run / "summary.json").read_text())
+
+
+def test_writes_every_file(finished_run):
+  names = {p.name for p in finished_run.iterdir()}
+  assert {"results.csv", "history.csv", "summary.json", "report.html"} <= names
+  assert {"standard_error.png", "reuse_bias.png"} <= names
+
+
+def test_standard_error_falls_as_one_over_root_n(summary):
+  """Eq. 8.8: σ/√n, a log-log slope of −1/2 (exact in expectation with replacement)."""
+  assert summary["se_slope"] == pytest.approx(-0.5, abs=0.03)
+
+
+def test_measured_standard_errors_match_theory(finished_run, summary):
+  """With and without replacement, each measured s.e. is within 10% of its formula."""
+  assert summary["se_ratio_max_deviation"] < 0.1
+  table = read_csv(finished_run / "results.csv")
+  largest = max(table, key=lambda r: r["batch_size"])
+  # The finite-population correction is visible at n = 256 of N = 898: √((N−n)/(N−1)) ≈ 0.85.
+  assert largest["se_without_replacement"] < 0.92 * largest["se_replacement"]
+  assert summary["se_slope_without_replacement"] < summary["se_slope"] - 0.01
+
+
+def test_reused_examples_bias_the_gradient(summary):
+  """§8.1.3: fresh examples give an unbiased gradient; reused ones underestimate the slope."""
+  epoch1, se1 = summary["reuse_bias_epoch1"], summary["reuse_bias_epoch1_se"]
+  epoch2, se2 = summary["reuse_bias_epoch2"], summary["reuse_bias_epoch2_se"]
+  assert abs(epoch1) < 3 * se1 + 0.02
+  assert epoch2 < -3 * se2
+  assert epoch2 < epoch1 - 0.05
+
+
+def test_minibatch_gradient_is_the_mean_of_per_example_gradients():
+  """The identity part 1 rests on, checked against `jax.grad` of a minibatch loss."""
+  config = load_config(QUICK)
+  data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
+  options = {k: v for k, v in config.model.to_dict().items() if k != "name"}
+  model = models.functional(models.build_model("mlp", 64, 10, seed=0, **options))
+
+  def loss(params, x, y):
+    return losses.softmax_cross_entropy(model.apply(params, model.model_state, x, True)[0], y)
+
+  idx = jnp.asarray([3, 5, 5, 100])  # a draw with a repeat, as under replacement
+  batch = ravel_pytree(jax.grad(loss)(model.params, data.x_train[idx], data.y_train[idx]))[0]
+  rows = [
+    ravel_pytree(jax.grad(loss)(model.params, data.x_train[i : i + 1], data.y_train[i : i + 1]))[0]
+    for i in np.asarray(idx)
+  ]
+  np.testing.assert_allclose(batch, np.mean(rows, axis=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+  ("field", "value"),
+  [("batch_sizes", "[4]"), ("num_draws", "1"), ("reuse_batch_size", "1000"), ("data.name", "x")],
+)
+def test_bad_config_is_refused_naming_the_field(tmp_path, capsys, field, value):
+  code = cli.main(["run", str(QUICK), "--out", str(tmp_path), "--set", f"{field}={value}"])
+  assert code == 2
+  assert field.split(".")[-1] in capsys.readouterr().err
