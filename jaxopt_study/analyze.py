@@ -84,7 +84,8 @@ def spectrum_of_run(
 
   args = (dataset.x_train, dataset.y_train)
   spectrum = hessian.spectrum(loss_fn, params, *args, method=method, k=k, which="both")
-  verdict = hessian.classify(loss_fn, params, *args, method=method)
+  exact = spectrum.eigenvalues if method == "exact" else None  # H is not built twice
+  verdict = hessian.classify(loss_fn, params, *args, method=method, eigenvalues=exact)
   eigenvalues = np.asarray(spectrum.eigenvalues, float)
   write_csv(
     run_dir / "spectrum.csv",

@@ -157,3 +157,16 @@ def test_lanczos_method_agrees_with_exact(x64):
     np.testing.assert_allclose(approx.lambda_max, exact.lambda_max, rtol=1e-6)
     assert abs(approx.n_negative - exact.n_negative) <= 6  # an SLQ estimate of 0 or 15
   assert np.isnan(approx.condition_number)  # a saddle's smallest |λ| is not computed
+
+
+def test_given_eigenvalues_replace_building_the_hessian(x64):
+  a = jnp.asarray([[2.0, 1.0, 0.0], [1.0, -3.0, 0.5], [0.0, 0.5, 1.0]])
+  built = classify(quadratic, jnp.zeros(3), a)
+  given = classify(quadratic, jnp.zeros(3), a, eigenvalues=spectrum(quadratic, jnp.zeros(3), a)[0])
+  assert built == given and built.kind == "saddle" and built.n_negative == 1
+  other = classify(quadratic, jnp.zeros(3), a, eigenvalues=np.asarray([1.0, 2.0, 3.0]))
+  assert other.kind == "minimum"  # the given values are used, not a rebuilt H
+  with pytest.raises(ValueError, match="all 3 eigenvalues"):
+    classify(quadratic, jnp.zeros(3), a, eigenvalues=np.ones(2))
+  with pytest.raises(ValueError, match="method='exact'"):
+    classify(quadratic, jnp.zeros(3), a, method="lanczos", eigenvalues=np.ones(3))

@@ -232,6 +232,7 @@ def classify(
   key: jax.Array | None = None,
   num_probes: int = 8,
   chunk_size: int | None = None,
+  eigenvalues: Any = None,
 ) -> CriticalPoint:
   """Classifies `params` by the gradient and the Hessian's eigenvalues (the second-order test).
 
@@ -273,6 +274,8 @@ def classify(
     key: PRNG key of the probes (default: a fixed seed).
     num_probes: SLQ probes for the counts of ``method="lanczos"``.
     chunk_size: basis vectors per HVP call of the exact method.
+    eigenvalues: all N eigenvalues of H at `params` when the caller has them already (from
+      `spectrum(..., method="exact")`): the exact method then does not build H again.
 
   Returns:
     `CriticalPoint(kind, index, n_negative, n_zero, n_positive, lambda_min, lambda_max,
@@ -283,7 +286,14 @@ def classify(
     raise ValueError(f"method={method!r}: must be one of {METHODS}")
   if not probe_radius > 0:
     raise ValueError(f"probe_radius={probe_radius!r}: must be > 0")
-  if method == "exact":
+  if eigenvalues is not None:
+    eigenvalues = np.sort(np.asarray(eigenvalues, float))
+    if method != "exact" or eigenvalues.shape != (num_params,):
+      raise ValueError(
+        f"eigenvalues: shape {eigenvalues.shape} given with method={method!r}; it must hold all "
+        f"{num_params} eigenvalues, with method='exact'"
+      )
+  elif method == "exact":
     dense.require_dense_fits(params, chunk_size, False, "classify")
   problem = products.prepare(loss_fn, params, args, batches, mode, "classify")
   rng = products.host_rng(key)
@@ -291,7 +301,9 @@ def classify(
   loss, grad, hessian_grad = _first_and_second_order(problem)
   grad_norm = float(np.linalg.norm(grad))
   if method == "exact":
-    values, _ = dense.symmetric_eigh(dense.dense_hessian(problem, chunk_size), False)
+    if eigenvalues is None:
+      eigenvalues, _ = dense.symmetric_eigh(dense.dense_hessian(problem, chunk_size), False)
+    values = eigenvalues
     lowest, highest = float(values[0]), float(values[-1])
     tol = _default_eig_tol(num_params, dtype, lowest, highest) if eig_tol is None else eig_tol
     n_negative, n_positive = int(np.sum(values < -tol)), int(np.sum(values > tol))
