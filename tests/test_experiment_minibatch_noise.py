@@ -1,6 +1,5 @@
 """The minibatch-noise experiment (§8.1.3, §8.2.6): its quick config through the CLI, its claims."""
 
-import json
 from pathlib import Path
 
 import jax
@@ -8,26 +7,24 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
+from quick_runs import CONFIGS, read_summary, refused_field, run_quick
 
-from jaxopt_study import cli, losses, models
 from jaxopt_study import data as data_lib
+from jaxopt_study import losses, models
 from jaxopt_study.config import load_config
 from jaxopt_study.results import read_csv
 
-ROOT = Path(__file__).parents[1]
-QUICK = ROOT / "configs" / "minibatch_noise_quick.py"
+NAME = "minibatch_noise"
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
-  out = tmp_path_factory.mktemp("minibatch_noise")
-  assert cli.main(["run", str(QUICK), "--out", str(out), "--no-progress"]) == 0
-  return out
+  return run_quick(tmp_path_factory, NAME)
 
 
 @pytest.fixture(scope="module")
 def summary(finished_run) -> dict:
-  return json.loads((finished_run / "summary.json").read_text())
+  return read_summary(finished_run)
 
 
 def test_writes_every_file(finished_run):
@@ -62,7 +59,7 @@ def test_reused_examples_bias_the_gradient(summary):
 
 def test_minibatch_gradient_is_the_mean_of_per_example_gradients():
   """The identity part 1 rests on, checked against `jax.grad` of a minibatch loss."""
-  config = load_config(QUICK)
+  config = load_config(CONFIGS / f"{NAME}_quick.py")
   data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
   options = {k: v for k, v in config.model.to_dict().items() if k != "name"}
   model = models.functional(models.build_model("mlp", 64, 10, seed=0, **options))
@@ -84,6 +81,4 @@ def test_minibatch_gradient_is_the_mean_of_per_example_gradients():
   [("batch_sizes", "[4]"), ("num_draws", "1"), ("reuse_batch_size", "1000"), ("data.name", "x")],
 )
 def test_bad_config_is_refused_naming_the_field(tmp_path, capsys, field, value):
-  code = cli.main(["run", str(QUICK), "--out", str(tmp_path), "--set", f"{field}={value}"])
-  assert code == 2
-  assert field.split(".")[-1] in capsys.readouterr().err
+  assert field.split(".")[-1] in refused_field(tmp_path, capsys, NAME, field, value)

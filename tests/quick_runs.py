@@ -1,0 +1,28 @@
+"""Running an experiment's quick config through the CLI once per test module, and reading it."""
+
+import json
+from pathlib import Path
+
+from jaxopt_study import cli
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+
+def run_quick(tmp_path_factory, name: str) -> Path:
+  """Runs `configs/NAME_quick.py` with `jaxopt-study run` into a fresh folder; returns it."""
+  out = tmp_path_factory.mktemp(name)
+  assert (
+    cli.main(["run", str(CONFIGS / f"{name}_quick.py"), "--out", str(out), "--no-progress"]) == 0
+  )
+  return out
+
+
+def read_summary(out: Path) -> dict:
+  return json.loads((out / "summary.json").read_text())
+
+
+def refused_field(tmp_path: Path, capsys, name: str, field: str, value: str) -> str:
+  """The error of `jaxopt-study run` with `--set field=value` on the quick config (exit code 2)."""
+  config = CONFIGS / f"{name}_quick.py"
+  assert cli.main(["run", str(config), "--out", str(tmp_path), "--set", f"{field}={value}"]) == 2
+  return capsys.readouterr().err
