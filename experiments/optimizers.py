@@ -24,6 +24,12 @@ from jaxopt_study import models, optim, report, train
 from jaxopt_study.results import ExperimentResults, RunDir, history_rows, member_arrays, read_csv
 
 TITLE = "Chapter 8.5.4: choosing an optimization algorithm"
+SECTION = "8.5.4"
+PUBLISHED = {
+  "best_optimizer": "no consensus (§8.5.4); Schaul et al. 2014: adaptive-rate methods "
+  "(RMSProp, AdaDelta) are the most robust across tasks",
+  "best_learning_rate_at_grid_edge": "empty when every grid brackets its best rate",
+}
 DESCRIPTION = (
   "The same MLP on scikit-learn's digits, trained from one initialization and one minibatch "
   "order by each first-order optimizer of chapter 8 (Algorithms 8.1-8.7, Adadelta, "

@@ -26,6 +26,13 @@ from jaxopt_study import sweep  # noqa: E402
 from jaxopt_study.results import ExperimentResults, RunDir, read_csv  # noqa: E402
 
 TITLE = "Chapter 8.4 × 8.1.3: initialization scale × minibatch size × learning rate"
+SECTION = "8.4"
+PUBLISHED = {
+  "best_learning_rate_by_batch_size": "larger for larger minibatches (§8.1.3: less noisy "
+  "gradients; Goyal et al. 2017: rate ∝ batch size)",
+  "best_train_loss_by_init_scale": "worst at too small and too large scales (§8.4; Glorot & "
+  "Bengio 2010)",
+}
 DESCRIPTION = (
   "One sweep of an MLP on scikit-learn's digits, trained by SGD (Algorithm 8.1) from Glorot's "
   "uniform initialization times a scale (§8.4), with several minibatch sizes (§8.1.3) and "

@@ -5,12 +5,13 @@ jaxopt-study run configs/optimizers.py --out runs/optimizers --set steps=300
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import jax
 
-from jaxopt_study import experiment
+from jaxopt_study import experiment, tour
 from jaxopt_study.config import ConfigError
 
 
@@ -58,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
   hosts.add_argument("--num-processes", type=int, metavar="N", help="number of processes")
   hosts.add_argument("--process-id", type=int, metavar="I", help="this process, 0 .. N-1")
   run.set_defaults(handler=_run)
+  tour = commands.add_parser(
+    "tour",
+    help="run every experiment (quick configs) and write one report in chapter 8's order",
+    description="Runs configs/*_quick.py (or the full configs) and writes OUT/report.html. "
+    "Started again with the same --out, it resumes.",
+  )
+  tour.add_argument("--out", help="output folder (default: runs/tour-YYYYmmdd-HHMMSS)")
+  tour.add_argument("--full", action="store_true", help="run the full configs (hours on a CPU)")
+  tour.add_argument("--only", metavar="NAME,...", help="only these experiments, e.g. optimizers")
+  tour.add_argument("--configs", help="folder of the configs (default: the repository's configs/)")
+  tour.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+  tour.set_defaults(handler=_tour)
   spectrum = commands.add_parser(
     "spectrum",
     help="Hessian spectrum and critical-point kind of a finished run's member",
@@ -97,6 +110,29 @@ def _run(args: argparse.Namespace) -> int:
       f"-> {out / 'report.html'}"
     )
   return 0
+
+
+def _tour(args: argparse.Namespace) -> int:
+  out = Path(args.out or Path("runs") / time.strftime("tour-%Y%m%d-%H%M%S"))
+  only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
+  try:
+    result = tour.run(
+      out,
+      configs=Path(args.configs) if args.configs else None,
+      full=args.full,
+      only=only,
+      progress=not args.no_progress,
+    )
+  except ConfigError as error:
+    print(f"jaxopt-study: error: {error}", file=sys.stderr)
+    return 2
+  ran = len(result.outcomes) - len(result.failed)
+  failures = f" ({len(result.failed)} failed: {', '.join(result.failed)})" if result.failed else ""
+  print(
+    f"tour: {ran} of {len(result.outcomes)} experiments ran in {result.seconds / 60:.1f} min"
+    f"{failures} -> {result.report}"
+  )
+  return 1 if result.failed else 0
 
 
 def _join_processes(args: argparse.Namespace) -> None:

@@ -79,28 +79,14 @@ def write_report(
 ) -> Path:
   """Writes a self-contained HTML page: description, summary, figures, results table, config."""
   parts = [
-    "<!doctype html><html><head><meta charset='utf-8'>",
-    f"<title>{html.escape(title)}</title>",
-    "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;"
-    "padding:0 1em;color:#222}table{border-collapse:collapse;font-size:13px}"
-    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-    "th{background:#f3f3f3}img{max-width:100%;margin:0.5em 0}"
-    ".figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(440px,1fr));gap:1em}"
-    "pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:12px}</style></head><body>",
+    _head(title),
     f"<h1>{html.escape(title)}</h1>",
     f"<p>{html.escape(description)}</p>",
     "<h2>Summary</h2>",
     _table([{"quantity": k, "value": _format(v)} for k, v in summary.items()]),
-    "<h2>Figures</h2><div class='figs'>",
-  ]
-  for figure in figures:
-    encoded = base64.b64encode(Path(figure).read_bytes()).decode("ascii")
-    parts.append(
-      f"<figure><img alt='{html.escape(Path(figure).stem)}' "
-      f"src='data:image/png;base64,{encoded}'></figure>"
-    )
-  parts += [
-    "</div><h2>Results</h2>",
+    "<h2>Figures</h2>",
+    _figures(figures),
+    "<h2>Results</h2>",
     _table(table),
     "<h2>Config</h2>",
     f"<pre>{html.escape(json.dumps(config, indent=2, sort_keys=True))}</pre>",
@@ -110,16 +96,166 @@ def write_report(
   return path
 
 
-def _table(rows: Sequence[Mapping[str, Any]]) -> str:
+def write_tour_report(
+  path: Path,
+  *,
+  chapter: Sequence[tuple[str, str]],
+  experiments: Sequence[Mapping[str, Any]],
+  seconds: float,
+  full: bool,
+) -> Path:
+  """Writes the tour's self-contained page: contents, then per chapter section its experiments
+  (description, claims beside the published values, figures, or the error of one that failed),
+  then an index of the run folders.
+
+  Args:
+    chapter: (section number, title) in the book's order; an experiment belongs to the first
+      whose number prefixes its `section`, else to the last.
+    experiments: dicts with name, title, section, description, config, folder (relative to the
+      report), seconds, claims (rows of claim / ours / published), figures (PNG paths), error
+      (traceback text or None) and hessian (a classification dict with a title, or None).
+  """
+  groups: dict[str, list[Mapping[str, Any]]] = {number: [] for number, _ in chapter}
+  for entry in experiments:
+    number = next(
+      (n for n, _ in chapter if entry["section"] == n or entry["section"].startswith(n + ".")),
+      chapter[-1][0],
+    )
+    groups[number].append(entry)
+  failed = [e["name"] for e in experiments if e["error"]]
+  title = "jaxopt_study tour: chapter 8 of Deep Learning, run"
+  parts = [
+    _head(title),
+    f"<h1>{html.escape(title)}</h1>",
+    f"<p>{len(experiments)} experiments ({'full' if full else 'quick'} configs) in "
+    f"{seconds / 60:.1f} min; "
+    + (
+      f"<span class='bad'>{len(failed)} failed: {html.escape(', '.join(failed))}</span>"
+      if failed
+      else "all ran."
+    )
+    + " Each section follows Goodfellow, Bengio &amp; Courville, <i>Deep Learning</i> (2016), "
+    "chapter 8. Claims are this run's numbers; the published column gives the value or direction "
+    "reported in the cited work.</p>",
+    "<nav><h2>Contents</h2><ol>",
+  ]
+  for number, name in chapter:
+    if groups[number]:
+      links = ", ".join(
+        f"<a href='#{html.escape(e['name'])}'{' class=bad' if e['error'] else ''}>"
+        f"{html.escape(e['name'])}</a>"
+        for e in groups[number]
+      )
+      label = f"{number} {name}" if number[0].isdigit() else name
+      parts.append(f"<li><a href='#s{number}'>{html.escape(label)}</a>: {links}</li>")
+  parts.append("</ol></nav>")
+  for number, name in chapter:
+    if not groups[number]:
+      continue
+    label = f"{number} {name}" if number[0].isdigit() else name
+    parts.append(f"<h2 id='s{number}'>{html.escape(label)}</h2>")
+    parts.extend(_tour_entry(entry) for entry in groups[number])
+  parts += [
+    "<h2 id='index'>Run folders</h2>",
+    _table(
+      [
+        {
+          "experiment": e["name"],
+          "§": e["section"],
+          "config": e["config"],
+          "folder": e["folder"],
+          "status": "failed" if e["error"] else "ok",
+          "seconds": round(e["seconds"], 1),
+        }
+        for e in experiments
+      ],
+      links={"folder": "{}/report.html"},
+    ),
+    "</body></html>",
+  ]
+  write_atomic(path, "\n".join(parts))
+  return path
+
+
+def _tour_entry(entry: Mapping[str, Any]) -> str:
+  name = html.escape(entry["name"])
+  parts = [
+    f"<section id='{name}'><h3>{html.escape(entry['title'])}</h3>",
+    f"<p class='meta'>§{html.escape(entry['section'])} · <code>{html.escape(entry['config'])}"
+    f"</code> · {entry['seconds']:.0f} s · <a href='{html.escape(entry['folder'])}/report.html'>"
+    "full report and tables</a></p>",
+  ]
+  if entry["description"]:
+    parts.append(f"<p>{html.escape(entry['description'])}</p>")
+  if entry["error"]:
+    parts.append(
+      "<div class='error'><b>This experiment failed.</b>"
+      f"<pre>{html.escape(entry['error'])}</pre></div></section>"
+    )
+    return "\n".join(parts)
+  parts.append(_table(entry["claims"], css_class="claims"))
+  if entry["hessian"]:
+    verdict = dict(entry["hessian"])
+    parts.append(f"<h4>{html.escape(verdict.pop('title'))}</h4>")
+    parts.append(_table([{"quantity": k, "value": v} for k, v in verdict.items()]))
+  parts += [_figures(entry["figures"]), "</section>"]
+  return "\n".join(parts)
+
+
+def _head(title: str) -> str:
+  return (
+    "<!doctype html><html><head><meta charset='utf-8'>"
+    "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+    f"<title>{html.escape(title)}</title>"
+    "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;"
+    "padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;font-size:13px;"
+    "margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;"
+    "vertical-align:top}td:first-child,th:first-child,.claims td{text-align:left}"
+    "th{background:#f3f3f3}img{max-width:100%;margin:0.5em 0}figure{margin:0}"
+    ".figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(440px,1fr));gap:1em}"
+    "pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:12px}"
+    "section{border-top:1px solid #ddd;margin-top:1.5em}.meta{color:#666;font-size:13px}"
+    ".bad{color:#b00020}.error{background:#fdecee;border-left:4px solid #b00020;padding:0.5em}"
+    "</style></head><body>"
+  )
+
+
+def _figures(figures: Sequence[Path]) -> str:
+  """The PNG files embedded as base64 images, in a responsive grid."""
+  parts = ["<div class='figs'>"]
+  for figure in figures:
+    encoded = base64.b64encode(Path(figure).read_bytes()).decode("ascii")
+    parts.append(
+      f"<figure><img alt='{html.escape(Path(figure).stem)}' "
+      f"src='data:image/png;base64,{encoded}'></figure>"
+    )
+  parts.append("</div>")
+  return "".join(parts)
+
+
+def _table(
+  rows: Sequence[Mapping[str, Any]],
+  links: Mapping[str, str] | None = None,
+  css_class: str | None = None,
+) -> str:
+  """An HTML table of dict rows; `links` maps a column to an href pattern for its cells."""
   if not rows:
     return "<p>(none)</p>"
   columns = list(dict.fromkeys(k for row in rows for k in row))
   head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
   body = "".join(
-    "<tr>" + "".join(f"<td>{html.escape(_format(row.get(c, '')))}</td>" for c in columns) + "</tr>"
+    "<tr>" + "".join(_cell(row.get(c, ""), (links or {}).get(c)) for c in columns) + "</tr>"
     for row in rows
   )
-  return f"<table><tr>{head}</tr>{body}</table>"
+  attribute = f" class='{css_class}'" if css_class else ""
+  return f"<table{attribute}><tr>{head}</tr>{body}</table>"
+
+
+def _cell(value: Any, link: str | None) -> str:
+  text = html.escape(_format(value))
+  if link:
+    text = f"<a href='{html.escape(link.format(value))}'>{text}</a>"
+  return f"<td>{text}</td>"
 
 
 def _format(value: Any) -> str:
@@ -127,4 +263,6 @@ def _format(value: Any) -> str:
     return f"{value:.4g}"
   if isinstance(value, Mapping):
     return ", ".join(f"{k}: {_format(v)}" for k, v in value.items())
+  if isinstance(value, list | tuple):
+    return "[" + ", ".join(_format(v) for v in value) + "]"
   return str(value)

@@ -18,6 +18,6 @@ def test_quick_start_has_the_two_commands():
   quick_start = README.split("## Quick start", 1)[1]
   block = re.search(r"```bash\n(.*?)```", quick_start, flags=re.S).group(1)
   assert block.strip().splitlines() == [
-    "pip install -e . && jaxopt-study run configs/optimizers.py",
+    "pip install -e . && jaxopt-study tour",
     'pip install -e ".[test]" && pytest',
   ]
