@@ -21,13 +21,11 @@ height above the chord).
 
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import landscape, optim, report, train
+from jaxopt_study import landscape, report
 from jaxopt_study.results import ExperimentResults, RunDir, member_arrays, read_csv
 
 TITLE = "Chapter 8.2, Fig. 8.2: the loss along the line from the initialization to the solution"
@@ -75,28 +73,6 @@ def alphas(config: ml_collections.ConfigDict) -> np.ndarray:
   return np.unique(np.concatenate([np.linspace(low, high, config.num_alphas), [0.0, 1.0]]))
 
 
-def train_solutions(config: ml_collections.ConfigDict, data: data_lib.Dataset):
-  """(θ₀ and θ* stacked over `seeds(config)`, final training losses): one vmapped SGD program."""
-  models = [landscape.build_digits_mlp(config, seed) for seed in seeds(config)]
-  train_fn = train.make_train_fn(
-    models[0],
-    optim.sgd(config.learning_rate),
-    steps=config.steps,
-    batch_size=config.batch_size,
-    eval_every=config.steps,
-    sampling=config.sampling,
-  )
-  initial = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[m.params for m in models])
-  keys = jnp.stack([jax.random.key(seed) for seed in seeds(config)])
-
-  def one_seed(params, key):
-    state, history = train_fn(params, models[0].model_state, data, key)
-    return state.params, history["train_loss"][-1]
-
-  final, final_loss = jax.jit(jax.vmap(one_seed))(initial, keys)
-  return initial, final, np.asarray(final_loss)
-
-
 def max_rise(values: np.ndarray) -> float:
   """max over i ≤ j of values[j] − values[i]: the largest increase met along the sequence."""
   return float(np.max(values - np.minimum.accumulate(values)))
@@ -110,19 +86,16 @@ def run(
   data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
   model = landscape.build_digits_mlp(config, seeds(config)[0])
   loss_fn = landscape.full_batch_loss(model)
-  initial, final, final_loss = train_solutions(config, data)
+  initial, final, final_loss = landscape.train_from_seeds(config, data, seeds(config))
   grid = alphas(config)
 
-  def pick(tree, i):
-    return jax.tree.map(lambda leaf: leaf[i], tree)
-
   lines = {
-    f"init_to_solution/seed{seed}": (pick(initial, i), pick(final, i))
+    f"init_to_solution/seed{seed}": (landscape.select(initial, i), landscape.select(final, i))
     for i, seed in enumerate(seeds(config))
   }
   lines[f"solution_to_solution/seed{seeds(config)[0]}_seed{seeds(config)[1]}"] = (
-    pick(final, 0),
-    pick(final, 1),
+    landscape.select(final, 0),
+    landscape.select(final, 1),
   )
   table, history, curves = [], [], {}
   for member, (start, end) in lines.items():
@@ -152,7 +125,7 @@ def run(
     )
   arrays = {}
   for i, seed in enumerate(seeds(config)):
-    arrays.update(member_arrays(f"seed{seed}", pick(final, i), model.model_state))
+    arrays.update(member_arrays(f"seed{seed}", landscape.select(final, i), model.model_state))
   return ExperimentResults(table, history, _summarize(table, final_loss), arrays)
 
 

@@ -17,7 +17,7 @@ import optax
 from flax import nnx
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import losses, models, train
+from jaxopt_study import losses, models, optim, train
 
 NUM_FEATURES, NUM_CLASSES = 64, 10  # scikit-learn's digits: 8×8 pixels, 10 classes
 
@@ -68,6 +68,42 @@ def require_positive_int(config: ml_collections.ConfigDict, *fields: str) -> Non
     value = config[field]
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
       raise ValueError(f"{field}={value!r}: must be an integer ≥ 1")
+
+
+def train_from_seeds(
+  config: ml_collections.ConfigDict, data: data_lib.Dataset, seeds: Sequence[int]
+) -> tuple[nnx.State, nnx.State, np.ndarray]:
+  """SGD (Algorithm 8.1) from one initialization per seed, as one vmapped, compiled program.
+
+  Each seed draws θ₀ (`build_digits_mlp`) and the minibatch order; every run takes
+  `config.steps` steps of `config.batch_size` at `config.learning_rate` (`train.make_train_fn`).
+
+  Returns:
+    θ₀ and θ_T with a leading axis over `seeds`, and the final full-batch training losses.
+  """
+  models = [build_digits_mlp(config, seed) for seed in seeds]
+  train_fn = train.make_train_fn(
+    models[0],
+    optim.sgd(config.learning_rate),
+    steps=config.steps,
+    batch_size=config.batch_size,
+    eval_every=config.steps,
+    sampling=config.sampling,
+  )
+  initial = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[m.params for m in models])
+  keys = jnp.stack([jax.random.key(seed) for seed in seeds])
+
+  def one_seed(params, key):
+    state, history = train_fn(params, models[0].model_state, data, key)
+    return state.params, history["train_loss"][-1]
+
+  final, final_loss = jax.jit(jax.vmap(one_seed))(initial, keys)
+  return initial, final, np.asarray(final_loss)
+
+
+def select(tree: Any, index: int) -> Any:
+  """Member `index` of a pytree stacked along a leading axis."""
+  return jax.tree.map(lambda leaf: leaf[index], tree)
 
 
 def full_batch_loss(

@@ -1,0 +1,62 @@
+"""§8.2.2 on digits: symmetry of relabelled hidden units, and the minima reached from seeds."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+from landscape_helpers import assert_refused, history, run_config, run_quick, summary
+
+from jaxopt_study import data, landscape, results
+
+NAME = "symmetry_and_local_minima"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  return run_quick(NAME, tmp_path_factory.mktemp("run") / NAME)
+
+
+def test_a_relabelled_minimum_has_the_same_loss_and_spectrum(finished_run):
+  """§8.2.2: πθ* is an equivalent model; in float64 both agree to rounding."""
+  claims = summary(finished_run)
+  assert claims["permutation_loss_diff"] < 1e-12
+  assert claims["permutation_spectrum_diff"] < 1e-10
+  assert claims["permuted_param_distance"] > 0.5, "the copy lies far from θ* in parameter space"
+
+
+def test_seeds_reach_different_points_of_similar_loss(finished_run):
+  """Different seeds end far apart, at losses that differ by < 5% of what training removed."""
+  claims = summary(finished_run)
+  assert claims["seed_param_distance"] > 0.5
+  assert claims["seed_loss_spread_vs_decrease"] < 0.05
+  assert max(claims["test_error_by_seed"].values()) < 0.15
+
+
+def test_spectrum_matches_jax_hessian_of_the_flat_loss(finished_run, x64):
+  """The recorded eigenvalues at θ* against eigvalsh of `jax.hessian` (an independent path)."""
+  config = run_config(finished_run)
+  model = landscape.build_digits_mlp(config, config.seed)
+  digits = data.load_digits(config.data.test_fraction, config.data.split_seed, dtype=jnp.float64)
+  template = jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.float64), model.params)
+  params, _ = results.load_member_state(
+    finished_run / "params.npz", f"seed{config.seed}", template, model.model_state
+  )  # saved in float64, the precision of the analysis
+  flat, unravel = ravel_pytree(params)
+  loss_fn = landscape.full_batch_loss(model)
+  matrix = jax.hessian(lambda v: loss_fn(unravel(v), digits.x_train, digits.y_train))(flat)
+  expected = np.linalg.eigvalsh(np.asarray(matrix))
+  recorded = np.asarray([v for _, v in history(finished_run)[f"seed{config.seed}"]["eigenvalue"]])
+  np.testing.assert_allclose(recorded, expected, atol=1e-9 * np.max(np.abs(expected)))
+
+
+@pytest.mark.parametrize(
+  "override, culprit",
+  [
+    ("num_solutions=1", "num_solutions"),
+    ("max_params=100", "max_params"),
+    ("model.depth=0", "model.depth"),
+  ],
+)
+def test_bad_values_are_refused_before_running(override, culprit, tmp_path, capsys):
+  assert_refused(NAME, override, culprit, tmp_path, capsys)
