@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from jaxopt_study import cli
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -26,3 +28,20 @@ def refused_field(tmp_path: Path, capsys, name: str, field: str, value: str) -> 
   config = CONFIGS / f"{name}_quick.py"
   assert cli.main(["run", str(config), "--out", str(tmp_path), "--set", f"{field}={value}"]) == 2
   return capsys.readouterr().err
+
+
+def quick_run_fixtures(name: str):
+  """Module-scoped fixtures `finished_run` (the quick config's output folder) and `summary`.
+
+  Use as ``finished_run, summary = quick_run_fixtures(NAME)`` at a test module's top level.
+  """
+
+  @pytest.fixture(scope="module")
+  def finished_run(tmp_path_factory) -> Path:
+    return run_quick(tmp_path_factory, name)
+
+  @pytest.fixture(scope="module")
+  def summary(finished_run) -> dict:
+    return read_summary(finished_run)
+
+  return finished_run, summary
