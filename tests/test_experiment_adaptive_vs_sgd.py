@@ -1,0 +1,72 @@
+"""Wilson et al. (2017) §3.3 through the quick config: SGD generalizes, adaptive methods do not."""
+
+import importlib.util
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from quick_runs import quick_run_fixtures, refused_field
+
+from jaxopt_study.results import read_csv
+
+NAME = "adaptive_vs_sgd"
+EXPERIMENT = Path(__file__).parents[1] / "experiments" / f"{NAME}.py"
+finished_run, summary = quick_run_fixtures(NAME)
+
+
+def test_writes_every_file(finished_run):
+  names = {p.name for p in finished_run.iterdir()}
+  assert {"results.csv", "history.csv", "summary.json", "report.html"} <= names
+  assert {"train_loss.png", "test_error.png"} <= names
+
+
+def test_every_method_fits_the_training_set(summary):
+  for name, error in summary["train_error"].items():
+    assert error == 0.0, name
+    assert summary["final_train_loss"][name] < 1e-3, name
+
+
+def test_sgd_generalizes(summary):
+  """Gradient descent from 0 reaches the minimum-norm solution: no held-out error."""
+  assert summary["sgd_test_error"] == 0.0
+
+
+def test_adaptive_methods_call_every_new_point_positive(finished_run, summary):
+  """AdaGrad, RMSProp and Adam err on exactly the −1 held-out points, at every rate tried."""
+  minority = summary["minority_share"]
+  assert 0.3 < minority < 0.5  # p = 0.6
+  assert set(summary["adaptive_test_error"]) == {"adagrad", "rmsprop", "adam"}
+  for row in read_csv(finished_run / "results.csv"):
+    if row["optimizer"] == "sgd":
+      assert row["test_error"] == 0.0
+      assert row["w_label"] > row["w_always_on"]  # the label feature decides
+    else:
+      assert row["test_error"] == pytest.approx(minority), row["member"]
+      assert row["w_always_on"] > row["w_label"]  # the always-on features outvote it
+
+
+def test_wilson_features():
+  """The construction: feature 1 is the label, 2 and 3 are 1, one or five features of its own."""
+  spec = importlib.util.spec_from_file_location("adaptive_vs_sgd", EXPERIMENT)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  data = module.wilson_data(jax.random.key(1), 10, 4, 0.6)
+  x = np.concatenate([np.asarray(data.x_train), np.asarray(data.x_test)])
+  y = np.concatenate([np.asarray(data.y_train), np.asarray(data.y_test)])[:, 0]
+  assert x.shape == (14, 3 + 5 * 14)
+  assert np.sum(y[:10] > 0) == 6
+  np.testing.assert_array_equal(x[:, 0], y)
+  np.testing.assert_array_equal(x[:, 1:3], 1.0)
+  own = x[:, 3:].reshape(14, 14, 5)  # example i's block is row i of the block diagonal
+  for i in range(14):
+    expected = np.zeros((14, 5))
+    expected[i, : 1 if y[i] > 0 else 5] = 1.0
+    np.testing.assert_array_equal(own[i], expected)
+
+
+@pytest.mark.parametrize(
+  ("field", "value"), [("positive_share", "0.4"), ("num_train", "1"), ("steps", "0")]
+)
+def test_bad_config_is_refused_naming_the_field(tmp_path, capsys, field, value):
+  assert field in refused_field(tmp_path, capsys, NAME, field, value)

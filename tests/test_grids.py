@@ -1,0 +1,33 @@
+"""`jaxopt_study.grids`: learning-rate grids refused with the field named, before compiling."""
+
+import ml_collections
+import pytest
+
+from jaxopt_study import grids
+
+
+def _grids(**optimizers) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(optimizers)
+
+
+def test_accepts_good_grids():
+  grids.check_learning_rate_grids(
+    _grids(sgd={"learning_rate": [0.1, 1.0]}, adam={"learning_rate": [1e-3], "b1": 0.9})
+  )
+
+
+@pytest.mark.parametrize(
+  ("optimizers", "allowed", "message"),
+  [
+    ({"nope": {"learning_rate": [0.1]}}, None, "optimizers.nope: unknown"),
+    ({"adam": {"learning_rate": [0.1]}}, ("sgd",), "optimizers.adam: unknown"),
+    ({"sgd": {"learning_rate": []}}, None, "optimizers.sgd.learning_rate"),
+    ({"sgd": {"learning_rate": 0.1}}, None, "optimizers.sgd.learning_rate"),
+    ({"sgd": {"learning_rate": [-1.0]}}, None, "optimizers.sgd: sgd: learning_rate=-1.0"),
+    ({"rmsprop": {"learning_rate": [0.1], "decay": 1.5}}, None, "decay=1.5"),
+    ({"sgd": {"learning_rate": [0.1], "bogus": 1}}, None, "optimizers.sgd"),
+  ],
+)
+def test_refuses_bad_grids_naming_the_field(optimizers, allowed, message):
+  with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+    grids.check_learning_rate_grids(_grids(**optimizers), allowed)
