@@ -1,0 +1,60 @@
+"""Sutskever et al. (2013) momentum schedules on a digits autoencoder: quick config, its claims."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from quick_runs import quick_run_fixtures, refused_field
+
+NAME = "momentum_schedules"
+EXPERIMENT = Path(__file__).parents[1] / "experiments" / f"{NAME}.py"
+finished_run, summary = quick_run_fixtures(NAME)
+
+
+def _experiment():
+  spec = importlib.util.spec_from_file_location(NAME, EXPERIMENT)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_writes_every_file(finished_run):
+  names = {p.name for p in finished_run.iterdir()}
+  assert {"results.csv", "history.csv", "summary.json", "report.html", "train_loss.png"} <= names
+
+
+def test_sutskever_schedule():
+  """μ_t = min(1 − 2^(−1−log2(⌊t/250⌋+1)), μ_max): 1/2, 3/4, 5/6, 7/8, ... capped at μ_max."""
+  schedule = _experiment().sutskever_schedule(250, 0.9)
+  steps = [0, 249, 250, 500, 750, 999, 1000, 5000]
+  expected = [0.5, 0.5, 0.75, 1 - 1 / 6, 0.875, 0.875, 0.9, 0.9]
+  np.testing.assert_allclose([float(schedule(t)) for t in steps], expected, rtol=1e-6)
+  assert float(_experiment().sutskever_schedule(250, 0.0)(1000)) == 0.0
+
+
+def test_without_momentum_both_methods_are_sgd(summary):
+  """μ_max = 0: classical and Nesterov momentum are both plain SGD, step for step."""
+  losses = summary["final_loss_by_momentum"]
+  assert losses["classical"]["0"] == losses["nesterov"]["0"]
+
+
+def test_momentum_trains_the_autoencoder_further(summary):
+  """Sutskever et al. (2013): with momentum the deep autoencoder reaches a lower loss."""
+  for method, losses in summary["final_loss_by_momentum"].items():
+    assert min(losses["0.9"], losses["0.99"]) < 0.9 * losses["0"], method
+
+
+def test_nesterov_at_high_momentum(summary):
+  """Sutskever et al. (2013): at μ_max = 0.99 Nesterov momentum does at least as well as classical
+  (at this scale classical momentum gains nothing from 0.99 over 0.9; Nesterov does)."""
+  losses = summary["final_loss_by_momentum"]
+  assert losses["nesterov"]["0.99"] <= losses["classical"]["0.99"]
+  assert losses["nesterov"]["0.99"] < losses["nesterov"]["0.9"]
+
+
+@pytest.mark.parametrize(
+  ("field", "value"), [("momentum_max", "[1.0]"), ("ramp_steps", "0"), ("learning_rate", "[]")]
+)
+def test_bad_config_is_refused_naming_the_field(tmp_path, capsys, field, value):
+  assert field in refused_field(tmp_path, capsys, NAME, field, value)
