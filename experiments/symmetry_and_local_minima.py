@@ -61,7 +61,7 @@ PUBLISHED = {
 
 def check(config: ml_collections.ConfigDict) -> None:
   """Refuses a config that cannot run, naming the field, before any compilation."""
-  landscape.check_digits_config(config)
+  model = landscape.check_digits_config(config)
   landscape.require_positive_int(config, "steps", "num_solutions")
   if config.num_solutions < 2:
     raise ValueError(f"num_solutions={config.num_solutions!r}: need at least two solutions")
@@ -70,7 +70,6 @@ def check(config: ml_collections.ConfigDict) -> None:
   if not isinstance(config.learning_rate, float) or not config.learning_rate > 0:
     raise ValueError(f"learning_rate={config.learning_rate!r}: must be a float > 0")
   landscape.require_positive_int(config, "hessian_chunk_size")
-  model = landscape.build_digits_mlp(config, config.seed)
   num_params = sum(leaf.size for leaf in jax.tree.leaves(model.params))
   if num_params > config.max_params:
     raise ValueError(

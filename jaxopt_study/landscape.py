@@ -38,8 +38,8 @@ def build_digits_mlp(config: ml_collections.ConfigDict, seed: int) -> models.Fun
   )
 
 
-def check_digits_config(config: ml_collections.ConfigDict) -> int:
-  """Checks `data`, `model` and `batch_size`, naming the field; returns the training-set size.
+def check_digits_config(config: ml_collections.ConfigDict) -> models.FunctionalModel:
+  """Checks `data`, `model` and `batch_size`, naming the field; returns the model it built.
 
   Raises:
     ValueError: data that is not digits, a model that cannot be built, a batch size out of range.
@@ -49,7 +49,7 @@ def check_digits_config(config: ml_collections.ConfigDict) -> int:
   if config.model.get("batchnorm", False):
     raise ValueError("model.batchnorm=True: the loss must be a function of the parameters only")
   try:
-    build_digits_mlp(config, config.seed)
+    model = build_digits_mlp(config, config.seed)
   except ValueError as error:
     raise ValueError(f"model: {error}") from error
   num_train = data_lib.load_digits(config.data.test_fraction, config.data.split_seed).x_train.shape[
@@ -59,7 +59,7 @@ def check_digits_config(config: ml_collections.ConfigDict) -> int:
     raise ValueError(f"batch_size={config.batch_size!r}: must be an integer in [1, {num_train}]")
   if config.sampling not in train.SAMPLINGS:
     raise ValueError(f"sampling={config.sampling!r}: must be one of {list(train.SAMPLINGS)}")
-  return num_train
+  return model
 
 
 def require_positive_int(config: ml_collections.ConfigDict, *fields: str) -> None:
