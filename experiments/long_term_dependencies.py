@@ -35,6 +35,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from jaxopt_study import init, models, report
+from jaxopt_study.curves import read_curves
 from jaxopt_study.results import ExperimentResults, RunDir, read_csv
 
 TITLE = "Chapter 8.2.5: long-term dependencies, W^t and the power method"
@@ -247,11 +248,9 @@ def _summarize(table: list[dict], config: ml_collections.ConfigDict) -> dict:
 def plot(out_dir: Path) -> list[Path]:
   """Jacobian norms vs t, fitted rate vs log ρ, and the power method's angle, from the CSVs."""
   table = read_csv(out_dir / "results.csv")
-  curves: dict[str, dict[str, tuple[list, list]]] = {}
-  for row in read_csv(out_dir / "history.csv"):
-    curve = curves.setdefault(row["metric"], {}).setdefault(row["member"], ([], []))
-    curve[0].append(row["step"])
-    curve[1].append(row["value"])
+  curves = {
+    m: read_curves(out_dir / "history.csv", m) for m in ("jacobian_norm", "power_method_tan_angle")
+  }
   figures = []
   for family in FAMILIES:
     series = {

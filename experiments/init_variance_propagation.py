@@ -1,0 +1,334 @@
+"""§8.4 "Parameter initialization strategies": how the signal's variance travels through depth.
+
+For deep tanh and ReLU MLPs on digits, at initialization, under each initializer of
+`jaxopt_study.init` (Glorot's normalized init, book eq. 8.23; He et al. 2015; LeCun; orthogonal,
+Saxe et al. 2013; sparse, Martens 2010; LSUV, Mishkin & Matas 2016) and the "standard" heuristic
+U(−1/√m, 1/√m) that Glorot & Bengio (2010) start from, this experiment measures per layer l
+
+* the forward variance Var(z_l) of the pre-activations z_l = W_l h_{l−1} + b_l, and
+* the backward variance Var(∂ℓ/∂z_l) of the back-propagated gradient of each example's NLL,
+
+on a batch of digits training examples (the last `num_examples`; LSUV fits on the first
+`num_lsuv_examples`). The per-example gradients are those of a per-example bias: ∂ℓ_i/∂b_l =
+∂ℓ_i/∂z_{l,i} (`jax.vmap` of `jax.grad` over examples, with respect to the biases only).
+
+The theory (He et al. 2015, eq. 10; Glorot & Bengio 2010, eq. 12): for square layers
+Var(z_{l+1}) = n Var(W) E[act(z_l)²]; ReLU halves E[act(z)²] relative to Var(z), so Glorot's
+Var(W) = 1/n loses a factor 2 per layer and He's Var(W) = 2/n keeps Var(z_l) constant. An
+init-scale sweep of one initializer finds the scale where the variance is kept: √2 for ReLU.
+LSUV rescales each layer to unit variance on a training batch.
+
+Claims (`summary.json`): `relu_glorot_activation_decay` (per-layer factor of Var(z_l), fitted on
+the deepest ReLU net; theory 1/2), `relu_glorot_activation_ratio` (Var(z_L)/Var(z_1); theory
+2^−(L−1)), `relu_he_activation_ratio` (theory 1), `lsuv_max_variance_error` (max |Var(z_l) − 1|
+over layers on the measured batch after LSUV on another), `relu_critical_init_scale`
+(where the per-layer factor of Var(z_l) of the ReLU net crosses 1 in the scale sweep; theory √2),
+and the ratios of every initializer.
+"""
+
+import functools
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from jaxopt_study import data as data_lib
+from jaxopt_study import init, losses, models, report
+from jaxopt_study.curves import read_curves
+from jaxopt_study.results import ExperimentResults, RunDir, read_csv
+
+TITLE = "Chapter 8.4: variance of activations and gradients through depth at initialization"
+SECTION = "8.4"
+DESCRIPTION = (
+  "Deep tanh and ReLU MLPs on digits at initialization, under each initializer of the toolkit "
+  "(Glorot, He, LeCun, orthogonal, sparse, LSUV) and Glorot & Bengio's 'standard' "
+  "U(-1/√m, 1/√m). Per layer: the variance of the pre-activations z_l and of the "
+  "back-propagated gradients ∂ℓ/∂z_l (per example, on a batch of training digits), averaged "
+  "over seeds. ReLU under Glorot's init loses a factor 2 of variance per layer; He's init keeps "
+  "it (He et al. 2015); LSUV sets every layer to unit variance on another training batch. The "
+  "init-scale sweep multiplies one initializer by a scale and finds where the per-layer factor "
+  "of Var(z_l) crosses 1 for ReLU (√2). For tanh the fitted factor mixes the decay towards the "
+  "variance's fixed point with the criticality at scale 1, so no crossing is claimed for it. "
+  "Finite width makes the variance of a single deep net fluctuate by a log-normal factor "
+  "(Hanin & Rolnick 2018), hence several seeds; the per-layer factors are steadier than the "
+  "end-to-end ratios."
+)
+PUBLISHED = {
+  "relu_glorot_activation_decay": "1/2 per layer (He et al. 2015, §2.2)",
+  "relu_he_activation_ratio": "1: variance preserved through depth (He et al. 2015, eq. 10)",
+  "lsuv_max_variance_error": "≤ tol = 0.05 on the fitting batch (Mishkin & Matas 2016)",
+  "relu_critical_init_scale": "√2 ≈ 1.414 (He et al. 2015)",
+}
+ACTIVATIONS = ("tanh", "relu")
+
+
+def _standard_uniform() -> init.Initializer:
+  """Glorot & Bengio's (2010, eq. 1) "standard" heuristic U(−1/√m, 1/√m): LeCun's uniform /√3."""
+  return init.scaled(jax.nn.initializers.lecun_uniform(), 1.0 / np.sqrt(3.0))
+
+
+def initializer(name: str, options: dict, scale: float = 1.0) -> init.Initializer:
+  """The kernel initializer `name` (a key of `init.INITIALIZERS`, or "standard_uniform")."""
+  if name == "standard_uniform":
+    return init.scaled(_standard_uniform(), scale)
+  return init.get_initializer(name, scale=scale, **options)
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Refuses a config that cannot run, naming the field, before anything is computed."""
+  for field in ("width", "num_seeds", "num_examples", "num_lsuv_examples"):
+    if not isinstance(config[field], int) or config[field] < 1:
+      raise ValueError(f"{field}={config[field]!r}: must be an integer ≥ 1")
+  depths = list(config.depths)
+  if not depths or any(not isinstance(d, int) or d < 2 for d in depths):
+    raise ValueError(f"depths={depths!r}: must be a non-empty list of integers ≥ 2")
+  if not set(config.activations) <= set(ACTIVATIONS) or not config.activations:
+    raise ValueError(f"activations={list(config.activations)}: must be a subset of {ACTIVATIONS}")
+  known = {*init.INITIALIZERS, "standard_uniform", "lsuv"}
+  for name in config.initializers:
+    if name not in known:
+      raise ValueError(f"initializers: unknown {name!r}; known: {sorted(known)}")
+    if name != "lsuv":
+      options = config.initializer_options.get(name, {})
+      try:
+        initializer(name, dict(options))
+      except (TypeError, ValueError) as error:
+        raise ValueError(f"initializer_options.{name}: {error}") from None
+      if options.get("num_nonzero", 0) > min(64, config.width):
+        raise ValueError(
+          f"initializer_options.{name}.num_nonzero={options['num_nonzero']}: exceeds the fan-in "
+          f"{min(64, config.width)} of a layer"
+        )
+  for name in ("glorot_uniform", "he_normal"):
+    if "relu" in config.activations and name not in config.initializers:
+      raise ValueError(f"initializers: must include {name!r}, the claims compare it")
+  if config.scale_sweep.init not in init.INITIALIZERS:
+    raise ValueError(f"scale_sweep.init={config.scale_sweep.init!r}: unknown initializer")
+  scales = list(config.scale_sweep.scales)
+  if len(scales) < 2 or any(s <= 0 for s in scales) or scales != sorted(scales):
+    raise ValueError(f"scale_sweep.scales={scales}: need ≥ 2 increasing positive values")
+  if not 0.0 < config.lsuv_tol < 1.0:
+    raise ValueError(f"lsuv_tol={config.lsuv_tol!r}: must lie in (0, 1)")
+
+
+def initial_state(config, depth: int, name: str, seed: int, scale: float = 1.0) -> nnx.State:
+  """The parameters of the MLP of `config` with kernels from `name` (biases 0).
+
+  "lsuv" gives orthogonal kernels, which `run` then rescales by LSUV. The parameters do not
+  depend on the activation, so one draw serves the tanh and the ReLU network.
+  """
+  kernel = "orthogonal" if name == "lsuv" else name
+  options = dict(config.initializer_options.get(kernel, {}))
+  model = models.MLP(
+    64,
+    10,
+    width=config.width,
+    depth=depth,
+    kernel_init=initializer(kernel, options, scale),
+    rngs=nnx.Rngs(params=seed),
+  )
+  return nnx.state(model)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _layer_variances(graphdef, biases, rest, x, y) -> tuple[jax.Array, jax.Array]:
+  """Var(z_l) and Var(∂ℓ_i/∂z_{l,i}) for every Linear layer l (hidden layers, then output)."""
+  module = nnx.merge(graphdef, biases, rest)
+  forward = jnp.stack([jnp.var(z) for z in module.preactivations(x)])
+
+  def example_loss(bias_tree, xi, yi):
+    logits = nnx.merge(graphdef, bias_tree, rest)(xi[None], train=False)
+    return losses.softmax_cross_entropy(logits, yi[None])
+
+  # ∂ℓ_i/∂b_l = ∂ℓ_i/∂z_{l,i}: per-example gradients of the biases are the back-propagated ones.
+  grads = jax.vmap(jax.grad(example_loss), in_axes=(None, 0, 0))(biases, x, y)
+  per_layer = nnx.merge(graphdef, grads, rest).linear_layers()
+  backward = jnp.stack([jnp.var(layer.bias[...]) for layer in per_layer])
+  return forward, backward
+
+
+def layer_variances(model: models.MLP, x: jax.Array, y: jax.Array) -> tuple[np.ndarray, ...]:
+  """(forward, backward) variances per Linear layer of `model` on the batch (x, y)."""
+  graphdef, biases, rest = nnx.split(model, nnx.PathContains("bias"), ...)
+  return tuple(np.asarray(v, np.float64) for v in _layer_variances(graphdef, biases, rest, x, y))
+
+
+def per_layer_factor(variances: np.ndarray) -> float:
+  """exp of the least-squares slope of log Var over the hidden layers: the factor per layer."""
+  hidden = variances[:-1]
+  return float(np.exp(np.polyfit(np.arange(hidden.size), np.log(hidden), 1)[0]))
+
+
+def run(
+  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
+) -> ExperimentResults:
+  """Every (depth, initializer, seed) for each activation; the scale sweep at the deepest depth."""
+  check(config)
+  del run_dir  # under a minute of work: nothing worth resuming
+  data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
+  x_fit = data.x_train[: config.num_lsuv_examples]
+  x_eval, y_eval = data.x_train[-config.num_examples :], data.y_train[-config.num_examples :]
+  deepest = max(config.depths)
+  jobs = [
+    ("initializer", depth, name, 1.0) for depth in config.depths for name in config.initializers
+  ]
+  jobs += [
+    ("scale_sweep", deepest, config.scale_sweep.init, float(s)) for s in config.scale_sweep.scales
+  ]
+  # One graph per (activation, depth), built with the default initializer: a model's graph holds
+  # its kernel initializer, and a new one for every initializer and scale would recompile
+  # `_layer_variances`, while the variances depend on the arrays only.
+  structures = {
+    (activation, depth): nnx.graphdef(
+      nnx.eval_shape(
+        lambda a=activation, d=depth: models.MLP(
+          64, 10, width=config.width, depth=d, activation=a, rngs=nnx.Rngs(0)
+        )
+      )
+    )
+    for activation in config.activations
+    for depth in config.depths
+  }
+  table, history = [], []
+  for kind, depth, name, scale in tqdm(jobs, desc="networks", disable=not progress):
+    forward = {activation: [] for activation in config.activations}
+    backward = {activation: [] for activation in config.activations}
+    for seed in range(config.num_seeds):
+      state = initial_state(config, depth, name, config.seed + seed, scale)
+      for activation in config.activations:
+        model = nnx.merge(structures[activation, depth], state, copy=True)
+        if name == "lsuv":
+          init.lsuv(model, x_fit, tol=config.lsuv_tol)
+        f, b = layer_variances(model, x_eval, y_eval)
+        forward[activation].append(f)
+        backward[activation].append(b)
+    for activation in config.activations:
+      member = f"{activation} L={depth} {name}" + (f" ×{scale:g}" if kind == "scale_sweep" else "")
+      table.append(_table_row(member, kind, activation, depth, name, scale, forward, backward))
+      for metric, values in (("preactivation_variance", forward), ("gradient_variance", backward)):
+        history += [
+          {"member": member, "step": layer + 1, "metric": metric, "value": float(v)}
+          for layer, v in enumerate(np.mean(values[activation], axis=0))
+        ]
+  return ExperimentResults(table, history, _summarize(table, config))
+
+
+def _table_row(member, kind, activation, depth, name, scale, forward, backward) -> dict:
+  """The row of one setting: its variances averaged over seeds, summarized."""
+  forward = np.mean(forward[activation], axis=0)
+  backward = np.mean(backward[activation], axis=0)
+  return {
+    "member": member,
+    "kind": kind,
+    "activation": activation,
+    "depth": depth,
+    "init": name,
+    "init_scale": scale,
+    "activation_ratio": float(forward[-2] / forward[0]),  # Var(z_L) / Var(z_1)
+    "activation_factor_per_layer": per_layer_factor(forward),
+    "gradient_ratio": float(backward[0] / backward[-2]),  # Var(∂ℓ/∂z_1) / Var(∂ℓ/∂z_L)
+    "max_variance_error": float(np.max(np.abs(forward - 1.0))),  # LSUV's target is 1
+    "first_layer_variance": float(forward[0]),
+  }
+
+
+def _row(table: list[dict], activation: str, depth: int, name: str) -> dict:
+  key = ("initializer", activation, depth, name)
+  return next(r for r in table if (r["kind"], r["activation"], r["depth"], r["init"]) == key)
+
+
+def critical_scale(scales: np.ndarray, factors: np.ndarray) -> float | None:
+  """The scale where the per-layer factor of Var(z_l) crosses 1, interpolated in log-log."""
+  logs = np.log(factors)
+  for i in range(len(scales) - 1):
+    if logs[i] <= 0.0 <= logs[i + 1]:
+      weight = -logs[i] / (logs[i + 1] - logs[i])
+      return float(np.exp((1 - weight) * np.log(scales[i]) + weight * np.log(scales[i + 1])))
+  return None  # the sweep does not bracket the crossing
+
+
+def _summarize(table: list[dict], config: ml_collections.ConfigDict) -> dict:
+  deepest = max(config.depths)
+  summary = {}
+  if "relu" in config.activations:
+    glorot = _row(table, "relu", deepest, "glorot_uniform")
+    he = _row(table, "relu", deepest, "he_normal")
+    summary |= {
+      "relu_glorot_activation_decay": glorot["activation_factor_per_layer"],
+      "relu_glorot_activation_ratio": glorot["activation_ratio"],
+      "relu_glorot_activation_ratio_theory": 2.0 ** -(deepest - 1),
+      "relu_he_activation_ratio": he["activation_ratio"],
+      "relu_he_activation_decay": he["activation_factor_per_layer"],
+      "relu_he_gradient_ratio": he["gradient_ratio"],
+    }
+    rows = [r for r in table if r["kind"] == "scale_sweep" and r["activation"] == "relu"]
+    summary["relu_critical_init_scale"] = critical_scale(
+      np.asarray([r["init_scale"] for r in rows]),
+      np.asarray([r["activation_factor_per_layer"] for r in rows]),
+    )
+  if "lsuv" in config.initializers:
+    summary["lsuv_max_variance_error"] = max(
+      r["max_variance_error"] for r in table if r["init"] == "lsuv"
+    )
+  for key in ("activation_ratio", "gradient_ratio"):
+    summary[f"{key}_by_init"] = {
+      activation: {
+        name: _row(table, activation, deepest, name)[key] for name in config.initializers
+      }
+      for activation in config.activations
+    }
+  summary["deepest_depth"] = deepest
+  return summary
+
+
+def plot(out_dir: Path) -> list[Path]:
+  """Per-layer variances at the deepest depth and the init-scale sweep, from the CSVs."""
+  table = read_csv(out_dir / "results.csv")
+  curves = {
+    m: read_curves(out_dir / "history.csv", m)
+    for m in ("preactivation_variance", "gradient_variance")
+  }
+  deepest = int(max(r["depth"] for r in table))
+  figures = []
+  for activation in sorted({r["activation"] for r in table}):
+    members = [
+      r
+      for r in table
+      if r["kind"] == "initializer" and r["activation"] == activation and r["depth"] == deepest
+    ]
+    for metric, label in (
+      ("preactivation_variance", "Var(z_l)"),
+      ("gradient_variance", "Var(∂ℓ/∂z_l)"),
+    ):
+      figures.append(
+        report.line_plot(
+          {r["init"]: curves[metric][r["member"]] for r in members},
+          out_dir / f"{metric}_{activation}.png",
+          title=f"{label} per layer, {activation}, {deepest} hidden layers",
+          xlabel="layer l (last: output)",
+          ylabel=label,
+          logy=True,
+        )
+      )
+  sweep = {}
+  for r in table:
+    if r["kind"] == "scale_sweep":
+      xs, ys = sweep.setdefault(r["activation"], ([], []))
+      xs.append(r["init_scale"])
+      ys.append(r["activation_factor_per_layer"])
+  figures.append(
+    report.line_plot(
+      sweep,
+      out_dir / "init_scale_sweep.png",
+      title=f"per-layer factor of Var(z_l) vs init scale, {deepest} hidden layers",
+      xlabel="init scale (factor on the initializer)",
+      ylabel="exp(slope of log Var(z_l) in l)",
+      logx=True,
+      logy=True,
+    )
+  )
+  return figures

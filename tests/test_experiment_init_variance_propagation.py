@@ -1,0 +1,74 @@
+"""The init variance propagation experiment (§8.4): its quick config through the CLI, its claims."""
+
+import numpy as np
+import pytest
+from quick_runs import CONFIGS, read_summary, run_quick
+
+from jaxopt_study import experiment
+from jaxopt_study.config import load_config
+
+NAME = "init_variance_propagation"
+QUICK = CONFIGS / f"{NAME}_quick.py"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+  return run_quick(tmp_path_factory, NAME)
+
+
+@pytest.fixture(scope="module")
+def summary(run_dir) -> dict:
+  return read_summary(run_dir)
+
+
+def test_writes_every_output(run_dir):
+  for name in ("results.csv", "history.csv", "report.html", "summary.json"):
+    assert (run_dir / name).stat().st_size > 0
+  assert len(list(run_dir.glob("*.png"))) == 5
+
+
+def test_relu_under_glorot_halves_the_variance_per_layer(summary):
+  """He et al. (2015) §2.2: with Var(W) = 1/n, each ReLU layer halves Var(z)."""
+  assert summary["relu_glorot_activation_decay"] == pytest.approx(0.5, abs=0.05)
+  depth = summary["deepest_depth"]
+  assert summary["relu_glorot_activation_ratio_theory"] == pytest.approx(2.0 ** -(depth - 1))
+  # End to end within a factor 3 of 2^-(L-1) (finite-width fluctuation), 1e5 below He's.
+  ratio = summary["relu_glorot_activation_ratio"] / summary["relu_glorot_activation_ratio_theory"]
+  assert 1 / 3 < ratio < 3
+
+
+def test_relu_under_he_keeps_the_variance(summary):
+  """He et al. (2015) eq. 10: Var(W) = 2/n keeps Var(z_l) and Var(∂ℓ/∂z_l) through depth."""
+  assert summary["relu_he_activation_decay"] == pytest.approx(1.0, abs=0.05)
+  # A single deep net's variance is log-normal at finite width: within a factor 3 of 1.
+  assert 1 / 3 < summary["relu_he_activation_ratio"] < 3
+  assert 1 / 3 < summary["relu_he_gradient_ratio"] < 3
+  assert summary["relu_he_activation_ratio"] > 1e4 * summary["relu_glorot_activation_ratio"]
+
+
+def test_critical_scale_of_relu_is_root_two(summary):
+  assert summary["relu_critical_init_scale"] == pytest.approx(np.sqrt(2.0), abs=0.1)
+
+
+def test_lsuv_gives_unit_variance(summary):
+  """LSUV fits every layer to |Var − 1| ≤ 0.05 on its batch; on another batch within 0.25."""
+  assert summary["lsuv_max_variance_error"] < 0.25
+  assert summary["activation_ratio_by_init"]["relu"]["lsuv"] == pytest.approx(1.0, abs=0.25)
+
+
+@pytest.mark.parametrize(
+  ("field", "value"),
+  [
+    ("depths", [1]),
+    ("activations", ["sigmoid"]),
+    ("initializers", ["glorot_uniform", "he_normal", "kaiming"]),
+    ("lsuv_tol", 0.0),
+  ],
+)
+def test_check_names_the_bad_field(field, value):
+  config = load_config(QUICK)
+  module = experiment.find_module(QUICK, config)
+  config.unlock()
+  config[field] = value
+  with pytest.raises(ValueError, match=field):
+    module.check(config)
