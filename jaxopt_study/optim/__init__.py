@@ -25,6 +25,16 @@ from jaxopt_study.optim.first_order import (
   scale_by_book_momentum,
   sgd,
 )
+from jaxopt_study.optim.quasi_newton import (
+  BFGSState,
+  ConjugateGradientState,
+  bfgs,
+  conjugate_gradient,
+  lbfgs,
+  scale_by_bfgs,
+  scale_by_checked_lbfgs,
+  scale_by_conjugate_gradient,
+)
 from jaxopt_study.optim.schedules import (
   exponential_decay,
   inverse_time_decay,
@@ -44,6 +54,9 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
   "adadelta": adadelta,
   "delta_bar_delta": delta_bar_delta,
   "newton": newton,
+  "conjugate_gradient": conjugate_gradient,
+  "bfgs": bfgs,
+  "lbfgs": lbfgs,
   "saddle_free_newton": saddle_free_newton,
 }
 
@@ -59,6 +72,8 @@ __all__ = [
   "SCHEDULES",
   "BookAdagradState",
   "BookMomentumState",
+  "BFGSState",
+  "ConjugateGradientState",
   "CoordinateDescentState",
   "DeltaBarDeltaState",
   "NewtonState",
@@ -67,10 +82,13 @@ __all__ = [
   "adagrad",
   "adam",
   "averaged_params",
+  "bfgs",
+  "conjugate_gradient",
   "coordinate_descent",
   "delta_bar_delta",
   "exponential_decay",
   "inverse_time_decay",
+  "lbfgs",
   "linear_decay",
   "momentum",
   "nesterov",
@@ -79,8 +97,11 @@ __all__ = [
   "rmsprop",
   "rmsprop_nesterov",
   "saddle_free_newton",
+  "scale_by_bfgs",
   "scale_by_book_adagrad",
   "scale_by_book_momentum",
+  "scale_by_checked_lbfgs",
+  "scale_by_conjugate_gradient",
   "sgd",
   "step_decay",
 ]
