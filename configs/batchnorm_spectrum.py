@@ -1,0 +1,36 @@
+"""Ghorbani et al. (2019), §8.7.1: Hessian spectrum of a digits MLP with and without BatchNorm."""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.experiment = "batchnorm_spectrum"
+  config.seed = 0
+  config.steps = 500
+  config.batch_size = 64
+  config.learning_rate = 0.1
+  config.eval_every = 50
+  config.sampling = "epoch"
+  config.data = ml_collections.ConfigDict(
+    {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
+  )
+  config.model = ml_collections.ConfigDict(
+    {
+      "name": "mlp",
+      "width": 32,
+      "depth": 2,
+      "activation": "relu",
+      "batchnorm": False,  # each run trains both, without and with BatchNorm
+      "init": "glorot_uniform",
+      "init_scale": 1.0,
+    }
+  )
+  config.optimizer = ml_collections.ConfigDict({"name": "sgd"})
+  config.outlier_search = 50  # the eigengap rule of `hessian.outliers`, as in hessian_outliers
+  # The stability sweep: SGD at each rate for `lr_sweep_steps` steps, one `jaxopt_study.sweep`
+  # per model. A rate is stable if the run stays finite and ends below its initial training NLL.
+  config.lr_sweep = [0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
+  config.lr_sweep_steps = 200
+  config.lock()
+  return config
