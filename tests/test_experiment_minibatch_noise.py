@@ -1,13 +1,11 @@
 """The minibatch-noise experiment (§8.1.3, §8.2.6): its quick config through the CLI, its claims."""
 
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
-from quick_runs import CONFIGS, read_summary, refused_field, run_quick
+from quick_runs import CONFIGS, quick_run_fixtures, refused_field
 
 from jaxopt_study import data as data_lib
 from jaxopt_study import losses, models
@@ -15,16 +13,7 @@ from jaxopt_study.config import load_config
 from jaxopt_study.results import read_csv
 
 NAME = "minibatch_noise"
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-  return run_quick(tmp_path_factory, NAME)
-
-
-@pytest.fixture(scope="module")
-def summary(finished_run) -> dict:
-  return read_summary(finished_run)
+finished_run, summary = quick_run_fixtures(NAME)
 
 
 def test_writes_every_file(finished_run):

@@ -1,24 +1,13 @@
 """The Polyak-averaging experiment (§8.7.3): its quick config through the CLI, its claims."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from quick_runs import read_summary, refused_field, run_quick
+from quick_runs import quick_run_fixtures, refused_field
 
 from jaxopt_study.results import read_csv
 
 NAME = "polyak_averaging"
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-  return run_quick(tmp_path_factory, NAME)
-
-
-@pytest.fixture(scope="module")
-def summary(finished_run) -> dict:
-  return read_summary(finished_run)
+finished_run, summary = quick_run_fixtures(NAME)
 
 
 def test_writes_every_file(finished_run):
