@@ -1,29 +1,16 @@
 """The deep linear dynamics experiment (Saxe et al. 2013): its quick config, its claims."""
 
 import pytest
-from quick_runs import CONFIGS, read_summary, run_quick
-
-from jaxopt_study import experiment
-from jaxopt_study.config import load_config
+from quick_runs import quick_run_fixtures, refused_field
 
 NAME = "deep_linear_dynamics"
-QUICK = CONFIGS / f"{NAME}_quick.py"
+finished_run, summary = quick_run_fixtures(NAME)
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-  return run_quick(tmp_path_factory, NAME)
-
-
-@pytest.fixture(scope="module")
-def summary(run_dir) -> dict:
-  return read_summary(run_dir)
-
-
-def test_writes_every_output(run_dir):
+def test_writes_every_output(finished_run):
   for name in ("results.csv", "history.csv", "report.html", "summary.json"):
-    assert (run_dir / name).stat().st_size > 0
-  assert len(list(run_dir.glob("*.png"))) == 4
+    assert (finished_run / name).stat().st_size > 0
+  assert len(list(finished_run.glob("*.png"))) == 4
 
 
 def test_mode_half_time_grows_as_inverse_singular_value(summary):
@@ -52,10 +39,5 @@ def test_depth_slows_gaussian_init_more_than_orthogonal(summary):
   ("field", "value"),
   [("singular_values", [1.0]), ("depths", [2]), ("loss_threshold", 1.5), ("num_examples", 4)],
 )
-def test_check_names_the_bad_field(field, value):
-  config = load_config(QUICK)
-  module = experiment.find_module(QUICK, config)
-  config.unlock()
-  config[field] = value
-  with pytest.raises(ValueError, match=field):
-    module.check(config)
+def test_check_names_the_bad_field(tmp_path, capsys, field, value):
+  assert field in refused_field(tmp_path, capsys, NAME, field, repr(value))

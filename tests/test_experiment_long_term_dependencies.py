@@ -1,34 +1,20 @@
 """The long-term dependencies experiment (§8.2.5): its quick config through the CLI, its claims."""
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
+from quick_runs import CONFIGS, quick_run_fixtures, refused_field
 
-from jaxopt_study import cli, experiment
 from jaxopt_study.config import load_config
 
-CONFIGS = Path(__file__).parents[1] / "configs"
-QUICK = CONFIGS / "long_term_dependencies_quick.py"
+NAME = "long_term_dependencies"
+QUICK = CONFIGS / f"{NAME}_quick.py"
+finished_run, summary = quick_run_fixtures(NAME)
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-  out = tmp_path_factory.mktemp("long_term_dependencies")
-  assert cli.main(["run", str(QUICK), "--out", str(out), "--no-progress"]) == 0
-  return out
-
-
-@pytest.fixture(scope="module")
-def summary(run_dir) -> dict:
-  return json.loads((run_dir / "summary.json").read_text())
-
-
-def test_writes_every_output(run_dir):
+def test_writes_every_output(finished_run):
   for name in ("results.csv", "history.csv", "report.html", "summary.json"):
-    assert (run_dir / name).stat().st_size > 0
-  assert len(list(run_dir.glob("*.png"))) == 4
+    assert (finished_run / name).stat().st_size > 0
+  assert len(list(finished_run.glob("*.png"))) == 4
 
 
 def test_gradient_vanishes_and_explodes_at_rate_log_radius(summary):
@@ -60,10 +46,5 @@ def test_power_method_converges_at_eigenvalue_ratio(summary):
   ("field", "value"),
   [("vanish_radius", 1.2), ("radii", [0.9, 1.1]), ("horizon", 2), ("eigenvalue_spread", 1.0)],
 )
-def test_check_names_the_bad_field(field, value):
-  module = experiment.find_module(QUICK, load_config(QUICK))
-  config = load_config(QUICK)
-  config.unlock()
-  config[field] = value
-  with pytest.raises(ValueError, match=field):
-    module.check(config)
+def test_check_names_the_bad_field(tmp_path, capsys, field, value):
+  assert field in refused_field(tmp_path, capsys, NAME, field, repr(value))
