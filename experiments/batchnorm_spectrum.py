@@ -24,9 +24,9 @@ import ml_collections
 import numpy as np
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import hessian, losses, models, optim, report, sweep, train
+from jaxopt_study import hessian, report, sweep, trained_mlp
 from jaxopt_study.hessian import outliers
-from jaxopt_study.results import ExperimentResults, RunDir, history_rows, read_csv
+from jaxopt_study.results import ExperimentResults, RunDir, history_rows
 
 TITLE = "BatchNorm and the Hessian: top eigenvalue, outliers and the largest stable rate"
 SECTION = "8.7.1"
@@ -92,25 +92,8 @@ def run(
 
 
 def _one_model(config, data, name: str, batchnorm: bool, run_dir, progress: bool) -> dict:
-  options = {k: v for k, v in config.model.to_dict().items() if k != "name"}
-  options["batchnorm"] = batchnorm
-  model = models.functional(models.build_model("mlp", 64, 10, seed=config.seed, **options))
-  optimizer = optim.OPTIMIZERS[config.optimizer.name](learning_rate=config.learning_rate)
-  result = train.train(
-    model,
-    optimizer,
-    data,
-    steps=config.steps,
-    batch_size=config.batch_size,
-    eval_every=config.eval_every,
-    sampling=config.sampling,
-    seed=config.seed,
-  )
-
-  def loss_fn(params, x, y):  # train mode: BatchNorm on the statistics of the batch (x, y)
-    logits, _ = model.apply(params, result.model_state, x, True)
-    return losses.softmax_cross_entropy(logits, y)
-
+  # loss_fn: train mode, BatchNorm on the statistics of the batch it is given
+  result, loss_fn = trained_mlp.train_digits_mlp(config, data, config.seed, batchnorm=batchnorm)
   spectrum = hessian.spectrum(loss_fn, result.params, data.x_train, data.y_train)
   values = np.asarray(spectrum.eigenvalues, float)
   found = outliers.count_outliers(values, config.outlier_search)
@@ -161,11 +144,7 @@ def _sweep_config(config: ml_collections.ConfigDict, batchnorm: bool) -> ml_coll
 
 def plot(out_dir: Path) -> list[Path]:
   """The largest eigenvalues of both models, and their training curves."""
-  curves: dict[str, dict[str, tuple[list, list]]] = {}
-  for row in read_csv(out_dir / "history.csv"):
-    curve = curves.setdefault(row["metric"], {}).setdefault(row["member"], ([], []))
-    curve[0].append(row["step"])
-    curve[1].append(row["value"])
+  curves = trained_mlp.history_curves(out_dir / "history.csv")
   return [
     report.line_plot(
       curves["top_eigenvalue"],

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import hessian, losses, models, optim, report, train
+from jaxopt_study import hessian, models, optim, report, train, trained_mlp
 from jaxopt_study.hessian import outliers
 from jaxopt_study.results import ExperimentResults, RunDir, history_rows, read_csv, write_csv
 
@@ -71,7 +71,7 @@ def check_training(config: ml_collections.ConfigDict) -> None:
     )
   if not config.learning_rate > 0:
     raise ValueError(f"learning_rate={config.learning_rate!r}: must be > 0")
-  models.build_model("mlp", 64, 10, seed=config.seed, **model_options(config))
+  models.build_model("mlp", 64, 10, seed=config.seed, **trained_mlp.model_options(config))
   data = load_data(config)
   train.check_arguments(
     data, config.steps, config.batch_size, config.eval_every, "cross_entropy", config.sampling, None
@@ -104,7 +104,7 @@ def run(
 
 
 def _one_seed(config, data: data_lib.Dataset, seed: int, name: str) -> dict:
-  result, loss_fn = train_mlp(config, data, seed)
+  result, loss_fn = trained_mlp.train_digits_mlp(config, data, seed)
   spectrum = hessian.spectrum(loss_fn, result.params, data.x_train, data.y_train)
   values = np.asarray(spectrum.eigenvalues, float)[::-1]  # decreasing
   found = outliers.count_outliers(values, config.outlier_search)
@@ -127,36 +127,6 @@ def _one_seed(config, data: data_lib.Dataset, seed: int, name: str) -> dict:
     "history": history_rows(name, result.history),
     "spectrum": values.tolist(),
   }
-
-
-def train_mlp(config, data: data_lib.Dataset, seed: int, batchnorm: bool | None = None):
-  """The digits MLP of `config` trained by `train.train`, and its full-batch training NLL.
-
-  Returns `(TrainResult, loss_fn)` with ``loss_fn(params, x, y)`` the mean NLL in training mode
-  (BatchNorm on the batch's statistics, the objective that training descends, §8.7.1).
-  """
-  options = model_options(config)
-  if batchnorm is not None:
-    options["batchnorm"] = batchnorm
-  model = models.functional(models.build_model("mlp", 64, 10, seed=seed, **options))
-  hyper = {k: v for k, v in config.optimizer.to_dict().items() if k != "name"}
-  optimizer = optim.OPTIMIZERS[config.optimizer.name](learning_rate=config.learning_rate, **hyper)
-  result = train.train(
-    model,
-    optimizer,
-    data,
-    steps=config.steps,
-    batch_size=config.batch_size,
-    eval_every=config.eval_every,
-    sampling=config.sampling,
-    seed=seed,
-  )
-
-  def loss_fn(params, x, y):
-    logits, _ = model.apply(params, result.model_state, x, True)
-    return losses.softmax_cross_entropy(logits, y)
-
-  return result, loss_fn
 
 
 def _summarize(table: list[dict], spectra: list[dict], config) -> dict:
@@ -214,9 +184,3 @@ def json_config(out_dir: Path) -> dict:
 
 def load_data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
   return data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
-
-
-def model_options(config: ml_collections.ConfigDict) -> dict:
-  options = config.model.to_dict()
-  del options["name"]
-  return options

@@ -27,8 +27,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import hessian, losses, models, optim, report, train
-from jaxopt_study.results import ExperimentResults, RunDir, history_rows, read_csv
+from jaxopt_study import hessian, models, optim, report, train, trained_mlp
+from jaxopt_study.results import ExperimentResults, RunDir, history_rows
 
 TITLE = "Sharp minima: small vs large minibatches (Keskar et al. 2017)"
 SECTION = "8.1.3"
@@ -69,7 +69,7 @@ def check(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"sharpness_eps={eps!r}: must be a non-empty list of positive floats")
   if not config.learning_rate > 0:
     raise ValueError(f"learning_rate={config.learning_rate!r}: must be > 0")
-  models.build_model("mlp", 64, 10, seed=config.seed, **_model_options(config))
+  models.build_model("mlp", 64, 10, seed=config.seed, **trained_mlp.model_options(config))
   data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
   for field in ("small_batch_size", "large_batch_size"):
     train.check_arguments(
@@ -102,25 +102,8 @@ def run(
 
 
 def _one_member(config, data: data_lib.Dataset, seed: int, batch: str, name: str) -> dict:
-  model = models.functional(models.build_model("mlp", 64, 10, seed=seed, **_model_options(config)))
-  hyper = {k: v for k, v in config.optimizer.to_dict().items() if k != "name"}
-  optimizer = optim.OPTIMIZERS[config.optimizer.name](learning_rate=config.learning_rate, **hyper)
   batch_size = config[f"{batch}_batch_size"]
-  result = train.train(
-    model,
-    optimizer,
-    data,
-    steps=config.steps,
-    batch_size=batch_size,
-    eval_every=config.eval_every,
-    sampling=config.sampling,
-    seed=seed,
-  )
-
-  def loss_fn(params, x, y):
-    logits, _ = model.apply(params, result.model_state, x, True)
-    return losses.softmax_cross_entropy(logits, y)
-
+  result, loss_fn = trained_mlp.train_digits_mlp(config, data, seed, batch_size=batch_size)
   args = (result.params, data.x_train, data.y_train)
   top = hessian.spectrum(loss_fn, *args, method="lanczos", k=1)
   row = {
@@ -163,11 +146,7 @@ def _summarize(table: list[dict], config) -> dict:
 
 def plot(out_dir: Path) -> list[Path]:
   """Training loss and held-out error of every member over the steps."""
-  curves: dict[str, dict[str, tuple[list, list]]] = {}
-  for row in read_csv(out_dir / "history.csv"):
-    curve = curves.setdefault(row["metric"], {}).setdefault(row["member"], ([], []))
-    curve[0].append(row["step"])
-    curve[1].append(row["value"])
+  curves = trained_mlp.history_curves(out_dir / "history.csv")
   return [
     report.line_plot(
       curves[metric],
@@ -182,9 +161,3 @@ def plot(out_dir: Path) -> list[Path]:
       ("test_error", "held-out 0-1 error", False),
     )
   ]
-
-
-def _model_options(config: ml_collections.ConfigDict) -> dict:
-  options = config.model.to_dict()
-  del options["name"]
-  return options
