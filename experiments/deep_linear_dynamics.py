@@ -49,7 +49,10 @@ DESCRIPTION = (
   "flat: 30, 790 and 100 steps at depths 2, 8 and 32, while Gaussian init needs 30 steps at "
   "depth 2 and does not reach the threshold in 1000 steps at depths 8 and 32. From a small "
   "random (not decoupled) init the mode half-times follow 1/s with R² ≈ 0.9 and a slope within "
-  "a factor 2 of the theory's."
+  "a factor 2 of the theory's. The full config (dim 16, depths 2-32, 3000 steps) gives "
+  "orthogonal 40, 100, 150, 1700, 460 steps at depths 2, 4, 8, 16, 32 (ratio 11.5, not flat), "
+  "Gaussian 40 and 280 at depths 2 and 4 and no threshold within 3000 steps beyond (ratio ≥ 75); "
+  "mode half-times against 1/s: R² 0.95, slope 453 vs the theory's 496."
 )
 PUBLISHED = {
   "mode_time_vs_inverse_s_slope": "t_half ∝ 1/s, slope τ/2·ln(s/u₀) (Saxe et al. 2013, eq. 7)",
