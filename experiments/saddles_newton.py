@@ -64,10 +64,10 @@ DESCRIPTION = (
   "Hessian; the index is the fraction of negative Hessian eigenvalues (exact spectrum) along "
   "each run. Dauphin et al. show this on MNIST with far larger nets. At the quick scale (16-4-16, "
   "N = 148, 20 steps) it reproduces: saddle-free Newton ends lower (1.53 vs 3.89) at a smaller "
-  "index (0.014 vs 0.22). At the full scale (64-8-64, N = 1096, 100 steps, λ = 0.1 fixed) it does not: "
-  "Newton still stops at a larger index (0.20 vs 0.15) but saddle-free Newton, without the "
-  "line search over λ of Dauphin et al., oscillates between losses 23 and 30 and ends at 25.2, "
-  "above Newton's 24.1 and SGD's 17.1."
+  "index (0.014 vs 0.22). At the full scale (64-8-64, N = 1096, 100 steps, λ = 0.1 fixed) it "
+  "does not: Newton still stops at a larger index (0.20 vs 0.15) but saddle-free Newton, "
+  "without the line search over λ of Dauphin et al., oscillates between losses 23 and 30 and "
+  "ends at 25.2, above Newton's 24.1 and SGD's 17.1."
 )
 PUBLISHED = {
   "newton_final_distance_to_saddle": "→ 0: Newton's method converges to the saddle "
