@@ -37,7 +37,8 @@ DESCRIPTION = (
   "grid, at which a short SGD run stays finite and lowers the loss (one sweep per model). "
   "The rate ratio depends on the scale: a width-8 variant of the quick config (150 steps, 60-step "
   "sweeps) found λ_max 0.57 times lower with BatchNorm but the same largest stable rate (10) "
-  "for both models."
+  "for both models. Full config (width 32): λ_max 1.13 without and 0.52 with BatchNorm (ratio "
+  "0.46), 7 vs 2 outliers, largest stable rate 3 vs 10 (ratio 3.3)."
 )
 PUBLISHED = {
   "lambda_max_ratio": "< 1: BatchNorm removes the large outliers (Ghorbani et al. 2019, §4)",

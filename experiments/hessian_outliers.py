@@ -36,7 +36,10 @@ DESCRIPTION = (
   "ratio between consecutive eigenvalues among the largest `outlier_search` + 1, a rule fixed "
   "in advance. Sagun et al. (2017) and Papyan (2019) report about one outlier per class on "
   "larger networks and data sets; on these small digits networks the spectrum decays more "
-  "gradually, and the count found, not the published one, is what summary.json reports."
+  "gradually, and the count found, not the published one, is what summary.json reports. "
+  "Measured: quick config (width 16, N = 1,482) 8 outliers, full config (width 32, N = 3,466) "
+  "7 and 3 for its two seeds; the largest gap ratio is only about 1.3, so the outliers are not "
+  "well separated from the bulk, and 87-95% of the eigenvalues lie within 1% of λ_max of zero."
 )
 PUBLISHED = {
   "n_outliers": "≈ C, one per class (Sagun et al. 2017, §3; Papyan 2019)",

@@ -39,7 +39,9 @@ DESCRIPTION = (
   "box, a lower bound of their metric), the largest Hessian eigenvalue and the held-out error. "
   "At this scale the published effect does not reproduce: with the same number of steps the "
   "large batch (more epochs) reaches a lower training NLL and a flatter point, sharpness and "
-  "λ_max ratios below 1, and the held-out errors differ by a few test examples only."
+  "λ_max ratios below 1, and the held-out errors differ by a few test examples only. Full "
+  "config (3 seeds, 3,000 steps): sharpness ratio 0.21 (ε = 1e-3) and 0.22 (ε = 5e-4), λ_max "
+  "ratio 0.28, held-out error gap +0.0007 (about one test example in three seeds)."
 )
 PUBLISHED = {
   "sharpness_ratio_large_over_small": "> 1: large-batch minima are sharper (Keskar et al. "
