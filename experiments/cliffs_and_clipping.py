@@ -264,11 +264,7 @@ def plot(out_dir: Path) -> list[Path]:
   )
   ax.legend(fontsize=7, facecolor="0.85")
   fig.tight_layout()
-  path = out_dir / "surface.png"
-  tmp = path.with_name(f".{path.name}.tmp.png")
-  fig.savefig(tmp)
-  plt.close(fig)
-  tmp.replace(path)
+  path = report.save_figure(fig, out_dir / "surface.png")
   losses_by_kind = curves.read_curves(history, "loss")
   # One curve per clipping kind, all from the start whose unclipped run ended highest.
   worst = max((r for r in table if r["clipping"] == "none"), key=lambda r: r["final_loss"])

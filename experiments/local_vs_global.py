@@ -212,8 +212,4 @@ def _contour(name: str, members: dict[str, dict[str, list]], path: Path) -> Path
   ax.set_ylim(y_min, y_max)
   ax.legend(fontsize=7)
   fig.tight_layout()
-  tmp = path.with_name(f".{path.name}.tmp.png")  # written whole, then renamed into place
-  fig.savefig(tmp)
-  plt.close(fig)
-  tmp.replace(path)
-  return path
+  return report.save_figure(fig, path)

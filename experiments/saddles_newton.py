@@ -420,4 +420,4 @@ def _trajectories_plot(curves: dict, path: Path) -> Path:
   ax.set_ylim(-1.6, 1.6)
   ax.legend(fontsize=7)
   fig.tight_layout()
-  return report._save(fig, path)  # atomic, as every report figure (a public name is missing)
+  return report.save_figure(fig, path)

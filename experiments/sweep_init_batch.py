@@ -22,7 +22,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
-from jaxopt_study import sweep  # noqa: E402
+from jaxopt_study import report, sweep  # noqa: E402
 from jaxopt_study.results import ExperimentResults, RunDir, read_csv  # noqa: E402
 
 TITLE = "Chapter 8.4 × 8.1.3: initialization scale × minibatch size × learning rate"
@@ -141,9 +141,4 @@ def heatmaps(table: list[dict], metric: str, path: Path, *, title: str, log: boo
     ax.set(title=f"learning rate {lr:g}", xlabel="init scale", ylabel="batch size")
   fig.colorbar(image, ax=axes[0].tolist(), label=f"log10 {metric}" if log else metric)
   fig.suptitle(title)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.tmp.png")
-  fig.savefig(tmp)
-  plt.close(fig)
-  tmp.replace(path)
-  return path
+  return report.save_figure(fig, path)

@@ -43,11 +43,12 @@ def line_plot(
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7, ncol=2)
   fig.tight_layout()
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-  """Saves through a temporary file and a rename, then closes the figure."""
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+  """Saves `fig` as PNG through a temporary file and a rename (never half-written), then closes
+  it; every figure of an experiment goes through here."""
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f".{path.name}.tmp.png")
   fig.savefig(tmp)
@@ -64,7 +65,7 @@ def histogram_plot(values: Sequence[float], path: Path, *, title: str, xlabel: s
   ax.set(title=title, xlabel=xlabel, ylabel="count")
   ax.grid(alpha=0.3)
   fig.tight_layout()
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def write_report(
