@@ -56,9 +56,7 @@ def run(
 ) -> ExperimentResults:
   """Runs the sweep (resuming in `run_dir`) and computes the claims."""
   result = sweep.run(config, run_dir.path if run_dir else None, progress=progress)
-  return ExperimentResults(
-    table=result.table, history=result.history, summary=_summarize(result.table)
-  )
+  return ExperimentResults(result.table, result.history, _summarize(result.table), result.arrays)
 
 
 def _summarize(table: list[dict]) -> dict:

@@ -243,12 +243,18 @@ def member_arrays(member: str, params: Any, model_state: Any) -> dict[str, np.nd
   }
 
 
-def load_member_state(path: Path, member: str, params: Any, model_state: Any) -> tuple[Any, Any]:
-  """Reads member `member`'s (params, model_state) from `params.npz`, shaped like the templates."""
-  arrays = read_npz(path)
+def member_state(
+  arrays: dict[str, np.ndarray], member: str, params: Any, model_state: Any
+) -> tuple[Any, Any]:
+  """Member `member`'s (params, model_state) from arrays keyed as `member_arrays`, shaped like
+  the templates.
+
+  Raises:
+    ValueError: `member` is not among the arrays, or its arrays do not fit the templates.
+  """
   members = sorted({key.split("/", 1)[0] for key in arrays})
   if member not in members:
-    raise ValueError(f"member {member!r} is not in {path}; members: {', '.join(members)}")
+    raise ValueError(f"member {member!r} has no saved arrays; members: {', '.join(members)}")
 
   def part(prefix: str) -> dict[str, np.ndarray]:
     head = f"{member}/{prefix}"
@@ -257,6 +263,14 @@ def load_member_state(path: Path, member: str, params: Any, model_state: Any) ->
   return unflatten_arrays(part("params"), params), unflatten_arrays(
     part("model_state"), model_state
   )
+
+
+def load_member_state(path: Path, member: str, params: Any, model_state: Any) -> tuple[Any, Any]:
+  """Reads member `member`'s (params, model_state) from `params.npz` (see `member_state`)."""
+  try:
+    return member_state(read_npz(path), member, params, model_state)
+  except ValueError as error:
+    raise ValueError(f"{path}: {error}") from error
 
 
 class ExperimentResults(NamedTuple):

@@ -8,11 +8,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
 
-from jaxopt_study import cli, models, optim, sweep, train
+from jaxopt_study import cli, models, optim, results, sweep, train
 from jaxopt_study import data as data_lib
 from jaxopt_study.results import read_csv
 from jaxopt_study.sweep import checkpoint, program
@@ -91,6 +92,12 @@ def test_members_equal_their_runs_alone(reference):
     alone = run_alone(make_config(), row)
     expected = np.asarray([alone.history[k] for k in train.METRICS])
     np.testing.assert_allclose(history_array(reference, [row["member"]])[0], expected, rtol=1e-5)
+    params, _ = results.member_state(
+      reference.arrays, row["member"], alone.params, alone.model_state
+    )
+    for ours, theirs in zip(jax.tree.leaves(params), jax.tree.leaves(alone.params), strict=True):
+      np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+  assert len({key.split("/")[0] for key in reference.arrays}) == 12
   assert [r["batch_size"] for r in reference.table[:6]] == [250] * 6
   assert not any(r["diverged"] for r in reference.table)
 
@@ -235,6 +242,9 @@ def test_an_interrupted_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch,
   assert resumed.stats.member_steps == 6 * 16, "only the 6 unfinished members' last 16 steps"
   assert not (out / ".checkpoints").exists()
   np.testing.assert_array_equal(history_array(resumed), history_array(uninterrupted))
+  assert resumed.arrays.keys() == uninterrupted.arrays.keys()
+  for key, value in uninterrupted.arrays.items():
+    np.testing.assert_array_equal(resumed.arrays[key], value, err_msg=key)
   for name in ("results.csv", "history.csv"):
     assert read_csv(out / name) == read_csv(tmp_path / "once" / name)
 
@@ -273,7 +283,14 @@ def test_the_quick_config_runs_from_the_command_line(tmp_path):
   config = str(ROOT / "configs" / "sweep_init_batch_quick.py")
   assert cli.main(["run", config, "--out", str(out), "--no-progress"]) == 0
   names = {p.name for p in out.iterdir()}
-  assert {"results.csv", "history.csv", "report.html", "summary.json", "config.json"} <= names
+  assert {
+    "results.csv",
+    "history.csv",
+    "report.html",
+    "summary.json",
+    "config.json",
+    "params.npz",
+  } <= names
   assert {"heatmap_final_train_loss.png", "heatmap_final_test_error.png"} <= names
   assert (out / "report.html").read_text().count("data:image/png;base64,") == 2
   table = read_csv(out / "results.csv")

@@ -25,7 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from jaxopt_study import models, train
-from jaxopt_study.results import RunDir, history_rows
+from jaxopt_study.results import RunDir, history_rows, member_arrays
 from jaxopt_study.sweep import grid, program
 from jaxopt_study.sweep.checkpoint import ChunkCheckpoint
 
@@ -53,11 +53,15 @@ class SweepResult(NamedTuple):
       and `diverged_at_step` (None for a member that stayed finite).
     history: long-format rows (member, step, metric, value), as `results.history_rows`.
     stats: a `SweepStats`.
+    arrays: every member's final parameters and model state, keyed as `results.member_arrays`
+      (an experiment returns them as its `params.npz`); one member's pytrees are
+      `results.member_state(arrays, member, params_template, model_state_template)`.
   """
 
   table: list[dict[str, Any]]
   history: list[dict[str, Any]]
   stats: SweepStats
+  arrays: dict[str, np.ndarray]
 
 
 def run(
@@ -87,7 +91,7 @@ def run(
   done = {}
   for member in plan.members if run_dir is not None else []:
     if (record := run_dir.load_member(member.name)) is not None:
-      done[member.index] = record
+      done[member.index] = record | {"arrays": run_dir.load_member_arrays(member.name)}
   mesh = program.member_mesh()
   data = program.put(plan.data, NamedSharding(mesh, PartitionSpec()))
   context = _Context(
@@ -129,7 +133,10 @@ def run(
       for member, record in zip(chunk, _run_chunk(context, spec, chunk, size), strict=True):
         done[member.index] = record
         if run_dir is not None and jax.process_index() == 0:
-          run_dir.save_member(member.name, record)
+          arrays = record["arrays"]
+          run_dir.save_member(
+            member.name, {k: v for k, v in record.items() if k != "arrays"}, arrays
+          )
       if context.checkpoint is not None:
         context.checkpoint.remove()
   context.bar.close()
@@ -138,7 +145,8 @@ def run(
   if run_dir is not None and jax.process_index() == 0:
     run_dir.write_tables(table, history)
   stats = SweepStats(members=len(plan.members), devices=mesh.size, **context.stats)
-  return SweepResult(table=table, history=history, stats=stats)
+  arrays = {k: v for m in plan.members for k, v in done[m.index]["arrays"].items()}
+  return SweepResult(table=table, history=history, stats=stats, arrays=arrays)
 
 
 @dataclasses.dataclass
@@ -275,8 +283,15 @@ def _run_chunk(
       context.checkpoint.save(blocks_done, state, history)
     context.bar.update(len(chunk) * int(lengths.sum()))
     context.stats["member_steps"] += len(chunk) * int(lengths.sum())
-  history, best_step, diverged, diverged_at = program.gather(
-    (history, state.best_step, state.diverged, state.diverged_at_step)
+  history, best_step, diverged, diverged_at, params, model_state = program.gather(
+    (
+      history,
+      state.best_step,
+      state.diverged,
+      state.diverged_at_step,
+      state.params,
+      state.model_state,
+    )
   )
   context.stats["run_seconds"] += time.perf_counter() - began
   context.stats["chunks"] += 1
@@ -292,7 +307,14 @@ def _run_chunk(
       "diverged": bool(diverged[i]),
       "diverged_at_step": int(diverged_at[i]) if diverged[i] else None,
     }
-    records.append({"row": row, "history": history_rows(member.name, member_history)})
+    final = jax.tree.map(lambda leaf, i=i: leaf[i], (params, model_state))
+    records.append(
+      {
+        "row": row,
+        "history": history_rows(member.name, member_history),
+        "arrays": member_arrays(member.name, *final),
+      }
+    )
   return records
 
 
