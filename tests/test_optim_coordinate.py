@@ -69,6 +69,36 @@ def test_blocks_as_pytree_and_as_callable(x64):
     jax.tree.map(np.testing.assert_array_equal, p_tree, p_callable)
 
 
+def test_steps_per_block_gives_each_block_k_consecutive_steps(x64):
+  """Step t moves block ⌊t / k⌋ mod n; k = 1 is the default cycling."""
+  path = trajectory(optim.coordinate_descent(optim.sgd(0.1), LAYERS, steps_per_block=3), steps=9)
+  for t in range(9):
+    moved = {name for name, u in path[t][2].items() if np.any(u != 0)}
+    assert moved == ({"b1", "w1"} if (t // 3) % 2 == 0 else {"b2", "w2"})
+  default = trajectory(optim.coordinate_descent(optim.sgd(0.1), LAYERS), steps=4)
+  one = trajectory(optim.coordinate_descent(optim.sgd(0.1), LAYERS, steps_per_block=1), steps=4)
+  for (p_default, *_), (p_one, *_) in zip(default, one, strict=True):
+    jax.tree.map(np.testing.assert_array_equal, p_default, p_one)
+
+
+def test_many_steps_per_block_minimize_a_quadratic_block(x64):
+  """k exact steps on a separable block reach its minimizer before the other block moves."""
+  curvature = {"a": jnp.asarray([1.0, 2.0]), "b": jnp.asarray([4.0])}
+
+  def loss(p):  # ½ Σ c θ², plus a coupling that moves b's minimizer with a
+    return 0.5 * sum(jnp.sum(curvature[k] * p[k] ** 2) for k in p) + p["a"][0] * p["b"][0]
+
+  tx = optim.coordinate_descent(optim.sgd(0.2), {"a": 0, "b": 1}, steps_per_block=200)
+  params = {"a": jnp.asarray([1.0, -1.0]), "b": jnp.asarray([3.0])}
+  state = tx.init(params)
+  for _ in range(400):  # one visit to a, then one to b
+    updates, state = tx.update(jax.grad(loss)(params), state, params)
+    params = optax.apply_updates(params, updates)
+  # a minimized with b = 3 held: a₀ = −b/1, a₁ = 0; then b minimized with that a: b = −a₀/4
+  np.testing.assert_allclose(params["a"], [-3.0, 0.0], atol=1e-12)
+  np.testing.assert_allclose(params["b"], [0.75], atol=1e-12)
+
+
 def test_each_block_keeps_its_own_adam_state(x64):
   inner = optim.adam(optim.linear_decay(0.05, 0.005, 3))  # the schedule follows each block's count
   path = trajectory(optim.coordinate_descent(inner, LAYERS), steps=6)
@@ -100,6 +130,12 @@ def test_each_block_keeps_its_own_adam_state(x64):
 def test_bad_blocks_raise_at_construction(blocks, match):
   with pytest.raises(ValueError, match=match):
     optim.coordinate_descent(optim.sgd(0.1), blocks)
+
+
+@pytest.mark.parametrize("steps_per_block", [0, -2, 1.5, True])
+def test_bad_steps_per_block_raise_at_construction(steps_per_block):
+  with pytest.raises(ValueError, match="steps_per_block"):
+    optim.coordinate_descent(optim.sgd(0.1), steps_per_block=steps_per_block)
 
 
 def test_blocks_of_the_wrong_structure_raise_at_init():

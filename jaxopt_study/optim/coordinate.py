@@ -1,7 +1,10 @@
 """Block coordinate descent, Goodfellow et al. (2016) §8.7.2: one block of parameters per step.
 
 The parameters are split into blocks (whole leaves of the params pytree); step t updates block
-t mod n with an inner transformation and leaves the others where they are.
+⌊t / k⌋ mod n with an inner transformation and leaves the others where they are. With k = 1 (the
+default) the blocks take turns step by step; with k > 1 each visit runs k inner steps on its block,
+approximately minimizing the objective over that block before moving on, the alternating
+minimization of the book's sparse-coding example.
 """
 
 from collections.abc import Callable
@@ -19,7 +22,9 @@ BlockIds = Any  # a pytree with the params' structure whose leaves are block ids
 class CoordinateDescentState(NamedTuple):
   """State of `coordinate_descent`."""
 
-  count: chex.Array  # t: the number of updates done so far (int32 scalar); block t mod n is next
+  count: (
+    chex.Array
+  )  # t: the number of updates done so far (int32 scalar); block ⌊t / k⌋ mod n is next
   inner_states: tuple  # one inner state per block, each advanced only on that block's steps
 
 
@@ -70,11 +75,12 @@ def _block_masks(ids: list[int], tree: Any) -> list[Any]:
 def coordinate_descent(
   inner: optax.GradientTransformation,
   blocks: BlockIds | Callable[[Any], BlockIds] | None = None,
+  steps_per_block: int = 1,
 ) -> optax.GradientTransformationExtraArgs:
   """Block coordinate descent, Goodfellow et al. (2016) §8.7.2, cycling through the blocks.
 
-  With blocks B_0, ..., B_{n−1} partitioning the params' leaves, step t (t = 0, 1, ...) applies
-  `inner` to block b = t mod n only:
+  With blocks B_0, ..., B_{n−1} partitioning the params' leaves and k = `steps_per_block`, step t
+  (t = 0, 1, ...) applies `inner` to block b = ⌊t / k⌋ mod n only:
 
   .. math::
     Δθ_{B_b} = \\text{inner}(g_{B_b}),  Δθ_j = 0 \\text{ for } j ∉ B_b.
@@ -91,6 +97,9 @@ def coordinate_descent(
       non-negative ints using every id 0, ..., n − 1. Or a callable from the params to such a
       pytree; it is called at `init` with the params and at `update` with the updates, so it may
       depend on the structure and shapes only.
+    steps_per_block: k, the number of consecutive steps each block gets per visit (≥ 1); a large
+      k lets `inner` (approximately) minimize over the block, the book's "minimizing f(x) with
+      respect to a single variable" (or block) before the next.
 
   Returns:
     An `optax.GradientTransformationExtraArgs` with state `CoordinateDescentState`; extra
@@ -98,6 +107,9 @@ def coordinate_descent(
   """
   if blocks is not None and not callable(blocks):
     _checked_ids(blocks)  # fail at construction, before any params are seen
+  is_int = isinstance(steps_per_block, int | np.integer) and not isinstance(steps_per_block, bool)
+  if not is_int or steps_per_block < 1:
+    raise ValueError(f"{_WHERE}: steps_per_block={steps_per_block!r} must be an integer ≥ 1")
 
   def masked_blocks(tree):
     ids = _block_ids(blocks, tree)
@@ -126,7 +138,7 @@ def coordinate_descent(
 
       return run
 
-    active = state.count % len(masks)
+    active = (state.count // steps_per_block) % len(masks)
     branches = [block_update(block) for block in range(len(masks))]
     new_updates, inner_states = jax.lax.switch(active, branches, (updates, state.inner_states))
     return new_updates, CoordinateDescentState(
