@@ -11,8 +11,9 @@ and a large minibatch, once per seed, for the same number of steps; at the end w
 * the largest Hessian eigenvalue (`hessian.spectrum`, Lanczos),
 * the held-out 0-1 error (`train.train`'s last evaluation).
 
-The runs use `train.train`, not `jaxopt_study.sweep`: a sweep returns each member's metrics but
-not its final parameters, which the sharpness needs.
+Every (seed, batch size) member is trained by one `jaxopt_study.sweep` (two compiled programs:
+the batch sizes are more than 4x apart), which returns each member's final parameters; the
+sharpness and λ_max are then measured member by member.
 
 Claims (`summary.json`): `sharpness_ratio_large_over_small` (mean large-batch sharpness over mean
 small-batch sharpness at the first ε; Keskar et al.: > 1), `sharpness_ratio_by_eps`,
@@ -27,8 +28,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import hessian, models, optim, report, train, trained_mlp
-from jaxopt_study.results import ExperimentResults, RunDir, history_rows
+from jaxopt_study import hessian, losses, models, report, results, sweep, trained_mlp
+from jaxopt_study.results import ExperimentResults, RunDir
 
 TITLE = "Sharp minima: small vs large minibatches (Keskar et al. 2017)"
 SECTION = "8.1.3"
@@ -55,10 +56,6 @@ def check(config: ml_collections.ConfigDict) -> None:
   """Refuses a config that cannot run, naming the field, before anything is compiled."""
   if config.data.name != "digits":
     raise ValueError(f"data.name={config.data.name!r}: this experiment runs on 'digits'")
-  if config.optimizer.name not in optim.OPTIMIZERS:
-    raise ValueError(
-      f"optimizer.name={config.optimizer.name!r}: must be one of {sorted(optim.OPTIMIZERS)}"
-    )
   if not isinstance(config.num_seeds, int) or config.num_seeds < 1:
     raise ValueError(f"num_seeds={config.num_seeds!r}: must be an integer ≥ 1")
   if not config.small_batch_size < config.large_batch_size:
@@ -69,33 +66,52 @@ def check(config: ml_collections.ConfigDict) -> None:
   eps = list(config.sharpness_eps)
   if not eps or any(not isinstance(e, float) or not e > 0 for e in eps):
     raise ValueError(f"sharpness_eps={eps!r}: must be a non-empty list of positive floats")
-  if not config.learning_rate > 0:
-    raise ValueError(f"learning_rate={config.learning_rate!r}: must be > 0")
-  models.build_model("mlp", 64, 10, seed=config.seed, **trained_mlp.model_options(config))
-  data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
-  for field in ("small_batch_size", "large_batch_size"):
-    train.check_arguments(
-      data, config.steps, config[field], config.eval_every, "cross_entropy", config.sampling, None
-    )
+  if not isinstance(config.sharpness_steps, int) or config.sharpness_steps < 1:
+    raise ValueError(f"sharpness_steps={config.sharpness_steps!r}: must be an integer ≥ 1")
+  sweep.check(_sweep_config(config))
+
+
+def _sweep_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Every (seed, batch size) member as one `jaxopt_study.sweep` config."""
+  sweep_config = ml_collections.ConfigDict(
+    {
+      key: config[key]
+      for key in ("seed", "steps", "learning_rate", "eval_every", "sampling", "data", "model")
+    }
+  )
+  sweep_config.optimizer = config.optimizer
+  sweep_config.batch_size = config.small_batch_size
+  sweep_config.sweep = ml_collections.ConfigDict(
+    {
+      "seed": list(range(config.seed, config.seed + config.num_seeds)),
+      "batch_size": [config.small_batch_size, config.large_batch_size],
+    }
+  )
+  return sweep_config
 
 
 def run(
   config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
 ) -> ExperimentResults:
-  """Trains each (seed, batch size) member and measures it; finished members are kept."""
+  """Trains every member in one sweep (resumable in `run_dir`), then measures each one; measured
+  members are kept in `run_dir`."""
   check(config)
   data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
+  folder = run_dir.path / "training_sweep" if run_dir else None
+  trained = sweep.run(_sweep_config(config), folder, progress=progress)
+  sweep_history: dict[str, list[dict]] = {}
+  for row in trained.history:
+    sweep_history.setdefault(row["member"], []).append(row)
   table, history = [], []
-  members = [
-    (seed, batch)
-    for seed in range(config.seed, config.seed + config.num_seeds)
-    for batch in BATCHES
-  ]
-  for seed, batch in tqdm(members, desc="members", disable=not progress):
-    name = f"{batch}@seed{seed}"
+  for member in tqdm(trained.table, desc="sharpness", disable=not progress):
+    batch = "small" if member["batch_size"] == config.small_batch_size else "large"
+    name = f"{batch}@seed{member['seed']}"
     record = run_dir.load_member(name) if run_dir else None
     if record is None:
-      record = _one_member(config, data, seed, batch, name)
+      record = {
+        "row": _measure(config, data, trained.arrays, member, name, batch),
+        "history": [{**r, "member": name} for r in sweep_history[member["member"]]],
+      }
       if run_dir:
         run_dir.save_member(name, record)
     table.append(record["row"])
@@ -103,26 +119,38 @@ def run(
   return ExperimentResults(table, history, _summarize(table, config))
 
 
-def _one_member(config, data: data_lib.Dataset, seed: int, batch: str, name: str) -> dict:
-  batch_size = config[f"{batch}_batch_size"]
-  result, loss_fn = trained_mlp.train_digits_mlp(config, data, seed, batch_size=batch_size)
-  args = (result.params, data.x_train, data.y_train)
+def _measure(config, data: data_lib.Dataset, arrays, member: dict, name: str, batch: str) -> dict:
+  """The sweep member's final training NLL, sharpness at each ε and λ_max."""
+  model = models.functional(
+    models.build_model(
+      config.model.name, 64, 10, seed=member["seed"], **trained_mlp.model_options(config)
+    )
+  )
+  params, model_state = results.member_state(
+    arrays, member["member"], model.params, model.model_state
+  )
+
+  def loss_fn(params, x, y):
+    logits, _ = model.apply(params, model_state, x, True)
+    return losses.softmax_cross_entropy(logits, y)
+
+  args = (params, data.x_train, data.y_train)
   top = hessian.spectrum(loss_fn, *args, method="lanczos", k=1)
   row = {
     "member": name,
-    "seed": seed,
+    "seed": member["seed"],
     "batch": batch,
-    "batch_size": batch_size,
-    "final_train_loss": float(result.history["train_loss"][-1]),
-    "final_train_error": float(result.history["train_error"][-1]),
-    "final_test_error": float(result.history["test_error"][-1]),
+    "batch_size": member["batch_size"],
+    "final_train_loss": member["final_train_loss"],
+    "final_train_error": member["final_train_error"],
+    "final_test_error": member["final_test_error"],
     "lambda_max": float(top.eigenvalues[-1]),
   }
   for eps in config.sharpness_eps:
     row[f"sharpness_eps{eps:g}"] = hessian.sharpness(
       loss_fn, *args, eps=eps, steps=config.sharpness_steps
     )
-  return {"row": row, "history": history_rows(name, result.history)}
+  return row
 
 
 def _mean(table: list[dict], batch: str, column: str) -> float:
