@@ -7,7 +7,8 @@
 Every model is called as ``model(x, *, train=True)`` and kernels are (fan_in, fan_out). `MLP` and
 `DeepLinear` expose ``linear_layers()`` and ``preactivations(x)`` for analyses and `init.lsuv`.
 `build_model` builds one by name; `functional` splits one into pure ``apply(params, state, x,
-train)`` and its arrays, the form that training loops, Hessians and sweeps use.
+train)`` and its arrays, the form that training loops, Hessians and sweeps use;
+`inherit_lower_layers` builds a deeper MLP's arrays on a shallower one's (§8.7.4).
 """
 
 import functools
@@ -286,6 +287,54 @@ def build_model(
   except TypeError as error:
     raise ValueError(f"model {name!r}: {error}") from None
   return model_class(in_features, out_features, **arguments)
+
+
+_PER_HIDDEN_LAYER = ("hidden", "norms")  # the MLP collections with one entry per hidden layer
+
+
+def inherit_lower_layers(deeper: nnx.State, shallower: nnx.State) -> nnx.State:
+  """`deeper`'s arrays with its lowest hidden layers replaced by all those of `shallower`.
+
+  Greedy layer-wise pretraining (Goodfellow et al. 2016, §8.7.4; Bengio et al. 2007) grows an
+  `MLP` one hidden layer at a time: the net with k hidden layers keeps the k − 1 trained hidden
+  layers of the net with k − 1, and takes its new top hidden layer and a fresh output layer
+  from its own initialization. With `shallower` the params of an MLP with j hidden layers and
+  `deeper` those of one with more, of the same width, the result is `deeper` with hidden layers
+  (and BatchNorm scale and offset) 0 … j − 1 copied from `shallower`; `shallower`'s output layer
+  is dropped. Applied to the two models' `model_state`, it copies the running BatchNorm
+  statistics the same way. Leaves are copied whole, so stacked (vmapped) arrays work alike.
+  Neither argument is modified.
+
+  Args:
+    deeper: params (or model state) of the deeper MLP, from `functional(model)`.
+    shallower: params (or model state) of the shallower MLP.
+
+  Returns:
+    A new `nnx.State` with `deeper`'s structure.
+
+  Raises:
+    ValueError: `shallower` has more hidden layers than `deeper`, or a layer of other shapes.
+  """
+  grown = jax.tree.map(lambda leaf: leaf, deeper)  # a new State, so `deeper` is left as it is
+  for collection in _PER_HIDDEN_LAYER:
+    if collection not in shallower:
+      continue
+    lower = shallower[collection]
+    upper = grown[collection] if collection in grown else {}
+    if len(lower) > len(upper):
+      raise ValueError(
+        f"inherit_lower_layers: shallower has {len(lower)} entries in {collection!r}, deeper "
+        f"only {len(upper)}: the deeper net must have at least as many hidden layers"
+      )
+    for index in range(len(lower)):
+      shapes = [jax.tree.map(jnp.shape, layer[index]) for layer in (lower, upper)]
+      if shapes[0] != shapes[1]:
+        raise ValueError(
+          f"inherit_lower_layers: {collection}[{index}] has shapes {shapes[0]} in shallower "
+          f"but {shapes[1]} in deeper: the two nets need the same input size and width"
+        )
+      upper[index] = jax.tree.map(lambda leaf: leaf, lower[index])
+  return grown
 
 
 class FunctionalModel(NamedTuple):

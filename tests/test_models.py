@@ -204,3 +204,58 @@ def test_registries():
   assert {"relu", "tanh", "sigmoid", "linear", "gelu", "softplus"} <= set(models.ACTIVATIONS)
   z = jnp.linspace(-2.0, 2.0, 5)
   np.testing.assert_array_equal(models.ACTIVATIONS["linear"](z), z)
+
+
+def _mlp_arrays(depth: int, seed: int, width: int = 8):
+  return models.functional(
+    models.build_model("mlp", IN, OUT, width=width, depth=depth, batchnorm=True, seed=seed)
+  )
+
+
+def test_inherit_lower_layers_keeps_the_shallow_features_and_the_deep_top(x):
+  """§8.7.4: the grown net computes the shallow net's hidden layer, under its own top layers."""
+  shallow = models.build_model("mlp", IN, OUT, width=8, depth=1, batchnorm=True, seed=0)
+  shallow.hidden[0].bias[...] = jnp.linspace(-1.0, 1.0, 8)
+  shallow(x, train=True)  # moves the running averages away from their initial 0 and 1
+  _, shallow_params, shallow_state = nnx.split(shallow, nnx.Param, ...)
+  deep = _mlp_arrays(3, seed=1)
+  before = jax.tree.map(np.array, deep.params)
+  params = models.inherit_lower_layers(deep.params, shallow_params)
+  state = models.inherit_lower_layers(deep.model_state, shallow_state)
+  grown = nnx.merge(
+    nnx.graphdef(models.build_model("mlp", IN, OUT, width=8, depth=3, batchnorm=True)),
+    params,
+    state,
+  )
+  np.testing.assert_array_equal(grown.preactivations(x)[0], shallow.preactivations(x)[0])
+  np.testing.assert_array_equal(grown.norms[0].mean[...], shallow.norms[0].mean[...])
+  assert not np.allclose(shallow.norms[0].mean[...], 0.0)
+  for name in ("hidden", "norms"):
+    for i in (1, 2):
+      chex.assert_trees_all_equal(params[name][i], deep.params[name][i])
+  chex.assert_trees_all_equal(params["output"], deep.params["output"])
+  chex.assert_trees_all_equal(deep.params, before)  # the arguments are left as they were
+
+
+def test_inherit_lower_layers_on_stacked_members():
+  shallow = _stack([_mlp_arrays(2, seed=s).params for s in (0, 1)])
+  deep = _stack([_mlp_arrays(4, seed=s).params for s in (2, 3)])
+  grown = models.inherit_lower_layers(deep, shallow)
+  for i in (0, 1):
+    chex.assert_trees_all_equal(grown["hidden"][i], shallow["hidden"][i])
+  for i in (2, 3):
+    chex.assert_trees_all_equal(grown["hidden"][i], deep["hidden"][i])
+
+
+@pytest.mark.parametrize(
+  ("shallow", "deep", "match"),
+  [
+    ((3, 8), (2, 8), "at least as many hidden layers"),
+    ((1, 8), (2, 6), "same input size and width"),
+  ],
+)
+def test_inherit_lower_layers_errors(shallow, deep, match):
+  shallow_params = _mlp_arrays(shallow[0], seed=0, width=shallow[1]).params
+  deep_params = _mlp_arrays(deep[0], seed=0, width=deep[1]).params
+  with pytest.raises(ValueError, match=match):
+    models.inherit_lower_layers(deep_params, shallow_params)
