@@ -1,10 +1,13 @@
-"""Learning-rate grids of experiments that compare optimizers, checked before anything compiles.
+"""Learning-rate grids of experiments that compare optimizers: checked before anything compiles,
+and their best members picked from the results table.
 
 A config's `optimizers` field maps an optimizer's name (a key of `optim.OPTIMIZERS`) to its
 hyperparameters by their Optax names, `learning_rate` being the list of rates searched.
 """
 
-from collections.abc import Collection
+import math
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import ml_collections
 
@@ -35,3 +38,22 @@ def check_learning_rate_grids(
         optim.OPTIMIZERS[name](**{**hyper.to_dict(), "learning_rate": lr})
       except (TypeError, ValueError) as error:
         raise ValueError(f"optimizers.{name}: {error}") from error
+
+
+def best_rows(
+  table: Sequence[Mapping[str, Any]], group: str, metric: str
+) -> dict[Any, Mapping[str, Any]]:
+  """Per value of the column `group` (e.g. the method), the row with the lowest finite `metric`.
+
+  A grid member that diverged (a non-finite or missing metric) is never the best; a group whose
+  every member diverged is left out. Ties keep the first row.
+  """
+  best: dict[Any, Mapping[str, Any]] = {}
+  for row in table:
+    value = row.get(metric)
+    if not isinstance(value, int | float) or not math.isfinite(value):
+      continue
+    current = best.get(row[group])
+    if current is None or value < current[metric]:
+      best[row[group]] = row
+  return best

@@ -31,3 +31,19 @@ def test_accepts_good_grids():
 def test_refuses_bad_grids_naming_the_field(optimizers, allowed, message):
   with pytest.raises(ValueError, match=message.replace(".", r"\.")):
     grids.check_learning_rate_grids(_grids(**optimizers), allowed)
+
+
+def test_best_rows_picks_the_lowest_finite_metric_per_group():
+  table = [
+    {"method": "gd", "lr": 0.1, "loss": 2.0},
+    {"method": "gd", "lr": 0.3, "loss": float("nan")},
+    {"method": "gd", "lr": 0.2, "loss": 1.0},
+    {"method": "cd", "lr": 0.1, "loss": 3.0},
+    {"method": "cd", "lr": 0.2, "loss": 3.0},
+    {"method": "bad", "lr": 0.1, "loss": float("inf")},
+    {"method": "bad", "lr": 0.2, "loss": ""},  # an empty CSV cell
+  ]
+  best = grids.best_rows(table, "method", "loss")
+  assert set(best) == {"gd", "cd"}
+  assert best["gd"]["lr"] == 0.2
+  assert best["cd"]["lr"] == 0.1  # a tie keeps the first row

@@ -1,0 +1,86 @@
+"""The block coordinate descent experiment (§8.7.2): its quick config through the CLI, claims."""
+
+import numpy as np
+import pytest
+from quick_runs import quick_run_fixtures, refused_field
+
+NAME = "coordinate_descent"
+finished_run, summary = quick_run_fixtures(NAME)
+
+
+def test_writes_every_output(finished_run):
+  for name in ("results.csv", "history.csv", "report.html", "summary.json"):
+    assert (finished_run / name).stat().st_size > 0
+  assert {p.name for p in finished_run.glob("*.png")} == {
+    "sparse_coding_loss.png",
+    "quadratic_f.png",
+    "sweeps_vs_alpha.png",
+  }
+
+
+def test_exact_coordinate_minimization_matches_its_closed_form(summary):
+  """f_s = α(1 + α)(2 + α)c²(1 + α)^(−4s): the contraction per sweep and the sweeps to the
+  tolerance, derived in the module docstring, are what the library's coordinate descent does."""
+  measured = summary["quadratic_cd_contraction_per_sweep"]
+  for alpha, theory in summary["quadratic_cd_contraction_theory"].items():
+    assert theory == pytest.approx((1 + float(alpha)) ** -4, rel=1e-12)
+    assert measured[alpha] == pytest.approx(theory, rel=1e-9)
+  assert summary["quadratic_cd_sweeps_to_tol"] == summary["quadratic_cd_sweeps_to_tol_theory"]
+
+
+def test_strong_coupling_makes_coordinate_descent_slow(summary):
+  """§8.7.2: small α (strong coupling) needs many sweeps, about ln(·)/(4α): a slope near −1."""
+  sweeps = summary["quadratic_cd_sweeps_to_tol"]
+  alphas = sorted(sweeps, key=float)
+  assert all(sweeps[a] > sweeps[b] for a, b in zip(alphas, alphas[1:], strict=False))
+  assert sweeps[alphas[0]] > 40 * sweeps[alphas[-1]]  # α = 0.01 vs α = 1
+  assert summary["quadratic_sweeps_alpha_slope"] == pytest.approx(
+    summary["quadratic_sweeps_alpha_slope_theory"], abs=1e-9
+  )
+  assert -1.0 < summary["quadratic_sweeps_alpha_slope"] < -0.85
+
+
+def test_gradient_descent_and_newton_on_the_coupled_quadratic(summary):
+  """GD follows f_t = ½ Σ λᵢcᵢ²(1 − ελᵢ)^(2t) exactly; per step it is no faster than coordinate
+  minimization by more than 2× (both contract f by about (1 + α)⁻² per step at their best);
+  Newton's method (eq. 8.27) solves the quadratic in one step."""
+  assert summary["quadratic_gd_max_error_vs_theory"] < 1e-9
+  assert summary["quadratic_gd_steps_to_tol"] == summary["quadratic_gd_steps_to_tol_theory"]
+  for alpha, steps in summary["quadratic_gd_steps_to_tol"].items():
+    cd_steps = 2 * summary["quadratic_cd_sweeps_to_tol"][alpha]
+    assert 0.5 < steps / cd_steps < 2.0
+  assert summary["newton_steps_to_tol"] == 1
+  assert summary["newton_loss_after_one_step"] < 1e-20
+
+
+def test_alternating_minimization_solves_the_convex_w_block(summary):
+  """J is a convex quadratic in W for fixed H: after a visit of k steps, W is its closed-form
+  minimizer (HᵀH + μI)⁻¹HᵀX up to a tiny relative gap."""
+  assert 0 <= summary["w_block_gap"] < 1e-3
+
+
+def test_sparse_coding_block_descent_against_gradient_descent(summary):
+  """Measured at this scale (no speed is published): both fall > 10× from the start; at equal
+  steps, alternating one step per block ends within 10% of full GD (each at its best rate), and
+  spending more consecutive steps on a block only slows it down."""
+  initial = summary["sparse_coding_initial_loss"]
+  assert summary["gd_final_loss"] < initial / 10
+  assert summary["cd_final_loss"] < initial / 10
+  assert 0.9 < summary["cd_over_gd_final_loss"] < 1.1
+  by_k = summary["cd_final_loss_by_steps_per_block"]
+  losses = [by_k[k] for k in sorted(by_k, key=int)]
+  assert np.all(np.diff(losses) > 0)
+  assert summary["cd_best_method"] == "cd_k1"
+
+
+@pytest.mark.parametrize(
+  ("field", "value"),
+  [
+    ("sparse_coding.steps", "0"),
+    ("sparse_coding.weight_decay", "0.0"),
+    ("quadratic.tolerance", "0.0"),
+    ("quadratic.sweeps", "5"),
+  ],
+)
+def test_bad_config_is_refused_naming_the_field(tmp_path, capsys, field, value):
+  assert field in refused_field(tmp_path, capsys, NAME, field, value)
