@@ -1,0 +1,84 @@
+"""The continuation and curriculum experiment (§8.7.6): its quick config through the CLI, claims."""
+
+import pytest
+from quick_runs import quick_run_fixtures, refused_field
+
+NAME = "continuation_curriculum"
+finished_run, summary = quick_run_fixtures(NAME)
+
+
+def test_writes_every_output(finished_run):
+  for name in ("results.csv", "history.csv", "report.html", "summary.json", "params.npz"):
+    assert (finished_run / name).stat().st_size > 0
+  assert {p.name for p in finished_run.glob("*.png")} == {
+    "smoothed_cosine_bowl.png",
+    "smoothed_narrow_well.png",
+    "continuation_loss.png",
+    "curriculum_train_loss.png",
+    "curriculum_test_error.png",
+  }
+
+
+def test_closed_form_blur_matches_monte_carlo(summary):
+  """J_σ(θ) = E J(θ + σε) in closed form agrees with sampling, within 5 standard errors at every
+  surface, σ > 0 and test point (a wrong damping or variance term is off by hundreds)."""
+  assert summary["smoothing_mc_max_z"] < 5.0
+
+
+def test_the_global_minima(summary):
+  """θ* = 0, J* = 0 for the cosine bowl; no run of either method ends below J*."""
+  assert summary["global_minimum_loss"]["cosine_bowl"] == pytest.approx(0.0, abs=1e-6)
+  assert summary["global_minimum_loss"]["narrow_well"] < -2.0
+  assert summary["global_minimum_is_lowest"]
+
+
+def test_continuation_finds_the_global_minimum_of_the_cosine_bowl(summary):
+  """§8.7.6: blurring removes the local minima, and the blurred minimum tracks to the global one;
+  plain descent stops in the local minimum of its start's basin."""
+  assert summary["continuation_global_fraction"]["cosine_bowl"] > 0.99
+  assert summary["plain_global_fraction"]["cosine_bowl"] < 0.05
+  assert summary["continuation_final_loss"]["cosine_bowl"] < 1e-3
+  assert summary["plain_final_loss"]["cosine_bowl"] > 5.0
+
+
+def test_continuation_tracks_to_a_local_minimum_of_the_narrow_well(summary):
+  """§8.7.6: "the minimum of this blurred function may track to a local rather than a global
+  minimum": every continuation run ends in the broad well, some plain runs in the narrow one."""
+  assert summary["continuation_global_fraction"]["narrow_well"] == 0.0
+  assert summary["plain_global_fraction"]["narrow_well"] > 0.05
+  assert (
+    summary["continuation_final_loss"]["narrow_well"] > summary["plain_final_loss"]["narrow_well"]
+  )
+
+
+def test_every_order_trains_the_digits_mlp(summary):
+  assert summary["reference_test_error"] < 0.06
+  for prefix in ("random_order", "curriculum", "anti_curriculum"):
+    assert summary[f"{prefix}_test_error"] < 0.08
+    assert summary[f"{prefix}_final_loss"] < 0.3
+
+
+def test_curriculum_does_not_help_at_this_scale(summary):
+  """Bengio et al. (2009) report gains; here (measured, stated in the report) the easy-to-hard
+  pool leaves the hard examples under-trained: while the pool grows its loss on the whole set is
+  higher, and at the end its paired NLL is higher than the random order's by > 3 standard
+  errors."""
+  assert summary["curriculum_loss_at_ramp_end"] > summary["random_order_loss_at_ramp_end"]
+  difference = summary["curriculum_minus_random_final_loss"]
+  assert difference > 3 * summary["curriculum_minus_random_final_loss_se"]
+  assert summary["curriculum_final_loss"] == pytest.approx(
+    summary["random_order_final_loss"] + difference, rel=1e-5
+  )
+
+
+@pytest.mark.parametrize(
+  ("field", "value"),
+  [
+    ("continuation.sigmas", "[1.0, 0.5]"),
+    ("continuation.num_starts", "0"),
+    ("curriculum.ramp_fraction", "0.0"),
+    ("curriculum.num_seeds", "1"),
+  ],
+)
+def test_bad_config_is_refused_naming_the_field(tmp_path, capsys, field, value):
+  assert field in refused_field(tmp_path, capsys, NAME, field, value)
