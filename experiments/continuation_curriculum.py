@@ -315,8 +315,9 @@ def _curriculum(config: ml_collections.ConfigDict) -> tuple[list, list, dict]:
     return jax.lax.scan(block, loop.init(params, nets[0].model_state), bounds)[1]
 
   orders = list(cur.orders)
-  stack = lambda *leaves: jnp.stack(leaves)  # noqa: E731
-  params = jax.tree.map(stack, *[net.params for _ in orders for net in nets])
+  params = jax.tree.map(
+    lambda *leaves: jnp.stack(leaves), *[n.params for _ in orders for n in nets]
+  )
   order_arrays = jnp.asarray(np.stack([schedule[o][0] for o in orders for _ in seeds]), jnp.int32)
   pools = jnp.asarray(np.stack([schedule[o][1] for o in orders for _ in seeds]))
   keys = jnp.stack([jax.random.key(seed) for _ in orders for seed in seeds])

@@ -87,6 +87,10 @@ def check(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"sparse_coding.weight_decay={sc.weight_decay!r}: must be > 0 (bounded J)")
   if not 0 < sc.code_density <= 1:
     raise ValueError(f"sparse_coding.code_density={sc.code_density!r}: must be in (0, 1]")
+  if sc.steps % sc.eval_every:
+    raise ValueError(
+      f"sparse_coding.eval_every={sc.eval_every}: must divide sparse_coding.steps={sc.steps}"
+    )
   _require_grid("sparse_coding.learning_rate", sc.learning_rate)
   if not sc.steps_per_block:
     raise ValueError("sparse_coding.steps_per_block=[]: give at least one k")
@@ -176,7 +180,8 @@ def _sparse_coding_loss(config: ml_collections.ConfigDict, x: jax.Array):
 
 
 def descend(loss, start: dict, optimizer, steps: int, eval_every: int) -> tuple[dict, jax.Array]:
-  """`steps` full-gradient updates of `optimizer` on `loss`; the end and J every `eval_every`."""
+  """`steps` full-gradient updates of `optimizer` on `loss` (`eval_every` divides `steps`): the
+  end point, and J at step 0 and every `eval_every` steps."""
 
   def step(carry, _):
     params, state = carry
@@ -211,15 +216,14 @@ def _sparse_coding(config: ml_collections.ConfigDict) -> tuple[list, list, dict]
   sc = config.sparse_coding
   x, start = _planted_data(config)
   loss = _sparse_coding_loss(config, x)
-  steps = sc.steps - sc.steps % sc.eval_every
-  recorded = np.arange(0, steps + 1, sc.eval_every)
+  recorded = np.arange(0, sc.steps + 1, sc.eval_every)
   grid = jnp.asarray(sc.learning_rate, jnp.float32)
   table, history, ends = [], [], {}
   for method, constructor in _methods(config).items():
 
     def one_rate(lr, constructor=constructor):
       tx = optax.inject_hyperparams(constructor)(learning_rate=lr)
-      return descend(loss, start, tx, steps, sc.eval_every)
+      return descend(loss, start, tx, sc.steps, sc.eval_every)
 
     params, values = jax.jit(jax.vmap(one_rate))(grid)
     for i, lr in enumerate(sc.learning_rate):

@@ -78,6 +78,7 @@ def test_sparse_coding_block_descent_against_gradient_descent(summary):
   [
     ("sparse_coding.steps", "0"),
     ("sparse_coding.weight_decay", "0.0"),
+    ("sparse_coding.eval_every", "33"),
     ("quadratic.tolerance", "0.0"),
     ("quadratic.sweeps", "5"),
   ],
