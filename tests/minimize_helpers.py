@@ -85,9 +85,15 @@ def numpy_rosenbrock_hessian(x: np.ndarray) -> np.ndarray:
 
 
 @functools.cache
-def scipy_evaluations(method: str, size: int, gtol: float) -> tuple[int, np.ndarray]:
+def scipy_evaluations(
+  method: str, size: int, gtol: float, xtol: float = 1e-3
+) -> tuple[int, np.ndarray]:
   """scipy.optimize.minimize's evaluations of (f, ∇f) together (nfev with jac=True) and its x,
-  from the standard start, stopping at ‖g‖∞ ≤ gtol (Newton-CG: its own step tolerance)."""
+  from the standard start, stopping at ‖g‖∞ ≤ gtol (Newton-CG: its own step tolerance).
+
+  The reference must itself end within `xtol` of the minimizer (1, ..., 1): give it the xtol the
+  test holds our optimizer to, since ‖g‖∞ ≤ gtol only bounds ‖x − 1‖ by gtol / λ_min(H) (about
+  2.5 gtol for Rosenbrock in 10-D, where scipy's BFGS stops 1.4e-3 away at gtol = 1e-3)."""
   x0 = np.asarray([-1.2, 1.0] * (size // 2))
   options, extra = {"gtol": gtol}, {}
   if method in ("trust-exact", "Newton-CG"):
@@ -97,5 +103,5 @@ def scipy_evaluations(method: str, size: int, gtol: float) -> tuple[int, np.ndar
   result = scipy.optimize.minimize(
     numpy_rosenbrock, x0, jac=True, method=method, options=options, **extra
   )
-  assert np.max(np.abs(result.x - 1.0)) < 1e-3, (method, result.x)
+  assert np.max(np.abs(result.x - 1.0)) < xtol, (method, result.x)
   return result.nfev, result.x

@@ -223,7 +223,7 @@ def test_rosenbrock_within_1_5_times_scipy_evaluations(
   x64, name, scipy_method, size, dtype, gtol, xtol
 ):
   evaluations = rosenbrock_evaluations(optim.OPTIMIZERS[name](), size, dtype, gtol, xtol)
-  reference, _ = scipy_evaluations(scipy_method, size, gtol)
+  reference, _ = scipy_evaluations(scipy_method, size, gtol, xtol)
   assert evaluations <= 1.5 * reference, (evaluations, reference)
 
 
@@ -238,7 +238,7 @@ def test_conjugate_gradient_on_rosenbrock_within_3_times_scipy(
   different first trial (N&W eq. 3.59), c₂ = 0.1 or no periodic restart did not change that."""
   tx = optim.conjugate_gradient(variant)
   evaluations = rosenbrock_evaluations(tx, size, dtype, gtol, xtol)
-  reference, _ = scipy_evaluations("CG", size, gtol)
+  reference, _ = scipy_evaluations("CG", size, gtol, xtol)
   assert evaluations <= 3 * reference, (evaluations, reference)
 
 
