@@ -146,19 +146,8 @@ def _sign_error(x: jax.Array, y: jax.Array, w: np.ndarray) -> float:
   return float(np.mean(prediction != np.asarray(y)[:, 0]))
 
 
-def _best_by_optimizer(table: list[dict]) -> dict[str, dict]:
-  best: dict[str, dict] = {}
-  for row in table:
-    current = best.get(row["optimizer"])
-    if np.isfinite(row["final_train_loss"]) and (
-      current is None or row["final_train_loss"] < current["final_train_loss"]
-    ):
-      best[row["optimizer"]] = row
-  return best
-
-
 def _summarize(table: list[dict], minority: float) -> dict:
-  best = _best_by_optimizer(table)
+  best = grids.best_rows(table, "optimizer", "final_train_loss")
   return {
     "sgd_test_error": best["sgd"]["test_error"] if "sgd" in best else None,
     "adaptive_test_error": {k: r["test_error"] for k, r in best.items() if k != "sgd"},
@@ -173,7 +162,7 @@ def _summarize(table: list[dict], minority: float) -> dict:
 def plot(out_dir: Path) -> list[Path]:
   """Training loss per optimizer at its best rate, and held-out error vs learning rate."""
   table = read_csv(out_dir / "results.csv")
-  best = _best_by_optimizer(table)
+  best = grids.best_rows(table, "optimizer", "final_train_loss")
   losses = curves.read_curves(out_dir / "history.csv", "train_loss")
   loss_plot = report.line_plot(
     {f"{k} (lr {r['learning_rate']:g})": losses[r["member"]] for k, r in best.items()},
