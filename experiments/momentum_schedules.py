@@ -8,18 +8,14 @@ by minibatch SGD with momentum μ_t following Sutskever et al.'s schedule (their
   μ_t = min(1 − 2^(−1 − log₂(⌊t / r⌋ + 1)), μ_max) = min(1 − 1 / (2(⌊t / r⌋ + 1)), μ_max),
 
 with r = `ramp_steps` (250 in the paper), for μ_max ∈ `momentum_max` and each learning rate of a
-small grid (they tuned ε too). `optim.momentum` and `optim.nesterov` take a constant `momentum`
-(a float, checked when built) and no schedule, so μ_t is injected with
-`optax.inject_hyperparams`, which evaluates the schedule at every step and rebuilds the
-transformation with that μ_t; the learning rate is injected the same way so that the whole grid
-of one method is one vmapped program.
+small grid (they tuned ε too). `optim.momentum` and `optim.nesterov` take the schedule itself
+(μ_t at step t, and μ_{t+1} for Nesterov's look-ahead); the learning rate is injected with
+`optax.inject_hyperparams` (the schedule passed through as a static argument) so that the whole
+grid of one method is one vmapped program.
 
-`optim.nesterov` carries the look-ahead point θ̃ = θ + μv (its docstring); the loss that
+`optim.nesterov` carries the look-ahead point θ̃_t = θ_t + μ_t v_t (its docstring); the loss that
 `train.py` logs for it is the loss at θ̃, and the final loss reported here is the loss at the
-book's θ = θ̃ − μ v, with μ the last μ_t used and v the velocity in the optimizer state. With a
-changing μ_t the carried point is θ + μ_{t−1} v_t rather than θ + μ_t v_t at the steps where the
-schedule moves (every r steps), a small shift the library's Nesterov cannot avoid without
-knowing the schedule.
+book's θ = θ̃ − μ_T v_T, with T the number of steps and v the velocity in the optimizer state.
 
 Claim: `final_loss_by_momentum`, per method and μ_max, the final full-training-set loss at the best
 learning rate of the grid (Sutskever et al.: larger μ_max trains deep autoencoders much further,
@@ -43,8 +39,8 @@ SECTION = "8.3.2"
 DESCRIPTION = (
   "A deep autoencoder of scikit-learn's digits trained by minibatch SGD with classical momentum "
   "(Algorithm 8.2) and Nesterov momentum (Algorithm 8.3), the momentum following Sutskever et "
-  "al.'s schedule μ_t = min(1 − 2^(−1−log2(⌊t/r⌋+1)), μ_max), injected into the library's "
-  "optimizers with optax.inject_hyperparams (they take a constant momentum). Each (method, μ_max) "
+  "al.'s schedule μ_t = min(1 − 2^(−1−log2(⌊t/r⌋+1)), μ_max), passed to the library's "
+  "optimizers as a schedule (Nesterov looks ahead with μ_{t+1}). Each (method, μ_max) "
   "is shown at the learning rate of its grid with the lowest final training loss; Nesterov's "
   "loss is evaluated at θ = θ̃ − μv, not at the look-ahead point it carries. At the quick "
   "config's scale momentum helps both methods, and Nesterov gains again from μ_max = 0.99, but "
@@ -106,8 +102,9 @@ def run(
   for method, constructor in METHODS.items():
 
     def one_member(mu_max, learning_rate, constructor=constructor, method=method):
-      tx = optax.inject_hyperparams(constructor)(
-        learning_rate=learning_rate, momentum=sutskever_schedule(config.ramp_steps, mu_max)
+      schedule = sutskever_schedule(config.ramp_steps, mu_max)
+      tx = optax.inject_hyperparams(constructor, static_args=("momentum",))(
+        learning_rate=learning_rate, momentum=schedule
       )
       train_fn = train.make_train_fn(
         model,
@@ -121,8 +118,8 @@ def run(
         model.params, model.model_state, data, jax.random.key(config.seed)
       )
       params = state.params
-      if method == "nesterov":  # θ = θ̃ − μ v, μ the last one used (inject_hyperparams keeps it)
-        mu = state.opt_state.hyperparams["momentum"]
+      if method == "nesterov":  # θ_T = θ̃_T − μ_T v_T
+        mu = jnp.asarray(schedule(config.steps))
         velocity = _velocity(state.opt_state)
         params = jax.tree.map(
           lambda theta, vel: theta - mu.astype(theta.dtype) * vel, params, velocity

@@ -357,6 +357,53 @@ def test_nesterov_differs_from_optax_only_under_a_schedule(x64):
   assert _max_gap(optim.nesterov(0.1, 0.9), optax.sgd(0.1, momentum=0.9, nesterov=True)) < 1e-12
 
 
+def sutskever_momentum(k):
+  """A momentum schedule that moves at every step: Sutskever et al. (2013) eq. 5 with r = 3."""
+  return min(1 - 2 ** (-1 - np.log2(k // 3 + 1)), 0.95)
+
+
+def book_scheduled_momentum(grad, theta, lr, steps, alpha, nesterov):
+  """Alg. 8.2 / 8.3 with α_k from a schedule; Nesterov returns the look-ahead θ_k + α_k v_k."""
+  v = np.zeros_like(theta)
+  path = [theta]
+  for k in range(steps):
+    g = grad(theta + alpha(k) * v if nesterov else theta)
+    v = alpha(k) * v - lr(k) * g
+    theta = theta + v
+    path.append(theta + alpha(k + 1) * v if nesterov else theta)
+  return path
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_a_momentum_schedule_follows_the_book(x64, nesterov):
+  """α_k and ε_k both scheduled; Nesterov's carried point is θ_k + α_k v_k at every step, which
+  `optax.inject_hyperparams` (α_k held for the whole step) misses where α changes."""
+  params, loss = problem("mlp")
+  alpha = optax.piecewise_constant_schedule(
+    sutskever_momentum(0), {k: sutskever_momentum(k) / sutskever_momentum(k - 1) for k in (3, 6, 9)}
+  )
+  expected_alpha = [float(alpha(k)) for k in range(STEPS + 1)]
+  assert len(set(expected_alpha)) == 4
+  lr = optim.linear_decay(0.1, 0.01, TAU)
+  constructor = optim.nesterov if nesterov else optim.momentum
+  ours = run(constructor(lr, alpha), loss, params)
+  expected = book_run(
+    functools.partial(
+      book_scheduled_momentum,
+      lr=book_linear_decay(0.1, 0.01, TAU),
+      alpha=lambda k: expected_alpha[k],
+      nesterov=nesterov,
+    ),
+    "mlp",
+  )
+  np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-12)
+  injected = run(
+    optax.inject_hyperparams(constructor)(learning_rate=lr, momentum=alpha), loss, params
+  )
+  gap = np.max(np.abs(injected - expected))
+  assert (gap > 1e-6) if nesterov else (gap < 1e-12)
+
+
 def test_adagrad_differs_from_optax(x64):
   assert _max_gap(optim.adagrad(0.05, eps=1e-7), optax.adagrad(0.05, eps=1e-7)) > 1e-6
 

@@ -90,6 +90,12 @@ def require_positive_int(name: str, value: Any, where: str) -> None:
     raise ValueError(f"{where}: {name}={_describe(value)} must be an integer >= 1")
 
 
+def require_momentum(value: Any, where: str) -> None:
+  """Checks a momentum: a schedule (any callable) passes, a number must be in [0, 1)."""
+  if not callable(value):
+    require_unit_interval("momentum", value, where)
+
+
 def require_learning_rate(value: Any, where: str, name: str = "learning_rate") -> None:
   """Checks a learning rate: a schedule (any callable) passes, a number must be finite and ≥ 0."""
   if callable(value):

@@ -22,7 +22,7 @@ from jaxopt_study.optim import checks
 
 
 def _learning_rate_at(learning_rate: optax.ScalarOrSchedule, count: chex.Array) -> chex.Numeric:
-  """ε_k: the schedule evaluated at the 0-based step count, or the constant rate."""
+  """ε_k (or a scheduled momentum α_k): the schedule at the 0-based step count, or the constant."""
   return learning_rate(count) if callable(learning_rate) else learning_rate
 
 
@@ -52,14 +52,14 @@ class BookMomentumState(NamedTuple):
 
 def scale_by_book_momentum(
   learning_rate: optax.ScalarOrSchedule,
-  momentum: float = 0.9,
+  momentum: optax.ScalarOrSchedule = 0.9,
   nesterov: bool = False,
 ) -> optax.GradientTransformation:
   """The velocity of Goodfellow et al. (2016) Algorithms 8.2 and 8.3, learning rate included.
 
   .. math::
-    v_{k+1} = α v_k − ε_k g,  v_0 = 0;
-    Δθ = v_{k+1}  (Alg. 8.2),   Δθ̃ = α v_{k+1} − ε_k g  (Alg. 8.3, on θ̃ = θ + αv).
+    v_{k+1} = α_k v_k − ε_k g,  v_0 = 0;
+    Δθ = v_{k+1}  (Alg. 8.2),   Δθ̃ = α_{k+1} v_{k+1} − ε_k g  (Alg. 8.3, on θ̃_k = θ_k + α_k v_k).
 
   The learning rate lives inside the velocity, as in the book. `optax.trace` followed by
   `optax.scale_by_learning_rate` (what `optax.sgd(momentum=...)` is) keeps u = Σ α^j g instead and
@@ -70,13 +70,16 @@ def scale_by_book_momentum(
   velocity v of the book in one named state, so that θ = θ̃ − α v can be read from it.
 
   For `nesterov=True` the params carried are the look-ahead point θ̃ = θ + αv, where Alg. 8.3
-  evaluates the gradient. From θ̃_{k+1} = θ_{k+1} + α v_{k+1} and θ_{k+1} = θ_k + v_{k+1}:
-  θ̃_{k+1} − θ̃_k = v_{k+1} + α v_{k+1} − α v_k = α v_{k+1} − ε_k g. Since v_0 = 0, θ̃_0 = θ_0, and
-  the book's θ is recovered at any step as θ = θ̃ − α v with v = `state.velocity`.
+  evaluates the gradient. From θ̃_{k+1} = θ_{k+1} + α_{k+1} v_{k+1} and θ_{k+1} = θ_k + v_{k+1}:
+  θ̃_{k+1} − θ̃_k = v_{k+1} + α_{k+1} v_{k+1} − α_k v_k = α_{k+1} v_{k+1} − ε_k g. Since v_0 = 0,
+  θ̃_0 = θ_0, and the book's θ is recovered at any step as θ = θ̃ − α_k v with v =
+  `state.velocity` and k = `state.count`. A momentum schedule (Sutskever et al. 2013, eq. 5) is
+  evaluated at k and, for Nesterov, at k + 1: `optax.inject_hyperparams` would instead hold α_k
+  for the whole step and carry θ + α_k v_{k+1}, off the book's look-ahead wherever α changes.
 
   Args:
     learning_rate: ε, a non-negative float or a schedule of the step count k = 0, 1, ...
-    momentum: α ∈ [0, 1).
+    momentum: α ∈ [0, 1), or a schedule of k (α_k; its values are not checked).
     nesterov: whether the params are Alg. 8.3's look-ahead point θ̃ (True) or θ (False).
 
   Returns:
@@ -84,7 +87,7 @@ def scale_by_book_momentum(
   """
   where = "scale_by_book_momentum"
   checks.require_learning_rate(learning_rate, where)
-  checks.require_unit_interval("momentum", momentum, where)
+  checks.require_momentum(momentum, where)
 
   def init_fn(params: optax.Params) -> BookMomentumState:
     return BookMomentumState(count=jnp.zeros([], jnp.int32), velocity=optax.tree.zeros_like(params))
@@ -93,18 +96,23 @@ def scale_by_book_momentum(
     del params
     step_size = _learning_rate_at(learning_rate, state.count)
 
-    def momentum_step(g, v):  # α v − ε_k g, in the dtype of v and g
-      return jnp.asarray(momentum, v.dtype) * v - jnp.asarray(step_size, g.dtype) * g
+    def momentum_step(alpha):  # α v − ε_k g, in the dtype of v and g
+      return lambda g, v: jnp.asarray(alpha, v.dtype) * v - jnp.asarray(step_size, g.dtype) * g
 
-    velocity = jax.tree.map(momentum_step, updates, state.velocity)
-    updates = jax.tree.map(momentum_step, updates, velocity) if nesterov else velocity
+    alpha = _learning_rate_at(momentum, state.count)
+    velocity = jax.tree.map(momentum_step(alpha), updates, state.velocity)
+    if nesterov:
+      alpha_next = _learning_rate_at(momentum, optax.safe_increment(state.count))
+      updates = jax.tree.map(momentum_step(alpha_next), updates, velocity)
+    else:
+      updates = velocity
     return updates, BookMomentumState(count=optax.safe_increment(state.count), velocity=velocity)
 
   return optax.GradientTransformation(init_fn, update_fn)
 
 
 def momentum(
-  learning_rate: optax.ScalarOrSchedule, momentum: float = 0.9
+  learning_rate: optax.ScalarOrSchedule, momentum: optax.ScalarOrSchedule = 0.9
 ) -> optax.GradientTransformation:
   """SGD with momentum, Goodfellow et al. (2016) Algorithm 8.2.
 
@@ -115,18 +123,18 @@ def momentum(
 
   Args:
     learning_rate: ε, a non-negative float or a schedule of the step count k = 0, 1, ...
-    momentum: α ∈ [0, 1).
+    momentum: α ∈ [0, 1), or a schedule of k (Sutskever et al. 2013).
 
   Returns:
     An `optax.GradientTransformation` with state `BookMomentumState`.
   """
   checks.require_learning_rate(learning_rate, "momentum")
-  checks.require_unit_interval("momentum", momentum, "momentum")
+  checks.require_momentum(momentum, "momentum")
   return scale_by_book_momentum(learning_rate, momentum)
 
 
 def nesterov(
-  learning_rate: optax.ScalarOrSchedule, momentum: float = 0.9
+  learning_rate: optax.ScalarOrSchedule, momentum: optax.ScalarOrSchedule = 0.9
 ) -> optax.GradientTransformation:
   """SGD with Nesterov momentum, Goodfellow et al. (2016) Algorithm 8.3, on the look-ahead point.
 
@@ -141,7 +149,7 @@ def nesterov(
 
   Args:
     learning_rate: ε, a non-negative float or a schedule of the step count k = 0, 1, ...
-    momentum: α ∈ [0, 1).
+    momentum: α ∈ [0, 1), or a schedule of k (Sutskever et al. 2013).
 
   Returns:
     An `optax.GradientTransformation` with state `BookMomentumState`.
@@ -158,7 +166,7 @@ def nesterov(
     0.8
   """
   checks.require_learning_rate(learning_rate, "nesterov")
-  checks.require_unit_interval("momentum", momentum, "nesterov")
+  checks.require_momentum(momentum, "nesterov")
   return scale_by_book_momentum(learning_rate, momentum, nesterov=True)
 
 
