@@ -1,5 +1,6 @@
-"""Newton's method (eq. 8.28, LM damping) and saddle-free Newton (Dauphin et al. 2014) against
-float64 numpy references of their formulas, on quadratics, a saddle, Rosenbrock and a tiny MLP."""
+"""Newton's method (eq. 8.28, LM damping), saddle-free Newton (Dauphin et al. 2014) and Newton for
+∇f = 0 against float64 numpy references of their formulas, on quadratics, a saddle, Rosenbrock and
+a tiny MLP."""
 
 import jax
 import jax.numpy as jnp
@@ -243,7 +244,13 @@ def test_missing_value_fn_and_non_scalar_loss_are_refused(name):
 
 
 @pytest.mark.parametrize(
-  "tx", [optim.newton(), optim.newton(1.0, adaptive=True), optim.saddle_free_newton(0.1)]
+  "tx",
+  [
+    optim.newton(),
+    optim.newton(1.0, adaptive=True),
+    optim.saddle_free_newton(0.1),
+    optim.critical_point_newton(),
+  ],
 )
 def test_a_nan_loss_gives_no_step(tx):
   params = {"x": jnp.ones(3)}
@@ -285,6 +292,102 @@ def test_bad_saddle_free_newton_hyperparameters():
   params = {"x": jnp.ones(3)}
   with pytest.raises(ValueError, match="krylov_dim=4 must be ≤ N=3"):
     one_step(tx, lambda p: jnp.sum(p["x"] ** 2), params)
+
+
+# ------------------------------------------------------------- Newton for a root of ∇f
+
+
+def grad_norms(tx, loss, params, steps):
+  """‖∇f‖ at θ_0 ... θ_steps of `tx`, the last params and state."""
+  step, state = make_step(tx, loss), tx.init(params)
+  norms = []
+  for _ in range(steps):
+    norms.append(float(np.linalg.norm(flat_grad_and_hessian(loss, params)[0])))
+    params, state, _ = step(params, state)
+  norms.append(float(np.linalg.norm(flat_grad_and_hessian(loss, params)[0])))
+  return np.asarray(norms), params, state
+
+
+def test_critical_point_newton_converges_quadratically_to_a_saddle(x64):
+  """From near the saddle of x² + y⁴/4 − y²/2, ‖g‖ falls quadratically to the saddle itself."""
+  norms, params, _ = grad_norms(optim.critical_point_newton(), saddle_loss, near_saddle(), 8)
+  assert norms[-1] < 1e-15
+  assert abs(float(params["x"])) < 1e-15 and abs(float(params["y"])) < 1e-15
+  closing = [k for k in range(len(norms) - 1) if 1e-12 < norms[k + 1] and norms[k] < 1e-1]
+  assert closing  # steps in the quadratic phase
+  assert all(norms[k + 1] <= 10 * norms[k] ** 2 for k in closing), norms
+
+
+def test_critical_point_newton_finds_a_maximum_and_a_minimum(x64):
+  maximum = lambda p: -jnp.sum(jnp.asarray([1.0, 3.0]) * p["w"] ** 2) + jnp.sum(p["w"] ** 4)  # noqa: E731
+  _, params, _ = grad_norms(
+    optim.critical_point_newton(), maximum, {"w": jnp.asarray([0.3, -0.2])}, 12
+  )
+  np.testing.assert_allclose(params["w"], 0.0, atol=1e-14)  # the maximum at 0, not the minima
+  assert hessian.classify(maximum, params).kind == "maximum"
+  _, params, _ = grad_norms(
+    optim.critical_point_newton(), saddle_loss, {"x": jnp.asarray(0.4), "y": jnp.asarray(0.8)}, 12
+  )
+  np.testing.assert_allclose([params["x"], params["y"]], [0.0, 1.0], atol=1e-14)
+
+
+def test_critical_point_newton_step_matches_the_formula(x64):
+  """Δθ = −(H² + μI)⁻¹ H g with μ = ν 4^(tries − 1) ‖g‖, from an independent jax.hessian."""
+  params, loss = tiny_mlp_problem()
+  tx = optim.critical_point_newton(damping=0.5)
+  _, state, step = one_step(tx, loss, params)
+  g, h = flat_grad_and_hessian(loss, params)
+  mu = 0.5 * 4.0 ** (int(state.tries) - 1) * np.linalg.norm(g)
+  expected = -np.linalg.solve(h @ h + mu * np.eye(g.size), h @ g)
+  assert bool(state.accepted)
+  np.testing.assert_allclose(step, expected, rtol=1e-9, atol=1e-13)
+  new_g, _ = flat_grad_and_hessian(loss, ravel_pytree(params)[1](ravel_pytree(params)[0] + step))
+  assert np.linalg.norm(new_g) < np.linalg.norm(g)
+
+
+def test_critical_point_newton_converges_to_a_ring_of_minima(x64):
+  """(x² + y² − 1)²: every point of the unit circle is a critical point, H is singular there
+  (zero curvature along the circle), and μ = ν‖g‖ still gives quadratic convergence."""
+  ring = lambda p: (p["x"] ** 2 + p["y"] ** 2 - 1.0) ** 2  # noqa: E731
+  norms, params, _ = grad_norms(
+    optim.critical_point_newton(), ring, {"x": jnp.asarray(1.5), "y": jnp.asarray(0.7)}, 10
+  )
+  assert norms[-1] < 1e-13
+  assert float(params["x"] ** 2 + params["y"] ** 2) == pytest.approx(1.0, abs=1e-14)
+
+
+def test_critical_point_newton_stalls_at_a_gradient_flat_point(x64):
+  """f = x³/3 + x has no critical point; ½‖g‖² = ½(x² + 1)² is smallest at x = 0, where H = 2x
+  vanishes (a gradient-flat point, Frye et al. 2021): the method creeps there, never below
+  ‖g‖ = 1, only linearly (the Gauss–Newton model is singular there)."""
+  flat = lambda p: p["x"] ** 3 / 3 + p["x"]  # noqa: E731
+  norms, params, _ = grad_norms(optim.critical_point_newton(), flat, {"x": jnp.asarray(0.5)}, 40)
+  assert np.all(norms >= 1.0) and np.all(np.diff(norms) <= 0)
+  assert norms[-1] < 1.01 and abs(float(params["x"])) < 0.1
+  assert norms[-1] - 1.0 > 1e-6  # still short of the minimum of ‖g‖ after 40 steps: slow
+
+
+def test_critical_point_newton_takes_no_step_at_a_root(x64):
+  tx = optim.critical_point_newton()
+  new_params, state, step = one_step(
+    tx, saddle_loss, {"x": jnp.asarray(0.0), "y": jnp.asarray(1.0)}
+  )
+  np.testing.assert_array_equal(step, 0.0)
+  assert int(state.tries) == 0 and not bool(state.accepted)
+  assert float(state.damping) == 1.0
+
+
+@pytest.mark.parametrize(
+  ("kwargs", "match"),
+  [
+    ({"damping": 0.0}, "damping"),
+    ({"min_damping": -1.0}, "min_damping"),
+    ({"max_tries": 0}, "max_tries"),
+  ],
+)
+def test_bad_critical_point_newton_hyperparameters(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    optim.critical_point_newton(**kwargs)
 
 
 def test_hessian_matches_the_library_dense_hessian(x64):

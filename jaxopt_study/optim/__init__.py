@@ -41,7 +41,13 @@ from jaxopt_study.optim.schedules import (
   linear_decay,
   step_decay,
 )
-from jaxopt_study.optim.second_order import NewtonState, newton, saddle_free_newton
+from jaxopt_study.optim.second_order import (
+  CriticalPointNewtonState,
+  NewtonState,
+  critical_point_newton,
+  newton,
+  saddle_free_newton,
+)
 
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
   "sgd": sgd,
@@ -75,6 +81,7 @@ __all__ = [
   "BFGSState",
   "ConjugateGradientState",
   "CoordinateDescentState",
+  "CriticalPointNewtonState",
   "DeltaBarDeltaState",
   "NewtonState",
   "PolyakState",
@@ -85,6 +92,7 @@ __all__ = [
   "bfgs",
   "conjugate_gradient",
   "coordinate_descent",
+  "critical_point_newton",
   "delta_bar_delta",
   "exponential_decay",
   "inverse_time_decay",

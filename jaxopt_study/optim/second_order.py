@@ -1,11 +1,15 @@
-"""Second-order optimizers: Newton's method with Levenberg–Marquardt damping; saddle-free Newton.
+"""Second-order optimizers: Newton's method with Levenberg–Marquardt damping; saddle-free Newton;
+Newton's method for critical points of any index.
 
 Goodfellow, Bengio & Courville (2016), *Deep Learning*, §8.6.1: Newton's method (eq. 8.28,
 Algorithm 8.8), Δθ = −(H + λI)⁻¹ g, regularized by the damping λ (eq. 8.28, Levenberg 1944,
 Marquardt 1963); and Dauphin et al. (2014), "Identifying and attacking the saddle point problem in
 high-dimensional non-convex optimization", §5–6: saddle-free Newton, Δθ = −(|H| + λI)⁻¹ g with
 |H| = V|Λ|Vᵀ, which rescales each eigen-direction by its curvature like Newton but never moves
-towards a saddle along a direction of negative curvature.
+towards a saddle along a direction of negative curvature. `critical_point_newton` does the
+opposite on purpose: it solves ∇f = 0 (Newton's method for a root of the gradient, Gauss–Newton
+on ½‖∇f‖²), to find the saddles, maxima and minima of a loss (Dauphin et al. 2014, §4;
+Pennington & Bahri 2017).
 
 Both need the loss, not only its gradient: they take Optax's extra arguments,
 ``update(grads, state, params, value=..., grad=..., value_fn=...)`` as `optax.lbfgs` does. The
@@ -35,6 +39,16 @@ _SHIFT_START = 1e-3  # β of Nocedal & Wright (2006) Alg. 3.3, here relative to 
 _MAX_SHIFT_TRIES = 100  # τ doubles at each try: from β to 2¹⁰⁰ β
 _BOOST, _DROP = 1.5, 2.0 / 3.0  # Martens (2010) §4.1: λ ← 3/2 λ if ρ < 1/4, λ ← 2/3 λ if ρ > 3/4
 _LOW_RATIO, _HIGH_RATIO = 0.25, 0.75
+
+
+class CriticalPointNewtonState(NamedTuple):
+  """State of `critical_point_newton`."""
+
+  count: chex.Array  # k: updates done so far (int32)
+  damping: chex.Array  # ν: the first trial of the next step uses μ = ν‖g‖
+  ratio: chex.Array  # ρ: actual / predicted decrease of ½‖g‖² at the last accepted trial (or NaN)
+  accepted: chex.Array  # whether the last update moved (False: every trial failed)
+  tries: chex.Array  # trials made at the last update (int32)
 
 
 class NewtonState(NamedTuple):
@@ -323,3 +337,133 @@ def saddle_free_newton(
     )
 
   return guarded(where, optax.GradientTransformationExtraArgs(_init_state(damping), update_fn))
+
+
+def _gauss_newton_root_step(
+  eigenvalues: jax.Array, coefficients: jax.Array, mu: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+  """(Vᵀ Δθ, predicted decrease of ½‖g‖²) of the damped Gauss–Newton step on g = ∇f.
+
+  With H = V Λ Vᵀ and c = Vᵀ g: Vᵀ Δθ = −Λ c / (Λ² + μ), and the linear model of the gradient,
+  g + H Δθ, has coordinates c μ / (Λ² + μ); the prediction is ½‖c‖² − ½‖c μ / (Λ² + μ)‖².
+  """
+  denominator = jnp.square(eigenvalues) + mu
+  # μ = 0 (only when g = 0) and λ = 0: no step along that direction, the pseudo-inverse's rule
+  safe = jnp.where(denominator > 0, denominator, 1.0)
+  step = jnp.where(denominator > 0, -eigenvalues * coefficients / safe, 0.0)
+  residual = jnp.where(denominator > 0, coefficients * mu / safe, coefficients)
+  return step, 0.5 * (jnp.sum(jnp.square(coefficients)) - jnp.sum(jnp.square(residual)))
+
+
+def critical_point_newton(
+  damping: float = 1.0,
+  min_damping: float = 1e-12,
+  max_tries: int = 30,
+) -> optax.GradientTransformationExtraArgs:
+  """Newton's method for a root of the gradient, ∇f(θ) = 0: it converges to critical points of
+  any index, as Dauphin et al. (2014, §4, Fig. 1) and Pennington & Bahri (2017, §4) use it.
+
+  The residual is g = ∇f(θ) and its Jacobian the symmetric Hessian H = ∇²f(θ) (dense, exact,
+  `hessian_at`). With H = V Λ Vᵀ, the Levenberg–Marquardt (Gauss–Newton) step on ½‖g‖² is
+
+  .. math:: Δθ = −(H² + μI)⁻¹ H g = −V diag(λᵢ / (λᵢ² + μ)) Vᵀ g,   μ = ν ‖g‖.
+
+  As μ → 0 it is −H⁺g, the minimum-norm least-squares solution of H Δθ = −g: Newton's step
+  whatever the signs of the λᵢ, so saddles and maxima attract it as minima do (§8.2.3), and a
+  direction of zero curvature gets no step. The damping μ = ν‖g‖ vanishes at a root, which keeps
+  the convergence quadratic, even to critical points that are not isolated (where H is singular),
+  under a local error bound (Yamashita & Fukushima 2001; Fan & Yuan 2005).
+
+  Globalization, Moré (1978), Nocedal & Wright (2006) §10.3: one eigendecomposition per update,
+  then trials μ = ν‖g‖ with ν, 4ν, 16ν, ... (one gradient each) until ½‖g‖² decreases by at least
+  10⁻⁴ of the decrease the linear model g + H Δθ predicts; the ν that succeeded is kept and divided
+  by 4 (not below `min_damping`) when the ratio ρ of actual to predicted decrease exceeds 3/4. If
+  all `max_tries` trials fail (at a root, or where the model is useless) the update is zero and
+  ν is left as it was.
+
+  Where it stalls: at a local minimum of ½‖g‖² that is not a root, H g = 0 with g ≠ 0, the
+  gradient-flat points of Frye et al. (2021), which are common in neural-network losses; the
+  caller must check ‖g‖ at the end (e.g. with `hessian.classify`).
+
+  Args:
+    damping: ν₀ > 0, the first ν.
+    min_damping: the smallest ν > 0.
+    max_tries: trials per update, ≥ 1.
+
+  Returns:
+    An `optax.GradientTransformationExtraArgs` with state `CriticalPointNewtonState`; its update
+    takes ``value=``, ``grad=`` and ``value_fn=`` (and ``**fn_kwargs`` passed on to
+    ``value_fn``); the incoming updates are the gradient g.
+
+  Example:
+    >>> loss = lambda p: p["x"] ** 2 + p["y"] ** 4 / 4 - p["y"] ** 2 / 2  # saddle at (0, 0)
+    >>> params = {"x": jnp.asarray(0.3), "y": jnp.asarray(0.05)}
+    >>> tx = critical_point_newton()
+    >>> state = tx.init(params)
+    >>> for _ in range(8):
+    ...   value, grad = jax.value_and_grad(loss)(params)
+    ...   updates, state = tx.update(grad, state, params, value=value, grad=grad, value_fn=loss)
+    ...   params = optax.apply_updates(params, updates)
+    >>> print(round(float(params["x"]), 6), round(float(params["y"]), 6))  # the saddle
+    0.0 0.0
+  """
+  where = "critical_point_newton"
+  checks.require_positive("damping", damping, where)
+  checks.require_positive("min_damping", min_damping, where)
+  checks.require_positive_int("max_tries", max_tries, where)
+
+  def init_fn(params: optax.Params) -> CriticalPointNewtonState:
+    dtype = jnp.result_type(*jax.tree.leaves(params))
+    return CriticalPointNewtonState(
+      count=jnp.zeros([], jnp.int32),
+      damping=jnp.asarray(damping, dtype),
+      ratio=jnp.full([], jnp.nan, dtype),
+      accepted=jnp.ones([], bool),
+      tries=jnp.zeros([], jnp.int32),
+    )
+
+  def update_fn(updates, state, params, *, value, grad, value_fn, **fn_kwargs):
+    del value, grad
+    dense.require_dense_fits(params, None, True, where)
+    problem = loss_problem(value_fn, params, fn_kwargs, where)
+    layout = problem.objective.layout
+    g = layout.ravel(updates)
+    eigenvalues, eigenvectors = jnp.linalg.eigh(hessian_at(problem))
+    coefficients = eigenvectors.T @ g
+    half_squared = 0.5 * jnp.sum(jnp.square(g))
+    gradient_of = jax.grad(lambda p: value_fn(p, **fn_kwargs))
+
+    def trial(carry):
+      nu, _, tries, _, _ = carry
+      nu = jnp.where(tries == 0, nu, 4 * nu)
+      step_coefficients, predicted = _gauss_newton_root_step(
+        eigenvalues, coefficients, nu * jnp.sqrt(2 * half_squared)
+      )
+      step = eigenvectors @ step_coefficients
+      new_g = layout.ravel(gradient_of(optax.apply_updates(params, layout.unravel(step))))
+      actual = half_squared - 0.5 * jnp.sum(jnp.square(new_g))
+      # a NaN gradient at the trial point, or no predicted decrease (g = 0): not accepted
+      accepted = (predicted > 0) & jnp.isfinite(actual) & (actual >= 1e-4 * predicted)
+      ratio = jnp.where(predicted > 0, actual / jnp.where(predicted > 0, predicted, 1.0), jnp.nan)
+      return nu, accepted, tries + 1, step, ratio
+
+    def failed(carry):
+      _, accepted, tries, _, _ = carry
+      return ~accepted & (tries < max_tries) & (half_squared > 0)  # g = 0: a root, nothing to try
+
+    start = (state.damping, jnp.zeros([], bool), jnp.zeros([], jnp.int32), jnp.zeros_like(g))
+    nu, accepted, tries, step, ratio = jax.lax.while_loop(
+      failed, trial, (*start, jnp.full([], jnp.nan, g.dtype))
+    )
+    nu = jnp.where(accepted & (ratio > _HIGH_RATIO), jnp.maximum(nu / 4, min_damping), nu)
+    nu = jnp.where(accepted, nu, state.damping)
+    update = jnp.where(accepted, step, jnp.zeros_like(step))
+    return layout.unravel(update), CriticalPointNewtonState(
+      count=optax.safe_increment(state.count),
+      damping=nu.astype(state.damping.dtype),
+      ratio=jnp.where(accepted, ratio, state.ratio).astype(state.ratio.dtype),
+      accepted=accepted,
+      tries=tries,
+    )
+
+  return guarded(where, optax.GradientTransformationExtraArgs(init_fn, update_fn))
