@@ -33,9 +33,10 @@ full-batch gradient descent on f at the steps `descent.start_steps`, so that the
 losses from the initialization down to a minimum. From each, `newton.steps` updates of
 `optim.critical_point_newton` (Newton's method for ∇f = 0, Levenberg–Marquardt on ½‖∇f‖² with
 the exact Hessian, `optim.second_order.hessian_at`), which converges quadratically to a critical
-point of any index. Each end point is classified by `hessian.classify` (exact spectrum, its
-default tolerances: ‖g‖ ≤ √ε(1 + |f|) ≈ 2e-8 for a critical point); copies of one critical point
-under the network's symmetries (same loss to 1e-9 and same index) count once.
+point of any index; each end point is classified by `hessian.classify` (exact spectrum, its
+default tolerances: ‖g‖ ≤ √ε(1 + |f|) ≈ 2e-8 for a critical point), both in
+`landscape.critical_points_from`; copies of one critical point under the network's symmetries
+(same loss to 1e-9 and same index, `landscape.repeats_of`) count once.
 
 Claims (`summary.json`): `spearman_index_loss`, Spearman's ρ between index and loss over the
 distinct critical points of one width, averaged over the widths weighted by their number of
@@ -58,14 +59,13 @@ import numpy as np
 import optax
 import scipy.stats
 import sklearn.decomposition
-import threadpoolctl
 from tqdm.auto import tqdm
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 from jaxopt_study import data as data_lib  # noqa: E402
-from jaxopt_study import hessian, losses, models, optim, random_matrix, report  # noqa: E402
+from jaxopt_study import landscape, losses, models, optim, random_matrix, report  # noqa: E402
 from jaxopt_study.results import (  # noqa: E402
   ExperimentResults,
   RunDir,
@@ -346,45 +346,25 @@ def _descent_starts(
   return jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *points), where
 
 
-def _newton_from(objective: Any, starts: Any, newton: ml_collections.ConfigDict):
-  """`newton.steps` updates of `optim.critical_point_newton` from every start (vmapped): the
-  end points and ‖∇f‖ before each update, (starts, steps)."""
-  tx = optim.critical_point_newton(damping=newton.damping)
-
-  def from_one(params):
-    def step(carry, _):
-      params, state = carry
-      value, grad = jax.value_and_grad(objective)(params)
-      updates, state = tx.update(grad, state, params, value=value, grad=grad, value_fn=objective)
-      return (optax.apply_updates(params, updates), state), optax.tree.norm(grad)
-
-    (params, _), norms = jax.lax.scan(step, (params, tx.init(params)), length=newton.steps)
-    return params, norms
-
-  # One BLAS thread for the small eigenproblems (XLA's CPU eigh calls scipy's LAPACK): on a
-  # shared machine threads spin at their barriers (measured in `hessian.dense`).
-  with threadpoolctl.threadpool_limits(1, user_api="blas"):
-    ends, norms = jax.jit(jax.vmap(from_one))(starts)
-    jax.block_until_ready(ends)
-  return ends, np.asarray(norms)
-
-
 def _critical_points(
   config: ml_collections.ConfigDict, width: int, data: data_lib.Dataset
 ) -> tuple[dict, dict]:
-  """Newton from every start for one width; each end point classified by `hessian.classify`
-  (exact spectrum, default tolerances); rows, ‖∇f‖ curves, and the distinct critical points'
-  parameters."""
+  """Newton from every start for one width, each end point classified
+  (`landscape.critical_points_from`); rows, ‖∇f‖ curves, and the distinct critical points'
+  parameters (symmetric copies, `landscape.repeats_of`, count once)."""
   model = build_mlp(config, width, config.descent.seeds[0])
   objective = critical_point_objective(model, data, config.weight_decay)
   starts, where = _descent_starts(config, width, objective)
-  ends, norms = _newton_from(objective, starts, config.newton)
-  rows, history, chosen = [], [], {}
-  for i, (seed, step, start_loss) in enumerate(where):
-    params = jax.tree.map(lambda leaf, i=i: leaf[i], ends)
-    point = hessian.classify(objective, params)
+  ends, norms, points = landscape.critical_points_from(
+    objective, starts, config.newton.steps, config.newton.damping
+  )
+  repeats = landscape.repeats_of(points)
+  rows, history, arrays = [], [], {}
+  for i, ((seed, step, start_loss), point) in enumerate(zip(where, points, strict=True)):
+    params = landscape.select(ends, i)
     member = f"width{width}-start{i:03d}"
     squared_norm = sum(float(jnp.sum(jnp.square(leaf))) for leaf in jax.tree.leaves(params))
+    distinct = point.kind != "not_critical" and repeats[i] is None
     rows.append(
       {
         "member": member,
@@ -403,41 +383,15 @@ def _critical_points(
         "lambda_max": point.lambda_max,
         "grad_norm": point.grad_norm,
         "hessian_grad_norm": point.hessian_grad_norm,
+        "distinct": distinct,
+        "repeats": "" if repeats[i] is None else f"width{width}-start{repeats[i]:03d}",
       }
     )
     curve = np.append(norms[i], point.grad_norm)
     history.extend(history_rows(member, {"step": np.arange(curve.size), "newton_grad_norm": curve}))
-    chosen[member] = params
-  _mark_repeats(rows)
-  arrays = {}
-  for row in rows:
-    if row["distinct"]:
-      arrays.update(member_arrays(row["member"], chosen[row["member"]], model.model_state))
+    if distinct:
+      arrays.update(member_arrays(member, params, model.model_state))
   return {"rows": rows, "history": history}, arrays
-
-
-def _mark_repeats(rows: list[dict]) -> None:
-  """Sets `distinct` and `repeats` on each row. Copies of one critical point under the
-  network's symmetries (hidden-unit permutations, tanh sign flips, §8.2.2) share the loss and
-  the spectrum: a critical row repeats an earlier one with the same number of negative
-  eigenvalues and a loss equal to 10⁻⁹ relative."""
-  kept: list[dict] = []
-  for row in rows:
-    same = None
-    if row["kind"] != "not_critical":
-      same = next(
-        (
-          k
-          for k in kept
-          if k["n_negative"] == row["n_negative"]
-          and abs(k["loss"] - row["loss"]) <= 1e-9 * (1 + abs(row["loss"]))
-        ),
-        None,
-      )
-      if same is None:
-        kept.append(row)
-    row["distinct"] = row["kind"] != "not_critical" and same is None
-    row["repeats"] = same["member"] if same else ""
 
 
 def _spearman(x: list[float], y: list[float]) -> float | None:
@@ -519,7 +473,7 @@ def plot(out_dir: Path) -> list[Path]:
       ylabel="log P",
     )
   ]
-  points = [r for r in read_csv(out_dir / "results.csv") if r.get("kind")]
+  points = [r for r in read_csv(out_dir / "results.csv") if r.get("kind")]  # part (b)
   return figures + [_index_against_loss(points, out_dir), _newton_convergence(out_dir)]
 
 

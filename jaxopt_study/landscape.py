@@ -1,6 +1,7 @@
 """Shared pieces of the loss-landscape experiments of §8.2 (issue 6): a digits MLP from a config,
 its full-batch loss as a function of the parameters, straight lines in parameter space, the
-hidden-unit permutations of §8.2.2, and trajectory geometry for §8.2.7.
+hidden-unit permutations of §8.2.2, trajectory geometry for §8.2.7, and critical points found
+from many starts by Newton's method for ∇f = 0 (§8.2.3).
 
 Everything here is a pure function of pytrees and arrays; the experiments wire these to the
 training loop (`jaxopt_study.train`) and the Hessian tools (`jaxopt_study.hessian`).
@@ -14,10 +15,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import threadpoolctl
 from flax import nnx
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import losses, models, optim, train
+from jaxopt_study import hessian, losses, models, optim, train
 
 NUM_FEATURES, NUM_CLASSES = 64, 10  # scikit-learn's digits: 8×8 pixels, 10 classes
 
@@ -205,3 +207,77 @@ def permute_hidden_units(params: nnx.State, rng: np.random.Generator) -> nnx.Sta
   permuted = jax.tree.map(jnp.asarray, params)  # a new State; `params` is left as it was
   nnx.replace_by_pure_dict(permuted, layers)
   return permuted
+
+
+def critical_points_from(
+  objective: Callable[[optax.Params], jax.Array],
+  starts: optax.Params,
+  steps: int,
+  damping: float = 1.0,
+) -> tuple[optax.Params, np.ndarray, list[hessian.CriticalPoint]]:
+  """Newton's method for ∇f = 0 from many starts, and what each end point is (§8.2.3).
+
+  Every start (the leaves of `starts` stacked along a leading axis) takes `steps` updates of
+  `optim.critical_point_newton` on the full objective f, all in one vmapped program; each end
+  point is then classified by `hessian.classify` (exact spectrum, default tolerances), so a run
+  that stalled short of a root (a gradient-flat point) comes back "not_critical". This is how
+  Dauphin et al. (2014, §4, Fig. 1) find critical points of every index.
+
+  Args:
+    objective: f(θ), a scalar function of one parameter pytree.
+    starts: parameter pytrees stacked along a leading axis.
+    steps: Newton updates per start.
+    damping: ν₀ of `optim.critical_point_newton`.
+
+  Returns:
+    The end points (stacked like `starts`), ‖∇f‖ before each update (starts, steps) and one
+    `hessian.CriticalPoint` per start.
+  """
+  tx = optim.critical_point_newton(damping=damping)
+
+  def from_one(params):
+    def step(carry, _):
+      params, state = carry
+      value, grad = jax.value_and_grad(objective)(params)
+      updates, state = tx.update(grad, state, params, value=value, grad=grad, value_fn=objective)
+      return (optax.apply_updates(params, updates), state), optax.tree.norm(grad)
+
+    (params, _), norms = jax.lax.scan(step, (params, tx.init(params)), length=steps)
+    return params, norms
+
+  # One BLAS thread for the small eigenproblems (XLA's CPU eigh calls scipy's LAPACK): on a
+  # shared machine threads spin at their barriers (measured in `hessian.dense`).
+  with threadpoolctl.threadpool_limits(1, user_api="blas"):
+    ends, norms = jax.block_until_ready(jax.jit(jax.vmap(from_one))(starts))
+  count = jax.tree.leaves(starts)[0].shape[0]
+  points = [hessian.classify(objective, select(ends, i)) for i in range(count)]
+  return ends, np.asarray(norms), points
+
+
+def repeats_of(points: Sequence[hessian.CriticalPoint], rel_tol: float = 1e-9) -> list[int | None]:
+  """For each point, the position of an earlier critical point it repeats, or None.
+
+  Copies of one critical point under the symmetries of a network (hidden-unit permutations,
+  §8.2.2; sign flips of odd activations such as tanh) have the same loss and the same spectrum,
+  so a critical point (kind other than "not_critical") repeats the first earlier one with the
+  same number of negative eigenvalues and a loss equal within `rel_tol` · (1 + |loss|). A
+  point that is not critical repeats nothing.
+  """
+  firsts: list[int] = []
+  found: list[int | None] = []
+  for i, point in enumerate(points):
+    same = None
+    if point.kind != "not_critical":
+      same = next(
+        (
+          j
+          for j in firsts
+          if points[j].n_negative == point.n_negative
+          and abs(points[j].loss - point.loss) <= rel_tol * (1 + abs(point.loss))
+        ),
+        None,
+      )
+      if same is None:
+        firsts.append(i)
+    found.append(same)
+  return found

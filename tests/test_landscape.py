@@ -1,4 +1,5 @@
-"""`jaxopt_study.landscape`: lines in parameter space, path lengths, and the §8.2.7 surfaces."""
+"""`jaxopt_study.landscape`: lines in parameter space, path lengths, the §8.2.7 surfaces, and critical
+points from many starts (Newton for ∇f = 0, symmetric copies)."""
 
 import jax
 import jax.numpy as jnp
@@ -63,3 +64,50 @@ def test_the_plateau_is_flat_at_its_start(x64):
   # |∇f| = r e^{−r²/2} for f = 1 − e^{−r²/2}
   assert float(jnp.linalg.norm(gradient)) == pytest.approx(radius * np.exp(-(radius**2) / 2))
   assert float(jnp.linalg.norm(gradient)) < 1e-4
+
+
+def _saddle(p):
+  """x² + y⁴/4 − y²/2: a saddle at (0, 0), minima at (0, ±1) with f = −1/4, mirror images."""
+  return p["x"] ** 2 + p["y"] ** 4 / 4 - p["y"] ** 2 / 2
+
+
+def test_critical_points_from_finds_saddles_and_minima_and_marks_copies(x64):
+  starts = {"x": jnp.asarray([0.3, 0.2, -0.2, 0.2]), "y": jnp.asarray([0.05, 0.9, -1.2, -0.04])}
+  ends, norms, points = landscape.critical_points_from(_saddle, starts, steps=12)
+  np.testing.assert_allclose(ends["x"], 0.0, atol=1e-14)
+  np.testing.assert_allclose(ends["y"], [0.0, 1.0, -1.0, 0.0], atol=1e-14)
+  assert norms.shape == (4, 12) and norms[:, 0] == pytest.approx(
+    [np.hypot(2 * x, y**3 - y) for x, y in zip(starts["x"], starts["y"], strict=True)]
+  )
+  assert [p.kind for p in points] == ["saddle", "minimum", "minimum", "saddle"]
+  assert [p.index for p in points] == [0.5, 0.0, 0.0, 0.5]
+  # (0, −1) is the mirror image of (0, 1), and the last start found the first one's saddle
+  assert landscape.repeats_of(points) == [None, None, 1, 0]
+
+
+def test_critical_points_from_reports_a_stalled_run_as_not_critical(x64):
+  """x³/3 + x has no critical point: Newton stops near the gradient-flat x = 0, ‖g‖ ≈ 1."""
+  starts = {"x": jnp.asarray([0.5, -0.3])}
+  _, norms, points = landscape.critical_points_from(lambda p: p["x"] ** 3 / 3 + p["x"], starts, 20)
+  assert [p.kind for p in points] == ["not_critical", "not_critical"]
+  assert all(1.0 <= p.grad_norm < 1.1 for p in points)
+  assert np.all(np.diff(norms, axis=1) <= 0)
+  assert landscape.repeats_of(points) == [None, None]
+
+
+def test_repeats_of_compares_the_loss_relatively_and_the_index_exactly():
+  def point(kind, n_negative, loss):
+    return hessian.CriticalPoint(
+      kind, n_negative / 4, n_negative, 0, 4 - n_negative, -1.0, 1.0, 1.0, 0.0, 0.0, loss
+    )
+
+  points = [
+    point("saddle", 1, 2.0),
+    point("saddle", 1, 2.0 * (1 + 5e-10)),  # equal within 1e-9 (1 + |f|)
+    point("saddle", 2, 2.0),  # another index
+    point("saddle", 1, 2.0 * (1 + 1e-8)),  # another loss
+    point("not_critical", 1, 2.0),
+    point("minimum", 0, 1.0),
+  ]
+  assert landscape.repeats_of(points) == [None, 0, None, None, None, None]
+  assert landscape.repeats_of(points, rel_tol=1e-7) == [None, 0, None, 0, None, None]
