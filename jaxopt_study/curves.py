@@ -1,10 +1,13 @@
 """Small helpers the experiments share for reading curves back and fitting power laws.
 
-* `read_curves(path, metric)`: one metric of a long-format `history.csv`, per member.
+* `read_curves(path, metric)`: one metric of a long-format `history.csv`, per member
+  (`history_curves(rows, metric)` for the rows in memory).
 * `log_slope(x, y)`: the least-squares slope of log y against log x (a power-law exponent).
 """
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,8 +16,15 @@ from jaxopt_study.results import read_csv
 
 def read_curves(path: Path, metric: str) -> dict[str, tuple[list[float], list[float]]]:
   """{member: (steps, values)} of `metric` in a `history.csv`, in file order."""
+  return history_curves(read_csv(path), metric)
+
+
+def history_curves(
+  rows: Iterable[Mapping[str, Any]], metric: str
+) -> dict[str, tuple[list[float], list[float]]]:
+  """{member: (steps, values)} of `metric` in long-format history rows, in their order."""
   curves: dict[str, tuple[list[float], list[float]]] = {}
-  for row in read_csv(path):
+  for row in rows:
     if row["metric"] == metric:
       steps, values = curves.setdefault(row["member"], ([], []))
       steps.append(row["step"])

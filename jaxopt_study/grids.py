@@ -2,7 +2,9 @@
 and their best members picked from the results table.
 
 A config's `optimizers` field maps an optimizer's name (a key of `optim.OPTIMIZERS`) to its
-hyperparameters by their Optax names, `learning_rate` being the list of rates searched.
+hyperparameters by their Optax names, `learning_rate` being the list of rates searched; any other
+hyperparameter given as a list (e.g. Newton's `damping`) is one more axis of the grid, as in a
+`jaxopt_study.sweep`.
 """
 
 import math
@@ -19,11 +21,12 @@ def check_learning_rate_grids(
 ) -> None:
   """Raises ValueError naming `optimizers.NAME` for an unknown name or a grid that cannot run.
 
-  Every rate of every grid is passed to the constructor with the other hyperparameters, so a
-  negative rate or a bad decay is refused here, by the constructor's own checks.
+  Every value of every axis is passed to the constructor with the other hyperparameters (the other
+  axes at their first values), so a negative rate or a bad decay is refused here, by the
+  constructor's own checks.
 
   Args:
-    optimizers: name -> hyperparameters, `learning_rate` a non-empty list.
+    optimizers: name -> hyperparameters, `learning_rate` a non-empty list; other lists are axes.
     allowed: the names this experiment accepts (default: every key of `optim.OPTIMIZERS`).
   """
   allowed = sorted(optim.OPTIMIZERS if allowed is None else allowed)
@@ -33,11 +36,18 @@ def check_learning_rate_grids(
     grid = hyper.get("learning_rate")
     if not isinstance(grid, list | tuple) or not grid:
       raise ValueError(f"optimizers.{name}.learning_rate={grid!r}: must be a non-empty list")
-    for lr in grid:
-      try:
-        optim.OPTIMIZERS[name](**{**hyper.to_dict(), "learning_rate": lr})
-      except (TypeError, ValueError) as error:
-        raise ValueError(f"optimizers.{name}: {error}") from error
+    hyper = hyper.to_dict()
+    axes = {k: v for k, v in hyper.items() if isinstance(v, list | tuple)}
+    for axis, values in axes.items():
+      if not values:
+        raise ValueError(f"optimizers.{name}.{axis}=[]: must be a non-empty list")
+    firsts = {k: v[0] for k, v in axes.items()}
+    for axis, values in axes.items():
+      for value in values:
+        try:
+          optim.OPTIMIZERS[name](**{**hyper, **firsts, axis: value})
+        except (TypeError, ValueError) as error:
+          raise ValueError(f"optimizers.{name}: {error}") from error
 
 
 def best_rows(

@@ -14,7 +14,7 @@ import os
 import platform
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -212,6 +212,25 @@ class RunDir:
 
   def write_summary(self, summary: dict[str, Any]) -> None:
     write_atomic(self.path / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+
+def load_or_compute(
+  run_dir: RunDir | None,
+  name: str,
+  compute: Callable[[], tuple[dict[str, Any], dict[str, np.ndarray]]],
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+  """A member's (record, arrays): as saved in `run_dir` by an earlier run, or else computed by
+  `compute()` and saved there (nothing is saved when `run_dir` is None).
+
+  This is how an experiment resumes: the members an interrupted run finished are read back, and
+  the run ends with the same numbers as an uninterrupted one.
+  """
+  if run_dir is not None and (record := run_dir.load_member(name)) is not None:
+    return record, run_dir.load_member_arrays(name)
+  record, arrays = compute()
+  if run_dir is not None:
+    run_dir.save_member(name, record, arrays)
+  return record, arrays
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> Iterable[str]:

@@ -8,6 +8,13 @@ The loop records, every `eval_every` steps (and at step 0 and at the last step):
 - `train_error`, `test_loss`, `test_error`: in inference mode (BatchNorm running averages); the
   error is the 0-1 loss for classification and the loss itself for regression.
 
+With `l2_penalty=α > 0` the objective is the L2-regularized loss of §7.1.1 (eq. 7.1),
+J̃(θ) = J(θ) + (α/2) θᵀθ, over every parameter (biases included, unlike eq. 7.1: for multinomial
+logistic regression the softmax does not change when a constant is added to every class's bias, so
+a penalty on the weights alone leaves a flat direction, while the full penalty makes J̃ strictly
+convex, with one minimizer). The optimizers descend J̃ and `train_loss` is J̃; `test_loss` and the
+errors are the loss and error alone.
+
 Early stopping (§7.8 of the book, used in §8.1.2) keeps the parameters of the evaluation with the
 lowest held-out error; with `patience=p` the parameters are frozen after p evaluations without an
 improvement (the loop keeps its static length, so it stays one compiled program).
@@ -125,6 +132,7 @@ def check_arguments(
   loss: str,
   sampling: str,
   patience: int | None,
+  l2_penalty: float = 0.0,
 ) -> None:
   """Raises ValueError, naming the argument, for a training setup that cannot run."""
   num_train = data.x_train.shape[0]
@@ -143,6 +151,18 @@ def check_arguments(
     raise ValueError(f"train: sampling={sampling!r} is not one of {list(SAMPLINGS)}")
   if patience is not None and (not isinstance(patience, int) or patience < 1):
     raise ValueError(f"train: patience={patience!r} must be None or an integer ≥ 1")
+  check_l2_penalty(l2_penalty, "train")
+
+
+def check_l2_penalty(l2_penalty: float, where: str) -> None:
+  """Raises ValueError unless the L2 penalty α is a finite real number ≥ 0."""
+  if (
+    not isinstance(l2_penalty, int | float)
+    or isinstance(l2_penalty, bool)
+    or not np.isfinite(l2_penalty)
+    or l2_penalty < 0
+  ):
+    raise ValueError(f"{where}: l2_penalty={l2_penalty!r} must be a finite number ≥ 0")
 
 
 def masked_batch_indices(
@@ -207,6 +227,7 @@ def make_train_loop(
   sampling: str = "epoch",
   patience: int | None = None,
   freeze_nonfinite: bool = False,
+  l2_penalty: float = 0.0,
 ) -> TrainLoop:
   """The pure pieces of the training loop (see `TrainLoop`); `make_train_fn` assembles them.
 
@@ -219,16 +240,19 @@ def make_train_loop(
     patience: early-stopping patience in evaluations (None: never stop).
     freeze_nonfinite: freeze a run whose minibatch loss, parameters or model state become
       non-finite at its last finite state, and flag it (`TrainState.diverged`).
+    l2_penalty: α ≥ 0, the L2 penalty (α/2) θᵀθ added to the loss (§7.1.1; 0: none).
   """
+  check_l2_penalty(l2_penalty, "make_train_loop")
   loss_fn = losses.LOSSES[loss]
   error_fn = losses.zero_one_error if loss == "cross_entropy" else loss_fn
   tx = optax.with_extra_args_support(optimizer)
 
   def objective(params, model_state, x, y, weights=None):
     outputs, new_model_state = model.apply(params, model_state, x, True)
-    if weights is None:
-      return loss_fn(outputs, y), new_model_state
-    return loss_fn(outputs, y, weights), new_model_state
+    value = loss_fn(outputs, y) if weights is None else loss_fn(outputs, y, weights)
+    if l2_penalty:  # static: an unregularized loop has no penalty term in its program
+      value = value + 0.5 * l2_penalty * optax.tree.norm(params, squared=True)
+    return value, new_model_state
 
   def evaluate(params, model_state, data):
     (train_loss, _), grads = jax.value_and_grad(objective, has_aux=True)(
@@ -341,13 +365,20 @@ def make_train_fn(
   loss: str = "cross_entropy",
   sampling: str = "epoch",
   patience: int | None = None,
+  l2_penalty: float = 0.0,
 ) -> Callable[[optax.Params, Any, data_lib.Dataset, jax.Array], tuple[TrainState, dict]]:
   """Builds the pure function `(params, model_state, data, key) -> (final TrainState, history)`.
 
   It is what `train` jits; it is exposed so that a sweep can `vmap` it over members.
   """
   loop = make_train_loop(
-    model, optimizer, batch_size=batch_size, loss=loss, sampling=sampling, patience=patience
+    model,
+    optimizer,
+    batch_size=batch_size,
+    loss=loss,
+    sampling=sampling,
+    patience=patience,
+    l2_penalty=l2_penalty,
   )
   steps_per_block = np.diff(eval_steps(steps, eval_every), prepend=0)
 
@@ -369,6 +400,7 @@ def train(
   sampling: str = "epoch",
   patience: int | None = None,
   seed: int = 0,
+  l2_penalty: float = 0.0,
 ) -> TrainResult:
   """Trains `model` on `data` with `optimizer` for `steps` minibatch steps, as one compiled scan.
 
@@ -383,12 +415,13 @@ def train(
     sampling: "epoch" (shuffle once per epoch) or "replacement" (§8.1.3).
     patience: stop after this many evaluations without a lower held-out error (None: never).
     seed: seeds the minibatch order.
+    l2_penalty: α ≥ 0: train on the loss + (α/2) θᵀθ (§7.1.1); `train_loss` includes it.
 
   Returns:
     A `TrainResult`; `history[name]` is indexed like `history["step"]`.
   """
   eval_every = max(1, steps // 50) if eval_every is None else eval_every
-  check_arguments(data, steps, batch_size, eval_every, loss, sampling, patience)
+  check_arguments(data, steps, batch_size, eval_every, loss, sampling, patience, l2_penalty)
   train_fn = make_train_fn(
     model,
     optimizer,
@@ -398,6 +431,7 @@ def train(
     loss=loss,
     sampling=sampling,
     patience=patience,
+    l2_penalty=l2_penalty,
   )
   state, history = jax.jit(train_fn)(model.params, model.model_state, data, jax.random.key(seed))
   history = {k: np.asarray(v) for k, v in history.items()}

@@ -12,7 +12,11 @@ def _grids(**optimizers) -> ml_collections.ConfigDict:
 
 def test_accepts_good_grids():
   grids.check_learning_rate_grids(
-    _grids(sgd={"learning_rate": [0.1, 1.0]}, adam={"learning_rate": [1e-3], "b1": 0.9})
+    _grids(
+      sgd={"learning_rate": [0.1, 1.0]},
+      adam={"learning_rate": [1e-3], "b1": 0.9},
+      newton={"learning_rate": [1.0], "damping": [1e-2, 1e-1], "adaptive": True},
+    )
   )
 
 
@@ -26,6 +30,9 @@ def test_accepts_good_grids():
     ({"sgd": {"learning_rate": [-1.0]}}, None, "optimizers.sgd: sgd: learning_rate=-1.0"),
     ({"rmsprop": {"learning_rate": [0.1], "decay": 1.5}}, None, "decay=1.5"),
     ({"sgd": {"learning_rate": [0.1], "bogus": 1}}, None, "optimizers.sgd"),
+    ({"newton": {"learning_rate": [1.0], "damping": []}}, None, "optimizers.newton.damping"),
+    ({"newton": {"learning_rate": [1.0], "damping": [0.1, -1.0]}}, None, "damping=-1.0"),
+    ({"newton": {"learning_rate": [1.0], "damping": [0.0], "adaptive": True}}, None, "damping=0.0"),
   ],
 )
 def test_refuses_bad_grids_naming_the_field(optimizers, allowed, message):

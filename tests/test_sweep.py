@@ -61,20 +61,21 @@ def history_array(result, members=None) -> np.ndarray:
   return np.asarray([[[values[(m, k, s)] for s in steps] for k in train.METRICS] for m in names])
 
 
-def run_alone(config: ml_collections.ConfigDict, row: dict) -> train.TrainResult:
-  """The member of `row` trained by itself with `train.train`."""
+def run_alone(config: ml_collections.ConfigDict, row: dict, optimizer=None) -> train.TrainResult:
+  """The member of `row` trained by itself with `train.train` (by default with momentum)."""
   options = {k: v for k, v in config.model.to_dict().items() if k not in ("name", "init_scale")}
   model = models.build_model(
     "mlp", 64, 10, seed=row["seed"], init_scale=row["init_scale"], **options
   )
   return train.train(
     models.functional(model),
-    optim.momentum(row["learning_rate"], momentum=0.9),
+    optimizer or optim.momentum(row["learning_rate"], momentum=0.9),
     data_lib.load_digits(),
     steps=config.steps,
     batch_size=row["batch_size"],
     eval_every=config.eval_every,
     seed=row["seed"],
+    l2_penalty=config.get("l2_penalty", 0.0),
   )
 
 
@@ -126,6 +127,45 @@ def test_a_diverged_member_leaves_the_others_bit_for_bit_unchanged():
   assert 0 <= at < 24
   frozen = history_array(with_absurd, [absurd["member"]])[0][:, np.asarray([0, 8, 16, 24]) >= at]
   np.testing.assert_array_equal(frozen, np.repeat(frozen[:, -1:], frozen.shape[1], axis=1))
+
+
+def test_an_l2_penalized_member_equals_its_run_alone():
+  """`l2_penalty` (§7.1.1) trains every member on J + (α/2)‖θ‖², as `train.train` does."""
+  config = make_config({"learning_rate": [0.1]}, l2_penalty=0.05)
+  (row,) = sweep.run(config).table
+  alone = run_alone(config, row)
+  assert row["final_train_loss"] == pytest.approx(alone.history["train_loss"][-1], rel=1e-5)
+  unpenalized = sweep.run(make_config({"learning_rate": [0.1]})).table[0]
+  assert row["final_train_loss"] > unpenalized["final_train_loss"]
+
+
+def test_an_integer_hyperparameter_is_static():
+  """L-BFGS's memory size shapes its state: it is passed as a Python int, not traced, and a run
+  of a learning-rate sweep equals its run alone."""
+  assert sweep.grid.integer_hyperparameters("lbfgs") == ("memory_size",)
+  assert sweep.grid.integer_hyperparameters("saddle_free_newton") == ("krylov_dim",)
+  assert sweep.grid.integer_hyperparameters("adam") == ()
+  config = make_config({"learning_rate": [0.5, 1.0]}, steps=4, eval_every=4, checkpoint_every=4)
+  config.optimizer = {"name": "lbfgs", "memory_size": 3}
+  result = sweep.run(config)
+  row = result.table[1]
+  alone = run_alone(config, row, optim.lbfgs(memory_size=3, learning_rate=1.0))
+  assert row["final_train_loss"] == pytest.approx(alone.history["train_loss"][-1], rel=1e-5)
+  config.sweep = {"memory_size": [3, 5]}
+  with pytest.raises(ValueError, match="sweep axis 'memory_size'.*set optimizer.memory_size"):
+    sweep.check(config)
+
+
+def test_a_hyperparameter_set_only_by_the_sweep_is_checked_at_its_values():
+  """Adaptive Newton needs damping > 0: an axis of positive dampings is valid without a damping
+  in the optimizer's config (the other axes are checked with it at its first value)."""
+  config = make_config({"damping": [0.01, 0.1]}, learning_rate=1.0)
+  config.optimizer = {"name": "newton", "adaptive": True}
+  plan = sweep.check(config)
+  assert [m.hyperparams["damping"] for m in plan.members] == [0.01, 0.1]
+  config.sweep = {"damping": [0.01, 0.0]}
+  with pytest.raises(ValueError, match="damping=0.0 in sweep axis 'damping'"):
+    sweep.check(config)
 
 
 def test_new_values_reuse_the_compiled_programs(reference):
@@ -263,6 +303,7 @@ def test_an_interrupted_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch,
     ({"sweep": {"init_scale": [float("nan")]}}, "sweep axis 'init_scale'"),
     ({"batch_size": 0, "sweep": {}}, "config field 'batch_size'"),
     ({"checkpoint_every": 12}, "checkpoint_every=12"),
+    ({"l2_penalty": -1.0}, "l2_penalty=-1.0"),
   ],
 )
 def test_bad_configs_are_refused_before_compiling(change, culprit):

@@ -88,6 +88,45 @@ def test_sgd_matches_a_plain_numpy_loop(x64, sampling):
   np.testing.assert_allclose(result.history["grad_norm"], ref_norm, rtol=1e-9)
 
 
+def test_l2_penalty_matches_a_plain_numpy_loop(x64):
+  """`l2_penalty=α`: SGD on J + (α/2)‖θ‖² (§7.1.1, every parameter), and `train_loss` is that
+  objective, while `test_loss` is the NLL alone."""
+  data, model = _digits64(), _linear_softmax()
+  steps, batch, lr, alpha = 12, 40, 0.5, 0.3
+  result = train.train(
+    model,
+    optim.sgd(lr),
+    data,
+    steps=steps,
+    batch_size=batch,
+    eval_every=steps,
+    seed=1,
+    l2_penalty=alpha,
+  )
+  key = jax.random.key(1)
+  w, b = np.asarray(model.params["w"]), np.asarray(model.params["b"])
+  x, y = np.asarray(data.x_train), np.asarray(data.y_train)
+
+  def objective(w, b, idx):
+    nll, gw, gb = _numpy_nll_and_grad(w, b, x[idx], y[idx])
+    penalty = 0.5 * alpha * (np.sum(w**2) + np.sum(b**2))
+    return nll + penalty, gw + alpha * w, gb + alpha * b
+
+  everything = np.arange(len(y))
+  first = objective(w, b, everything)[0]
+  for k in range(steps):
+    idx = np.asarray(data_lib.batch_indices(key, k, len(y), batch, "epoch"))
+    _, gw, gb = objective(w, b, idx)
+    w, b = w - lr * gw, b - lr * gb
+  np.testing.assert_allclose(result.params["w"], w, rtol=1e-9, atol=1e-12)
+  np.testing.assert_allclose(result.params["b"], b, rtol=1e-9, atol=1e-12)
+  np.testing.assert_allclose(
+    result.history["train_loss"], [first, objective(w, b, everything)[0]], rtol=1e-9
+  )
+  test_nll, _, _ = _numpy_nll_and_grad(w, b, np.asarray(data.x_test), np.asarray(data.y_test))
+  np.testing.assert_allclose(result.history["test_loss"][-1], test_nll, rtol=1e-9)
+
+
 def test_errors_are_zero_one_and_match_predictions(x64):
   data, model = _digits64(), _linear_softmax()
   result = train.train(model, optim.sgd(0.5), data, steps=10, batch_size=50, eval_every=10)
@@ -169,6 +208,8 @@ def test_batchnorm_model_trains_and_updates_running_statistics():
     (dict(loss="hinge"), "loss"),
     (dict(sampling="random"), "sampling"),
     (dict(patience=0), "patience"),
+    (dict(l2_penalty=-1.0), "l2_penalty"),
+    (dict(l2_penalty=float("inf")), "l2_penalty"),
   ],
 )
 def test_bad_arguments_are_refused_by_name(kwargs, culprit):

@@ -7,7 +7,11 @@ initializer's output, §8.4), `batch_size` (§8.1.3), `learning_rate` and `seed`
 and of the minibatch order), taken from the config's own field where the sweep does not list it.
 Any numeric hyperparameter of the config's optimizer (by its Optax name: `momentum`, `b1`, `eps`,
 ...) is an axis too; the optimizer's numeric hyperparameters are traced
-(`optax.inject_hyperparams`), so a value never changes the compiled program.
+(`optax.inject_hyperparams`), so a value never changes the compiled program. Integer
+hyperparameters (annotated `int` or `int | None`: L-BFGS's `memory_size`, a Krylov dimension) fix
+shapes or loop lengths, so they are static, passed as Python values, and cannot be sweep axes.
+The optional `l2_penalty` (α ≥ 0, default 0) trains every member on loss + (α/2) θᵀθ (§7.1.1,
+`train.make_train_loop`).
 
 Members with different batch sizes share one compiled program when their sizes are close:
 `batch_groups` puts sizes in one group while the largest is at most `MAX_BATCH_RATIO` times the
@@ -18,6 +22,8 @@ import functools
 import inspect
 import itertools
 import math
+import types
+import typing
 from typing import Any, NamedTuple
 
 import jax
@@ -65,6 +71,27 @@ class Plan(NamedTuple):
   loss: str
   sampling: str
   patience: int | None
+  l2_penalty: float
+
+
+def integer_hyperparameters(name: str) -> tuple[str, ...]:
+  """The hyperparameters of `optim.OPTIMIZERS[name]` annotated `int` or `int | None`.
+
+  They set shapes or loop lengths (L-BFGS's memory, a Krylov dimension, a restart period), so a
+  sweep passes them as static Python values (`optax.inject_hyperparams(static_args=...)`) instead
+  of tracing them like the real-valued ones.
+  """
+  parameters = inspect.signature(optim.OPTIMIZERS[name]).parameters
+  return tuple(k for k, p in parameters.items() if _is_integer_annotation(p.annotation))
+
+
+def _is_integer_annotation(annotation: Any) -> bool:
+  if annotation is int:
+    return True
+  if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+    options = set(typing.get_args(annotation)) - {type(None)}
+    return options == {int}
+  return False
 
 
 def check(config: ml_collections.ConfigDict) -> Plan:
@@ -89,6 +116,8 @@ def check(config: ml_collections.ConfigDict) -> Plan:
   loss = config.get("loss", "cross_entropy")
   sampling = config.get("sampling", "epoch")
   patience = config.get("patience", None)
+  l2_penalty = config.get("l2_penalty", 0.0)
+  train.check_l2_penalty(l2_penalty, "config field 'l2_penalty'")
   if loss not in losses.LOSSES:
     raise ValueError(f"loss={loss!r}: must be one of {sorted(losses.LOSSES)}")
   if sampling not in train.SAMPLINGS:
@@ -104,8 +133,14 @@ def check(config: ml_collections.ConfigDict) -> Plan:
     raise ValueError("optimizer.learning_rate: set the learning rate at the top level")
   sweep = config.sweep.to_dict() if config.get("sweep", None) else {}
   hyper_names = inspect.signature(optim.OPTIMIZERS[name]).parameters
-  known = [*BASE_AXES, *(h for h in hyper_names if h != "learning_rate")]
+  integers = integer_hyperparameters(name)
+  known = [*BASE_AXES, *(h for h in hyper_names if h not in ("learning_rate", *integers))]
   for axis, values in sweep.items():
+    if axis in integers:
+      raise ValueError(
+        f"sweep axis {axis!r}: {name}'s {axis} is an integer that fixes the program's shapes; "
+        f"set optimizer.{axis} instead (one sweep per value)"
+      )
     if axis not in known:
       raise ValueError(f"unknown sweep axis {axis!r}: known axes are {', '.join(known)}")
     if not isinstance(values, list | tuple) or not values:
@@ -121,9 +156,14 @@ def check(config: ml_collections.ConfigDict) -> Plan:
     "seed": config.seed,
   }
   _check_base_axes(base, sweep, data.x_train.shape[0])
-  numeric = {k: float(v) for k, v in optimizer.items() if _is_real(v)}
+  numeric = {k: float(v) for k, v in optimizer.items() if _is_real(v) and k not in integers}
   static = {k: v for k, v in optimizer.items() if k not in numeric}
-  _check_hyperparameters(name, {**optimizer, "learning_rate": base["learning_rate"]}, sweep)
+  # Each swept value is checked with the other hyperparameters at their config values, or at
+  # their axis's first value when only the sweep sets them (damping > 0 for an adaptive Newton).
+  firsts = {a: v[0] for a, v in sweep.items() if a not in BASE_AXES}
+  _check_hyperparameters(
+    name, {**firsts, **optimizer, "learning_rate": base["learning_rate"]}, sweep
+  )
   model = config.model.to_dict()
   model.pop("init_scale", None)
   _check_model(model["name"], model_features(data), frozen(_options(model)))
@@ -146,6 +186,7 @@ def check(config: ml_collections.ConfigDict) -> Plan:
     loss=loss,
     sampling=sampling,
     patience=patience,
+    l2_penalty=float(l2_penalty),
   )
 
 

@@ -31,6 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxopt_study import data as data_lib
 from jaxopt_study import models, optim, train
+from jaxopt_study.sweep import grid
 
 MEMBER_AXIS = "members"
 
@@ -46,6 +47,7 @@ class ProgramSpec(NamedTuple):
   sampling: str
   patience: int | None
   max_batch_size: int
+  l2_penalty: float = 0.0
 
 
 class MemberInputs(NamedTuple):
@@ -123,7 +125,10 @@ def member_functions(spec: ProgramSpec) -> MemberFunctions:
     lambda: models.build_model(name, in_features, out_features, **dict(options))
   )
   model = models.functional(abstract)
-  factory = optax.inject_hyperparams(optim.OPTIMIZERS[spec.optimizer])
+  factory = optax.inject_hyperparams(
+    optim.OPTIMIZERS[spec.optimizer],
+    static_args=grid.integer_hyperparameters(spec.optimizer),
+  )
   largest = spec.max_batch_size
 
   def member_loop(inputs: MemberInputs) -> train.TrainLoop:
@@ -136,6 +141,7 @@ def member_functions(spec: ProgramSpec) -> MemberFunctions:
       sampling=spec.sampling,
       patience=spec.patience,
       freeze_nonfinite=True,
+      l2_penalty=spec.l2_penalty,
     )
 
   def vmapped(piece: str, *in_axes):

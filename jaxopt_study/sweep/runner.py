@@ -184,6 +184,7 @@ def _spec(plan: grid.Plan, max_batch_size: int) -> program.ProgramSpec:
     sampling=plan.sampling,
     patience=plan.patience,
     max_batch_size=max_batch_size,
+    l2_penalty=plan.l2_penalty,
   )
 
 
