@@ -1,0 +1,372 @@
+"""§8.5.4 "Choosing the right optimization algorithm": first- and second-order methods compared.
+
+Goodfellow et al. (2016, §8.5.4) find no consensus on which algorithm to choose; Schaul et al.
+(2014) compared many on many tasks and found the adaptive-rate family (RMSProp, AdaDelta) most
+robust, with no single best. Here every optimizer of `optim.OPTIMIZERS` trains the same problems on
+scikit-learn's digits, each tuned over its own small grid with `jaxopt_study.sweep` (one vmapped
+program per optimizer and problem):
+
+* logistic regression (an MLP of depth 0: softmax of a linear map) with the L2 penalty
+  (α/2) θᵀθ of §7.1.1 (`train.make_train_loop(l2_penalty=α)`), which makes it strictly convex:
+  its one minimum is computed independently in float64 by `scipy.optimize.minimize`, so every
+  optimizer's distance to the optimum is known;
+* a small tanh MLP (one hidden layer), small enough for the dense Hessian of Newton's method.
+
+The first-order methods (Algorithms 8.1-8.7, Adadelta, delta-bar-delta) take minibatch steps;
+the methods that use the loss itself (Newton and saddle-free Newton, §8.6.1; conjugate gradients,
+§8.6.2; BFGS and L-BFGS, §8.6.3: Hessians and line searches) take full-batch, deterministic steps,
+far fewer of them, each far costlier. The comparison therefore reports, at each optimizer's best
+grid point (lowest final training objective), the final objective, the number of steps, the passes
+over the training set that its gradients made (not counting line-search trials or Hessian-vector
+products) and the run time of its grid per member (compilation excluded).
+
+Claims (`summary.json`, each keyed by problem): `best_optimizer`, `final_loss_by_optimizer`,
+`best_hyperparameters_by_optimizer`, `steps_by_optimizer`, `epochs_by_optimizer`,
+`seconds_by_optimizer`, `best_at_grid_edge`; on the convex problems `reference_optimum_loss`,
+`gap_to_optimum_by_optimizer` and `steps_to_optimum_by_optimizer` (the first evaluated step within
+`optimum_rtol` of the optimum; None when never).
+"""
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+import numpy as np
+import scipy.optimize
+import scipy.special
+from tqdm.auto import tqdm
+
+from jaxopt_study import data as data_lib
+from jaxopt_study import grids, report, sweep, train
+from jaxopt_study.curves import history_curves, read_curves
+from jaxopt_study.results import ExperimentResults, RunDir, load_or_compute, read_csv
+
+TITLE = "Chapter 8.5.4: every optimizer on logistic regression and a small MLP"
+SECTION = "8.5.4"
+DESCRIPTION = (
+  "Every optimizer of chapter 8 on scikit-learn's digits, each tuned over a small grid with the "
+  "sweep: L2-regularized logistic regression (strictly convex, its optimum computed in float64 by "
+  "scipy) and a small tanh MLP. First-order methods take minibatch steps; Newton, saddle-free "
+  "Newton, conjugate gradients, BFGS and L-BFGS take full-batch steps, fewer and costlier: each "
+  "is reported with its steps, its passes over the data and its run time, not its loss alone."
+)
+PUBLISHED = {
+  "best_optimizer": "no consensus (§8.5.4); Schaul et al. 2014: adaptive-rate methods "
+  "(RMSProp, AdaDelta) are the most robust across tasks, with no single best",
+  "steps_to_optimum_by_optimizer": "on a strictly convex problem Newton's method converges "
+  "quadratically near the minimum (§8.6.1) and BFGS superlinearly (§8.6.3): a few dozen "
+  "iterations; first-order methods converge linearly at a rate set by the condition number",
+  "gap_to_optimum_by_optimizer": "→ 0 for Newton and (L-)BFGS on the convex problem",
+}
+# Methods that use the loss (a dense Hessian or a line search): full-batch, deterministic steps.
+FULL_BATCH = ("newton", "saddle_free_newton", "conjugate_gradient", "bfgs", "lbfgs")
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Refuses a config that cannot run, naming the field, before anything is compiled."""
+  if config.data.name != "digits":
+    raise ValueError(f"data.name={config.data.name!r}: this experiment runs on 'digits'")
+  if not config.problems:
+    raise ValueError("problems: name at least one problem (a model and its l2_penalty)")
+  for name, problem in config.problems.items():
+    train.check_l2_penalty(problem.l2_penalty, f"problems.{name}")
+    if _is_logistic_regression(problem) and not problem.l2_penalty > 0:
+      raise ValueError(
+        f"problems.{name}.l2_penalty={problem.l2_penalty!r}: logistic regression needs a "
+        "penalty > 0 (digits are linearly separable: without it there is no minimum)"
+      )
+  for schedule, fields in (
+    ("minibatch", ("steps", "eval_every", "batch_size")),
+    ("full_batch", ("steps", "eval_every")),
+  ):
+    for field in fields:
+      value = config[schedule][field]
+      if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{schedule}.{field}={value!r}: must be an integer ≥ 1")
+  if not config.optimum_rtol > 0:
+    raise ValueError(f"optimum_rtol={config.optimum_rtol!r}: must be > 0")
+  if not config.optimizers:
+    raise ValueError("optimizers: name at least one optimizer")
+  grids.check_learning_rate_grids(config.optimizers)
+  num_train = _num_train(config)
+  if config.minibatch.batch_size > num_train:
+    raise ValueError(
+      f"minibatch.batch_size={config.minibatch.batch_size}: must be ≤ {num_train}, the number of "
+      "training examples"
+    )
+  for problem in config.problems:
+    for name in config.optimizers:
+      try:
+        sweep.check(sweep_config(config, problem, name, num_train))
+      except ValueError as error:
+        raise ValueError(f"optimizers.{name} on problems.{problem}: {error}") from None
+
+
+def sweep_config(
+  config: ml_collections.ConfigDict, problem: str, name: str, num_train: int
+) -> ml_collections.ConfigDict:
+  """The sweep of optimizer `name` on `problem`: its list-valued hyperparameters are the axes.
+
+  A full-batch method's minibatch is the whole training set (`batch_size` = n, one epoch per
+  step, so every step sees every example once). The run is one segment: one compiled program.
+  """
+  hyper = config.optimizers[name].to_dict()
+  axes = {k: list(v) for k, v in hyper.items() if isinstance(v, list | tuple)}
+  fixed = {k: v for k, v in hyper.items() if k not in axes}
+  full = name in FULL_BATCH
+  schedule = config.full_batch if full else config.minibatch
+  return ml_collections.ConfigDict(
+    {
+      "seed": config.seed,
+      "steps": schedule.steps,
+      "eval_every": schedule.eval_every,
+      "checkpoint_every": schedule.eval_every * math.ceil(schedule.steps / schedule.eval_every),
+      "batch_size": num_train if full else schedule.batch_size,
+      "sampling": "epoch",
+      "learning_rate": axes["learning_rate"][0],
+      "l2_penalty": config.problems[problem].l2_penalty,
+      "data": config.data.to_dict(),
+      "model": config.problems[problem].model.to_dict(),
+      "optimizer": {"name": name, **fixed},
+      "sweep": axes,
+    }
+  )
+
+
+def run(
+  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
+) -> ExperimentResults:
+  """Every optimizer's grid on every problem; a finished grid is kept in `run_dir` for resuming."""
+  check(config)
+  data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
+  num_train = data.x_train.shape[0]
+  jobs = [(p, name) for p in config.problems for name in config.optimizers]
+  table, history, arrays = [], [], {}
+  for problem, name in tqdm(jobs, desc="optimizers", disable=not progress):
+    record, best_arrays = load_or_compute(
+      run_dir, f"{problem}:{name}", lambda p=problem, n=name: _run_grid(config, p, n, num_train)
+    )
+    table.extend(record["table"])
+    history.extend(record["history"])
+    arrays.update(best_arrays)
+  optima = {
+    p: logistic_regression_optimum(data, config.problems[p].l2_penalty)
+    for p in config.problems
+    if _is_logistic_regression(config.problems[p])
+  }
+  return ExperimentResults(table, history, _summarize(table, history, optima, config), arrays)
+
+
+def _run_grid(config, problem: str, name: str, num_train: int) -> tuple[dict, dict]:
+  """One optimizer's grid on one problem: its rows, its history, the best member's arrays."""
+  grid_config = sweep_config(config, problem, name, num_train)
+  result = sweep.run(grid_config)
+  axes = list(grid_config.sweep.keys())
+  steps, batch_size = grid_config.steps, grid_config.batch_size
+  initial = {
+    e["member"]: e["value"]
+    for e in result.history
+    if e["step"] == 0 and e["metric"] == "train_loss"
+  }
+  rows, labels = [], {}
+  for row in result.table:
+    label = f"{problem}:{name}:" + ",".join(f"{a}={row[a]:g}" for a in axes)
+    labels[row["member"]] = label
+    rows.append(
+      {
+        "member": label,
+        "problem": problem,
+        "optimizer": name,
+        "full_batch": name in FULL_BATCH,
+        **{a: row[a] for a in axes},
+        "steps": steps,
+        "batch_size": batch_size,
+        "epochs": steps * batch_size / num_train,
+        "seconds": result.stats.run_seconds / len(result.table),
+        "final_train_loss": row["final_train_loss"],
+        "initial_train_loss": initial[row["member"]],
+        "final_grad_norm": row["final_grad_norm"],
+        "final_test_error": row["final_test_error"],
+        "diverged": row["diverged"],
+      }
+    )
+  history = [{**entry, "member": labels[entry["member"]]} for entry in result.history]
+  # The best member's final parameters, renamed from the sweep's m0003/... to its label/...
+  best = grids.best_rows([r for r in rows if not r["diverged"]], "optimizer", "final_train_loss")
+  sweep_names = {label: member for member, label in labels.items()}
+  best_arrays = {
+    row["member"] + key.removeprefix(sweep_names[row["member"]]): value
+    for row in best.values()
+    for key, value in result.arrays.items()
+    if key.startswith(sweep_names[row["member"]] + "/")
+  }
+  return {"table": rows, "history": history}, best_arrays
+
+
+def logistic_regression_optimum(data: data_lib.Dataset, l2_penalty: float) -> float:
+  """The minimum of the L2-regularized multinomial logistic regression objective, in float64.
+
+  J(W, b) = (1/n) Σᵢ [log Σ_k exp(zᵢₖ) − zᵢ,yᵢ] + (α/2)(‖W‖² + ‖b‖²), z = XW + b, with its
+  gradient (1/n) Xᵀ(P − Y) + αW, (1/n) Σᵢ (P − Y)ᵢ + αb (P the softmax, Y the one-hot labels),
+  written out in numpy and minimized by scipy's L-BFGS-B to a gradient norm of 1e-10: an
+  independent reference for the float32 runs (J is strictly convex for α > 0, so the minimum is
+  unique).
+  """
+  x = np.asarray(data.x_train, np.float64)
+  labels = np.asarray(data.y_train)
+  n, d = x.shape
+  k = int(labels.max()) + 1
+  one_hot = np.eye(k)[labels]
+
+  def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+    w, b = theta[: d * k].reshape(d, k), theta[d * k :]
+    z = x @ w + b
+    log_norm = scipy.special.logsumexp(z, axis=1)
+    value = np.mean(log_norm - z[np.arange(n), labels]) + 0.5 * l2_penalty * theta @ theta
+    residual = (np.exp(z - log_norm[:, None]) - one_hot) / n
+    grad = np.concatenate([(x.T @ residual).ravel(), residual.sum(axis=0)]) + l2_penalty * theta
+    return value, grad
+
+  solution = scipy.optimize.minimize(
+    objective,
+    np.zeros(d * k + k),
+    jac=True,
+    method="L-BFGS-B",
+    options={"maxiter": 20_000, "gtol": 1e-10, "ftol": 1e-16},
+  )
+  return float(solution.fun)
+
+
+def _summarize(table: list[dict], history: list[dict], optima: dict[str, float], config) -> dict:
+  problems = list(dict.fromkeys(r["problem"] for r in table))
+  best = {
+    p: dict(
+      grids.best_rows(
+        [r for r in table if r["problem"] == p and not r["diverged"]],
+        "optimizer",
+        "final_train_loss",
+      )
+    )
+    for p in problems
+  }
+  rates: dict[tuple[str, str], set[float]] = {}
+  for row in table:
+    rates.setdefault((row["problem"], row["optimizer"]), set()).add(row["learning_rate"])
+  losses = history_curves(history, "train_loss")
+  swept = {
+    k: [a for a, v in h.items() if isinstance(v, list | tuple)]
+    for k, h in config.optimizers.items()
+  }
+  return {
+    "best_optimizer": {
+      p: min(rows.values(), key=lambda r: r["final_train_loss"])["optimizer"] if rows else None
+      for p, rows in best.items()
+    },
+    "final_loss_by_optimizer": _by(best, "final_train_loss"),
+    "best_member_by_optimizer": _by(best, "member"),
+    "best_hyperparameters_by_optimizer": {
+      p: {k: {a: r[a] for a in swept[k]} for k, r in rows.items()} for p, rows in best.items()
+    },
+    "steps_by_optimizer": _by(best, "steps"),
+    "epochs_by_optimizer": _by(best, "epochs"),
+    "seconds_by_optimizer": _by(best, "seconds"),
+    "final_test_error_by_optimizer": _by(best, "final_test_error"),
+    # A best rate at either end of a grid of several rates: the grid may not bracket the best.
+    "best_at_grid_edge": {
+      p: sorted(
+        k
+        for k, r in rows.items()
+        if len(rates[(p, k)]) > 1 and r["learning_rate"] in (min(rates[(p, k)]), max(rates[(p, k)]))
+      )
+      for p, rows in best.items()
+    },
+    "members_not_descending": sorted(
+      r["member"]
+      for r in table
+      if r["diverged"] or not r["final_train_loss"] < r["initial_train_loss"]
+    ),
+    "reference_optimum_loss": optima,
+    "gap_to_optimum_by_optimizer": {
+      p: {k: r["final_train_loss"] - optima[p] for k, r in best[p].items()} for p in optima
+    },
+    "steps_to_optimum_by_optimizer": {
+      p: {
+        k: _first_step_below(losses[r["member"]], optima[p] * (1 + config.optimum_rtol))
+        for k, r in best[p].items()
+      }
+      for p in optima
+    },
+  }
+
+
+def _by(best: dict[str, dict[str, dict]], field: str) -> dict[str, dict[str, Any]]:
+  return {p: {k: r[field] for k, r in rows.items()} for p, rows in best.items()}
+
+
+def _first_step_below(curve: tuple[list, list], level: float) -> int | None:
+  steps, values = curve
+  return next((int(s) for s, v in zip(steps, values, strict=True) if v <= level), None)
+
+
+def plot(out_dir: Path) -> list[Path]:
+  """Per problem: the best members' objective vs step and vs run time, and loss vs learning rate."""
+  table = read_csv(out_dir / "results.csv")
+  losses = read_curves(out_dir / "history.csv", "train_loss")
+  summary = json.loads((out_dir / "summary.json").read_text())
+  optima = summary["reference_optimum_loss"]
+  by_member = {r["member"]: r for r in table}
+  figures = []
+  for problem in dict.fromkeys(r["problem"] for r in table):
+    rows = [r for r in table if r["problem"] == problem]
+    best = {k: by_member[m] for k, m in summary["best_member_by_optimizer"][problem].items()}
+    shift = optima.get(problem, 0.0)
+    ylabel = "training objective − optimum" if problem in optima else "training objective"
+    for axis, xlabel in (
+      ("step", "step + 1"),
+      ("seconds", "seconds (estimated: (step + 1) × its grid's run time per member and step)"),
+    ):
+      series = {}
+      for name, row in best.items():
+        steps, values = losses[row["member"]]
+        scale = 1.0 if axis == "step" else row["seconds"] / row["steps"]
+        series[name] = ([(s + 1) * scale for s in steps], [v - shift for v in values])
+      figures.append(
+        report.line_plot(
+          series,
+          out_dir / f"{problem}_loss_vs_{axis}.png",
+          title=f"{problem}: each optimizer at its best grid point",
+          xlabel=xlabel,
+          ylabel=ylabel,
+          logx=True,
+          logy=True,
+        )
+      )
+    sensitivity: dict[str, tuple[list, list]] = {}
+    for row in rows:
+      if row["optimizer"] not in FULL_BATCH:  # their grids are of damping, or a single rate
+        rates, finals = sensitivity.setdefault(row["optimizer"], ([], []))
+        rates.append(row["learning_rate"])
+        finals.append(row["final_train_loss"] - shift)
+    figures.append(
+      report.line_plot(
+        sensitivity,
+        out_dir / f"{problem}_lr_sensitivity.png",
+        title=f"{problem}: final objective vs learning rate",
+        xlabel="learning rate",
+        ylabel=ylabel,
+        logx=True,
+        logy=True,
+      )
+    )
+  return figures
+
+
+def _is_logistic_regression(problem: ml_collections.ConfigDict) -> bool:
+  """An MLP without hidden layers: softmax of a linear map, convex in its parameters."""
+  return problem.model.name == "mlp" and problem.model.get("depth", 2) == 0
+
+
+def _num_train(config: ml_collections.ConfigDict) -> int:
+  return data_lib.load_digits(config.data.test_fraction, config.data.split_seed).x_train.shape[0]

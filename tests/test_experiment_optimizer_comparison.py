@@ -1,0 +1,137 @@
+"""The optimizer comparison (§8.5.4): its quick config through the CLI, its claims against an
+independent float64 optimum of the convex problem (scikit-learn), its cost accounting."""
+
+import json
+
+import numpy as np
+import pytest
+from quick_runs import quick_run_fixtures, refused_field
+from sklearn.linear_model import LogisticRegression
+
+from jaxopt_study import data as data_lib
+from jaxopt_study import models, results
+from jaxopt_study.results import read_csv, read_npz
+
+NAME = "optimizer_comparison"
+finished_run, summary = quick_run_fixtures(NAME)
+
+
+@pytest.fixture(scope="module")
+def config(finished_run) -> dict:
+  return json.loads((finished_run / "config.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def sklearn_optimum(config) -> tuple[float, np.ndarray]:
+  """(J*, Θ*) of L2-regularized multinomial logistic regression, from scikit-learn in float64.
+
+  Ours: J = mean NLL + (α/2)‖θ‖² over weights and biases. scikit-learn minimizes
+  C Σ NLL + ½‖W‖² (without an intercept, so a column of ones carries the penalized bias): the
+  same minimizer when C = 1 / (n α).
+  """
+  alpha = config["problems"]["logistic_regression"]["l2_penalty"]
+  data = data_lib.load_digits(config["data"]["test_fraction"], config["data"]["split_seed"])
+  x = np.asarray(data.x_train, np.float64)
+  y = np.asarray(data.y_train)
+  n = len(y)
+  ones = np.hstack([x, np.ones((n, 1))])
+  model = LogisticRegression(C=1 / (n * alpha), fit_intercept=False, tol=1e-12, max_iter=10_000)
+  theta = model.fit(ones, y).coef_.T  # (65, 10): weights, then the bias row
+  logits = ones @ theta
+  logits -= logits.max(axis=1, keepdims=True)
+  log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+  value = -np.mean(log_p[np.arange(n), y]) + 0.5 * alpha * np.sum(theta**2)
+  return float(value), theta
+
+
+def test_writes_every_output(finished_run):
+  for name in ("results.csv", "history.csv", "report.html", "summary.json", "params.npz"):
+    assert (finished_run / name).stat().st_size > 0
+  assert len(list(finished_run.glob("*.png"))) == 3  # the quick config has one problem
+
+
+def test_the_reference_optimum_agrees_with_scikit_learn(summary, sklearn_optimum):
+  """The experiment's float64 optimum (scipy on a numpy objective) against scikit-learn's."""
+  reference = summary["reference_optimum_loss"]["logistic_regression"]
+  assert reference == pytest.approx(sklearn_optimum[0], rel=1e-9)
+
+
+def test_newton_reaches_the_optimum_of_the_convex_problem(finished_run, summary, sklearn_optimum):
+  """§8.6.1: on a strictly convex problem Newton's method reaches the minimum in a few steps
+  (here ≤ 12 full-batch steps, to float32 rounding), where 300 minibatch steps of SGD or Adam at
+  their best grid rates remain ≥ 100 times farther from it."""
+  optimum, theta = sklearn_optimum
+  final = summary["final_loss_by_optimizer"]["logistic_regression"]
+  assert abs(final["newton"] - optimum) < 1e-5 * optimum
+  steps = summary["steps_to_optimum_by_optimizer"]["logistic_regression"]
+  assert steps["newton"] is not None and steps["newton"] <= 12
+  assert steps["sgd"] is None and steps["adam"] is None
+  gaps = summary["gap_to_optimum_by_optimizer"]["logistic_regression"]
+  assert min(gaps["sgd"], gaps["adam"]) > 100 * abs(gaps["newton"])
+  assert summary["best_optimizer"]["logistic_regression"] == "newton"
+  member = summary["best_member_by_optimizer"]["logistic_regression"]["newton"]
+  template = models.functional(models.build_model("mlp", 64, 10, depth=0))
+  params, _ = results.member_state(
+    read_npz(finished_run / "params.npz"), member, template.params, template.model_state
+  )
+  found = np.vstack([params["output"]["kernel"], params["output"]["bias"][None]])
+  np.testing.assert_allclose(found, theta, atol=5e-4)  # |Θ*| ≤ 1.5; float32 gives ~1e-4
+
+
+def test_every_optimizer_descends(finished_run, summary):
+  """Every member of every grid ends below its starting objective, and stays finite."""
+  assert summary["members_not_descending"] == []
+  rows = read_csv(finished_run / "results.csv")
+  assert len(rows) == 5 + 5 + 1  # SGD's and Adam's five rates, Newton's one damping
+  for row in rows:
+    assert np.isfinite(row["final_train_loss"])
+    assert row["final_train_loss"] < row["initial_train_loss"]
+
+
+def test_claims_are_each_problems_best_grid_points(finished_run, summary):
+  rows = read_csv(finished_run / "results.csv")
+  for problem, losses in summary["final_loss_by_optimizer"].items():
+    assert set(losses) == {"sgd", "adam", "newton"}
+    for name, loss in losses.items():
+      grid = [
+        r["final_train_loss"] for r in rows if (r["problem"], r["optimizer"]) == (problem, name)
+      ]
+      assert loss == min(grid)
+    assert summary["best_optimizer"][problem] == min(losses, key=losses.get)
+
+
+def test_costs_are_reported_with_the_losses(summary, config):
+  """Full-batch Newton: one pass over the data per step; SGD and Adam: steps × batch / n passes,
+  and their steps are far cheaper (each Newton step builds a dense Hessian)."""
+  n = data_lib.load_digits(config["data"]["test_fraction"], config["data"]["split_seed"]).x_train
+  minibatch = config["minibatch"]
+  for problem in summary["final_loss_by_optimizer"]:
+    steps = summary["steps_by_optimizer"][problem]
+    epochs = summary["epochs_by_optimizer"][problem]
+    seconds = summary["seconds_by_optimizer"][problem]
+    assert steps == {
+      "sgd": minibatch["steps"],
+      "adam": minibatch["steps"],
+      "newton": config["full_batch"]["steps"],
+    }
+    assert epochs["newton"] == steps["newton"]
+    for name in ("sgd", "adam"):
+      assert epochs[name] == pytest.approx(steps[name] * minibatch["batch_size"] / n.shape[0])
+      assert seconds["newton"] / steps["newton"] > seconds[name] / steps[name]
+
+
+@pytest.mark.parametrize(
+  ("field", "value", "named"),
+  [
+    ("data.name", "'mnist'", "data.name"),
+    ("problems.logistic_regression.l2_penalty", "0.0", "problems.logistic_regression"),
+    ("problems.logistic_regression.l2_penalty", "-1.0", "problems.logistic_regression"),
+    ("full_batch.steps", "0", "full_batch.steps"),
+    ("minibatch.batch_size", "100000", "minibatch.batch_size"),
+    ("optimum_rtol", "0.0", "optimum_rtol"),
+    ("optimizers.sgd.learning_rate", "[]", "optimizers.sgd.learning_rate"),
+    ("optimizers.newton.damping", "[-1.0]", "optimizers.newton"),
+  ],
+)
+def test_check_names_the_bad_field(tmp_path, capsys, field, value, named):
+  assert named in refused_field(tmp_path, capsys, NAME, field, value)
