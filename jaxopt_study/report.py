@@ -29,12 +29,17 @@ def line_plot(
   logx: bool = False,
   logy: bool = False,
 ) -> Path:
-  """One line per labelled (x, y) series, saved as PNG; non-finite points are left out."""
+  """One line per labelled (x, y) series, saved as PNG; non-finite points are left out.
+
+  Past the 10 colours of the colour cycle, lines are dashed, then dotted, so that no two series
+  look alike.
+  """
   fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-  for label, (x, y) in series.items():
+  for index, (label, (x, y)) in enumerate(series.items()):
     x, y = np.asarray(x, float), np.asarray(y, float)
     keep = np.isfinite(y) & (y > 0 if logy else True)
-    ax.plot(x[keep], y[keep], label=label, marker="o" if len(x) < 12 else None, ms=3)
+    style = ("-", "--", ":")[index // 10 % 3]
+    ax.plot(x[keep], y[keep], style, label=label, marker="o" if len(x) < 12 else None, ms=3)
   ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
   if logx:
     ax.set_xscale("log")
