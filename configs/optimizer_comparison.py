@@ -44,6 +44,10 @@ def get_config() -> ml_collections.ConfigDict:
   # first-order grids are those of the `optimizers` experiment (each spans a factor of 100). A line
   # search sets the step of CG, BFGS and L-BFGS: their only rate is 1 (the direction unscaled).
   first_order = load_config(Path(__file__).with_name("optimizers.py")).optimizers.to_dict()
+  # This MLP is narrower than that experiment's, and trains best at the top of the SGD family's
+  # and delta-bar-delta's grids: one more rate above each, so that every grid brackets its best.
+  for name, rate in (("sgd", 10.0), ("momentum", 1.0), ("nesterov", 1.0), ("delta_bar_delta", 3.0)):
+    first_order[name]["learning_rate"].append(rate)
   config.optimizers = ml_collections.ConfigDict(
     {
       **first_order,

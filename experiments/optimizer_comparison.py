@@ -50,7 +50,20 @@ DESCRIPTION = (
   "sweep: L2-regularized logistic regression (strictly convex, its optimum computed in float64 by "
   "scipy) and a small tanh MLP. First-order methods take minibatch steps; Newton, saddle-free "
   "Newton, conjugate gradients, BFGS and L-BFGS take full-batch steps, fewer and costlier: each "
-  "is reported with its steps, its passes over the data and its run time, not its loss alone."
+  "is reported with its steps, its passes over the data and its run time, not its loss alone. "
+  "Full config (2000 minibatch steps of 64, 95 epochs; 40 full-batch steps): on logistic "
+  "regression Newton (Levenberg-Marquardt damping) is within 1e-4 of the optimum after 9 steps, "
+  "saddle-free Newton after 26, L-BFGS after 30, CG after 39; BFGS is not after 40 (gap 8.8e-4, "
+  "no better than the first-order methods, whose gaps are 1.9e-4 (momentum) to 1.5e-3, and "
+  "3.0e-2 for delta-bar-delta). Per step Newton costs ~0.44 s against ~25 µs for SGD, so against "
+  "run time L-BFGS and CG reach the optimum first. On the 1,210-parameter MLP Newton ends lowest "
+  "(0.0123), then RMSProp 0.0131, Adadelta and RMSProp-Nesterov 0.0133, SGD, L-BFGS, CG and Adam "
+  "0.0140, saddle-free Newton 0.0155, BFGS 0.0296 and delta-bar-delta 0.088 (its grid's top "
+  "rate is its best): eight methods within 15%, no single winner, as §8.5.4 says, with the "
+  "adaptive-rate methods first among the first-order ones (Schaul et al. 2014). Newton's 40 "
+  "steps took ~97 s per grid member against 0.07 s for SGD's 2000. The quick config runs SGD, "
+  "Adam and Newton on logistic regression only (449 training digits): Newton reaches the "
+  "optimum in 9 steps, SGD and Adam end 1.0e-3 and 1.2e-3 above it after 300 steps."
 )
 PUBLISHED = {
   "best_optimizer": "no consensus (§8.5.4); Schaul et al. 2014: adaptive-rate methods "
@@ -110,7 +123,8 @@ def sweep_config(
   """The sweep of optimizer `name` on `problem`: its list-valued hyperparameters are the axes.
 
   A full-batch method's minibatch is the whole training set (`batch_size` = n, one epoch per
-  step, so every step sees every example once). The run is one segment: one compiled program.
+  step, so every step sees every example once). The run is one segment, so that one training
+  program is compiled per optimizer and problem.
   """
   hyper = config.optimizers[name].to_dict()
   axes = {k: list(v) for k, v in hyper.items() if isinstance(v, list | tuple)}
