@@ -1,5 +1,5 @@
-"""`jaxopt_study.landscape`: lines in parameter space, path lengths, the §8.2.7 surfaces, and critical
-points from many starts (Newton for ∇f = 0, symmetric copies)."""
+"""`jaxopt_study.landscape`: lines in parameter space, path lengths, the §8.2.7 surfaces, and
+critical points from many starts (Newton for ∇f = 0, symmetric copies)."""
 
 import jax
 import jax.numpy as jnp
