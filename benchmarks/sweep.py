@@ -120,10 +120,10 @@ def benchmark(
   assert len(singles) == members
 
   def run_sweep():
-    return sweep.run(config)
+    return sweep.run_config(config)
 
   def run_alone():
-    return [sweep.run(single) for single in singles]
+    return [sweep.run_config(single) for single in singles]
 
   result, alone = run_sweep(), run_alone()  # compiles both sides' programs
   ours = np.asarray([r["final_train_loss"] for r in result.table])

@@ -60,7 +60,7 @@ def check(config: ml_collections.ConfigDict) -> None:
   if config.model.name != "mlp":
     raise ValueError(f"model.name={config.model.name!r}: this experiment uses 'mlp'")
   for batchnorm in VARIANTS.values():
-    sweep.check(_sweep_config(config, batchnorm))
+    sweep.check_config(_sweep_config(config, batchnorm))
 
 
 def run(
@@ -99,7 +99,7 @@ def _one_model(config, data, name: str, batchnorm: bool, run_dir, progress: bool
   values = np.asarray(spectrum.eigenvalues, float)
   found = outliers.count_outliers(values, config.outlier_search)
   folder = run_dir.path / f"lr_sweep_{name}" if run_dir else None
-  lr_table = sweep.run(_sweep_config(config, batchnorm), folder, progress=progress).table
+  lr_table = sweep.run_config(_sweep_config(config, batchnorm), folder, progress=progress).table
   initial = float(result.history["train_loss"][0])  # the same init as the sweep's members
   stable = [
     r["learning_rate"]

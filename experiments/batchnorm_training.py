@@ -148,7 +148,7 @@ def learning_rate_sweep(config: ml_collections.ConfigDict, batchnorm: bool) -> l
       "sweep": {"learning_rate": list(config.learning_rates)},
     }
   )
-  return sweep.run(sweep_config).table
+  return sweep.run_config(sweep_config).table
 
 
 def run(

@@ -152,7 +152,7 @@ def run(
     def one_start(w, b, loop=loop):
       def one_step(state: train.TrainState, _):
         value, grad_norm = surface(*(v[None] for v in weight_and_bias(state.params)))
-        new_state = loop.update(state, inputs, targets, None)
+        new_state = loop.update(state, (inputs, targets), None)
         step = jnp.hypot(
           *(jnp.stack(weight_and_bias(new_state.params)) - jnp.stack(weight_and_bias(state.params)))
         )

@@ -47,6 +47,7 @@ import optax
 
 from jaxopt_study import curves, models, optim, report, train
 from jaxopt_study import data as data_lib
+from jaxopt_study import problem as problem_lib
 from jaxopt_study.results import ExperimentResults, RunDir, history_rows, read_npz
 
 TITLE = "Chapter 8.7.6: continuation (smoothed losses) and curriculum learning"
@@ -257,9 +258,9 @@ def _margins(config: ml_collections.ConfigDict, data: data_lib.Dataset) -> tuple
   cur = config.curriculum
   reference = models.functional(models.build_model("mlp", 64, 10, depth=0, seed=config.seed))
   result = train.train(
-    reference,
+    problem_lib.builtin("mlp", data, depth=0),
     optim.sgd(cur.reference_learning_rate),
-    data,
+    seed=config.seed,
     steps=cur.reference_steps,
     batch_size=data.x_train.shape[0],
     eval_every=cur.reference_steps,
@@ -306,7 +307,7 @@ def _curriculum(config: ml_collections.ConfigDict) -> tuple[list, list, dict]:
     def one_step(t, state):
       draw = jax.random.randint(jax.random.fold_in(key, t), (cur.batch_size,), 0, pool[t])
       idx = order[draw]
-      return loop.update(state, data.x_train[idx], data.y_train[idx], None)
+      return loop.update(state, (data.x_train[idx], data.y_train[idx]), None)
 
     def block(state, bound):
       state = jax.lax.fori_loop(bound[0], bound[1], one_step, state)

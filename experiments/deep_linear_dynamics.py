@@ -177,7 +177,7 @@ def steps_to_threshold(config: ml_collections.ConfigDict, init_name: str, depth:
       "sweep": {"learning_rate": list(config.learning_rates)},
     }
   )
-  result = sweep.run(sweep_config)
+  result = sweep.run_config(sweep_config)
   # The zero network's loss ½ mean ‖W x‖² is ½ Σ s² on whitened inputs (Σ₁₁ = I).
   threshold = config.loss_threshold * 0.5 * float(np.sum(np.square(config.singular_values)))
   rates = {row["member"]: row["learning_rate"] for row in result.table}

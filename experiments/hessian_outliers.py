@@ -77,7 +77,7 @@ def check_training(config: ml_collections.ConfigDict) -> None:
   models.build_model("mlp", 64, 10, seed=config.seed, **trained_mlp.model_options(config))
   data = load_data(config)
   train.check_arguments(
-    data, config.steps, config.batch_size, config.eval_every, "cross_entropy", config.sampling, None
+    data.x_train.shape[0], config.steps, config.batch_size, config.eval_every, config.sampling, None
   )
 
 

@@ -226,7 +226,7 @@ def _reuse_bias(config, model: models.FunctionalModel) -> tuple[list[dict], np.n
       g_b = ravel_pytree(grad_fn(state.params, data.x_test[half:], data.y_test[half:]))[0]
       direction = g_a / jnp.linalg.norm(g_a)
       measured = (jnp.dot(g_batch - g_b, direction), jnp.dot(g_b, direction))
-      return loop.update(state, x, y, None), measured
+      return loop.update(state, (x, y), None), measured
 
     state = loop.init(model.params, model.model_state)
     _, (bias, slope) = jax.lax.scan(step, state, jnp.arange(2 * steps_per_epoch))

@@ -112,7 +112,7 @@ def check(config: ml_collections.ConfigDict) -> None:
   for problem in config.problems:
     for name in config.optimizers:
       try:
-        sweep.check(sweep_config(config, problem, name, num_train))
+        sweep.check_config(sweep_config(config, problem, name, num_train))
       except ValueError as error:
         raise ValueError(f"optimizers.{name} on problems.{problem}: {error}") from None
 
@@ -176,7 +176,7 @@ def run(
 def _run_grid(config, problem: str, name: str, num_train: int) -> tuple[dict, dict]:
   """One optimizer's grid on one problem: its rows, its history, the best member's arrays."""
   grid_config = sweep_config(config, problem, name, num_train)
-  result = sweep.run(grid_config)
+  result = sweep.run_config(grid_config)
   axes = list(grid_config.sweep.keys())
   steps, batch_size = grid_config.steps, grid_config.batch_size
   initial = {

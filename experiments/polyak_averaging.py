@@ -133,7 +133,7 @@ def run(
       )
       noise = config.noise_std * jax.random.normal(noise_key, (config.batch_size, 1), dtype)
       y = x @ target[:, None] + noise
-      return loop.update(state, x, y, None)
+      return loop.update(state, (x, y), None)
 
     def block(state: train.TrainState, num_steps: jax.Array):
       state = jax.lax.fori_loop(0, num_steps, one_step, state)

@@ -68,7 +68,7 @@ def check(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"sharpness_eps={eps!r}: must be a non-empty list of positive floats")
   if not isinstance(config.sharpness_steps, int) or config.sharpness_steps < 1:
     raise ValueError(f"sharpness_steps={config.sharpness_steps!r}: must be an integer ≥ 1")
-  sweep.check(_sweep_config(config))
+  sweep.check_config(_sweep_config(config))
 
 
 def _sweep_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -98,7 +98,7 @@ def run(
   check(config)
   data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
   folder = run_dir.path / "training_sweep" if run_dir else None
-  trained = sweep.run(_sweep_config(config), folder, progress=progress)
+  trained = sweep.run_config(_sweep_config(config), folder, progress=progress)
   sweep_history: dict[str, list[dict]] = {}
   for row in trained.history:
     sweep_history.setdefault(row["member"], []).append(row)

@@ -97,7 +97,7 @@ def run(
     member_history = {k: v[s] for k, v in history.items()} | {"step": steps}
     rows.extend(history_rows(member, member_history))
     table.append(
-      _member_row(member, member_history, stopped_state.best_step[s], stopped_state.best_error[s])
+      _member_row(member, member_history, stopped_state.best_step[s], stopped_state.best_value[s])
     )
   return ExperimentResults(table, rows, _summarize(table))
 

@@ -22,7 +22,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
-from jaxopt_study import report, sweep  # noqa: E402
+from jaxopt_study import own_problem, report, sweep  # noqa: E402
 from jaxopt_study.results import ExperimentResults, RunDir, read_csv  # noqa: E402
 
 TITLE = "Chapter 8.4 × 8.1.3: initialization scale × minibatch size × learning rate"
@@ -46,17 +46,14 @@ HEATMAPS = (
 )
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field or sweep axis, before compiling."""
-  sweep.check(config)
+check = own_problem.check
 
 
 def run(
   config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
 ) -> ExperimentResults:
   """Runs the sweep (resuming in `run_dir`) and computes the claims."""
-  result = sweep.run(config, run_dir.path if run_dir else None, progress=progress)
-  return ExperimentResults(result.table, result.history, _summarize(result.table), result.arrays)
+  return own_problem.run(config, run_dir, progress, summary=_summarize)
 
 
 def _summarize(table: list[dict]) -> dict:

@@ -1,13 +1,15 @@
 """`jaxopt-study spectrum RUN_DIR`: a finished run's Hessian spectrum and its kind of point.
 
-A run of `jaxopt-study run` saves its config and every member's final parameters (`params.npz`).
-This module rebuilds the member's model and data from `config.json`, takes the Hessian of the
-training objective (the mean NLL over the whole training set, §8.1.2) at those parameters, and
-writes into the run folder:
+A run folder (of `jaxopt-study run`, or of `sweep.run(..., out_dir=...)`) holds its config and
+every member's final parameters (`params.npz`). This module rebuilds the member's `Problem` from
+`config.json` (a built-in one, or the user's `problem = "file.py:make_problem"`; a problem given
+in Python to `sweep.run` is passed here as `problem=`), takes the Hessian of its training loss
+over the whole training set (§8.1.2) at those parameters, and writes into the run folder, one set
+per method so that an exact and a Lanczos analysis sit side by side:
 
-- `spectrum.csv`: the eigenvalues (all of them, or the k Lanczos Ritz values), ascending;
-- `classification.json`: `hessian.classify`'s verdict (minimum, saddle and its index, ...);
-- `spectrum.png`: the eigenvalue histogram (exact) or the Ritz values (Lanczos).
+- `spectrum-<method>.csv`: the eigenvalues (all of them, or the k Lanczos Ritz values), ascending;
+- `classification-<method>.json`: `hessian.classify`'s verdict (minimum, saddle and its index...);
+- `spectrum-<method>.png`: the eigenvalue histogram (exact) or the Ritz values (Lanczos).
 """
 
 import json
@@ -15,10 +17,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+import ml_collections
 import numpy as np
 
-from jaxopt_study import data as data_lib
-from jaxopt_study import hessian, losses, models, report
+from jaxopt_study import hessian, report
+from jaxopt_study import problem as problem_lib
+from jaxopt_study.config import build_problem
 from jaxopt_study.results import load_member_state, read_csv, write_atomic, write_csv
 
 MODES = ("train", "eval")
@@ -46,49 +50,51 @@ def spectrum_of_run(
   method: str = "exact",
   k: int | None = None,
   mode: str | None = None,
+  problem: problem_lib.Problem | None = None,
 ) -> dict[str, Any]:
   """Computes and saves the spectrum and classification of one member of a finished run.
 
   Args:
-    run_dir: the `--out` folder of a finished `jaxopt-study run`.
+    run_dir: the `--out` folder of a finished `jaxopt-study run`, or a `sweep.run` out_dir.
     member: which member (a `member` of `results.csv`); default: lowest final training loss.
     method: "exact" (dense Hessian, every eigenvalue) or "lanczos" (k extreme Ritz values).
     k: number of Ritz values per end for "lanczos".
-    mode: "train" or "eval", required for a model with BatchNorm: whether the normalization
-      uses the statistics of the batch (the training objective) or the running averages.
+    mode: "train" or "eval", required for a model whose modes differ (BatchNorm, dropout):
+      whether the loss is taken in training mode (batch statistics) or in inference mode.
+    problem: the run's `Problem`, for a folder written by `sweep.run` on a problem built in
+      Python (its config.json only describes it); default: rebuilt from config.json.
 
   Returns:
     The classification as a dict, with `member`, `method` and `mode`.
   """
   run_dir = Path(run_dir)
   check_run_dir(run_dir)
-  config = json.loads((run_dir / "config.json").read_text())
+  if method not in ("exact", "lanczos"):
+    raise ValueError(f"method={method!r}: must be 'exact' or 'lanczos'")
+  problem = problem or _problem_of(run_dir)
+  pure = problem_lib.pure(problem)
+  modes_differ = pure.graph_train != pure.graph_eval
+  if mode is None and modes_differ:
+    raise ValueError(
+      f"mode={mode!r}: the model behaves differently in training and inference (BatchNorm or "
+      "dropout), so choose mode 'train' or 'eval'"
+    )
+  if mode is not None and mode not in MODES:
+    raise ValueError(f"mode={mode!r}: must be one of {list(MODES)}")
   member = member or default_member(run_dir)
-  options = {k: v for k, v in config["model"].items() if k != "name"}
-  if options.get("batchnorm") and mode not in MODES:
-    raise ValueError(f"mode={mode!r}: the model has BatchNorm, so choose mode 'train' or 'eval'")
-  dataset = _dataset(config["data"])
-  num_classes = int(np.max(np.asarray(dataset.y_train))) + 1
-  module = models.build_model(
-    config["model"]["name"], dataset.x_train.shape[-1], num_classes, seed=config["seed"], **options
-  )
-  template = models.functional(module)
-  params, model_state = load_member_state(
-    run_dir / "params.npz", member, template.params, template.model_state
-  )
+  params, model_state = load_member_state(run_dir / "params.npz", member, *pure.initial(0))
   is_training = mode != "eval"
 
-  def loss_fn(p, x, y):
-    logits, _ = template.apply(p, model_state, x, is_training)
-    return losses.softmax_cross_entropy(logits, y)
+  def loss_fn(p, *batch):
+    return problem.loss(pure.module(p, model_state, train=is_training), batch)
 
-  args = (dataset.x_train, dataset.y_train)
+  args = problem.train_data
   spectrum = hessian.spectrum(loss_fn, params, *args, method=method, k=k, which="both")
   exact = spectrum.eigenvalues if method == "exact" else None  # H is not built twice
   verdict = hessian.classify(loss_fn, params, *args, method=method, eigenvalues=exact)
   eigenvalues = np.asarray(spectrum.eigenvalues, float)
   write_csv(
-    run_dir / "spectrum.csv",
+    run_dir / f"spectrum-{method}.csv",
     [{"rank": i, "eigenvalue": float(v)} for i, v in enumerate(eigenvalues)],
   )
   classification = {
@@ -97,22 +103,27 @@ def spectrum_of_run(
     "mode": mode or "train",
     **{key: _plain(value) for key, value in verdict._asdict().items()},
   }
-  write_atomic(run_dir / "classification.json", json.dumps(classification, indent=2) + "\n")
+  text = json.dumps(classification, indent=2) + "\n"
+  write_atomic(run_dir / f"classification-{method}.json", text)
   report.histogram_plot(
     eigenvalues,
-    run_dir / "spectrum.png",
+    run_dir / f"spectrum-{method}.png",
     title=f"Hessian eigenvalues of {member} ({method}, N = {spectrum.num_params})",
     xlabel="eigenvalue",
   )
   return classification
 
 
-def _dataset(data_config: dict[str, Any]) -> data_lib.Dataset:
-  name = data_config["name"]
-  if name != "digits":
-    raise ValueError(f"data.name={name!r}: spectrum rebuilds runs on 'digits' only for now")
-  options = {k: v for k, v in data_config.items() if k != "name"}
-  return data_lib.load_digits(**options)
+def _problem_of(run_dir: Path) -> problem_lib.Problem:
+  """The `Problem` that `config.json` names (built in, or the user's file or module)."""
+  config = json.loads((run_dir / "config.json").read_text())
+  if isinstance(config.get("problem"), dict):
+    raise ValueError(
+      f"{run_dir} was written by sweep.run on a problem built in Python, which config.json only "
+      "describes: call analyze.spectrum_of_run(run_dir, problem=your_problem), or name the "
+      "problem in a config (problem = 'file.py:make_problem')"
+    )
+  return build_problem(ml_collections.ConfigDict(config))
 
 
 def _plain(value: Any) -> Any:

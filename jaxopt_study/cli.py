@@ -74,14 +74,19 @@ def _parser() -> argparse.ArgumentParser:
   spectrum = commands.add_parser(
     "spectrum",
     help="Hessian spectrum and critical-point kind of a finished run's member",
-    description="Writes spectrum.csv, classification.json and spectrum.png into RUN_DIR.",
+    description="Writes spectrum-METHOD.csv, classification-METHOD.json and spectrum-METHOD.png "
+    "into RUN_DIR (one set per method, so exact and Lanczos results sit side by side).",
   )
-  spectrum.add_argument("run_dir", help="the --out folder of a finished `jaxopt-study run`")
+  spectrum.add_argument(
+    "run_dir", help="a finished run folder (`jaxopt-study run --out`, or sweep.run's out_dir)"
+  )
   spectrum.add_argument("--member", help="member of results.csv (default: lowest final loss)")
   spectrum.add_argument("--method", choices=["exact", "lanczos"], default="exact")
   spectrum.add_argument("--k", type=int, help="Ritz values per end for --method lanczos")
   spectrum.add_argument(
-    "--mode", choices=["train", "eval"], help="BatchNorm statistics: batch (train) or running"
+    "--mode",
+    choices=["train", "eval"],
+    help="for models with BatchNorm or dropout: the loss in training or in inference mode",
   )
   spectrum.set_defaults(handler=_spectrum)
   return parser
@@ -106,7 +111,8 @@ def _run(args: argparse.Namespace) -> int:
     if finished.resumed_members:
       print(f"resumed {out}: {finished.resumed_members} finished member(s) were kept")
     print(
-      f"{prepared.config.experiment}: {finished.num_rows} runs in {finished.seconds:.0f} s "
+      f"{prepared.config.get('experiment', 'sweep')}: {finished.num_rows} runs in "
+      f"{finished.seconds:.0f} s "
       f"-> {out / 'report.html'}"
     )
   return 0
@@ -177,7 +183,7 @@ def _spectrum(args: argparse.Namespace) -> int:
   print(
     f"{verdict['member']}: {verdict['kind']} (index {verdict['index']}, "
     f"λ from {verdict['lambda_min']} to {verdict['lambda_max']}, ‖g‖ = {verdict['grad_norm']})"
-    f" -> {Path(args.run_dir) / 'classification.json'}"
+    f" -> {Path(args.run_dir) / f'classification-{args.method}.json'}"
   )
   return 0
 

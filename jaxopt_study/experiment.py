@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import ml_collections
 
-from jaxopt_study import report
+from jaxopt_study import own_problem, report
 from jaxopt_study.config import ConfigError, apply_overrides, load_config
 from jaxopt_study.results import RunDir
 
@@ -85,15 +85,18 @@ def execute(
 
 
 def find_module(config_path: Path, config: ml_collections.ConfigDict) -> ModuleType:
-  """Loads `experiments/NAME.py` (NAME = config.experiment).
+  """Loads `experiments/NAME.py` (NAME = config.experiment); without an `experiment` field, the
+  sweep of the config's own problem (`own_problem`).
 
   It is looked for beside the config's folder and its ancestors (the repository that holds the
-  config), then in the working directory, so a config kept elsewhere runs from the repository.
+  config), then in the working directory, then in the checkout this package runs from, so a
+  config copied anywhere runs.
   """
   if "experiment" not in config:
-    raise ConfigError(f"{config_path}: the config has no 'experiment' field naming its experiment")
+    return own_problem
   file_name = f"{config.experiment}.py"
-  folders = [*Path(config_path).resolve().parents, Path.cwd()]
+  checkout = Path(__file__).resolve().parents[1]
+  folders = [*Path(config_path).resolve().parents, Path.cwd(), checkout]
   for folder in folders:
     path = folder / "experiments" / file_name
     if path.is_file():
@@ -102,6 +105,6 @@ def find_module(config_path: Path, config: ml_collections.ConfigDict) -> ModuleT
       spec.loader.exec_module(module)
       return module
   raise ConfigError(
-    f"experiment={config.experiment!r}: no experiments/{file_name} above {config_path} "
-    f"or in {Path.cwd()}"
+    f"experiment={config.experiment!r}: no experiments/{file_name} above {config_path}, "
+    f"in {Path.cwd()} or in {checkout}"
   )

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 
-def _weighted_mean(per_example: jax.Array, weights: jax.Array | None) -> jax.Array:
+def weighted_mean(per_example: jax.Array, weights: jax.Array | None) -> jax.Array:
   """Σ wᵢ ℓᵢ / Σ wᵢ, or the plain mean of ℓ when `weights` is None."""
   if weights is None:
     return jnp.mean(per_example)
@@ -44,7 +44,7 @@ def softmax_cross_entropy(
     weights: optional (n,) nonnegative per-example weights.
   """
   per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  return _weighted_mean(per_example, weights)
+  return weighted_mean(per_example, weights)
 
 
 def zero_one_error(
@@ -58,7 +58,7 @@ def zero_one_error(
     weights: optional (n,) nonnegative per-example weights.
   """
   per_example = (jnp.argmax(logits, axis=-1) != labels).astype(logits.dtype)
-  return _weighted_mean(per_example, weights)
+  return weighted_mean(per_example, weights)
 
 
 def mean_squared_error(
@@ -78,7 +78,7 @@ def mean_squared_error(
   if predictions.shape != targets.shape:
     raise ValueError(f"predictions {predictions.shape} and targets {targets.shape} differ in shape")
   squared = jnp.square(predictions - targets).reshape(predictions.shape[0], -1)
-  return _weighted_mean(0.5 * jnp.sum(squared, axis=-1), weights)
+  return weighted_mean(0.5 * jnp.sum(squared, axis=-1), weights)
 
 
 LOSSES: dict[str, Callable[..., jax.Array]] = {

@@ -252,6 +252,7 @@ def build_model(
   seed: int = 0,
   init: str = "glorot_uniform",
   init_scale: float = 1.0,
+  rngs: nnx.Rngs | None = None,
   **options: Any,
 ) -> nnx.Module:
   """The model `MODELS[name]`, every kernel drawn from `init` scaled by `init_scale` (§8.4).
@@ -269,6 +270,7 @@ def build_model(
     seed: seed of the parameters.
     init: a key of `init.INITIALIZERS`.
     init_scale: factor on every initial kernel.
+    rngs: the model's random streams (default: `nnx.Rngs(params=seed)`).
     **options: the model's other keyword arguments (width, depth, activation, ...).
   """
   if name not in MODELS:
@@ -281,7 +283,7 @@ def build_model(
   }
   if clash := sorted(set(kernels) & set(options)):
     raise ValueError(f"options {clash} are set by init and init_scale: pass those instead")
-  arguments = {**kernels, **options, "rngs": nnx.Rngs(params=seed)}
+  arguments = {**kernels, **options, "rngs": rngs or nnx.Rngs(params=seed)}
   try:  # unknown or missing options (e.g. DeepLinear's width) fail here, before any allocation
     signature.bind(None, in_features, out_features, **arguments)  # None stands for self
   except TypeError as error:

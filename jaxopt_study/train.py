@@ -1,23 +1,26 @@
 """One pure training loop: `jit` + `lax.scan` over steps, held-out evaluation, early stopping.
 
-The loop records, every `eval_every` steps (and at step 0 and at the last step):
+It trains any `problem.Problem` (the user's module, loss, data and metrics). The loop records,
+every `eval_every` steps (and at step 0 and at the last step), `problem.metric_names()`:
 
-- `train_loss`: the surrogate loss (NLL for classification, §8.1.2) on the whole training set, in
-  training mode, i.e. exactly the objective whose minibatch estimates the optimizer descends;
+- `train_loss`: the problem's loss on the whole training set in training mode (BatchNorm batch
+  statistics, dropout on), i.e. exactly the objective whose minibatch estimates the optimizer
+  descends (the surrogate of §8.1.2);
 - `grad_norm`: ‖∇θ train_loss‖₂, the full-batch gradient norm of Fig. 8.1 (§8.2.1);
-- `train_error`, `test_loss`, `test_error`: in inference mode (BatchNorm running averages); the
-  error is the 0-1 loss for classification and the loss itself for regression.
+- `train_<m>` for each of the problem's metrics, and with held-out data `test_loss` and
+  `test_<m>`, in inference mode (BatchNorm running averages, no dropout).
 
 With `l2_penalty=α > 0` the objective is the L2-regularized loss of §7.1.1 (eq. 7.1),
 J̃(θ) = J(θ) + (α/2) θᵀθ, over every parameter (biases included, unlike eq. 7.1: for multinomial
 logistic regression the softmax does not change when a constant is added to every class's bias, so
 a penalty on the weights alone leaves a flat direction, while the full penalty makes J̃ strictly
 convex, with one minimizer). The optimizers descend J̃ and `train_loss` is J̃; `test_loss` and the
-errors are the loss and error alone.
+metrics are the loss and metrics alone.
 
 Early stopping (§7.8 of the book, used in §8.1.2) keeps the parameters of the evaluation with the
-lowest held-out error; with `patience=p` the parameters are frozen after p evaluations without an
-improvement (the loop keeps its static length, so it stays one compiled program).
+lowest value of one reported metric (`early_stopping="test_error"`); with `patience=p` the
+parameters are frozen after p evaluations without an improvement (the loop keeps its static
+length, so it stays one compiled program).
 
 Optimizers that need the loss (Newton, line searches) get it as Optax's extra arguments
 `value`, `grad` and `value_fn` (the minibatch loss as a function of the parameters), through
@@ -39,19 +42,21 @@ import numpy as np
 import optax
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import losses
-from jaxopt_study.models import FunctionalModel
+from jaxopt_study import models
+from jaxopt_study import problem as problem_lib
 
-METRICS = ("train_loss", "grad_norm", "train_error", "test_loss", "test_error")
+METRICS = ("train_loss", "grad_norm", "train_error", "test_loss", "test_error")  # built-in
 SAMPLINGS = ("epoch", "replacement")
 
 
 class TrainState(NamedTuple):
   """The carry of the training scan.
 
-  `diverged` is set, and `diverged_at_step` holds t (−1 before), when the loop freezes a run
-  (`make_train_loop(..., freeze_nonfinite=True)`) whose minibatch loss at θ_t or whose update
-  θ_{t+1} is non-finite: it keeps θ_t, the last finite parameters (their loss may have overflowed).
+  `best_value` is the lowest value so far of the early-stopping metric (at `best_step`, with
+  `best_params`). `diverged` is set, and `diverged_at_step` holds t (−1 before), when the loop
+  freezes a run (`make_train_loop(..., freeze_nonfinite=True)`) whose minibatch loss at θ_t or
+  whose update θ_{t+1} is non-finite: it keeps θ_t, the last finite parameters (their loss may
+  have overflowed).
   """
 
   params: optax.Params
@@ -59,7 +64,7 @@ class TrainState(NamedTuple):
   opt_state: optax.OptState
   step: jax.Array
   best_params: optax.Params
-  best_error: jax.Array
+  best_value: jax.Array
   best_step: jax.Array
   evals_since_best: jax.Array
   stopped: jax.Array
@@ -71,11 +76,13 @@ class TrainResult(NamedTuple):
   """What a training run returns.
 
   Attributes:
-    params: parameters after the last step (frozen at the stopping point under early stopping).
-    model_state: non-parameter model state (BatchNorm statistics) at the end.
+    params: parameters after the last step (frozen at the stopping point under early stopping),
+      an `nnx.State` of the module's `nnx.Param`s (`problem.Pure.module` rebuilds the module).
+    model_state: non-parameter model state (BatchNorm statistics, RNG state) at the end.
     opt_state: the optimizer state at the end.
     history: metric name -> array over evaluations, plus `step`, the step of each evaluation.
-    best_params: parameters at the evaluation with the lowest held-out error.
+    best_params: parameters at the evaluation with the lowest early-stopping metric (without
+      early stopping: the last evaluation's).
     best_step: the step of that evaluation.
   """
 
@@ -92,28 +99,31 @@ class TrainLoop(NamedTuple):
 
   Attributes:
     init: `(params, model_state) -> TrainState` at step 0.
-    update: `(state, x, y, weights) -> state` after one optimizer step on the minibatch (x, y),
-      its loss weighted by `weights` (None: the plain mean).
+    update: `(state, batch, weights) -> state` after one optimizer step on the minibatch `batch`
+      (a tuple of arrays), its loss weighted by `weights` (None: the plain mean).
     step: `(state, data, key, member_batch_size) -> state`: draws the step's minibatch, updates.
-    evaluate: `(params, model_state, data) -> metrics`, the `METRICS` on the full data.
+    evaluate: `(params, model_state, data) -> metrics`, `metric_names` on the full data.
     record: `(state, metrics) -> state` after an evaluation (best parameters, early stopping).
     run: `(state, data, key, member_batch_size, block_lengths) -> (state, history)`: for each
       entry n of `block_lengths` (int32, any length), n steps then one evaluation; `history[name]`
       has one entry per block.
+    metric_names: the names `evaluate` returns.
 
-  `member_batch_size` is None for minibatches of the static `batch_size`, or a traced int32
-  b ∈ [1, batch_size]: the step then draws `masked_batch_indices` and weights the loss by the mask.
+  `data` is a `problem.Data` (or a `data.Dataset`). `member_batch_size` is None for minibatches
+  of the static `batch_size`, or a traced int32 b ∈ [1, batch_size]: the step then draws
+  `masked_batch_indices` and weights the loss by the mask.
   """
 
   init: Callable[[optax.Params, Any], TrainState]
-  update: Callable[[TrainState, jax.Array, jax.Array, jax.Array | None], TrainState]
-  step: Callable[[TrainState, data_lib.Dataset, jax.Array, jax.Array | None], TrainState]
-  evaluate: Callable[[optax.Params, Any, data_lib.Dataset], dict[str, jax.Array]]
+  update: Callable[[TrainState, tuple, jax.Array | None], TrainState]
+  step: Callable[[TrainState, Any, jax.Array, jax.Array | None], TrainState]
+  evaluate: Callable[[optax.Params, Any, Any], dict[str, jax.Array]]
   record: Callable[[TrainState, dict[str, jax.Array]], TrainState]
   run: Callable[
-    [TrainState, data_lib.Dataset, jax.Array, jax.Array | None, jax.Array],
+    [TrainState, Any, jax.Array, jax.Array | None, jax.Array],
     tuple[TrainState, dict[str, jax.Array]],
   ]
+  metric_names: tuple[str, ...]
 
 
 def eval_steps(steps: int, eval_every: int) -> np.ndarray:
@@ -125,33 +135,48 @@ def eval_steps(steps: int, eval_every: int) -> np.ndarray:
 
 
 def check_arguments(
-  data: data_lib.Dataset,
+  num_train: int,
   steps: int,
   batch_size: int,
   eval_every: int,
-  loss: str,
   sampling: str,
   patience: int | None,
   l2_penalty: float = 0.0,
+  early_stopping: str | None = None,
+  metric_names: tuple[str, ...] = METRICS,
 ) -> None:
   """Raises ValueError, naming the argument, for a training setup that cannot run."""
-  num_train = data.x_train.shape[0]
-  if not isinstance(steps, int) or steps < 1:
+  if not _is_int(steps) or steps < 1:
     raise ValueError(f"train: steps={steps!r} must be an integer ≥ 1")
-  if not isinstance(batch_size, int) or not 1 <= batch_size <= num_train:
+  if not _is_int(batch_size) or not 1 <= batch_size <= num_train:
     raise ValueError(
       f"train: batch_size={batch_size!r} must be an integer in [1, {num_train}] "
       f"(the number of training examples)"
     )
-  if not isinstance(eval_every, int) or eval_every < 1:
+  if not _is_int(eval_every) or eval_every < 1:
     raise ValueError(f"train: eval_every={eval_every!r} must be an integer ≥ 1")
-  if loss not in losses.LOSSES:
-    raise ValueError(f"train: loss={loss!r} is not one of {sorted(losses.LOSSES)}")
   if sampling not in SAMPLINGS:
     raise ValueError(f"train: sampling={sampling!r} is not one of {list(SAMPLINGS)}")
-  if patience is not None and (not isinstance(patience, int) or patience < 1):
+  if patience is not None and (not _is_int(patience) or patience < 1):
     raise ValueError(f"train: patience={patience!r} must be None or an integer ≥ 1")
+  check_early_stopping(early_stopping, patience, metric_names, "train")
   check_l2_penalty(l2_penalty, "train")
+
+
+def check_early_stopping(
+  early_stopping: str | None, patience: int | None, metric_names: tuple[str, ...], where: str
+) -> None:
+  """Refuses an early-stopping metric that is not reported, or patience without a metric."""
+  if early_stopping is not None and early_stopping not in metric_names:
+    raise ValueError(
+      f"{where}: early_stopping={early_stopping!r} is not a reported metric; the problem "
+      f"reports {', '.join(metric_names)}"
+    )
+  if patience is not None and early_stopping is None:
+    raise ValueError(
+      f"{where}: patience={patience} needs early_stopping=<metric>, e.g. early_stopping="
+      f"{next((m for m in metric_names if m.startswith('test_')), 'train_loss')!r}"
+    )
 
 
 def check_l2_penalty(l2_penalty: float, where: str) -> None:
@@ -163,6 +188,10 @@ def check_l2_penalty(l2_penalty: float, where: str) -> None:
     or l2_penalty < 0
   ):
     raise ValueError(f"{where}: l2_penalty={l2_penalty!r} must be a finite number ≥ 0")
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def masked_batch_indices(
@@ -219,64 +248,79 @@ def batch_mask(batch_size: jax.Array, max_batch_size: int) -> jax.Array:
 
 
 def make_train_loop(
-  model: FunctionalModel,
+  problem: Any,
   optimizer: optax.GradientTransformation,
   *,
   batch_size: int,
-  loss: str = "cross_entropy",
+  loss: str | None = None,
   sampling: str = "epoch",
   patience: int | None = None,
+  early_stopping: str | None = None,
   freeze_nonfinite: bool = False,
   l2_penalty: float = 0.0,
 ) -> TrainLoop:
   """The pure pieces of the training loop (see `TrainLoop`); `make_train_fn` assembles them.
 
   Args:
-    model: a `models.FunctionalModel`.
+    problem: a `problem.Problem` (or its `problem.Pure` form), or a `models.FunctionalModel`
+      trained on the `losses.LOSSES` entry `loss` (default "cross_entropy").
     optimizer: any Optax transformation, plain or with extra args.
     batch_size: the static minibatch size (the largest of a sweep group).
-    loss: a name in `losses.LOSSES`.
+    loss: for a `FunctionalModel` only: a name in `losses.LOSSES`.
     sampling: "epoch" or "replacement" (`data.batch_indices`).
     patience: early-stopping patience in evaluations (None: never stop).
+    early_stopping: the reported metric whose lowest value selects `best_params` (None: the
+      last evaluation). A `FunctionalModel` defaults to "test_error" (cross-entropy) or
+      "test_loss".
     freeze_nonfinite: freeze a run whose minibatch loss, parameters or model state become
       non-finite at its last finite state, and flag it (`TrainState.diverged`).
     l2_penalty: α ≥ 0, the L2 penalty (α/2) θᵀθ added to the loss (§7.1.1; 0: none).
   """
   check_l2_penalty(l2_penalty, "make_train_loop")
-  loss_fn = losses.LOSSES[loss]
-  error_fn = losses.zero_one_error if loss == "cross_entropy" else loss_fn
+  if loss is not None and not isinstance(problem, models.FunctionalModel):
+    raise ValueError(
+      "make_train_loop: loss= names the loss of a FunctionalModel; a Problem carries its own loss"
+    )
+  pure = problem_lib.as_pure(problem, loss)
+  if early_stopping is None and isinstance(pure, problem_lib.FunctionalPure):
+    early_stopping = "test_error" if pure.classification else "test_loss"
+  check_early_stopping(early_stopping, patience, pure.metric_names, "make_train_loop")
   tx = optax.with_extra_args_support(optimizer)
 
-  def objective(params, model_state, x, y, weights=None):
-    outputs, new_model_state = model.apply(params, model_state, x, True)
-    value = loss_fn(outputs, y) if weights is None else loss_fn(outputs, y, weights)
+  def objective(params, model_state, batch, weights=None):
+    value, new_model_state = pure.loss(params, model_state, batch, weights)
     if l2_penalty:  # static: an unregularized loop has no penalty term in its program
       value = value + 0.5 * l2_penalty * optax.tree.norm(params, squared=True)
     return value, new_model_state
 
   def evaluate(params, model_state, data):
+    data = problem_lib.as_data(data)
     (train_loss, _), grads = jax.value_and_grad(objective, has_aux=True)(
-      params, model_state, data.x_train, data.y_train
+      params, model_state, data.train
     )
-    train_out, _ = model.apply(params, model_state, data.x_train, False)
-    test_out, _ = model.apply(params, model_state, data.x_test, False)
-    return {
-      "train_loss": train_loss,
-      "grad_norm": optax.tree.norm(grads),
-      "train_error": error_fn(train_out, data.y_train),
-      "test_loss": loss_fn(test_out, data.y_test),
-      "test_error": error_fn(test_out, data.y_test),
-    }
+    metrics = {"train_loss": train_loss, "grad_norm": optax.tree.norm(grads)}
+    on_train = pure.metrics(params, model_state, data.train)
+    metrics |= {f"train_{k}": v for k, v in on_train.items() if k != "loss"}
+    if data.heldout is not None:
+      metrics |= {
+        f"test_{k}": v for k, v in pure.metrics(params, model_state, data.heldout).items()
+      }
+    return {k: metrics[k] for k in pure.metric_names}
 
   def record(state: TrainState, metrics: dict) -> TrainState:
-    improved = jnp.logical_and(metrics["test_error"] < state.best_error, ~state.stopped)
+    if early_stopping is None:
+      value = jnp.zeros([], state.best_value.dtype)
+      improved = ~state.stopped
+    else:
+      value = metrics[early_stopping]
+      improved = jnp.logical_and(value < state.best_value, ~state.stopped)
     since = jnp.where(improved, 0, state.evals_since_best + 1)
     stopped = state.stopped
     if patience is not None:
       stopped = jnp.logical_or(stopped, since >= patience)
     return state._replace(
       best_params=_select(improved, state.params, state.best_params),
-      best_error=jnp.where(improved, metrics["test_error"], state.best_error),
+      best_value=jnp.where(improved, value, state.best_value),
       best_step=jnp.where(improved, state.step, state.best_step),
       evals_since_best=since,
       stopped=stopped,
@@ -289,7 +333,7 @@ def make_train_loop(
       opt_state=tx.init(params),
       step=jnp.zeros([], jnp.int32),
       best_params=params,
-      best_error=jnp.asarray(jnp.inf, jnp.result_type(float)),
+      best_value=jnp.asarray(jnp.inf, jnp.result_type(float)),
       best_step=jnp.zeros([], jnp.int32),
       evals_since_best=jnp.zeros([], jnp.int32),
       stopped=jnp.zeros([], bool),
@@ -297,9 +341,9 @@ def make_train_loop(
       diverged_at_step=jnp.full([], -1, jnp.int32),
     )
 
-  def update(state: TrainState, x, y, weights) -> TrainState:
+  def update(state: TrainState, batch, weights) -> TrainState:
     (value, new_model_state), grads = jax.value_and_grad(objective, has_aux=True)(
-      state.params, state.model_state, x, y, weights
+      state.params, state.model_state, batch, weights
     )
     updates, new_opt_state = tx.update(
       grads,
@@ -307,7 +351,7 @@ def make_train_loop(
       state.params,
       value=value,
       grad=grads,
-      value_fn=lambda p: objective(p, state.model_state, x, y, weights)[0],
+      value_fn=lambda p: objective(p, state.model_state, batch, weights)[0],
     )
     new_params = optax.apply_updates(state.params, updates)
     frozen = state.stopped  # early stopping: keep the stopped point, the scan length is static
@@ -329,7 +373,8 @@ def make_train_loop(
     )
 
   def step(state: TrainState, data, key, member_batch_size) -> TrainState:
-    num_train = data.x_train.shape[0]
+    train_data = problem_lib.as_data(data).train
+    num_train = train_data[0].shape[0]
     if member_batch_size is None:
       weights = None
       idx = data_lib.batch_indices(key, state.step, num_train, batch_size, sampling)
@@ -337,7 +382,7 @@ def make_train_loop(
       idx, weights = masked_batch_indices(
         key, state.step, num_train, member_batch_size, batch_size, sampling
       )
-    return update(state, data.x_train[idx], data.y_train[idx], weights)
+    return update(state, tuple(a[idx] for a in train_data), weights)
 
   def run(state: TrainState, data, key, member_batch_size, block_lengths):
     def one_step(_, state: TrainState) -> TrainState:
@@ -352,34 +397,32 @@ def make_train_loop(
 
     return jax.lax.scan(block, state, jnp.asarray(block_lengths, jnp.int32))
 
-  return TrainLoop(init=init, update=update, step=step, evaluate=evaluate, record=record, run=run)
+  return TrainLoop(
+    init=init,
+    update=update,
+    step=step,
+    evaluate=evaluate,
+    record=record,
+    run=run,
+    metric_names=pure.metric_names,
+  )
 
 
 def make_train_fn(
-  model: FunctionalModel,
+  problem: Any,
   optimizer: optax.GradientTransformation,
   *,
   steps: int,
   batch_size: int,
   eval_every: int,
-  loss: str = "cross_entropy",
-  sampling: str = "epoch",
-  patience: int | None = None,
-  l2_penalty: float = 0.0,
-) -> Callable[[optax.Params, Any, data_lib.Dataset, jax.Array], tuple[TrainState, dict]]:
+  **options: Any,
+) -> Callable[[optax.Params, Any, Any, jax.Array], tuple[TrainState, dict]]:
   """Builds the pure function `(params, model_state, data, key) -> (final TrainState, history)`.
 
-  It is what `train` jits; it is exposed so that a sweep can `vmap` it over members.
+  It is what `train` jits; it is exposed so that a sweep can `vmap` it over members. `options`
+  are `make_train_loop`'s (loss, sampling, patience, early_stopping, l2_penalty).
   """
-  loop = make_train_loop(
-    model,
-    optimizer,
-    batch_size=batch_size,
-    loss=loss,
-    sampling=sampling,
-    patience=patience,
-    l2_penalty=l2_penalty,
-  )
+  loop = make_train_loop(problem, optimizer, batch_size=batch_size, **options)
   steps_per_block = np.diff(eval_steps(steps, eval_every), prepend=0)
 
   def train_fn(params, model_state, data, key):
@@ -389,51 +432,89 @@ def make_train_fn(
 
 
 def train(
-  model: FunctionalModel,
+  problem: problem_lib.Problem,
   optimizer: optax.GradientTransformation,
-  data: data_lib.Dataset,
   *,
   steps: int,
   batch_size: int,
   eval_every: int | None = None,
-  loss: str = "cross_entropy",
   sampling: str = "epoch",
   patience: int | None = None,
+  early_stopping: str | None = None,
   seed: int = 0,
+  init_scale: float = 1.0,
   l2_penalty: float = 0.0,
+  params: optax.Params | None = None,
+  model_state: Any = None,
 ) -> TrainResult:
-  """Trains `model` on `data` with `optimizer` for `steps` minibatch steps, as one compiled scan.
+  """Trains `problem`'s model with `optimizer` for `steps` minibatch steps, as one compiled scan.
+
+  Example::
+
+      problem = Problem(model=lambda rngs: MyNet(rngs=rngs), loss=my_loss,
+                        train_data=(x, y), heldout_data=(x_test, y_test))
+      result = train.train(problem, optim.adam(1e-3), steps=500, batch_size=64, eval_every=50)
+      result.history["test_loss"]
 
   Args:
-    model: a `models.FunctionalModel` (`models.functional(nnx_module)`).
+    problem: a `problem.Problem`.
     optimizer: any Optax transformation, plain or with extra args.
-    data: a `data.Dataset`.
     steps: number of optimizer steps.
     batch_size: examples per minibatch.
     eval_every: evaluate every this many steps (default: 50 evaluations over the run).
-    loss: a name in `losses.LOSSES` ("cross_entropy" or "mse").
     sampling: "epoch" (shuffle once per epoch) or "replacement" (§8.1.3).
-    patience: stop after this many evaluations without a lower held-out error (None: never).
-    seed: seeds the minibatch order.
+    patience: stop after this many evaluations without a lower `early_stopping` metric.
+    early_stopping: a reported metric (e.g. "test_error") whose lowest value picks
+      `best_params`; None: the last evaluation.
+    seed: seeds the parameters (`model(nnx.Rngs(seed))`) and the minibatch order.
+    init_scale: factor on the initial parameters, by the problem's `init` rule (§8.4).
     l2_penalty: α ≥ 0: train on the loss + (α/2) θᵀθ (§7.1.1); `train_loss` includes it.
+    params, model_state: start from these arrays instead of the seed's initialization (e.g. a
+      pretrained model: `nnx.split(module, nnx.Param, ...)`).
 
   Returns:
     A `TrainResult`; `history[name]` is indexed like `history["step"]`.
   """
-  eval_every = max(1, steps // 50) if eval_every is None else eval_every
-  check_arguments(data, steps, batch_size, eval_every, loss, sampling, patience, l2_penalty)
+  if not isinstance(problem, problem_lib.Problem):
+    raise TypeError(
+      f"train: expected a Problem, got {type(problem).__name__}: wrap the model, loss and data "
+      "in jaxopt_study.Problem(model=..., loss=..., train_data=...)"
+    )
+  if not isinstance(init_scale, int | float) or not np.isfinite(init_scale) or init_scale < 0:
+    raise ValueError(f"train: init_scale={init_scale!r} must be a finite number ≥ 0")
+  if not _is_int(seed) or seed < 0:
+    raise ValueError(f"train: seed={seed!r} must be an integer ≥ 0")
+  pure = problem_lib.pure(problem)
+  eval_every = max(1, steps // 50) if eval_every is None and _is_int(steps) else eval_every
+  check_arguments(
+    problem.num_train,
+    steps,
+    batch_size,
+    eval_every,
+    sampling,
+    patience,
+    l2_penalty,
+    early_stopping,
+    pure.metric_names,
+  )
+  if params is None:
+    params, initial_state = pure.initial(seed, init_scale)
+    model_state = initial_state if model_state is None else model_state
+  elif model_state is None:
+    model_state = pure.initial(seed)[1]
   train_fn = make_train_fn(
-    model,
+    problem,
     optimizer,
     steps=steps,
     batch_size=batch_size,
     eval_every=eval_every,
-    loss=loss,
     sampling=sampling,
     patience=patience,
+    early_stopping=early_stopping,
     l2_penalty=l2_penalty,
   )
-  state, history = jax.jit(train_fn)(model.params, model.model_state, data, jax.random.key(seed))
+  data = problem_lib.as_data(problem)
+  state, history = jax.jit(train_fn)(params, model_state, data, jax.random.key(seed))
   history = {k: np.asarray(v) for k, v in history.items()}
   history["step"] = eval_steps(steps, eval_every)
   return TrainResult(

@@ -14,6 +14,7 @@ import ml_collections
 
 from jaxopt_study import data as data_lib
 from jaxopt_study import losses, models, optim, train
+from jaxopt_study import problem as problem_lib
 from jaxopt_study.results import read_csv
 
 
@@ -53,13 +54,15 @@ def train_digits_mlp(
   options = model_options(config)
   if batchnorm is not None:
     options["batchnorm"] = batchnorm
+  init_scale = options.pop("init_scale", 1.0)
+  problem = problem_lib.builtin(config.model.name, data, **options)
   model = models.functional(models.build_model(config.model.name, 64, 10, seed=seed, **options))
   hyper = {k: v for k, v in config.optimizer.to_dict().items() if k != "name"}
   optimizer = optim.OPTIMIZERS[config.optimizer.name](learning_rate=config.learning_rate, **hyper)
   result = train.train(
-    model,
+    problem,
     optimizer,
-    data,
+    init_scale=init_scale,
     steps=config.steps,
     batch_size=config.batch_size if batch_size is None else batch_size,
     eval_every=config.eval_every,

@@ -42,10 +42,10 @@ def run_dir(tmp_path_factory) -> Path:
 
 def test_spectrum_of_a_run_matches_an_independent_hessian(run_dir):
   assert cli.main(["spectrum", str(run_dir), "--member", "sgd@0.3"]) == 0
-  with open(run_dir / "spectrum.csv") as f:
+  with open(run_dir / "spectrum-exact.csv") as f:
     ours = np.asarray([float(row["eigenvalue"]) for row in csv.DictReader(f)])
-  verdict = json.loads((run_dir / "classification.json").read_text())
-  assert (run_dir / "spectrum.png").stat().st_size > 0
+  verdict = json.loads((run_dir / "classification-exact.json").read_text())
+  assert (run_dir / "spectrum-exact.png").stat().st_size > 0
 
   config = json.loads((run_dir / "config.json").read_text())
   options = {k: v for k, v in config["model"].items() if k != "name"}

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from quick_runs import CONFIGS, quick_run_fixtures, refused_field
 
-from jaxopt_study import data, models, optim, train
+from jaxopt_study import data, optim, train
+from jaxopt_study import problem as problem_lib
 from jaxopt_study.config import load_config
 from jaxopt_study.results import read_csv
 
@@ -33,21 +34,18 @@ def _row(table, phase: str, learning_rate: float, seed: int) -> dict:
 
 def _plain_training(config, depth: int, learning_rate: float, steps: int) -> float:
   """Final training NLL of the depth-`depth` MLP trained alone by `train.train` (seed 0)."""
-  model = models.build_model(
+  problem = problem_lib.builtin(
     "mlp",
-    64,
-    10,
-    seed=config.seed,
+    data.load_digits(config.data.test_fraction, config.data.split_seed),
     depth=depth,
     width=config.model.width,
     activation=config.model.activation,
     init=config.model.init,
-    init_scale=config.model.init_scale,
   )
   result = train.train(
-    models.functional(model),
+    problem,
     optim.sgd(learning_rate),
-    data.load_digits(config.data.test_fraction, config.data.split_seed),
+    init_scale=config.model.init_scale,
     steps=steps,
     batch_size=config.batch_size,
     eval_every=steps,

@@ -7,11 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 from jax.flatten_util import ravel_pytree
 from minimize_helpers import minimize, rosenbrock, rosenbrock_start, scipy_evaluations
 
+from jaxopt_study import Problem, losses, optim, train
 from jaxopt_study import data as data_lib
-from jaxopt_study import models, optim, train
 from jaxopt_study.optim import quasi_newton
 
 EXACT = optax.scale_by_zoom_linesearch(
@@ -282,22 +283,32 @@ def test_a_nan_beyond_the_line_search_is_avoided(x64):
 # ----------------------------------------------------------------------- the training loop
 
 
+class Affine(nnx.Module):
+  """x ↦ x W + b from zero, in float64."""
+
+  def __init__(self, rngs: nnx.Rngs):
+    del rngs
+    self.w = nnx.Param(jnp.zeros((5, 2), jnp.float64))
+    self.b = nnx.Param(jnp.zeros((2,), jnp.float64))
+
+  def __call__(self, x):
+    return x @ self.w + self.b[None, :]
+
+
 @pytest.mark.parametrize(
   "name", ["newton", "saddle_free_newton", "bfgs", "lbfgs", "conjugate_gradient"]
 )
 def test_training_loop_reaches_the_least_squares_solution(x64, name):
   d = data_lib.teacher_student(jax.random.key(0), 64, 16, 5, 8, 2, noise_std=0.1)
   data = data_lib.Dataset(*(jnp.asarray(a, jnp.float64) for a in d))
-  model = models.FunctionalModel(
-    apply=lambda p, state, x, is_training: (x @ p["w"] + p["b"][None, :], state),
-    params={"w": jnp.zeros((5, 2)), "b": jnp.zeros((2,))},
-    model_state={},
+  problem = Problem(
+    model=Affine,
+    loss=lambda model, batch: losses.mean_squared_error(model(batch[0]), batch[1]),
+    train_data=(data.x_train, data.y_train),
   )
   kwargs = {"damping": 0.0} if name == "saddle_free_newton" else {}
   steps = 3 if "newton" in name else 40
-  result = train.train(
-    model, optim.OPTIMIZERS[name](**kwargs), data, steps=steps, batch_size=64, loss="mse"
-  )
+  result = train.train(problem, optim.OPTIMIZERS[name](**kwargs), steps=steps, batch_size=64)
   x = np.hstack([np.asarray(data.x_train), np.ones((64, 1))])
   solution, *_ = np.linalg.lstsq(x, np.asarray(data.y_train), rcond=None)
   np.testing.assert_allclose(result.params["w"], solution[:5], atol=1e-8)

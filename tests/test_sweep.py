@@ -13,8 +13,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxopt_study import cli, models, optim, results, sweep, train
+from jaxopt_study import cli, optim, results, sweep, train
 from jaxopt_study import data as data_lib
+from jaxopt_study import problem as problem_lib
 from jaxopt_study.results import read_csv
 from jaxopt_study.sweep import checkpoint, program
 
@@ -64,13 +65,11 @@ def history_array(result, members=None) -> np.ndarray:
 def run_alone(config: ml_collections.ConfigDict, row: dict, optimizer=None) -> train.TrainResult:
   """The member of `row` trained by itself with `train.train` (by default with momentum)."""
   options = {k: v for k, v in config.model.to_dict().items() if k not in ("name", "init_scale")}
-  model = models.build_model(
-    "mlp", 64, 10, seed=row["seed"], init_scale=row["init_scale"], **options
-  )
+  problem = problem_lib.builtin("mlp", data_lib.load_digits(), **options)
   return train.train(
-    models.functional(model),
+    problem,
     optimizer or optim.momentum(row["learning_rate"], momentum=0.9),
-    data_lib.load_digits(),
+    init_scale=row["init_scale"],
     steps=config.steps,
     batch_size=row["batch_size"],
     eval_every=config.eval_every,
@@ -82,7 +81,7 @@ def run_alone(config: ml_collections.ConfigDict, row: dict, optimizer=None) -> t
 @pytest.fixture(scope="module")
 def reference() -> sweep.SweepResult:
   """The 12-member sweep of `AXES` on the one device of this process."""
-  return sweep.run(make_config())
+  return sweep.run_config(make_config())
 
 
 def test_members_equal_their_runs_alone(reference):
@@ -105,7 +104,7 @@ def test_members_equal_their_runs_alone(reference):
 
 def test_a_grid_of_one_member_is_a_plain_run():
   config = make_config({})
-  result = sweep.run(config)
+  result = sweep.run_config(config)
   (row,) = result.table
   assert (row["batch_size"], row["init_scale"], row["learning_rate"]) == (250, 1.0, 0.1)
   alone = run_alone(config, row)
@@ -116,8 +115,8 @@ def test_a_grid_of_one_member_is_a_plain_run():
 
 def test_a_diverged_member_leaves_the_others_bit_for_bit_unchanged():
   """With and without a member whose parameters overflow (3 members are padded to 4 per device)."""
-  without = sweep.run(make_config({"learning_rate": [0.03, 0.1, 0.3]}))
-  with_absurd = sweep.run(make_config({"learning_rate": [0.03, 0.1, 0.3, 1e38]}))
+  without = sweep.run_config(make_config({"learning_rate": [0.03, 0.1, 0.3]}))
+  with_absurd = sweep.run_config(make_config({"learning_rate": [0.03, 0.1, 0.3, 1e38]}))
   *sane, absurd = with_absurd.table
   np.testing.assert_array_equal(
     history_array(with_absurd, [r["member"] for r in sane]), history_array(without)
@@ -132,28 +131,28 @@ def test_a_diverged_member_leaves_the_others_bit_for_bit_unchanged():
 def test_an_l2_penalized_member_equals_its_run_alone():
   """`l2_penalty` (§7.1.1) trains every member on J + (α/2)‖θ‖², as `train.train` does."""
   config = make_config({"learning_rate": [0.1]}, l2_penalty=0.05)
-  (row,) = sweep.run(config).table
+  (row,) = sweep.run_config(config).table
   alone = run_alone(config, row)
   assert row["final_train_loss"] == pytest.approx(alone.history["train_loss"][-1], rel=1e-5)
-  unpenalized = sweep.run(make_config({"learning_rate": [0.1]})).table[0]
+  unpenalized = sweep.run_config(make_config({"learning_rate": [0.1]})).table[0]
   assert row["final_train_loss"] > unpenalized["final_train_loss"]
 
 
 def test_an_integer_hyperparameter_is_static():
   """L-BFGS's memory size shapes its state: it is passed as a Python int, not traced, and a run
   of a learning-rate sweep equals its run alone."""
-  assert sweep.grid.integer_hyperparameters("lbfgs") == ("memory_size",)
-  assert sweep.grid.integer_hyperparameters("saddle_free_newton") == ("krylov_dim",)
-  assert sweep.grid.integer_hyperparameters("adam") == ()
+  assert sweep.grid.integer_hyperparameters(optim.lbfgs) == ("memory_size",)
+  assert sweep.grid.integer_hyperparameters(optim.saddle_free_newton) == ("krylov_dim",)
+  assert sweep.grid.integer_hyperparameters(optim.adam) == ()
   config = make_config({"learning_rate": [0.5, 1.0]}, steps=4, eval_every=4, checkpoint_every=4)
   config.optimizer = {"name": "lbfgs", "memory_size": 3}
-  result = sweep.run(config)
+  result = sweep.run_config(config)
   row = result.table[1]
   alone = run_alone(config, row, optim.lbfgs(memory_size=3, learning_rate=1.0))
   assert row["final_train_loss"] == pytest.approx(alone.history["train_loss"][-1], rel=1e-5)
   config.sweep = {"memory_size": [3, 5]}
   with pytest.raises(ValueError, match="sweep axis 'memory_size'.*set optimizer.memory_size"):
-    sweep.check(config)
+    sweep.check_config(config)
 
 
 def test_a_hyperparameter_set_only_by_the_sweep_is_checked_at_its_values():
@@ -161,11 +160,11 @@ def test_a_hyperparameter_set_only_by_the_sweep_is_checked_at_its_values():
   in the optimizer's config (the other axes are checked with it at its first value)."""
   config = make_config({"damping": [0.01, 0.1]}, learning_rate=1.0)
   config.optimizer = {"name": "newton", "adaptive": True}
-  plan = sweep.check(config)
+  plan = sweep.check_config(config)
   assert [m.hyperparams["damping"] for m in plan.members] == [0.01, 0.1]
   config.sweep = {"damping": [0.01, 0.0]}
   with pytest.raises(ValueError, match="damping=0.0 in sweep axis 'damping'"):
-    sweep.check(config)
+    sweep.check_config(config)
 
 
 def test_new_values_reuse_the_compiled_programs(reference):
@@ -174,7 +173,7 @@ def test_new_values_reuse_the_compiled_programs(reference):
     AXES | {"learning_rate": [0.02, 0.05, 0.2], "init_scale": [0.7, 1.5]}, seed=3
   )
   config.optimizer.momentum = 0.5
-  result = sweep.run(config)
+  result = sweep.run_config(config)
   after = program.compiled_segment.cache_info().misses, program.compiled_start.cache_info().misses
   assert after == before
   assert result.table[0]["final_train_loss"] != reference.table[0]["final_train_loss"]
@@ -191,7 +190,7 @@ WORKER = textwrap.dedent(
   import ml_collections
   from jaxopt_study import sweep
   config = ml_collections.ConfigDict(json.loads(open(config_file).read()))
-  result = sweep.run(config)
+  result = sweep.run_config(config)
   if jax.process_index() == 0:
     with open(out_file, "w") as f:
       json.dump({"table": result.table, "history": result.history,
@@ -256,7 +255,7 @@ def test_an_interrupted_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch,
   """Two chunks of 6 (a budget below the 12-member program); stop in the second, run again."""
   budget = reference.stats.bytes_per_device - 1
   config = make_config()
-  uninterrupted = sweep.run(config, tmp_path / "once", memory_budget=budget)
+  uninterrupted = sweep.run_config(config, tmp_path / "once", memory_budget=budget)
   assert uninterrupted.stats.chunks == 2
   saves, restores = [], []
   save, restore = checkpoint.ChunkCheckpoint.save, checkpoint.ChunkCheckpoint.restore
@@ -275,9 +274,9 @@ def test_an_interrupted_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch,
   monkeypatch.setattr(checkpoint.ChunkCheckpoint, "restore", counted_restore)
   out = tmp_path / "resumed"
   with pytest.raises(Interrupted):
-    sweep.run(config, out, memory_budget=budget)
+    sweep.run_config(config, out, memory_budget=budget)
   assert len(list((out / ".members").glob("*.json"))) == 6 and not (out / "results.csv").exists()
-  resumed = sweep.run(config, out, memory_budget=budget)
+  resumed = sweep.run_config(config, out, memory_budget=budget)
   assert restores == [2], "the second chunk continues from its checkpoint after one segment"
   assert resumed.stats.member_steps == 6 * 16, "only the 6 unfinished members' last 16 steps"
   assert not (out / ".checkpoints").exists()
@@ -301,7 +300,7 @@ def test_an_interrupted_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch,
     ({"sweep": {"momentum": [0.5, 1.5]}}, "momentum=1.5 in sweep axis 'momentum'"),
     ({"sweep": {"seed": [0, 0]}}, "sweep axis 'seed'"),
     ({"sweep": {"init_scale": [float("nan")]}}, "sweep axis 'init_scale'"),
-    ({"batch_size": 0, "sweep": {}}, "config field 'batch_size'"),
+    ({"batch_size": 0, "sweep": {}}, "batch_size=0 in argument 'batch_size'"),
     ({"checkpoint_every": 12}, "checkpoint_every=12"),
     ({"l2_penalty": -1.0}, "l2_penalty=-1.0"),
   ],
@@ -310,13 +309,13 @@ def test_bad_configs_are_refused_before_compiling(change, culprit):
   before = program.compiled_start.cache_info().misses
   config = make_config(change.pop("sweep", None), **change)
   with pytest.raises(ValueError, match=culprit.replace("(", r"\(")):
-    sweep.run(config)
+    sweep.run_config(config)
   assert program.compiled_start.cache_info().misses == before
 
 
 def test_batch_sizes_group_by_a_factor_of_four():
   assert sweep.batch_groups([1024, 8, 16, 32, 33, 128, 1024]) == [(8, 16, 32), (33, 128), (1024,)]
-  assert sweep.batch_groups([8, 16], batchnorm=True) == [(8,), (16,)]
+  assert sweep.batch_groups([8, 16], stateful=True) == [(8,), (16,)]
 
 
 def test_the_quick_config_runs_from_the_command_line(tmp_path):

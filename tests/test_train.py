@@ -5,23 +5,47 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
+from jaxopt_study import Problem, losses, optim, train
 from jaxopt_study import data as data_lib
-from jaxopt_study import models, optim, train
+from jaxopt_study import problem as problem_lib
 
 
-def _linear_softmax(dtype=jnp.float64) -> models.FunctionalModel:
-  """Multinomial logistic regression 64 -> 10 as a FunctionalModel (no model state)."""
-  rng = np.random.default_rng(0)
-  params = {
-    "w": jnp.asarray(rng.normal(size=(64, 10)) * 0.1, dtype),
-    "b": jnp.zeros((10,), dtype),
-  }
-  return models.FunctionalModel(
-    apply=lambda p, state, x, is_training: (x @ p["w"] + p["b"][None, :], state),
-    params=params,
-    model_state={},
+class LinearSoftmax(nnx.Module):
+  """Multinomial logistic regression 64 -> 10, a module with neither kernel_init nor `train`."""
+
+  def __init__(self, rngs: nnx.Rngs, dtype=jnp.float64):
+    del rngs  # fixed weights, so that the reference loop starts from the same point
+    rng = np.random.default_rng(0)
+    self.w = nnx.Param(jnp.asarray(rng.normal(size=(64, 10)) * 0.1, dtype))
+    self.b = nnx.Param(jnp.zeros((10,), dtype))
+
+  def __call__(self, x):
+    return x @ self.w + self.b[None, :]
+
+
+def _nll(model, batch):
+  return losses.softmax_cross_entropy(model(batch[0]), batch[1])
+
+
+def _error(model, batch):
+  return losses.zero_one_error(model(batch[0]), batch[1])
+
+
+def _problem(data: data_lib.Dataset, dtype=jnp.float64) -> Problem:
+  return Problem(
+    model=lambda rngs: LinearSoftmax(rngs, dtype),
+    loss=_nll,
+    train_data=(data.x_train, data.y_train),
+    heldout_data=(data.x_test, data.y_test),
+    metrics={"error": _error},
   )
+
+
+def _initial(problem: Problem) -> dict[str, np.ndarray]:
+  module = problem.model(nnx.Rngs(0))
+  return {"w": np.asarray(module.w[...]), "b": np.asarray(module.b[...])}
 
 
 def _digits64(num_train=200, num_test=100) -> data_lib.Dataset:
@@ -52,13 +76,13 @@ def _numpy_nll_and_grad(w, b, x, y):
 
 @pytest.mark.parametrize("sampling", ["epoch", "replacement"])
 def test_sgd_matches_a_plain_numpy_loop(x64, sampling):
-  data, model = _digits64(), _linear_softmax()
+  data = _digits64()
+  problem = _problem(data)
   steps, batch, eval_every, lr = 23, 32, 5, 0.3
   schedule = optim.linear_decay(lr, 0.01 * lr, 15)
   result = train.train(
-    model,
+    problem,
     optim.sgd(schedule),
-    data,
     steps=steps,
     batch_size=batch,
     eval_every=eval_every,
@@ -67,7 +91,7 @@ def test_sgd_matches_a_plain_numpy_loop(x64, sampling):
   )
   # Reference: Algorithm 8.1 written out in numpy, with the same minibatch indices.
   key = jax.random.key(3)
-  w, b = np.asarray(model.params["w"]), np.asarray(model.params["b"])
+  w, b = _initial(problem)["w"], _initial(problem)["b"]
   x, y = np.asarray(data.x_train), np.asarray(data.y_train)
   ref_loss, ref_norm = [], []
   for k in range(steps + 1):
@@ -91,12 +115,12 @@ def test_sgd_matches_a_plain_numpy_loop(x64, sampling):
 def test_l2_penalty_matches_a_plain_numpy_loop(x64):
   """`l2_penalty=α`: SGD on J + (α/2)‖θ‖² (§7.1.1, every parameter), and `train_loss` is that
   objective, while `test_loss` is the NLL alone."""
-  data, model = _digits64(), _linear_softmax()
+  data = _digits64()
+  problem = _problem(data)
   steps, batch, lr, alpha = 12, 40, 0.5, 0.3
   result = train.train(
-    model,
+    problem,
     optim.sgd(lr),
-    data,
     steps=steps,
     batch_size=batch,
     eval_every=steps,
@@ -104,7 +128,7 @@ def test_l2_penalty_matches_a_plain_numpy_loop(x64):
     l2_penalty=alpha,
   )
   key = jax.random.key(1)
-  w, b = np.asarray(model.params["w"]), np.asarray(model.params["b"])
+  w, b = _initial(problem)["w"], _initial(problem)["b"]
   x, y = np.asarray(data.x_train), np.asarray(data.y_train)
 
   def objective(w, b, idx):
@@ -128,8 +152,8 @@ def test_l2_penalty_matches_a_plain_numpy_loop(x64):
 
 
 def test_errors_are_zero_one_and_match_predictions(x64):
-  data, model = _digits64(), _linear_softmax()
-  result = train.train(model, optim.sgd(0.5), data, steps=10, batch_size=50, eval_every=10)
+  data = _digits64()
+  result = train.train(_problem(data), optim.sgd(0.5), steps=10, batch_size=50, eval_every=10)
   logits = np.asarray(data.x_test) @ np.asarray(result.params["w"]) + np.asarray(result.params["b"])
   expected = np.mean(logits.argmax(axis=1) != np.asarray(data.y_test))
   assert result.history["test_error"][-1] == pytest.approx(expected, abs=1e-12)
@@ -137,20 +161,21 @@ def test_errors_are_zero_one_and_match_predictions(x64):
 
 
 def test_best_params_are_those_of_the_best_evaluation(x64):
-  data, model = _digits64(), _linear_softmax()
-  kwargs = dict(batch_size=16, eval_every=2, seed=1)
-  result = train.train(model, optim.sgd(2.0), data, steps=40, **kwargs)
+  problem = _problem(_digits64())
+  kwargs = dict(batch_size=16, eval_every=2, seed=1, early_stopping="test_error")
+  result = train.train(problem, optim.sgd(2.0), steps=40, **kwargs)
   best = int(np.argmin(result.history["test_error"]))
   assert result.best_step == result.history["step"][best]
   if result.best_step > 0:
-    short = train.train(model, optim.sgd(2.0), data, steps=result.best_step, **kwargs)
+    short = train.train(problem, optim.sgd(2.0), steps=result.best_step, **kwargs)
     np.testing.assert_allclose(short.params["w"], result.best_params["w"], rtol=1e-12)
 
 
 def test_patience_freezes_the_parameters_after_stopping(x64):
-  data, model = _digits64(), _linear_softmax()
+  problem = _problem(_digits64())
+  stopping = dict(early_stopping="test_error", patience=3)
   result = train.train(
-    model, optim.sgd(3.0), data, steps=60, batch_size=8, eval_every=1, patience=3, seed=2
+    problem, optim.sgd(3.0), steps=60, batch_size=8, eval_every=1, seed=2, **stopping
   )
   errors = result.history["test_error"]
   best_so_far = np.minimum.accumulate(errors)
@@ -165,7 +190,7 @@ def test_patience_freezes_the_parameters_after_stopping(x64):
   np.testing.assert_allclose(
     result.history["train_loss"][stop:], result.history["train_loss"][stop]
   )
-  short = train.train(model, optim.sgd(3.0), data, steps=stop, batch_size=8, eval_every=1, seed=2)
+  short = train.train(problem, optim.sgd(3.0), steps=stop, batch_size=8, eval_every=1, seed=2)
   np.testing.assert_allclose(short.params["w"], result.params["w"], rtol=1e-12)
 
 
@@ -173,26 +198,19 @@ def test_extra_args_optimizer_reaches_the_least_squares_solution(x64):
   """optax.lbfgs needs value, grad and value_fn; full-batch it solves a least-squares problem."""
   d = data_lib.teacher_student(jax.random.key(0), 64, 16, 5, 8, 2, noise_std=0.1)
   data = data_lib.Dataset(*(jnp.asarray(a, jnp.float64) for a in d))
-  model = models.FunctionalModel(
-    apply=lambda p, state, x, is_training: (x @ p["w"] + p["b"][None, :], state),
-    params={"w": jnp.zeros((5, 2)), "b": jnp.zeros((2,))},
-    model_state={},
-  )
-  result = train.train(
-    model, optax.lbfgs(), data, steps=30, batch_size=64, eval_every=10, loss="mse"
-  )
+  problem = problem_lib.builtin("mlp", data, loss="mse", depth=0)
+  result = train.train(problem, optax.lbfgs(), steps=30, batch_size=64, eval_every=10)
+  assert "test_error" not in result.history  # regression reports no error it was not given
   x = np.hstack([np.asarray(data.x_train), np.ones((64, 1))])
   solution, *_ = np.linalg.lstsq(x, np.asarray(data.y_train), rcond=None)
-  np.testing.assert_allclose(result.params["w"], solution[:5], atol=1e-8)
-  np.testing.assert_allclose(result.params["b"], solution[5], atol=1e-8)
+  np.testing.assert_allclose(result.params["output"]["kernel"], solution[:5], atol=1e-8)
+  np.testing.assert_allclose(result.params["output"]["bias"], solution[5], atol=1e-8)
 
 
 def test_batchnorm_model_trains_and_updates_running_statistics():
-  data = data_lib.load_digits()
-  module = models.build_model("mlp", 64, 10, width=16, depth=2, batchnorm=True, seed=0)
-  model = models.functional(module)
-  result = train.train(model, optim.adam(1e-2), data, steps=60, batch_size=64, eval_every=30)
-  before = jax.tree.leaves(model.model_state)
+  problem = problem_lib.builtin("mlp", data_lib.load_digits(), width=16, depth=2, batchnorm=True)
+  result = train.train(problem, optim.adam(1e-2), steps=60, batch_size=64, eval_every=30)
+  before = jax.tree.leaves(problem_lib.pure(problem).initial(0)[1])
   after = jax.tree.leaves(result.model_state)
   assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
   assert result.history["test_error"][-1] < 0.5 * result.history["test_error"][0]
@@ -205,7 +223,9 @@ def test_batchnorm_model_trains_and_updates_running_statistics():
     (dict(batch_size=0), "batch_size"),
     (dict(batch_size=10_000), "batch_size"),
     (dict(eval_every=0), "eval_every"),
-    (dict(loss="hinge"), "loss"),
+    (dict(early_stopping="test_accuracy"), "early_stopping"),
+    (dict(patience=2), "patience"),
+    (dict(init_scale=float("nan")), "init_scale"),
     (dict(sampling="random"), "sampling"),
     (dict(patience=0), "patience"),
     (dict(l2_penalty=-1.0), "l2_penalty"),
@@ -213,10 +233,10 @@ def test_batchnorm_model_trains_and_updates_running_statistics():
   ],
 )
 def test_bad_arguments_are_refused_by_name(kwargs, culprit):
-  data, model = data_lib.load_digits(), _linear_softmax(jnp.float32)
+  problem = _problem(data_lib.load_digits(), jnp.float32)
   arguments = dict(steps=10, batch_size=8, eval_every=5) | kwargs
   with pytest.raises(ValueError, match=culprit):
-    train.train(model, optim.sgd(0.1), data, **arguments)
+    train.train(problem, optim.sgd(0.1), **arguments)
 
 
 @pytest.mark.parametrize("sampling", ["epoch", "replacement"])
@@ -233,11 +253,12 @@ def test_masked_batches_start_with_the_batch_of_a_run_alone(sampling):
 
 
 def test_a_nonfinite_run_is_frozen_at_its_last_finite_parameters():
-  data, model = data_lib.load_digits(), _linear_softmax(jnp.float32)
-  loop = train.make_train_loop(model, optim.sgd(1e38), batch_size=32, freeze_nonfinite=True)
+  problem = _problem(data_lib.load_digits(), jnp.float32)
+  params, model_state = problem_lib.pure(problem).initial(0)
+  loop = train.make_train_loop(problem, optim.sgd(1e38), batch_size=32, freeze_nonfinite=True)
   state, history = jax.jit(loop.run, static_argnums=3)(
-    loop.init(model.params, model.model_state),
-    data,
+    loop.init(params, model_state),
+    problem_lib.as_data(problem),
     jax.random.key(0),
     None,
     jnp.asarray([0, 3, 3, 3], jnp.int32),
@@ -250,8 +271,8 @@ def test_a_nonfinite_run_is_frozen_at_its_last_finite_parameters():
   frozen = losses[np.asarray([0, 3, 6, 9]) >= at]  # evaluated at θ_at, whatever it gives
   assert np.isfinite(losses[0]) and frozen.size >= 1
   np.testing.assert_array_equal(frozen, np.full_like(frozen, frozen[-1]))
-  healthy = train.make_train_loop(model, optim.sgd(0.1), batch_size=32, freeze_nonfinite=True)
+  healthy = train.make_train_loop(problem, optim.sgd(0.1), batch_size=32, freeze_nonfinite=True)
   state, _ = healthy.run(
-    healthy.init(model.params, model.model_state), data, jax.random.key(0), None, [0, 3]
+    healthy.init(params, model_state), problem_lib.as_data(problem), jax.random.key(0), None, [0, 3]
   )
   assert not bool(state.diverged) and int(state.diverged_at_step) == -1

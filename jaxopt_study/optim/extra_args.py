@@ -34,6 +34,27 @@ def require_loss_args(where: str, params: Any, value: Any, grad: Any, value_fn: 
     )
 
 
+def require_matching_trees(where: str, updates: Any, params: Any, grad: Any) -> None:
+  """Raises ValueError, saying what to pass, when the gradients do not have the params' structure.
+
+  Under `flax.nnx.Optimizer` this is the usual accident: it keeps only the `nnx.Param` entries of
+  the gradients it is given, so gradients of pure arrays (e.g. from
+  `optax.value_and_grad_from_state` on `nnx.as_pure(...)` params) arrive empty.
+  """
+  expected = jax.tree.structure(params)
+  for name, tree in (("grads", updates), ("grad", grad)):
+    found = jax.tree.structure(tree)
+    if found != expected:
+      raise ValueError(
+        f"{where}: {name} has {found.num_leaves} arrays where params has {expected.num_leaves} "
+        f"(or another structure): pass gradients shaped like the params. Under "
+        "flax.nnx.Optimizer, pass them as nnx.grad gives them, an nnx.State of nnx.Param "
+        "(nnx.value_and_grad(loss)(model), or jax.grad of value_fn at nnx.state(model, "
+        "nnx.Param)): it drops gradients that are pure arrays. See README, 'Second-order "
+        "optimizers in Flax'."
+      )
+
+
 def require_scalar_loss(where: str, value_fn: Callable, params: Any, fn_kwargs: dict) -> None:
   """Raises ValueError if ``value_fn(params, **fn_kwargs)`` is not a scalar (shapes only)."""
   shape = jax.eval_shape(lambda p: value_fn(p, **fn_kwargs), params).shape
@@ -75,6 +96,7 @@ def guarded(
 
   def update_fn(updates, state, params=None, *, value=None, grad=None, value_fn=None, **fn_kwargs):
     require_loss_args(where, params, value, grad, value_fn)
+    require_matching_trees(where, updates, params, grad)
     require_scalar_loss(where, value_fn, params, fn_kwargs)
     new_updates, new_state = inner.update(
       updates, state, params, value=value, grad=grad, value_fn=value_fn, **fn_kwargs

@@ -40,7 +40,7 @@ def sgd(learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
     An `optax.GradientTransformation`.
   """
   checks.require_learning_rate(learning_rate, "sgd")
-  return optax.scale_by_learning_rate(learning_rate)
+  return optax.with_extra_args_support(optax.scale_by_learning_rate(learning_rate))
 
 
 class BookMomentumState(NamedTuple):
@@ -108,7 +108,7 @@ def scale_by_book_momentum(
       updates = velocity
     return updates, BookMomentumState(count=optax.safe_increment(state.count), velocity=velocity)
 
-  return optax.GradientTransformation(init_fn, update_fn)
+  return optax.with_extra_args_support(optax.GradientTransformation(init_fn, update_fn))
 
 
 def momentum(
@@ -170,6 +170,36 @@ def nesterov(
   return scale_by_book_momentum(learning_rate, momentum, nesterov=True)
 
 
+def nesterov_params(
+  lookahead: optax.Params, state: optax.OptState, momentum: optax.ScalarOrSchedule = 0.9
+) -> optax.Params:
+  """The book's θ from the look-ahead point θ̃ that `nesterov` carries: θ = θ̃ − α_k v.
+
+  Alg. 8.3 evaluates the gradient at θ̃ = θ + α v; the params a caller (or `flax.nnx.Optimizer`)
+  holds under `nesterov` are θ̃. With v and k the velocity and step count of the
+  `BookMomentumState` inside `state` (found anywhere in a chain), θ = θ̃ − α_k v.
+
+  Args:
+    lookahead: θ̃, the params updated by `nesterov` (a pytree, or an `nnx.State` of params).
+    state: the optimizer state (of `nesterov`, or of a chain that contains it).
+    momentum: the α (number or schedule) the optimizer was built with.
+  """
+  found = [
+    s
+    for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, BookMomentumState))
+    if isinstance(s, BookMomentumState)
+  ]
+  if len(found) != 1:
+    raise ValueError(
+      f"nesterov_params: state holds {len(found)} momentum states; pass the state of nesterov(...)"
+      " (or of a chain with one nesterov)"
+    )
+  alpha = _learning_rate_at(momentum, found[0].count)
+  return jax.tree.map(
+    lambda p, v: p - jnp.asarray(alpha, v.dtype) * v, lookahead, found[0].velocity
+  )
+
+
 class BookAdagradState(NamedTuple):
   """State of `scale_by_book_adagrad`."""
 
@@ -201,7 +231,7 @@ def scale_by_book_adagrad(eps: float = 1e-7) -> optax.GradientTransformation:
     updates = jax.tree.map(lambda g, r: g / (eps + jnp.sqrt(r)), updates, sum_sq_grad)
     return updates, BookAdagradState(sum_sq_grad=sum_sq_grad)
 
-  return optax.GradientTransformation(init_fn, update_fn)
+  return optax.with_extra_args_support(optax.GradientTransformation(init_fn, update_fn))
 
 
 def adagrad(
@@ -417,4 +447,4 @@ def delta_bar_delta(
     bar_delta = jax.tree.map(lambda g, bar: (1 - theta) * g + theta * bar, updates, state.bar_delta)
     return steps, DeltaBarDeltaState(learning_rates=rates, bar_delta=bar_delta)
 
-  return optax.GradientTransformation(init_fn, update_fn)
+  return optax.with_extra_args_support(optax.GradientTransformation(init_fn, update_fn))

@@ -4,11 +4,11 @@ A group of members that share a static setup (`ProgramSpec`: the model's structu
 the loss, the group's largest batch size) runs as two programs of the member axis:
 
 * `start`: initializes each member's optimizer on its initial parameters (built on the host by
-  `models.build_model` with the member's seed and init scale, as a run alone builds them) and
+  `problem.Pure.initial` with the member's seed and init scale, as a run alone builds them) and
   evaluates it at step 0;
 * `segment`: continues every member for a number of evaluation blocks (steps, then an evaluation).
 
-Per-member values (seed, init scale, batch size, every numeric optimizer hyperparameter) are
+Per-member values (seed, init scale, batch size, every optimizer hyperparameter) are
 traced inputs (`MemberInputs`), so new values never recompile. The member axis is sharded over a
 1-D mesh of every device (`jax.sharding`, all processes' devices under `jax.distributed`); data is
 replicated. Programs are compiled ahead of time (`jit(...).lower(...).compile()`), which gives
@@ -25,28 +25,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxopt_study import data as data_lib
-from jaxopt_study import models, optim, train
+from jaxopt_study import problem as problem_lib
+from jaxopt_study import train
 from jaxopt_study.sweep import grid
 
 MEMBER_AXIS = "members"
 
 
 class ProgramSpec(NamedTuple):
-  """The static setup of a group's programs (hashable: compiled programs are cached on it)."""
+  """The static setup of a group's programs (hashable: compiled programs are cached on it; the
+  problem and the optimizer factory by identity)."""
 
-  model: tuple[str, int, int, tuple[tuple[str, Any], ...]]  # name, in, out, sorted options
-  optimizer: str
-  static_hyperparams: tuple[tuple[str, Any], ...]
+  problem: problem_lib.Problem
+  optimizer: Callable[..., Any]
   hyperparam_names: tuple[str, ...]  # traced, in this order
-  loss: str
   sampling: str
   patience: int | None
+  early_stopping: str | None
   max_batch_size: int
+  masked: bool  # members of several batch sizes: the loss is weighted by the batch mask
   l2_penalty: float = 0.0
 
 
@@ -56,7 +56,7 @@ class MemberInputs(NamedTuple):
   seed: jax.Array  # int32: parameters and minibatch order
   init_scale: jax.Array  # float32: factor on every initial kernel (§8.4)
   batch_size: jax.Array  # int32: the member's own minibatch size, ≤ spec.max_batch_size
-  hyperparams: dict[str, jax.Array]  # float32: optimizer hyperparameters by Optax name
+  hyperparams: dict[str, jax.Array]  # float32: the optimizer factory's keywords
 
 
 def member_mesh() -> Mesh:
@@ -94,12 +94,10 @@ def gather(tree: Any) -> Any:
   return multihost_utils.process_allgather(tree, tiled=True)
 
 
-def data_avals(data: data_lib.Dataset, mesh: Mesh) -> data_lib.Dataset:
+def data_avals(data: problem_lib.Data, mesh: Mesh) -> problem_lib.Data:
   """The replicated data's shapes and dtypes, the hashable key of a compiled program."""
   replicated = NamedSharding(mesh, PartitionSpec())
-  return data_lib.Dataset(
-    *(jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated) for x in data)
-  )
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), data)
 
 
 class MemberFunctions(NamedTuple):
@@ -120,26 +118,21 @@ def member_functions(spec: ProgramSpec) -> MemberFunctions:
   drawn only at steps where some member starts an epoch, and kept in between; inside `vmap`, a
   conditional on a per-member value would compute both branches at every step.
   """
-  name, in_features, out_features, options = spec.model
-  abstract = nnx.eval_shape(
-    lambda: models.build_model(name, in_features, out_features, **dict(options))
-  )
-  model = models.functional(abstract)
+  pure = problem_lib.pure(spec.problem)
   factory = optax.inject_hyperparams(
-    optim.OPTIMIZERS[spec.optimizer],
-    static_args=grid.integer_hyperparameters(spec.optimizer),
+    spec.optimizer, static_args=grid.integer_hyperparameters(spec.optimizer)
   )
   largest = spec.max_batch_size
 
   def member_loop(inputs: MemberInputs) -> train.TrainLoop:
-    tx = factory(**dict(spec.static_hyperparams), **inputs.hyperparams)
+    tx = factory(**inputs.hyperparams)
     return train.make_train_loop(
-      model,
+      spec.problem,
       tx,
       batch_size=largest,
-      loss=spec.loss,
       sampling=spec.sampling,
       patience=spec.patience,
+      early_stopping=spec.early_stopping,
       freeze_nonfinite=True,
       l2_penalty=spec.l2_penalty,
     )
@@ -149,11 +142,11 @@ def member_functions(spec: ProgramSpec) -> MemberFunctions:
       lambda inputs, *args: getattr(member_loop(inputs), piece)(*args), in_axes=(0, *in_axes)
     )
 
-  init, update = vmapped("init", 0, 0), vmapped("update", 0, 0, 0, 0)
+  init, update = vmapped("init", 0, 0), vmapped("update", 0, 0, 0 if spec.masked else None)
   evaluate, record = vmapped("evaluate", 0, 0, None), vmapped("record", 0, 0)
 
   def segment(state: train.TrainState, inputs: MemberInputs, data, block_lengths: jax.Array):
-    num_train = data.x_train.shape[0]
+    num_train = data.train[0].shape[0]
     keys = jax.vmap(jax.random.key)(inputs.seed)
     steps_per_epoch = num_train // inputs.batch_size
 
@@ -175,7 +168,8 @@ def member_functions(spec: ProgramSpec) -> MemberFunctions:
       else:
         draw = jax.vmap(train.masked_batch_indices, in_axes=(0, 0, None, 0, None, None))
         idx, weights = draw(keys, state.step, num_train, inputs.batch_size, largest, spec.sampling)
-      state = update(inputs, state, data.x_train[idx], data.y_train[idx], weights)
+      batch = tuple(a[idx] for a in data.train)  # (members, batch, ...)
+      state = update(inputs, state, batch, weights if spec.masked else None)
       return state, orders, epochs
 
     def block(carry, num_steps):
@@ -188,12 +182,12 @@ def member_functions(spec: ProgramSpec) -> MemberFunctions:
     (state, _, _), history = jax.lax.scan(block, (state, orders, epochs), block_lengths)
     return state, {k: v.T for k, v in history.items()}  # (blocks, members) -> (members, blocks)
 
-  def start(params, model_state, inputs: MemberInputs, data: data_lib.Dataset):
+  def start(params, model_state, inputs: MemberInputs, data: problem_lib.Data):
     first_block = jnp.zeros([1], jnp.int32)  # no step: the evaluation at step 0
     return segment(init(inputs, params, model_state), inputs, data, first_block)
 
   return MemberFunctions(
-    start=start, segment=segment, params=model.params, model_state=model.model_state
+    start=start, segment=segment, params=pure.params_shape, model_state=pure.model_state_shape
   )
 
 
@@ -211,7 +205,7 @@ def _input_avals(spec: ProgramSpec, num_members: int, mesh: Mesh) -> MemberInput
   return _member_avals(one, num_members, mesh)
 
 
-def _start_avals(spec: ProgramSpec, num_members: int, data: data_lib.Dataset, mesh: Mesh):
+def _start_avals(spec: ProgramSpec, num_members: int, data: problem_lib.Data, mesh: Mesh):
   functions = member_functions(spec)
   return (
     _member_avals(functions.params, num_members, mesh),
@@ -223,7 +217,7 @@ def _start_avals(spec: ProgramSpec, num_members: int, data: data_lib.Dataset, me
 
 @functools.cache
 def compiled_start(
-  spec: ProgramSpec, num_members: int, data: data_lib.Dataset, mesh: Mesh
+  spec: ProgramSpec, num_members: int, data: problem_lib.Data, mesh: Mesh
 ) -> jax.stages.Compiled:
   """`start` for `num_members` members: (params, model_state, inputs, data) -> (state, history)."""
   members = NamedSharding(mesh, PartitionSpec(MEMBER_AXIS))
@@ -231,7 +225,7 @@ def compiled_start(
   return jitted.lower(*_start_avals(spec, num_members, data, mesh)).compile()
 
 
-def state_avals(spec: ProgramSpec, num_members: int, data: data_lib.Dataset, mesh: Mesh) -> Any:
+def state_avals(spec: ProgramSpec, num_members: int, data: problem_lib.Data, mesh: Mesh) -> Any:
   """The sharded shapes of a chunk's `TrainState`, e.g. to restore a checkpoint into."""
   state, _ = jax.eval_shape(
     member_functions(spec).start, *_start_avals(spec, num_members, data, mesh)
@@ -242,7 +236,7 @@ def state_avals(spec: ProgramSpec, num_members: int, data: data_lib.Dataset, mes
 
 @functools.cache
 def compiled_segment(
-  spec: ProgramSpec, num_members: int, num_blocks: int, data: data_lib.Dataset, mesh: Mesh
+  spec: ProgramSpec, num_members: int, num_blocks: int, data: problem_lib.Data, mesh: Mesh
 ) -> jax.stages.Compiled:
   """`segment` of `num_blocks` blocks: (state, inputs, data, lengths) -> (state, history)."""
   members = NamedSharding(mesh, PartitionSpec(MEMBER_AXIS))

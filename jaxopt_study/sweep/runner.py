@@ -1,4 +1,4 @@
-"""`sweep.run`: every member of a config's sweep, trained under as few compiled programs as fit.
+"""`sweep.run`: every member of a sweep, trained under as few compiled programs as fit.
 
 The members (`grid.check`) are split into batch-size groups (`grid.batch_groups`), each group into
 equal chunks that fit the memory of a device (`program.program_bytes` of the compiled programs
@@ -14,17 +14,18 @@ import dataclasses
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from jaxopt_study import models, train
+from jaxopt_study import problem as problem_lib
+from jaxopt_study import results, train
 from jaxopt_study.results import RunDir, history_rows, member_arrays
 from jaxopt_study.sweep import grid, program
 from jaxopt_study.sweep.checkpoint import ChunkCheckpoint
@@ -47,10 +48,10 @@ class SweepResult(NamedTuple):
 
   Attributes:
     table: one row per member, in member order: `member`, its axis values (`init_scale`,
-      `batch_size`, `learning_rate`, `seed`, swept optimizer hyperparameters), the metrics of the
-      last evaluation (`final_train_loss`, `final_grad_norm`, `final_train_error`,
-      `final_test_loss`, `final_test_error`), `best_test_error` and its `best_step`, `diverged`
-      and `diverged_at_step` (None for a member that stayed finite).
+      `batch_size`, `seed`, `learning_rate` when given, every hyperparameter axis), the metrics
+      of the last evaluation (`final_train_loss`, `final_grad_norm`, `final_<metric>` for every
+      reported metric), with early stopping `best_<metric>` and its `best_step`, `diverged` and
+      `diverged_at_step` (None for a member that did not diverge).
     history: long-format rows (member, step, metric, value), as `results.history_rows`.
     stats: a `SweepStats`.
     arrays: every member's final parameters and model state, keyed as `results.member_arrays`
@@ -65,27 +66,89 @@ class SweepResult(NamedTuple):
 
 
 def run(
-  config: ml_collections.ConfigDict,
-  out_dir: str | Path | None = None,
+  problem: problem_lib.Problem,
+  optimizer: Callable[..., Any],
+  axes: dict[str, list],
   *,
+  steps: int,
+  eval_every: int,
+  batch_size: int | None = None,
+  learning_rate: float | None = None,
+  init_scale: float = 1.0,
+  seed: int = 0,
+  out_dir: str | Path | None = None,
   progress: bool = False,
   memory_budget: int | None = None,
+  sampling: str = "epoch",
+  patience: int | None = None,
+  early_stopping: str | None = None,
+  l2_penalty: float = 0.0,
+  checkpoint_every: int | None = None,
+  divergence_factor: float = 10.0,
+  config: dict[str, Any] | None = None,
 ) -> SweepResult:
-  """Trains every member of `config.sweep` for `config.steps` steps (one member: a plain run).
+  """Trains every member of the Cartesian product of `axes` for `steps` steps, vmapped.
+
+  Example::
+
+      result = sweep.run(
+        problem,
+        optimizer=lambda learning_rate, max_norm: optax.chain(
+          optax.clip_by_global_norm(max_norm), optim.adam(learning_rate)),
+        axes={"learning_rate": [1e-3, 3e-3], "max_norm": [1.0, 10.0], "seed": [0, 1]},
+        steps=300, eval_every=50, batch_size=64,
+      )
 
   Args:
-    config: a sweep config (see `grid`): seed, steps, data, model, optimizer, batch_size,
-      learning_rate, eval_every, sweep; optional sampling, loss, patience, checkpoint_every.
-    out_dir: the run folder for finished members, checkpoints and `results.csv` /
-      `history.csv`; started again on the same folder, the run resumes. None: nothing is saved.
+    problem: a `problem.Problem`.
+    optimizer: the optimizer factory, called with one keyword per hyperparameter (every axis
+      other than init_scale, batch_size and seed, and `learning_rate` when given).
+    axes: axis name -> list of values (see `grid`); `{}` is one run.
+    steps, eval_every: training steps, and steps between evaluations.
+    batch_size, learning_rate, init_scale, seed: each member's value when not an axis
+      (`batch_size` is required then; `learning_rate` None: not passed to the factory).
+    out_dir: the run folder for finished members, checkpoints, `results.csv`, `history.csv`
+      and `params.npz`; started again on the same folder, the run resumes. None: nothing saved.
     progress: show a progress bar over members × steps.
     memory_budget: bytes one device may hold (default: `program.memory_budget()`).
+    sampling, patience, early_stopping, l2_penalty: as in `train.train`.
+    checkpoint_every: steps between checkpoints (a multiple of eval_every; default about 10
+      segments).
+    divergence_factor: a member whose training loss becomes non-finite, or exceeds this factor
+      times its initial training loss at an evaluation, is flagged `diverged`.
+    config: what the run folder's `config.json` records (default: a description of the problem
+      and of these arguments); a folder holding another one is refused.
 
   Returns:
     A `SweepResult`.
   """
-  plan = grid.check(config)
-  run_dir = RunDir(out_dir, config.to_dict()) if out_dir is not None else None
+  plan = grid.check(
+    problem,
+    optimizer,
+    axes,
+    steps=steps,
+    eval_every=eval_every,
+    batch_size=batch_size,
+    learning_rate=learning_rate,
+    init_scale=init_scale,
+    seed=seed,
+    sampling=sampling,
+    patience=patience,
+    early_stopping=early_stopping,
+    l2_penalty=l2_penalty,
+    checkpoint_every=checkpoint_every,
+    divergence_factor=divergence_factor,
+  )
+  if config is None and out_dir is not None:
+    config = describe(
+      plan,
+      axes,
+      batch_size=batch_size,
+      learning_rate=learning_rate,
+      init_scale=init_scale,
+      seed=seed,
+    )
+  run_dir = RunDir(out_dir, config) if out_dir is not None else None
   if run_dir is not None and jax.process_index() == 0:
     run_dir.open()
   done = {}
@@ -93,12 +156,13 @@ def run(
     if (record := run_dir.load_member(member.name)) is not None:
       done[member.index] = record | {"arrays": run_dir.load_member_arrays(member.name)}
   mesh = program.member_mesh()
-  data = program.put(plan.data, NamedSharding(mesh, PartitionSpec()))
+  host_data = problem_lib.as_data(problem)
+  data = program.put(host_data, NamedSharding(mesh, PartitionSpec()))
   context = _Context(
     plan=plan,
     mesh=mesh,
     data=data,
-    data_aval=program.data_avals(plan.data, mesh),
+    data_aval=program.data_avals(host_data, mesh),
     segments=_segments(plan),
     run_dir=run_dir,
     bar=tqdm(
@@ -116,15 +180,15 @@ def run(
       "run_seconds": 0.0,
     },
   )
-  batchnorm = bool(plan.model.get("batchnorm", False))
+  stateful = not problem_lib.pure(problem).stateless
   sizes = [m.values["batch_size"] for m in plan.members]
-  for group in grid.batch_groups(sizes, batchnorm=batchnorm):
+  for group in grid.batch_groups(sizes, stateful=stateful):
     members = [m for m in plan.members if m.values["batch_size"] in group]
     if all(m.index in done for m in members):
       continue
     # Chunks are planned over the whole group, done or not, so that a resumed run computes the
     # same chunks with the same programs (and finds their checkpoints) as the interrupted one.
-    spec = _spec(plan, max(group))
+    spec = _spec(plan, group)
     size = _chunk_size(context, spec, len(members), memory_budget or program.memory_budget())
     for first in range(0, len(members), size):
       chunk = members[first : first + size]
@@ -142,11 +206,46 @@ def run(
   context.bar.close()
   table = [done[m.index]["row"] for m in plan.members]
   history = [row for m in plan.members for row in done[m.index]["history"]]
-  if run_dir is not None and jax.process_index() == 0:
-    run_dir.write_tables(table, history)
   stats = SweepStats(members=len(plan.members), devices=mesh.size, **context.stats)
   arrays = {k: v for m in plan.members for k, v in done[m.index]["arrays"].items()}
+  if run_dir is not None and jax.process_index() == 0:
+    run_dir.write_tables(table, history)
+    run_dir.write_params(arrays)
   return SweepResult(table=table, history=history, stats=stats, arrays=arrays)
+
+
+def member_state(problem: problem_lib.Problem, result: SweepResult, member: str) -> tuple[Any, Any]:
+  """Member `member`'s final (params, model_state) from `result.arrays`, as `nnx.State`s."""
+  return results.member_state(result.arrays, member, *problem_lib.pure(problem).initial(0))
+
+
+def describe(plan: grid.Plan, axes: dict[str, list], **arguments: Any) -> dict[str, Any]:
+  """What a `sweep.run` folder's `config.json` records when no config is given: the problem's
+  shape (model class, parameter count, data shapes, loss and metric names) and the arguments."""
+  problem = plan.problem
+  pure = problem_lib.pure(problem)
+  shapes = jax.tree.leaves(pure.params_shape)
+  return {
+    "problem": {
+      "model": pure.module_class,
+      "num_params": int(sum(math.prod(x.shape) for x in shapes)),
+      "loss": getattr(problem.loss, "__qualname__", type(problem.loss).__name__),
+      "metrics": sorted(problem.metrics),
+      "train_data": [list(a.shape) for a in problem.train_data],
+      "heldout_data": None
+      if problem.heldout_data is None
+      else [list(a.shape) for a in problem.heldout_data],
+    },
+    "axes": {k: list(v) for k, v in axes.items()},
+    **arguments,
+    "steps": plan.steps,
+    "eval_every": plan.eval_every,
+    "sampling": plan.sampling,
+    "patience": plan.patience,
+    "early_stopping": plan.early_stopping,
+    "l2_penalty": plan.l2_penalty,
+    "divergence_factor": plan.divergence_factor,
+  }
 
 
 @dataclasses.dataclass
@@ -155,7 +254,7 @@ class _Context:
 
   plan: grid.Plan
   mesh: Mesh
-  data: Any  # the replicated `data.Dataset`
+  data: Any  # the replicated `problem.Data`
   data_aval: Any
   segments: list[np.ndarray]
   run_dir: RunDir | None
@@ -172,18 +271,16 @@ def _segments(plan: grid.Plan) -> list[np.ndarray]:
   return [blocks[i : i + per_segment] for i in range(0, len(blocks), per_segment)]
 
 
-def _spec(plan: grid.Plan, max_batch_size: int) -> program.ProgramSpec:
-  in_features, out_features = grid.model_features(plan.data)
-  options = {k: v for k, v in plan.model.items() if k != "name"}
+def _spec(plan: grid.Plan, group: tuple[int, ...]) -> program.ProgramSpec:
   return program.ProgramSpec(
-    model=(plan.model["name"], in_features, out_features, grid.frozen(options)),
+    problem=plan.problem,
     optimizer=plan.optimizer,
-    static_hyperparams=grid.frozen(plan.static_hyperparams),
-    hyperparam_names=tuple(sorted(plan.members[0].hyperparams)),
-    loss=plan.loss,
+    hyperparam_names=plan.hyperparam_names,
     sampling=plan.sampling,
     patience=plan.patience,
-    max_batch_size=max_batch_size,
+    early_stopping=plan.early_stopping,
+    max_batch_size=max(group),
+    masked=len(group) > 1,
     l2_penalty=plan.l2_penalty,
   )
 
@@ -297,17 +394,19 @@ def _run_chunk(
   context.stats["run_seconds"] += time.perf_counter() - began
   context.stats["chunks"] += 1
   steps = train.eval_steps(plan.steps, plan.eval_every)
+  names = problem_lib.pure(plan.problem).metric_names
   records = []
   for i, member in enumerate(chunk):
-    member_history = {k: history[k][i] for k in train.METRICS} | {"step": steps}
+    member_history = {k: history[k][i] for k in names} | {"step": steps}
     row = {"member": member.name, **member.values}
-    row |= {f"final_{k}": float(member_history[k][-1]) for k in train.METRICS}
-    row |= {
-      "best_test_error": float(np.min(member_history["test_error"])),
-      "best_step": int(best_step[i]),
-      "diverged": bool(diverged[i]),
-      "diverged_at_step": int(diverged_at[i]) if diverged[i] else None,
-    }
+    row |= {f"final_{k}": float(member_history[k][-1]) for k in names}
+    if plan.early_stopping is not None:
+      row[f"best_{plan.early_stopping}"] = float(np.min(member_history[plan.early_stopping]))
+      row["best_step"] = int(best_step[i])
+    at = _divergence(
+      member_history, plan.divergence_factor, diverged_at[i] if diverged[i] else None
+    )
+    row |= {"diverged": at is not None, "diverged_at_step": at}
     final = jax.tree.map(lambda leaf, i=i: leaf[i], (params, model_state))
     records.append(
       {
@@ -319,20 +418,26 @@ def _run_chunk(
   return records
 
 
+def _divergence(history: dict[str, np.ndarray], factor: float, frozen_at: int | None) -> int | None:
+  """The step at which a member diverged, or None: its loss became non-finite (it was frozen at
+  `frozen_at`) or, at an evaluation, exceeded `factor` times its initial training loss."""
+  if frozen_at is not None:
+    return int(frozen_at)
+  loss = history["train_loss"]
+  above = np.flatnonzero(~(loss <= factor * loss[0]))
+  return int(history["step"][above[0]]) if above.size else None
+
+
 def _initial_models(context: _Context, spec: program.ProgramSpec, members: list[grid.Member]):
   """Each member's initial (params, model_state) as a run alone builds them, stacked on the host.
 
-  `models.build_model(seed=seed, init_scale=init_scale)` once per distinct (seed, init scale).
+  `problem.Pure.initial(seed, init_scale)` once per distinct (seed, init scale).
   """
-  name, in_features, out_features, options = spec.model
+  pure = problem_lib.pure(spec.problem)
   for member in members:
     key = (member.values["seed"], member.values["init_scale"])
     if key not in context.initial_models:
-      module = models.build_model(
-        name, in_features, out_features, seed=key[0], init_scale=key[1], **dict(options)
-      )
-      model = models.functional(module)
-      context.initial_models[key] = jax.tree.map(np.asarray, (model.params, model.model_state))
+      context.initial_models[key] = jax.tree.map(np.asarray, pure.initial(*key))
   trees = [context.initial_models[(m.values["seed"], m.values["init_scale"])] for m in members]
   return jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
 

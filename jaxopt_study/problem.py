@@ -1,0 +1,373 @@
+"""A `Problem`: the user's model, loss and data, the one input of training, sweeps and the CLI.
+
+    problem = Problem(
+      model=lambda rngs: MyCNN(rngs=rngs),   # any nnx.Module factory; any __call__
+      loss=my_loss,                          # (model, batch) -> scalar mean over the batch
+      train_data=(x_train, y_train),         # arrays with one leading axis of examples
+      heldout_data=(x_test, y_test),         # optional
+      metrics={"error": my_error},           # optional: (model, batch) -> scalar
+    )
+
+Nothing here assumes a constructor or a call signature: the toolkit calls `model(rngs)` once per
+seed and `loss(module, batch)` / `metric(module, batch)` on the live module, `batch` a tuple of
+the data arrays sliced together along axis 0. The training loop sets the module's mode: train
+mode (`module.train()`: batch statistics, dropout on) inside a step and for `train_loss`, eval
+mode (`module.eval()`) for every other metric.
+
+`pure(problem)` is the form the compiled loops take (`Pure`): the module split by `nnx.split` into
+its graph (one per mode), its `nnx.Param` arrays and the rest of its state (BatchNorm statistics,
+dropout's RNG state), with the loss and metrics as pure functions of those arrays.
+`builtin(...)` makes the ready-made problems (the package's models, data sets and losses) in the
+same form, so configs are a thin layer over the same API.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxopt_study import data as data_lib
+from jaxopt_study import losses, models
+
+Batch = tuple[jax.Array, ...]
+ModelFn = Callable[[nnx.Rngs], nnx.Module]
+LossFn = Callable[[nnx.Module, Batch], jax.Array]
+InitFn = Callable[[nnx.State, float], nnx.State]
+
+
+def scale_kernels(params: nnx.State, init_scale: float) -> nnx.State:
+  """The default `init_scale` rule (§8.4): every `nnx.Param` of ndim ≥ 2 (kernels, embeddings,
+  convolution filters) multiplied by `init_scale`; biases and normalization scales unchanged."""
+  return jax.tree.map(lambda x: x * init_scale if np.ndim(x) >= 2 else x, params)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Problem:
+  """A model, a loss and data: what `train.train`, `sweep.run` and `jaxopt-study` take.
+
+  Attributes:
+    model: `rngs -> nnx.Module`, called with `nnx.Rngs(seed)` for each seed.
+    loss: `(module, batch) -> scalar`, the mean over the batch's examples of a per-example loss
+      (sweeps with several batch sizes in one program weight examples, so the mean matters).
+    train_data: a tuple of arrays with the same leading length (examples).
+    heldout_data: the same for held-out data, or None.
+    metrics: name -> `(module, batch) -> scalar`, reported as `train_<name>` and
+      `test_<name>` (evaluated in eval mode), never under another name.
+    init: `(params, init_scale) -> params` for `init_scale`; default `scale_kernels`.
+  """
+
+  model: ModelFn
+  loss: LossFn
+  train_data: Batch
+  heldout_data: Batch | None = None
+  metrics: Mapping[str, LossFn] = dataclasses.field(default_factory=dict)
+  init: InitFn = scale_kernels
+
+  def __post_init__(self):
+    for name in ("model", "loss", "init"):
+      if not callable(getattr(self, name)):
+        raise ValueError(f"Problem: {name}={getattr(self, name)!r} must be callable")
+    object.__setattr__(self, "train_data", _as_batch("train_data", self.train_data))
+    if self.heldout_data is not None:
+      object.__setattr__(self, "heldout_data", _as_batch("heldout_data", self.heldout_data))
+      if len(self.heldout_data) != len(self.train_data):
+        raise ValueError(
+          f"Problem: heldout_data has {len(self.heldout_data)} arrays, train_data "
+          f"{len(self.train_data)}: they must match, since loss and metrics take either"
+        )
+    if not isinstance(self.metrics, Mapping):
+      raise ValueError(f"Problem: metrics={self.metrics!r} must map names to functions")
+    for name, fn in self.metrics.items():
+      if not isinstance(name, str) or not name.isidentifier() or name == "loss":
+        raise ValueError(
+          f"Problem: metric name {name!r} must be an identifier other than 'loss' "
+          "(reported as train_<name> and test_<name>)"
+        )
+      if not callable(fn):
+        raise ValueError(f"Problem: metrics[{name!r}]={fn!r} must be callable")
+    object.__setattr__(self, "metrics", dict(self.metrics))
+
+  @property
+  def num_train(self) -> int:
+    return int(self.train_data[0].shape[0])
+
+  def module(self, params: nnx.State, model_state: nnx.State | None = None, *, train=False):
+    """The live module holding `params` (and `model_state`: default, the seed-0 initial state),
+    in eval mode or, with `train=True`, train mode; e.g. of `train.train`'s result."""
+    pure_form = pure(self)
+    state = pure_form.initial(0)[1] if model_state is None else model_state
+    return pure_form.module(params, state, train=train)
+
+  def params_loss(self, model_state: nnx.State | None = None, *, train: bool = True):
+    """The loss as `loss_fn(params, *batch)`, the form `hessian` takes:
+    ``hessian.classify(problem.params_loss(), params, *problem.train_data)``.
+
+    `train=True` is the training objective (batch statistics, as the optimizer saw it);
+    `model_state` (default: the initial one) holds BatchNorm statistics and RNG state.
+    """
+    pure_form = pure(self)
+    state = pure_form.initial(0)[1] if model_state is None else model_state
+
+    def loss_fn(params, *batch):
+      return self.loss(pure_form.module(params, state, train=train), batch)
+
+    return loss_fn
+
+  def metric_names(self) -> tuple[str, ...]:
+    """Every metric the training loop reports for this problem, in order."""
+    names = ["train_loss", "grad_norm", *(f"train_{m}" for m in self.metrics)]
+    if self.heldout_data is not None:
+      names += ["test_loss", *(f"test_{m}" for m in self.metrics)]
+    return tuple(names)
+
+
+def _as_batch(name: str, arrays: Any) -> Batch:
+  if not isinstance(arrays, tuple | list):
+    arrays = (arrays,)
+  if not arrays:
+    raise ValueError(f"Problem: {name} is empty: give a tuple of arrays, e.g. (x, y)")
+  out = []
+  for i, array in enumerate(arrays):
+    if not hasattr(array, "shape") or not hasattr(array, "dtype"):
+      raise ValueError(f"Problem: {name}[{i}] is a {type(array).__name__}, not an array")
+    if np.ndim(array) == 0:
+      raise ValueError(f"Problem: {name}[{i}] is a scalar: need a leading axis of examples")
+    out.append(jnp.asarray(array))
+  lengths = {int(a.shape[0]) for a in out}
+  if len(lengths) != 1:
+    raise ValueError(f"Problem: the arrays of {name} have different lengths {sorted(lengths)}")
+  if lengths == {0}:
+    raise ValueError(f"Problem: {name} has no examples")
+  return tuple(out)
+
+
+class Data(NamedTuple):
+  """The arrays a compiled loop takes: the training tuple and the held-out tuple (or None)."""
+
+  train: Batch
+  heldout: Batch | None
+
+
+def as_data(data: Any) -> Data:
+  """`Data` from a `Data`, a `Problem` or a `data.Dataset` (x_train, y_train, x_test, y_test)."""
+  if isinstance(data, Data):
+    return data
+  if isinstance(data, Problem):
+    return Data(data.train_data, data.heldout_data)
+  if isinstance(data, data_lib.Dataset):
+    return Data((data.x_train, data.y_train), (data.x_test, data.y_test))
+  raise TypeError(f"expected a Problem, Data or data.Dataset, got {type(data).__name__}")
+
+
+class Pure:
+  """A problem as pure functions of (params, model_state) arrays, for jit, grad, vmap and scan.
+
+  `model_state` is every non-`nnx.Param` variable (BatchNorm statistics, RNG state); PRNG keys in
+  it are held as raw `uint32` key data, so states stack, checkpoint and save like other arrays.
+  Built once per `Problem` by `pure`.
+  """
+
+  def __init__(self, problem: Problem):
+    self.problem = problem
+    module = problem.model(nnx.Rngs(0))
+    if not isinstance(module, nnx.Module):
+      raise ValueError(
+        f"Problem: model(rngs) returned a {type(module).__name__}, not an nnx.Module"
+      )
+    self.module_class = type(module).__qualname__
+    module.train()
+    self.graph_train, params, state = nnx.split(module, nnx.Param, ...)
+    module.eval()
+    self.graph_eval = nnx.graphdef(module)
+    if not jax.tree.leaves(params):
+      raise ValueError("Problem: the model has no nnx.Param arrays to train")
+    self._keys = tuple(_is_key(x) for x in jax.tree.leaves(state))
+    self._key_impls = tuple(
+      jax.random.key_impl(x) if _is_key(x) else None for x in jax.tree.leaves(state)
+    )
+    self.params_shape = jax.tree.map(_shape_dtype, params)
+    self.model_state_shape = jax.tree.map(_shape_dtype, self._raw(state))
+    self.metric_names = problem.metric_names()
+    self.stateless = not jax.tree.leaves(state)
+
+  def initial(self, seed: int, init_scale: float = 1.0) -> tuple[nnx.State, nnx.State]:
+    """The arrays of `model(nnx.Rngs(seed))` with `init(params, init_scale)` applied."""
+    module = self.problem.model(nnx.Rngs(seed))
+    _, params, state = nnx.split(module, nnx.Param, ...)
+    if init_scale != 1.0:
+      params = self.problem.init(params, init_scale)
+    self._check_shapes(params, state)
+    return params, self._raw(state)
+
+  def _check_shapes(self, params, state) -> None:
+    found = jax.tree.map(_shape_dtype, (params, self._raw(state)))
+    if jax.tree.structure(found) != jax.tree.structure(
+      (self.params_shape, self.model_state_shape)
+    ) or jax.tree.leaves(found) != jax.tree.leaves((self.params_shape, self.model_state_shape)):
+      raise ValueError(
+        "Problem: model(rngs) built modules of different shapes for different seeds, or init "
+        "changed the parameters' shapes; every seed must build the same structure"
+      )
+
+  def module(self, params, model_state, *, train: bool = False) -> nnx.Module:
+    """The live module of these arrays, in train or eval mode."""
+    graph = self.graph_train if train else self.graph_eval
+    return nnx.merge(graph, params, self._typed(model_state), copy=True)
+
+  def loss(self, params, model_state, batch: Batch, weights: jax.Array | None = None):
+    """(loss in train mode, new model state); with `weights`, Σ wᵢ ℓᵢ / Σ wᵢ over examples.
+
+    The weighted form evaluates the loss on each example alone (`vmap` over batches of one), so
+    it needs a model without state (no BatchNorm, no dropout RNG): `stateless`.
+    """
+    if weights is None:
+      module = self.module(params, model_state, train=True)
+      value = self.problem.loss(module, batch)
+      _, _, new_state = nnx.split(module, nnx.Param, ...)
+      return value, self._raw(new_state)
+    if not self.stateless:
+      raise ValueError(
+        "weighted losses need a model without state (BatchNorm, dropout): the loss is taken one "
+        "example at a time; train such a model with one batch size per program"
+      )
+
+    def one(example):
+      module = self.module(params, model_state, train=True)
+      return self.problem.loss(module, tuple(a[None] for a in example))
+
+    per_example = jax.vmap(one)(batch)
+    return losses.weighted_mean(per_example, weights), model_state
+
+  def metrics(self, params, model_state, batch: Batch) -> dict[str, jax.Array]:
+    """`loss` and every metric of the problem on `batch`, in eval mode."""
+    module = self.module(params, model_state, train=False)
+    values = {"loss": self.problem.loss(module, batch)}
+    for name, fn in self.problem.metrics.items():
+      values[name] = fn(module, batch)
+    return values
+
+  def _raw(self, state: nnx.State) -> nnx.State:
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, state)
+
+  def _typed(self, state: nnx.State) -> nnx.State:
+    leaves, treedef = jax.tree.flatten(state)
+    typed = [
+      jax.random.wrap_key_data(x, impl=impl) if is_key else x
+      for x, is_key, impl in zip(leaves, self._keys, self._key_impls, strict=True)
+    ]
+    return jax.tree.unflatten(treedef, typed)
+
+
+@functools.lru_cache(maxsize=64)
+def pure(problem: Problem) -> Pure:
+  """The `Pure` form of `problem`, built once per `Problem` object."""
+  return Pure(problem)
+
+
+class FunctionalPure:
+  """The `Pure` interface over a `models.FunctionalModel` and a named loss of `losses.LOSSES`,
+  for callers that hold a model's arrays rather than a `Problem` (`train.make_train_loop`).
+
+  It reports what `builtin` reports: the loss, and the 0-1 error as `error` for cross-entropy.
+  """
+
+  def __init__(self, model: models.FunctionalModel, loss: str = "cross_entropy"):
+    if loss not in losses.LOSSES:
+      raise ValueError(f"loss={loss!r}: must be one of {sorted(losses.LOSSES)}")
+    self.model, self.loss_fn = model, losses.LOSSES[loss]
+    self.classification = loss == "cross_entropy"
+    self.params_shape = jax.tree.map(_shape_dtype, model.params)
+    self.model_state_shape = jax.tree.map(_shape_dtype, model.model_state)
+    extra = ("error",) if self.classification else ()
+    self.metric_names = (
+      "train_loss",
+      "grad_norm",
+      *(f"train_{m}" for m in extra),
+      "test_loss",
+      *(f"test_{m}" for m in extra),
+    )
+    self.stateless = True  # the loss takes per-example weights itself
+
+  def loss(self, params, model_state, batch: Batch, weights: jax.Array | None = None):
+    outputs, new_state = self.model.apply(params, model_state, batch[0], True)
+    return self.loss_fn(outputs, batch[1], weights), new_state
+
+  def metrics(self, params, model_state, batch: Batch) -> dict[str, jax.Array]:
+    outputs, _ = self.model.apply(params, model_state, batch[0], False)
+    values = {"loss": self.loss_fn(outputs, batch[1])}
+    if self.classification:
+      values["error"] = losses.zero_one_error(outputs, batch[1])
+    return values
+
+
+def as_pure(problem: Any, loss: str | None = None) -> "Pure | FunctionalPure":
+  """The pure form of a `Problem`, a `Pure`, or a `models.FunctionalModel` with a named loss."""
+  if isinstance(problem, Problem):
+    return pure(problem)
+  if isinstance(problem, models.FunctionalModel):
+    return FunctionalPure(problem, loss or "cross_entropy")
+  if isinstance(problem, Pure | FunctionalPure):
+    return problem
+  raise TypeError(
+    f"expected a jaxopt_study.Problem, got {type(problem).__name__}: wrap the model, loss and "
+    "data in Problem(model=..., loss=..., train_data=...)"
+  )
+
+
+def _is_key(x: Any) -> bool:
+  return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _shape_dtype(x: Any) -> jax.ShapeDtypeStruct:
+  return jax.ShapeDtypeStruct(np.shape(x), x.dtype)
+
+
+def builtin(
+  model: str,
+  data: data_lib.Dataset,
+  *,
+  loss: str = "cross_entropy",
+  init: str = "glorot_uniform",
+  **options: Any,
+) -> Problem:
+  """A ready-made problem: `models.MODELS[model]` on a `data.Dataset` with a named loss.
+
+  Classification (`loss="cross_entropy"`, integer labels) reports the 0-1 error (§8.1.2) as the
+  metric `error`; regression (`"mse"`) reports only the loss. The model's kernels are drawn from
+  `init` (unit scale); `init_scale` scales them by the `Problem` rule, which for these models is
+  the same as scaling the initializer (`models.build_model(init_scale=...)`).
+  """
+  if loss not in losses.LOSSES:
+    raise ValueError(f"loss={loss!r}: must be one of {sorted(losses.LOSSES)}")
+  in_features, out_features = features(data)
+  loss_fn = losses.LOSSES[loss]
+
+  def make(rngs: nnx.Rngs) -> nnx.Module:
+    return models.build_model(model, in_features, out_features, rngs=rngs, init=init, **options)
+
+  def objective(module, batch):
+    return loss_fn(module(batch[0]), batch[1])
+
+  nnx.eval_shape(lambda: make(nnx.Rngs(0)))  # unknown options fail here, before any allocation
+  metrics = {}
+  if loss == "cross_entropy":
+    metrics["error"] = lambda module, batch: losses.zero_one_error(module(batch[0]), batch[1])
+  return Problem(
+    model=make,
+    loss=objective,
+    train_data=(data.x_train, data.y_train),
+    heldout_data=(data.x_test, data.y_test),
+    metrics=metrics,
+  )
+
+
+def features(data: data_lib.Dataset) -> tuple[int, int]:
+  """(in_features, out_features): classes for integer labels, target width for regression."""
+  y = data.y_train
+  out = int(jnp.max(y)) + 1 if y.ndim == 1 else y.shape[-1]
+  return int(data.x_train.shape[-1]), out

@@ -1,0 +1,110 @@
+"""Sweeps from config files: a config's fields as `sweep.run`'s problem, optimizer and axes.
+
+A sweep config (`configs/sweep_init_batch.py`) names its problem, either built in or the user's:
+
+* built in: `data` (`data.DATASETS` name and options), `model` (`models.MODELS` name, its
+  options, `init`, `init_scale`) and optionally `loss` (`losses.LOSSES`, default cross-entropy),
+  made by `problem.builtin`;
+* the user's: `problem = "path/to/file.py:make_problem"` (relative to the config file) or
+  `"package.module:make_problem"`, a function of no arguments returning a `Problem`
+  (`config.build_problem`; `config.load_config` makes a relative file path absolute).
+
+and `optimizer` (an `optim.OPTIMIZERS` name and its hyperparameters by their Optax names),
+`seed`, `steps`, `batch_size`, `learning_rate`, `eval_every`, and `sweep` (axis -> values);
+optional `sampling`, `patience`, `early_stopping`, `l2_penalty`, `checkpoint_every`,
+`divergence_factor`. A built-in classification problem stops early on `test_error` by default,
+so its table has `best_test_error`.
+"""
+
+import functools
+import inspect
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+from jaxopt_study import optim
+from jaxopt_study.config import ConfigError, build_problem
+from jaxopt_study.sweep import grid, runner
+
+
+def optimizer_factory(config: ml_collections.ConfigDict) -> tuple[Any, dict[str, float]]:
+  """`optim.OPTIMIZERS[config.optimizer.name]` with the config's static hyperparameters bound
+  (strings, integers that fix shapes), and its real-valued ones, which a sweep traces.
+
+  The factory is the same object for the same name and static values, so sweeps of one config
+  with other real values reuse their compiled programs.
+  """
+  options = config.optimizer.to_dict()
+  name = options.pop("name")
+  if name not in optim.OPTIMIZERS:
+    raise ConfigError(f"optimizer.name={name!r}: must be one of {sorted(optim.OPTIMIZERS)}")
+  if "learning_rate" in options:
+    raise ConfigError("optimizer.learning_rate: set the learning rate at the top level")
+  known = inspect.signature(optim.OPTIMIZERS[name]).parameters
+  if unknown := sorted(set(options) - set(known)):
+    raise ConfigError(f"optimizer {name!r} has no hyperparameter {', '.join(unknown)}")
+  integers = grid.integer_hyperparameters(optim.OPTIMIZERS[name])
+  real = {
+    k: float(v)
+    for k, v in options.items()
+    if isinstance(v, int | float) and not isinstance(v, bool) and k not in integers
+  }
+  static = tuple(sorted((k, v) for k, v in options.items() if k not in real))
+  return _bound(name, static), real
+
+
+@functools.cache
+def _bound(name: str, static: tuple[tuple[str, Any], ...]):
+  return functools.partial(optim.OPTIMIZERS[name], **dict(static))
+
+
+def arguments(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`sweep.run`'s arguments from a config: problem, optimizer, axes and the run settings."""
+  problem = build_problem(config)
+  builtin_classifier = "problem" not in config and config.get("loss", "cross_entropy") == (
+    "cross_entropy"
+  )
+  axes = config.sweep.to_dict() if config.get("sweep", None) else {}
+  factory, real = optimizer_factory(config)
+  axes |= {k: [v] for k, v in real.items() if k not in axes}  # traced: new values, same program
+  default_stopping = "test_error" if builtin_classifier else None
+  return {
+    "problem": problem,
+    "optimizer": factory,
+    "axes": axes,
+    "steps": config.steps,
+    "eval_every": config.eval_every,
+    "batch_size": config.batch_size,
+    "learning_rate": config.learning_rate,
+    "init_scale": config.model.get("init_scale", 1.0) if "model" in config else 1.0,
+    "seed": config.seed,
+    "sampling": config.get("sampling", "epoch"),
+    "patience": config.get("patience", None),
+    "early_stopping": config.get("early_stopping", default_stopping),
+    "l2_penalty": config.get("l2_penalty", 0.0),
+    "checkpoint_every": config.get("checkpoint_every", None),
+    "divergence_factor": config.get("divergence_factor", 10.0),
+  }
+
+
+def check(config: ml_collections.ConfigDict) -> grid.Plan:
+  """Validates a sweep config and returns its `grid.Plan`; nothing is compiled."""
+  return grid.check(**arguments(config))
+
+
+def run_config(
+  config: ml_collections.ConfigDict,
+  out_dir: str | Path | None = None,
+  *,
+  progress: bool = False,
+  memory_budget: int | None = None,
+) -> runner.SweepResult:
+  """`sweep.run` on a config's problem, optimizer and axes; `config.json` records the config."""
+  return runner.run(
+    **arguments(config),
+    out_dir=out_dir,
+    progress=progress,
+    memory_budget=memory_budget,
+    config=config.to_dict(),
+  )

@@ -1,0 +1,349 @@
+"""Your own model: a user's module, loss, data and chain through training, sweeps and the CLI."""
+
+import json
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from jaxopt_study import Problem, analyze, cli, optim, sweep, train
+from jaxopt_study import data as data_lib
+from jaxopt_study import problem as problem_lib
+from jaxopt_study.config import ConfigError, apply_overrides
+from jaxopt_study.results import read_csv
+
+DIGITS = data_lib.load_digits()
+X, Y = DIGITS.x_train[:300], DIGITS.y_train[:300]
+X_TEST, Y_TEST = DIGITS.x_test[:200], DIGITS.y_test[:200]
+
+
+class TinyCNN(nnx.Module):
+  """A convolution on the 8×8 images: no `kernel_init`, no `train` argument, `__call__(x)`."""
+
+  def __init__(self, rngs: nnx.Rngs, dropout: float = 0.0, batchnorm: bool = False):
+    self.conv = nnx.Conv(1, 3, (3, 3), rngs=rngs)
+    self.norm = nnx.BatchNorm(3, rngs=rngs) if batchnorm else None
+    self.drop = nnx.Dropout(dropout, rngs=rngs) if dropout else None
+    self.out = nnx.Linear(3 * 64, 10, rngs=rngs)
+
+  def __call__(self, x):
+    h = self.conv(x.reshape(-1, 8, 8, 1))
+    if self.norm is not None:
+      h = self.norm(h)
+    h = jax.nn.relu(h).reshape(x.shape[0], -1)
+    if self.drop is not None:
+      h = self.drop(h)
+    return self.out(h)
+
+
+def smoothed_nll(model, batch):
+  """Label-smoothed cross-entropy (Szegedy et al. 2016), a loss the toolkit does not know."""
+  x, y = batch
+  targets = optax.smooth_labels(jax.nn.one_hot(y, 10), 0.1)
+  return optax.softmax_cross_entropy(model(x), targets).mean()
+
+
+def error(model, batch):
+  return jnp.mean(jnp.argmax(model(batch[0]), axis=-1) != batch[1])
+
+
+def make_problem(**options) -> Problem:
+  return Problem(
+    model=lambda rngs: TinyCNN(rngs, **options),
+    loss=smoothed_nll,
+    train_data=(X, Y),
+    heldout_data=(X_TEST, Y_TEST),
+    metrics={"error": error},
+  )
+
+
+PROBLEM = make_problem()
+
+
+def clipped_adam(learning_rate, max_norm):
+  return optax.chain(optax.clip_by_global_norm(max_norm), optim.adam(learning_rate))
+
+
+@pytest.fixture(scope="module")
+def cnn_sweep() -> sweep.SweepResult:
+  """8 members: two rates × two clip norms × init scales 0.5, 2, batch sizes 16 and 50 masked
+  in one program (50 ≤ 4 × 16)."""
+  return sweep.run(
+    PROBLEM,
+    clipped_adam,
+    {
+      "learning_rate": [3e-3, 1e-2],
+      "max_norm": [1.0],
+      "init_scale": [0.5, 2.0],
+      "batch_size": [16, 50],
+    },
+    steps=30,
+    eval_every=10,
+  )
+
+
+def test_a_user_module_is_swept_and_members_equal_their_runs_alone(cnn_sweep):
+  table = cnn_sweep.table
+  assert len(table) == 8 and cnn_sweep.stats.chunks == 1
+  names = {"final_train_loss", "final_grad_norm", "final_train_error", "final_test_loss"}
+  assert names | {"final_test_error", "diverged"} <= set(table[0])
+  for row in (table[1], table[6]):
+    alone = train.train(
+      PROBLEM,
+      clipped_adam(row["learning_rate"], row["max_norm"]),
+      steps=30,
+      eval_every=10,
+      batch_size=row["batch_size"],
+      init_scale=row["init_scale"],
+    )
+    for metric in ("train_loss", "grad_norm", "train_error", "test_loss", "test_error"):
+      ours = [
+        r["value"]
+        for r in cnn_sweep.history
+        if r["member"] == row["member"] and r["metric"] == metric
+      ]
+      np.testing.assert_allclose(ours, alone.history[metric], rtol=1e-5, atol=1e-7)
+
+
+def test_init_scale_scales_every_kernel_of_a_module_without_kernel_init(cnn_sweep):
+  pure = problem_lib.pure(PROBLEM)
+  (one, _), (three, _) = pure.initial(0, 1.0), pure.initial(0, 3.0)
+  np.testing.assert_allclose(three["conv"]["kernel"], 3 * np.asarray(one["conv"]["kernel"]))
+  np.testing.assert_array_equal(three["conv"]["bias"], one["conv"]["bias"])
+  np.testing.assert_allclose(three["out"]["kernel"], 3 * np.asarray(one["out"]["kernel"]))
+  initial = {
+    r["member"]: r["value"]
+    for r in cnn_sweep.history
+    if r["step"] == 0 and r["metric"] == "train_loss"
+  }
+  by_scale = {row["init_scale"]: initial[row["member"]] for row in cnn_sweep.table}
+  assert abs(by_scale[2.0] - by_scale[0.5]) > 0.05
+
+
+def test_a_custom_loss_reports_only_the_metrics_it_defines():
+  bare = Problem(model=lambda rngs: TinyCNN(rngs), loss=smoothed_nll, train_data=(X, Y))
+  result = train.train(bare, optim.sgd(0.1), steps=4, batch_size=32, eval_every=2)
+  assert set(result.history) == {"train_loss", "grad_norm", "step"}
+  with pytest.raises(ValueError, match="early_stopping='test_error' is not a reported metric"):
+    train.train(bare, optim.sgd(0.1), steps=4, batch_size=32, early_stopping="test_error")
+  with pytest.raises(ValueError, match="early_stopping='test_accuracy'"):
+    sweep.run(
+      PROBLEM,
+      optim.sgd,
+      {"learning_rate": [0.1]},
+      steps=4,
+      eval_every=2,
+      batch_size=8,
+      early_stopping="test_accuracy",
+    )
+
+
+@pytest.mark.parametrize("options", [{"batchnorm": True}, {"dropout": 0.3}])
+def test_modules_with_state_are_swept_one_batch_size_per_program(options):
+  """BatchNorm statistics and dropout's RNG state live in the model state; each member of a
+  two-size sweep still equals its run alone (train mode in steps, eval mode in evaluations)."""
+  problem = make_problem(**options)
+  assert not problem_lib.pure(problem).stateless
+  result = sweep.run(
+    problem,
+    optim.sgd,
+    {"batch_size": [16, 32], "learning_rate": [0.05]},
+    steps=12,
+    eval_every=6,
+  )
+  assert result.stats.chunks == 2
+  row = result.table[1]
+  alone = train.train(problem, optim.sgd(0.05), steps=12, eval_every=6, batch_size=32)
+  np.testing.assert_allclose(row["final_test_loss"], alone.history["test_loss"][-1], rtol=1e-5)
+  np.testing.assert_allclose(row["final_train_loss"], alone.history["train_loss"][-1], rtol=1e-5)
+  start = problem_lib.pure(problem).initial(0)[1]
+  assert any(
+    not np.array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(start), jax.tree.leaves(alone.model_state), strict=True)
+  )
+
+
+def test_a_loss_far_above_its_start_is_flagged_diverged():
+  """SGD at rate 100 on a tanh MLP stays finite (tanh saturates) but ends far above its initial
+  loss: diverged, as a user means it, though never non-finite."""
+  problem = problem_lib.builtin("mlp", DIGITS, width=16, depth=1, activation="tanh")
+  table = sweep.run(
+    problem,
+    optim.sgd,
+    {"learning_rate": [0.1, 100.0]},
+    steps=20,
+    eval_every=5,
+    batch_size=32,
+  ).table
+  assert not table[0]["diverged"] and table[0]["diverged_at_step"] is None
+  assert table[1]["diverged"] and np.isfinite(table[1]["final_train_loss"])
+  assert table[1]["diverged_at_step"] in (5, 10, 15, 20)
+
+
+@pytest.mark.parametrize(
+  "arguments, culprit",
+  [
+    (dict(model=None), "model"),
+    (dict(train_data=()), "train_data is empty"),
+    (dict(train_data=(X, Y[:10])), "different lengths"),
+    (dict(heldout_data=(X_TEST,)), "heldout_data has 1 arrays"),
+    (dict(metrics={"loss": error}), "metric name 'loss'"),
+    (dict(metrics={"error": 3}), "metrics\\['error'\\]"),
+  ],
+)
+def test_bad_problems_are_refused_by_name(arguments, culprit):
+  fields = dict(model=lambda rngs: TinyCNN(rngs), loss=smoothed_nll, train_data=(X, Y))
+  with pytest.raises(ValueError, match=culprit):
+    Problem(**(fields | arguments))
+
+
+def test_sweep_arguments_are_refused_by_name():
+  with pytest.raises(ValueError, match="batch_size is required"):
+    sweep.run(PROBLEM, optim.sgd, {"learning_rate": [0.1]}, steps=4, eval_every=2)
+  with pytest.raises(ValueError, match="unknown sweep axis 'momentum'"):
+    sweep.run(PROBLEM, optim.sgd, {"momentum": [0.9]}, steps=4, eval_every=2, batch_size=8)
+  with pytest.raises(ValueError, match="max_norm=-1.0 in sweep axis 'max_norm': max_norm > 0"):
+    sweep.run(
+      PROBLEM,
+      checked_clipped_adam,
+      {"learning_rate": [0.1], "max_norm": [1.0, -1.0]},
+      steps=4,
+      eval_every=2,
+      batch_size=8,
+    )
+
+
+def checked_clipped_adam(learning_rate, max_norm):
+  if not max_norm > 0:
+    raise ValueError(f"max_norm > 0 is required, got {max_norm}")
+  return clipped_adam(learning_rate, max_norm)
+
+
+OWN_PROBLEM = """
+import jax, jax.numpy as jnp, optax
+from flax import nnx
+from jaxopt_study import Problem, data
+
+class Net(nnx.Module):
+  def __init__(self, rngs):
+    self.hidden = nnx.Linear(64, 16, rngs=rngs)
+    self.out = nnx.Linear(16, 10, rngs=rngs)
+
+  def __call__(self, x):
+    return self.out(jnp.tanh(self.hidden(x)))
+
+def make_problem():
+  d = data.load_digits()
+  nll = lambda m, b: optax.softmax_cross_entropy_with_integer_labels(m(b[0]), b[1]).mean()
+  return Problem(model=Net, loss=nll, train_data=(d.x_train[:400], d.y_train[:400]),
+                 heldout_data=(d.x_test, d.y_test))
+"""
+
+OWN_CONFIG = """
+import ml_collections
+
+def get_config():
+  return ml_collections.ConfigDict({
+    "problem": "problem.py:make_problem",
+    "seed": 0, "steps": 20, "batch_size": 32, "learning_rate": 0.1, "eval_every": 10,
+    "optimizer": {"name": "momentum", "momentum": 0.9},
+    "sweep": {"learning_rate": [0.05, 0.1]},
+  })
+"""
+
+
+@pytest.fixture(scope="module")
+def own_config(tmp_path_factory):
+  folder = tmp_path_factory.mktemp("elsewhere")
+  (folder / "problem.py").write_text(textwrap.dedent(OWN_PROBLEM))
+  (folder / "own.py").write_text(textwrap.dedent(OWN_CONFIG))
+  return folder / "own.py"
+
+
+def test_a_config_outside_the_repository_runs_its_own_problem(own_config, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # neither the config's folder nor the repository
+  out = tmp_path / "run"
+  command = ["run", str(own_config), "--out", str(out), "--no-progress"]
+  assert cli.main([*command, "--set", "sweep.seed=[0, 1]"]) == 0
+  table = read_csv(out / "results.csv")
+  assert [(r["learning_rate"], r["seed"]) for r in table] == [
+    (0.05, 0.0),
+    (0.05, 1.0),
+    (0.1, 0.0),
+    (0.1, 1.0),
+  ]
+  assert "final_test_error" not in table[0] and "final_test_loss" in table[0]
+  config = json.loads((out / "config.json").read_text())
+  assert config["problem"] == f"{own_config.parent / 'problem.py'}:make_problem"
+  assert {"train_loss.png", "test_loss.png", "report.html", "params.npz"} <= {
+    p.name for p in out.iterdir()
+  }
+  assert cli.main(["spectrum", str(out), "--member", "m0000"]) == 0
+  assert (
+    cli.main(["spectrum", str(out), "--member", "m0000", "--method", "lanczos", "--k", "5"]) == 0
+  )
+  exact = read_csv(out / "spectrum-exact.csv")
+  lanczos = read_csv(out / "spectrum-lanczos.csv")
+  assert len(exact) == 64 * 16 + 16 + 16 * 10 + 10 and len(lanczos) < len(exact)
+  np.testing.assert_allclose(lanczos[-1]["eigenvalue"], exact[-1]["eigenvalue"], rtol=1e-3)
+  for method in ("exact", "lanczos"):
+    verdict = json.loads((out / f"classification-{method}.json").read_text())
+    assert verdict["method"] == method and verdict["member"] == "m0000"
+
+
+def test_set_of_a_field_a_sweep_axis_overrides_is_refused():
+  config = ml_collections.ConfigDict(
+    {
+      "learning_rate": 0.1,
+      "model": {"init_scale": 1.0},
+      "optimizer": {"name": "adam", "b1": 0.9},
+      "sweep": {"learning_rate": [0.1, 0.3], "init_scale": [1.0, 2.0], "b1": [0.8]},
+    }
+  )
+  for field, axis in (
+    ("learning_rate", "learning_rate"),
+    ("model.init_scale", "init_scale"),
+    ("optimizer.b1", "b1"),
+  ):
+    with pytest.raises(ConfigError, match=f"--set {field}: the sweep axis sweep.{axis}="):
+      apply_overrides(config, [f"{field}=0.5"])
+  added = apply_overrides(config, ["sweep.seed=[0, 1, 2]", "sweep.learning_rate=[1.0]"])
+  assert added.sweep.seed == [0, 1, 2] and added.sweep.learning_rate == [1.0]
+  with pytest.raises(ConfigError, match="a sweep axis is a non-empty list"):
+    apply_overrides(config, ["sweep.seed=3"])
+
+
+def test_spectrum_of_a_sweep_run_folder(tmp_path):
+  out = tmp_path / "sweep"
+  problem = problem_lib.builtin("mlp", DIGITS, width=4, depth=1)
+  sweep.run(
+    problem,
+    optim.sgd,
+    {"learning_rate": [0.1, 0.5]},
+    steps=10,
+    eval_every=5,
+    batch_size=64,
+    out_dir=out,
+  )
+  with pytest.raises(ValueError, match="problem=your_problem"):
+    analyze.spectrum_of_run(out)
+  verdict = analyze.spectrum_of_run(out, problem=problem, member="m0001")
+  pure = problem_lib.pure(problem)
+  params, state = pure.initial(0)
+  from jaxopt_study.results import load_member_state
+
+  params, state = load_member_state(out / "params.npz", "m0001", params, state)
+  flat, unravel = jax.flatten_util.ravel_pytree(params)
+
+  def loss(v):
+    module = pure.module(unravel(v), state, train=True)
+    return problem.loss(module, problem.train_data)
+
+  reference = np.linalg.eigvalsh(np.asarray(jax.hessian(loss)(flat), np.float64))
+  assert verdict["lambda_max"] == pytest.approx(reference[-1], rel=1e-4)
+  assert verdict["lambda_min"] == pytest.approx(reference[0], abs=1e-4 * reference[-1])
