@@ -39,6 +39,7 @@ _SHIFT_START = 1e-3  # β of Nocedal & Wright (2006) Alg. 3.3, here relative to 
 _MAX_SHIFT_TRIES = 100  # τ doubles at each try: from β to 2¹⁰⁰ β
 _BOOST, _DROP = 1.5, 2.0 / 3.0  # Martens (2010) §4.1: λ ← 3/2 λ if ρ < 1/4, λ ← 2/3 λ if ρ > 3/4
 _LOW_RATIO, _HIGH_RATIO = 0.25, 0.75
+TRACED_CHUNK_SIZE = 8  # basis vectors per HVP chunk of `hessian_at` (see its docstring)
 
 
 class CriticalPointNewtonState(NamedTuple):
@@ -71,20 +72,31 @@ def loss_problem(value_fn, params, fn_kwargs: dict, where: str) -> products.Prob
 def hessian_at(problem: products.Problem) -> jax.Array:
   """The dense symmetric (N, N) Hessian of a problem, traceable: rows H eᵢ, chunk by chunk.
 
-  Each chunk of `hessian.dense.DEFAULT_CHUNK_SIZE` basis vectors is one vmapped call of
-  `hessian.products.hvp_rows` (`jax.lax.map` with a batch size), so the memory of the HVPs is
-  that of one chunk; the result is symmetrized, H ← (H + Hᵀ)/2, as `hessian.hessian_matrix` does.
+  `jax.lax.map` over chunks of `TRACED_CHUNK_SIZE` basis vectors, each chunk one call of
+  `hessian.products.hvp_rows` on its one-hot block (the chunk's tangents vmapped), so the memory
+  of the HVPs is that of one chunk; the result is symmetrized, H ← (H + Hᵀ)/2, as
+  `hessian.hessian_matrix` does. Inside a compiled loop, XLA on CPU runs large vmapped chunks
+  slowly (a chunk of 256 rows took 5× the time of 8 on a small CNN, `benchmarks/newton_step.py`),
+  so the chunk is small: the loop's overhead per chunk is small next to an HVP.
   """
   objective, flat = problem.objective, problem.flat_params
   size = problem.num_params
+  chunk = min(size, TRACED_CHUNK_SIZE)
+  # Chunk starts 0, c, 2c, ...; the last is shifted back so every chunk has c rows in range.
+  starts = jnp.asarray(sorted({min(s, size - chunk) for s in range(0, size, chunk)}), jnp.int32)
 
-  def row(basis_vector: jax.Array) -> jax.Array:
-    return products.hvp_rows(objective, flat, problem.fixed, problem.data, basis_vector[None])[0]
+  def rows(first: jax.Array) -> jax.Array:
+    basis = jax.nn.one_hot(first + jnp.arange(chunk), size, dtype=flat.dtype)
+    return products.hvp_rows(objective, flat, problem.fixed, problem.data, basis)
 
-  rows = jax.lax.map(
-    row, jnp.eye(size, dtype=flat.dtype), batch_size=min(size, dense.DEFAULT_CHUNK_SIZE)
-  )
-  return 0.5 * (rows + rows.T)
+  blocks = jax.lax.map(rows, starts)  # (chunks, chunk, N)
+
+  def place(matrix, item):
+    first, block = item
+    return jax.lax.dynamic_update_slice_in_dim(matrix, block, first, axis=0), None
+
+  matrix, _ = jax.lax.scan(place, jnp.zeros((size, size), flat.dtype), (starts, blocks))
+  return 0.5 * (matrix + matrix.T)
 
 
 def shifted_cholesky(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
