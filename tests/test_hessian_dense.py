@@ -147,3 +147,27 @@ def test_eigensolver_matches_numpy_in_both_precisions(x64, dtype):
   np.testing.assert_allclose(a @ vectors, vectors * values, atol=rtol * 100)
   device_values, _ = dense.symmetric_eigh(jnp.asarray(a), eigenvectors=False)
   np.testing.assert_allclose(device_values, expected, rtol=rtol, atol=rtol * 10)
+
+
+def test_a_dense_hessian_over_its_time_limit_is_refused_with_an_estimate():
+  """The first chunk is timed; ⌈N / chunk⌉ chunks at that time over max_seconds: refused."""
+  from jaxopt_study.hessian import HessianTooSlowError, hessian_matrix, spectrum
+
+  w = jnp.linspace(-1.0, 1.0, 300)
+  loss = lambda p: jnp.sum(jnp.tanh(p["w"]) ** 2)  # noqa: E731
+  with pytest.raises(HessianTooSlowError, match=r"would take about .* s.*method=\"lanczos\""):
+    hessian_matrix(loss, {"w": w}, chunk_size=10, max_seconds=1e-9)
+  with pytest.raises(HessianTooSlowError, match="max_seconds=1e-09"):
+    spectrum(loss, {"w": w}, chunk_size=10, max_seconds=1e-9)
+  assert hessian_matrix(loss, {"w": w}, chunk_size=10).shape == (300, 300)
+
+
+def test_the_memory_guard_uses_the_memory_available_now():
+  from jaxopt_study.hessian import dense
+
+  limit, what = dense.memory_limit_bytes(jax.devices()[0])
+  with open("/proc/meminfo") as f:
+    fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+  assert "MemAvailable" in what
+  assert abs(limit - fields["MemAvailable"]) < 0.2 * fields["MemTotal"]
+  assert limit <= fields["MemTotal"]

@@ -107,3 +107,21 @@ def test_hutchinson_is_exact_on_a_diagonal_and_unbiased_otherwise(x64):
   expected_error = np.sqrt(2 * np.sum(off_diagonal**2) / 200)  # Var vᵀHv = 2 Σ_{i≠j} H_ij²
   assert 0.8 * expected_error < estimate.standard_error < 1.2 * expected_error
   assert abs(estimate.trace - eigenvalues.sum()) < 4 * estimate.standard_error
+
+
+def test_probes_run_in_chunks_with_the_numbers_of_one_call(x64, monkeypatch):
+  """`parallel.in_chunks`: 1000 probes, 16 at a time, against the same probes in one call (the
+  chunk size then exceeds their number), and a density whose probes do not fill the last chunk."""
+  from jaxopt_study.hessian import parallel
+
+  matrix, _ = outlier_matrix()
+  data = (jnp.ones(200), jnp.asarray(matrix))
+  chunked = hutchinson_trace(quadratic, *data, num_probes=1000)
+  smooth = density(quadratic, *data, num_probes=19, num_steps=20)
+  monkeypatch.setattr(parallel, "ITEMS_PER_CALL", 4096)
+  whole = hutchinson_trace(quadratic, *data, num_probes=1000)
+  assert chunked.trace == pytest.approx(whole.trace, rel=1e-12)
+  assert chunked.standard_error == pytest.approx(whole.standard_error, rel=1e-9)
+  np.testing.assert_allclose(
+    smooth.density, density(quadratic, *data, num_probes=19, num_steps=20).density, rtol=1e-9
+  )

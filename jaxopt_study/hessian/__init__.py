@@ -16,6 +16,7 @@ or a whole dataset as ``batches=[(x1, y1), ...]`` (the size-weighted mean loss).
 from jaxopt_study.hessian.critical_points import CriticalPoint, Spectrum, classify, spectrum
 from jaxopt_study.hessian.dense import (
   HessianTooLargeError,
+  HessianTooSlowError,
   dense_memory_bytes,
   hessian_matrix,
 )
@@ -41,6 +42,7 @@ __all__ = [
   "CurvatureAlongGradient",
   "Density",
   "HessianTooLargeError",
+  "HessianTooSlowError",
   "Lanczos",
   "Ritz",
   "Spectrum",

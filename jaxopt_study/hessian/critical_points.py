@@ -95,6 +95,7 @@ def spectrum(
   key: jax.Array | None = None,
   num_steps: int | None = None,
   chunk_size: int | None = None,
+  max_seconds: float = dense.DEFAULT_MAX_SECONDS,
 ) -> Spectrum:
   """Eigenvalues (ascending) of the Hessian of `loss_fn` at `params`, exactly or by Lanczos.
 
@@ -119,6 +120,7 @@ def spectrum(
     key: PRNG key of the Lanczos start vector (default: a fixed seed).
     num_steps: Lanczos steps (default above).
     chunk_size: basis vectors per HVP call of the exact method (see `hessian_matrix`).
+    max_seconds: the exact method's time limit (see `hessian_matrix`).
 
   Returns:
     `Spectrum(eigenvalues, eigenvectors, loss, grad_norm, num_params)`.
@@ -130,7 +132,8 @@ def spectrum(
   problem = products.prepare(loss_fn, params, args, batches, mode, "spectrum")
   loss, grad, _ = _first_and_second_order(problem)
   if method == "exact":
-    values, vectors = dense.symmetric_eigh(dense.dense_hessian(problem, chunk_size), eigenvectors)
+    matrix = dense.dense_hessian(problem, chunk_size, max_seconds=max_seconds)
+    values, vectors = dense.symmetric_eigh(matrix, eigenvectors)
     values, vectors = _select(values, vectors, k, which)
   else:
     wanted = 2 * k if which == "both" else k
@@ -233,6 +236,7 @@ def classify(
   num_probes: int = 8,
   chunk_size: int | None = None,
   eigenvalues: Any = None,
+  max_seconds: float = dense.DEFAULT_MAX_SECONDS,
 ) -> CriticalPoint:
   """Classifies `params` by the gradient and the Hessian's eigenvalues (the second-order test).
 
@@ -274,6 +278,7 @@ def classify(
     key: PRNG key of the probes (default: a fixed seed).
     num_probes: SLQ probes for the counts of ``method="lanczos"``.
     chunk_size: basis vectors per HVP call of the exact method.
+    max_seconds: the exact method's time limit (see `hessian_matrix`).
     eigenvalues: all N eigenvalues of H at `params` when the caller has them already (from
       `spectrum(..., method="exact")`): the exact method then does not build H again.
 
@@ -302,7 +307,8 @@ def classify(
   grad_norm = float(np.linalg.norm(grad))
   if method == "exact":
     if eigenvalues is None:
-      eigenvalues, _ = dense.symmetric_eigh(dense.dense_hessian(problem, chunk_size), False)
+      matrix = dense.dense_hessian(problem, chunk_size, max_seconds=max_seconds)
+      eigenvalues, _ = dense.symmetric_eigh(matrix, False)
     values = eigenvalues
     lowest, highest = float(values[0]), float(values[-1])
     tol = _default_eig_tol(num_params, dtype, lowest, highest) if eig_tol is None else eig_tol

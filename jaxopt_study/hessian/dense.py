@@ -41,6 +41,7 @@ and ``OPENBLAS_NUM_THREADS=1`` is the remedy on a busy machine.
 """
 
 import os
+import time
 from typing import Any
 
 import chex
@@ -61,6 +62,14 @@ _SYMMETRIZE_BLOCK = 512
 
 class HessianTooLargeError(MemoryError, ValueError):
   """The dense Hessian would not fit in memory: use ``method="lanczos"`` instead."""
+
+
+class HessianTooSlowError(ValueError):
+  """The dense Hessian would take longer than allowed: use ``method="lanczos"``, or raise
+  ``max_seconds``."""
+
+
+DEFAULT_MAX_SECONDS = 600.0  # the dense Hessian's time limit unless the caller raises it
 
 
 def human_bytes(num_bytes: float) -> str:
@@ -89,10 +98,19 @@ def dense_memory_bytes(
 
 
 def memory_limit_bytes(device: jax.Device) -> tuple[int, str]:
-  """(bytes, description): an accelerator's `bytes_limit`, or half the host RAM on CPU."""
+  """(bytes, description) free now: an accelerator's `bytes_limit` less its `bytes_in_use`; on
+  CPU the host's `MemAvailable` (`/proc/meminfo`), or half the host RAM where that is unknown."""
   stats = device.memory_stats() if device.platform != "cpu" else None
   if stats and "bytes_limit" in stats:
-    return int(stats["bytes_limit"]), f"the {device.platform} device's memory"
+    free = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    return free, f"the {device.platform} device's free memory"
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024, "the host memory available now (MemAvailable)"
+  except OSError:
+    pass
   host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
   return host // 2, "half the host RAM"
 
@@ -230,11 +248,16 @@ def _compiled_rows(
 
 
 def dense_hessian(
-  problem: products.Problem, chunk_size: int | None, on_host: bool | None = None
+  problem: products.Problem,
+  chunk_size: int | None,
+  on_host: bool | None = None,
+  max_seconds: float = DEFAULT_MAX_SECONDS,
 ) -> np.ndarray | jax.Array:
   """The symmetrized N × N Hessian, built in a writable host (numpy) buffer or on the device.
 
-  `on_host` defaults to whether the parameters live on a CPU device.
+  `on_host` defaults to whether the parameters live on a CPU device. The first chunk of rows is
+  timed; if the chunks would take more than `max_seconds` in all, `HessianTooSlowError` is raised
+  then, with the estimate, before the rest is computed.
   """
   size = problem.num_params
   if on_host is None:
@@ -251,7 +274,10 @@ def dense_hessian(
     # (rounded up to the device count) wraps around and its extra rows are dropped.
     first = max(0, min(start, size - chunk))
     count = min(chunk, size)
+    began = time.perf_counter()
     rows = rows_of(*shared, jnp.int32(first))
+    if start == 0:
+      _require_fast_enough(jax.block_until_ready(rows), began, size, chunk, max_seconds)
     if on_host:
       matrix[first : first + count] = np.asarray(rows)[:count]
     else:
@@ -260,6 +286,21 @@ def dense_hessian(
     _symmetrize_numpy(matrix)
     return matrix
   return _symmetrize_device_jit(matrix, min(_SYMMETRIZE_BLOCK, size))
+
+
+def _require_fast_enough(
+  rows: jax.Array, began: float, size: int, chunk: int, max_seconds: float
+) -> None:
+  """Raises `HessianTooSlowError` if ⌈N / chunk⌉ chunks at the first one's time exceed the limit."""
+  del rows  # computed: its time is known
+  estimate = (time.perf_counter() - began) * -(-size // chunk)
+  if estimate > max_seconds:
+    raise HessianTooSlowError(
+      f"the dense Hessian of N={size:,} parameters would take about {estimate:,.0f} s of "
+      f"Hessian-vector products (its first {chunk} rows took {estimate / -(-size // chunk):.2f} s),"
+      f' over max_seconds={max_seconds:g}; use method="lanczos" (or density(...)), which needs '
+      "only a few hundred Hessian-vector products, or pass a larger max_seconds"
+    )
 
 
 def symmetric_eigh(
@@ -292,6 +333,7 @@ def hessian_matrix(
   chunk_size: int | None = None,
   batches: Any = None,
   mode: str | None = None,
+  max_seconds: float = DEFAULT_MAX_SECONDS,
 ) -> chex.Array:
   """The dense Hessian ∇²L(θ) as an (N, N) array, rows in `ravel_pytree(params)` order.
 
@@ -301,9 +343,10 @@ def hessian_matrix(
   where `jax.hessian` would hold all N tangents at once (jax issue #787).
 
   Before anything is allocated, the bytes needed (`dense_memory_bytes`) are compared with the
-  device's memory (``memory_stats()['bytes_limit']`` on an accelerator) or half the host RAM on
-  CPU; if they do not fit, `HessianTooLargeError` (a `MemoryError` and a `ValueError`) is raised
-  at once, naming N and the bytes.
+  memory free now (an accelerator's limit less what is in use; on CPU the host's `MemAvailable`);
+  if they do not fit, `HessianTooLargeError` (a `MemoryError` and a `ValueError`) is raised at
+  once, naming N and the bytes. The first chunk of rows is timed: if all of them would take more
+  than `max_seconds`, `HessianTooSlowError` is raised with the estimate.
 
   Args:
     loss_fn: ``loss_fn(params, *args) -> scalar``.
@@ -315,13 +358,14 @@ def hessian_matrix(
     batches: instead of `*args`, a sequence of argument tuples: the full-data Hessian
       Σ_b n_b H_b / Σ_b n_b.
     mode: "train" or "eval", required for a module with BatchNorm statistics; see `hvp`.
+    max_seconds: the time allowed (default 600 s), estimated from the first chunk.
 
   Returns:
     The symmetric (N, N) Hessian in the parameters' dtype.
   """
   require_dense_fits(params, chunk_size, False, "hessian_matrix")
   problem = products.prepare(loss_fn, params, args, batches, mode, "hessian_matrix")
-  matrix = dense_hessian(problem, chunk_size)
+  matrix = dense_hessian(problem, chunk_size, max_seconds=max_seconds)
   if isinstance(matrix, np.ndarray):  # the CPU array takes over the aligned host buffer: no copy
     return jax.device_put(matrix, may_alias=True)
   return matrix

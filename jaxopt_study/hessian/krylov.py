@@ -210,13 +210,16 @@ def hessian_lanczos(
   """`num_steps` Lanczos steps on the Hessian of `problem` from each row of `starts`.
 
   The fields have a leading axis, one entry per start. One chain's HVPs are sequential; the
-  chains are vmapped (their HVPs batched) and spread over all devices.
+  chains are vmapped (their HVPs batched) and spread over all devices, `parallel.ITEMS_PER_CALL`
+  chains per device at a time, so memory does not grow with the number of starts.
   """
   _require_count("num_steps", num_steps, problem.num_params)
   shared = parallel.replicate((problem.flat_params, problem.fixed, problem.data))
-  return _lanczos_runs_jit(
-    problem.objective, *shared, jnp.asarray(starts), int(num_steps), keep_basis
-  )
+
+  def runs(chunk, *shared):
+    return _lanczos_runs_jit(problem.objective, *shared, chunk, int(num_steps), keep_basis)
+
+  return parallel.in_chunks(runs, np.asarray(starts), *shared)
 
 
 def probe_ritz(
@@ -317,7 +320,9 @@ def hutchinson_trace(
   """Hutchinson's (1990) unbiased estimate tr(H) = E[vᵀ H v] over Rademacher probes v.
 
   The average of vᵀ H v over `num_probes` probes (one HVP each, batched and spread over all
-  devices), with its standard error s/√P; the variance of one probe is 2 Σ_{i≠j} H_ij².
+  devices, `parallel.ITEMS_PER_CALL` probes per device at a time, so that peak memory does not
+  grow with the number of probes), with its standard error s/√P; the variance of one probe is
+  2 Σ_{i≠j} H_ij².
 
   Args:
     loss_fn, params, *args, batches, mode: the loss, as in `hvp`.
@@ -333,6 +338,10 @@ def hutchinson_trace(
   # the same probes as `density` with this key, so its mean is this estimate divided by N
   probes = rademacher_probes(key, num_probes, problem.num_params, problem.flat_params.dtype)
   shared = parallel.replicate((problem.flat_params, problem.fixed, problem.data))
-  forms = _probe_quadratic_forms_jit(problem.objective, *shared, jnp.asarray(probes))
+  forms = parallel.in_chunks(
+    lambda chunk, *shared: _probe_quadratic_forms_jit(problem.objective, *shared, chunk),
+    probes,
+    *shared,
+  )
   forms = np.asarray(forms, np.float64)
   return TraceEstimate(float(forms.mean()), float(forms.std(ddof=1) / np.sqrt(num_probes)))

@@ -60,3 +60,25 @@ def map_items(fn: Callable[..., Any], items: Any, *shared: Any) -> Any:
   )
   outputs = sharded(jax.tree.map(pad, items), *shared)
   return jax.tree.map(lambda x: x[:count], outputs)
+
+
+ITEMS_PER_CALL = 16  # probes per compiled call: peak memory stays that of 16 HVPs per device
+
+
+def in_chunks(compiled_fn: Callable[..., Any], items: np.ndarray, *shared: Any) -> Any:
+  """``compiled_fn(items_chunk, *shared)`` over chunks of `ITEMS_PER_CALL` × devices items.
+
+  The peak memory of the HVPs is that of one chunk, whatever the number of items (probes); each
+  call has the same shapes, so one compilation: the last chunk is padded with copies of the last
+  item and the padding is dropped. Results are concatenated along their leading axis.
+  """
+  chunk = min(len(items), ITEMS_PER_CALL * num_devices())
+  parts = []
+  for start in range(0, len(items), chunk):
+    part = items[start : start + chunk]
+    count = len(part)
+    if count < chunk:
+      part = np.concatenate([part, np.repeat(part[-1:], chunk - count, axis=0)])
+    out = compiled_fn(jax.numpy.asarray(part), *shared)
+    parts.append(jax.tree.map(lambda x, count=count: np.asarray(x)[:count], out))
+  return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
