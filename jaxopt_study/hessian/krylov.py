@@ -173,8 +173,16 @@ def rademacher_probes(key: jax.Array | None, num_probes: int, size: int, dtype: 
   any number of devices, and no random-number program to compile for each new size. Row p does
   not depend on `num_probes`, so `density` and `hutchinson_trace` share probes for one key.
   """
+  return np.concatenate(list(rademacher_chunks(key, num_probes, size, dtype, num_probes)))
+
+
+def rademacher_chunks(key: jax.Array | None, num_probes: int, size: int, dtype: Any, length: int):
+  """The rows of `rademacher_probes`, drawn `length` at a time (the same rows: the generator's
+  stream is consumed in order), so that only one chunk of probes is ever held."""
   rng = products.host_rng(key)
-  return (2.0 * rng.integers(0, 2, size=(num_probes, size)) - 1.0).astype(dtype)
+  for start in range(0, num_probes, length):
+    count = min(length, num_probes - start)
+    yield (2 * rng.integers(0, 2, size=(count, size), dtype=np.int8) - 1).astype(dtype)
 
 
 def _lanczos_runs(
@@ -219,7 +227,7 @@ def hessian_lanczos(
   def runs(chunk, *shared):
     return _lanczos_runs_jit(problem.objective, *shared, chunk, int(num_steps), keep_basis)
 
-  return parallel.in_chunks(runs, np.asarray(starts), *shared)
+  return parallel.in_chunks(runs, parallel.split(np.asarray(starts)), *shared)
 
 
 def probe_ritz(
@@ -336,7 +344,13 @@ def hutchinson_trace(
   if int(num_probes) != num_probes or num_probes < 2:
     raise ValueError(f"num_probes={num_probes!r}: must be an integer ≥ 2 (for the error)")
   # the same probes as `density` with this key, so its mean is this estimate divided by N
-  probes = rademacher_probes(key, num_probes, problem.num_params, problem.flat_params.dtype)
+  probes = rademacher_chunks(
+    key,
+    num_probes,
+    problem.num_params,
+    problem.flat_params.dtype,
+    parallel.chunk_length(num_probes),
+  )
   shared = parallel.replicate((problem.flat_params, problem.fixed, problem.data))
   forms = parallel.in_chunks(
     lambda chunk, *shared: _probe_quadratic_forms_jit(problem.objective, *shared, chunk),

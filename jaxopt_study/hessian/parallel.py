@@ -8,7 +8,7 @@ from its own inputs alone (its basis index, its probe's key), so the results do 
 number of devices beyond floating-point reassociation in the HVPs.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
@@ -62,23 +62,34 @@ def map_items(fn: Callable[..., Any], items: Any, *shared: Any) -> Any:
   return jax.tree.map(lambda x: x[:count], outputs)
 
 
-ITEMS_PER_CALL = 16  # probes per compiled call: peak memory stays that of 16 HVPs per device
+ITEMS_PER_CALL = 8  # probes per compiled call: peak memory stays that of 8 HVPs per device
 
 
-def in_chunks(compiled_fn: Callable[..., Any], items: np.ndarray, *shared: Any) -> Any:
-  """``compiled_fn(items_chunk, *shared)`` over chunks of `ITEMS_PER_CALL` × devices items.
+def chunk_length(num_items: int) -> int:
+  """Items per call of `in_chunks`: `ITEMS_PER_CALL` per device, at most `num_items`."""
+  return min(num_items, ITEMS_PER_CALL * num_devices())
 
-  The peak memory of the HVPs is that of one chunk, whatever the number of items (probes); each
-  call has the same shapes, so one compilation: the last chunk is padded with copies of the last
-  item and the padding is dropped. Results are concatenated along their leading axis.
+
+def in_chunks(compiled_fn: Callable[..., Any], chunks: Iterable[np.ndarray], *shared: Any) -> Any:
+  """``compiled_fn(chunk, *shared)`` for each chunk of items, results concatenated along axis 0.
+
+  Every chunk but the last has `chunk_length` items (`split` makes them from an array, or a
+  caller draws them one at a time), so the peak memory of the HVPs is that of one chunk,
+  whatever the number of items (probes). The last chunk is padded with copies of its last item to
+  the same shape, so one compilation serves every call; the padding is dropped.
   """
-  chunk = min(len(items), ITEMS_PER_CALL * num_devices())
-  parts = []
-  for start in range(0, len(items), chunk):
-    part = items[start : start + chunk]
+  parts, length = [], None
+  for part in chunks:
     count = len(part)
-    if count < chunk:
-      part = np.concatenate([part, np.repeat(part[-1:], chunk - count, axis=0)])
+    length = length or count
+    if count < length:
+      part = np.concatenate([part, np.repeat(part[-1:], length - count, axis=0)])
     out = compiled_fn(jax.numpy.asarray(part), *shared)
     parts.append(jax.tree.map(lambda x, count=count: np.asarray(x)[:count], out))
   return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+
+
+def split(items: np.ndarray) -> list[np.ndarray]:
+  """`items` in chunks of `chunk_length` rows, for `in_chunks`."""
+  length = chunk_length(len(items))
+  return [items[start : start + length] for start in range(0, len(items), length)]
