@@ -183,7 +183,7 @@ def _report_entry(outcome: Outcome, out: Path, verdict: dict | None) -> dict[str
   extra = None
   if outcome.name == CLASSIFIED and verdict is not None:
     extra = {"title": "Hessian at the end of training (best member, exact spectrum)", **verdict}
-    spectrum_png = outcome.out / "spectrum.png"
+    spectrum_png = outcome.out / "spectrum-exact.png"
     if spectrum_png.is_file():
       figures.append(spectrum_png)
   return {

@@ -347,3 +347,18 @@ def test_spectrum_of_a_sweep_run_folder(tmp_path):
   reference = np.linalg.eigvalsh(np.asarray(jax.hessian(loss)(flat), np.float64))
   assert verdict["lambda_max"] == pytest.approx(reference[-1], rel=1e-4)
   assert verdict["lambda_min"] == pytest.approx(reference[0], abs=1e-4 * reference[-1])
+
+
+def test_a_sweep_of_a_user_problem_resumes_from_its_folder(tmp_path):
+  """Started again on the same out_dir, finished members are read back, not recomputed; a
+  different problem in the same folder is refused."""
+  axes = {"learning_rate": [0.05, 0.1], "seed": [0, 1]}
+  options = dict(steps=10, eval_every=5, batch_size=32, out_dir=tmp_path / "run")
+  first = sweep.run(PROBLEM, optim.sgd, axes, **options)
+  again = sweep.run(PROBLEM, optim.sgd, axes, **options)
+  assert first.stats.member_steps == 40 and again.stats.member_steps == 0
+  assert again.table == first.table
+  assert read_csv(tmp_path / "run" / "results.csv")[3]["member"] == "m0003"
+  other = make_problem(batchnorm=True)
+  with pytest.raises(ValueError, match="holds a run of a different config"):
+    sweep.run(other, optim.sgd, axes, **options)

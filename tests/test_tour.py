@@ -157,7 +157,7 @@ def real_tour(tmp_path_factory) -> Path:
 def test_the_real_tour_reports_claims_and_the_hessian_verdict(real_tour):
   html = (real_tour / "report.html").read_text()
   assert re.findall(r"<h2 id='s([^']+)'>", html) == ["8.2", "8.5"]
-  verdict = json.loads((real_tour / "optimizers" / "classification.json").read_text())
+  verdict = json.loads((real_tour / "optimizers" / "classification-exact.json").read_text())
   assert verdict["method"] == "exact" and verdict["kind"] in {
     "minimum",
     "saddle",
