@@ -1,9 +1,15 @@
 """`jaxopt-study`: the command line. It only parses arguments and wires the library together.
 
 jaxopt-study run configs/optimizers.py --out runs/optimizers --set steps=300
+
+Compilation dominates small runs, so the commands keep JAX's persistent compilation cache in the
+user's cache folder (`cache_dir`): a second run of the same programs loads them instead of
+compiling. `--no-compile-cache` or `JAXOPT_STUDY_NO_COMPILE_CACHE=1` turns it off;
+`JAXOPT_STUDY_CACHE_DIR` moves it.
 """
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -21,13 +27,37 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.command is None:
     parser.print_help()
     return 0
+  if not args.no_compile_cache and not os.environ.get("JAXOPT_STUDY_NO_COMPILE_CACHE"):
+    use_compile_cache(cache_dir())
   return args.handler(args)
+
+
+def cache_dir() -> Path:
+  """`$JAXOPT_STUDY_CACHE_DIR`, else `$XDG_CACHE_HOME/jaxopt_study/jax` (`~/.cache/...`)."""
+  if folder := os.environ.get("JAXOPT_STUDY_CACHE_DIR"):
+    return Path(folder)
+  base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+  return Path(base) / "jaxopt_study" / "jax"
+
+
+def use_compile_cache(folder: Path) -> None:
+  """JAX's persistent compilation cache in `folder`, for every program (however quick to compile:
+  a run compiles many small ones)."""
+  jax.config.update("jax_compilation_cache_dir", str(folder))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
     prog="jaxopt-study",
     description="Run chapter 8 of Goodfellow, Bengio & Courville's Deep Learning on real models.",
+    epilog=f"Compiled programs are cached in {cache_dir()} (JAXOPT_STUDY_CACHE_DIR moves it; "
+    "--no-compile-cache or JAXOPT_STUDY_NO_COMPILE_CACHE=1 turns it off).",
+  )
+  parser.add_argument(
+    "--no-compile-cache",
+    action="store_true",
+    help="do not keep JAX's compiled programs between runs",
   )
   commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
   run = commands.add_parser(

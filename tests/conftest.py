@@ -1,9 +1,24 @@
-"""Strict JAX settings for every test, and an opt-in float64 mode for reference comparisons."""
+"""Strict JAX settings for every test, one compilation cache per test run, and an opt-in float64
+mode for reference comparisons."""
+
+import atexit
+import os
+import shutil
+import tempfile
 
 import jax
 import pytest
 
+from jaxopt_study import cli
+
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# One persistent compilation cache for this run, shared by the tests and the processes they start
+# (the CLI reads JAXOPT_STUDY_CACHE_DIR), removed at the end; never the user's own cache.
+_CACHE = tempfile.mkdtemp(prefix="jaxopt-study-test-cache-")
+os.environ["JAXOPT_STUDY_CACHE_DIR"] = _CACHE
+cli.use_compile_cache(_CACHE)
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 
 @pytest.fixture

@@ -11,12 +11,15 @@ from jax.flatten_util import ravel_pytree
 
 from jaxopt_study import analyze, cli, data, losses, models, results
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
 QUICK = str(Path(__file__).parents[1] / "configs" / "optimizers_quick.py")
 SMALL = ["--set", "steps=40", "--set", "eval_every=20", "--set", "model.width=8", "--no-progress"]
 
 
 SGD_ONLY = f"""
 from jaxopt_study.config import load_config
+
 
 def get_config():
   config = load_config({QUICK!r})

@@ -11,6 +11,8 @@ import pytest
 from jaxopt_study import cli
 from jaxopt_study.results import read_csv
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
 ROOT = Path(__file__).parents[1]
 QUICK = str(ROOT / "configs" / "optimizers_quick.py")
 SMALL = ["--set", "steps=30", "--set", "eval_every=10", "--no-progress"]
@@ -56,6 +58,7 @@ def test_every_optimizer_reduces_the_loss(finished_run):
 
 THREE_OPTIMIZERS = f"""
 from jaxopt_study.config import load_config
+
 
 def get_config():
   config = load_config({QUICK!r})

@@ -10,6 +10,9 @@ from quick_runs import quick_run_fixtures, refused_field
 
 from jaxopt_study.results import read_csv
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+
 NAME = "adaptive_vs_sgd"
 EXPERIMENT = Path(__file__).parents[1] / "experiments" / f"{NAME}.py"
 finished_run, summary = quick_run_fixtures(NAME)

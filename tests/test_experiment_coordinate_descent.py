@@ -4,6 +4,9 @@ import numpy as np
 import pytest
 from quick_runs import quick_run_fixtures, refused_field
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+
 NAME = "coordinate_descent"
 finished_run, summary = quick_run_fixtures(NAME)
 

@@ -3,6 +3,9 @@
 import pytest
 from quick_runs import quick_run_fixtures, refused_field
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+
 NAME = "deep_linear_dynamics"
 finished_run, summary = quick_run_fixtures(NAME)
 

@@ -13,6 +13,9 @@ from landscape_helpers import (
 
 from jaxopt_study import data, landscape
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+
 NAME = "fig8_2_interpolation"
 
 

@@ -9,6 +9,9 @@ import pytest
 from jaxopt_study import cli
 from jaxopt_study.hessian import outliers
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "configs" / "hessian_outliers_quick.py"
 

@@ -6,6 +6,9 @@ from quick_runs import CONFIGS, quick_run_fixtures, refused_field
 
 from jaxopt_study.config import load_config
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+
 NAME = "long_term_dependencies"
 QUICK = CONFIGS / f"{NAME}_quick.py"
 finished_run, summary = quick_run_fixtures(NAME)

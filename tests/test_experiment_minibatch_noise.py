@@ -12,6 +12,9 @@ from jaxopt_study import losses, models
 from jaxopt_study.config import load_config
 from jaxopt_study.results import read_csv
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+
 NAME = "minibatch_noise"
 finished_run, summary = quick_run_fixtures(NAME)
 

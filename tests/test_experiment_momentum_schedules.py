@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 from quick_runs import quick_run_fixtures, refused_field
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+
 NAME = "momentum_schedules"
 EXPERIMENT = Path(__file__).parents[1] / "experiments" / f"{NAME}.py"
 finished_run, summary = quick_run_fixtures(NAME)

@@ -12,6 +12,9 @@ from jaxopt_study import data as data_lib
 from jaxopt_study import models, results
 from jaxopt_study.results import read_csv, read_npz
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+
 NAME = "optimizer_comparison"
 finished_run, summary = quick_run_fixtures(NAME)
 

@@ -9,6 +9,9 @@ from jaxopt_study import problem as problem_lib
 from jaxopt_study.config import load_config
 from jaxopt_study.results import read_csv
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+
 NAME = "pretraining"
 finished_run, summary = quick_run_fixtures(NAME)
 

@@ -18,6 +18,9 @@ from quick_runs import quick_run_fixtures, refused_field
 
 from jaxopt_study import experiment, results
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+
 NAME = "saddle_proliferation"
 QUICK = Path(__file__).resolve().parents[1] / "configs" / f"{NAME}_quick.py"
 THEORY = -np.log(3) / 4

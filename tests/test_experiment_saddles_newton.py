@@ -17,6 +17,9 @@ import pytest
 
 from jaxopt_study import cli, results
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+
 ROOT = Path(__file__).parents[1]
 QUICK = ROOT / "configs" / "saddles_newton_quick.py"
 

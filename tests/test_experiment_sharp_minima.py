@@ -15,6 +15,9 @@ import pytest
 from jaxopt_study import cli
 from jaxopt_study.results import read_csv
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "configs" / "sharp_minima_quick.py"
 

@@ -5,6 +5,9 @@ from quick_runs import quick_run_fixtures, refused_field
 
 from jaxopt_study.results import read_csv
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+
 NAME = "surrogate_early_stopping"
 finished_run, summary = quick_run_fixtures(NAME)
 

@@ -9,6 +9,9 @@ from landscape_helpers import assert_refused, history, run_config, run_quick, su
 
 from jaxopt_study import data, landscape, results
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+
 NAME = "symmetry_and_local_minima"
 
 

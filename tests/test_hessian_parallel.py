@@ -14,6 +14,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxopt_study.hessian import (
   dense,
@@ -52,6 +53,7 @@ def compute() -> dict:
   }
 
 
+@pytest.mark.slow  # several processes
 def test_eight_devices_give_the_one_device_results(x64):
   env = dict(os.environ, JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu")
   env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"

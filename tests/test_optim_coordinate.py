@@ -81,6 +81,7 @@ def test_steps_per_block_gives_each_block_k_consecutive_steps(x64):
     jax.tree.map(np.testing.assert_array_equal, p_default, p_one)
 
 
+@pytest.mark.slow  # 45 s of block descent
 def test_many_steps_per_block_minimize_a_quadratic_block(x64):
   """k exact steps on a separable block reach its minimizer before the other block moves."""
   curvature = {"a": jnp.asarray([1.0, 2.0]), "b": jnp.asarray([4.0])}

@@ -81,12 +81,3 @@ def test_inverse_time_decay_is_positive_and_non_increasing(init_value, decay_rat
   schedule = optim.inverse_time_decay(init_value, decay_rate)
   now, later = float(schedule(k)), float(schedule(k + 1))
   assert 0.0 <= later <= now <= init_value * (1 + 1e-6)
-
-
-def test_registry_names():
-  assert optim.SCHEDULES == {
-    "linear_decay": optim.linear_decay,
-    "step_decay": optim.step_decay,
-    "exponential_decay": optim.exponential_decay,
-    "inverse_time_decay": optim.inverse_time_decay,
-  }

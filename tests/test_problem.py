@@ -265,6 +265,7 @@ def own_config(tmp_path_factory):
   return folder / "own.py"
 
 
+@pytest.mark.slow  # the CLI end to end
 def test_a_config_outside_the_repository_runs_its_own_problem(own_config, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)  # neither the config's folder nor the repository
   out = tmp_path / "run"

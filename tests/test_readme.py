@@ -9,6 +9,7 @@ README = (Path(__file__).parents[1] / "README.md").read_text()
 SNIPPETS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 
 
+@pytest.mark.slow  # the "Your own model" snippet trains and sweeps a CNN
 @pytest.mark.parametrize("index", range(len(SNIPPETS)))
 def test_python_snippet_runs(index):
   exec(compile(SNIPPETS[index], f"README.md snippet {index}", "exec"), {})

@@ -233,6 +233,7 @@ def assert_same_numbers(theirs: dict, ours: sweep.SweepResult) -> None:
     assert row["diverged"] == other["diverged"] and row["best_step"] == other["best_step"]
 
 
+@pytest.mark.slow  # several processes, or the CLI end to end
 def test_eight_devices_give_the_numbers_of_one(tmp_path, reference):
   flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
   theirs = run_workers(tmp_path, make_config(), 1, {"XLA_FLAGS": flags})
@@ -240,6 +241,7 @@ def test_eight_devices_give_the_numbers_of_one(tmp_path, reference):
   assert_same_numbers(theirs, reference)
 
 
+@pytest.mark.slow  # several processes, or the CLI end to end
 def test_two_processes_give_the_numbers_of_one(tmp_path, reference):
   """`jax.distributed` on localhost: 2 processes of 1 CPU device each share the member axis."""
   theirs = run_workers(tmp_path, make_config(), 2, {})
@@ -251,6 +253,7 @@ class Interrupted(Exception):
   """Stands for a kill after a checkpoint has been written."""
 
 
+@pytest.mark.slow  # several processes, or the CLI end to end
 def test_an_interrupted_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch, reference):
   """Two chunks of 6 (a budget below the 12-member program); stop in the second, run again."""
   budget = reference.stats.bytes_per_device - 1
@@ -318,6 +321,7 @@ def test_batch_sizes_group_by_a_factor_of_four():
   assert sweep.batch_groups([8, 16], stateful=True) == [(8,), (16,)]
 
 
+@pytest.mark.slow  # several processes, or the CLI end to end
 def test_the_quick_config_runs_from_the_command_line(tmp_path):
   out = tmp_path / "sweep"
   config = str(ROOT / "configs" / "sweep_init_batch_quick.py")
@@ -348,6 +352,7 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow  # several processes, or the CLI end to end
 def test_the_command_line_on_two_processes_writes_once_the_numbers_of_one(tmp_path):
   """`jaxopt-study run --distributed` on localhost: process 0 alone writes, the same numbers.
 

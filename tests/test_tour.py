@@ -14,6 +14,8 @@ import pytest
 
 from jaxopt_study import cli, tour
 
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
 CONFIG = """
 import ml_collections
 
@@ -29,6 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from jaxopt_study.results import ExperimentResults
+
 
 TITLE = "Stand-in {name}"
 SECTION = "{section}"

@@ -1,6 +1,6 @@
 """Optimizers of Goodfellow et al. (2016) chapter 8 as Optax transformations, and schedules.
 
-`OPTIMIZERS` and `SCHEDULES` map the names used in configs to their constructors.
+`OPTIMIZERS` maps the optimizer names used in configs to their constructors.
 """
 
 from collections.abc import Callable
@@ -67,16 +67,9 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
   "saddle_free_newton": saddle_free_newton,
 }
 
-SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
-  "linear_decay": linear_decay,
-  "step_decay": step_decay,
-  "exponential_decay": exponential_decay,
-  "inverse_time_decay": inverse_time_decay,
-}
 
 __all__ = [
   "OPTIMIZERS",
-  "SCHEDULES",
   "BookAdagradState",
   "BookMomentumState",
   "BFGSState",
