@@ -11,6 +11,7 @@ or a whole dataset as ``batches=[(x1, y1), ...]`` (the size-weighted mean loss).
   degenerate or not critical.
 * `lanczos`, `ritz`, `density` (stochastic Lanczos quadrature), `hutchinson_trace`.
 * `curvature_along_gradient` (gᵀg, gᵀHg, §8.2.1) and `sharpness` (Keskar et al. 2017).
+* `count_outliers`, `fraction_near_zero`: a spectrum's outliers and its bulk near zero.
 """
 
 from jaxopt_study.hessian.critical_points import CriticalPoint, Spectrum, classify, spectrum
@@ -35,6 +36,7 @@ from jaxopt_study.hessian.monitors import (
   curvature_along_gradient,
   sharpness,
 )
+from jaxopt_study.hessian.outliers import Outliers, count_outliers, fraction_near_zero
 from jaxopt_study.hessian.products import hvp
 
 __all__ = [
@@ -44,13 +46,16 @@ __all__ = [
   "HessianTooLargeError",
   "HessianTooSlowError",
   "Lanczos",
+  "Outliers",
   "Ritz",
   "Spectrum",
   "TraceEstimate",
   "classify",
+  "count_outliers",
   "curvature_along_gradient",
   "dense_memory_bytes",
   "density",
+  "fraction_near_zero",
   "hessian_matrix",
   "hutchinson_trace",
   "hvp",
