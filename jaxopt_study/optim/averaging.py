@@ -110,11 +110,7 @@ def averaged_params(state: Any) -> optax.Params:
   Raises:
     ValueError: if the state holds no `PolyakState`, or more than one.
   """
-  found = [
-    leaf
-    for leaf in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, PolyakState))
-    if isinstance(leaf, PolyakState)
-  ]
+  found = [value for _, value in optax.tree.get_all_with_path(state, "PolyakState")]
   if len(found) != 1:
     raise ValueError(
       f"averaged_params: found {len(found)} PolyakState in the optimizer state, expected one; "

@@ -184,11 +184,7 @@ def nesterov_params(
     state: the optimizer state (of `nesterov`, or of a chain that contains it).
     momentum: the α (number or schedule) the optimizer was built with.
   """
-  found = [
-    s
-    for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, BookMomentumState))
-    if isinstance(s, BookMomentumState)
-  ]
+  found = [value for _, value in optax.tree.get_all_with_path(state, "BookMomentumState")]
   if len(found) != 1:
     raise ValueError(
       f"nesterov_params: state holds {len(found)} momentum states; pass the state of nesterov(...)"
