@@ -82,20 +82,15 @@ def hessian_at(problem: products.Problem) -> jax.Array:
   objective, flat = problem.objective, problem.flat_params
   size = problem.num_params
   chunk = min(size, TRACED_CHUNK_SIZE)
-  # Chunk starts 0, c, 2c, ...; the last is shifted back so every chunk has c rows in range.
-  starts = jnp.asarray(sorted({min(s, size - chunk) for s in range(0, size, chunk)}), jnp.int32)
+  num_chunks = -(-size // chunk)
 
   def rows(first: jax.Array) -> jax.Array:
-    basis = jax.nn.one_hot(first + jnp.arange(chunk), size, dtype=flat.dtype)
+    # indices past N wrap around (as in `hessian.dense`): their rows are recomputed and dropped
+    basis = jax.nn.one_hot((first + jnp.arange(chunk)) % size, size, dtype=flat.dtype)
     return products.hvp_rows(objective, flat, problem.fixed, problem.data, basis)
 
-  blocks = jax.lax.map(rows, starts)  # (chunks, chunk, N)
-
-  def place(matrix, item):
-    first, block = item
-    return jax.lax.dynamic_update_slice_in_dim(matrix, block, first, axis=0), None
-
-  matrix, _ = jax.lax.scan(place, jnp.zeros((size, size), flat.dtype), (starts, blocks))
+  blocks = jax.lax.map(rows, chunk * jnp.arange(num_chunks, dtype=jnp.int32))
+  matrix = blocks.reshape(num_chunks * chunk, size)[:size]
   return 0.5 * (matrix + matrix.T)
 
 
