@@ -99,9 +99,7 @@ class Problem:
   def module(self, params: nnx.State, model_state: nnx.State | None = None, *, train=False):
     """The live module holding `params` (and `model_state`: default, the seed-0 initial state),
     in eval mode or, with `train=True`, train mode; e.g. of `train.train`'s result."""
-    pure_form = pure(self)
-    state = pure_form.initial(0)[1] if model_state is None else model_state
-    return pure_form.module(params, state, train=train)
+    return pure(self).module(params, self._state(model_state), train=train)
 
   def params_loss(self, model_state: nnx.State | None = None, *, train: bool = True):
     """The loss as `loss_fn(params, *batch)`, the form `hessian` takes:
@@ -110,20 +108,29 @@ class Problem:
     `train=True` is the training objective (batch statistics, as the optimizer saw it);
     `model_state` (default: the initial one) holds BatchNorm statistics and RNG state.
     """
-    pure_form = pure(self)
-    state = pure_form.initial(0)[1] if model_state is None else model_state
+    pure_form, state = pure(self), self._state(model_state)
 
     def loss_fn(params, *batch):
       return self.loss(pure_form.module(params, state, train=train), batch)
 
     return loss_fn
 
+  def _state(self, model_state: nnx.State | None) -> nnx.State:
+    """`model_state`, or the initial one (seed 0) when None."""
+    return pure(self).initial(0)[1] if model_state is None else model_state
+
   def metric_names(self) -> tuple[str, ...]:
     """Every metric the training loop reports for this problem, in order."""
-    names = ["train_loss", "grad_norm", *(f"train_{m}" for m in self.metrics)]
-    if self.heldout_data is not None:
-      names += ["test_loss", *(f"test_{m}" for m in self.metrics)]
-    return tuple(names)
+    return reported_metrics(tuple(self.metrics), self.heldout_data is not None)
+
+
+def reported_metrics(metrics: tuple[str, ...], heldout: bool) -> tuple[str, ...]:
+  """`train_loss`, `grad_norm`, `train_<m>` per metric, and with held-out data `test_loss` and
+  `test_<m>`: the names the training loop reports."""
+  names = ["train_loss", "grad_norm", *(f"train_{m}" for m in metrics)]
+  if heldout:
+    names += ["test_loss", *(f"test_{m}" for m in metrics)]
+  return tuple(names)
 
 
 def _as_batch(name: str, arrays: Any) -> Batch:
@@ -283,14 +290,7 @@ class FunctionalPure:
     self.classification = loss == "cross_entropy"
     self.params_shape = jax.tree.map(_shape_dtype, model.params)
     self.model_state_shape = jax.tree.map(_shape_dtype, model.model_state)
-    extra = ("error",) if self.classification else ()
-    self.metric_names = (
-      "train_loss",
-      "grad_norm",
-      *(f"train_{m}" for m in extra),
-      "test_loss",
-      *(f"test_{m}" for m in extra),
-    )
+    self.metric_names = reported_metrics(("error",) if self.classification else (), True)
     self.stateless = True  # the loss takes per-example weights itself
 
   def loss(self, params, model_state, batch: Batch, weights: jax.Array | None = None):

@@ -277,7 +277,8 @@ def dense_hessian(
     began = time.perf_counter()
     rows = rows_of(*shared, jnp.int32(first))
     if start == 0:
-      _require_fast_enough(jax.block_until_ready(rows), began, size, chunk, max_seconds)
+      jax.block_until_ready(rows)
+      _require_fast_enough(time.perf_counter() - began, size, chunk, max_seconds)
     if on_host:
       matrix[first : first + count] = np.asarray(rows)[:count]
     else:
@@ -288,16 +289,13 @@ def dense_hessian(
   return _symmetrize_device_jit(matrix, min(_SYMMETRIZE_BLOCK, size))
 
 
-def _require_fast_enough(
-  rows: jax.Array, began: float, size: int, chunk: int, max_seconds: float
-) -> None:
+def _require_fast_enough(first_seconds: float, size: int, chunk: int, max_seconds: float) -> None:
   """Raises `HessianTooSlowError` if ⌈N / chunk⌉ chunks at the first one's time exceed the limit."""
-  del rows  # computed: its time is known
-  estimate = (time.perf_counter() - began) * -(-size // chunk)
+  estimate = first_seconds * -(-size // chunk)
   if estimate > max_seconds:
     raise HessianTooSlowError(
       f"the dense Hessian of N={size:,} parameters would take about {estimate:,.0f} s of "
-      f"Hessian-vector products (its first {chunk} rows took {estimate / -(-size // chunk):.2f} s),"
+      f"Hessian-vector products (its first {chunk} rows took {first_seconds:.2f} s),"
       f' over max_seconds={max_seconds:g}; use method="lanczos" (or density(...)), which needs '
       "only a few hundred Hessian-vector products, or pass a larger max_seconds"
     )

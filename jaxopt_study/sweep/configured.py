@@ -45,11 +45,7 @@ def optimizer_factory(config: ml_collections.ConfigDict) -> tuple[Any, dict[str,
   if unknown := sorted(set(options) - set(known)):
     raise ConfigError(f"optimizer {name!r} has no hyperparameter {', '.join(unknown)}")
   integers = grid.integer_hyperparameters(optim.OPTIMIZERS[name])
-  real = {
-    k: float(v)
-    for k, v in options.items()
-    if isinstance(v, int | float) and not isinstance(v, bool) and k not in integers
-  }
+  real = {k: float(v) for k, v in options.items() if grid.is_real(v) and k not in integers}
   static = tuple(sorted((k, v) for k, v in options.items() if k not in real))
   return _bound(name, static), real
 

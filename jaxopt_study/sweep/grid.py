@@ -151,7 +151,7 @@ def check(
     raise ValueError(f"sampling={sampling!r}: must be one of {list(train.SAMPLINGS)}")
   if patience is not None:
     _require_int("patience", patience, "argument 'patience'", low=1)
-  if not _is_real(divergence_factor) or not divergence_factor > 1:
+  if not is_real(divergence_factor) or not divergence_factor > 1:
     raise ValueError(f"divergence_factor={divergence_factor!r}: must be a number > 1")
   pure = problem_lib.pure(problem)
   train.check_early_stopping(early_stopping, patience, pure.metric_names, "sweep")
@@ -217,7 +217,7 @@ def _check_base_axes(base: dict[str, Any], axes: dict[str, list], num_train: int
   for value in axes.get("seed", [base["seed"]]):
     _require_int("seed", value, _where("seed", axes), low=0)
   for value in axes.get("init_scale", [base["init_scale"]]):
-    if not _is_real(value) or not math.isfinite(value) or value < 0:
+    if not is_real(value) or not math.isfinite(value) or value < 0:
       raise ValueError(
         f"init_scale={value!r} in {_where('init_scale', axes)}: must be finite and ≥ 0"
       )
@@ -231,7 +231,7 @@ def _check_hyperparameters(
   for axis in (*fixed, *axes):
     for value in axes.get(axis, [fixed.get(axis)]):
       where = _where(axis, axes)
-      if not _is_real(value) or not math.isfinite(value):
+      if not is_real(value) or not math.isfinite(value):
         raise ValueError(f"{axis}={value!r} in {where}: must be a finite number")
       try:
         optimizer(**{**firsts, axis: value})
@@ -261,7 +261,8 @@ def _where(axis: str, axes: dict) -> str:
   return f"sweep axis {axis!r}" if axis in axes else f"argument {axis!r}"
 
 
-def _is_real(value: Any) -> bool:
+def is_real(value: Any) -> bool:
+  """A Python int or float, not a bool."""
   return isinstance(value, int | float) and not isinstance(value, bool)
 
 
