@@ -42,7 +42,7 @@ import numpy as np
 import optax
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import models
+from jaxopt_study import models, validate
 from jaxopt_study import problem as problem_lib
 
 METRICS = ("train_loss", "grad_norm", "train_error", "test_loss", "test_error")  # built-in
@@ -146,19 +146,12 @@ def check_arguments(
   metric_names: tuple[str, ...] = METRICS,
 ) -> None:
   """Raises ValueError, naming the argument, for a training setup that cannot run."""
-  if not _is_int(steps) or steps < 1:
-    raise ValueError(f"train: steps={steps!r} must be an integer ≥ 1")
-  if not _is_int(batch_size) or not 1 <= batch_size <= num_train:
-    raise ValueError(
-      f"train: batch_size={batch_size!r} must be an integer in [1, {num_train}] "
-      f"(the number of training examples)"
-    )
-  if not _is_int(eval_every) or eval_every < 1:
-    raise ValueError(f"train: eval_every={eval_every!r} must be an integer ≥ 1")
-  if sampling not in SAMPLINGS:
-    raise ValueError(f"train: sampling={sampling!r} is not one of {list(SAMPLINGS)}")
-  if patience is not None and (not _is_int(patience) or patience < 1):
-    raise ValueError(f"train: patience={patience!r} must be None or an integer ≥ 1")
+  validate.require_positive_int("steps", steps, "train")
+  validate.require_int("batch_size", batch_size, "train", low=1, high=num_train)
+  validate.require_positive_int("eval_every", eval_every, "train")
+  validate.require_choice("sampling", sampling, "train", SAMPLINGS)
+  if patience is not None:
+    validate.require_positive_int("patience", patience, "train")
   check_early_stopping(early_stopping, patience, metric_names, "train")
   check_l2_penalty(l2_penalty, "train")
 
@@ -181,17 +174,7 @@ def check_early_stopping(
 
 def check_l2_penalty(l2_penalty: float, where: str) -> None:
   """Raises ValueError unless the L2 penalty α is a finite real number ≥ 0."""
-  if (
-    not isinstance(l2_penalty, int | float)
-    or isinstance(l2_penalty, bool)
-    or not np.isfinite(l2_penalty)
-    or l2_penalty < 0
-  ):
-    raise ValueError(f"{where}: l2_penalty={l2_penalty!r} must be a finite number ≥ 0")
-
-
-def _is_int(value: Any) -> bool:
-  return isinstance(value, int | np.integer) and not isinstance(value, bool)
+  validate.require_non_negative("l2_penalty", l2_penalty, where)
 
 
 def masked_batch_indices(
@@ -480,12 +463,10 @@ def train(
       f"train: expected a Problem, got {type(problem).__name__}: wrap the model, loss and data "
       "in jaxopt_study.Problem(model=..., loss=..., train_data=...)"
     )
-  if not isinstance(init_scale, int | float) or not np.isfinite(init_scale) or init_scale < 0:
-    raise ValueError(f"train: init_scale={init_scale!r} must be a finite number ≥ 0")
-  if not _is_int(seed) or seed < 0:
-    raise ValueError(f"train: seed={seed!r} must be an integer ≥ 0")
+  validate.require_non_negative("init_scale", init_scale, "train")
+  validate.require_int("seed", seed, "train", low=0)
   pure = problem_lib.pure(problem)
-  eval_every = max(1, steps // 50) if eval_every is None and _is_int(steps) else eval_every
+  eval_every = max(1, steps // 50) if eval_every is None and isinstance(steps, int) else eval_every
   check_arguments(
     problem.num_train,
     steps,

@@ -1,4 +1,4 @@
-"""Tests of optim/first_order.py and optim/checks.py.
+"""Tests of optim/first_order.py and validate.py.
 
 Every optimizer is compared, over a whole trajectory, with a float64 numpy transcription of the
 book's pseudocode (Goodfellow et al. 2016, Alg. 8.1 to 8.7; Zeiler 2012; Jacobs 1988), run on the
@@ -19,8 +19,7 @@ import pytest
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_study import optim
-from jaxopt_study.optim import checks
+from jaxopt_study import optim, validate
 
 STEPS = 30
 TAU = 20  # the linear decay reaches ε_τ = ε_0 / 10 at step 20, then stays there
@@ -478,10 +477,10 @@ def test_validation_skips_traced_values_and_accepts_schedules():
 def test_unit_interval_check_matches_its_definition(value):
   inside = 0 <= value < 1
   if inside:
-    checks.require_unit_interval("decay", value, "test")
+    validate.require_unit_interval("decay", value, "test")
   else:
     with pytest.raises(ValueError, match="test: decay="):
-      checks.require_unit_interval("decay", value, "test")
+      validate.require_unit_interval("decay", value, "test")
 
 
 def test_registry_names():

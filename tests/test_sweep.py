@@ -163,7 +163,7 @@ def test_a_hyperparameter_set_only_by_the_sweep_is_checked_at_its_values():
   plan = sweep.check_config(config)
   assert [m.hyperparams["damping"] for m in plan.members] == [0.01, 0.1]
   config.sweep = {"damping": [0.01, 0.0]}
-  with pytest.raises(ValueError, match="damping=0.0 in sweep axis 'damping'"):
+  with pytest.raises(ValueError, match="sweep axis 'damping': newton.*damping=0.0"):
     sweep.check_config(config)
 
 
@@ -296,14 +296,17 @@ def test_an_interrupted_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch,
   [
     ({"sweep": {"widht": [1, 2]}}, "unknown sweep axis 'widht'"),
     ({"sweep": {"learning_rate": []}}, "sweep axis 'learning_rate'"),
-    ({"sweep": {"batch_size": [8, 0]}}, "batch_size=0 in sweep axis 'batch_size': must be ≥ 1"),
-    ({"sweep": {"batch_size": [8, 5000]}}, "batch_size=5000 in sweep axis 'batch_size'"),
+    (
+      {"sweep": {"batch_size": [8, 0]}},
+      "sweep axis 'batch_size': batch_size=0 must be an integer >= 1",
+    ),
+    ({"sweep": {"batch_size": [8, 5000]}}, "sweep axis 'batch_size': batch_size=5000"),
     ({"sweep": {"batch_size": [8.5]}}, "sweep axis 'batch_size'"),
-    ({"sweep": {"learning_rate": [0.1, -1.0]}}, "learning_rate=-1.0 in sweep axis"),
-    ({"sweep": {"momentum": [0.5, 1.5]}}, "momentum=1.5 in sweep axis 'momentum'"),
+    ({"sweep": {"learning_rate": [0.1, -1.0]}}, "sweep axis 'learning_rate': .*learning_rate=-1.0"),
+    ({"sweep": {"momentum": [0.5, 1.5]}}, "sweep axis 'momentum': .*momentum=1.5"),
     ({"sweep": {"seed": [0, 0]}}, "sweep axis 'seed'"),
     ({"sweep": {"init_scale": [float("nan")]}}, "sweep axis 'init_scale'"),
-    ({"batch_size": 0, "sweep": {}}, "batch_size=0 in argument 'batch_size'"),
+    ({"batch_size": 0, "sweep": {}}, "sweep: batch_size=0"),
     ({"checkpoint_every": 12}, "checkpoint_every=12"),
     ({"l2_penalty": -1.0}, "l2_penalty=-1.0"),
   ],

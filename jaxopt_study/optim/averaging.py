@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_study.optim import checks
+from jaxopt_study import validate
 
 _MODES = ("mean", "ema")
 
@@ -64,7 +64,7 @@ def polyak_average(
   where = "polyak_average"
   if mode not in _MODES:
     raise ValueError(f"{where}: mode={mode!r} must be one of {_MODES}")
-  checks.require_unit_interval("decay", decay, where)
+  validate.require_unit_interval("decay", decay, where)
   inner = optax.with_extra_args_support(inner)
 
   def init_fn(params: optax.Params) -> PolyakState:

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_study.optim import checks
+from jaxopt_study import validate
 
 
 def _learning_rate_at(learning_rate: optax.ScalarOrSchedule, count: chex.Array) -> chex.Numeric:
@@ -39,7 +39,7 @@ def sgd(learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
   Returns:
     An `optax.GradientTransformation`.
   """
-  checks.require_learning_rate(learning_rate, "sgd")
+  validate.require_learning_rate(learning_rate, "sgd")
   return optax.with_extra_args_support(optax.scale_by_learning_rate(learning_rate))
 
 
@@ -86,8 +86,8 @@ def scale_by_book_momentum(
     An `optax.GradientTransformation` with state `BookMomentumState`.
   """
   where = "scale_by_book_momentum"
-  checks.require_learning_rate(learning_rate, where)
-  checks.require_momentum(momentum, where)
+  validate.require_learning_rate(learning_rate, where)
+  validate.require_momentum(momentum, where)
 
   def init_fn(params: optax.Params) -> BookMomentumState:
     return BookMomentumState(count=jnp.zeros([], jnp.int32), velocity=optax.tree.zeros_like(params))
@@ -128,8 +128,8 @@ def momentum(
   Returns:
     An `optax.GradientTransformation` with state `BookMomentumState`.
   """
-  checks.require_learning_rate(learning_rate, "momentum")
-  checks.require_momentum(momentum, "momentum")
+  validate.require_learning_rate(learning_rate, "momentum")
+  validate.require_momentum(momentum, "momentum")
   return scale_by_book_momentum(learning_rate, momentum)
 
 
@@ -165,8 +165,8 @@ def nesterov(
     >>> print(round(float(theta), 6))
     0.8
   """
-  checks.require_learning_rate(learning_rate, "nesterov")
-  checks.require_momentum(momentum, "nesterov")
+  validate.require_learning_rate(learning_rate, "nesterov")
+  validate.require_momentum(momentum, "nesterov")
   return scale_by_book_momentum(learning_rate, momentum, nesterov=True)
 
 
@@ -216,7 +216,7 @@ def scale_by_book_adagrad(eps: float = 1e-7) -> optax.GradientTransformation:
   Returns:
     An `optax.GradientTransformation` with state `BookAdagradState`.
   """
-  checks.require_non_negative("eps", eps, "scale_by_book_adagrad")
+  validate.require_non_negative("eps", eps, "scale_by_book_adagrad")
 
   def init_fn(params: optax.Params) -> BookAdagradState:
     return BookAdagradState(sum_sq_grad=optax.tree.zeros_like(params))
@@ -247,8 +247,8 @@ def adagrad(
     An `optax.GradientTransformation`: chain of `scale_by_book_adagrad` and
     `optax.scale_by_learning_rate`.
   """
-  checks.require_learning_rate(learning_rate, "adagrad")
-  checks.require_non_negative("eps", eps, "adagrad")
+  validate.require_learning_rate(learning_rate, "adagrad")
+  validate.require_non_negative("eps", eps, "adagrad")
   return optax.chain(scale_by_book_adagrad(eps), optax.scale_by_learning_rate(learning_rate))
 
 
@@ -275,9 +275,9 @@ def rmsprop(
   Returns:
     An `optax.GradientTransformation`.
   """
-  checks.require_learning_rate(learning_rate, "rmsprop")
-  checks.require_unit_interval("decay", decay, "rmsprop")
-  checks.require_non_negative("eps", eps, "rmsprop")
+  validate.require_learning_rate(learning_rate, "rmsprop")
+  validate.require_unit_interval("decay", decay, "rmsprop")
+  validate.require_non_negative("eps", eps, "rmsprop")
   return optax.chain(_scale_by_book_rms(decay, eps), optax.scale_by_learning_rate(learning_rate))
 
 
@@ -309,10 +309,10 @@ def rmsprop_nesterov(
     An `optax.GradientTransformation`; the second state of the chain is `BookMomentumState`.
   """
   where = "rmsprop_nesterov"
-  checks.require_learning_rate(learning_rate, where)
-  checks.require_unit_interval("decay", decay, where)
-  checks.require_unit_interval("momentum", momentum, where)
-  checks.require_non_negative("eps", eps, where)
+  validate.require_learning_rate(learning_rate, where)
+  validate.require_unit_interval("decay", decay, where)
+  validate.require_unit_interval("momentum", momentum, where)
+  validate.require_non_negative("eps", eps, where)
   return optax.chain(
     _scale_by_book_rms(decay, eps),
     scale_by_book_momentum(learning_rate, momentum, nesterov=True),
@@ -343,10 +343,10 @@ def adam(
   Returns:
     An `optax.GradientTransformation`.
   """
-  checks.require_learning_rate(learning_rate, "adam")
-  checks.require_unit_interval("b1", b1, "adam")
-  checks.require_unit_interval("b2", b2, "adam")
-  checks.require_non_negative("eps", eps, "adam")
+  validate.require_learning_rate(learning_rate, "adam")
+  validate.require_unit_interval("b1", b1, "adam")
+  validate.require_unit_interval("b2", b2, "adam")
+  validate.require_non_negative("eps", eps, "adam")
   return optax.chain(
     optax.scale_by_adam(b1=b1, b2=b2, eps=eps), optax.scale_by_learning_rate(learning_rate)
   )
@@ -374,9 +374,9 @@ def adadelta(
   Returns:
     An `optax.GradientTransformation`.
   """
-  checks.require_learning_rate(learning_rate, "adadelta")
-  checks.require_unit_interval("decay", decay, "adadelta")
-  checks.require_positive("eps", eps, "adadelta")
+  validate.require_learning_rate(learning_rate, "adadelta")
+  validate.require_unit_interval("decay", decay, "adadelta")
+  validate.require_positive("eps", eps, "adadelta")
   return optax.chain(
     optax.scale_by_adadelta(rho=decay, eps=eps), optax.scale_by_learning_rate(learning_rate)
   )
@@ -419,10 +419,10 @@ def delta_bar_delta(
       f"{where}: learning_rate={learning_rate!r} must be a number, the initial per-parameter "
       "rate; a schedule is not supported because the rates adapt themselves"
     )
-  checks.require_non_negative("learning_rate", learning_rate, where)
-  checks.require_non_negative("kappa", kappa, where)
-  checks.require_unit_interval("phi", phi, where, include_one=True)
-  checks.require_unit_interval("theta", theta, where)
+  validate.require_non_negative("learning_rate", learning_rate, where)
+  validate.require_non_negative("kappa", kappa, where)
+  validate.require_unit_interval("phi", phi, where, include_one=True)
+  validate.require_unit_interval("theta", theta, where)
 
   def init_fn(params: optax.Params) -> DeltaBarDeltaState:
     return DeltaBarDeltaState(

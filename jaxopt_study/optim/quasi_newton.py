@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_study.optim import checks
+from jaxopt_study import validate
 from jaxopt_study.optim.extra_args import guarded
 
 VARIANTS = ("polak_ribiere", "fletcher_reeves", "hestenes_stiefel")
@@ -79,7 +79,7 @@ def _direction_then_linesearch(
   if learning_rate is None:
     sign = optax.scale(-1.0)
   else:
-    checks.require_learning_rate(learning_rate, where)
+    validate.require_learning_rate(learning_rate, where)
     sign = optax.scale_by_learning_rate(learning_rate)
   return guarded(where, optax.chain(block, sign, linesearch or optax.identity()))
 
@@ -128,7 +128,7 @@ def scale_by_conjugate_gradient(
   if variant not in VARIANTS:
     raise ValueError(f"{where}: variant={variant!r} must be one of {VARIANTS}")
   if restart_every is not None:
-    checks.require_positive_int("restart_every", restart_every, where)
+    validate.require_positive_int("restart_every", restart_every, where)
 
   def init_fn(params: optax.Params) -> ConjugateGradientState:
     zeros = optax.tree.zeros_like(params)
@@ -342,7 +342,7 @@ def scale_by_checked_lbfgs(memory_size: int = 10) -> optax.GradientTransformatio
   Returns:
     An `optax.GradientTransformation` with Optax's `optax.ScaleByLBFGSState`.
   """
-  checks.require_positive_int("memory_size", memory_size, "lbfgs")
+  validate.require_positive_int("memory_size", memory_size, "lbfgs")
   inner = optax.scale_by_lbfgs(memory_size=memory_size)
 
   def update_fn(updates, state, params):

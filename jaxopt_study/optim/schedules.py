@@ -11,7 +11,7 @@ import chex
 import jax.numpy as jnp
 import optax
 
-from jaxopt_study.optim import checks
+from jaxopt_study import validate
 
 
 def _with_float_count(schedule: optax.Schedule) -> optax.Schedule:
@@ -39,9 +39,9 @@ def linear_decay(init_value: float, end_value: float, transition_steps: int) -> 
     An `optax.Schedule`.
   """
   where = "linear_decay"
-  checks.require_non_negative("init_value", init_value, where)
-  checks.require_non_negative("end_value", end_value, where)
-  checks.require_positive_int("transition_steps", transition_steps, where)
+  validate.require_non_negative("init_value", init_value, where)
+  validate.require_non_negative("end_value", end_value, where)
+  validate.require_positive_int("transition_steps", transition_steps, where)
   return _with_float_count(optax.linear_schedule(init_value, end_value, transition_steps))
 
 
@@ -59,11 +59,11 @@ def step_decay(init_value: float, decay_factor: float, step_size: int) -> optax.
     An `optax.Schedule`.
   """
   where = "step_decay"
-  checks.require_non_negative("init_value", init_value, where)
-  checks.require_unit_interval(
+  validate.require_non_negative("init_value", init_value, where)
+  validate.require_unit_interval(
     "decay_factor", decay_factor, where, include_zero=False, include_one=True
   )
-  checks.require_positive_int("step_size", step_size, where)
+  validate.require_positive_int("step_size", step_size, where)
   return _with_float_count(
     optax.exponential_decay(
       init_value, transition_steps=step_size, decay_rate=decay_factor, staircase=True
@@ -87,11 +87,11 @@ def exponential_decay(
     An `optax.Schedule`.
   """
   where = "exponential_decay"
-  checks.require_non_negative("init_value", init_value, where)
-  checks.require_unit_interval(
+  validate.require_non_negative("init_value", init_value, where)
+  validate.require_unit_interval(
     "decay_rate", decay_rate, where, include_zero=False, include_one=True
   )
-  checks.require_positive_int("transition_steps", transition_steps, where)
+  validate.require_positive_int("transition_steps", transition_steps, where)
   return _with_float_count(
     optax.exponential_decay(init_value, transition_steps=transition_steps, decay_rate=decay_rate)
   )
@@ -111,8 +111,8 @@ def inverse_time_decay(init_value: float, decay_rate: float) -> optax.Schedule:
     An `optax.Schedule`.
   """
   where = "inverse_time_decay"
-  checks.require_non_negative("init_value", init_value, where)
-  checks.require_non_negative("decay_rate", decay_rate, where)
+  validate.require_non_negative("init_value", init_value, where)
+  validate.require_non_negative("decay_rate", decay_rate, where)
 
   def schedule(count: chex.Numeric) -> chex.Numeric:
     return init_value / (1 + decay_rate * count)

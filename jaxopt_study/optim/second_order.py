@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_study import validate
 from jaxopt_study.hessian import dense, krylov, products
-from jaxopt_study.optim import checks
 from jaxopt_study.optim.extra_args import all_finite, guarded
 from jaxopt_study.optim.first_order import _learning_rate_at
 
@@ -196,14 +196,14 @@ def newton(
     [1. 1.]
   """
   where = "newton"
-  checks.require_non_negative("damping", damping, where)
-  checks.require_learning_rate(learning_rate, where)
+  validate.require_non_negative("damping", damping, where)
+  validate.require_learning_rate(learning_rate, where)
   if not isinstance(adaptive, bool):
     raise ValueError(f"{where}: adaptive={adaptive!r} must be True or False")
   if indefinite not in INDEFINITE:
     raise ValueError(f"{where}: indefinite={indefinite!r} must be one of {INDEFINITE}")
   if adaptive:
-    checks.require_positive("damping", damping, f"{where}(adaptive=True)")
+    validate.require_positive("damping", damping, f"{where}(adaptive=True)")
 
   def update_fn(updates, state, params, *, value, grad, value_fn, **fn_kwargs):
     dense.require_dense_fits(params, None, False, where)
@@ -301,10 +301,10 @@ def saddle_free_newton(
     NaN); its update takes ``value=``, ``grad=`` and ``value_fn=``.
   """
   where = "saddle_free_newton"
-  checks.require_non_negative("damping", damping, where)
-  checks.require_learning_rate(learning_rate, where)
+  validate.require_non_negative("damping", damping, where)
+  validate.require_learning_rate(learning_rate, where)
   if krylov_dim is not None:
-    checks.require_positive_int("krylov_dim", krylov_dim, where)
+    validate.require_positive_int("krylov_dim", krylov_dim, where)
 
   def update_fn(updates, state, params, *, value, grad, value_fn, **fn_kwargs):
     del value, grad
@@ -415,9 +415,9 @@ def critical_point_newton(
     0.0 0.0
   """
   where = "critical_point_newton"
-  checks.require_positive("damping", damping, where)
-  checks.require_positive("min_damping", min_damping, where)
-  checks.require_positive_int("max_tries", max_tries, where)
+  validate.require_positive("damping", damping, where)
+  validate.require_positive("min_damping", min_damping, where)
+  validate.require_positive_int("max_tries", max_tries, where)
 
   def init_fn(params: optax.Params) -> CriticalPointNewtonState:
     dtype = jnp.result_type(*jax.tree.leaves(params))

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from jaxopt_study import problem as problem_lib
-from jaxopt_study import train
+from jaxopt_study import train, validate
 
 BASE_AXES = ("init_scale", "batch_size", "seed")
 MAX_BATCH_RATIO = 4
@@ -122,7 +122,7 @@ def check(
 
   Raises:
     ValueError: naming the argument or axis at fault, e.g.
-      ``batch_size=0 in sweep axis 'batch_size': must be ≥ 1``.
+      ``sweep axis 'batch_size': batch_size=0 must be an integer >= 1``.
   """
   if not isinstance(problem, problem_lib.Problem):
     raise TypeError(
@@ -137,10 +137,10 @@ def check(
   if not isinstance(axes, Mapping):
     raise ValueError(f"sweep: axes={axes!r} must map axis names to lists of values")
   for field, value in (("steps", steps), ("eval_every", eval_every)):
-    _require_int(field, value, f"argument {field!r}", low=1)
+    validate.require_positive_int(field, value, "sweep")
   num_blocks = math.ceil(steps / eval_every)
   checkpoint_every = checkpoint_every or eval_every * math.ceil(num_blocks / MAX_SEGMENTS)
-  _require_int("checkpoint_every", checkpoint_every, "argument 'checkpoint_every'", low=1)
+  validate.require_positive_int("checkpoint_every", checkpoint_every, "sweep")
   if checkpoint_every % eval_every:
     raise ValueError(
       f"checkpoint_every={checkpoint_every} must be a multiple of eval_every={eval_every}: "
@@ -148,11 +148,11 @@ def check(
     )
   train.check_l2_penalty(l2_penalty, "sweep")
   if sampling not in train.SAMPLINGS:
-    raise ValueError(f"sampling={sampling!r}: must be one of {list(train.SAMPLINGS)}")
+    validate.require_choice("sampling", sampling, "sweep", train.SAMPLINGS)
   if patience is not None:
-    _require_int("patience", patience, "argument 'patience'", low=1)
+    validate.require_positive_int("patience", patience, "sweep")
   if not is_real(divergence_factor) or not divergence_factor > 1:
-    raise ValueError(f"divergence_factor={divergence_factor!r}: must be a number > 1")
+    raise ValueError(f"sweep: divergence_factor={divergence_factor!r} must be a number > 1")
   pure = problem_lib.pure(problem)
   train.check_early_stopping(early_stopping, patience, pure.metric_names, "sweep")
 
@@ -209,18 +209,15 @@ def check(
 def _check_base_axes(base: dict[str, Any], axes: dict[str, list], num_train: int) -> None:
   for value in axes.get("batch_size", [base["batch_size"]]):
     where = _where("batch_size", axes)
-    _require_int("batch_size", value, where, low=1)
+    validate.require_int("batch_size", value, where, low=1)
     if value > num_train:
       raise ValueError(
-        f"batch_size={value} in {where}: must be ≤ {num_train}, the number of training examples"
+        f"{where}: batch_size={value} must be ≤ {num_train}, the number of training examples"
       )
   for value in axes.get("seed", [base["seed"]]):
-    _require_int("seed", value, _where("seed", axes), low=0)
+    validate.require_int("seed", value, _where("seed", axes), low=0)
   for value in axes.get("init_scale", [base["init_scale"]]):
-    if not is_real(value) or not math.isfinite(value) or value < 0:
-      raise ValueError(
-        f"init_scale={value!r} in {_where('init_scale', axes)}: must be finite and ≥ 0"
-      )
+    validate.require_non_negative("init_scale", value, _where("init_scale", axes))
 
 
 def _check_hyperparameters(
@@ -232,11 +229,11 @@ def _check_hyperparameters(
     for value in axes.get(axis, [fixed.get(axis)]):
       where = _where(axis, axes)
       if not is_real(value) or not math.isfinite(value):
-        raise ValueError(f"{axis}={value!r} in {where}: must be a finite number")
+        raise ValueError(f"{where}: {axis}={value!r} must be a finite number")
       try:
         optimizer(**{**firsts, axis: value})
       except (TypeError, ValueError) as error:
-        raise ValueError(f"{axis}={value!r} in {where}: {error}") from None
+        raise ValueError(f"{where}: {error}") from None
 
 
 def batch_groups(batch_sizes: list[int], *, stateful: bool = False) -> list[tuple[int, ...]]:
@@ -258,16 +255,9 @@ def batch_groups(batch_sizes: list[int], *, stateful: bool = False) -> list[tupl
 
 
 def _where(axis: str, axes: dict) -> str:
-  return f"sweep axis {axis!r}" if axis in axes else f"argument {axis!r}"
+  return f"sweep axis {axis!r}" if axis in axes else "sweep"
 
 
 def is_real(value: Any) -> bool:
   """A Python int or float, not a bool."""
   return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _require_int(name: str, value: Any, where: str, *, low: int) -> None:
-  if not isinstance(value, int) or isinstance(value, bool):
-    raise ValueError(f"{name}={value!r} in {where}: must be an integer")
-  if value < low:
-    raise ValueError(f"{name}={value!r} in {where}: must be ≥ {low}")

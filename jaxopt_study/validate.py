@@ -1,8 +1,9 @@
-"""Validators for optimizer hyperparameters, run when a transformation is constructed.
+"""Validators with one argument order, `require_*(name, value, where)`, for what a user passes.
 
-A bad hyperparameter (a negative learning rate, a decay of 1.5) raises a `ValueError` naming the
-argument, its value and the constructor, before anything is compiled, instead of turning into NaN
-many steps later.
+Used by the optimizers' constructors, `train`, `sweep` and every experiment's config check
+(`require_fields`). A bad value (a negative learning rate, a decay of 1.5) raises a `ValueError`
+naming the argument, its value and where it was given, before anything is compiled, instead of
+turning into NaN many steps later.
 
 `optax.inject_hyperparams` calls the constructor again inside `jit` with the hyperparameters as
 traced arrays; those values cannot be inspected, so every validator skips a `jax.core.Tracer`
@@ -10,11 +11,16 @@ traced arrays; those values cannot be inspected, so every validator skips a `jax
 and concrete arrays (checked element-wise) are validated.
 """
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
+
+Rule = Callable[[str, Any, str], None]  # rule(name, value, where) raises ValueError
 
 
 def _concrete(value: Any) -> np.ndarray | None:
@@ -35,7 +41,7 @@ def _require(name: str, value: Any, where: str, holds: Callable[[np.ndarray], An
   array = _concrete(value)
   if array is None:
     return
-  if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number):
+  if array.dtype == np.bool_ or not jnp.issubdtype(array.dtype, jnp.number):  # bfloat16 too
     raise ValueError(f"{where}: {name}={value!r} must be a number")
   if not np.all(holds(array)):  # NaN fails every comparison, so it is rejected too
     raise ValueError(f"{where}: {name}={_describe(value)} must be {what}")
@@ -83,11 +89,61 @@ def require_unit_interval(
 
 def require_positive_int(name: str, value: Any, where: str) -> None:
   """Checks that value is an integer ≥ 1 (a number of steps); a float such as 2.5 is refused."""
+  require_int(name, value, where, low=1)
+
+
+def require_int(
+  name: str, value: Any, where: str, *, low: int | None = None, high: int | None = None
+) -> None:
+  """Checks that value is an integer (not a bool, not a float such as 2.0) in [low, high]."""
   array = _concrete(value)
   if array is None:
     return
-  if array.ndim != 0 or not np.issubdtype(array.dtype, np.integer) or array.item() < 1:
-    raise ValueError(f"{where}: {name}={_describe(value)} must be an integer >= 1")
+  if array.ndim != 0 or not np.issubdtype(array.dtype, np.integer) or isinstance(value, bool):
+    raise ValueError(f"{where}: {name}={value!r} must be an integer")
+  if (low is not None and array.item() < low) or (high is not None and array.item() > high):
+    bounds = f">= {low}" if high is None else f"in [{low if low is not None else '-inf'}, {high}]"
+    raise ValueError(f"{where}: {name}={value!r} must be an integer {bounds}")
+
+
+def require_choice(name: str, value: Any, where: str, choices: Iterable[Any]) -> None:
+  """Checks that value is one of `choices`."""
+  choices = list(choices)
+  if value not in choices:
+    raise ValueError(f"{where}: {name}={value!r} is not one of {choices}")
+
+
+def require_sequence(
+  name: str, value: Any, where: str, each: Rule | None = None, *, min_length: int = 1
+) -> None:
+  """Checks a list or tuple of at least `min_length` items, each passing `each(name[i], item,
+  where)` when given (`each=require_positive` for a grid of learning rates)."""
+  if isinstance(value, str) or not isinstance(value, Sequence) or len(value) < min_length:
+    raise ValueError(f"{where}: {name}={value!r} must be a list of at least {min_length} item(s)")
+  if each is not None:
+    for i, item in enumerate(value):
+      each(f"{name}[{i}]", item, where)
+
+
+def each(rule: Rule, **options: Any) -> Rule:
+  """`require_sequence` with `rule(name, value, where, **options)` applied to every item."""
+
+  def check(name: str, value: Any, where: str) -> None:
+    require_sequence(name, value, where, functools.partial(rule, **options) if options else rule)
+
+  return check
+
+
+def require_fields(config: Mapping[str, Any], where: str, rules: Mapping[str, Rule]) -> None:
+  """Applies `rules[field](field, config[field], where)` for every field (dotted names such as
+  `model.width` reach into nested configs); a missing field is refused by name too."""
+  for field, rule in rules.items():
+    value: Any = config
+    for part in field.split("."):
+      if not isinstance(value, Mapping | ml_collections.ConfigDict) or part not in value:
+        raise ValueError(f"{where}: the config has no field {field!r}")
+      value = value[part]
+    rule(field, value, where)
 
 
 def require_momentum(value: Any, where: str) -> None:
