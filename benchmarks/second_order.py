@@ -57,7 +57,7 @@ import scipy.optimize  # noqa: E402
 import threadpoolctl  # noqa: E402
 
 from jaxopt_study import data as data_lib  # noqa: E402
-from jaxopt_study import losses, models, optim  # noqa: E402
+from jaxopt_study import hessian, losses, models, optim  # noqa: E402
 from jaxopt_study.optim import second_order  # noqa: E402
 
 RELATIVE_TOLERANCE = 1e-6
@@ -326,7 +326,7 @@ class Method(NamedTuple):
 def _hessian_build_count(problem: Problem) -> int:
   """Counted evaluations fired by one dense Hessian build of the Newton methods.
 
-  `newton` builds H from chunks of HVPs (`optim.second_order.hessian_at`); the counting callback
+  `newton` builds H from chunks of HVPs (`hessian.dense.traced_hessian`); the counting callback
   fires once per chunk (the primal of a vmapped HVP is not batched). The benchmark counts these
   as Hessians, not as function+gradient evaluations, so it measures what one build fires and
   subtracts that for each update.
@@ -334,7 +334,7 @@ def _hessian_build_count(problem: Problem) -> int:
   counter = Counter()
   fn = counted(problem.fn, counter)
   x0 = jnp.asarray(problem.x0, _dtype(problem))
-  build = jax.jit(lambda x: second_order.hessian_at(second_order.loss_problem(fn, x, {}, "bench")))
+  build = jax.jit(lambda x: hessian.traced_hessian(second_order.loss_problem(fn, x, {}, "bench")))
   jax.block_until_ready(build(x0))
   return counter.count
 

@@ -1,6 +1,7 @@
 """Init scale (§8.4) × minibatch size (§8.1.3) × learning rate on a digits MLP, as one sweep."""
 
 import ml_collections
+from common import digits, mlp
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -13,20 +14,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every = 50
   config.checkpoint_every = 250
   config.sampling = "epoch"
-  config.data = ml_collections.ConfigDict(
-    {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
-  )
-  config.model = ml_collections.ConfigDict(
-    {
-      "name": "mlp",
-      "width": 64,
-      "depth": 3,
-      "activation": "tanh",
-      "batchnorm": False,
-      "init": "glorot_uniform",
-      "init_scale": 1.0,
-    }
-  )
+  config.data = digits()
+  config.model = mlp(depth=3)
   config.optimizer = ml_collections.ConfigDict({"name": "sgd"})
   # Glorot's scale times 0.25 ... 8: from vanishing signals to saturated tanh units. Batch sizes
   # 8, 32 share one compiled program and 128, 512 another (sweep.MAX_BATCH_RATIO = 4).

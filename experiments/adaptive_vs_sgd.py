@@ -27,8 +27,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxopt_study import curves, grids, models, optim, report, train
 from jaxopt_study import data as data_lib
+from jaxopt_study import models, optim, report, train
+from jaxopt_study.lab import curves, grids
 from jaxopt_study.results import ExperimentResults, RunDir, history_rows, read_csv
 
 TITLE = "Wilson et al. (2017): adaptive methods generalize worse than SGD on separable data"

@@ -24,8 +24,10 @@ import ml_collections
 import numpy as np
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import hessian, report, sweep, trained_mlp
+from jaxopt_study import hessian, report, sweep
 from jaxopt_study.hessian import outliers
+from jaxopt_study.lab import trained_mlp
+from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import ExperimentResults, RunDir, history_rows
 
 TITLE = "BatchNorm and the Hessian: top eigenvalue, outliers and the largest stable rate"
@@ -145,10 +147,10 @@ def _sweep_config(config: ml_collections.ConfigDict, batchnorm: bool) -> ml_coll
 
 def plot(out_dir: Path) -> list[Path]:
   """The largest eigenvalues of both models, and their training curves."""
-  curves = trained_mlp.history_curves(out_dir / "history.csv")
+  history = out_dir / "history.csv"
   return [
     report.line_plot(
-      curves["top_eigenvalue"],
+      read_curves(history, "top_eigenvalue"),
       out_dir / "top_eigenvalues.png",
       title="largest Hessian eigenvalues, without and with BatchNorm",
       xlabel="rank k",
@@ -156,7 +158,7 @@ def plot(out_dir: Path) -> list[Path]:
       logy=True,
     ),
     report.line_plot(
-      curves["train_loss"],
+      read_curves(history, "train_loss"),
       out_dir / "train_loss.png",
       title="training NLL (full batch)",
       xlabel="step",

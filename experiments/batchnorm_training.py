@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from jaxopt_study import data as data_lib
 from jaxopt_study import models, optim, report, sweep, train
-from jaxopt_study.curves import read_curves
+from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import ExperimentResults, RunDir, read_csv
 
 TITLE = "Chapter 8.7.1: batch normalization, input drift and trainable learning rates"

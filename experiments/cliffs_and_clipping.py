@@ -25,16 +25,14 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import matplotlib
+import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 import optax
 
-from jaxopt_study import curves, losses, models, optim, report, train
+from jaxopt_study import losses, models, optim, report, train
+from jaxopt_study.lab import curves
 from jaxopt_study.results import ExperimentResults, RunDir, read_csv
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 TITLE = "Chapter 8.2.4: a cliff in a recurrent unit's loss, and gradient clipping"
 SECTION = "8.2.4"

@@ -45,9 +45,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxopt_study import curves, models, optim, report, train
 from jaxopt_study import data as data_lib
+from jaxopt_study import models, optim, report, train
 from jaxopt_study import problem as problem_lib
+from jaxopt_study.lab import curves
 from jaxopt_study.results import ExperimentResults, RunDir, history_rows, read_npz
 
 TITLE = "Chapter 8.7.6: continuation (smoothed losses) and curriculum learning"

@@ -47,7 +47,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxopt_study import curves, grids, optim, report
+from jaxopt_study import optim, report
+from jaxopt_study.lab import curves, grids
 from jaxopt_study.results import ExperimentResults, RunDir, history_rows, read_csv
 
 TITLE = "Chapter 8.7.2: block coordinate descent on sparse coding and on a coupled quadratic"

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from jaxopt_study import data as data_lib
 from jaxopt_study import models, optim, report, sweep, train
-from jaxopt_study.curves import read_curves
+from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import ExperimentResults, RunDir, read_csv
 
 TITLE = "Saxe et al. (2013): learning dynamics of deep linear networks"

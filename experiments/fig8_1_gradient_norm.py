@@ -25,7 +25,8 @@ import ml_collections
 import numpy as np
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import hessian, landscape, optim, report, train
+from jaxopt_study import hessian, optim, report, train
+from jaxopt_study.lab import landscape
 from jaxopt_study.results import ExperimentResults, RunDir, member_arrays, read_csv
 
 TITLE = "Chapter 8.2.1, Fig. 8.1: the gradient norm grows while the error falls?"

@@ -25,7 +25,8 @@ import ml_collections
 import numpy as np
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import landscape, report
+from jaxopt_study import report
+from jaxopt_study.lab import landscape
 from jaxopt_study.results import ExperimentResults, RunDir, member_arrays, read_csv
 
 TITLE = "Chapter 8.2, Fig. 8.2: the loss along the line from the initialization to the solution"

@@ -24,8 +24,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import hessian, models, optim, report, train, trained_mlp
+from jaxopt_study import hessian, models, optim, report, train
 from jaxopt_study.hessian import outliers
+from jaxopt_study.lab import trained_mlp
 from jaxopt_study.results import ExperimentResults, RunDir, history_rows, read_csv, write_csv
 
 TITLE = "Hessian outliers: a bulk near zero and about one outlier per class"

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from jaxopt_study import data as data_lib
 from jaxopt_study import init, losses, models, report
-from jaxopt_study.curves import read_curves
+from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import ExperimentResults, RunDir, read_csv
 
 TITLE = "Chapter 8.4: variance of activations and gradients through depth at initialization"

@@ -3,7 +3,7 @@
 Goodfellow et al. (2016), §8.2.7 and Fig. 8.4: local downhill moves follow the local slope, which
 need not point at the solution. Started on the wrong side of a mountain, descent must go around it
 (a long detour); started on a flat region, it barely moves. Two 2-D surfaces of
-`jaxopt_study.landscape.SURFACES` show both:
+`jaxopt_study.lab.landscape.SURFACES` show both:
 
 * `mountain`: a bowl whose minimizer lies behind a Gaussian mountain; the straight line from the
   start to the minimizer climbs over the mountain (`straight_line_rise`), descent goes around it.
@@ -24,16 +24,14 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import matplotlib
+import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 import optax
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-
-from jaxopt_study import landscape, optim, report  # noqa: E402
-from jaxopt_study.results import ExperimentResults, RunDir, read_csv  # noqa: E402
+from jaxopt_study import optim, report
+from jaxopt_study.lab import landscape
+from jaxopt_study.results import ExperimentResults, RunDir, read_csv
 
 TITLE = "Chapter 8.2.7: local descent takes detours and stalls on flat regions"
 SECTION = "8.2.7"

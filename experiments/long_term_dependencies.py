@@ -35,7 +35,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from jaxopt_study import init, models, report
-from jaxopt_study.curves import read_curves
+from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import ExperimentResults, RunDir, read_csv
 
 TITLE = "Chapter 8.2.5: long-term dependencies, W^t and the power method"

@@ -39,8 +39,9 @@ import ml_collections
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_study import curves, losses, models, optim, report, train
 from jaxopt_study import data as data_lib
+from jaxopt_study import losses, models, optim, report, train
+from jaxopt_study.lab import curves
 from jaxopt_study.results import ExperimentResults, RunDir, read_csv
 
 TITLE = "Chapter 8.1.3 / 8.2.6: minibatch gradient noise σ/√n and the bias of reused examples"

@@ -30,8 +30,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxopt_study import curves, losses, models, optim, report, train
 from jaxopt_study import data as data_lib
+from jaxopt_study import losses, models, optim, report, train
+from jaxopt_study.lab import curves
 from jaxopt_study.results import ExperimentResults, RunDir, history_rows, read_csv
 
 TITLE = "Sutskever et al. (2013): momentum schedules on a deep autoencoder, classical vs Nesterov"

@@ -39,8 +39,9 @@ import scipy.special
 from tqdm.auto import tqdm
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import grids, report, sweep, train
-from jaxopt_study.curves import history_curves, read_curves
+from jaxopt_study import report, sweep, train
+from jaxopt_study.lab import grids
+from jaxopt_study.lab.curves import history_curves, read_curves
 from jaxopt_study.results import ExperimentResults, RunDir, load_or_compute, read_csv
 
 TITLE = "Chapter 8.5.4: every optimizer on logistic regression and a small MLP"

@@ -31,7 +31,8 @@ import ml_collections
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_study import curves, models, optim, report, train
+from jaxopt_study import models, optim, report, train
+from jaxopt_study.lab import curves
 from jaxopt_study.results import ExperimentResults, RunDir
 
 TITLE = "Chapter 8.7.3: Polyak averaging of constant-step SGD on noisy linear regression"

@@ -41,8 +41,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxopt_study import curves, models, optim, report, train
 from jaxopt_study import data as data_lib
+from jaxopt_study import models, optim, report, train
+from jaxopt_study.lab import curves
 from jaxopt_study.results import ExperimentResults, RunDir
 
 TITLE = "Chapter 8.7.4: greedy layer-wise supervised pretraining vs end-to-end training"

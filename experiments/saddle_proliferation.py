@@ -32,7 +32,7 @@ the runs drift towards critical points at infinity (saturated or linearized tanh
 full-batch gradient descent on f at the steps `descent.start_steps`, so that the starts span the
 losses from the initialization down to a minimum. From each, `newton.steps` updates of
 `optim.critical_point_newton` (Newton's method for ∇f = 0, Levenberg–Marquardt on ½‖∇f‖² with
-the exact Hessian, `optim.second_order.hessian_at`), which converges quadratically to a critical
+the exact Hessian, `hessian.dense.traced_hessian`), which converges quadratically to a critical
 point of any index; each end point is classified by `hessian.classify` (exact spectrum, its
 default tolerances: ‖g‖ ≤ √ε(1 + |f|) ≈ 2e-8 for a critical point), both in
 `landscape.critical_points_from`; copies of one critical point under the network's symmetries
@@ -53,7 +53,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import matplotlib
+import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 import optax
@@ -61,12 +61,10 @@ import scipy.stats
 import sklearn.decomposition
 from tqdm.auto import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-
-from jaxopt_study import data as data_lib  # noqa: E402
-from jaxopt_study import landscape, losses, models, optim, random_matrix, report  # noqa: E402
-from jaxopt_study.results import (  # noqa: E402
+from jaxopt_study import data as data_lib
+from jaxopt_study import losses, models, optim, report
+from jaxopt_study.lab import landscape, random_matrix
+from jaxopt_study.results import (
   ExperimentResults,
   RunDir,
   history_rows,

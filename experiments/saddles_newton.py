@@ -34,17 +34,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import matplotlib
+import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 import optax
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-
-from jaxopt_study import data as data_lib  # noqa: E402
-from jaxopt_study import hessian, losses, models, optim, report, train  # noqa: E402
-from jaxopt_study.results import (  # noqa: E402
+from jaxopt_study import data as data_lib
+from jaxopt_study import hessian, losses, models, optim, report, train
+from jaxopt_study.results import (
   ExperimentResults,
   RunDir,
   history_rows,

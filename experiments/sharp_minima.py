@@ -28,7 +28,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import hessian, losses, models, report, results, sweep, trained_mlp
+from jaxopt_study import hessian, losses, models, report, results, sweep
+from jaxopt_study.lab import trained_mlp
+from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import ExperimentResults, RunDir
 
 TITLE = "Sharp minima: small vs large minibatches (Keskar et al. 2017)"
@@ -176,10 +178,10 @@ def _summarize(table: list[dict], config) -> dict:
 
 def plot(out_dir: Path) -> list[Path]:
   """Training loss and held-out error of every member over the steps."""
-  curves = trained_mlp.history_curves(out_dir / "history.csv")
+  history = out_dir / "history.csv"
   return [
     report.line_plot(
-      curves[metric],
+      read_curves(history, metric),
       out_dir / f"{metric}.png",
       title=f"{metric}: small vs large minibatches",
       xlabel="step",

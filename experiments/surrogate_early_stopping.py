@@ -25,8 +25,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxopt_study import curves, models, optim, report, train
 from jaxopt_study import data as data_lib
+from jaxopt_study import models, optim, report, train
+from jaxopt_study.lab import curves
 from jaxopt_study.results import ExperimentResults, RunDir, history_rows, read_csv
 
 TITLE = "Chapter 8.1.2: the surrogate loss keeps falling after the training 0-1 error is zero"

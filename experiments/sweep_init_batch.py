@@ -15,80 +15,75 @@ larger rates).
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from jaxopt_study import report, sweep
+from jaxopt_study.experiment import Results
+from jaxopt_study.own_problem import OwnProblem
+from jaxopt_study.results import read_csv
 
-from jaxopt_study import own_problem, report, sweep  # noqa: E402
-from jaxopt_study.results import ExperimentResults, RunDir, read_csv  # noqa: E402
 
-TITLE = "Chapter 8.4 × 8.1.3: initialization scale × minibatch size × learning rate"
-SECTION = "8.4"
-PUBLISHED = {
-  "best_learning_rate_by_batch_size": "larger for larger minibatches (§8.1.3: less noisy "
-  "gradients; Goyal et al. 2017: rate ∝ batch size)",
-  "best_train_loss_by_init_scale": "worst at too small and too large scales (§8.4; Glorot & "
-  "Bengio 2010)",
-}
-DESCRIPTION = (
-  "One sweep of an MLP on scikit-learn's digits, trained by SGD (Algorithm 8.1) from Glorot's "
-  "uniform initialization times a scale (§8.4), with several minibatch sizes (§8.1.3) and "
-  "learning rates. All members with nearby batch sizes run as one compiled, vmapped program; a "
-  "member whose loss or parameters become non-finite is frozen and marked 'div'. Heat-maps show "
-  "the final full-batch training NLL and the held-out 0-1 error; cells average over seeds."
-)
+class SweepInitBatch(OwnProblem):
+  """The sweep of the config's digits MLP; the claims compare batch sizes, scales and rates."""
+
+  NAME = "sweep_init_batch"
+  TITLE = "Chapter 8.4 × 8.1.3: initialization scale × minibatch size × learning rate"
+  SECTION = "8.4"
+  PUBLISHED = {
+    "best_learning_rate_by_batch_size": "larger for larger minibatches (§8.1.3: less noisy "
+    "gradients; Goyal et al. 2017: rate ∝ batch size)",
+    "best_train_loss_by_init_scale": "worst at too small and too large scales (§8.4; Glorot & "
+    "Bengio 2010)",
+  }
+  DESCRIPTION = (
+    "One sweep of an MLP on scikit-learn's digits, trained by SGD (Algorithm 8.1) from Glorot's "
+    "uniform initialization times a scale (§8.4), with several minibatch sizes (§8.1.3) and "
+    "learning rates. All members with nearby batch sizes run as one compiled, vmapped program; "
+    "a member whose loss or parameters become non-finite is frozen and marked 'div'. Heat-maps "
+    "show the final full-batch training NLL and the held-out 0-1 error; cells average over seeds."
+  )
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    table = results.table
+    stable = [r for r in table if not r["diverged"]]
+    best = min(stable, key=lambda r: (r["final_test_error"], r["final_train_loss"]), default=None)
+    by_batch: dict[int, list[dict]] = defaultdict(list)
+    by_scale: dict[float, list[dict]] = defaultdict(list)
+    for row in stable:
+      by_batch[int(row["batch_size"])].append(row)
+      by_scale[float(row["init_scale"])].append(row)
+    return {
+      "best_member": best["member"] if best else None,
+      "best_settings": {k: best[k] for k in sweep.BASE_AXES} if best else None,
+      "best_test_error": best["final_test_error"] if best else None,
+      "diverged_members": sorted(r["member"] for r in table if r["diverged"]),
+      "best_test_error_by_batch_size": {
+        b: min(r["final_test_error"] for r in rows) for b, rows in sorted(by_batch.items())
+      },
+      "best_train_loss_by_init_scale": {
+        s: min(r["final_train_loss"] for r in rows) for s, rows in sorted(by_scale.items())
+      },
+      "best_learning_rate_by_batch_size": {
+        b: min(rows, key=lambda r: r["final_train_loss"])["learning_rate"]
+        for b, rows in sorted(by_batch.items())
+      },
+    }
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """Draws the heat-maps from the saved `results.csv`."""
+    table = read_csv(out_dir / "results.csv")
+    return [
+      heatmaps(table, metric, out_dir / f"heatmap_{metric}.png", title=title, log=log)
+      for metric, title, log in HEATMAPS
+    ]
+
+
 HEATMAPS = (
   ("final_train_loss", "final training NLL (full batch)", True),
   ("final_test_error", "final held-out 0-1 error", False),
 )
-
-
-check = own_problem.check
-
-
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """Runs the sweep (resuming in `run_dir`) and computes the claims."""
-  return own_problem.run(config, run_dir, progress, summary=_summarize)
-
-
-def _summarize(table: list[dict]) -> dict:
-  stable = [r for r in table if not r["diverged"]]
-  best = min(stable, key=lambda r: (r["final_test_error"], r["final_train_loss"]), default=None)
-  by_batch: dict[int, list[dict]] = defaultdict(list)
-  by_scale: dict[float, list[dict]] = defaultdict(list)
-  for row in stable:
-    by_batch[int(row["batch_size"])].append(row)
-    by_scale[float(row["init_scale"])].append(row)
-  return {
-    "best_member": best["member"] if best else None,
-    "best_settings": {k: best[k] for k in sweep.BASE_AXES} if best else None,
-    "best_test_error": best["final_test_error"] if best else None,
-    "diverged_members": sorted(r["member"] for r in table if r["diverged"]),
-    "best_test_error_by_batch_size": {
-      b: min(r["final_test_error"] for r in rows) for b, rows in sorted(by_batch.items())
-    },
-    "best_train_loss_by_init_scale": {
-      s: min(r["final_train_loss"] for r in rows) for s, rows in sorted(by_scale.items())
-    },
-    "best_learning_rate_by_batch_size": {
-      b: min(rows, key=lambda r: r["final_train_loss"])["learning_rate"]
-      for b, rows in sorted(by_batch.items())
-    },
-  }
-
-
-def plot(out_dir: Path) -> list[Path]:
-  """Draws the heat-maps from the saved `results.csv`."""
-  table = read_csv(out_dir / "results.csv")
-  return [
-    heatmaps(table, metric, out_dir / f"heatmap_{metric}.png", title=title, log=log)
-    for metric, title, log in HEATMAPS
-  ]
 
 
 def heatmaps(table: list[dict], metric: str, path: Path, *, title: str, log: bool) -> Path:

@@ -31,7 +31,8 @@ import numpy as np
 import optax
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import hessian, landscape, losses, report
+from jaxopt_study import hessian, losses, report
+from jaxopt_study.lab import landscape
 from jaxopt_study.results import ExperimentResults, RunDir, member_arrays, read_csv
 
 TITLE = "Chapter 8.2.2: weight-space symmetry and distinct minima of similar loss"

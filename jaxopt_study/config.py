@@ -16,11 +16,13 @@ file; `load_config` makes it absolute, so `config.json` records where it is) or
 """
 
 import ast
+import contextlib
 import functools
 import importlib
 import importlib.util
 import inspect
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,8 @@ def load_config(path: str | Path) -> ml_collections.ConfigDict:
     raise ConfigError(f"config file {str(path)!r} does not exist")
   spec = importlib.util.spec_from_file_location(f"jaxopt_study_config_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  with _importable(path.resolve().parent):
+    spec.loader.exec_module(module)
   if not hasattr(module, "get_config"):
     raise ConfigError(f"config file {str(path)!r} defines no get_config()")
   config = module.get_config()
@@ -64,6 +67,21 @@ def load_config(path: str | Path) -> ml_collections.ConfigDict:
       if locked:
         config.lock()
   return config
+
+
+@contextlib.contextmanager
+def _importable(folder: Path) -> Iterator[None]:
+  """Makes the modules of `folder` (the config's own `common.py`) importable while a config runs;
+  a `common` module imported from another folder is set aside for that time."""
+  previous = sys.modules.pop("common", None)
+  sys.path.insert(0, str(folder))
+  try:
+    yield
+  finally:
+    sys.path.remove(str(folder))
+    sys.modules.pop("common", None)
+    if previous is not None:
+      sys.modules["common"] = previous
 
 
 def build_problem(config: ml_collections.ConfigDict) -> problem_lib.Problem:

@@ -1,30 +1,104 @@
-"""One experiment run end to end: config -> `experiments/NAME.py` -> files in its run folder.
+"""The skeleton of every experiment, and one experiment run end to end.
 
-Shared by `jaxopt-study run` (one config) and `jaxopt-study tour` (every quick config). An
-experiment module exposes `TITLE`, `DESCRIPTION`, `check(config)`, `run(config, run_dir,
-progress) -> ExperimentResults` and `plot(out_dir) -> [png paths]`; the tour also reads `SECTION`
-(its place in chapter 8) and `PUBLISHED` (claim name -> the published value) when present.
+Anchor: kfac-jax's `SupervisedExperiment`, where a subclass states only what differs. Here an
+experiment (`experiments/NAME.py`, one `Experiment` subclass, listed in chapter order in
+`registry.py`) states
+
+* metadata: `TITLE`, `SECTION` (its place in chapter 8), `DESCRIPTION`, `PUBLISHED` (claim name ->
+  the published value) and `FIELDS` (config field -> a `validate` rule);
+* what to run: `run(config, members, progress) -> Results` (table rows, history rows, arrays);
+  work kept with `members.get(name, compute)` is resumed by a later run in the same folder;
+* how to summarize: `summarize(config, results) -> claims` (the `summary.json` the tour shows);
+* which figures: `plot(out_dir) -> [png paths]`, drawn from the files written.
+
+`execute` does the rest, the same for all: check -> resume -> run -> write files -> report. Used by
+`jaxopt-study run` (one config) and `jaxopt-study tour` (every quick config).
 """
 
-import importlib.util
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import ml_collections
+import numpy as np
 
-from jaxopt_study import own_problem, report
-from jaxopt_study.config import ConfigError, apply_overrides, load_config
-from jaxopt_study.results import RunDir
+from jaxopt_study import report, validate
+from jaxopt_study.config import apply_overrides, load_config
+from jaxopt_study.results import RunDir, load_or_compute
+
+
+class Results(NamedTuple):
+  """What `Experiment.run` returns: `results.csv` rows, `history.csv` rows (member, step, metric,
+  value) and arrays for `params.npz` (none when empty)."""
+
+  table: list[dict[str, Any]]
+  history: list[dict[str, Any]]
+  arrays: dict[str, np.ndarray] = {}
+
+
+class Members:
+  """Resumable units of work: `get(name, compute)` returns the (record, arrays) an earlier run in
+  the same folder saved, or computes them with `compute()` and saves them. Without a folder
+  (`run_dir=None`: a test, a notebook) it only computes."""
+
+  def __init__(self, run_dir: RunDir | None):
+    self.run_dir = run_dir
+
+  @property
+  def path(self) -> Path | None:
+    """The run folder, for work that resumes by itself (a sweep's checkpoints)."""
+    return None if self.run_dir is None else self.run_dir.path
+
+  def get(
+    self, name: str, compute: Callable[[], tuple[dict[str, Any], dict[str, np.ndarray]]]
+  ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    return load_or_compute(self.run_dir, name, compute)
+
+
+class Experiment:
+  """One experiment of the tour; see the module docstring for what a subclass states."""
+
+  NAME: ClassVar[str] = ""
+  TITLE: ClassVar[str] = ""
+  SECTION: ClassVar[str] = ""
+  DESCRIPTION: ClassVar[str] = ""
+  PUBLISHED: ClassVar[Mapping[str, str]] = {}
+  FIELDS: ClassVar[Mapping[str, validate.Rule]] = {}
+
+  def check(self, config: ml_collections.ConfigDict) -> None:
+    """Refuses a config that cannot run, naming the field, before data is loaded or anything
+    compiles: every `FIELDS` rule, then `check_more`."""
+    validate.require_fields(config, self.NAME, self.FIELDS)
+    self.check_more(config)
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    """What `FIELDS` cannot say (a relation between fields, a model that must build)."""
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    raise NotImplementedError
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict[str, Any]:
+    raise NotImplementedError
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    raise NotImplementedError
+
+  def results(
+    self, config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = False
+  ) -> tuple[Results, dict[str, Any]]:
+    """Checks, runs and summarizes without writing tables, figures or a report: (results,
+    claims)."""
+    self.check(config)
+    results = self.run(config, Members(run_dir), progress)
+    return results, self.summarize(config, results)
 
 
 class Prepared(NamedTuple):
-  """A checked config and its experiment module, before anything has run."""
+  """A checked config and its experiment, before anything has run."""
 
   config: ml_collections.ConfigDict
-  module: ModuleType
+  experiment: Experiment
 
 
 class Finished(NamedTuple):
@@ -43,10 +117,12 @@ def prepare(config_path: Path, overrides: Sequence[str] = ()) -> Prepared:
   Raises:
     ConfigError, ValueError: naming the field that cannot run, before anything compiles.
   """
+  from jaxopt_study import registry  # the registry loads experiments, which import this module
+
   config = apply_overrides(load_config(config_path), list(overrides))
-  module = find_module(config_path, config)
-  module.check(config)
-  return Prepared(config, module)
+  found = registry.for_config(config, Path(config_path))
+  found.check(config)
+  return Prepared(config, found)
 
 
 def execute(
@@ -60,51 +136,25 @@ def execute(
   Raises:
     ValueError: `out` holds a run of a different config.
   """
-  config, module = prepared
+  config, found = prepared
   run_dir = RunDir(out, config.to_dict())
   done = run_dir.open(write=write)
   start = time.perf_counter()
-  results = module.run(config, run_dir, progress=progress)
+  results, summary = found.results(config, run_dir, progress)
   if not write:
-    return Finished(results.summary, [], len(results.table), time.perf_counter() - start, done)
+    return Finished(summary, [], len(results.table), time.perf_counter() - start, done)
   run_dir.write_tables(results.table, results.history)
-  run_dir.write_summary(results.summary)
+  run_dir.write_summary(summary)
   if results.arrays:
     run_dir.write_params(results.arrays)
-  figures = module.plot(out)
+  figures = found.plot(out)
   report.write_report(
     out / "report.html",
-    title=module.TITLE,
-    description=module.DESCRIPTION,
+    title=found.TITLE,
+    description=found.DESCRIPTION,
     config=config.to_dict(),
-    summary=results.summary,
+    summary=summary,
     table=results.table,
     figures=figures,
   )
-  return Finished(results.summary, figures, len(results.table), time.perf_counter() - start, done)
-
-
-def find_module(config_path: Path, config: ml_collections.ConfigDict) -> ModuleType:
-  """Loads `experiments/NAME.py` (NAME = config.experiment); without an `experiment` field, the
-  sweep of the config's own problem (`own_problem`).
-
-  It is looked for beside the config's folder and its ancestors (the repository that holds the
-  config), then in the working directory, then in the checkout this package runs from, so a
-  config copied anywhere runs.
-  """
-  if "experiment" not in config:
-    return own_problem
-  file_name = f"{config.experiment}.py"
-  checkout = Path(__file__).resolve().parents[1]
-  folders = [*Path(config_path).resolve().parents, Path.cwd(), checkout]
-  for folder in folders:
-    path = folder / "experiments" / file_name
-    if path.is_file():
-      spec = importlib.util.spec_from_file_location(f"jaxopt_study_experiment_{path.stem}", path)
-      module = importlib.util.module_from_spec(spec)
-      spec.loader.exec_module(module)
-      return module
-  raise ConfigError(
-    f"experiment={config.experiment!r}: no experiments/{file_name} above {config_path}, "
-    f"in {Path.cwd()} or in {checkout}"
-  )
+  return Finished(summary, figures, len(results.table), time.perf_counter() - start, done)

@@ -1,7 +1,8 @@
 """`jaxopt-study tour`: every experiment of the repository in one run and one report.
 
-The tour finds the experiments through their configs (`configs/NAME_quick.py`, or `configs/NAME.py`
-with `full=True`), runs each in its own folder `OUT/NAME` with `experiment.execute` (so a tour
+The tour runs the experiments of `registry.CHAPTER_ORDER` (then any other `NAME_quick.py` the
+configs folder holds) with their configs (`configs/NAME_quick.py`, or `configs/NAME.py` with
+`full=True`), each in its own folder `OUT/NAME` with `experiment.execute` (so a tour
 started again with the same `--out` resumes), classifies the Hessian of the best network of the
 optimizer comparison, and writes `OUT/report.html`: chapter 8's sections in the book's order, each
 experiment with its plots and its claims beside the published values. An experiment that fails
@@ -15,10 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from jaxopt_study import experiment, report
+from jaxopt_study import experiment, registry, report
 from jaxopt_study.config import ConfigError
-
-REPOSITORY = Path(__file__).resolve().parents[1]
 
 # Chapter 8 of Goodfellow, Bengio & Courville, Deep Learning (2016), in the book's order.
 CHAPTER = (
@@ -63,9 +62,8 @@ class Tour(NamedTuple):
 
 
 def default_configs() -> Path:
-  """`configs/` of the repository this package was installed from, else of the working directory."""
-  packaged = REPOSITORY / "configs"
-  return packaged if packaged.is_dir() else Path.cwd() / "configs"
+  """The repository's `configs/` (`registry.folder`: where it is looked for, in which order)."""
+  return registry.folder("configs")
 
 
 def find_configs(configs: Path, *, full: bool = False, only: Sequence[str] | None = None) -> dict:
@@ -74,7 +72,11 @@ def find_configs(configs: Path, *, full: bool = False, only: Sequence[str] | Non
   Raises:
     ConfigError: `configs` holds no quick config, or `only` names an experiment it lacks.
   """
-  quick = {p.name.removesuffix("_quick.py"): p for p in sorted(Path(configs).glob("*_quick.py"))}
+  found = {p.name.removesuffix("_quick.py"): p for p in sorted(Path(configs).glob("*_quick.py"))}
+  order = [n for n in registry.CHAPTER_ORDER if n in found] + sorted(
+    set(found).difference(registry.CHAPTER_ORDER)
+  )
+  quick = {name: found[name] for name in order}
   if not quick:
     raise ConfigError(f"{configs}: no *_quick.py configs to tour")
   if only:
@@ -139,10 +141,10 @@ def run(
 
 def _run_one(name: str, config_path: Path, out: Path, progress: bool) -> Outcome:
   start = time.perf_counter()
-  module = None
+  found = None
   try:
     prepared = experiment.prepare(config_path)
-    module = prepared.module
+    found = prepared.experiment
     finished = experiment.execute(prepared, out, progress=progress)
     summary, figures, error = finished.summary, finished.figures, None
   except Exception:  # noqa: BLE001  (any failure becomes the experiment's section, not the tour's)
@@ -151,10 +153,10 @@ def _run_one(name: str, config_path: Path, out: Path, progress: bool) -> Outcome
     name=name,
     config_path=config_path,
     out=out,
-    title=getattr(module, "TITLE", name),
-    section=str(getattr(module, "SECTION", UNPLACED[0])),
-    description=getattr(module, "DESCRIPTION", ""),
-    published=dict(getattr(module, "PUBLISHED", {})),
+    title=getattr(found, "TITLE", name),
+    section=str(getattr(found, "SECTION", UNPLACED[0])),
+    description=getattr(found, "DESCRIPTION", ""),
+    published=dict(getattr(found, "PUBLISHED", {})),
     summary=summary,
     figures=figures,
     seconds=time.perf_counter() - start,

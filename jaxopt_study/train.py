@@ -519,3 +519,55 @@ def _all_finite(tree) -> jax.Array:
     jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)
   ]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.ones([], bool)
+
+
+class Descent(NamedTuple):
+  """What `descend` returns: the final parameters and optimizer state, and `record`'s values at
+  steps `eval_steps(steps, every)` stacked along a leading axis."""
+
+  params: Any
+  opt_state: Any
+  records: Any
+
+
+def descend(
+  loss_fn: Callable[[Any], jax.Array],
+  params: Any,
+  optimizer: optax.GradientTransformation,
+  *,
+  steps: int,
+  every: int = 1,
+  record: Callable[[Any, jax.Array], Any] | None = None,
+) -> Descent:
+  """Full-batch descent on `loss_fn(params) -> scalar`: `steps` updates of `optimizer`, one scan.
+
+  The deterministic counterpart of `train` for a loss that is one function of the parameters (a
+  test surface, a toy network on a fixed batch): θ ← θ + update(∇f(θ)), the update getting the
+  loss as Optax's extra arguments (`value`, `grad`, `value_fn`) when the optimizer takes them
+  (line searches, Newton). `record(params, value)` (default: the value f(θ)) is kept at the
+  steps `eval_steps(steps, every)`: 0, every, 2·every, ..., and `steps`. Pure, so it can be
+  jitted and vmapped over starting points or hyperparameters.
+  """
+  validate.require_positive_int("steps", steps, "descend")
+  validate.require_positive_int("every", every, "descend")
+  record = record or (lambda _, value: value)
+  takes_extra = isinstance(optimizer, optax.GradientTransformationExtraArgs)
+  value_and_grad = jax.value_and_grad(loss_fn)
+
+  def one_step(_, carry):
+    params, opt_state = carry
+    value, grad = value_and_grad(params)
+    extra = {"value": value, "grad": grad, "value_fn": loss_fn} if takes_extra else {}
+    updates, opt_state = optimizer.update(grad, opt_state, params, **extra)
+    return optax.apply_updates(params, updates), opt_state
+
+  def block(carry, length):
+    carry = jax.lax.fori_loop(0, length, one_step, carry)
+    return carry, record(carry[0], loss_fn(carry[0]))
+
+  lengths = np.diff(eval_steps(steps, every))
+  start = (params, optimizer.init(params))
+  (params, opt_state), records = jax.lax.scan(block, start, jnp.asarray(lengths))
+  first = record(start[0], loss_fn(start[0]))
+  records = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, records)
+  return Descent(params, opt_state, records)

@@ -1,9 +1,9 @@
-"""`jaxopt_study.curves`: reading a metric back from history.csv, and power-law slopes."""
+"""`jaxopt_study.lab.curves`: reading a metric back from history.csv, and power-law slopes."""
 
 import numpy as np
 import pytest
 
-from jaxopt_study import curves
+from jaxopt_study.lab import curves
 from jaxopt_study.results import history_rows, write_csv
 
 

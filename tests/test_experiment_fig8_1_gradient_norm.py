@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from landscape_helpers import assert_refused, history, run_config, run_quick, summary
 
-from jaxopt_study import data, landscape, results
+from jaxopt_study import data, results
+from jaxopt_study.lab import landscape
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 

@@ -11,7 +11,8 @@ from landscape_helpers import (
   summary,
 )
 
-from jaxopt_study import data, landscape
+from jaxopt_study import data
+from jaxopt_study.lab import landscape
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 

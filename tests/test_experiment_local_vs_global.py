@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from landscape_helpers import assert_refused, history, run_config, run_quick, summary
 
-from jaxopt_study import landscape
+from jaxopt_study.lab import landscape
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 

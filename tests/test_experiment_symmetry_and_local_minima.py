@@ -7,7 +7,8 @@ import pytest
 from jax.flatten_util import ravel_pytree
 from landscape_helpers import assert_refused, history, run_config, run_quick, summary
 
-from jaxopt_study import data, landscape, results
+from jaxopt_study import data, results
+from jaxopt_study.lab import landscape
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 

@@ -1,9 +1,9 @@
-"""`jaxopt_study.grids`: learning-rate grids refused with the field named, before compiling."""
+"""`jaxopt_study.lab.grids`: learning-rate grids refused with the field named, before compiling."""
 
 import ml_collections
 import pytest
 
-from jaxopt_study import grids
+from jaxopt_study.lab import grids
 
 
 def _grids(**optimizers) -> ml_collections.ConfigDict:

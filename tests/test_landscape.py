@@ -1,4 +1,4 @@
-"""`jaxopt_study.landscape`: lines in parameter space, path lengths, the §8.2.7 surfaces, and
+"""`jaxopt_study.lab.landscape`: lines in parameter space, path lengths, the §8.2.7 surfaces, and
 critical points from many starts (Newton for ∇f = 0, symmetric copies)."""
 
 import jax
@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxopt_study import hessian, landscape
+from jaxopt_study import hessian
+from jaxopt_study.lab import landscape
 
 
 def test_path_length_of_an_l_shaped_path():

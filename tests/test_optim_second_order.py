@@ -394,7 +394,7 @@ def test_hessian_matches_the_library_dense_hessian(x64):
   params, loss = tiny_mlp_problem()
   problem = second_order.loss_problem(loss, params, {}, "test")
   np.testing.assert_allclose(
-    second_order.hessian_at(problem), hessian.hessian_matrix(loss, params), rtol=1e-12, atol=1e-14
+    hessian.traced_hessian(problem), hessian.hessian_matrix(loss, params), rtol=1e-12, atol=1e-14
   )
 
 

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxopt_study import random_matrix
+from jaxopt_study.lab import random_matrix
 
 
 def test_exact_values_match_closed_forms():

@@ -26,8 +26,6 @@ def get_config():
 EXPERIMENT = """
 from pathlib import Path
 
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from jaxopt_study.results import ExperimentResults

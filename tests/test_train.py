@@ -276,3 +276,43 @@ def test_a_nonfinite_run_is_frozen_at_its_last_finite_parameters():
     healthy.init(params, model_state), problem_lib.as_data(problem), jax.random.key(0), None, [0, 3]
   )
   assert not bool(state.diverged) and int(state.diverged_at_step) == -1
+
+
+def test_descend_matches_a_float64_loop_of_algorithm_8_1_at_the_recorded_steps():
+  """θ ← θ − ε∇f(θ) on f = ½ Σ c_i θ_i², recorded at 0, 3, 6 and the last step 7."""
+  curvatures = np.asarray([1.0, 10.0])
+
+  def loss(theta):
+    return 0.5 * jnp.sum(curvatures * theta**2)
+
+  done = train.descend(
+    loss, jnp.ones(2), optim.sgd(0.05), steps=7, every=3, record=lambda p, v: {"p": p, "f": v}
+  )
+  theta, expected = np.ones(2), {0: np.ones(2)}
+  for step in range(1, 8):
+    theta = theta - 0.05 * curvatures * theta
+    expected[step] = theta
+  recorded = np.stack([expected[s] for s in (0, 3, 6, 7)])
+  np.testing.assert_allclose(done.records["p"], recorded, rtol=1e-6)
+  np.testing.assert_allclose(done.records["f"], 0.5 * (recorded**2 @ curvatures), rtol=1e-6)
+  np.testing.assert_allclose(done.params, theta, rtol=1e-6)
+
+
+def test_descend_gives_line_searches_the_loss_and_vmaps_over_rates():
+  def loss(theta):
+    return 0.5 * jnp.sum(jnp.asarray([1.0, 10.0]) * theta**2)
+
+  assert train.descend(loss, jnp.ones(2), optim.lbfgs(), steps=6).records[-1] < 1e-9
+  rates = jnp.asarray([0.01, 0.1])
+  curves = jax.vmap(
+    lambda lr: (
+      train.descend(
+        loss, jnp.ones(2), optax.inject_hyperparams(optim.sgd)(learning_rate=lr), steps=2
+      ).records
+    )
+  )(rates)
+  for curve, lr in zip(curves, (0.01, 0.1), strict=True):
+    theta = np.ones(2) * (1 - lr * np.asarray([1.0, 10.0])) ** 2
+    np.testing.assert_allclose(curve[-1], 0.5 * (theta**2 @ np.asarray([1.0, 10.0])), rtol=1e-5)
+  with pytest.raises(ValueError, match="descend: every=0"):
+    train.descend(loss, jnp.ones(2), optim.sgd(0.1), steps=2, every=0)

@@ -1,12 +1,10 @@
 """`trained_mlp`: the returned loss is the training objective the loop recorded."""
 
 import ml_collections
-import numpy as np
 import pytest
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import trained_mlp
-from jaxopt_study.results import history_rows, write_csv
+from jaxopt_study.lab import trained_mlp
 
 
 def _config(batchnorm: bool) -> ml_collections.ConfigDict:
@@ -30,11 +28,3 @@ def test_loss_fn_reproduces_the_recorded_final_training_loss(batchnorm):
   value = float(loss_fn(result.params, data.x_train, data.y_train))
   assert value == pytest.approx(float(result.history["train_loss"][-1]), rel=1e-5)
   assert value < float(result.history["train_loss"][0])
-
-
-def test_history_curves_round_trip(tmp_path):
-  history = {"step": np.asarray([0, 10]), "train_loss": np.asarray([2.0, 1.0])}
-  write_csv(tmp_path / "history.csv", history_rows("a", history))
-  assert trained_mlp.history_curves(tmp_path / "history.csv") == {
-    "train_loss": {"a": ([0.0, 10.0], [2.0, 1.0])}
-  }

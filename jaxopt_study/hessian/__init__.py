@@ -20,6 +20,7 @@ from jaxopt_study.hessian.dense import (
   HessianTooSlowError,
   dense_memory_bytes,
   hessian_matrix,
+  traced_hessian,
 )
 from jaxopt_study.hessian.krylov import (
   Density,
@@ -57,6 +58,7 @@ __all__ = [
   "density",
   "fraction_near_zero",
   "hessian_matrix",
+  "traced_hessian",
   "hutchinson_trace",
   "hvp",
   "lanczos",

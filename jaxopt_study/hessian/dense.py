@@ -69,6 +69,7 @@ class HessianTooSlowError(ValueError):
   ``max_seconds``."""
 
 
+TRACED_CHUNK_SIZE = 8  # basis vectors per HVP chunk of `traced_hessian` (see its docstring)
 DEFAULT_MAX_SECONDS = 600.0  # the dense Hessian's time limit unless the caller raises it
 
 
@@ -287,6 +288,31 @@ def dense_hessian(
     _symmetrize_numpy(matrix)
     return matrix
   return _symmetrize_device_jit(matrix, min(_SYMMETRIZE_BLOCK, size))
+
+
+def traced_hessian(problem: products.Problem) -> jax.Array:
+  """The dense symmetric (N, N) Hessian of a problem, traceable: rows H eᵢ, chunk by chunk.
+
+  `jax.lax.map` over chunks of `TRACED_CHUNK_SIZE` basis vectors, each chunk one call of
+  `hessian.products.hvp_rows` on its one-hot block (the chunk's tangents vmapped), so the memory
+  of the HVPs is that of one chunk; the result is symmetrized, H ← (H + Hᵀ)/2, as
+  `hessian_matrix` does. Inside a compiled loop, XLA on CPU runs large vmapped chunks
+  slowly (a chunk of 256 rows took 5× the time of 8 on a small CNN, `benchmarks/newton_step.py`),
+  so the chunk is small: the loop's overhead per chunk is small next to an HVP.
+  """
+  objective, flat = problem.objective, problem.flat_params
+  size = problem.num_params
+  chunk = min(size, TRACED_CHUNK_SIZE)
+  num_chunks = -(-size // chunk)
+
+  def rows(first: jax.Array) -> jax.Array:
+    # indices past N wrap around (as in `hessian.dense`): their rows are recomputed and dropped
+    basis = jax.nn.one_hot((first + jnp.arange(chunk)) % size, size, dtype=flat.dtype)
+    return products.hvp_rows(objective, flat, problem.fixed, problem.data, basis)
+
+  blocks = jax.lax.map(rows, chunk * jnp.arange(num_chunks, dtype=jnp.int32))
+  matrix = blocks.reshape(num_chunks * chunk, size)[:size]
+  return 0.5 * (matrix + matrix.T)
 
 
 def _require_fast_enough(first_seconds: float, size: int, chunk: int, max_seconds: float) -> None:

@@ -15,7 +15,7 @@ Both need the loss, not only its gradient: they take Optax's extra arguments,
 ``update(grads, state, params, value=..., grad=..., value_fn=...)`` as `optax.lbfgs` does. The
 Hessian H of ``value_fn`` at ``params`` comes from `jaxopt_study.hessian`'s Hessian-vector product
 (forward-over-reverse, `hessian.products.hvp_rows`), in `ravel_pytree` order for any pytree of
-parameters: the dense H (`hessian_at`) from chunks of HVPs on the basis vectors, or, for
+parameters: the dense H (`hessian.traced_hessian`) from chunks of HVPs on the basis vectors, or, for
 ``saddle_free_newton(krylov_dim=k)``, k HVPs inside the Lanczos iteration of
 `hessian.krylov.lanczos_steps`. `hessian.hessian_matrix` builds the same dense matrix on the host,
 outside any trace; an optimizer's update runs inside `jit` and `lax.scan`, so it builds H in the
@@ -39,7 +39,6 @@ _SHIFT_START = 1e-3  # β of Nocedal & Wright (2006) Alg. 3.3, here relative to 
 _MAX_SHIFT_TRIES = 100  # τ doubles at each try: from β to 2¹⁰⁰ β
 _BOOST, _DROP = 1.5, 2.0 / 3.0  # Martens (2010) §4.1: λ ← 3/2 λ if ρ < 1/4, λ ← 2/3 λ if ρ > 3/4
 _LOW_RATIO, _HIGH_RATIO = 0.25, 0.75
-TRACED_CHUNK_SIZE = 8  # basis vectors per HVP chunk of `hessian_at` (see its docstring)
 
 
 class CriticalPointNewtonState(NamedTuple):
@@ -67,31 +66,6 @@ class NewtonState(NamedTuple):
 def loss_problem(value_fn, params, fn_kwargs: dict, where: str) -> products.Problem:
   """``value_fn(params, **fn_kwargs)`` as a `hessian.products.Problem` (raveled params)."""
   return products.prepare(lambda p: value_fn(p, **fn_kwargs), params, (), None, None, where)
-
-
-def hessian_at(problem: products.Problem) -> jax.Array:
-  """The dense symmetric (N, N) Hessian of a problem, traceable: rows H eᵢ, chunk by chunk.
-
-  `jax.lax.map` over chunks of `TRACED_CHUNK_SIZE` basis vectors, each chunk one call of
-  `hessian.products.hvp_rows` on its one-hot block (the chunk's tangents vmapped), so the memory
-  of the HVPs is that of one chunk; the result is symmetrized, H ← (H + Hᵀ)/2, as
-  `hessian.hessian_matrix` does. Inside a compiled loop, XLA on CPU runs large vmapped chunks
-  slowly (a chunk of 256 rows took 5× the time of 8 on a small CNN, `benchmarks/newton_step.py`),
-  so the chunk is small: the loop's overhead per chunk is small next to an HVP.
-  """
-  objective, flat = problem.objective, problem.flat_params
-  size = problem.num_params
-  chunk = min(size, TRACED_CHUNK_SIZE)
-  num_chunks = -(-size // chunk)
-
-  def rows(first: jax.Array) -> jax.Array:
-    # indices past N wrap around (as in `hessian.dense`): their rows are recomputed and dropped
-    basis = jax.nn.one_hot((first + jnp.arange(chunk)) % size, size, dtype=flat.dtype)
-    return products.hvp_rows(objective, flat, problem.fixed, problem.data, basis)
-
-  blocks = jax.lax.map(rows, chunk * jnp.arange(num_chunks, dtype=jnp.int32))
-  matrix = blocks.reshape(num_chunks * chunk, size)[:size]
-  return 0.5 * (matrix + matrix.T)
 
 
 def shifted_cholesky(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -210,7 +184,7 @@ def newton(
     problem = loss_problem(value_fn, params, fn_kwargs, where)
     layout = problem.objective.layout
     g = layout.ravel(updates)
-    hessian = hessian_at(problem)
+    hessian = dense.traced_hessian(problem)
     eye = jnp.eye(g.shape[0], dtype=g.dtype)
     damped = hessian + state.damping * eye
     if indefinite == "shift":
@@ -277,8 +251,8 @@ def saddle_free_newton(
   curvature it moves downhill by |gᵢ|/|λᵢ|, so saddles repel it where they attract Newton's
   method (§8.2.3). Where H is positive definite it equals the damped Newton step.
 
-  * ``krylov_dim=None``: the dense Hessian (`hessian_at`) and its exact eigendecomposition,
-    O(N³) per step.
+  * ``krylov_dim=None``: the dense Hessian (`hessian.traced_hessian`) and its exact
+    eigendecomposition, O(N³) per step.
   * ``krylov_dim=k``: Dauphin et al.'s Algorithm 1: k Lanczos steps on Hessian-vector products
     (`hessian.krylov.lanczos_steps`, fully reorthogonalized) from g/‖g‖ give an orthonormal
     basis Q (k × N) of the Krylov subspace and Ĥ = Q H Qᵀ (tridiagonal); the step is
@@ -314,7 +288,7 @@ def saddle_free_newton(
     damping_now = state.damping.astype(g.dtype)
     if krylov_dim is None:
       dense.require_dense_fits(params, None, True, where)
-      eigenvalues, eigenvectors = jnp.linalg.eigh(hessian_at(problem))
+      eigenvalues, eigenvectors = jnp.linalg.eigh(dense.traced_hessian(problem))
       direction = -_abs_inverse_times(eigenvalues, eigenvectors, g, damping_now)
     else:
       if krylov_dim > problem.num_params:
@@ -371,7 +345,8 @@ def critical_point_newton(
   any index, as Dauphin et al. (2014, §4, Fig. 1) and Pennington & Bahri (2017, §4) use it.
 
   The residual is g = ∇f(θ) and its Jacobian the symmetric Hessian H = ∇²f(θ) (dense, exact,
-  `hessian_at`). With H = V Λ Vᵀ, the Levenberg–Marquardt (Gauss–Newton) step on ½‖g‖² is
+  `hessian.traced_hessian`). With H = V Λ Vᵀ, the Levenberg–Marquardt (Gauss–Newton) step on
+  ½‖g‖² is
 
   .. math:: Δθ = −(H² + μI)⁻¹ H g = −V diag(λᵢ / (λᵢ² + μ)) Vᵀ g,   μ = ν ‖g‖.
 
@@ -435,7 +410,7 @@ def critical_point_newton(
     problem = loss_problem(value_fn, params, fn_kwargs, where)
     layout = problem.objective.layout
     g = layout.ravel(updates)
-    eigenvalues, eigenvectors = jnp.linalg.eigh(hessian_at(problem))
+    eigenvalues, eigenvectors = jnp.linalg.eigh(dense.traced_hessian(problem))
     coefficients = eigenvectors.T @ g
     half_squared = 0.5 * jnp.sum(jnp.square(g))
     gradient_of = jax.grad(lambda p: value_fn(p, **fn_kwargs))

@@ -2,12 +2,10 @@
 
 The Hessian experiments (`hessian_outliers`, `batchnorm_spectrum`, `sharp_minima`) train the
 config's MLP with `train.train` and then analyze the full-batch training NLL at the end (§8.1.2):
-`train_digits_mlp` does both steps the same way for each of them. `history_curves` reads a run's
-`history.csv` back as one curve per metric and member, for their plots.
+`train_digits_mlp` does both steps the same way for each of them.
 """
 
 from collections.abc import Callable
-from pathlib import Path
 
 import jax
 import ml_collections
@@ -15,7 +13,6 @@ import ml_collections
 from jaxopt_study import data as data_lib
 from jaxopt_study import losses, models, optim, train
 from jaxopt_study import problem as problem_lib
-from jaxopt_study.results import read_csv
 
 
 def model_options(config: ml_collections.ConfigDict) -> dict:
@@ -75,13 +72,3 @@ def train_digits_mlp(
     return losses.softmax_cross_entropy(logits, y)
 
   return result, loss_fn
-
-
-def history_curves(path: Path) -> dict[str, dict[str, tuple[list, list]]]:
-  """`history.csv` as {metric: {member: (steps, values)}}, the input of `report.line_plot`."""
-  curves: dict[str, dict[str, tuple[list, list]]] = {}
-  for row in read_csv(path):
-    curve = curves.setdefault(row["metric"], {}).setdefault(row["member"], ([], []))
-    curve[0].append(row["step"])
-    curve[1].append(row["value"])
-  return curves
