@@ -13,6 +13,7 @@ take it from there.
 import importlib.util
 import inspect
 import os
+import sys
 from pathlib import Path
 
 import ml_collections
@@ -95,6 +96,7 @@ def load(name: str, extra: tuple[Path, ...] = ()) -> Experiment:
   if path not in _LOADED:
     spec = importlib.util.spec_from_file_location(f"jaxopt_study_experiment_{name}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[module.__name__] = module  # importable by name: pickling, tests of its functions
     spec.loader.exec_module(module)
     found = [
       cls
@@ -121,6 +123,7 @@ def _module_experiment(module) -> type[Experiment]:
   """TRANSITION (issue 15): an experiment still written as module functions."""
 
   class ModuleExperiment(Experiment):
+    __module__ = module.__name__
     NAME = module.__name__
     TITLE = module.TITLE
     SECTION = getattr(module, "SECTION", "")

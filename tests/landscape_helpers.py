@@ -1,13 +1,13 @@
 """Running an experiment's quick config through the CLI, for the §8.2 experiment tests."""
 
-import importlib.util
 import json
+import sys
 from pathlib import Path
 from types import ModuleType
 
 import ml_collections
 
-from jaxopt_study import cli
+from jaxopt_study import cli, registry
 from jaxopt_study.results import read_csv
 
 ROOT = Path(__file__).parents[1]
@@ -58,8 +58,6 @@ def assert_refused(name: str, override: str, culprit: str, tmp_path: Path, capsy
 
 
 def load_experiment(name: str) -> ModuleType:
-  """experiments/NAME.py as a module, loaded by path as the CLI does."""
-  spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  """The module of experiments/NAME.py, found by the registry as the CLI finds it (for tests of
+  the experiment's own functions; `registry.load(name)` is the experiment itself)."""
+  return sys.modules[type(registry.load(name)).__module__]
