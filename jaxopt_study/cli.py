@@ -1,6 +1,8 @@
 """`jaxopt-study`: the command line. It only parses arguments and wires the library together.
 
 jaxopt-study run configs/optimizers.py --out runs/optimizers --set steps=300
+jaxopt-study run optimizers_quick      (an experiment's config by name)
+jaxopt-study list                      (the experiments in chapter order)
 
 Compilation dominates small runs, so the commands keep JAX's persistent compilation cache in the
 user's cache folder (`cache_dir`): a second run of the same programs loads them instead of
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import jax
 
-from jaxopt_study import experiment, tour
+from jaxopt_study import experiment, registry, tour
 from jaxopt_study.config import ConfigError
 
 
@@ -65,7 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     help="run an experiment config and write its results, plots and report.html",
     description="Runs configs/NAME.py. Started again with the same --out, it resumes.",
   )
-  run.add_argument("config", help="path of a config file, e.g. configs/optimizers.py")
+  run.add_argument(
+    "config",
+    help="a config file (configs/optimizers.py) or an experiment's name (optimizers, "
+    "optimizers_quick: its config in the repository's configs/)",
+  )
   run.add_argument("--out", help="output folder (default: runs/NAME, NAME the config's file name)")
   run.add_argument(
     "--set",
@@ -101,6 +107,10 @@ def _parser() -> argparse.ArgumentParser:
   tour.add_argument("--configs", help="folder of the configs (default: the repository's configs/)")
   tour.add_argument("--no-progress", action="store_true", help="hide the progress bars")
   tour.set_defaults(handler=_tour)
+  listing = commands.add_parser(
+    "list", help="the experiments in chapter 8's order, with their sections and titles"
+  )
+  listing.set_defaults(handler=_list)
   spectrum = commands.add_parser(
     "spectrum",
     help="Hessian spectrum and critical-point kind of a finished run's member",
@@ -123,8 +133,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-  config_path = Path(args.config)
   try:
+    config_path = registry.config_path(args.config)
     _join_processes(args)
     prepared = experiment.prepare(config_path, args.overrides)
   except (ConfigError, ValueError) as error:
@@ -145,6 +155,18 @@ def _run(args: argparse.Namespace) -> int:
       f"{finished.seconds:.0f} s "
       f"-> {out / 'report.html'}"
     )
+  return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+  del args
+  try:
+    for name in registry.CHAPTER_ORDER:
+      found = registry.load(name)
+      print(f"{found.SECTION:<7} {name:<28} {found.TITLE}")
+  except ConfigError as error:
+    print(f"jaxopt-study: error: {error}", file=sys.stderr)
+    return 2
   return 0
 
 

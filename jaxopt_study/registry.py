@@ -7,7 +7,7 @@ repository), the checkout this package runs from (an editable install), the work
 a non-editable install run from elsewhere is told where it looked.
 
 A new experiment is added to `CHAPTER_ORDER` at its section: the tour, the tests and the CLI
-take it from there.
+(`jaxopt-study run NAME`, `jaxopt-study list`) take it from there.
 """
 
 import importlib.util
@@ -111,6 +111,26 @@ def load(name: str, extra: tuple[Path, ...] = ()) -> Experiment:
   return _LOADED[path]
 
 
+def config_path(given: str) -> Path:
+  """The config a command line names: a file path as given, or an experiment's name (`NAME` or
+  `NAME_quick`) as `configs/NAME.py` of the repository (`folder`).
+
+  Raises:
+    ConfigError: neither a file nor a config of the repository; the message lists the names.
+  """
+  path = Path(given)
+  if path.is_file() or path.suffix == ".py" or len(path.parts) > 1:
+    return path
+  configs = folder("configs")
+  named = configs / f"{given}.py"
+  if not named.is_file():
+    raise ConfigError(
+      f"{given!r} is neither a config file nor an experiment of {configs}; experiments: "
+      f"{', '.join(CHAPTER_ORDER)} (add _quick for the quick config)"
+    )
+  return named
+
+
 def for_config(config: ml_collections.ConfigDict, config_path: Path) -> Experiment:
   """The experiment a config names (`experiment = "NAME"`), looked for first in the repository
   that holds the config; without the field, the sweep of the config's own problem."""
@@ -124,7 +144,7 @@ def _module_experiment(module) -> type[Experiment]:
 
   class ModuleExperiment(Experiment):
     __module__ = module.__name__
-    NAME = module.__name__
+    NAME = module.__name__.removeprefix("jaxopt_study_experiment_")
     TITLE = module.TITLE
     SECTION = getattr(module, "SECTION", "")
     DESCRIPTION = module.DESCRIPTION
