@@ -1,6 +1,7 @@
 """Ghorbani et al. (2019), §8.7.1: Hessian spectrum of a digits MLP with and without BatchNorm."""
 
 import ml_collections
+from common import digits, mlp
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -12,20 +13,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.learning_rate = 0.1
   config.eval_every = 50
   config.sampling = "epoch"
-  config.data = ml_collections.ConfigDict(
-    {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
-  )
-  config.model = ml_collections.ConfigDict(
-    {
-      "name": "mlp",
-      "width": 32,
-      "depth": 2,
-      "activation": "relu",
-      "batchnorm": False,  # each run trains both, without and with BatchNorm
-      "init": "glorot_uniform",
-      "init_scale": 1.0,
-    }
-  )
+  config.data = digits()
+  config.model = mlp(width=32, activation="relu")  # each run trains it without and with BatchNorm
   config.optimizer = ml_collections.ConfigDict({"name": "sgd"})
   config.outlier_search = 50  # the eigengap rule of `hessian.outliers`, as in hessian_outliers
   # The stability sweep: SGD at each rate for `lr_sweep_steps` steps, one `jaxopt_study.sweep`

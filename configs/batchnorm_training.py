@@ -1,15 +1,14 @@
 """A 3-layer sigmoid MLP on digits with and without BatchNorm (§8.7.1; Ioffe & Szegedy 2015)."""
 
 import ml_collections
+from common import digits
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "batchnorm_training"
   config.seed = 0
-  config.data = ml_collections.ConfigDict(
-    {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
-  )
+  config.data = digits()
   config.width = 64
   config.depth = 3  # sigmoid hidden layers, as in Ioffe & Szegedy's MNIST network
   config.batch_size = 64

@@ -1,6 +1,7 @@
 """Fig. 8.1 (§8.2.1) on digits: ‖g‖, gᵀg, gᵀHg and the held-out error per epoch of SGD."""
 
 import ml_collections
+from common import digits, mlp
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -11,21 +12,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 64
   config.sampling = "epoch"
   config.learning_rate = 0.1
-  config.data = ml_collections.ConfigDict(
-    {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
-  )
+  config.data = digits()
   # Small initial weights (§8.4) start SGD near the saddle at the origin, where ‖g‖ is small.
-  config.model = ml_collections.ConfigDict(
-    {
-      "name": "mlp",
-      "width": 64,
-      "depth": 2,
-      "activation": "tanh",
-      "batchnorm": False,
-      "init": "glorot_uniform",
-      "init_scale": 0.1,
-    }
-  )
+  config.model = mlp(init_scale=0.1)
   config.optimizer = ml_collections.ConfigDict({"name": "sgd"})
   config.lock()
   return config

@@ -1,6 +1,7 @@
 """Hessian spectrum of a trained digits MLP: bulk near zero, few outliers (Sagun et al. 2017)."""
 
 import ml_collections
+from common import digits, mlp
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -13,20 +14,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.learning_rate = 0.1
   config.eval_every = 50
   config.sampling = "epoch"
-  config.data = ml_collections.ConfigDict(
-    {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
-  )
-  config.model = ml_collections.ConfigDict(
-    {
-      "name": "mlp",
-      "width": 32,
-      "depth": 2,
-      "activation": "relu",
-      "batchnorm": False,
-      "init": "glorot_uniform",
-      "init_scale": 1.0,
-    }
-  )
+  config.data = digits()
+  config.model = mlp(width=32, activation="relu")
   config.optimizer = ml_collections.ConfigDict({"name": "sgd"})
   # The outlier rule, fixed before any spectrum was looked at: the outliers are the eigenvalues
   # above the largest ratio λ_k / λ_(k+1) between consecutive eigenvalues among the largest

@@ -6,6 +6,7 @@ for a dense Hessian at every step.
 """
 
 import ml_collections
+from common import digits
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -23,15 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
       "saddle_free_newton": {"damping": 0.0},
     }
   )
-  config.data = ml_collections.ConfigDict(
-    {
-      "name": "digits",
-      "test_fraction": 0.25,
-      "split_seed": 0,
-      "num_examples": 500,  # the first training examples (a stratified split: all classes)
-      "pool": 1,  # average-pool the 8×8 images by this factor (2: 4×4 = 16 inputs)
-    }
-  )
+  config.data = digits()
+  config.data.num_examples = 500  # the first training examples (a stratified split: all classes)
+  config.data.pool = 1  # average-pool the 8×8 images by this factor (2: 4×4 = 16 inputs)
   # The autoencoder x -> W₂ tanh(W₁x + b₁) + b₂, squared error; N = 2·d·width + width + d.
   config.model = ml_collections.ConfigDict(
     {

@@ -1,6 +1,7 @@
 """Keskar et al. (2017): small vs large minibatches on digits, sharpness of the minima reached."""
 
 import ml_collections
+from common import digits, mlp
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -14,20 +15,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.learning_rate = 1e-3
   config.eval_every = 100
   config.sampling = "epoch"
-  config.data = ml_collections.ConfigDict(
-    {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
-  )
-  config.model = ml_collections.ConfigDict(
-    {
-      "name": "mlp",
-      "width": 32,
-      "depth": 2,
-      "activation": "tanh",
-      "batchnorm": False,
-      "init": "glorot_uniform",
-      "init_scale": 1.0,
-    }
-  )
+  config.data = digits()
+  config.model = mlp(width=32)
   config.optimizer = ml_collections.ConfigDict({"name": "adam"})  # as Keskar et al. (2017)
   config.sharpness_eps = [1e-3, 5e-4]  # ε of the box C_ε (Keskar et al. Table 3)
   config.sharpness_steps = 20

@@ -1,18 +1,7 @@
 """Sharp minima on a budget: one seed, 300 steps, one hidden layer."""
 
-from pathlib import Path
-
-import ml_collections
-
-from jaxopt_study.config import load_config
+from common import quick
 
 
-def get_config() -> ml_collections.ConfigDict:
-  config = load_config(Path(__file__).with_name("sharp_minima.py"))
-  config.unlock()
-  config.num_seeds = 1
-  config.steps = 300
-  config.learning_rate = 3e-3
-  config.model.depth = 1
-  config.lock()
-  return config
+def get_config():
+  return quick(__file__, {"num_seeds": 1, "steps": 300, "learning_rate": 3e-3, "model.depth": 1})

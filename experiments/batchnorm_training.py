@@ -16,6 +16,7 @@ its sigmoid (`models.MLP(batchnorm=...)`), trained by SGD (Algorithm 8.1).
   the largest without.
 """
 
+import functools
 from pathlib import Path
 
 import jax
@@ -26,60 +27,144 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import models, optim, report, sweep, train
+from jaxopt_study import models, optim, report, sweep, train, validate
+from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.lab import trained_mlp
 from jaxopt_study.lab.curves import read_curves
-from jaxopt_study.results import ExperimentResults, RunDir, read_csv
+from jaxopt_study.results import read_csv
 
-TITLE = "Chapter 8.7.1: batch normalization, input drift and trainable learning rates"
-SECTION = "8.7.1"
-DESCRIPTION = (
-  "A 3-hidden-layer sigmoid MLP on digits with and without BatchNorm, trained by SGD. The 15th, "
-  "50th and 85th percentiles of one last-layer sigmoid unit's input on held-out digits are "
-  "followed through training (Ioffe & Szegedy 2015, Fig. 1): their drift is their range over "
-  "training, relative to the final 15-85 spread. A learning-rate sweep finds the largest rate "
-  "at which each network still trains (finite, final training NLL below a threshold). At this "
-  "scale (quick config) the drift is about 2× smaller with BatchNorm, as published, but the "
-  "largest trainable rate is the same (10 on the grid 0.3-100 for both; both fail at 30): the "
-  "5-30× larger rates of Ioffe & Szegedy's ImageNet networks do not reproduce on this small "
-  "sigmoid MLP, which already trains at rate 10 without BatchNorm. The full config (width 64, "
-  "2000 steps) gives a drift ratio of 2.4 and a rate ratio of 3 (30 vs 10)."
-)
-PUBLISHED = {
-  "percentile_drift_ratio": "> 1: BN keeps the distribution stable (Ioffe & Szegedy 2015, Fig. 1)",
-  "max_lr_ratio": "> 1: BN trains at much higher rates (Ioffe & Szegedy 2015, §4.2: 5× and 30×)",
-}
 PERCENTILES = (15, 50, 85)
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field, before anything is compiled."""
-  for field in ("steps", "eval_every", "batch_size", "width", "depth", "unit"):
-    if not isinstance(config[field], int) or config[field] < (0 if field == "unit" else 1):
-      raise ValueError(f"{field}={config[field]!r}: must be a non-negative integer")
-  if config.unit >= config.width:
-    raise ValueError(f"unit={config.unit}: must be below width={config.width}")
-  if config.drift_learning_rate <= 0:
-    raise ValueError(f"drift_learning_rate={config.drift_learning_rate!r}: must be positive")
-  rates = list(config.learning_rates)
-  if len(rates) < 2 or any(r <= 0 for r in rates) or rates != sorted(rates):
-    raise ValueError(f"learning_rates={rates}: need ≥ 2 increasing positive rates")
-  if config.trainable_loss <= 0:
-    raise ValueError(f"trainable_loss={config.trainable_loss!r}: must be positive")
-  if config.steps % config.eval_every:
-    raise ValueError(f"eval_every={config.eval_every}: must divide steps={config.steps}")
+class BatchnormTraining(Experiment):
+  """The sigmoid MLP without and with BatchNorm: input drift of one unit, trainable rates."""
 
-
-def _model(config: ml_collections.ConfigDict, batchnorm: bool) -> models.MLP:
-  return models.build_model(
-    "mlp",
-    64,
-    10,
-    seed=config.seed,
-    width=config.width,
-    depth=config.depth,
-    activation="sigmoid",
-    batchnorm=batchnorm,
+  NAME = "batchnorm_training"
+  TITLE = "Chapter 8.7.1: batch normalization, input drift and trainable learning rates"
+  SECTION = "8.7.1"
+  DESCRIPTION = (
+    "A 3-hidden-layer sigmoid MLP on digits with and without BatchNorm, trained by SGD. The 15th, "
+    "50th and 85th percentiles of one last-layer sigmoid unit's input on held-out digits are "
+    "followed through training (Ioffe & Szegedy 2015, Fig. 1): their drift is their range over "
+    "training, relative to the final 15-85 spread. A learning-rate sweep finds the largest rate "
+    "at which each network still trains (finite, final training NLL below a threshold). At this "
+    "scale (quick config) the drift is about 2× smaller with BatchNorm, as published, but the "
+    "largest trainable rate is the same (10 on the grid 0.3-100 for both; both fail at 30): the "
+    "5-30× larger rates of Ioffe & Szegedy's ImageNet networks do not reproduce on this small "
+    "sigmoid MLP, which already trains at rate 10 without BatchNorm. The full config (width 64, "
+    "2000 steps) gives a drift ratio of 2.4 and a rate ratio of 3 (30 vs 10)."
   )
+  PUBLISHED = {
+    "percentile_drift_ratio": "> 1: BN keeps the distribution stable (Ioffe & Szegedy 2015, "
+    "Fig. 1)",
+    "max_lr_ratio": "> 1: BN trains at much higher rates (Ioffe & Szegedy 2015, §4.2: 5× and 30×)",
+  }
+  FIELDS = {
+    **dict.fromkeys(
+      ("steps", "eval_every", "batch_size", "width", "depth"), validate.require_positive_int
+    ),
+    "unit": functools.partial(validate.require_int, low=0),
+    "drift_learning_rate": validate.require_positive,
+    "learning_rates": validate.each(validate.require_positive),
+    "trainable_loss": validate.require_positive,
+  }
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    rates = list(config.learning_rates)
+    if config.unit >= config.width:
+      raise ValueError(f"{self.NAME}: unit={config.unit} must be below width={config.width}")
+    if len(rates) < 2 or rates != sorted(rates):
+      raise ValueError(f"{self.NAME}: learning_rates={rates} must list ≥ 2 increasing rates")
+    if config.steps % config.eval_every:
+      raise ValueError(
+        f"{self.NAME}: eval_every={config.eval_every} must divide steps={config.steps}"
+      )
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """Percentile drift with and without BatchNorm, then each network's learning-rate sweep
+    (four short programs: nothing worth resuming)."""
+    data = trained_mlp.load_data(config)
+    table, history = [], []
+    steps = np.arange(0, config.steps + 1, config.eval_every)
+    for batchnorm in tqdm((False, True), desc="networks", disable=not progress):
+      name = "batchnorm" if batchnorm else "plain"
+      path = percentile_paths(config, data, batchnorm)
+      drift = (path.max(axis=0) - path.min(axis=0)) / (path[-1, -1] - path[-1, 0])
+      for rank, p in enumerate(PERCENTILES):
+        history += [
+          {"member": f"{name} p{p}", "step": int(t), "metric": "unit_input_percentile", "value": v}
+          for t, v in zip(steps, path[:, rank].tolist(), strict=True)
+        ]
+      rows = sweep.run_config(sweep_config(config, batchnorm)).table
+      trainable = [
+        r["learning_rate"]
+        for r in rows
+        if not r["diverged"] and r["final_train_loss"] < config.trainable_loss
+      ]
+      table.append(
+        {
+          "member": name,
+          "batchnorm": batchnorm,
+          "mean_percentile_drift": float(drift.mean()),
+          **{f"drift_p{p}": float(d) for p, d in zip(PERCENTILES, drift, strict=True)},
+          "max_trainable_learning_rate": max(trainable) if trainable else None,
+          **{f"final_loss_at_lr_{r['learning_rate']:g}": r["final_train_loss"] for r in rows},
+        }
+      )
+    return Results(table, history)
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    plain, normed = results.table
+    rates = (plain["max_trainable_learning_rate"], normed["max_trainable_learning_rate"])
+    return {
+      "percentile_drift_ratio": plain["mean_percentile_drift"] / normed["mean_percentile_drift"],
+      "percentile_drift": {
+        "plain": plain["mean_percentile_drift"],
+        "batchnorm": normed["mean_percentile_drift"],
+      },
+      "max_lr_ratio": rates[1] / rates[0] if None not in rates else None,
+      "max_trainable_learning_rate": {"plain": rates[0], "batchnorm": rates[1]},
+      "max_lr_at_grid_edge": rates[1] == max(config.learning_rates),
+    }
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """The unit's input percentiles through training, and final loss vs learning rate."""
+    losses = {}
+    for row in read_csv(out_dir / "results.csv"):
+      keys = [k for k in row if k.startswith("final_loss_at_lr_")]
+      losses[row["member"]] = (
+        [float(k.removeprefix("final_loss_at_lr_")) for k in keys],
+        [row[k] for k in keys],
+      )
+    return [
+      report.line_plot(
+        read_curves(out_dir / "history.csv", "unit_input_percentile"),
+        out_dir / "unit_input_percentiles.png",
+        title="15/50/85th percentiles of a last-layer sigmoid's input (held-out)",
+        xlabel="step",
+        ylabel="input of the sigmoid",
+      ),
+      report.line_plot(
+        losses,
+        out_dir / "final_loss_vs_learning_rate.png",
+        title="final training NLL vs learning rate",
+        xlabel="learning rate",
+        ylabel="final training NLL",
+        logx=True,
+        logy=True,
+      ),
+    ]
+
+
+def model_config(config: ml_collections.ConfigDict, batchnorm: bool) -> dict:
+  """The sigmoid MLP of the config, without or with BatchNorm."""
+  return {
+    "name": "mlp",
+    "width": config.width,
+    "depth": config.depth,
+    "activation": "sigmoid",
+    "batchnorm": batchnorm,
+  }
 
 
 def unit_input(module: models.MLP, x: jax.Array, unit: int) -> jax.Array:
@@ -100,9 +185,14 @@ def unit_input(module: models.MLP, x: jax.Array, unit: int) -> jax.Array:
 
 
 def percentile_paths(config: ml_collections.ConfigDict, data: data_lib.Dataset, batchnorm: bool):
-  """Percentiles (evaluations, 3) of the unit's held-out input, every `eval_every` steps."""
-  model = models.functional(_model(config, batchnorm))
-  graphdef = nnx.graphdef(_model(config, batchnorm))
+  """Percentiles (evaluations, 3) of the unit's held-out input, every `eval_every` steps.
+
+  SGD runs in blocks of `eval_every` minibatch steps of `train.make_train_loop` (one minibatch
+  order across blocks); the percentiles are taken between blocks, at the parameters reached.
+  """
+  options = model_config(config, batchnorm)
+  module = models.build_model(in_features=64, out_features=10, seed=config.seed, **options)
+  model, graphdef = models.functional(module), nnx.graphdef(module)
   loop = train.make_train_loop(
     model, optim.sgd(config.drift_learning_rate), batch_size=config.batch_size
   )
@@ -127,110 +217,15 @@ def percentile_paths(config: ml_collections.ConfigDict, data: data_lib.Dataset, 
   return np.asarray(path, np.float64)
 
 
-def learning_rate_sweep(config: ml_collections.ConfigDict, batchnorm: bool) -> list[dict]:
-  """The sweep of `learning_rates` for one network; its table rows."""
-  sweep_config = ml_collections.ConfigDict(
+def sweep_config(config: ml_collections.ConfigDict, batchnorm: bool) -> ml_collections.ConfigDict:
+  """The sweep of `learning_rates` for one network, as a `jaxopt_study.sweep` config."""
+  return ml_collections.ConfigDict(
     {
-      "seed": config.seed,
-      "steps": config.steps,
-      "eval_every": config.eval_every,
-      "batch_size": config.batch_size,
+      **{key: config[key] for key in ("seed", "steps", "eval_every", "batch_size")},
       "learning_rate": config.learning_rates[0],
       "data": config.data.to_dict(),
-      "model": {
-        "name": "mlp",
-        "width": config.width,
-        "depth": config.depth,
-        "activation": "sigmoid",
-        "batchnorm": batchnorm,
-      },
+      "model": model_config(config, batchnorm),
       "optimizer": {"name": "sgd"},
       "sweep": {"learning_rate": list(config.learning_rates)},
     }
   )
-  return sweep.run_config(sweep_config).table
-
-
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """Percentile drift with and without BatchNorm, then each network's learning-rate sweep."""
-  check(config)
-  del run_dir  # four short programs: nothing worth resuming
-  data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
-  table, history = [], []
-  steps = np.arange(0, config.steps + 1, config.eval_every)
-  for batchnorm in tqdm((False, True), desc="networks", disable=not progress):
-    name = "batchnorm" if batchnorm else "plain"
-    path = percentile_paths(config, data, batchnorm)
-    drift = (path.max(axis=0) - path.min(axis=0)) / (path[-1, -1] - path[-1, 0])
-    for rank, p in enumerate(PERCENTILES):
-      history += [
-        {"member": f"{name} p{p}", "step": int(t), "metric": "unit_input_percentile", "value": v}
-        for t, v in zip(steps, path[:, rank].tolist(), strict=True)
-      ]
-    rows = learning_rate_sweep(config, batchnorm)
-    trainable = [
-      r["learning_rate"]
-      for r in rows
-      if not r["diverged"] and r["final_train_loss"] < config.trainable_loss
-    ]
-    table.append(
-      {
-        "member": name,
-        "batchnorm": batchnorm,
-        "mean_percentile_drift": float(drift.mean()),
-        **{f"drift_p{p}": float(d) for p, d in zip(PERCENTILES, drift, strict=True)},
-        "max_trainable_learning_rate": max(trainable) if trainable else None,
-        **{f"final_loss_at_lr_{r['learning_rate']:g}": r["final_train_loss"] for r in rows},
-      }
-    )
-  return ExperimentResults(table, history, _summarize(table, config))
-
-
-def _summarize(table: list[dict], config: ml_collections.ConfigDict) -> dict:
-  plain, normed = table
-  rates = (plain["max_trainable_learning_rate"], normed["max_trainable_learning_rate"])
-  return {
-    "percentile_drift_ratio": plain["mean_percentile_drift"] / normed["mean_percentile_drift"],
-    "percentile_drift": {
-      "plain": plain["mean_percentile_drift"],
-      "batchnorm": normed["mean_percentile_drift"],
-    },
-    "max_lr_ratio": rates[1] / rates[0] if None not in rates else None,
-    "max_trainable_learning_rate": {"plain": rates[0], "batchnorm": rates[1]},
-    "max_lr_at_grid_edge": rates[1] == max(config.learning_rates),
-  }
-
-
-def plot(out_dir: Path) -> list[Path]:
-  """The unit's input percentiles through training, and final loss vs learning rate."""
-  table = read_csv(out_dir / "results.csv")
-  figures = [
-    report.line_plot(
-      read_curves(out_dir / "history.csv", "unit_input_percentile"),
-      out_dir / "unit_input_percentiles.png",
-      title="15/50/85th percentiles of a last-layer sigmoid's input (held-out)",
-      xlabel="step",
-      ylabel="input of the sigmoid",
-    )
-  ]
-  losses = {}
-  for row in table:
-    keys = [k for k in row if k.startswith("final_loss_at_lr_")]
-    losses[row["member"]] = (
-      [float(k.removeprefix("final_loss_at_lr_")) for k in keys],
-      [row[k] for k in keys],
-    )
-  figures.append(
-    report.line_plot(
-      losses,
-      out_dir / "final_loss_vs_learning_rate.png",
-      title="final training NLL vs learning rate",
-      xlabel="learning rate",
-      ylabel="final training NLL",
-      logx=True,
-      logy=True,
-    )
-  )
-  return figures

@@ -17,6 +17,7 @@ at the start), with `peak_grad_norm_growth` and its epoch, and `curvature_term_r
 gᵀg at the start and the end: above 1 the second-order term outweighs the first-order decrease).
 """
 
+import functools
 from pathlib import Path
 
 import jax
@@ -24,95 +25,155 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxopt_study import data as data_lib
-from jaxopt_study import hessian, optim, report, train
-from jaxopt_study.lab import landscape
-from jaxopt_study.results import ExperimentResults, RunDir, member_arrays, read_csv
+from jaxopt_study import hessian, optim, report, train, validate
+from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.lab import landscape, trained_mlp
+from jaxopt_study.lab.curves import history_curves
+from jaxopt_study.results import history_rows, member_arrays, read_csv
 
-TITLE = "Chapter 8.2.1, Fig. 8.1: the gradient norm grows while the error falls?"
-SECTION = "8.2.1"
-DESCRIPTION = (
-  "An MLP on scikit-learn's digits trained by SGD at a constant learning rate; after every "
-  "epoch the full-batch gradient norm ‖g‖, gᵀg and gᵀHg (one Hessian-vector product) and the "
-  "held-out 0-1 error. The book's Fig. 8.1 (a convolutional net on a detection task that it never "
-  "fits) shows ‖g‖ growing throughout training. On digits an MLP fits the training set and the "
-  "cross-entropy gradient eventually vanishes, so ‖g‖ can only grow in a window. Here the net "
-  "starts from small weights (init_scale 0.1, near the saddle at the origin, §8.2.3) where ‖g‖ "
-  "is small: over the quick config's 20 epochs ‖g‖ grows about 6× and gᵀHg about 300× while the "
-  "held-out error falls from 0.94 to 0.12, as in the book. It does not last: in the full config "
-  "(100 epochs, width 64) ‖g‖ peaks at about 14× its start near epoch 8 and ends at 0.4× as the "
-  "net fits the data (held-out error 0.05), and gᵀHg starts negative there (θ₀ lies on a "
-  "direction of negative curvature of the saddle), so its growth ratio is negative. From the "
-  "usual Glorot scale (init_scale 1) the initial ‖g‖ is the largest of the run (0.004× at the "
-  "end of 100 epochs): Fig. 8.1's growth is not what a digits MLP does from a standard start."
-)
-PUBLISHED = {
-  "grad_norm_growth": "> 1: ‖g‖ grows over training (Goodfellow et al. 2016, Fig. 8.1)",
-  "error_drop": "> 0: the classification error falls meanwhile (Fig. 8.1, right)",
-  "gHg_growth": "> 10: 'gᵀHg grows by more than an order of magnitude' while ‖g‖ does not shrink "
-  "(Goodfellow et al. 2016, §8.2.1)",
-}
 MEMBER = "sgd"
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field, before any compilation."""
-  landscape.check_digits_config(config)
-  landscape.require_positive_int(config, "epochs")
-  if config.optimizer.name not in optim.OPTIMIZERS:
-    raise ValueError(
-      f"optimizer.name={config.optimizer.name!r}: one of {', '.join(sorted(optim.OPTIMIZERS))}"
+class Fig81GradientNorm(Experiment):
+  """SGD on a digits MLP, epoch by epoch: ‖g‖, gᵀg, gᵀHg and the held-out error."""
+
+  NAME = "fig8_1_gradient_norm"
+  TITLE = "Chapter 8.2.1, Fig. 8.1: the gradient norm grows while the error falls?"
+  SECTION = "8.2.1"
+  DESCRIPTION = (
+    "An MLP on scikit-learn's digits trained by SGD at a constant learning rate; after every "
+    "epoch the full-batch gradient norm ‖g‖, gᵀg and gᵀHg (one Hessian-vector product) and the "
+    "held-out 0-1 error. The book's Fig. 8.1 (a convolutional net on a detection task that it "
+    "never fits) shows ‖g‖ growing throughout training. On digits an MLP fits the training set "
+    "and the cross-entropy gradient eventually vanishes, so ‖g‖ can only grow in a window. Here "
+    "the net starts from small weights (init_scale 0.1, near the saddle at the origin, §8.2.3) "
+    "where ‖g‖ is small: over the quick config's 20 epochs ‖g‖ grows about 6× and gᵀHg about "
+    "300× while the held-out error falls from 0.94 to 0.12, as in the book. It does not last: in "
+    "the full config (100 epochs, width 64) ‖g‖ peaks at about 14× its start near epoch 8 and "
+    "ends at 0.4× as the net fits the data (held-out error 0.05), and gᵀHg starts negative there "
+    "(θ₀ lies on a direction of negative curvature of the saddle), so its growth ratio is "
+    "negative. From the usual Glorot scale (init_scale 1) the initial ‖g‖ is the largest of the "
+    "run (0.004× at the end of 100 epochs): Fig. 8.1's growth is not what a digits MLP does from "
+    "a standard start."
+  )
+  PUBLISHED = {
+    "grad_norm_growth": "> 1: ‖g‖ grows over training (Goodfellow et al. 2016, Fig. 8.1)",
+    "error_drop": "> 0: the classification error falls meanwhile (Fig. 8.1, right)",
+    "gHg_growth": "> 10: 'gᵀHg grows by more than an order of magnitude' while ‖g‖ does not "
+    "shrink (Goodfellow et al. 2016, §8.2.1)",
+  }
+  FIELDS = {
+    "epochs": validate.require_positive_int,
+    "learning_rate": validate.require_positive,
+    "optimizer.name": functools.partial(validate.require_choice, choices=sorted(optim.OPTIMIZERS)),
+  }
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    landscape.check_digits_config(config)
+    make_optimizer(config)
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """Trains epoch by epoch, measuring ‖g‖, gᵀg, gᵀHg and the errors after each epoch."""
+    record, arrays = members.get(MEMBER, functools.partial(train_by_epochs, config))
+    return Results([record["row"]], record["history"], arrays)
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    def curve(metric: str) -> list[float]:
+      return history_curves(results.history, metric)[MEMBER][1]
+
+    norms, errors, g_dot_g, g_hess_g = map(
+      curve, ("grad_norm", "test_error", "g_dot_g", "g_hess_g")
     )
-  if not isinstance(config.learning_rate, float) or not config.learning_rate > 0:
-    raise ValueError(f"learning_rate={config.learning_rate!r}: must be a float > 0")
-  _optimizer(config)
+    peak = int(np.argmax(norms))
+
+    def curvature_term_ratio(at: int) -> float:  # ½ ε² gᵀHg / (ε gᵀg), the two terms of eq. 4.9
+      return 0.5 * config.learning_rate * g_hess_g[at] / g_dot_g[at]
+
+    return {
+      "grad_norm_growth": norms[-1] / norms[0],
+      "error_drop": errors[0] - errors[-1],
+      "gHg_growth": g_hess_g[-1] / g_hess_g[0],
+      "gTg_growth": g_dot_g[-1] / g_dot_g[0],
+      "peak_grad_norm_growth": float(norms[peak] / norms[0]),
+      "peak_epoch": peak,
+      "curvature_term_ratio": {"start": curvature_term_ratio(0), "end": curvature_term_ratio(-1)},
+      "initial_g_hess_g": g_hess_g[0],
+      "final_g_hess_g": g_hess_g[-1],
+      "initial_grad_norm": norms[0],
+      "final_grad_norm": norms[-1],
+      "initial_test_error": errors[0],
+      "final_test_error": errors[-1],
+      "final_train_loss": curve("train_loss")[-1],
+    }
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """Fig. 8.1's two panels (‖g‖ and the held-out error per epoch) and gᵀg, gᵀHg, from
+    history."""
+    rows = read_csv(out_dir / "history.csv")
+    panels = (  # file, {label: metric}, title, ylabel, logy
+      (
+        "grad_norm",
+        {"‖g‖ (full batch)": "grad_norm"},
+        "gradient norm per epoch (Fig. 8.1, left)",
+        "‖∇L‖",
+        True,
+      ),
+      (
+        "error",
+        {"held-out": "test_error", "training": "train_error"},
+        "0-1 error per epoch (Fig. 8.1, right)",
+        "0-1 error",
+        False,
+      ),
+      (
+        "curvature",
+        {"gᵀg": "g_dot_g", "gᵀHg": "g_hess_g"},
+        "first- and second-order terms along the gradient (§8.2.1)",
+        "value",
+        True,
+      ),
+    )
+    return [
+      report.line_plot(
+        {label: history_curves(rows, metric)[MEMBER] for label, metric in lines.items()},
+        out_dir / f"{png}.png",
+        title=title,
+        xlabel="epoch",
+        ylabel=ylabel,
+        logy=logy,
+      )
+      for png, lines, title, ylabel, logy in panels
+    ]
 
 
-def _optimizer(config: ml_collections.ConfigDict):
+def make_optimizer(config: ml_collections.ConfigDict):
+  """`optim.OPTIMIZERS[config.optimizer.name]` at the config's learning rate and hyperparameters.
+
+  Raises:
+    ValueError: a hyperparameter the optimizer refuses or does not take, naming `optimizer`.
+  """
   hyper = config.optimizer.to_dict()
   name = hyper.pop("name")
   try:
     return optim.OPTIMIZERS[name](learning_rate=config.learning_rate, **hyper)
   except (TypeError, ValueError) as error:
-    raise ValueError(f"optimizer: {error}") from error
+    raise ValueError(f"fig8_1_gradient_norm: optimizer: {error}") from error
 
 
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """Trains epoch by epoch, measuring ‖g‖, gᵀg, gᵀHg and the errors after each epoch."""
-  check(config)
-  member = run_dir.load_member(MEMBER) if run_dir else None
-  if member is None:
-    member, arrays = _train(config)
-    if run_dir:
-      run_dir.save_member(MEMBER, member, arrays)
-  else:
-    arrays = run_dir.load_member_arrays(MEMBER)
-  per_epoch = member["per_epoch"]
-  history = [
-    {"member": MEMBER, "step": row["epoch"], "metric": name, "value": value}
-    for row in per_epoch
-    for name, value in row.items()
-    if name != "epoch"
-  ]
-  summary = _summarize(per_epoch, config.learning_rate)
-  table = [{"member": MEMBER, "learning_rate": config.learning_rate, **per_epoch[-1]}]
-  return ExperimentResults(table, history, summary, arrays)
-
-
-def _train(config: ml_collections.ConfigDict) -> tuple[dict, dict]:
-  data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
+def train_by_epochs(config: ml_collections.ConfigDict) -> tuple[dict, dict]:
+  """SGD by `train.make_train_loop`, one scan over epochs: after each epoch the loop's own
+  full-batch evaluation, then gᵀg and gᵀHg at θ (the measurements need every epoch's θ, which
+  `train.train` does not return)."""
+  data = trained_mlp.load_data(config)
   model = landscape.build_digits_mlp(config, config.seed)
   loop = train.make_train_loop(
-    model, _optimizer(config), batch_size=config.batch_size, sampling=config.sampling
+    model, make_optimizer(config), batch_size=config.batch_size, sampling=config.sampling
   )
   steps_per_epoch = data.x_train.shape[0] // config.batch_size
   key = jax.random.key(config.seed)
   loss_fn = landscape.full_batch_loss(model)
 
   def epoch(state: train.TrainState, num_steps: jax.Array):
-    # `num_steps` steps, the loop's own full-batch evaluation, then gᵀg and gᵀHg at θ.
     state, metrics = loop.run(state, data, key, None, num_steps[None])
     curvature = hessian.curvature_along_gradient(loss_fn, state.params, data.x_train, data.y_train)
     return state, {
@@ -126,72 +187,7 @@ def _train(config: ml_collections.ConfigDict) -> tuple[dict, dict]:
   state, records = jax.jit(lambda state: jax.lax.scan(epoch, state, jnp.asarray(lengths)))(
     loop.init(model.params, model.model_state)
   )
-  records = {name: np.asarray(values) for name, values in records.items()}
-  per_epoch = [
-    {"epoch": i, **{name: float(values[i]) for name, values in records.items()}}
-    for i in range(config.epochs + 1)
-  ]
-  return {"per_epoch": per_epoch}, member_arrays(MEMBER, state.params, state.model_state)
-
-
-def _summarize(per_epoch: list[dict], learning_rate: float) -> dict:
-  first, last = per_epoch[0], per_epoch[-1]
-  norms = np.asarray([row["grad_norm"] for row in per_epoch])
-  peak = int(np.argmax(norms))
-
-  def curvature_term_ratio(row: dict) -> float:  # ½ ε² gᵀHg / (ε gᵀg), the two terms of eq. 4.9
-    return 0.5 * learning_rate * row["g_hess_g"] / row["g_dot_g"]
-
-  return {
-    "grad_norm_growth": last["grad_norm"] / first["grad_norm"],
-    "error_drop": first["test_error"] - last["test_error"],
-    "gHg_growth": last["g_hess_g"] / first["g_hess_g"],
-    "gTg_growth": last["g_dot_g"] / first["g_dot_g"],
-    "peak_grad_norm_growth": float(norms[peak] / norms[0]),
-    "peak_epoch": peak,
-    "curvature_term_ratio": {
-      "start": curvature_term_ratio(first),
-      "end": curvature_term_ratio(last),
-    },
-    "initial_g_hess_g": first["g_hess_g"],
-    "final_g_hess_g": last["g_hess_g"],
-    "initial_grad_norm": first["grad_norm"],
-    "final_grad_norm": last["grad_norm"],
-    "initial_test_error": first["test_error"],
-    "final_test_error": last["test_error"],
-    "final_train_loss": last["train_loss"],
-  }
-
-
-def plot(out_dir: Path) -> list[Path]:
-  """Fig. 8.1's two panels (‖g‖ and the held-out error per epoch) and gᵀg, gᵀHg, from history."""
-  curves: dict[str, tuple[list, list]] = {}
-  for row in read_csv(out_dir / "history.csv"):
-    epochs, values = curves.setdefault(row["metric"], ([], []))
-    epochs.append(row["step"])
-    values.append(row["value"])
-  return [
-    report.line_plot(
-      {"‖g‖ (full batch)": curves["grad_norm"]},
-      out_dir / "grad_norm.png",
-      title="gradient norm per epoch (Fig. 8.1, left)",
-      xlabel="epoch",
-      ylabel="‖∇L‖",
-      logy=True,
-    ),
-    report.line_plot(
-      {"held-out": curves["test_error"], "training": curves["train_error"]},
-      out_dir / "error.png",
-      title="0-1 error per epoch (Fig. 8.1, right)",
-      xlabel="epoch",
-      ylabel="0-1 error",
-    ),
-    report.line_plot(
-      {"gᵀg": curves["g_dot_g"], "gᵀHg": curves["g_hess_g"]},
-      out_dir / "curvature.png",
-      title="first- and second-order terms along the gradient (§8.2.1)",
-      xlabel="epoch",
-      ylabel="value",
-      logy=True,
-    ),
-  ]
+  last = {name: float(values[-1]) for name, values in records.items()}
+  row = {"member": MEMBER, "learning_rate": config.learning_rate, "epoch": config.epochs, **last}
+  history = history_rows(MEMBER, {"step": np.arange(config.epochs + 1), **records})
+  return {"row": row, "history": history}, member_arrays(MEMBER, state.params, state.model_state)

@@ -10,11 +10,12 @@ Saddle-free Newton, Δθ = −(|H| + λI)⁻¹g, moves away along those directio
 Two problems:
 
 * f(x, y) = x² + y⁴/4 − y²/2, saddle at (0, 0) with curvatures 2 and −1, minima (0, ±1) with
-  f = −1/4, from near the saddle (`toy.start`): `optim.sgd` (exact gradients), `optim.newton`
-  with ``indefinite="solve"`` (the textbook step of eq. 8.28, which the library's default
-  ``"shift"`` would replace by a descent step) and `optim.saddle_free_newton` (exact |H|). A run
-  has escaped once |y| ≥ `toy.escape_radius` (its distance from the saddle's stable manifold
-  y = 0); where each run ends is classified by `hessian.classify`.
+  f = −1/4, from near the saddle (`toy.start`), by `train.descend`: `optim.sgd` (exact
+  gradients), `optim.newton` with ``indefinite="solve"`` (the textbook step of eq. 8.28, which
+  the library's default ``"shift"`` would replace by a descent step) and
+  `optim.saddle_free_newton` (exact |H|). A run has escaped once |y| ≥ `toy.escape_radius` (its
+  distance from the saddle's stable manifold y = 0); where each run ends is classified by
+  `hessian.classify`.
 * A tanh autoencoder x → W₂ tanh(W₁x + b₁) + b₂ of digits (Dauphin et al. 2014, Fig. 4, on
   MNIST, in spirit), small enough for a dense Hessian at every step, in float64, started from
   small weights near the saddle at the origin and trained by minibatch SGD and by full-batch
@@ -29,6 +30,7 @@ autoencoder, `autoencoder_final_loss_by_method`, `final_index_by_method`,
 `final_grad_norm_by_method`, `final_kind_by_method`, `num_params`.
 """
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -40,46 +42,168 @@ import numpy as np
 import optax
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import hessian, losses, models, optim, report, train
-from jaxopt_study.results import (
-  ExperimentResults,
-  RunDir,
-  history_rows,
-  member_arrays,
-  read_csv,
-)
+from jaxopt_study import hessian, losses, models, optim, report, train, validate
+from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.lab import trained_mlp
+from jaxopt_study.lab.curves import history_curves
+from jaxopt_study.results import history_rows, member_arrays, read_csv
 
-TITLE = "Chapter 8.2.3 / 8.6.1: Newton is attracted to saddles, saddle-free Newton escapes"
-SECTION = "8.2.3"
-DESCRIPTION = (
-  "Left: f(x, y) = x² + y⁴/4 − y²/2 from near its saddle (0, 0): the textbook Newton step "
-  "(eq. 8.28, H solved as it is) jumps onto the saddle, saddle-free Newton (Dauphin et al. 2014, "
-  "|H| = V|Λ|Vᵀ) leaves it along the negative curvature and ends at a minimum (0, ±1), gradient "
-  "descent leaves it too but only geometrically, by the factor 1 + ε|λ_min| per step. Right: a "
-  "small tanh autoencoder of digits from small weights (near the saddle at the origin), trained "
-  "by minibatch SGD and by full-batch damped Newton and saddle-free Newton with the exact "
-  "Hessian; the index is the fraction of negative Hessian eigenvalues (exact spectrum) along "
-  "each run. Dauphin et al. show this on MNIST with far larger nets. At the quick scale (16-4-16, "
-  "N = 148, 20 steps) it reproduces: saddle-free Newton ends lower (1.53 vs 3.89) at a smaller "
-  "index (0.014 vs 0.22). At the full scale (64-8-64, N = 1096, 100 steps, λ = 0.1 fixed) it "
-  "does not: Newton still stops at a larger index (0.20 vs 0.15) but saddle-free Newton, "
-  "without the line search over λ of Dauphin et al., oscillates between losses 23 and 30 and "
-  "ends at 25.2, above Newton's 24.1 and SGD's 17.1."
-)
-PUBLISHED = {
-  "newton_final_distance_to_saddle": "→ 0: Newton's method converges to the saddle "
-  "(Goodfellow et al. 2016, §8.2.3; Dauphin et al. 2014, §3)",
-  "sfn_final_kind": "minimum: saddle-free Newton is repelled by saddles (Dauphin et al. 2014, §5)",
-  "sgd_steps_to_escape": "more than saddle-free Newton's: gradient descent escapes, slowly "
-  "(Dauphin et al. 2014, Fig. 4; Goodfellow et al. 2016, §8.2.3)",
-  "autoencoder_final_loss_by_method": "saddle-free Newton < damped Newton, and below SGD's "
-  "plateau (Dauphin et al. 2014, Fig. 4, deep autoencoder on MNIST)",
-  "final_index_by_method": "Newton stops at points of larger index than saddle-free Newton "
-  "(Dauphin et al. 2014, Fig. 4 / §7)",
-}
-TOY_METHODS = ("sgd", "newton", "saddle_free_newton")
-AE_METHODS = ("sgd", "newton", "saddle_free_newton")
+METHODS = ("sgd", "newton", "saddle_free_newton")
 MINIMA = np.asarray([[0.0, 1.0], [0.0, -1.0]])
+
+
+def choice(*choices: Any) -> validate.Rule:
+  """The rule that a config field is one of `choices`."""
+  return functools.partial(validate.require_choice, choices=list(choices))
+
+
+class SaddlesNewton(Experiment):
+  """Three methods from near a saddle: a 2-D function and a small digits autoencoder."""
+
+  NAME = "saddles_newton"
+  TITLE = "Chapter 8.2.3 / 8.6.1: Newton is attracted to saddles, saddle-free Newton escapes"
+  SECTION = "8.2.3"
+  DESCRIPTION = (
+    "Left: f(x, y) = x² + y⁴/4 − y²/2 from near its saddle (0, 0): the textbook Newton step "
+    "(eq. 8.28, H solved as it is) jumps onto the saddle, saddle-free Newton (Dauphin et al. "
+    "2014, |H| = V|Λ|Vᵀ) leaves it along the negative curvature and ends at a minimum (0, ±1), "
+    "gradient descent leaves it too but only geometrically, by the factor 1 + ε|λ_min| per step. "
+    "Right: a small tanh autoencoder of digits from small weights (near the saddle at the "
+    "origin), trained by minibatch SGD and by full-batch damped Newton and saddle-free Newton "
+    "with the exact Hessian; the index is the fraction of negative Hessian eigenvalues (exact "
+    "spectrum) along each run. Dauphin et al. show this on MNIST with far larger nets. At the "
+    "quick scale (16-4-16, N = 148, 20 steps) it reproduces: saddle-free Newton ends lower (1.53 "
+    "vs 3.89) at a smaller index (0.014 vs 0.22). At the full scale (64-8-64, N = 1096, 100 "
+    "steps, λ = 0.1 fixed) it does not: Newton still stops at a larger index (0.20 vs 0.15) but "
+    "saddle-free Newton, without the line search over λ of Dauphin et al., oscillates between "
+    "losses 23 and 30 and ends at 25.2, above Newton's 24.1 and SGD's 17.1."
+  )
+  PUBLISHED = {
+    "newton_final_distance_to_saddle": "→ 0: Newton's method converges to the saddle "
+    "(Goodfellow et al. 2016, §8.2.3; Dauphin et al. 2014, §3)",
+    "sfn_final_kind": "minimum: saddle-free Newton is repelled by saddles (Dauphin et al. 2014, "
+    "§5)",
+    "sgd_steps_to_escape": "more than saddle-free Newton's: gradient descent escapes, slowly "
+    "(Dauphin et al. 2014, Fig. 4; Goodfellow et al. 2016, §8.2.3)",
+    "autoencoder_final_loss_by_method": "saddle-free Newton < damped Newton, and below SGD's "
+    "plateau (Dauphin et al. 2014, Fig. 4, deep autoencoder on MNIST)",
+    "final_index_by_method": "Newton stops at points of larger index than saddle-free Newton "
+    "(Dauphin et al. 2014, Fig. 4 / §7)",
+  }
+  FIELDS = {
+    "toy.steps": validate.require_positive_int,
+    "toy.escape_radius": validate.require_positive,
+    "toy.sgd.learning_rate": validate.require_positive,
+    "toy.newton.damping": validate.require_non_negative,
+    "toy.saddle_free_newton.damping": validate.require_non_negative,
+    "data.name": choice("digits"),
+    "data.pool": choice(1, 2, 4, 8),
+    "model.depth": choice(1),  # one hidden layer
+    "model.activation": choice("tanh"),
+    "optimizers.sgd.learning_rate": validate.require_positive,
+    **{
+      f"optimizers.{name}.{field}": validate.require_positive_int
+      for name in METHODS
+      for field in ("steps", "eval_every")
+    },
+    "optimizers.newton.damping": validate.require_positive,
+    "optimizers.saddle_free_newton.damping": validate.require_positive,
+  }
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    start = config.toy.start
+    if not isinstance(start, list | tuple) or len(start) != 2 or start[1] == 0:
+      raise ValueError(
+        f"{self.NAME}: toy.start={start!r} must be a pair [x, y] off the saddle's stable "
+        "manifold y = 0"
+      )
+    num_train = trained_mlp.load_data(config).x_train.shape[0]
+    num_examples = config.data.num_examples
+    validate.require_int("data.num_examples", num_examples, self.NAME, low=1, high=num_train)
+    batch_size = config.optimizers.sgd.batch_size
+    field = "optimizers.sgd.batch_size"
+    validate.require_int(field, batch_size, self.NAME, low=1, high=num_examples)
+    inputs = (8 // config.data.pool) ** 2
+    options = trained_mlp.model_options(config)
+    models.build_model(config.model.name, inputs, inputs, seed=config.seed, **options)
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """Runs the three methods on both problems (six short members, kept in the run folder)."""
+    table, history, arrays = [], [], {}
+    with jax.enable_x64(True):
+      autoencoder = Autoencoder(config)
+      jobs = {f"toy-{name}": functools.partial(run_toy, config, name) for name in METHODS}
+      jobs |= {f"ae-{name}": functools.partial(autoencoder.run, name) for name in METHODS}
+      for member, job in jobs.items():
+        record, member_params = members.get(member, job)
+        table.append(record["row"])
+        history.extend(record["history"])
+        arrays.update(member_params)
+    return Results(table, history, arrays)
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    toy = {r["method"]: r for r in results.table if r["problem"] == "toy"}
+    ae = {r["method"]: r for r in results.table if r["problem"] == "autoencoder"}
+    sfn = toy["saddle_free_newton"]
+    return {
+      "newton_final_point": [toy["newton"]["final_x"], toy["newton"]["final_y"]],
+      "newton_final_distance_to_saddle": toy["newton"]["distance_to_saddle"],
+      "newton_final_kind": toy["newton"]["final_kind"],
+      "sfn_final_point": [sfn["final_x"], sfn["final_y"]],
+      "sfn_final_kind": sfn["final_kind"],
+      "sfn_final_distance_to_minimum": sfn["distance_to_minimum"],
+      "sgd_final_kind": toy["sgd"]["final_kind"],
+      "steps_to_escape_by_method": {m: r["steps_to_escape"] for m, r in toy.items()},
+      "sgd_steps_to_escape": toy["sgd"]["steps_to_escape"],
+      "sfn_steps_to_escape": sfn["steps_to_escape"],
+      "num_params": next(iter(ae.values()))["num_params"],
+      "autoencoder_final_loss_by_method": {m: r["final_loss"] for m, r in ae.items()},
+      "final_index_by_method": {m: r["final_index"] for m, r in ae.items()},
+      "final_grad_norm_by_method": {m: r["final_grad_norm"] for m, r in ae.items()},
+      "final_kind_by_method": {m: r["final_kind"] for m, r in ae.items()},
+    }
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """Draws the figures from the saved `history.csv`."""
+    rows = read_csv(out_dir / "history.csv")
+
+    def curves(problem: str, metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+      """method -> (steps, values) of `metric` for the members of `problem` ("toy" or "ae")."""
+      return {
+        member.split("-", 1)[1]: (np.asarray(steps), np.asarray(values))
+        for member, (steps, values) in history_curves(rows, metric).items()
+        if member.startswith(f"{problem}-")
+      }
+
+    toy_loss = {m: (steps, values + 0.25) for m, (steps, values) in curves("toy", "loss").items()}
+    figures = [
+      trajectories_plot(curves("toy", "x"), curves("toy", "y"), out_dir / "toy_trajectories.png"),
+      report.line_plot(
+        toy_loss,
+        out_dir / "toy_loss.png",
+        title="f(x, y) − f* on x² + y⁴/4 − y²/2 (saddle at f − f* = 1/4)",
+        xlabel="step",
+        ylabel="f − f*",
+        logy=True,
+      ),
+    ]
+    for metric, ylabel, logy in (
+      ("train_loss", "training loss ½‖x̂ − x‖² (full batch)", True),
+      ("index", "index (fraction of negative eigenvalues)", False),
+      ("grad_norm", "‖∇L‖ (full batch)", True),
+    ):
+      figures.append(
+        report.line_plot(
+          {m: (steps + 1, values) for m, (steps, values) in curves("ae", metric).items()},
+          out_dir / f"autoencoder_{metric}.png",
+          title=f"tanh autoencoder of digits: {metric}",
+          xlabel="step + 1",
+          ylabel=ylabel,
+          logx=True,
+          logy=logy,
+        )
+      )
+    return figures
 
 
 def saddle_function(x: Any, y: Any) -> Any:
@@ -87,17 +211,12 @@ def saddle_function(x: Any, y: Any) -> Any:
   return x**2 + y**4 / 4 - y**2 / 2
 
 
-def _toy_loss(params: jax.Array) -> jax.Array:
+def toy_loss(params: jax.Array) -> jax.Array:
   return saddle_function(params[0], params[1])
 
 
-def _toy_optimizer(name: str, hyper: dict) -> optax.GradientTransformation:
-  if name == "newton":
-    return optim.newton(damping=hyper["damping"], indefinite="solve")
-  return {"sgd": optim.sgd, "saddle_free_newton": optim.saddle_free_newton}[name](**hyper)
-
-
-def _ae_optimizer(name: str, hyper: dict) -> optax.GradientTransformation:
+def optimizer(name: str, hyper: dict) -> optax.GradientTransformation:
+  """`name` of `METHODS` with the config's hyperparameters; Newton solves with H as it is."""
   if name == "sgd":
     return optim.sgd(hyper["learning_rate"])
   if name == "newton":
@@ -105,131 +224,32 @@ def _ae_optimizer(name: str, hyper: dict) -> optax.GradientTransformation:
   return optim.saddle_free_newton(damping=hyper["damping"])
 
 
-def _require(condition: bool, field: str, value: Any, must: str) -> None:
-  if not condition:
-    raise ValueError(f"{field}={value!r}: must be {must}")
-
-
-def _is_int(value: Any, low: int = 1) -> bool:
-  return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _is_float(value: Any, low: float, strict: bool) -> bool:
-  number = isinstance(value, int | float) and not isinstance(value, bool)
-  return number and (value > low if strict else value >= low)
-
-
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field, before any data is loaded or compiled."""
-  toy = config.toy
-  start = toy.start
-  _require(isinstance(start, list | tuple) and len(start) == 2, "toy.start", start, "a pair [x, y]")
-  _require(start[1] != 0, "toy.start", start, "off the stable manifold y = 0 of the saddle")
-  _require(_is_int(toy.steps), "toy.steps", toy.steps, "an integer ≥ 1")
-  _require(_is_float(toy.escape_radius, 0, True), "toy.escape_radius", toy.escape_radius, "> 0")
-  _require(
-    _is_float(toy.sgd.learning_rate, 0, True),
-    "toy.sgd.learning_rate",
-    toy.sgd.learning_rate,
-    "> 0",
-  )
-  for name in ("newton", "saddle_free_newton"):
-    damping = toy[name].damping
-    _require(_is_float(damping, 0, False), f"toy.{name}.damping", damping, "≥ 0")
-  _require(config.data.name == "digits", "data.name", config.data.name, "'digits'")
-  num_train = data_lib.load_digits(config.data.test_fraction, config.data.split_seed).x_train.shape[
-    0
-  ]
-  num_examples = config.data.num_examples
-  _require(
-    _is_int(num_examples) and num_examples <= num_train,
-    "data.num_examples",
-    num_examples,
-    f"an integer in [1, {num_train}]",
-  )
-  _require(config.data.pool in (1, 2, 4, 8), "data.pool", config.data.pool, "1, 2, 4 or 8")
-  _require(config.model.depth == 1, "model.depth", config.model.depth, "1 (one hidden layer)")
-  _require(config.model.activation == "tanh", "model.activation", config.model.activation, "tanh")
-  inputs = (8 // config.data.pool) ** 2
-  models.build_model(config.model.name, inputs, inputs, seed=config.seed, **_model_options(config))
-  for name in AE_METHODS:
-    _require(name in config.optimizers, "optimizers", list(config.optimizers), f"to have {name}")
-    hyper = config.optimizers[name]
-    for field in ("steps", "eval_every"):
-      _require(_is_int(hyper[field]), f"optimizers.{name}.{field}", hyper[field], "an integer ≥ 1")
-    if name == "sgd":
-      rate, batch = hyper.learning_rate, hyper.batch_size
-      _require(_is_float(rate, 0, True), "optimizers.sgd.learning_rate", rate, "> 0")
-      _require(
-        _is_int(batch) and batch <= num_examples,
-        "optimizers.sgd.batch_size",
-        batch,
-        f"an integer in [1, data.num_examples={num_examples}]",
-      )
-    else:
-      damping = hyper.damping
-      _require(_is_float(damping, 0, True), f"optimizers.{name}.damping", damping, "> 0")
-
-
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """Runs the three methods on both problems (finished members kept in `run_dir`)."""
-  del progress  # six short members: no progress bar
-  check(config)
-  table, history, arrays = [], [], {}
-  with jax.enable_x64(True):
-    jobs = [(f"toy-{name}", lambda n=name: _run_toy(config, n)) for name in TOY_METHODS]
-    autoencoder = _Autoencoder(config)
-    jobs += [(f"ae-{name}", lambda n=name: autoencoder.run(n)) for name in AE_METHODS]
-    for member, job in jobs:
-      saved = run_dir.load_member(member) if run_dir else None
-      if saved is None:
-        saved, member_params = job()
-        if run_dir:
-          run_dir.save_member(member, saved, member_params)
-      else:
-        member_params = run_dir.load_member_arrays(member)
-      table.append(saved["row"])
-      history.extend(saved["history"])
-      arrays.update(member_params)
-  return ExperimentResults(table, history, _summarize(table), arrays)
-
-
-def _escape_step(ys: np.ndarray, radius: float) -> int | None:
+def escape_step(ys: np.ndarray, radius: float) -> int | None:
   """The first step k with |y_k| ≥ radius, or None."""
   escaped = np.flatnonzero(np.abs(ys) >= radius)
   return int(escaped[0]) if escaped.size else None
 
 
-def _run_toy(config: ml_collections.ConfigDict, name: str) -> tuple[dict, dict]:
-  """One method on the 2-D function: every iterate, and the kind of its last point."""
+def run_toy(config: ml_collections.ConfigDict, name: str) -> tuple[dict, dict]:
+  """One method on the 2-D function (full-batch `train.descend`): every iterate, and the kind of
+  its last point."""
   toy = config.toy
-  tx = optax.with_extra_args_support(_toy_optimizer(name, toy[name].to_dict()))
-
-  def step(carry, _):
-    params, state = carry
-    value, grad = jax.value_and_grad(_toy_loss)(params)
-    updates, state = tx.update(grad, state, params, value=value, grad=grad, value_fn=_toy_loss)
-    params = optax.apply_updates(params, updates)
-    return (params, state), params
-
+  tx = optimizer(name, toy[name].to_dict())
   start = jnp.asarray(toy.start, jnp.float64)
-  _, path = jax.jit(lambda p: jax.lax.scan(step, (p, tx.init(p)), length=toy.steps))(start)
-  points = np.concatenate([np.asarray(start)[None], np.asarray(path)])
+  descent = jax.jit(
+    lambda p: train.descend(toy_loss, p, tx, steps=toy.steps, record=lambda params, _: params)
+  )(start)
+  points = np.asarray(descent.records)
   losses_along = np.asarray(saddle_function(points[:, 0], points[:, 1]))
   final = points[-1]
-  verdict = hessian.classify(_toy_loss, jnp.asarray(final))
+  verdict = hessian.classify(toy_loss, jnp.asarray(final))
   member = f"toy-{name}"
-  rows = history_rows(
-    member,
-    {
-      "step": np.arange(points.shape[0]),
-      "x": points[:, 0],
-      "y": points[:, 1],
-      "loss": losses_along,
-    },
-  )
+  curves = {
+    "step": np.arange(points.shape[0]),
+    "x": points[:, 0],
+    "y": points[:, 1],
+    "loss": losses_along,
+  }
   row = {
     "member": member,
     "problem": "toy",
@@ -243,19 +263,19 @@ def _run_toy(config: ml_collections.ConfigDict, name: str) -> tuple[dict, dict]:
     "final_y": float(final[1]),
     "distance_to_saddle": float(np.linalg.norm(final)),
     "distance_to_minimum": float(np.min(np.linalg.norm(MINIMA - final, axis=1))),
-    "steps_to_escape": _escape_step(points[:, 1], toy.escape_radius),
+    "steps_to_escape": escape_step(points[:, 1], toy.escape_radius),
   }
-  return {"row": row, "history": rows}, {}
+  return {"row": row, "history": history_rows(member, curves)}, {}
 
 
-class _Autoencoder:
+class Autoencoder:
   """The digits autoencoder problem: its data, model and full-batch loss (float64)."""
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
-    digits = data_lib.load_digits(config.data.test_fraction, config.data.split_seed, jnp.float64)
-    self.x = _pool(digits.x_train[: config.data.num_examples], config.data.pool)
-    x_test = _pool(digits.x_test, config.data.pool)
+    digits = trained_mlp.load_data(config, jnp.float64)
+    self.x = pool(digits.x_train[: config.data.num_examples], config.data.pool)
+    x_test = pool(digits.x_test, config.data.pool)
     self.data = data_lib.Dataset(self.x, self.x, x_test, x_test)  # targets = inputs
     inputs = self.x.shape[1]
     self.model = models.functional(
@@ -265,7 +285,7 @@ class _Autoencoder:
         inputs,
         seed=config.seed,
         param_dtype=jnp.float64,
-        **_model_options(config),
+        **trained_mlp.model_options(config),
       )
     )
 
@@ -275,11 +295,16 @@ class _Autoencoder:
     return losses.mean_squared_error(outputs, x)
 
   def run(self, name: str) -> tuple[dict, dict]:
-    """Trains with one method, in segments of `eval_every` steps; the index after each."""
+    """Trains with one method, in segments of `eval_every` steps; the index after each.
+
+    `train.make_train_loop` in segments (one minibatch order and optimizer state throughout):
+    the exact spectrum between segments needs the parameters reached, which `train.train` does
+    not return.
+    """
     hyper = self.config.optimizers[name].to_dict()
     batch_size = hyper.get("batch_size", self.x.shape[0])  # Newton methods: full batch
     loop = train.make_train_loop(
-      self.model, _ae_optimizer(name, hyper), batch_size=batch_size, loss="mse"
+      self.model, optimizer(name, hyper), batch_size=batch_size, loss="mse"
     )
     segment = jax.jit(loop.run)
     key = jax.random.key(self.config.seed)
@@ -314,100 +339,24 @@ class _Autoencoder:
     return {"row": row, "history": history_rows(member, curves)}, arrays
 
 
-def _pool(x: jax.Array, factor: int) -> jax.Array:
+def pool(x: jax.Array, factor: int) -> jax.Array:
   """Average-pools flattened 8×8 images by `factor` (1: unchanged)."""
   side = 8 // factor
   return x.reshape(x.shape[0], side, factor, side, factor).mean(axis=(2, 4)).reshape(x.shape[0], -1)
 
 
-def _model_options(config: ml_collections.ConfigDict) -> dict:
-  options = config.model.to_dict()
-  del options["name"]
-  return options
-
-
-def _summarize(table: list[dict]) -> dict:
-  toy = {r["method"]: r for r in table if r["problem"] == "toy"}
-  ae = {r["method"]: r for r in table if r["problem"] == "autoencoder"}
-  return {
-    "newton_final_point": [toy["newton"]["final_x"], toy["newton"]["final_y"]],
-    "newton_final_distance_to_saddle": toy["newton"]["distance_to_saddle"],
-    "newton_final_kind": toy["newton"]["final_kind"],
-    "sfn_final_point": [toy["saddle_free_newton"]["final_x"], toy["saddle_free_newton"]["final_y"]],
-    "sfn_final_kind": toy["saddle_free_newton"]["final_kind"],
-    "sfn_final_distance_to_minimum": toy["saddle_free_newton"]["distance_to_minimum"],
-    "sgd_final_kind": toy["sgd"]["final_kind"],
-    "steps_to_escape_by_method": {m: r["steps_to_escape"] for m, r in toy.items()},
-    "sgd_steps_to_escape": toy["sgd"]["steps_to_escape"],
-    "sfn_steps_to_escape": toy["saddle_free_newton"]["steps_to_escape"],
-    "num_params": next(iter(ae.values()))["num_params"],
-    "autoencoder_final_loss_by_method": {m: r["final_loss"] for m, r in ae.items()},
-    "final_index_by_method": {m: r["final_index"] for m, r in ae.items()},
-    "final_grad_norm_by_method": {m: r["final_grad_norm"] for m, r in ae.items()},
-    "final_kind_by_method": {m: r["final_kind"] for m, r in ae.items()},
-  }
-
-
-def _curves(out_dir: Path) -> dict[str, dict[str, tuple[list, list]]]:
-  """member -> metric -> (steps, values), from `history.csv`."""
-  curves: dict[str, dict[str, tuple[list, list]]] = {}
-  for row in read_csv(out_dir / "history.csv"):
-    steps, values = curves.setdefault(row["member"], {}).setdefault(row["metric"], ([], []))
-    steps.append(row["step"])
-    values.append(row["value"])
-  return curves
-
-
-def plot(out_dir: Path) -> list[Path]:
-  """Draws the figures from the saved `history.csv`."""
-  curves = _curves(out_dir)
-  figures = [_trajectories_plot(curves, out_dir / "toy_trajectories.png")]
-  figures.append(
-    report.line_plot(
-      {m: (c["loss"][0], np.asarray(c["loss"][1]) + 0.25) for m, c in _by_method(curves, "toy")},
-      out_dir / "toy_loss.png",
-      title="f(x, y) − f* on x² + y⁴/4 − y²/2 (saddle at f − f* = 1/4)",
-      xlabel="step",
-      ylabel="f − f*",
-      logy=True,
-    )
-  )
-
-  def shifted(metric: str) -> dict[str, tuple[np.ndarray, list]]:
-    return {m: (np.asarray(c[metric][0]) + 1, c[metric][1]) for m, c in _by_method(curves, "ae")}
-
-  for metric, ylabel, logy in (
-    ("train_loss", "training loss ½‖x̂ − x‖² (full batch)", True),
-    ("index", "index (fraction of negative eigenvalues)", False),
-    ("grad_norm", "‖∇L‖ (full batch)", True),
-  ):
-    figures.append(
-      report.line_plot(
-        shifted(metric),
-        out_dir / f"autoencoder_{metric}.png",
-        title=f"tanh autoencoder of digits: {metric}",
-        xlabel="step + 1",
-        ylabel=ylabel,
-        logx=True,
-        logy=logy,
-      )
-    )
-  return figures
-
-
-def _by_method(curves: dict, problem: str) -> list[tuple[str, dict]]:
-  return [(m.split("-", 1)[1], c) for m, c in curves.items() if m.startswith(f"{problem}-")]
-
-
-def _trajectories_plot(curves: dict, path: Path) -> Path:
-  """Contours of f with each method's iterates, the saddle and the two minima."""
+def trajectories_plot(xs: dict, ys: dict, path: Path) -> Path:
+  """Contours of f with each method's iterates (method -> (steps, values) of x and of y), the
+  saddle and the two minima."""
   fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=110)
-  xs, ys = np.meshgrid(np.linspace(-0.8, 0.8, 201), np.linspace(-1.6, 1.6, 241))
-  contours = ax.contour(xs, ys, saddle_function(xs, ys), levels=np.linspace(-0.25, 1.2, 16))
+  grid_x, grid_y = np.meshgrid(np.linspace(-0.8, 0.8, 201), np.linspace(-1.6, 1.6, 241))
+  contours = ax.contour(
+    grid_x, grid_y, saddle_function(grid_x, grid_y), levels=np.linspace(-0.25, 1.2, 16)
+  )
   ax.clabel(contours, fontsize=6)
   styles = iter([("o", "-", 3), ("s", "--", 6), ("^", ":", 4)])  # Newton's path under the others
-  for (method, c), (marker, line, size) in zip(_by_method(curves, "toy"), styles, strict=False):
-    x, y = np.asarray(c["x"][1]), np.asarray(c["y"][1])
+  for method, (marker, line, size) in zip(xs, styles, strict=False):
+    x, y = xs[method][1], ys[method][1]
     keep = (np.abs(x) < 2) & (np.abs(y) < 2)  # a jump far out stays off the picture
     ax.plot(x[keep], y[keep], marker=marker, ls=line, ms=size, lw=1, label=method, mfc="none")
   ax.plot([0], [0], "kx", ms=9, label="saddle (0, 0)")

@@ -27,101 +27,124 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxopt_study import data as data_lib
-from jaxopt_study import hessian, losses, models, report, results, sweep
+from jaxopt_study import hessian, models, report, results, sweep, validate
+from jaxopt_study.experiment import Experiment, Members, Results
 from jaxopt_study.lab import trained_mlp
 from jaxopt_study.lab.curves import read_curves
-from jaxopt_study.results import ExperimentResults, RunDir
 
-TITLE = "Sharp minima: small vs large minibatches (Keskar et al. 2017)"
-SECTION = "8.1.3"
-DESCRIPTION = (
-  "A digits MLP trained by Adam with a small minibatch and with a large one (about 10% of the "
-  "training set), same initialization and number of steps; at the end, the ε-sharpness of the "
-  "full training NLL (Keskar et al. 2017, maximized by projected sign-gradient ascent in the "
-  "box, a lower bound of their metric), the largest Hessian eigenvalue and the held-out error. "
-  "At this scale the published effect does not reproduce: with the same number of steps the "
-  "large batch (more epochs) reaches a lower training NLL and a flatter point, sharpness and "
-  "λ_max ratios below 1, and the held-out errors differ by a few test examples only. Full "
-  "config (3 seeds, 3,000 steps): sharpness ratio 0.21 (ε = 1e-3) and 0.22 (ε = 5e-4), λ_max "
-  "ratio 0.28, held-out error gap +0.0007 (about one test example in three seeds)."
-)
-PUBLISHED = {
-  "sharpness_ratio_large_over_small": "> 1: large-batch minima are sharper (Keskar et al. "
-  "2017, Table 3: ratios of about 2 to 50)",
-  "test_error_gap": "> 0: large batches generalize worse (Keskar et al. 2017, Table 2)",
-}
 BATCHES = ("small", "large")
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field, before anything is compiled."""
-  if config.data.name != "digits":
-    raise ValueError(f"data.name={config.data.name!r}: this experiment runs on 'digits'")
-  if not isinstance(config.num_seeds, int) or config.num_seeds < 1:
-    raise ValueError(f"num_seeds={config.num_seeds!r}: must be an integer ≥ 1")
-  if not config.small_batch_size < config.large_batch_size:
-    raise ValueError(
-      f"small_batch_size={config.small_batch_size}, large_batch_size={config.large_batch_size}: "
-      "the small batch must be smaller"
-    )
-  eps = list(config.sharpness_eps)
-  if not eps or any(not isinstance(e, float) or not e > 0 for e in eps):
-    raise ValueError(f"sharpness_eps={eps!r}: must be a non-empty list of positive floats")
-  if not isinstance(config.sharpness_steps, int) or config.sharpness_steps < 1:
-    raise ValueError(f"sharpness_steps={config.sharpness_steps!r}: must be an integer ≥ 1")
-  sweep.check_config(_sweep_config(config))
+class SharpMinima(Experiment):
+  """Small- and large-batch Adam from the same start; sharpness, λ_max and held-out error."""
+
+  NAME = "sharp_minima"
+  TITLE = "Sharp minima: small vs large minibatches (Keskar et al. 2017)"
+  SECTION = "8.1.3"
+  DESCRIPTION = (
+    "A digits MLP trained by Adam with a small minibatch and with a large one (about 10% of the "
+    "training set), same initialization and number of steps; at the end, the ε-sharpness of the "
+    "full training NLL (Keskar et al. 2017, maximized by projected sign-gradient ascent in the "
+    "box, a lower bound of their metric), the largest Hessian eigenvalue and the held-out error. "
+    "At this scale the published effect does not reproduce: with the same number of steps the "
+    "large batch (more epochs) reaches a lower training NLL and a flatter point, sharpness and "
+    "λ_max ratios below 1, and the held-out errors differ by a few test examples only. Full "
+    "config (3 seeds, 3,000 steps): sharpness ratio 0.21 (ε = 1e-3) and 0.22 (ε = 5e-4), λ_max "
+    "ratio 0.28, held-out error gap +0.0007 (about one test example in three seeds)."
+  )
+  PUBLISHED = {
+    "sharpness_ratio_large_over_small": "> 1: large-batch minima are sharper (Keskar et al. "
+    "2017, Table 3: ratios of about 2 to 50)",
+    "test_error_gap": "> 0: large batches generalize worse (Keskar et al. 2017, Table 2)",
+  }
+  FIELDS = {
+    **trained_mlp.FIELDS,
+    "num_seeds": validate.require_positive_int,
+    "sharpness_eps": validate.each(validate.require_positive),
+    "sharpness_steps": validate.require_positive_int,
+  }
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    if not config.small_batch_size < config.large_batch_size:
+      raise ValueError(
+        f"{self.NAME}: small_batch_size={config.small_batch_size} must be smaller than "
+        f"large_batch_size={config.large_batch_size}"
+      )
+    sweep.check_config(sweep_config(config))
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """Trains every member in one sweep (resumable in the run folder), then measures each one;
+    measured members are kept."""
+    data = trained_mlp.load_data(config)
+    folder = members.path / "training_sweep" if members.path else None
+    trained = sweep.run_config(sweep_config(config), folder, progress=progress)
+    table, history = [], []
+    for member in tqdm(trained.table, desc="sharpness", disable=not progress):
+      batch = "small" if member["batch_size"] == config.small_batch_size else "large"
+      name = f"{batch}@seed{member['seed']}"
+
+      def measured(member=member, name=name, batch=batch):
+        row = measure(config, data, trained.arrays, member, name, batch)
+        curves = [{**r, "member": name} for r in trained.history if r["member"] == member["member"]]
+        return {"row": row, "history": curves}, {}
+
+      record, _ = members.get(name, measured)
+      table.append(record["row"])
+      history.extend(record["history"])
+    return Results(table, history)
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    def mean(batch: str, column: str) -> float:
+      return float(np.mean([r[column] for r in results.table if r["batch"] == batch]))
+
+    def ratio(column: str) -> float:
+      return mean("large", column) / mean("small", column)
+
+    columns = [f"sharpness_eps{eps:g}" for eps in config.sharpness_eps]
+    return {
+      "sharpness_ratio_large_over_small": ratio(columns[0]),
+      "sharpness_ratio_by_eps": {c.removeprefix("sharpness_eps"): ratio(c) for c in columns},
+      "lambda_max_ratio_large_over_small": ratio("lambda_max"),
+      "test_error_gap": mean("large", "final_test_error") - mean("small", "final_test_error"),
+      "test_error": {b: mean(b, "final_test_error") for b in BATCHES},
+      "final_train_loss": {b: mean(b, "final_train_loss") for b in BATCHES},
+      "sharpness": {b: mean(b, columns[0]) for b in BATCHES},
+    }
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """Training loss and held-out error of every member over the steps."""
+    return [
+      report.line_plot(
+        read_curves(out_dir / "history.csv", metric),
+        out_dir / f"{metric}.png",
+        title=f"{metric}: small vs large minibatches",
+        xlabel="step",
+        ylabel=label,
+        logy=logy,
+      )
+      for metric, label, logy in (
+        ("train_loss", "training NLL (full batch)", True),
+        ("test_error", "held-out 0-1 error", False),
+      )
+    ]
 
 
-def _sweep_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+def sweep_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Every (seed, batch size) member as one `jaxopt_study.sweep` config."""
-  sweep_config = ml_collections.ConfigDict(
+  keys = ("seed", "steps", "learning_rate", "eval_every", "sampling", "data", "model", "optimizer")
+  return ml_collections.ConfigDict(
     {
-      key: config[key]
-      for key in ("seed", "steps", "learning_rate", "eval_every", "sampling", "data", "model")
+      **{key: config[key] for key in keys},
+      "batch_size": config.small_batch_size,
+      "sweep": {
+        "seed": list(range(config.seed, config.seed + config.num_seeds)),
+        "batch_size": [config.small_batch_size, config.large_batch_size],
+      },
     }
   )
-  sweep_config.optimizer = config.optimizer
-  sweep_config.batch_size = config.small_batch_size
-  sweep_config.sweep = ml_collections.ConfigDict(
-    {
-      "seed": list(range(config.seed, config.seed + config.num_seeds)),
-      "batch_size": [config.small_batch_size, config.large_batch_size],
-    }
-  )
-  return sweep_config
 
 
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """Trains every member in one sweep (resumable in `run_dir`), then measures each one; measured
-  members are kept in `run_dir`."""
-  check(config)
-  data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
-  folder = run_dir.path / "training_sweep" if run_dir else None
-  trained = sweep.run_config(_sweep_config(config), folder, progress=progress)
-  sweep_history: dict[str, list[dict]] = {}
-  for row in trained.history:
-    sweep_history.setdefault(row["member"], []).append(row)
-  table, history = [], []
-  for member in tqdm(trained.table, desc="sharpness", disable=not progress):
-    batch = "small" if member["batch_size"] == config.small_batch_size else "large"
-    name = f"{batch}@seed{member['seed']}"
-    record = run_dir.load_member(name) if run_dir else None
-    if record is None:
-      record = {
-        "row": _measure(config, data, trained.arrays, member, name, batch),
-        "history": [{**r, "member": name} for r in sweep_history[member["member"]]],
-      }
-      if run_dir:
-        run_dir.save_member(name, record)
-    table.append(record["row"])
-    history.extend(record["history"])
-  return ExperimentResults(table, history, _summarize(table, config))
-
-
-def _measure(config, data: data_lib.Dataset, arrays, member: dict, name: str, batch: str) -> dict:
+def measure(config, data, arrays, member: dict, name: str, batch: str) -> dict:
   """The sweep member's final training NLL, sharpness at each ε and λ_max."""
   model = models.functional(
     models.build_model(
@@ -131,11 +154,7 @@ def _measure(config, data: data_lib.Dataset, arrays, member: dict, name: str, ba
   params, model_state = results.member_state(
     arrays, member["member"], model.params, model.model_state
   )
-
-  def loss_fn(params, x, y):
-    logits, _ = model.apply(params, model_state, x, True)
-    return losses.softmax_cross_entropy(logits, y)
-
+  loss_fn = trained_mlp.training_nll(model, model_state)
   args = (params, data.x_train, data.y_train)
   top = hessian.spectrum(loss_fn, *args, method="lanczos", k=1)
   row = {
@@ -153,43 +172,3 @@ def _measure(config, data: data_lib.Dataset, arrays, member: dict, name: str, ba
       loss_fn, *args, eps=eps, steps=config.sharpness_steps
     )
   return row
-
-
-def _mean(table: list[dict], batch: str, column: str) -> float:
-  return float(np.mean([r[column] for r in table if r["batch"] == batch]))
-
-
-def _summarize(table: list[dict], config) -> dict:
-  def ratio(column: str) -> float:
-    return _mean(table, "large", column) / _mean(table, "small", column)
-
-  columns = [f"sharpness_eps{eps:g}" for eps in config.sharpness_eps]
-  return {
-    "sharpness_ratio_large_over_small": ratio(columns[0]),
-    "sharpness_ratio_by_eps": {c.removeprefix("sharpness_eps"): ratio(c) for c in columns},
-    "lambda_max_ratio_large_over_small": ratio("lambda_max"),
-    "test_error_gap": _mean(table, "large", "final_test_error")
-    - _mean(table, "small", "final_test_error"),
-    "test_error": {b: _mean(table, b, "final_test_error") for b in BATCHES},
-    "final_train_loss": {b: _mean(table, b, "final_train_loss") for b in BATCHES},
-    "sharpness": {b: _mean(table, b, columns[0]) for b in BATCHES},
-  }
-
-
-def plot(out_dir: Path) -> list[Path]:
-  """Training loss and held-out error of every member over the steps."""
-  history = out_dir / "history.csv"
-  return [
-    report.line_plot(
-      read_curves(history, metric),
-      out_dir / f"{metric}.png",
-      title=f"{metric}: small vs large minibatches",
-      xlabel="step",
-      ylabel=label,
-      logy=logy,
-    )
-    for metric, label, logy in (
-      ("train_loss", "training NLL (full batch)", True),
-      ("test_error", "held-out 0-1 error", False),
-    )
-  ]

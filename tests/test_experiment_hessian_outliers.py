@@ -8,6 +8,7 @@ import pytest
 
 from jaxopt_study import cli
 from jaxopt_study.hessian import outliers
+from jaxopt_study.lab.curves import read_curves
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -24,9 +25,10 @@ def finished_run(tmp_path_factory):
 
 
 def test_run_writes_its_files(finished_run):
-  for name in ("results.csv", "history.csv", "summary.json", "report.html", "spectrum.csv"):
+  for name in ("results.csv", "history.csv", "summary.json", "report.html"):
     assert (finished_run / name).is_file(), name
-  assert (finished_run / "top_eigenvalues.png").is_file()
+  for name in ("top_eigenvalues.png", "spectrum_histogram.png"):
+    assert (finished_run / name).is_file(), name
 
 
 def test_most_eigenvalues_lie_in_a_bulk_near_zero(finished_run):
@@ -46,9 +48,9 @@ def test_outliers_are_few_and_follow_the_gap_rule(finished_run):
   top = np.asarray(summary["top_eigenvalues"])
   assert np.all(np.diff(top) <= 0)
   assert 1 <= summary["n_outliers"] <= 2 * summary["n_classes"] < summary["num_params"] / 50
-  spectrum = [
-    float(line.split(",")[2]) for line in (finished_run / "spectrum.csv").read_text().split()[1:]
-  ]
+  steps, spectrum = read_curves(finished_run / "history.csv", "eigenvalue")["seed0"]
+  assert steps == list(range(1, summary["num_params"] + 1))  # every eigenvalue, λ_k at step k
+  np.testing.assert_array_equal(spectrum[: len(top)], top)
   config = json.loads((finished_run / "config.json").read_text())
   assert outliers.count_outliers(spectrum, config["outlier_search"]).count == summary["n_outliers"]
 

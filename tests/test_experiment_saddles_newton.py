@@ -5,7 +5,6 @@ f(x, y) = x² + y⁴/4 − y²/2 (∂f = (2x, y³ − y), H = diag(2, 3y² − 1
 against the direction Dauphin et al. (2014) report, and its saved parameters against its history.
 """
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from landscape_helpers import load_experiment
 
 from jaxopt_study import cli, results
 
@@ -123,13 +123,9 @@ def test_autoencoder_newton_stops_higher_and_at_a_larger_index(finished_run):
 
 def test_saved_parameters_give_the_recorded_final_loss(finished_run):
   """params.npz of the saddle-free Newton run reproduces the history's last training loss."""
-  spec = importlib.util.spec_from_file_location(
-    "saddles_newton_experiment", ROOT / "experiments" / "saddles_newton.py"
-  )
-  experiment = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(experiment)
+  experiment = load_experiment("saddles_newton")
   with jax.enable_x64(True):
-    problem = experiment._Autoencoder(_config(finished_run))
+    problem = experiment.Autoencoder(_config(finished_run))
     params, _ = results.load_member_state(
       finished_run / "params.npz",
       "ae-saddle_free_newton",

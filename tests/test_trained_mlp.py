@@ -28,3 +28,19 @@ def test_loss_fn_reproduces_the_recorded_final_training_loss(batchnorm):
   value = float(loss_fn(result.params, data.x_train, data.y_train))
   assert value == pytest.approx(float(result.history["train_loss"][-1]), rel=1e-5)
   assert value < float(result.history["train_loss"][0])
+
+
+def test_check_training_counts_the_parameters_and_refuses_a_bad_batch_size():
+  config = _config(False)
+  config.data = {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
+  config.seed = 0
+  width = config.model.width
+  assert trained_mlp.check_training(config) == 64 * width + width + 10 * width + 10  # depth 1
+  config.batch_size = 100_000
+  with pytest.raises(ValueError, match="batch_size"):
+    trained_mlp.check_training(config)
+
+
+def test_eigenvalue_rows_put_lambda_k_at_step_k():
+  rows = trained_mlp.eigenvalue_rows("m", [3.0, 2.0], "eigenvalue")
+  assert [(r["step"], r["value"]) for r in rows] == [(1, 3.0), (2, 2.0)]

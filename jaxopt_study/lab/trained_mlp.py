@@ -1,18 +1,30 @@
 """A digits MLP trained from an experiment config, with its training objective as a loss function.
 
 The Hessian experiments (`hessian_outliers`, `batchnorm_spectrum`, `sharp_minima`) train the
-config's MLP with `train.train` and then analyze the full-batch training NLL at the end (§8.1.2):
-`train_digits_mlp` does both steps the same way for each of them.
+config's MLP with `train.train` (or a sweep of it) and then analyze the full-batch training NLL
+at the end (§8.1.2): `train_digits_mlp`, `training_nll` and `trained_spectrum` do it the same way
+for each of them, `FIELDS` and `check_training` refuse what they cannot train, and
+`eigenvalue_rows` keeps a spectrum in `history.csv`.
 """
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import losses, models, optim, train
+from jaxopt_study import hessian, losses, models, optim, train, validate
 from jaxopt_study import problem as problem_lib
+
+FIELDS = {
+  "data.name": functools.partial(validate.require_choice, choices=["digits"]),
+  "model.name": functools.partial(validate.require_choice, choices=["mlp"]),
+  "optimizer.name": functools.partial(validate.require_choice, choices=sorted(optim.OPTIMIZERS)),
+  "learning_rate": validate.require_positive,
+}
 
 
 def model_options(config: ml_collections.ConfigDict) -> dict:
@@ -20,6 +32,39 @@ def model_options(config: ml_collections.ConfigDict) -> dict:
   options = config.model.to_dict()
   del options["name"]
   return options
+
+
+def load_data(config: ml_collections.ConfigDict, dtype: Any = np.float32) -> data_lib.Dataset:
+  """The digits split of `config.data`."""
+  return data_lib.load_digits(config.data.test_fraction, config.data.split_seed, dtype)
+
+
+def check_training(config: ml_collections.ConfigDict) -> int:
+  """Refuses a config `train_digits_mlp` cannot train (its model, steps, batch size, sampling),
+  naming the field; returns the model's number of parameters N."""
+  model = models.build_model("mlp", 64, 10, seed=config.seed, **model_options(config))
+  train.check_arguments(
+    load_data(config).x_train.shape[0],
+    config.steps,
+    config.batch_size,
+    config.eval_every,
+    config.sampling,
+    None,
+  )
+  return sum(leaf.size for leaf in jax.tree.leaves(models.functional(model).params))
+
+
+def training_nll(
+  model: models.FunctionalModel, model_state: Any
+) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
+  """``loss_fn(params, x, y)``: the mean NLL in training mode (BatchNorm on the statistics of
+  (x, y), the objective the minibatches estimate, §8.7.1) with `model_state`."""
+
+  def loss_fn(params, x, y):
+    logits, _ = model.apply(params, model_state, x, True)
+    return losses.softmax_cross_entropy(logits, y)
+
+  return loss_fn
 
 
 def train_digits_mlp(
@@ -44,9 +89,8 @@ def train_digits_mlp(
     batchnorm: overrides `config.model.batchnorm`.
 
   Returns:
-    `(result, loss_fn)`: the `train.TrainResult`, and ``loss_fn(params, x, y)``, the mean NLL in
-    training mode (BatchNorm on the statistics of (x, y), the objective the minibatches estimate,
-    §8.7.1) with the final model state.
+    `(result, loss_fn)`: the `train.TrainResult`, and its `training_nll` with the final model
+    state.
   """
   options = model_options(config)
   if batchnorm is not None:
@@ -66,9 +110,46 @@ def train_digits_mlp(
     sampling=config.sampling,
     seed=seed,
   )
+  return result, training_nll(model, result.model_state)
 
-  def loss_fn(params, x, y):
-    logits, _ = model.apply(params, result.model_state, x, True)
-    return losses.softmax_cross_entropy(logits, y)
 
-  return result, loss_fn
+def trained_spectrum(
+  config: ml_collections.ConfigDict,
+  data: data_lib.Dataset,
+  seed: int,
+  *,
+  batchnorm: bool | None = None,
+) -> tuple[train.TrainResult, np.ndarray, dict[str, Any]]:
+  """Trains by `train_digits_mlp` and computes the exact Hessian spectrum of the training NLL at
+  the end (`hessian.spectrum`), with its outliers by the eigengap rule among the largest
+  `config.outlier_search` + 1 (`hessian.count_outliers`).
+
+  Returns:
+    The `train.TrainResult`, the eigenvalues in decreasing order, and the table columns: N, the
+    final training NLL and held-out error, ‖g‖, λ_max, λ_min, the outlier count, the gap ratio
+    and the bulk edge.
+  """
+  result, loss_fn = train_digits_mlp(config, data, seed, batchnorm=batchnorm)
+  spectrum = hessian.spectrum(loss_fn, result.params, data.x_train, data.y_train)
+  values = np.asarray(spectrum.eigenvalues, float)[::-1]
+  found = hessian.count_outliers(values, config.outlier_search)
+  columns = {
+    "num_params": spectrum.num_params,
+    "final_train_loss": float(result.history["train_loss"][-1]),
+    "final_test_error": float(result.history["test_error"][-1]),
+    "grad_norm": spectrum.grad_norm,
+    "lambda_max": float(values[0]),
+    "lambda_min": float(values[-1]),
+    "n_outliers": found.count,
+    "outlier_gap_ratio": found.gap_ratio,
+    "bulk_edge": found.bulk_edge,
+  }
+  return result, values, columns
+
+
+def eigenvalue_rows(member: str, values: Any, metric: str) -> list[dict[str, Any]]:
+  """History rows of a spectrum in decreasing order: λ_k as `metric` at step k = 1, 2, ..."""
+  return [
+    {"member": member, "step": k, "metric": metric, "value": float(v)}
+    for k, v in enumerate(values, start=1)
+  ]
