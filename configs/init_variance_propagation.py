@@ -1,15 +1,14 @@
 """Variance of activations and back-propagated gradients through deep MLPs at init (§8.4)."""
 
 import ml_collections
+from common import digits
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "init_variance_propagation"
   config.seed = 0
-  config.data = ml_collections.ConfigDict(
-    {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
-  )
+  config.data = digits()
   config.width = 256
   config.depths = [10, 20, 30]  # hidden layers
   config.activations = ["tanh", "relu"]

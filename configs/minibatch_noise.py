@@ -1,24 +1,15 @@
 """Minibatch gradient noise σ/√n on digits and the bias of reused examples (§8.1.3, §8.2.6)."""
 
 import ml_collections
+from common import digits, mlp
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "minibatch_noise"
   config.seed = 0
-  config.data = ml_collections.ConfigDict({"name": "digits", "test_fraction": 0.5, "split_seed": 0})
-  config.model = ml_collections.ConfigDict(
-    {
-      "name": "mlp",
-      "width": 64,
-      "depth": 1,
-      "activation": "tanh",
-      "batchnorm": False,
-      "init": "glorot_uniform",
-      "init_scale": 1.0,
-    }
-  )
+  config.data = digits(test_fraction=0.5)
+  config.model = mlp(depth=1)
   # Part 1: minibatch draws per batch size, with and without replacement.
   config.batch_sizes = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
   config.num_draws = 2000

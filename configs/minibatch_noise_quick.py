@@ -1,18 +1,10 @@
 """Minibatch noise on a budget: fewer draws and runs (for tests and the tour)."""
 
-from pathlib import Path
-
-import ml_collections
-
-from jaxopt_study.config import load_config
+from common import quick
 
 
-def get_config() -> ml_collections.ConfigDict:
-  config = load_config(Path(__file__).with_name("minibatch_noise.py"))
-  config.unlock()
-  config.model.width = 32
-  config.batch_sizes = [1, 4, 16, 64, 256]
-  config.num_draws = 200
-  config.num_seeds = 16
-  config.lock()
-  return config
+def get_config():
+  return quick(
+    __file__,
+    {"model.width": 32, "batch_sizes": [1, 4, 16, 64, 256], "num_draws": 200, "num_seeds": 16},
+  )

@@ -1,15 +1,15 @@
 """Greedy layer-wise supervised pretraining vs end-to-end training, deep sigmoid MLP (§8.7.4)."""
 
 import ml_collections
+from common import digits
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "pretraining"
   config.seed = 0  # seeds seed, seed + 1, ..., seed + num_seeds − 1
-  config.data = ml_collections.ConfigDict(
-    {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
-  )
+  config.data = digits()
+  # Not `common.mlp`: this model block has no `batchnorm` field (the MLP's default, none, holds).
   config.model = ml_collections.ConfigDict(
     {
       "name": "mlp",

@@ -1,6 +1,7 @@
 """Digits MLPs trained long past zero training 0-1 error, with and without early stopping."""
 
 import ml_collections
+from common import digits, mlp
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -14,19 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every = 50
   config.sampling = "epoch"
   config.patience = 10  # evaluations without a lower held-out 0-1 error before stopping
-  config.data = ml_collections.ConfigDict(
-    {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
-  )
-  config.model = ml_collections.ConfigDict(
-    {
-      "name": "mlp",
-      "width": 64,
-      "depth": 2,
-      "activation": "tanh",
-      "batchnorm": False,
-      "init": "glorot_uniform",
-      "init_scale": 1.0,
-    }
-  )
+  config.data = digits()
+  config.model = mlp()
   config.lock()
   return config

@@ -1,16 +1,7 @@
 """Surrogate loss and early stopping on a budget: fewer seeds and steps (tests and the tour)."""
 
-from pathlib import Path
-
-import ml_collections
-
-from jaxopt_study.config import load_config
+from common import quick
 
 
-def get_config() -> ml_collections.ConfigDict:
-  config = load_config(Path(__file__).with_name("surrogate_early_stopping.py"))
-  config.unlock()
-  config.num_seeds = 4
-  config.steps = 1200
-  config.lock()
-  return config
+def get_config():
+  return quick(__file__, {"num_seeds": 4, "steps": 1200})

@@ -13,9 +13,9 @@ eq. for J^(i)); each stage starts where the previous one ended. The blur is in c
   all but vanishes and the blurred minimum sits in the broad well, "a local rather than a global
   minimum of the original cost function", the book's second way for continuation to fail.
 
-Gradient descent (`optim.sgd`) runs `steps_per_stage` steps on each J_{σ_i} (the last σ is 0,
-J itself); plain gradient descent runs the same number of steps on J; both start from the same
-uniform points of [−box, box]^d. A run found the global minimum θ* if it ends within
+Gradient descent (`optim.sgd` by `train.descend`) runs `steps_per_stage` steps on each J_{σ_i}
+(the last σ is 0, J itself); plain gradient descent runs the same number of steps on J; both start
+from the same uniform points of [−box, box]^d. A run found the global minimum θ* if it ends within
 `global_radius` of it (θ* refined by gradient descent from the well's centre). The closed forms
 are checked against Monte Carlo averages of J(θ + σε) (`smoothing_mc_max_z`, in standard errors).
 
@@ -35,6 +35,7 @@ vs `random_order_final_loss` (full training-set NLL at the end, mean over seeds)
 errors, and the same for `anti_curriculum_*` (hard to easy).
 """
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -43,46 +44,24 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import models, optim, report, train
+from jaxopt_study import optim, report, train, validate
 from jaxopt_study import problem as problem_lib
-from jaxopt_study.lab import curves
-from jaxopt_study.results import ExperimentResults, RunDir, history_rows, read_npz
+from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.lab import curves, digits_tasks
+from jaxopt_study.results import history_rows, read_npz
 
-TITLE = "Chapter 8.7.6: continuation (smoothed losses) and curriculum learning"
-SECTION = "8.7.6"
-DESCRIPTION = (
-  "(a) Gradient descent through a series of Gaussian-blurred losses J_σ (closed form, σ "
-  "decreasing to 0) against plain gradient descent on J from the same starts. On Rastrigin's "
-  "cosine bowl the blur removes the local minima: at the full config continuation reaches the "
-  "global minimum from all 1024 starts (mean final J 0.0), plain descent from 0.7% (mean J 16.0). "
-  "On a narrow deep well beside a broad shallow one the blurred minimum tracks to the broad well, "
-  "the failure the book describes: continuation never finds the global minimum (0%, mean J "
-  "−1.04) where plain descent does from 13% of the starts (mean J −1.28). (b) A digits MLP "
-  "trained on easy-to-hard minibatches (margin of a logistic-regression reference), random ones "
-  "and hard-to-easy ones, the same steps and seeds. The curriculum does not help at this scale: "
-  "at the full config it ends with a higher training NLL (0.072 vs 0.055, paired difference "
-  "+0.017 ± 0.0005 over 8 seeds) and held-out error (3.6% vs 3.1%, +0.56 ± 0.09 points); the "
-  "reverse order ends slightly lower in NLL (0.047)."
-)
-PUBLISHED = {
-  "continuation_global_fraction": "continuation can find the global minimum where local "
-  "descent does not, if the blurred minimum tracks to it (Goodfellow et al. 2016, §8.7.6; "
-  "Mobahi & Fisher 2015)",
-  "curriculum_test_error": "easy-to-hard ordering speeds training and can generalize better "
-  "(Bengio et al. 2009); often no gain in practice (§8.7.6 notes stochastic curricula work best)",
-}
 ORDERS = ("random", "easy_to_hard", "hard_to_easy")
 CLAIM_PREFIX = {
   "random": "random_order",
   "easy_to_hard": "curriculum",
   "hard_to_easy": "anti_curriculum",
 }
+METHODS = ("continuation", "plain")  # the order of `surface_runs`'s schedules
 
 
-# (a) Continuation.
+# (a) Continuation: the surfaces.
 
 
 class SmoothedSurface(NamedTuple):
@@ -133,26 +112,183 @@ SURFACES = {
 }
 
 
+# Both parts.
+
+
+class ContinuationCurriculum(Experiment):
+  """Gradient descent through blurred losses against plain descent; digits MLPs trained on
+  easy-to-hard, random and hard-to-easy minibatches."""
+
+  NAME = "continuation_curriculum"
+  TITLE = "Chapter 8.7.6: continuation (smoothed losses) and curriculum learning"
+  SECTION = "8.7.6"
+  DESCRIPTION = (
+    "(a) Gradient descent through a series of Gaussian-blurred losses J_σ (closed form, σ "
+    "decreasing to 0) against plain gradient descent on J from the same starts. On Rastrigin's "
+    "cosine bowl the blur removes the local minima: at the full config continuation reaches the "
+    "global minimum from all 1024 starts (mean final J 0.0), plain descent from 0.7% (mean J "
+    "16.0). On a narrow deep well beside a broad shallow one the blurred minimum tracks to the "
+    "broad well, the failure the book describes: continuation never finds the global minimum "
+    "(0%, mean J −1.04) where plain descent does from 13% of the starts (mean J −1.28). (b) A "
+    "digits MLP trained on easy-to-hard minibatches (margin of a logistic-regression reference), "
+    "random ones and hard-to-easy ones, the same steps and seeds. The curriculum does not help "
+    "at this scale: at the full config it ends with a higher training NLL (0.072 vs 0.055, "
+    "paired difference +0.017 ± 0.0005 over 8 seeds) and held-out error (3.6% vs 3.1%, +0.56 ± "
+    "0.09 points); the reverse order ends slightly lower in NLL (0.047)."
+  )
+  PUBLISHED = {
+    "continuation_global_fraction": "continuation can find the global minimum where local "
+    "descent does not, if the blurred minimum tracks to it (Goodfellow et al. 2016, §8.7.6; "
+    "Mobahi & Fisher 2015)",
+    "curriculum_test_error": "easy-to-hard ordering speeds training and can generalize better "
+    "(Bengio et al. 2009); often no gain in practice (§8.7.6 notes stochastic curricula work "
+    "best)",
+  }
+  FIELDS = {
+    "continuation.surfaces": validate.each(validate.require_choice, choices=list(SURFACES)),
+    **dict.fromkeys(
+      [f"continuation.{k}" for k in ("dim", "num_starts", "steps_per_stage", "mc_samples")]
+      + [f"curriculum.{k}" for k in ("reference_steps", "steps", "batch_size", "eval_every")],
+      validate.require_positive_int,
+    ),
+    **dict.fromkeys(
+      [f"continuation.{k}" for k in ("box", "learning_rate", "global_radius")],
+      validate.require_positive,
+    ),
+    "continuation.sigmas": validate.each(validate.require_non_negative),
+    "curriculum.num_seeds": functools.partial(validate.require_int, low=2),  # standard errors
+    **dict.fromkeys(
+      ["curriculum.start_fraction", "curriculum.ramp_fraction"],
+      functools.partial(validate.require_unit_interval, include_zero=False, include_one=True),
+    ),
+    "curriculum.orders": validate.each(validate.require_choice, choices=ORDERS),
+    **dict.fromkeys(
+      ["curriculum.learning_rate", "curriculum.reference_learning_rate"],
+      validate.require_non_negative,
+    ),
+  }
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    """σ decreasing to 0, the orders the claims compare, a minibatch the data holds, a net that
+    builds."""
+    sigmas = list(config.continuation.sigmas)
+    if sigmas[-1] != 0 or any(a < b for a, b in zip(sigmas, sigmas[1:], strict=False)):
+      raise ValueError(
+        f"{self.NAME}: continuation.sigmas={sigmas!r} must not increase and must end with 0 "
+        "(J itself)"
+      )
+    cur = config.curriculum
+    if not {"random", "easy_to_hard"} <= set(cur.orders):
+      raise ValueError(
+        f"{self.NAME}: curriculum.orders={list(cur.orders)!r} must hold 'random' and "
+        "'easy_to_hard' (and optionally 'hard_to_easy')"
+      )
+    num_train = digits_tasks.load(cur.data).x_train.shape[0]
+    validate.require_int("curriculum.batch_size", cur.batch_size, self.NAME, low=1, high=num_train)
+    try:
+      digits_tasks.mlp(config.seed, **cur.model)
+    except ValueError as error:
+      raise ValueError(f"{self.NAME}: curriculum.model: {error}") from error
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """Both parts, a few vmapped programs (seconds): nothing to resume."""
+    table, history, arrays = continuation(config)
+    cur_table, cur_history = curriculum(config)
+    return Results(table + cur_table, history + cur_history, arrays)
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    """Per surface and method, the mean final J and the share of runs at the global minimum; per
+    order, the final NLL and held-out error, with paired differences from the random order."""
+    rows = [r for r in results.table if r["part"] == "continuation"]
+    by = {(r["surface"], r["method"]): r for r in rows}
+    surfaces = list(config.continuation.surfaces)
+    claims = {
+      f"{method}_{claim}": {name: by[(name, method)][claim] for name in surfaces}
+      for claim in ("final_loss", "global_fraction")
+      for method in METHODS
+    }
+    claims["global_minimum_loss"] = {
+      name: by[(name, "plain")]["global_minimum_loss"] for name in surfaces
+    }
+    claims["global_minimum_is_lowest"] = all(
+      row["global_minimum_loss"] <= row["lowest_final_loss"] + 1e-4 for row in rows
+    )
+    claims["smoothing_mc_max_z"] = max(row["smoothing_mc_max_z"] for row in rows)
+    return claims | curriculum_claims(results.table)
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """The blurred losses along the diagonal, mean J per stage, and curriculum curves per order."""
+    arrays = read_npz(out_dir / "params.npz")
+    history = out_dir / "history.csv"
+    figures = []
+    for name in SURFACES:
+      series = {
+        key.rsplit("/", 1)[1]: (arrays["slice_t"], values)
+        for key, values in arrays.items()
+        if key.startswith(f"slice/{name}/")
+      }
+      if series:
+        figures.append(
+          report.line_plot(
+            series,
+            out_dir / f"smoothed_{name}.png",
+            title=f"{name}: J_σ along the diagonal θ = (t, t, 0, …)",
+            xlabel="t",
+            ylabel="J_σ(θ)",
+          )
+        )
+    figures.append(
+      report.line_plot(
+        curves.read_curves(history, "mean_loss"),
+        out_dir / "continuation_loss.png",
+        title="mean J(θ) over starts at the end of each stage",
+        xlabel="step",
+        ylabel="mean J",
+      )
+    )
+
+    def order_means(metric: str) -> digits_tasks.Curves:
+      runs_by_order: dict[str, list] = {}
+      for member, curve in curves.read_curves(history, metric).items():
+        runs_by_order.setdefault(member.split("/")[0], []).append(curve)
+      return {
+        order: (runs[0][0], np.mean([values for _, values in runs], axis=0))
+        for order, runs in runs_by_order.items()
+      }
+
+    return figures + digits_tasks.metric_figures(
+      out_dir,
+      (("train_loss", "NLL", True), ("test_error", "0-1 error", False)),
+      order_means,
+      file="curriculum_{metric}.png",
+      title="digits MLP: {metric} by minibatch order, mean over seeds",
+    )
+
+
+# (a) Continuation: the descents.
+
+
 def descend_stages(
   fn: Callable, start: jax.Array, sigmas: jax.Array, steps_per_stage: int, learning_rate: float
 ) -> tuple[jax.Array, jax.Array]:
   """Gradient descent (Algorithm 8.1, full gradient) on J_{σ_0}, then J_{σ_1}, …: the end point,
   and J (σ = 0) at the end of every stage."""
-  optimizer = optim.sgd(learning_rate)
 
   def stage(theta, sigma):
-    def step(_, carry):
-      theta, state = carry
-      updates, state = optimizer.update(jax.grad(fn)(theta, sigma), state, theta)
-      return optax.apply_updates(theta, updates), state
-
-    theta, _ = jax.lax.fori_loop(0, steps_per_stage, step, (theta, optimizer.init(theta)))
-    return theta, fn(theta, 0.0)
+    descent = train.descend(
+      lambda theta: fn(theta, sigma),
+      theta,
+      optim.sgd(learning_rate),
+      steps=steps_per_stage,
+      every=steps_per_stage,
+      record=lambda theta, _: fn(theta, 0.0),
+    )
+    return descent.params, descent.records[-1]
 
   return jax.lax.scan(stage, start, sigmas)
 
 
-def _surface_runs(
+def surface_runs(
   config: ml_collections.ConfigDict, name: str, points: np.ndarray, line: np.ndarray
 ) -> tuple[np.ndarray, ...]:
   """One compiled program: every point under the continuation and the plain schedules (ends
@@ -176,22 +312,23 @@ def _surface_runs(
   return tuple(np.asarray(output) for output in outputs)
 
 
-METHODS = ("continuation", "plain")  # the order of `_surface_runs`'s schedules
-
-
-def _continuation(config: ml_collections.ConfigDict) -> tuple[list, list, dict, dict]:
+def continuation(config: ml_collections.ConfigDict) -> tuple[list, list, dict]:
+  """(a): per surface and method, a table row (mean, median and lowest final J, the share of
+  runs at the global minimum, the Monte Carlo check of J_σ), the mean J at every stage end, and
+  J_σ along the diagonal for every σ."""
   cc = config.continuation
   rng = np.random.default_rng(config.seed)
   starts = rng.uniform(-cc.box, cc.box, (cc.num_starts, cc.dim)).astype(np.float32)
   stage_ends = cc.steps_per_stage * np.arange(1, len(cc.sigmas) + 1)
   line = np.linspace(-cc.box, cc.box, 201, dtype=np.float32)
   arrays = {"slice_t": line}
-  table, history, claims = [], [], {}
+  table, history = [], []
   for name in cc.surfaces:
     # Run 0 starts at the guess: plain descent from there refines the global minimizer θ*.
     points = np.concatenate([SURFACES[name].minimizer_guess(cc.dim)[None], starts])
-    ends, values, slices = _surface_runs(config, name, points, line)
+    ends, values, slices = surface_runs(config, name, points, line)
     minimizer, optimum = ends[1, 0], float(values[1, 0, -1])
+    max_z = monte_carlo_max_z(config, SURFACES[name].fn)
     for i, method in enumerate(METHODS):
       reached = np.linalg.norm(ends[i, 1:] - minimizer, axis=-1) < cc.global_radius
       final = values[i, 1:, -1]
@@ -205,6 +342,7 @@ def _continuation(config: ml_collections.ConfigDict) -> tuple[list, list, dict, 
         "global_fraction": float(reached.mean()),
         "global_minimum_loss": optimum,
         "lowest_final_loss": float(final.min()),
+        "smoothing_mc_max_z": max_z,
       }
       table.append(row)
       history.extend(
@@ -212,52 +350,35 @@ def _continuation(config: ml_collections.ConfigDict) -> tuple[list, list, dict, 
       )
     for sigma, values_on_line in zip(cc.sigmas, slices, strict=True):
       arrays[f"slice/{name}/sigma={sigma:g}"] = values_on_line
-  by = {(row["surface"], row["method"]): row for row in table}
-  for claim, column in (("final_loss", "final_loss"), ("global_fraction", "global_fraction")):
-    for method in METHODS:
-      claims[f"{method}_{claim}"] = {name: by[(name, method)][column] for name in cc.surfaces}
-  claims["global_minimum_loss"] = {
-    name: by[(name, "plain")]["global_minimum_loss"] for name in cc.surfaces
-  }
-  claims["global_minimum_is_lowest"] = all(
-    row["global_minimum_loss"] <= row["lowest_final_loss"] + 1e-4 for row in table
-  )
-  claims["smoothing_mc_max_z"] = _monte_carlo_check(config)
-  return table, history, claims, arrays
+  return table, history, arrays
 
 
-def _monte_carlo_check(config: ml_collections.ConfigDict) -> float:
-  """max over surfaces, σ > 0 and 8 random points of |J_σ(θ) − MC mean| / MC standard error,
-  the MC mean over `mc_samples` draws of J(θ + σε), ε ~ N(0, I)."""
+def monte_carlo_max_z(config: ml_collections.ConfigDict, fn: Callable) -> float:
+  """max over σ > 0 and 8 random points of |J_σ(θ) − MC mean| / MC standard error, the MC mean
+  over `mc_samples` draws of J(θ + σε), ε ~ N(0, I)."""
   cc = config.continuation
   rng = np.random.default_rng([config.seed, 1])
   points = rng.uniform(-cc.box, cc.box, (8, cc.dim)).astype(np.float32)
   noise = rng.standard_normal((cc.mc_samples, cc.dim)).astype(np.float32)
   sigmas = np.asarray([s for s in cc.sigmas if s > 0], np.float32)
 
-  def z_scores(fn, point, sigma):
+  def z_score(point, sigma):
     samples = jax.vmap(lambda e: fn(point + sigma * e, 0.0))(noise)
     standard_error = jnp.std(samples) / np.sqrt(cc.mc_samples)
     return jnp.abs(jnp.mean(samples) - fn(point, sigma)) / jnp.maximum(standard_error, 1e-12)
 
-  worst = 0.0
-  for name in cc.surfaces:
-    fn = SURFACES[name].fn
-    z = jax.jit(jax.vmap(jax.vmap(lambda p, s, fn=fn: z_scores(fn, p, s), (0, None)), (None, 0)))(
-      points, sigmas
-    )
-    worst = max(worst, float(np.max(z)))
-  return worst
+  z = jax.jit(jax.vmap(jax.vmap(z_score, (0, None)), (None, 0)))(points, sigmas)
+  return float(np.max(z))
 
 
 # (b) Curriculum.
 
 
-def _margins(config: ml_collections.ConfigDict, data: data_lib.Dataset) -> tuple[np.ndarray, float]:
+def margins(config: ml_collections.ConfigDict, data: data_lib.Dataset) -> tuple[np.ndarray, float]:
   """Margins z_y − max_{j≠y} z_j of a logistic-regression reference on the training set (full-
   batch gradient descent, `train.train`), and the reference's held-out error."""
   cur = config.curriculum
-  reference = models.functional(models.build_model("mlp", 64, 10, depth=0, seed=config.seed))
+  reference = digits_tasks.mlp(config.seed, depth=0)
   result = train.train(
     problem_lib.builtin("mlp", data, depth=0),
     optim.sgd(cur.reference_learning_rate),
@@ -283,24 +404,24 @@ def pool_sizes(config: ml_collections.ConfigDict, num_examples: int) -> np.ndarr
   return np.maximum(1, np.ceil(fraction * num_examples)).astype(np.int32)
 
 
-def _curriculum(config: ml_collections.ConfigDict) -> tuple[list, list, dict]:
+def curriculum(config: ml_collections.ConfigDict) -> tuple[list, list]:
+  """(b): per order and seed, a table row (final NLL and held-out error, NLL when the pool has
+  grown to the whole set) and the training curves; one row for the reference's held-out error."""
   cur = config.curriculum
-  data = data_lib.load_digits(cur.data.test_fraction, cur.data.split_seed)
+  data = digits_tasks.load(cur.data)
   num_train = data.x_train.shape[0]
-  margins, reference_error = _margins(config, data)
-  easy_first = np.argsort(-margins, kind="stable")
+  easiness, reference_error = margins(config, data)
+  easy_first = np.argsort(-easiness, kind="stable")
   growing = pool_sizes(config, num_train)
   schedule = {
     "random": (np.arange(num_train), np.full(cur.steps, num_train, np.int32)),
     "easy_to_hard": (easy_first, growing),
     "hard_to_easy": (easy_first[::-1], growing),
   }
+  orders = list(cur.orders)
   seeds = [config.seed + i for i in range(cur.num_seeds)]
-  nets = [
-    models.functional(models.build_model("mlp", 64, 10, seed=seed, **cur.model.to_dict()))
-    for seed in seeds
-  ]
-  loop = train.make_train_loop(nets[0], optim.sgd(cur.learning_rate), batch_size=cur.batch_size)
+  net, params = digits_tasks.mlps([seed for _ in orders for seed in seeds], **cur.model)
+  loop = train.make_train_loop(net, optim.sgd(cur.learning_rate), batch_size=cur.batch_size)
   eval_at = train.eval_steps(cur.steps, cur.eval_every)
   bounds = jnp.asarray(np.stack([np.concatenate([[0], eval_at[:-1]]), eval_at], axis=1), jnp.int32)
 
@@ -314,18 +435,16 @@ def _curriculum(config: ml_collections.ConfigDict) -> tuple[list, list, dict]:
       state = jax.lax.fori_loop(bound[0], bound[1], one_step, state)
       return state, loop.evaluate(state.params, state.model_state, data)
 
-    return jax.lax.scan(block, loop.init(params, nets[0].model_state), bounds)[1]
+    return jax.lax.scan(block, loop.init(params, net.model_state), bounds)[1]
 
-  orders = list(cur.orders)
-  params = jax.tree.map(
-    lambda *leaves: jnp.stack(leaves), *[n.params for _ in orders for n in nets]
-  )
   order_arrays = jnp.asarray(np.stack([schedule[o][0] for o in orders for _ in seeds]), jnp.int32)
   pools = jnp.asarray(np.stack([schedule[o][1] for o in orders for _ in seeds]))
   keys = jnp.stack([jax.random.key(seed) for _ in orders for seed in seeds])
   histories = jax.jit(jax.vmap(member))(params, order_arrays, pools, keys)
   histories = {k: np.asarray(v).reshape(len(orders), len(seeds), -1) for k, v in histories.items()}
-  table, history = [], []
+  ramp_end = int(np.searchsorted(eval_at, cur.ramp_fraction * cur.steps))
+  table = [{"member": "reference", "part": "reference", "test_error": reference_error}]
+  history = []
   for i, order in enumerate(orders):
     for j, seed in enumerate(seeds):
       member_history = {k: v[i, j] for k, v in histories.items()}
@@ -339,139 +458,33 @@ def _curriculum(config: ml_collections.ConfigDict) -> tuple[list, list, dict]:
           "final_loss": float(member_history["train_loss"][-1]),
           "test_error": float(member_history["test_error"][-1]),
           "test_loss": float(member_history["test_loss"][-1]),
+          "loss_at_ramp_end": float(member_history["train_loss"][ramp_end]),
         }
       )
-  ramp_end = int(np.searchsorted(eval_at, cur.ramp_fraction * cur.steps))
-  return table, history, _curriculum_claims(orders, histories, ramp_end, reference_error)
+  return table, history
 
 
-def _curriculum_claims(orders, histories, ramp_end: int, reference_error: float) -> dict:
+def curriculum_claims(table: list[dict]) -> dict:
   """Means over seeds per order, and paired differences from `random` with standard errors."""
-  claims = {"reference_test_error": reference_error}
-  random = orders.index("random")
-  for i, order in enumerate(orders):
+  rows = [r for r in table if r["part"] == "curriculum"]
+  claims = {
+    "reference_test_error": next(r for r in table if r["part"] == "reference")["test_error"]
+  }
+
+  def column(order: str, name: str) -> np.ndarray:
+    # float32, the precision the training loop reported in: seeds in order, paired across orders
+    return np.asarray([r[name] for r in rows if r["order"] == order], np.float32)
+
+  for order in dict.fromkeys(r["order"] for r in rows):
     prefix = CLAIM_PREFIX[order]
-    for metric, name in (("train_loss", "final_loss"), ("test_error", "test_error")):
-      final = histories[metric][:, :, -1]
-      claims[f"{prefix}_{name}"] = float(final[i].mean())
+    for name in ("final_loss", "test_error"):
+      final = column(order, name)
+      claims[f"{prefix}_{name}"] = float(final.mean())
       if order != "random":
-        difference = final[i] - final[random]
+        difference = final - column("random", name)
         claims[f"{prefix}_minus_random_{name}"] = float(difference.mean())
         claims[f"{prefix}_minus_random_{name}_se"] = float(
           difference.std(ddof=1) / np.sqrt(difference.size)
         )
-    claims[f"{prefix}_loss_at_ramp_end"] = float(histories["train_loss"][i, :, ramp_end].mean())
+    claims[f"{prefix}_loss_at_ramp_end"] = float(column(order, "loss_at_ramp_end").mean())
   return claims
-
-
-# Both parts.
-
-
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field, before anything is compiled."""
-  cc = config.continuation
-  if not cc.surfaces:
-    raise ValueError("continuation.surfaces=[]: name at least one of " + ", ".join(SURFACES))
-  for name in cc.surfaces:
-    if name not in SURFACES:
-      raise ValueError(f"continuation.surfaces: unknown {name!r}; known: {', '.join(SURFACES)}")
-  for field in ("dim", "num_starts", "steps_per_stage", "mc_samples"):
-    _require_positive_int(f"continuation.{field}", cc[field])
-  for field in ("box", "learning_rate", "global_radius"):
-    if not cc[field] > 0:
-      raise ValueError(f"continuation.{field}={cc[field]!r}: must be > 0")
-  sigmas = list(cc.sigmas)
-  if not sigmas or sigmas[-1] != 0 or any(s < 0 for s in sigmas):
-    raise ValueError(f"continuation.sigmas={sigmas!r}: must be σ ≥ 0 ending with 0 (J itself)")
-  if any(a < b for a, b in zip(sigmas, sigmas[1:], strict=False)):
-    raise ValueError(f"continuation.sigmas={sigmas!r}: must not increase")
-  cur = config.curriculum
-  for field in ("reference_steps", "steps", "batch_size", "eval_every", "num_seeds"):
-    _require_positive_int(f"curriculum.{field}", cur[field])
-  if cur.num_seeds < 2:
-    raise ValueError(f"curriculum.num_seeds={cur.num_seeds}: need ≥ 2 for standard errors")
-  for field in ("start_fraction", "ramp_fraction"):
-    if not 0 < cur[field] <= 1:
-      raise ValueError(f"curriculum.{field}={cur[field]!r}: must be in (0, 1]")
-  unknown = [o for o in cur.orders if o not in ORDERS]
-  if unknown or not {"random", "easy_to_hard"} <= set(cur.orders):
-    raise ValueError(
-      f"curriculum.orders={list(cur.orders)!r}: 'random' and 'easy_to_hard', and "
-      f"optionally 'hard_to_easy'"
-    )
-  for field in ("learning_rate", "reference_learning_rate"):
-    try:
-      optim.sgd(cur[field])
-    except ValueError as error:
-      raise ValueError(f"curriculum.{field}: {error}") from error
-  num_train = data_lib.load_digits(cur.data.test_fraction, cur.data.split_seed).x_train.shape[0]
-  if cur.batch_size > num_train:
-    raise ValueError(f"curriculum.batch_size={cur.batch_size}: more than {num_train} examples")
-  try:
-    models.build_model("mlp", 64, 10, **cur.model.to_dict())
-  except ValueError as error:
-    raise ValueError(f"curriculum.model: {error}") from error
-
-
-def _require_positive_int(field: str, value) -> None:
-  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-    raise ValueError(f"{field}={value!r}: must be an integer ≥ 1")
-
-
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """Both parts, a few vmapped programs (seconds): nothing to resume."""
-  del run_dir, progress  # `check` ran before (experiment.prepare): it builds a model, seconds
-  table, history, claims, arrays = _continuation(config)
-  cur_table, cur_history, cur_claims = _curriculum(config)
-  return ExperimentResults(table + cur_table, history + cur_history, claims | cur_claims, arrays)
-
-
-def plot(out_dir: Path) -> list[Path]:
-  """The blurred losses along the diagonal, mean J per stage, and curriculum curves per order."""
-  arrays = read_npz(out_dir / "params.npz")
-  figures = []
-  for name in SURFACES:
-    series = {
-      key.rsplit("/", 1)[1]: (arrays["slice_t"], values)
-      for key, values in arrays.items()
-      if key.startswith(f"slice/{name}/")
-    }
-    if series:
-      figures.append(
-        report.line_plot(
-          series,
-          out_dir / f"smoothed_{name}.png",
-          title=f"{name}: J_σ along the diagonal θ = (t, t, 0, …)",
-          xlabel="t",
-          ylabel="J_σ(θ)",
-        )
-      )
-  figures.append(
-    report.line_plot(
-      curves.read_curves(out_dir / "history.csv", "mean_loss"),
-      out_dir / "continuation_loss.png",
-      title="mean J(θ) over starts at the end of each stage",
-      xlabel="step",
-      ylabel="mean J",
-    )
-  )
-  for metric, ylabel, logy in (("train_loss", "NLL", True), ("test_error", "0-1 error", False)):
-    runs_by_order: dict[str, list] = {}
-    for member, curve in curves.read_curves(out_dir / "history.csv", metric).items():
-      runs_by_order.setdefault(member.split("/")[0], []).append(curve)
-    figures.append(
-      report.line_plot(
-        {
-          order: (runs[0][0], np.mean([values for _, values in runs], axis=0))
-          for order, runs in runs_by_order.items()
-        },
-        out_dir / f"curriculum_{metric}.png",
-        title=f"digits MLP: {metric} by minibatch order, mean over seeds",
-        xlabel="step",
-        ylabel=ylabel,
-        logy=logy,
-      )
-    )
-  return figures

@@ -36,34 +36,188 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from jaxopt_study import data as data_lib
-from jaxopt_study import init, losses, models, report
+from jaxopt_study import init, losses, models, report, validate
+from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.lab import digits_tasks
 from jaxopt_study.lab.curves import read_curves
-from jaxopt_study.results import ExperimentResults, RunDir, read_csv
+from jaxopt_study.results import read_csv
 
-TITLE = "Chapter 8.4: variance of activations and gradients through depth at initialization"
-SECTION = "8.4"
-DESCRIPTION = (
-  "Deep tanh and ReLU MLPs on digits at initialization, under each initializer of the toolkit "
-  "(Glorot, He, LeCun, orthogonal, sparse, LSUV) and Glorot & Bengio's 'standard' "
-  "U(-1/√m, 1/√m). Per layer: the variance of the pre-activations z_l and of the "
-  "back-propagated gradients ∂ℓ/∂z_l (per example, on a batch of training digits), averaged "
-  "over seeds. ReLU under Glorot's init loses a factor 2 of variance per layer; He's init keeps "
-  "it (He et al. 2015); LSUV sets every layer to unit variance on another training batch. The "
-  "init-scale sweep multiplies one initializer by a scale and finds where the per-layer factor "
-  "of Var(z_l) crosses 1 for ReLU (√2). For tanh the fitted factor mixes the decay towards the "
-  "variance's fixed point with the criticality at scale 1, so no crossing is claimed for it. "
-  "Finite width makes the variance of a single deep net fluctuate by a log-normal factor "
-  "(Hanin & Rolnick 2018), hence several seeds; the per-layer factors are steadier than the "
-  "end-to-end ratios."
-)
-PUBLISHED = {
-  "relu_glorot_activation_decay": "1/2 per layer (He et al. 2015, §2.2)",
-  "relu_he_activation_ratio": "1: variance preserved through depth (He et al. 2015, eq. 10)",
-  "lsuv_max_variance_error": "≤ tol = 0.05 on the fitting batch (Mishkin & Matas 2016)",
-  "relu_critical_init_scale": "√2 ≈ 1.414 (He et al. 2015)",
-}
 ACTIVATIONS = ("tanh", "relu")
+KNOWN_INITIALIZERS = sorted({*init.INITIALIZERS, "standard_uniform", "lsuv"})
+VARIANCES = ("preactivation_variance", "gradient_variance")  # history.csv metrics, per layer
+
+
+class InitVariancePropagation(Experiment):
+  """Per-layer variances of pre-activations and gradients at initialization, per initializer."""
+
+  NAME = "init_variance_propagation"
+  TITLE = "Chapter 8.4: variance of activations and gradients through depth at initialization"
+  SECTION = "8.4"
+  DESCRIPTION = (
+    "Deep tanh and ReLU MLPs on digits at initialization, under each initializer of the toolkit "
+    "(Glorot, He, LeCun, orthogonal, sparse, LSUV) and Glorot & Bengio's 'standard' "
+    "U(-1/√m, 1/√m). Per layer: the variance of the pre-activations z_l and of the "
+    "back-propagated gradients ∂ℓ/∂z_l (per example, on a batch of training digits), averaged "
+    "over seeds. ReLU under Glorot's init loses a factor 2 of variance per layer; He's init "
+    "keeps it (He et al. 2015); LSUV sets every layer to unit variance on another training "
+    "batch. The init-scale sweep multiplies one initializer by a scale and finds where the "
+    "per-layer factor of Var(z_l) crosses 1 for ReLU (√2). For tanh the fitted factor mixes the "
+    "decay towards the variance's fixed point with the criticality at scale 1, so no crossing is "
+    "claimed for it. Finite width makes the variance of a single deep net fluctuate by a "
+    "log-normal factor (Hanin & Rolnick 2018), hence several seeds; the per-layer factors are "
+    "steadier than the end-to-end ratios."
+  )
+  PUBLISHED = {
+    "relu_glorot_activation_decay": "1/2 per layer (He et al. 2015, §2.2)",
+    "relu_he_activation_ratio": "1: variance preserved through depth (He et al. 2015, eq. 10)",
+    "lsuv_max_variance_error": "≤ tol = 0.05 on the fitting batch (Mishkin & Matas 2016)",
+    "relu_critical_init_scale": "√2 ≈ 1.414 (He et al. 2015)",
+  }
+  FIELDS = {
+    **dict.fromkeys(
+      ("width", "num_seeds", "num_examples", "num_lsuv_examples"), validate.require_positive_int
+    ),
+    "depths": validate.each(validate.require_int, low=2),
+    "activations": validate.each(validate.require_choice, choices=ACTIVATIONS),
+    "initializers": validate.each(validate.require_choice, choices=KNOWN_INITIALIZERS),
+    "scale_sweep.init": functools.partial(
+      validate.require_choice, choices=sorted(init.INITIALIZERS)
+    ),
+    "scale_sweep.scales": functools.partial(
+      validate.require_sequence, each=validate.require_positive, min_length=2
+    ),
+    "lsuv_tol": functools.partial(validate.require_unit_interval, include_zero=False),
+  }
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    """Initializer options that build, the initializers the claims compare, increasing scales."""
+    for name in config.initializers:
+      if name == "lsuv":
+        continue
+      options = dict(config.initializer_options.get(name, {}))
+      try:
+        initializer(name, options)
+      except (TypeError, ValueError) as error:
+        raise ValueError(f"{self.NAME}: initializer_options.{name}: {error}") from None
+      if options.get("num_nonzero", 0) > min(64, config.width):
+        raise ValueError(
+          f"{self.NAME}: initializer_options.{name}.num_nonzero={options['num_nonzero']} exceeds "
+          f"the fan-in {min(64, config.width)} of a layer"
+        )
+    for name in ("glorot_uniform", "he_normal"):
+      if "relu" in config.activations and name not in config.initializers:
+        raise ValueError(f"{self.NAME}: initializers must include {name!r}, the claims compare it")
+    scales = list(config.scale_sweep.scales)
+    if scales != sorted(scales):
+      raise ValueError(f"{self.NAME}: scale_sweep.scales={scales} must increase")
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """Every (depth, initializer, seed) for each activation; the scale sweep at the deepest depth;
+    under a minute of work, nothing worth resuming."""
+    data = digits_tasks.load(config.data)
+    x_fit = data.x_train[: config.num_lsuv_examples]
+    x_eval, y_eval = data.x_train[-config.num_examples :], data.y_train[-config.num_examples :]
+    deepest = max(config.depths)
+    jobs = [
+      ("initializer", d, name, 1.0, "") for d in config.depths for name in config.initializers
+    ]
+    jobs += [
+      ("scale_sweep", deepest, config.scale_sweep.init, float(s), f" ×{s:g}")
+      for s in config.scale_sweep.scales
+    ]
+    graphs = {depth: activation_graphs(config, depth) for depth in config.depths}
+    table, history = [], []
+    for kind, depth, name, scale, suffix in tqdm(jobs, desc="networks", disable=not progress):
+      found = seed_variances(config, graphs[depth], depth, name, scale, x_fit, x_eval, y_eval)
+      for activation, (forward, backward) in found.items():
+        member = f"{activation} L={depth} {name}{suffix}"
+        table.append(table_row(member, kind, activation, depth, name, scale, forward, backward))
+        history += [
+          {"member": member, "step": layer + 1, "metric": metric, "value": float(v)}
+          for metric, values in zip(VARIANCES, (forward, backward), strict=True)
+          for layer, v in enumerate(values)
+        ]
+    return Results(table, history)
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    """At the deepest depth: the ReLU decay under Glorot's and He's init, the critical scale, LSUV's
+    largest error and every initializer's end-to-end ratios."""
+    table = results.table
+    deepest = max(config.depths)
+    summary = {}
+    if "relu" in config.activations:
+      glorot = setting_row(table, "relu", deepest, "glorot_uniform")
+      he = setting_row(table, "relu", deepest, "he_normal")
+      summary |= {
+        "relu_glorot_activation_decay": glorot["activation_factor_per_layer"],
+        "relu_glorot_activation_ratio": glorot["activation_ratio"],
+        "relu_glorot_activation_ratio_theory": 2.0 ** -(deepest - 1),
+        "relu_he_activation_ratio": he["activation_ratio"],
+        "relu_he_activation_decay": he["activation_factor_per_layer"],
+        "relu_he_gradient_ratio": he["gradient_ratio"],
+      }
+      rows = [r for r in table if r["kind"] == "scale_sweep" and r["activation"] == "relu"]
+      summary["relu_critical_init_scale"] = critical_scale(
+        np.asarray([r["init_scale"] for r in rows]),
+        np.asarray([r["activation_factor_per_layer"] for r in rows]),
+      )
+    if "lsuv" in config.initializers:
+      summary["lsuv_max_variance_error"] = max(
+        r["max_variance_error"] for r in table if r["init"] == "lsuv"
+      )
+    for key in ("activation_ratio", "gradient_ratio"):
+      summary[f"{key}_by_init"] = {
+        activation: {
+          name: setting_row(table, activation, deepest, name)[key] for name in config.initializers
+        }
+        for activation in config.activations
+      }
+    summary["deepest_depth"] = deepest
+    return summary
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """Per-layer variances at the deepest depth and the init-scale sweep, from the CSVs."""
+    table = read_csv(out_dir / "results.csv")
+    curves = {m: read_curves(out_dir / "history.csv", m) for m in VARIANCES}
+    deepest = int(max(r["depth"] for r in table))
+    figures = []
+    for activation in sorted({r["activation"] for r in table}):
+      members = [
+        r
+        for r in table
+        if r["kind"] == "initializer" and r["activation"] == activation and r["depth"] == deepest
+      ]
+      for metric, label in zip(VARIANCES, ("Var(z_l)", "Var(∂ℓ/∂z_l)"), strict=True):
+        figures.append(
+          report.line_plot(
+            {r["init"]: curves[metric][r["member"]] for r in members},
+            out_dir / f"{metric}_{activation}.png",
+            title=f"{label} per layer, {activation}, {deepest} hidden layers",
+            xlabel="layer l (last: output)",
+            ylabel=label,
+            logy=True,
+          )
+        )
+    scaled = [r for r in table if r["kind"] == "scale_sweep"]
+    sweep = {
+      activation: (
+        [r["init_scale"] for r in scaled if r["activation"] == activation],
+        [r["activation_factor_per_layer"] for r in scaled if r["activation"] == activation],
+      )
+      for activation in dict.fromkeys(r["activation"] for r in scaled)
+    }
+    figures.append(
+      report.line_plot(
+        sweep,
+        out_dir / "init_scale_sweep.png",
+        title=f"per-layer factor of Var(z_l) vs init scale, {deepest} hidden layers",
+        xlabel="init scale (factor on the initializer)",
+        ylabel="exp(slope of log Var(z_l) in l)",
+        logx=True,
+        logy=True,
+      )
+    )
+    return figures
 
 
 def _standard_uniform() -> init.Initializer:
@@ -76,43 +230,6 @@ def initializer(name: str, options: dict, scale: float = 1.0) -> init.Initialize
   if name == "standard_uniform":
     return init.scaled(_standard_uniform(), scale)
   return init.get_initializer(name, scale=scale, **options)
-
-
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field, before anything is computed."""
-  for field in ("width", "num_seeds", "num_examples", "num_lsuv_examples"):
-    if not isinstance(config[field], int) or config[field] < 1:
-      raise ValueError(f"{field}={config[field]!r}: must be an integer ≥ 1")
-  depths = list(config.depths)
-  if not depths or any(not isinstance(d, int) or d < 2 for d in depths):
-    raise ValueError(f"depths={depths!r}: must be a non-empty list of integers ≥ 2")
-  if not set(config.activations) <= set(ACTIVATIONS) or not config.activations:
-    raise ValueError(f"activations={list(config.activations)}: must be a subset of {ACTIVATIONS}")
-  known = {*init.INITIALIZERS, "standard_uniform", "lsuv"}
-  for name in config.initializers:
-    if name not in known:
-      raise ValueError(f"initializers: unknown {name!r}; known: {sorted(known)}")
-    if name != "lsuv":
-      options = config.initializer_options.get(name, {})
-      try:
-        initializer(name, dict(options))
-      except (TypeError, ValueError) as error:
-        raise ValueError(f"initializer_options.{name}: {error}") from None
-      if options.get("num_nonzero", 0) > min(64, config.width):
-        raise ValueError(
-          f"initializer_options.{name}.num_nonzero={options['num_nonzero']}: exceeds the fan-in "
-          f"{min(64, config.width)} of a layer"
-        )
-  for name in ("glorot_uniform", "he_normal"):
-    if "relu" in config.activations and name not in config.initializers:
-      raise ValueError(f"initializers: must include {name!r}, the claims compare it")
-  if config.scale_sweep.init not in init.INITIALIZERS:
-    raise ValueError(f"scale_sweep.init={config.scale_sweep.init!r}: unknown initializer")
-  scales = list(config.scale_sweep.scales)
-  if len(scales) < 2 or any(s <= 0 for s in scales) or scales != sorted(scales):
-    raise ValueError(f"scale_sweep.scales={scales}: need ≥ 2 increasing positive values")
-  if not 0.0 < config.lsuv_tol < 1.0:
-    raise ValueError(f"lsuv_tol={config.lsuv_tol!r}: must lie in (0, 1)")
 
 
 def initial_state(config, depth: int, name: str, seed: int, scale: float = 1.0) -> nnx.State:
@@ -163,64 +280,43 @@ def per_layer_factor(variances: np.ndarray) -> float:
   return float(np.exp(np.polyfit(np.arange(hidden.size), np.log(hidden), 1)[0]))
 
 
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """Every (depth, initializer, seed) for each activation; the scale sweep at the deepest depth."""
-  check(config)
-  del run_dir  # under a minute of work: nothing worth resuming
-  data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
-  x_fit = data.x_train[: config.num_lsuv_examples]
-  x_eval, y_eval = data.x_train[-config.num_examples :], data.y_train[-config.num_examples :]
-  deepest = max(config.depths)
-  jobs = [
-    ("initializer", depth, name, 1.0) for depth in config.depths for name in config.initializers
-  ]
-  jobs += [
-    ("scale_sweep", deepest, config.scale_sweep.init, float(s)) for s in config.scale_sweep.scales
-  ]
-  # One graph per (activation, depth), built with the default initializer: a model's graph holds
-  # its kernel initializer, and a new one for every initializer and scale would recompile
-  # `_layer_variances`, while the variances depend on the arrays only.
-  structures = {
-    (activation, depth): nnx.graphdef(
+def activation_graphs(config: ml_collections.ConfigDict, depth: int) -> dict[str, nnx.GraphDef]:
+  """activation -> the graph of the MLP with `depth` hidden layers, built with the default
+  initializer: a model's graph holds its kernel initializer, and a new one for every initializer
+  and scale would recompile `_layer_variances`, while the variances depend on the arrays only."""
+  return {
+    activation: nnx.graphdef(
       nnx.eval_shape(
-        lambda a=activation, d=depth: models.MLP(
-          64, 10, width=config.width, depth=d, activation=a, rngs=nnx.Rngs(0)
+        lambda a=activation: models.MLP(
+          64, 10, width=config.width, depth=depth, activation=a, rngs=nnx.Rngs(0)
         )
       )
     )
     for activation in config.activations
-    for depth in config.depths
   }
-  table, history = [], []
-  for kind, depth, name, scale in tqdm(jobs, desc="networks", disable=not progress):
-    forward = {activation: [] for activation in config.activations}
-    backward = {activation: [] for activation in config.activations}
-    for seed in range(config.num_seeds):
-      state = initial_state(config, depth, name, config.seed + seed, scale)
-      for activation in config.activations:
-        model = nnx.merge(structures[activation, depth], state, copy=True)
-        if name == "lsuv":
-          init.lsuv(model, x_fit, tol=config.lsuv_tol)
-        f, b = layer_variances(model, x_eval, y_eval)
-        forward[activation].append(f)
-        backward[activation].append(b)
-    for activation in config.activations:
-      member = f"{activation} L={depth} {name}" + (f" ×{scale:g}" if kind == "scale_sweep" else "")
-      table.append(_table_row(member, kind, activation, depth, name, scale, forward, backward))
-      for metric, values in (("preactivation_variance", forward), ("gradient_variance", backward)):
-        history += [
-          {"member": member, "step": layer + 1, "metric": metric, "value": float(v)}
-          for layer, v in enumerate(np.mean(values[activation], axis=0))
-        ]
-  return ExperimentResults(table, history, _summarize(table, config))
 
 
-def _table_row(member, kind, activation, depth, name, scale, forward, backward) -> dict:
-  """The row of one setting: its variances averaged over seeds, summarized."""
-  forward = np.mean(forward[activation], axis=0)
-  backward = np.mean(backward[activation], axis=0)
+def seed_variances(
+  config, graphs: dict, depth: int, name: str, scale: float, x_fit, x_eval, y_eval
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """activation -> (forward, backward) variances per layer, averaged over `num_seeds` nets with
+  `depth` hidden layers and kernels from `name` times `scale` (`graphs`: activation -> graph)."""
+  found = {activation: [] for activation in graphs}
+  for seed in range(config.num_seeds):
+    state = initial_state(config, depth, name, config.seed + seed, scale)
+    for activation, graph in graphs.items():
+      model = nnx.merge(graph, state, copy=True)
+      if name == "lsuv":
+        init.lsuv(model, x_fit, tol=config.lsuv_tol)
+      found[activation].append(layer_variances(model, x_eval, y_eval))
+  return {
+    activation: tuple(np.mean(per_seed, axis=0) for per_seed in zip(*pairs, strict=True))
+    for activation, pairs in found.items()
+  }
+
+
+def table_row(member, kind, activation, depth, name, scale, forward, backward) -> dict:
+  """The row of one setting: its variances (averaged over seeds), summarized."""
   return {
     "member": member,
     "kind": kind,
@@ -236,7 +332,8 @@ def _table_row(member, kind, activation, depth, name, scale, forward, backward) 
   }
 
 
-def _row(table: list[dict], activation: str, depth: int, name: str) -> dict:
+def setting_row(table: list[dict], activation: str, depth: int, name: str) -> dict:
+  """The row of one initializer (not the scale sweep) at one activation and depth."""
   key = ("initializer", activation, depth, name)
   return next(r for r in table if (r["kind"], r["activation"], r["depth"], r["init"]) == key)
 
@@ -249,86 +346,3 @@ def critical_scale(scales: np.ndarray, factors: np.ndarray) -> float | None:
       weight = -logs[i] / (logs[i + 1] - logs[i])
       return float(np.exp((1 - weight) * np.log(scales[i]) + weight * np.log(scales[i + 1])))
   return None  # the sweep does not bracket the crossing
-
-
-def _summarize(table: list[dict], config: ml_collections.ConfigDict) -> dict:
-  deepest = max(config.depths)
-  summary = {}
-  if "relu" in config.activations:
-    glorot = _row(table, "relu", deepest, "glorot_uniform")
-    he = _row(table, "relu", deepest, "he_normal")
-    summary |= {
-      "relu_glorot_activation_decay": glorot["activation_factor_per_layer"],
-      "relu_glorot_activation_ratio": glorot["activation_ratio"],
-      "relu_glorot_activation_ratio_theory": 2.0 ** -(deepest - 1),
-      "relu_he_activation_ratio": he["activation_ratio"],
-      "relu_he_activation_decay": he["activation_factor_per_layer"],
-      "relu_he_gradient_ratio": he["gradient_ratio"],
-    }
-    rows = [r for r in table if r["kind"] == "scale_sweep" and r["activation"] == "relu"]
-    summary["relu_critical_init_scale"] = critical_scale(
-      np.asarray([r["init_scale"] for r in rows]),
-      np.asarray([r["activation_factor_per_layer"] for r in rows]),
-    )
-  if "lsuv" in config.initializers:
-    summary["lsuv_max_variance_error"] = max(
-      r["max_variance_error"] for r in table if r["init"] == "lsuv"
-    )
-  for key in ("activation_ratio", "gradient_ratio"):
-    summary[f"{key}_by_init"] = {
-      activation: {
-        name: _row(table, activation, deepest, name)[key] for name in config.initializers
-      }
-      for activation in config.activations
-    }
-  summary["deepest_depth"] = deepest
-  return summary
-
-
-def plot(out_dir: Path) -> list[Path]:
-  """Per-layer variances at the deepest depth and the init-scale sweep, from the CSVs."""
-  table = read_csv(out_dir / "results.csv")
-  curves = {
-    m: read_curves(out_dir / "history.csv", m)
-    for m in ("preactivation_variance", "gradient_variance")
-  }
-  deepest = int(max(r["depth"] for r in table))
-  figures = []
-  for activation in sorted({r["activation"] for r in table}):
-    members = [
-      r
-      for r in table
-      if r["kind"] == "initializer" and r["activation"] == activation and r["depth"] == deepest
-    ]
-    for metric, label in (
-      ("preactivation_variance", "Var(z_l)"),
-      ("gradient_variance", "Var(∂ℓ/∂z_l)"),
-    ):
-      figures.append(
-        report.line_plot(
-          {r["init"]: curves[metric][r["member"]] for r in members},
-          out_dir / f"{metric}_{activation}.png",
-          title=f"{label} per layer, {activation}, {deepest} hidden layers",
-          xlabel="layer l (last: output)",
-          ylabel=label,
-          logy=True,
-        )
-      )
-  sweep = {}
-  for r in table:
-    if r["kind"] == "scale_sweep":
-      xs, ys = sweep.setdefault(r["activation"], ([], []))
-      xs.append(r["init_scale"])
-      ys.append(r["activation_factor_per_layer"])
-  figures.append(
-    report.line_plot(
-      sweep,
-      out_dir / "init_scale_sweep.png",
-      title=f"per-layer factor of Var(z_l) vs init scale, {deepest} hidden layers",
-      xlabel="init scale (factor on the initializer)",
-      ylabel="exp(slope of log Var(z_l) in l)",
-      logx=True,
-      logy=True,
-    )
-  )
-  return figures

@@ -27,7 +27,8 @@ held-out slope is ⟨∇L_B(θ_t), u⟩. In the first epoch the minibatch holds 
 seen, so the bias has mean zero; in the second every example has already been used and the minibatch
 gradient underestimates the slope of the generalization error. `reuse_bias_epoch1` and
 `reuse_bias_epoch2` are the mean bias over an epoch divided by the mean slope, averaged over runs,
-with their standard errors across runs.
+with their standard errors across runs; each run's values are kept as `reuse_bias` (runs × epochs)
+in `params.npz`.
 """
 
 import functools
@@ -40,90 +41,121 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import losses, models, optim, report, train
-from jaxopt_study.lab import curves
-from jaxopt_study.results import ExperimentResults, RunDir, read_csv
-
-TITLE = "Chapter 8.1.3 / 8.2.6: minibatch gradient noise σ/√n and the bias of reused examples"
-SECTION = "8.1.3"
-DESCRIPTION = (
-  "Standard error of the minibatch gradient of a digits MLP at initialization against the batch "
-  "size n, sampled with replacement (exactly σ/√n, eq. 8.8) and without replacement (σ/√n times "
-  "the finite-population correction √((N−n)/(N−1))), from per-example gradients; and the bias of "
-  "the minibatch gradient along an independently estimated held-out descent direction, in the "
-  "first epoch of SGD (fresh examples: unbiased) and in the second (reused examples: the "
-  "minibatch gradient underestimates the slope of the held-out loss)."
-)
-PUBLISHED = {
-  "se_slope": "−0.5: standard error σ/√n (Goodfellow et al. 2016, eq. 8.8)",
-  "se_slope_without_replacement": "steeper than −0.5 near n = N (finite-population correction)",
-  "reuse_bias_epoch1": "0: the first pass gives an unbiased gradient of the generalization error "
-  "(§8.1.3)",
-  "reuse_bias_epoch2": "< 0 (biased) once examples are reused in the second pass (§8.1.3)",
-}
+from jaxopt_study import losses, models, optim, report, train, validate
+from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.lab import curves, digits_tasks
+from jaxopt_study.results import read_csv
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field, before any data is loaded or compiled."""
-  if config.data.name != "digits":
-    raise ValueError(f"data.name={config.data.name!r}: this experiment runs on 'digits'")
-  if not 0.2 <= config.data.test_fraction <= 0.8:
-    raise ValueError(
-      f"data.test_fraction={config.data.test_fraction!r}: must be in [0.2, 0.8] so that both "
-      "the training set and the two held-out halves hold enough examples"
-    )
-  num_train = round(1797 * (1 - config.data.test_fraction))
-  sizes = config.batch_sizes
-  if not isinstance(sizes, list | tuple) or len(sizes) < 2:
-    raise ValueError(f"batch_sizes={sizes!r}: need a list of at least two batch sizes")
-  for n in sizes:
-    if not isinstance(n, int) or not 1 <= n < num_train:
-      raise ValueError(f"batch_sizes: {n!r} must be an integer in [1, {num_train - 1}]")
-  for field in ("num_draws", "num_seeds", "reuse_batch_size"):
-    if not isinstance(config[field], int) or config[field] < 2:
-      raise ValueError(f"{field}={config[field]!r}: must be an integer ≥ 2")
-  if config.reuse_batch_size > num_train // 4:
-    raise ValueError(
-      f"reuse_batch_size={config.reuse_batch_size}: must be ≤ {num_train // 4} so that an epoch "
-      "has at least four steps"
-    )
-  if not config.learning_rate > 0:
-    raise ValueError(f"learning_rate={config.learning_rate!r}: must be > 0")
-  models.build_model(in_features=64, out_features=10, seed=config.seed, **config.model.to_dict())
+class MinibatchNoise(Experiment):
+  """The standard error of the minibatch gradient per batch size, and its bias under reuse."""
 
-
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """Measures the standard error per batch size and the bias per epoch; nothing to resume."""
-  del run_dir, progress  # three short compiled programs: nothing worth resuming
-  check(config)
-  model = models.functional(
-    models.build_model(in_features=64, out_features=10, seed=config.seed, **config.model.to_dict())
+  NAME = "minibatch_noise"
+  TITLE = "Chapter 8.1.3 / 8.2.6: minibatch gradient noise σ/√n and the bias of reused examples"
+  SECTION = "8.1.3"
+  DESCRIPTION = (
+    "Standard error of the minibatch gradient of a digits MLP at initialization against the "
+    "batch size n, sampled with replacement (exactly σ/√n, eq. 8.8) and without replacement "
+    "(σ/√n times the finite-population correction √((N−n)/(N−1))), from per-example gradients; "
+    "and the bias of the minibatch gradient along an independently estimated held-out descent "
+    "direction, in the first epoch of SGD (fresh examples: unbiased) and in the second (reused "
+    "examples: the minibatch gradient underestimates the slope of the held-out loss)."
   )
-  table = _standard_errors(config, model)
-  bias_rows, per_seed = _reuse_bias(config, model)
-  sizes = np.asarray([r["batch_size"] for r in table], float)
-  with_replacement = np.asarray([r["se_replacement"] for r in table])
-  without = np.asarray([r["se_without_replacement"] for r in table])
-  ratios = [r[f"ratio_{kind}"] for r in table for kind in ("replacement", "without_replacement")]
-  epoch_means = per_seed.mean(axis=0)
-  epoch_ses = per_seed.std(axis=0, ddof=1) / np.sqrt(per_seed.shape[0])
-  summary = {
-    "se_slope": curves.log_slope(sizes, with_replacement),
-    "se_slope_without_replacement": curves.log_slope(sizes, without),
-    "se_ratio_max_deviation": float(np.max(np.abs(np.asarray(ratios) - 1.0))),
-    "gradient_noise_sigma": table[0]["sigma"],
-    "num_train": table[0]["num_train"],
-    "reuse_bias_epoch1": float(epoch_means[0]),
-    "reuse_bias_epoch1_se": float(epoch_ses[0]),
-    "reuse_bias_epoch2": float(epoch_means[1]),
-    "reuse_bias_epoch2_se": float(epoch_ses[1]),
+  PUBLISHED = {
+    "se_slope": "−0.5: standard error σ/√n (Goodfellow et al. 2016, eq. 8.8)",
+    "se_slope_without_replacement": "steeper than −0.5 near n = N (finite-population correction)",
+    "reuse_bias_epoch1": "0: the first pass gives an unbiased gradient of the generalization "
+    "error (§8.1.3)",
+    "reuse_bias_epoch2": "< 0 (biased) once examples are reused in the second pass (§8.1.3)",
   }
-  return ExperimentResults(table, bias_rows, summary)
+  FIELDS = {
+    "data.name": digits_tasks.DIGITS,
+    "batch_sizes": functools.partial(
+      validate.require_sequence, each=validate.require_positive_int, min_length=2
+    ),
+    **dict.fromkeys(
+      ("num_draws", "num_seeds", "reuse_batch_size"), functools.partial(validate.require_int, low=2)
+    ),
+    "learning_rate": validate.require_positive,
+  }
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    """Both the training set and the two held-out halves must hold enough examples."""
+    test_fraction = config.data.test_fraction
+    if not 0.2 <= test_fraction <= 0.8:
+      raise ValueError(
+        f"{self.NAME}: data.test_fraction={test_fraction!r} must be in [0.2, 0.8] so that both "
+        "the training set and the two held-out halves hold enough examples"
+      )
+    num_train = round(1797 * (1 - test_fraction))
+    for i, n in enumerate(config.batch_sizes):
+      validate.require_int(f"batch_sizes[{i}]", n, self.NAME, low=1, high=num_train - 1)
+    if config.reuse_batch_size > num_train // 4:
+      raise ValueError(
+        f"{self.NAME}: reuse_batch_size={config.reuse_batch_size} must be <= {num_train // 4} so "
+        "that an epoch has at least four steps"
+      )
+    digits_tasks.mlp(config.seed, **config.model)
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """Measures the standard error per batch size and the bias per epoch; three short compiled
+    programs, nothing worth resuming."""
+    data = digits_tasks.load(config.data)
+    model = digits_tasks.mlp(config.seed, **config.model)
+    table = standard_errors(config, model, data)
+    bias_rows, per_seed = reuse_bias(config, model, data)
+    return Results(table, bias_rows, {"reuse_bias": per_seed})
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    """The log-log slopes of the standard errors, their largest deviation from theory, and the
+    relative bias of each epoch (mean over runs, with its standard error)."""
+    table, per_seed = results.table, results.arrays["reuse_bias"]
+    sizes = np.asarray([r["batch_size"] for r in table], float)
+    ratios = [r[f"ratio_{kind}"] for r in table for kind in ("replacement", "without_replacement")]
+    epoch_means = per_seed.mean(axis=0)
+    epoch_ses = per_seed.std(axis=0, ddof=1) / np.sqrt(per_seed.shape[0])
+    return {
+      "se_slope": curves.log_slope(sizes, [r["se_replacement"] for r in table]),
+      "se_slope_without_replacement": curves.log_slope(
+        sizes, [r["se_without_replacement"] for r in table]
+      ),
+      "se_ratio_max_deviation": float(np.max(np.abs(np.asarray(ratios) - 1.0))),
+      "gradient_noise_sigma": table[0]["sigma"],
+      "num_train": table[0]["num_train"],
+      "reuse_bias_epoch1": float(epoch_means[0]),
+      "reuse_bias_epoch1_se": float(epoch_ses[0]),
+      "reuse_bias_epoch2": float(epoch_means[1]),
+      "reuse_bias_epoch2_se": float(epoch_ses[1]),
+    }
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """Standard error vs batch size (measured and theory) and the per-step bias, from the CSVs."""
+    table = read_csv(out_dir / "results.csv")
+    sizes = [r["batch_size"] for r in table]
+    noise = report.line_plot(
+      {
+        f"{label}, {kind}": (sizes, [r[f"{prefix}_{kind}"] for r in table])
+        for prefix, label in (("se", "measured"), ("se_theory", "σ/√n theory"))
+        for kind in ("replacement", "without_replacement")
+      },
+      out_dir / "standard_error.png",
+      title="standard error of the minibatch gradient",
+      xlabel="batch size n",
+      ylabel="√E‖ĝ − ḡ‖²",
+      logx=True,
+      logy=True,
+    )
+    bias = report.line_plot(
+      curves.read_curves(out_dir / "history.csv", "bias_along_heldout_descent"),
+      out_dir / "reuse_bias.png",
+      title="bias of the minibatch gradient along the held-out descent direction",
+      xlabel="SGD step",
+      ylabel="⟨ĝ − ∇L_held-out, u⟩ (mean over runs)",
+    )
+    return [noise, bias]
 
 
-def _per_example_loss(model: models.FunctionalModel):
+def per_example_loss(model: models.FunctionalModel):
   """(params, x (n, 64), y (n,)) -> mean NLL, the training objective of §8.1.2."""
 
   def loss(params, x, y):
@@ -132,10 +164,9 @@ def _per_example_loss(model: models.FunctionalModel):
   return loss
 
 
-def _standard_errors(config, model: models.FunctionalModel) -> list[dict]:
+def standard_errors(config, model: models.FunctionalModel, data: data_lib.Dataset) -> list[dict]:
   """One row per batch size: measured and theoretical standard errors of the minibatch gradient."""
-  data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
-  loss = _per_example_loss(model)
+  loss = per_example_loss(model)
   num_train = data.x_train.shape[0]
 
   @jax.jit
@@ -197,9 +228,10 @@ def _standard_errors(config, model: models.FunctionalModel) -> list[dict]:
   return rows
 
 
-def _reuse_bias(config, model: models.FunctionalModel) -> tuple[list[dict], np.ndarray]:
+def reuse_bias(
+  config, model: models.FunctionalModel, data: data_lib.Dataset
+) -> tuple[list[dict], np.ndarray]:
   """Two epochs of SGD per seed: the relative bias of each step and each seed's epoch means."""
-  data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
   num_train, num_test = data.x_train.shape[0], data.x_test.shape[0]
   x = jnp.concatenate([data.x_train, data.x_test])
   y = jnp.concatenate([data.y_train, data.y_test])
@@ -214,7 +246,7 @@ def _reuse_bias(config, model: models.FunctionalModel) -> tuple[list[dict], np.n
   half = num_test // 2
   batch_size = config.reuse_batch_size
   steps_per_epoch = num_train // batch_size
-  loss = _per_example_loss(model)
+  loss = per_example_loss(model)
   grad_fn = jax.grad(loss)
   loop = train.make_train_loop(model, optim.sgd(config.learning_rate), batch_size=batch_size)
 
@@ -252,30 +284,3 @@ def _reuse_bias(config, model: models.FunctionalModel) -> tuple[list[dict], np.n
     )
   ]
   return rows, per_seed
-
-
-def plot(out_dir: Path) -> list[Path]:
-  """Standard error vs batch size (measured and theory) and the per-step bias, from the CSVs."""
-  table = read_csv(out_dir / "results.csv")
-  sizes = [r["batch_size"] for r in table]
-  noise = report.line_plot(
-    {
-      f"{label}, {kind}": (sizes, [r[f"{prefix}_{kind}"] for r in table])
-      for prefix, label in (("se", "measured"), ("se_theory", "σ/√n theory"))
-      for kind in ("replacement", "without_replacement")
-    },
-    out_dir / "standard_error.png",
-    title="standard error of the minibatch gradient",
-    xlabel="batch size n",
-    ylabel="√E‖ĝ − ḡ‖²",
-    logx=True,
-    logy=True,
-  )
-  bias = report.line_plot(
-    curves.read_curves(out_dir / "history.csv", "bias_along_heldout_descent"),
-    out_dir / "reuse_bias.png",
-    title="bias of the minibatch gradient along the held-out descent direction",
-    xlabel="SGD step",
-    ylabel="⟨ĝ − ∇L_held-out, u⟩ (mean over runs)",
-  )
-  return [noise, bias]

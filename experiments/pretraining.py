@@ -20,9 +20,11 @@ layer k of the end-to-end net of the same seed; only the output layers differ. M
 k ≥ 2 ``fold_in(key, k)`` and the fine-tuning ``fold_in(key, L + 1)``.
 
 Every method runs at each learning rate of `learning_rates` (same optimizer and rate in every
-stage) and `num_seeds` seeds, all members of one stage one vmapped `train.make_train_fn`; freezing
-is `optax.multi_transform` with `optax.set_to_zero` on the frozen layers. Each method is reported
-at the rate of its lowest mean final training loss.
+stage) and `num_seeds` seeds. All members of a greedy stage or of the fine-tuning are one vmapped
+`train.make_train_fn` (they start from the previous phase's parameters, with their own minibatch
+keys and frozen layers: `optax.multi_transform` with `optax.set_to_zero` on the frozen ones); the
+end-to-end members are one `sweep.run` over rates and seeds, each the deep net trained alone. Each
+method is reported at the rate of its lowest mean final training loss.
 
 Claims (`summary.json`): `pretrained_final_loss` and `end_to_end_final_loss` (mean final
 full-training-set NLL over seeds, each at its best rate), `pretrained_test_error` and
@@ -31,7 +33,9 @@ full-training-set NLL over seeds, each at its best rate), `pretrained_test_error
 `seeds_pretrained_lower` (the fraction of seeds where pretraining ends lower).
 """
 
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -41,37 +45,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxopt_study import data as data_lib
-from jaxopt_study import models, optim, report, train
-from jaxopt_study.lab import curves
-from jaxopt_study.results import ExperimentResults, RunDir
+from jaxopt_study import models, optim, report, sweep, train, validate
+from jaxopt_study import problem as problem_lib
+from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.lab import digits_tasks
+from jaxopt_study.lab.curves import history_curves, read_curves
 
-TITLE = "Chapter 8.7.4: greedy layer-wise supervised pretraining vs end-to-end training"
-SECTION = "8.7.4"
-DESCRIPTION = (
-  "A deep sigmoid MLP (Glorot-uniform init, plain SGD) on scikit-learn's digits, trained either "
-  "greedily, one hidden layer per stage with a fresh output layer and the lower layers frozen, "
-  "then fine-tuned jointly (Bengio et al. 2007; §8.7.4), or end to end from random "
-  "initialization for the same total number of minibatch steps. Each method is shown at the "
-  "learning rate of its grid with the lowest mean final training loss over seeds. Full config "
-  "(5 sigmoid layers of 32, 1800 steps, 5 seeds): pretraining ends at training NLL 0.016 and "
-  "3.7% held-out error, end to end at 0.71 and 35% (its best rate; at the others it stays near "
-  "chance), lower on every seed; the end-to-end net is still near chance (2.16) when the "
-  "greedy stages have reached 3 layers at 0.076. With the lower layers frozen each stage ends "
-  "slightly higher than the one before (0.057 → 0.089 at 1 → 5 layers); the fine-tuning "
-  "brings the gain. The effect needs the hard case: at depth 3 the two end level (0.0031 "
-  "each; held-out 3.2% vs 5.1%), and with tanh units at depth 5 end-to-end training ends "
-  "lower (0.0003 vs 0.0034; held-out 3.8% vs 3.3%). Fine-tuning at the greedy stages' rate "
-  "raises the loss at rates ≥ 3 here (at 10 it diverges), so the best pretrained rate is 1."
-)
-PUBLISHED = {
-  "pretrained_final_loss": "below end-to-end training of the same deep net: greedy supervised "
-  "pretraining helps where joint training from random init gets stuck (Bengio et al. 2007; "
-  "Goodfellow et al. 2016, §8.7.4)",
-  "end_to_end_final_loss": "the baseline: higher than after greedy pretraining",
-  "pretrained_test_error": "lower than without pretraining (Bengio et al. 2007 on MNIST, by "
-  "less than unsupervised pretraining gains)",
-}
 METHODS = ("pretrained", "end_to_end")
 
 
@@ -84,55 +63,191 @@ class Phase(NamedTuple):
   frozen_layers: int
   first_step: int  # where the phase starts in the method's step count
   history: dict[str, np.ndarray]  # metric -> (members, evaluations)
+  frozen_change: np.ndarray  # per member: the largest move of a frozen layer (0: none moved)
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field, before any data is loaded or compiled."""
-  if config.data.name != "digits":
-    raise ValueError(f"data.name={config.data.name!r}: this experiment runs on 'digits'")
-  if config.model.name != "mlp":
-    raise ValueError(f"model.name={config.model.name!r}: layer-wise growth needs 'mlp'")
-  for field in ("stage_steps", "eval_every", "batch_size", "num_seeds", "finetune_steps"):
-    minimum = 0 if field == "finetune_steps" else 1
-    if not isinstance(config[field], int) or config[field] < minimum:
-      raise ValueError(f"{field}={config[field]!r}: must be an integer ≥ {minimum}")
-  if not isinstance(config.model.depth, int) or config.model.depth < 2:
-    raise ValueError(f"model.depth={config.model.depth!r}: need ≥ 2 hidden layers to grow")
-  for field in ("stage_steps", "finetune_steps"):
-    if config[field] % config.eval_every:
-      raise ValueError(f"eval_every={config.eval_every}: must divide {field}={config[field]}")
-  if not isinstance(config.freeze_lower_layers, bool):
-    raise ValueError(f"freeze_lower_layers={config.freeze_lower_layers!r}: must be a bool")
-  rates = config.learning_rates
-  if not isinstance(rates, list | tuple) or not rates or any(r <= 0 for r in rates):
-    raise ValueError(f"learning_rates={rates!r}: must be a non-empty list of positive rates")
-  if config.optimizer.name not in optim.OPTIMIZERS:
-    raise ValueError(
-      f"optimizer.name={config.optimizer.name!r}: must be one of {sorted(optim.OPTIMIZERS)}"
+class Pretraining(Experiment):
+  """Greedy layer-wise supervised pretraining against end-to-end training of a deep MLP."""
+
+  NAME = "pretraining"
+  TITLE = "Chapter 8.7.4: greedy layer-wise supervised pretraining vs end-to-end training"
+  SECTION = "8.7.4"
+  DESCRIPTION = (
+    "A deep sigmoid MLP (Glorot-uniform init, plain SGD) on scikit-learn's digits, trained "
+    "either greedily, one hidden layer per stage with a fresh output layer and the lower layers "
+    "frozen, then fine-tuned jointly (Bengio et al. 2007; §8.7.4), or end to end from random "
+    "initialization for the same total number of minibatch steps. Each method is shown at the "
+    "learning rate of its grid with the lowest mean final training loss over seeds. Full config "
+    "(5 sigmoid layers of 32, 1800 steps, 5 seeds): pretraining ends at training NLL 0.016 and "
+    "3.7% held-out error, end to end at 0.71 and 35% (its best rate; at the others it stays "
+    "near chance), lower on every seed; the end-to-end net is still near chance (2.16) when the "
+    "greedy stages have reached 3 layers at 0.076. With the lower layers frozen each stage ends "
+    "slightly higher than the one before (0.057 → 0.089 at 1 → 5 layers); the fine-tuning "
+    "brings the gain. The effect needs the hard case: at depth 3 the two end level (0.0031 "
+    "each; held-out 3.2% vs 5.1%), and with tanh units at depth 5 end-to-end training ends "
+    "lower (0.0003 vs 0.0034; held-out 3.8% vs 3.3%). Fine-tuning at the greedy stages' rate "
+    "raises the loss at rates ≥ 3 here (at 10 it diverges), so the best pretrained rate is 1."
+  )
+  PUBLISHED = {
+    "pretrained_final_loss": "below end-to-end training of the same deep net: greedy supervised "
+    "pretraining helps where joint training from random init gets stuck (Bengio et al. 2007; "
+    "Goodfellow et al. 2016, §8.7.4)",
+    "end_to_end_final_loss": "the baseline: higher than after greedy pretraining",
+    "pretrained_test_error": "lower than without pretraining (Bengio et al. 2007 on MNIST, by "
+    "less than unsupervised pretraining gains)",
+  }
+  FIELDS = {
+    "data.name": digits_tasks.DIGITS,
+    "model.name": functools.partial(validate.require_choice, choices=["mlp"]),
+    "model.depth": functools.partial(validate.require_int, low=2),
+    **dict.fromkeys(
+      ("stage_steps", "eval_every", "batch_size", "num_seeds"), validate.require_positive_int
+    ),
+    "finetune_steps": functools.partial(validate.require_int, low=0),
+    "learning_rates": validate.each(validate.require_positive),
+    "optimizer.name": functools.partial(validate.require_choice, choices=sorted(optim.OPTIMIZERS)),
+  }
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    """Evaluations at the phase boundaries, a bool for freezing, an optimizer and a net that
+    build."""
+    for field in ("stage_steps", "finetune_steps"):
+      if config[field] % config.eval_every:
+        raise ValueError(
+          f"{self.NAME}: eval_every={config.eval_every} must divide {field}={config[field]}"
+        )
+    if not isinstance(config.freeze_lower_layers, bool):
+      raise ValueError(
+        f"{self.NAME}: freeze_lower_layers={config.freeze_lower_layers!r} must be a bool"
+      )
+    for rate in config.learning_rates:
+      optimizer(config)(learning_rate=rate)
+    digits_tasks.mlp(config.seed, **config.model)
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """The greedy stages, the fine-tuning and the end-to-end baseline; nothing to resume."""
+    data = digits_tasks.load(config.data)
+    depth, stage_steps = config.model.depth, config.stage_steps
+    seeds = [config.seed + i for i in range(config.num_seeds)]
+    grid = [(float(lr), s) for lr in config.learning_rates for s in seeds]
+    member_seeds = [s for _, s in grid]
+    rates = jnp.asarray([lr for lr, _ in grid], jnp.float32)
+    keys = jax.vmap(jax.random.key)(jnp.asarray(member_seeds))
+
+    def stage_keys(stage: int) -> jax.Array:
+      return jax.vmap(lambda key: jax.random.fold_in(key, stage))(keys)
+
+    phases: list[Phase] = []
+    params, unfrozen = None, np.zeros(len(grid))
+    for k in range(1, depth + 1):
+      model, fresh = digits_tasks.mlps(member_seeds, **{**config.model, "depth": k})
+      if params is not None:
+        fresh = models.inherit_lower_layers(fresh, params)
+      num_frozen = k - 1 if config.freeze_lower_layers else 0
+      stage_key = keys if k == 1 else stage_keys(k)
+      params, history = train_stage(
+        config, model, fresh, data, rates, stage_key, stage_steps, num_frozen
+      )
+      change = frozen_change(fresh, params, num_frozen, len(grid))
+      phases.append(
+        Phase("pretrained", f"stage {k}", k, num_frozen, (k - 1) * stage_steps, history, change)
+      )
+    if config.finetune_steps:
+      _, history = train_stage(
+        config, model, params, data, rates, stage_keys(depth + 1), config.finetune_steps, 0
+      )
+      phases.append(
+        Phase("pretrained", "fine-tune", depth, 0, depth * stage_steps, history, unfrozen)
+      )
+    history = end_to_end(config, data, seeds, progress)
+    phases.append(Phase("end_to_end", "end to end", depth, 0, 0, history, unfrozen))
+    table = [phase_row(phase, i, grid) for phase in phases for i in range(len(grid))]
+    return Results(table, mean_histories(config, phases, grid))
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    """Each method at its best rate; the stages against the end-to-end net at the same steps."""
+    table, history = results.table, results.history
+    summary: dict = {"total_steps": config.model.depth * config.stage_steps + config.finetune_steps}
+    finals = {}
+    for method in METHODS:
+      lr = best_learning_rate(config, table, method)
+      phase = final_phase(config, method)
+      summary[f"{method}_learning_rate"] = lr
+      summary[f"{method}_final_loss"] = seed_means(table, method, phase, "final_train_loss")[lr]
+      summary[f"{method}_test_error"] = seed_means(table, method, phase, "final_test_error")[lr]
+      finals[method] = {
+        row["seed"]: row["final_train_loss"]
+        for row in table
+        if row["method"] == method and row["phase"] == phase and row["learning_rate"] == lr
+      }
+    summary["loss_ratio_end_to_end_over_pretrained"] = (
+      summary["end_to_end_final_loss"] / summary["pretrained_final_loss"]
     )
-  for rate in rates:
-    _optimizer(config, rate)
-  _build(config, config.model.depth, config.seed)
+    summary["seeds_pretrained_lower"] = float(
+      np.mean([finals["pretrained"][s] < finals["end_to_end"][s] for s in finals["pretrained"]])
+    )
+    lr = summary["pretrained_learning_rate"]
+    summary["stage_final_losses"] = [
+      seed_means(table, "pretrained", f"stage {k}", "final_train_loss")[lr]
+      for k in range(1, config.model.depth + 1)
+    ]
+    end_member = f"end_to_end@lr{summary['end_to_end_learning_rate']:g}"
+    end_curve = {
+      row["step"]: row["value"]
+      for row in history
+      if row["member"] == end_member and row["metric"] == "train_loss"
+    }
+    summary["end_to_end_loss_at_stage_ends"] = [
+      end_curve[k * config.stage_steps] for k in range(1, config.model.depth + 1)
+    ]
+    summary["frozen_layers_max_change"] = max(row["frozen_layers_max_change"] for row in table)
+    return summary
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """Training NLL and held-out error of both methods at their best rates; the stage losses."""
+    summary = json.loads((out_dir / "summary.json").read_text())
+    rates = {m: summary[f"{m}_learning_rate"] for m in METHODS}
+    labels = {"pretrained": "greedy pretraining + fine-tuning", "end_to_end": "end to end"}
+
+    def at_best_rates(metric: str) -> digits_tasks.Curves:
+      series = read_curves(out_dir / "history.csv", metric)
+      return {f"{labels[m]} (lr {rates[m]:g})": series[f"{m}@lr{rates[m]:g}"] for m in METHODS}
+
+    figures = digits_tasks.metric_figures(
+      out_dir,
+      (
+        ("train_loss", "training NLL (mean over seeds)", True),
+        ("test_error", "held-out 0-1 error (mean over seeds)", False),
+      ),
+      at_best_rates,
+      file="{metric}.png",
+      title="greedy supervised pretraining vs end-to-end training",
+      xlabel="minibatch step (all stages together)",
+    )
+    layers = list(range(1, len(summary["stage_final_losses"]) + 1))
+    figures.append(
+      report.line_plot(
+        {
+          "greedy stage k (k hidden layers)": (layers, summary["stage_final_losses"]),
+          "end to end at the same step": (layers, summary["end_to_end_loss_at_stage_ends"]),
+        },
+        out_dir / "stage_losses.png",
+        title="training NLL at the end of each greedy stage",
+        xlabel="stage k",
+        ylabel="training NLL (mean over seeds)",
+        logy=True,
+      )
+    )
+    return figures
 
 
-def _optimizer(config: ml_collections.ConfigDict, learning_rate) -> optax.GradientTransformation:
+def optimizer(config: ml_collections.ConfigDict) -> Callable[..., optax.GradientTransformation]:
+  """`optimizer.name` with the config's other hyperparameters, a function of the learning rate."""
   hyper = {k: v for k, v in config.optimizer.to_dict().items() if k != "name"}
-  return optim.OPTIMIZERS[config.optimizer.name](learning_rate=learning_rate, **hyper)
+  return functools.partial(optim.OPTIMIZERS[config.optimizer.name], **hyper)
 
 
-def _build(config: ml_collections.ConfigDict, depth: int, seed: int) -> models.MLP:
-  options = {k: v for k, v in config.model.to_dict().items() if k not in ("name", "depth")}
-  return models.build_model("mlp", 64, 10, seed=seed, depth=depth, **options)
-
-
-def _initial(config: ml_collections.ConfigDict, depth: int, member_seeds: list[int]):
-  """The functional net with `depth` hidden layers and its params stacked over the members."""
-  by_seed = {s: models.functional(_build(config, depth, s)) for s in sorted(set(member_seeds))}
-  stacked = jax.tree.map(lambda *a: jnp.stack(a), *[by_seed[s].params for s in member_seeds])
-  return by_seed[member_seeds[0]], stacked
-
-
-def _frozen_labels(params, num_frozen: int):
+def frozen_labels(params, num_frozen: int):
   """`optax.multi_transform` labels: "frozen" on hidden layers 0 … num_frozen − 1, else "train"."""
 
   def label(path, _) -> str:
@@ -142,13 +257,13 @@ def _frozen_labels(params, num_frozen: int):
   return jax.tree_util.tree_map_with_path(label, params)
 
 
-def _train_stage(config, model, params, data, rates, keys, steps: int, num_frozen: int):
+def train_stage(config, model, params, data, rates, keys, steps: int, num_frozen: int):
   """Trains every member (vmapped) for `steps` steps; returns final params and history."""
 
   def one_member(member_params, learning_rate, key, data):
-    tx = _optimizer(config, learning_rate)
+    tx = optimizer(config)(learning_rate=learning_rate)
     if num_frozen:
-      labels = _frozen_labels(member_params, num_frozen)
+      labels = frozen_labels(member_params, num_frozen)
       tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
     train_fn = train.make_train_fn(
       model, tx, steps=steps, batch_size=config.batch_size, eval_every=config.eval_every
@@ -161,66 +276,39 @@ def _train_stage(config, model, params, data, rates, keys, steps: int, num_froze
   return final, {k: np.asarray(v, np.float64) for k, v in history.items()}
 
 
-def _max_change(before, after, num_frozen: int) -> float:
-  """The largest |Δ| of any entry of hidden layers 0 … num_frozen − 1 (0 when frozen)."""
+def frozen_change(before, after, num_frozen: int, num_members: int) -> np.ndarray:
+  """Per member, the largest |Δ| of any entry of hidden layers 0 … num_frozen − 1 (0: frozen)."""
   changes = [
-    float(jnp.max(jnp.abs(a - b)))
+    np.abs(np.asarray(a) - np.asarray(b)).reshape(num_members, -1).max(axis=1)
     for i in range(num_frozen)
     for a, b in zip(
       jax.tree.leaves(after["hidden"][i]), jax.tree.leaves(before["hidden"][i]), strict=True
     )
   ]
-  return max(changes, default=0.0)
+  return np.max([np.zeros(num_members), *changes], axis=0)
 
 
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """The greedy stages, the fine-tuning and the end-to-end baseline; nothing to resume."""
-  del run_dir, progress
-  check(config)
-  data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
-  depth, stage_steps = config.model.depth, config.stage_steps
-  seeds = [config.seed + i for i in range(config.num_seeds)]
-  members = [(float(lr), s) for lr in config.learning_rates for s in seeds]
-  member_seeds = [s for _, s in members]
-  rates = jnp.asarray([lr for lr, _ in members], jnp.float32)
-  keys = jax.vmap(jax.random.key)(jnp.asarray(member_seeds))
-
-  def stage_keys(stage: int) -> jax.Array:
-    return jax.vmap(lambda key: jax.random.fold_in(key, stage))(keys)
-
-  phases: list[Phase] = []
-  params, max_frozen_change = None, 0.0
-  for k in range(1, depth + 1):
-    model, fresh = _initial(config, k, member_seeds)
-    if params is not None:
-      fresh = models.inherit_lower_layers(fresh, params)
-    num_frozen = k - 1 if config.freeze_lower_layers else 0
-    stage_key = keys if k == 1 else stage_keys(k)
-    params, history = _train_stage(
-      config, model, fresh, data, rates, stage_key, stage_steps, num_frozen
-    )
-    max_frozen_change = max(max_frozen_change, _max_change(fresh, params, num_frozen))
-    phases.append(Phase("pretrained", f"stage {k}", k, num_frozen, (k - 1) * stage_steps, history))
-  if config.finetune_steps:
-    params, history = _train_stage(
-      config, model, params, data, rates, stage_keys(depth + 1), config.finetune_steps, 0
-    )
-    phases.append(Phase("pretrained", "fine-tune", depth, 0, depth * stage_steps, history))
-  total_steps = depth * stage_steps + config.finetune_steps
-  model, fresh = _initial(config, depth, member_seeds)
-  _, history = _train_stage(config, model, fresh, data, rates, keys, total_steps, 0)
-  phases.append(Phase("end_to_end", "end to end", depth, 0, 0, history))
-
-  table = [_row(phase, i, members) for phase in phases for i in range(len(members))]
-  mean_history = _mean_histories(config, phases, members)
-  summary = _summarize(config, table, mean_history)
-  summary["frozen_layers_max_change"] = max_frozen_change
-  return ExperimentResults(table, mean_history, summary)
+def end_to_end(config, data, seeds: list[int], progress: bool) -> dict[str, np.ndarray]:
+  """The baseline: the depth-L net trained alone from its seed's initialization for the whole
+  budget, every (rate, seed) one member of a `sweep.run`; metric -> (members, evaluations)."""
+  options = {k: v for k, v in config.model.items() if k not in ("name", "init_scale")}
+  result = sweep.run(
+    problem_lib.builtin("mlp", data, **options),
+    optimizer(config),
+    {"learning_rate": list(config.learning_rates), "seed": seeds},
+    steps=config.model.depth * config.stage_steps + config.finetune_steps,
+    eval_every=config.eval_every,
+    batch_size=config.batch_size,
+    init_scale=config.model.init_scale,
+    progress=progress,
+  )
+  return {
+    metric: np.asarray([v for _, v in history_curves(result.history, metric).values()])
+    for metric in train.METRICS
+  }
 
 
-def _row(phase: Phase, i: int, members: list[tuple[float, int]]) -> dict:
+def phase_row(phase: Phase, i: int, members: list[tuple[float, int]]) -> dict:
   """Member i's numbers at the start and end of `phase`."""
   learning_rate, seed = members[i]
   history = {k: v[i] for k, v in phase.history.items()}
@@ -237,10 +325,11 @@ def _row(phase: Phase, i: int, members: list[tuple[float, int]]) -> dict:
     "final_train_error": float(history["train_error"][-1]),
     "final_test_loss": float(history["test_loss"][-1]),
     "final_test_error": float(history["test_error"][-1]),
+    "frozen_layers_max_change": float(phase.frozen_change[i]),
   }
 
 
-def _mean_histories(config, phases: list[Phase], members) -> list[dict]:
+def mean_histories(config, phases: list[Phase], members) -> list[dict]:
   """history.csv rows: every metric averaged over seeds, per method and rate, on global steps.
 
   The pretrained member's stages follow each other, so a stage boundary has two rows at the same
@@ -262,13 +351,13 @@ def _mean_histories(config, phases: list[Phase], members) -> list[dict]:
   return rows
 
 
-def _final_phase(config: ml_collections.ConfigDict, method: str) -> str:
+def final_phase(config: ml_collections.ConfigDict, method: str) -> str:
   if method == "end_to_end":
     return "end to end"
   return "fine-tune" if config.finetune_steps else f"stage {config.model.depth}"
 
 
-def _seed_means(table, method: str, phase: str, column: str) -> dict[float, float]:
+def seed_means(table, method: str, phase: str, column: str) -> dict[float, float]:
   """learning rate -> the mean of `column` over seeds, for one method's phase."""
   values: dict[float, list[float]] = {}
   for row in table:
@@ -277,82 +366,7 @@ def _seed_means(table, method: str, phase: str, column: str) -> dict[float, floa
   return {lr: float(np.mean(v)) for lr, v in values.items()}
 
 
-def _best_learning_rate(config: ml_collections.ConfigDict, table, method: str) -> float:
+def best_learning_rate(config: ml_collections.ConfigDict, table, method: str) -> float:
   """The rate with the lowest mean final training loss over seeds (a non-finite one never)."""
-  means = _seed_means(table, method, _final_phase(config, method), "final_train_loss")
+  means = seed_means(table, method, final_phase(config, method), "final_train_loss")
   return min(means, key=lambda lr: means[lr] if np.isfinite(means[lr]) else np.inf)
-
-
-def _summarize(config, table, history) -> dict:
-  summary: dict = {"total_steps": config.model.depth * config.stage_steps + config.finetune_steps}
-  finals = {}
-  for method in METHODS:
-    lr = _best_learning_rate(config, table, method)
-    phase = _final_phase(config, method)
-    summary[f"{method}_learning_rate"] = lr
-    summary[f"{method}_final_loss"] = _seed_means(table, method, phase, "final_train_loss")[lr]
-    summary[f"{method}_test_error"] = _seed_means(table, method, phase, "final_test_error")[lr]
-    finals[method] = {
-      row["seed"]: row["final_train_loss"]
-      for row in table
-      if row["method"] == method and row["phase"] == phase and row["learning_rate"] == lr
-    }
-  summary["loss_ratio_end_to_end_over_pretrained"] = (
-    summary["end_to_end_final_loss"] / summary["pretrained_final_loss"]
-  )
-  summary["seeds_pretrained_lower"] = float(
-    np.mean([finals["pretrained"][s] < finals["end_to_end"][s] for s in finals["pretrained"]])
-  )
-  lr = summary["pretrained_learning_rate"]
-  summary["stage_final_losses"] = [
-    _seed_means(table, "pretrained", f"stage {k}", "final_train_loss")[lr]
-    for k in range(1, config.model.depth + 1)
-  ]
-  end_member = f"end_to_end@lr{summary['end_to_end_learning_rate']:g}"
-  end_curve = {
-    row["step"]: row["value"]
-    for row in history
-    if row["member"] == end_member and row["metric"] == "train_loss"
-  }
-  summary["end_to_end_loss_at_stage_ends"] = [
-    end_curve[k * config.stage_steps] for k in range(1, config.model.depth + 1)
-  ]
-  return summary
-
-
-def plot(out_dir: Path) -> list[Path]:
-  """Training NLL and held-out error of both methods at their best rates; the stage losses."""
-  summary = json.loads((out_dir / "summary.json").read_text())
-  best = {m: f"{m}@lr{summary[f'{m}_learning_rate']:g}" for m in METHODS}
-  labels = {"pretrained": "greedy pretraining + fine-tuning", "end_to_end": "end to end"}
-  figures = []
-  for metric, ylabel, logy in (
-    ("train_loss", "training NLL (mean over seeds)", True),
-    ("test_error", "held-out 0-1 error (mean over seeds)", False),
-  ):
-    series = curves.read_curves(out_dir / "history.csv", metric)
-    figures.append(
-      report.line_plot(
-        {f"{labels[m]} (lr {summary[f'{m}_learning_rate']:g})": series[best[m]] for m in METHODS},
-        out_dir / f"{metric}.png",
-        title="greedy supervised pretraining vs end-to-end training",
-        xlabel="minibatch step (all stages together)",
-        ylabel=ylabel,
-        logy=logy,
-      )
-    )
-  layers = list(range(1, len(summary["stage_final_losses"]) + 1))
-  figures.append(
-    report.line_plot(
-      {
-        "greedy stage k (k hidden layers)": (layers, summary["stage_final_losses"]),
-        "end to end at the same step": (layers, summary["end_to_end_loss_at_stage_ends"]),
-      },
-      out_dir / "stage_losses.png",
-      title="training NLL at the end of each greedy stage",
-      xlabel="stage k",
-      ylabel="training NLL (mean over seeds)",
-      logy=True,
-    )
-  )
-  return figures

@@ -1,7 +1,14 @@
 """The continuation and curriculum experiment (§8.7.6): its quick config through the CLI, claims."""
 
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 from quick_runs import quick_run_fixtures, refused_field
+
+from jaxopt_study import registry
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -52,6 +59,23 @@ def test_continuation_tracks_to_a_local_minimum_of_the_narrow_well(summary):
   assert (
     summary["continuation_final_loss"]["narrow_well"] > summary["plain_final_loss"]["narrow_well"]
   )
+
+
+@pytest.mark.parametrize("surface", ["cosine_bowl", "narrow_well"])
+def test_stages_are_gradient_descent_on_each_blurred_loss(x64, surface):
+  """`descend_stages` (`train.descend` per σ) against θ ← θ − ε∇J_σ(θ) written out in float64:
+  each stage starts where the previous one ended, and J (σ = 0) is kept at every stage end."""
+  module = sys.modules[type(registry.load(NAME)).__module__]
+  fn = module.SURFACES[surface].fn
+  start, sigmas, steps, rate = np.asarray([0.7, -1.3, 0.2]), [1.0, 0.3, 0.0], 7, 0.05
+  ends, values = module.descend_stages(fn, jnp.asarray(start), jnp.asarray(sigmas), steps, rate)
+  theta, expected = start, []
+  for sigma in sigmas:
+    for _ in range(steps):
+      theta = theta - rate * np.asarray(jax.grad(fn)(jnp.asarray(theta), sigma))
+    expected.append(float(fn(jnp.asarray(theta), 0.0)))
+  np.testing.assert_allclose(ends, theta, rtol=1e-12)
+  np.testing.assert_allclose(values, expected, rtol=1e-12)
 
 
 def test_every_order_trains_the_digits_mlp(summary):
