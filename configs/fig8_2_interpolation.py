@@ -1,6 +1,7 @@
 """Fig. 8.2 (Goodfellow, Vinyals & Saxe 2015) on digits: the loss along θ₀ → θ* and θ*_a → θ*_b."""
 
 import ml_collections
+from common import digits, mlp
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -14,19 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.learning_rate = 0.1
   config.alpha_range = (-0.5, 1.5)
   config.num_alphas = 81
-  config.data = ml_collections.ConfigDict(
-    {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
-  )
-  config.model = ml_collections.ConfigDict(
-    {
-      "name": "mlp",
-      "width": 64,
-      "depth": 2,
-      "activation": "tanh",
-      "batchnorm": False,
-      "init": "glorot_uniform",
-      "init_scale": 1.0,
-    }
-  )
+  config.data = digits()
+  config.model = mlp()
   config.lock()
   return config

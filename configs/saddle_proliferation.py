@@ -2,6 +2,7 @@
 and the critical points of small tanh MLPs on digits, found by Newton's method for ∇f = 0 (b)."""
 
 import ml_collections
+from common import digits
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -15,15 +16,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.min_hits = 30  # an N enters the fit only if at least this many matrices were PD
   # (b) critical points of x -> W₂ tanh(W₁x + b₁) + b₂ (N = (input_dims + 11) width + 10) on
   # digits, squared error on one-hot targets plus ½ weight_decay ‖θ‖², all in float64
-  config.data = ml_collections.ConfigDict(
-    {
-      "name": "digits",
-      "test_fraction": 0.25,
-      "split_seed": 0,
-      "num_examples": 300,  # the first training examples (a stratified split: all classes)
-      "input_dims": 4,  # leading principal components of those examples, whitened
-    }
-  )
+  config.data = digits()
+  config.data.num_examples = 300  # the first training examples (a stratified split: all classes)
+  config.data.input_dims = 4  # leading principal components of those examples, whitened
   config.model = ml_collections.ConfigDict(
     {"name": "mlp", "depth": 1, "activation": "tanh", "init": "glorot_uniform", "init_scale": 1.0}
   )

@@ -1,6 +1,7 @@
 """§8.2.2 on digits: a relabelled copy of a minimum, and minima reached from several seeds."""
 
 import ml_collections
+from common import digits, mlp
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -14,19 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.learning_rate = 0.1
   config.max_params = 3000  # the exact Hessian of N parameters holds N² float64 values
   config.hessian_chunk_size = 128  # Hessian rows per vmapped HVP call (smaller compiles faster)
-  config.data = ml_collections.ConfigDict(
-    {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
-  )
-  config.model = ml_collections.ConfigDict(
-    {
-      "name": "mlp",
-      "width": 16,
-      "depth": 2,
-      "activation": "tanh",
-      "batchnorm": False,
-      "init": "glorot_uniform",
-      "init_scale": 1.0,
-    }
-  )
+  config.data = digits()
+  config.model = mlp(width=16)
   config.lock()
   return config

@@ -7,7 +7,7 @@ study, the loss falls monotonically from θ₀ to θ*, with no bump (Goodfellow 
 "no significant local minima or saddle" on the line); between two solutions reached from
 different initializations the line rises in between (their §4, a barrier).
 
-Here an MLP on digits is trained by SGD (`train.make_train_fn`, vmapped over the seeds: one
+Here an MLP on digits is trained by SGD (`landscape.train_from_seeds`: one sweep over the seeds, one
 compiled program) from `num_solutions` initializations (seeds `seed`, `seed` + 1, …; each seed
 also fixes the minibatch order); the full-batch training and held-out losses are evaluated
 along α ∈ `alpha_range` for each θ₀ → θ*, and between the first two solutions θ*_a → θ*_b.
@@ -19,48 +19,149 @@ largest over seeds) with `max_rise_relative` (over L(θ₀) − L(θ*)), and
 height above the chord).
 """
 
+import functools
 from pathlib import Path
 
 import ml_collections
 import numpy as np
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import report
+from jaxopt_study import report, validate
+from jaxopt_study.experiment import Experiment, Members, Results
 from jaxopt_study.lab import landscape
-from jaxopt_study.results import ExperimentResults, RunDir, member_arrays, read_csv
-
-TITLE = "Chapter 8.2, Fig. 8.2: the loss along the line from the initialization to the solution"
-SECTION = "8.2.3"
-DESCRIPTION = (
-  "An MLP on scikit-learn's digits trained by SGD from several initializations; the full-batch "
-  "training and held-out NLL along θ(α) = (1 − α) θ₀ + α θ*, α from −0.5 to 1.5, and along the "
-  "line between two solutions. As in Goodfellow, Vinyals & Saxe (2015), the training loss falls "
-  "monotonically from θ₀ to θ* (largest rise on [0, 1]: exactly 0 on the grid, for 2 seeds in the "
-  "quick config and 3 in the full one), and the line between two solutions rises above the chord "
-  "(0.64 nats in the quick config, solutions at 0.05; 0.30 in the full one, solutions at 0.004, "
-  "parameter distance 21). Unlike their Fig. 2, the loss keeps falling past θ* (α > 1): SGD has "
-  "not converged on separable data, and scaling θ* − θ₀ up sharpens the softmax further."
-)
-PUBLISHED = {
-  "max_rise_init_to_solution": "≈ 0: the loss decreases monotonically from θ₀ to θ* "
-  "(Goodfellow, Vinyals & Saxe 2015, Fig. 2; Goodfellow et al. 2016, Fig. 8.2)",
-  "barrier_between_solutions": "> 0: a bump between solutions from different initializations "
-  "(Goodfellow, Vinyals & Saxe 2015, §4)",
-}
+from jaxopt_study.results import history_rows, member_arrays, read_csv
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field, before any compilation."""
-  landscape.check_digits_config(config)
-  landscape.require_positive_int(config, "steps", "num_alphas", "num_solutions")
-  if config.num_solutions < 2:
-    raise ValueError(f"num_solutions={config.num_solutions!r}: need at least two solutions")
-  if len(config.alpha_range) != 2 or not (
-    config.alpha_range[0] <= 0.0 and config.alpha_range[1] >= 1.0
-  ):
-    raise ValueError(f"alpha_range={list(config.alpha_range)!r}: must contain [0, 1]")
-  if not isinstance(config.learning_rate, float) or not config.learning_rate > 0:
-    raise ValueError(f"learning_rate={config.learning_rate!r}: must be a float > 0")
+class Fig82Interpolation(Experiment):
+  """Solutions from several seeds; the loss along θ₀ → θ* and between two solutions."""
+
+  NAME = "fig8_2_interpolation"
+  TITLE = "Chapter 8.2, Fig. 8.2: the loss along the line from the initialization to the solution"
+  SECTION = "8.2.3"
+  DESCRIPTION = (
+    "An MLP on scikit-learn's digits trained by SGD from several initializations; the full-batch "
+    "training and held-out NLL along θ(α) = (1 − α) θ₀ + α θ*, α from −0.5 to 1.5, and along the "
+    "line between two solutions. As in Goodfellow, Vinyals & Saxe (2015), the training loss "
+    "falls monotonically from θ₀ to θ* (largest rise on [0, 1]: exactly 0 on the grid, for 2 "
+    "seeds in the quick config and 3 in the full one), and the line between two solutions rises "
+    "above the chord (0.64 nats in the quick config, solutions at 0.05; 0.30 in the full one, "
+    "solutions at 0.004, parameter distance 21). Unlike their Fig. 2, the loss keeps falling "
+    "past θ* (α > 1): SGD has not converged on separable data, and scaling θ* − θ₀ up sharpens "
+    "the softmax further."
+  )
+  PUBLISHED = {
+    "max_rise_init_to_solution": "≈ 0: the loss decreases monotonically from θ₀ to θ* "
+    "(Goodfellow, Vinyals & Saxe 2015, Fig. 2; Goodfellow et al. 2016, Fig. 8.2)",
+    "barrier_between_solutions": "> 0: a bump between solutions from different initializations "
+    "(Goodfellow, Vinyals & Saxe 2015, §4)",
+  }
+  FIELDS = {
+    "steps": validate.require_positive_int,
+    "num_alphas": validate.require_positive_int,
+    "num_solutions": functools.partial(validate.require_int, low=2),
+    "learning_rate": validate.require_positive,
+    "alpha_range": functools.partial(validate.require_sequence, min_length=2),
+  }
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    low, high, *more = config.alpha_range
+    if more or not (low <= 0.0 and high >= 1.0):
+      raise ValueError(
+        f"{self.NAME}: alpha_range={list(config.alpha_range)!r} must be (low, high) containing "
+        "[0, 1]"
+      )
+    landscape.check_digits_config(config)
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """Trains one solution per seed, then evaluates the losses along the lines."""
+    solution_seeds = seeds(config)
+    data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
+    model = landscape.build_digits_mlp(config, solution_seeds[0])
+    loss_fn = landscape.full_batch_loss(model)
+    initial, final, final_loss = landscape.train_from_seeds(config, solution_seeds, progress)
+    grid = alphas(config)
+    lines = {
+      f"init_to_solution/seed{seed}": (landscape.select(initial, i), landscape.select(final, i))
+      for i, seed in enumerate(solution_seeds)
+    }
+    lines[f"solution_to_solution/seed{solution_seeds[0]}_seed{solution_seeds[1]}"] = (
+      landscape.select(final, 0),
+      landscape.select(final, 1),
+    )
+    trained = {
+      f"init_to_solution/seed{seed}": float(loss)
+      for seed, loss in zip(solution_seeds, final_loss, strict=True)
+    }
+    table, history = [], []
+    for member, (start, end) in lines.items():
+      train_curve = landscape.loss_along_line(loss_fn, start, end, grid, data.x_train, data.y_train)
+      test_curve = landscape.loss_along_line(loss_fn, start, end, grid, data.x_test, data.y_test)
+      curves = {"alpha": grid, "train_loss": train_curve, "test_loss": test_curve}
+      history += history_rows(member, {"step": np.arange(grid.size)} | curves)
+      inside = (grid >= 0.0) & (grid <= 1.0)
+      table.append(
+        {
+          "member": member,
+          "loss_at_start": float(train_curve[grid == 0.0][0]),
+          "loss_at_end": float(train_curve[grid == 1.0][0]),
+          "loss_at_alpha_max": float(train_curve[-1]),
+          "max_rise_on_0_1": max_rise(train_curve[inside]),
+          "height_above_chord": height_above_chord(grid[inside], train_curve[inside]),
+          "parameter_distance": landscape.parameter_distance(start, end),
+          "final_train_loss": trained.get(member),  # the training loop's at θ*; None between θ*s
+        }
+      )
+    arrays = {}
+    for i, seed in enumerate(solution_seeds):
+      arrays.update(member_arrays(f"seed{seed}", landscape.select(final, i), model.model_state))
+    return Results(table, history, arrays)
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    to_solution = [r for r in results.table if r["member"].startswith("init_to_solution/")]
+    between = next(r for r in results.table if r["member"].startswith("solution_to_solution/"))
+    worst = max(to_solution, key=lambda row: row["max_rise_on_0_1"])
+    return {
+      "max_rise_init_to_solution": worst["max_rise_on_0_1"],
+      "max_rise_relative": worst["max_rise_on_0_1"]
+      / (worst["loss_at_start"] - worst["loss_at_end"]),
+      "max_rise_by_seed": {row["member"]: row["max_rise_on_0_1"] for row in to_solution},
+      "barrier_between_solutions": between["height_above_chord"],
+      # Past θ* (α = max of alpha_range) over at θ*: < 1 means the loss still falls beyond θ*.
+      "loss_beyond_solution_ratio": {
+        row["member"]: row["loss_at_alpha_max"] / row["loss_at_end"] for row in to_solution
+      },
+      "solution_losses": [row["final_train_loss"] for row in to_solution],
+      "initial_loss": worst["loss_at_start"],
+      "distance_between_solutions": between["parameter_distance"],
+    }
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """The training and held-out loss along each line (Fig. 8.2), from `history.csv`."""
+    curves: dict[str, dict[str, list]] = {}
+    for row in read_csv(out_dir / "history.csv"):
+      curves.setdefault(row["member"], {}).setdefault(row["metric"], []).append(row["value"])
+    figures = []
+    for kind, title in (
+      ("init_to_solution", "θ(α) = (1 − α) θ₀ + α θ* (Fig. 8.2)"),
+      ("solution_to_solution", "between two solutions: (1 − α) θ*_a + α θ*_b"),
+    ):
+      series = {}
+      for member, c in curves.items():
+        if member.startswith(kind + "/"):
+          label = member.split("/", 1)[1]
+          series[f"{label} train"] = (c["alpha"], c["train_loss"])
+          series[f"{label} held-out"] = (c["alpha"], c["test_loss"])
+      figures.append(
+        report.line_plot(
+          series,
+          out_dir / f"{kind}.png",
+          title=title,
+          xlabel="α",
+          ylabel="NLL (full batch)",
+          logy=True,
+        )
+      )
+    return figures
 
 
 def seeds(config: ml_collections.ConfigDict) -> list[int]:
@@ -79,106 +180,7 @@ def max_rise(values: np.ndarray) -> float:
   return float(np.max(values - np.minimum.accumulate(values)))
 
 
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """Trains one solution per seed, then evaluates the losses along the lines."""
-  check(config)
-  data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
-  model = landscape.build_digits_mlp(config, seeds(config)[0])
-  loss_fn = landscape.full_batch_loss(model)
-  initial, final, final_loss = landscape.train_from_seeds(config, data, seeds(config))
-  grid = alphas(config)
-
-  lines = {
-    f"init_to_solution/seed{seed}": (landscape.select(initial, i), landscape.select(final, i))
-    for i, seed in enumerate(seeds(config))
-  }
-  lines[f"solution_to_solution/seed{seeds(config)[0]}_seed{seeds(config)[1]}"] = (
-    landscape.select(final, 0),
-    landscape.select(final, 1),
-  )
-  table, history, curves = [], [], {}
-  for member, (start, end) in lines.items():
-    train_curve = landscape.loss_along_line(loss_fn, start, end, grid, data.x_train, data.y_train)
-    test_curve = landscape.loss_along_line(loss_fn, start, end, grid, data.x_test, data.y_test)
-    curves[member] = train_curve
-    history.extend(
-      {"member": member, "step": k, "metric": metric, "value": float(value)}
-      for metric, series in (
-        ("alpha", grid),
-        ("train_loss", train_curve),
-        ("test_loss", test_curve),
-      )
-      for k, value in enumerate(series)
-    )
-    inside = (grid >= 0.0) & (grid <= 1.0)
-    table.append(
-      {
-        "member": member,
-        "loss_at_start": float(train_curve[grid == 0.0][0]),
-        "loss_at_end": float(train_curve[grid == 1.0][0]),
-        "loss_at_alpha_max": float(train_curve[-1]),
-        "max_rise_on_0_1": max_rise(train_curve[inside]),
-        "height_above_chord": _height_above_chord(grid[inside], train_curve[inside]),
-        "parameter_distance": landscape.parameter_distance(start, end),
-      }
-    )
-  arrays = {}
-  for i, seed in enumerate(seeds(config)):
-    arrays.update(member_arrays(f"seed{seed}", landscape.select(final, i), model.model_state))
-  return ExperimentResults(table, history, _summarize(table, final_loss), arrays)
-
-
-def _height_above_chord(grid: np.ndarray, values: np.ndarray) -> float:
+def height_above_chord(grid: np.ndarray, values: np.ndarray) -> float:
   """max over α ∈ [0, 1] of L(α) − [(1 − α) L(0) + α L(1)] on the grid."""
   chord = (1 - grid) * values[0] + grid * values[-1]
   return float(np.max(values - chord))
-
-
-def _summarize(table: list[dict], final_loss: np.ndarray) -> dict:
-  to_solution = [row for row in table if row["member"].startswith("init_to_solution/")]
-  between = next(row for row in table if row["member"].startswith("solution_to_solution/"))
-  worst = max(to_solution, key=lambda row: row["max_rise_on_0_1"])
-  return {
-    "max_rise_init_to_solution": worst["max_rise_on_0_1"],
-    "max_rise_relative": worst["max_rise_on_0_1"] / (worst["loss_at_start"] - worst["loss_at_end"]),
-    "max_rise_by_seed": {row["member"]: row["max_rise_on_0_1"] for row in to_solution},
-    "barrier_between_solutions": between["height_above_chord"],
-    # Past θ* (α = max of alpha_range) over at θ*: < 1 means the loss still falls beyond θ*.
-    "loss_beyond_solution_ratio": {
-      row["member"]: row["loss_at_alpha_max"] / row["loss_at_end"] for row in to_solution
-    },
-    "solution_losses": [float(v) for v in final_loss],
-    "initial_loss": worst["loss_at_start"],
-    "distance_between_solutions": between["parameter_distance"],
-  }
-
-
-def plot(out_dir: Path) -> list[Path]:
-  """The training and held-out loss along each line (Fig. 8.2), from `history.csv`."""
-  curves: dict[str, dict[str, list]] = {}
-  for row in read_csv(out_dir / "history.csv"):
-    curves.setdefault(row["member"], {}).setdefault(row["metric"], []).append(row["value"])
-  figures = []
-  for kind, title in (
-    ("init_to_solution", "θ(α) = (1 − α) θ₀ + α θ* (Fig. 8.2)"),
-    ("solution_to_solution", "between two solutions: (1 − α) θ*_a + α θ*_b"),
-  ):
-    series = {}
-    for member, c in curves.items():
-      if member.startswith(kind + "/"):
-        label = member.split("/", 1)[1]
-        series[f"{label} train"] = (c["alpha"], c["train_loss"])
-        series[f"{label} held-out"] = (c["alpha"], c["test_loss"])
-    figures.append(
-      report.line_plot(
-        series,
-        out_dir / f"{kind}.png",
-        title=title,
-        xlabel="α",
-        ylabel="NLL (full batch)",
-        logy=True,
-      )
-    )
-  return figures

@@ -10,8 +10,8 @@ need not point at the solution. Started on the wrong side of a mountain, descent
 * `plateau`: 1 − exp(−‖θ‖²/2) started at ‖θ‖ ≈ 5, where the gradient is ≈ 2e-5.
 
 Each optimizer of the config (`jaxopt_study.optim`: SGD, momentum, Adam, RMSProp; Algorithms 8.1,
-8.2, 8.7, 8.5) runs `steps` full-gradient steps from the surface's start; its trajectory is drawn
-on the contour plot.
+8.2, 8.7, 8.5) runs `steps` full-gradient steps from the surface's start (`train.descend`); its
+trajectory is drawn on the contour plot.
 
 Claims (`summary.json`): `path_length_over_distance[surface][optimizer]` (Σ‖θ_{t+1} − θ_t‖ over
 ‖θ_T − θ_0‖; 1 is a straight path, > 1 a detour), `stalled_on_plateau[optimizer]` (moved less than
@@ -20,6 +20,7 @@ within `reach_fraction` of the initial distance from the minimizer), `straight_l
 `final_loss`.
 """
 
+import functools
 from pathlib import Path
 
 import jax
@@ -29,170 +30,161 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxopt_study import optim, report
+from jaxopt_study import optim, report, train, validate
+from jaxopt_study.experiment import Experiment, Members, Results
 from jaxopt_study.lab import landscape
-from jaxopt_study.results import ExperimentResults, RunDir, read_csv
+from jaxopt_study.results import history_rows, read_csv
 
-TITLE = "Chapter 8.2.7: local descent takes detours and stalls on flat regions"
-SECTION = "8.2.7"
-DESCRIPTION = (
-  "Trajectories of SGD, momentum, Adam and RMSProp (full gradients, constant rates) on two 2-D "
-  "surfaces. 'mountain': the minimizer lies behind a mountain; the straight line to it climbs, "
-  "every optimizer goes around (path length over the start-to-end distance > 1, the detour of "
-  "§8.2.7 and Fig. 8.4). 'plateau': started where the gradient is ≈ 2e-5, SGD and momentum stall "
-  "while Adam, which divides by a running gradient scale, walks off the plateau at ≈ ε per step; "
-  "RMSProp as in Algorithm 8.5 adds δ = 1e-6 under the root, which exceeds r ≈ g² ≈ 4e-10 there, "
-  "so it creeps: still stalled after the quick config's 400 steps, off the plateau within the full "
-  "config's 1000. Path length counts every step, so RMSProp's jitter around the minimizer at a "
-  "constant rate inflates its ratio (3.0 on the mountain in the full config, 1.4 in the quick)."
-)
-PUBLISHED = {
-  "path_length_over_distance": "> 1: local descent goes around the mountain (Goodfellow et al. "
-  "2016, §8.2.7, Fig. 8.4)",
-  "stalled_on_plateau": "gradient descent stalls where the surface is flat (§8.2.7, §8.2.3)",
-}
+FRACTION = functools.partial(validate.require_unit_interval, include_zero=False)
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field, before any compilation."""
-  landscape.require_positive_int(config, "steps")
-  if not config.surfaces:
-    raise ValueError("surfaces=[]: name at least one of " + ", ".join(landscape.SURFACES))
-  for name in config.surfaces:
-    if name not in landscape.SURFACES:
-      raise ValueError(f"surfaces: unknown {name!r}; known: {', '.join(landscape.SURFACES)}")
-  for field in ("stall_fraction", "reach_fraction"):
-    if not 0.0 < config[field] < 1.0:
-      raise ValueError(f"{field}={config[field]!r}: must lie strictly between 0 and 1")
-  for name in config.optimizers:
-    if name not in optim.OPTIMIZERS:
-      raise ValueError(f"optimizers.{name}: unknown optimizer; known: {sorted(optim.OPTIMIZERS)}")
-    _optimizer(config, name)
+class LocalVsGlobal(Experiment):
+  """Every optimizer of the config from the start of every surface, full-gradient steps."""
+
+  NAME = "local_vs_global"
+  TITLE = "Chapter 8.2.7: local descent takes detours and stalls on flat regions"
+  SECTION = "8.2.7"
+  DESCRIPTION = (
+    "Trajectories of SGD, momentum, Adam and RMSProp (full gradients, constant rates) on two 2-D "
+    "surfaces. 'mountain': the minimizer lies behind a mountain; the straight line to it climbs, "
+    "every optimizer goes around (path length over the start-to-end distance > 1, the detour of "
+    "§8.2.7 and Fig. 8.4). 'plateau': started where the gradient is ≈ 2e-5, SGD and momentum "
+    "stall while Adam, which divides by a running gradient scale, walks off the plateau at ≈ ε "
+    "per step; RMSProp as in Algorithm 8.5 adds δ = 1e-6 under the root, which exceeds "
+    "r ≈ g² ≈ 4e-10 there, so it creeps: still stalled after the quick config's 400 steps, off "
+    "the plateau within the full config's 1000. Path length counts every step, so RMSProp's "
+    "jitter around the minimizer at a constant rate inflates its ratio (3.0 on the mountain in "
+    "the full config, 1.4 in the quick)."
+  )
+  PUBLISHED = {
+    "path_length_over_distance": "> 1: local descent goes around the mountain (Goodfellow et al. "
+    "2016, §8.2.7, Fig. 8.4)",
+    "stalled_on_plateau": "gradient descent stalls where the surface is flat (§8.2.7, §8.2.3)",
+  }
+  FIELDS = {
+    "steps": validate.require_positive_int,
+    "surfaces": validate.each(validate.require_choice, choices=landscape.SURFACES),
+    "stall_fraction": FRACTION,
+    "reach_fraction": FRACTION,
+  }
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    for name in config.optimizers:
+      validate.require_choice("optimizers", name, self.NAME, optim.OPTIMIZERS)
+      optimizer(config, name)
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """Descends every surface with every optimizer (seconds in all: nothing is resumed)."""
+    table, history = [], []
+    for surface_name in config.surfaces:
+      surface = landscape.SURFACES[surface_name]
+      start, minimizer = np.asarray(surface.start), np.asarray(surface.minimizer)
+      for name in config.optimizers:
+        thetas, values = trajectory(
+          surface.fn, jnp.asarray(start, jnp.float32), optimizer(config, name), config.steps
+        )
+        member = f"{surface_name}/{name}"
+        moved = float(np.linalg.norm(thetas[-1] - thetas[0]))
+        length = landscape.path_length(thetas)
+        to_minimizer = float(np.linalg.norm(thetas[-1] - minimizer))
+        initial_distance = float(np.linalg.norm(start - minimizer))
+        table.append(
+          {
+            "member": member,
+            "surface": surface_name,
+            "optimizer": name,
+            "learning_rate": float(config.optimizers[name].learning_rate),
+            "path_length": length,
+            "distance_moved": moved,
+            "path_length_over_distance": length / moved if moved > 0 else float("inf"),
+            "final_loss": float(values[-1]),
+            "final_distance_to_minimizer": to_minimizer,
+            "reached_minimizer": to_minimizer < config.reach_fraction * initial_distance,
+            "stalled": moved < config.stall_fraction * initial_distance,
+          }
+        )
+        path = {"x": thetas[:, 0], "y": thetas[:, 1], "loss": values}
+        history += history_rows(member, {"step": np.arange(values.size)} | path)
+    return Results(table, history)
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    by_surface: dict[str, dict] = {}
+    for row in results.table:
+      by_surface.setdefault(row["surface"], {})[row["optimizer"]] = row
+
+    def per(field: str) -> dict:
+      return {s: {o: row[field] for o, row in rows.items()} for s, rows in by_surface.items()}
+
+    summary = {
+      "path_length_over_distance": per("path_length_over_distance"),
+      "reached_minimizer": per("reached_minimizer"),
+      "final_loss": per("final_loss"),
+      "straight_line_rise": {name: straight_line_rise(name) for name in by_surface},
+      "steps": config.steps,
+    }
+    if "plateau" in by_surface:
+      summary["stalled_on_plateau"] = {o: r["stalled"] for o, r in by_surface["plateau"].items()}
+    return summary
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """Per surface: its contours with every optimizer's trajectory, and the loss per step."""
+    curves: dict[str, dict[str, list]] = {}
+    for row in read_csv(out_dir / "history.csv"):
+      curves.setdefault(row["member"], {}).setdefault(row["metric"], []).append(row["value"])
+    surfaces = list(dict.fromkeys(member.split("/")[0] for member in curves))
+    figures = []
+    for name in surfaces:
+      members = {m.split("/")[1]: c for m, c in curves.items() if m.split("/")[0] == name}
+      figures.append(contour(name, members, out_dir / f"trajectories_{name}.png"))
+      figures.append(
+        report.line_plot(
+          {o: (range(len(c["loss"])), c["loss"]) for o, c in members.items()},
+          out_dir / f"loss_{name}.png",
+          title=f"{name}: loss per step",
+          xlabel="step",
+          ylabel="f(θ_t)",
+          logy=True,
+        )
+      )
+    return figures
 
 
-def _optimizer(config: ml_collections.ConfigDict, name: str) -> optax.GradientTransformation:
+def optimizer(config: ml_collections.ConfigDict, name: str) -> optax.GradientTransformation:
+  """`optim.OPTIMIZERS[name]` with the config's hyperparameters; a bad one is refused by name."""
   try:
     return optim.OPTIMIZERS[name](**config.optimizers[name].to_dict())
   except (TypeError, ValueError) as error:
-    raise ValueError(f"optimizers.{name}: {error}") from error
+    raise ValueError(f"{LocalVsGlobal.NAME}: optimizers.{name}: {error}") from error
 
 
-def descend(
-  fn, start: jax.Array, optimizer: optax.GradientTransformation, steps: int
+def trajectory(
+  fn, start: jax.Array, tx: optax.GradientTransformation, steps: int
 ) -> tuple[np.ndarray, np.ndarray]:
-  """θ_0 … θ_T of `steps` full-gradient updates of `optimizer` on `fn` (T+1, 2), and f(θ_t)."""
-
-  def step(carry, _):
-    theta, state = carry
-    updates, state = optimizer.update(jax.grad(fn)(theta), state, theta)
-    theta = optax.apply_updates(theta, updates)
-    return (theta, state), theta
+  """θ_0 … θ_T of `steps` full-gradient updates of `tx` on `fn` (T+1, 2), and f(θ_t)."""
 
   @jax.jit
-  def trajectory(theta0):
-    _, thetas = jax.lax.scan(step, (theta0, optimizer.init(theta0)), None, length=steps)
-    thetas = jnp.concatenate([theta0[None], thetas])
-    return thetas, jax.vmap(fn)(thetas)
+  def descend(theta):
+    return train.descend(fn, theta, tx, steps=steps, record=lambda point, value: (point, value))
 
-  thetas, values = trajectory(start)
+  thetas, values = descend(start).records
   return np.asarray(thetas), np.asarray(values)
 
 
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """Descends every surface with every optimizer (seconds in all: nothing is resumed)."""
-  check(config)
-  table, history = [], []
-  for surface_name in config.surfaces:
-    surface = landscape.SURFACES[surface_name]
-    start, minimizer = np.asarray(surface.start), np.asarray(surface.minimizer)
-    for name in config.optimizers:
-      thetas, values = descend(
-        surface.fn, jnp.asarray(start, jnp.float32), _optimizer(config, name), config.steps
-      )
-      member = f"{surface_name}/{name}"
-      moved = float(np.linalg.norm(thetas[-1] - thetas[0]))
-      length = landscape.path_length(thetas)
-      to_minimizer = float(np.linalg.norm(thetas[-1] - minimizer))
-      initial_distance = float(np.linalg.norm(start - minimizer))
-      table.append(
-        {
-          "member": member,
-          "surface": surface_name,
-          "optimizer": name,
-          "learning_rate": float(config.optimizers[name].learning_rate),
-          "path_length": length,
-          "distance_moved": moved,
-          "path_length_over_distance": length / moved if moved > 0 else float("inf"),
-          "final_loss": float(values[-1]),
-          "final_distance_to_minimizer": to_minimizer,
-          "reached_minimizer": to_minimizer < config.reach_fraction * initial_distance,
-          "stalled": moved < config.stall_fraction * initial_distance,
-        }
-      )
-      history.extend(
-        {"member": member, "step": t, "metric": metric, "value": float(value)}
-        for metric, series in (("x", thetas[:, 0]), ("y", thetas[:, 1]), ("loss", values))
-        for t, value in enumerate(series)
-      )
-  return ExperimentResults(table, history, _summarize(table, config))
+def straight_line_rise(name: str) -> float:
+  """max f on the segment from the surface's start to its minimizer, minus f(start): > 0 when
+  the direct route climbs first."""
+  surface = landscape.SURFACES[name]
+  line = landscape.loss_along_line(
+    surface.fn,
+    jnp.asarray(surface.start),
+    jnp.asarray(surface.minimizer),
+    np.linspace(0.0, 1.0, 201),
+  )
+  return float(line.max() - line[0])
 
 
-def _summarize(table: list[dict], config: ml_collections.ConfigDict) -> dict:
-  by_surface: dict[str, dict] = {}
-  for row in table:
-    by_surface.setdefault(row["surface"], {})[row["optimizer"]] = row
-  rises = {}
-  for name in by_surface:
-    surface = landscape.SURFACES[name]
-    line = landscape.loss_along_line(
-      surface.fn,
-      jnp.asarray(surface.start),
-      jnp.asarray(surface.minimizer),
-      np.linspace(0.0, 1.0, 201),
-    )
-    rises[name] = float(line.max() - line[0])  # > 0: the direct route climbs first
-
-  def per(field: str) -> dict:
-    return {s: {o: row[field] for o, row in rows.items()} for s, rows in by_surface.items()}
-
-  summary = {
-    "path_length_over_distance": per("path_length_over_distance"),
-    "reached_minimizer": per("reached_minimizer"),
-    "final_loss": per("final_loss"),
-    "straight_line_rise": rises,
-    "steps": config.steps,
-  }
-  if "plateau" in by_surface:
-    summary["stalled_on_plateau"] = {o: r["stalled"] for o, r in by_surface["plateau"].items()}
-  return summary
-
-
-def plot(out_dir: Path) -> list[Path]:
-  """Per surface: its contours with every optimizer's trajectory, and the loss per step."""
-  curves: dict[str, dict[str, list]] = {}
-  for row in read_csv(out_dir / "history.csv"):
-    curves.setdefault(row["member"], {}).setdefault(row["metric"], []).append(row["value"])
-  surfaces = list(dict.fromkeys(member.split("/")[0] for member in curves))
-  figures = []
-  for name in surfaces:
-    members = {m.split("/")[1]: c for m, c in curves.items() if m.split("/")[0] == name}
-    figures.append(_contour(name, members, out_dir / f"trajectories_{name}.png"))
-    figures.append(
-      report.line_plot(
-        {o: (range(len(c["loss"])), c["loss"]) for o, c in members.items()},
-        out_dir / f"loss_{name}.png",
-        title=f"{name}: loss per step",
-        xlabel="step",
-        ylabel="f(θ_t)",
-        logy=True,
-      )
-    )
-  return figures
-
-
-def _contour(name: str, members: dict[str, dict[str, list]], path: Path) -> Path:
+def contour(name: str, members: dict[str, dict[str, list]], path: Path) -> Path:
+  """The surface's filled contours with every optimizer's path, its start and its minimizer."""
   surface = landscape.SURFACES[name]
   (x_min, x_max), (y_min, y_max) = surface.bounds
   xs, ys = np.meshgrid(np.linspace(x_min, x_max, 200), np.linspace(y_min, y_max, 200))
@@ -201,8 +193,8 @@ def _contour(name: str, members: dict[str, dict[str, list]], path: Path) -> Path
   fig, ax = plt.subplots(figsize=(6.4, 5.4), dpi=110)
   ax.contourf(xs, ys, values, levels=30, cmap="Greys")
   ax.contour(xs, ys, values, levels=15, colors="k", linewidths=0.4, alpha=0.5)
-  for optimizer, curve in members.items():
-    ax.plot(curve["x"], curve["y"], lw=1.4, label=optimizer)
+  for label, curve in members.items():
+    ax.plot(curve["x"], curve["y"], lw=1.4, label=label)
   ax.plot(*surface.start, "o", color="tab:green", label="start")
   ax.plot(*surface.minimizer, "*", color="tab:red", ms=12, label="global minimizer")
   ax.set(title=f"{name}: trajectories (§8.2.7)", xlabel="θ₁", ylabel="θ₂")

@@ -25,6 +25,7 @@ family at ρ below and above 1, theory log ρ, given as `*_theory`), `critical_r
 1), `eigendecomposition_max_rel_error`, `power_method_rate` and its theory.
 """
 
+import functools
 from pathlib import Path
 
 import jax
@@ -34,53 +35,177 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from jaxopt_study import init, models, report
+from jaxopt_study import init, models, report, validate
+from jaxopt_study.experiment import Experiment, Members, Results
 from jaxopt_study.lab.curves import read_curves
-from jaxopt_study.results import ExperimentResults, RunDir, read_csv
+from jaxopt_study.results import history_rows, read_csv
 
-TITLE = "Chapter 8.2.5: long-term dependencies, W^t and the power method"
-SECTION = "8.2.5"
-DESCRIPTION = (
-  "A linear recurrent network h_t = W h_{t-1} + x_t (models.RNN with linear units) for spectral "
-  "radii ρ below, at and above 1. The Jacobian ∂h_T/∂x_s = W^(T-s), taken by autodiff through "
-  "the scan, matches W^t built from the eigendecomposition V diag(λ)^t V⁻¹ (eq. 8.30); "
-  "log‖W^t‖ falls or grows linearly in t with slope log ρ, for symmetric W exactly and for a "
-  "non-normal Gaussian W after a transient (the slope is fitted over the second half of the "
-  "horizon). The power method on the symmetric W converges to the leading eigenvector at the rate "
-  "|λ₂/λ₁|^t."
-)
-PUBLISHED = {
-  "vanish_rate": "log ρ < 0 for ρ < 1: gradients vanish as ρ^t (Goodfellow et al. 2016, eq. 8.30)",
-  "explode_rate": "log ρ > 0 for ρ > 1: gradients explode as ρ^t (eq. 8.30; Bengio et al. 1994)",
-  "rate_vs_log_radius_slope": "1: the fitted rate equals log ρ (eq. 8.30)",
-  "power_method_rate": "log|λ₂/λ₁| (power method; §8.2.5)",
-}
 FAMILIES = ("symmetric", "gaussian")
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field, before anything is computed."""
-  for field in ("hidden", "horizon", "num_seeds"):
-    value = config[field]
-    if not isinstance(value, int) or value < (4 if field == "horizon" else 1):
-      raise ValueError(f"{field}={value!r}: must be an integer ≥ {4 if field == 'horizon' else 1}")
-  if config.hidden < 2:
-    raise ValueError(f"hidden={config.hidden}: the power method needs at least 2 units")
-  radii = list(config.radii)
-  if not radii or any(not isinstance(r, int | float) or r <= 0 for r in radii):
-    raise ValueError(f"radii={radii!r}: must be a non-empty list of positive numbers")
-  if not config.vanish_radius < 1.0 < config.explode_radius:
-    raise ValueError(
-      f"vanish_radius={config.vanish_radius}, explode_radius={config.explode_radius}: need "
-      "vanish_radius < 1 < explode_radius"
+class LongTermDependencies(Experiment):
+  """W^t of linear RNNs by autodiff and by eigendecomposition, for radii around 1."""
+
+  NAME = "long_term_dependencies"
+  TITLE = "Chapter 8.2.5: long-term dependencies, W^t and the power method"
+  SECTION = "8.2.5"
+  DESCRIPTION = (
+    "A linear recurrent network h_t = W h_{t-1} + x_t (models.RNN with linear units) for spectral "
+    "radii ρ below, at and above 1. The Jacobian ∂h_T/∂x_s = W^(T-s), taken by autodiff through "
+    "the scan, matches W^t built from the eigendecomposition V diag(λ)^t V⁻¹ (eq. 8.30); log‖W^t‖ "
+    "falls or grows linearly in t with slope log ρ, for symmetric W exactly and for a non-normal "
+    "Gaussian W after a transient (the slope is fitted over the second half of the horizon). The "
+    "power method on the symmetric W converges to the leading eigenvector at the rate |λ₂/λ₁|^t."
+  )
+  PUBLISHED = {
+    "vanish_rate": "log ρ < 0 for ρ < 1: gradients vanish as ρ^t (Goodfellow et al. 2016, "
+    "eq. 8.30)",
+    "explode_rate": "log ρ > 0 for ρ > 1: gradients explode as ρ^t (eq. 8.30; Bengio et al. 1994)",
+    "rate_vs_log_radius_slope": "1: the fitted rate equals log ρ (eq. 8.30)",
+    "power_method_rate": "log|λ₂/λ₁| (power method; §8.2.5)",
+  }
+  FIELDS = {
+    "hidden": functools.partial(validate.require_int, low=2),  # the power method needs λ₂
+    "horizon": functools.partial(validate.require_int, low=4),
+    "num_seeds": validate.require_positive_int,
+    "radii": validate.each(validate.require_positive),
+    "vanish_radius": validate.require_positive,
+    "explode_radius": validate.require_positive,
+    "eigenvalue_spread": validate.require_unit_interval,
+  }
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    radii = list(config.radii)
+    if not config.vanish_radius < 1.0 < config.explode_radius:
+      raise ValueError(
+        f"{self.NAME}: vanish_radius={config.vanish_radius}, explode_radius="
+        f"{config.explode_radius} must satisfy vanish_radius < 1 < explode_radius"
+      )
+    for field in ("vanish_radius", "explode_radius"):
+      validate.require_choice(field, config[field], self.NAME, radii)
+    if 1.0 not in radii:
+      raise ValueError(f"{self.NAME}: radii={radii} must contain 1.0, the critical radius")
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """Every (family, radius, seed): Jacobian norms, eigen-route error, fitted rate, power method
+    (seconds of work: nothing is resumed)."""
+    horizon = config.horizon
+    t = np.arange(horizon)
+    late = t >= horizon // 2  # past the transient of a non-normal W
+    table, history = [], []
+    jobs = [(f, r, s) for f in FAMILIES for r in config.radii for s in range(config.num_seeds)]
+    for family, radius, seed in tqdm(jobs, desc="matrices", disable=not progress):
+      key = jax.random.fold_in(jax.random.key(config.seed), seed)
+      w = recurrent_matrix(family, float(radius), config.hidden, config.eigenvalue_spread, key)
+      blocks = jacobian_blocks(w, horizon)
+      reference = eigen_powers(w, horizon)
+      norms = np.linalg.norm(blocks, ord=2, axis=(1, 2))
+      scale = np.linalg.norm(reference, ord=2, axis=(1, 2))
+      member = f"{family} rho={radius:g} seed {seed}"
+      row = {
+        "member": member,
+        "family": family,
+        "radius": float(radius),
+        "seed": seed,
+        "fitted_rate": log_slope(t[late], norms[late]),
+        "theory_rate": float(np.log(radius)),
+        "eigen_rel_error": float(np.max(np.linalg.norm(blocks - reference, axis=(1, 2)) / scale)),
+        "final_jacobian_norm": float(norms[-1]),
+      }
+      curves = {"step": t, "jacobian_norm": norms}
+      if family == "symmetric":
+        power, curves["power_method_tan_angle"] = power_method_row(w, horizon, key)
+        row.update(power)
+      history += history_rows(member, curves)
+      table.append(row)
+    return Results(table, history)
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    table = results.table
+
+    def mean_rate(family: str, radius: float) -> float:
+      rows = [r for r in table if r["family"] == family and r["radius"] == radius]
+      return float(np.mean([r["fitted_rate"] for r in rows]))
+
+    slopes = {}
+    for family in FAMILIES:
+      rows = [r for r in table if r["family"] == family]
+      theory = [r["theory_rate"] for r in rows]
+      slopes[family] = float(np.polyfit(theory, [r["fitted_rate"] for r in rows], 1)[0])
+    symmetric = [r for r in table if r["family"] == "symmetric"]
+    return {
+      "vanish_rate": mean_rate("gaussian", config.vanish_radius),
+      "vanish_rate_theory": float(np.log(config.vanish_radius)),
+      "explode_rate": mean_rate("gaussian", config.explode_radius),
+      "explode_rate_theory": float(np.log(config.explode_radius)),
+      "critical_rate": mean_rate("gaussian", 1.0),
+      "rate_by_radius": {
+        family: {f"{r:g}": mean_rate(family, r) for r in config.radii} for family in FAMILIES
+      },
+      "rate_vs_log_radius_slope": slopes,
+      "eigendecomposition_max_rel_error": max(r["eigen_rel_error"] for r in table),
+      "power_method_rate": float(np.mean([r["power_method_rate"] for r in symmetric])),
+      "power_method_rate_theory": float(np.mean([r["power_method_theory"] for r in symmetric])),
+    }
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """Jacobian norms vs t, fitted rate vs log ρ, and the power method's angle, from the CSVs."""
+    table = read_csv(out_dir / "results.csv")
+    curves = {
+      m: read_curves(out_dir / "history.csv", m)
+      for m in ("jacobian_norm", "power_method_tan_angle")
+    }
+    figures = []
+    for family in FAMILIES:
+      series = {
+        f"ρ = {r['radius']:g}": curves["jacobian_norm"][r["member"]]
+        for r in table
+        if r["family"] == family and r["seed"] == 0
+      }
+      figures.append(
+        report.line_plot(
+          series,
+          out_dir / f"jacobian_norm_{family}.png",
+          title=f"‖∂h_t/∂h_0‖₂ = ‖W^t‖₂, {family} W",
+          xlabel="t",
+          ylabel="‖W^t‖₂",
+          logy=True,
+        )
+      )
+    rates = {
+      family: (
+        [r["theory_rate"] for r in table if r["family"] == family],
+        [r["fitted_rate"] for r in table if r["family"] == family],
+      )
+      for family in FAMILIES
+    }
+    theory = sorted({r["theory_rate"] for r in table})
+    rates["theory: log ρ"] = (theory, theory)
+    figures.append(
+      report.line_plot(
+        rates,
+        out_dir / "rate_vs_log_radius.png",
+        title="fitted d log‖W^t‖/dt against log ρ",
+        xlabel="log ρ",
+        ylabel="fitted slope",
+      )
     )
-  for field in ("vanish_radius", "explode_radius"):
-    if config[field] not in radii:
-      raise ValueError(f"{field}={config[field]}: must be one of radii={radii}")
-  if 1.0 not in radii:
-    raise ValueError(f"radii={radii}: must contain 1.0, the critical radius")
-  if not 0.0 <= config.eigenvalue_spread < 1.0:
-    raise ValueError(f"eigenvalue_spread={config.eigenvalue_spread!r}: must lie in [0, 1)")
+    power = {
+      f"ρ = {r['radius']:g}": curves["power_method_tan_angle"][r["member"]]
+      for r in table
+      if r["family"] == "symmetric" and r["seed"] == 0
+    }
+    figures.append(
+      report.line_plot(
+        power,
+        out_dir / "power_method.png",
+        title="power method: tan ∠(h_t, leading eigenvector)",
+        xlabel="iteration t",
+        ylabel="tan angle",
+        logy=True,
+      )
+    )
+    return figures
 
 
 def recurrent_matrix(family: str, radius: float, hidden: int, spread: float, key: jax.Array):
@@ -153,47 +278,9 @@ def log_slope(t: np.ndarray, values: np.ndarray) -> float:
   return float(np.polyfit(t, np.log(values), 1)[0])
 
 
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """Every (family, radius, seed): Jacobian norms, eigen-route error, fitted rate, power method."""
-  check(config)
-  del run_dir  # seconds of work: nothing worth resuming
-  horizon = config.horizon
-  t = np.arange(horizon)
-  late = t >= horizon // 2  # past the transient of a non-normal W
-  table, history = [], []
-  jobs = [(f, r, s) for f in FAMILIES for r in config.radii for s in range(config.num_seeds)]
-  for family, radius, seed in tqdm(jobs, desc="matrices", disable=not progress):
-    key = jax.random.fold_in(jax.random.key(config.seed), seed)
-    w = recurrent_matrix(family, float(radius), config.hidden, config.eigenvalue_spread, key)
-    blocks = jacobian_blocks(w, horizon)
-    reference = eigen_powers(w, horizon)
-    norms = np.linalg.norm(blocks, ord=2, axis=(1, 2))
-    scale = np.linalg.norm(reference, ord=2, axis=(1, 2))
-    member = f"{family} rho={radius:g} seed {seed}"
-    row = {
-      "member": member,
-      "family": family,
-      "radius": float(radius),
-      "seed": seed,
-      "fitted_rate": log_slope(t[late], norms[late]),
-      "theory_rate": float(np.log(radius)),
-      "eigen_rel_error": float(np.max(np.linalg.norm(blocks - reference, axis=(1, 2)) / scale)),
-      "final_jacobian_norm": float(norms[-1]),
-    }
-    history += [
-      {"member": member, "step": int(k), "metric": "jacobian_norm", "value": float(v)}
-      for k, v in zip(t, norms, strict=True)
-    ]
-    if family == "symmetric":
-      row.update(_power_method_row(w, horizon, key, member, history))
-    table.append(row)
-  return ExperimentResults(table, history, _summarize(table, config))
-
-
-def _power_method_row(w: np.ndarray, horizon: int, key: jax.Array, member: str, history: list):
-  """Runs the power method on a symmetric W; appends its sin-angle curve to `history`."""
+def power_method_row(w: np.ndarray, horizon: int, key: jax.Array) -> tuple[dict, np.ndarray]:
+  """The power method on a symmetric W: its fitted and theoretical rates and the error of its
+  eigenvalue estimate, and tan ∠(h_t, leading eigenvector) for t = 0 … horizon − 1."""
   eigenvalues, vectors = np.linalg.eigh(w)
   order = np.argsort(-np.abs(eigenvalues))
   leading = vectors[:, order[0]]
@@ -207,98 +294,8 @@ def _power_method_row(w: np.ndarray, horizon: int, key: jax.Array, member: str, 
   # Fit past the first quarter (other eigenvalues than λ₂ have died out) and above the float32
   # rounding floor of the iterates (tan ≈ 1e-7).
   fit = (steps >= horizon // 4) & (tangent > 1e-5)
-  history += [
-    {"member": member, "step": int(k), "metric": "power_method_tan_angle", "value": float(v)}
-    for k, v in zip(steps, tangent, strict=True)
-  ]
   return {
     "power_method_rate": log_slope(steps[fit], tangent[fit]) if fit.sum() >= 3 else float("nan"),
     "power_method_theory": float(np.log(np.abs(eigenvalues[order[1]] / eigenvalues[order[0]]))),
     "power_method_eigenvalue_error": float(abs(rayleigh[-1] - eigenvalues[order[0]])),
-  }
-
-
-def _summarize(table: list[dict], config: ml_collections.ConfigDict) -> dict:
-  def mean_rate(family: str, radius: float) -> float:
-    rows = [r for r in table if r["family"] == family and r["radius"] == radius]
-    return float(np.mean([r["fitted_rate"] for r in rows]))
-
-  slopes = {}
-  for family in FAMILIES:
-    rows = [r for r in table if r["family"] == family]
-    theory = [r["theory_rate"] for r in rows]
-    slopes[family] = float(np.polyfit(theory, [r["fitted_rate"] for r in rows], 1)[0])
-  symmetric = [r for r in table if r["family"] == "symmetric"]
-  return {
-    "vanish_rate": mean_rate("gaussian", config.vanish_radius),
-    "vanish_rate_theory": float(np.log(config.vanish_radius)),
-    "explode_rate": mean_rate("gaussian", config.explode_radius),
-    "explode_rate_theory": float(np.log(config.explode_radius)),
-    "critical_rate": mean_rate("gaussian", 1.0),
-    "rate_by_radius": {
-      family: {f"{r:g}": mean_rate(family, r) for r in config.radii} for family in FAMILIES
-    },
-    "rate_vs_log_radius_slope": slopes,
-    "eigendecomposition_max_rel_error": max(r["eigen_rel_error"] for r in table),
-    "power_method_rate": float(np.mean([r["power_method_rate"] for r in symmetric])),
-    "power_method_rate_theory": float(np.mean([r["power_method_theory"] for r in symmetric])),
-  }
-
-
-def plot(out_dir: Path) -> list[Path]:
-  """Jacobian norms vs t, fitted rate vs log ρ, and the power method's angle, from the CSVs."""
-  table = read_csv(out_dir / "results.csv")
-  curves = {
-    m: read_curves(out_dir / "history.csv", m) for m in ("jacobian_norm", "power_method_tan_angle")
-  }
-  figures = []
-  for family in FAMILIES:
-    series = {
-      f"ρ = {r['radius']:g}": curves["jacobian_norm"][r["member"]]
-      for r in table
-      if r["family"] == family and r["seed"] == 0
-    }
-    figures.append(
-      report.line_plot(
-        series,
-        out_dir / f"jacobian_norm_{family}.png",
-        title=f"‖∂h_t/∂h_0‖₂ = ‖W^t‖₂, {family} W",
-        xlabel="t",
-        ylabel="‖W^t‖₂",
-        logy=True,
-      )
-    )
-  rates = {
-    family: (
-      [r["theory_rate"] for r in table if r["family"] == family],
-      [r["fitted_rate"] for r in table if r["family"] == family],
-    )
-    for family in FAMILIES
-  }
-  theory = sorted({r["theory_rate"] for r in table})
-  rates["theory: log ρ"] = (theory, theory)
-  figures.append(
-    report.line_plot(
-      rates,
-      out_dir / "rate_vs_log_radius.png",
-      title="fitted d log‖W^t‖/dt against log ρ",
-      xlabel="log ρ",
-      ylabel="fitted slope",
-    )
-  )
-  power = {
-    f"ρ = {r['radius']:g}": curves["power_method_tan_angle"][r["member"]]
-    for r in table
-    if r["family"] == "symmetric" and r["seed"] == 0
-  }
-  figures.append(
-    report.line_plot(
-      power,
-      out_dir / "power_method.png",
-      title="power method: tan ∠(h_t, leading eigenvector)",
-      xlabel="iteration t",
-      ylabel="tan angle",
-      logy=True,
-    )
-  )
-  return figures
+  }, tangent

@@ -48,6 +48,8 @@ starts that end at a critical point), `median_grad_norm_not_converged` and
 gradient-flat point, Frye et al. 2021).
 """
 
+import functools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -56,183 +58,180 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
-import optax
 import scipy.stats
 import sklearn.decomposition
 from tqdm.auto import tqdm
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import losses, models, optim, report
+from jaxopt_study import losses, models, optim, report, train, validate
+from jaxopt_study.experiment import Experiment, Members, Results
 from jaxopt_study.lab import landscape, random_matrix
-from jaxopt_study.results import (
-  ExperimentResults,
-  RunDir,
-  history_rows,
-  member_arrays,
-  read_csv,
-)
+from jaxopt_study.lab.curves import read_curves
+from jaxopt_study.results import history_rows, member_arrays, read_csv
 
-TITLE = "Saddle points proliferate: P(GOE positive definite) = exp(−θN²); MLP critical points"
-SECTION = "8.2.3"
-DESCRIPTION = (
-  "(a) Monte Carlo probability that an N × N GOE matrix is positive definite (Gaussian "
-  "elimination, every pivot > 0), set against its exact value from de Bruijn's Pfaffian, and the "
-  "rate θ fitted to log P = −θN² + bN + c (the O(N) term of the large-deviation expansion: at "
-  "these N a fit of log P against N² alone gives a slope about 17% steeper than ln 3/4, shown as "
-  "goe_slope_n2_only). Measured (full config, 2^23 matrices per N, N = 1 ... 6 in the fit, N = 7 "
-  "had 1 hit): slope −0.272 (exact values −0.273, theory −0.275); N²-only fit −0.383. "
-  "(b) Critical points of tanh MLPs on digits (4 whitened principal components, 300 examples, "
-  "squared error + weight decay 0.01, float64, widths 1 ... 8, N = 25 ... 130), found by "
-  "Newton's method for ∇f = 0 (Levenberg–Marquardt on ½‖∇f‖² with the exact Hessian) from "
-  "initializations and from points along gradient descent, and classified by the exact "
-  "spectrum. Where it converges it does so quadratically, to ‖∇f‖ ≈ 1e-16. Measured (full "
-  "config, 42 starts per width): the index rises with the loss at every width (Spearman ρ 0.89 "
-  "to 1.0, weighted mean 0.97; pooled over widths 0.61), as in Dauphin et al. (2014, Fig. 1); "
-  "at every width the minima lie below every saddle. Saddles are the majority of the distinct "
-  "critical points at 5 of 6 widths: fraction of minima 0.33, 0.33, 0.20, 0.20, 0.60, 0.20 at "
-  "widths 1, 2, 3, 4, 6, 8 (3 to 10 distinct points per width), with no trend in width at "
-  "these sizes; the fraction depends on where the starts lie, so it does not measure the "
-  "share of minima among all critical points that Bray & Dean (2007) predict to vanish. No "
-  "point was degenerate (the weight decay lifts every flat direction). Only 52% (width 1) down "
-  "to 24% (width 6) of the starts reach a critical point: the rest stall at ‖∇f‖ ≈ 1e-3 "
-  "(median) with ‖Hg‖ / (‖g‖ max|λ|) ≈ 1e-9, gradient-flat points where g lies in the kernel "
-  "of H (Frye et al. 2021)."
-)
 NUM_CLASSES = 10  # digits
 CRITICAL_KINDS = ("minimum", "saddle", "maximum", "degenerate", "plateau")
 
-PUBLISHED = {
-  "goe_slope": "−ln(3)/4 ≈ −0.275 (Bray & Dean 2007; Dean & Majumdar 2006)",
-  "goe_slope_exact": "−ln(3)/4 ≈ −0.275 as N → ∞",
-  "spearman_index_loss": "> 0: critical points of higher error have a larger index, on a "
-  "monotone curve (Dauphin et al. 2014, Fig. 1; Bray & Dean 2007)",
-  "minima_fraction_by_width": "→ 0 as N grows: almost every critical point is a saddle, and "
-  "minima lie at the lowest errors (Bray & Dean 2007; Dauphin et al. 2014, §2)",
-}
+
+def distinct_items(rule: validate.Rule, min_length: int) -> validate.Rule:
+  """A rule for a list of at least `min_length` items, no two equal, each passing `rule`."""
+
+  def check(name: str, value: Any, where: str) -> None:
+    validate.require_sequence(name, value, where, rule, min_length=min_length)
+    if len(set(value)) != len(value):
+      raise ValueError(f"{where}: {name}={list(value)!r} must not repeat a value")
+
+  return check
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field, before anything is compiled."""
-  sizes = list(config.sizes)
-  if len(sizes) < 4 or len(set(sizes)) != len(sizes):
-    raise ValueError(f"sizes={sizes!r}: need at least 4 distinct N to fit a N² + b N + c")
-  if any(not isinstance(n, int) or not 1 <= n <= 10 for n in sizes):
-    raise ValueError(f"sizes={sizes!r}: every N must be an integer in [1, 10]")
-  for field in ("samples", "batch", "min_hits"):
-    if not isinstance(config[field], int) or config[field] < 1:
-      raise ValueError(f"{field}={config[field]!r}: must be an integer ≥ 1")
-  if config.samples % min(config.batch, config.samples):
-    raise ValueError(f"samples={config.samples}: must be a multiple of batch={config.batch}")
-  _check_critical_points(config)
+class SaddleProliferation(Experiment):
+  """(a) the GOE's positive-definite probability by N; (b) critical points of MLPs by width."""
 
-
-def _is_int(value: Any, low: int, high: float = np.inf) -> bool:
-  return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
-def _is_positive(value: Any, allow_zero: bool = False) -> bool:
-  return (
-    isinstance(value, (int, float))
-    and not isinstance(value, bool)
-    and np.isfinite(value)
-    and (value >= 0 if allow_zero else value > 0)
+  NAME = "saddle_proliferation"
+  TITLE = "Saddle points proliferate: P(GOE positive definite) = exp(−θN²); MLP critical points"
+  SECTION = "8.2.3"
+  DESCRIPTION = (
+    "(a) Monte Carlo probability that an N × N GOE matrix is positive definite (Gaussian "
+    "elimination, every pivot > 0), set against its exact value from de Bruijn's Pfaffian, and the "
+    "rate θ fitted to log P = −θN² + bN + c (the O(N) term of the large-deviation expansion: at "
+    "these N a fit of log P against N² alone gives a slope about 17% steeper than ln 3/4, shown as "
+    "goe_slope_n2_only). Measured (full config, 2^23 matrices per N, N = 1 ... 6 in the fit, N = 7 "
+    "had 1 hit): slope −0.272 (exact values −0.273, theory −0.275); N²-only fit −0.383. (b) "
+    "Critical points of tanh MLPs on digits (4 whitened principal components, 300 examples, "
+    "squared error + weight decay 0.01, float64, widths 1 ... 8, N = 25 ... 130), found by "
+    "Newton's method for ∇f = 0 (Levenberg–Marquardt on ½‖∇f‖² with the exact Hessian) from "
+    "initializations and from points along gradient descent, and classified by the exact spectrum. "
+    "Where it converges it does so quadratically, to ‖∇f‖ ≈ 1e-16. Measured (full config, 42 "
+    "starts per width): the index rises with the loss at every width (Spearman ρ 0.89 to 1.0, "
+    "weighted mean 0.97; pooled over widths 0.61), as in Dauphin et al. (2014, Fig. 1); at every "
+    "width the minima lie below every saddle. Saddles are the majority of the distinct critical "
+    "points at 5 of 6 widths: fraction of minima 0.33, 0.33, 0.20, 0.20, 0.60, 0.20 at widths 1, "
+    "2, 3, 4, 6, 8 (3 to 10 distinct points per width), with no trend in width at these sizes; the "
+    "fraction depends on where the starts lie, so it does not measure the share of minima among "
+    "all critical points that Bray & Dean (2007) predict to vanish. No point was degenerate (the "
+    "weight decay lifts every flat direction). Only 52% (width 1) down to 24% (width 6) of the "
+    "starts reach a critical point: the rest stall at ‖∇f‖ ≈ 1e-3 (median) with ‖Hg‖ / (‖g‖ "
+    "max|λ|) ≈ 1e-9, gradient-flat points where g lies in the kernel of H (Frye et al. 2021)."
   )
+  PUBLISHED = {
+    "goe_slope": "−ln(3)/4 ≈ −0.275 (Bray & Dean 2007; Dean & Majumdar 2006)",
+    "goe_slope_exact": "−ln(3)/4 ≈ −0.275 as N → ∞",
+    "spearman_index_loss": "> 0: critical points of higher error have a larger index, on a "
+    "monotone curve (Dauphin et al. 2014, Fig. 1; Bray & Dean 2007)",
+    "minima_fraction_by_width": "→ 0 as N grows: almost every critical point is a saddle, and "
+    "minima lie at the lowest errors (Bray & Dean 2007; Dauphin et al. 2014, §2)",
+  }
+  FIELDS = {
+    # (a) at least 4 distinct N to fit a N² + b N + c; the exact value is known up to N = 10
+    "sizes": distinct_items(functools.partial(validate.require_int, low=1, high=10), min_length=4),
+    "samples": validate.require_positive_int,
+    "batch": validate.require_positive_int,
+    "min_hits": validate.require_positive_int,
+    # (b)
+    "widths": distinct_items(validate.require_positive_int, min_length=2),
+    "data.name": functools.partial(validate.require_choice, choices=["digits"]),
+    "weight_decay": validate.require_non_negative,
+    "descent.learning_rate": validate.require_positive,
+    "descent.seeds": distinct_items(functools.partial(validate.require_int, low=0), min_length=1),
+    "descent.start_steps": validate.each(validate.require_int, low=0),
+    "newton.steps": validate.require_positive_int,
+    "newton.damping": validate.require_positive,
+  }
 
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    if config.samples % min(config.batch, config.samples):
+      raise ValueError(
+        f"{self.NAME}: samples={config.samples} must be a multiple of batch={config.batch}"
+      )
+    if np.any(np.diff(list(config.descent.start_steps)) <= 0):
+      raise ValueError(
+        f"{self.NAME}: descent.start_steps={list(config.descent.start_steps)!r} must increase"
+      )
+    data = config.data
+    try:
+      num_train = data_lib.load_digits(data.test_fraction, data.split_seed).x_train.shape[0]
+    except ValueError as error:
+      raise ValueError(f"{self.NAME}: data.test_fraction: {error}") from None
+    validate.require_int("data.num_examples", data.num_examples, self.NAME, low=2, high=num_train)
+    validate.require_int(
+      "data.input_dims", data.input_dims, self.NAME, low=1, high=min(64, data.num_examples)
+    )
+    try:
+      with jax.enable_x64(True):
+        build_mlp(config, config.widths[0], 0)
+    except ValueError as error:
+      raise ValueError(f"{self.NAME}: model: {error}") from None
 
-def _check_critical_points(config: ml_collections.ConfigDict) -> None:
-  """Part (b)'s fields, each refused by name."""
-  widths = list(config.widths)
-  if len(widths) < 2 or len(set(widths)) != len(widths) or not all(_is_int(w, 1) for w in widths):
-    raise ValueError(f"widths={widths!r}: need at least 2 distinct integers ≥ 1")
-  data = config.data
-  if data.name != "digits":
-    raise ValueError(f"data.name={data.name!r}: part (b) runs on 'digits'")
-  try:
-    num_train = data_lib.load_digits(data.test_fraction, data.split_seed).x_train.shape[0]
-  except ValueError as error:
-    raise ValueError(f"data.test_fraction: {error}") from None
-  if not _is_int(data.num_examples, 2, num_train):
-    raise ValueError(
-      f"data.num_examples={data.num_examples!r}: must be an integer in [2, {num_train}]"
-    )
-  if not _is_int(data.input_dims, 1, min(64, data.num_examples)):
-    raise ValueError(
-      f"data.input_dims={data.input_dims!r}: principal components, an integer in "
-      f"[1, min(64, data.num_examples)]"
-    )
-  try:
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """(a) counts positive-definite GOE matrices for each N; (b) finds and classifies critical
+    points of digits MLPs for each width. Finished N and widths are kept in the run folder."""
+    table = [
+      members.get(f"N{size}", functools.partial(goe_row, config, size))[0]
+      for size in tqdm(config.sizes, desc="N", disable=not progress)
+    ]
+    history = [
+      {"member": name, "step": int(row["N"]), "metric": "log_probability", "value": np.log(value)}
+      for row in table
+      for name, value in (("monte_carlo", row["probability"]), ("exact", row["exact_probability"]))
+      if value > 0  # no hit at this N: log 0 is not drawn
+    ]
+    arrays = {}
     with jax.enable_x64(True):
-      build_mlp(config, widths[0], 0)
-  except ValueError as error:
-    raise ValueError(f"model: {error}") from None
-  if not _is_positive(config.weight_decay, allow_zero=True):
-    raise ValueError(f"weight_decay={config.weight_decay!r}: must be a number ≥ 0")
-  descent = config.descent
-  if not _is_positive(descent.learning_rate):
-    raise ValueError(f"descent.learning_rate={descent.learning_rate!r}: must be > 0")
-  seeds = list(descent.seeds)
-  if not seeds or len(set(seeds)) != len(seeds) or not all(_is_int(v, 0) for v in seeds):
-    raise ValueError(f"descent.seeds={seeds!r}: need distinct integers ≥ 0")
-  steps = list(descent.start_steps)
-  if not steps or not all(_is_int(v, 0) for v in steps) or np.any(np.diff(steps) <= 0):
-    raise ValueError(f"descent.start_steps={steps!r}: need increasing integers ≥ 0")
-  if not _is_int(config.newton.steps, 1):
-    raise ValueError(f"newton.steps={config.newton.steps!r}: must be an integer ≥ 1")
-  if not _is_positive(config.newton.damping):
-    raise ValueError(f"newton.damping={config.newton.damping!r}: must be > 0")
+      features = digits_features(config)
+      for width in tqdm(config.widths, desc="width", disable=not progress):
+        saved, width_arrays = members.get(
+          f"width{width}", functools.partial(critical_points, config, width, features)
+        )
+        table.extend(saved["rows"])
+        history.extend(saved["history"])
+        arrays.update(width_arrays)
+    return Results(table, history, arrays)
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    goe = [row for row in results.table if "N" in row]
+    points = [row for row in results.table if "kind" in row]
+    return summarize_goe(goe, config.min_hits) | summarize_critical_points(
+      points, list(config.widths)
+    )
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """(a) log P against N², Monte Carlo and exact, with the asymptotic slope −ln 3 / 4 drawn;
+    (b) index against loss of the critical points, and ‖∇f‖ along the Newton runs."""
+    series = {
+      member: ([n**2 for n in sizes], values)
+      for member, (sizes, values) in read_curves(out_dir / "history.csv", "log_probability").items()
+    }
+    largest = max(max(xs) for xs, _ in series.values())
+    series["−(ln 3/4) N²"] = ([0.0, largest], [0.0, -random_matrix.GOE_THETA * largest])
+    figures = [
+      report.line_plot(
+        series,
+        out_dir / "goe_log_probability.png",
+        title="log P(GOE matrix positive definite)",
+        xlabel="N²",
+        ylabel="log P",
+      )
+    ]
+    points = [r for r in read_csv(out_dir / "results.csv") if r.get("kind")]  # part (b)
+    return figures + [index_against_loss(points, out_dir), newton_convergence(out_dir)]
 
 
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """(a) counts positive-definite GOE matrices for each N; (b) finds and classifies critical
-  points of digits MLPs for each width. Finished N and widths are kept in `run_dir`."""
-  check(config)
-  table = []
-  for size in tqdm(config.sizes, desc="N", disable=not progress):
-    name = f"N{size}"
-    row = run_dir.load_member(name) if run_dir else None
-    if row is None:
-      key = jax.random.fold_in(jax.random.key(config.seed), size)
-      hits = random_matrix.count_positive_definite(key, size, config.samples, config.batch)
-      estimate = hits / config.samples
-      exact = random_matrix.positive_definite_probability(size)
-      row = {
-        "member": name,
-        "N": size,
-        "samples": config.samples,
-        "hits": hits,
-        "probability": estimate,
-        "exact_probability": exact,
-        "z": (estimate - exact) / np.sqrt(exact * (1 - exact) / config.samples),
-      }
-      if run_dir:
-        run_dir.save_member(name, row)
-    table.append(row)
-  history = [
-    {"member": name, "step": int(row["N"]), "metric": "log_probability", "value": np.log(value)}
-    for row in table
-    for name, value in (("monte_carlo", row["probability"]), ("exact", row["exact_probability"]))
-    if value > 0  # no hit at this N: log 0 is not drawn
-  ]
-  summary = _summarize(table, config.min_hits)
-  points, arrays = [], {}
-  with jax.enable_x64(True):
-    features = digits_features(config)
-    for width in tqdm(config.widths, desc="width", disable=not progress):
-      name = f"width{width}"
-      saved = run_dir.load_member(name) if run_dir else None
-      if saved is None:
-        saved, width_arrays = _critical_points(config, width, features)
-        if run_dir:
-          run_dir.save_member(name, saved, width_arrays)
-      else:
-        width_arrays = run_dir.load_member_arrays(name)
-      points.extend(saved["rows"])
-      history.extend(saved["history"])
-      arrays.update(width_arrays)
-  summary.update(_summarize_critical_points(points, list(config.widths)))
-  return ExperimentResults(table + points, history, summary, arrays)
+def goe_row(config: ml_collections.ConfigDict, size: int) -> tuple[dict, dict]:
+  """Part (a) at one N: the Monte Carlo estimate of P_N, its exact value and the z-score."""
+  key = jax.random.fold_in(jax.random.key(config.seed), size)
+  hits = random_matrix.count_positive_definite(key, size, config.samples, config.batch)
+  estimate = hits / config.samples
+  exact = random_matrix.positive_definite_probability(size)
+  row = {
+    "member": f"N{size}",
+    "N": size,
+    "samples": config.samples,
+    "hits": hits,
+    "probability": estimate,
+    "exact_probability": exact,
+    "z": (estimate - exact) / np.sqrt(exact * (1 - exact) / config.samples),
+  }
+  return row, {}
 
 
 def fit_rate(sizes, log_probability, weights=None, linear_term: bool = True) -> float:
@@ -245,7 +244,7 @@ def fit_rate(sizes, log_probability, weights=None, linear_term: bool = True) -> 
   return float(solution[0])
 
 
-def _summarize(table: list[dict], min_hits: int) -> dict:
+def summarize_goe(table: list[dict], min_hits: int) -> dict:
   used = [r for r in table if r["hits"] >= min_hits]
   sizes = [r["N"] for r in used]
   estimates = np.asarray([r["probability"] for r in used])
@@ -311,40 +310,41 @@ def critical_point_objective(
   return objective
 
 
-def _descent_starts(
+def descent_starts(
   config: ml_collections.ConfigDict, width: int, objective: Any
 ) -> tuple[Any, list[tuple[int, int, float]]]:
   """Points along full-batch gradient descent on f (`optim.sgd`, Algorithm 8.1 with every
-  example) from each seed's initialization, at the steps `descent.start_steps` (0: the
-  initialization itself), stacked along a leading axis; with each point's (seed, step, f)."""
-  descent = config.descent
-  seeds = list(descent.seeds)
-  tx = optim.sgd(descent.learning_rate)
+  example, `train.descend`) from each seed's initialization, at the steps `descent.start_steps`
+  (0: the initialization itself), stacked along a leading axis; with each point's (seed, step,
+  f)."""
+  seeds, steps = list(config.descent.seeds), list(config.descent.start_steps)
+  every = math.gcd(*steps) or 1  # the descent records every this many steps
+  tx = optim.sgd(config.descent.learning_rate)
 
-  def advance(params, state, length):
-    def body(_, carry):
-      params, state = carry
-      updates, state = tx.update(jax.grad(objective)(params), state, params)
-      return optax.apply_updates(params, updates), state
+  @jax.jit
+  @jax.vmap
+  def descend(params):
+    return train.descend(
+      objective,
+      params,
+      tx,
+      steps=max(steps[-1], 1),
+      every=every,
+      record=lambda point, value: (point, value),
+    )
 
-    params, state = jax.lax.fori_loop(0, length, body, (params, state))
-    return params, state, objective(params)
-
-  params = jax.tree.map(
-    lambda *leaves: jnp.stack(leaves), *[build_mlp(config, width, s).params for s in seeds]
-  )
-  state = jax.vmap(tx.init)(params)
-  segment = jax.jit(jax.vmap(advance, in_axes=(0, 0, None)))
-  points, where = [], []
-  lengths = np.diff(list(descent.start_steps), prepend=0)
-  for step, length in zip(descent.start_steps, lengths, strict=True):
-    params, state, values = segment(params, state, jnp.asarray(length, jnp.int32))
-    points.append(params)
-    where.extend((s, step, float(v)) for s, v in zip(seeds, values, strict=True))
-  return jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *points), where
+  start = landscape.stack([build_mlp(config, width, seed).params for seed in seeds])
+  points, values = descend(start).records  # (seed, record, ...)
+  at = [step // every for step in steps]
+  where = [
+    (seed, step, float(values[i, k]))
+    for step, k in zip(steps, at, strict=True)
+    for i, seed in enumerate(seeds)
+  ]
+  return jax.tree.map(lambda leaf: jnp.concatenate([leaf[:, k] for k in at]), points), where
 
 
-def _critical_points(
+def critical_points(
   config: ml_collections.ConfigDict, width: int, data: data_lib.Dataset
 ) -> tuple[dict, dict]:
   """Newton from every start for one width, each end point classified
@@ -352,7 +352,7 @@ def _critical_points(
   parameters (symmetric copies, `landscape.repeats_of`, count once)."""
   model = build_mlp(config, width, config.descent.seeds[0])
   objective = critical_point_objective(model, data, config.weight_decay)
-  starts, where = _descent_starts(config, width, objective)
+  starts, where = descent_starts(config, width, objective)
   ends, norms, points = landscape.critical_points_from(
     objective, starts, config.newton.steps, config.newton.damping
   )
@@ -385,8 +385,9 @@ def _critical_points(
         "repeats": "" if repeats[i] is None else f"width{width}-start{repeats[i]:03d}",
       }
     )
-    curve = np.append(norms[i], point.grad_norm)
-    history.extend(history_rows(member, {"step": np.arange(curve.size), "newton_grad_norm": curve}))
+    history.extend(
+      history_rows(member, {"step": np.arange(norms.shape[1]), "newton_grad_norm": norms[i]})
+    )
     if distinct:
       arrays.update(member_arrays(member, params, model.model_state))
   return {"rows": rows, "history": history}, arrays
@@ -399,7 +400,7 @@ def _spearman(x: list[float], y: list[float]) -> float | None:
   return float(scipy.stats.spearmanr(x, y).statistic)
 
 
-def _summarize_critical_points(rows: list[dict], widths: list[int]) -> dict:
+def summarize_critical_points(rows: list[dict], widths: list[int]) -> dict:
   distinct = [r for r in rows if r["distinct"]]
   stuck = [r for r in rows if r["kind"] == "not_critical"]
 
@@ -450,32 +451,7 @@ def _summarize_critical_points(rows: list[dict], widths: list[int]) -> dict:
   }
 
 
-def plot(out_dir: Path) -> list[Path]:
-  """(a) log P against N², Monte Carlo and exact, with the asymptotic slope −ln 3 / 4 drawn;
-  (b) index against loss of the critical points, and ‖∇f‖ along the Newton runs."""
-  series: dict[str, tuple[list, list]] = {}
-  for row in read_csv(out_dir / "history.csv"):
-    if row["metric"] != "log_probability":
-      continue
-    xs, ys = series.setdefault(row["member"], ([], []))
-    xs.append(row["step"] ** 2)
-    ys.append(row["value"])
-  largest = max(max(xs) for xs, _ in series.values())
-  series["−(ln 3/4) N²"] = ([0.0, largest], [0.0, -random_matrix.GOE_THETA * largest])
-  figures = [
-    report.line_plot(
-      series,
-      out_dir / "goe_log_probability.png",
-      title="log P(GOE matrix positive definite)",
-      xlabel="N²",
-      ylabel="log P",
-    )
-  ]
-  points = [r for r in read_csv(out_dir / "results.csv") if r.get("kind")]  # part (b)
-  return figures + [_index_against_loss(points, out_dir), _newton_convergence(out_dir)]
-
-
-def _index_against_loss(points: list[dict], out_dir: Path) -> Path:
+def index_against_loss(points: list[dict], out_dir: Path) -> Path:
   """Distinct critical points: index against loss, one colour per width (Dauphin et al. 2014,
   Fig. 1), minima filled and other kinds hollow; beside it, the fraction of minima by width."""
   distinct = [r for r in points if r["distinct"] in (True, "True")]
@@ -509,14 +485,9 @@ def _index_against_loss(points: list[dict], out_dir: Path) -> Path:
   return report.save_figure(fig, out_dir / "critical_points_index_vs_loss.png")
 
 
-def _newton_convergence(out_dir: Path) -> Path:
+def newton_convergence(out_dir: Path) -> Path:
   """‖∇f‖ along every Newton run, one colour per width."""
-  curves: dict[str, tuple[list, list]] = {}
-  for row in read_csv(out_dir / "history.csv"):
-    if row["metric"] == "newton_grad_norm":
-      steps, values = curves.setdefault(row["member"], ([], []))
-      steps.append(row["step"])
-      values.append(row["value"])
+  curves = read_curves(out_dir / "history.csv", "newton_grad_norm")
   widths = sorted({int(m.split("-")[0].removeprefix("width")) for m in curves})
   colors = dict(zip(widths, plt.cm.viridis(np.linspace(0, 0.9, len(widths))), strict=True))
   fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)

@@ -6,6 +6,7 @@ its gradient by `jax.grad` and by central differences, its eigenvalues by `jax.h
 `numpy.linalg.eigvalsh`.
 """
 
+import sys
 from pathlib import Path
 
 import jax
@@ -84,7 +85,8 @@ def plain_objective(params: dict, x: jax.Array, y: jax.Array, weight_decay: floa
 @pytest.fixture(scope="module")
 def saved_points(finished_run):
   """(row, flat θ, f as a function of flat θ) for every distinct critical point, in float64."""
-  config, module = experiment.prepare(QUICK)
+  config, found = experiment.prepare(QUICK)
+  module = sys.modules[type(found).__module__]  # the experiment's own functions
   arrays = results.read_npz(finished_run / "params.npz")
   found = []
   with jax.enable_x64(True):

@@ -77,9 +77,10 @@ def test_critical_points_from_finds_saddles_and_minima_and_marks_copies(x64):
   ends, norms, points = landscape.critical_points_from(_saddle, starts, steps=12)
   np.testing.assert_allclose(ends["x"], 0.0, atol=1e-14)
   np.testing.assert_allclose(ends["y"], [0.0, 1.0, -1.0, 0.0], atol=1e-14)
-  assert norms.shape == (4, 12) and norms[:, 0] == pytest.approx(
+  assert norms.shape == (4, 13) and norms[:, 0] == pytest.approx(
     [np.hypot(2 * x, y**3 - y) for x, y in zip(starts["x"], starts["y"], strict=True)]
   )
+  assert norms[:, -1] == pytest.approx([p.grad_norm for p in points], abs=1e-15)
   assert [p.kind for p in points] == ["saddle", "minimum", "minimum", "saddle"]
   assert [p.index for p in points] == [0.5, 0.0, 0.0, 0.5]
   # (0, −1) is the mirror image of (0, 1), and the last start found the first one's saddle

@@ -1,10 +1,11 @@
 """Shared pieces of the loss-landscape experiments of §8.2 (issue 6): a digits MLP from a config,
-its full-batch loss as a function of the parameters, straight lines in parameter space, the
-hidden-unit permutations of §8.2.2, trajectory geometry for §8.2.7, and critical points found
-from many starts by Newton's method for ∇f = 0 (§8.2.3).
+trained by SGD from several seeds (one `jaxopt_study.sweep`), its full-batch loss as a function
+of the parameters, straight lines in parameter space, the hidden-unit permutations of §8.2.2, the
+2-D test surfaces and trajectory geometry of §8.2.7, and critical points found from many starts by
+Newton's method for ∇f = 0 (§8.2.3).
 
-Everything here is a pure function of pytrees and arrays; the experiments wire these to the
-training loop (`jaxopt_study.train`) and the Hessian tools (`jaxopt_study.hessian`).
+Apart from the training, everything here is a pure function of pytrees and arrays; the
+experiments wire these to the Hessian tools (`jaxopt_study.hessian`).
 """
 
 from collections.abc import Callable, Sequence
@@ -19,7 +20,9 @@ import threadpoolctl
 from flax import nnx
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import hessian, losses, models, optim, train
+from jaxopt_study import hessian, losses, models, optim, sweep, train
+from jaxopt_study.config import build_problem
+from jaxopt_study.results import member_state
 
 NUM_FEATURES, NUM_CLASSES = 64, 10  # scikit-learn's digits: 8×8 pixels, 10 classes
 
@@ -73,34 +76,42 @@ def require_positive_int(config: ml_collections.ConfigDict, *fields: str) -> Non
 
 
 def train_from_seeds(
-  config: ml_collections.ConfigDict, data: data_lib.Dataset, seeds: Sequence[int]
+  config: ml_collections.ConfigDict, seeds: Sequence[int], progress: bool = False
 ) -> tuple[nnx.State, nnx.State, np.ndarray]:
-  """SGD (Algorithm 8.1) from one initialization per seed, as one vmapped, compiled program.
+  """SGD (Algorithm 8.1) from one initialization per seed, as one vmapped, compiled sweep.
 
   Each seed draws θ₀ (`build_digits_mlp`) and the minibatch order; every run takes
-  `config.steps` steps of `config.batch_size` at `config.learning_rate` (`train.make_train_fn`).
+  `config.steps` steps of `config.batch_size` at `config.learning_rate` (`sweep.run` over the
+  seeds of the config's problem, `config.build_problem`).
 
   Returns:
     θ₀ and θ_T with a leading axis over `seeds`, and the final full-batch training losses.
   """
-  models = [build_digits_mlp(config, seed) for seed in seeds]
-  train_fn = train.make_train_fn(
-    models[0],
-    optim.sgd(config.learning_rate),
+  result = sweep.run(
+    build_problem(config),
+    optim.sgd,
+    {"seed": list(seeds)},
     steps=config.steps,
-    batch_size=config.batch_size,
     eval_every=config.steps,
+    batch_size=config.batch_size,
+    learning_rate=config.learning_rate,
+    init_scale=config.model.init_scale,
     sampling=config.sampling,
+    progress=progress,
   )
-  initial = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[m.params for m in models])
-  keys = jnp.stack([jax.random.key(seed) for seed in seeds])
+  template = build_digits_mlp(config, seeds[0])
+  initial = [build_digits_mlp(config, seed).params for seed in seeds]
+  final = [
+    member_state(result.arrays, row["member"], template.params, template.model_state)[0]
+    for row in result.table
+  ]
+  final_loss = np.asarray([row["final_train_loss"] for row in result.table])
+  return stack(initial), stack(final), final_loss
 
-  def one_seed(params, key):
-    state, history = train_fn(params, models[0].model_state, data, key)
-    return state.params, history["train_loss"][-1]
 
-  final, final_loss = jax.jit(jax.vmap(one_seed))(initial, keys)
-  return initial, final, np.asarray(final_loss)
+def stack(trees: Sequence[Any]) -> Any:
+  """Pytrees of one structure stacked along a new leading axis (`select` takes one back)."""
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
 def select(tree: Any, index: int) -> Any:
@@ -218,10 +229,11 @@ def critical_points_from(
   """Newton's method for ∇f = 0 from many starts, and what each end point is (§8.2.3).
 
   Every start (the leaves of `starts` stacked along a leading axis) takes `steps` updates of
-  `optim.critical_point_newton` on the full objective f, all in one vmapped program; each end
-  point is then classified by `hessian.classify` (exact spectrum, default tolerances), so a run
-  that stalled short of a root (a gradient-flat point) comes back "not_critical". This is how
-  Dauphin et al. (2014, §4, Fig. 1) find critical points of every index.
+  `optim.critical_point_newton` on the full objective f (`train.descend`), all in one vmapped
+  program; each end point is then classified by `hessian.classify` (exact spectrum, default
+  tolerances), so a run that stalled short of a root (a gradient-flat point) comes back
+  "not_critical". This is how Dauphin et al. (2014, §4, Fig. 1) find critical points of every
+  index.
 
   Args:
     objective: f(θ), a scalar function of one parameter pytree.
@@ -230,20 +242,17 @@ def critical_points_from(
     damping: ν₀ of `optim.critical_point_newton`.
 
   Returns:
-    The end points (stacked like `starts`), ‖∇f‖ before each update (starts, steps) and one
-    `hessian.CriticalPoint` per start.
+    The end points (stacked like `starts`), ‖∇f(θ_t)‖ at t = 0 … steps (starts, steps + 1) and
+    one `hessian.CriticalPoint` per start.
   """
   tx = optim.critical_point_newton(damping=damping)
 
-  def from_one(params):
-    def step(carry, _):
-      params, state = carry
-      value, grad = jax.value_and_grad(objective)(params)
-      updates, state = tx.update(grad, state, params, value=value, grad=grad, value_fn=objective)
-      return (optax.apply_updates(params, updates), state), optax.tree.norm(grad)
+  def gradient_norm(params: optax.Params, _) -> jax.Array:
+    return optax.tree.norm(jax.grad(objective)(params))
 
-    (params, _), norms = jax.lax.scan(step, (params, tx.init(params)), length=steps)
-    return params, norms
+  def from_one(params):
+    descent = train.descend(objective, params, tx, steps=steps, record=gradient_norm)
+    return descent.params, descent.records
 
   # One BLAS thread for the small eigenproblems (XLA's CPU eigh calls scipy's LAPACK): on a
   # shared machine threads spin at their barriers (measured in `hessian.dense`).

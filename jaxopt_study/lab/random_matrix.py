@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.integrate
 
+from jaxopt_study import validate
+
 GOE_THETA = float(np.log(3.0) / 4.0)  # Dean & Majumdar (2006): −log P_N / N² → ln 3 / 4
 
 
@@ -56,12 +58,14 @@ def count_positive_definite(key: jax.Array, size: int, samples: int, batch: int 
   Returns:
     The count, an int.
   """
-  if int(size) != size or size < 1:
-    raise ValueError(f"size={size!r}: must be an integer ≥ 1")
+  validate.require_positive_int("size", size, "count_positive_definite")
+  validate.require_positive_int("samples", samples, "count_positive_definite")
   batch = min(batch, samples)
-  if samples < 1 or samples % batch:
-    raise ValueError(f"samples={samples!r}: must be a positive multiple of batch={batch}")
-  return int(_count(key, int(size), int(batch), samples // batch))
+  if samples % batch:
+    raise ValueError(
+      f"count_positive_definite: samples={samples!r} must be a multiple of batch={batch}"
+    )
+  return int(_count(key, size, batch, samples // batch))
 
 
 def _pfaffian_squared(size: int, lower: float, upper: float = 14.0, points: int = 40001) -> float:
@@ -83,6 +87,5 @@ def positive_definite_probability(size: int) -> float:
   From de Bruijn's Pfaffian (see the module docstring); the Gaussian weight is cut at |λ| = 14,
   where it is below 1e-42, and the integrals are accurate to about 1e-10 relative for N ≤ 10.
   """
-  if int(size) != size or not 1 <= size <= 10:
-    raise ValueError(f"size={size!r}: must be an integer in [1, 10]")
+  validate.require_int("size", size, "positive_definite_probability", low=1, high=10)
   return float(np.sqrt(_pfaffian_squared(size, 0.0) / _pfaffian_squared(size, -14.0)))
