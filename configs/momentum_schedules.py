@@ -1,6 +1,7 @@
 """Deep autoencoder of the digits: Sutskever et al.'s momentum schedule, classical vs Nesterov."""
 
 import ml_collections
+from common import digits, mlp
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -13,19 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.ramp_steps = 250  # r: μ_t steps up every r steps (Sutskever et al. 2013 use 250)
   config.momentum_max = [0.0, 0.9, 0.99]
   config.learning_rate = [0.001, 0.003, 0.01, 0.03, 0.1]
-  config.data = ml_collections.ConfigDict(
-    {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
-  )
-  config.model = ml_collections.ConfigDict(
-    {
-      "name": "mlp",
-      "width": 16,
-      "depth": 5,
-      "activation": "tanh",
-      "batchnorm": False,
-      "init": "glorot_uniform",
-      "init_scale": 1.0,
-    }
-  )
+  config.data = digits()
+  config.model = mlp(width=16, depth=5)
   config.lock()
   return config

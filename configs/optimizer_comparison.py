@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import ml_collections
+from common import digits
 
 from jaxopt_study.config import load_config
 
@@ -11,9 +12,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "optimizer_comparison"
   config.seed = 0
-  config.data = ml_collections.ConfigDict(
-    {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
-  )
+  config.data = digits()
   # Each problem: a model (its `models.build_model` options) and the L2 penalty α of its
   # objective J + (α/2) θᵀθ (§7.1.1). Depth 0 is logistic regression: convex, and with α > 0
   # strictly convex, so its optimum is unique and computed in float64 as a reference; it starts

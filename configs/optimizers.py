@@ -1,6 +1,7 @@
 """Every first-order optimizer of chapter 8 on one digits MLP, each over an lr grid (§8.5.4)."""
 
 import ml_collections
+from common import digits, mlp
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -11,20 +12,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 64
   config.eval_every = 50
   config.sampling = "epoch"
-  config.data = ml_collections.ConfigDict(
-    {"name": "digits", "test_fraction": 0.25, "split_seed": 0}
-  )
-  config.model = ml_collections.ConfigDict(
-    {
-      "name": "mlp",
-      "width": 64,
-      "depth": 2,
-      "activation": "tanh",
-      "batchnorm": False,
-      "init": "glorot_uniform",
-      "init_scale": 1.0,
-    }
-  )
+  config.data = digits()
+  config.model = mlp()
   # One entry per optimizer: `learning_rate` is the grid searched, the rest its hyperparameters by
   # their Optax names. Each grid spans a factor of 100 around the optimizer's usual rates.
   config.optimizers = ml_collections.ConfigDict(

@@ -1,18 +1,9 @@
 """Polyak averaging on a budget: fewer steps and runs (for tests and the tour)."""
 
-from pathlib import Path
-
-import ml_collections
-
-from jaxopt_study.config import load_config
+from common import quick
 
 
-def get_config() -> ml_collections.ConfigDict:
-  config = load_config(Path(__file__).with_name("polyak_averaging.py"))
-  config.unlock()
-  config.steps = 2**14
-  config.num_seeds = 32
-  config.num_checkpoints = 40
-  config.fit_decades = 1.2
-  config.lock()
-  return config
+def get_config():
+  return quick(
+    __file__, {"steps": 2**14, "num_seeds": 32, "num_checkpoints": 40, "fit_decades": 1.2}
+  )

@@ -19,6 +19,7 @@ training loss. Claims: `sgd_test_error` and `adaptive_test_error` (per adaptive 
 held-out sign error; `minority_share` is 1 − p on the held-out set, the error of always saying +1.
 """
 
+import functools
 from pathlib import Path
 
 import jax
@@ -28,40 +29,125 @@ import numpy as np
 import optax
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import models, optim, report, train
-from jaxopt_study.lab import curves, grids
-from jaxopt_study.results import ExperimentResults, RunDir, history_rows, read_csv
+from jaxopt_study import models, optim, train, validate
+from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.lab import grids, rate_plots
+from jaxopt_study.lab.curves import read_curves
+from jaxopt_study.results import history_rows, read_csv
 
-TITLE = "Wilson et al. (2017): adaptive methods generalize worse than SGD on separable data"
-SECTION = "8.5.4"
-DESCRIPTION = (
-  "The linearly separable least-squares problem of Wilson et al. (2017, §3.3): the first feature "
-  "is the label, two features are always 1, and every example has its own block of features. "
-  "From w = 0, full-batch gradient descent converges to the minimum-norm solution and classifies "
-  "new points by the label feature (no held-out error); AdaGrad, RMSProp and Adam weight the "
-  "always-on features as much as the label feature and call every new point +1, an error equal "
-  "to the share of −1 labels. Each optimizer is shown at the learning rate of its grid with the "
-  "lowest final training loss."
-)
-PUBLISHED = {
-  "sgd_test_error": "0: gradient descent finds the minimum-norm solution, which generalizes "
-  "(Wilson et al. 2017, §3.3)",
-  "adaptive_test_error": "≈ 1 − p (the share of −1 labels): AdaGrad, RMSProp and Adam predict +1 "
-  "everywhere (Wilson et al. 2017, §3.3)",
-}
 ADAPTIVE = ("adagrad", "rmsprop", "adam")
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field, before anything is compiled."""
-  for field in ("num_train", "num_test", "steps", "eval_every"):
-    if not isinstance(config[field], int) or config[field] < 2:
-      raise ValueError(f"{field}={config[field]!r}: must be an integer ≥ 2")
-  if not 0.5 < config.positive_share < 1:
-    raise ValueError(f"positive_share={config.positive_share!r}: p must be in (1/2, 1)")
-  grids.check_learning_rate_grids(config.optimizers, ("sgd", *ADAPTIVE))
-  if "sgd" not in config.optimizers:
-    raise ValueError("optimizers: must include 'sgd', the method the claims compare against")
+class AdaptiveVsSgd(Experiment):
+  """SGD and the adaptive methods, each at its best rate, on Wilson et al.'s separable data."""
+
+  NAME = "adaptive_vs_sgd"
+  TITLE = "Wilson et al. (2017): adaptive methods generalize worse than SGD on separable data"
+  SECTION = "8.5.4"
+  DESCRIPTION = (
+    "The linearly separable least-squares problem of Wilson et al. (2017, §3.3): the first "
+    "feature is the label, two features are always 1, and every example has its own block of "
+    "features. From w = 0, full-batch gradient descent converges to the minimum-norm solution and "
+    "classifies new points by the label feature (no held-out error); AdaGrad, RMSProp and Adam "
+    "weight the always-on features as much as the label feature and call every new point +1, an "
+    "error equal to the share of −1 labels. Each optimizer is shown at the learning rate of its "
+    "grid with the lowest final training loss."
+  )
+  PUBLISHED = {
+    "sgd_test_error": "0: gradient descent finds the minimum-norm solution, which generalizes "
+    "(Wilson et al. 2017, §3.3)",
+    "adaptive_test_error": "≈ 1 − p (the share of −1 labels): AdaGrad, RMSProp and Adam predict "
+    "+1 everywhere (Wilson et al. 2017, §3.3)",
+  }
+  FIELDS = dict.fromkeys(
+    ("num_train", "num_test", "steps", "eval_every"), functools.partial(validate.require_int, low=2)
+  )
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    """p in (1/2, 1), and the grids of SGD and the adaptive methods only, SGD among them."""
+    if not 0.5 < config.positive_share < 1:
+      raise ValueError(f"{self.NAME}: positive_share={config.positive_share!r} must be in (1/2, 1)")
+    grids.check_learning_rate_grids(config.optimizers, self.NAME, ("sgd", *ADAPTIVE))
+    if "sgd" not in config.optimizers:
+      raise ValueError(f"{self.NAME}: optimizers must include 'sgd', which the claims compare")
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """Every optimizer over its learning-rate grid, one vmapped program each (seconds: nothing to
+    resume)."""
+    data = _data(config)
+    dim = data.x_train.shape[1]
+    model = models.functional(
+      models.build_model("deep_linear", dim, 1, width=1, depth=1, init_scale=0.0)
+    )
+    steps = train.eval_steps(config.steps, config.eval_every)
+    table, history = [], []
+    for name, hyper in config.optimizers.items():
+      hyper = hyper.to_dict()
+      grid = hyper.pop("learning_rate")
+      constructor = optax.inject_hyperparams(optim.OPTIMIZERS[name])
+      states, histories = grids.train_vmapped(
+        model,
+        lambda lr, constructor=constructor, hyper=hyper: constructor(learning_rate=lr, **hyper),
+        [jnp.asarray(grid, jnp.float32)],
+        data,
+        seed=config.seed,
+        steps=config.steps,
+        batch_size=config.num_train,  # full-batch steps
+        eval_every=config.eval_every,
+        loss="mse",
+      )
+      weights = np.asarray(states.params["layers"][0]["kernel"][...])[:, :, 0]
+      for i, lr in enumerate(grid):
+        member = f"{name}@{lr:g}"
+        member_history = {k: np.asarray(v[i]) for k, v in histories.items()} | {"step": steps}
+        history.extend(history_rows(member, member_history))
+        w = weights[i]
+        table.append(
+          {
+            "member": member,
+            "optimizer": name,
+            "learning_rate": float(lr),
+            "final_train_loss": float(member_history["train_loss"][-1]),
+            "train_error": _sign_error(data.x_train, data.y_train, w),
+            "test_error": _sign_error(data.x_test, data.y_test, w),
+            "w_label": float(w[0]),
+            "w_always_on": float(w[1] + w[2]),
+          }
+        )
+    return Results(table, history)
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    """Each optimizer at its best rate; the share of −1 held-out labels is recomputed from the
+    config's data."""
+    best = grids.best_rows(results.table, "optimizer", "final_train_loss")
+    return {
+      "sgd_test_error": best["sgd"]["test_error"] if "sgd" in best else None,
+      "adaptive_test_error": {k: r["test_error"] for k, r in best.items() if k != "sgd"},
+      "minority_share": float(np.mean(np.asarray(_data(config).y_test) < 0)),
+      "final_train_loss": {k: r["final_train_loss"] for k, r in best.items()},
+      "train_error": {k: r["train_error"] for k, r in best.items()},
+      "best_learning_rate": {k: r["learning_rate"] for k, r in best.items()},
+      "test_error_every_rate": {r["member"]: r["test_error"] for r in results.table},
+    }
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """Training loss per optimizer at its best rate, and held-out error vs learning rate."""
+    table = read_csv(out_dir / "results.csv")
+    loss_plot = rate_plots.best_rate_plot(
+      table,
+      read_curves(out_dir / "history.csv", "train_loss"),
+      out_dir / "train_loss.png",
+      title="training loss at each optimizer's best learning rate",
+      ylabel="½ mean (xᵀw − y)²",
+    )
+    error_plot = rate_plots.rate_plot(
+      table,
+      "test_error",
+      out_dir / "test_error.png",
+      title="held-out sign error vs learning rate",
+      ylabel="held-out 0-1 error",
+    )
+    return [loss_plot, error_plot]
 
 
 def wilson_data(key: jax.Array, num_train: int, num_test: int, positive_share: float):
@@ -86,104 +172,13 @@ def wilson_data(key: jax.Array, num_train: int, num_test: int, positive_share: f
   return data_lib.Dataset(x[:num_train], y_train[:, None], x[num_train:], y_test[:, None])
 
 
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """Every optimizer over its learning-rate grid, one vmapped program each; no resuming needed."""
-  del run_dir, progress
-  check(config)
-  data = wilson_data(
+def _data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
+  return wilson_data(
     jax.random.key(config.seed), config.num_train, config.num_test, config.positive_share
   )
-  dim = data.x_train.shape[1]
-  model = models.functional(
-    models.build_model("deep_linear", dim, 1, width=1, depth=1, init_scale=0.0)
-  )
-  steps = train.eval_steps(config.steps, config.eval_every)
-  table, history = [], []
-  for name, hyper in config.optimizers.items():
-    hyper = hyper.to_dict()
-    grid = hyper.pop("learning_rate")
-    constructor = optax.inject_hyperparams(optim.OPTIMIZERS[name])
-
-    def one_rate(learning_rate, constructor=constructor, hyper=hyper):
-      train_fn = train.make_train_fn(
-        model,
-        constructor(learning_rate=learning_rate, **hyper),
-        steps=config.steps,
-        batch_size=config.num_train,
-        eval_every=config.eval_every,
-        loss="mse",
-      )
-      state, member_history = train_fn(model.params, model.model_state, data, jax.random.key(0))
-      weights = state.params["layers"][0]["kernel"][:, 0]
-      return member_history, weights
-
-    histories, weights = jax.jit(jax.vmap(one_rate))(jnp.asarray(grid, jnp.float32))
-    for i, lr in enumerate(grid):
-      member = f"{name}@{lr:g}"
-      member_history = {k: np.asarray(v[i]) for k, v in histories.items()} | {"step": steps}
-      history.extend(history_rows(member, member_history))
-      w = np.asarray(weights[i])
-      table.append(
-        {
-          "member": member,
-          "optimizer": name,
-          "learning_rate": float(lr),
-          "final_train_loss": float(member_history["train_loss"][-1]),
-          "train_error": _sign_error(data.x_train, data.y_train, w),
-          "test_error": _sign_error(data.x_test, data.y_test, w),
-          "w_label": float(w[0]),
-          "w_always_on": float(w[1] + w[2]),
-        }
-      )
-  minority = float(np.mean(np.asarray(data.y_test) < 0))
-  return ExperimentResults(table, history, _summarize(table, minority))
 
 
 def _sign_error(x: jax.Array, y: jax.Array, w: np.ndarray) -> float:
   """Share of examples whose predicted sign disagrees with the ±1 label (a 0 output counts +1)."""
   prediction = np.where(np.asarray(x) @ w >= 0, 1.0, -1.0)
   return float(np.mean(prediction != np.asarray(y)[:, 0]))
-
-
-def _summarize(table: list[dict], minority: float) -> dict:
-  best = grids.best_rows(table, "optimizer", "final_train_loss")
-  return {
-    "sgd_test_error": best["sgd"]["test_error"] if "sgd" in best else None,
-    "adaptive_test_error": {k: r["test_error"] for k, r in best.items() if k != "sgd"},
-    "minority_share": minority,
-    "final_train_loss": {k: r["final_train_loss"] for k, r in best.items()},
-    "train_error": {k: r["train_error"] for k, r in best.items()},
-    "best_learning_rate": {k: r["learning_rate"] for k, r in best.items()},
-    "test_error_every_rate": {r["member"]: r["test_error"] for r in table},
-  }
-
-
-def plot(out_dir: Path) -> list[Path]:
-  """Training loss per optimizer at its best rate, and held-out error vs learning rate."""
-  table = read_csv(out_dir / "results.csv")
-  best = grids.best_rows(table, "optimizer", "final_train_loss")
-  losses = curves.read_curves(out_dir / "history.csv", "train_loss")
-  loss_plot = report.line_plot(
-    {f"{k} (lr {r['learning_rate']:g})": losses[r["member"]] for k, r in best.items()},
-    out_dir / "train_loss.png",
-    title="training loss at each optimizer's best learning rate",
-    xlabel="step",
-    ylabel="½ mean (xᵀw − y)²",
-    logy=True,
-  )
-  by_optimizer: dict[str, tuple[list, list]] = {}
-  for row in table:
-    rates, errors = by_optimizer.setdefault(row["optimizer"], ([], []))
-    rates.append(row["learning_rate"])
-    errors.append(row["test_error"])
-  error_plot = report.line_plot(
-    by_optimizer,
-    out_dir / "test_error.png",
-    title="held-out sign error vs learning rate",
-    xlabel="learning rate",
-    ylabel="held-out 0-1 error",
-    logx=True,
-  )
-  return [loss_plot, error_plot]

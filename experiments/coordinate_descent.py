@@ -39,6 +39,7 @@ rate; also per k), `w_block_gap`; per α, `quadratic_cd_sweeps_to_tol` vs
 → −1 as α → 0) and `newton_steps_to_tol` (1).
 """
 
+import functools
 from pathlib import Path
 
 import jax
@@ -47,103 +48,158 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxopt_study import optim, report
-from jaxopt_study.lab import curves, grids
-from jaxopt_study.results import ExperimentResults, RunDir, history_rows, read_csv
-
-TITLE = "Chapter 8.7.2: block coordinate descent on sparse coding and on a coupled quadratic"
-SECTION = "8.7.2"
-DESCRIPTION = (
-  "(a) Sparse coding J(H, W) = Σ(X − HW)² + λΣ|H| + μΣW² on a planted dictionary: block "
-  "coordinate descent (k subgradient steps on the codes H, then k on the dictionary W) against "
-  "full gradient descent, each at its best learning rate, the same number of steps. (b) The book's "
-  "warning f(x) = (x₁ − x₂)² + α(x₁² + x₂²): exact coordinate minimization contracts f by "
-  "(1 + α)⁻⁴ per sweep, so the sweeps to a tolerance grow like 1/α; GD at its best rate is no "
-  "faster per step, and Newton's method takes one step. At the full config, block descent with "
-  "one step per block ends at J = 30.5 against 31.2 for full GD (ratio 0.98; 1.01 at the quick "
-  "config): no real advantage at equal steps, and more steps per visit (k = 10, 100, 500) only "
-  "end higher (32.6, 36.7, 55.4), although each W visit does reach the exact ridge minimizer "
-  "(relative gap 1e-7). The quadratic matches its closed form exactly: 597 sweeps at α = 0.01, "
-  "11 at α = 1."
-)
-PUBLISHED = {
-  "cd_final_loss": "block coordinate descent suits sparse coding, convex in H and in W "
-  "(Goodfellow et al. 2016, §8.7.2); no speed is claimed",
-  "quadratic_cd_contraction_per_sweep": "(1 + α)⁻⁴ per sweep (derived here from the book's "
-  "f(x) = (x₁ − x₂)² + α(x₁² + x₂²)): slow for small α, as §8.7.2 warns",
-  "quadratic_sweeps_alpha_slope": "−1: sweeps to a tolerance ∝ 1/α for small α",
-  "newton_steps_to_tol": "1: Newton's method solves the quadratic in one step (§8.7.2, eq. 8.27)",
-}
+from jaxopt_study import optim, report, train, validate
+from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.lab import curves, grids, rate_plots
+from jaxopt_study.results import history_rows, read_csv
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field, before anything is compiled."""
-  sc = config.sparse_coding
-  for field in ("num_examples", "num_features", "num_atoms", "steps", "eval_every"):
-    _require_positive_int(f"sparse_coding.{field}", sc[field])
-  for field in ("l1_penalty", "weight_decay", "noise_std"):
-    if not sc[field] >= 0:
-      raise ValueError(f"sparse_coding.{field}={sc[field]!r}: must be ≥ 0")
-  if not sc.weight_decay > 0:
-    raise ValueError(f"sparse_coding.weight_decay={sc.weight_decay!r}: must be > 0 (bounded J)")
-  if not 0 < sc.code_density <= 1:
-    raise ValueError(f"sparse_coding.code_density={sc.code_density!r}: must be in (0, 1]")
-  if sc.steps % sc.eval_every:
-    raise ValueError(
-      f"sparse_coding.eval_every={sc.eval_every}: must divide sparse_coding.steps={sc.steps}"
-    )
-  _require_grid("sparse_coding.learning_rate", sc.learning_rate)
-  if not sc.steps_per_block:
-    raise ValueError("sparse_coding.steps_per_block=[]: give at least one k")
-  for k in sc.steps_per_block:
-    _require_positive_int("sparse_coding.steps_per_block", k)
-    if sc.steps % (2 * k):
-      raise ValueError(
-        f"sparse_coding.steps_per_block: k={k} must divide steps/2 = {sc.steps / 2:g}, so that "
-        "every run ends after a full visit to W"
-      )
-  quad = config.quadratic
-  if not quad.alphas or not all(a > 0 for a in quad.alphas):
-    raise ValueError(f"quadratic.alphas={quad.alphas!r}: must be a non-empty list of α > 0")
-  if len(quad.start) != 2 or quad.start[1] == 0:
-    raise ValueError(f"quadratic.start={quad.start!r}: must be (x₁, x₂) with x₂ ≠ 0")
-  if not quad.tolerance > 0:
-    raise ValueError(f"quadratic.tolerance={quad.tolerance!r}: must be > 0")
-  _require_positive_int("quadratic.sweeps", quad.sweeps)
-  _require_grid("quadratic.gd_learning_rate", quad.gd_learning_rate)
-  if max(_sweeps_theory(quad, a) for a in quad.alphas) > quad.sweeps:
-    raise ValueError(
-      f"quadratic.sweeps={quad.sweeps}: too few for the smallest α to reach the tolerance "
-      f"({max(_sweeps_theory(quad, a) for a in quad.alphas)} sweeps needed)"
-    )
+class CoordinateDescent(Experiment):
+  """Block coordinate descent against gradient descent on sparse coding, and exact coordinate
+  minimization against GD and Newton on the coupled quadratic."""
 
-
-def _require_positive_int(field: str, value) -> None:
-  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-    raise ValueError(f"{field}={value!r}: must be an integer ≥ 1")
-
-
-def _require_grid(field: str, grid) -> None:
-  if not isinstance(grid, list | tuple) or not grid:
-    raise ValueError(f"{field}={grid!r}: must be a non-empty list of learning rates")
-  for lr in grid:
-    try:
-      optim.sgd(lr)
-    except ValueError as error:
-      raise ValueError(f"{field}: {error}") from error
-
-
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """Both parts, each a few vmapped programs (seconds): nothing to resume."""
-  del run_dir, progress
-  check(config)
-  sparse_table, sparse_history, sparse_summary = _sparse_coding(config)
-  quad_table, quad_history, quad_summary = _quadratic(config.quadratic)
-  return ExperimentResults(
-    sparse_table + quad_table, sparse_history + quad_history, sparse_summary | quad_summary
+  NAME = "coordinate_descent"
+  TITLE = "Chapter 8.7.2: block coordinate descent on sparse coding and on a coupled quadratic"
+  SECTION = "8.7.2"
+  DESCRIPTION = (
+    "(a) Sparse coding J(H, W) = Σ(X − HW)² + λΣ|H| + μΣW² on a planted dictionary: block "
+    "coordinate descent (k subgradient steps on the codes H, then k on the dictionary W) against "
+    "full gradient descent, each at its best learning rate, the same number of steps. (b) The "
+    "book's warning f(x) = (x₁ − x₂)² + α(x₁² + x₂²): exact coordinate minimization contracts f by "
+    "(1 + α)⁻⁴ per sweep, so the sweeps to a tolerance grow like 1/α; GD at its best rate is no "
+    "faster per step, and Newton's method takes one step. At the full config, block descent with "
+    "one step per block ends at J = 30.5 against 31.2 for full GD (ratio 0.98; 1.01 at the quick "
+    "config): no real advantage at equal steps, and more steps per visit (k = 10, 100, 500) only "
+    "end higher (32.6, 36.7, 55.4), although each W visit does reach the exact ridge minimizer "
+    "(relative gap 1e-7). The quadratic matches its closed form exactly: 597 sweeps at α = 0.01, "
+    "11 at α = 1."
   )
+  PUBLISHED = {
+    "cd_final_loss": "block coordinate descent suits sparse coding, convex in H and in W "
+    "(Goodfellow et al. 2016, §8.7.2); no speed is claimed",
+    "quadratic_cd_contraction_per_sweep": "(1 + α)⁻⁴ per sweep (derived here from the book's "
+    "f(x) = (x₁ − x₂)² + α(x₁² + x₂²)): slow for small α, as §8.7.2 warns",
+    "quadratic_sweeps_alpha_slope": "−1: sweeps to a tolerance ∝ 1/α for small α",
+    "newton_steps_to_tol": "1: Newton's method solves the quadratic in one step (§8.7.2, eq. 8.27)",
+  }
+  FIELDS = {
+    **{
+      f"sparse_coding.{field}": validate.require_positive_int
+      for field in ("num_examples", "num_features", "num_atoms", "steps", "eval_every")
+    },
+    "sparse_coding.l1_penalty": validate.require_non_negative,
+    "sparse_coding.noise_std": validate.require_non_negative,
+    "sparse_coding.weight_decay": validate.require_positive,  # μ > 0: J is bounded below
+    "sparse_coding.code_density": functools.partial(
+      validate.require_unit_interval, include_zero=False, include_one=True
+    ),
+    "sparse_coding.learning_rate": validate.each(validate.require_non_negative),
+    "sparse_coding.steps_per_block": validate.each(validate.require_positive_int),
+    "quadratic.alphas": validate.each(validate.require_positive),
+    "quadratic.start": functools.partial(validate.require_sequence, min_length=2),
+    "quadratic.tolerance": validate.require_positive,
+    "quadratic.sweeps": validate.require_positive_int,
+    "quadratic.gd_learning_rate": validate.each(validate.require_non_negative),
+  }
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    """Every run ends after a full visit to W at a recorded step, and the quadratic's sweeps
+    suffice for its smallest α."""
+    sc, quad = config.sparse_coding, config.quadratic
+    if sc.steps % sc.eval_every:
+      raise ValueError(
+        f"{self.NAME}: sparse_coding.eval_every={sc.eval_every} must divide "
+        f"sparse_coding.steps={sc.steps}"
+      )
+    for k in sc.steps_per_block:
+      if sc.steps % (2 * k):
+        raise ValueError(
+          f"{self.NAME}: sparse_coding.steps_per_block: k={k} must divide steps/2 = "
+          f"{sc.steps / 2:g}, so that every run ends after a full visit to W"
+        )
+    if len(quad.start) != 2 or quad.start[1] == 0:
+      raise ValueError(f"{self.NAME}: quadratic.start={quad.start!r} must be (x₁, x₂), x₂ ≠ 0")
+    needed = max(_sweeps_theory(quad, a) for a in quad.alphas)
+    if needed > quad.sweeps:
+      raise ValueError(
+        f"{self.NAME}: quadratic.sweeps={quad.sweeps} is too few for the smallest α to reach "
+        f"the tolerance ({needed} sweeps needed)"
+      )
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """Both parts, each a few vmapped programs (seconds): nothing to resume."""
+    sparse_table, sparse_history = _sparse_coding(config)
+    quad_table, quad_history = _quadratic(config.quadratic)
+    return Results(sparse_table + quad_table, sparse_history + quad_history)
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    """Sparse coding: each method at its best rate; the quadratic: measured against theory."""
+    sparse = [row for row in results.table if row["part"] == "sparse_coding"]
+    quad = [row for row in results.table if row["part"] == "quadratic"]
+    best = grids.best_rows(sparse, "method", "final_loss")
+    largest_k = f"cd_k{max(config.sparse_coding.steps_per_block)}"
+    cd_best = min(
+      (row for method, row in best.items() if method != "gd"), key=lambda row: row["final_loss"]
+    )
+    return {
+      "cd_final_loss": cd_best["final_loss"],
+      "gd_final_loss": best["gd"]["final_loss"],
+      "cd_over_gd_final_loss": cd_best["final_loss"] / best["gd"]["final_loss"],
+      "cd_best_method": cd_best["method"],
+      "cd_final_loss_by_steps_per_block": {
+        method.removeprefix("cd_k"): row["final_loss"]
+        for method, row in best.items()
+        if method != "gd"
+      },
+      "best_learning_rate": {method: row["learning_rate"] for method, row in best.items()},
+      "sparse_coding_initial_loss": best["gd"]["initial_loss"],
+      "w_block_gap": best[largest_k]["w_block_gap"],
+    } | _quadratic_summary(config.quadratic, quad)
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """Sparse-coding J per method at its best rate; f per sweep on the quadratic; sweeps vs α."""
+    table = read_csv(out_dir / "results.csv")
+    sparse_plot = rate_plots.best_rate_plot(
+      [row for row in table if row["part"] == "sparse_coding"],
+      curves.read_curves(out_dir / "history.csv", "sparse_coding_loss"),
+      out_dir / "sparse_coding_loss.png",
+      group="method",
+      select="final_loss",
+      title="sparse coding: J(H, W) at each method's best learning rate",
+      xlabel="gradient step",
+      ylabel="Σ(X − HW)² + λΣ|H| + μΣW²",
+    )
+    f_curves = curves.read_curves(out_dir / "history.csv", "f")
+    quad_plot = report.line_plot(
+      f_curves,
+      out_dir / "quadratic_f.png",
+      title="(x₁ − x₂)² + α(x₁² + x₂²): coordinate sweeps vs GD (2 steps per point)",
+      xlabel="sweep (2 steps)",
+      ylabel="f",
+      logy=True,
+    )
+    quad = [row for row in table if row["part"] == "quadratic"]
+    alphas = [row["alpha"] for row in quad]
+    sweeps_plot = report.line_plot(
+      {
+        "coordinate minimization (measured)": (alphas, [r["cd_sweeps_to_tol"] for r in quad]),
+        "closed form s*": (alphas, [r["cd_sweeps_to_tol_theory"] for r in quad]),
+        "GD at its best grid rate (steps / 2)": (
+          alphas,
+          [
+            r["gd_steps_to_tol"] / 2 if isinstance(r["gd_steps_to_tol"], float) else np.nan
+            for r in quad
+          ],
+        ),
+      },
+      out_dir / "sweeps_vs_alpha.png",
+      title="sweeps to reach f ≤ tol against the coupling α",
+      xlabel="α",
+      ylabel="sweeps",
+      logx=True,
+      logy=True,
+    )
+    return [sparse_plot, quad_plot, sweeps_plot]
 
 
 # (a) Sparse coding.
@@ -180,25 +236,6 @@ def _sparse_coding_loss(config: ml_collections.ConfigDict, x: jax.Array):
   return loss
 
 
-def descend(loss, start: dict, optimizer, steps: int, eval_every: int) -> tuple[dict, jax.Array]:
-  """`steps` full-gradient updates of `optimizer` on `loss` (`eval_every` divides `steps`): the
-  end point, and J at step 0 and every `eval_every` steps."""
-
-  def step(carry, _):
-    params, state = carry
-    updates, state = optimizer.update(jax.grad(loss)(params), state, params)
-    return (optax.apply_updates(params, updates), state), None
-
-  def block(carry, _):
-    carry, _ = jax.lax.scan(step, carry, None, length=eval_every)
-    return carry, loss(carry[0])
-
-  (params, _), values = jax.lax.scan(
-    block, (start, optimizer.init(start)), None, length=steps // eval_every
-  )
-  return params, jnp.concatenate([loss(start)[None], values])
-
-
 def _methods(config: ml_collections.ConfigDict) -> dict[str, object]:
   """Method name -> constructor of its transformation from a (traced) learning rate."""
 
@@ -213,20 +250,23 @@ def _methods(config: ml_collections.ConfigDict) -> dict[str, object]:
   }
 
 
-def _sparse_coding(config: ml_collections.ConfigDict) -> tuple[list, list, dict]:
+def _sparse_coding(config: ml_collections.ConfigDict) -> tuple[list, list]:
+  """Every method over the learning-rate grid, one vmapped `train.descend` per method: a row per
+  member with its final J, J at the start and the W-block gap of its end point."""
   sc = config.sparse_coding
   x, start = _planted_data(config)
   loss = _sparse_coding_loss(config, x)
-  recorded = np.arange(0, sc.steps + 1, sc.eval_every)
+  initial_loss = float(loss(start))
+  recorded = train.eval_steps(sc.steps, sc.eval_every)
   grid = jnp.asarray(sc.learning_rate, jnp.float32)
-  table, history, ends = [], [], {}
+  table, history = [], []
   for method, constructor in _methods(config).items():
 
     def one_rate(lr, constructor=constructor):
       tx = optax.inject_hyperparams(constructor)(learning_rate=lr)
-      return descend(loss, start, tx, sc.steps, sc.eval_every)
+      return train.descend(loss, start, tx, steps=sc.steps, every=sc.eval_every)
 
-    params, values = jax.jit(jax.vmap(one_rate))(grid)
+    params, _, values = jax.jit(jax.vmap(one_rate))(grid)
     for i, lr in enumerate(sc.learning_rate):
       member = f"{method}@{lr:g}"
       curve = np.asarray(values[i])
@@ -238,28 +278,13 @@ def _sparse_coding(config: ml_collections.ConfigDict) -> tuple[list, list, dict]
           "method": method,
           "learning_rate": float(lr),
           "final_loss": float(curve[-1]),
+          "initial_loss": initial_loss,
+          "w_block_gap": _w_block_gap(
+            config, x, loss, jax.tree.map(lambda leaf, i=i: leaf[i], params)
+          ),
         }
       )
-      ends[member] = jax.tree.map(lambda leaf, i=i: leaf[i], params)
-  best = grids.best_rows(table, "method", "final_loss")
-  largest_k = f"cd_k{max(sc.steps_per_block)}"
-  cd_rows = [row for method, row in best.items() if method != "gd"]
-  cd_best = min(cd_rows, key=lambda row: row["final_loss"])
-  summary = {
-    "cd_final_loss": cd_best["final_loss"],
-    "gd_final_loss": best["gd"]["final_loss"],
-    "cd_over_gd_final_loss": cd_best["final_loss"] / best["gd"]["final_loss"],
-    "cd_best_method": cd_best["method"],
-    "cd_final_loss_by_steps_per_block": {
-      method.removeprefix("cd_k"): row["final_loss"]
-      for method, row in best.items()
-      if method != "gd"
-    },
-    "best_learning_rate": {method: row["learning_rate"] for method, row in best.items()},
-    "sparse_coding_initial_loss": float(loss(start)),
-    "w_block_gap": _w_block_gap(config, x, loss, ends[best[largest_k]["member"]]),
-  }
-  return table, history, summary
+  return table, history
 
 
 def _w_block_gap(config, x: jax.Array, loss, params: dict) -> float:
@@ -322,18 +347,14 @@ def _quadratic_runs(quad: ml_collections.ConfigDict):
 
     def cd_run(alpha):
       tx = optax.inject_hyperparams(exact_coordinate)(learning_rate=1 / (2 * (1 + alpha)))
-      return descend(_coupled_quadratic(alpha), start, tx, steps, 1)[1]
+      return train.descend(_coupled_quadratic(alpha), start, tx, steps=steps).records
 
     def gd_run(alpha, lr):
       tx = optax.inject_hyperparams(optim.sgd)(learning_rate=lr)
-      return descend(_coupled_quadratic(alpha), start, tx, steps, 1)[1]
+      return train.descend(_coupled_quadratic(alpha), start, tx, steps=steps).records
 
     def newton_run(alpha):
-      f = _coupled_quadratic(alpha)
-      newton = optim.newton()
-      value, grad = jax.value_and_grad(f)(start)
-      update, _ = newton.update(grad, newton.init(start), start, value=value, grad=grad, value_fn=f)
-      return f(optax.apply_updates(start, update))
+      return train.descend(_coupled_quadratic(alpha), start, optim.newton(), steps=1).records[-1]
 
     alphas = jnp.asarray(quad.alphas, jnp.float64)
     rates = jnp.asarray(quad.gd_learning_rate, jnp.float64)
@@ -343,7 +364,7 @@ def _quadratic_runs(quad: ml_collections.ConfigDict):
     return np.asarray(cd), np.asarray(gd), np.asarray(newton)
 
 
-def _quadratic(quad: ml_collections.ConfigDict) -> tuple[list, list, dict]:
+def _quadratic(quad: ml_collections.ConfigDict) -> tuple[list, list]:
   cd, gd, newton = _quadratic_runs(quad)
   table, history = [], []
   for i, alpha in enumerate(quad.alphas):
@@ -353,7 +374,7 @@ def _quadratic(quad: ml_collections.ConfigDict) -> tuple[list, list, dict]:
     for name, values in curves_of_alpha.items():
       member = f"{name}@alpha={alpha:g}"
       history.extend(history_rows(member, {"step": np.arange(len(values)), "f": values}))
-  return table, history, _quadratic_summary(quad, table)
+  return table, history
 
 
 def _quadratic_row(quad, alpha: float, cd_sweep_values: np.ndarray, gd_runs: np.ndarray):
@@ -427,50 +448,3 @@ def _quadratic_summary(quad, table: list[dict]) -> dict:
     else None,
     "newton_loss_after_one_step": max(row["newton_loss_after_one_step"] for row in table),
   }
-
-
-def plot(out_dir: Path) -> list[Path]:
-  """Sparse-coding J per method at its best rate; f per sweep on the quadratic; sweeps vs α."""
-  table = read_csv(out_dir / "results.csv")
-  sparse = [row for row in table if row["part"] == "sparse_coding"]
-  best = grids.best_rows(sparse, "method", "final_loss")
-  loss_curves = curves.read_curves(out_dir / "history.csv", "sparse_coding_loss")
-  sparse_plot = report.line_plot(
-    {f"{m} (lr {r['learning_rate']:g})": loss_curves[r["member"]] for m, r in best.items()},
-    out_dir / "sparse_coding_loss.png",
-    title="sparse coding: J(H, W) at each method's best learning rate",
-    xlabel="gradient step",
-    ylabel="Σ(X − HW)² + λΣ|H| + μΣW²",
-    logy=True,
-  )
-  f_curves = curves.read_curves(out_dir / "history.csv", "f")
-  quad_plot = report.line_plot(
-    f_curves,
-    out_dir / "quadratic_f.png",
-    title="(x₁ − x₂)² + α(x₁² + x₂²): coordinate sweeps vs GD (2 steps per point)",
-    xlabel="sweep (2 steps)",
-    ylabel="f",
-    logy=True,
-  )
-  quad = [row for row in table if row["part"] == "quadratic"]
-  alphas = [row["alpha"] for row in quad]
-  sweeps_plot = report.line_plot(
-    {
-      "coordinate minimization (measured)": (alphas, [r["cd_sweeps_to_tol"] for r in quad]),
-      "closed form s*": (alphas, [r["cd_sweeps_to_tol_theory"] for r in quad]),
-      "GD at its best grid rate (steps / 2)": (
-        alphas,
-        [
-          r["gd_steps_to_tol"] / 2 if isinstance(r["gd_steps_to_tol"], float) else np.nan
-          for r in quad
-        ],
-      ),
-    },
-    out_dir / "sweeps_vs_alpha.png",
-    title="sweeps to reach f ≤ tol against the coupling α",
-    xlabel="α",
-    ylabel="sweeps",
-    logx=True,
-    logy=True,
-  )
-  return [sparse_plot, quad_plot, sweeps_plot]

@@ -11,7 +11,7 @@ with r = `ramp_steps` (250 in the paper), for μ_max ∈ `momentum_max` and each
 small grid (they tuned ε too). `optim.momentum` and `optim.nesterov` take the schedule itself
 (μ_t at step t, and μ_{t+1} for Nesterov's look-ahead); the learning rate is injected with
 `optax.inject_hyperparams` (the schedule passed through as a static argument) so that the whole
-grid of one method is one vmapped program.
+grid of one method is one vmapped program (`grids.train_vmapped`).
 
 `optim.nesterov` carries the look-ahead point θ̃_t = θ_t + μ_t v_t (its docstring); the loss that
 `train.py` logs for it is the loss at θ̃, and the final loss reported here is the loss at the
@@ -22,6 +22,7 @@ learning rate of the grid (Sutskever et al.: larger μ_max trains deep autoencod
 and Nesterov is at least as good as classical momentum).
 """
 
+import functools
 from pathlib import Path
 
 import jax
@@ -31,47 +32,135 @@ import numpy as np
 import optax
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import losses, models, optim, report, train
-from jaxopt_study.lab import curves
-from jaxopt_study.results import ExperimentResults, RunDir, history_rows, read_csv
+from jaxopt_study import losses, models, optim, train, validate
+from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.lab import grids, rate_plots
+from jaxopt_study.lab.curves import read_curves
+from jaxopt_study.results import history_rows, read_csv
 
-TITLE = "Sutskever et al. (2013): momentum schedules on a deep autoencoder, classical vs Nesterov"
-SECTION = "8.3.2"
-DESCRIPTION = (
-  "A deep autoencoder of scikit-learn's digits trained by minibatch SGD with classical momentum "
-  "(Algorithm 8.2) and Nesterov momentum (Algorithm 8.3), the momentum following Sutskever et "
-  "al.'s schedule μ_t = min(1 − 2^(−1−log2(⌊t/r⌋+1)), μ_max), passed to the library's "
-  "optimizers as a schedule (Nesterov looks ahead with μ_{t+1}). Each (method, μ_max) "
-  "is shown at the learning rate of its grid with the lowest final training loss; Nesterov's "
-  "loss is evaluated at θ = θ̃ − μv, not at the look-ahead point it carries. At the quick "
-  "config's scale momentum helps both methods, and Nesterov gains again from μ_max = 0.99, but "
-  "classical momentum ends no lower at 0.99 than at 0.9, unlike Sutskever et al.'s long runs."
-)
-PUBLISHED = {
-  "final_loss_by_momentum": "lower for larger μ_max (0.99 ≪ 0.9 ≪ 0), Nesterov ≤ classical "
-  "(Sutskever et al. 2013, Table 1)",
-}
 METHODS = {"classical": optim.momentum, "nesterov": optim.nesterov}
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field, before any data is loaded or compiled."""
-  if config.data.name != "digits":
-    raise ValueError(f"data.name={config.data.name!r}: this experiment runs on 'digits'")
-  for field in ("steps", "eval_every", "ramp_steps", "batch_size"):
-    if not isinstance(config[field], int) or config[field] < 1:
-      raise ValueError(f"{field}={config[field]!r}: must be an integer ≥ 1")
-  for field in ("momentum_max", "learning_rate"):
-    if not isinstance(config[field], list | tuple) or not config[field]:
-      raise ValueError(f"{field}={config[field]!r}: must be a non-empty list")
-  for mu in config.momentum_max:
-    if not 0 <= mu < 1:
-      raise ValueError(f"momentum_max: {mu!r} must be in [0, 1)")
-  for lr in config.learning_rate:
-    optim.momentum(lr, 0.0)
-  if config.model.width >= 64:
-    raise ValueError(f"model.width={config.model.width}: an autoencoder needs a bottleneck < 64")
-  models.build_model(in_features=64, out_features=64, seed=config.seed, **config.model.to_dict())
+class MomentumSchedules(Experiment):
+  """Classical and Nesterov momentum under Sutskever et al.'s schedule, over μ_max × rate."""
+
+  NAME = "momentum_schedules"
+  TITLE = "Sutskever et al. (2013): momentum schedules on a deep autoencoder, classical vs Nesterov"
+  SECTION = "8.3.2"
+  DESCRIPTION = (
+    "A deep autoencoder of scikit-learn's digits trained by minibatch SGD with classical momentum "
+    "(Algorithm 8.2) and Nesterov momentum (Algorithm 8.3), the momentum following Sutskever et "
+    "al.'s schedule μ_t = min(1 − 2^(−1−log2(⌊t/r⌋+1)), μ_max), passed to the library's "
+    "optimizers as a schedule (Nesterov looks ahead with μ_{t+1}). Each (method, μ_max) "
+    "is shown at the learning rate of its grid with the lowest final training loss; Nesterov's "
+    "loss is evaluated at θ = θ̃ − μv, not at the look-ahead point it carries. At the quick "
+    "config's scale momentum helps both methods, and Nesterov gains again from μ_max = 0.99, but "
+    "classical momentum ends no lower at 0.99 than at 0.9, unlike Sutskever et al.'s long runs."
+  )
+  PUBLISHED = {
+    "final_loss_by_momentum": "lower for larger μ_max (0.99 ≪ 0.9 ≪ 0), Nesterov ≤ classical "
+    "(Sutskever et al. 2013, Table 1)",
+  }
+  FIELDS = {
+    "data.name": functools.partial(validate.require_choice, choices=["digits"]),
+    **dict.fromkeys(
+      ("steps", "eval_every", "ramp_steps", "batch_size"), validate.require_positive_int
+    ),
+    "momentum_max": validate.each(validate.require_unit_interval),
+    "learning_rate": validate.each(validate.require_non_negative),
+    "model.width": functools.partial(validate.require_int, low=1, high=63),  # a bottleneck < 64
+  }
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    """The autoencoder builds."""
+    _autoencoder(config)
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """Both methods over μ_max × learning rate, one vmapped program per method; no resuming."""
+    digits = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
+    data = data_lib.Dataset(digits.x_train, digits.x_train, digits.x_test, digits.x_test)
+    model = _autoencoder(config)
+    grid = [(mu, lr) for mu in config.momentum_max for lr in config.learning_rate]
+    mus = jnp.asarray([mu for mu, _ in grid], jnp.float32)
+    rates = jnp.asarray([lr for _, lr in grid], jnp.float32)
+    steps = train.eval_steps(config.steps, config.eval_every)
+    table, history = [], []
+    for method, constructor in METHODS.items():
+      injected = optax.inject_hyperparams(constructor, static_args=("momentum",))
+
+      def optimizer(mu_max, learning_rate, injected=injected):
+        schedule = sutskever_schedule(config.ramp_steps, mu_max)
+        return injected(learning_rate=learning_rate, momentum=schedule)
+
+      def final_loss(params, opt_state, mu_max, method=method):
+        """½‖f(x) − x‖² over the training set at θ_T (Nesterov: θ̃_T − μ_T v_T)."""
+        if method == "nesterov":
+          params = optim.nesterov_params(
+            params, opt_state, sutskever_schedule(config.ramp_steps, mu_max)
+          )
+        outputs, _ = model.apply(params, model.model_state, data.x_train, True)
+        return losses.mean_squared_error(outputs, data.y_train)
+
+      states, histories = grids.train_vmapped(
+        model,
+        optimizer,
+        [mus, rates],
+        data,
+        seed=config.seed,
+        steps=config.steps,
+        batch_size=config.batch_size,
+        eval_every=config.eval_every,
+        loss="mse",
+      )
+      final_losses = jax.jit(jax.vmap(final_loss))(states.params, states.opt_state, mus)
+      for i, (mu, lr) in enumerate(grid):
+        member = f"{method}@mu{mu:g},lr{lr:g}"
+        member_history = {k: np.asarray(v[i]) for k, v in histories.items()} | {"step": steps}
+        history.extend(history_rows(member, member_history))
+        table.append(
+          {
+            "member": member,
+            "method": method,
+            "momentum_max": float(mu),
+            "learning_rate": float(lr),
+            "final_train_loss": float(final_losses[i]),
+            "final_test_loss": float(member_history["test_loss"][-1]),
+          }
+        )
+    return Results(table, history)
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    """Per method and μ_max, the final training loss at the best learning rate."""
+    by_method: dict[str, dict[str, float]] = {}
+    rates: dict[str, dict[str, float]] = {}
+    best = grids.best_rows(results.table, GROUP, "final_train_loss")
+    for (method, mu), row in sorted(best.items()):
+      by_method.setdefault(method, {})[f"{mu:g}"] = row["final_train_loss"]
+      rates.setdefault(method, {})[f"{mu:g}"] = row["learning_rate"]
+    return {
+      "final_loss_by_momentum": by_method,
+      "best_learning_rate_by_momentum": rates,
+      "diverged_members": sorted(
+        r["member"] for r in results.table if not np.isfinite(r["final_train_loss"])
+      ),
+    }
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """Training loss of each (method, μ_max) at its best learning rate, from the saved CSVs."""
+    return [
+      rate_plots.best_rate_plot(
+        read_csv(out_dir / "results.csv"),
+        read_curves(out_dir / "history.csv", "train_loss"),
+        out_dir / "train_loss.png",
+        group=GROUP,
+        label=lambda key: f"{key[0]}, μ_max {key[1]:g}",
+        title="deep autoencoder: training loss (Nesterov: at the look-ahead point)",
+        ylabel="½‖f(x) − x‖² (training set)",
+      )
+    ]
+
+
+GROUP = ("method", "momentum_max")  # each is shown at the best learning rate of its grid
 
 
 def sutskever_schedule(ramp_steps: int, momentum_max) -> optax.Schedule:
@@ -84,120 +173,8 @@ def sutskever_schedule(ramp_steps: int, momentum_max) -> optax.Schedule:
   return schedule
 
 
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """Both methods over μ_max × learning rate, one vmapped program per method; no resuming."""
-  del run_dir, progress
-  check(config)
-  digits = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
-  data = data_lib.Dataset(digits.x_train, digits.x_train, digits.x_test, digits.x_test)
-  model = models.functional(
-    models.build_model(in_features=64, out_features=64, seed=config.seed, **config.model.to_dict())
+def _autoencoder(config: ml_collections.ConfigDict) -> models.FunctionalModel:
+  """The config's MLP from the 64 pixels back onto themselves."""
+  return models.functional(
+    models.build_model(in_features=64, out_features=64, seed=config.seed, **config.model)
   )
-  grid = [(mu, lr) for mu in config.momentum_max for lr in config.learning_rate]
-  mus = jnp.asarray([mu for mu, _ in grid], jnp.float32)
-  rates = jnp.asarray([lr for _, lr in grid], jnp.float32)
-  steps = train.eval_steps(config.steps, config.eval_every)
-  table, history = [], []
-  for method, constructor in METHODS.items():
-
-    def one_member(mu_max, learning_rate, constructor=constructor, method=method):
-      schedule = sutskever_schedule(config.ramp_steps, mu_max)
-      tx = optax.inject_hyperparams(constructor, static_args=("momentum",))(
-        learning_rate=learning_rate, momentum=schedule
-      )
-      train_fn = train.make_train_fn(
-        model,
-        tx,
-        steps=config.steps,
-        batch_size=config.batch_size,
-        eval_every=config.eval_every,
-        loss="mse",
-      )
-      state, member_history = train_fn(
-        model.params, model.model_state, data, jax.random.key(config.seed)
-      )
-      params = state.params
-      if method == "nesterov":  # θ_T = θ̃_T − μ_T v_T
-        mu = jnp.asarray(schedule(config.steps))
-        velocity = _velocity(state.opt_state)
-        params = jax.tree.map(
-          lambda theta, vel: theta - mu.astype(theta.dtype) * vel, params, velocity
-        )
-      outputs, _ = model.apply(params, model.model_state, data.x_train, True)
-      return member_history, losses.mean_squared_error(outputs, data.y_train)
-
-    histories, final_losses = jax.jit(jax.vmap(one_member))(mus, rates)
-    for i, (mu, lr) in enumerate(grid):
-      member = f"{method}@mu{mu:g},lr{lr:g}"
-      member_history = {k: np.asarray(v[i]) for k, v in histories.items()} | {"step": steps}
-      history.extend(history_rows(member, member_history))
-      table.append(
-        {
-          "member": member,
-          "method": method,
-          "momentum_max": float(mu),
-          "learning_rate": float(lr),
-          "final_train_loss": float(final_losses[i]),
-          "final_test_loss": float(member_history["test_loss"][-1]),
-        }
-      )
-  return ExperimentResults(table, history, _summarize(table))
-
-
-def _velocity(opt_state) -> optax.Updates:
-  """The velocity v of the one `BookMomentumState` inside an optimizer state."""
-  found = [
-    leaf.velocity
-    for leaf in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, optim.BookMomentumState))
-    if isinstance(leaf, optim.BookMomentumState)
-  ]
-  (velocity,) = found
-  return velocity
-
-
-def _best(table: list[dict]) -> dict[tuple[str, float], dict]:
-  """(method, μ_max) -> the row of the learning rate with the lowest final training loss."""
-  best: dict[tuple[str, float], dict] = {}
-  for row in table:
-    key = (row["method"], row["momentum_max"])
-    loss = row["final_train_loss"]
-    if np.isfinite(loss) and (key not in best or loss < best[key]["final_train_loss"]):
-      best[key] = row
-  return best
-
-
-def _summarize(table: list[dict]) -> dict:
-  best = _best(table)
-  by_method: dict[str, dict[str, float]] = {}
-  rates: dict[str, dict[str, float]] = {}
-  for (method, mu), row in sorted(best.items()):
-    by_method.setdefault(method, {})[f"{mu:g}"] = row["final_train_loss"]
-    rates.setdefault(method, {})[f"{mu:g}"] = row["learning_rate"]
-  return {
-    "final_loss_by_momentum": by_method,
-    "best_learning_rate_by_momentum": rates,
-    "diverged_members": sorted(
-      r["member"] for r in table if not np.isfinite(r["final_train_loss"])
-    ),
-  }
-
-
-def plot(out_dir: Path) -> list[Path]:
-  """Training loss of each (method, μ_max) at its best learning rate, from the saved CSVs."""
-  best = _best(read_csv(out_dir / "results.csv"))
-  losses_ = curves.read_curves(out_dir / "history.csv", "train_loss")
-  return [
-    report.line_plot(
-      {
-        f"{method}, μ_max {mu:g} (lr {row['learning_rate']:g})": losses_[row["member"]]
-        for (method, mu), row in sorted(best.items())
-      },
-      out_dir / "train_loss.png",
-      title="deep autoencoder: training loss (Nesterov: at the look-ahead point)",
-      xlabel="step",
-      ylabel="½‖f(x) − x‖² (training set)",
-      logy=True,
-    )
-  ]

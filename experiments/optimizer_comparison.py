@@ -27,6 +27,7 @@ Claims (`summary.json`, each keyed by problem): `best_optimizer`, `final_loss_by
 `optimum_rtol` of the optimum; None when never).
 """
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -39,83 +40,218 @@ import scipy.special
 from tqdm.auto import tqdm
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import report, sweep, train
-from jaxopt_study.lab import grids
+from jaxopt_study import report, sweep, validate
+from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.lab import grids, rate_plots
 from jaxopt_study.lab.curves import history_curves, read_curves
-from jaxopt_study.results import ExperimentResults, RunDir, load_or_compute, read_csv
+from jaxopt_study.results import read_csv
 
-TITLE = "Chapter 8.5.4: every optimizer on logistic regression and a small MLP"
-SECTION = "8.5.4"
-DESCRIPTION = (
-  "Every optimizer of chapter 8 on scikit-learn's digits, each tuned over a small grid with the "
-  "sweep: L2-regularized logistic regression (strictly convex, its optimum computed in float64 by "
-  "scipy) and a small tanh MLP. First-order methods take minibatch steps; Newton, saddle-free "
-  "Newton, conjugate gradients, BFGS and L-BFGS take full-batch steps, fewer and costlier: each "
-  "is reported with its steps, its passes over the data and its run time, not its loss alone. "
-  "Full config (2000 minibatch steps of 64, 95 epochs; 40 full-batch steps): on logistic "
-  "regression Newton (Levenberg-Marquardt damping) is within 1e-4 of the optimum after 9 steps, "
-  "saddle-free Newton after 26, L-BFGS after 30, CG after 39; BFGS is not after 40 (gap 8.8e-4, "
-  "no better than the first-order methods, whose gaps are 1.9e-4 (momentum) to 1.5e-3, and "
-  "3.0e-2 for delta-bar-delta). Per step Newton costs ~0.44 s against ~25 µs for SGD, so against "
-  "run time L-BFGS and CG reach the optimum first. On the 1,210-parameter MLP Newton ends lowest "
-  "(0.0123), then RMSProp 0.0131, Adadelta and RMSProp-Nesterov 0.0133, SGD, L-BFGS, CG and Adam "
-  "0.0140, saddle-free Newton 0.0155, BFGS 0.0296 and delta-bar-delta 0.088 (its grid's top "
-  "rate is its best): eight methods within 15%, no single winner, as §8.5.4 says, with the "
-  "adaptive-rate methods first among the first-order ones (Schaul et al. 2014). Newton's 40 "
-  "steps took ~97 s per grid member against 0.07 s for SGD's 2000. The quick config runs SGD, "
-  "Adam and Newton on logistic regression only (449 training digits): Newton reaches the "
-  "optimum in 9 steps, SGD and Adam end 1.0e-3 and 1.2e-3 above it after 300 steps."
-)
-PUBLISHED = {
-  "best_optimizer": "no consensus (§8.5.4); Schaul et al. 2014: adaptive-rate methods "
-  "(RMSProp, AdaDelta) are the most robust across tasks, with no single best",
-  "steps_to_optimum_by_optimizer": "on a strictly convex problem Newton's method converges "
-  "quadratically near the minimum (§8.6.1) and BFGS superlinearly (§8.6.3): a few dozen "
-  "iterations; first-order methods converge linearly at a rate set by the condition number",
-  "gap_to_optimum_by_optimizer": "→ 0 for Newton and (L-)BFGS on the convex problem",
-}
 # Methods that use the loss (a dense Hessian or a line search): full-batch, deterministic steps.
 FULL_BATCH = ("newton", "saddle_free_newton", "conjugate_gradient", "bfgs", "lbfgs")
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that cannot run, naming the field, before anything is compiled."""
-  if config.data.name != "digits":
-    raise ValueError(f"data.name={config.data.name!r}: this experiment runs on 'digits'")
-  if not config.problems:
-    raise ValueError("problems: name at least one problem (a model and its l2_penalty)")
-  for name, problem in config.problems.items():
-    train.check_l2_penalty(problem.l2_penalty, f"problems.{name}")
-    if _is_logistic_regression(problem) and not problem.l2_penalty > 0:
-      raise ValueError(
-        f"problems.{name}.l2_penalty={problem.l2_penalty!r}: logistic regression needs a "
-        "penalty > 0 (digits are linearly separable: without it there is no minimum)"
+class OptimizerComparison(Experiment):
+  """Every optimizer, tuned over its grid, on logistic regression (with its float64 optimum) and a
+  small MLP; reported with its steps, passes over the data and run time."""
+
+  NAME = "optimizer_comparison"
+  TITLE = "Chapter 8.5.4: every optimizer on logistic regression and a small MLP"
+  SECTION = "8.5.4"
+  DESCRIPTION = (
+    "Every optimizer of chapter 8 on scikit-learn's digits, each tuned over a small grid with the "
+    "sweep: L2-regularized logistic regression (strictly convex, its optimum computed in float64 "
+    "by scipy) and a small tanh MLP. First-order methods take minibatch steps; Newton, saddle-free "
+    "Newton, conjugate gradients, BFGS and L-BFGS take full-batch steps, fewer and costlier: each "
+    "is reported with its steps, its passes over the data and its run time, not its loss alone. "
+    "Full config (2000 minibatch steps of 64, 95 epochs; 40 full-batch steps): on logistic "
+    "regression Newton (Levenberg-Marquardt damping) is within 1e-4 of the optimum after 9 steps, "
+    "saddle-free Newton after 26, L-BFGS after 30, CG after 39; BFGS is not after 40 (gap 8.8e-4, "
+    "no better than the first-order methods, whose gaps are 1.9e-4 (momentum) to 1.5e-3, and "
+    "3.0e-2 for delta-bar-delta). Per step Newton costs ~0.44 s against ~25 µs for SGD, so against "
+    "run time L-BFGS and CG reach the optimum first. On the 1,210-parameter MLP Newton ends lowest "
+    "(0.0123), then RMSProp 0.0131, Adadelta and RMSProp-Nesterov 0.0133, SGD, L-BFGS, CG and Adam "
+    "0.0140, saddle-free Newton 0.0155, BFGS 0.0296 and delta-bar-delta 0.088 (its grid's top rate "
+    "is its best): eight methods within 15%, no single winner, as §8.5.4 says, with the "
+    "adaptive-rate methods first among the first-order ones (Schaul et al. 2014). Newton's 40 "
+    "steps took ~97 s per grid member against 0.07 s for SGD's 2000. The quick config runs SGD, "
+    "Adam and Newton on logistic regression only (449 training digits): Newton reaches the optimum "
+    "in 9 steps, SGD and Adam end 1.0e-3 and 1.2e-3 above it after 300 steps."
+  )
+  PUBLISHED = {
+    "best_optimizer": "no consensus (§8.5.4); Schaul et al. 2014: adaptive-rate methods "
+    "(RMSProp, AdaDelta) are the most robust across tasks, with no single best",
+    "steps_to_optimum_by_optimizer": "on a strictly convex problem Newton's method converges "
+    "quadratically near the minimum (§8.6.1) and BFGS superlinearly (§8.6.3): a few dozen "
+    "iterations; first-order methods converge linearly at a rate set by the condition number",
+    "gap_to_optimum_by_optimizer": "→ 0 for Newton and (L-)BFGS on the convex problem",
+  }
+  FIELDS = {
+    "data.name": functools.partial(validate.require_choice, choices=["digits"]),
+    "minibatch.steps": validate.require_positive_int,
+    "minibatch.eval_every": validate.require_positive_int,
+    "minibatch.batch_size": validate.require_positive_int,
+    "full_batch.steps": validate.require_positive_int,
+    "full_batch.eval_every": validate.require_positive_int,
+    "optimum_rtol": validate.require_positive,
+  }
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    """The problems' penalties, the grids, the minibatch size, and every sweep's own check."""
+    if not config.problems or not config.optimizers:
+      raise ValueError(f"{self.NAME}: problems and optimizers must each name at least one")
+    for name, problem in config.problems.items():
+      field = f"problems.{name}.l2_penalty"
+      if _is_logistic_regression(problem):  # digits are separable: without a penalty, no minimum
+        validate.require_positive(field, problem.l2_penalty, self.NAME)
+      validate.require_non_negative(field, problem.l2_penalty, self.NAME)
+    grids.check_learning_rate_grids(config.optimizers, self.NAME)
+    num_train = _digits(config).x_train.shape[0]
+    batch_size = config.minibatch.batch_size
+    validate.require_int("minibatch.batch_size", batch_size, self.NAME, low=1, high=num_train)
+    for problem in config.problems:
+      for name in config.optimizers:
+        try:
+          sweep.check_config(sweep_config(config, problem, name, num_train))
+        except ValueError as error:
+          raise ValueError(
+            f"{self.NAME}: optimizers.{name} on problems.{problem}: {error}"
+          ) from None
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """Every optimizer's grid on every problem; a finished grid is kept for resuming."""
+    num_train = _digits(config).x_train.shape[0]
+    jobs = [(p, name) for p in config.problems for name in config.optimizers]
+    table, history, arrays = [], [], {}
+    for problem, name in tqdm(jobs, desc="optimizers", disable=not progress):
+      record, best_arrays = members.get(
+        f"{problem}:{name}", lambda p=problem, n=name: _run_grid(config, p, n, num_train)
       )
-  for schedule, fields in (
-    ("minibatch", ("steps", "eval_every", "batch_size")),
-    ("full_batch", ("steps", "eval_every")),
-  ):
-    for field in fields:
-      value = config[schedule][field]
-      if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{schedule}.{field}={value!r}: must be an integer ≥ 1")
-  if not config.optimum_rtol > 0:
-    raise ValueError(f"optimum_rtol={config.optimum_rtol!r}: must be > 0")
-  if not config.optimizers:
-    raise ValueError("optimizers: name at least one optimizer")
-  grids.check_learning_rate_grids(config.optimizers)
-  num_train = _num_train(config)
-  if config.minibatch.batch_size > num_train:
-    raise ValueError(
-      f"minibatch.batch_size={config.minibatch.batch_size}: must be ≤ {num_train}, the number of "
-      "training examples"
-    )
-  for problem in config.problems:
-    for name in config.optimizers:
-      try:
-        sweep.check_config(sweep_config(config, problem, name, num_train))
-      except ValueError as error:
-        raise ValueError(f"optimizers.{name} on problems.{problem}: {error}") from None
+      table.extend(record["table"])
+      history.extend(record["history"])
+      arrays.update(best_arrays)
+    return Results(table, history, arrays)
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    """Per problem, each optimizer at its best grid point (lowest final training objective), its
+    costs, and on the convex problems its distance to the float64 optimum."""
+    table = results.table
+    data = _digits(config)
+    optima = {
+      p: logistic_regression_optimum(data, config.problems[p].l2_penalty)
+      for p in config.problems
+      if _is_logistic_regression(config.problems[p])
+    }
+    problems = list(dict.fromkeys(r["problem"] for r in table))
+    best = {
+      p: dict(
+        grids.best_rows(
+          [r for r in table if r["problem"] == p and not r["diverged"]],
+          "optimizer",
+          "final_train_loss",
+        )
+      )
+      for p in problems
+    }
+    rates: dict[tuple[str, str], set[float]] = {}
+    for row in table:
+      rates.setdefault((row["problem"], row["optimizer"]), set()).add(row["learning_rate"])
+    losses = history_curves(results.history, "train_loss")
+    swept = {
+      k: [a for a, v in h.items() if isinstance(v, list | tuple)]
+      for k, h in config.optimizers.items()
+    }
+    return {
+      "best_optimizer": {
+        p: min(rows.values(), key=lambda r: r["final_train_loss"])["optimizer"] if rows else None
+        for p, rows in best.items()
+      },
+      "final_loss_by_optimizer": _by(best, "final_train_loss"),
+      "best_member_by_optimizer": _by(best, "member"),
+      "best_hyperparameters_by_optimizer": {
+        p: {k: {a: r[a] for a in swept[k]} for k, r in rows.items()} for p, rows in best.items()
+      },
+      "steps_by_optimizer": _by(best, "steps"),
+      "epochs_by_optimizer": _by(best, "epochs"),
+      "seconds_by_optimizer": _by(best, "seconds"),
+      "final_test_error_by_optimizer": _by(best, "final_test_error"),
+      # A best rate at either end of a grid of several rates: the grid may not bracket the best.
+      "best_at_grid_edge": {
+        p: sorted(
+          k
+          for k, r in rows.items()
+          if len(rates[(p, k)]) > 1
+          and r["learning_rate"] in (min(rates[(p, k)]), max(rates[(p, k)]))
+        )
+        for p, rows in best.items()
+      },
+      "members_not_descending": sorted(
+        r["member"]
+        for r in table
+        if r["diverged"] or not r["final_train_loss"] < r["initial_train_loss"]
+      ),
+      "reference_optimum_loss": optima,
+      "gap_to_optimum_by_optimizer": {
+        p: {k: r["final_train_loss"] - optima[p] for k, r in best[p].items()} for p in optima
+      },
+      "steps_to_optimum_by_optimizer": {
+        p: {
+          k: _first_step_below(losses[r["member"]], optima[p] * (1 + config.optimum_rtol))
+          for k, r in best[p].items()
+        }
+        for p in optima
+      },
+    }
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """Per problem: the best members' objective vs step and vs run time, and the final objective
+    vs learning rate."""
+    table = read_csv(out_dir / "results.csv")
+    losses = read_curves(out_dir / "history.csv", "train_loss")
+    summary = json.loads((out_dir / "summary.json").read_text())
+    optima = summary["reference_optimum_loss"]
+    by_member = {r["member"]: r for r in table}
+    figures = []
+    for problem in dict.fromkeys(r["problem"] for r in table):
+      best = {k: by_member[m] for k, m in summary["best_member_by_optimizer"][problem].items()}
+      shift = optima.get(problem, 0.0)
+      ylabel = "training objective − optimum" if problem in optima else "training objective"
+      for axis, xlabel in (
+        ("step", "step + 1"),
+        ("seconds", "seconds (estimated: (step + 1) × its grid's run time per member and step)"),
+      ):
+        series = {}
+        for name, row in best.items():
+          steps, values = losses[row["member"]]
+          scale = 1.0 if axis == "step" else row["seconds"] / row["steps"]
+          series[name] = ([(s + 1) * scale for s in steps], [v - shift for v in values])
+        figures.append(
+          report.line_plot(
+            series,
+            out_dir / f"{problem}_loss_vs_{axis}.png",
+            title=f"{problem}: each optimizer at its best grid point",
+            xlabel=xlabel,
+            ylabel=ylabel,
+            logx=True,
+            logy=True,
+          )
+        )
+      figures.append(
+        rate_plots.rate_plot(
+          # Full-batch grids are of damping, or a single rate.
+          [r for r in table if r["problem"] == problem and r["optimizer"] not in FULL_BATCH],
+          "final_train_loss",
+          out_dir / f"{problem}_lr_sensitivity.png",
+          shift=shift,
+          title=f"{problem}: final objective vs learning rate",
+          ylabel=ylabel,
+          logy=True,
+        )
+      )
+    return figures
+
+
+def _digits(config: ml_collections.ConfigDict) -> data_lib.Dataset:
+  return data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
 
 
 def sweep_config(
@@ -148,30 +284,6 @@ def sweep_config(
       "sweep": axes,
     }
   )
-
-
-def run(
-  config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = True
-) -> ExperimentResults:
-  """Every optimizer's grid on every problem; a finished grid is kept in `run_dir` for resuming."""
-  check(config)
-  data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
-  num_train = data.x_train.shape[0]
-  jobs = [(p, name) for p in config.problems for name in config.optimizers]
-  table, history, arrays = [], [], {}
-  for problem, name in tqdm(jobs, desc="optimizers", disable=not progress):
-    record, best_arrays = load_or_compute(
-      run_dir, f"{problem}:{name}", lambda p=problem, n=name: _run_grid(config, p, n, num_train)
-    )
-    table.extend(record["table"])
-    history.extend(record["history"])
-    arrays.update(best_arrays)
-  optima = {
-    p: logistic_regression_optimum(data, config.problems[p].l2_penalty)
-    for p in config.problems
-    if _is_logistic_regression(config.problems[p])
-  }
-  return ExperimentResults(table, history, _summarize(table, history, optima, config), arrays)
 
 
 def _run_grid(config, problem: str, name: str, num_train: int) -> tuple[dict, dict]:
@@ -254,68 +366,6 @@ def logistic_regression_optimum(data: data_lib.Dataset, l2_penalty: float) -> fl
   return float(solution.fun)
 
 
-def _summarize(table: list[dict], history: list[dict], optima: dict[str, float], config) -> dict:
-  problems = list(dict.fromkeys(r["problem"] for r in table))
-  best = {
-    p: dict(
-      grids.best_rows(
-        [r for r in table if r["problem"] == p and not r["diverged"]],
-        "optimizer",
-        "final_train_loss",
-      )
-    )
-    for p in problems
-  }
-  rates: dict[tuple[str, str], set[float]] = {}
-  for row in table:
-    rates.setdefault((row["problem"], row["optimizer"]), set()).add(row["learning_rate"])
-  losses = history_curves(history, "train_loss")
-  swept = {
-    k: [a for a, v in h.items() if isinstance(v, list | tuple)]
-    for k, h in config.optimizers.items()
-  }
-  return {
-    "best_optimizer": {
-      p: min(rows.values(), key=lambda r: r["final_train_loss"])["optimizer"] if rows else None
-      for p, rows in best.items()
-    },
-    "final_loss_by_optimizer": _by(best, "final_train_loss"),
-    "best_member_by_optimizer": _by(best, "member"),
-    "best_hyperparameters_by_optimizer": {
-      p: {k: {a: r[a] for a in swept[k]} for k, r in rows.items()} for p, rows in best.items()
-    },
-    "steps_by_optimizer": _by(best, "steps"),
-    "epochs_by_optimizer": _by(best, "epochs"),
-    "seconds_by_optimizer": _by(best, "seconds"),
-    "final_test_error_by_optimizer": _by(best, "final_test_error"),
-    # A best rate at either end of a grid of several rates: the grid may not bracket the best.
-    "best_at_grid_edge": {
-      p: sorted(
-        k
-        for k, r in rows.items()
-        if len(rates[(p, k)]) > 1 and r["learning_rate"] in (min(rates[(p, k)]), max(rates[(p, k)]))
-      )
-      for p, rows in best.items()
-    },
-    "members_not_descending": sorted(
-      r["member"]
-      for r in table
-      if r["diverged"] or not r["final_train_loss"] < r["initial_train_loss"]
-    ),
-    "reference_optimum_loss": optima,
-    "gap_to_optimum_by_optimizer": {
-      p: {k: r["final_train_loss"] - optima[p] for k, r in best[p].items()} for p in optima
-    },
-    "steps_to_optimum_by_optimizer": {
-      p: {
-        k: _first_step_below(losses[r["member"]], optima[p] * (1 + config.optimum_rtol))
-        for k, r in best[p].items()
-      }
-      for p in optima
-    },
-  }
-
-
 def _by(best: dict[str, dict[str, dict]], field: str) -> dict[str, dict[str, Any]]:
   return {p: {k: r[field] for k, r in rows.items()} for p, rows in best.items()}
 
@@ -325,63 +375,6 @@ def _first_step_below(curve: tuple[list, list], level: float) -> int | None:
   return next((int(s) for s, v in zip(steps, values, strict=True) if v <= level), None)
 
 
-def plot(out_dir: Path) -> list[Path]:
-  """Per problem: the best members' objective vs step and vs run time, and loss vs learning rate."""
-  table = read_csv(out_dir / "results.csv")
-  losses = read_curves(out_dir / "history.csv", "train_loss")
-  summary = json.loads((out_dir / "summary.json").read_text())
-  optima = summary["reference_optimum_loss"]
-  by_member = {r["member"]: r for r in table}
-  figures = []
-  for problem in dict.fromkeys(r["problem"] for r in table):
-    rows = [r for r in table if r["problem"] == problem]
-    best = {k: by_member[m] for k, m in summary["best_member_by_optimizer"][problem].items()}
-    shift = optima.get(problem, 0.0)
-    ylabel = "training objective − optimum" if problem in optima else "training objective"
-    for axis, xlabel in (
-      ("step", "step + 1"),
-      ("seconds", "seconds (estimated: (step + 1) × its grid's run time per member and step)"),
-    ):
-      series = {}
-      for name, row in best.items():
-        steps, values = losses[row["member"]]
-        scale = 1.0 if axis == "step" else row["seconds"] / row["steps"]
-        series[name] = ([(s + 1) * scale for s in steps], [v - shift for v in values])
-      figures.append(
-        report.line_plot(
-          series,
-          out_dir / f"{problem}_loss_vs_{axis}.png",
-          title=f"{problem}: each optimizer at its best grid point",
-          xlabel=xlabel,
-          ylabel=ylabel,
-          logx=True,
-          logy=True,
-        )
-      )
-    sensitivity: dict[str, tuple[list, list]] = {}
-    for row in rows:
-      if row["optimizer"] not in FULL_BATCH:  # their grids are of damping, or a single rate
-        rates, finals = sensitivity.setdefault(row["optimizer"], ([], []))
-        rates.append(row["learning_rate"])
-        finals.append(row["final_train_loss"] - shift)
-    figures.append(
-      report.line_plot(
-        sensitivity,
-        out_dir / f"{problem}_lr_sensitivity.png",
-        title=f"{problem}: final objective vs learning rate",
-        xlabel="learning rate",
-        ylabel=ylabel,
-        logx=True,
-        logy=True,
-      )
-    )
-  return figures
-
-
 def _is_logistic_regression(problem: ml_collections.ConfigDict) -> bool:
   """An MLP without hidden layers: softmax of a linear map, convex in its parameters."""
   return problem.model.name == "mlp" and problem.model.get("depth", 2) == 0
-
-
-def _num_train(config: ml_collections.ConfigDict) -> int:
-  return data_lib.load_digits(config.data.test_fraction, config.data.split_seed).x_train.shape[0]

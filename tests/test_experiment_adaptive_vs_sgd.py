@@ -1,20 +1,19 @@
 """Wilson et al. (2017) §3.3 through the quick config: SGD generalizes, adaptive methods do not."""
 
-import importlib.util
-from pathlib import Path
+import sys
 
 import jax
 import numpy as np
 import pytest
 from quick_runs import quick_run_fixtures, refused_field
 
+from jaxopt_study import registry
 from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
 
 NAME = "adaptive_vs_sgd"
-EXPERIMENT = Path(__file__).parents[1] / "experiments" / f"{NAME}.py"
 finished_run, summary = quick_run_fixtures(NAME)
 
 
@@ -51,9 +50,7 @@ def test_adaptive_methods_call_every_new_point_positive(finished_run, summary):
 
 def test_wilson_features():
   """The construction: feature 1 is the label, 2 and 3 are 1, one or five features of its own."""
-  spec = importlib.util.spec_from_file_location("adaptive_vs_sgd", EXPERIMENT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = sys.modules[type(registry.load(NAME)).__module__]
   data = module.wilson_data(jax.random.key(1), 10, 4, 0.6)
   x = np.concatenate([np.asarray(data.x_train), np.asarray(data.x_test)])
   y = np.concatenate([np.asarray(data.y_train), np.asarray(data.y_test)])[:, 0]

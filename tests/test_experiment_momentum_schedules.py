@@ -1,25 +1,23 @@
 """Sutskever et al. (2013) momentum schedules on a digits autoencoder: quick config, its claims."""
 
-import importlib.util
-from pathlib import Path
+import sys
 
 import numpy as np
 import pytest
 from quick_runs import quick_run_fixtures, refused_field
 
+from jaxopt_study import registry
+
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
 
 NAME = "momentum_schedules"
-EXPERIMENT = Path(__file__).parents[1] / "experiments" / f"{NAME}.py"
 finished_run, summary = quick_run_fixtures(NAME)
 
 
 def _experiment():
-  spec = importlib.util.spec_from_file_location(NAME, EXPERIMENT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  """The module of experiments/momentum_schedules.py, as the registry loaded it."""
+  return sys.modules[type(registry.load(NAME)).__module__]
 
 
 def test_writes_every_file(finished_run):

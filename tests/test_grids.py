@@ -1,8 +1,17 @@
-"""`jaxopt_study.lab.grids`: learning-rate grids refused with the field named, before compiling."""
+"""`jaxopt_study.lab.grids`: learning-rate grids refused with the field named, before compiling;
+a grid trained as one vmapped program; the best row per group."""
 
+import re
+
+import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
+import optax
 import pytest
 
+from jaxopt_study import data as data_lib
+from jaxopt_study import models, optim, train
 from jaxopt_study.lab import grids
 
 
@@ -16,28 +25,29 @@ def test_accepts_good_grids():
       sgd={"learning_rate": [0.1, 1.0]},
       adam={"learning_rate": [1e-3], "b1": 0.9},
       newton={"learning_rate": [1.0], "damping": [1e-2, 1e-1], "adaptive": True},
-    )
+    ),
+    "test",
   )
 
 
 @pytest.mark.parametrize(
   ("optimizers", "allowed", "message"),
   [
-    ({"nope": {"learning_rate": [0.1]}}, None, "optimizers.nope: unknown"),
-    ({"adam": {"learning_rate": [0.1]}}, ("sgd",), "optimizers.adam: unknown"),
-    ({"sgd": {"learning_rate": []}}, None, "optimizers.sgd.learning_rate"),
-    ({"sgd": {"learning_rate": 0.1}}, None, "optimizers.sgd.learning_rate"),
-    ({"sgd": {"learning_rate": [-1.0]}}, None, "optimizers.sgd: sgd: learning_rate=-1.0"),
+    ({"nope": {"learning_rate": [0.1]}}, None, "test: optimizers.nope is not"),
+    ({"adam": {"learning_rate": [0.1]}}, ("sgd",), "test: optimizers.adam is not"),
+    ({"sgd": {"learning_rate": []}}, None, "test: optimizers.sgd.learning_rate=[]"),
+    ({"sgd": {"learning_rate": 0.1}}, None, "test: optimizers.sgd.learning_rate=0.1"),
+    ({"sgd": {"learning_rate": [-1.0]}}, None, "test: optimizers.sgd: sgd: learning_rate=-1.0"),
     ({"rmsprop": {"learning_rate": [0.1], "decay": 1.5}}, None, "decay=1.5"),
-    ({"sgd": {"learning_rate": [0.1], "bogus": 1}}, None, "optimizers.sgd"),
-    ({"newton": {"learning_rate": [1.0], "damping": []}}, None, "optimizers.newton.damping"),
+    ({"sgd": {"learning_rate": [0.1], "bogus": 1}}, None, "test: optimizers.sgd"),
+    ({"newton": {"learning_rate": [1.0], "damping": []}}, None, "optimizers.newton.damping=[]"),
     ({"newton": {"learning_rate": [1.0], "damping": [0.1, -1.0]}}, None, "damping=-1.0"),
     ({"newton": {"learning_rate": [1.0], "damping": [0.0], "adaptive": True}}, None, "damping=0.0"),
   ],
 )
 def test_refuses_bad_grids_naming_the_field(optimizers, allowed, message):
-  with pytest.raises(ValueError, match=message.replace(".", r"\.")):
-    grids.check_learning_rate_grids(_grids(**optimizers), allowed)
+  with pytest.raises(ValueError, match=re.escape(message)):
+    grids.check_learning_rate_grids(_grids(**optimizers), "test", allowed)
 
 
 def test_best_rows_picks_the_lowest_finite_metric_per_group():
@@ -54,3 +64,44 @@ def test_best_rows_picks_the_lowest_finite_metric_per_group():
   assert set(best) == {"gd", "cd"}
   assert best["gd"]["lr"] == 0.2
   assert best["cd"]["lr"] == 0.1  # a tie keeps the first row
+
+
+def test_best_rows_groups_by_several_columns():
+  table = [
+    {"method": "a", "mu": 0.9, "loss": 2.0},
+    {"method": "a", "mu": 0.9, "loss": 1.0},
+    {"method": "a", "mu": 0.0, "loss": 3.0},
+    {"method": "b", "mu": 0.9, "loss": 4.0},
+  ]
+  best = grids.best_rows(table, ("method", "mu"), "loss")
+  assert {key: row["loss"] for key, row in best.items()} == {
+    ("a", 0.9): 1.0,
+    ("a", 0.0): 3.0,
+    ("b", 0.9): 4.0,
+  }
+
+
+def test_train_vmapped_matches_each_member_trained_alone():
+  """Every member of the vmapped grid ends where `train.make_train_fn` alone takes it."""
+  digits = data_lib.load_digits()
+  data = data_lib.Dataset(digits.x_train[:200], digits.y_train[:200], digits.x_test, digits.y_test)
+  model = models.functional(models.build_model("mlp", 64, 10, width=8, depth=1, seed=3))
+  constructor = optax.inject_hyperparams(optim.momentum)
+  options = {"steps": 12, "batch_size": 32, "eval_every": 4}
+  mus, rates = jnp.asarray([0.0, 0.9]), jnp.asarray([0.1, 0.03])
+  states, histories = grids.train_vmapped(
+    model,
+    lambda mu, lr: constructor(learning_rate=lr, momentum=mu),
+    [mus, rates],
+    data,
+    seed=5,
+    **options,
+  )
+  for i, (mu, lr) in enumerate(zip(mus, rates, strict=True)):
+    train_fn = train.make_train_fn(model, optim.momentum(lr, mu), **options)
+    alone, history = jax.jit(train_fn)(model.params, model.model_state, data, jax.random.key(5))
+    np.testing.assert_allclose(histories["train_loss"][i], history["train_loss"], rtol=1e-5)
+    for ours, theirs in zip(
+      jax.tree.leaves(states.params), jax.tree.leaves(alone.params), strict=True
+    ):
+      np.testing.assert_allclose(ours[i], theirs, rtol=1e-5, atol=1e-6)

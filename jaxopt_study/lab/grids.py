@@ -1,5 +1,5 @@
 """Learning-rate grids of experiments that compare optimizers: checked before anything compiles,
-and their best members picked from the results table.
+trained as one vmapped program, and their best members picked from the results table.
 
 A config's `optimizers` field maps an optimizer's name (a key of `optim.OPTIMIZERS`) to its
 hyperparameters by their Optax names, `learning_rate` being the list of rates searched; any other
@@ -8,18 +8,21 @@ hyperparameter given as a list (e.g. Newton's `damping`) is one more axis of the
 """
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+import jax
 import ml_collections
+import optax
 
-from jaxopt_study import optim
+from jaxopt_study import models, optim, train, validate
 
 
 def check_learning_rate_grids(
-  optimizers: ml_collections.ConfigDict, allowed: Collection[str] | None = None
+  optimizers: ml_collections.ConfigDict, where: str, allowed: Collection[str] | None = None
 ) -> None:
-  """Raises ValueError naming `optimizers.NAME` for an unknown name or a grid that cannot run.
+  """Raises ValueError, `"{where}: optimizers.NAME..."`, for an unknown name or a grid that cannot
+  run.
 
   Every value of every axis is passed to the constructor with the other hyperparameters (the other
   axes at their first values), so a negative rate or a bad decay is refused here, by the
@@ -27,33 +30,68 @@ def check_learning_rate_grids(
 
   Args:
     optimizers: name -> hyperparameters, `learning_rate` a non-empty list; other lists are axes.
+    where: the experiment's name, which starts the error message.
     allowed: the names this experiment accepts (default: every key of `optim.OPTIMIZERS`).
   """
   allowed = sorted(optim.OPTIMIZERS if allowed is None else allowed)
   for name, hyper in optimizers.items():
     if name not in allowed:
-      raise ValueError(f"optimizers.{name}: unknown optimizer here; known: {', '.join(allowed)}")
-    grid = hyper.get("learning_rate")
-    if not isinstance(grid, list | tuple) or not grid:
-      raise ValueError(f"optimizers.{name}.learning_rate={grid!r}: must be a non-empty list")
+      raise ValueError(
+        f"{where}: optimizers.{name} is not an optimizer here; known: {', '.join(allowed)}"
+      )
+    validate.require_sequence(f"optimizers.{name}.learning_rate", hyper.get("learning_rate"), where)
     hyper = hyper.to_dict()
     axes = {k: v for k, v in hyper.items() if isinstance(v, list | tuple)}
     for axis, values in axes.items():
-      if not values:
-        raise ValueError(f"optimizers.{name}.{axis}=[]: must be a non-empty list")
+      validate.require_sequence(f"optimizers.{name}.{axis}", values, where)
     firsts = {k: v[0] for k, v in axes.items()}
     for axis, values in axes.items():
       for value in values:
         try:
           optim.OPTIMIZERS[name](**{**hyper, **firsts, axis: value})
         except (TypeError, ValueError) as error:
-          raise ValueError(f"optimizers.{name}: {error}") from error
+          raise ValueError(f"{where}: optimizers.{name}: {error}") from error
+
+
+def train_vmapped(
+  model: models.FunctionalModel,
+  optimizer: Callable[..., optax.GradientTransformation],
+  points: Sequence[jax.Array],
+  data: Any,
+  *,
+  seed: int,
+  **options: Any,
+) -> tuple[train.TrainState, dict[str, jax.Array]]:
+  """`train.make_train_fn(model, optimizer(*point), **options)` at every point of a grid, `vmap`ped
+  into one compiled program: every member starts from `model`'s parameters and draws the same
+  minibatches (`jax.random.key(seed)`).
+
+  Args:
+    model: the model every member trains.
+    optimizer: (*point) -> the transformation of one member; its hyperparameters are traced, so
+      build it with `optax.inject_hyperparams`.
+    points: equal-length arrays, one per argument of `optimizer`.
+    data: the `data.Dataset` (or `problem.Data`).
+    seed: the key of the minibatch order.
+    options: `make_train_fn`'s (steps, batch_size, eval_every, loss, sampling, ...).
+
+  Returns:
+    The final `train.TrainState`s and the histories (`metric -> (members, evaluations)`), stacked
+    along the grid.
+  """
+
+  def one_member(*point):
+    train_fn = train.make_train_fn(model, optimizer(*point), **options)
+    return train_fn(model.params, model.model_state, data, jax.random.key(seed))
+
+  return jax.jit(jax.vmap(one_member))(*points)
 
 
 def best_rows(
-  table: Sequence[Mapping[str, Any]], group: str, metric: str
+  table: Sequence[Mapping[str, Any]], group: str | tuple[str, ...], metric: str
 ) -> dict[Any, Mapping[str, Any]]:
-  """Per value of the column `group` (e.g. the method), the row with the lowest finite `metric`.
+  """Per value of the column `group` (e.g. the method; a tuple of columns: per combination of
+  their values, keyed by the tuple), the row with the lowest finite `metric`.
 
   A grid member that diverged (a non-finite or missing metric) is never the best; a group whose
   every member diverged is left out. Ties keep the first row.
@@ -63,7 +101,8 @@ def best_rows(
     value = row.get(metric)
     if not isinstance(value, int | float) or not math.isfinite(value):
       continue
-    current = best.get(row[group])
+    key = tuple(row[g] for g in group) if isinstance(group, tuple) else row[group]
+    current = best.get(key)
     if current is None or value < current[metric]:
-      best[row[group]] = row
+      best[key] = row
   return best
