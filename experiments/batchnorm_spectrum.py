@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxopt_study import report, sweep, validate
 from jaxopt_study.experiment import Experiment, Members, Results
-from jaxopt_study.lab import trained_mlp
+from jaxopt_study.lab import digits_tasks, trained_mlp
 from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import history_rows
 
@@ -68,7 +68,7 @@ class BatchnormSpectrum(Experiment):
 
   def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
     """Trains and measures both models; each finished model is kept in the run folder."""
-    data = trained_mlp.load_data(config)
+    data = digits_tasks.load(config.data)
     table, history = [], []
     for name, batchnorm in VARIANTS.items():
       folder = members.path / f"lr_sweep_{name}" if members.path else None

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from jaxopt_study import data as data_lib
 from jaxopt_study import models, optim, report, sweep, train, validate
 from jaxopt_study.experiment import Experiment, Members, Results
-from jaxopt_study.lab import trained_mlp
+from jaxopt_study.lab import digits_tasks
 from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import read_csv
 
@@ -83,7 +83,7 @@ class BatchnormTraining(Experiment):
   def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
     """Percentile drift with and without BatchNorm, then each network's learning-rate sweep
     (four short programs: nothing worth resuming)."""
-    data = trained_mlp.load_data(config)
+    data = digits_tasks.load(config.data)
     table, history = [], []
     steps = np.arange(0, config.steps + 1, config.eval_every)
     for batchnorm in tqdm((False, True), desc="networks", disable=not progress):

@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxopt_study import hessian, optim, report, train, validate
 from jaxopt_study.experiment import Experiment, Members, Results
-from jaxopt_study.lab import landscape, trained_mlp
+from jaxopt_study.lab import digits_tasks, landscape
 from jaxopt_study.lab.curves import history_curves
 from jaxopt_study.results import history_rows, member_arrays, read_csv
 
@@ -69,7 +69,7 @@ class Fig81GradientNorm(Experiment):
   }
 
   def check_more(self, config: ml_collections.ConfigDict) -> None:
-    landscape.check_digits_config(config)
+    landscape.check_digits_config(config, self.NAME)
     make_optimizer(config)
 
   def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
@@ -164,14 +164,14 @@ def train_by_epochs(config: ml_collections.ConfigDict) -> tuple[dict, dict]:
   """SGD by `train.make_train_loop`, one scan over epochs: after each epoch the loop's own
   full-batch evaluation, then gᵀg and gᵀHg at θ (the measurements need every epoch's θ, which
   `train.train` does not return)."""
-  data = trained_mlp.load_data(config)
-  model = landscape.build_digits_mlp(config, config.seed)
+  data = digits_tasks.load(config.data)
+  model = digits_tasks.mlp(config.seed, **config.model)
   loop = train.make_train_loop(
     model, make_optimizer(config), batch_size=config.batch_size, sampling=config.sampling
   )
   steps_per_epoch = data.x_train.shape[0] // config.batch_size
   key = jax.random.key(config.seed)
-  loss_fn = landscape.full_batch_loss(model)
+  loss_fn = digits_tasks.nll(model)
 
   def epoch(state: train.TrainState, num_steps: jax.Array):
     state, metrics = loop.run(state, data, key, None, num_steps[None])

@@ -28,7 +28,7 @@ import numpy as np
 from jaxopt_study import data as data_lib
 from jaxopt_study import report, validate
 from jaxopt_study.experiment import Experiment, Members, Results
-from jaxopt_study.lab import landscape
+from jaxopt_study.lab import digits_tasks, landscape
 from jaxopt_study.results import history_rows, member_arrays, read_csv
 
 
@@ -70,14 +70,14 @@ class Fig82Interpolation(Experiment):
         f"{self.NAME}: alpha_range={list(config.alpha_range)!r} must be (low, high) containing "
         "[0, 1]"
       )
-    landscape.check_digits_config(config)
+    landscape.check_digits_config(config, self.NAME)
 
   def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
     """Trains one solution per seed, then evaluates the losses along the lines."""
     solution_seeds = seeds(config)
     data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
-    model = landscape.build_digits_mlp(config, solution_seeds[0])
-    loss_fn = landscape.full_batch_loss(model)
+    model = digits_tasks.mlp(solution_seeds[0], **config.model)
+    loss_fn = digits_tasks.nll(model)
     initial, final, final_loss = landscape.train_from_seeds(config, solution_seeds, progress)
     grid = alphas(config)
     lines = {

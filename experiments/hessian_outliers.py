@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from jaxopt_study import hessian, report, validate
 from jaxopt_study.experiment import Experiment, Members, Results
-from jaxopt_study.lab import trained_mlp
+from jaxopt_study.lab import digits_tasks, trained_mlp
 from jaxopt_study.lab.curves import history_curves, read_curves
 from jaxopt_study.results import history_rows, read_csv
 
@@ -70,7 +70,7 @@ class HessianOutliers(Experiment):
 
   def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
     """Trains one network per seed and computes its exact spectrum; finished seeds are kept."""
-    data = trained_mlp.load_data(config)
+    data = digits_tasks.load(config.data)
     table, history = [], []
     seeds = range(config.seed, config.seed + config.num_seeds)
     for seed in tqdm(seeds, desc="seeds", disable=not progress):

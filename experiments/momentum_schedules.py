@@ -34,7 +34,7 @@ import optax
 from jaxopt_study import data as data_lib
 from jaxopt_study import losses, models, optim, train, validate
 from jaxopt_study.experiment import Experiment, Members, Results
-from jaxopt_study.lab import grids, rate_plots
+from jaxopt_study.lab import digits_tasks, grids, rate_plots
 from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import history_rows, read_csv
 
@@ -62,7 +62,7 @@ class MomentumSchedules(Experiment):
     "(Sutskever et al. 2013, Table 1)",
   }
   FIELDS = {
-    "data.name": functools.partial(validate.require_choice, choices=["digits"]),
+    "data.name": digits_tasks.DIGITS,
     **dict.fromkeys(
       ("steps", "eval_every", "ramp_steps", "batch_size"), validate.require_positive_int
     ),

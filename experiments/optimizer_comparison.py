@@ -27,7 +27,6 @@ Claims (`summary.json`, each keyed by problem): `best_optimizer`, `final_loss_by
 `optimum_rtol` of the optimum; None when never).
 """
 
-import functools
 import json
 import math
 from pathlib import Path
@@ -42,7 +41,7 @@ from tqdm.auto import tqdm
 from jaxopt_study import data as data_lib
 from jaxopt_study import report, sweep, validate
 from jaxopt_study.experiment import Experiment, Members, Results
-from jaxopt_study.lab import grids, rate_plots
+from jaxopt_study.lab import digits_tasks, grids, rate_plots
 from jaxopt_study.lab.curves import history_curves, read_curves
 from jaxopt_study.results import read_csv
 
@@ -86,7 +85,7 @@ class OptimizerComparison(Experiment):
     "gap_to_optimum_by_optimizer": "→ 0 for Newton and (L-)BFGS on the convex problem",
   }
   FIELDS = {
-    "data.name": functools.partial(validate.require_choice, choices=["digits"]),
+    "data.name": digits_tasks.DIGITS,
     "minibatch.steps": validate.require_positive_int,
     "minibatch.eval_every": validate.require_positive_int,
     "minibatch.batch_size": validate.require_positive_int,

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from jaxopt_study import data as data_lib
 from jaxopt_study import models, optim, train, validate
 from jaxopt_study.experiment import Experiment, Members, Results
-from jaxopt_study.lab import grids, rate_plots
+from jaxopt_study.lab import digits_tasks, grids, rate_plots
 from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import history_rows, member_arrays, read_csv
 
@@ -46,7 +46,7 @@ class Optimizers(Experiment):
     "learning rate with the lowest final training loss."
   )
   FIELDS = {
-    "data.name": functools.partial(validate.require_choice, choices=["digits"]),
+    "data.name": digits_tasks.DIGITS,
     **dict.fromkeys(("steps", "eval_every", "batch_size"), validate.require_positive_int),
     "sampling": functools.partial(validate.require_choice, choices=train.SAMPLINGS),
   }

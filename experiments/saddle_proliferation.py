@@ -65,7 +65,7 @@ from tqdm.auto import tqdm
 from jaxopt_study import data as data_lib
 from jaxopt_study import losses, models, optim, report, train, validate
 from jaxopt_study.experiment import Experiment, Members, Results
-from jaxopt_study.lab import landscape, random_matrix
+from jaxopt_study.lab import digits_tasks, landscape, random_matrix
 from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import history_rows, member_arrays, read_csv
 
@@ -129,7 +129,7 @@ class SaddleProliferation(Experiment):
     "min_hits": validate.require_positive_int,
     # (b)
     "widths": distinct_items(validate.require_positive_int, min_length=2),
-    "data.name": functools.partial(validate.require_choice, choices=["digits"]),
+    "data.name": digits_tasks.DIGITS,
     "weight_decay": validate.require_non_negative,
     "descent.learning_rate": validate.require_positive,
     "descent.seeds": distinct_items(functools.partial(validate.require_int, low=0), min_length=1),

@@ -44,7 +44,7 @@ import optax
 from jaxopt_study import data as data_lib
 from jaxopt_study import hessian, losses, models, optim, report, train, validate
 from jaxopt_study.experiment import Experiment, Members, Results
-from jaxopt_study.lab import trained_mlp
+from jaxopt_study.lab import digits_tasks
 from jaxopt_study.lab.curves import history_curves
 from jaxopt_study.results import history_rows, member_arrays, read_csv
 
@@ -117,15 +117,16 @@ class SaddlesNewton(Experiment):
         f"{self.NAME}: toy.start={start!r} must be a pair [x, y] off the saddle's stable "
         "manifold y = 0"
       )
-    num_train = trained_mlp.load_data(config).x_train.shape[0]
+    num_train = digits_tasks.load(config.data).x_train.shape[0]
     num_examples = config.data.num_examples
     validate.require_int("data.num_examples", num_examples, self.NAME, low=1, high=num_train)
     batch_size = config.optimizers.sgd.batch_size
     field = "optimizers.sgd.batch_size"
     validate.require_int(field, batch_size, self.NAME, low=1, high=num_examples)
     inputs = (8 // config.data.pool) ** 2
-    options = trained_mlp.model_options(config)
-    models.build_model(config.model.name, inputs, inputs, seed=config.seed, **options)
+    models.build_model(
+      in_features=inputs, out_features=inputs, seed=config.seed, **config.model.to_dict()
+    )
 
   def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
     """Runs the three methods on both problems (six short members, kept in the run folder)."""
@@ -273,19 +274,18 @@ class Autoencoder:
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
-    digits = trained_mlp.load_data(config, jnp.float64)
+    digits = digits_tasks.load(config.data, jnp.float64)
     self.x = pool(digits.x_train[: config.data.num_examples], config.data.pool)
     x_test = pool(digits.x_test, config.data.pool)
     self.data = data_lib.Dataset(self.x, self.x, x_test, x_test)  # targets = inputs
     inputs = self.x.shape[1]
     self.model = models.functional(
       models.build_model(
-        config.model.name,
-        inputs,
-        inputs,
+        in_features=inputs,
+        out_features=inputs,
         seed=config.seed,
         param_dtype=jnp.float64,
-        **trained_mlp.model_options(config),
+        **config.model.to_dict(),
       )
     )
 

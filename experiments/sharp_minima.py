@@ -27,9 +27,9 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxopt_study import hessian, models, report, results, sweep, validate
+from jaxopt_study import hessian, report, results, sweep, validate
 from jaxopt_study.experiment import Experiment, Members, Results
-from jaxopt_study.lab import trained_mlp
+from jaxopt_study.lab import digits_tasks, trained_mlp
 from jaxopt_study.lab.curves import read_curves
 
 BATCHES = ("small", "large")
@@ -75,7 +75,7 @@ class SharpMinima(Experiment):
   def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
     """Trains every member in one sweep (resumable in the run folder), then measures each one;
     measured members are kept."""
-    data = trained_mlp.load_data(config)
+    data = digits_tasks.load(config.data)
     folder = members.path / "training_sweep" if members.path else None
     trained = sweep.run_config(sweep_config(config), folder, progress=progress)
     table, history = [], []
@@ -146,15 +146,11 @@ def sweep_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
 
 def measure(config, data, arrays, member: dict, name: str, batch: str) -> dict:
   """The sweep member's final training NLL, sharpness at each ε and λ_max."""
-  model = models.functional(
-    models.build_model(
-      config.model.name, 64, 10, seed=member["seed"], **trained_mlp.model_options(config)
-    )
-  )
+  model = digits_tasks.mlp(member["seed"], **config.model)
   params, model_state = results.member_state(
     arrays, member["member"], model.params, model.model_state
   )
-  loss_fn = trained_mlp.training_nll(model, model_state)
+  loss_fn = digits_tasks.nll(model, model_state)
   args = (params, data.x_train, data.y_train)
   top = hessian.spectrum(loss_fn, *args, method="lanczos", k=1)
   row = {

@@ -34,7 +34,7 @@ import optax
 from jaxopt_study import data as data_lib
 from jaxopt_study import hessian, losses, report, validate
 from jaxopt_study.experiment import Experiment, Members, Results
-from jaxopt_study.lab import landscape
+from jaxopt_study.lab import digits_tasks, landscape
 from jaxopt_study.lab.curves import history_curves
 from jaxopt_study.results import history_rows, member_arrays, read_csv
 
@@ -76,7 +76,7 @@ class SymmetryAndLocalMinima(Experiment):
   }
 
   def check_more(self, config: ml_collections.ConfigDict) -> None:
-    model = landscape.check_digits_config(config)
+    model = landscape.check_digits_config(config, self.NAME)
     num_params = sum(leaf.size for leaf in jax.tree.leaves(model.params))
     if num_params > config.max_params:
       raise ValueError(
@@ -158,11 +158,11 @@ def analyze(config: ml_collections.ConfigDict, seeds: list[int], initial, final)
   """In float64: every seed's loss, held-out error, ‖g‖ and ‖θ*‖ (table rows, with θ* in the
   arrays), the first solution's relabelled copy (its loss and distance) and both exact Hessian
   spectra (history), and the distance between every pair of solutions (table rows)."""
-  model = landscape.build_digits_mlp(config, config.seed)
+  model = digits_tasks.mlp(config.seed, **config.model)
   data = data_lib.load_digits(config.data.test_fraction, config.data.split_seed, jnp.float64)
   initial, final = jax.tree.map(lambda leaf: leaf.astype(jnp.float64), (initial, final))
   solutions = [landscape.select(final, i) for i in range(len(seeds))]
-  loss_fn = landscape.full_batch_loss(model)
+  loss_fn = digits_tasks.nll(model)
   train_xy = (data.x_train, data.y_train)
   permuted = landscape.permute_hidden_units(solutions[0], np.random.default_rng(config.seed))
   table, history, arrays = [], [], {}

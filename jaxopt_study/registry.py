@@ -20,7 +20,7 @@ import ml_collections
 
 from jaxopt_study import own_problem
 from jaxopt_study.config import ConfigError
-from jaxopt_study.experiment import Experiment, Results
+from jaxopt_study.experiment import Experiment
 
 # Chapter 8 of Goodfellow, Bengio & Courville, Deep Learning (2016), section by section.
 CHAPTER_ORDER = (
@@ -103,8 +103,6 @@ def load(name: str, extra: tuple[Path, ...] = ()) -> Experiment:
       for cls in vars(module).values()
       if inspect.isclass(cls) and issubclass(cls, Experiment) and cls.__module__ == module.__name__
     ]
-    if not found and hasattr(module, "run"):
-      found = [_module_experiment(module)]
     if len(found) != 1:
       raise ConfigError(f"{path}: defines {len(found)} Experiment subclasses, not one")
     _LOADED[path] = found[0]()
@@ -137,27 +135,3 @@ def for_config(config: ml_collections.ConfigDict, config_path: Path) -> Experime
   if "experiment" not in config:
     return own_problem.OwnProblem()
   return load(config.experiment, tuple(Path(config_path).resolve().parents))
-
-
-def _module_experiment(module) -> type[Experiment]:
-  """TRANSITION (issue 15): an experiment still written as module functions."""
-
-  class ModuleExperiment(Experiment):
-    __module__ = module.__name__
-    NAME = module.__name__.removeprefix("jaxopt_study_experiment_")
-    TITLE = module.TITLE
-    SECTION = getattr(module, "SECTION", "")
-    DESCRIPTION = module.DESCRIPTION
-    PUBLISHED = getattr(module, "PUBLISHED", {})
-
-    def check(self, config):
-      module.check(config)
-
-    def results(self, config, run_dir=None, progress=False):
-      out = module.run(config, run_dir, progress=progress)
-      return Results(out.table, out.history, out.arrays), out.summary
-
-    def plot(self, out_dir):
-      return module.plot(out_dir)
-
-  return ModuleExperiment

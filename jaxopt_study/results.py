@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import numpy as np
@@ -290,13 +290,3 @@ def load_member_state(path: Path, member: str, params: Any, model_state: Any) ->
     return member_state(read_npz(path), member, params, model_state)
   except ValueError as error:
     raise ValueError(f"{path}: {error}") from error
-
-
-class ExperimentResults(NamedTuple):
-  """What an experiment's `run(config)` returns: rows, long-format history, named claims, and
-  the final arrays of every member (`member_arrays`), written to `params.npz`."""
-
-  table: list[dict[str, Any]]
-  history: list[dict[str, Any]]
-  summary: dict[str, Any]
-  arrays: dict[str, np.ndarray] = {}

@@ -5,7 +5,7 @@ import pytest
 from landscape_helpers import assert_refused, history, run_config, run_quick, summary
 
 from jaxopt_study import data, results
-from jaxopt_study.lab import landscape
+from jaxopt_study.lab import digits_tasks
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -46,12 +46,12 @@ def test_two_implementations_of_the_gradient_agree(finished_run):
 
 def test_saved_parameters_give_the_last_recorded_loss(finished_run):
   config = run_config(finished_run)
-  model = landscape.build_digits_mlp(config, config.seed)
+  model = digits_tasks.mlp(config.seed, **config.model)
   digits = data.load_digits(config.data.test_fraction, config.data.split_seed)
   params, _ = results.load_member_state(
     finished_run / "params.npz", "sgd", model.params, model.model_state
   )
-  loss = float(landscape.full_batch_loss(model)(params, digits.x_train, digits.y_train))
+  loss = float(digits_tasks.nll(model)(params, digits.x_train, digits.y_train))
   last = history(finished_run)["sgd"]["train_loss"][-1]
   assert last[0] == config.epochs
   assert loss == pytest.approx(last[1], rel=1e-5)

@@ -12,7 +12,7 @@ from landscape_helpers import (
 )
 
 from jaxopt_study import data
-from jaxopt_study.lab import landscape
+from jaxopt_study.lab import digits_tasks
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -52,8 +52,8 @@ def test_the_ends_of_the_line_are_the_initial_point_and_the_solution(finished_ru
   assert alphas[0] == pytest.approx(config.alpha_range[0])
   assert alphas[-1] == pytest.approx(config.alpha_range[1])
   digits = data.load_digits(config.data.test_fraction, config.data.split_seed)
-  model = landscape.build_digits_mlp(config, config.seed)
-  initial = float(landscape.full_batch_loss(model)(model.params, digits.x_train, digits.y_train))
+  model = digits_tasks.mlp(config.seed, **config.model)
+  initial = float(digits_tasks.nll(model)(model.params, digits.x_train, digits.y_train))
   assert losses[alphas == 0.0][0] == pytest.approx(initial, rel=1e-5)
   solution = summary(finished_run)["solution_losses"][0]
   assert losses[alphas == 1.0][0] == pytest.approx(solution, rel=1e-4)

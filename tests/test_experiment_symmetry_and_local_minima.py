@@ -8,7 +8,7 @@ from jax.flatten_util import ravel_pytree
 from landscape_helpers import assert_refused, history, run_config, run_quick, summary
 
 from jaxopt_study import data, results
-from jaxopt_study.lab import landscape
+from jaxopt_study.lab import digits_tasks
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -40,14 +40,14 @@ def test_seeds_reach_different_points_of_similar_loss(finished_run):
 def test_spectrum_matches_jax_hessian_of_the_flat_loss(finished_run, x64):
   """The recorded eigenvalues at θ* against eigvalsh of `jax.hessian` (an independent path)."""
   config = run_config(finished_run)
-  model = landscape.build_digits_mlp(config, config.seed)
+  model = digits_tasks.mlp(config.seed, **config.model)
   digits = data.load_digits(config.data.test_fraction, config.data.split_seed, dtype=jnp.float64)
   template = jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.float64), model.params)
   params, _ = results.load_member_state(
     finished_run / "params.npz", f"seed{config.seed}", template, model.model_state
   )  # saved in float64, the precision of the analysis
   flat, unravel = ravel_pytree(params)
-  loss_fn = landscape.full_batch_loss(model)
+  loss_fn = digits_tasks.nll(model)
   matrix = jax.hessian(lambda v: loss_fn(unravel(v), digits.x_train, digits.y_train))(flat)
   expected = np.linalg.eigvalsh(np.asarray(matrix))
   recorded = np.asarray([v for _, v in history(finished_run)[f"seed{config.seed}"]["eigenvalue"]])

@@ -28,35 +28,37 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from jaxopt_study.results import ExperimentResults
+from jaxopt_study.experiment import Experiment, Results
 
 
-TITLE = "Stand-in {name}"
-SECTION = "{section}"
-DESCRIPTION = "A stand-in experiment that {what}."
-PUBLISHED = {{"doubled": "twice the value (a test)"}}
+class StandIn(Experiment):
+  NAME = "{name}"
+  TITLE = "Stand-in {name}"
+  SECTION = "{section}"
+  DESCRIPTION = "A stand-in experiment that {what}."
+  PUBLISHED = {{"doubled": "twice the value (a test)"}}
 
+  def check_more(self, config):
+    if config.value < 0:
+      raise ValueError(f"value={{config.value}}: must be >= 0")
 
-def check(config):
-  if config.value < 0:
-    raise ValueError(f"value={{config.value}}: must be >= 0")
+  def run(self, config, members, progress):
+    if {fails}:
+      raise RuntimeError("the stand-in failed on purpose")
+    row = {{"member": "only", "value": config.value}}
+    history = [{{"member": "only", "step": 0, "metric": "value", "value": config.value}}]
+    return Results([row], history)
 
+  def summarize(self, config, results):
+    return {{"doubled": 2 * results.table[0]["value"], "plain": 1}}
 
-def run(config, run_dir=None, progress=True):
-  if {fails}:
-    raise RuntimeError("the stand-in failed on purpose")
-  row = {{"member": "only", "value": config.value}}
-  history = [{{"member": "only", "step": 0, "metric": "value", "value": config.value}}]
-  return ExperimentResults([row], history, {{"doubled": 2 * config.value, "plain": 1}})
-
-
-def plot(out_dir):
-  fig, ax = plt.subplots(figsize=(3, 2))
-  ax.plot([0, 1], [0, 1])
-  path = Path(out_dir) / "line.png"
-  fig.savefig(path)
-  plt.close(fig)
-  return [path]
+  def plot(self, out_dir):
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1], [0, 1])
+    path = Path(out_dir) / "line.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return [path]
 """
 
 STAND_INS = {  # name: (section, fails, value)

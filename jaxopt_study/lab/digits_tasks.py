@@ -1,22 +1,22 @@
-"""What the training-protocol experiments on scikit-learn's digits share: the data of a config's
-`data` block, MLPs drawn for a list of seeds and stacked for `jax.vmap`, and one figure per
-training metric.
-
-Used by `surrogate_early_stopping` (§8.1.2), `minibatch_noise` (§8.1.3), `pretraining` (§8.7.4)
-and `continuation_curriculum` (§8.7.6).
+"""What the experiments on scikit-learn's digits share: the data of a config's `data` block, the
+config's model drawn from a seed (`mlp(seed, **config.model)`; the one place that turns a model
+block into a network), MLPs drawn for a list of seeds and stacked for `jax.vmap`, the training
+NLL as a function of the parameters, and one figure per training metric.
 """
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import nnx
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import models, report, validate
+from jaxopt_study import losses, models, report, validate
 
 NUM_FEATURES, NUM_CLASSES = 64, 10  # 8×8 pixels, 10 classes
 
@@ -26,9 +26,9 @@ DIGITS = functools.partial(validate.require_choice, choices=["digits"])
 Curves = Mapping[str, tuple[Sequence[float], Sequence[float]]]
 
 
-def load(data: ml_collections.ConfigDict) -> data_lib.Dataset:
+def load(data: ml_collections.ConfigDict, dtype: Any = np.float32) -> data_lib.Dataset:
   """The digits split of a config's `data` block (`test_fraction`, `split_seed`)."""
-  return data_lib.load_digits(data.test_fraction, data.split_seed)
+  return data_lib.load_digits(data.test_fraction, data.split_seed, dtype)
 
 
 def mlp(seed: int, name: str = "mlp", **options) -> models.FunctionalModel:
@@ -36,6 +36,21 @@ def mlp(seed: int, name: str = "mlp", **options) -> models.FunctionalModel:
   return models.functional(
     models.build_model(name, NUM_FEATURES, NUM_CLASSES, seed=seed, **options)
   )
+
+
+def nll(
+  model: models.FunctionalModel, model_state: Any = None
+) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
+  """``loss_fn(params, x, y)``: the mean NLL (§8.1.2) in training mode (BatchNorm on the
+  statistics of (x, y), the objective the minibatches estimate, §8.7.1), with `model_state`
+  (default: the model's own), for the Hessian tools."""
+  state = model.model_state if model_state is None else model_state
+
+  def loss_fn(params, x, y):
+    logits, _ = model.apply(params, state, x, True)
+    return losses.softmax_cross_entropy(logits, y)
+
+  return loss_fn
 
 
 def mlps(seeds: Sequence[int], **options) -> tuple[models.FunctionalModel, nnx.State]:

@@ -19,60 +19,35 @@ import optax
 import threadpoolctl
 from flax import nnx
 
-from jaxopt_study import data as data_lib
-from jaxopt_study import hessian, losses, models, optim, sweep, train
+from jaxopt_study import hessian, models, optim, sweep, train, validate
 from jaxopt_study.config import build_problem
+from jaxopt_study.lab import digits_tasks
 from jaxopt_study.results import member_state
 
 NUM_FEATURES, NUM_CLASSES = 64, 10  # scikit-learn's digits: 8×8 pixels, 10 classes
 
 
-def model_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """`config.model` as keyword arguments of `models.build_model`, without its `name`."""
-  options = config.model.to_dict()
-  del options["name"]
-  return options
-
-
-def build_digits_mlp(config: ml_collections.ConfigDict, seed: int) -> models.FunctionalModel:
-  """`config.model` built for digits (64 inputs, 10 classes) with parameters drawn from `seed`."""
-  return models.functional(
-    models.build_model(
-      config.model.name, NUM_FEATURES, NUM_CLASSES, seed=seed, **model_options(config)
-    )
-  )
-
-
-def check_digits_config(config: ml_collections.ConfigDict) -> models.FunctionalModel:
-  """Checks `data`, `model` and `batch_size`, naming the field; returns the model it built.
+def check_digits_config(config: ml_collections.ConfigDict, where: str) -> models.FunctionalModel:
+  """Checks `data`, `model`, `batch_size` and `sampling` of a digits-MLP config, naming the field
+  (`validate`); returns the model it built.
 
   Raises:
-    ValueError: data that is not digits, a model that cannot be built, a batch size out of range.
+    ValueError: data that is not digits, a model with BatchNorm (the loss must be a function of
+      the parameters only) or that cannot be built, a batch size out of range, a bad sampling.
   """
-  if config.data.name != "digits":
-    raise ValueError(f"data.name={config.data.name!r}: this experiment runs on 'digits'")
+  validate.require_choice("data.name", config.data.name, where, ["digits"])
   if config.model.get("batchnorm", False):
-    raise ValueError("model.batchnorm=True: the loss must be a function of the parameters only")
+    raise ValueError(
+      f"{where}: model.batchnorm=True: the loss must be a function of the parameters only"
+    )
   try:
-    model = build_digits_mlp(config, config.seed)
-  except ValueError as error:
-    raise ValueError(f"model: {error}") from error
-  num_train = data_lib.load_digits(config.data.test_fraction, config.data.split_seed).x_train.shape[
-    0
-  ]
-  if not isinstance(config.batch_size, int) or not 1 <= config.batch_size <= num_train:
-    raise ValueError(f"batch_size={config.batch_size!r}: must be an integer in [1, {num_train}]")
-  if config.sampling not in train.SAMPLINGS:
-    raise ValueError(f"sampling={config.sampling!r}: must be one of {list(train.SAMPLINGS)}")
+    model = digits_tasks.mlp(config.seed, **config.model)
+  except (TypeError, ValueError) as error:
+    raise ValueError(f"{where}: model: {error}") from error
+  num_train = digits_tasks.load(config.data).x_train.shape[0]
+  validate.require_int("batch_size", config.batch_size, where, low=1, high=num_train)
+  validate.require_choice("sampling", config.sampling, where, train.SAMPLINGS)
   return model
-
-
-def require_positive_int(config: ml_collections.ConfigDict, *fields: str) -> None:
-  """Raises ValueError naming the first of `fields` that is not an integer ≥ 1."""
-  for field in fields:
-    value = config[field]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-      raise ValueError(f"{field}={value!r}: must be an integer ≥ 1")
 
 
 def train_from_seeds(
@@ -80,7 +55,7 @@ def train_from_seeds(
 ) -> tuple[nnx.State, nnx.State, np.ndarray]:
   """SGD (Algorithm 8.1) from one initialization per seed, as one vmapped, compiled sweep.
 
-  Each seed draws θ₀ (`build_digits_mlp`) and the minibatch order; every run takes
+  Each seed draws θ₀ (`digits_tasks.mlp`) and the minibatch order; every run takes
   `config.steps` steps of `config.batch_size` at `config.learning_rate` (`sweep.run` over the
   seeds of the config's problem, `config.build_problem`).
 
@@ -99,8 +74,8 @@ def train_from_seeds(
     sampling=config.sampling,
     progress=progress,
   )
-  template = build_digits_mlp(config, seeds[0])
-  initial = [build_digits_mlp(config, seed).params for seed in seeds]
+  template = digits_tasks.mlp(seeds[0], **config.model)
+  initial = [digits_tasks.mlp(seed, **config.model).params for seed in seeds]
   final = [
     member_state(result.arrays, row["member"], template.params, template.model_state)[0]
     for row in result.table
@@ -117,18 +92,6 @@ def stack(trees: Sequence[Any]) -> Any:
 def select(tree: Any, index: int) -> Any:
   """Member `index` of a pytree stacked along a leading axis."""
   return jax.tree.map(lambda leaf: leaf[index], tree)
-
-
-def full_batch_loss(
-  model: models.FunctionalModel,
-) -> Callable[[optax.Params, jax.Array, jax.Array], jax.Array]:
-  """L(θ; x, y), the mean NLL (§8.1.2) of a model without BatchNorm, for the Hessian tools."""
-
-  def loss_fn(params, x, y):
-    logits, _ = model.apply(params, model.model_state, x, True)
-    return losses.softmax_cross_entropy(logits, y)
-
-  return loss_fn
 
 
 def interpolate(start: optax.Params, end: optax.Params, alpha: jax.Array) -> optax.Params:

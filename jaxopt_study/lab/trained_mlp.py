@@ -2,7 +2,7 @@
 
 The Hessian experiments (`hessian_outliers`, `batchnorm_spectrum`, `sharp_minima`) train the
 config's MLP with `train.train` (or a sweep of it) and then analyze the full-batch training NLL
-at the end (§8.1.2): `train_digits_mlp`, `training_nll` and `trained_spectrum` do it the same way
+at the end (§8.1.2): `train_digits_mlp` and `trained_spectrum` do it the same way
 for each of them, `FIELDS` and `check_training` refuse what they cannot train, and
 `eigenvalue_rows` keeps a spectrum in `history.csv`.
 """
@@ -16,55 +16,31 @@ import ml_collections
 import numpy as np
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import hessian, losses, models, optim, train, validate
+from jaxopt_study import hessian, models, optim, train, validate
 from jaxopt_study import problem as problem_lib
+from jaxopt_study.lab import digits_tasks
 
 FIELDS = {
-  "data.name": functools.partial(validate.require_choice, choices=["digits"]),
+  "data.name": digits_tasks.DIGITS,
   "model.name": functools.partial(validate.require_choice, choices=["mlp"]),
   "optimizer.name": functools.partial(validate.require_choice, choices=sorted(optim.OPTIMIZERS)),
   "learning_rate": validate.require_positive,
 }
 
 
-def model_options(config: ml_collections.ConfigDict) -> dict:
-  """`config.model` without its name: the keyword arguments of `models.build_model`."""
-  options = config.model.to_dict()
-  del options["name"]
-  return options
-
-
-def load_data(config: ml_collections.ConfigDict, dtype: Any = np.float32) -> data_lib.Dataset:
-  """The digits split of `config.data`."""
-  return data_lib.load_digits(config.data.test_fraction, config.data.split_seed, dtype)
-
-
 def check_training(config: ml_collections.ConfigDict) -> int:
   """Refuses a config `train_digits_mlp` cannot train (its model, steps, batch size, sampling),
   naming the field; returns the model's number of parameters N."""
-  model = models.build_model("mlp", 64, 10, seed=config.seed, **model_options(config))
+  model = digits_tasks.mlp(config.seed, **config.model)
   train.check_arguments(
-    load_data(config).x_train.shape[0],
+    digits_tasks.load(config.data).x_train.shape[0],
     config.steps,
     config.batch_size,
     config.eval_every,
     config.sampling,
     None,
   )
-  return sum(leaf.size for leaf in jax.tree.leaves(models.functional(model).params))
-
-
-def training_nll(
-  model: models.FunctionalModel, model_state: Any
-) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
-  """``loss_fn(params, x, y)``: the mean NLL in training mode (BatchNorm on the statistics of
-  (x, y), the objective the minibatches estimate, §8.7.1) with `model_state`."""
-
-  def loss_fn(params, x, y):
-    logits, _ = model.apply(params, model_state, x, True)
-    return losses.softmax_cross_entropy(logits, y)
-
-  return loss_fn
+  return sum(leaf.size for leaf in jax.tree.leaves(model.params))
 
 
 def train_digits_mlp(
@@ -89,10 +65,10 @@ def train_digits_mlp(
     batchnorm: overrides `config.model.batchnorm`.
 
   Returns:
-    `(result, loss_fn)`: the `train.TrainResult`, and its `training_nll` with the final model
+    `(result, loss_fn)`: the `train.TrainResult`, and its `digits_tasks.nll` with the final model
     state.
   """
-  options = model_options(config)
+  options = {k: v for k, v in config.model.to_dict().items() if k != "name"}
   if batchnorm is not None:
     options["batchnorm"] = batchnorm
   init_scale = options.pop("init_scale", 1.0)
@@ -110,7 +86,7 @@ def train_digits_mlp(
     sampling=config.sampling,
     seed=seed,
   )
-  return result, training_nll(model, result.model_state)
+  return result, digits_tasks.nll(model, result.model_state)
 
 
 def trained_spectrum(
