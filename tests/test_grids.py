@@ -81,6 +81,7 @@ def test_best_rows_groups_by_several_columns():
   }
 
 
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_train_vmapped_matches_each_member_trained_alone():
   """Every member of the vmapped grid ends where `train.make_train_fn` alone takes it."""
   digits = data_lib.load_digits()

@@ -82,7 +82,16 @@ def optax_steps(tx: optax.GradientTransformation, steps: int) -> nnx.State:
   return params
 
 
-@pytest.mark.parametrize("name", sorted(HYPERPARAMETERS))
+LINE_SEARCHES = ("bfgs", "conjugate_gradient", "lbfgs")  # 10-15 s each to compile, twice
+
+
+@pytest.mark.parametrize(
+  "name",
+  [
+    pytest.param(name, marks=pytest.mark.slow) if name in LINE_SEARCHES else name
+    for name in sorted(HYPERPARAMETERS)
+  ],
+)
 def test_every_optimizer_in_nnx_optimizer_equals_the_plain_optax_loop(name):
   assert set(HYPERPARAMETERS) == set(optim.OPTIMIZERS)
   tx = optim.OPTIMIZERS[name](**HYPERPARAMETERS[name])

@@ -15,6 +15,7 @@ from jaxopt_study import Problem, losses, optim, train
 from jaxopt_study import data as data_lib
 from jaxopt_study.optim import quasi_newton
 
+OTHER_SIZE = pytest.mark.slow  # the same code on another size, dtype or variant (pytest -m slow)
 EXACT = optax.scale_by_zoom_linesearch(
   max_linesearch_steps=30, curv_rtol=1e-8, initial_guess_strategy="one"
 )  # |φ'(α)| ≤ 10⁻⁸ |φ'(0)|: on a quadratic the zoom's interpolation finds the exact minimizer
@@ -47,7 +48,10 @@ def make_step(tx, loss):
 # --------------------------------------------------------------------------------- quadratics
 
 
-@pytest.mark.parametrize("variant", quasi_newton.VARIANTS)
+@pytest.mark.parametrize(
+  "variant",
+  [v if v == "polak_ribiere" else pytest.param(v, marks=OTHER_SIZE) for v in quasi_newton.VARIANTS],
+)
 def test_conjugate_gradient_solves_a_quadratic_in_at_most_n_plus_2_steps(x64, variant):
   params, loss, _ = quadratic()
   tx = optim.conjugate_gradient(variant, linesearch=EXACT)
@@ -60,6 +64,7 @@ def test_conjugate_gradient_solves_a_quadratic_in_at_most_n_plus_2_steps(x64, va
   assert final <= 1e-8 * norms[0], (final, norms)
 
 
+@pytest.mark.slow  # 5-8 s of compiling line searches in float64 (pytest -m slow)
 def test_bfgs_inverse_hessian_approaches_the_inverse_hessian(x64):
   params, loss, a = quadratic()
   tx = optim.bfgs(linesearch=EXACT)
@@ -186,6 +191,7 @@ def test_lbfgs_skips_the_pair_optax_keeps(x64):
   np.testing.assert_allclose(ours[1], grads[1], rtol=1e-14)  # skipped: P = γI with γ = 1
 
 
+@pytest.mark.slow  # 5-8 s of compiling line searches in float64 (pytest -m slow)
 def test_lbfgs_steps_are_optax_lbfgs_where_no_pair_is_skipped(x64):
   ours, theirs = optim.lbfgs(), optax.lbfgs()
   params = rosenbrock_start(2)
@@ -203,10 +209,10 @@ def test_lbfgs_steps_are_optax_lbfgs_where_no_pair_is_skipped(x64):
 ROSENBROCK = pytest.mark.parametrize(
   ("size", "dtype", "gtol", "xtol"),
   [
-    (2, jnp.float64, 1e-5, 1e-4),
+    pytest.param(2, jnp.float64, 1e-5, 1e-4, marks=OTHER_SIZE),
     (10, jnp.float64, 1e-5, 1e-4),
-    (2, jnp.float32, 1e-3, 2e-3),
-    (10, jnp.float32, 1e-3, 2e-3),
+    pytest.param(2, jnp.float32, 1e-3, 2e-3, marks=OTHER_SIZE),
+    pytest.param(10, jnp.float32, 1e-3, 2e-3, marks=OTHER_SIZE),
   ],
 )
 
@@ -271,6 +277,7 @@ def test_a_nan_loss_gives_no_step_and_keeps_the_state(name):
   jax.tree.map(np.testing.assert_array_equal, new_state, state)
 
 
+@pytest.mark.slow  # 5-8 s of compiling line searches in float64 (pytest -m slow)
 def test_a_nan_beyond_the_line_search_is_avoided(x64):
   """NaN for x < 0: the first trials overshoot into it, and the line search backs off."""
   loss = lambda p: jnp.sum((p["x"] + 0.5) ** 2 + 0.0 * jnp.log(p["x"]))  # noqa: E731
@@ -296,7 +303,11 @@ class Affine(nnx.Module):
 
 
 @pytest.mark.parametrize(
-  "name", ["newton", "saddle_free_newton", "bfgs", "lbfgs", "conjugate_gradient"]
+  "name",
+  [
+    name if name in ("newton", "lbfgs") else pytest.param(name, marks=OTHER_SIZE)
+    for name in ("newton", "saddle_free_newton", "bfgs", "lbfgs", "conjugate_gradient")
+  ],
 )
 def test_training_loop_reaches_the_least_squares_solution(x64, name):
   d = data_lib.teacher_student(jax.random.key(0), 64, 16, 5, 8, 2, noise_std=0.1)

@@ -121,6 +121,7 @@ def test_newton_shifts_an_indefinite_hessian_to_a_descent_step(x64):
   np.testing.assert_allclose(raw, -np.linalg.solve(hessian, grad), rtol=1e-8)
 
 
+@pytest.mark.slow  # the §8.2.3 behaviour, also run by the saddles_newton experiment
 def test_newton_is_attracted_to_the_saddle_and_saddle_free_newton_is_not(x64):
   """§8.2.3, Dauphin et al. (2014) Fig. 2: from near the saddle of x² + y⁴/4 − y²/2."""
   grad, _ = flat_grad_and_hessian(saddle_loss, near_saddle())
@@ -181,6 +182,7 @@ def test_saddle_free_newton_step_matches_the_formula(x64):
   np.testing.assert_allclose(step, expected, rtol=1e-8)
 
 
+@pytest.mark.slow  # 6 s of compiling Lanczos inside the update (pytest -m slow)
 def test_krylov_saddle_free_newton_is_exact_with_a_full_subspace(x64):
   params, loss = tiny_mlp_problem()
   size = ravel_pytree(params)[0].size

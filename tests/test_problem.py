@@ -87,6 +87,7 @@ def cnn_sweep() -> sweep.SweepResult:
   )
 
 
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_a_user_module_is_swept_and_members_equal_their_runs_alone(cnn_sweep):
   table = cnn_sweep.table
   assert len(table) == 8 and cnn_sweep.stats.chunks == 1
@@ -110,6 +111,7 @@ def test_a_user_module_is_swept_and_members_equal_their_runs_alone(cnn_sweep):
       np.testing.assert_allclose(ours, alone.history[metric], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_init_scale_scales_every_kernel_of_a_module_without_kernel_init(cnn_sweep):
   pure = problem_lib.pure(PROBLEM)
   (one, _), (three, _) = pure.initial(0, 1.0), pure.initial(0, 3.0)
@@ -143,6 +145,7 @@ def test_a_custom_loss_reports_only_the_metrics_it_defines():
     )
 
 
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 @pytest.mark.parametrize("options", [{"batchnorm": True}, {"dropout": 0.3}])
 def test_modules_with_state_are_swept_one_batch_size_per_program(options):
   """BatchNorm statistics and dropout's RNG state live in the model state; each member of a
@@ -168,6 +171,7 @@ def test_modules_with_state_are_swept_one_batch_size_per_program(options):
   )
 
 
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_a_loss_far_above_its_start_is_flagged_diverged():
   """SGD at rate 100 on a tanh MLP stays finite (tanh saturates) but ends far above its initial
   loss: diverged, as a user means it, though never non-finite."""
@@ -319,6 +323,7 @@ def test_set_of_a_field_a_sweep_axis_overrides_is_refused():
     apply_overrides(config, ["sweep.seed=3"])
 
 
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_spectrum_of_a_sweep_run_folder(tmp_path):
   out = tmp_path / "sweep"
   problem = problem_lib.builtin("mlp", DIGITS, width=4, depth=1)
@@ -350,6 +355,7 @@ def test_spectrum_of_a_sweep_run_folder(tmp_path):
   assert verdict["lambda_min"] == pytest.approx(reference[0], abs=1e-4 * reference[-1])
 
 
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_a_sweep_of_a_user_problem_resumes_from_its_folder(tmp_path):
   """Started again on the same out_dir, finished members are read back, not recomputed; a
   different problem in the same folder is refused."""

@@ -84,6 +84,7 @@ def reference() -> sweep.SweepResult:
   return sweep.run_config(make_config())
 
 
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_members_equal_their_runs_alone(reference):
   """Different batch sizes in one masked program, each member as `train.train` runs it alone."""
   assert len(reference.table) == 12 and reference.stats.chunks == 1
@@ -102,6 +103,7 @@ def test_members_equal_their_runs_alone(reference):
   assert not any(r["diverged"] for r in reference.table)
 
 
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_a_grid_of_one_member_is_a_plain_run():
   config = make_config({})
   result = sweep.run_config(config)
@@ -113,6 +115,7 @@ def test_a_grid_of_one_member_is_a_plain_run():
   assert row["final_train_loss"] < 0.5 * result.history[0]["value"]
 
 
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_a_diverged_member_leaves_the_others_bit_for_bit_unchanged():
   """With and without a member whose parameters overflow (3 members are padded to 4 per device)."""
   without = sweep.run_config(make_config({"learning_rate": [0.03, 0.1, 0.3]}))
@@ -128,6 +131,7 @@ def test_a_diverged_member_leaves_the_others_bit_for_bit_unchanged():
   np.testing.assert_array_equal(frozen, np.repeat(frozen[:, -1:], frozen.shape[1], axis=1))
 
 
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_an_l2_penalized_member_equals_its_run_alone():
   """`l2_penalty` (§7.1.1) trains every member on J + (α/2)‖θ‖², as `train.train` does."""
   config = make_config({"learning_rate": [0.1]}, l2_penalty=0.05)
@@ -138,21 +142,24 @@ def test_an_l2_penalized_member_equals_its_run_alone():
   assert row["final_train_loss"] > unpenalized["final_train_loss"]
 
 
-def test_an_integer_hyperparameter_is_static():
-  """L-BFGS's memory size shapes its state: it is passed as a Python int, not traced, and a run
-  of a learning-rate sweep equals its run alone."""
+def test_an_integer_hyperparameter_is_static_and_refused_as_an_axis():
+  """L-BFGS's memory size shapes its state: it is passed as a Python int, not traced."""
   assert sweep.grid.integer_hyperparameters(optim.lbfgs) == ("memory_size",)
   assert sweep.grid.integer_hyperparameters(optim.saddle_free_newton) == ("krylov_dim",)
   assert sweep.grid.integer_hyperparameters(optim.adam) == ()
-  config = make_config({"learning_rate": [0.5, 1.0]}, steps=4, eval_every=4, checkpoint_every=4)
+  config = make_config({"memory_size": [3, 5]}, steps=4, eval_every=4, checkpoint_every=4)
   config.optimizer = {"name": "lbfgs", "memory_size": 3}
-  result = sweep.run_config(config)
-  row = result.table[1]
-  alone = run_alone(config, row, optim.lbfgs(memory_size=3, learning_rate=1.0))
-  assert row["final_train_loss"] == pytest.approx(alone.history["train_loss"][-1], rel=1e-5)
-  config.sweep = {"memory_size": [3, 5]}
   with pytest.raises(ValueError, match="sweep axis 'memory_size'.*set optimizer.memory_size"):
     sweep.check_config(config)
+
+
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
+def test_a_member_of_a_sweep_with_an_integer_hyperparameter_equals_its_run_alone():
+  config = make_config({"learning_rate": [0.5, 1.0]}, steps=4, eval_every=4, checkpoint_every=4)
+  config.optimizer = {"name": "lbfgs", "memory_size": 3}
+  row = sweep.run_config(config).table[1]
+  alone = run_alone(config, row, optim.lbfgs(memory_size=3, learning_rate=1.0))
+  assert row["final_train_loss"] == pytest.approx(alone.history["train_loss"][-1], rel=1e-5)
 
 
 def test_a_hyperparameter_set_only_by_the_sweep_is_checked_at_its_values():
@@ -167,6 +174,7 @@ def test_a_hyperparameter_set_only_by_the_sweep_is_checked_at_its_values():
     sweep.check_config(config)
 
 
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_new_values_reuse_the_compiled_programs(reference):
   before = program.compiled_segment.cache_info().misses, program.compiled_start.cache_info().misses
   config = make_config(
