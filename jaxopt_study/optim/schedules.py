@@ -58,17 +58,8 @@ def step_decay(init_value: float, decay_factor: float, step_size: int) -> optax.
   Returns:
     An `optax.Schedule`.
   """
-  where = "step_decay"
-  validate.require_non_negative("init_value", init_value, where)
-  validate.require_unit_interval(
-    "decay_factor", decay_factor, where, include_zero=False, include_one=True
-  )
-  validate.require_positive_int("step_size", step_size, where)
-  return _with_float_count(
-    optax.exponential_decay(
-      init_value, transition_steps=step_size, decay_rate=decay_factor, staircase=True
-    )
-  )
+  factor, steps = ("decay_factor", decay_factor), ("step_size", step_size)
+  return _checked_exponential_decay("step_decay", init_value, factor, steps, staircase=True)
 
 
 def exponential_decay(
@@ -86,14 +77,26 @@ def exponential_decay(
   Returns:
     An `optax.Schedule`.
   """
-  where = "exponential_decay"
+  factor, steps = ("decay_rate", decay_rate), ("transition_steps", transition_steps)
+  return _checked_exponential_decay("exponential_decay", init_value, factor, steps)
+
+
+def _checked_exponential_decay(
+  where: str,
+  init_value: float,
+  factor: tuple[str, float],
+  steps: tuple[str, int],
+  staircase: bool = False,
+) -> optax.Schedule:
+  """`optax.exponential_decay` after checking ε_0 ≥ 0, γ ∈ (0, 1] and s ≥ 1, each `(name,
+  value)` named as the caller spells it."""
   validate.require_non_negative("init_value", init_value, where)
-  validate.require_unit_interval(
-    "decay_rate", decay_rate, where, include_zero=False, include_one=True
-  )
-  validate.require_positive_int("transition_steps", transition_steps, where)
+  validate.require_unit_interval(*factor, where, include_zero=False, include_one=True)
+  validate.require_positive_int(*steps, where)
   return _with_float_count(
-    optax.exponential_decay(init_value, transition_steps=transition_steps, decay_rate=decay_rate)
+    optax.exponential_decay(
+      init_value, transition_steps=steps[1], decay_rate=factor[1], staircase=staircase
+    )
   )
 
 

@@ -1,0 +1,67 @@
+"""`validate`: one argument order, `require_*(name, value, where)`, messages naming the field."""
+
+import functools
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxopt_study import validate
+
+
+@pytest.mark.parametrize("value", [3, np.int64(3), jnp.asarray(3, jnp.int32)])
+def test_integers_pass(value):
+  validate.require_int("steps", value, "train", low=1, high=3)
+
+
+@pytest.mark.parametrize(
+  ("value", "message"),
+  [
+    (2.0, "train: steps=2.0 must be an integer"),
+    (True, "train: steps=True must be an integer"),
+    ("3", "train: steps='3' must be an integer"),
+    (0, r"train: steps=0 must be an integer in \[1, 3\]"),
+    (4, r"train: steps=4 must be an integer in \[1, 3\]"),
+  ],
+)
+def test_non_integers_and_out_of_range_are_refused_by_name(value, message):
+  with pytest.raises(ValueError, match=message):
+    validate.require_int("steps", value, "train", low=1, high=3)
+
+
+def test_a_lower_bound_alone_is_stated():
+  with pytest.raises(ValueError, match="seed=-1 must be an integer >= 0"):
+    validate.require_int("seed", -1, "sweep", low=0)
+
+
+def test_choices_and_sequences_name_the_item():
+  validate.require_choice("sampling", "epoch", "train", ("epoch", "replacement"))
+  with pytest.raises(ValueError, match=r"sampling='epochs' is not one of \['epoch'"):
+    validate.require_choice("sampling", "epochs", "train", ("epoch", "replacement"))
+  rates = validate.each(validate.require_positive)
+  rates("rates", [0.1, 1], "grid")
+  with pytest.raises(ValueError, match=r"grid: rates\[1\]=-1 must be finite and > 0"):
+    rates("rates", [0.1, -1], "grid")
+  for bad in ([], "abc", 0.1):
+    with pytest.raises(ValueError, match="grid: rates=.* must be a list of at least 1 item"):
+      rates("rates", bad, "grid")
+
+
+def test_fields_of_a_config_reach_nested_blocks_and_name_missing_ones():
+  config = ml_collections.ConfigDict({"steps": 5, "model": {"width": 0, "name": "mlp"}})
+  rules = {
+    "steps": validate.require_positive_int,
+    "model.name": functools.partial(validate.require_choice, choices=["mlp"]),
+  }
+  validate.require_fields(config, "toy", rules)
+  with pytest.raises(ValueError, match="toy: model.width=0 must be an integer >= 1"):
+    validate.require_fields(config, "toy", {"model.width": validate.require_positive_int})
+  with pytest.raises(ValueError, match="toy: the config has no field 'model.depth'"):
+    validate.require_fields(config, "toy", {"model.depth": validate.require_positive_int})
+
+
+def test_bfloat16_hyperparameters_are_numbers():
+  validate.require_positive("learning_rate", jnp.asarray(0.5, jnp.bfloat16), "sgd")
+  with pytest.raises(ValueError, match="sgd: learning_rate=-0.5 must be finite and > 0"):
+    validate.require_positive("learning_rate", jnp.asarray(-0.5, jnp.bfloat16), "sgd")
