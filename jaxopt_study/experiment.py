@@ -15,6 +15,7 @@ experiment (`experiments/NAME.py`, one `Experiment` subclass, listed in chapter 
 `jaxopt-study run` (one config) and `jaxopt-study tour` (every quick config).
 """
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -134,27 +135,29 @@ def execute(
   it computes and writes nothing.
 
   Raises:
-    ValueError: `out` holds a run of a different config.
+    ValueError: `out` holds a run of a different config, or another process is writing into it
+      (`results.RunDirBusyError`), before anything runs.
   """
   config, found = prepared
   run_dir = RunDir(out, config.to_dict())
-  done = run_dir.open(write=write)
-  start = time.perf_counter()
-  results, summary = found.results(config, run_dir, progress)
-  if not write:
-    return Finished(summary, [], len(results.table), time.perf_counter() - start, done)
-  run_dir.write_tables(results.table, results.history)
-  run_dir.write_summary(summary)
-  if results.arrays:
-    run_dir.write_params(results.arrays)
-  figures = found.plot(out)
-  report.write_report(
-    out / "report.html",
-    title=found.TITLE,
-    description=found.DESCRIPTION,
-    config=config.to_dict(),
-    summary=summary,
-    table=results.table,
-    figures=figures,
-  )
+  opened = run_dir.writing() if write else contextlib.nullcontext(run_dir.open(write=False))
+  with opened as done:
+    start = time.perf_counter()
+    results, summary = found.results(config, run_dir, progress)
+    if not write:
+      return Finished(summary, [], len(results.table), time.perf_counter() - start, done)
+    run_dir.write_tables(results.table, results.history)
+    run_dir.write_summary(summary)
+    if results.arrays:
+      run_dir.write_params(results.arrays)
+    figures = found.plot(out)
+    report.write_report(
+      out / "report.html",
+      title=found.TITLE,
+      description=found.DESCRIPTION,
+      config=config.to_dict(),
+      summary=summary,
+      table=results.table,
+      figures=figures,
+    )
   return Finished(summary, figures, len(results.table), time.perf_counter() - start, done)

@@ -5,16 +5,22 @@ member), `history.csv` (long format: member, step, metric, value), the plots and
 Every file is written atomically (a temporary file renamed into place), so an interrupted run never
 leaves a half-written file. Finished work units ("members") are kept in `DIR/.members/`; a run
 started again with the same DIR and the same config skips them and ends with the same numbers.
+One process writes into a folder at a time (`RunDir.writing`, a lock on `DIR/.lock` that the
+operating system releases when its holder ends, however it ends); a second is refused at once.
 """
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
 import platform
+import socket
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +151,54 @@ def environment() -> dict[str, Any]:
   }
 
 
+class RunDirBusyError(ValueError):
+  """Another process is writing into the run folder."""
+
+
+_HELD: dict[Path, int] = {}  # folders whose lock this process holds -> nesting depth
+
+
+@contextlib.contextmanager
+def writer_lock(path: Path) -> Iterator[None]:
+  """Holds the one-writer lock of the folder `path` (created if missing): `fcntl.flock` on
+  `path/.lock`, which records its holder. Re-entrant within a process (an experiment that runs a
+  sweep into its own folder); the kernel drops the lock when the holder exits or is killed, so
+  no stale lock is left behind.
+
+  Raises:
+    RunDirBusyError: another process holds it; the message names the folder and the holder.
+  """
+  key = Path(path).resolve()
+  if key in _HELD:
+    _HELD[key] += 1
+    try:
+      yield
+    finally:
+      _HELD[key] -= 1
+    return
+  key.mkdir(parents=True, exist_ok=True)
+  fd = os.open(key / ".lock", os.O_RDWR | os.O_CREAT, _FILE_MODE)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+    os.close(fd)
+    raise RunDirBusyError(
+      f"{path} is being written by {holder}: wait until that run ends (it can then be resumed "
+      "here), or choose another --out"
+    ) from None
+  stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+  os.ftruncate(fd, 0)
+  os.write(fd, f"process {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode())
+  _HELD[key] = 1
+  try:
+    yield
+  finally:
+    del _HELD[key]
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
 class RunDir:
   """The output folder of one run, with its per-member progress for resuming."""
 
@@ -177,6 +231,18 @@ class RunDir:
     if write:
       write_atomic(self.path / "env.json", json.dumps(environment(), indent=2) + "\n")
     return len(list(self._members.glob("*.json"))) if self._members.exists() else 0
+
+  @contextlib.contextmanager
+  def writing(self) -> Iterator[int]:
+    """`open()` under the folder's one-writer lock, held until the block ends; yields the
+    number of members already done.
+
+    Raises:
+      RunDirBusyError: another process is writing into the folder.
+      ValueError: it holds a run of a different config.
+    """
+    with writer_lock(self.path):
+      yield self.open(write=True)
 
   def load_member(self, name: str) -> dict[str, Any] | None:
     """The saved result of member `name`, or None if it has not finished."""

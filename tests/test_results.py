@@ -1,8 +1,14 @@
-"""Run folders: resuming a member from what an earlier run saved."""
+"""Run folders: resuming a member from what an earlier run saved, and one writer at a time."""
+
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 
-from jaxopt_study.results import RunDir, load_or_compute
+from jaxopt_study import cli
+from jaxopt_study.results import RunDir, RunDirBusyError, load_or_compute, writer_lock
 
 
 def test_a_member_is_computed_once_then_read_back(tmp_path):
@@ -20,3 +26,57 @@ def test_a_member_is_computed_once_then_read_back(tmp_path):
   assert again[0] == first[0] == {"loss": 0.25}
   np.testing.assert_array_equal(again[1]["m/params"], [0.0, 1.0, 2.0])
   assert load_or_compute(None, "m", compute)[0] == {"loss": 0.25} and calls == [1, 1]
+
+
+HOLDER = """
+import sys, time
+from jaxopt_study.results import writer_lock
+with writer_lock(sys.argv[1]):
+  print("holding", flush=True)
+  time.sleep(120)
+"""
+
+
+@pytest.fixture
+def held_folder(tmp_path):
+  """A run folder whose writer lock another process holds; yields (folder, that process)."""
+  folder = tmp_path / "run"
+  holder = subprocess.Popen(
+    [sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True
+  )
+  assert holder.stdout.readline().strip() == "holding"
+  yield folder, holder
+  holder.kill()
+  holder.wait()
+
+
+def test_a_second_writer_is_refused_naming_the_folder_and_the_holder(held_folder):
+  folder, holder = held_folder
+  with pytest.raises(RunDirBusyError, match=f"{folder} is being written by process {holder.pid}"):
+    with RunDir(folder, {"seed": 0}).writing():
+      pass
+  assert not (folder / "config.json").exists(), "the refused run wrote nothing"
+  holder.kill()  # SIGKILL: the kernel releases the lock, no stale lock is left behind
+  holder.wait()
+  with RunDir(folder, {"seed": 0}).writing() as done:
+    assert done == 0 and (folder / "config.json").exists()
+
+
+def test_the_lock_is_reentrant_within_a_process_and_released_after(tmp_path):
+  with writer_lock(tmp_path), RunDir(tmp_path, {"seed": 0}).writing():
+    pass  # an experiment holding its folder runs a sweep into the same folder
+  probe = subprocess.run(
+    [sys.executable, "-c", HOLDER.replace("time.sleep(120)", "pass"), str(tmp_path)],
+    capture_output=True,
+    text=True,
+    check=True,
+  )
+  assert probe.stdout.strip() == "holding"
+
+
+def test_the_command_line_refuses_a_folder_another_run_is_writing(held_folder, capsys):
+  folder, holder = held_folder
+  config = str(Path(__file__).parents[1] / "configs" / "sweep_init_batch_quick.py")
+  assert cli.main(["run", config, "--out", str(folder), "--no-progress"]) == 2
+  assert f"is being written by process {holder.pid}" in capsys.readouterr().err
+  assert not (folder / "results.csv").exists()

@@ -10,6 +10,7 @@ run folder (`results.RunDir`), so a run started again skips finished members and
 chunk from its latest checkpoint, ending with the same numbers as an uninterrupted run.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -149,8 +150,20 @@ def run(
       seed=seed,
     )
   run_dir = RunDir(out_dir, config) if out_dir is not None else None
-  if run_dir is not None and jax.process_index() == 0:
-    run_dir.open()
+  writes = run_dir is not None and jax.process_index() == 0
+  with run_dir.writing() if writes else contextlib.nullcontext():
+    return _run_plan(plan, problem, run_dir, progress, memory_budget)
+
+
+def _run_plan(
+  plan: grid.Plan,
+  problem: problem_lib.Problem,
+  run_dir: RunDir | None,
+  progress: bool,
+  memory_budget: int | None,
+) -> SweepResult:
+  """Trains the members of `plan` that `run_dir` does not hold yet, group by group, chunk by
+  chunk; saves each finished member there (process 0)."""
   done = {}
   for member in plan.members if run_dir is not None else []:
     if (record := run_dir.load_member(member.name)) is not None:
