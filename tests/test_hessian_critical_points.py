@@ -2,10 +2,12 @@
 
 import itertools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxopt_study import hessian
 from jaxopt_study.hessian import classify, spectrum
 
 
@@ -170,3 +172,50 @@ def test_given_eigenvalues_replace_building_the_hessian(x64):
     classify(quadratic, jnp.zeros(3), a, eigenvalues=np.ones(2))
   with pytest.raises(ValueError, match="method='exact'"):
     classify(quadratic, jnp.zeros(3), a, method="lanczos", eigenvalues=np.ones(3))
+
+
+def _log_loss(params):
+  """Σ w² + log w₀: finite where w₀ > 0, NaN where w₀ < 0."""
+  return jnp.sum(params["w"] ** 2) + jnp.log(params["w"][0])
+
+
+@pytest.mark.parametrize(
+  ("point", "message"),
+  [
+    ([np.inf, 1.0], r"classify: params\['w'\] is not finite"),
+    ([np.nan, 1.0], r"classify: params\['w'\] is not finite"),
+    ([-1.0, 1.0], "classify: the loss at params is nan"),
+    ([0.0, 1.0], "classify: the loss at params is -inf"),
+  ],
+)
+def test_a_point_that_cannot_be_evaluated_gets_no_kind(x64, point, message):
+  """Issue 20: `sum(w²) + log(w₀)` at w₀ = inf was reported a minimum, at NaN not critical."""
+  with pytest.raises(ValueError, match=message):
+    hessian.classify(_log_loss, {"w": jnp.asarray(point)})
+
+
+def test_a_non_finite_gradient_is_named_by_its_leaf(x64):
+  def loss(params):
+    return jnp.sum(params["a"] ** 2) + jnp.sum(jnp.sqrt(jnp.abs(params["b"])))
+
+  params = {"a": jnp.ones(2), "b": jnp.asarray([0.0, 1.0])}  # d√|b|/db is infinite at b = 0
+  for tool in (hessian.spectrum, hessian.classify, hessian.hutchinson_trace):
+    with pytest.raises(ValueError, match=r"the gradient at params is not finite in params\['b'\]"):
+      tool(loss, params)
+
+
+@pytest.mark.parametrize(
+  ("params", "error", "message"),
+  [
+    ({}, ValueError, "spectrum: params has no arrays"),
+    (
+      {"w": jnp.zeros((0, 3))},
+      ValueError,
+      r"spectrum: params\['w'\] has shape \(0, 3\), no entries",
+    ),
+    ({"w": jnp.arange(3)}, TypeError, r"spectrum: params\['w'\] has dtype int"),
+  ],
+)
+def test_empty_zero_size_and_integer_parameters_are_refused_by_name(params, error, message):
+  with pytest.raises(error, match=message):
+    hessian.spectrum(lambda p: sum(jnp.sum(x) for x in jax.tree.leaves(p)), params)

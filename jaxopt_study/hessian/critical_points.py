@@ -125,11 +125,11 @@ def spectrum(
   Returns:
     `Spectrum(eigenvalues, eigenvectors, loss, grad_norm, num_params)`.
   """
-  num_params, _ = dense.param_count(params)
+  num_params, _ = dense.param_count(params, "spectrum")
   _validate(method, which, k, num_params)
   if method == "exact":
     dense.require_dense_fits(params, chunk_size, eigenvectors, "spectrum")
-  problem = products.prepare(loss_fn, params, args, batches, mode, "spectrum")
+  problem = products.checked_problem(loss_fn, params, args, batches, mode, "spectrum")
   loss, grad, _ = _first_and_second_order(problem)
   if method == "exact":
     matrix = dense.dense_hessian(problem, chunk_size, max_seconds=max_seconds)
@@ -286,7 +286,7 @@ def classify(
     `CriticalPoint(kind, index, n_negative, n_zero, n_positive, lambda_min, lambda_max,
     condition_number, grad_norm, hessian_grad_norm, loss)`.
   """
-  num_params, dtype = dense.param_count(params)
+  num_params, dtype = dense.param_count(params, "classify")
   if method not in METHODS:
     raise ValueError(f"method={method!r}: must be one of {METHODS}")
   if not probe_radius > 0:
@@ -300,7 +300,7 @@ def classify(
       )
   elif method == "exact":
     dense.require_dense_fits(params, chunk_size, False, "classify")
-  problem = products.prepare(loss_fn, params, args, batches, mode, "classify")
+  problem = products.checked_problem(loss_fn, params, args, batches, mode, "classify")
   rng = products.host_rng(key)
   eps = float(np.finfo(dtype).eps)
   loss, grad, hessian_grad = _first_and_second_order(problem)

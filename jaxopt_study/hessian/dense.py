@@ -116,13 +116,13 @@ def memory_limit_bytes(device: jax.Device) -> tuple[int, str]:
   return host // 2, "half the host RAM"
 
 
-def param_count(params: Any) -> tuple[int, np.dtype]:
+def param_count(params: Any, where: str) -> tuple[int, np.dtype]:
   """(N, dtype of the raveled parameters) without allocating; modules count their nnx.Param."""
   if isinstance(params, nnx.Module):
     params = nnx.state(params, nnx.Param)
   leaves = jax.tree.leaves(params)
   if not leaves:
-    raise ValueError("params has no arrays to differentiate")
+    raise ValueError(f"{where}: params has no arrays to differentiate")
   size = sum(int(np.prod(jnp.shape(leaf))) for leaf in leaves)
   return size, np.dtype(jnp.result_type(*[jnp.result_type(leaf) for leaf in leaves]))
 
@@ -138,7 +138,7 @@ def resolve_chunk_size(chunk_size: int | None, num_params: int) -> int:
 
 def require_dense_fits(params: Any, chunk_size: int | None, eigenvectors: bool, where: str) -> None:
   """Raises `HessianTooLargeError` at once, before any allocation, if the dense path won't fit."""
-  num_params, dtype = param_count(params)
+  num_params, dtype = param_count(params, where)
   needed = dense_memory_bytes(
     num_params, dtype, resolve_chunk_size(chunk_size, num_params), eigenvectors
   )
@@ -388,7 +388,7 @@ def hessian_matrix(
     The symmetric (N, N) Hessian in the parameters' dtype.
   """
   require_dense_fits(params, chunk_size, False, "hessian_matrix")
-  problem = products.prepare(loss_fn, params, args, batches, mode, "hessian_matrix")
+  problem = products.checked_problem(loss_fn, params, args, batches, mode, "hessian_matrix")
   matrix = dense_hessian(problem, chunk_size, max_seconds=max_seconds)
   if isinstance(matrix, np.ndarray):  # the CPU array takes over the aligned host buffer: no copy
     return jax.device_put(matrix, may_alias=True)

@@ -186,12 +186,17 @@ def prepare(
   leaves, treedef = jax.tree.flatten(params)
   if not leaves:
     raise ValueError(f"{where}: params has no arrays to differentiate")
-  for leaf in leaves:
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    name = f"params{jax.tree_util.keystr(path)}"
     if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
       raise TypeError(
-        f"{where}: params leaf of dtype {jnp.result_type(leaf)} and shape {jnp.shape(leaf)}: "
+        f"{where}: {name} has dtype {jnp.result_type(leaf)} and shape {jnp.shape(leaf)}: "
         "every parameter must be floating point to be differentiated"
       )
+    if jnp.size(leaf) == 0:
+      raise ValueError(f"{where}: {name} has shape {jnp.shape(leaf)}, no entries")
+    if not isinstance(leaf, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(leaf))):
+      raise ValueError(f"{where}: {name} is not finite (NaN or ±inf): no curvature there")
   layout = Layout(
     treedef, tuple(jnp.shape(x) for x in leaves), tuple(jnp.result_type(x) for x in leaves)
   )
@@ -271,6 +276,38 @@ def first_and_second_order(
 
 
 first_and_second_order_jit = jax.jit(first_and_second_order, static_argnums=0)
+loss_and_grad_jit = jax.jit(loss_and_grad, static_argnums=0)
+
+
+def require_finite_point(problem: Problem, loss: Any, grad: Any, where: str) -> None:
+  """Raises ValueError when the loss or the gradient at the point is not finite, naming which
+  (and the gradient's first non-finite leaf): a kind or a spectrum there would be noise."""
+  if not np.isfinite(float(loss)):
+    raise ValueError(f"{where}: the loss at params is {float(loss)}: no curvature there")
+  tree = problem.objective.layout.unravel(jnp.asarray(grad))
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    if not np.all(np.isfinite(np.asarray(leaf))):
+      raise ValueError(
+        f"{where}: the gradient at params is not finite in params{jax.tree_util.keystr(path)}"
+      )
+
+
+def checked_problem(
+  loss_fn: LossFn,
+  params: Any,
+  args: tuple,
+  batches: Sequence[tuple] | None,
+  mode: str | None,
+  where: str,
+) -> Problem:
+  """`prepare`, then the loss and gradient at the point evaluated and required finite
+  (`require_finite_point`): the entry of every Hessian tool that reports on a point."""
+  problem = prepare(loss_fn, params, args, batches, mode, where)
+  loss, grad = loss_and_grad_jit(
+    problem.objective, problem.flat_params, problem.fixed, problem.data
+  )
+  require_finite_point(problem, loss, grad, where)
+  return problem
 
 
 def hvp(
