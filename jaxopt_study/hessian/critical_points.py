@@ -129,7 +129,7 @@ def spectrum(
   _validate(method, which, k, num_params)
   if method == "exact":
     dense.require_dense_fits(params, chunk_size, eigenvectors, "spectrum")
-  problem = products.checked_problem(loss_fn, params, args, batches, mode, "spectrum")
+  problem = products.prepare(loss_fn, params, args, batches, mode, "spectrum", evaluate=True)
   loss, grad, _ = _first_and_second_order(problem)
   if method == "exact":
     matrix = dense.dense_hessian(problem, chunk_size, max_seconds=max_seconds)
@@ -300,7 +300,7 @@ def classify(
       )
   elif method == "exact":
     dense.require_dense_fits(params, chunk_size, False, "classify")
-  problem = products.checked_problem(loss_fn, params, args, batches, mode, "classify")
+  problem = products.prepare(loss_fn, params, args, batches, mode, "classify", evaluate=True)
   rng = products.host_rng(key)
   eps = float(np.finfo(dtype).eps)
   loss, grad, hessian_grad = _first_and_second_order(problem)

@@ -388,7 +388,7 @@ def hessian_matrix(
     The symmetric (N, N) Hessian in the parameters' dtype.
   """
   require_dense_fits(params, chunk_size, False, "hessian_matrix")
-  problem = products.checked_problem(loss_fn, params, args, batches, mode, "hessian_matrix")
+  problem = products.prepare(loss_fn, params, args, batches, mode, "hessian_matrix", evaluate=True)
   matrix = dense_hessian(problem, chunk_size, max_seconds=max_seconds)
   if isinstance(matrix, np.ndarray):  # the CPU array takes over the aligned host buffer: no copy
     return jax.device_put(matrix, may_alias=True)

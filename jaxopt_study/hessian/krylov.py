@@ -282,7 +282,7 @@ def density(
   Returns:
     `Density(grid, density)` as float64 numpy arrays.
   """
-  problem = products.checked_problem(loss_fn, params, args, batches, mode, "density")
+  problem = products.prepare(loss_fn, params, args, batches, mode, "density", evaluate=True)
   _require_count("num_probes", num_probes)
   _require_count("num_steps", num_steps, problem.num_params)
   nodes = probe_ritz(problem, num_probes, num_steps, key)
@@ -340,7 +340,9 @@ def hutchinson_trace(
   Returns:
     `TraceEstimate(trace, standard_error)`.
   """
-  problem = products.checked_problem(loss_fn, params, args, batches, mode, "hutchinson_trace")
+  problem = products.prepare(
+    loss_fn, params, args, batches, mode, "hutchinson_trace", evaluate=True
+  )
   if int(num_probes) != num_probes or num_probes < 2:
     raise ValueError(f"num_probes={num_probes!r}: must be an integer ≥ 2 (for the error)")
   # the same probes as `density` with this key, so its mean is this estimate divided by N

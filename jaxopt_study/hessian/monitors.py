@@ -72,9 +72,8 @@ def curvature_along_gradient(
   Returns:
     `CurvatureAlongGradient(g_dot_g, g_hess_g, predicted_change)`.
   """
-  problem = products.checked_problem(
-    loss_fn, params, args, batches, mode, "curvature_along_gradient"
-  )
+  where = "curvature_along_gradient"
+  problem = products.prepare(loss_fn, params, args, batches, mode, where, evaluate=True)
   rate = None if learning_rate is None else jnp.asarray(learning_rate, problem.flat_params.dtype)
   return _curvature_jit(problem.objective, problem.flat_params, problem.fixed, problem.data, rate)
 
@@ -151,7 +150,7 @@ def sharpness(
     raise ValueError(f"eps={eps!r}: must be > 0")
   if int(steps) != steps or steps < 1:
     raise ValueError(f"steps={steps!r}: must be an integer ≥ 1")
-  problem = products.checked_problem(loss_fn, params, args, batches, mode, "sharpness")
+  problem = products.prepare(loss_fn, params, args, batches, mode, "sharpness", evaluate=True)
   corner = products.host_rng(key).integers(0, 2, size=problem.num_params) * 2.0 - 1.0  # ±1
   value = _sharpness_jit(
     problem.objective,

@@ -166,8 +166,12 @@ def prepare(
   batches: Sequence[tuple] | None,
   mode: str | None,
   where: str,
+  *,
+  evaluate: bool = False,
 ) -> Problem:
-  """Validates a tool's inputs and builds its `Problem`; `where` names the tool in errors."""
+  """Validates a tool's inputs and builds its `Problem`; `where` names the tool in errors. With
+  `evaluate=True` (every tool that reports on a point) the loss and gradient there are evaluated
+  and required finite (`require_finite_point`)."""
   if not callable(loss_fn):
     raise TypeError(f"{where}: loss_fn={loss_fn!r} is not callable")
   if args and batches is not None:
@@ -204,7 +208,10 @@ def prepare(
     data = (BatchGroup(weights=None, args=tuple(args)),)
   else:
     data = _group_batches(batches, layout.dtype)
-  return Problem(Objective(loss_fn, layout, graphdef), layout.ravel(params), fixed, data)
+  problem = Problem(Objective(loss_fn, layout, graphdef), layout.ravel(params), fixed, data)
+  if evaluate:
+    require_finite_point(problem, *loss_and_grad_jit(*problem), where)
+  return problem
 
 
 def batch_loss(objective: Objective, flat: jax.Array, fixed: Any, args: tuple) -> jax.Array:
@@ -290,24 +297,6 @@ def require_finite_point(problem: Problem, loss: Any, grad: Any, where: str) -> 
       raise ValueError(
         f"{where}: the gradient at params is not finite in params{jax.tree_util.keystr(path)}"
       )
-
-
-def checked_problem(
-  loss_fn: LossFn,
-  params: Any,
-  args: tuple,
-  batches: Sequence[tuple] | None,
-  mode: str | None,
-  where: str,
-) -> Problem:
-  """`prepare`, then the loss and gradient at the point evaluated and required finite
-  (`require_finite_point`): the entry of every Hessian tool that reports on a point."""
-  problem = prepare(loss_fn, params, args, batches, mode, where)
-  loss, grad = loss_and_grad_jit(
-    problem.objective, problem.flat_params, problem.fixed, problem.data
-  )
-  require_finite_point(problem, loss, grad, where)
-  return problem
 
 
 def hvp(
