@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxopt_study.hessian import products
 
@@ -73,9 +74,15 @@ def curvature_along_gradient(
     `CurvatureAlongGradient(g_dot_g, g_hess_g, predicted_change)`.
   """
   where = "curvature_along_gradient"
-  problem = products.prepare(loss_fn, params, args, batches, mode, where, evaluate=True)
+  problem = products.prepare(loss_fn, params, args, batches, mode, where)
   rate = None if learning_rate is None else jnp.asarray(learning_rate, problem.flat_params.dtype)
-  return _curvature_jit(problem.objective, problem.flat_params, problem.fixed, problem.data, rate)
+  result = _curvature_jit(problem.objective, problem.flat_params, problem.fixed, problem.data, rate)
+  measured = (result.g_dot_g, result.g_hess_g)
+  if not any(isinstance(v, jax.core.Tracer) for v in measured) and not np.all(
+    np.isfinite(measured)
+  ):
+    raise ValueError(f"{where}: the gradient or its curvature at params is not finite")
+  return result
 
 
 def _sharpness(

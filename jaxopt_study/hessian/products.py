@@ -209,7 +209,8 @@ def prepare(
   else:
     data = _group_batches(batches, layout.dtype)
   problem = Problem(Objective(loss_fn, layout, graphdef), layout.ravel(params), fixed, data)
-  if evaluate:
+  traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(problem))
+  if evaluate and not traced:  # inside a trace the values are unknown: nothing to check
     require_finite_point(problem, *loss_and_grad_jit(*problem), where)
   return problem
 
