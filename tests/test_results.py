@@ -50,6 +50,7 @@ def held_folder(tmp_path):
   holder.wait()
 
 
+@pytest.mark.slow  # several processes
 def test_a_second_writer_is_refused_naming_the_folder_and_the_holder(held_folder):
   folder, holder = held_folder
   with pytest.raises(RunDirBusyError, match=f"{folder} is being written by process {holder.pid}"):
@@ -62,6 +63,7 @@ def test_a_second_writer_is_refused_naming_the_folder_and_the_holder(held_folder
     assert done == 0 and (folder / "config.json").exists()
 
 
+@pytest.mark.slow  # several processes
 def test_the_lock_is_reentrant_within_a_process_and_released_after(tmp_path):
   with writer_lock(tmp_path), RunDir(tmp_path, {"seed": 0}).writing():
     pass  # an experiment holding its folder runs a sweep into the same folder
@@ -74,6 +76,7 @@ def test_the_lock_is_reentrant_within_a_process_and_released_after(tmp_path):
   assert probe.stdout.strip() == "holding"
 
 
+@pytest.mark.slow  # several processes
 def test_the_command_line_refuses_a_folder_another_run_is_writing(held_folder, capsys):
   folder, holder = held_folder
   config = str(Path(__file__).parents[1] / "configs" / "sweep_init_batch_quick.py")
