@@ -50,11 +50,15 @@ def default_steps(num_values: int, num_params: int) -> int:
   return min(num_params, 2 * num_values + 60)
 
 
-def _first_and_second_order(problem: products.Problem) -> tuple[float, np.ndarray, np.ndarray]:
-  """(L, g, H g) at the point, as host values."""
+def _first_and_second_order(
+  problem: products.Problem, where: str
+) -> tuple[float, np.ndarray, np.ndarray]:
+  """(L, g, H g) at the point, as host values; a non-finite L or g is refused
+  (`products.require_finite_point`) before any eigensolve."""
   loss, grad, hessian_grad = products.first_and_second_order_jit(
     problem.objective, problem.flat_params, problem.fixed, problem.data
   )
+  products.require_finite_point(problem, loss, grad, where)
   return float(loss), np.asarray(grad), np.asarray(hessian_grad)
 
 
@@ -129,8 +133,8 @@ def spectrum(
   _validate(method, which, k, num_params)
   if method == "exact":
     dense.require_dense_fits(params, chunk_size, eigenvectors, "spectrum")
-  problem = products.prepare(loss_fn, params, args, batches, mode, "spectrum", evaluate=True)
-  loss, grad, _ = _first_and_second_order(problem)
+  problem = products.prepare(loss_fn, params, args, batches, mode, "spectrum")
+  loss, grad, _ = _first_and_second_order(problem, "spectrum")
   if method == "exact":
     matrix = dense.dense_hessian(problem, chunk_size, max_seconds=max_seconds)
     values, vectors = dense.symmetric_eigh(matrix, eigenvectors)
@@ -300,10 +304,10 @@ def classify(
       )
   elif method == "exact":
     dense.require_dense_fits(params, chunk_size, False, "classify")
-  problem = products.prepare(loss_fn, params, args, batches, mode, "classify", evaluate=True)
+  problem = products.prepare(loss_fn, params, args, batches, mode, "classify")
   rng = products.host_rng(key)
   eps = float(np.finfo(dtype).eps)
-  loss, grad, hessian_grad = _first_and_second_order(problem)
+  loss, grad, hessian_grad = _first_and_second_order(problem, "classify")
   grad_norm = float(np.linalg.norm(grad))
   if method == "exact":
     if eigenvalues is None:
