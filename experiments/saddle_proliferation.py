@@ -333,7 +333,7 @@ def descent_starts(
       record=lambda point, value: (point, value),
     )
 
-  start = landscape.stack([build_mlp(config, width, seed).params for seed in seeds])
+  start = digits_tasks.stack([build_mlp(config, width, seed).params for seed in seeds])
   points, values = descend(start).records  # (seed, record, ...)
   at = [step // every for step in steps]
   where = [

@@ -91,6 +91,11 @@ class Experiment:
     """Checks, runs and summarizes without writing tables, figures or a report: (results,
     claims)."""
     self.check(config)
+    return self._run_and_summarize(config, run_dir, progress)
+
+  def _run_and_summarize(
+    self, config: ml_collections.ConfigDict, run_dir: RunDir | None, progress: bool
+  ) -> tuple[Results, dict[str, Any]]:
     results = self.run(config, Members(run_dir), progress)
     return results, self.summarize(config, results)
 
@@ -143,7 +148,7 @@ def execute(
   opened = run_dir.writing() if write else contextlib.nullcontext(run_dir.open(write=False))
   with opened as done:
     start = time.perf_counter()
-    results, summary = found.results(config, run_dir, progress)
+    results, summary = found._run_and_summarize(config, run_dir, progress)  # `prepare` checked
     if not write:
       return Finished(summary, [], len(results.table), time.perf_counter() - start, done)
     run_dir.write_tables(results.table, results.history)

@@ -187,10 +187,11 @@ def prepare(
     raise ValueError(f"{where}: mode={mode!r} applies only when params is an nnx.Module")
   else:
     graphdef, fixed = None, None
-  leaves, treedef = jax.tree.flatten(params)
-  if not leaves:
+  with_paths, treedef = jax.tree_util.tree_flatten_with_path(params)
+  if not with_paths:
     raise ValueError(f"{where}: params has no arrays to differentiate")
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+  leaves = [leaf for _, leaf in with_paths]
+  for path, leaf in with_paths:
     name = f"params{jax.tree_util.keystr(path)}"
     if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
       raise TypeError(

@@ -58,8 +58,13 @@ def mlps(seeds: Sequence[int], **options) -> tuple[models.FunctionalModel, nnx.S
   and the parameters of all, stacked along a leading axis for `jax.vmap`. A seed listed twice is
   the same draw twice."""
   by_seed = {seed: mlp(seed, **options) for seed in dict.fromkeys(seeds)}
-  params = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[by_seed[s].params for s in seeds])
-  return by_seed[seeds[0]], params
+  return by_seed[seeds[0]], stack([by_seed[s].params for s in seeds])
+
+
+def stack(trees: Sequence[Any]) -> Any:
+  """Pytrees of one structure stacked along a new leading axis (`landscape.select` takes one
+  back)."""
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
 def metric_figures(

@@ -81,16 +81,11 @@ def train_from_seeds(
     for row in result.table
   ]
   final_loss = np.asarray([row["final_train_loss"] for row in result.table])
-  return stack(initial), stack(final), final_loss
-
-
-def stack(trees: Sequence[Any]) -> Any:
-  """Pytrees of one structure stacked along a new leading axis (`select` takes one back)."""
-  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+  return digits_tasks.stack(initial), digits_tasks.stack(final), final_loss
 
 
 def select(tree: Any, index: int) -> Any:
-  """Member `index` of a pytree stacked along a leading axis."""
+  """Member `index` of a pytree stacked along a leading axis (`digits_tasks.stack`)."""
   return jax.tree.map(lambda leaf: leaf[index], tree)
 
 
