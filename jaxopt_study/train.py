@@ -33,6 +33,7 @@ minibatch, the rest get loss weight 0), and with `freeze_nonfinite=True` a membe
 parameters become non-finite is frozen at its last finite point and flagged.
 """
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -44,6 +45,7 @@ import optax
 from jaxopt_study import data as data_lib
 from jaxopt_study import models, validate
 from jaxopt_study import problem as problem_lib
+from jaxopt_study.hessian import tracking
 
 METRICS = ("train_loss", "grad_norm", "train_error", "test_loss", "test_error")  # built-in
 SAMPLINGS = ("epoch", "replacement")
@@ -56,7 +58,7 @@ class TrainState(NamedTuple):
   `best_params`). `diverged` is set, and `diverged_at_step` holds t (−1 before), when the loop
   freezes a run (`make_train_loop(..., freeze_nonfinite=True)`) whose minibatch loss at θ_t or
   whose update θ_{t+1} is non-finite: it keeps θ_t, the last finite parameters (their loss may
-  have overflowed).
+  have overflowed). `curvature` holds the curvature monitor's warm starts (None without one).
   """
 
   params: optax.Params
@@ -70,6 +72,7 @@ class TrainState(NamedTuple):
   stopped: jax.Array
   diverged: jax.Array
   diverged_at_step: jax.Array
+  curvature: tracking.MonitorState | None = None
 
 
 class TrainResult(NamedTuple):
@@ -104,10 +107,13 @@ class TrainLoop(NamedTuple):
     step: `(state, data, key, member_batch_size) -> state`: draws the step's minibatch, updates.
     evaluate: `(params, model_state, data) -> metrics`, `metric_names` on the full data.
     record: `(state, metrics) -> state` after an evaluation (best parameters, early stopping).
-    run: `(state, data, key, member_batch_size, block_lengths) -> (state, history)`: for each
-      entry n of `block_lengths` (int32, any length), n steps then one evaluation; `history[name]`
-      has one entry per block.
-    metric_names: the names `evaluate` returns.
+    monitor: `(state, data) -> (state, curvature metrics)`, the curvature monitor
+      (`hessian.tracking.measure`) at the state's parameters; None without one.
+    run: `(state, data, key, member_batch_size, block_lengths, measure) -> (state, history)`: for
+      each entry n of `block_lengths` (int32, any length), n steps then one evaluation, and the
+      curvature monitor where the bool `measure` (same length; None: nowhere) is true, NaN
+      elsewhere; `history[name]` has one entry per block.
+    metric_names: the names `run` records: `evaluate`'s, then the monitor's.
 
   `data` is a `problem.Data` (or a `data.Dataset`). `member_batch_size` is None for minibatches
   of the static `batch_size`, or a traced int32 b ∈ [1, batch_size]: the step then draws
@@ -119,8 +125,9 @@ class TrainLoop(NamedTuple):
   step: Callable[[TrainState, Any, jax.Array, jax.Array | None], TrainState]
   evaluate: Callable[[optax.Params, Any, Any], dict[str, jax.Array]]
   record: Callable[[TrainState, dict[str, jax.Array]], TrainState]
+  monitor: Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]] | None
   run: Callable[
-    [TrainState, Any, jax.Array, jax.Array | None, jax.Array],
+    [TrainState, Any, jax.Array, jax.Array | None, jax.Array, jax.Array | None],
     tuple[TrainState, dict[str, jax.Array]],
   ]
   metric_names: tuple[str, ...]
@@ -132,6 +139,52 @@ def eval_steps(steps: int, eval_every: int) -> np.ndarray:
   if points[-1] != steps:
     points.append(steps)
   return np.asarray(points)
+
+
+def curvature_schedule(steps: int, eval_every: int, curvature_every: int | None) -> np.ndarray:
+  """Which of `eval_steps(steps, eval_every)` the curvature monitor measures: step 0, every
+  multiple of `curvature_every` and the last step (none when `curvature_every` is None)."""
+  points = eval_steps(steps, eval_every)
+  if curvature_every is None:
+    return np.zeros(points.shape, bool)
+  return (points % curvature_every == 0) | (points == steps)
+
+
+def check_curvature(
+  curvature_every: int | None,
+  curvature: tracking.CurvatureOptions | None,
+  eval_every: int,
+  num_train: int,
+  where: str,
+) -> None:
+  """Refuses a curvature monitor that cannot run, naming the argument (before compiling)."""
+  if curvature_every is None:
+    if curvature is not None:
+      raise ValueError(f"{where}: curvature= needs curvature_every=<steps between measurements>")
+    return
+  validate.require_positive_int("curvature_every", curvature_every, where)
+  if curvature_every % eval_every:
+    raise ValueError(
+      f"{where}: curvature_every={curvature_every} must be a multiple of eval_every="
+      f"{eval_every} (the monitor measures at evaluations)"
+    )
+  if curvature is None:
+    return
+  if not isinstance(curvature, tracking.CurvatureOptions):
+    raise TypeError(
+      f"{where}: curvature={curvature!r} must be a hessian.CurvatureOptions(lanczos_steps=..., "
+      "probes=..., examples=..., preconditioner=...)"
+    )
+  validate.require_positive_int("curvature.lanczos_steps", curvature.lanczos_steps, where)
+  validate.require_positive_int("curvature.probes", curvature.probes, where)
+  validate.require_int("curvature.seed", curvature.seed, where, low=0)
+  if curvature.examples is not None:
+    validate.require_int("curvature.examples", curvature.examples, where, low=1, high=num_train)
+  if curvature.preconditioner is not None and not callable(curvature.preconditioner):
+    raise TypeError(
+      f"{where}: curvature.preconditioner={curvature.preconditioner!r} must be a function "
+      "opt_state -> P, e.g. optim.adam_preconditioner()"
+    )
 
 
 def check_arguments(
@@ -241,6 +294,7 @@ def make_train_loop(
   early_stopping: str | None = None,
   freeze_nonfinite: bool = False,
   l2_penalty: float = 0.0,
+  curvature: tracking.CurvatureOptions | None = None,
 ) -> TrainLoop:
   """The pure pieces of the training loop (see `TrainLoop`); `make_train_fn` assembles them.
 
@@ -258,6 +312,9 @@ def make_train_loop(
     freeze_nonfinite: freeze a run whose minibatch loss, parameters or model state become
       non-finite at its last finite state, and flag it (`TrainState.diverged`).
     l2_penalty: α ≥ 0, the L2 penalty (α/2) θᵀθ added to the loss (§7.1.1; 0: none).
+    curvature: the curvature monitor's options (`hessian.CurvatureOptions`), measured on the
+      training objective (the loss in training mode, with the L2 penalty) at the model state of
+      the moment; None: no monitor. `run` measures where its `measure` flags say.
   """
   check_l2_penalty(l2_penalty, "make_train_loop")
   if loss is not None and not isinstance(problem, models.FunctionalModel):
@@ -309,6 +366,24 @@ def make_train_loop(
       stopped=stopped,
     )
 
+  def monitor(state: TrainState, data) -> tuple[TrainState, dict[str, jax.Array]]:
+    train_data = problem_lib.as_data(data).train
+    if curvature.examples is not None:
+      train_data = tuple(a[: curvature.examples] for a in train_data)
+    metrics, monitor_state = tracking.measure(
+      lambda p: objective(p, state.model_state, train_data)[0],
+      state.params,
+      state.curvature,
+      curvature,
+      step=state.step,
+      opt_state=state.opt_state,
+    )
+    return state._replace(curvature=monitor_state), metrics
+
+  def skip_monitor(state: TrainState, data) -> tuple[TrainState, dict[str, jax.Array]]:
+    del data
+    return state, tracking.not_measured(state.params, curvature)
+
   def init(params, model_state) -> TrainState:
     return TrainState(
       params=params,
@@ -322,6 +397,7 @@ def make_train_loop(
       stopped=jnp.zeros([], bool),
       diverged=jnp.zeros([], bool),
       diverged_at_step=jnp.full([], -1, jnp.int32),
+      curvature=None if curvature is None else tracking.init(params, curvature),
     )
 
   def update(state: TrainState, batch, weights) -> TrainState:
@@ -367,27 +443,36 @@ def make_train_loop(
       )
     return update(state, tuple(a[idx] for a in train_data), weights)
 
-  def run(state: TrainState, data, key, member_batch_size, block_lengths):
+  def run(state: TrainState, data, key, member_batch_size, block_lengths, measure=None):
     def one_step(_, state: TrainState) -> TrainState:
       return step(state, data, key, member_batch_size)
 
-    def block(state: TrainState, num_steps: jax.Array):
+    def block(state: TrainState, schedule):
       # One evaluation after `num_steps` steps (0 for the first block): the step and the
       # evaluation appear once each in the program, which keeps compilation short.
+      num_steps, measured = schedule
       state = jax.lax.fori_loop(0, num_steps, one_step, state)
       metrics = evaluate(state.params, state.model_state, data)
-      return record(state, metrics), metrics
+      state = record(state, metrics)
+      if curvature is not None:  # an unbatched flag: a real branch, also under a sweep's vmap
+        state, more = jax.lax.cond(measured, monitor, skip_monitor, state, data)
+        metrics = metrics | more
+      return state, metrics
 
-    return jax.lax.scan(block, state, jnp.asarray(block_lengths, jnp.int32))
+    lengths = jnp.asarray(block_lengths, jnp.int32)
+    flags = jnp.zeros(lengths.shape, bool) if measure is None else jnp.asarray(measure, bool)
+    return jax.lax.scan(block, state, (lengths, flags))
 
+  curvature_names = () if curvature is None else curvature.metric_names()
   return TrainLoop(
     init=init,
     update=update,
     step=step,
     evaluate=evaluate,
     record=record,
+    monitor=None if curvature is None else monitor,
     run=run,
-    metric_names=pure.metric_names,
+    metric_names=pure.metric_names + curvature_names,
   )
 
 
@@ -398,18 +483,24 @@ def make_train_fn(
   steps: int,
   batch_size: int,
   eval_every: int,
+  curvature_every: int | None = None,
   **options: Any,
 ) -> Callable[[optax.Params, Any, Any, jax.Array], tuple[TrainState, dict]]:
   """Builds the pure function `(params, model_state, data, key) -> (final TrainState, history)`.
 
   It is what `train` jits; it is exposed so that a sweep can `vmap` it over members. `options`
-  are `make_train_loop`'s (loss, sampling, patience, early_stopping, l2_penalty).
+  are `make_train_loop`'s (loss, sampling, patience, early_stopping, l2_penalty, curvature);
+  with `curvature_every` the monitor measures at `curvature_schedule`'s steps (default options
+  when `curvature` is not given).
   """
+  if curvature_every is not None and options.get("curvature") is None:
+    options["curvature"] = tracking.CurvatureOptions()
   loop = make_train_loop(problem, optimizer, batch_size=batch_size, **options)
   steps_per_block = np.diff(eval_steps(steps, eval_every), prepend=0)
+  measure = curvature_schedule(steps, eval_every, curvature_every)
 
   def train_fn(params, model_state, data, key):
-    return loop.run(loop.init(params, model_state), data, key, None, steps_per_block)
+    return loop.run(loop.init(params, model_state), data, key, None, steps_per_block, measure)
 
   return train_fn
 
@@ -429,6 +520,8 @@ def train(
   l2_penalty: float = 0.0,
   params: optax.Params | None = None,
   model_state: Any = None,
+  curvature_every: int | None = None,
+  curvature: tracking.CurvatureOptions | None = None,
 ) -> TrainResult:
   """Trains `problem`'s model with `optimizer` for `steps` minibatch steps, as one compiled scan.
 
@@ -454,6 +547,13 @@ def train(
     l2_penalty: α ≥ 0: train on the loss + (α/2) θᵀθ (§7.1.1); `train_loss` includes it.
     params, model_state: start from these arrays instead of the seed's initialization (e.g. a
       pretrained model: `nnx.split(module, nnx.Param, ...)`).
+    curvature_every: measure the curvature of the training objective inside the compiled loop
+      (`hessian.tracking`: `lambda_max`, `hessian_trace`, `g_hess_g`, `g_dot_g`, and
+      `preconditioned_lambda_max` with a preconditioner) at step 0, every this many steps (a
+      multiple of `eval_every`) and at the last step; NaN in the history's other rows. The
+      monitor does not change the training trajectory. None: no monitor.
+    curvature: the monitor's options (`hessian.CurvatureOptions`: Lanczos steps, probes, a fixed
+      subset of the training set, the optimizer's preconditioner); default options if None.
 
   Returns:
     A `TrainResult`; `history[name]` is indexed like `history["step"]`.
@@ -466,7 +566,10 @@ def train(
   validate.require_non_negative("init_scale", init_scale, "train")
   validate.require_int("seed", seed, "train", low=0)
   pure = problem_lib.pure(problem)
-  eval_every = max(1, steps // 50) if eval_every is None and isinstance(steps, int) else eval_every
+  if eval_every is None and isinstance(steps, int):  # 50 evaluations, at the monitor's steps too
+    eval_every = max(1, steps // 50)
+    if isinstance(curvature_every, int) and curvature_every > 0:
+      eval_every = math.gcd(eval_every, curvature_every)
   check_arguments(
     problem.num_train,
     steps,
@@ -478,6 +581,7 @@ def train(
     early_stopping,
     pure.metric_names,
   )
+  check_curvature(curvature_every, curvature, eval_every, problem.num_train, "train")
   if params is None:
     params, initial_state = pure.initial(seed, init_scale)
     model_state = initial_state if model_state is None else model_state
@@ -493,6 +597,8 @@ def train(
     patience=patience,
     early_stopping=early_stopping,
     l2_penalty=l2_penalty,
+    curvature_every=curvature_every,
+    curvature=curvature,
   )
   data = problem_lib.as_data(problem)
   state, history = jax.jit(train_fn)(params, model_state, data, jax.random.key(seed))

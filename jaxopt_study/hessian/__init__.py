@@ -12,6 +12,8 @@ or a whole dataset as ``batches=[(x1, y1), ...]`` (the size-weighted mean loss).
 * `lanczos`, `ritz`, `density` (stochastic Lanczos quadrature), `hutchinson_trace`.
 * `curvature_along_gradient` (gᵀg, gᵀHg, §8.2.1) and `sharpness` (Keskar et al. 2017).
 * `count_outliers`, `fraction_near_zero`: a spectrum's outliers and its bulk near zero.
+* `CurvatureOptions`: the curvature monitor of the training loop and sweeps (`tracking`: λ_max,
+  tr H, gᵀHg inside the compiled scan, `train.train(..., curvature_every=k)`).
 """
 
 from jaxopt_study.hessian.critical_points import CriticalPoint, Spectrum, classify, spectrum
@@ -39,9 +41,11 @@ from jaxopt_study.hessian.monitors import (
 )
 from jaxopt_study.hessian.outliers import Outliers, count_outliers, fraction_near_zero
 from jaxopt_study.hessian.products import hvp
+from jaxopt_study.hessian.tracking import CurvatureOptions
 
 __all__ = [
   "CriticalPoint",
+  "CurvatureOptions",
   "CurvatureAlongGradient",
   "Density",
   "HessianTooLargeError",

@@ -26,6 +26,11 @@ from jaxopt_study.optim.first_order import (
   scale_by_book_momentum,
   sgd,
 )
+from jaxopt_study.optim.preconditioners import (
+  adagrad_preconditioner,
+  adam_preconditioner,
+  rmsprop_preconditioner,
+)
 from jaxopt_study.optim.quasi_newton import (
   BFGSState,
   ConjugateGradientState,
@@ -81,7 +86,9 @@ __all__ = [
   "PolyakState",
   "adadelta",
   "adagrad",
+  "adagrad_preconditioner",
   "adam",
+  "adam_preconditioner",
   "averaged_params",
   "bfgs",
   "conjugate_gradient",
@@ -98,6 +105,7 @@ __all__ = [
   "newton",
   "polyak_average",
   "rmsprop",
+  "rmsprop_preconditioner",
   "rmsprop_nesterov",
   "saddle_free_newton",
   "scale_by_bfgs",

@@ -1,0 +1,152 @@
+"""Curvature measured inside a compiled training loop: sharpness, trace, gᵀHg, every k steps.
+
+§8.2.1 of Goodfellow et al. (2016) reads ill-conditioning off gᵀHg growing during training; the
+modern measurement is the top eigenvalue λ_max of H along training, which under full-batch
+gradient descent at step η rises to about 2/η and hovers there (the "edge of stability", Cohen et
+al. 2021), and for Adam the top eigenvalue of the preconditioned P⁻¹H hovers at
+(2 + 2β₁)/((1 − β₁)η) (Cohen et al. 2022). Public code measures it outside the compiled step, a
+Python loop of Hessian-vector products into `scipy.sparse.linalg.eigsh` every k steps, one run at
+a time. `measure` is traceable: the training loop (`train.make_train_loop(..., curvature=...)`)
+calls it under `jax.lax.cond` inside its scan, and a sweep `vmap`s it over members.
+
+* `lambda_max`: the largest Ritz value of `CurvatureOptions.lanczos_steps` Lanczos steps with full
+  reorthogonalization (`krylov.lanczos_steps`), started from the previous measurement's top Ritz
+  vector, so a slowly moving top eigenvector is found again in a few steps.
+* `hessian_trace`: Hutchinson's estimate (1/p) Σ zᵀHz over p Rademacher probes, drawn from a key
+  folded with the step (the same probes for every member of a sweep).
+* `g_dot_g`, `g_hess_g`: gᵀg and gᵀHg at the point (§8.2.1, eq. 4.9).
+* `preconditioned_lambda_max` (with a preconditioner): the top eigenvalue of P⁻¹H for the
+  optimizer's diagonal preconditioner P > 0, found as that of the symmetric P^{-1/2} H P^{-1/2}
+  (similar to P⁻¹H), by Lanczos warm-started in the same way; NaN where P is not positive (an
+  adaptive method before its first step).
+
+Each measurement costs 2m + p + 1 Hessian-vector products (m + p + 1 without a preconditioner).
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from jaxopt_study.hessian import krylov
+
+CURVATURE_METRICS = ("lambda_max", "hessian_trace", "g_hess_g", "g_dot_g")
+PRECONDITIONED_METRIC = "preconditioned_lambda_max"
+
+
+class CurvatureOptions(NamedTuple):
+  """What the in-loop curvature monitor measures, and on which data.
+
+  Attributes:
+    lanczos_steps: m, Lanczos steps per top eigenvalue (at most the number of parameters).
+    probes: p, Rademacher probes of Hutchinson's trace estimate.
+    examples: measure on the first `examples` training examples (a fixed subset); None: the
+      whole training set.
+    preconditioner: `opt_state -> P`, the optimizer's current diagonal preconditioner as a pytree
+      shaped like the parameters (`optim.adam_preconditioner()`, ...), to also measure the top
+      eigenvalue of P⁻¹H; None: not measured.
+    seed: seeds the first start vector and the probes.
+  """
+
+  lanczos_steps: int = 20
+  probes: int = 4
+  examples: int | None = None
+  preconditioner: Callable[[Any], Any] | None = None
+  seed: int = 0
+
+  def metric_names(self) -> tuple[str, ...]:
+    """The names `measure` returns."""
+    return CURVATURE_METRICS + ((PRECONDITIONED_METRIC,) if self.preconditioner else ())
+
+
+class MonitorState(NamedTuple):
+  """The warm starts carried between measurements: unit vectors in ravel order."""
+
+  top_vector: jax.Array
+  preconditioned_top_vector: jax.Array | None
+
+
+def init(params: Any, options: CurvatureOptions) -> MonitorState:
+  """A random unit start vector (one per eigenproblem), drawn from `options.seed`."""
+  flat, _ = ravel_pytree(params)
+  key = jax.random.key(options.seed)
+  start = jax.random.rademacher(key, flat.shape, flat.dtype) / jnp.sqrt(flat.size)
+  return MonitorState(start, start if options.preconditioner else None)
+
+
+def not_measured(params: Any, options: CurvatureOptions) -> dict[str, jax.Array]:
+  """NaN for every metric: the row of a step where the monitor does not run."""
+  dtype = ravel_pytree(params)[0].dtype
+  return {name: jnp.full([], jnp.nan, dtype) for name in options.metric_names()}
+
+
+def _top_eigenpair(
+  matvec: Callable[[jax.Array], jax.Array], start: jax.Array, num_steps: int
+) -> tuple[jax.Array, jax.Array]:
+  """The largest Ritz value of `num_steps` Lanczos steps from `start`, and its unit Ritz vector."""
+  result = krylov.lanczos_steps(matvec, start, num_steps)
+  tridiagonal = jnp.diag(result.alphas) + jnp.diag(result.betas, 1) + jnp.diag(result.betas, -1)
+  values, vectors = jnp.linalg.eigh(tridiagonal)
+  vector = result.basis.T @ vectors[:, -1]
+  return values[-1], vector / jnp.linalg.norm(vector)
+
+
+def measure(
+  loss_fn: Callable[[Any], jax.Array],
+  params: Any,
+  state: MonitorState,
+  options: CurvatureOptions,
+  *,
+  step: jax.Array,
+  opt_state: Any = None,
+) -> tuple[dict[str, jax.Array], MonitorState]:
+  """Every metric of `options` for `loss_fn` at `params` (traceable, vmappable).
+
+  Args:
+    loss_fn: params -> scalar, the objective on the monitored data.
+    params: the point.
+    state: the warm starts of the previous measurement (`init` before the first).
+    options: `CurvatureOptions`.
+    step: the training step, folded into the probes' key.
+    opt_state: the optimizer state, read by `options.preconditioner`.
+
+  Returns:
+    (metric name -> 0-d array, the new warm starts).
+  """
+  flat, unravel = ravel_pytree(params)
+
+  def flat_loss(x: jax.Array) -> jax.Array:
+    return loss_fn(unravel(x))
+
+  flat_grad = jax.grad(flat_loss)
+
+  def hvp(v: jax.Array) -> jax.Array:
+    return jax.jvp(flat_grad, (flat,), (v,))[1]
+
+  num_steps = min(options.lanczos_steps, flat.size)
+  lambda_max, top_vector = _top_eigenpair(hvp, state.top_vector, num_steps)
+  grad = flat_grad(flat)
+  key = jax.random.fold_in(jax.random.key(options.seed), step)
+  probes = jax.random.rademacher(key, (options.probes, flat.size), flat.dtype)
+  quadratic_forms = jax.vmap(lambda z: jnp.vdot(z, hvp(z)))(probes)
+  metrics = {
+    "lambda_max": lambda_max,
+    "hessian_trace": jnp.mean(quadratic_forms),
+    "g_hess_g": jnp.vdot(grad, hvp(grad)),
+    "g_dot_g": jnp.vdot(grad, grad),
+  }
+  new_state = state._replace(top_vector=top_vector)
+  if options.preconditioner is not None:
+    diagonal, _ = ravel_pytree(options.preconditioner(opt_state))
+    positive = jnp.all(diagonal > 0)
+    scale = jax.lax.rsqrt(jnp.where(positive, diagonal, 1.0)).astype(flat.dtype)
+    value, vector = _top_eigenpair(
+      lambda v: scale * hvp(scale * v), state.preconditioned_top_vector, num_steps
+    )
+    metrics[PRECONDITIONED_METRIC] = jnp.where(positive, value, jnp.nan)
+    new_state = new_state._replace(
+      preconditioned_top_vector=jnp.where(positive, vector, state.preconditioned_top_vector)
+    )
+  return metrics, new_state

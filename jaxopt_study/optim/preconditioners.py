@@ -1,0 +1,95 @@
+"""The diagonal preconditioner P of an adaptive method, read from its state.
+
+An adaptive method steps θ ← θ − η P⁻¹ m with a diagonal P built from its running squared
+gradients; its stability along the top eigenvector is governed by the preconditioned sharpness
+λ_max(P⁻¹H) (Cohen et al. 2022, "Adaptive gradient methods at the edge of stability", §2), which
+`hessian.tracking` measures during training. Each function here returns `opt_state -> P`, P a
+pytree shaped like the parameters:
+
+* `adam_preconditioner`: P = (1 − β₁ᵗ)(√r̂ + δ) with r̂ = r/(1 − β₂ᵗ) (Algorithm 8.7: the step is
+  −ε ŝ/(√r̂ + δ) = −ε s / P), as in Cohen et al. (2022), whose Adam threshold is
+  (2 + 2β₁)/((1 − β₁)η);
+* `rmsprop_preconditioner`: P = √(δ + r) (Algorithm 8.5), threshold 2/η;
+* `adagrad_preconditioner`: P = δ + √r (Algorithm 8.4), threshold 2/η.
+
+The state is found wherever it sits in the optimizer's state (a chain, `optax.inject_hyperparams`,
+`with_extra_args_support`); hyperparameters that `optax.inject_hyperparams` carries in the state
+(a sweep's axes: `b1`, `b2`, `eps`) override the function's arguments. Before the first step
+(t = 0) Adam's P is 0: the monitor reports NaN there.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxopt_study import validate
+from jaxopt_study.optim.first_order import BookAdagradState
+
+
+def _find(opt_state: Any, kind: type, optimizer: str) -> Any:
+  """The first node of type `kind` in `opt_state`, or a ValueError naming the optimizer."""
+  nodes = jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, kind))
+  found = [node for node in nodes if isinstance(node, kind)]
+  if not found:
+    raise ValueError(
+      f"{optimizer}_preconditioner: the optimizer state has no {kind.__name__}; is the "
+      f"optimizer {optimizer}?"
+    )
+  return found[0]
+
+
+def _injected(opt_state: Any, defaults: dict[str, float]) -> dict[str, Any]:
+  """`defaults`, overridden by hyperparameters `optax.inject_hyperparams` keeps in the state."""
+  kinds = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+  for node in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, kinds)):
+    if isinstance(node, kinds):
+      return defaults | {k: v for k, v in node.hyperparams.items() if k in defaults}
+  return defaults
+
+
+def adam_preconditioner(
+  b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> Callable[[Any], Any]:
+  """`opt_state -> (1 − β₁ᵗ)(√r̂ + δ)`, Adam's P (Cohen et al. 2022, eq. 2) for `optim.adam`."""
+  for name, value in (("b1", b1), ("b2", b2)):
+    validate.require_unit_interval(name, value, "adam_preconditioner")
+  validate.require_non_negative("eps", eps, "adam_preconditioner")
+
+  def preconditioner(opt_state: Any) -> Any:
+    state = _find(opt_state, optax.ScaleByAdamState, "adam")
+    h = _injected(opt_state, {"b1": b1, "b2": b2, "eps": eps})
+    t = jnp.asarray(state.count, jnp.float32)
+    first, second = 1 - jnp.power(h["b1"], t), 1 - jnp.power(h["b2"], t)
+    safe_second = jnp.where(second > 0, second, 1.0)
+    return jax.tree.map(
+      lambda r: (first * (jnp.sqrt(r / safe_second) + h["eps"])).astype(r.dtype), state.nu
+    )
+
+  return preconditioner
+
+
+def rmsprop_preconditioner(eps: float = 1e-6) -> Callable[[Any], Any]:
+  """`opt_state -> √(δ + r)`, RMSProp's P (Algorithm 8.5) for `optim.rmsprop`."""
+  validate.require_non_negative("eps", eps, "rmsprop_preconditioner")
+
+  def preconditioner(opt_state: Any) -> Any:
+    state = _find(opt_state, optax.ScaleByRmsState, "rmsprop")
+    delta = _injected(opt_state, {"eps": eps})["eps"]
+    return jax.tree.map(lambda r: jnp.sqrt(delta + r).astype(r.dtype), state.nu)
+
+  return preconditioner
+
+
+def adagrad_preconditioner(eps: float = 1e-7) -> Callable[[Any], Any]:
+  """`opt_state -> δ + √r`, AdaGrad's P (Algorithm 8.4) for `optim.adagrad`."""
+  validate.require_non_negative("eps", eps, "adagrad_preconditioner")
+
+  def preconditioner(opt_state: Any) -> Any:
+    state = _find(opt_state, BookAdagradState, "adagrad")
+    delta = _injected(opt_state, {"eps": eps})["eps"]
+    return jax.tree.map(lambda r: (delta + jnp.sqrt(r)).astype(r.dtype), state.sum_sq_grad)
+
+  return preconditioner

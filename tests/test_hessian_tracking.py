@@ -1,0 +1,155 @@
+"""The in-loop curvature monitor against exact dense eigenvalues, traces and quadratic forms."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from helpers import tiny_mlp_problem
+from jax.flatten_util import ravel_pytree
+
+from jaxopt_study import Problem, hessian, losses, optim, train
+from jaxopt_study import data as data_lib
+from jaxopt_study.hessian import tracking
+
+
+class TinyMLP(nnx.Module):
+  """64 -> 6 tanh -> 10: 460 parameters, small enough for a dense Hessian."""
+
+  def __init__(self, rngs: nnx.Rngs):
+    self.hidden = nnx.Linear(64, 6, rngs=rngs, param_dtype=jnp.float64)
+    self.out = nnx.Linear(6, 10, rngs=rngs, param_dtype=jnp.float64)
+
+  def __call__(self, x):
+    return self.out(jnp.tanh(self.hidden(x)))
+
+
+def _problem() -> Problem:
+  digits = data_lib.load_digits()
+  return Problem(
+    model=TinyMLP,
+    loss=lambda model, batch: losses.softmax_cross_entropy(model(batch[0]), batch[1]),
+    train_data=(jnp.asarray(digits.x_train[:150], jnp.float64), digits.y_train[:150]),
+  )
+
+
+def _dense(problem: Problem, result: train.TrainResult) -> tuple[np.ndarray, np.ndarray]:
+  """The exact Hessian of the training loss at the result's parameters, and the gradient."""
+  loss = problem.params_loss(result.model_state)
+  flat, unravel = ravel_pytree(result.params)
+
+  def flat_loss(x):
+    return loss(unravel(x), *problem.train_data)
+
+  return np.asarray(jax.hessian(flat_loss)(flat)), np.asarray(jax.grad(flat_loss)(flat))
+
+
+def test_measure_equals_dense_answers_on_a_tiny_mlp(x64):
+  params, loss = tiny_mlp_problem()
+  options = hessian.CurvatureOptions(lanczos_steps=22, probes=3000)
+  metrics, state = jax.jit(lambda p, s: tracking.measure(loss, p, s, options, step=jnp.asarray(0)))(
+    params, tracking.init(params, options)
+  )
+  flat, unravel = ravel_pytree(params)
+  matrix = np.asarray(jax.hessian(lambda x: loss(unravel(x)))(flat))
+  grad = np.asarray(jax.grad(lambda x: loss(unravel(x)))(flat))
+  eigenvalues, eigenvectors = np.linalg.eigh(matrix)
+  np.testing.assert_allclose(metrics["lambda_max"], eigenvalues[-1], rtol=1e-10)
+  np.testing.assert_allclose(metrics["g_hess_g"], grad @ matrix @ grad, rtol=1e-10)
+  np.testing.assert_allclose(metrics["g_dot_g"], grad @ grad, rtol=1e-12)
+  # Hutchinson: Var(zᵀHz) = 2 Σ_{i≠j} H_ij², the mean of 3000 probes within 4 standard errors
+  off_diagonal = matrix - np.diag(np.diag(matrix))
+  standard_error = np.sqrt(2 * np.sum(off_diagonal**2) / 3000)
+  assert abs(float(metrics["hessian_trace"]) - np.trace(matrix)) < 4 * standard_error
+  assert abs(abs(np.vdot(state.top_vector, eigenvectors[:, -1])) - 1) < 1e-8
+
+
+def test_preconditioned_top_eigenvalue_is_that_of_dense_p_inverse_h(x64):
+  params, loss = tiny_mlp_problem()
+  diagonal = jax.tree.map(
+    lambda x: 0.5 + jnp.arange(x.size, dtype=x.dtype).reshape(x.shape), params
+  )
+  options = hessian.CurvatureOptions(lanczos_steps=22, probes=1, preconditioner=lambda s: s)
+  metrics, _ = tracking.measure(
+    loss, params, tracking.init(params, options), options, step=jnp.asarray(0), opt_state=diagonal
+  )
+  flat, unravel = ravel_pytree(params)
+  matrix = np.asarray(jax.hessian(lambda x: loss(unravel(x)))(flat))
+  p = np.asarray(ravel_pytree(diagonal)[0])
+  expected = np.max(np.linalg.eigvals(matrix / p[:, None]).real)  # P⁻¹H, not symmetric
+  np.testing.assert_allclose(metrics["preconditioned_lambda_max"], expected, rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_monitor_in_training_equals_exact_top_eigenvalue_and_keeps_the_trajectory(x64):
+  problem = _problem()
+  common = dict(steps=40, batch_size=50, eval_every=10, seed=1)
+  plain = train.train(problem, optim.sgd(0.5), **common)
+  watched = train.train(problem, optim.sgd(0.5), curvature_every=20, **common)
+  for name in plain.history:  # bit for bit: the monitor reads the state, never writes it
+    np.testing.assert_array_equal(plain.history[name], watched.history[name])
+  jax.tree.map(np.testing.assert_array_equal, plain.params, watched.params)
+  measured = ~np.isnan(watched.history["lambda_max"])
+  np.testing.assert_array_equal(watched.history["step"][measured], [0, 20, 40])
+  for steps, value in zip([20, 40], watched.history["lambda_max"][measured][1:], strict=True):
+    at_step = train.train(problem, optim.sgd(0.5), **common | {"steps": steps})
+    matrix, grad = _dense(problem, at_step)
+    np.testing.assert_allclose(value, np.linalg.eigvalsh(matrix)[-1], rtol=1e-3)
+  matrix, grad = _dense(problem, watched)
+  np.testing.assert_allclose(watched.history["g_hess_g"][-1], grad @ matrix @ grad, rtol=1e-8)
+
+
+@pytest.mark.slow
+def test_adam_preconditioned_sharpness_in_training_equals_dense_value(x64):
+  problem = _problem()
+  options = hessian.CurvatureOptions(preconditioner=optim.adam_preconditioner(b1=0.8, eps=1e-6))
+  result = train.train(
+    problem,
+    optim.adam(0.01, b1=0.8, eps=1e-6),
+    steps=30,
+    batch_size=50,
+    eval_every=15,
+    curvature_every=15,
+    curvature=options,
+  )
+  assert np.isnan(result.history["preconditioned_lambda_max"][0])  # P = 0 before a step
+  adam_state = result.opt_state[0]
+  t = int(adam_state.count)
+  nu, _ = ravel_pytree(adam_state.nu)
+  p = (1 - 0.8**t) * (np.sqrt(np.asarray(nu) / (1 - 0.999**t)) + 1e-6)
+  matrix, _ = _dense(problem, result)
+  expected = np.linalg.eigvalsh(matrix / np.sqrt(p)[:, None] / np.sqrt(p)[None, :])[-1]
+  np.testing.assert_allclose(result.history["preconditioned_lambda_max"][-1], expected, rtol=1e-3)
+
+
+def test_preconditioner_reads_injected_hyperparameters():
+  params = {"w": jnp.ones((3,))}
+  injected = optax.inject_hyperparams(optim.adam)(learning_rate=0.1, b1=0.5)
+  state = injected.init(params)
+  _, state = injected.update({"w": jnp.full((3,), 2.0)}, state, params)
+  p = optim.adam_preconditioner(b1=0.9)(state)  # b1 = 0.5 from the state wins
+  expected = (1 - 0.5) * (np.sqrt(0.001 * 4.0 / (1 - 0.999)) + 1e-8)
+  np.testing.assert_allclose(p["w"], np.full(3, expected), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+  "kwargs, message",
+  [
+    (dict(curvature_every=0), "curvature_every"),
+    (dict(curvature_every=15), "multiple of eval_every"),
+    (dict(curvature=hessian.CurvatureOptions()), "curvature_every"),
+    (dict(curvature_every=10, curvature=hessian.CurvatureOptions(probes=0)), "probes"),
+    (dict(curvature_every=10, curvature=hessian.CurvatureOptions(examples=151)), "examples"),
+    (dict(curvature_every=10, curvature={"probes": 2}), "CurvatureOptions"),
+  ],
+)
+def test_bad_monitor_arguments_are_refused_by_name(kwargs, message, x64):
+  with pytest.raises((ValueError, TypeError), match=message):
+    train.train(_problem(), optim.sgd(0.1), steps=20, batch_size=10, eval_every=10, **kwargs)
+
+
+def test_preconditioner_of_the_wrong_optimizer_is_named():
+  state = optim.sgd(0.1).init({"w": jnp.ones(2)})
+  with pytest.raises(ValueError, match="ScaleByAdamState"):
+    optim.adam_preconditioner()(state)
