@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxopt_study import cli, optim, results, sweep, train
+from jaxopt_study import cli, hessian, optim, results, sweep, train
 from jaxopt_study import data as data_lib
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.results import read_csv
@@ -62,8 +62,11 @@ def history_array(result, members=None) -> np.ndarray:
   return np.asarray([[[values[(m, k, s)] for s in steps] for k in train.METRICS] for m in names])
 
 
-def run_alone(config: ml_collections.ConfigDict, row: dict, optimizer=None) -> train.TrainResult:
-  """The member of `row` trained by itself with `train.train` (by default with momentum)."""
+def run_alone(
+  config: ml_collections.ConfigDict, row: dict, optimizer=None, **train_options
+) -> train.TrainResult:
+  """The member of `row` trained by itself with `train.train` (by default with momentum);
+  `train_options` are more of its arguments."""
   options = {k: v for k, v in config.model.to_dict().items() if k not in ("name", "init_scale")}
   problem = problem_lib.builtin("mlp", data_lib.load_digits(), **options)
   return train.train(
@@ -75,6 +78,7 @@ def run_alone(config: ml_collections.ConfigDict, row: dict, optimizer=None) -> t
     eval_every=config.eval_every,
     seed=row["seed"],
     l2_penalty=config.get("l2_penalty", 0.0),
+    **train_options,
   )
 
 
@@ -140,6 +144,33 @@ def test_an_l2_penalized_member_equals_its_run_alone():
   assert row["final_train_loss"] == pytest.approx(alone.history["train_loss"][-1], rel=1e-5)
   unpenalized = sweep.run_config(make_config({"learning_rate": [0.1]})).table[0]
   assert row["final_train_loss"] > unpenalized["final_train_loss"]
+
+
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
+def test_the_curvature_monitor_gives_each_member_its_values_alone():
+  """λ_max, tr H, gᵀHg, gᵀg and Adam's preconditioned λ_max of every member, measured at once
+  inside the vmapped program, equal the member's run alone; unmeasured steps are NaN."""
+  config = make_config({"batch_size": [250, 1000], "learning_rate": [0.01, 0.03]})
+  config.optimizer = ml_collections.ConfigDict({"name": "adam"})
+  config.curvature_every = 16
+  config.curvature = {"preconditioned": True, "probes": 2}
+  result = sweep.run_config(config)
+  names = hessian.CurvatureOptions(preconditioner=len).metric_names()
+  for row in result.table[::3]:
+    alone = run_alone(
+      config,
+      row,
+      optim.adam(row["learning_rate"]),
+      curvature_every=16,
+      curvature=hessian.CurvatureOptions(probes=2, preconditioner=optim.adam_preconditioner()),
+    )
+    member = [r for r in result.history if r["member"] == row["member"]]
+    ours = {k: [r["value"] for r in member if r["metric"] == k] for k in names}
+    for name in names:
+      np.testing.assert_allclose(ours[name], alone.history[name], rtol=2e-3, err_msg=name)
+    measured = ~np.isnan(alone.history["lambda_max"])
+    np.testing.assert_array_equal(alone.history["step"][measured], [0, 16, 24])
+    assert row["final_lambda_max"] == pytest.approx(alone.history["lambda_max"][-1], rel=2e-3)
 
 
 def test_an_integer_hyperparameter_is_static_and_refused_as_an_axis():

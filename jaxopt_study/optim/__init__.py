@@ -27,6 +27,7 @@ from jaxopt_study.optim.first_order import (
   sgd,
 )
 from jaxopt_study.optim.preconditioners import (
+  PRECONDITIONERS,
   adagrad_preconditioner,
   adam_preconditioner,
   rmsprop_preconditioner,
@@ -75,6 +76,7 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
 
 __all__ = [
   "OPTIMIZERS",
+  "PRECONDITIONERS",
   "BookAdagradState",
   "BookMomentumState",
   "BFGSState",

@@ -93,3 +93,10 @@ def adagrad_preconditioner(eps: float = 1e-7) -> Callable[[Any], Any]:
     return jax.tree.map(lambda r: (delta + jnp.sqrt(r)).astype(r.dtype), state.sum_sq_grad)
 
   return preconditioner
+
+
+PRECONDITIONERS: dict[str, Callable[..., Callable[[Any], Any]]] = {
+  "adam": adam_preconditioner,
+  "rmsprop": rmsprop_preconditioner,
+  "adagrad": adagrad_preconditioner,
+}

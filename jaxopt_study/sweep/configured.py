@@ -12,8 +12,11 @@ A sweep config (`configs/sweep_init_batch.py`) names its problem, either built i
 and `optimizer` (an `optim.OPTIMIZERS` name and its hyperparameters by their Optax names),
 `seed`, `steps`, `batch_size`, `learning_rate`, `eval_every`, and `sweep` (axis -> values);
 optional `sampling`, `patience`, `early_stopping`, `l2_penalty`, `checkpoint_every`,
-`divergence_factor`. A built-in classification problem stops early on `test_error` by default,
-so its table has `best_test_error`.
+`divergence_factor`, and `curvature_every` with an optional `curvature` block (the in-loop
+curvature monitor: `lanczos_steps`, `probes`, `examples`, and `preconditioned=True` for the
+preconditioned sharpness of the optimizer's `optim.PRECONDITIONERS` entry, with its δ and β's).
+A built-in classification problem stops early on `test_error` by default, so its table has
+`best_test_error`.
 """
 
 import functools
@@ -25,6 +28,7 @@ import ml_collections
 
 from jaxopt_study import optim
 from jaxopt_study.config import ConfigError, build_problem
+from jaxopt_study.hessian import CurvatureOptions
 from jaxopt_study.sweep import grid, runner
 
 
@@ -55,6 +59,31 @@ def _bound(name: str, static: tuple[tuple[str, Any], ...]):
   return functools.partial(optim.OPTIMIZERS[name], **dict(static))
 
 
+def curvature_options(config: ml_collections.ConfigDict) -> CurvatureOptions | None:
+  """The monitor's options from the config's `curvature` block (None without one)."""
+  if config.get("curvature", None) is None:
+    return None
+  options = config.curvature.to_dict()
+  preconditioned = options.pop("preconditioned", False)
+  if unknown := sorted(set(options) - set(CurvatureOptions._fields) - {"preconditioner"}):
+    raise ConfigError(f"curvature has no option {', '.join(unknown)}")
+  if "preconditioner" in options:
+    raise ConfigError("curvature.preconditioner: set curvature.preconditioned=True instead")
+  if preconditioned:
+    name = config.optimizer.name
+    if name not in optim.PRECONDITIONERS:
+      raise ConfigError(
+        f"curvature.preconditioned=True: optimizer {name!r} has no diagonal preconditioner; "
+        f"one of {sorted(optim.PRECONDITIONERS)} has"
+      )
+    make = optim.PRECONDITIONERS[name]
+    known = inspect.signature(make).parameters
+    options["preconditioner"] = make(
+      **{k: v for k, v in config.optimizer.to_dict().items() if k in known}
+    )
+  return CurvatureOptions(**options)
+
+
 def arguments(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """`sweep.run`'s arguments from a config: problem, optimizer, axes and the run settings."""
   problem = build_problem(config)
@@ -81,6 +110,8 @@ def arguments(config: ml_collections.ConfigDict) -> dict[str, Any]:
     "l2_penalty": config.get("l2_penalty", 0.0),
     "checkpoint_every": config.get("checkpoint_every", None),
     "divergence_factor": config.get("divergence_factor", 10.0),
+    "curvature_every": config.get("curvature_every", None),
+    "curvature": curvature_options(config),
   }
 
 

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from jaxopt_study import problem as problem_lib
 from jaxopt_study import train, validate
+from jaxopt_study.hessian import tracking
 
 BASE_AXES = ("init_scale", "batch_size", "seed")
 MAX_BATCH_RATIO = 4
@@ -65,6 +66,8 @@ class Plan(NamedTuple):
   early_stopping: str | None
   l2_penalty: float
   divergence_factor: float
+  curvature_every: int | None = None
+  curvature: tracking.CurvatureOptions | None = None
 
 
 def integer_hyperparameters(factory: Callable[..., Any]) -> tuple[str, ...]:
@@ -117,6 +120,8 @@ def check(
   l2_penalty: float = 0.0,
   checkpoint_every: int | None = None,
   divergence_factor: float = 10.0,
+  curvature_every: int | None = None,
+  curvature: tracking.CurvatureOptions | None = None,
 ) -> Plan:
   """Validates a sweep and returns its `Plan`; nothing is compiled.
 
@@ -155,6 +160,9 @@ def check(
     raise ValueError(f"sweep: divergence_factor={divergence_factor!r} must be a number > 1")
   pure = problem_lib.pure(problem)
   train.check_early_stopping(early_stopping, patience, pure.metric_names, "sweep")
+  train.check_curvature(curvature_every, curvature, eval_every, problem.num_train, "sweep")
+  if curvature_every is not None and curvature is None:
+    curvature = tracking.CurvatureOptions()
 
   axes = dict(axes)
   integers = integer_hyperparameters(optimizer)
@@ -198,6 +206,8 @@ def check(
     steps=steps,
     eval_every=eval_every,
     checkpoint_every=checkpoint_every,
+    curvature_every=curvature_every,
+    curvature=curvature,
     sampling=sampling,
     patience=patience,
     early_stopping=early_stopping,

@@ -6,7 +6,8 @@ the loss, the group's largest batch size) runs as two programs of the member axi
 * `start`: initializes each member's optimizer on its initial parameters (built on the host by
   `problem.Pure.initial` with the member's seed and init scale, as a run alone builds them) and
   evaluates it at step 0;
-* `segment`: continues every member for a number of evaluation blocks (steps, then an evaluation).
+* `segment`: continues every member for a number of evaluation blocks (steps, then an evaluation,
+  and the curvature monitor at the blocks its `measure` flags name, for every member at once).
 
 Per-member values (seed, init scale, batch size, every optimizer hyperparameter) are
 traced inputs (`MemberInputs`), so new values never recompile. The member axis is sharded over a
@@ -30,6 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxopt_study import problem as problem_lib
 from jaxopt_study import train
+from jaxopt_study.hessian import tracking
 from jaxopt_study.sweep import grid
 
 MEMBER_AXIS = "members"
@@ -48,6 +50,7 @@ class ProgramSpec(NamedTuple):
   max_batch_size: int
   masked: bool  # members of several batch sizes: the loss is weighted by the batch mask
   l2_penalty: float = 0.0
+  curvature: tracking.CurvatureOptions | None = None  # the in-loop curvature monitor
 
 
 class MemberInputs(NamedTuple):
@@ -104,7 +107,7 @@ class MemberFunctions(NamedTuple):
   """A group's functions of the member axis, and the shapes of one member's model."""
 
   start: Callable  # (params, model_state, inputs, data) -> (TrainState, history of 1 block)
-  segment: Callable  # (state, inputs, data, block_lengths) -> (TrainState, history)
+  segment: Callable  # (state, inputs, data, block_lengths, measure) -> (TrainState, history)
   params: Any  # one member's abstract parameters (ShapeDtypeStruct leaves)
   model_state: Any
 
@@ -135,6 +138,7 @@ def member_functions(spec: ProgramSpec) -> MemberFunctions:
       early_stopping=spec.early_stopping,
       freeze_nonfinite=True,
       l2_penalty=spec.l2_penalty,
+      curvature=spec.curvature,
     )
 
   def vmapped(piece: str, *in_axes):
@@ -144,8 +148,20 @@ def member_functions(spec: ProgramSpec) -> MemberFunctions:
 
   init, update = vmapped("init", 0, 0), vmapped("update", 0, 0, 0 if spec.masked else None)
   evaluate, record = vmapped("evaluate", 0, 0, None), vmapped("record", 0, 0)
+  monitor = vmapped("monitor", 0, None) if spec.curvature is not None else None
 
-  def segment(state: train.TrainState, inputs: MemberInputs, data, block_lengths: jax.Array):
+  def skip_monitor(inputs: MemberInputs, state: train.TrainState, data):
+    del inputs, data
+    nan = jnp.full(state.step.shape, jnp.nan, jnp.result_type(float))
+    return state, {name: nan for name in spec.curvature.metric_names()}
+
+  def segment(
+    state: train.TrainState,
+    inputs: MemberInputs,
+    data,
+    block_lengths: jax.Array,
+    measure: jax.Array,
+  ):
     num_train = data.train[0].shape[0]
     keys = jax.vmap(jax.random.key)(inputs.seed)
     steps_per_epoch = num_train // inputs.batch_size
@@ -172,19 +188,26 @@ def member_functions(spec: ProgramSpec) -> MemberFunctions:
       state = update(inputs, state, batch, weights if spec.masked else None)
       return state, orders, epochs
 
-    def block(carry, num_steps):
+    def block(carry, schedule):
+      num_steps, measured = schedule
       state, orders, epochs = jax.lax.fori_loop(0, num_steps, one_step, carry)
       metrics = evaluate(inputs, state.params, state.model_state, data)
-      return (record(inputs, state, metrics), orders, epochs), metrics
+      state = record(inputs, state, metrics)
+      if monitor is not None:  # the flag is the same for every member: one branch runs
+        state, more = jax.lax.cond(measured, monitor, skip_monitor, inputs, state, data)
+        metrics = metrics | more
+      return (state, orders, epochs), metrics
 
     epochs = state.step // steps_per_epoch
     orders = epoch_orders(epochs) if spec.sampling == "epoch" else jnp.zeros([0], jnp.int32)
-    (state, _, _), history = jax.lax.scan(block, (state, orders, epochs), block_lengths)
+    schedule = (block_lengths, measure)
+    (state, _, _), history = jax.lax.scan(block, (state, orders, epochs), schedule)
     return state, {k: v.T for k, v in history.items()}  # (blocks, members) -> (members, blocks)
 
   def start(params, model_state, inputs: MemberInputs, data: problem_lib.Data):
     first_block = jnp.zeros([1], jnp.int32)  # no step: the evaluation at step 0
-    return segment(init(inputs, params, model_state), inputs, data, first_block)
+    measure = jnp.ones([1], bool)  # and the monitor's first measurement
+    return segment(init(inputs, params, model_state), inputs, data, first_block, measure)
 
   return MemberFunctions(
     start=start, segment=segment, params=pure.params_shape, model_state=pure.model_state_shape
@@ -238,14 +261,16 @@ def state_avals(spec: ProgramSpec, num_members: int, data: problem_lib.Data, mes
 def compiled_segment(
   spec: ProgramSpec, num_members: int, num_blocks: int, data: problem_lib.Data, mesh: Mesh
 ) -> jax.stages.Compiled:
-  """`segment` of `num_blocks` blocks: (state, inputs, data, lengths) -> (state, history)."""
+  """`segment` of `num_blocks` blocks: (state, inputs, data, lengths, measure) -> (state,
+  history)."""
   members = NamedSharding(mesh, PartitionSpec(MEMBER_AXIS))
   replicated = NamedSharding(mesh, PartitionSpec())
   state = state_avals(spec, num_members, data, mesh)
   inputs = _input_avals(spec, num_members, mesh)
   lengths = jax.ShapeDtypeStruct((num_blocks,), jnp.int32, sharding=replicated)
+  measure = jax.ShapeDtypeStruct((num_blocks,), jnp.bool_, sharding=replicated)
   jitted = jax.jit(member_functions(spec).segment, out_shardings=members)
-  return jitted.lower(state, inputs, data, lengths).compile()
+  return jitted.lower(state, inputs, data, lengths, measure).compile()
 
 
 def program_bytes(compiled: jax.stages.Compiled) -> int:

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from jaxopt_study import problem as problem_lib
 from jaxopt_study import results, train
+from jaxopt_study.hessian.tracking import CurvatureOptions
 from jaxopt_study.results import RunDir, history_rows, member_arrays
 from jaxopt_study.sweep import grid, program
 from jaxopt_study.sweep.checkpoint import ChunkCheckpoint
@@ -87,6 +88,8 @@ def run(
   checkpoint_every: int | None = None,
   divergence_factor: float = 10.0,
   config: dict[str, Any] | None = None,
+  curvature_every: int | None = None,
+  curvature: CurvatureOptions | None = None,
 ) -> SweepResult:
   """Trains every member of the Cartesian product of `axes` for `steps` steps, vmapped.
 
@@ -119,6 +122,8 @@ def run(
       times its initial training loss at an evaluation, is flagged `diverged`.
     config: what the run folder's `config.json` records (default: a description of the problem
       and of these arguments); a folder holding another one is refused.
+    curvature_every, curvature: the curvature monitor, as in `train.train`, run for every member
+      at once inside the vmapped program (each member's values equal its run alone).
 
   Returns:
     A `SweepResult`.
@@ -139,6 +144,8 @@ def run(
     l2_penalty=l2_penalty,
     checkpoint_every=checkpoint_every,
     divergence_factor=divergence_factor,
+    curvature_every=curvature_every,
+    curvature=curvature,
   )
   if config is None and out_dir is not None:
     config = describe(
@@ -177,6 +184,9 @@ def _run_plan(
     data=data,
     data_aval=program.data_avals(host_data, mesh),
     segments=_segments(plan),
+    measures=_segments(
+      plan, train.curvature_schedule(plan.steps, plan.eval_every, plan.curvature_every)
+    ),
     run_dir=run_dir,
     bar=tqdm(
       total=len(plan.members) * plan.steps,
@@ -258,6 +268,18 @@ def describe(plan: grid.Plan, axes: dict[str, list], **arguments: Any) -> dict[s
     "early_stopping": plan.early_stopping,
     "l2_penalty": plan.l2_penalty,
     "divergence_factor": plan.divergence_factor,
+    "curvature_every": plan.curvature_every,
+    "curvature": None if plan.curvature is None else describe_curvature(plan.curvature),
+  }
+
+
+def describe_curvature(options: CurvatureOptions) -> dict[str, Any]:
+  """The monitor's options as JSON (the preconditioner by its function's name)."""
+  preconditioner = options.preconditioner
+  return options._asdict() | {
+    "preconditioner": None
+    if preconditioner is None
+    else getattr(preconditioner, "__qualname__", repr(preconditioner))
   }
 
 
@@ -270,6 +292,7 @@ class _Context:
   data: Any  # the replicated `problem.Data`
   data_aval: Any
   segments: list[np.ndarray]
+  measures: list[np.ndarray]  # per segment: the blocks where the curvature monitor measures
   run_dir: RunDir | None
   bar: Any  # tqdm
   stats: dict[str, Any]
@@ -277,9 +300,11 @@ class _Context:
   initial_models: dict[tuple[int, float], Any] = dataclasses.field(default_factory=dict)
 
 
-def _segments(plan: grid.Plan) -> list[np.ndarray]:
-  """The evaluation blocks after step 0 (lengths in steps), cut into checkpointed segments."""
-  blocks = np.diff(train.eval_steps(plan.steps, plan.eval_every))
+def _segments(plan: grid.Plan, per_evaluation: np.ndarray | None = None) -> list[np.ndarray]:
+  """The evaluation blocks after step 0 (lengths in steps), cut into checkpointed segments; or
+  `per_evaluation`'s values (one per evaluation, step 0's first) cut the same way."""
+  evaluations = train.eval_steps(plan.steps, plan.eval_every)
+  blocks = np.diff(evaluations) if per_evaluation is None else per_evaluation[1:]
   per_segment = plan.checkpoint_every // plan.eval_every
   return [blocks[i : i + per_segment] for i in range(0, len(blocks), per_segment)]
 
@@ -295,6 +320,7 @@ def _spec(plan: grid.Plan, group: tuple[int, ...]) -> program.ProgramSpec:
     max_batch_size=max(group),
     masked=len(group) > 1,
     l2_penalty=plan.l2_penalty,
+    curvature=plan.curvature,
   )
 
 
@@ -384,9 +410,14 @@ def _run_chunk(
   steps_done = int(sum(s.sum() for s in context.segments[: _segments_done(context, blocks_done)]))
   context.bar.update(len(chunk) * steps_done)
   replicated = NamedSharding(mesh, PartitionSpec())
-  for lengths in context.segments[_segments_done(context, blocks_done) :]:
+  first = _segments_done(context, blocks_done)
+  for lengths, measure in zip(context.segments[first:], context.measures[first:], strict=True):
     state, more = segments[len(lengths)](
-      state, inputs, context.data, program.put(lengths.astype(np.int32), replicated)
+      state,
+      inputs,
+      context.data,
+      program.put(lengths.astype(np.int32), replicated),
+      program.put(measure, replicated),
     )
     history = {k: jnp.concatenate([history[k], more[k]], axis=1) for k in history}
     blocks_done += len(lengths)
@@ -408,6 +439,7 @@ def _run_chunk(
   context.stats["chunks"] += 1
   steps = train.eval_steps(plan.steps, plan.eval_every)
   names = problem_lib.pure(plan.problem).metric_names
+  names += plan.curvature.metric_names() if plan.curvature is not None else ()
   records = []
   for i, member in enumerate(chunk):
     member_history = {k: history[k][i] for k in names} | {"step": steps}
