@@ -9,6 +9,9 @@ experiment (`experiments/NAME.py`, one `Experiment` subclass, listed in chapter 
 * what to run: `run(config, members, progress) -> Results` (table rows, history rows, arrays);
   work kept with `members.get(name, compute)` is resumed by a later run in the same folder;
 * how to summarize: `summarize(config, results) -> claims` (the `summary.json` the tour shows);
+* how to judge: `CRITERIA` (claim name -> `Criterion`, a comparison in code: `above`, `below`),
+  whose verdicts — reproduced, not reproduced, inconclusive — `summary.json` keeps under
+  `verdicts` and the reports print beside the published values (STYLE rule 20);
 * which figures: `plot(out_dir) -> [png paths]`, drawn from the files written.
 
 `execute` does the rest, the same for all: check -> resume -> run -> write files -> report. Used by
@@ -27,6 +30,63 @@ import numpy as np
 from jaxopt_study import report, validate
 from jaxopt_study.config import apply_overrides, load_config
 from jaxopt_study.results import RunDir, load_or_compute
+
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+VERDICTS_KEY = "verdicts"
+
+Criterion = Callable[[Mapping[str, Any]], "bool | None"]
+
+
+def _lookup(summary: Mapping[str, Any], path: str) -> Any:
+  value: Any = summary
+  for part in path.split("."):
+    if not isinstance(value, Mapping) or part not in value:
+      raise KeyError(f"criterion: the summary has no {path!r} (missing {part!r})")
+    value = value[part]
+  return value
+
+
+def _compare(
+  path: str, threshold: float, standard_error: str | None, sign: float, margin: float
+) -> Criterion:
+  def judge(summary: Mapping[str, Any]) -> bool | None:
+    value = _lookup(summary, path)
+    errors = _lookup(summary, standard_error) if standard_error else None
+    if isinstance(value, Mapping):  # one value per setting (per η, per depth): all must hold
+      judged = [judge_one(v, None if errors is None else errors[k]) for k, v in value.items()]
+      if any(j is False for j in judged):
+        return False
+      return None if any(j is None for j in judged) else True
+    return judge_one(value, errors)
+
+  def judge_one(value: Any, error: Any) -> bool | None:
+    if value is None or not np.isfinite(value):
+      return None
+    distance = sign * (float(value) - threshold)
+    if error is not None and abs(distance) <= margin * float(error):
+      return None
+    return distance > 0
+
+  return judge
+
+
+def above(path: str, threshold: float, *, standard_error: str | None = None) -> Criterion:
+  """The claim holds when the summary's value at `path` ("key" or "key.sub") is > `threshold`
+  (every value, for a dict of values); inconclusive when it is within 2 standard errors (the
+  summary's value at `standard_error`) of the threshold, or not finite."""
+  return _compare(path, threshold, standard_error, 1.0, 2.0)
+
+
+def below(path: str, threshold: float, *, standard_error: str | None = None) -> Criterion:
+  """As `above`, for a value < `threshold`."""
+  return _compare(path, threshold, standard_error, -1.0, 2.0)
+
+
+def verdict(holds: bool | None) -> str:
+  """The verdict of a criterion that holds (True), fails (False) or cannot decide (None)."""
+  if holds is None:
+    return INCONCLUSIVE
+  return REPRODUCED if holds else NOT_REPRODUCED
 
 
 class Results(NamedTuple):
@@ -65,6 +125,7 @@ class Experiment:
   SECTION: ClassVar[str] = ""
   DESCRIPTION: ClassVar[str] = ""
   PUBLISHED: ClassVar[Mapping[str, str]] = {}
+  CRITERIA: ClassVar[Mapping[str, Criterion]] = {}
   FIELDS: ClassVar[Mapping[str, validate.Rule]] = {}
 
   def check(self, config: ml_collections.ConfigDict) -> None:
@@ -85,6 +146,10 @@ class Experiment:
   def plot(self, out_dir: Path) -> list[Path]:
     raise NotImplementedError
 
+  def verdicts(self, summary: Mapping[str, Any]) -> dict[str, str]:
+    """claim -> reproduced / not reproduced / inconclusive, by `CRITERIA` on the summary."""
+    return {claim: verdict(criterion(summary)) for claim, criterion in self.CRITERIA.items()}
+
   def results(
     self, config: ml_collections.ConfigDict, run_dir: RunDir | None = None, progress: bool = False
   ) -> tuple[Results, dict[str, Any]]:
@@ -97,7 +162,10 @@ class Experiment:
     self, config: ml_collections.ConfigDict, run_dir: RunDir | None, progress: bool
   ) -> tuple[Results, dict[str, Any]]:
     results = self.run(config, Members(run_dir), progress)
-    return results, self.summarize(config, results)
+    summary = self.summarize(config, results)
+    if self.CRITERIA:
+      summary[VERDICTS_KEY] = self.verdicts(summary)
+    return results, summary
 
 
 class Prepared(NamedTuple):
@@ -162,6 +230,7 @@ def execute(
       description=found.DESCRIPTION,
       config=config.to_dict(),
       summary=summary,
+      published=found.PUBLISHED,
       table=results.table,
       figures=figures,
     )

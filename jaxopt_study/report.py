@@ -82,14 +82,16 @@ def write_report(
   summary: Mapping[str, Any],
   table: Sequence[Mapping[str, Any]],
   figures: Sequence[Path],
+  published: Mapping[str, str] | None = None,
 ) -> Path:
-  """Writes a self-contained HTML page: description, summary, figures, results table, config."""
+  """Writes a self-contained HTML page: description, summary (each claim beside its published
+  value and verdict, when there are), figures, results table, config."""
   parts = [
     _head(title),
     f"<h1>{html.escape(title)}</h1>",
     f"<p>{html.escape(description)}</p>",
     "<h2>Summary</h2>",
-    _table([{"quantity": k, "value": _format(v)} for k, v in summary.items()]),
+    _table(claim_rows(summary, published or {}, "quantity", "value")),
     "<h2>Figures</h2>",
     _figures(figures),
     "<h2>Results</h2>",
@@ -118,7 +120,8 @@ def write_tour_report(
     chapter: (section number, title) in the book's order; an experiment belongs to the first
       whose number prefixes its `section`, else to the last.
     experiments: dicts with name, title, section, description, config, folder (relative to the
-      report), seconds, claims (rows of claim / ours / published), figures (PNG paths), error
+      report), seconds, claims (rows of claim / ours / published / verdict, as `claim_rows`),
+      figures (PNG paths), error
       (traceback text or None) and hessian (a classification dict with a title, or None).
   """
   groups: dict[str, list[Mapping[str, Any]]] = {number: [] for number, _ in chapter}
@@ -143,6 +146,8 @@ def write_tour_report(
     + " Each section follows Goodfellow, Bengio &amp; Courville, <i>Deep Learning</i> (2016), "
     "chapter 8. Claims are this run's numbers; the published column gives the value or direction "
     "reported in the cited work.</p>",
+    "<h2>What reproduced</h2>",
+    _verdict_table(experiments),
     "<nav><h2>Contents</h2><ol>",
   ]
   for number, name in chapter:
@@ -181,6 +186,41 @@ def write_tour_report(
   ]
   write_atomic(path, "\n".join(parts))
   return path
+
+
+def claim_rows(
+  summary: Mapping[str, Any], published: Mapping[str, str], name: str, value: str
+) -> list[dict[str, Any]]:
+  """One row per claim of a summary: its value, and the published value and the verdict (the
+  summary's `verdicts`) where there are."""
+  verdicts = summary.get("verdicts", {})
+  rows = []
+  for key, measured in summary.items():
+    if key == "verdicts":
+      continue
+    row = {name: key, value: measured}
+    if published:
+      row["published"] = published.get(key, "")
+    if verdicts:
+      row["verdict"] = verdicts.get(key, "")
+    rows.append(row)
+  return rows
+
+
+def _verdict_table(experiments: Sequence[Mapping[str, Any]]) -> str:
+  """Every judged claim of the tour: experiment, claim, verdict, published value."""
+  rows = [
+    {
+      "experiment": entry["name"],
+      "claim": row["claim"],
+      "verdict": row["verdict"],
+      "published": row.get("published", ""),
+    }
+    for entry in experiments
+    for row in entry["claims"]
+    if row.get("verdict")
+  ]
+  return _table(rows, links={"experiment": "#{}"}, css_class="claims")
 
 
 def _tour_entry(entry: Mapping[str, Any]) -> str:

@@ -196,10 +196,7 @@ def _report_entry(outcome: Outcome, out: Path, verdict: dict | None) -> dict[str
     "config": str(outcome.config_path.relative_to(outcome.config_path.parents[1])),
     "folder": outcome.out.relative_to(out).as_posix(),
     "seconds": outcome.seconds,
-    "claims": [
-      {"claim": name, "ours": value, "published": outcome.published.get(name, "")}
-      for name, value in outcome.summary.items()
-    ],
+    "claims": report.claim_rows(outcome.summary, outcome.published, "claim", "ours"),
     "figures": figures,
     "error": outcome.error,
     "hessian": extra,

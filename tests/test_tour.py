@@ -28,7 +28,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from jaxopt_study.experiment import Experiment, Results
+from jaxopt_study.experiment import Experiment, Results, above
 
 
 class StandIn(Experiment):
@@ -37,6 +37,7 @@ class StandIn(Experiment):
   SECTION = "{section}"
   DESCRIPTION = "A stand-in experiment that {what}."
   PUBLISHED = {{"doubled": "twice the value (a test)"}}
+  CRITERIA = {{"doubled": above("doubled", 8)}}
 
   def check_more(self, config):
     if config.value < 0:
@@ -113,11 +114,28 @@ def test_sections_follow_the_chapter_with_claims_beside_published_values(stand_i
   assert headings == ["8.1", "8.2", "8.7"]
   assert html.index("id='alpha_early'") < html.index("id='broken'") < html.index("id='zeta_late'")
   claims = re.search(r"id='alpha_early'.*?<table class='claims'>(.*?)</table>", html, re.S)[1]
-  assert "<td>doubled</td><td>10</td><td>twice the value (a test)</td>" in claims
-  assert "<td>plain</td><td>1</td><td></td>" in claims
+  assert "<td>doubled</td><td>10</td><td>twice the value (a test)</td><td>reproduced</td>" in claims
+  assert "<td>plain</td><td>1</td><td></td><td></td>" in claims
   assert html.count("data:image/png;base64,") == 2  # the two that ran; none for the failure
   for name in STAND_INS:
     assert f"href='{name}/report.html'" in html
+
+
+def test_the_verdicts_of_every_experiment_head_the_report(stand_in_tour):
+  """CRITERIA judge each summary (doubled > 8): summary.json keeps the verdicts, and one table
+  at the top of the tour lists them before the contents."""
+  _, out = stand_in_tour
+  for name, expected in (("alpha_early", "reproduced"), ("zeta_late", "not reproduced")):
+    summary = json.loads((out / name / "summary.json").read_text())
+    assert summary["verdicts"] == {"doubled": expected}
+  html = (out / "report.html").read_text()
+  top = html[html.index("What reproduced") : html.index("<h2>Contents")]
+  assert "<a href='#alpha_early'>alpha_early</a></td><td>doubled</td><td>reproduced</td>" in top
+  assert "<a href='#zeta_late'>zeta_late</a></td><td>doubled</td><td>not reproduced</td>" in top
+  single = (out / "zeta_late" / "report.html").read_text()
+  assert "<td>doubled</td><td>6</td><td>twice the value (a test)</td><td>not reproduced</td>" in (
+    single
+  )
 
 
 def test_full_and_only_choose_the_configs(stand_in_repo, tmp_path):

@@ -1,0 +1,46 @@
+"""The skeleton's verdicts: `above` / `below` criteria on a summary, with standard errors."""
+
+import math
+
+import pytest
+
+from jaxopt_study.experiment import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, above, below, verdict
+
+
+@pytest.mark.parametrize(
+  "criterion, summary, expected",
+  [
+    (above("ratio", 1.0), {"ratio": 1.5}, True),
+    (above("ratio", 1.0), {"ratio": 0.5}, False),
+    (below("ratio", 1.0), {"ratio": 0.5}, True),
+    # within 2 standard errors of the threshold: cannot decide
+    (above("ratio", 1.0, standard_error="ratio_se"), {"ratio": 1.5, "ratio_se": 0.3}, None),
+    (above("ratio", 1.0, standard_error="ratio_se"), {"ratio": 1.5, "ratio_se": 0.2}, True),
+    (below("ratio", 1.0, standard_error="ratio_se"), {"ratio": 1.5, "ratio_se": 0.2}, False),
+    (above("ratio", 1.0), {"ratio": math.nan}, None),
+    (above("ratio", 1.0), {"ratio": None}, None),
+    # one value per setting: all must hold; one failure fails; else one undecided is undecided
+    (above("by_rate.x", 0), {"by_rate": {"x": {"a": 1.0, "b": 2.0}}}, True),
+    (above("by_rate.x", 0), {"by_rate": {"x": {"a": 1.0, "b": -2.0}}}, False),
+    (
+      above("r", 0, standard_error="se"),
+      {"r": {"a": 1.0, "b": 0.1}, "se": {"a": 0.1, "b": 1}},
+      None,
+    ),
+  ],
+)
+def test_criteria_judge_the_summary(criterion, summary, expected):
+  assert criterion(summary) is expected
+
+
+def test_a_missing_claim_names_the_key():
+  with pytest.raises(KeyError, match="'by_rate.x'.*missing 'x'"):
+    above("by_rate.x", 0)({"by_rate": {}})
+
+
+def test_verdict_words():
+  assert [verdict(True), verdict(False), verdict(None)] == [
+    REPRODUCED,
+    NOT_REPRODUCED,
+    INCONCLUSIVE,
+  ]
