@@ -49,6 +49,9 @@ from jaxopt_study.hessian import tracking
 
 METRICS = ("train_loss", "grad_norm", "train_error", "test_loss", "test_error")  # built-in
 SAMPLINGS = ("epoch", "replacement")
+MINIBATCH_LOG = ("loss", "grad_norm")  # `make_train_loop(..., log_steps=n)`, per step
+MAX_STEPS = 2**31 - 1  # the step counters are int32
+MAX_SEED = 2**32 - 1  # jax.random.key keeps 32 bits of a seed: 2**32 would be seed 0 again
 
 
 class TrainState(NamedTuple):
@@ -58,7 +61,8 @@ class TrainState(NamedTuple):
   `best_params`). `diverged` is set, and `diverged_at_step` holds t (−1 before), when the loop
   freezes a run (`make_train_loop(..., freeze_nonfinite=True)`) whose minibatch loss at θ_t or
   whose update θ_{t+1} is non-finite: it keeps θ_t, the last finite parameters (their loss may
-  have overflowed). `curvature` holds the curvature monitor's warm starts (None without one).
+  have overflowed). `curvature` holds the curvature monitor's warm starts (None without one);
+  `minibatches` the per-step log of `make_train_loop(..., log_steps=n)` (None without one).
   """
 
   params: optax.Params
@@ -73,6 +77,7 @@ class TrainState(NamedTuple):
   diverged: jax.Array
   diverged_at_step: jax.Array
   curvature: tracking.MonitorState | None = None
+  minibatches: dict[str, jax.Array] | None = None
 
 
 class TrainResult(NamedTuple):
@@ -87,6 +92,9 @@ class TrainResult(NamedTuple):
     best_params: parameters at the evaluation with the lowest early-stopping metric (without
       early stopping: the last evaluation's).
     best_step: the step of that evaluation.
+    minibatches: with `train(..., log_minibatches=True)`, the minibatch of every step t = 0, ...,
+      steps − 1: `step`, `loss` (its loss at θ_t, the one the step descended) and `grad_norm`
+      (‖∇ of that loss‖, the quantity of Fig. 8.1); empty otherwise.
   """
 
   params: optax.Params
@@ -95,6 +103,7 @@ class TrainResult(NamedTuple):
   history: dict[str, np.ndarray]
   best_params: optax.Params
   best_step: int
+  minibatches: dict[str, np.ndarray] = {}
 
 
 class TrainLoop(NamedTuple):
@@ -199,7 +208,7 @@ def check_arguments(
   metric_names: tuple[str, ...] = METRICS,
 ) -> None:
   """Raises ValueError, naming the argument, for a training setup that cannot run."""
-  validate.require_positive_int("steps", steps, "train")
+  validate.require_int("steps", steps, "train", low=1, high=MAX_STEPS)
   validate.require_int("batch_size", batch_size, "train", low=1, high=num_train)
   validate.require_positive_int("eval_every", eval_every, "train")
   validate.require_choice("sampling", sampling, "train", SAMPLINGS)
@@ -295,6 +304,7 @@ def make_train_loop(
   freeze_nonfinite: bool = False,
   l2_penalty: float = 0.0,
   curvature: tracking.CurvatureOptions | None = None,
+  log_steps: int | None = None,
 ) -> TrainLoop:
   """The pure pieces of the training loop (see `TrainLoop`); `make_train_fn` assembles them.
 
@@ -315,6 +325,8 @@ def make_train_loop(
     curvature: the curvature monitor's options (`hessian.CurvatureOptions`), measured on the
       training objective (the loss in training mode, with the L2 penalty) at the model state of
       the moment; None: no monitor. `run` measures where its `measure` flags say.
+    log_steps: n: log the loss and gradient norm of each step's minibatch at steps 0, ..., n − 1
+      in `TrainState.minibatches` (NaN where a step was frozen); None: no log.
   """
   check_l2_penalty(l2_penalty, "make_train_loop")
   if loss is not None and not isinstance(problem, models.FunctionalModel):
@@ -398,6 +410,9 @@ def make_train_loop(
       diverged=jnp.zeros([], bool),
       diverged_at_step=jnp.full([], -1, jnp.int32),
       curvature=None if curvature is None else tracking.init(params, curvature),
+      minibatches=None
+      if log_steps is None
+      else {name: jnp.full([log_steps], jnp.nan) for name in MINIBATCH_LOG},
     )
 
   def update(state: TrainState, batch, weights) -> TrainState:
@@ -422,6 +437,13 @@ def make_train_loop(
       diverged_at_step = jnp.where(failed, state.step, diverged_at_step)
       diverged = diverged | failed
       frozen = frozen | diverged
+    minibatches = state.minibatches
+    if log_steps is not None:
+      logged = {"loss": value, "grad_norm": optax.tree.norm(grads)}
+      minibatches = {
+        k: v.at[state.step].set(jnp.where(frozen, jnp.nan, logged[k]), mode="drop")
+        for k, v in minibatches.items()
+      }
     return state._replace(
       params=_select(frozen, state.params, new_params),
       model_state=_select(frozen, state.model_state, new_model_state),
@@ -429,6 +451,7 @@ def make_train_loop(
       step=state.step + 1,
       diverged=diverged,
       diverged_at_step=diverged_at_step,
+      minibatches=minibatches,
     )
 
   def step(state: TrainState, data, key, member_batch_size) -> TrainState:
@@ -484,6 +507,7 @@ def make_train_fn(
   batch_size: int,
   eval_every: int,
   curvature_every: int | None = None,
+  log_minibatches: bool = False,
   **options: Any,
 ) -> Callable[[optax.Params, Any, Any, jax.Array], tuple[TrainState, dict]]:
   """Builds the pure function `(params, model_state, data, key) -> (final TrainState, history)`.
@@ -491,10 +515,13 @@ def make_train_fn(
   It is what `train` jits; it is exposed so that a sweep can `vmap` it over members. `options`
   are `make_train_loop`'s (loss, sampling, patience, early_stopping, l2_penalty, curvature);
   with `curvature_every` the monitor measures at `curvature_schedule`'s steps (default options
-  when `curvature` is not given).
+  when `curvature` is not given); `log_minibatches` logs every step's minibatch loss and
+  gradient norm (`TrainState.minibatches`).
   """
   if curvature_every is not None and options.get("curvature") is None:
     options["curvature"] = tracking.CurvatureOptions()
+  if log_minibatches:
+    options["log_steps"] = steps
   loop = make_train_loop(problem, optimizer, batch_size=batch_size, **options)
   steps_per_block = np.diff(eval_steps(steps, eval_every), prepend=0)
   measure = curvature_schedule(steps, eval_every, curvature_every)
@@ -522,6 +549,7 @@ def train(
   model_state: Any = None,
   curvature_every: int | None = None,
   curvature: tracking.CurvatureOptions | None = None,
+  log_minibatches: bool = False,
 ) -> TrainResult:
   """Trains `problem`'s model with `optimizer` for `steps` minibatch steps, as one compiled scan.
 
@@ -554,6 +582,8 @@ def train(
       monitor does not change the training trajectory. None: no monitor.
     curvature: the monitor's options (`hessian.CurvatureOptions`: Lanczos steps, probes, a fixed
       subset of the training set, the optimizer's preconditioner); default options if None.
+    log_minibatches: keep the loss and gradient norm of every step's minibatch
+      (`TrainResult.minibatches`; Fig. 8.1 plots these gradient norms, not the full-batch one).
 
   Returns:
     A `TrainResult`; `history[name]` is indexed like `history["step"]`.
@@ -564,7 +594,8 @@ def train(
       "in jaxopt_study.Problem(model=..., loss=..., train_data=...)"
     )
   validate.require_non_negative("init_scale", init_scale, "train")
-  validate.require_int("seed", seed, "train", low=0)
+  validate.require_int("seed", seed, "train", low=0, high=MAX_SEED)
+  seed = int(seed)  # nnx.Rngs takes a Python int, not np.int64
   pure = problem_lib.pure(problem)
   if eval_every is None and isinstance(steps, int):  # 50 evaluations, at the monitor's steps too
     eval_every = max(1, steps // 50)
@@ -599,11 +630,17 @@ def train(
     l2_penalty=l2_penalty,
     curvature_every=curvature_every,
     curvature=curvature,
+    log_minibatches=bool(log_minibatches),
   )
   data = problem_lib.as_data(problem)
   state, history = jax.jit(train_fn)(params, model_state, data, jax.random.key(seed))
   history = {k: np.asarray(v) for k, v in history.items()}
   history["step"] = eval_steps(steps, eval_every)
+  minibatches = {}
+  if state.minibatches is not None:
+    minibatches = {"step": np.arange(steps)} | {
+      k: np.asarray(v) for k, v in state.minibatches.items()
+    }
   return TrainResult(
     params=state.params,
     model_state=state.model_state,
@@ -611,6 +648,7 @@ def train(
     history=history,
     best_params=state.best_params,
     best_step=int(state.best_step),
+    minibatches=minibatches,
   )
 
 

@@ -88,12 +88,13 @@ def test_sgd_matches_a_plain_numpy_loop(x64, sampling):
     eval_every=eval_every,
     sampling=sampling,
     seed=3,
+    log_minibatches=True,
   )
   # Reference: Algorithm 8.1 written out in numpy, with the same minibatch indices.
   key = jax.random.key(3)
   w, b = _initial(problem)["w"], _initial(problem)["b"]
   x, y = np.asarray(data.x_train), np.asarray(data.y_train)
-  ref_loss, ref_norm = [], []
+  ref_loss, ref_norm, minibatch_loss, minibatch_norm = [], [], [], []
   for k in range(steps + 1):
     if k % eval_every == 0 or k == steps:
       nll, gw, gb = _numpy_nll_and_grad(w, b, x, y)
@@ -102,7 +103,9 @@ def test_sgd_matches_a_plain_numpy_loop(x64, sampling):
     if k == steps:
       break
     idx = np.asarray(data_lib.batch_indices(key, k, len(y), batch, sampling))
-    _, gw, gb = _numpy_nll_and_grad(w, b, x[idx], y[idx])
+    nll, gw, gb = _numpy_nll_and_grad(w, b, x[idx], y[idx])
+    minibatch_loss.append(nll)
+    minibatch_norm.append(np.sqrt(np.sum(gw**2) + np.sum(gb**2)))
     eps_k = lr + (0.01 * lr - lr) * min(k, 15) / 15
     w, b = w - eps_k * gw, b - eps_k * gb
   np.testing.assert_array_equal(result.history["step"], [0, 5, 10, 15, 20, 23])
@@ -110,6 +113,10 @@ def test_sgd_matches_a_plain_numpy_loop(x64, sampling):
   np.testing.assert_allclose(result.params["b"], b, rtol=1e-9, atol=1e-12)
   np.testing.assert_allclose(result.history["train_loss"], ref_loss, rtol=1e-9)
   np.testing.assert_allclose(result.history["grad_norm"], ref_norm, rtol=1e-9)
+  # the per-step log: each step's own minibatch at θ_t (Fig. 8.1 plots these norms)
+  np.testing.assert_array_equal(result.minibatches["step"], np.arange(steps))
+  np.testing.assert_allclose(result.minibatches["loss"], minibatch_loss, rtol=1e-9)
+  np.testing.assert_allclose(result.minibatches["grad_norm"], minibatch_norm, rtol=1e-9)
 
 
 def test_l2_penalty_matches_a_plain_numpy_loop(x64):
