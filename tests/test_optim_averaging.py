@@ -100,3 +100,13 @@ def test_errors():
     optim.polyak_average(optim.sgd(0.1), mode="median")
   with pytest.raises(ValueError, match=r"decay=1.0 must be in \[0, 1\)"):
     optim.polyak_average(optim.sgd(0.1), mode="ema", decay=1.0)
+
+
+def test_init_on_abstract_params_describes_the_state():
+  """init on jax.ShapeDtypeStruct leaves (to plan a sharded state) gives the state's shapes."""
+  tx = optim.polyak_average(optim.adam(0.1), mode="ema")
+  abstract = {"w": jax.ShapeDtypeStruct((2, 3), jnp.float32)}
+  state = tx.init(abstract)
+  expected = jax.eval_shape(tx.init, abstract)
+  assert state.avg_params["w"].shape == (2, 3) and state.avg_params["w"].dtype == jnp.float32
+  assert jax.tree.map(jnp.shape, state) == jax.tree.map(jnp.shape, expected)

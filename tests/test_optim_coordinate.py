@@ -1,5 +1,6 @@
 """Tests of optim/coordinate.py: block coordinate descent (§8.7.2), one block per step, cyclic."""
 
+import chex
 import helpers
 import jax
 import jax.numpy as jnp
@@ -146,3 +147,29 @@ def test_blocks_of_the_wrong_structure_raise_at_init():
   callable_blocks = optim.coordinate_descent(optim.sgd(0.1), lambda p: {k: 1 for k in p})
   with pytest.raises(ValueError, match="block id 0 is used by no leaf"):
     callable_blocks.init({"w": jnp.ones(2)})
+
+
+def test_mixed_precision_gradients_under_multi_steps():
+  """bfloat16 gradients on float32 params (and the reverse) change the dtype of the active
+  block's update and Adam state; every branch of the switch must agree (optax.MultiSteps)."""
+  params = {"a": jnp.ones(2, jnp.float32), "b": jnp.ones(3, jnp.bfloat16)}
+  grads = {"a": jnp.ones(2, jnp.bfloat16), "b": jnp.ones(3, jnp.float16)}
+  tx = optim.coordinate_descent(optim.adam(0.1))
+  multi = optax.MultiSteps(tx, every_k_schedule=1)
+  expected, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  updates, _ = jax.jit(multi.update)(grads, multi.init(params), params)
+  assert jax.tree.map(lambda u: u.dtype, updates) == {"a": jnp.float32, "b": jnp.float32}
+  chex.assert_trees_all_close(updates, expected)
+  # Adam's first step is −ε sign(g), up to Optax's bias correction in the gradients' bfloat16
+  np.testing.assert_allclose(updates["a"], -0.1, rtol=2e-3)
+  np.testing.assert_array_equal(updates["b"], 0.0)
+
+
+def test_tree_map_params_with_blocks_as_a_pytree():
+  params = {"a": jnp.ones(2), "b": jnp.ones(3)}
+  tx = optim.coordinate_descent(optim.adam(0.1), blocks={"a": 0, "b": 1})
+  state = tx.init(params)
+  chex.assert_trees_all_equal(optax.tree.map_params(tx, lambda v: v, state), state)
+  with pytest.raises(ValueError, match="pass blocks as a pytree"):
+    default = optim.coordinate_descent(optim.adam(0.1))
+    optax.tree.map_params(default, lambda v: v, default.init(params))

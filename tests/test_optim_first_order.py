@@ -486,3 +486,34 @@ def test_unit_interval_check_matches_its_definition(value):
 def test_registry_names():
   assert set(NAMES) <= set(optim.OPTIMIZERS)  # the rest: tests/test_optim_second_order.py
   assert optim.OPTIMIZERS["adam"] is optim.adam
+
+
+# ------------------------------------------------------------------------- complex parameters
+
+
+def test_complex_second_moments_are_squared_moduli(x64):
+  """AdaGrad, RMSProp, Adam and AdaDelta on g = 3 + 4i: the first step uses |g|² = 25, not g² =
+  −7 + 24i, so it is −ε g / 5 up to δ (Optax's convention: the caller passes conj(∇f))."""
+  g = {"z": jnp.asarray([3.0 + 4.0j])}
+  cases = {
+    optim.adagrad(0.1, eps=0.0): -0.1 * g["z"] / 5,
+    optim.rmsprop(0.1, decay=0.0, eps=0.0): -0.1 * g["z"] / 5,
+    optim.adam(0.1, eps=0.0): -0.1 * g["z"] / 5,
+    optim.adadelta(1.0, decay=0.0, eps=1e-6): -np.sqrt(1e-6) / np.sqrt(25 + 1e-6) * g["z"],
+  }
+  for tx, expected in cases.items():
+    updates, _ = tx.update(g, tx.init(g), g)
+    np.testing.assert_allclose(updates["z"], expected, rtol=1e-12)
+
+
+def test_delta_bar_delta_on_complex_params_tests_the_real_inner_product(x64):
+  """Rates are real; s = Re(conj(δ̄) g): g at 80° from δ̄ grows the rate, at 100° shrinks it."""
+  tx = optim.delta_bar_delta(learning_rate=0.1, kappa=0.05, phi=0.5, theta=0.0)
+  params = {"z": jnp.zeros(2, jnp.complex128)}
+  state = tx.init(params)
+  assert state.learning_rates["z"].dtype == jnp.float64
+  _, state = tx.update({"z": jnp.asarray([1.0 + 0j, 1.0 + 0j])}, state, params)
+  turn = jnp.exp(1j * jnp.deg2rad(jnp.asarray([80.0, 100.0])))
+  updates, state = tx.update({"z": turn}, state, params)
+  np.testing.assert_allclose(state.learning_rates["z"], [0.15, 0.05], rtol=1e-12)
+  np.testing.assert_allclose(updates["z"], -jnp.asarray([0.15, 0.05]) * turn, rtol=1e-12)

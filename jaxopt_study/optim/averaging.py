@@ -24,6 +24,12 @@ class PolyakState(NamedTuple):
   count: chex.Array  # t: the number of updates done so far (int32 scalar)
 
 
+def _as_array(leaf: Any) -> Any:
+  """θ̂_0 = θ_0 as an array; a `jax.ShapeDtypeStruct` (abstract init, to plan a sharded state)
+  stays as it is: it already says the shape, dtype and sharding θ̂ will have."""
+  return leaf if isinstance(leaf, jax.ShapeDtypeStruct) else jnp.asarray(leaf)
+
+
 def polyak_average(
   inner: optax.GradientTransformation,
   mode: Literal["mean", "ema"] = "mean",
@@ -70,7 +76,7 @@ def polyak_average(
   def init_fn(params: optax.Params) -> PolyakState:
     return PolyakState(
       inner_state=inner.init(params),
-      avg_params=jax.tree.map(jnp.asarray, params),
+      avg_params=jax.tree.map(_as_array, params),
       count=jnp.zeros([], jnp.int32),
     )
 

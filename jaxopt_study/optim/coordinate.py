@@ -72,6 +72,27 @@ def _block_masks(ids: list[int], tree: Any) -> list[Any]:
   return [jax.tree.unflatten(structure, [i == block for i in ids]) for block in range(max(ids) + 1)]
 
 
+def _same_types(branches: list[Callable], operand: Any, ids: list[int]) -> list[Callable]:
+  """The branches, each casting its output to the types the active block gives each part.
+
+  `jax.lax.switch` needs every branch to return the same types, but the inner step may change
+  the dtype of what it touches (bfloat16 gradients on float32 params give float32 updates,
+  as under `optax.MultiSteps`), while the other branches pass it through: each leaf of the
+  updates takes the dtype the branch of its own block gives it, and so does each block's state.
+  """
+  shapes = [jax.eval_shape(branch, operand) for branch in branches]
+  leaves = [jax.tree.leaves(shapes[block][0])[i] for i, block in enumerate(ids)]
+  target = (
+    jax.tree.unflatten(jax.tree.structure(operand[0]), leaves),
+    tuple(shape[1][block] for block, shape in enumerate(shapes)),
+  )
+
+  def cast(branch):
+    return lambda x: jax.tree.map(lambda y, t: y.astype(t.dtype), branch(x), target)
+
+  return [cast(branch) for branch in branches]
+
+
 def coordinate_descent(
   inner: optax.GradientTransformation,
   blocks: BlockIds | Callable[[Any], BlockIds] | None = None,
@@ -96,7 +117,9 @@ def coordinate_descent(
       `jax.tree` leaf order. Or a pytree with the params' structure whose leaves are
       non-negative ints using every id 0, ..., n − 1. Or a callable from the params to such a
       pytree; it is called at `init` with the params and at `update` with the updates, so it may
-      depend on the structure and shapes only.
+      depend on the structure and shapes only. `optax.tree.map_params` (which calls `init` on a
+      placeholder without leaves) needs the number of blocks before the params are seen: it works
+      with blocks given as a pytree, and raises a ValueError that says so otherwise.
     steps_per_block: k, the number of consecutive steps each block gets per visit (≥ 1); a large
       k lets `inner` (approximately) minimize over the block, the book's "minimizing f(x) with
       respect to a single variable" (or block) before the next.
@@ -111,16 +134,30 @@ def coordinate_descent(
   if not is_int or steps_per_block < 1:
     raise ValueError(f"{_WHERE}: steps_per_block={steps_per_block!r} must be an integer ≥ 1")
 
-  def masked_blocks(tree):
-    ids = _block_ids(blocks, tree)
-    return _block_masks(ids, tree)
+  def placeholder_masks(params):
+    """One mask per block for params without leaves: `optax.tree.map_params` calls `init` on
+    such a placeholder to find the copies of the params in the state, and `optax.masked` passes
+    it on to `inner` whatever the mask; the number of blocks must be known without the params."""
+    if blocks is None or callable(blocks):
+      raise ValueError(
+        f"{_WHERE}: init got params with no leaves (optax.tree.map_params's placeholder, or an "
+        "empty tree); with blocks=None or a callable the number of blocks comes from the "
+        "params' leaves, so no state can be built: pass blocks as a pytree of block ids (e.g. "
+        "jax.tree.map(lambda _: 0, params) for one block) to use optax.tree.map_params"
+      )
+    return _block_masks(_checked_ids(blocks), blocks)
 
   def init_fn(params: optax.Params) -> CoordinateDescentState:
-    inner_states = tuple(optax.masked(inner, mask).init(params) for mask in masked_blocks(params))
+    if jax.tree.structure(params).num_leaves == 0:
+      masks = placeholder_masks(params)
+    else:
+      masks = _block_masks(_block_ids(blocks, params), params)
+    inner_states = tuple(optax.masked(inner, mask).init(params) for mask in masks)
     return CoordinateDescentState(count=jnp.zeros([], jnp.int32), inner_states=inner_states)
 
   def update_fn(updates, state, params=None, **extra_args):
-    masks = masked_blocks(updates)
+    ids = _block_ids(blocks, updates)
+    masks = _block_masks(ids, updates)
 
     def block_update(block: int) -> Callable:
       mask = masks[block]
@@ -139,8 +176,9 @@ def coordinate_descent(
       return run
 
     active = (state.count // steps_per_block) % len(masks)
-    branches = [block_update(block) for block in range(len(masks))]
-    new_updates, inner_states = jax.lax.switch(active, branches, (updates, state.inner_states))
+    operand = (updates, state.inner_states)
+    branches = _same_types([block_update(block) for block in range(len(masks))], operand, ids)
+    new_updates, inner_states = jax.lax.switch(active, branches, operand)
     return new_updates, CoordinateDescentState(
       count=optax.safe_increment(state.count), inner_states=inner_states
     )

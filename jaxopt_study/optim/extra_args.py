@@ -7,6 +7,7 @@ checks those arguments before anything is traced, with errors that say what to p
 transformation so that a non-finite loss, gradient or step never reaches the parameters.
 """
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +56,22 @@ def require_matching_trees(where: str, updates: Any, params: Any, grad: Any) -> 
       )
 
 
+def value_fn_kwargs(value_fn: Callable, extra_args: dict[str, Any]) -> dict[str, Any]:
+  """The extra arguments of an update that `value_fn` takes, as Optax's line searches pick them.
+
+  All of them if `value_fn` takes ``**kwargs`` (or has no signature to read), else those it names;
+  the others (meant for other parts of a chain, or for nothing) are dropped, so that every
+  optimizer accepts extra arguments it does not use, as `optax.with_extra_args_support` promises.
+  """
+  try:
+    parameters = inspect.signature(value_fn).parameters
+  except (TypeError, ValueError):  # a callable without a signature (a C builtin): pass them all
+    return extra_args
+  if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+    return extra_args
+  return {k: v for k, v in extra_args.items() if k in parameters}
+
+
 def require_scalar_loss(where: str, value_fn: Callable, params: Any, fn_kwargs: dict) -> None:
   """Raises ValueError if ``value_fn(params, **fn_kwargs)`` is not a scalar (shapes only)."""
   shape = jax.eval_shape(lambda p: value_fn(p, **fn_kwargs), params).shape
@@ -78,7 +95,8 @@ def guarded(
   """`inner`, with its loss arguments checked and a non-finite step replaced by no step.
 
   Before tracing `inner`, the update checks that `params`, `value`, `grad` and `value_fn` are
-  given and that the loss is a scalar (`require_loss_args`, `require_scalar_loss`). After it, if
+  given and that the loss is a scalar (`require_loss_args`, `require_scalar_loss`); of the other
+  extra arguments, `inner` gets those `value_fn` takes (`value_fn_kwargs`). After it, if
   the loss or gradient at `params`, the step, or the loss the new state holds (a line search's
   value at the new point) is NaN, or the step is infinite, the update is zero and the state is
   the old one: the parameters stay where they were, and so stays everything the state knows about
@@ -94,9 +112,10 @@ def guarded(
   """
   inner = optax.with_extra_args_support(inner)
 
-  def update_fn(updates, state, params=None, *, value=None, grad=None, value_fn=None, **fn_kwargs):
+  def update_fn(updates, state, params=None, *, value=None, grad=None, value_fn=None, **extra):
     require_loss_args(where, params, value, grad, value_fn)
     require_matching_trees(where, updates, params, grad)
+    fn_kwargs = value_fn_kwargs(value_fn, extra)
     require_scalar_loss(where, value_fn, params, fn_kwargs)
     new_updates, new_state = inner.update(
       updates, state, params, value=value, grad=grad, value_fn=value_fn, **fn_kwargs

@@ -26,6 +26,11 @@ def _learning_rate_at(learning_rate: optax.ScalarOrSchedule, count: chex.Array) 
   return learning_rate(count) if callable(learning_rate) else learning_rate
 
 
+def _abs_sq(g: chex.Array) -> chex.Array:
+  """|g|² element-wise: g ⊙ g for real g, Re(ḡ g) for complex g (real-valued, in g's dtype)."""
+  return jnp.real(jnp.conj(g) * g).astype(g.dtype) if jnp.iscomplexobj(g) else g * g
+
+
 def sgd(learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
   """Stochastic gradient descent, Goodfellow et al. (2016) Algorithm 8.1.
 
@@ -199,7 +204,7 @@ def nesterov_params(
 class BookAdagradState(NamedTuple):
   """State of `scale_by_book_adagrad`."""
 
-  sum_sq_grad: optax.Updates  # r = Σ g ⊙ g over all steps so far, shaped like the params
+  sum_sq_grad: optax.Updates  # r = Σ |g|² over all steps so far, shaped like the params
 
 
 def scale_by_book_adagrad(eps: float = 1e-7) -> optax.GradientTransformation:
@@ -207,6 +212,8 @@ def scale_by_book_adagrad(eps: float = 1e-7) -> optax.GradientTransformation:
 
   .. math:: r ← r + g ⊙ g,  r_0 = 0;  output g / (δ + √r).
 
+  For complex parameters g ⊙ g is |g|² = Re(ḡ g), as Optax's second moments use it, so r stays
+  real and non-negative (held in the params' dtype, as Optax holds its moments).
   `optax.scale_by_rss` differs: it starts r at `initial_accumulator_value` (0.1 in
   `optax.adagrad`) and puts δ under the root, g / √(r + δ).
 
@@ -223,7 +230,7 @@ def scale_by_book_adagrad(eps: float = 1e-7) -> optax.GradientTransformation:
 
   def update_fn(updates, state, params=None):
     del params
-    sum_sq_grad = jax.tree.map(lambda g, r: r + g * g, updates, state.sum_sq_grad)
+    sum_sq_grad = jax.tree.map(lambda g, r: r + _abs_sq(g), updates, state.sum_sq_grad)
     updates = jax.tree.map(lambda g, r: g / (eps + jnp.sqrt(r)), updates, sum_sq_grad)
     return updates, BookAdagradState(sum_sq_grad=sum_sq_grad)
 
@@ -363,8 +370,9 @@ def adadelta(
 
   with both averages starting at 0 and E[Δx²] in Δx the one from before this step.
   `optax.scale_by_adadelta(rho=decay, eps)` computes Δx (up to the sign, which
-  `optax.scale_by_learning_rate` applies), so this equals `optax.adadelta(learning_rate, decay,
-  eps)`; Zeiler's algorithm is ε = 1.
+  `optax.scale_by_learning_rate` applies), so for real parameters this equals
+  `optax.adadelta(learning_rate, decay, eps)`; Zeiler's algorithm is ε = 1. For complex
+  parameters g ⊙ g and Δx ⊙ Δx are the squared moduli |g|², |Δx|², where Optax squares.
 
   Args:
     learning_rate: ε, a non-negative float or a schedule of the step count k = 0, 1, ...
@@ -377,15 +385,38 @@ def adadelta(
   validate.require_learning_rate(learning_rate, "adadelta")
   validate.require_unit_interval("decay", decay, "adadelta")
   validate.require_positive("eps", eps, "adadelta")
-  return optax.chain(
-    optax.scale_by_adadelta(rho=decay, eps=eps), optax.scale_by_learning_rate(learning_rate)
-  )
+  return optax.chain(_scale_by_adadelta(decay, eps), optax.scale_by_learning_rate(learning_rate))
+
+
+def _scale_by_adadelta(decay: float, eps: float) -> optax.GradientTransformation:
+  """Zeiler's Δx (up to the sign), `optax.scale_by_adadelta(rho=decay, eps)` with squared moduli.
+
+  Optax averages g² and Δx², which for complex parameters are not |g|² and |Δx|² (Optax's own
+  tests skip AdaDelta on complex parameters); here both averages use |·|², as Optax's RMSProp and
+  Adam do, and for real parameters every step is Optax's, bit for bit.
+  """
+
+  def init_fn(params: optax.Params) -> optax.ScaleByAdaDeltaState:
+    return optax.ScaleByAdaDeltaState(
+      e_g=optax.tree.zeros_like(params), e_x=optax.tree.zeros_like(params)
+    )
+
+  def update_fn(updates, state, params=None):
+    del params
+    e_g = optax.tree.update_moment_per_elem_norm(updates, state.e_g, decay, 2)
+    updates = jax.tree.map(
+      lambda g, e_g, e_x: jnp.sqrt(e_x + eps) / jnp.sqrt(e_g + eps) * g, updates, e_g, state.e_x
+    )
+    e_x = optax.tree.update_moment_per_elem_norm(updates, state.e_x, decay, 2)
+    return updates, optax.ScaleByAdaDeltaState(e_g=e_g, e_x=e_x)
+
+  return optax.GradientTransformation(init_fn, update_fn)
 
 
 class DeltaBarDeltaState(NamedTuple):
   """State of `delta_bar_delta`."""
 
-  learning_rates: optax.Updates  # ε: one learning rate per parameter, shaped like the params
+  learning_rates: optax.Updates  # ε: one real rate per parameter, shaped like the params
   bar_delta: optax.Updates  # δ̄: exponential average of past gradients, shaped like the params
 
 
@@ -402,6 +433,12 @@ def delta_bar_delta(
     Δθ = −ε ⊙ g (with the new ε);  δ̄ ← (1 − θ) g + θ δ̄,
 
   with ε starting at `learning_rate` and δ̄ at 0. Optax has no counterpart.
+
+  Complex parameters are supported: each complex parameter has one real rate ε (held in the
+  params' real dtype), and the sign test uses s = Re(conj(δ̄) g), the inner product of δ̄ and g
+  as vectors of ℝ², which is δ̄ g for a real parameter: the rate grows while the gradient keeps
+  pointing within 90° of its average. The gradients passed are conj(∇f), Optax's convention
+  for complex parameters, so Δθ = −ε ⊙ g descends.
 
   Args:
     learning_rate: the initial rate of every parameter, a non-negative number (the rates then
@@ -425,8 +462,11 @@ def delta_bar_delta(
   validate.require_unit_interval("theta", theta, where)
 
   def init_fn(params: optax.Params) -> DeltaBarDeltaState:
+    def initial_rates(p):  # real rates, shaped (and sharded) like p
+      return jnp.full_like(p, learning_rate, dtype=jnp.finfo(p.dtype).dtype)
+
     return DeltaBarDeltaState(
-      learning_rates=jax.tree.map(lambda p: jnp.full_like(p, learning_rate), params),
+      learning_rates=jax.tree.map(initial_rates, params),
       bar_delta=optax.tree.zeros_like(params),
     )
 
@@ -434,12 +474,12 @@ def delta_bar_delta(
     del params
 
     def new_rate(g, rate, bar):
-      agreement = bar * g
+      agreement = jnp.real(jnp.conj(bar) * g)  # bar · g, as vectors of ℝ² if complex
       grown = jnp.where(agreement > 0, rate + kappa, rate)
       return jnp.where(agreement < 0, (1 - phi) * rate, grown)
 
     rates = jax.tree.map(new_rate, updates, state.learning_rates, state.bar_delta)
-    steps = jax.tree.map(lambda g, rate: -rate * g, updates, rates)
+    steps = jax.tree.map(lambda g, rate: (-rate * g).astype(g.dtype), updates, rates)
     bar_delta = jax.tree.map(lambda g, bar: (1 - theta) * g + theta * bar, updates, state.bar_delta)
     return steps, DeltaBarDeltaState(learning_rates=rates, bar_delta=bar_delta)
 
