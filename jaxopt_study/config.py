@@ -199,7 +199,7 @@ def apply_overrides(
     if not sep or not key:
       raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set steps=100")
     *parents, leaf = key.split(".")
-    if parents == ["sweep"] and "sweep" in config and not _has(config, key):
+    if parents == ["sweep"] and "sweep" in config:  # a new axis or new values of one
       _add_axis(config, key, text)
       keys.append(key)
       continue

@@ -144,7 +144,14 @@ def _as_batch(name: str, arrays: Any) -> Batch:
       raise ValueError(f"Problem: {name}[{i}] is a {type(array).__name__}, not an array")
     if np.ndim(array) == 0:
       raise ValueError(f"Problem: {name}[{i}] is a scalar: need a leading axis of examples")
-    out.append(jnp.asarray(array))
+    array = jnp.asarray(array)
+    if jnp.issubdtype(array.dtype, jnp.inexact) and not bool(jnp.isfinite(array).all()):
+      first = np.argwhere(~np.isfinite(np.asarray(array)))[0]
+      raise ValueError(
+        f"Problem: {name}[{i}] is not finite (NaN or ±inf) at index {tuple(first.tolist())}: "
+        "every loss and gradient would be NaN"
+      )
+    out.append(array)
   lengths = {int(a.shape[0]) for a in out}
   if len(lengths) != 1:
     raise ValueError(f"Problem: the arrays of {name} have different lengths {sorted(lengths)}")

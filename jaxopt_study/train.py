@@ -50,7 +50,6 @@ from jaxopt_study.hessian import tracking
 METRICS = ("train_loss", "grad_norm", "train_error", "test_loss", "test_error")  # built-in
 SAMPLINGS = ("epoch", "replacement")
 MINIBATCH_LOG = ("loss", "grad_norm")  # `make_train_loop(..., log_steps=n)`, per step
-MAX_STEPS = 2**31 - 1  # the step counters are int32
 MAX_SEED = 2**32 - 1  # jax.random.key keeps 32 bits of a seed: 2**32 would be seed 0 again
 
 
@@ -208,7 +207,7 @@ def check_arguments(
   metric_names: tuple[str, ...] = METRICS,
 ) -> None:
   """Raises ValueError, naming the argument, for a training setup that cannot run."""
-  validate.require_int("steps", steps, "train", low=1, high=MAX_STEPS)
+  validate.require_positive_int("steps", steps, "train")
   validate.require_int("batch_size", batch_size, "train", low=1, high=num_train)
   validate.require_positive_int("eval_every", eval_every, "train")
   validate.require_choice("sampling", sampling, "train", SAMPLINGS)

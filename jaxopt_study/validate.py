@@ -8,7 +8,8 @@ turning into NaN many steps later.
 `optax.inject_hyperparams` calls the constructor again inside `jit` with the hyperparameters as
 traced arrays; those values cannot be inspected, so every validator skips a `jax.core.Tracer`
 (they were checked when the same constructor ran on the concrete values at `init`). Plain numbers
-and concrete arrays (checked element-wise) are validated.
+and concrete 0-d arrays are validated; a hyperparameter is a real scalar (not a list, an array of
+several values, a complex number or a bool).
 """
 
 import functools
@@ -21,6 +22,8 @@ import ml_collections
 import numpy as np
 
 Rule = Callable[[str, Any, str], None]  # rule(name, value, where) raises ValueError
+_LARGEST = float(np.finfo(np.float32).max)  # "finite" means finite once cast to float32
+_INT32_MAX = 2**31 - 1  # counts and steps are int32 in compiled code
 
 
 def _concrete(value: Any) -> np.ndarray | None:
@@ -38,23 +41,40 @@ def _describe(value: Any) -> str:
 
 def _require(name: str, value: Any, where: str, holds: Callable[[np.ndarray], Any], what: str):
   """Raises `ValueError("{where}: {name}={value} must be {what}")` unless `holds(value)` is true."""
+  if isinstance(value, (list, tuple)):  # np.asarray would make an array of them
+    raise ValueError(f"{where}: {name}={value!r} must be a number, not a {type(value).__name__}")
   array = _concrete(value)
   if array is None:
     return
   if array.dtype == np.bool_ or not jnp.issubdtype(array.dtype, jnp.number):  # bfloat16 too
     raise ValueError(f"{where}: {name}={value!r} must be a number")
+  if array.dtype.kind in "iu" and array.ndim == 0 and abs(int(array)) > _INT32_MAX:
+    # JAX cannot pass an integer beyond int32 to a compiled function (without x64)
+    raise ValueError(f"{where}: {name}={value!r} is an integer beyond int32: write {value}.0")
+  if jnp.issubdtype(array.dtype, jnp.complexfloating):
+    raise ValueError(f"{where}: {name}={value!r} must be a real number, not complex")
+  if array.ndim != 0:
+    raise ValueError(f"{where}: {name} has shape {array.shape}: it must be a number (a scalar)")
   if not np.all(holds(array)):  # NaN fails every comparison, so it is rejected too
+    if np.isfinite(array) and abs(float(array)) > _LARGEST:
+      what += f" (at most {_LARGEST:.3g}, float32's largest)"
     raise ValueError(f"{where}: {name}={_describe(value)} must be {what}")
 
 
+def _finite(v: np.ndarray) -> np.ndarray:
+  """|v| ≤ float32's largest: a hyperparameter of 1e300 becomes inf in float32 arithmetic (and
+  an eps of inf turns √(r + ε)/√(s + ε) into NaN), so it is refused like inf itself."""
+  return np.isfinite(v) & (np.abs(v.astype(np.float64)) <= _LARGEST)
+
+
 def require_non_negative(name: str, value: Any, where: str) -> None:
-  """Checks 0 ≤ value < ∞ (a learning rate, an eps, an additive increment κ)."""
-  _require(name, value, where, lambda v: np.isfinite(v) & (v >= 0), "finite and >= 0")
+  """Checks 0 ≤ value < ∞ (a learning rate, an eps, an additive increment κ), finite in float32."""
+  _require(name, value, where, lambda v: _finite(v) & (v >= 0), "finite and >= 0")
 
 
 def require_positive(name: str, value: Any, where: str) -> None:
-  """Checks 0 < value < ∞."""
-  _require(name, value, where, lambda v: np.isfinite(v) & (v > 0), "finite and > 0")
+  """Checks 0 < value < ∞, finite in float32."""
+  _require(name, value, where, lambda v: _finite(v) & (v > 0), "finite and > 0")
 
 
 def require_unit_interval(
@@ -88,8 +108,12 @@ def require_unit_interval(
 
 
 def require_positive_int(name: str, value: Any, where: str) -> None:
-  """Checks that value is an integer ≥ 1 (a number of steps); a float such as 2.5 is refused."""
+  """Checks that value is an integer in [1, 2³¹ − 1] (a number of steps, an int32 in compiled
+  code); a float such as 2.5 is refused."""
   require_int(name, value, where, low=1)
+  array = _concrete(value)
+  if array is not None and array.item() > _INT32_MAX:
+    raise ValueError(f"{where}: {name}={value!r} must be an integer >= 1 and <= {_INT32_MAX}")
 
 
 def require_int(
@@ -109,7 +133,8 @@ def require_int(
 def require_choice(name: str, value: Any, where: str, choices: Iterable[Any]) -> None:
   """Checks that value is one of `choices`."""
   choices = list(choices)
-  if value not in choices:
+  # an array compared with a string has no single truth value: it is simply not a choice
+  if isinstance(value, (np.ndarray, jax.Array)) or value not in choices:
     raise ValueError(f"{where}: {name}={value!r} is not one of {choices}")
 
 

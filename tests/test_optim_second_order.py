@@ -392,6 +392,72 @@ def test_bad_critical_point_newton_hyperparameters(kwargs, match):
     optim.critical_point_newton(**kwargs)
 
 
+def log_bowl(p):
+  """sum(w²) + log(w₀): NaN for w₀ < 0, -inf and an infinite gradient at w₀ = 0."""
+  return jnp.sum(p["w"] ** 2) + jnp.log(p["w"][0])
+
+
+@pytest.mark.parametrize(
+  ("w", "match"),
+  [
+    ([np.inf, 1.0], r"params\['w'\] is not finite"),
+    ([np.nan, 1.0], r"params\['w'\] is not finite"),
+    ([-1.0, 1.0], "the loss at params is nan"),
+    ([0.0, 1.0], "the loss at params is -inf"),
+  ],
+)
+def test_critical_point_newton_refuses_a_point_it_cannot_evaluate(w, match):
+  tx = optim.critical_point_newton()
+  params = {"w": jnp.asarray(w)}
+  state = tx.init({"w": jnp.ones(2)})
+  value, grad = jax.value_and_grad(log_bowl)(params)
+  with pytest.raises(ValueError, match="critical_point_newton: " + match):
+    tx.update(grad, state, params, value=value, grad=grad, value_fn=log_bowl)
+  if not np.all(np.isfinite(w)):
+    with pytest.raises(ValueError, match=match):
+      tx.init(params)
+
+
+def test_critical_point_newton_names_the_non_finite_gradient_leaf():
+  loss = lambda p: jnp.sum(p["a"] ** 2) + jnp.sum(jnp.sqrt(jnp.abs(p["b"])))  # noqa: E731
+  params = {"a": jnp.ones(2), "b": jnp.asarray([0.0, 1.0])}  # ∂/∂b₀ = ±inf, the loss finite
+  tx = optim.critical_point_newton()
+  value, grad = jax.value_and_grad(loss)(params)
+  leaf = r"at params is not finite in params\['b'\]"
+  with pytest.raises(ValueError, match="the gradient grad " + leaf):
+    tx.update(grad, tx.init(params), params, value=value, grad=grad, value_fn=loss)
+  finite = jax.tree.map(jnp.nan_to_num, grad)
+  with pytest.raises(ValueError, match="the incoming gradient " + leaf):
+    tx.update(grad, tx.init(params), params, value=value, grad=finite, value_fn=loss)
+
+
+@pytest.mark.parametrize(
+  ("params", "error", "match"),
+  [
+    ({}, ValueError, "params has no arrays"),
+    ({"w": jnp.zeros(0)}, ValueError, r"params\['w'\] has shape \(0,\), no entries"),
+    ({"w": jnp.arange(2)}, TypeError, r"params\['w'\] has dtype int32"),
+  ],
+)
+def test_critical_point_newton_refuses_params_without_curvature(params, error, match):
+  tx = optim.critical_point_newton()
+  loss = lambda p: sum(jnp.sum(x**2) for x in jax.tree.leaves(p))  # noqa: E731
+  with pytest.raises(error, match="critical_point_newton: " + match):
+    tx.init(params)
+  with pytest.raises(error, match="critical_point_newton: " + match):
+    tx.update(params, None, params, value=jnp.zeros([]), grad=params, value_fn=loss)
+
+
+def test_critical_point_newton_in_jit_takes_no_step_at_a_nan_loss(x64):
+  """Inside jit the values are unknown: the guard makes a NaN loss a zero update, state kept."""
+  tx = optim.critical_point_newton()
+  state = tx.init({"w": jnp.ones(2)})
+  params, new_state, step = one_step(tx, log_bowl, {"w": jnp.asarray([-1.0, 1.0])}, state)
+  np.testing.assert_array_equal(step, 0.0)
+  np.testing.assert_array_equal(params["w"], [-1.0, 1.0])
+  assert int(new_state.count) == 0
+
+
 def test_hessian_matches_the_library_dense_hessian(x64):
   params, loss = tiny_mlp_problem()
   problem = second_order.loss_problem(loss, params, {}, "test")

@@ -65,3 +65,30 @@ def test_bfloat16_hyperparameters_are_numbers():
   validate.require_positive("learning_rate", jnp.asarray(0.5, jnp.bfloat16), "sgd")
   with pytest.raises(ValueError, match="sgd: learning_rate=-0.5 must be finite and > 0"):
     validate.require_positive("learning_rate", jnp.asarray(-0.5, jnp.bfloat16), "sgd")
+
+
+@pytest.mark.parametrize(
+  ("value", "match"),
+  [
+    ([0.1], r"=\[0.1\] must be a number, not a list"),
+    (np.array([0.1, 0.2]), r" has shape \(2,\): it must be a number \(a scalar\)"),
+    (1 + 1j, r"=\(1\+1j\) must be a real number, not complex"),
+    (1e300, r"=1e\+300 must be finite and >= 0 \(at most 3.4e\+38, float32's largest\)"),
+    (2**40, "=1099511627776 is an integer beyond int32: write 1099511627776.0"),
+    (np.int64(2**40), r"=np.int64\(1099511627776\) is an integer beyond int32"),
+  ],
+)
+def test_a_hyperparameter_is_a_real_scalar_that_float32_holds(value, match):
+  """What the fuzzing of issue 20 found: each of these used to pass and fail deep in JAX (a list,
+  an array of several values, an int beyond int32), or give a complex or NaN step (1 + 1j; an eps
+  of 1e300, which is inf in float32, makes AdaDelta's √(s + ε)/√(r + ε) NaN)."""
+  with pytest.raises(ValueError, match="sgd: learning_rate" + match):
+    validate.require_non_negative("learning_rate", value, "sgd")
+
+
+def test_counts_fit_an_int32_and_choices_refuse_arrays():
+  validate.require_positive_int("steps", 2**31 - 1, "train")
+  with pytest.raises(ValueError, match="train: steps=2147483648 must be an integer >= 1 and <= "):
+    validate.require_positive_int("steps", 2**31, "train")
+  with pytest.raises(ValueError, match=r"indefinite=array\(\[0.1, 0.2\]\) is not one of"):
+    validate.require_choice("indefinite", np.array([0.1, 0.2]), "newton", ["shift", "solve"])

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxopt_study import validate
 from jaxopt_study.hessian import dense, krylov, products
 
 METHODS = ("exact", "lanczos")
@@ -82,8 +83,8 @@ def _validate(method: str, which: str, k: int | None, num_params: int) -> None:
     raise ValueError(f"which={which!r}: must be one of {WHICH}")
   if k is None and method == "lanczos":
     raise ValueError('method="lanczos" computes extreme eigenvalues only: pass k')
-  if k is not None and (int(k) != k or not 1 <= k <= num_params):
-    raise ValueError(f"k={k!r}: must be an integer in [1, N={num_params}]")
+  if k is not None:
+    products.require_count("k", k, "spectrum", size=num_params)
 
 
 def spectrum(
@@ -131,6 +132,9 @@ def spectrum(
   """
   num_params, _ = dense.param_count(params, "spectrum")
   _validate(method, which, k, num_params)
+  if num_steps is not None:
+    products.require_count("num_steps", num_steps, "spectrum", size=num_params)
+  dense.require_max_seconds(max_seconds, "spectrum")
   if method == "exact":
     dense.require_dense_fits(params, chunk_size, eigenvectors, "spectrum")
   problem = products.prepare(loss_fn, params, args, batches, mode, "spectrum")
@@ -293,8 +297,12 @@ def classify(
   num_params, dtype = dense.param_count(params, "classify")
   if method not in METHODS:
     raise ValueError(f"method={method!r}: must be one of {METHODS}")
-  if not probe_radius > 0:
-    raise ValueError(f"probe_radius={probe_radius!r}: must be > 0")
+  validate.require_positive("probe_radius", probe_radius, "classify")
+  products.require_count("num_directions", num_directions, "classify")
+  products.require_count("num_probes", num_probes, "classify")
+  for name, tolerance in (("grad_tol", grad_tol), ("eig_tol", eig_tol), ("flat_tol", flat_tol)):
+    products.require_tolerance(name, tolerance, "classify")
+  dense.require_max_seconds(max_seconds, "classify")
   if eigenvalues is not None:
     eigenvalues = np.sort(np.asarray(eigenvalues, float))
     if method != "exact" or eigenvalues.shape != (num_params,):

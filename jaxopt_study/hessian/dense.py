@@ -52,6 +52,7 @@ import scipy.linalg
 import threadpoolctl
 from flax import nnx
 
+from jaxopt_study import validate
 from jaxopt_study.hessian import parallel, products
 
 DEFAULT_CHUNK_SIZE = 256
@@ -120,9 +121,8 @@ def param_count(params: Any, where: str) -> tuple[int, np.dtype]:
   """(N, dtype of the raveled parameters) without allocating; modules count their nnx.Param."""
   if isinstance(params, nnx.Module):
     params = nnx.state(params, nnx.Param)
+  products.require_params(params, where)
   leaves = jax.tree.leaves(params)
-  if not leaves:
-    raise ValueError(f"{where}: params has no arrays to differentiate")
   size = sum(int(np.prod(jnp.shape(leaf))) for leaf in leaves)
   return size, np.dtype(jnp.result_type(*[jnp.result_type(leaf) for leaf in leaves]))
 
@@ -136,8 +136,17 @@ def resolve_chunk_size(chunk_size: int | None, num_params: int) -> int:
   return -(-chunk // devices) * devices
 
 
+def require_max_seconds(max_seconds: float, where: str) -> None:
+  """Refuses a time limit that is not > 0 (NaN, a string, ...); ∞ means no limit."""
+  if not (isinstance(max_seconds, (int, float)) and max_seconds == float("inf")):
+    validate.require_positive("max_seconds", max_seconds, where)
+
+
 def require_dense_fits(params: Any, chunk_size: int | None, eigenvectors: bool, where: str) -> None:
-  """Raises `HessianTooLargeError` at once, before any allocation, if the dense path won't fit."""
+  """Raises `HessianTooLargeError` at once, before any allocation, if the dense path won't fit
+  (and ValueError for a `chunk_size` that is not an integer ≥ 1 or None)."""
+  if chunk_size is not None:
+    products.require_count("chunk_size", chunk_size, where)
   num_params, dtype = param_count(params, where)
   needed = dense_memory_bytes(
     num_params, dtype, resolve_chunk_size(chunk_size, num_params), eigenvectors
@@ -388,6 +397,7 @@ def hessian_matrix(
     The symmetric (N, N) Hessian in the parameters' dtype.
   """
   require_dense_fits(params, chunk_size, False, "hessian_matrix")
+  require_max_seconds(max_seconds, "hessian_matrix")
   problem = products.prepare(loss_fn, params, args, batches, mode, "hessian_matrix", evaluate=True)
   matrix = dense_hessian(problem, chunk_size, max_seconds=max_seconds)
   if isinstance(matrix, np.ndarray):  # the CPU array takes over the aligned host buffer: no copy

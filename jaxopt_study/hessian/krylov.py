@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
+from jaxopt_study import validate
 from jaxopt_study.hessian import parallel, products
 
 _INVARIANT_TOL = 100.0  # β_j ≤ 100 ε max_{i≤j}(|α_i| + β_i): invariant subspace, restart
@@ -133,8 +134,7 @@ def lanczos(
     `Lanczos(alphas, betas, basis)`; `ritz` turns it into Ritz values, weights and vectors.
   """
   size = start if isinstance(start, int) else int(jnp.shape(start)[0])
-  if int(num_steps) != num_steps or not 1 <= num_steps <= size:
-    raise ValueError(f"num_steps={num_steps!r}: must be an integer in [1, N={size}]")
+  products.require_count("num_steps", num_steps, "lanczos", size=size)
   result = _lanczos_jit(matvec, _start_vector(start, key), int(num_steps))
   return result if keep_basis else result._replace(basis=None)
 
@@ -221,7 +221,7 @@ def hessian_lanczos(
   chains are vmapped (their HVPs batched) and spread over all devices, `parallel.ITEMS_PER_CALL`
   chains per device at a time, so memory does not grow with the number of starts.
   """
-  _require_count("num_steps", num_steps, problem.num_params)
+  products.require_count("num_steps", num_steps, "lanczos", size=problem.num_params)
   shared = parallel.replicate((problem.flat_params, problem.fixed, problem.data))
 
   def runs(chunk, *shared):
@@ -236,12 +236,6 @@ def probe_ritz(
   """Ritz values and weights, (num_probes, num_steps), of Lanczos runs from Rademacher probes."""
   probes = rademacher_probes(key, num_probes, problem.num_params, problem.flat_params.dtype)
   return ritz(hessian_lanczos(problem, probes, num_steps))
-
-
-def _require_count(name: str, value: int, upper: int | None = None) -> None:
-  if int(value) != value or value < 1 or (upper is not None and value > upper):
-    bound = f" and ≤ N={upper}" if upper is not None else ""
-    raise ValueError(f"{name}={value!r}: must be an integer ≥ 1{bound}")
 
 
 def density(
@@ -283,8 +277,10 @@ def density(
     `Density(grid, density)` as float64 numpy arrays.
   """
   problem = products.prepare(loss_fn, params, args, batches, mode, "density", evaluate=True)
-  _require_count("num_probes", num_probes)
-  _require_count("num_steps", num_steps, problem.num_params)
+  products.require_count("num_probes", num_probes, "density")
+  products.require_count("num_steps", num_steps, "density", size=problem.num_params)
+  if sigma is not None:
+    validate.require_positive("sigma", sigma, "density")
   nodes = probe_ritz(problem, num_probes, num_steps, key)
   low, high = nodes.values.min(), nodes.values.max()
   if sigma is None:
@@ -343,8 +339,7 @@ def hutchinson_trace(
   problem = products.prepare(
     loss_fn, params, args, batches, mode, "hutchinson_trace", evaluate=True
   )
-  if int(num_probes) != num_probes or num_probes < 2:
-    raise ValueError(f"num_probes={num_probes!r}: must be an integer ≥ 2 (for the error)")
+  products.require_count("num_probes", num_probes, "hutchinson_trace", low=2)  # for the error
   # the same probes as `density` with this key, so its mean is this estimate divided by N
   probes = rademacher_chunks(
     key,

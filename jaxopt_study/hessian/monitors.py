@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxopt_study import validate
 from jaxopt_study.hessian import products
 
 
@@ -31,8 +32,9 @@ def _curvature(
   fixed: Any,
   data: tuple,
   learning_rate: jax.Array | None,
-) -> CurvatureAlongGradient:
-  _, grad = products.loss_and_grad(objective, flat, fixed, data)
+) -> tuple[jax.Array, jax.Array, CurvatureAlongGradient]:
+  """(L(θ), g, the curvature along g): the loss and gradient for the point check."""
+  loss, grad = products.loss_and_grad(objective, flat, fixed, data)
   g_hess_g = jnp.vdot(grad, products.hvp_rows(objective, flat, fixed, data, grad[None])[0])
   g_dot_g = jnp.vdot(grad, grad)
   if learning_rate is None:  # ε* = gᵀg / gᵀHg; with gᵀHg ≤ 0 the quadratic model has no floor
@@ -40,7 +42,7 @@ def _curvature(
     change = jnp.where(positive, -0.5 * g_dot_g**2 / jnp.where(positive, g_hess_g, 1.0), -jnp.inf)
   else:
     change = -learning_rate * g_dot_g + 0.5 * learning_rate**2 * g_hess_g
-  return CurvatureAlongGradient(g_dot_g, g_hess_g, change)
+  return loss, grad, CurvatureAlongGradient(g_dot_g, g_hess_g, change)
 
 
 _curvature_jit = jax.jit(_curvature, static_argnums=0)
@@ -74,14 +76,16 @@ def curvature_along_gradient(
     `CurvatureAlongGradient(g_dot_g, g_hess_g, predicted_change)`.
   """
   where = "curvature_along_gradient"
+  if learning_rate is not None:
+    validate.require_non_negative("learning_rate", learning_rate, where)
   problem = products.prepare(loss_fn, params, args, batches, mode, where)
   rate = None if learning_rate is None else jnp.asarray(learning_rate, problem.flat_params.dtype)
-  result = _curvature_jit(problem.objective, problem.flat_params, problem.fixed, problem.data, rate)
+  loss, grad, result = _curvature_jit(*problem, rate)
   measured = (result.g_dot_g, result.g_hess_g)
-  if not any(isinstance(v, jax.core.Tracer) for v in measured) and not np.all(
-    np.isfinite(measured)
-  ):
-    raise ValueError(f"{where}: the gradient or its curvature at params is not finite")
+  if not any(isinstance(v, jax.core.Tracer) for v in measured):
+    products.require_finite_point(problem, loss, grad, where)  # the loss too, not only g
+    if not np.all(np.isfinite(measured)):
+      raise ValueError(f"{where}: the gradient or its curvature at params is not finite")
   return result
 
 
@@ -153,10 +157,8 @@ def sharpness(
   Returns:
     φ as a float (≥ 0).
   """
-  if not eps > 0:
-    raise ValueError(f"eps={eps!r}: must be > 0")
-  if int(steps) != steps or steps < 1:
-    raise ValueError(f"steps={steps!r}: must be an integer ≥ 1")
+  validate.require_positive("eps", eps, "sharpness")
+  products.require_count("steps", steps, "sharpness")
   problem = products.prepare(loss_fn, params, args, batches, mode, "sharpness", evaluate=True)
   corner = products.host_rng(key).integers(0, 2, size=problem.num_params) * 2.0 - 1.0  # ±1
   value = _sharpness_jit(

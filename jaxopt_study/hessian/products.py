@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxopt_study import validate
+
 LossFn = Callable[..., chex.Numeric]
 MODES = ("train", "eval")
 
@@ -159,6 +161,43 @@ def _split_module(model: nnx.Module, mode: str | None, where: str) -> tuple[Any,
   return nnx.split(model, nnx.Param, ...)
 
 
+def require_count(name: str, value: Any, where: str, low: int = 1, size: int | None = None) -> None:
+  """Refuses an option that is not an integer in [low, N] (N = `size`; no upper bound if None):
+  a bool, a float such as 2.0 or NaN, a string or a list is named in the error, not converted."""
+  valid = (
+    isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+  ) and low <= value <= (size if size is not None else value)
+  if not valid:
+    bound = f"in [{low}, N={size}]" if size is not None else f"≥ {low}"
+    raise ValueError(f"{where}: {name}={value!r}: must be an integer {bound}")
+
+
+def require_tolerance(name: str, value: Any, where: str) -> None:
+  """Refuses a tolerance that is neither None (the default rule) nor a finite number ≥ 0."""
+  if value is not None:
+    validate.require_non_negative(name, value, where)
+
+
+def require_params(params: Any, where: str) -> None:
+  """Raises unless `params` is a non-empty pytree of non-empty floating arrays, finite where
+  their values are known (a traced leaf is checked for its dtype and shape only); the error names
+  the first offending leaf by its path, e.g. ``params['w']``."""
+  with_paths = jax.tree_util.tree_flatten_with_path(params)[0]
+  if not with_paths:
+    raise ValueError(f"{where}: params has no arrays to differentiate")
+  for path, leaf in with_paths:
+    name = f"params{jax.tree_util.keystr(path)}"
+    if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+      raise TypeError(
+        f"{where}: {name} has dtype {jnp.result_type(leaf)} and shape {jnp.shape(leaf)}: "
+        "every parameter must be floating point to be differentiated"
+      )
+    if jnp.size(leaf) == 0:
+      raise ValueError(f"{where}: {name} has shape {jnp.shape(leaf)}, no entries")
+    if not isinstance(leaf, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(leaf))):
+      raise ValueError(f"{where}: {name} is not finite (NaN or ±inf): no curvature there")
+
+
 def prepare(
   loss_fn: LossFn,
   params: Any,
@@ -187,21 +226,8 @@ def prepare(
     raise ValueError(f"{where}: mode={mode!r} applies only when params is an nnx.Module")
   else:
     graphdef, fixed = None, None
-  with_paths, treedef = jax.tree_util.tree_flatten_with_path(params)
-  if not with_paths:
-    raise ValueError(f"{where}: params has no arrays to differentiate")
-  leaves = [leaf for _, leaf in with_paths]
-  for path, leaf in with_paths:
-    name = f"params{jax.tree_util.keystr(path)}"
-    if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-      raise TypeError(
-        f"{where}: {name} has dtype {jnp.result_type(leaf)} and shape {jnp.shape(leaf)}: "
-        "every parameter must be floating point to be differentiated"
-      )
-    if jnp.size(leaf) == 0:
-      raise ValueError(f"{where}: {name} has shape {jnp.shape(leaf)}, no entries")
-    if not isinstance(leaf, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(leaf))):
-      raise ValueError(f"{where}: {name} is not finite (NaN or ±inf): no curvature there")
+  require_params(params, where)
+  leaves, treedef = jax.tree.flatten(params)
   layout = Layout(
     treedef, tuple(jnp.shape(x) for x in leaves), tuple(jnp.result_type(x) for x in leaves)
   )
@@ -288,16 +314,19 @@ first_and_second_order_jit = jax.jit(first_and_second_order, static_argnums=0)
 loss_and_grad_jit = jax.jit(loss_and_grad, static_argnums=0)
 
 
-def require_finite_point(problem: Problem, loss: Any, grad: Any, where: str) -> None:
-  """Raises ValueError when the loss or the gradient at the point is not finite, naming which
-  (and the gradient's first non-finite leaf): a kind or a spectrum there would be noise."""
+def require_finite_point(
+  problem: Problem, loss: Any, grad: Any, where: str, grad_name: str = "the gradient"
+) -> None:
+  """Raises ValueError when the loss or the gradient (raveled) at the point is not finite, naming
+  which (the gradient as `grad_name`, and its first non-finite leaf): a kind or a spectrum there
+  would be noise."""
   if not np.isfinite(float(loss)):
     raise ValueError(f"{where}: the loss at params is {float(loss)}: no curvature there")
   tree = problem.objective.layout.unravel(jnp.asarray(grad))
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
     if not np.all(np.isfinite(np.asarray(leaf))):
       raise ValueError(
-        f"{where}: the gradient at params is not finite in params{jax.tree_util.keystr(path)}"
+        f"{where}: {grad_name} at params is not finite in params{jax.tree_util.keystr(path)}"
       )
 
 

@@ -31,7 +31,12 @@ import optax
 
 from jaxopt_study import validate
 from jaxopt_study.hessian import dense, krylov, products
-from jaxopt_study.optim.extra_args import all_finite, guarded
+from jaxopt_study.optim.extra_args import (
+  all_finite,
+  guarded,
+  require_loss_args,
+  require_matching_trees,
+)
 from jaxopt_study.optim.first_order import _learning_rate_at
 
 INDEFINITE = ("shift", "solve")
@@ -119,7 +124,11 @@ def newton(
   adaptive: bool = False,
   indefinite: Literal["shift", "solve"] = "shift",
 ) -> optax.GradientTransformationExtraArgs:
-  """Newton's method, Goodfellow et al. (2016) eq. 8.28 and Algorithm 8.8, with LM damping.
+  """Default: damped, descent-shifted Newton; indefinite="solve": textbook, saddle-attracted §8.6.1.
+
+  Goodfellow et al. (2016) eq. 8.28 and Algorithm 8.8, with Levenberg–Marquardt damping. The
+  default step is damped and, where H + λI is indefinite, shifted to a descent direction;
+  ``indefinite="solve"`` is the textbook step, which is attracted to saddle points (§8.6.1).
 
   .. math:: Δθ = −ε_k (H + λI)⁻¹ g,   H = ∇²f(θ) (dense, exact), g = the incoming updates.
 
@@ -174,8 +183,7 @@ def newton(
   validate.require_learning_rate(learning_rate, where)
   if not isinstance(adaptive, bool):
     raise ValueError(f"{where}: adaptive={adaptive!r} must be True or False")
-  if indefinite not in INDEFINITE:
-    raise ValueError(f"{where}: indefinite={indefinite!r} must be one of {INDEFINITE}")
+  validate.require_choice("indefinite", indefinite, where, INDEFINITE)
   if adaptive:
     validate.require_positive("damping", damping, f"{where}(adaptive=True)")
 
@@ -336,6 +344,34 @@ def _gauss_newton_root_step(
   return step, 0.5 * (jnp.sum(jnp.square(coefficients)) - jnp.sum(jnp.square(residual)))
 
 
+def _point_checked(
+  where: str, inner: optax.GradientTransformationExtraArgs
+) -> optax.GradientTransformationExtraArgs:
+  """`inner`, whose update first checks the point it is given, as the `hessian` tools do.
+
+  The parameters must be a non-empty pytree of non-empty floating arrays (`products.prepare`);
+  where the values are concrete (an eager update, not one traced by `jit`, `vmap` or `lax.scan`)
+  the parameters, the loss ``value``, its gradient ``grad`` and the incoming ``grads`` must be
+  finite (`products.require_finite_point`): a `ValueError` names which, and the first offending
+  leaf's path, before the Hessian is built. Inside a trace the values are unknown, and
+  `extra_args.guarded` makes a non-finite loss or gradient a zero update instead.
+  """
+
+  def update_fn(updates, state, params=None, *, value=None, grad=None, value_fn=None, **fn_kwargs):
+    require_loss_args(where, params, value, grad, value_fn)
+    problem = loss_problem(value_fn, params, fn_kwargs, where)
+    require_matching_trees(where, updates, params, grad)
+    if not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((updates, value, grad))):
+      layout = problem.objective.layout
+      for name, gradient in (("the gradient grad", grad), ("the incoming gradient", updates)):
+        products.require_finite_point(problem, value, layout.ravel(gradient), where, name)
+    return inner.update(
+      updates, state, params, value=value, grad=grad, value_fn=value_fn, **fn_kwargs
+    )
+
+  return optax.GradientTransformationExtraArgs(inner.init, update_fn)
+
+
 def critical_point_newton(
   damping: float = 1.0,
   min_damping: float = 1e-12,
@@ -367,6 +403,11 @@ def critical_point_newton(
   gradient-flat points of Frye et al. (2021), which are common in neural-network losses; the
   caller must check ‖g‖ at the end (e.g. with `hessian.classify`).
 
+  The point is checked as the `hessian` tools check it: `init` and `update` refuse an empty
+  parameter pytree, a zero-size or integer leaf and a non-finite parameter, and an eager `update`
+  a non-finite loss or gradient, with a `ValueError` naming which (and the first offending leaf's
+  path). Inside `jit` the values are unknown: a non-finite loss or gradient gives a zero update.
+
   Args:
     damping: ν₀ > 0, the first ν.
     min_damping: the smallest ν > 0.
@@ -395,6 +436,7 @@ def critical_point_newton(
   validate.require_positive_int("max_tries", max_tries, where)
 
   def init_fn(params: optax.Params) -> CriticalPointNewtonState:
+    products.require_params(params, where)
     dtype = jnp.result_type(*jax.tree.leaves(params))
     return CriticalPointNewtonState(
       count=jnp.zeros([], jnp.int32),
@@ -448,4 +490,6 @@ def critical_point_newton(
       tries=tries,
     )
 
-  return guarded(where, optax.GradientTransformationExtraArgs(init_fn, update_fn))
+  return _point_checked(
+    where, guarded(where, optax.GradientTransformationExtraArgs(init_fn, update_fn))
+  )

@@ -144,7 +144,8 @@ def check(
   for field, value in (("steps", steps), ("eval_every", eval_every)):
     validate.require_positive_int(field, value, "sweep")
   num_blocks = math.ceil(steps / eval_every)
-  checkpoint_every = checkpoint_every or eval_every * math.ceil(num_blocks / MAX_SEGMENTS)
+  if checkpoint_every is None:  # 0 is refused below, not taken for the default
+    checkpoint_every = eval_every * math.ceil(num_blocks / MAX_SEGMENTS)
   validate.require_positive_int("checkpoint_every", checkpoint_every, "sweep")
   if checkpoint_every % eval_every:
     raise ValueError(
@@ -156,8 +157,10 @@ def check(
     validate.require_choice("sampling", sampling, "sweep", train.SAMPLINGS)
   if patience is not None:
     validate.require_positive_int("patience", patience, "sweep")
-  if not is_real(divergence_factor) or not divergence_factor > 1:
-    raise ValueError(f"sweep: divergence_factor={divergence_factor!r} must be a number > 1")
+  if not (is_real(divergence_factor) and divergence_factor == float("inf")):  # inf: only NaN
+    validate.require_positive("divergence_factor", divergence_factor, "sweep")
+    if not divergence_factor > 1:
+      raise ValueError(f"sweep: divergence_factor={divergence_factor!r} must be a number > 1")
   pure = problem_lib.pure(problem)
   train.check_early_stopping(early_stopping, patience, pure.metric_names, "sweep")
   train.check_curvature(curvature_every, curvature, eval_every, problem.num_train, "sweep")
@@ -225,7 +228,7 @@ def _check_base_axes(base: dict[str, Any], axes: dict[str, list], num_train: int
         f"{where}: batch_size={value} must be ≤ {num_train}, the number of training examples"
       )
   for value in axes.get("seed", [base["seed"]]):
-    validate.require_int("seed", value, _where("seed", axes), low=0)
+    validate.require_int("seed", value, _where("seed", axes), low=0, high=train.MAX_SEED)
   for value in axes.get("init_scale", [base["init_scale"]]):
     validate.require_non_negative("init_scale", value, _where("init_scale", axes))
 

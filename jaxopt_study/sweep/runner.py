@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from jaxopt_study import problem as problem_lib
-from jaxopt_study import results, train
+from jaxopt_study import results, train, validate
 from jaxopt_study.hessian.tracking import CurvatureOptions
 from jaxopt_study.results import RunDir, history_rows, member_arrays
 from jaxopt_study.sweep import grid, program
@@ -128,6 +128,8 @@ def run(
   Returns:
     A `SweepResult`.
   """
+  if memory_budget is not None:  # 0 is refused, not taken for the default
+    validate.require_int("memory_budget", memory_budget, "sweep", low=1)
   plan = grid.check(
     problem,
     optimizer,
