@@ -53,6 +53,8 @@ def _compare(
     value = _lookup(summary, path)
     errors = _lookup(summary, standard_error) if standard_error else None
     if isinstance(value, Mapping):  # one value per setting (per η, per depth): all must hold
+      if not value:
+        return None
       judged = [judge_one(v, None if errors is None else errors[k]) for k, v in value.items()]
       if any(j is False for j in judged):
         return False
@@ -63,8 +65,9 @@ def _compare(
     if value is None or not np.isfinite(value):
       return None
     distance = sign * (float(value) - threshold)
-    if error is not None and abs(distance) <= margin * float(error):
-      return None
+    if standard_error is not None:  # no error bar where one is asked for: cannot decide
+      if error is None or not np.isfinite(error) or abs(distance) <= margin * float(error):
+        return None
     return distance > 0
 
   return judge
@@ -73,7 +76,8 @@ def _compare(
 def above(path: str, threshold: float, *, standard_error: str | None = None) -> Criterion:
   """The claim holds when the summary's value at `path` ("key" or "key.sub") is > `threshold`
   (every value, for a dict of values); inconclusive when it is within 2 standard errors (the
-  summary's value at `standard_error`) of the threshold, or not finite."""
+  summary's value at `standard_error`) of the threshold, when that standard error is missing or
+  not finite, when the value is not finite, or when the dict is empty."""
   return _compare(path, threshold, standard_error, 1.0, 2.0)
 
 

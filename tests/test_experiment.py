@@ -19,6 +19,10 @@ from jaxopt_study.experiment import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, ab
     (below("ratio", 1.0, standard_error="ratio_se"), {"ratio": 1.5, "ratio_se": 0.2}, False),
     (above("ratio", 1.0), {"ratio": math.nan}, None),
     (above("ratio", 1.0), {"ratio": None}, None),
+    # an error bar asked for but missing (one seed) or not finite: cannot decide
+    (above("ratio", 1.0, standard_error="ratio_se"), {"ratio": 9.0, "ratio_se": math.nan}, None),
+    (above("ratio", 1.0, standard_error="ratio_se"), {"ratio": 9.0, "ratio_se": None}, None),
+    (above("by_rate", 0), {"by_rate": {}}, None),
     # one value per setting: all must hold; one failure fails; else one undecided is undecided
     (above("by_rate.x", 0), {"by_rate": {"x": {"a": 1.0, "b": 2.0}}}, True),
     (above("by_rate.x", 0), {"by_rate": {"x": {"a": 1.0, "b": -2.0}}}, False),

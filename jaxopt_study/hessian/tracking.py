@@ -125,11 +125,22 @@ def measure(
   # one forward and backward pass; every product after it runs only the linearized part
   grad, hvp = jax.linearize(jax.grad(flat_loss), flat)
   num_steps = min(options.lanczos_steps, flat.size)
-  lambda_max, top_vector = _top_eigenpair(hvp, state.top_vector, num_steps)
+  if options.preconditioner is None:
+    lambda_max, top_vector = _top_eigenpair(hvp, state.top_vector, num_steps)
+  else:  # both eigenproblems in one batched Lanczos: S H S with S = 1 and S = P^{-1/2}
+    diagonal, _ = ravel_pytree(options.preconditioner(opt_state))
+    positive = jnp.all(diagonal > 0)
+    scale = jax.lax.rsqrt(jnp.where(positive, diagonal, 1.0)).astype(flat.dtype)
+    scales = jnp.stack([jnp.ones_like(scale), scale])
+    starts = jnp.stack([state.top_vector, state.preconditioned_top_vector])
+    values, vectors = jax.vmap(
+      lambda s, start: _top_eigenpair(lambda v: s * hvp(s * v), start, num_steps)
+    )(scales, starts)
+    lambda_max, top_vector = values[0], vectors[0]
   key = jax.random.fold_in(jax.random.key(options.seed), step)
   probes = jax.random.rademacher(key, (options.probes, flat.size), flat.dtype)
-  vectors = jnp.concatenate([grad[None], probes])  # gᵀHg and the probes' zᵀHz in one batch
-  forms = jnp.sum(vectors * jax.vmap(hvp)(vectors), axis=1)
+  directions = jnp.concatenate([grad[None], probes])  # gᵀHg and the probes' zᵀHz, one batch
+  forms = jnp.sum(directions * jax.vmap(hvp)(directions), axis=1)
   metrics = {
     "lambda_max": lambda_max,
     "hessian_trace": jnp.mean(forms[1:]),
@@ -138,14 +149,8 @@ def measure(
   }
   new_state = state._replace(top_vector=top_vector)
   if options.preconditioner is not None:
-    diagonal, _ = ravel_pytree(options.preconditioner(opt_state))
-    positive = jnp.all(diagonal > 0)
-    scale = jax.lax.rsqrt(jnp.where(positive, diagonal, 1.0)).astype(flat.dtype)
-    value, vector = _top_eigenpair(
-      lambda v: scale * hvp(scale * v), state.preconditioned_top_vector, num_steps
-    )
-    metrics[PRECONDITIONED_METRIC] = jnp.where(positive, value, jnp.nan)
+    metrics[PRECONDITIONED_METRIC] = jnp.where(positive, values[1], jnp.nan)
     new_state = new_state._replace(
-      preconditioned_top_vector=jnp.where(positive, vector, state.preconditioned_top_vector)
+      preconditioned_top_vector=jnp.where(positive, vectors[1], state.preconditioned_top_vector)
     )
   return metrics, new_state
