@@ -10,6 +10,12 @@ per method so that an exact and a Lanczos analysis sit side by side:
 - `spectrum-<method>.csv`: the eigenvalues (all of them, or the k Lanczos Ritz values), ascending;
 - `classification-<method>.json`: `hessian.classify`'s verdict (minimum, saddle and its index...);
 - `spectrum-<method>.png`: the eigenvalue histogram (exact) or the Ritz values (Lanczos).
+
+A run trained with the curvature monitor (`curvature_every`, `hessian.tracking`) also holds its
+measurements in `history.csv`; `curvature_history` draws them against the steps, one panel per
+metric and one line per member, into `curvature-history.png` (the rows where the monitor did not
+measure are NaN and skipped). It needs only `history.csv`, so it also reads a run folder without
+saved parameters (an experiment's).
 """
 
 import json
@@ -17,15 +23,27 @@ import math
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
 from jaxopt_study import hessian, report
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.config import build_problem
+from jaxopt_study.hessian import tracking
+from jaxopt_study.lab.curves import history_curves
 from jaxopt_study.results import load_member_state, read_csv, write_atomic, write_csv
 
 MODES = ("train", "eval")
+CURVATURE_FIGURE = "curvature-history.png"
+# The monitor's metrics, in the order of the figure's panels, with their axis labels.
+MONITOR_LABELS = {
+  "lambda_max": "λ_max(H)",
+  tracking.PRECONDITIONED_METRIC: "λ_max(P⁻¹H)",
+  "hessian_trace": "tr H (Hutchinson)",
+  "g_hess_g": "gᵀHg",
+  "g_dot_g": "gᵀg",
+}
 
 
 def default_member(run_dir: Path) -> str:
@@ -112,6 +130,75 @@ def spectrum_of_run(
     xlabel="eigenvalue",
   )
   return classification
+
+
+def curvature_history(
+  run_dir: str | Path, *, members: list[str] | None = None
+) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
+  """Draws the curvature monitor's measurements in a run folder's `history.csv` against the
+  steps, one panel per metric and one line per member, into `curvature-history.png` there.
+
+  Args:
+    run_dir: a run folder holding `history.csv` (of `jaxopt-study run` or `sweep.run`).
+    members: only these members (default: every member with a measurement).
+
+  Returns:
+    {metric: {member: (steps, values)}}, the measured rows drawn (NaN rows left out); empty, and
+    no figure written, when the history holds no monitor metric.
+
+  Raises:
+    ValueError: `history.csv` is missing, or a member of `members` is not in it.
+  """
+  run_dir = Path(run_dir)
+  if not (run_dir / "history.csv").is_file():
+    raise ValueError(f"{run_dir} holds no history.csv: not a run folder of `jaxopt-study run`")
+  rows = read_csv(run_dir / "history.csv")
+  if members is not None:
+    known = {row["member"] for row in rows}
+    if unknown := [m for m in members if m not in known]:
+      raise ValueError(f"member {', '.join(unknown)} is not in {run_dir}/history.csv")
+    rows = [row for row in rows if row["member"] in members]
+  curves = {}
+  for metric in MONITOR_LABELS:
+    measured = {}
+    for member, (steps, values) in history_curves(rows, metric).items():
+      finite = np.isfinite(np.asarray(values, float))
+      if finite.any():
+        measured[member] = (
+          np.asarray(steps, float)[finite].tolist(),
+          np.asarray(values, float)[finite].tolist(),
+        )
+    if measured:
+      curves[metric] = measured
+  if curves:
+    _curvature_figure(curves, run_dir / CURVATURE_FIGURE, f"curvature monitor of {run_dir.name}")
+  return curves
+
+
+def _curvature_figure(
+  curves: dict[str, dict[str, tuple[list[float], list[float]]]], path: Path, title: str
+) -> Path:
+  """One panel per metric, three to a row, one colour per member (the same in every panel)."""
+  members = list(dict.fromkeys(m for by_member in curves.values() for m in by_member))
+  colors = dict(zip(members, plt.cm.viridis(np.linspace(0, 0.9, len(members))), strict=True))
+  columns = min(3, len(curves))
+  rows = math.ceil(len(curves) / columns)
+  fig, axes = plt.subplots(
+    rows, columns, figsize=(4.4 * columns, 3.6 * rows), dpi=110, squeeze=False
+  )
+  for ax, (metric, by_member) in zip(axes.flat, curves.items(), strict=False):  # spare axes
+    for member, (steps, values) in by_member.items():
+      ax.plot(steps, values, color=colors[member], marker="o" if len(steps) < 12 else None, ms=3)
+    ax.set(title=MONITOR_LABELS[metric], xlabel="step")
+    ax.grid(alpha=0.3)
+  for ax in axes.flat[len(curves) :]:
+    ax.set_visible(False)
+  for member in members:
+    axes[0, 0].plot([], [], color=colors[member], label=member)
+  axes[0, 0].legend(fontsize=7, ncol=1 + len(members) // 12)
+  fig.suptitle(title)
+  fig.tight_layout()
+  return report.save_figure(fig, path)
 
 
 def _problem_of(run_dir: Path) -> problem_lib.Problem:

@@ -113,9 +113,12 @@ def _parser() -> argparse.ArgumentParser:
   listing.set_defaults(handler=_list)
   spectrum = commands.add_parser(
     "spectrum",
-    help="Hessian spectrum and critical-point kind of a finished run's member",
+    help="Hessian spectrum and critical-point kind of a finished run's member; the curvature "
+    "monitor's history",
     description="Writes spectrum-METHOD.csv, classification-METHOD.json and spectrum-METHOD.png "
-    "into RUN_DIR (one set per method, so exact and Lanczos results sit side by side).",
+    "into RUN_DIR (one set per method, so exact and Lanczos results sit side by side). When "
+    "history.csv holds the curvature monitor's measurements (curvature_every), also draws them "
+    "against the steps into curvature-history.png; --curvature draws only that.",
   )
   spectrum.add_argument(
     "run_dir", help="a finished run folder (`jaxopt-study run --out`, or sweep.run's out_dir)"
@@ -127,6 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     "--mode",
     choices=["train", "eval"],
     help="for models with BatchNorm or dropout: the loss in training or in inference mode",
+  )
+  spectrum.add_argument(
+    "--curvature",
+    action="store_true",
+    help="only draw the curvature monitor's history (needs history.csv alone; --member: that "
+    "member only)",
   )
   spectrum.set_defaults(handler=_spectrum)
   return parser
@@ -225,18 +234,33 @@ def _join_processes(args: argparse.Namespace) -> None:
 def _spectrum(args: argparse.Namespace) -> int:
   from jaxopt_study import analyze  # imports the Hessian code only for this command
 
+  run_dir = Path(args.run_dir)
   try:
-    verdict = analyze.spectrum_of_run(
-      Path(args.run_dir), member=args.member, method=args.method, k=args.k, mode=args.mode
-    )
+    if not args.curvature:
+      verdict = analyze.spectrum_of_run(
+        run_dir, member=args.member, method=args.method, k=args.k, mode=args.mode
+      )
+    members = [args.member] if args.curvature and args.member else None
+    has_history = args.curvature or (run_dir / "history.csv").is_file()
+    curves = analyze.curvature_history(run_dir, members=members) if has_history else {}
   except ValueError as error:
     print(f"jaxopt-study: error: {error}", file=sys.stderr)
     return 2
-  print(
-    f"{verdict['member']}: {verdict['kind']} (index {verdict['index']}, "
-    f"λ from {verdict['lambda_min']} to {verdict['lambda_max']}, ‖g‖ = {verdict['grad_norm']})"
-    f" -> {Path(args.run_dir) / f'classification-{args.method}.json'}"
-  )
+  if not args.curvature:
+    print(
+      f"{verdict['member']}: {verdict['kind']} (index {verdict['index']}, "
+      f"λ from {verdict['lambda_min']} to {verdict['lambda_max']}, ‖g‖ = {verdict['grad_norm']})"
+      f" -> {run_dir / f'classification-{args.method}.json'}"
+    )
+  if curves:
+    print(f"curvature monitor ({', '.join(curves)}) -> {run_dir / analyze.CURVATURE_FIGURE}")
+  elif args.curvature:
+    print(
+      f"jaxopt-study: error: {run_dir}/history.csv holds no curvature monitor metric: train "
+      "with curvature_every=<steps> to record one",
+      file=sys.stderr,
+    )
+    return 2
   return 0
 
 

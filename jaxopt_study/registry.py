@@ -29,6 +29,7 @@ CHAPTER_ORDER = (
   "sharp_minima",  # 8.1.3
   "hessian_outliers",  # 8.2
   "fig8_1_gradient_norm",  # 8.2.1
+  "edge_of_stability",  # 8.2.1
   "symmetry_and_local_minima",  # 8.2.2
   "fig8_2_interpolation",  # 8.2.3
   "saddle_proliferation",  # 8.2.3

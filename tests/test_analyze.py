@@ -2,14 +2,17 @@
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_study import analyze, cli, data, losses, models, results
+from jaxopt_study import analyze, cli, data, losses, models, results, sweep
+from jaxopt_study.lab.curves import history_curves
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -80,3 +83,68 @@ def test_default_member_is_the_lowest_final_loss(run_dir):
 def test_a_folder_without_a_finished_run_is_refused(tmp_path, capsys):
   assert cli.main(["spectrum", str(tmp_path)]) == 2
   assert "config.json" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def monitored_run(tmp_path_factory) -> tuple[Path, sweep.SweepResult]:
+  """Two learning rates of a width-4 digits MLP, 20 full-batch steps, the curvature monitor at
+  steps 0, 10 and 20 (evaluations every 5: the rows at 5 and 15 are NaN), final parameters
+  kept (no early stopping)."""
+  config = ml_collections.ConfigDict(
+    {
+      "seed": 0,
+      "steps": 20,
+      "batch_size": 1347,
+      "learning_rate": 0.1,
+      "eval_every": 5,
+      "early_stopping": None,
+      "data": {"name": "digits", "test_fraction": 0.25, "split_seed": 0},
+      "model": {"name": "mlp", "width": 4, "depth": 1, "activation": "tanh"},
+      "optimizer": {"name": "sgd"},
+      "sweep": {"learning_rate": [0.1, 1.0]},
+      "curvature_every": 10,
+      "curvature": {"lanczos_steps": 20, "probes": 2},
+    }
+  )
+  out = tmp_path_factory.mktemp("monitored") / "run"
+  return out, sweep.run_config(config, out)
+
+
+def test_spectrum_draws_the_curvature_monitor_of_a_run(monitored_run, capsys):
+  """The figure's curves are the sweep's measured rows (NaN rows left out), and the monitor's
+  last λ_max is the top eigenvalue `spectrum` computes at the saved final parameters."""
+  run, result = monitored_run
+  member = "m0001"
+  assert cli.main(["spectrum", str(run), "--member", member]) == 0
+  figure = run / analyze.CURVATURE_FIGURE
+  assert str(figure) in capsys.readouterr().out
+  assert figure.stat().st_size > 0
+  curves = analyze.curvature_history(run)
+  assert set(curves) == {"lambda_max", "hessian_trace", "g_hess_g", "g_dot_g"}
+  for metric, by_member in curves.items():
+    for name, (steps, values) in history_curves(result.history, metric).items():
+      assert np.isnan(values).sum() == 2  # steps 5 and 15
+      assert by_member[name][0] == [0, 10, 20] == [steps[i] for i in (0, 2, 4)]
+      np.testing.assert_array_equal(by_member[name][1], np.asarray(values)[[0, 2, 4]])
+  with open(run / "spectrum-exact.csv") as f:
+    top = max(float(row["eigenvalue"]) for row in csv.DictReader(f))
+  assert curves["lambda_max"][member][1][-1] == pytest.approx(top, rel=1e-3)
+
+
+def test_spectrum_curvature_only_needs_the_history(monitored_run, tmp_path, capsys):
+  """--curvature draws one member from history.csv alone (no parameters, no config)."""
+  folder = tmp_path / "history-only"
+  folder.mkdir()
+  shutil.copy(monitored_run[0] / "history.csv", folder / "history.csv")
+  assert cli.main(["spectrum", str(folder), "--curvature", "--member", "m0000"]) == 0
+  assert (folder / analyze.CURVATURE_FIGURE).stat().st_size > 0
+  assert not (folder / "spectrum-exact.csv").exists()
+  assert list(analyze.curvature_history(folder, members=["m0000"])["lambda_max"]) == ["m0000"]
+  assert cli.main(["spectrum", str(folder), "--curvature", "--member", "m0009"]) == 2
+  assert "m0009" in capsys.readouterr().err
+
+
+def test_spectrum_curvature_without_a_monitor_is_refused(run_dir, capsys):
+  assert cli.main(["spectrum", str(run_dir), "--curvature"]) == 2
+  assert "curvature_every" in capsys.readouterr().err
+  assert not (run_dir / analyze.CURVATURE_FIGURE).exists()

@@ -1,0 +1,152 @@
+"""The edge-of-stability experiment: its quick config through the CLI, checked against a dense
+Hessian and against its own history.
+
+Cohen et al. (2021) publish λ_max rising to 2/η and hovering there under full-batch gradient
+descent. The checks are of the measurement, not of the phenomenon: the monitor's last λ_max of a
+member is the top eigenvalue ARPACK finds at the saved final parameters, the first
+losses are those of an independent full-batch loop, and the claims are what the history says.
+"""
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.sparse.linalg
+from jax.flatten_util import ravel_pytree
+
+from jaxopt_study import cli, data, losses, models, results
+from jaxopt_study.lab.curves import read_curves
+from jaxopt_study.results import read_csv
+
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "configs" / "edge_of_stability_quick.py"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  out = tmp_path_factory.mktemp("edge_of_stability")
+  assert cli.main(["run", str(QUICK), "--out", str(out), "--no-progress"]) == 0
+  return out
+
+
+def digits_loss(config: dict, loss: str):
+  """(model, flat params at init, loss of flat params), float64, written from the data up."""
+  digits = data.load_digits(config["data"]["test_fraction"], config["data"]["split_seed"])
+  count = config["data"]["num_examples"]
+  x = np.asarray(digits.x_train[:count], np.float64)
+  labels = np.asarray(digits.y_train[:count])
+  options = {k: v for k, v in config["model"].items() if k != "name"}
+  model = models.functional(models.build_model("mlp", 64, 10, seed=config["seed"], **options))
+
+  def objective(params):
+    outputs, _ = model.apply(params, model.model_state, x, True)
+    if loss == "mse":
+      return 0.5 * jnp.mean(jnp.sum((outputs - jax.nn.one_hot(labels, 10)) ** 2, axis=-1))
+    return losses.softmax_cross_entropy(outputs, labels)
+
+  return model, objective
+
+
+def top_eigenvalue(objective, params) -> float:
+  """The largest eigenvalue of the float64 Hessian of `objective` at `params`, by ARPACK
+  (`scipy.sparse.linalg.eigsh`, converged to 1e-10) on Hessian-vector products, the usual
+  out-of-loop measurement the monitor replaces."""
+  flat, unravel = ravel_pytree(jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.float64), params))
+  gradient = jax.grad(lambda v: objective(unravel(v)))
+  hvp = jax.jit(lambda v: jax.jvp(gradient, (flat,), (v,))[1])
+  operator = scipy.sparse.linalg.LinearOperator(
+    (flat.size, flat.size), matvec=lambda v: np.asarray(hvp(jnp.asarray(v))), dtype=np.float64
+  )
+  return float(scipy.sparse.linalg.eigsh(operator, k=1, which="LA", tol=1e-10)[0][0])
+
+
+def test_the_last_lambda_max_is_the_top_eigenvalue_at_the_final_parameters(finished_run):
+  config = json.loads((finished_run / "config.json").read_text())
+  curves = read_curves(finished_run / "history.csv", "lambda_max")
+  for row in read_csv(finished_run / "results.csv"):
+    if row["method"] == "adam":
+      continue
+    with jax.enable_x64(True):
+      model, objective = digits_loss(config, row["loss"])
+      params, _ = results.load_member_state(
+        finished_run / "params.npz", row["member"], model.params, model.model_state
+      )
+      exact = top_eigenvalue(objective, params)
+    steps, values = curves[row["member"]]
+    assert steps[-1] == config["steps"]
+    assert values[-1] == pytest.approx(exact, rel=1e-3), row["member"]
+
+
+def test_the_first_loss_is_that_of_the_initialization(finished_run):
+  """The loss recorded at step 0 is the float64 loss of the seed's initialization."""
+  config = json.loads((finished_run / "config.json").read_text())
+  losses_at = read_curves(finished_run / "history.csv", "train_loss")
+  for row in read_csv(finished_run / "results.csv"):
+    with jax.enable_x64(True):
+      model, objective = digits_loss(config, row["loss"])  # drawn with the init scale
+      initial = float(objective(model.params))
+    steps, values = losses_at[row["member"]]
+    assert steps[0] == 0
+    assert values[0] == pytest.approx(initial, rel=1e-5), row["member"]
+
+
+def test_the_claims_are_what_the_history_says(finished_run):
+  config = json.loads((finished_run / "config.json").read_text())
+  summary = json.loads((finished_run / "summary.json").read_text())
+  table = read_csv(finished_run / "results.csv")
+  for row in table:
+    metric = row["sharpness_metric"]
+    steps, values = np.asarray(read_curves(finished_run / "history.csv", metric)[row["member"]])
+    steps, values = steps[np.isfinite(values)], values[np.isfinite(values)]
+    eta = f"{row['learning_rate']:g}"
+    b1 = config["adam"]["b1"]
+    adam_limit = (2 + 2 * b1) / ((1 - b1) * row["learning_rate"])  # Cohen et al. (2022)
+    limit = adam_limit if row["method"] == "adam" else 2 / row["learning_rate"]
+    assert row["threshold"] == pytest.approx(limit)
+    reached = np.nonzero(values >= 0.9 * limit)[0]
+    if row["method"] == "adam":
+      claim = summary["adam_preconditioned_over_threshold"][eta]
+    else:
+      loss = row["method"].removeprefix("gd_")
+      claim = summary["lambda_max_over_threshold"][loss][eta]
+      if reached.size:
+        first = reached[0]
+        assert summary["steps_to_threshold"][loss][eta] == steps[first]
+        assert summary["progressive_sharpening"][loss][eta] == pytest.approx(
+          values[first] / values[0]
+        )
+    if reached.size:
+      assert claim == pytest.approx(np.median(values[reached[0] :] / limit))
+    else:
+      assert claim is None
+  verdicts = summary["verdicts"]
+  assert set(verdicts) == {
+    "lambda_max_over_threshold",
+    "steps_to_threshold",
+    "progressive_sharpening",
+    "adam_preconditioned_over_threshold",
+    "loss_decreased",
+  }
+  for eta, ratio in summary["adam_preconditioned_over_threshold"].items():
+    expected = "reproduced" if abs(ratio - 1) <= 0.1 else "not reproduced"
+    assert verdicts["adam_preconditioned_over_threshold"][eta] == expected
+
+
+def test_figures_and_monitor_history_are_written(finished_run):
+  for method in ("gd_mse", "gd_cross_entropy", "adam"):
+    assert (finished_run / f"edge_of_stability_{method}.png").stat().st_size > 0
+  assert cli.main(["spectrum", str(finished_run), "--curvature"]) == 0
+  assert (finished_run / "curvature-history.png").stat().st_size > 0
+
+
+def test_bad_config_is_refused(tmp_path, capsys):
+  out = tmp_path / "x"
+  code = cli.main(["run", str(QUICK), "--out", str(out), "--set", "data.num_examples=5000"])
+  assert code == 2
+  assert "data.num_examples" in capsys.readouterr().err
+  assert not out.exists()
