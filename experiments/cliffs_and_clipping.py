@@ -17,8 +17,9 @@ the map h ↦ σ(wh + b) has two stable fixed points, and where one of them appe
   component, Mikolov 2012). Only w and b are trained (`optax.multi_transform`, the readout
   frozen with `optax.set_to_zero`).
   `diverged_without_clipping` is the share of starts whose unclipped run is thrown off: it ends
-  on a plateau no lower than half its starting loss; `converged_with_clipping` (per clipping
-  kind) is the share that ends below `loss_tolerance`;
+  on a plateau no lower than half its starting loss, and `diverged_without_minus_with_clipping`
+  (per clipping kind) that share less the share of clipped runs thrown off;
+  `converged_with_clipping` (per clipping kind) is the share that ends below `loss_tolerance`;
   `max_step_without_clipping` is the longest single step ‖Δ(w, b)‖ over the unclipped runs.
 """
 
@@ -34,7 +35,7 @@ import numpy as np
 import optax
 
 from jaxopt_study import losses, models, optim, report, train, validate
-from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.experiment import Experiment, Members, Results, above
 from jaxopt_study.lab import curves
 from jaxopt_study.results import history_rows, read_csv
 
@@ -63,6 +64,13 @@ class CliffsAndClipping(Experiment):
     "(Pascanu et al. 2013; §8.2.4)",
     "converged_with_clipping": "clipping the gradient norm keeps the step small and training "
     "converges (Pascanu et al. 2013, Alg. 1; §10.11.1)",
+  }
+  # "Orders of magnitude": at least two. Thrown off: more starts without clipping than with it,
+  # at the same rate. Converges: most starts end below the tolerance, for either clipping.
+  CRITERIA = {
+    "grad_norm_range_orders": above("grad_norm_range_orders", 2.0),
+    "diverged_without_clipping": above("diverged_without_minus_with_clipping", 0.0),
+    "converged_with_clipping": above("converged_with_clipping", 0.5),
   }
   FIELDS = {
     "sequence_length": AT_LEAST_TWO,
@@ -132,11 +140,17 @@ class CliffsAndClipping(Experiment):
     table, grad_grid = results.table, results.arrays["surface/grad_norm"]
     by_kind = {kind: [r for r in table if r["clipping"] == kind] for kind in CLIPPINGS}
     largest = max(grad_grid.max(), results.arrays["slice/grad_norm"].max())
+    diverged = {
+      kind: float(np.mean([r["diverged"] for r in rows])) for kind, rows in by_kind.items()
+    }
     return {
       "grad_norm_range_orders": float(np.log10(largest / np.median(grad_grid))),
       "grad_norm_max_on_surface": float(largest),
       "grad_norm_median_on_surface": float(np.median(grad_grid)),
-      "diverged_without_clipping": float(np.mean([r["diverged"] for r in by_kind["none"]])),
+      "diverged_without_clipping": diverged["none"],
+      "diverged_without_minus_with_clipping": {
+        kind: diverged["none"] - diverged[kind] for kind in ("norm", "value")
+      },
       "converged_with_clipping": {
         kind: float(np.mean([r["converged"] for r in by_kind[kind]])) for kind in ("norm", "value")
       },

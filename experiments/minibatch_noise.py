@@ -12,23 +12,24 @@ runs in one compiled program), both
   correction applies, E‖ĝ − ḡ‖² = (tr Σ / n) (N − n) / (N − 1).
 
 The measured standard error is √(mean over draws of ‖ĝ − ḡ‖²); `se_slope` is its log-log slope
-against n with replacement (theory −1/2), `se_slope_without_replacement` the same without
-(steeper near n = N), and `se_ratio_max_deviation` the largest |measured / theory − 1|.
+against n with replacement (theory −1/2, distance from it `se_slope_error`),
+`se_slope_without_replacement` the same without (steeper near n = N), and
+`se_ratio_max_deviation` the largest |measured / theory − 1|.
 
 Part 2, the bias under reuse (§8.1.3: "the first pass ... unbiased estimate of the gradient of the
 generalization error ... the second pass ... biased"). `num_seeds` runs of SGD (Algorithm 8.1) train
 for two epochs with batches that shuffle once per epoch, each on its own random train/held-out split
 of the digits, so that the held-out noise averages out across runs. The split is not stratified by
 class: with a stratified split the unseen training examples of epoch one are not exchangeable with
-the held-out ones, which showed as a small positive first-epoch bias (+0.03 ± 0.01). Before every
+the held-out ones, which showed as a small positive first-epoch bias. Before every
 step t the held-out set is cut in two halves A and B; with u = ∇L_A(θ_t)/‖∇L_A(θ_t)‖ a direction of
 descent estimated independently of both, the step's bias along u is ⟨ĝ_t − ∇L_B(θ_t), u⟩ and the
 held-out slope is ⟨∇L_B(θ_t), u⟩. In the first epoch the minibatch holds examples that θ_t has never
 seen, so the bias has mean zero; in the second every example has already been used and the minibatch
 gradient underestimates the slope of the generalization error. `reuse_bias_epoch1` and
 `reuse_bias_epoch2` are the mean bias over an epoch divided by the mean slope, averaged over runs,
-with their standard errors across runs; each run's values are kept as `reuse_bias` (runs × epochs)
-in `params.npz`.
+with their standard errors across runs (and `reuse_bias_epoch1_abs`, the size of the first); each
+run's values are kept as `reuse_bias` (runs × epochs) in `params.npz`.
 """
 
 import functools
@@ -42,7 +43,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxopt_study import data as data_lib
 from jaxopt_study import losses, models, optim, report, train, validate
-from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.experiment import Experiment, Members, Results, below
 from jaxopt_study.lab import curves, digits_tasks
 from jaxopt_study.results import read_csv
 
@@ -67,6 +68,14 @@ class MinibatchNoise(Experiment):
     "reuse_bias_epoch1": "0: the first pass gives an unbiased gradient of the generalization "
     "error (§8.1.3)",
     "reuse_bias_epoch2": "< 0 (biased) once examples are reused in the second pass (§8.1.3)",
+  }
+  # "−0.5" within 0.05; "unbiased" as a bias under 10% of the held-out slope, standard errors
+  # over runs deciding.
+  CRITERIA = {
+    "se_slope": below("se_slope_error", 0.05),
+    "se_slope_without_replacement": below("se_slope_without_replacement", -0.5),
+    "reuse_bias_epoch1": below("reuse_bias_epoch1_abs", 0.1, standard_error="reuse_bias_epoch1_se"),
+    "reuse_bias_epoch2": below("reuse_bias_epoch2", 0.0, standard_error="reuse_bias_epoch2_se"),
   }
   FIELDS = {
     "data.name": digits_tasks.DIGITS,
@@ -114,8 +123,10 @@ class MinibatchNoise(Experiment):
     ratios = [r[f"ratio_{kind}"] for r in table for kind in ("replacement", "without_replacement")]
     epoch_means = per_seed.mean(axis=0)
     epoch_ses = per_seed.std(axis=0, ddof=1) / np.sqrt(per_seed.shape[0])
+    se_slope = curves.log_slope(sizes, [r["se_replacement"] for r in table])
     return {
-      "se_slope": curves.log_slope(sizes, [r["se_replacement"] for r in table]),
+      "se_slope": se_slope,
+      "se_slope_error": abs(se_slope + 0.5),
       "se_slope_without_replacement": curves.log_slope(
         sizes, [r["se_without_replacement"] for r in table]
       ),
@@ -124,6 +135,7 @@ class MinibatchNoise(Experiment):
       "num_train": table[0]["num_train"],
       "reuse_bias_epoch1": float(epoch_means[0]),
       "reuse_bias_epoch1_se": float(epoch_ses[0]),
+      "reuse_bias_epoch1_abs": abs(float(epoch_means[0])),
       "reuse_bias_epoch2": float(epoch_means[1]),
       "reuse_bias_epoch2_se": float(epoch_ses[1]),
     }

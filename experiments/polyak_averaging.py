@@ -20,7 +20,9 @@ Theory (Gaussian inputs, constant step γ):
 Claims (`summary.json`): `averaged_log_slope` (fitted over the last `fit_decades` decades of t,
 theory −1), `averaged_excess_over_theory` (t · excess · 2m / (σ² d) at the end, theory → 1),
 `last_iterate_plateau` (mean excess of the last iterate over the same window) against
-`last_iterate_plateau_theory`, and `last_iterate_log_slope` (theory 0).
+`last_iterate_plateau_theory`, and `last_iterate_log_slope` (theory 0); the verdicts read their
+distances from theory (`averaged_log_slope_error`, `averaged_excess_rel_error`,
+`last_iterate_plateau_rel_error`, `last_iterate_abs_log_slope`).
 """
 
 import functools
@@ -33,7 +35,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_study import models, optim, report, train, validate
-from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.experiment import Experiment, Members, Results, below
 from jaxopt_study.lab import curves
 
 
@@ -58,6 +60,13 @@ class PolyakAveraging(Experiment):
     "last_iterate_plateau": "a constant floor ∝ γσ² for a constant step (Goodfellow et al. 2016, "
     "§8.3.1 and §8.7.3)",
     "last_iterate_log_slope": "0: the last iterate stops improving",
+  }
+  # Each equality within 10%: slopes within 0.1 of −1 and of 0, levels within 10% of theory.
+  CRITERIA = {
+    "averaged_log_slope": below("averaged_log_slope_error", 0.1),
+    "averaged_excess_over_theory": below("averaged_excess_rel_error", 0.1),
+    "last_iterate_plateau": below("last_iterate_plateau_rel_error", 0.1),
+    "last_iterate_log_slope": below("last_iterate_abs_log_slope", 0.1),
   }
   FIELDS = {
     **dict.fromkeys(("dim", "steps", "batch_size", "num_seeds"), validate.require_positive_int),
@@ -156,14 +165,20 @@ class PolyakAveraging(Experiment):
     a = _plateau_sum(config)
     variance = config.noise_std**2
     plateau_theory = 0.5 * (gamma * variance * a / m) / (1 - gamma * a / m)
+    averaged_slope = curves.log_slope(checkpoints[window], averaged[window])
+    over_theory = float(averaged[-1] * checkpoints[-1] * 2 * m / (variance * config.dim))
+    plateau = float(np.mean(last[window]))
+    last_slope = curves.log_slope(checkpoints[window], last[window])
     return {
-      "averaged_log_slope": curves.log_slope(checkpoints[window], averaged[window]),
-      "averaged_excess_over_theory": float(
-        averaged[-1] * checkpoints[-1] * 2 * m / (variance * config.dim)
-      ),
-      "last_iterate_plateau": float(np.mean(last[window])),
+      "averaged_log_slope": averaged_slope,
+      "averaged_log_slope_error": abs(averaged_slope + 1),
+      "averaged_excess_over_theory": over_theory,
+      "averaged_excess_rel_error": abs(over_theory - 1),
+      "last_iterate_plateau": plateau,
       "last_iterate_plateau_theory": float(plateau_theory),
-      "last_iterate_log_slope": curves.log_slope(checkpoints[window], last[window]),
+      "last_iterate_plateau_rel_error": abs(plateau / plateau_theory - 1),
+      "last_iterate_log_slope": last_slope,
+      "last_iterate_abs_log_slope": abs(last_slope),
       "final_excess_last": float(last[-1]),
       "final_excess_averaged": float(averaged[-1]),
     }

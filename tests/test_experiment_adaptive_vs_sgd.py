@@ -70,3 +70,13 @@ def test_wilson_features():
 )
 def test_bad_config_is_refused_naming_the_field(tmp_path, capsys, field, value):
   assert field in refused_field(tmp_path, capsys, NAME, field, value)
+
+
+def test_verdicts_judge_every_published_claim(summary):
+  """SGD's error is 0 and every adaptive method errs on exactly the −1 points: both reproduce."""
+  experiment = registry.load(NAME)
+  assert set(summary["verdicts"]) == set(experiment.PUBLISHED)
+  assert summary["verdicts"] == dict.fromkeys(experiment.PUBLISHED, "reproduced")
+  for name, error in summary["adaptive_test_error"].items():
+    gap = abs(error - summary["minority_share"]) / summary["minority_share"]
+    assert summary["adaptive_error_gap_to_minority_share"][name] == pytest.approx(gap)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from jaxopt_study import cli
+from jaxopt_study.experiment import verdict
 from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -41,3 +42,11 @@ def test_bad_config_is_refused(tmp_path, capsys):
   code = cli.main(["run", str(QUICK), "--out", str(tmp_path / "x"), "--set", "lr_sweep=[1.0]"])
   assert code == 2
   assert "lr_sweep" in capsys.readouterr().err
+
+
+def test_verdicts_judge_both_ratios_against_1(finished_run):
+  summary = json.loads((finished_run / "summary.json").read_text())
+  assert summary["verdicts"] == {
+    "lambda_max_ratio": verdict(summary["lambda_max_ratio"] < 1),
+    "max_stable_lr_ratio": verdict(summary["max_stable_lr_ratio"] > 1),
+  }

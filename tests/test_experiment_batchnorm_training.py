@@ -3,6 +3,8 @@
 import pytest
 from quick_runs import quick_run_fixtures, refused_field
 
+from jaxopt_study.experiment import verdict
+
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
 
@@ -24,11 +26,19 @@ def test_batchnorm_steadies_the_unit_input(summary):
 
 def test_batchnorm_trains_at_least_as_fast_a_rate(summary):
   """Published: much larger trainable rates with BatchNorm. At this scale both networks train up
-  to the same grid rate (the DESCRIPTION says so); what holds is that BatchNorm is not worse."""
+  to the same grid rate (the max_lr_ratio verdict tells); what holds is that BatchNorm is not
+  worse."""
   rates = summary["max_trainable_learning_rate"]
   assert rates["plain"] is not None and rates["batchnorm"] is not None
   assert summary["max_lr_ratio"] >= 1.0
   assert not summary["max_lr_at_grid_edge"]
+
+
+def test_verdicts_judge_both_ratios_against_1(summary):
+  assert summary["verdicts"] == {
+    "percentile_drift_ratio": verdict(summary["percentile_drift_ratio"] > 1),
+    "max_lr_ratio": verdict(summary["max_lr_ratio"] > 1),
+  }
 
 
 @pytest.mark.parametrize(

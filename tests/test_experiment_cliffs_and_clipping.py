@@ -3,6 +3,7 @@
 import pytest
 from quick_runs import quick_run_fixtures, refused_field
 
+from jaxopt_study.experiment import verdict
 from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -44,6 +45,19 @@ def test_clipping_keeps_steps_small_and_converges(finished_run, summary):
   for row in lost:
     clipped = by_member[row["member"].replace("none@", "norm@")]
     assert clipped["converged"] in (True, "True"), row["member"]
+
+
+def test_verdicts_judge_every_claim(summary):
+  """Thrown off: unclipped starts land on the plateau more often than clipped ones."""
+  rows = summary["diverged_without_minus_with_clipping"]
+  assert set(rows) == {"norm", "value"}
+  assert summary["verdicts"] == {
+    "grad_norm_range_orders": verdict(summary["grad_norm_range_orders"] > 2),
+    "diverged_without_clipping": verdict(all(d > 0 for d in rows.values())),
+    "converged_with_clipping": verdict(
+      all(share > 0.5 for share in summary["converged_with_clipping"].values())
+    ),
+  }
 
 
 @pytest.mark.parametrize(

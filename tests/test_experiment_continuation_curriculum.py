@@ -9,6 +9,7 @@ import pytest
 from quick_runs import quick_run_fixtures, refused_field
 
 from jaxopt_study import registry
+from jaxopt_study.experiment import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -95,6 +96,29 @@ def test_curriculum_does_not_help_at_this_scale(summary):
   assert difference > 3 * summary["curriculum_minus_random_final_loss_se"]
   assert summary["curriculum_final_loss"] == pytest.approx(
     summary["random_order_final_loss"] + difference, rel=1e-5
+  )
+
+
+def test_verdicts_judge_the_cosine_bowl_and_the_paired_curriculum_gain(summary):
+  assert set(summary["verdicts"]) == {"continuation_global_fraction", "curriculum_test_error"}
+  gain = summary["continuation_minus_plain_global_fraction"]["cosine_bowl"]
+  assert gain == pytest.approx(
+    summary["continuation_global_fraction"]["cosine_bowl"]
+    - summary["plain_global_fraction"]["cosine_bowl"]
+  )
+  assert summary["verdicts"]["continuation_global_fraction"] == REPRODUCED
+  difference = summary["curriculum_minus_random_test_error"]
+  noise = 2 * summary["curriculum_minus_random_test_error_se"]
+  if abs(difference) <= noise:
+    expected = INCONCLUSIVE
+  else:
+    expected = REPRODUCED if difference < 0 else NOT_REPRODUCED
+  assert summary["verdicts"]["curriculum_test_error"] == expected
+
+
+def test_the_continuation_claim_needs_the_cosine_bowl(tmp_path, capsys):
+  assert "cosine_bowl" in refused_field(
+    tmp_path, capsys, NAME, "continuation.surfaces", "['narrow_well']"
   )
 
 

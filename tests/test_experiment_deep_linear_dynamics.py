@@ -10,6 +10,7 @@ from quick_runs import quick_run_fixtures, refused_field
 
 from jaxopt_study import data as data_lib
 from jaxopt_study import models, registry
+from jaxopt_study.experiment import REPRODUCED, verdict
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -72,6 +73,21 @@ def test_depth_slows_gaussian_init_more_than_orthogonal(summary):
   assert not summary["depth_time_ratio_orthogonal_censored"]
   assert gaussian >= 10.0
   assert orthogonal < gaussian / 3
+
+
+def test_verdicts_judge_every_claim(summary):
+  """Gaussian init slows with depth (reproduced); orthogonal init is judged flat if its time less
+  than doubles, and the mode slope if within 20% of the theory's."""
+  assert summary["mode_time_slope_rel_error"] == pytest.approx(
+    abs(
+      summary["mode_time_vs_inverse_s_slope"] / summary["mode_time_vs_inverse_s_slope_theory"] - 1
+    )
+  )
+  assert summary["verdicts"] == {
+    "mode_time_vs_inverse_s_slope": verdict(summary["mode_time_slope_rel_error"] < 0.2),
+    "depth_time_ratio_orthogonal": verdict(summary["depth_time_ratio_orthogonal"] < 2),
+    "depth_time_ratio_gaussian": REPRODUCED,
+  }
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from landscape_helpers import (
 )
 
 from jaxopt_study import data
+from jaxopt_study.experiment import verdict
 from jaxopt_study.lab import digits_tasks
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -43,6 +44,16 @@ def test_two_solutions_are_separated_by_a_barrier(finished_run):
   """§4 of the paper: between solutions from different seeds the line rises above both ends."""
   claims = summary(finished_run)
   assert claims["barrier_between_solutions"] > max(claims["solution_losses"])
+
+
+def test_verdicts_judge_both_claims_against_the_loss_decrease(finished_run):
+  """Both verdicts compare with 1% of L(θ₀) − L(θ*): a rise below it, a barrier above it."""
+  claims = summary(finished_run)
+  assert 0 < claims["barrier_relative"] < claims["barrier_between_solutions"]  # decrease > 1
+  assert claims["verdicts"] == {
+    "max_rise_init_to_solution": verdict(claims["max_rise_relative"] < 0.01),
+    "barrier_between_solutions": verdict(claims["barrier_relative"] > 0.01),
+  }
 
 
 def test_the_ends_of_the_line_are_the_initial_point_and_the_solution(finished_run):

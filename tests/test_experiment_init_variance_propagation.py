@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from quick_runs import quick_run_fixtures, refused_field
 
+from jaxopt_study.experiment import INCONCLUSIVE, verdict
+
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
 
@@ -44,6 +46,40 @@ def test_lsuv_gives_unit_variance(summary):
   """LSUV fits every layer to |Var − 1| ≤ 0.05 on its batch; on another batch within 0.25."""
   assert summary["lsuv_max_variance_error"] < 0.25
   assert summary["activation_ratio_by_init"]["relu"]["lsuv"] == pytest.approx(1.0, abs=0.25)
+
+
+def _below(value: float, threshold: float, standard_error: float = 0.0) -> str:
+  """The verdict of `value < threshold`, inconclusive within 2 standard errors."""
+  if abs(value - threshold) <= 2 * standard_error:
+    return INCONCLUSIVE
+  return verdict(value < threshold)
+
+
+def test_verdicts_judge_every_claim(summary):
+  """The relative errors the verdicts read, with standard errors over seeds (two seeds in the
+  quick config: wide ones), and the verdicts they give."""
+  assert summary["relu_glorot_decay_rel_error"] == pytest.approx(
+    abs(summary["relu_glorot_activation_decay"] / 0.5 - 1)
+  )
+  assert summary["relu_he_activation_abs_log2_ratio"] == pytest.approx(
+    abs(np.log2(summary["relu_he_activation_ratio"]))
+  )
+  assert summary["relu_critical_init_scale_rel_error"] == pytest.approx(
+    abs(summary["relu_critical_init_scale"] / np.sqrt(2) - 1)
+  )
+  assert summary["relu_glorot_decay_rel_error_se"] > 0
+  assert summary["verdicts"] == {
+    "relu_glorot_activation_decay": _below(
+      summary["relu_glorot_decay_rel_error"], 0.1, summary["relu_glorot_decay_rel_error_se"]
+    ),
+    "relu_he_activation_ratio": _below(
+      summary["relu_he_activation_abs_log2_ratio"],
+      1.0,
+      summary["relu_he_activation_abs_log2_ratio_se"],
+    ),
+    "lsuv_max_variance_error": _below(summary["lsuv_max_variance_error"], 0.05),
+    "relu_critical_init_scale": _below(summary["relu_critical_init_scale_rel_error"], 0.05),
+  }
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,15 @@ def test_gradient_descent_stalls_on_the_plateau_and_adam_does_not(finished_run):
   assert summary(finished_run)["final_loss"]["plateau"]["sgd"] > 0.99
 
 
+def test_verdicts_judge_the_detour_and_the_stall(finished_run):
+  claims = summary(finished_run)
+  assert claims["detour_to_minimizer"] == claims["path_length_over_distance"]["mountain"]
+  assert claims["verdicts"] == {
+    "path_length_over_distance": "reproduced",
+    "stalled_on_plateau": "reproduced",
+  }
+
+
 def _mountain_gradient(theta: np.ndarray) -> np.ndarray:
   """∇f of `landscape.mountain`, differentiated by hand."""
   x, y = theta
@@ -59,6 +68,7 @@ def test_sgd_trajectory_matches_a_float64_loop_of_algorithm_8_1(finished_run):
   "override, culprit",
   [
     ("surfaces=['volcano']", "volcano"),
+    ("surfaces=['mountain']", "plateau"),
     ("steps=0", "steps"),
     ("optimizers.sgd.learning_rate=-1.0", "optimizers.sgd"),
     ("stall_fraction=1.5", "stall_fraction"),

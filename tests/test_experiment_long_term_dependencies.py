@@ -5,6 +5,7 @@ import pytest
 from quick_runs import CONFIGS, quick_run_fixtures, refused_field
 
 from jaxopt_study.config import load_config
+from jaxopt_study.experiment import REPRODUCED
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -42,6 +43,17 @@ def test_power_method_converges_at_eigenvalue_ratio(summary):
   """The angle to the leading eigenvector shrinks as |λ₂/λ₁|^t."""
   assert summary["power_method_rate"] == pytest.approx(
     summary["power_method_rate_theory"], rel=0.02
+  )
+
+
+def test_verdicts_judge_every_claim(summary):
+  """Eq. 8.30 holds exactly for a linear recurrence: every claim reproduces."""
+  assert summary["rate_vs_log_radius_slope_error"] == {
+    family: pytest.approx(abs(slope - 1))
+    for family, slope in summary["rate_vs_log_radius_slope"].items()
+  }
+  assert summary["verdicts"] == dict.fromkeys(
+    ("vanish_rate", "explode_rate", "rate_vs_log_radius_slope", "power_method_rate"), REPRODUCED
   )
 
 

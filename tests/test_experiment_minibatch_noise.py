@@ -10,6 +10,7 @@ from quick_runs import CONFIGS, quick_run_fixtures, refused_field
 from jaxopt_study import data as data_lib
 from jaxopt_study import losses, models
 from jaxopt_study.config import load_config
+from jaxopt_study.experiment import INCONCLUSIVE, REPRODUCED, verdict
 from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -47,6 +48,22 @@ def test_reused_examples_bias_the_gradient(summary):
   assert abs(epoch1) < 3 * se1 + 0.02
   assert epoch2 < -3 * se2
   assert epoch2 < epoch1 - 0.05
+
+
+def test_verdicts_judge_every_claim(summary):
+  """σ/√n and the second-epoch bias reproduce; the first epoch's bias is judged against 10% of
+  the slope, inconclusive where its 2 standard errors reach that margin."""
+  assert summary["se_slope_error"] == pytest.approx(abs(summary["se_slope"] + 0.5))
+  margin = 0.1 - abs(summary["reuse_bias_epoch1"])
+  epoch1 = (
+    verdict(margin > 0) if abs(margin) > 2 * summary["reuse_bias_epoch1_se"] else INCONCLUSIVE
+  )
+  assert summary["verdicts"] == {
+    "se_slope": REPRODUCED,
+    "se_slope_without_replacement": REPRODUCED,
+    "reuse_bias_epoch1": epoch1,
+    "reuse_bias_epoch2": REPRODUCED,
+  }
 
 
 def test_minibatch_gradient_is_the_mean_of_per_example_gradients():

@@ -7,6 +7,7 @@ import pytest
 from quick_runs import quick_run_fixtures, refused_field
 
 from jaxopt_study import registry
+from jaxopt_study.experiment import verdict
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -52,6 +53,22 @@ def test_nesterov_at_high_momentum(summary):
   losses = summary["final_loss_by_momentum"]
   assert losses["nesterov"]["0.99"] <= losses["classical"]["0.99"]
   assert losses["nesterov"]["0.99"] < losses["nesterov"]["0.9"]
+
+
+def test_verdicts_compare_each_step_up_in_momentum_and_the_two_methods(summary):
+  losses = summary["final_loss_by_momentum"]
+  ratios = summary["loss_ratio_to_smaller_momentum"]
+  assert ratios == {
+    f"{method} {high}/{low}": pytest.approx(losses[method][high] / losses[method][low])
+    for method in ("classical", "nesterov")
+    for low, high in (("0", "0.9"), ("0.9", "0.99"))
+  }
+  nesterov = summary["nesterov_over_classical_final_loss"]
+  assert set(nesterov) == {"0.9", "0.99"}  # at μ_max = 0 both are SGD
+  assert summary["verdicts"] == {
+    "final_loss_by_momentum": verdict(all(r < 1 for r in ratios.values())),
+    "nesterov_over_classical_final_loss": verdict(all(r < 1 for r in nesterov.values())),
+  }
 
 
 @pytest.mark.parametrize(

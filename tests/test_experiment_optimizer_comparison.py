@@ -10,6 +10,7 @@ from sklearn.linear_model import LogisticRegression
 
 from jaxopt_study import data as data_lib
 from jaxopt_study import models, results
+from jaxopt_study.experiment import verdict
 from jaxopt_study.results import read_csv, read_npz
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -87,6 +88,30 @@ def test_newton_reaches_the_optimum_of_the_convex_problem(
   alpha = config["problems"]["logistic_regression"]["l2_penalty"]
   assert np.linalg.norm(found - theta) <= np.linalg.norm(gradient) / alpha
   assert np.linalg.norm(found - theta) < 1e-3 * np.linalg.norm(theta)
+
+
+def test_verdicts_judge_newton_and_the_best_first_order_method(summary):
+  """Newton, the only one of Newton, BFGS and L-BFGS in the quick config, reaches the optimum
+  within a few dozen steps and ends there; the best first-order method (SGD or Adam) decides the
+  rest."""
+  assert summary["newton_bfgs_steps_to_optimum"] == {
+    "logistic_regression/newton": summary["steps_to_optimum_by_optimizer"]["logistic_regression"][
+      "newton"
+    ]
+  }
+  gap = summary["gap_to_optimum_by_optimizer"]["logistic_regression"]["newton"]
+  optimum = summary["reference_optimum_loss"]["logistic_regression"]
+  assert summary["newton_bfgs_relative_gap_to_optimum"] == {
+    "logistic_regression/newton": pytest.approx(gap / optimum)
+  }
+  losses = summary["final_loss_by_optimizer"]["logistic_regression"]
+  adaptive = losses["adam"] < losses["sgd"]
+  assert summary["best_first_order_is_adaptive_rate"] == {"logistic_regression": float(adaptive)}
+  assert summary["verdicts"] == {
+    "best_optimizer": verdict(adaptive),
+    "steps_to_optimum_by_optimizer": "reproduced",
+    "gap_to_optimum_by_optimizer": "reproduced",
+  }
 
 
 def _float64_gradient(config, theta: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from quick_runs import quick_run_fixtures, refused_field
 
+from jaxopt_study.experiment import verdict
 from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -31,6 +32,21 @@ def test_last_iterate_stalls_at_the_stationary_noise_floor(summary):
     summary["last_iterate_plateau_theory"], rel=0.15
   )
   assert summary["final_excess_last"] > 20 * summary["final_excess_averaged"]
+
+
+def test_verdicts_judge_distances_from_theory(summary):
+  assert summary["averaged_log_slope_error"] == pytest.approx(
+    abs(summary["averaged_log_slope"] + 1)
+  )
+  assert summary["last_iterate_plateau_rel_error"] == pytest.approx(
+    abs(summary["last_iterate_plateau"] / summary["last_iterate_plateau_theory"] - 1)
+  )
+  assert summary["verdicts"] == {
+    "averaged_log_slope": verdict(summary["averaged_log_slope_error"] < 0.1),
+    "averaged_excess_over_theory": verdict(summary["averaged_excess_rel_error"] < 0.1),
+    "last_iterate_plateau": verdict(summary["last_iterate_plateau_rel_error"] < 0.1),
+    "last_iterate_log_slope": verdict(abs(summary["last_iterate_log_slope"]) < 0.1),
+  }
 
 
 def test_both_iterates_start_at_the_same_point(finished_run):

@@ -118,6 +118,20 @@ def test_pretraining_ends_far_below_end_to_end_training(summary):
   assert summary["pretrained_test_error"] < 0.08
 
 
+def test_verdicts_judge_the_paired_differences(summary):
+  """The paired mean difference equals the difference of the means (same seeds); both claims
+  reproduce at the quick config, each difference many standard errors above 0."""
+  for name in ("final_loss", "test_error"):
+    assert summary[f"end_to_end_minus_pretrained_{name}"] == pytest.approx(
+      summary[f"end_to_end_{name}"] - summary[f"pretrained_{name}"]
+    )
+    assert summary[f"end_to_end_minus_pretrained_{name}_se"] > 0
+  assert summary["verdicts"] == {
+    "pretrained_final_loss": "reproduced",
+    "pretrained_test_error": "reproduced",
+  }
+
+
 def test_every_greedy_stage_is_ahead_of_end_to_end_at_the_same_step(summary):
   """At the end of stage k, the greedy net (k layers) is lower than the deep net after k stages'
   worth of end-to-end steps; the end-to-end loss is still falling at each stage end."""

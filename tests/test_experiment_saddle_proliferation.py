@@ -18,6 +18,7 @@ from jax.flatten_util import ravel_pytree
 from quick_runs import quick_run_fixtures, refused_field
 
 from jaxopt_study import experiment, results
+from jaxopt_study.experiment import verdict
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -61,6 +62,35 @@ def test_monte_carlo_matches_the_exact_probabilities(summary):
 def test_a_fit_against_n_squared_alone_is_steeper(summary):
   """The O(N) term at small N: the N²-only slope overshoots θ (see the experiment docstring)."""
   assert summary["goe_slope_n2_only"] < summary["goe_slope"] < 0
+
+
+def test_the_slope_standard_error_is_that_of_weighted_least_squares():
+  """a is linear in log P̂, a = Σᵢ cᵢ log P̂ᵢ, so with Var(log P̂ᵢ) = 1/wᵢ its standard error is
+  √(Σᵢ cᵢ² / wᵢ); cᵢ is the fit of the i-th unit vector."""
+  _, found = experiment.prepare(QUICK)
+  module = sys.modules[type(found).__module__]
+  sizes, weights = [1, 2, 3, 4, 5], np.asarray([4e5, 1e5, 2e4, 2e3, 90.0])
+  c = [module.fit_rate(sizes, np.eye(5)[i], weights) for i in range(5)]
+  expected = np.sqrt(np.sum(np.square(c) / weights))
+  assert module.fit_rate_standard_error(sizes, weights) == pytest.approx(expected, rel=1e-9)
+
+
+def test_verdicts_judge_every_claim(summary):
+  theory = -np.log(3) / 4
+  assert summary["goe_slope_rel_error"] == pytest.approx(abs(summary["goe_slope"] / theory - 1))
+  assert summary["goe_slope_exact_rel_error"] < 0.05  # the exact values, N = 1 ... 4
+  fractions = summary["minima_fraction_by_width"]
+  slope = np.polyfit([int(w) for w in fractions], list(fractions.values()), 1)[0]
+  assert summary["minima_fraction_slope_vs_width"] == pytest.approx(slope, abs=1e-12)
+  verdicts = summary["verdicts"]
+  assert set(verdicts) == {
+    "goe_slope",
+    "goe_slope_exact",
+    "spearman_index_loss",
+    "minima_fraction_by_width",
+  }
+  assert verdicts["goe_slope_exact"] == verdicts["spearman_index_loss"] == "reproduced"
+  assert verdicts["minima_fraction_by_width"] == verdict(slope < 0)
 
 
 # ------------------------------------------------------------------- (b) MLP critical points

@@ -3,6 +3,7 @@
 import pytest
 from quick_runs import quick_run_fixtures, refused_field
 
+from jaxopt_study.experiment import INCONCLUSIVE, verdict
 from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -32,6 +33,17 @@ def test_heldout_error_after_zero_training_error(summary):
   gain = summary["heldout_gain_after_zero_train_error"]
   se = summary["heldout_gain_after_zero_train_error_se"]
   assert gain > -(3 * se + 1 / 450)
+
+
+def test_verdicts_judge_the_nll_drop_and_the_heldout_gain(summary):
+  gain = summary["heldout_gain_after_zero_train_error"]
+  se = summary["heldout_gain_after_zero_train_error_se"]
+  assert summary["verdicts"] == {
+    "train_nll_drop_after_zero_train_error": "reproduced",
+    "heldout_gain_after_zero_train_error": verdict(gain > 0)
+    if abs(gain) > 2 * se
+    else INCONCLUSIVE,
+  }
 
 
 def test_early_stopping_point(finished_run, summary):
