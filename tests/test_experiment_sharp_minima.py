@@ -1,60 +1,141 @@
-"""The sharp-minima experiment: its quick config through the CLI, and its claims.
+"""The sharp-minima experiment: Keskar et al.'s protocol on its quick config, through the CLI.
 
-Keskar et al. (2017) publish large-batch minima sharper (ratio > 1) and worse on held-out data
-(gap > 0). With the same number of Adam steps on digits, the large batch reaches a lower training
-loss and a flatter point (ratio < 1, see the report); the checks are of what holds at this
-scale: sharpness is a curvature measure that agrees with λ_max on which batch is sharper, grows
-with the box, and both runs learn.
+What is checked is the protocol and the arithmetic of the claims, not the outcome: both minibatch
+sizes train for the same epochs over the same seeds, both training losses are reported with
+their standard errors, the ratios, gaps and verdicts follow from the per-run table, and the
+equal-loss control stops the small minibatch near the large one's loss. The subspace sharpness
+itself is tested against the exact maximum of a quadratic in `tests/test_subspace_sharpness.py`.
 """
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxopt_study import cli
+from jaxopt_study.config import load_config
+from jaxopt_study.lab import digits_tasks
 from jaxopt_study.results import read_csv
 
-pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+pytestmark = pytest.mark.slow  # runs the experiment end to end
 
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "configs" / "sharp_minima_quick.py"
+CLAIMS = ("sharpness_ratio_large_over_small", "subspace_sharpness_ratio", "test_error_gap")
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
   out = tmp_path_factory.mktemp("sharp_minima")
   assert cli.main(["run", str(QUICK), "--out", str(out), "--no-progress"]) == 0
-  return out
+  summary = json.loads((out / "summary.json").read_text())
+  return out, summary, read_csv(out / "results.csv"), load_config(QUICK)
 
 
-def test_sharpness_and_lambda_max_agree_on_the_sharper_batch(finished_run):
-  summary = json.loads((finished_run / "summary.json").read_text())
-  sharpness = summary["sharpness_ratio_large_over_small"]
-  curvature = summary["lambda_max_ratio_large_over_small"]
-  assert sharpness > 0 and curvature > 0
-  assert (sharpness - 1) * (curvature - 1) > 0
-  # the sharper batch also holds the higher training loss (cross-entropy flattens as it falls)
-  loss = summary["final_train_loss"]
-  assert (sharpness - 1) * (loss["large"] - loss["small"]) > 0
+def runs(table, batch):
+  return sorted((row for row in table if row["batch"] == batch), key=lambda row: row["seed"])
+
+
+def column(table, batch, name):
+  return np.asarray([row[name] for row in runs(table, batch)], float)
+
+
+def test_both_minibatch_sizes_train_for_the_same_epochs_over_the_same_seeds(finished_run):
+  _, summary, table, config = finished_run
+  num_train = digits_tasks.load(config.data).x_train.shape[0]
+  seeds = list(range(config.seed, config.seed + config.num_seeds))
+  assert config.num_seeds >= 2
+  for batch in ("small", "large"):
+    size = config[f"{batch}_batch_size"]
+    assert [row["seed"] for row in runs(table, batch)] == seeds
+    for row in runs(table, batch):
+      assert row["batch_size"] == size
+      assert row["steps"] == config.epochs * (num_train // size)
+      assert row["epochs"] == pytest.approx(row["steps"] * size / num_train)
+    assert summary[f"epochs_{batch}"] == pytest.approx(runs(table, batch)[0]["epochs"])
+  # the same passes over the data; only the n mod m examples each shuffle drops differ
+  assert summary["epochs_large"] == pytest.approx(summary["epochs_small"], rel=0.01)
+  assert summary["epochs_small"] == pytest.approx(config.epochs, rel=0.01)
+
+
+def test_both_training_losses_are_reported_with_their_standard_errors(finished_run):
+  _, summary, table, config = finished_run
+  for batch in ("small", "large"):
+    losses = column(table, batch, "final_train_loss")
+    assert summary[f"train_loss_{batch}"] == pytest.approx(losses.mean())
+    se = losses.std(ddof=1) / np.sqrt(config.num_seeds)
+    assert summary[f"train_loss_{batch}_se"] == pytest.approx(se)
+    assert 0 <= summary[f"train_error_{batch}"] < 0.05  # both near 100% training accuracy
+
+
+def test_claims_follow_from_the_runs(finished_run):
+  _, summary, table, config = finished_run
+  for prefix, claim in (
+    ("sharpness", "sharpness_ratio_large_over_small"),
+    ("subspace_sharpness", "subspace_sharpness_ratio"),
+  ):
+    for eps in config.sharpness_eps:
+      name = f"{prefix}_eps{eps:g}"
+      large, small = column(table, "large", name), column(table, "small", name)
+      ratio = large.mean() / small.mean()
+      relative = [x.std(ddof=1) / np.sqrt(x.size) / x.mean() for x in (large, small)]
+      assert summary[claim][f"{eps:g}"] == pytest.approx(ratio)
+      assert summary[f"{claim}_se"][f"{eps:g}"] == pytest.approx(ratio * np.hypot(*relative))
+  gaps = column(table, "large", "final_test_error") - column(table, "small", "final_test_error")
+  assert summary["test_error_gap"] == pytest.approx(gaps.mean())
+  assert summary["test_error_gap_se"] == pytest.approx(gaps.std(ddof=1) / np.sqrt(gaps.size))
+
+
+def test_verdicts_judge_each_claim_by_its_standard_error(finished_run):
+  _, summary, _, _ = finished_run
+  thresholds = {CLAIMS[0]: 1.0, CLAIMS[1]: 1.0, CLAIMS[2]: 0.0}
+  for claim, threshold in thresholds.items():
+    values, errors = summary[claim], summary[f"{claim}_se"]
+    if not isinstance(values, dict):
+      values, errors = {"": values}, {"": errors}
+    lows = [values[k] - 2 * errors[k] for k in values]
+    highs = [values[k] + 2 * errors[k] for k in values]
+    if min(lows) > threshold:
+      expected = "reproduced"
+    elif any(high < threshold for high in highs):
+      expected = "not reproduced"
+    else:
+      expected = "inconclusive"
+    assert summary["verdicts"][claim] == expected
 
 
 def test_sharpness_grows_with_the_box(finished_run):
-  for row in read_csv(finished_run / "results.csv"):
-    assert 0 < row["sharpness_eps0.0005"] < row["sharpness_eps0.001"]
+  """C_ε of the smaller ε lies inside the larger one's, in the full space and the subspace."""
+  _, _, table, _ = finished_run
+  for row in table:
+    for prefix in ("sharpness", "subspace_sharpness"):
+      assert 0 < row[f"{prefix}_eps0.0005"] < row[f"{prefix}_eps0.001"]
 
 
-def test_both_batch_sizes_learn(finished_run):
-  summary = json.loads((finished_run / "summary.json").read_text())
-  assert max(summary["test_error"].values()) < 0.1
-  assert abs(summary["test_error_gap"]) < 0.05
-  assert (finished_run / "test_error.png").is_file()
+def test_the_control_stops_the_small_batch_near_the_large_batchs_loss(finished_run):
+  out, summary, table, config = finished_run
+  control = runs(table, "small_equal_loss")
+  assert [row["seed"] for row in control] == [row["seed"] for row in runs(table, "small")]
+  assert 0 < summary["equal_loss_epochs_small"] < summary["epochs_small"]
+  target = np.log(summary["train_loss_large"])
+  at_equal_loss = abs(np.log(summary["equal_loss_train_loss_small"]) - target)
+  assert at_equal_loss < abs(np.log(summary["train_loss_small"]) - target)
+  for name in ("train_loss.png", "test_error.png", "sharpness_vs_loss.png"):
+    assert (out / name).is_file()
 
 
-def test_bad_config_is_refused(tmp_path, capsys):
-  code = cli.main(
-    ["run", str(QUICK), "--out", str(tmp_path / "x"), "--set", "small_batch_size=500"]
-  )
+@pytest.mark.parametrize(
+  "setting, field",
+  [
+    ("small_batch_size=500", "small_batch_size"),
+    ("epochs=7", "eval_every_epochs"),
+    ("num_seeds=1", "num_seeds"),
+    ("subspace_dim=100000", "subspace_dim"),
+  ],
+)
+def test_bad_config_is_refused(tmp_path, capsys, setting, field):
+  code = cli.main(["run", str(QUICK), "--out", str(tmp_path / "x"), "--set", setting])
   assert code == 2
-  assert "small_batch_size" in capsys.readouterr().err
+  assert field in capsys.readouterr().err
