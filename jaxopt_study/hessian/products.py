@@ -181,7 +181,8 @@ def require_tolerance(name: str, value: Any, where: str) -> None:
 def require_params(params: Any, where: str) -> None:
   """Raises unless `params` is a non-empty pytree of non-empty floating arrays, finite where
   their values are known (a traced leaf is checked for its dtype and shape only); the error names
-  the first offending leaf by its path, e.g. ``params['w']``."""
+  the first offending leaf by its path, e.g. ``params['w']``. Abstract leaves
+  (`jax.ShapeDtypeStruct`, for planning a state) are checked for their dtype and shape."""
   with_paths = jax.tree_util.tree_flatten_with_path(params)[0]
   if not with_paths:
     raise ValueError(f"{where}: params has no arrays to differentiate")
@@ -192,9 +193,10 @@ def require_params(params: Any, where: str) -> None:
         f"{where}: {name} has dtype {jnp.result_type(leaf)} and shape {jnp.shape(leaf)}: "
         "every parameter must be floating point to be differentiated"
       )
-    if jnp.size(leaf) == 0:
+    if math.prod(jnp.shape(leaf)) == 0:
       raise ValueError(f"{where}: {name} has shape {jnp.shape(leaf)}, no entries")
-    if not isinstance(leaf, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(leaf))):
+    concrete = not isinstance(leaf, jax.core.Tracer | jax.ShapeDtypeStruct)
+    if concrete and not np.all(np.isfinite(np.asarray(leaf))):
       raise ValueError(f"{where}: {name} is not finite (NaN or ±inf): no curvature there")
 
 

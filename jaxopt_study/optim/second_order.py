@@ -102,9 +102,20 @@ def shifted_cholesky(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
   return factor, tau
 
 
+def _state_dtype(params: optax.Params) -> jnp.dtype:
+  """The raveled params' dtype; float32 for `optax.tree.map_params`'s placeholder (no leaves)."""
+  leaves = jax.tree.leaves(params)
+  return jnp.result_type(*leaves) if leaves else jnp.dtype(jnp.float32)
+
+
+def _is_placeholder(params: optax.Params) -> bool:
+  """Whether `params` is the stand-in `optax.tree.map_params` initializes a state with."""
+  return type(params).__name__ == "_ParamsPlaceholder"
+
+
 def _init_state(damping: float):
   def init_fn(params: optax.Params) -> NewtonState:
-    dtype = jnp.result_type(*jax.tree.leaves(params))  # the raveled params' dtype
+    dtype = _state_dtype(params)
     return NewtonState(
       count=jnp.zeros([], jnp.int32),
       damping=jnp.asarray(damping, dtype),
@@ -157,6 +168,10 @@ def newton(
 
   A loss or gradient at ``params``, or a step, that is not finite gives a zero update and leaves
   the state unchanged (see `extra_args.guarded`).
+
+  Real parameters only: a complex leaf is refused (TypeError naming it) at the first update,
+  since the Hessian of a real loss in complex θ is the real 2N × 2N Hessian in (Re θ, Im θ), not
+  an N × N complex matrix; pass the real and imaginary parts as separate real leaves.
 
   Args:
     damping: λ ≥ 0, the Levenberg–Marquardt damping (the initial λ when adaptive; then > 0).
@@ -272,6 +287,10 @@ def saddle_free_newton(
   pseudo-inverse). A loss, gradient or step that is not finite gives a zero update and leaves
   the state unchanged (see `extra_args.guarded`). The state's ``value`` is +inf (nothing is
   known at the new point), so `optax.value_and_grad_from_state` evaluates f there.
+
+  Real parameters only: a complex leaf is refused (TypeError naming it) at the first update,
+  since the Hessian of a real loss in complex θ is the real 2N × 2N Hessian in (Re θ, Im θ), not
+  an N × N complex matrix; pass the real and imaginary parts as separate real leaves.
 
   Args:
     damping: λ ≥ 0 (Dauphin et al. choose it per step; a fixed λ > 0 bounds the step by ‖g‖/λ).
@@ -408,6 +427,10 @@ def critical_point_newton(
   a non-finite loss or gradient, with a `ValueError` naming which (and the first offending leaf's
   path). Inside `jit` the values are unknown: a non-finite loss or gradient gives a zero update.
 
+  Real parameters only: a complex leaf is refused (TypeError naming it) at the first update,
+  since the Hessian of a real loss in complex θ is the real 2N × 2N Hessian in (Re θ, Im θ), not
+  an N × N complex matrix; pass the real and imaginary parts as separate real leaves.
+
   Args:
     damping: ν₀ > 0, the first ν.
     min_damping: the smallest ν > 0.
@@ -436,8 +459,9 @@ def critical_point_newton(
   validate.require_positive_int("max_tries", max_tries, where)
 
   def init_fn(params: optax.Params) -> CriticalPointNewtonState:
-    products.require_params(params, where)
-    dtype = jnp.result_type(*jax.tree.leaves(params))
+    if not _is_placeholder(params):
+      products.require_params(params, where)
+    dtype = _state_dtype(params)
     return CriticalPointNewtonState(
       count=jnp.zeros([], jnp.int32),
       damping=jnp.asarray(damping, dtype),
