@@ -283,19 +283,27 @@ def _keeps_value_and_grad(state: Any) -> bool:
   return True
 
 
+def _stalled(state: Any) -> jax.Array:
+  """Whether the state's line search found no decrease in the working precision (False if none)."""
+  stalled = optax.tree_utils.tree_get(state, "stalled")
+  return jnp.asarray(False) if stalled is None else stalled
+
+
 def make_loop(tx: optax.GradientTransformationExtraArgs, fn: Callable, tol: float, max_steps: int):
   """A jitted solve: `update(grad, state, params, value=, grad=, value_fn=)` until ‖g‖ ≤ tol.
 
   The value and gradient at the new iterate come from `optax.value_and_grad_from_state`: reused
   when the state holds them at the new point (a line search's, an adaptive Newton's trial
-  point), evaluated once otherwise.
+  point), evaluated once otherwise. The solve also stops when our line search flags that no
+  trial decreased f (`optim.linesearch.is_stalled`), as scipy stops on "precision loss"; that
+  run counts as not reached.
   """
   value_and_grad = jax.value_and_grad(fn)
   from_state = optax.value_and_grad_from_state(fn)
 
   def cond(carry):
-    _, _, _, grad, step = carry
-    return (jnp.linalg.norm(grad) > tol) & (step < max_steps)
+    _, state, _, grad, step = carry
+    return (jnp.linalg.norm(grad) > tol) & (step < max_steps) & ~_stalled(state)
 
   def body(carry):
     params, state, value, grad, step = carry

@@ -26,6 +26,11 @@ from jaxopt_study.optim.first_order import (
   scale_by_book_momentum,
   sgd,
 )
+from jaxopt_study.optim.linesearch import (
+  ScaleByWolfeLinesearchState,
+  is_stalled,
+  scale_by_wolfe_linesearch,
+)
 from jaxopt_study.optim.preconditioners import (
   PRECONDITIONERS,
   adagrad_preconditioner,
@@ -86,6 +91,7 @@ __all__ = [
   "DeltaBarDeltaState",
   "NewtonState",
   "PolyakState",
+  "ScaleByWolfeLinesearchState",
   "adadelta",
   "adagrad",
   "adagrad_preconditioner",
@@ -99,6 +105,7 @@ __all__ = [
   "delta_bar_delta",
   "exponential_decay",
   "inverse_time_decay",
+  "is_stalled",
   "lbfgs",
   "linear_decay",
   "momentum",
@@ -115,6 +122,7 @@ __all__ = [
   "scale_by_book_momentum",
   "scale_by_checked_lbfgs",
   "scale_by_conjugate_gradient",
+  "scale_by_wolfe_linesearch",
   "sgd",
   "step_decay",
 ]

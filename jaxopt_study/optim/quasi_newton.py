@@ -4,50 +4,52 @@ Goodfellow, Bengio & Courville (2016), *Deep Learning*, §8.6.2 (conjugate gradi
 8.9) and §8.6.3 (BFGS, L-BFGS). Each optimizer is an Optax chain: a block that turns the gradient
 g into a direction (``scale_by_conjugate_gradient``, ``scale_by_bfgs``, or Optax's
 ``scale_by_lbfgs`` with the curvature-pair check it lacks, ``scale_by_checked_lbfgs``), the sign
-(or a learning rate), and Optax's zoom line search (`optax.scale_by_zoom_linesearch`, Nocedal &
-Wright 2006, Algorithms 3.5–3.6), which finds a step satisfying the strong Wolfe conditions. The
-update takes the loss as `optax.lbfgs` does, ``update(grads, state, params, value=...,
-grad=..., value_fn=...)``, and the line search keeps the value and gradient at the new point in
-the state, where `optax.value_and_grad_from_state` finds them: one evaluation of f and ∇f per
-line-search trial, none wasted.
+(or a learning rate), and the strong-Wolfe line search of `linesearch.scale_by_wolfe_linesearch`
+(Nocedal & Wright 2006, Algorithms 3.5–3.6, cubic interpolation with both slopes, first trial
+from the last decrease, their eq. 3.60, as scipy's CG and BFGS). The update takes the loss as
+`optax.lbfgs` does, ``update(grads, state, params, value=..., grad=..., value_fn=...)``, and the
+line search keeps the value and gradient at the new point in the state, where
+`optax.value_and_grad_from_state` finds them: one evaluation of f and ∇f per line-search trial,
+none wasted. When no trial decreases f in the working precision the step is zero and
+`linesearch.is_stalled(state)` is true: the caller should stop (scipy's CG and BFGS stop there
+with "precision loss").
 
-The line search's first trial is α = 1 times the direction the block outputs. The CG block scales
-its direction so that this trial is the step Nocedal & Wright (2006) eq. 3.60 guesses from the
-last decrease (as `scipy.optimize` does), α₀ = min(1, 1.01 · 2 (f_k − f_{k−1}) / gᵀd), with
-f_{−1} = f₀ + ‖g‖/2 at the first step, i.e. a first step of length about 1 along −g. BFGS uses
-that guess only at its first step and then α₀ = 1, the natural quasi-Newton step (Nocedal &
-Wright 2006, §3.5); on Rosenbrock this took 53 evaluations (2-D) where eq. 3.60 at every step
-took 56.
+Complex parameters are supported as Optax supports them: pass the conjugate of `jax.grad`
+(``optax.tree.conj``), as Optax's own tests do; every inner product is the real one,
+Re ⟨a, b⟩, so each method takes on ℂⁿ exactly the steps it takes on ℝ²ⁿ.
 """
 
-from typing import Literal, NamedTuple
+import math
+from typing import Any, Literal, NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
 import optax
-from jax.flatten_util import ravel_pytree
 
 from jaxopt_study import validate
 from jaxopt_study.optim.extra_args import guarded
+from jaxopt_study.optim.linesearch import real_dtype, scale_by_wolfe_linesearch
 
 VARIANTS = ("polak_ribiere", "fletcher_reeves", "hestenes_stiefel")
 LineSearch = optax.GradientTransformationExtraArgs | optax.GradientTransformation | None
 
-
-def zoom_linesearch(curv_rtol: float = 0.9) -> optax.GradientTransformationExtraArgs:
-  """Optax's strong-Wolfe zoom line search as `optax.lbfgs` sets it up (20 trials, α₀ = 1)."""
-  return optax.scale_by_zoom_linesearch(
-    max_linesearch_steps=20, curv_rtol=curv_rtol, initial_guess_strategy="one"
-  )
-
-
-STRONG_WOLFE = zoom_linesearch()  # c₂ = 0.9: BFGS and L-BFGS (scipy's BFGS uses 0.9)
-STRONG_WOLFE_CG = zoom_linesearch(curv_rtol=0.4)  # c₂ = 0.4: conjugate gradients (scipy's CG)
+# Quasi-Newton: c₂ = 0.9 (scipy's BFGS), α₀ from eq. 3.60 at the first step (where M = I knows no
+# scale) and then 1, the natural quasi-Newton step (N&W §3.5). Measured on the five problems of
+# `benchmarks/second_order.py`: 0.98× scipy BFGS's evaluations, 1.04× with eq. 3.60 capped at 1
+# at every step as scipy does (benchmarks/RESULTS.md, issue 19).
+STRONG_WOLFE = scale_by_wolfe_linesearch(curv_rtol=0.9, initial_step="decrease_then_one")
+# Conjugate gradients: the direction has no natural length, so α₀ is eq. 3.60 uncapped; c₂ = 0.01
+# accepts a first trial only within about 1% of the minimizer along ρ_k, so on a quadratic nearly
+# every step is the exact, interpolated one (N&W §3.1 suggest 0.1, which on 20-D quadratics left
+# ‖g‖ at up to 1e-6 ‖g₀‖ after N + 1 steps, where 0.01 leaves 5e-10), for 2% more evaluations
+# than 0.1 on the benchmark's five problems.
+STRONG_WOLFE_CG = scale_by_wolfe_linesearch(curv_rtol=0.01, max_initial_step=None)
 
 
 def _vdot(a: optax.Updates, b: optax.Updates) -> jax.Array:
-  return optax.tree.vdot(a, b)
+  """Re ⟨a, b⟩, the real inner product (of ℝ²ⁿ for complex leaves)."""
+  return optax.tree.real(optax.tree.vdot(a, b))
 
 
 def _safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
@@ -56,17 +58,39 @@ def _safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
   return jnp.where(nonzero, numerator / jnp.where(nonzero, denominator, 1.0), 0.0)
 
 
-def initial_step_scale(
-  value: jax.Array, previous_value: jax.Array, slope: jax.Array, grad_norm: jax.Array, first: bool
-) -> jax.Array:
-  """α₀ = min(1, 1.01 · 2 (f_k − f_{k−1}) / φ'(0)) (Nocedal & Wright 2006 eq. 3.60, scipy's rule).
+def _is_complex(leaf: Any) -> bool:
+  """Whether a leaf (an array or a `jax.ShapeDtypeStruct`) holds complex numbers."""
+  return jnp.issubdtype(leaf.dtype, jnp.complexfloating)
 
-  φ'(0) = gᵀd < 0 is the slope along the direction d; at the first step f_{−1} = f₀ + ‖g‖/2. A
-  guess that is not a positive finite number falls back to 1.
-  """
-  previous_value = jnp.where(first, value + grad_norm / 2, previous_value)
-  guess = 1.01 * 2 * (value - previous_value) / slope
-  return jnp.where(jnp.isfinite(guess) & (guess > 0), jnp.minimum(1.0, guess), 1.0)
+
+def real_size(params: optax.Params) -> int:
+  """N, the number of real parameters (a complex entry counts twice); shapes only."""
+  return sum(math.prod(x.shape) * (2 if _is_complex(x) else 1) for x in jax.tree.leaves(params))
+
+
+def to_real_vector(tree: optax.Params, dtype: jnp.dtype) -> jax.Array:
+  """The leaves as one real vector of ℝᴺ: each leaf raveled, a complex one as real then imaginary
+  parts (`ravel_pytree`'s order for real leaves)."""
+  parts = []
+  for leaf in jax.tree.leaves(tree):
+    flat = jnp.ravel(leaf)
+    parts += [flat.real, flat.imag] if _is_complex(leaf) else [flat]
+  return jnp.concatenate([p.astype(dtype) for p in parts]) if parts else jnp.zeros([0], dtype)
+
+
+def from_real_vector(vector: jax.Array, like: optax.Params) -> optax.Params:
+  """The inverse of `to_real_vector`: a tree shaped and typed like `like`."""
+  leaves, treedef = jax.tree.flatten(like)
+  out, start = [], 0
+  for leaf in leaves:
+    size = math.prod(leaf.shape)
+    part = vector[start : start + size]
+    if _is_complex(leaf):
+      part = part + 1j * vector[start + size : start + 2 * size]
+      size *= 2
+    out.append(part.reshape(leaf.shape).astype(leaf.dtype))
+    start += size
+  return jax.tree.unflatten(treedef, out)
 
 
 def _direction_then_linesearch(
@@ -94,13 +118,12 @@ class ConjugateGradientState(NamedTuple):
   since_restart: chex.Array  # steps since the last restart (β = 0 when it is 0)
   direction: optax.Updates  # ρ_{k−1}: the last search direction (a descent direction)
   previous_grad: optax.Updates  # g_{k−1}
-  previous_value: chex.Array  # f_{k−1}, for the first trial step of the line search
 
 
 def scale_by_conjugate_gradient(
   variant: Literal["polak_ribiere", "fletcher_reeves", "hestenes_stiefel"] = "polak_ribiere",
   restart_every: int | None = None,
-) -> optax.GradientTransformationExtraArgs:
+) -> optax.GradientTransformation:
   """The nonlinear conjugate direction of Goodfellow et al. (2016) Algorithm 8.9, negated.
 
   .. math::
@@ -111,18 +134,18 @@ def scale_by_conjugate_gradient(
 
   (eq. 8.29–8.31; PR+ clips β at 0, Gilbert & Nocedal 1992). β = 0, a restart along −g, at the
   first step, every `restart_every` steps (default: N, the number of parameters, after which
-  the conjugate directions of a quadratic are exhausted) and whenever ρ_k would not be a descent
-  direction (g_kᵀρ_k ≥ 0, possible for PR+ and HS under an inexact line search); a restart
-  starts a new cycle. The output is −α₀ ρ_k, with α₀ the first trial step of
-  `initial_step_scale`, so that a following sign flip and line search step along ρ_k.
+  the conjugate directions of a quadratic are exhausted; a complex parameter counts as two), when
+  the gradient has not changed (y = 0: the last line search did not move, so the direction is
+  dropped), and whenever ρ_k would not be a descent direction (g_kᵀρ_k ≥ 0, possible for PR+ and
+  HS under an inexact line search); a restart starts a new cycle. The output is −ρ_k, so that a
+  following sign flip and line search step along ρ_k.
 
   Args:
     variant: the formula for β.
     restart_every: restart period in steps, or None for N.
 
   Returns:
-    An `optax.GradientTransformationExtraArgs` (it reads the extra argument ``value``) with state
-    `ConjugateGradientState`.
+    An `optax.GradientTransformation` with state `ConjugateGradientState`.
   """
   where = "conjugate_gradient"
   if variant not in VARIANTS:
@@ -131,19 +154,17 @@ def scale_by_conjugate_gradient(
     validate.require_positive_int("restart_every", restart_every, where)
 
   def init_fn(params: optax.Params) -> ConjugateGradientState:
-    zeros = optax.tree.zeros_like(params)
-    dtype = jnp.result_type(*jax.tree.leaves(params))
+    zeros = optax.tree.zeros_like(params)  # also for a tree without leaves (optax.tree.map_params)
     return ConjugateGradientState(
       count=jnp.zeros([], jnp.int32),
       since_restart=jnp.zeros([], jnp.int32),
       direction=zeros,
       previous_grad=zeros,
-      previous_value=jnp.zeros([], dtype),
     )
 
-  def update_fn(updates, state, params=None, *, value, **extra_args):
-    del params, extra_args
-    period = restart_every or sum(leaf.size for leaf in jax.tree.leaves(updates))
+  def update_fn(updates, state, params=None):
+    del params
+    period = restart_every or real_size(updates)  # N real parameters (complex: 2 each)
     grad, previous = updates, state.previous_grad
     change = optax.tree.sub(grad, previous)
     if variant == "fletcher_reeves":
@@ -152,25 +173,19 @@ def scale_by_conjugate_gradient(
       beta = jnp.maximum(0.0, _safe_divide(_vdot(grad, change), _vdot(previous, previous)))
     else:
       beta = _safe_divide(_vdot(grad, change), _vdot(state.direction, change))
-    beta = jnp.where(state.since_restart == 0, 0.0, beta)
+    beta = jnp.where((state.since_restart == 0) | (_vdot(change, change) == 0), 0.0, beta)
     direction = optax.tree.add_scale(optax.tree.scale(-1.0, grad), beta, state.direction)
-    slope = _vdot(grad, direction)
-    restart = (state.since_restart == 0) | ~(slope < 0)  # also catches a NaN slope
+    restart = (beta == 0) | ~(_vdot(grad, direction) < 0)  # also catches a NaN slope
     direction = jax.tree.map(lambda d, g: jnp.where(restart, -g, d), direction, grad)
-    slope = _vdot(grad, direction)
-    value = jnp.asarray(value, state.previous_value.dtype)
-    grad_norm = optax.tree.norm(grad)
-    step_scale = initial_step_scale(value, state.previous_value, slope, grad_norm, state.count == 0)
     since_restart = jnp.where(restart, 1, state.since_restart + 1) % period
-    return optax.tree.scale(-step_scale, direction), ConjugateGradientState(
+    return optax.tree.scale(-1.0, direction), ConjugateGradientState(
       count=optax.safe_increment(state.count),
       since_restart=since_restart.astype(jnp.int32),
       direction=direction,
       previous_grad=grad,
-      previous_value=value,
     )
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return optax.GradientTransformation(init_fn, update_fn)
 
 
 def conjugate_gradient(
@@ -183,10 +198,14 @@ def conjugate_gradient(
 
   ``chain(scale_by_conjugate_gradient(variant, restart_every), scale(−1), linesearch)``: the
   direction ρ_k of Alg. 8.9, and θ ← θ + α ρ_k with α from a strong-Wolfe line search (the
-  book's "line search to find ε*"). The default is Optax's zoom line search with curvature
-  constant c₂ = 0.4 (scipy's CG uses 0.4; c₂ < 1/2 makes every Fletcher–Reeves direction a
-  descent direction, Nocedal & Wright 2006 Lemma 5.6). On a strictly convex quadratic with exact
-  line searches it reaches the minimum in at most N steps (§8.6.2).
+  book's "line search to find ε*"), by default `linesearch.scale_by_wolfe_linesearch` with
+  c₂ = 0.01 (below 1/2 every Fletcher–Reeves direction is a descent direction, Nocedal & Wright
+  2006 Lemma 5.6) and its first trial from the last decrease (their eq. 3.60), uncapped. On a
+  quadratic the line search's second trial is the exact minimizer along ρ_k (its interpolation
+  is exact there), so on a strictly convex quadratic the method reaches the minimum in N steps
+  in exact arithmetic (§8.6.2), N + 1 in floating point where the spectrum is not too spread
+  (the textbook linear CG itself needs 23-24 steps in float64 on a 20-D quadratic with
+  eigenvalues spread geometrically over [1, 100]).
 
   Args:
     variant: ``"polak_ribiere"`` (PR+, the default), ``"fletcher_reeves"`` or
@@ -208,7 +227,7 @@ def conjugate_gradient(
 
 
 def _curvature_ok(s: jax.Array, y: jax.Array) -> jax.Array:
-  """sᵀy > √ε ‖s‖ ‖y‖: a pair of clearly positive curvature along s (False for NaN)."""
+  """sᵀy > √ε ‖s‖ ‖y‖ (real vectors): a pair of clearly positive curvature along s (not NaN)."""
   tolerance = jnp.sqrt(jnp.finfo(s.dtype).eps)
   return jnp.vdot(s, y) > tolerance * jnp.linalg.norm(s) * jnp.linalg.norm(y)
 
@@ -217,12 +236,11 @@ class BFGSState(NamedTuple):
   """State of `scale_by_bfgs`."""
 
   count: chex.Array  # k: updates done so far (int32)
-  inverse_hessian: chex.Array  # M (N, N) in ravel_pytree order, M ≈ H⁻¹, positive definite
+  inverse_hessian: chex.Array  # M (N, N) over `to_real_vector`'s ℝᴺ, M ≈ H⁻¹, positive definite
   num_pairs: chex.Array  # curvature pairs (s, y) taken into M
   num_skipped: chex.Array  # pairs skipped because sᵀy ≤ √ε ‖s‖‖y‖
   previous_params: optax.Params  # θ_{k−1}
   previous_grad: optax.Updates  # g_{k−1}
-  previous_value: chex.Array  # f_{k−1}, for the first trial step of the line search
 
 
 def bfgs_inverse_update(inverse_hessian: jax.Array, s: jax.Array, y: jax.Array) -> jax.Array:
@@ -240,64 +258,58 @@ def bfgs_inverse_update(inverse_hessian: jax.Array, s: jax.Array, y: jax.Array) 
   )
 
 
-def scale_by_bfgs() -> optax.GradientTransformationExtraArgs:
-  """The BFGS direction M g of Goodfellow et al. (2016) §8.6.3, times the first trial step.
+def scale_by_bfgs() -> optax.GradientTransformation:
+  """The BFGS direction M g of Goodfellow et al. (2016) §8.6.3.
 
   At step k the pair s = θ_k − θ_{k−1}, y = g_k − g_{k−1} updates M by `bfgs_inverse_update`,
   if sᵀy > √ε ‖s‖‖y‖; otherwise the pair is skipped (M unchanged, ``num_skipped`` counted), so M
   stays positive definite even when a step crosses negative curvature (Nocedal & Wright 2006,
   §6.1: the update keeps M positive definite exactly when sᵀy > 0). Before the first pair M = I,
-  and the first pair first sets M = γ I with γ = sᵀy / yᵀy (their eq. 6.20). The output is M g,
-  times α₀ = `initial_step_scale` ≈ 1/‖g‖ at the first step (where M = I knows no scale); M is
-  dense (N × N), for N up to a few thousand.
+  and the first pair first sets M = γ I with γ = sᵀy / yᵀy (their eq. 6.20). The output is M g.
+  M is dense (N × N), for N up to a few thousand, over the real coordinates of
+  `to_real_vector` (a complex parameter is two real ones, so the steps on ℂⁿ are those on ℝ²ⁿ).
 
   Returns:
-    An `optax.GradientTransformationExtraArgs` (it reads ``value``) with state `BFGSState`.
+    An `optax.GradientTransformation` (its update needs ``params``) with state `BFGSState`.
   """
 
   def init_fn(params: optax.Params) -> BFGSState:
-    flat = ravel_pytree(params)[0]
+    # Shapes and dtypes only: also for jax.ShapeDtypeStruct leaves or a tree without leaves.
+    dtype = real_dtype(params)
+    zeros = optax.tree.zeros_like(params)
     return BFGSState(
       count=jnp.zeros([], jnp.int32),
-      inverse_hessian=jnp.eye(flat.shape[0], dtype=flat.dtype),
+      inverse_hessian=jnp.eye(real_size(params), dtype=dtype),
       num_pairs=jnp.zeros([], jnp.int32),
       num_skipped=jnp.zeros([], jnp.int32),
-      previous_params=params,
-      previous_grad=optax.tree.zeros_like(params),
-      previous_value=jnp.zeros([], flat.dtype),
+      previous_params=zeros,  # not read before the first pair
+      previous_grad=zeros,
     )
 
-  def update_fn(updates, state, params=None, *, value, **extra_args):
-    del extra_args
+  def update_fn(updates, state, params=None):
     if params is None:
       raise ValueError("bfgs: update needs params, to form the curvature pair s = θ_k − θ_{k−1}")
-    g, unravel = ravel_pytree(updates)
-    s = ravel_pytree(params)[0] - ravel_pytree(state.previous_params)[0]
-    y = g - ravel_pytree(state.previous_grad)[0]
+    dtype = state.inverse_hessian.dtype
+    g = to_real_vector(updates, dtype)
+    s = to_real_vector(params, dtype) - to_real_vector(state.previous_params, dtype)
+    y = g - to_real_vector(state.previous_grad, dtype)
     has_pair = state.count > 0
     take = has_pair & _curvature_ok(s, y)
     scale = _safe_divide(jnp.vdot(s, y), jnp.vdot(y, y))
     start = jnp.where(
-      state.num_pairs == 0, scale * jnp.eye(g.shape[0], dtype=g.dtype), state.inverse_hessian
+      state.num_pairs == 0, scale * jnp.eye(g.shape[0], dtype=dtype), state.inverse_hessian
     )
     inverse_hessian = jnp.where(take, bfgs_inverse_update(start, s, y), state.inverse_hessian)
-    direction = inverse_hessian @ g  # the step is −α M g
-    slope = -jnp.vdot(g, direction)
-    value = jnp.asarray(value, g.dtype)
-    first = state.count == 0
-    step_scale = initial_step_scale(value, state.previous_value, slope, jnp.linalg.norm(g), first)
-    step_scale = jnp.where(first, step_scale, 1.0)  # then α₀ = 1, the quasi-Newton step
-    return unravel(step_scale * direction), BFGSState(
+    return from_real_vector(inverse_hessian @ g, updates), BFGSState(  # the step is −α M g
       count=optax.safe_increment(state.count),
       inverse_hessian=inverse_hessian,
       num_pairs=state.num_pairs + take.astype(jnp.int32),
       num_skipped=state.num_skipped + (has_pair & ~take).astype(jnp.int32),
       previous_params=params,
       previous_grad=updates,
-      previous_value=value,
     )
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return optax.GradientTransformation(init_fn, update_fn)
 
 
 def bfgs(
@@ -307,8 +319,9 @@ def bfgs(
   """BFGS, Goodfellow et al. (2016) §8.6.3: θ ← θ − α M g with a strong-Wolfe line search.
 
   ``chain(scale_by_bfgs(), scale(−1), linesearch)``, the dense inverse-Hessian approximation M
-  of `scale_by_bfgs` (positive definite: pairs with sᵀy ≤ √ε ‖s‖‖y‖ are skipped) and Optax's zoom
-  line search (c₂ = 0.9, as scipy's BFGS). With exact line searches on a strictly convex
+  of `scale_by_bfgs` (positive definite: pairs with sᵀy ≤ √ε ‖s‖‖y‖ are skipped) and the
+  strong-Wolfe line search `linesearch.scale_by_wolfe_linesearch` with c₂ = 0.9 and first trial
+  α₀ = min(1, eq. 3.60), as scipy's BFGS. With exact line searches on a strictly convex
   quadratic it ends in N steps with M = H⁻¹.
 
   Args:
@@ -346,8 +359,9 @@ def scale_by_checked_lbfgs(memory_size: int = 10) -> optax.GradientTransformatio
   inner = optax.scale_by_lbfgs(memory_size=memory_size)
 
   def update_fn(updates, state, params):
-    s = ravel_pytree(optax.tree.sub(params, state.params))[0]
-    y = ravel_pytree(optax.tree.sub(updates, state.updates))[0]
+    dtype = real_dtype(params)
+    s = to_real_vector(optax.tree.sub(params, state.params), dtype)
+    y = to_real_vector(optax.tree.sub(updates, state.updates), dtype)
     skip = (state.count > 0) & ~_curvature_ok(s, y)
     state = state._replace(
       params=jax.tree.map(lambda new, old: jnp.where(skip, new, old), params, state.params),
@@ -367,8 +381,11 @@ def lbfgs(
 
   ``chain(scale_by_checked_lbfgs(memory_size), scale(−1), linesearch)``: Optax's two-loop
   recursion (Nocedal & Wright 2006, Alg. 7.4) over the last m pairs, pairs of non-positive
-  curvature skipped (`scale_by_checked_lbfgs`), and Optax's zoom line search, as in
-  `optax.lbfgs`. Where every pair passes the check, the steps are exactly `optax.lbfgs`'s.
+  curvature skipped (`scale_by_checked_lbfgs`), and the strong-Wolfe line search
+  `linesearch.scale_by_wolfe_linesearch` (c₂ = 0.9, first trial 1 after the first step, as in
+  `optax.lbfgs`, whose zoom line search it replaces). With ``linesearch=`` Optax's
+  ``scale_by_zoom_linesearch(max_linesearch_steps=20, initial_guess_strategy="one")`` and every
+  pair passing the check, the steps are exactly `optax.lbfgs`'s.
 
   Args:
     memory_size: m, the number of curvature pairs kept.
