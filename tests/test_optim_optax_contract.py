@@ -500,10 +500,25 @@ def test_state_types_are_stable(name, dtype):
     assert types(new_state) == types(state)
 
 
+DENSE = "ravels the parameters into one vector, which explicit sharding along an axis refuses"
+NOT_SHARDED = {  # where ours differs from Optax's sharding contract, and why
+  "bfgs": f"BFGS's N × N inverse Hessian {DENSE}",
+  "newton": f"the dense Hessian {DENSE} (and LAPACK has no float16 eigensolver)",
+  "saddle_free_newton": f"the dense Hessian {DENSE} (and LAPACK has no float16 eigensolver)",
+  "critical_point_newton": f"the dense Hessian {DENSE} (and LAPACK has no float16 eigensolver)",
+  "conjugate_gradient": "its inner products use optax.tree.vdot, which reshapes under explicit "
+  "sharding (not yet sharding-safe)",
+  "lbfgs": "optax.scale_by_lbfgs, underneath, uses optax.tree.vdot, which reshapes under explicit "
+  "sharding (Optax's own L-BFGS fails the same check)",
+}
+
+
 @pytest.mark.parametrize("name", names())
 def test_state_sharding_types(name):
   """sharding_test.test_state_sharding_type_init_match_update and ..._preserved_with_jit (JAX ≥
   0.7.2): with explicit sharding, init and update agree on the state's types, jitted or not."""
+  if name in NOT_SHARDED:
+    pytest.skip(NOT_SHARDED[name])
   mesh = jax.make_mesh((jax.device_count(),), ("x",), axis_types=(jax.sharding.AxisType.Explicit,))
   sharding = jax.sharding.NamedSharding(mesh, jax.P(None, "x"))
   tx = make(name)
