@@ -1,6 +1,7 @@
 """Flax NNX models for the chapter 8 experiments, and a pure functional view of them.
 
 * `MLP`: fully connected network, optional batch normalization (Goodfellow et al. 2016, §8.7.1).
+* `ResidualMLP`: the same with identity skip connections (He et al. 2016; §8.7.5).
 * `DeepLinear`: product of weight matrices, the model of Saxe, McClelland & Ganguli (2013).
 * `RNN`: Elman recurrent network, for exploding and vanishing gradients (§8.2.5, §10.7).
 
@@ -241,7 +242,58 @@ class RNN(nnx.Module):
     return self.output(h_last)
 
 
-MODELS: dict[str, type[nnx.Module]] = {"mlp": MLP, "deep_linear": DeepLinear, "rnn": RNN}
+class ResidualMLP(nnx.Module):
+  """A fully connected network with identity skip connections (He et al. 2016, "Deep residual
+  learning for image recognition", §3.2).
+
+  h₁ = act(W₁ x + b₁), then h_l = h_{l−1} + act(W_l h_{l−1} + b_l) for l = 2, …, `depth`, then a
+  linear output. It has exactly the parameters of `MLP` with the same width and depth; the skip
+  connections give the gradient a path from the output to every layer that crosses no weight
+  matrix, one of the designs that aid optimization of Goodfellow et al. (2016), §8.7.5.
+  """
+
+  def __init__(
+    self,
+    in_features: int,
+    out_features: int,
+    *,
+    width: int = 64,
+    depth: int = 2,
+    activation: str = "relu",
+    kernel_init: initializers.Initializer | None = None,
+    bias_init: initializers.Initializer = jax.nn.initializers.zeros,
+    param_dtype: DTypeLike = jnp.float32,
+    rngs: nnx.Rngs,
+  ):
+    _require_sizes(in_features=in_features, out_features=out_features, width=width, depth=depth)
+    self.activation = _activation(activation)
+    kernel_init = kernel_init or initializers.glorot_uniform()
+    linear = functools.partial(
+      nnx.Linear, kernel_init=kernel_init, bias_init=bias_init, param_dtype=param_dtype, rngs=rngs
+    )
+    sizes = [in_features] + [width] * depth
+    self.hidden = nnx.List([linear(m, n) for m, n in zip(sizes[:-1], sizes[1:], strict=True)])
+    self.output = linear(width, out_features)
+
+  def __call__(self, x: jax.Array, *, train: bool | None = None) -> jax.Array:
+    """x (batch, in_features) ↦ outputs; `train` is accepted for a uniform API and unused."""
+    del train
+    h = self.activation(self.hidden[0](x))
+    for layer in self.hidden[1:]:
+      h = h + self.activation(layer(h))
+    return self.output(h)
+
+  def linear_layers(self) -> list[nnx.Linear]:
+    """The Linear layers in forward order, the output layer last."""
+    return [*self.hidden, self.output]
+
+
+MODELS: dict[str, type[nnx.Module]] = {
+  "mlp": MLP,
+  "residual_mlp": ResidualMLP,
+  "deep_linear": DeepLinear,
+  "rnn": RNN,
+}
 
 
 def build_model(

@@ -24,6 +24,7 @@ from jaxopt_study.experiment import Experiment
 
 # Chapter 8 of Goodfellow, Bengio & Courville, Deep Learning (2016), section by section.
 CHAPTER_ORDER = (
+  "risk_vs_empirical_risk",  # 8.1.1
   "surrogate_early_stopping",  # 8.1.2
   "minibatch_noise",  # 8.1.3
   "sharp_minima",  # 8.1.3
@@ -31,6 +32,7 @@ CHAPTER_ORDER = (
   "fig8_1_gradient_norm",  # 8.2.1
   "edge_of_stability",  # 8.2.1
   "symmetry_and_local_minima",  # 8.2.2
+  "local_and_global_minima_1d",  # 8.2.2
   "fig8_2_interpolation",  # 8.2.3
   "saddle_proliferation",  # 8.2.3
   "saddles_newton",  # 8.2.3
@@ -40,6 +42,7 @@ CHAPTER_ORDER = (
   "momentum_schedules",  # 8.3.2
   "deep_linear_dynamics",  # 8.4
   "init_variance_propagation",  # 8.4
+  "failure_modes",  # 8.4
   "sweep_init_batch",  # 8.4
   "adaptive_vs_sgd",  # 8.5.4
   "optimizer_comparison",  # 8.5.4
@@ -49,6 +52,7 @@ CHAPTER_ORDER = (
   "coordinate_descent",  # 8.7.2
   "polyak_averaging",  # 8.7.3
   "pretraining",  # 8.7.4
+  "model_design",  # 8.7.5
   "continuation_curriculum",  # 8.7.6
 )
 

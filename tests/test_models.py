@@ -57,6 +57,25 @@ def test_mlp_matches_hand_written_forward_pass(x):
   np.testing.assert_array_equal(preactivations[-1], model(x))
 
 
+def test_residual_mlp_matches_hand_written_forward_pass(x):
+  """h₁ = tanh(W₁x + b₁), h₂ = h₁ + tanh(W₂h₁ + b₂), h₃ = h₂ + tanh(W₃h₂ + b₃), out = W₄h₃ + b₄;
+  the same parameter shapes as the plain MLP of the same width and depth."""
+  model = models.build_model("residual_mlp", IN, OUT, width=7, depth=3, activation="tanh")
+  for layer in model.linear_layers():
+    layer.bias[...] = jnp.linspace(-1.0, 1.0, layer.bias.shape[0])
+  kernels = [_kernel(layer) for layer in model.linear_layers()]
+  biases = [np.asarray(layer.bias[...], np.float64) for layer in model.linear_layers()]
+  h = np.tanh(np.asarray(x, np.float64) @ kernels[0] + biases[0])
+  for w, b in zip(kernels[1:-1], biases[1:-1], strict=True):
+    h = h + np.tanh(h @ w + b)
+  np.testing.assert_allclose(model(x), h @ kernels[-1] + biases[-1], rtol=1e-5, atol=1e-5)
+  plain = models.build_model("mlp", IN, OUT, width=7, depth=3)
+  shapes = [jax.tree.map(jnp.shape, nnx.state(m, nnx.Param)) for m in (model, plain)]
+  assert jax.tree.leaves(shapes[0]) == jax.tree.leaves(shapes[1])
+  with pytest.raises(ValueError, match="depth"):
+    models.build_model("residual_mlp", IN, OUT, depth=0)
+
+
 def test_deep_linear_is_the_product_of_its_kernels(x64):
   model = models.DeepLinear(
     IN, OUT, width=4, depth=3, param_dtype=jnp.float64, rngs=nnx.Rngs(params=1)
@@ -200,7 +219,7 @@ def test_build_model_errors(name, options, match):
 
 
 def test_registries():
-  assert set(models.MODELS) == {"mlp", "deep_linear", "rnn"}
+  assert set(models.MODELS) == {"mlp", "residual_mlp", "deep_linear", "rnn"}
   assert {"relu", "tanh", "sigmoid", "linear", "gelu", "softplus"} <= set(models.ACTIVATIONS)
   z = jnp.linspace(-2.0, 2.0, 5)
   np.testing.assert_array_equal(models.ACTIVATIONS["linear"](z), z)

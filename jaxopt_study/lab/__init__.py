@@ -7,7 +7,14 @@
   refused at the grid's edge.
 * `landscape`: lines and paths in parameter space, two-dimensional test surfaces (§8.2), critical
   points by Newton's method on ‖∇f‖².
+* `one_dim`: the 1-D risk x·cos(πx) and a rippled empirical risk, grid extrema, descent kept
+  inside an interval (§8.1.1, §8.2.2).
+* `adam_variants`: Adam without its bias correction (`failure_modes`).
+* `unit_stats`: per-unit and per-layer statistics of an MLP: distinct and dead units, single-sign
+  weight gradients, layer and back-propagated gradient norms.
+* `verdicts`: "reproduced" / "not reproduced" / "inconclusive", and mean ± std over seeds.
 * `random_matrix`: random-matrix ensembles and their spectra (saddle proliferation, §8.2.3).
 * `rate_plots`: the final loss against the learning rate, and the curves at each best rate.
+* `subspace_sharpness`: Keskar et al.'s ε-sharpness in a random subspace, by L-BFGS-B.
 * `trained_mlp`: a digits MLP trained by `train.train` and the exact spectrum at its end.
 """

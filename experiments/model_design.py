@@ -1,0 +1,297 @@
+"""§8.7.5 "Designing models to aid optimization": plain, residual and normalized deep MLPs.
+
+Goodfellow et al. (2016), §8.7.5: "it is more important to choose a model family that is easy to
+optimize than to use a powerful optimization algorithm"; skip connections between layers shorten
+the path from the output to the lower layers and so mitigate vanishing gradients, and batch
+normalization (§8.7.1) reparametrizes the net so that each layer's inputs keep a fixed scale.
+Three designs of a digits classifier with `depth` hidden layers of `width` units (Glorot
+initialization, the config's activation), at several depths:
+
+* `plain`: `models.MLP`;
+* `residual`: `models.ResidualMLP`, h_l = h_{l−1} + act(W_l h_{l−1} + b_l) (He et al. 2016), the
+  same parameters;
+* `batchnorm`: `models.MLP(batchnorm=True)` (Ioffe & Szegedy 2015).
+
+Measured per design and depth:
+
+* trainability: the full training-set NLL after a fixed budget of SGD steps (Algorithm 8.1) at the
+  design's best learning rate of a grid (best by the mean over seeds; flagged when it lies at the
+  grid's edge), every (rate, seed) of one design and depth one vmapped `sweep.run`;
+* the Hessian at initialization, on a batch of training examples: λ_max and λ_min by Lanczos
+  (`hessian.spectrum`); a condition number is not defined there (the Hessian is indefinite), so
+  λ_max / |λ_min| is reported as the spread of the two ends;
+* ‖∂L/∂W₁‖ / ‖∂L/∂W_D‖, the weight-gradient norm of the first hidden layer over the last's.
+
+Claims (`summary.json`), each by design then depth, mean ± std over seeds:
+`final_loss_by_depth`, `best_learning_rate_by_depth`, `best_rate_at_grid_edge`,
+`lambda_max_at_init_by_depth`, `lambda_min_at_init_by_depth`, `grad_ratio_first_last_by_depth`;
+`verdicts`.
+"""
+
+import functools
+import math
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxopt_study import hessian, optim, report, sweep, validate
+from jaxopt_study.config import build_problem
+from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.lab import digits_tasks, landscape, unit_stats, verdicts
+from jaxopt_study.results import read_csv
+
+DESIGNS = {
+  "plain": {"name": "mlp", "batchnorm": False},
+  "residual": {"name": "residual_mlp"},
+  "batchnorm": {"name": "mlp", "batchnorm": True},
+}
+
+
+class ModelDesign(Experiment):
+  """Plain, residual and batch-normalized MLPs at several depths: trainability and curvature."""
+
+  NAME = "model_design"
+  TITLE = "Chapter 8.7.5: designing models to aid optimization: skip connections, normalization"
+  SECTION = "8.7.5"
+  DESCRIPTION = (
+    "Plain, residual (skip connections) and batch-normalized MLPs of the digits at depths from 2 "
+    "up: the training loss after a fixed budget of SGD steps at each design's best learning rate, "
+    "the Hessian's extreme eigenvalues at initialization, and the first-over-last layer "
+    "gradient-norm ratio. §8.7.5: a model family that is easy to optimize matters more than the "
+    "optimizer; skip connections and normalization keep deep nets trainable where the plain net "
+    "slows down."
+  )
+  PUBLISHED = {
+    "final_loss_by_depth": "residual and normalized nets stay trainable as depth grows, plain "
+    "ones degrade (Goodfellow et al. 2016, §8.7.5; He et al. 2016, Fig. 1 and 4)",
+    "lambda_max_at_init_by_depth": "no published value: the curvature the learning rate must "
+    "respect at the start (ε < 2/λ_max, §8.2.1)",
+  }
+  FIELDS = {
+    "data.name": digits_tasks.DIGITS,
+    "seeds": validate.each(validate.require_int, low=0),
+    "depths": validate.each(validate.require_positive_int),
+    "designs": validate.each(validate.require_choice, choices=list(DESIGNS)),
+    "model.width": validate.require_positive_int,
+    "learning_rates": validate.each(validate.require_positive),
+    "steps": validate.require_positive_int,
+    "eval_every": validate.require_positive_int,
+    "batch_size": validate.require_positive_int,
+    "hessian_examples": validate.require_positive_int,
+  }
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    num_train = digits_tasks.load(config.data).x_train.shape[0]
+    for field in ("batch_size", "hessian_examples"):
+      validate.require_int(field, config[field], self.NAME, low=1, high=num_train)
+    if len(config.learning_rates) < 3:
+      raise ValueError(
+        f"{self.NAME}: learning_rates={list(config.learning_rates)!r}: at least 3 rates, so that "
+        "a best rate can lie inside the grid"
+      )
+    for design in config.designs:
+      try:
+        digits_tasks.mlp(config.seeds[0], **_model_block(config, design, 2))
+      except (TypeError, ValueError) as error:
+        raise ValueError(f"{self.NAME}: model ({design}): {error}") from error
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """One sweep (rates × seeds) and the curvature at initialization per design and depth; each
+    (design, depth) is a member that a later run in the same folder resumes."""
+    table, history = [], []
+    for design in config.designs:
+      for depth in config.depths:
+        record, _ = members.get(
+          f"{design}-depth{depth}", functools.partial(_design_at_depth, config, design, depth)
+        )
+        # `diverged` as 0/1, which results.csv reads back as a number (True would come back as
+        # the string "True"); records of an earlier run may hold booleans.
+        table += [
+          {**row, "diverged": int(row["diverged"])} if "diverged" in row else row
+          for row in record["rows"]
+        ]
+        history += record["history"]
+    return Results(table, history)
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    train_rows = [row for row in results.table if row["part"] == "train"]
+    init_rows = [row for row in results.table if row["part"] == "init"]
+    final, best_rate, at_edge = {}, {}, {}
+    for design in config.designs:
+      final[design], best_rate[design], at_edge[design] = {}, {}, {}
+      for depth in config.depths:
+        rows = [r for r in train_rows if r["design"] == design and r["depth"] == depth]
+        best = _best_rate(rows)
+        chosen = [r["final_train_loss"] for r in rows if r["learning_rate"] == best]
+        final[design][str(depth)] = verdicts.mean_and_std(chosen)
+        best_rate[design][str(depth)] = best
+        at_edge[design][str(depth)] = best in (
+          min(config.learning_rates),
+          max(config.learning_rates),
+        )
+
+    def at_init(field: str) -> dict:
+      return {
+        design: {
+          str(depth): verdicts.mean_and_std(
+            [r[field] for r in init_rows if r["design"] == design and r["depth"] == depth]
+          )
+          for depth in config.depths
+        }
+        for design in config.designs
+      }
+
+    deepest = str(max(config.depths))
+    summary = {
+      "final_loss_by_depth": final,
+      "best_learning_rate_by_depth": best_rate,
+      "best_rate_at_grid_edge": at_edge,
+      "lambda_max_at_init_by_depth": at_init("lambda_max"),
+      "lambda_min_at_init_by_depth": at_init("lambda_min"),
+      "lambda_spread_at_init_by_depth": at_init("lambda_spread"),
+      "grad_ratio_first_last_by_depth": at_init("grad_ratio_first_last"),
+    }
+    if "plain" in final:
+      plain = final["plain"][deepest]
+      summary["verdicts"] = {
+        # At the largest depth, each other design ends lower than the plain net, beyond the
+        # spread over seeds; undecided when a best rate lies at the grid's edge.
+        f"final_loss_by_depth/{design}": verdicts.verdict(
+          None
+          if at_edge[design][deepest] or at_edge["plain"][deepest]
+          else final[design][deepest]["mean"] + final[design][deepest]["std"]
+          < plain["mean"] - plain["std"]
+        )
+        for design in config.designs
+        if design != "plain"
+      }
+    return summary
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """The final loss at the best rate, λ_max at initialization and the gradient ratio, each
+    against depth, one line per design."""
+    table = read_csv(out_dir / "results.csv")
+    designs = list(dict.fromkeys(row["design"] for row in table))
+    train_rows = [row for row in table if row["part"] == "train"]
+    init_rows = [row for row in table if row["part"] == "init"]
+
+    def by_depth(rows, value) -> dict:
+      series = {}
+      for design in designs:
+        mine = [r for r in rows if r["design"] == design]
+        depths = sorted({r["depth"] for r in mine})
+        series[design] = (depths, [value([r for r in mine if r["depth"] == d]) for d in depths])
+      return series
+
+    def best_final(rows):
+      best = _best_rate(rows)
+      return float(np.mean([r["final_train_loss"] for r in rows if r["learning_rate"] == best]))
+
+    def mean_of(field):
+      return lambda rows: float(np.mean([r[field] for r in rows]))
+
+    return [
+      report.line_plot(
+        by_depth(train_rows, best_final),
+        out_dir / "final_loss_by_depth.png",
+        title="training NLL after the budget, best learning rate (§8.7.5)",
+        xlabel="hidden layers",
+        ylabel="final training NLL (mean over seeds)",
+        logy=True,
+      ),
+      report.line_plot(
+        by_depth(init_rows, mean_of("lambda_max")),
+        out_dir / "lambda_max_at_init.png",
+        title="λ_max of the Hessian at initialization",
+        xlabel="hidden layers",
+        ylabel="λ_max (mean over seeds)",
+        logy=True,
+      ),
+      report.line_plot(
+        by_depth(init_rows, mean_of("grad_ratio_first_last")),
+        out_dir / "gradient_ratio.png",
+        title="‖∂L/∂W₁‖ / ‖∂L/∂W_D‖ at initialization",
+        xlabel="hidden layers",
+        ylabel="first over last hidden layer",
+        logy=True,
+      ),
+    ]
+
+
+def _model_block(config: ml_collections.ConfigDict, design: str, depth: int) -> dict:
+  """The model options of one design at one depth (the config's model block, overridden)."""
+  block = {**config.model.to_dict(), **DESIGNS[design], "depth": depth}
+  if block["name"] != "mlp":
+    block.pop("batchnorm", None)
+  return block
+
+
+def _best_rate(rows: list[dict]) -> float:
+  """The learning rate with the lowest mean final loss over seeds; a rate any of whose seeds
+  diverged (a non-finite loss) is never the best."""
+  means = {}
+  for rate in sorted({r["learning_rate"] for r in rows}):
+    values = [r["final_train_loss"] for r in rows if r["learning_rate"] == rate]
+    finite = all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+    means[rate] = (
+      float(np.mean(values))
+      if finite and not any(r.get("diverged") for r in rows if r["learning_rate"] == rate)
+      else math.inf
+    )
+  return min(means, key=means.get)
+
+
+def _design_at_depth(config: ml_collections.ConfigDict, design: str, depth: int):
+  """The sweep over rates × seeds, then the Hessian's ends and the gradient ratio per seed."""
+  block = _model_block(config, design, depth)
+  problem_config = ml_collections.ConfigDict({"data": config.data, "model": block})
+  result = sweep.run(
+    build_problem(problem_config),
+    optim.sgd,
+    {"learning_rate": list(config.learning_rates), "seed": list(config.seeds)},
+    steps=config.steps,
+    eval_every=config.eval_every,
+    batch_size=config.batch_size,
+    init_scale=block.get("init_scale", 1.0),
+  )
+  rows = [
+    {
+      "member": f"{design}/depth{depth}/{row['member']}",
+      "part": "train",
+      "design": design,
+      "depth": depth,
+      "learning_rate": row["learning_rate"],
+      "seed": row["seed"],
+      "final_train_loss": row["final_train_loss"],
+      "diverged": int(bool(row.get("diverged"))),
+    }
+    for row in result.table
+  ]
+  history = [{**row, "member": f"{design}/depth{depth}/{row['member']}"} for row in result.history]
+  data = digits_tasks.load(config.data)
+  x, y = data.x_train[: config.hessian_examples], data.y_train[: config.hessian_examples]
+  # One loss function for every seed, so that the Lanczos products and the gradient compile once.
+  model, initial = digits_tasks.mlps(list(config.seeds), **block)
+  loss_fn = digits_tasks.nll(model)
+  gradient = jax.jit(jax.grad(loss_fn))
+  for i, seed in enumerate(config.seeds):
+    params = landscape.select(initial, i)
+    ends = hessian.spectrum(loss_fn, params, x, y, method="lanczos", k=1, which="both")
+    lambda_min, lambda_max = float(ends.eigenvalues[0]), float(ends.eigenvalues[-1])
+    norms = unit_stats.layer_gradient_norms(gradient(params, x, y))
+    rows.append(
+      {
+        "member": f"{design}/depth{depth}/init/seed{seed}",
+        "part": "init",
+        "design": design,
+        "depth": depth,
+        "seed": seed,
+        "lambda_max": lambda_max,
+        "lambda_min": lambda_min,
+        "lambda_spread": lambda_max / abs(lambda_min) if lambda_min else math.inf,
+        "grad_ratio_first_last": float(norms[0] / norms[depth - 1]),
+      }
+    )
+  return {"rows": rows, "history": history}, {}
