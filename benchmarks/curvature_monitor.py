@@ -136,10 +136,10 @@ def main() -> None:
   for _ in range(args.rounds):
     seconds, watched = _sweep(problem, args, monitor=True)
     times["monitor"].append(seconds)
-    compile_seconds["monitor"].append(watched.stats["compile_seconds"])
+    compile_seconds["monitor"].append(watched.stats.compile_seconds)
     seconds, plain = _sweep(problem, args, monitor=False)
     times["plain"].append(seconds)
-    compile_seconds["plain"].append(plain.stats["compile_seconds"])
+    compile_seconds["plain"].append(plain.stats.compile_seconds)
     seconds, top = _out_of_loop(problem, args)
     times["eigsh"].append(seconds)
   ours = {
