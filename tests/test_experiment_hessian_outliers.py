@@ -55,6 +55,15 @@ def test_outliers_are_few_and_follow_the_gap_rule(finished_run):
   assert outliers.count_outliers(spectrum, config["outlier_search"]).count == summary["n_outliers"]
 
 
+def test_the_verdicts_follow_the_criteria(finished_run):
+  """n_outliers ≈ C: within one of C = 10 (Papyan's C or C − 1); the bulk holds more than half."""
+  summary = json.loads((finished_run / "summary.json").read_text())
+  assert summary["outlier_count_error"] == abs(summary["n_outliers"] - 10)
+  near = "reproduced" if summary["outlier_count_error"] <= 1 else "not reproduced"
+  bulk = "reproduced" if summary["bulk_fraction_near_zero"] > 0.5 else "not reproduced"
+  assert summary["verdicts"] == {"n_outliers": near, "bulk_fraction_near_zero": bulk}
+
+
 def test_bad_config_is_refused(tmp_path, capsys):
   code = cli.main(
     ["run", str(QUICK), "--out", str(tmp_path / "x"), "--set", "near_zero_relative=2.0"]
