@@ -81,3 +81,47 @@ def test_inverse_time_decay_is_positive_and_non_increasing(init_value, decay_rat
   schedule = optim.inverse_time_decay(init_value, decay_rate)
   now, later = float(schedule(k)), float(schedule(k + 1))
   assert 0.0 <= later <= now <= init_value * (1 + 1e-6)
+
+
+def _sgdr_reference(k, max_value, first, factor, min_value):
+  """Loshchilov & Hutter's eq. 5, walking the cycles one by one."""
+  start, length = 0, first
+  while k >= start + length:
+    start, length = start + length, length * factor
+  return min_value + 0.5 * (max_value - min_value) * (1 + np.cos(np.pi * (k - start) / length))
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3])
+def test_cosine_warm_restarts_follows_eq_5_cycle_by_cycle(x64, factor):
+  schedule = jax.jit(optim.schedules.cosine_warm_restarts(0.5, 7, factor, min_value=0.01))
+  for k in range(200):
+    assert float(schedule(k)) == pytest.approx(_sgdr_reference(k, 0.5, 7, factor, 0.01), abs=1e-12)
+  ends = optim.schedules.cycle_ends(7, factor, 200)
+  assert ends[:2] == ([6, 13] if factor == 1 else [6, 6 + 7 * factor])
+  for i, end in enumerate(ends):  # a snapshot at the bottom of each cycle, a restart after it
+    length = 7 * factor**i
+    bottom = 0.01 + 0.5 * 0.49 * (1 - np.cos(np.pi / length))  # cos(π (T − 1) / T)
+    assert float(schedule(end)) == pytest.approx(bottom, abs=1e-12)
+    assert float(schedule(end + 1)) == pytest.approx(0.5)
+
+
+def test_triangular_cycle_is_smiths_triangle_wave(x64):
+  schedule = jax.jit(optim.schedules.triangular_cycle(0.1, 0.7, 5))
+  k = np.arange(60)
+  expected = np.interp(k % 10, [0, 5, 10], [0.1, 0.7, 0.1])  # rise over s steps, fall over s
+  np.testing.assert_allclose([float(schedule(i)) for i in k], expected, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+  "constructor, args, match",
+  [
+    ("cosine_warm_restarts", (0.1, 10, 1, 0.5), "max_value"),
+    ("cosine_warm_restarts", (0.1, 0), "first_period"),
+    ("cosine_warm_restarts", (0.1, 10, 0), "period_factor"),
+    ("triangular_cycle", (0.5, 0.1, 3), "max_value"),
+    ("triangular_cycle", (0.1, 0.5, 0), "half_period"),
+  ],
+)
+def test_cyclic_schedules_refuse_bad_arguments(constructor, args, match):
+  with pytest.raises(ValueError, match=match):
+    getattr(optim.schedules, constructor)(*args)

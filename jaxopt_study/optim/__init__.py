@@ -48,10 +48,13 @@ from jaxopt_study.optim.quasi_newton import (
   scale_by_conjugate_gradient,
 )
 from jaxopt_study.optim.schedules import (
+  cosine_warm_restarts,
+  cycle_ends,
   exponential_decay,
   inverse_time_decay,
   linear_decay,
   step_decay,
+  triangular_cycle,
 )
 from jaxopt_study.optim.second_order import (
   CriticalPointNewtonState,
@@ -101,7 +104,9 @@ __all__ = [
   "bfgs",
   "conjugate_gradient",
   "coordinate_descent",
+  "cosine_warm_restarts",
   "critical_point_newton",
+  "cycle_ends",
   "delta_bar_delta",
   "exponential_decay",
   "inverse_time_decay",
@@ -125,4 +130,5 @@ __all__ = [
   "scale_by_wolfe_linesearch",
   "sgd",
   "step_decay",
+  "triangular_cycle",
 ]

@@ -121,3 +121,99 @@ def inverse_time_decay(init_value: float, decay_rate: float) -> optax.Schedule:
     return init_value / (1 + decay_rate * count)
 
   return _with_float_count(schedule)
+
+
+def cosine_warm_restarts(
+  max_value: float,
+  first_period: int,
+  period_factor: int = 1,
+  min_value: float = 0.0,
+) -> optax.Schedule:
+  """SGDR, cosine annealing with warm restarts (Loshchilov & Hutter 2017, eq. 5).
+
+  .. math:: ε_k = ε_{min} + ½ (ε_{max} − ε_{min}) (1 + \\cos(π T_{cur} / T_i))
+
+  with T_cur the steps since the last restart and T_i the length of the current cycle: T_0 =
+  `first_period`, T_{i+1} = `period_factor` · T_i. Each cycle starts at ε_max and ends (at its last
+  step) just above ε_min; Huang et al. (2017) take a snapshot there (`cycle_ends`). Written out
+  because `optax.sgdr_schedule` needs every cycle listed in advance, so cannot grow T_i without
+  end.
+
+  Args:
+    max_value: ε_max ≥ min_value.
+    first_period: T_0 ≥ 1 steps.
+    period_factor: T_mult ≥ 1, an integer as in the paper.
+    min_value: ε_min ≥ 0.
+
+  Returns:
+    An `optax.Schedule`.
+  """
+  where = "cosine_warm_restarts"
+  validate.require_non_negative("min_value", min_value, where)
+  validate.require_non_negative("max_value", max_value, where)
+  if max_value < min_value:
+    raise ValueError(f"{where}: max_value={max_value} must be >= min_value={min_value}")
+  validate.require_positive_int("first_period", first_period, where)
+  validate.require_positive_int("period_factor", period_factor, where)
+
+  def schedule(count: chex.Numeric) -> chex.Numeric:
+    k = jnp.asarray(count, dtype=float)
+    if period_factor == 1:
+      start, length = jnp.floor(k / first_period) * first_period, jnp.asarray(first_period, float)
+    else:  # cycle i starts at T_0 (T_mult^i − 1) / (T_mult − 1); the float log is corrected below
+      i = jnp.floor(jnp.log1p(k * (period_factor - 1) / first_period) / jnp.log(period_factor))
+      begins = first_period * (jnp.power(period_factor, i) - 1) / (period_factor - 1)
+      i = jnp.where(begins > k, i - 1, i)
+      i = jnp.where(
+        first_period * (jnp.power(period_factor, i + 1) - 1) / (period_factor - 1) <= k, i + 1, i
+      )
+      start = first_period * (jnp.power(period_factor, i) - 1) / (period_factor - 1)
+      length = first_period * jnp.power(period_factor, i)
+    phase = (k - start) / length
+    return min_value + 0.5 * (max_value - min_value) * (1 + jnp.cos(jnp.pi * phase))
+
+  return schedule
+
+
+def cycle_ends(first_period: int, period_factor: int, steps: int) -> list[int]:
+  """The last step of every complete cycle of `cosine_warm_restarts` within `steps` steps: where
+  a snapshot ensemble (Huang et al. 2017) takes its members."""
+  validate.require_positive_int("first_period", first_period, "cycle_ends")
+  validate.require_positive_int("period_factor", period_factor, "cycle_ends")
+  ends, start, length = [], 0, first_period
+  while start + length <= steps:
+    ends.append(start + length - 1)
+    start, length = start + length, length * period_factor
+  return ends
+
+
+def triangular_cycle(base_value: float, max_value: float, half_period: int) -> optax.Schedule:
+  """The triangular cyclical learning rate of Smith (2017, "Cyclical learning rates", §3.1).
+
+  .. math:: c = ⌊1 + k / (2s)⌋,  x = |k / s − 2c + 1|,  ε_k = ε_b + (ε_m − ε_b) max(0, 1 − x)
+
+  ε_k rises linearly from ε_b = `base_value` at k = 0 to ε_m = `max_value` at k = s and falls back
+  to ε_b at k = 2s, and so on (Optax has no cyclical schedule).
+
+  Args:
+    base_value: ε_b ≥ 0.
+    max_value: ε_m ≥ ε_b.
+    half_period: s ≥ 1, the steps of one rise (Smith's "stepsize").
+
+  Returns:
+    An `optax.Schedule`.
+  """
+  where = "triangular_cycle"
+  validate.require_non_negative("base_value", base_value, where)
+  validate.require_non_negative("max_value", max_value, where)
+  if max_value < base_value:
+    raise ValueError(f"{where}: max_value={max_value} must be >= base_value={base_value}")
+  validate.require_positive_int("half_period", half_period, where)
+
+  def schedule(count: chex.Numeric) -> chex.Numeric:
+    k = jnp.asarray(count, dtype=float)
+    cycle = jnp.floor(1 + k / (2 * half_period))
+    x = jnp.abs(k / half_period - 2 * cycle + 1)
+    return base_value + (max_value - base_value) * jnp.maximum(0.0, 1 - x)
+
+  return schedule
