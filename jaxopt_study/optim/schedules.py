@@ -123,6 +123,14 @@ def inverse_time_decay(init_value: float, decay_rate: float) -> optax.Schedule:
   return _with_float_count(schedule)
 
 
+def _require_rate_range(low_name: str, low: float, max_value: float, where: str) -> None:
+  """Both rates ≥ 0 and `max_value` ≥ the low one, or a ValueError naming them."""
+  validate.require_non_negative(low_name, low, where)
+  validate.require_non_negative("max_value", max_value, where)
+  if max_value < low:
+    raise ValueError(f"{where}: max_value={max_value} must be >= {low_name}={low}")
+
+
 def cosine_warm_restarts(
   max_value: float,
   first_period: int,
@@ -149,10 +157,7 @@ def cosine_warm_restarts(
     An `optax.Schedule`.
   """
   where = "cosine_warm_restarts"
-  validate.require_non_negative("min_value", min_value, where)
-  validate.require_non_negative("max_value", max_value, where)
-  if max_value < min_value:
-    raise ValueError(f"{where}: max_value={max_value} must be >= min_value={min_value}")
+  _require_rate_range("min_value", min_value, max_value, where)
   validate.require_positive_int("first_period", first_period, where)
   validate.require_positive_int("period_factor", period_factor, where)
 
@@ -204,10 +209,7 @@ def triangular_cycle(base_value: float, max_value: float, half_period: int) -> o
     An `optax.Schedule`.
   """
   where = "triangular_cycle"
-  validate.require_non_negative("base_value", base_value, where)
-  validate.require_non_negative("max_value", max_value, where)
-  if max_value < base_value:
-    raise ValueError(f"{where}: max_value={max_value} must be >= base_value={base_value}")
+  _require_rate_range("base_value", base_value, max_value, where)
   validate.require_positive_int("half_period", half_period, where)
 
   def schedule(count: chex.Numeric) -> chex.Numeric:
