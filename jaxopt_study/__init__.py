@@ -2,15 +2,28 @@
 
 Public names: `Problem` (your model, loss and data: what training, sweeps and the CLI take);
 modules `optim` (the chapter's optimizers as Optax transformations), `init`, `models`, `data`,
-`losses`, `problem`, `train`, `hessian` (spectra and critical points), `sweep` (vmapped grids).
+`losses`, `problem`, `train`, `hessian` (spectra and critical points), `sweep` (vmapped grids),
+`ensembles` (averaged predictions of trained members).
 """
 
-from jaxopt_study import data, hessian, init, losses, models, optim, problem, sweep, train
+from jaxopt_study import (
+  data,
+  ensembles,
+  hessian,
+  init,
+  losses,
+  models,
+  optim,
+  problem,
+  sweep,
+  train,
+)
 from jaxopt_study.problem import Problem
 
 __all__ = [
   "Problem",
   "data",
+  "ensembles",
   "hessian",
   "init",
   "losses",
