@@ -32,7 +32,8 @@ Claims (`summary.json`), per loss and η, with the threshold T = 2/η (gradient 
   keeps falling at the edge of stability), with `loss_increases_after_threshold`, the number of
   evaluations whose loss rose over the previous one (non-monotone: > 0).
 
-`verdicts` holds each claim's verdict (`lab.verdicts`), "inconclusive" where T was not reached.
+`verdicts` holds each claim's verdict (`experiment.verdict`), "inconclusive" where T was not
+reached.
 """
 
 import functools
@@ -48,8 +49,8 @@ from tqdm.auto import tqdm
 from jaxopt_study import data as data_lib
 from jaxopt_study import hessian, optim, report, sweep, validate
 from jaxopt_study import problem as problem_lib
-from jaxopt_study.experiment import Experiment, Members, Results
-from jaxopt_study.lab import digits_tasks, verdicts
+from jaxopt_study.experiment import Experiment, Members, Results, verdict
+from jaxopt_study.lab import digits_tasks
 from jaxopt_study.lab.curves import history_curves
 from jaxopt_study.results import read_csv
 
@@ -164,7 +165,7 @@ class EdgeOfStability(Experiment):
     }
 
     def verdict_by_eta(rows: list[dict], holds) -> dict[str, str]:
-      return {f"{r['learning_rate']:g}": verdicts.verdict(holds(r)) for r in rows}
+      return {f"{r['learning_rate']:g}": verdict(holds(r)) for r in rows}
 
     def reached(row: dict) -> bool | None:  # from below, during training: not at step 0
       return row["steps_to_threshold"] is not None and row["steps_to_threshold"] > 0

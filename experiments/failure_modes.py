@@ -52,7 +52,7 @@ from flax import nnx
 from jax import flatten_util
 
 from jaxopt_study import init, models, optim, report, train, validate
-from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.experiment import Experiment, Members, Results, verdict
 from jaxopt_study.lab import adam_variants, digits_tasks, landscape, unit_stats, verdicts
 from jaxopt_study.results import history_rows, read_csv
 
@@ -197,27 +197,27 @@ class FailureModes(Experiment):
         "uncorrected": adam["final_loss_uncorrected"],
       },
       "verdicts": {
-        "zero_init_distinct_units": verdicts.verdict(
+        "zero_init_distinct_units": verdict(
           set(distinct["zeros"]) == {1} and set(distinct["constant"]) == {1}
         ),
-        "same_sign_fraction": verdicts.verdict(
+        "same_sign_fraction": verdict(
           same_sign["sigmoid"]["1"]["mean"] == 1.0 and same_sign["tanh"]["1"]["mean"] < 0.5
         ),
-        "dead_relu_fraction": verdicts.verdict(
+        "dead_relu_fraction": verdict(
           dead_by_rate[f"{rates[-1]:g}"]["mean"] > dead_by_rate[f"{rates[0]:g}"]["mean"]
           and revived == 0
         ),
-        "tanh_gradient_ratio_first_last": verdicts.verdict(
+        "tanh_gradient_ratio_first_last": verdict(
           small_ratios[-1] < small_ratios[0]
           and small_ratios[-1] < 0.1
           and large in config.vanishing.depths
         ),
-        "path_length_ratio": verdicts.verdict(
+        "path_length_ratio": verdict(
           quad["gradient_descent"]["path_length_ratio"] > quad["momentum"]["path_length_ratio"]
           and quad["gradient_descent"]["sign_flip_fraction"]
           > quad["momentum"]["sign_flip_fraction"]
         ),
-        "first_step_ratio_without_correction": verdicts.verdict(
+        "first_step_ratio_without_correction": verdict(
           abs(adam["first_step_ratio"] / adam["closed_form_ratio"] - 1) < 0.01
         ),
       },

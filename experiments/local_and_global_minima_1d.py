@@ -44,7 +44,7 @@ import numpy as np
 import optax
 
 from jaxopt_study import hessian, optim, report, train, validate
-from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.experiment import Experiment, Members, Results, verdict
 from jaxopt_study.lab import curves as curves_lib
 from jaxopt_study.lab import one_dim, verdicts
 from jaxopt_study.results import history_rows, read_csv
@@ -175,13 +175,13 @@ class LocalAndGlobalMinima1d(Experiment):
       "x_cubed_gd_end": {str(row["start"]): row["end"] for row in runs},
       "verdicts": {
         # Noise beats plain descent by more than the spread over seeds.
-        "fraction_global_noisy": verdicts.verdict(
+        "fraction_global_noisy": verdict(
           fractions["noisy"]["mean"] - fractions["noisy"]["std"] > plain
         ),
-        "fraction_global_annealed": verdicts.verdict(
+        "fraction_global_annealed": verdict(
           fractions["annealed"]["mean"] - fractions["annealed"]["std"] > plain
         ),
-        "x_cubed_kind": verdicts.verdict(at_zero["kind"] == "degenerate"),
+        "x_cubed_kind": verdict(at_zero["kind"] == "degenerate"),
       },
     }
 

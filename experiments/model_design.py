@@ -38,7 +38,7 @@ import numpy as np
 
 from jaxopt_study import hessian, optim, report, sweep, validate
 from jaxopt_study.config import build_problem
-from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.experiment import Experiment, Members, Results, verdict
 from jaxopt_study.lab import digits_tasks, landscape, unit_stats, verdicts
 from jaxopt_study.results import read_csv
 
@@ -158,7 +158,7 @@ class ModelDesign(Experiment):
       summary["verdicts"] = {
         # At the largest depth, each other design ends lower than the plain net, beyond the
         # spread over seeds; undecided when a best rate lies at the grid's edge.
-        f"final_loss_by_depth/{design}": verdicts.verdict(
+        f"final_loss_by_depth/{design}": verdict(
           None
           if at_edge[design][deepest] or at_edge["plain"][deepest]
           else final[design][deepest]["mean"] + final[design][deepest]["std"]

@@ -35,7 +35,7 @@ import numpy as np
 import optax
 
 from jaxopt_study import optim, report, train, validate
-from jaxopt_study.experiment import Experiment, Members, Results
+from jaxopt_study.experiment import Experiment, Members, Results, verdict
 from jaxopt_study.lab import digits_tasks, landscape, one_dim, verdicts
 from jaxopt_study.results import history_rows, read_csv
 
@@ -155,11 +155,11 @@ class RiskVsEmpiricalRisk(Experiment):
       "line_spacing": line_step,
       "verdicts": {
         # Distinct argmins: more than one grid step apart, and a strictly positive excess.
-        "argmin_empirical_risk": verdicts.verdict(
+        "argmin_empirical_risk": verdict(
           abs(toy["argmin_empirical_risk"] - toy["argmin_risk"]) > spacing
         ),
-        "risk_at_empirical_argmin_excess": verdicts.verdict(excess > 0),
-        "heldout_excess_at_empirical_argmin": verdicts.verdict(
+        "risk_at_empirical_argmin_excess": verdict(excess > 0),
+        "heldout_excess_at_empirical_argmin": verdict(
           all(v > 0 for v in per_seed["heldout_excess_at_empirical_argmin"].values())
           and all(
             abs(row["line_argmin_empirical"] - row["line_argmin_heldout"]) > line_step

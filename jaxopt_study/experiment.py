@@ -90,7 +90,7 @@ def verdict(holds: bool | None) -> str:
   """The verdict of a criterion that holds (True), fails (False) or cannot decide (None)."""
   if holds is None:
     return INCONCLUSIVE
-  return REPRODUCED if holds else NOT_REPRODUCED
+  return REPRODUCED if bool(holds) else NOT_REPRODUCED
 
 
 class Results(NamedTuple):

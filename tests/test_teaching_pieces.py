@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from jaxopt_study import optim, train
+from jaxopt_study.experiment import verdict
 from jaxopt_study.lab import adam_variants, digits_tasks, one_dim, unit_stats, verdicts
 
 
@@ -43,9 +44,9 @@ def test_stay_in_interval_projects_every_step():
 
 
 def test_verdicts_and_error_bars():
-  assert verdicts.verdict(True) == "reproduced"
-  assert verdicts.verdict(False) == "not reproduced"
-  assert verdicts.verdict(None) == "inconclusive"
+  assert verdict(True) == "reproduced"
+  assert verdict(False) == "not reproduced"
+  assert verdict(None) == "inconclusive"
   stats = verdicts.mean_and_std([1.0, 2.0, 3.0])
   assert stats == {"mean": 2.0, "std": 1.0, "n": 3}
   assert verdicts.mean_and_std([4.0])["std"] == 0.0

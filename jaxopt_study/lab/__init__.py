@@ -12,7 +12,7 @@
 * `adam_variants`: Adam without its bias correction (`failure_modes`).
 * `unit_stats`: per-unit and per-layer statistics of an MLP: distinct and dead units, single-sign
   weight gradients, layer and back-propagated gradient norms.
-* `verdicts`: "reproduced" / "not reproduced" / "inconclusive", and mean ± std over seeds.
+* `verdicts`: mean ± std over seeds for a claim's error bar.
 * `random_matrix`: random-matrix ensembles and their spectra (saddle proliferation, §8.2.3).
 * `rate_plots`: the final loss against the learning rate, and the curves at each best rate.
 * `subspace_sharpness`: Keskar et al.'s ε-sharpness in a random subspace, by L-BFGS-B.

@@ -1,24 +1,10 @@
-"""Verdicts and error bars for an experiment's claims (STYLE rule 20: a claim carries its
-criterion in code).
-
-* `verdict(holds)`: "reproduced", "not reproduced", or "inconclusive" when the measurement cannot
-  decide (None).
-* `mean_and_std(values)`: the mean and the sample standard deviation over seeds, as a dict for
-  `summary.json`.
-"""
+"""Error bars for an experiment's claims: `mean_and_std(values)`, the mean and the sample
+standard deviation over seeds, as a dict for `summary.json` (the verdict words are
+`experiment.verdict`'s)."""
 
 from collections.abc import Sequence
 
 import numpy as np
-
-REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
-
-
-def verdict(holds: bool | None) -> str:
-  """The verdict of a criterion that holds (True), fails (False) or cannot be decided (None)."""
-  if holds is None:
-    return INCONCLUSIVE
-  return REPRODUCED if bool(holds) else NOT_REPRODUCED
 
 
 def mean_and_std(values: Sequence[float]) -> dict[str, float | int]:

@@ -26,9 +26,7 @@ Complex parameters are handled as Optax handles them: the caller passes the conj
 in the state is `jax.grad`'s at the new point, as in Optax's line searches.
 """
 
-import inspect
-from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import chex
 import jax
@@ -36,6 +34,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_study import validate
+from jaxopt_study.optim.extra_args import value_fn_kwargs
 
 WHERE = "wolfe_linesearch"
 INITIAL_STEPS = ("decrease", "one", "decrease_then_one")
@@ -110,14 +109,6 @@ def interpolated_minimizer(a, value_a, slope_a, b, value_b, slope_b, noise) -> j
   secant = jnp.where(slope_b > slope_a, secant, jnp.nan)  # positive curvature only
   cubic = cubic_minimizer(a, value_a, slope_a, b, value_b, slope_b)
   return jnp.where(jnp.abs(value_a - value_b) > noise, cubic, secant)
-
-
-def _kwargs_for(fn: Callable, kwargs: dict[str, Any]) -> dict[str, Any]:
-  """The keyword arguments `fn` takes: all of them if it takes ``**kwargs``, else those it names."""
-  parameters = inspect.signature(fn).parameters
-  if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-    return kwargs
-  return {k: v for k, v in kwargs.items() if k in parameters}
 
 
 def scale_by_wolfe_linesearch(
@@ -214,7 +205,7 @@ def scale_by_wolfe_linesearch(
   def update_fn(updates, state, params, *, value, grad, value_fn, **extra_args):
     dtype = state.value.dtype
     eps = jnp.finfo(dtype).eps
-    fn_kwargs = _kwargs_for(value_fn, extra_args)
+    fn_kwargs = value_fn_kwargs(value_fn, extra_args)
     value_and_grad = jax.value_and_grad(value_fn)
     value0 = jnp.asarray(value, dtype)
     noise = 100 * eps * jnp.abs(value0)  # below this, two values of f are not told apart
