@@ -21,7 +21,8 @@ Claims: `final_loss_by_momentum`, per method and μ_max, the final full-training
 learning rate of the grid (Sutskever et al.: larger μ_max trains deep autoencoders much further;
 judged by `loss_ratio_to_smaller_momentum`, each μ_max's loss over the next smaller one's), and
 `nesterov_over_classical_final_loss` per μ_max > 0 (Nesterov is at least as good as classical
-momentum).
+momentum). A comparison whose best learning rate lies at the edge of its grid
+(`best_learning_rate_at_grid_edge`) is judged inconclusive: the grid does not bracket its optimum.
 """
 
 import functools
@@ -69,8 +70,12 @@ class MomentumSchedules(Experiment):
   # Every step up in μ_max lowers the final loss, for both methods; Nesterov ends below classical
   # at every μ_max > 0 (at 0 both are SGD).
   CRITERIA = {
-    "final_loss_by_momentum": below("loss_ratio_to_smaller_momentum", 1.0),
-    "nesterov_over_classical_final_loss": below("nesterov_over_classical_final_loss", 1.0),
+    "final_loss_by_momentum": below(
+      "loss_ratio_to_smaller_momentum", 1.0, unless="loss_ratio_at_grid_edge"
+    ),
+    "nesterov_over_classical_final_loss": below(
+      "nesterov_over_classical_final_loss", 1.0, unless="nesterov_over_classical_at_grid_edge"
+    ),
   }
   FIELDS = {
     "data.name": digits_tasks.DIGITS,
@@ -141,27 +146,46 @@ class MomentumSchedules(Experiment):
     return Results(table, history)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
-    """Per method and μ_max, the final training loss at the best learning rate."""
+    """Per method and μ_max, the final training loss at the best learning rate; a comparison
+    whose best rate lies at its grid's edge (the grid does not bracket the optimum) is flagged,
+    and its verdict is inconclusive."""
     by_method: dict[str, dict[str, float]] = {}
     rates: dict[str, dict[str, float]] = {}
+    edge: dict[str, dict[str, bool]] = {}
     best = grids.best_rows(results.table, GROUP, "final_train_loss")
+    at_edge = grids.best_at_edge(results.table, GROUP, "final_train_loss")
     for (method, mu), row in sorted(best.items()):
       by_method.setdefault(method, {})[f"{mu:g}"] = row["final_train_loss"]
       rates.setdefault(method, {})[f"{mu:g}"] = row["learning_rate"]
+      edge.setdefault(method, {})[f"{mu:g}"] = at_edge[(method, mu)]
+    pairs = {
+      f"{method} {high}/{low}": (method, high, low)
+      for method, losses in by_method.items()
+      for low, high in itertools.pairwise(sorted(losses, key=float))
+    }
+    mus = [
+      mu
+      for mu in by_method.get("classical", {})
+      if float(mu) > 0 and mu in by_method.get("nesterov", {})
+    ]
     return {
       "final_loss_by_momentum": by_method,
       # each μ_max's final loss over that of the next smaller μ_max, per method
       "loss_ratio_to_smaller_momentum": {
-        f"{method} {high}/{low}": losses[high] / losses[low]
-        for method, losses in by_method.items()
-        for low, high in itertools.pairwise(sorted(losses, key=float))
+        key: by_method[method][high] / by_method[method][low]
+        for key, (method, high, low) in pairs.items()
+      },
+      "loss_ratio_at_grid_edge": {
+        key: edge[method][high] or edge[method][low] for key, (method, high, low) in pairs.items()
       },
       "nesterov_over_classical_final_loss": {
-        mu: by_method["nesterov"][mu] / loss
-        for mu, loss in by_method.get("classical", {}).items()
-        if float(mu) > 0 and mu in by_method.get("nesterov", {})
+        mu: by_method["nesterov"][mu] / by_method["classical"][mu] for mu in mus
+      },
+      "nesterov_over_classical_at_grid_edge": {
+        mu: edge["nesterov"][mu] or edge["classical"][mu] for mu in mus
       },
       "best_learning_rate_by_momentum": rates,
+      "best_learning_rate_at_grid_edge": edge,
       "diverged_members": sorted(
         r["member"] for r in results.table if not np.isfinite(r["final_train_loss"])
       ),

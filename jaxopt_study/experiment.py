@@ -47,22 +47,28 @@ def _lookup(summary: Mapping[str, Any], path: str) -> Any:
 
 
 def _compare(
-  path: str, threshold: float, standard_error: str | None, sign: float, margin: float
+  path: str,
+  threshold: float,
+  standard_error: str | None,
+  unless: str | None,
+  sign: float,
+  margin: float,
 ) -> Criterion:
   def judge(summary: Mapping[str, Any]) -> bool | None:
     value = _lookup(summary, path)
     errors = _lookup(summary, standard_error) if standard_error else None
+    flags = _lookup(summary, unless) if unless else None
     if isinstance(value, Mapping):  # one value per setting (per η, per depth): all must hold
       if not value:
         return None
-      judged = [judge_one(v, None if errors is None else errors[k]) for k, v in value.items()]
+      judged = [judge_one(v, _setting(errors, k), _setting(flags, k)) for k, v in value.items()]
       if any(j is False for j in judged):
         return False
       return None if any(j is None for j in judged) else True
-    return judge_one(value, errors)
+    return judge_one(value, errors, flags)
 
-  def judge_one(value: Any, error: Any) -> bool | None:
-    if value is None or not np.isfinite(value):
+  def judge_one(value: Any, error: Any, flagged: Any) -> bool | None:
+    if flagged or value is None or not np.isfinite(value):
       return None
     distance = sign * (float(value) - threshold)
     if standard_error is not None:  # no error bar where one is asked for: cannot decide
@@ -73,17 +79,29 @@ def _compare(
   return judge
 
 
-def above(path: str, threshold: float, *, standard_error: str | None = None) -> Criterion:
+def _setting(values: Any, key: str) -> Any:
+  """A per-setting entry of `values` (a dict like the claim's), or `values` itself for one value
+  shared by every setting."""
+  return values[key] if isinstance(values, Mapping) else values
+
+
+def above(
+  path: str, threshold: float, *, standard_error: str | None = None, unless: str | None = None
+) -> Criterion:
   """The claim holds when the summary's value at `path` ("key" or "key.sub") is > `threshold`
   (every value, for a dict of values); inconclusive when it is within 2 standard errors (the
   summary's value at `standard_error`) of the threshold, when that standard error is missing or
-  not finite, when the value is not finite, or when the dict is empty."""
-  return _compare(path, threshold, standard_error, 1.0, 2.0)
+  not finite, when the value is not finite, when the dict is empty, or when the summary's flag at
+  `unless` is true (e.g. a best learning rate at its grid's edge: the measurement does not
+  bracket its optimum; a dict of flags goes with a dict of values, setting by setting)."""
+  return _compare(path, threshold, standard_error, unless, 1.0, 2.0)
 
 
-def below(path: str, threshold: float, *, standard_error: str | None = None) -> Criterion:
+def below(
+  path: str, threshold: float, *, standard_error: str | None = None, unless: str | None = None
+) -> Criterion:
   """As `above`, for a value < `threshold`."""
-  return _compare(path, threshold, standard_error, -1.0, 2.0)
+  return _compare(path, threshold, standard_error, unless, -1.0, 2.0)
 
 
 def verdict(holds: bool | None) -> str:

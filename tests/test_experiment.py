@@ -31,6 +31,20 @@ from jaxopt_study.experiment import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, ab
       {"r": {"a": 1.0, "b": 0.1}, "se": {"a": 0.1, "b": 1}},
       None,
     ),
+    # a best rate at its grid's edge does not bracket the optimum: cannot decide
+    (above("ratio", 1.0, unless="at_edge"), {"ratio": 9.0, "at_edge": True}, None),
+    (above("ratio", 1.0, unless="at_edge"), {"ratio": 9.0, "at_edge": False}, True),
+    # flags setting by setting: a flagged setting cannot decide, the others still can
+    (
+      above("r", 0, unless="edge"),
+      {"r": {"a": 1.0, "b": -1.0}, "edge": {"a": False, "b": True}},
+      None,
+    ),
+    (
+      above("r", 0, unless="edge"),
+      {"r": {"a": -1.0, "b": -1.0}, "edge": {"a": False, "b": True}},
+      False,
+    ),
   ],
 )
 def test_criteria_judge_the_summary(criterion, summary, expected):

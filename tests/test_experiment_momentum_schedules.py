@@ -8,6 +8,7 @@ from quick_runs import quick_run_fixtures, refused_field
 
 from jaxopt_study import registry
 from jaxopt_study.experiment import verdict
+from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -66,8 +67,34 @@ def test_verdicts_compare_each_step_up_in_momentum_and_the_two_methods(summary):
   nesterov = summary["nesterov_over_classical_final_loss"]
   assert set(nesterov) == {"0.9", "0.99"}  # at μ_max = 0 both are SGD
   assert summary["verdicts"] == {
-    "final_loss_by_momentum": verdict(all(r < 1 for r in ratios.values())),
-    "nesterov_over_classical_final_loss": verdict(all(r < 1 for r in nesterov.values())),
+    "final_loss_by_momentum": _judged(ratios, summary["loss_ratio_at_grid_edge"]),
+    "nesterov_over_classical_final_loss": _judged(
+      nesterov, summary["nesterov_over_classical_at_grid_edge"]
+    ),
+  }
+
+
+def _judged(ratios: dict, at_edge: dict) -> str:
+  """Every ratio < 1 reproduces; one ≥ 1 at an interior best rate fails; a comparison whose best
+  rate sits at its grid's edge cannot decide."""
+  if any(r >= 1 and not at_edge[key] for key, r in ratios.items()):
+    return verdict(False)
+  return verdict(None if any(at_edge.values()) else True)
+
+
+def test_best_rates_at_the_grid_edge_are_flagged(finished_run, summary):
+  """A best learning rate that is the smallest or largest of the grid is flagged, per method and
+  μ_max, and every comparison that uses it inherits the flag."""
+  rows = read_csv(finished_run / "results.csv")
+  grid = sorted({row["learning_rate"] for row in rows})
+  rates = summary["best_learning_rate_by_momentum"]
+  edge = summary["best_learning_rate_at_grid_edge"]
+  assert edge == {
+    method: {mu: rate in (grid[0], grid[-1]) for mu, rate in by_mu.items()}
+    for method, by_mu in rates.items()
+  }
+  assert summary["nesterov_over_classical_at_grid_edge"] == {
+    mu: edge["nesterov"][mu] or edge["classical"][mu] for mu in ("0.9", "0.99")
   }
 
 

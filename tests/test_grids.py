@@ -81,6 +81,20 @@ def test_best_rows_groups_by_several_columns():
   }
 
 
+def test_best_at_edge_flags_a_best_rate_the_grid_does_not_bracket():
+  table = [
+    {"method": "gd", "learning_rate": 0.1, "loss": 2.0},
+    {"method": "gd", "learning_rate": 0.2, "loss": 1.0},  # interior best
+    {"method": "gd", "learning_rate": 0.4, "loss": 3.0},
+    {"method": "cd", "learning_rate": 0.1, "loss": 3.0},
+    {"method": "cd", "learning_rate": 0.2, "loss": 2.0},
+    {"method": "cd", "learning_rate": 0.4, "loss": 1.0},  # best at the top of its grid
+    {"method": "nd", "learning_rate": 0.1, "loss": 1.0},  # best at the bottom
+    {"method": "nd", "learning_rate": 0.2, "loss": float("nan")},
+  ]
+  assert grids.best_at_edge(table, "method", "loss") == {"gd": False, "cd": True, "nd": True}
+
+
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_train_vmapped_matches_each_member_trained_alone():
   """Every member of the vmapped grid ends where `train.make_train_fn` alone takes it."""

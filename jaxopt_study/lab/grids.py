@@ -106,3 +106,23 @@ def best_rows(
     if current is None or value < current[metric]:
       best[key] = row
   return best
+
+
+def best_at_edge(
+  table: Sequence[Mapping[str, Any]],
+  group: str | tuple[str, ...],
+  metric: str,
+  column: str = "learning_rate",
+) -> dict[Any, bool]:
+  """Per group of `best_rows`, whether its best row's `column` (the rate searched) is the
+  smallest or the largest value the group's grid tried: then the grid does not bracket the
+  optimum, and a claim about the best member cannot be judged (`experiment.above(...,
+  unless=...)`)."""
+  tried: dict[Any, list[float]] = {}
+  for row in table:
+    key = tuple(row[g] for g in group) if isinstance(group, tuple) else row[group]
+    tried.setdefault(key, []).append(row[column])
+  return {
+    key: row[column] in (min(tried[key]), max(tried[key]))
+    for key, row in best_rows(table, group, metric).items()
+  }
