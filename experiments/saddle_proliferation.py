@@ -486,7 +486,7 @@ def summarize_critical_points(rows: list[dict], widths: list[int]) -> dict:
 def index_against_loss(points: list[dict], out_dir: Path) -> Path:
   """Distinct critical points: index against loss, one colour per width (Dauphin et al. 2014,
   Fig. 1), minima filled and other kinds hollow; beside it, the fraction of minima by width."""
-  distinct = [r for r in points if r["distinct"] in (True, "True")]
+  distinct = [r for r in points if r["distinct"]]
   widths = sorted({int(r["width"]) for r in points})
   colors = dict(zip(widths, plt.cm.viridis(np.linspace(0, 0.9, len(widths))), strict=True))
   fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=110)

@@ -149,7 +149,7 @@ def heatmaps(table: list[dict], metric: str, path: Path, *, title: str, log: boo
     for i, b in enumerate(batches):
       for j, s in enumerate(scales):
         rows = cells.get((lr, b, s), [])
-        diverged = any(r["diverged"] in (True, "True") for r in rows)
+        diverged = any(r["diverged"] for r in rows)
         if diverged or np.isfinite(grids[k, i, j]):
           label = "div" if diverged else f"{grids[k, i, j]:.2g}"
           color = "black" if shown[k, i, j] > middle else "white"  # readable on viridis

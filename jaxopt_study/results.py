@@ -64,7 +64,8 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def read_csv(path: Path) -> list[dict[str, Any]]:
-  """Reads a CSV written by `write_csv`; numeric cells come back as floats."""
+  """Reads a CSV written by `write_csv`; numeric cells come back as floats, `True`/`False` as
+  booleans."""
   with open(path, newline="") as f:
     return [{k: _parse_cell(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
@@ -314,6 +315,8 @@ def _csv_cell(value: Any) -> Any:
 
 
 def _parse_cell(text: str) -> Any:
+  if text in ("True", "False"):  # a boolean column (`diverged`) as written by `write_csv`
+    return text == "True"
   try:
     return float(text)
   except ValueError:

@@ -101,7 +101,7 @@ def _points(out: Path) -> list[dict]:
 
 
 def _distinct(out: Path) -> list[dict]:
-  return [r for r in _points(out) if r["distinct"] in (True, "True")]
+  return [r for r in _points(out) if r["distinct"]]
 
 
 def plain_objective(params: dict, x: jax.Array, y: jax.Array, weight_decay: float) -> jax.Array:

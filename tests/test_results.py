@@ -8,7 +8,28 @@ import numpy as np
 import pytest
 
 from jaxopt_study import cli
-from jaxopt_study.results import RunDir, RunDirBusyError, load_or_compute, writer_lock
+from jaxopt_study.results import (
+  RunDir,
+  RunDirBusyError,
+  load_or_compute,
+  read_csv,
+  write_csv,
+  writer_lock,
+)
+
+
+def test_a_table_reads_back_its_numbers_booleans_and_text(tmp_path):
+  rows = [
+    {"member": "m0000", "loss": 0.1 + 0.2, "diverged": False, "batch_size": 16},
+    {"member": "m0001", "loss": float("nan"), "diverged": np.bool_(True), "batch_size": 64},
+  ]
+  write_csv(tmp_path / "t.csv", rows)
+  back = read_csv(tmp_path / "t.csv")
+  assert [r["diverged"] for r in back] == [False, True]
+  assert [type(r["diverged"]) for r in back] == [bool, bool]
+  assert back[0]["loss"] == 0.1 + 0.2 and np.isnan(back[1]["loss"])
+  assert [r["member"] for r in back] == ["m0000", "m0001"]
+  assert [r["batch_size"] for r in back] == [16.0, 64.0]
 
 
 def test_a_member_is_computed_once_then_read_back(tmp_path):
