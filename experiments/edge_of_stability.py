@@ -19,24 +19,28 @@ the cross-entropy, and by full-batch Adam (`optim.adam`) at each η of `adam.lea
 (`hessian.tracking`: Lanczos warm-started from the last top eigenvector, `curvature_every`
 steps apart, on every training example), with Adam's P from `optim.adam_preconditioner`.
 
-Claims (`summary.json`), per loss and η, with the threshold T = 2/η (gradient descent) or
-(2 + 2β₁)/((1 − β₁)η) (Adam):
+Claims (`summary.json`), per member (`gd_mse@η`, `gd_cross_entropy@η`, `adam@η`, as in
+`results.csv`), with the threshold T = 2/η (gradient descent) or (2 + 2β₁)/((1 − β₁)η) (Adam):
 
-* `steps_to_threshold`: the first measured step with λ ≥ 0.9 T (None: not within the steps;
-  reproduced when it is reached during training, after step 0);
+* `steps_to_threshold`: the first measured step with λ ≥ 0.9 T (None: not within the steps), with
+  `reached_threshold_during_training` (reached, and after step 0);
 * `lambda_max_over_threshold`: the median of λ/T over the measurements from that step on
-  (Cohen et al.: ≈ 1; reproduced when within 10% of 1);
+  (Cohen et al.: ≈ 1), with `lambda_max_distance_from_threshold`, |λ/T − 1|;
 * `progressive_sharpening`: λ at that step over λ at step 0 (Cohen et al.: > 1, λ rises);
-* `adam_preconditioned_over_threshold`: as `lambda_max_over_threshold`, for λ_max(P⁻¹H) of Adam;
+* `adam_preconditioned_over_threshold`: as `lambda_max_over_threshold`, for λ_max(P⁻¹H) of Adam,
+  with `adam_preconditioned_distance_from_threshold`;
 * `loss_decreased`: the last training loss is below the one at the threshold step (the loss
   keeps falling at the edge of stability), with `loss_increases_after_threshold`, the number of
   evaluations whose loss rose over the previous one (non-monotone: > 0).
 
-`verdicts` holds each claim's verdict (`experiment.verdict`), "inconclusive" where T was not
-reached.
+`CRITERIA` judge them into `verdicts`, every member at once: T reached during training; λ/T
+within 10% of 1 (for Adam too); sharpening > 1; the loss lower at the end and rising at least
+once on the way (gradient descent and Adam). A member that never reaches T leaves every claim but
+`steps_to_threshold` undecided.
 """
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +53,8 @@ from tqdm.auto import tqdm
 from jaxopt_study import data as data_lib
 from jaxopt_study import hessian, optim, report, sweep, validate
 from jaxopt_study import problem as problem_lib
-from jaxopt_study.experiment import Experiment, Members, Results, verdict
-from jaxopt_study.lab import digits_tasks
+from jaxopt_study.experiment import Experiment, Members, Results, above, below
+from jaxopt_study.lab import digits_tasks, verdicts
 from jaxopt_study.lab.curves import history_curves
 from jaxopt_study.results import read_csv
 
@@ -85,6 +89,17 @@ class EdgeOfStability(Experiment):
     "(Cohen et al. 2022, Fig. 1)",
     "loss_decreased": "true: the loss keeps falling over long timescales, non-monotonically "
     "(Cohen et al. 2021, Fig. 1)",
+  }
+  CRITERIA = {
+    "lambda_max_over_threshold": below("lambda_max_distance_from_threshold", HOVERS),
+    "steps_to_threshold": above("reached_threshold_during_training", 0.5),
+    "progressive_sharpening": above("progressive_sharpening", 1.0),
+    "adam_preconditioned_over_threshold": below(
+      "adam_preconditioned_distance_from_threshold", HOVERS
+    ),
+    "loss_decreased": verdicts.all_of(
+      above("loss_decreased", 0.5), above("loss_increases_after_threshold", 0.0)
+    ),
   }
   FIELDS = {
     "seed": functools.partial(validate.require_int, low=0),
@@ -126,70 +141,39 @@ class EdgeOfStability(Experiment):
     return Results(table, history, arrays)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict[str, Any]:
-    gd = {loss: [r for r in results.table if r["method"] == f"gd_{loss}"] for loss in GD_LOSSES}
+    gd = [r for r in results.table if r["method"] != "adam"]
     adam = [r for r in results.table if r["method"] == "adam"]
 
-    def by_eta(rows: list[dict], field: str) -> dict[str, Any]:
-      return {f"{r['learning_rate']:g}": r[field] for r in rows}
+    def by_member(rows: list[dict], value: Callable[[dict], Any]) -> dict[str, Any]:
+      return {r["member"]: value(r) for r in rows}
 
-    def hovers(ratio: float | None) -> bool | None:
-      return None if ratio is None else abs(ratio - 1) <= HOVERS
+    def field(name: str) -> Callable[[dict], Any]:
+      return lambda row: row[name]
 
-    def falls(row: dict) -> bool | None:
-      if row["loss_decreased"] is None:
-        return None
-      return row["loss_decreased"] and row["loss_increases_after_threshold"] > 0
+    def distance(row: dict) -> float | None:  # "hovers at T", two-sided: |λ/T − 1|
+      ratio = row["sharpness_over_threshold"]
+      return None if ratio is None else abs(ratio - 1)
 
-    claims = {
-      "lambda_max_over_threshold": {
-        loss: by_eta(rows, "sharpness_over_threshold") for loss, rows in gd.items()
-      },
-      "steps_to_threshold": {loss: by_eta(rows, "steps_to_threshold") for loss, rows in gd.items()},
-      "progressive_sharpening": {
-        loss: by_eta(rows, "progressive_sharpening") for loss, rows in gd.items()
-      },
-      "adam_preconditioned_over_threshold": by_eta(adam, "sharpness_over_threshold"),
-      "adam_steps_to_threshold": by_eta(adam, "steps_to_threshold"),
-      "loss_decreased": {loss: by_eta(rows, "loss_decreased") for loss, rows in gd.items()}
-      | {"adam": by_eta(adam, "loss_decreased")},
-      "loss_increases_after_threshold": {
-        loss: by_eta(rows, "loss_increases_after_threshold") for loss, rows in gd.items()
-      }
-      | {"adam": by_eta(adam, "loss_increases_after_threshold")},
-      "threshold": {
-        method: {f"{r['learning_rate']:g}": r["threshold"] for r in rows}
-        for method, rows in (*((f"gd_{k}", v) for k, v in gd.items()), ("adam", adam))
-      },
+    def reached(row: dict) -> bool:  # from below, during training: not at step 0
+      return row["steps_to_threshold"] is not None and row["steps_to_threshold"] > 0
+
+    return {
+      "lambda_max_over_threshold": by_member(gd, field("sharpness_over_threshold")),
+      "lambda_max_distance_from_threshold": by_member(gd, distance),
+      "steps_to_threshold": by_member(gd, field("steps_to_threshold")),
+      "reached_threshold_during_training": by_member(gd, reached),
+      "progressive_sharpening": by_member(gd, field("progressive_sharpening")),
+      "adam_preconditioned_over_threshold": by_member(adam, field("sharpness_over_threshold")),
+      "adam_preconditioned_distance_from_threshold": by_member(adam, distance),
+      "adam_steps_to_threshold": by_member(adam, field("steps_to_threshold")),
+      "loss_decreased": by_member(results.table, field("loss_decreased")),
+      "loss_increases_after_threshold": by_member(
+        results.table, field("loss_increases_after_threshold")
+      ),
+      "threshold": by_member(results.table, field("threshold")),
       "num_examples": config.data.num_examples,
       "diverged": sorted(row["member"] for row in results.table if row["diverged"]),
     }
-
-    def verdict_by_eta(rows: list[dict], holds) -> dict[str, str]:
-      return {f"{r['learning_rate']:g}": verdict(holds(r)) for r in rows}
-
-    def reached(row: dict) -> bool | None:  # from below, during training: not at step 0
-      return row["steps_to_threshold"] is not None and row["steps_to_threshold"] > 0
-
-    def sharpened(row: dict) -> bool | None:
-      value = row["progressive_sharpening"]
-      return None if value is None else value > 1
-
-    claims["verdicts"] = {
-      "lambda_max_over_threshold": {
-        loss: verdict_by_eta(rows, lambda r: hovers(r["sharpness_over_threshold"]))
-        for loss, rows in gd.items()
-      },
-      "steps_to_threshold": {loss: verdict_by_eta(rows, reached) for loss, rows in gd.items()},
-      "progressive_sharpening": {
-        loss: verdict_by_eta(rows, sharpened) for loss, rows in gd.items()
-      },
-      "adam_preconditioned_over_threshold": verdict_by_eta(
-        adam, lambda r: hovers(r["sharpness_over_threshold"])
-      ),
-      "loss_decreased": {loss: verdict_by_eta(rows, falls) for loss, rows in gd.items()}
-      | {"adam": verdict_by_eta(adam, falls)},
-    }
-    return claims
 
   def plot(self, out_dir: Path) -> list[Path]:
     """Per (method, loss), as Cohen et al. (2021) Fig. 1: the training loss and the sharpness

@@ -24,8 +24,16 @@ Measured per design and depth:
 
 Claims (`summary.json`), each by design then depth, mean ± std over seeds:
 `final_loss_by_depth`, `best_learning_rate_by_depth`, `best_rate_at_grid_edge`,
-`lambda_max_at_init_by_depth`, `lambda_min_at_init_by_depth`, `grad_ratio_first_last_by_depth`;
-`verdicts`.
+`lambda_max_at_init_by_depth` (no published value: the curvature the learning rate must respect
+at the start, ε < 2/λ_max, §8.2.1), `lambda_min_at_init_by_depth`,
+`grad_ratio_first_last_by_depth`. For the verdict, per design other than plain, at the largest
+depth: `final_loss_gap_to_plain_at_deepest`, (plain mean − std) − (design mean + std) of the final
+loss, and `best_rate_at_grid_edge_at_deepest`, whether the design's or the plain net's best rate
+lies at the grid's edge.
+
+`CRITERIA` judge them into `verdicts`: at the largest depth every other design ends lower than the
+plain net beyond the spread over seeds (gap > 0); inconclusive for a design whose best rate, or
+the plain net's, lies at the grid's edge, and when the designs leave nothing to compare.
 """
 
 import functools
@@ -38,7 +46,7 @@ import numpy as np
 
 from jaxopt_study import hessian, optim, report, sweep, validate
 from jaxopt_study.config import build_problem
-from jaxopt_study.experiment import Experiment, Members, Results, verdict
+from jaxopt_study.experiment import Experiment, Members, Results, above
 from jaxopt_study.lab import digits_tasks, landscape, unit_stats, verdicts
 from jaxopt_study.results import read_csv
 
@@ -66,8 +74,11 @@ class ModelDesign(Experiment):
   PUBLISHED = {
     "final_loss_by_depth": "residual and normalized nets stay trainable as depth grows, plain "
     "ones degrade (Goodfellow et al. 2016, §8.7.5; He et al. 2016, Fig. 1 and 4)",
-    "lambda_max_at_init_by_depth": "no published value: the curvature the learning rate must "
-    "respect at the start (ε < 2/λ_max, §8.2.1)",
+  }
+  CRITERIA = {
+    "final_loss_by_depth": above(
+      "final_loss_gap_to_plain_at_deepest", 0.0, unless="best_rate_at_grid_edge_at_deepest"
+    ),
   }
   FIELDS = {
     "data.name": digits_tasks.DIGITS,
@@ -144,7 +155,13 @@ class ModelDesign(Experiment):
       }
 
     deepest = str(max(config.depths))
-    summary = {
+    others = [d for d in config.designs if d != "plain"] if "plain" in config.designs else []
+
+    def mean_plus_std(design: str, times: float) -> float:
+      """The design's mean final loss at the largest depth plus `times` its std over seeds."""
+      return final[design][deepest]["mean"] + times * final[design][deepest]["std"]
+
+    return {
       "final_loss_by_depth": final,
       "best_learning_rate_by_depth": best_rate,
       "best_rate_at_grid_edge": at_edge,
@@ -152,22 +169,13 @@ class ModelDesign(Experiment):
       "lambda_min_at_init_by_depth": at_init("lambda_min"),
       "lambda_spread_at_init_by_depth": at_init("lambda_spread"),
       "grad_ratio_first_last_by_depth": at_init("grad_ratio_first_last"),
+      "final_loss_gap_to_plain_at_deepest": {
+        design: mean_plus_std("plain", -1.0) - mean_plus_std(design, 1.0) for design in others
+      },
+      "best_rate_at_grid_edge_at_deepest": {
+        design: at_edge[design][deepest] or at_edge["plain"][deepest] for design in others
+      },
     }
-    if "plain" in final:
-      plain = final["plain"][deepest]
-      summary["verdicts"] = {
-        # At the largest depth, each other design ends lower than the plain net, beyond the
-        # spread over seeds; undecided when a best rate lies at the grid's edge.
-        f"final_loss_by_depth/{design}": verdict(
-          None
-          if at_edge[design][deepest] or at_edge["plain"][deepest]
-          else final[design][deepest]["mean"] + final[design][deepest]["std"]
-          < plain["mean"] - plain["std"]
-        )
-        for design in config.designs
-        if design != "plain"
-      }
-    return summary
 
   def plot(self, out_dir: Path) -> list[Path]:
     """The final loss at the best rate, λ_max at initialization and the gradient ratio, each

@@ -19,9 +19,14 @@ exceeds its minimum on the line. Repeated over seeds (each its own initializatio
 mean ± std.
 
 Claims (`summary.json`): `argmin_risk`, `argmin_empirical_risk`, `risk_at_empirical_argmin_excess`
-(a); per seed and as mean ± std, `line_argmin_empirical`, `line_argmin_heldout`,
-`heldout_excess_at_empirical_argmin`, and the held-out NLL (no penalty) at both minimizers (b);
-`verdicts`.
+and `argmin_distance_in_grid_steps`, |argmin g − argmin f| over the grid's spacing (a); per seed
+(`per_seed`) and as mean ± std, `line_argmin_empirical`, `line_argmin_heldout`,
+`heldout_excess_at_empirical_argmin`, and the held-out NLL (no penalty) at both minimizers, with
+`line_argmins_within_one_step` per seed (the line's grid cannot tell the two argmins apart) (b).
+
+`CRITERIA` judge them into `verdicts`: the argmins differ by more than one grid step; the excess
+risk is > 0; the held-out excess is > 0 for every seed, inconclusive for a seed whose two line
+argmins are within one step of each other.
 """
 
 import functools
@@ -35,7 +40,7 @@ import numpy as np
 import optax
 
 from jaxopt_study import optim, report, train, validate
-from jaxopt_study.experiment import Experiment, Members, Results, verdict
+from jaxopt_study.experiment import Experiment, Members, Results, above
 from jaxopt_study.lab import digits_tasks, landscape, one_dim, verdicts
 from jaxopt_study.results import history_rows, read_csv
 
@@ -61,6 +66,13 @@ class RiskVsEmpiricalRisk(Experiment):
     "risk_at_empirical_argmin_excess": "> 0: the point that minimizes the training objective "
     "is not the best for the risk (§8.1.1)",
     "heldout_excess_at_empirical_argmin": "> 0 for every seed (§8.1.1, on a real model)",
+  }
+  CRITERIA = {
+    "argmin_empirical_risk": above("argmin_distance_in_grid_steps", 1.0),
+    "risk_at_empirical_argmin_excess": above("risk_at_empirical_argmin_excess", 0.0),
+    "heldout_excess_at_empirical_argmin": above(
+      "per_seed.heldout_excess_at_empirical_argmin", 0.0, unless="line_argmins_within_one_step"
+    ),
   }
   FIELDS = {
     "toy.interval": functools.partial(validate.require_sequence, min_length=2),
@@ -153,19 +165,12 @@ class RiskVsEmpiricalRisk(Experiment):
       ),
       "per_seed": per_seed,
       "line_spacing": line_step,
-      "verdicts": {
-        # Distinct argmins: more than one grid step apart, and a strictly positive excess.
-        "argmin_empirical_risk": verdict(
-          abs(toy["argmin_empirical_risk"] - toy["argmin_risk"]) > spacing
-        ),
-        "risk_at_empirical_argmin_excess": verdict(excess > 0),
-        "heldout_excess_at_empirical_argmin": verdict(
-          all(v > 0 for v in per_seed["heldout_excess_at_empirical_argmin"].values())
-          and all(
-            abs(row["line_argmin_empirical"] - row["line_argmin_heldout"]) > line_step
-            for row in lines
-          )
-        ),
+      "argmin_distance_in_grid_steps": abs(toy["argmin_empirical_risk"] - toy["argmin_risk"])
+      / spacing,
+      "line_argmins_within_one_step": {
+        str(row["seed"]): abs(row["line_argmin_empirical"] - row["line_argmin_heldout"])
+        <= line_step
+        for row in lines
       },
     }
 

@@ -1,10 +1,13 @@
 """§8.2.2 in one dimension on the quick config: x·cos(πx)'s critical points against
-scipy.optimize, plain descent staying in its basin, noise escaping, and x³'s degenerate point."""
+scipy.optimize, plain descent staying in its basin, noise escaping, x³'s degenerate point, and
+the verdicts judged by hand from the numbers."""
 
 import numpy as np
 import pytest
 import scipy.optimize
-from landscape_helpers import assert_refused, run_config, run_quick, summary
+from landscape_helpers import assert_refused, history, run_config, run_quick, summary
+
+from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -57,7 +60,42 @@ def test_gradient_noise_escapes_the_local_minimum(finished_run):
     assert fraction["mean"] - fraction["std"] > plain + 0.1, variant
   distance = claims["median_distance_to_global_min"]
   assert distance["annealed"] < distance["noisy"]
-  assert claims["verdicts"]["fraction_global_noisy"] == "reproduced"
+
+
+def test_the_verdicts_follow_from_the_numbers(finished_run):
+  """Each verdict judged here by hand from the recorded runs: every plain run ends on its start's
+  side of the local maximum (scipy's root of f'); each noisy variant's mean fraction over the
+  seeds of results.csv, less its sample std, exceeds plain descent's; x³ has f'(0) = f''(0) = 0,
+  so the second-order test cannot decide (degenerate)."""
+  claims, config = summary(finished_run), run_config(finished_run)
+  boundary = scipy.optimize.brentq(_slope, 0.05, 0.6)
+  curves = history(finished_run)
+  runs = [curves[f"plain/seed{seed}"] for seed in config.seeds]
+  left = sum(
+    (s > boundary) != (e > boundary)
+    for run in runs
+    for (_, s), (_, e) in zip(run["start"], run["end"], strict=True)
+  )
+  assert len(runs[0]["start"]) == config.num_starts
+  rows = [r for r in read_csv(finished_run / "results.csv") if r["part"] == "x_cos_pi_x"]
+
+  def fractions(variant: str) -> np.ndarray:
+    return np.asarray([r["fraction_global"] for r in rows if r["variant"] == variant])
+
+  plain = fractions("plain").mean()
+  expected = {
+    "fraction_global_plain": left == 0,
+    **{
+      f"fraction_global_{v}": fractions(v).mean() - fractions(v).std(ddof=1) > plain
+      for v in ("noisy", "annealed")
+    },
+    "x_cubed_kind": claims["x_cubed_grad_at_zero"] == 0 and claims["x_cubed_hessian_at_zero"] == 0,
+  }
+  assert claims["verdicts"] == {
+    claim: "reproduced" if holds else "not reproduced" for claim, holds in expected.items()
+  }
+  # The tests above measured each claim against scipy and float64 loops: all four hold.
+  assert set(claims["verdicts"].values()) == {"reproduced"}
 
 
 def test_x_cubed_is_degenerate_and_descent_stalls_there_from_the_right(finished_run):

@@ -1,5 +1,6 @@
 """§8.7.5 on the quick config: skip connections keep a deep MLP trainable; the Hessian at
-initialization is indefinite for every design; the claims agree with the rows they summarize."""
+initialization is indefinite for every design; the claims and the verdict agree with the rows
+they summarize."""
 
 import numpy as np
 import pytest
@@ -24,7 +25,42 @@ def test_the_residual_net_trains_further_than_the_plain_net_at_depth(finished_ru
   depth = str(max(config.depths))
   plain, residual = (claims["final_loss_by_depth"][d][depth] for d in ("plain", "residual"))
   assert residual["mean"] + residual["std"] < plain["mean"] - plain["std"]
-  assert claims["verdicts"]["final_loss_by_depth/residual"] == "reproduced"
+
+
+def test_the_verdict_follows_from_the_rows(finished_run):
+  """The one verdict of `final_loss_by_depth`, judged here by hand from results.csv: at the
+  largest depth, each design's final loss at its best rate (lowest mean over seeds) must end
+  below the plain net's beyond both spreads over seeds (sample std); a design whose best rate, or
+  the plain net's, lies at the grid's edge cannot decide; one design that fails fails the claim."""
+  claims, config = summary(finished_run), run_config(finished_run)
+  depth = max(config.depths)
+  rows = [r for r in read_csv(finished_run / "results.csv") if r["part"] == "train"]
+  edges = (min(config.learning_rates), max(config.learning_rates))
+
+  def at_best(design: str) -> tuple[float, float, bool]:
+    """(mean, sample std) of the final loss at the best rate, and whether it is at an edge."""
+    mine = [r for r in rows if r["design"] == design and r["depth"] == depth]
+    means = {}
+    for rate in config.learning_rates:
+      at_rate = [r for r in mine if r["learning_rate"] == rate]
+      losses = [r["final_train_loss"] for r in at_rate]
+      if all(np.isfinite(losses)) and not any(r["diverged"] for r in at_rate):
+        means[rate] = np.mean(losses)
+    best = min((m, rate) for rate, m in means.items())[1]
+    losses = [r["final_train_loss"] for r in mine if r["learning_rate"] == best]
+    return float(np.mean(losses)), float(np.std(losses, ddof=1)), best in edges
+
+  plain_mean, plain_std, plain_edge = at_best("plain")
+  judged = []
+  for design in ("residual", "batchnorm"):
+    mean, std, edge = at_best(design)
+    judged.append(None if edge or plain_edge else mean + std < plain_mean - plain_std)
+  if False in judged:
+    expected = "not reproduced"
+  else:
+    expected = "inconclusive" if None in judged else "reproduced"
+  assert config.designs == ["plain", "residual", "batchnorm"]
+  assert claims["verdicts"] == {"final_loss_by_depth": expected}
 
 
 def test_the_best_rate_and_its_loss_are_those_of_the_table(finished_run):

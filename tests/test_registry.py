@@ -50,6 +50,22 @@ def test_the_registry_follows_the_chapter_and_names_its_experiments():
   assert sections == sorted(sections)
 
 
+def test_every_published_claim_has_a_criterion_and_every_criterion_a_published_claim():
+  """Issue 14 (STYLE rule 20): each experiment judges every claim it publishes, and judges nothing
+  it does not publish, so that every row of the report's verdict table has a published value."""
+  mismatched = {}
+  for name in registry.CHAPTER_ORDER:
+    found = registry.load(name)
+    published, judged = set(found.PUBLISHED), set(found.CRITERIA)
+    assert all(callable(criterion) for criterion in found.CRITERIA.values()), name
+    if published != judged:
+      mismatched[name] = {
+        "published without a criterion": sorted(published - judged),
+        "criterion without a published claim": sorted(judged - published),
+      }
+  assert not mismatched
+
+
 def test_an_unknown_experiment_says_where_it_looked():
   with pytest.raises(ConfigError) as error:
     registry.load("no_such_experiment")
