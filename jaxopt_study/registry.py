@@ -39,6 +39,7 @@ CHAPTER_ORDER = (
   "cliffs_and_clipping",  # 8.2.4
   "long_term_dependencies",  # 8.2.5
   "local_vs_global",  # 8.2.7
+  "lr_schedules",  # 8.3.1
   "momentum_schedules",  # 8.3.2
   "deep_linear_dynamics",  # 8.4
   "init_variance_propagation",  # 8.4
@@ -51,9 +52,12 @@ CHAPTER_ORDER = (
   "batchnorm_training",  # 8.7.1
   "coordinate_descent",  # 8.7.2
   "polyak_averaging",  # 8.7.3
+  "ensembles",  # 8.7.3 (lecture notes: model ensembles)
   "pretraining",  # 8.7.4
+  "transfer",  # 8.7.4 (lecture notes: transfer learning)
   "model_design",  # 8.7.5
   "continuation_curriculum",  # 8.7.6
+  "search",  # lecture notes: hyperparameter search
 )
 
 HOME_VARIABLE = "JAXOPT_STUDY_HOME"

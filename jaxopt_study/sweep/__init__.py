@@ -17,6 +17,8 @@ optimizer hyperparameter, sharded over every device (Goodfellow et al. 2016, §8
 * `checkpoint`: Orbax checkpoints of a running chunk of members.
 * `runner`: `run`, which ties them together, with a progress bar and resuming.
 * `configured`: `run_config`, the same from a config file's fields.
+* `search`: random search (axes drawn `log_uniform`, `uniform`, `choice`; `sample` draws them
+  jointly, one point per member; Bergstra & Bengio 2012) and `coarse_to_fine` search.
 
 A member's numbers equal those of the same member trained alone (`train.train` with its seed,
 init scale, batch size and hyperparameters) to float32 rounding: it sees the same minibatches,
@@ -36,19 +38,37 @@ from jaxopt_study.sweep.grid import (
   check,
 )
 from jaxopt_study.sweep.runner import SweepResult, SweepStats, member_state, run
+from jaxopt_study.sweep.search import (
+  SearchRound,
+  as_grid,
+  choice,
+  coarse_to_fine,
+  log_uniform,
+  narrow,
+  sample,
+  uniform,
+)
 
 __all__ = [
   "BASE_AXES",
   "MAX_BATCH_RATIO",
   "Member",
   "Plan",
+  "SearchRound",
   "SweepResult",
   "SweepStats",
+  "as_grid",
   "batch_groups",
   "check",
   "check_config",
+  "choice",
+  "coarse_to_fine",
+  "log_uniform",
   "member_state",
+  "narrow",
   "optimizer_factory",
   "run",
   "run_config",
+  "sample",
+  "uniform",
 ]

@@ -10,11 +10,14 @@ A sweep config (`configs/sweep_init_batch.py`) names its problem, either built i
   (`config.build_problem`; `config.load_config` makes a relative file path absolute).
 
 and `optimizer` (an `optim.OPTIMIZERS` name and its hyperparameters by their Optax names),
-`seed`, `steps`, `batch_size`, `learning_rate`, `eval_every`, and `sweep` (axis -> values);
-optional `sampling`, `patience`, `early_stopping`, `l2_penalty`, `checkpoint_every`,
-`divergence_factor`, and `curvature_every` with an optional `curvature` block (the in-loop
-curvature monitor: `lanczos_steps`, `probes`, `examples`, and `preconditioned=True` for the
-preconditioned sharpness of the optimizer's `optim.PRECONDITIONERS` entry, with its δ and β's).
+`seed`, `steps`, `batch_size`, `learning_rate`, `eval_every`, and `sweep` (axis -> values, or
+a sampled axis `{"log_uniform": [low, high]}`, `{"uniform": [low, high]}` or `{"choice": [...]}`,
+whose points `search.sample` draws jointly with the `search` block's `num_samples` and `seed`,
+default the config's seed; Bergstra & Bengio 2012); optional `sampling`, `patience`,
+`early_stopping`, `l2_penalty`, `checkpoint_every`, `divergence_factor`, and `curvature_every`
+with an optional `curvature` block (the in-loop curvature monitor: `lanczos_steps`, `probes`,
+`examples`, and `preconditioned=True` for the preconditioned sharpness of the optimizer's
+`optim.PRECONDITIONERS` entry, with its δ and β's).
 A built-in classification problem stops early on `test_error` by default, so its table has
 `best_test_error`.
 """
@@ -29,7 +32,7 @@ import ml_collections
 from jaxopt_study import optim
 from jaxopt_study.config import ConfigError, build_problem
 from jaxopt_study.hessian import CurvatureOptions
-from jaxopt_study.sweep import grid, runner
+from jaxopt_study.sweep import grid, runner, search
 
 
 def optimizer_factory(config: ml_collections.ConfigDict) -> tuple[Any, dict[str, float]]:
@@ -90,9 +93,10 @@ def arguments(config: ml_collections.ConfigDict) -> dict[str, Any]:
   builtin_classifier = "problem" not in config and config.get("loss", "cross_entropy") == (
     "cross_entropy"
   )
-  axes = config.sweep.to_dict() if config.get("sweep", None) else {}
+  axes = sweep_axes(config)
   factory, real = optimizer_factory(config)
-  axes |= {k: [v] for k, v in real.items() if k not in axes}  # traced: new values, same program
+  names = {name for key in axes for name in (key if isinstance(key, tuple) else (key,))}
+  axes |= {k: [v] for k, v in real.items() if k not in names}  # traced: new values, same program
   default_stopping = "test_error" if builtin_classifier else None
   return {
     "problem": problem,
@@ -113,6 +117,35 @@ def arguments(config: ml_collections.ConfigDict) -> dict[str, Any]:
     "curvature_every": config.get("curvature_every", None),
     "curvature": curvature_options(config),
   }
+
+
+def sweep_axes(config: ml_collections.ConfigDict) -> dict[Any, list]:
+  """The config's `sweep` axes, its sampled ones drawn by `search.sample` (one joint axis)."""
+  axes = config.sweep.to_dict() if config.get("sweep", None) else {}
+  sampled = [k for k, v in axes.items() if isinstance(v, dict)]
+  options = config.get("search", None)
+  if not sampled:
+    if options is not None:
+      raise ConfigError("search: the config's sweep has no sampled axis to draw")
+    return axes
+  if options is None:
+    raise ConfigError(
+      f"sweep.{sampled[0]} is sampled: add a search block with num_samples (and seed)"
+    )
+  options = options.to_dict()
+  if unknown := sorted(set(options) - {"num_samples", "seed"}):
+    raise ConfigError(f"search has no option {', '.join(unknown)} (only num_samples, seed)")
+  if "num_samples" not in options:
+    raise ConfigError("search.num_samples: how many points to draw is required")
+  for name in sampled:
+    try:
+      axes[name] = search.from_config(axes[name])
+    except ValueError as error:
+      raise ConfigError(f"sweep.{name}: {error}") from None
+  try:
+    return search.sample(axes, options["num_samples"], options.get("seed", config.seed))
+  except ValueError as error:
+    raise ConfigError(f"search: {error}") from None
 
 
 def check(config: ml_collections.ConfigDict) -> grid.Plan:

@@ -1,10 +1,13 @@
 """A sweep's members: the Cartesian product of its axes, checked before anything is compiled.
 
 `axes` maps axis names to lists of values; the members are every combination, in the order of
-`itertools.product` over the axes as given (the last axis varies fastest). Every member has a
-value on each base axis, `init_scale` (the factor of the problem's `init` rule, §8.4),
-`batch_size` (§8.1.3) and `seed` (of the parameters and of the minibatch order), from the axis or
-else from `run`'s argument of that name. Every other axis, and `learning_rate`, is a
+`itertools.product` over the axes as given (the last axis varies fastest). A key may also be a
+tuple of names, a joint axis: its values are tuples, one value per name, which a member takes
+together instead of crossing them (the points of a random search, `search.sample`, drawn jointly
+per member; Bergstra & Bengio 2012); it is crossed with the other axes like one axis. Every
+member has a value on each base axis, `init_scale` (the factor of the problem's `init` rule,
+§8.4), `batch_size` (§8.1.3) and `seed` (of the parameters and of the minibatch order), from the
+axis or else from `run`'s argument of that name. Every other axis, and `learning_rate`, is a
 hyperparameter: the optimizer factory is called with one keyword per hyperparameter, under
 `optax.inject_hyperparams`, with traced values, so a new value never changes the compiled program.
 A factory parameter annotated `int` (L-BFGS's `memory_size`, a Krylov dimension) fixes shapes or
@@ -106,7 +109,7 @@ def _is_integer_annotation(annotation: Any) -> bool:
 def check(
   problem: problem_lib.Problem,
   optimizer: Callable[..., Any],
-  axes: Mapping[str, Any],
+  axes: Mapping[str | tuple[str, ...], Any],
   *,
   steps: int,
   eval_every: int,
@@ -168,36 +171,20 @@ def check(
     curvature = tracking.CurvatureOptions()
 
   axes = dict(axes)
-  integers = integer_hyperparameters(optimizer)
-  keywords = _keywords(optimizer)
-  for axis, values in axes.items():
-    if axis in integers:
-      raise ValueError(
-        f"sweep axis {axis!r}: the optimizer's {axis} is an integer that fixes the program's "
-        f"shapes; bind it in the optimizer function instead (in a config: set optimizer.{axis}; "
-        "one sweep per value)"
-      )
-    if axis not in BASE_AXES and keywords is not None and axis not in keywords:
-      raise ValueError(
-        f"unknown sweep axis {axis!r}: known axes are {', '.join([*BASE_AXES, *keywords])}"
-      )
-    if not isinstance(values, list | tuple) or not values:
-      raise ValueError(f"sweep axis {axis!r}={values!r}: must be a non-empty list of values")
-    if len(set(values)) != len(values):
-      raise ValueError(f"sweep axis {axis!r}={list(values)}: a value is repeated")
-  if "batch_size" not in axes and batch_size is None:
+  columns = _columns(axes, integer_hyperparameters(optimizer), _keywords(optimizer))
+  if "batch_size" not in columns and batch_size is None:
     raise ValueError("sweep: batch_size is required when it is not an axis")
   base = {"init_scale": init_scale, "batch_size": batch_size, "seed": seed}
-  _check_base_axes(base, axes, problem.num_train)
-  hyper_axes = [a for a in axes if a not in BASE_AXES]
+  _check_base_axes(base, columns, problem.num_train)
+  hyper_axes = [a for a in columns if a not in BASE_AXES]
   fixed = (
-    {} if learning_rate is None or "learning_rate" in axes else {"learning_rate": learning_rate}
+    {} if learning_rate is None or "learning_rate" in columns else {"learning_rate": learning_rate}
   )
-  _check_hyperparameters(optimizer, fixed, {a: axes[a] for a in hyper_axes})
+  _check_hyperparameters(optimizer, fixed, axes, hyper_axes)
 
   members = []
   for index, combination in enumerate(itertools.product(*axes.values())):
-    values = base | fixed | dict(zip(axes, combination, strict=True))
+    values = base | fixed | _named(axes, combination)
     hyperparams = {k: float(v) for k, v in fixed.items()}
     hyperparams |= {a: float(values[a]) for a in hyper_axes}
     members.append(Member(index, values, hyperparams))
@@ -219,6 +206,59 @@ def check(
   )
 
 
+def _columns(
+  axes: dict[Any, Any], integers: tuple[str, ...], keywords: tuple[str, ...] | None
+) -> dict[str, list]:
+  """Each axis name -> its values (for a joint axis, each name -> its entries of the points),
+  after checking every key and value."""
+  columns: dict[str, list] = {}
+  for key, values in axes.items():
+    names = key if isinstance(key, tuple) else (key,)
+    if not names or not all(isinstance(name, str) for name in names):
+      raise ValueError(f"sweep axis {key!r}: an axis is a name, or a tuple of names (a joint axis)")
+    if len(set(names)) != len(names):
+      raise ValueError(f"joint sweep axis {key!r}: a name is repeated")
+    for axis in names:
+      if axis in integers:
+        raise ValueError(
+          f"sweep axis {axis!r}: the optimizer's {axis} is an integer that fixes the program's "
+          f"shapes; bind it in the optimizer function instead (in a config: set optimizer.{axis}; "
+          "one sweep per value)"
+        )
+      if axis not in BASE_AXES and keywords is not None and axis not in keywords:
+        raise ValueError(
+          f"unknown sweep axis {axis!r}: known axes are {', '.join([*BASE_AXES, *keywords])}"
+        )
+      if axis in columns:
+        raise ValueError(f"sweep axis {axis!r} is given twice: a name may be in one axis only")
+    if not isinstance(values, list | tuple) or not values:
+      raise ValueError(
+        f"sweep axis {key!r}={values!r}: must be a non-empty list of values (a sampled axis: "
+        "draw its values first with sweep.sample(axes, num_samples, seed))"
+      )
+    if isinstance(key, tuple):  # points drawn at random may repeat (a choice axis): kept
+      for point in values:
+        if not isinstance(point, list | tuple) or len(point) != len(names):
+          raise ValueError(
+            f"joint sweep axis {key!r}: {point!r} must be a tuple of {len(names)} values, one "
+            "per name"
+          )
+      columns |= {axis: [point[i] for point in values] for i, axis in enumerate(names)}
+    else:
+      if len(set(values)) != len(values):
+        raise ValueError(f"sweep axis {key!r}={list(values)}: a value is repeated")
+      columns[key] = list(values)
+  return columns
+
+
+def _named(axes: dict[Any, Any], combination: tuple) -> dict[str, Any]:
+  """A member's values by name: one entry of each axis, a joint axis's point split by name."""
+  values = {}
+  for key, value in zip(axes, combination, strict=True):
+    values |= dict(zip(key, value, strict=True)) if isinstance(key, tuple) else {key: value}
+  return values
+
+
 def _check_base_axes(base: dict[str, Any], axes: dict[str, list], num_train: int) -> None:
   for value in axes.get("batch_size", [base["batch_size"]]):
     where = _where("batch_size", axes)
@@ -234,19 +274,30 @@ def _check_base_axes(base: dict[str, Any], axes: dict[str, list], num_train: int
 
 
 def _check_hyperparameters(
-  optimizer: Callable[..., Any], fixed: dict[str, float], axes: dict[str, list]
+  optimizer: Callable[..., Any], fixed: dict[str, float], axes: dict[Any, list], names: list[str]
 ) -> None:
-  """Calls the optimizer factory with each axis value in turn (the others at their first)."""
-  firsts = fixed | {a: v[0] for a, v in axes.items()}
-  for axis in (*fixed, *axes):
-    for value in axes.get(axis, [fixed.get(axis)]):
-      where = _where(axis, axes)
-      if not is_real(value) or not math.isfinite(value):
-        raise ValueError(f"{where}: {axis}={value!r} must be a finite number")
+  """Calls the optimizer factory with each value of each hyperparameter axis in turn (each point
+  of a joint axis, its hyperparameters together), the others at their first."""
+  settings: dict[Any, list[dict[str, Any]]] = {k: [{k: v}] for k, v in fixed.items()}
+  for key, values in axes.items():
+    if isinstance(key, tuple):
+      if held := [(i, name) for i, name in enumerate(key) if name in names]:
+        settings[key] = [{name: point[i] for i, name in held} for point in values]
+    elif key in names:
+      settings[key] = [{key: value} for value in values]
+  firsts = {k: v for options in settings.values() for k, v in options[0].items()}
+  for key, options in settings.items():
+    for option in options:
+      for name, value in option.items():
+        if not is_real(value) or not math.isfinite(value):
+          where = f"sweep axis {name!r}" if key in axes else "sweep"
+          raise ValueError(f"{where}: {name}={value!r} must be a finite number")
       try:
-        optimizer(**{**firsts, axis: value})
+        optimizer(**{**firsts, **option})
       except (TypeError, ValueError) as error:
-        raise ValueError(f"{where}: {error}") from None
+        where = "sweep" if key not in axes else f"sweep axis {key!r}"
+        at = f" at {tuple(option.values())}" if isinstance(key, tuple) else ""
+        raise ValueError(f"{where}{at}: {error}") from None
 
 
 def batch_groups(batch_sizes: list[int], *, stateful: bool = False) -> list[tuple[int, ...]]:

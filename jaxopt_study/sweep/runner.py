@@ -70,7 +70,7 @@ class SweepResult(NamedTuple):
 def run(
   problem: problem_lib.Problem,
   optimizer: Callable[..., Any],
-  axes: dict[str, list],
+  axes: dict[str | tuple[str, ...], list],
   *,
   steps: int,
   eval_every: int,
@@ -107,7 +107,8 @@ def run(
     problem: a `problem.Problem`.
     optimizer: the optimizer factory, called with one keyword per hyperparameter (every axis
       other than init_scale, batch_size and seed, and `learning_rate` when given).
-    axes: axis name -> list of values (see `grid`); `{}` is one run.
+    axes: axis name -> list of values (see `grid`); `{}` is one run. A tuple of names -> list of
+      tuples is a joint axis, its points taken whole (random search: `search.sample`).
     steps, eval_every: training steps, and steps between evaluations.
     batch_size, learning_rate, init_scale, seed: each member's value when not an axis
       (`batch_size` is required then; `learning_rate` None: not passed to the factory).
@@ -244,7 +245,7 @@ def member_state(problem: problem_lib.Problem, result: SweepResult, member: str)
   return results.member_state(result.arrays, member, *problem_lib.pure(problem).initial(0))
 
 
-def describe(plan: grid.Plan, axes: dict[str, list], **arguments: Any) -> dict[str, Any]:
+def describe(plan: grid.Plan, axes: dict[Any, list], **arguments: Any) -> dict[str, Any]:
   """What a `sweep.run` folder's `config.json` records when no config is given: the problem's
   shape (model class, parameter count, data shapes, loss and metric names) and the arguments."""
   problem = plan.problem
@@ -261,7 +262,9 @@ def describe(plan: grid.Plan, axes: dict[str, list], **arguments: Any) -> dict[s
       if problem.heldout_data is None
       else [list(a.shape) for a in problem.heldout_data],
     },
-    "axes": {k: list(v) for k, v in axes.items()},
+    "axes": {
+      _axis_key(k): [list(p) if isinstance(k, tuple) else p for p in v] for k, v in axes.items()
+    },
     **arguments,
     "steps": plan.steps,
     "eval_every": plan.eval_every,
@@ -273,6 +276,11 @@ def describe(plan: grid.Plan, axes: dict[str, list], **arguments: Any) -> dict[s
     "curvature_every": plan.curvature_every,
     "curvature": None if plan.curvature is None else describe_curvature(plan.curvature),
   }
+
+
+def _axis_key(key: str | tuple[str, ...]) -> str:
+  """An axis's key in `config.json`: its name, or a joint axis's names joined by commas."""
+  return ",".join(key) if isinstance(key, tuple) else key
 
 
 def describe_curvature(options: CurvatureOptions) -> dict[str, Any]:

@@ -1,0 +1,442 @@
+"""Hyperparameter search (lecture notes; Goodfellow et al. 2016, §11.4.3-11.4.4): grid vs random
+search at equal budget when one of two hyperparameters matters, then coarse-to-fine.
+
+Bergstra & Bengio (2012, Fig. 1): with B trials over two hyperparameters of which one matters, a
+grid tries √B values of the important one, B independent draws try B, so random search finds a
+better value of it. Here the problem is real: an MLP on scikit-learn's digits trained by a
+`config.optimizer` (Adam, Algorithm 8.7) whose learning rate (drawn log-uniformly over four
+decades) matters and whose β₁ within [0, 0.9] barely does; the held-out quarter of the digits
+is the validation set every search minimizes its final error on. For each budget B (a square):
+
+* grid: `sweep.as_grid(space, √B)`, √B cell centres per axis (in log space for the rate);
+* random: the first B points of `sweep.sample(space, max B, seed)` (nested budgets of one search);
+* coarse_to_fine: `sweep.coarse_to_fine` with `rounds` rounds of B/rounds draws, narrowed around
+  the `top_k` best of each round (`sweep.narrow`); its round 0 is `sample(space, B/rounds, seed)`,
+  the first draws of the random search, so the two are paired and differ in the rest of the budget.
+
+Each of `num_searches` independent searches (seed s = seed + i) draws with s and trains its
+members with s (their parameters and minibatch order); the grid is the same for every search, its
+members trained with s. Every trial of the grid and random searches runs in vmapped sweeps of the
+size of a coarse-to-fine round where that size divides them, so they share its compiled program.
+
+Claims (`summary.json`): `best_found_by_budget` (method -> budget -> the lowest validation error
+found, mean over searches, with `best_found_by_budget_se`), `grid_minus_random` (mean over
+searches and budgets of grid's best minus random's, with `_se`; by budget in
+`grid_minus_random_by_budget`), `distinct_values_by_budget` (distinct values of the important
+hyperparameter tried: B for random search, √B for the grid, by construction, so it is shown and
+not judged) and `distinct_value_ratio` (random's over grid's, the smallest over budgets),
+`variance_share_by_axis` (the main effect of each axis on the validation error over the
+largest grid: the variance of the axis's marginal means over the total, as functional ANOVA
+defines it; `important_share`, `other_share`), and `random_minus_coarse_to_fine` (with `_se`).
+"""
+
+import functools
+import itertools
+import json
+import math
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+
+from jaxopt_study import report, sweep, validate
+from jaxopt_study.config import build_problem
+from jaxopt_study.experiment import Experiment, Members, Results, above, below
+from jaxopt_study.lab import digits_tasks
+from jaxopt_study.lab.curves import read_curves
+from jaxopt_study.lab.verdicts import all_of
+from jaxopt_study.results import read_csv
+from jaxopt_study.sweep import search
+
+METHODS = ("grid", "random", "coarse_to_fine")
+METRIC = "final_test_error"  # the held-out set of the digits serves as the validation set
+
+
+class Search(Experiment):
+  """Grid, random and coarse-to-fine search at equal budgets on a digits MLP."""
+
+  NAME = "search"
+  TITLE = "Hyperparameter search: grid vs random at equal budget, then coarse-to-fine"
+  SECTION = "11.4.4"
+  DESCRIPTION = (
+    "Grid, random and coarse-to-fine search of two hyperparameters of Adam on a digits MLP, at "
+    "equal budgets of trials: the learning rate (log-uniform over four decades) matters, β₁ in "
+    "[0, 0.9] barely does. A grid of B trials tries √B learning rates, random search B "
+    "(Bergstra & Bengio 2012, Fig. 1); coarse-to-fine spends half its budget on a random search "
+    "and the rest in a range narrowed around the best trials. Every search's trials run as "
+    "vmapped sweeps; each search is repeated with independent seeds, and the figures show the "
+    "lowest validation error found against the budget and the trials of one search."
+  )
+  PUBLISHED = {
+    "best_found_by_budget": "random search finds models as good or better than grid search over "
+    "the same domain at equal budget when few hyperparameters matter (Bergstra & Bengio 2012, "
+    "abstract and Fig. 1; Goodfellow et al. 2016, §11.4.4)",
+    "variance_share_by_axis": "low effective dimensionality: few hyperparameters matter much "
+    "for a given data set (Bergstra & Bengio 2012, §3 and Fig. 7)",
+    "random_minus_coarse_to_fine": "search coarse to fine: narrow the ranges around the best "
+    "trials of a coarse random search (Karpathy, CS231n notes 'Neural Networks Part 3', "
+    "Hyperparameter optimization; Bergstra & Bengio 2012, §7)",
+  }
+  # Random's best below grid's, over budgets and searches, beyond 2 standard errors (a strict
+  # reading of "as good or better": equal within noise is inconclusive); the important axis
+  # explains over half the variance of the validation error and the other under a tenth;
+  # coarse-to-fine's best below random's.
+  CRITERIA = {
+    "best_found_by_budget": above("grid_minus_random", 0.0, standard_error="grid_minus_random_se"),
+    "variance_share_by_axis": all_of(above("important_share", 0.5), below("other_share", 0.1)),
+    "random_minus_coarse_to_fine": above(
+      "random_minus_coarse_to_fine", 0.0, standard_error="random_minus_coarse_to_fine_se"
+    ),
+  }
+  FIELDS = {
+    "data.name": digits_tasks.DIGITS,
+    **dict.fromkeys(
+      ("num_searches", "steps", "eval_every", "batch_size", "coarse_to_fine.rounds"),
+      validate.require_positive_int,
+    ),
+    "seed": functools.partial(validate.require_int, low=0),
+    "budgets": validate.each(validate.require_positive_int),
+    "coarse_to_fine.top_k": functools.partial(validate.require_int, low=2),
+    "coarse_to_fine.widen": validate.require_positive,
+  }
+
+  def check_more(self, config: ml_collections.ConfigDict) -> None:
+    """The space (two continuous sampled axes, the important one among them), the budgets
+    (ascending squares, each split evenly into rounds of at least top_k draws) and a sweep of the
+    optimizer at the space's corners, before anything compiles."""
+    for field in ("space", "important", "optimizer"):
+      if field not in config:
+        raise ValueError(f"{self.NAME}: the config has no field {field!r}")
+    space = search_space(config)
+    if len(space) != 2 or any(isinstance(s, search.Choice) for s in space.values()):
+      raise ValueError(f"{self.NAME}: space must have two axes drawn log_uniform or uniform")
+    validate.require_choice("important", config.important, self.NAME, list(space))
+    budgets, rounds = list(config.budgets), config.coarse_to_fine.rounds
+    if budgets != sorted(set(budgets)):
+      raise ValueError(f"{self.NAME}: budgets={budgets} must be increasing")
+    for budget in budgets:
+      if math.isqrt(budget) ** 2 != budget or budget % rounds:
+        raise ValueError(
+          f"{self.NAME}: budget {budget} must be a square (a √B × √B grid) and a multiple of "
+          f"coarse_to_fine.rounds={rounds}"
+        )
+      if rounds > 1 and budget // rounds < config.coarse_to_fine.top_k:
+        raise ValueError(
+          f"{self.NAME}: budget {budget} gives rounds of {budget // rounds} draws, fewer than "
+          f"coarse_to_fine.top_k={config.coarse_to_fine.top_k}"
+        )
+    if not config.coarse_to_fine.widen >= 1:
+      raise ValueError(
+        f"{self.NAME}: coarse_to_fine.widen={config.coarse_to_fine.widen} must be >= 1"
+      )
+    problem, factory, fixed = _training(config)
+    corners = itertools.product(*[(spec.low, spec.high) for spec in space.values()])
+    axes = {(*space, "seed"): [(*corner, config.seed) for corner in corners], **fixed}
+    sweep.check(problem, factory, axes, **_run_options(config))
+
+  def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
+    """Every trial of every method, budget and search: one table row each."""
+    problem, factory, fixed = _training(config)
+    space = search_space(config)
+    seeds = [config.seed + i for i in range(config.num_searches)]
+    trials = _grid_and_random_trials(config, space, seeds)
+    points = [(*t["point"], t["seed"]) for t in trials]
+    size = _sweep_size(config, len(points))
+    table = []
+    for first in range(0, len(points), size):
+      record, _ = members.get(
+        f"trials{first:05d}",
+        lambda first=first: (
+          {
+            "rows": sweep.run(
+              problem,
+              factory,
+              {(*space, "seed"): points[first : first + size], **fixed},
+              progress=progress,
+              **_run_options(config),
+            ).table
+          },
+          {},
+        ),
+      )
+      for trial, row in zip(trials[first : first + size], record["rows"], strict=True):
+        table.append(_trial_row(trial, row, space))
+    for budget in config.budgets:
+      folder = None if members.path is None else members.path / f"coarse_to_fine_{budget}"
+      rounds = sweep.coarse_to_fine(
+        problem,
+        factory,
+        {**space, **fixed},
+        num_samples=budget // config.coarse_to_fine.rounds,
+        rounds=config.coarse_to_fine.rounds,
+        metric=METRIC,
+        seeds=seeds,
+        top_k=config.coarse_to_fine.top_k,
+        widen=config.coarse_to_fine.widen,
+        out_dir=folder,
+        progress=progress,
+        **_run_options(config),
+      )
+      for index, found in enumerate(rounds):
+        for seed in seeds:
+          rows = [r for r in found.result.table if r["seed"] == seed]
+          for i, row in enumerate(rows):
+            trial = {
+              "method": "coarse_to_fine",
+              "budget": budget,
+              "search": seed - config.seed,
+              "seed": seed,
+              "round": index,
+              "trial": index * len(rows) + i,
+            }
+            table.append(_trial_row(trial, row, space))
+    means = best_found(config, table)[0]
+    history = [
+      {"member": method, "step": budget, "metric": "best_validation_error", "value": value}
+      for method in METHODS
+      for budget, value in zip(config.budgets, means[method].values(), strict=True)
+    ]
+    return Results(table, history)
+
+  def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    """Best found per method and budget (mean and standard error over searches), the paired
+    differences, the distinct values of the important axis, and each axis's variance share."""
+    table = results.table
+    means, errors, per_search = best_found(config, table)
+    budgets = [str(b) for b in config.budgets]
+    grid_minus_random = per_search["grid"] - per_search["random"]  # (searches, budgets)
+    random_minus_c2f = per_search["random"] - per_search["coarse_to_fine"]
+    distinct = {
+      method: {
+        str(b): float(
+          np.mean(
+            [
+              len({row[config.important] for row in _trials(table, method, b, s)})
+              for s in range(config.num_searches)
+            ]
+          )
+        )
+        for b in config.budgets
+      }
+      for method in METHODS
+    }
+    shares = variance_shares(config, table)
+    others = [share for axis, share in shares.items() if axis != config.important]
+    return {
+      "num_searches": config.num_searches,
+      "seeds": [config.seed + i for i in range(config.num_searches)],
+      "budgets": list(config.budgets),
+      "best_found_by_budget": means,
+      "best_found_by_budget_se": errors,
+      "grid_minus_random_by_budget": dict(zip(budgets, _means(grid_minus_random), strict=True)),
+      "grid_minus_random_by_budget_se": dict(
+        zip(budgets, _standard_errors(grid_minus_random), strict=True)
+      ),
+      "grid_minus_random": float(grid_minus_random.mean()),
+      "grid_minus_random_se": _standard_error(grid_minus_random.mean(axis=1)),
+      "random_minus_coarse_to_fine_by_budget": dict(
+        zip(budgets, _means(random_minus_c2f), strict=True)
+      ),
+      "random_minus_coarse_to_fine": float(random_minus_c2f.mean()),
+      "random_minus_coarse_to_fine_se": _standard_error(random_minus_c2f.mean(axis=1)),
+      "distinct_values_by_budget": distinct,
+      "distinct_value_ratio": min(distinct["random"][b] / distinct["grid"][b] for b in budgets),
+      "variance_share_by_axis": shares,
+      "important_share": shares[config.important],
+      "other_share": max(others),
+    }
+
+  def plot(self, out_dir: Path) -> list[Path]:
+    """The best validation error found against the budget, per method; the validation error
+    against the learning rate over the trials of the first search at the largest budget."""
+    figures = [
+      report.line_plot(
+        read_curves(out_dir / "history.csv", "best_validation_error"),
+        out_dir / "best_found_by_budget.png",
+        title="lowest validation error found (mean over searches)",
+        xlabel="budget (trials)",
+        ylabel="validation error",
+        logx=True,
+      )
+    ]
+    axis = json.loads((out_dir / "config.json").read_text())["important"]
+    rows = [
+      {**r, **{k: int(r[k]) for k in _ROW_FIELDS if k != "method"}}
+      for r in read_csv(out_dir / "results.csv")
+    ]
+    largest = max(r["budget"] for r in rows)
+    series = {}
+    for method in METHODS:
+      trials = sorted(_trials(rows, method, largest, 0), key=lambda r: r[axis])
+      series[f"{method} ({len({r[axis] for r in trials})} values)"] = (
+        [r[axis] for r in trials],
+        [r["validation_error"] for r in trials],
+      )
+    figures.append(
+      report.line_plot(
+        series,
+        out_dir / "trials.png",
+        title=f"the {largest} trials of one search: validation error against {axis}",
+        xlabel=axis,
+        ylabel="validation error",
+        logx=True,
+        logy=True,
+      )
+    )
+    return figures
+
+
+# The columns of a trial's row other than the hyperparameters (written first, in this order).
+_ROW_FIELDS = ("method", "budget", "search", "seed", "round", "trial")
+
+
+def search_space(config: ml_collections.ConfigDict) -> dict[str, search.Spec]:
+  """The config's `space` block as sampled axes (`search.from_config`), the important axis
+  first, then the others by name (a config's fields keep no order: the draws and the grid's
+  rows depend on it)."""
+  space = {}
+  block = config.space.to_dict()
+  for name in sorted(block, key=lambda name: (name != config.get("important"), name)):
+    value = block[name]
+    try:
+      space[name] = search.from_config(value)
+    except ValueError as error:
+      raise ValueError(f"search: space.{name}: {error}") from None
+  return space
+
+
+def _training(config: ml_collections.ConfigDict):
+  """(problem, optimizer factory, the optimizer's fixed real hyperparameters as one-value axes)."""
+  factory, real = sweep.optimizer_factory(config)
+  return build_problem(config), factory, {k: [v] for k, v in real.items()}
+
+
+def _run_options(config: ml_collections.ConfigDict) -> dict:
+  return {"steps": config.steps, "eval_every": config.eval_every, "batch_size": config.batch_size}
+
+
+def _grid_and_random_trials(
+  config: ml_collections.ConfigDict, space: dict, seeds: list[int]
+) -> list[dict]:
+  """Every grid trial of every budget and every random trial (the largest budget's draws), for
+  each search, with its point (values in the order of `space`) and seed."""
+  trials = []
+  for i, seed in enumerate(seeds):
+    for budget in config.budgets:
+      values = sweep.as_grid(space, math.isqrt(budget))
+      grid_points = [(a, b) for a in values[list(space)[0]] for b in values[list(space)[1]]]
+      trials += [
+        {
+          "method": "grid",
+          "budget": budget,
+          "search": i,
+          "seed": seed,
+          "round": 0,
+          "trial": j,
+          "point": point,
+        }
+        for j, point in enumerate(grid_points)
+      ]
+    drawn = sweep.sample(space, max(config.budgets), seed)[tuple(space)]
+    trials += [
+      {
+        "method": "random",
+        "budget": max(config.budgets),
+        "search": i,
+        "seed": seed,
+        "round": 0,
+        "trial": j,
+        "point": point,
+      }
+      for j, point in enumerate(drawn)
+    ]
+  return trials
+
+
+def _sweep_size(config: ml_collections.ConfigDict, num_trials: int) -> int:
+  """Trials per sweep: the largest coarse-to-fine round's member count that divides them (the
+  sweeps then reuse its compiled program), else all of them in one sweep."""
+  sizes = [config.num_searches * b // config.coarse_to_fine.rounds for b in config.budgets]
+  fitting = [s for s in sizes if num_trials % s == 0]
+  return max(fitting) if fitting else num_trials
+
+
+def _trial_row(trial: dict, row: dict, space: dict) -> dict:
+  return {
+    **{k: trial[k] for k in _ROW_FIELDS},
+    **{name: row[name] for name in space},
+    "validation_error": row[METRIC],
+    "validation_loss": row["final_test_loss"],
+    "train_loss": row["final_train_loss"],
+    "diverged": row["diverged"],
+  }
+
+
+def _trials(table: list[dict], method: str, budget: int, search_index: int) -> list[dict]:
+  """The trials of one search of `method` at `budget` (random: its first `budget` draws)."""
+  if method == "random":
+    return [
+      r
+      for r in table
+      if r["method"] == "random" and r["search"] == search_index and r["trial"] < budget
+    ]
+  return [
+    r
+    for r in table
+    if r["method"] == method and r["budget"] == budget and r["search"] == search_index
+  ]
+
+
+def best_found(config: ml_collections.ConfigDict, table: list[dict]):
+  """(method -> budget -> mean over searches of the lowest validation error found, the same's
+  standard errors, method -> (searches, budgets) array of the lowest errors)."""
+  per_search = {
+    method: np.asarray(
+      [
+        [_lowest(_trials(table, method, b, s)) for b in config.budgets]
+        for s in range(config.num_searches)
+      ]
+    )
+    for method in METHODS
+  }
+  budgets = [str(b) for b in config.budgets]
+  means = {m: dict(zip(budgets, _means(v), strict=True)) for m, v in per_search.items()}
+  errors = {m: dict(zip(budgets, _standard_errors(v), strict=True)) for m, v in per_search.items()}
+  return means, errors, per_search
+
+
+def _lowest(trials: list[dict]) -> float:
+  """The lowest validation error among `trials` (a non-finite one counts as 1: all wrong)."""
+  errors = [r["validation_error"] for r in trials]
+  return float(min(e if math.isfinite(e) else 1.0 for e in errors))
+
+
+def variance_shares(config: ml_collections.ConfigDict, table: list[dict]) -> dict[str, float]:
+  """Each axis's main effect over the largest grid, mean over searches: the variance of the
+  validation error's mean along the axis (averaged over the other) over its total variance
+  (functional ANOVA, Hooker 2007; the measure of Hutter et al. 2014)."""
+  budget = max(config.budgets)
+  side = math.isqrt(budget)
+  names = list(search_space(config))
+  shares = {name: [] for name in names}
+  for s in range(config.num_searches):
+    trials = sorted(_trials(table, "grid", budget, s), key=lambda r: r["trial"])
+    errors = np.asarray([_lowest([r]) for r in trials]).reshape(side, side)  # (first, second)
+    total = errors.var()
+    shares[names[0]].append(errors.mean(axis=1).var() / total if total > 0 else 0.0)
+    shares[names[1]].append(errors.mean(axis=0).var() / total if total > 0 else 0.0)
+  return {name: float(np.mean(values)) for name, values in shares.items()}
+
+
+def _means(values: np.ndarray) -> list[float]:
+  return [float(v) for v in values.mean(axis=0)]
+
+
+def _standard_errors(values: np.ndarray) -> list[float]:
+  return [_standard_error(column) for column in values.T]
+
+
+def _standard_error(values: np.ndarray) -> float:
+  """The standard error of the mean over searches (NaN for one search: no error bar)."""
+  values = np.asarray(values, float)
+  return float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else math.nan

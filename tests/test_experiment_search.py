@@ -1,0 +1,159 @@
+"""The search experiment: its quick config through the CLI, its protocol checked from the files
+it wrote (the grid's cell centres, random's draws, coarse-to-fine's rounds and narrowing), its
+claims recomputed from results.csv, one trial against the same member trained alone, and bad
+configs refused before anything compiles."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxopt_study import cli, optim, sweep, train
+from jaxopt_study.config import apply_overrides, build_problem, load_config
+from jaxopt_study.experiment import prepare
+from jaxopt_study.results import read_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "configs" / "search_quick.py"
+SPACE = {"learning_rate": sweep.log_uniform(1e-4, 1.0), "b1": sweep.uniform(0.0, 0.9)}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  out = tmp_path_factory.mktemp("search")
+  assert cli.main(["run", str(QUICK), "--out", str(out), "--no-progress"]) == 0
+  rows = read_csv(out / "results.csv")
+  for row in rows:
+    for key in ("budget", "search", "seed", "round", "trial"):
+      row[key] = int(row[key])
+  summary = json.loads((out / "summary.json").read_text())
+  return out, rows, summary
+
+
+def trials(rows, method, budget, search):
+  if method == "random":
+    return [
+      r for r in rows if r["method"] == "random" and r["search"] == search and r["trial"] < budget
+    ]
+  return [
+    r for r in rows if r["method"] == method and r["budget"] == budget and r["search"] == search
+  ]
+
+
+@pytest.mark.slow
+def test_the_protocol_of_every_method(finished_run):
+  """Grid: 4 × 4 cell centres (log10 rates −3.5 … −0.5, β₁ 0.1125 … 0.7875); random: the draws
+  of `sample(space, 16, seed)`; coarse-to-fine: round 0 is random's first 8 draws, round 1 lies
+  in `narrow` of round 0 (top 3 by validation error, widened 2×)."""
+  _, rows, summary = finished_run
+  config = load_config(QUICK)
+  assert summary["seeds"] == [0, 1, 2]
+  for search_index, seed in enumerate(summary["seeds"]):
+    grid = trials(rows, "grid", 16, search_index)
+    assert len(grid) == 16 and {r["seed"] for r in grid} == {seed}
+    lrs = sorted({r["learning_rate"] for r in grid})
+    np.testing.assert_allclose(np.log10(lrs), [-3.5, -2.5, -1.5, -0.5], rtol=1e-6)
+    np.testing.assert_allclose(sorted({r["b1"] for r in grid}), [0.1125, 0.3375, 0.5625, 0.7875])
+    random = sorted(trials(rows, "random", 16, search_index), key=lambda r: r["trial"])
+    drawn = sweep.sample(SPACE, 16, seed)[("learning_rate", "b1")]
+    np.testing.assert_allclose([(r["learning_rate"], r["b1"]) for r in random], drawn, rtol=1e-12)
+    c2f = sorted(trials(rows, "coarse_to_fine", 16, search_index), key=lambda r: r["trial"])
+    assert [r["round"] for r in c2f] == [0] * 8 + [1] * 8
+    np.testing.assert_allclose(
+      [(r["learning_rate"], r["b1"], r["validation_error"]) for r in c2f[:8]],
+      [(r["learning_rate"], r["b1"], r["validation_error"]) for r in random[:8]],
+      rtol=1e-6,
+    )  # the same draws and seed train the same members
+    narrowed = sweep.narrow(SPACE, c2f[:8], metric="validation_error", top_k=3, widen=2.0)
+    lr, b1 = narrowed["learning_rate"], narrowed["b1"]
+    for row in c2f[8:]:
+      assert lr.low <= row["learning_rate"] <= lr.high and b1.low <= row["b1"] <= b1.high
+  assert config.coarse_to_fine.top_k == 3 and config.coarse_to_fine.widen == 2.0
+
+
+@pytest.mark.slow
+def test_the_claims_are_what_the_table_says(finished_run):
+  """Best found, paired differences with standard errors, distinct values and variance shares,
+  recomputed from results.csv by hand."""
+  _, rows, summary = finished_run
+  best = {
+    method: np.asarray(
+      [min(r["validation_error"] for r in trials(rows, method, 16, s)) for s in range(3)]
+    )
+    for method in ("grid", "random", "coarse_to_fine")
+  }
+  for method, values in best.items():
+    assert summary["best_found_by_budget"][method]["16"] == pytest.approx(values.mean())
+    assert summary["best_found_by_budget_se"][method]["16"] == pytest.approx(
+      values.std(ddof=1) / math.sqrt(3)
+    )
+  difference = best["grid"] - best["random"]
+  assert summary["grid_minus_random"] == pytest.approx(difference.mean())
+  assert summary["grid_minus_random_se"] == pytest.approx(difference.std(ddof=1) / math.sqrt(3))
+  assert summary["random_minus_coarse_to_fine"] == pytest.approx(
+    (best["random"] - best["coarse_to_fine"]).mean()
+  )
+  assert summary["distinct_values_by_budget"]["grid"]["16"] == 4
+  assert summary["distinct_values_by_budget"]["random"]["16"] == 16
+  # functional ANOVA over search 0's grid, rows the learning rate: shares of the total variance
+  shares = {"learning_rate": [], "b1": []}
+  for s in range(3):
+    grid = sorted(trials(rows, "grid", 16, s), key=lambda r: (r["learning_rate"], r["b1"]))
+    errors = np.asarray([r["validation_error"] for r in grid]).reshape(4, 4)
+    shares["learning_rate"].append(errors.mean(axis=1).var() / errors.var())
+    shares["b1"].append(errors.mean(axis=0).var() / errors.var())
+  for axis, values in shares.items():
+    assert summary["variance_share_by_axis"][axis] == pytest.approx(np.mean(values))
+  assert summary["important_share"] + summary["other_share"] <= 1 + 1e-9
+  assert set(summary["verdicts"]) == {
+    "best_found_by_budget",
+    "variance_share_by_axis",
+    "random_minus_coarse_to_fine",
+  }
+
+
+@pytest.mark.slow
+def test_a_trial_equals_its_member_trained_alone(finished_run):
+  """The best random trial of search 1: Adam at its rate and β₁, trained alone by train.train."""
+  _, rows, _ = finished_run
+  config = load_config(QUICK)
+  row = min(trials(rows, "random", 16, 1), key=lambda r: r["validation_error"])
+  alone = train.train(
+    build_problem(config),
+    optim.adam(row["learning_rate"], b1=row["b1"]),
+    steps=config.steps,
+    eval_every=config.eval_every,
+    batch_size=config.batch_size,
+    seed=row["seed"],
+  )
+  assert alone.history["test_error"][-1] == pytest.approx(row["validation_error"], abs=1e-6)
+  assert alone.history["test_loss"][-1] == pytest.approx(row["validation_loss"], rel=1e-5)
+  assert alone.history["train_loss"][-1] == pytest.approx(row["train_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+  ("change", "culprit"),
+  [
+    ("budgets=[15]", "budget 15 must be a square"),
+    ("budgets=[9]", "a multiple of coarse_to_fine.rounds=2"),
+    ("budgets=[36, 16]", "must be increasing"),
+    ("coarse_to_fine.top_k=9", "fewer than coarse_to_fine.top_k=9"),
+    ("coarse_to_fine.widen=0.5", "coarse_to_fine.widen=0.5 must be >= 1"),
+    ("important=b2", "important='b2' is not one of"),
+    ("num_searches=0", "num_searches=0"),
+    ("space.b1.uniform=[0.0, 1.5]", "sweep axis ('learning_rate', 'b1', 'seed')"),
+  ],
+)
+def test_bad_configs_are_refused_before_compiling(change, culprit):
+  with pytest.raises(ValueError) as raised:
+    prepare(QUICK, [change])
+  assert culprit in str(raised.value)
+
+
+def test_the_quick_config_is_the_full_one_on_a_budget():
+  full, quick = load_config(ROOT / "configs" / "search.py"), load_config(QUICK)
+  assert quick.budgets == [16] and quick.num_searches < full.num_searches
+  assert quick.space.to_dict() == full.space.to_dict()
+  assert apply_overrides(quick, []).important == "learning_rate"
