@@ -3,13 +3,17 @@
 A digits MLP trained by SGD over the product of initialization scales (a factor on Glorot's
 uniform initializer), minibatch sizes and learning rates, as one `jaxopt_study.sweep`: every
 member is a row of `results.csv`; the heat-maps show the final training loss and held-out error
-over init scale × batch size, one panel per learning rate, with diverged members marked.
+over init scale × batch size, one panel per learning rate, with diverged members marked. Batch
+sizes are compared after the same number of epochs (`equal_epochs`, as Keskar et al. 2017 and
+Goyal et al. 2017 compare them): the config's `steps` are the smallest batch size's, and a larger
+batch runs proportionally fewer steps (`epochs_by_batch_size` in the summary).
 
 Claims (`summary.json`): `best_member` (lowest final held-out error) and its settings,
 `diverged_members`, `best_test_error_by_batch_size`, `best_train_loss_by_init_scale`, and
 `best_learning_rate_by_batch_size` (the rate with the lowest final training loss among members
 that stayed finite: §8.1.3 expects larger minibatches, with less noisy gradients, to tolerate
-larger rates), judged by `best_learning_rate_batch_size_log_slope` (log-log least squares), and
+larger rates), judged by `best_learning_rate_batch_size_log_slope` (log-log least squares;
+inconclusive when `best_learning_rate_at_grid_edge`: the rate grid does not bracket a best), and
 `init_scale_edge_over_interior_train_loss` (the lower best loss of the smallest and largest scale
 over the best loss between them: > 1 for the U-shape of §8.4).
 """
@@ -23,7 +27,7 @@ import numpy as np
 
 from jaxopt_study import report, sweep
 from jaxopt_study.experiment import Results, above
-from jaxopt_study.lab import curves
+from jaxopt_study.lab import curves, digits_tasks
 from jaxopt_study.own_problem import OwnProblem
 from jaxopt_study.results import read_csv
 
@@ -42,14 +46,18 @@ class SweepInitBatch(OwnProblem):
   }
   # Larger batches, larger best rates: a positive log-log slope of the best rate against the batch
   # size. The U-shape: the best loss at either end of the scales is above the best in between.
+  # Inconclusive when a batch size's best rate lies at the edge of the rate grid.
   CRITERIA = {
-    "best_learning_rate_by_batch_size": above("best_learning_rate_batch_size_log_slope", 0.0),
+    "best_learning_rate_by_batch_size": above(
+      "best_learning_rate_batch_size_log_slope", 0.0, unless="best_learning_rate_at_grid_edge"
+    ),
     "best_train_loss_by_init_scale": above("init_scale_edge_over_interior_train_loss", 1.0),
   }
   DESCRIPTION = (
     "One sweep of an MLP on scikit-learn's digits, trained by SGD (Algorithm 8.1) from Glorot's "
-    "uniform initialization times a scale (§8.4), with several minibatch sizes (§8.1.3) and "
-    "learning rates. All members with nearby batch sizes run as one compiled, vmapped program; "
+    "uniform initialization times a scale (§8.4), with several minibatch sizes (§8.1.3), "
+    "compared after the same number of epochs, and learning rates. The members of each batch "
+    "size run as one compiled, vmapped program; "
     "a member whose loss or parameters become non-finite is frozen and marked 'div'. Heat-maps "
     "show the final full-batch training NLL and the held-out 0-1 error; cells average over seeds."
   )
@@ -67,6 +75,8 @@ class SweepInitBatch(OwnProblem):
       b: min(rows, key=lambda r: r["final_train_loss"])["learning_rate"]
       for b, rows in sorted(by_batch.items())
     }
+    rates = sorted({r["learning_rate"] for r in table})
+    num_train = digits_tasks.load(config.data).x_train.shape[0]
     best_losses = {
       s: min(r["final_train_loss"] for r in rows) for s, rows in sorted(by_scale.items())
     }
@@ -81,7 +91,15 @@ class SweepInitBatch(OwnProblem):
       },
       "best_train_loss_by_init_scale": best_losses,
       "best_learning_rate_by_batch_size": best_rates,
+      "best_learning_rate_at_grid_edge": any(
+        r in (rates[0], rates[-1]) for r in best_rates.values()
+      ),
       "best_learning_rate_batch_size_log_slope": _rate_slope(best_rates),
+      # the epochs each batch size trained: equal with `equal_epochs` (the config's default)
+      "epochs_by_batch_size": {
+        b: rows[0].get("steps", config.steps) * b / num_train
+        for b, rows in sorted(by_batch.items())
+      },
       # the lower of the two end scales' best losses over the best loss between them
       "init_scale_edge_over_interior_train_loss": min(losses[0], losses[-1]) / min(losses[1:-1])
       if len(losses) >= 3

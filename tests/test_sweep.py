@@ -73,12 +73,10 @@ def run_alone(
     problem,
     optimizer or optim.momentum(row["learning_rate"], momentum=0.9),
     init_scale=row["init_scale"],
-    steps=config.steps,
     batch_size=row["batch_size"],
-    eval_every=config.eval_every,
     seed=row["seed"],
     l2_penalty=config.get("l2_penalty", 0.0),
-    **train_options,
+    **({"steps": config.steps, "eval_every": config.eval_every} | train_options),
   )
 
 
@@ -144,6 +142,50 @@ def test_an_l2_penalized_member_equals_its_run_alone():
   assert row["final_train_loss"] == pytest.approx(alone.history["train_loss"][-1], rel=1e-5)
   unpenalized = sweep.run_config(make_config({"learning_rate": [0.1]})).table[0]
   assert row["final_train_loss"] > unpenalized["final_train_loss"]
+
+
+def test_equal_epochs_scale_the_step_counts_by_the_smallest_batch_size():
+  """b₀ = 100 runs the given 50 steps (evaluations every 10, checkpoints every 20, curvature every
+  20); b = 400 sees the same 3.7 epochs of 1347 examples in ⌈50/4⌉ = 13 steps, every ⌈10/4⌉ = 3."""
+  config = make_config(
+    {"batch_size": [100, 400]}, steps=50, eval_every=10, checkpoint_every=20, curvature_every=20
+  )
+  plan = sweep.check_config(config)
+  assert plan.for_batch_size(100) == plan  # off by default
+  config.equal_epochs = True
+  plan = sweep.check_config(config)
+  assert plan.for_batch_size(100).steps == 50
+  large = plan.for_batch_size(400)
+  assert (large.steps, large.eval_every, large.checkpoint_every, large.curvature_every) == (
+    13,
+    3,
+    6,
+    6,
+  )
+  assert sweep.batch_groups([100, 400]) == [(100, 400)]  # one program, unless at equal epochs
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_equal_epochs_must_be_a_boolean(value):
+  with pytest.raises(ValueError, match=r"equal_epochs=.* must be True or False"):
+    sweep.check_config(make_config(equal_epochs=value))
+
+
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
+def test_at_equal_epochs_each_batch_size_trains_its_own_steps_as_alone():
+  """Batch 250 runs 24 steps (4.5 epochs), batch 1000 ⌈24/4⌉ = 6 steps, evaluated every 2: each
+  member equals `train.train` with its own step counts."""
+  config = make_config({"batch_size": [250, 1000], "learning_rate": [0.1]}, equal_epochs=True)
+  result = sweep.run_config(config)
+  assert [(r["batch_size"], r["steps"]) for r in result.table] == [(250, 24), (1000, 6)]
+  for row, steps, eval_every in zip(result.table, (24, 6), (8, 2), strict=True):
+    alone = run_alone(config, row, steps=steps, eval_every=eval_every)
+    expected = np.asarray([alone.history[k] for k in train.METRICS])
+    ours = [r for r in result.history if r["member"] == row["member"]]
+    assert sorted({r["step"] for r in ours}) == list(alone.history["step"])
+    values = {(r["metric"], r["step"]): r["value"] for r in ours}
+    got = np.asarray([[values[(k, t)] for t in alone.history["step"]] for k in train.METRICS])
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
@@ -360,7 +402,7 @@ def test_bad_configs_are_refused_before_compiling(change, culprit):
 
 def test_batch_sizes_group_by_a_factor_of_four():
   assert sweep.batch_groups([1024, 8, 16, 32, 33, 128, 1024]) == [(8, 16, 32), (33, 128), (1024,)]
-  assert sweep.batch_groups([8, 16], stateful=True) == [(8,), (16,)]
+  assert sweep.batch_groups([8, 16], separate=True) == [(8,), (16,)]
 
 
 @pytest.mark.slow  # several processes, or the CLI end to end
@@ -380,7 +422,7 @@ def test_the_quick_config_runs_from_the_command_line(tmp_path):
   assert {"heatmap_final_train_loss.png", "heatmap_final_test_error.png"} <= names
   assert (out / "report.html").read_text().count("data:image/png;base64,") == 2
   table = read_csv(out / "results.csv")
-  assert len(table) == 12 and {r["batch_size"] for r in table} == {16.0, 64.0}
+  assert len(table) == 24 and {r["batch_size"] for r in table} == {16.0, 64.0}
   summary = json.loads((out / "summary.json").read_text())
   initial = [r["value"] for r in read_csv(out / "history.csv") if r["metric"] == "train_loss"]
   assert summary["best_test_error"] < 0.1 and min(r["final_train_loss"] for r in table) < 0.1

@@ -14,7 +14,8 @@ and `optimizer` (an `optim.OPTIMIZERS` name and its hyperparameters by their Opt
 a sampled axis `{"log_uniform": [low, high]}`, `{"uniform": [low, high]}` or `{"choice": [...]}`,
 whose points `search.sample` draws jointly with the `search` block's `num_samples` and `seed`,
 default the config's seed; Bergstra & Bengio 2012); optional `sampling`, `patience`,
-`early_stopping`, `l2_penalty`, `checkpoint_every`, `divergence_factor`, and `curvature_every`
+`early_stopping`, `l2_penalty`, `checkpoint_every`, `divergence_factor`, `equal_epochs` (batch
+sizes compared after the same epochs, `sweep.run`), and `curvature_every`
 with an optional `curvature` block (the in-loop curvature monitor: `lanczos_steps`, `probes`,
 `examples`, and `preconditioned=True` for the preconditioned sharpness of the optimizer's
 `optim.PRECONDITIONERS` entry, with its δ and β's).
@@ -116,6 +117,7 @@ def arguments(config: ml_collections.ConfigDict) -> dict[str, Any]:
     "divergence_factor": config.get("divergence_factor", 10.0),
     "curvature_every": config.get("curvature_every", None),
     "curvature": curvature_options(config),
+    "equal_epochs": config.get("equal_epochs", False),
   }
 
 

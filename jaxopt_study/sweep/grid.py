@@ -15,7 +15,10 @@ loop lengths and cannot be an axis: bind it in the factory instead (one sweep pe
 
 Members with different batch sizes share one compiled program when their sizes are close:
 `batch_groups` puts sizes in one group while the largest is at most `MAX_BATCH_RATIO` times the
-smallest, since every member of a group computes the group's largest minibatch.
+smallest, since every member of a group computes the group's largest minibatch. A sweep at
+`equal_epochs` compares batch sizes as Keskar et al. (2017) and Goyal et al. (2017) do, after
+the same number of passes over the data: `steps` and `eval_every` are those of the smallest batch
+size, a larger one runs proportionally fewer steps (`Plan.for_batch_size`), in a program of its own.
 """
 
 import inspect
@@ -71,6 +74,25 @@ class Plan(NamedTuple):
   divergence_factor: float
   curvature_every: int | None = None
   curvature: tracking.CurvatureOptions | None = None
+  equal_epochs: bool = False
+
+  def for_batch_size(self, batch_size: int) -> "Plan":
+    """The plan a member of `batch_size` runs: this one, or with `equal_epochs` its step counts
+    (`steps`, `eval_every`, `checkpoint_every`, `curvature_every`) scaled by b₀/b, b₀ the
+    smallest batch size of the sweep, each rounded up: every batch size then sees the same
+    number of epochs and evaluations (of checkpoints and of measurements) as the smallest."""
+    if not self.equal_epochs:
+      return self
+    smallest = min(m.values["batch_size"] for m in self.members)
+    eval_every = math.ceil(self.eval_every * smallest / batch_size)
+    return self._replace(
+      steps=math.ceil(self.steps * smallest / batch_size),
+      eval_every=eval_every,
+      checkpoint_every=eval_every * (self.checkpoint_every // self.eval_every),
+      curvature_every=None
+      if self.curvature_every is None
+      else eval_every * (self.curvature_every // self.eval_every),
+    )
 
 
 def integer_hyperparameters(factory: Callable[..., Any]) -> tuple[str, ...]:
@@ -125,6 +147,7 @@ def check(
   divergence_factor: float = 10.0,
   curvature_every: int | None = None,
   curvature: tracking.CurvatureOptions | None = None,
+  equal_epochs: bool = False,
 ) -> Plan:
   """Validates a sweep and returns its `Plan`; nothing is compiled.
 
@@ -146,6 +169,8 @@ def check(
     raise ValueError(f"sweep: axes={axes!r} must map axis names to lists of values")
   for field, value in (("steps", steps), ("eval_every", eval_every)):
     validate.require_positive_int(field, value, "sweep")
+  if not isinstance(equal_epochs, bool):
+    raise ValueError(f"sweep: equal_epochs={equal_epochs!r} must be True or False")
   num_blocks = math.ceil(steps / eval_every)
   if checkpoint_every is None:  # 0 is refused below, not taken for the default
     checkpoint_every = eval_every * math.ceil(num_blocks / MAX_SEGMENTS)
@@ -203,6 +228,7 @@ def check(
     early_stopping=early_stopping,
     l2_penalty=float(l2_penalty),
     divergence_factor=float(divergence_factor),
+    equal_epochs=bool(equal_epochs),
   )
 
 
@@ -300,18 +326,19 @@ def _check_hyperparameters(
         raise ValueError(f"{where}{at}: {error}") from None
 
 
-def batch_groups(batch_sizes: list[int], *, stateful: bool = False) -> list[tuple[int, ...]]:
+def batch_groups(batch_sizes: list[int], *, separate: bool = False) -> list[tuple[int, ...]]:
   """Batch sizes that share one compiled program: ascending, max/min ≤ `MAX_BATCH_RATIO`.
 
   Sizes are taken in increasing order and each joins the current group while it is at most
   `MAX_BATCH_RATIO` times the group's smallest; a member of a group computes the group's largest
-  minibatch and masks the rest, so at most 3/4 of its work is wasted. A model with state
-  (BatchNorm, dropout's RNG) gets one group per size: the masked loss is taken one example at a
-  time, which would change its batch statistics (§8.7.1) and its random draws.
+  minibatch and masks the rest, so at most 3/4 of its work is wasted. `separate` gives one group
+  per size: for a model with state (BatchNorm, dropout's RNG), whose masked loss taken one example
+  at a time would change its batch statistics (§8.7.1) and its random draws, and for a sweep at
+  equal epochs, whose batch sizes run different numbers of steps.
   """
   groups: list[list[int]] = []
   for size in sorted(set(batch_sizes)):
-    if groups and not stateful and size <= MAX_BATCH_RATIO * groups[-1][0]:
+    if groups and not separate and size <= MAX_BATCH_RATIO * groups[-1][0]:
       groups[-1].append(size)
     else:
       groups.append([size])

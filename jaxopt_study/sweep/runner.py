@@ -90,6 +90,7 @@ def run(
   config: dict[str, Any] | None = None,
   curvature_every: int | None = None,
   curvature: CurvatureOptions | None = None,
+  equal_epochs: bool = False,
 ) -> SweepResult:
   """Trains every member of the Cartesian product of `axes` for `steps` steps, vmapped.
 
@@ -125,6 +126,11 @@ def run(
       and of these arguments); a folder holding another one is refused.
     curvature_every, curvature: the curvature monitor, as in `train.train`, run for every member
       at once inside the vmapped program (each member's values equal its run alone).
+    equal_epochs: compare batch sizes after the same number of epochs (Keskar et al. 2017;
+      Goyal et al. 2017): `steps`, `eval_every`, `checkpoint_every` and `curvature_every` are
+      those of the smallest batch size b₀, and a member of batch size b runs ⌈steps · b₀/b⌉
+      steps, evaluating every ⌈eval_every · b₀/b⌉ (`grid.Plan.for_batch_size`); each batch size
+      is then one compiled program, and `table` gains each member's `steps`.
 
   Returns:
     A `SweepResult`.
@@ -149,6 +155,7 @@ def run(
     divergence_factor=divergence_factor,
     curvature_every=curvature_every,
     curvature=curvature,
+    equal_epochs=equal_epochs,
   )
   if config is None and out_dir is not None:
     config = describe(
@@ -186,14 +193,12 @@ def _run_plan(
     mesh=mesh,
     data=data,
     data_aval=program.data_avals(host_data, mesh),
-    segments=_segments(plan),
-    measures=_segments(
-      plan, train.curvature_schedule(plan.steps, plan.eval_every, plan.curvature_every)
-    ),
+    segments=[],
+    measures=[],
     run_dir=run_dir,
     bar=tqdm(
-      total=len(plan.members) * plan.steps,
-      initial=len(done) * plan.steps,
+      total=sum(_steps(plan, m) for m in plan.members),
+      initial=sum(_steps(plan, m) for m in plan.members if m.index in done),
       unit="step",
       desc="sweep",
       disable=not progress or jax.process_index() != 0,
@@ -206,12 +211,19 @@ def _run_plan(
       "run_seconds": 0.0,
     },
   )
-  stateful = not problem_lib.pure(problem).stateless
+  separate = plan.equal_epochs or not problem_lib.pure(problem).stateless
   sizes = [m.values["batch_size"] for m in plan.members]
-  for group in grid.batch_groups(sizes, stateful=stateful):
+  for group in grid.batch_groups(sizes, separate=separate):
     members = [m for m in plan.members if m.values["batch_size"] in group]
     if all(m.index in done for m in members):
       continue
+    group_plan = plan.for_batch_size(group[0])  # one size per group at equal epochs
+    context.plan = group_plan
+    context.segments = _segments(group_plan)
+    context.measures = _segments(
+      group_plan,
+      train.curvature_schedule(group_plan.steps, group_plan.eval_every, group_plan.curvature_every),
+    )
     # Chunks are planned over the whole group, done or not, so that a resumed run computes the
     # same chunks with the same programs (and finds their checkpoints) as the interrupted one.
     spec = _spec(plan, group)
@@ -275,6 +287,7 @@ def describe(plan: grid.Plan, axes: dict[Any, list], **arguments: Any) -> dict[s
     "divergence_factor": plan.divergence_factor,
     "curvature_every": plan.curvature_every,
     "curvature": None if plan.curvature is None else describe_curvature(plan.curvature),
+    "equal_epochs": plan.equal_epochs,
   }
 
 
@@ -295,7 +308,8 @@ def describe_curvature(options: CurvatureOptions) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class _Context:
-  """What every chunk of one `run` shares; `stats` and `checkpoint` change as chunks run."""
+  """What every chunk of one `run` shares; `stats` and `checkpoint` change as chunks run, `plan`
+  (`Plan.for_batch_size`), `segments` and `measures` from one batch group to the next."""
 
   plan: grid.Plan
   mesh: Mesh
@@ -308,6 +322,11 @@ class _Context:
   stats: dict[str, Any]
   checkpoint: ChunkCheckpoint | None = None
   initial_models: dict[tuple[int, float], Any] = dataclasses.field(default_factory=dict)
+
+
+def _steps(plan: grid.Plan, member: grid.Member) -> int:
+  """The training steps of `member`: the plan's, or at equal epochs its batch size's."""
+  return plan.for_batch_size(member.values["batch_size"]).steps
 
 
 def _segments(plan: grid.Plan, per_evaluation: np.ndarray | None = None) -> list[np.ndarray]:
@@ -454,6 +473,8 @@ def _run_chunk(
   for i, member in enumerate(chunk):
     member_history = {k: history[k][i] for k in names} | {"step": steps}
     row = {"member": member.name, **member.values}
+    if plan.equal_epochs:
+      row["steps"] = plan.steps
     row |= {f"final_{k}": float(member_history[k][-1]) for k in names}
     if plan.early_stopping is not None:
       row[f"best_{plan.early_stopping}"] = float(np.min(member_history[plan.early_stopping]))
