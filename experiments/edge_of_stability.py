@@ -53,8 +53,8 @@ from tqdm.auto import tqdm
 from jaxopt_study import data as data_lib
 from jaxopt_study import hessian, optim, report, sweep, validate
 from jaxopt_study import problem as problem_lib
-from jaxopt_study.experiment import Experiment, Members, Results, above, below
-from jaxopt_study.lab import digits_tasks, verdicts
+from jaxopt_study.experiment import Experiment, Members, Results, above, all_of, below
+from jaxopt_study.lab import digits_tasks
 from jaxopt_study.lab.curves import history_curves
 from jaxopt_study.results import read_csv
 
@@ -97,7 +97,7 @@ class EdgeOfStability(Experiment):
     "adam_preconditioned_over_threshold": below(
       "adam_preconditioned_distance_from_threshold", HOVERS
     ),
-    "loss_decreased": verdicts.all_of(
+    "loss_decreased": all_of(
       above("loss_decreased", 0.5), above("loss_increases_after_threshold", 0.0)
     ),
   }

@@ -65,7 +65,7 @@ from flax import nnx
 from jax import flatten_util
 
 from jaxopt_study import init, models, optim, report, train, validate
-from jaxopt_study.experiment import Experiment, Members, Results, above, below
+from jaxopt_study.experiment import Experiment, Members, Results, above, all_of, below
 from jaxopt_study.lab import adam_variants, digits_tasks, landscape, unit_stats, verdicts
 from jaxopt_study.results import history_rows, read_csv
 
@@ -103,17 +103,17 @@ class FailureModes(Experiment):
   }
   CRITERIA = {
     "zero_init_distinct_units": below("equal_init_max_distinct_units", 1.5),
-    "same_sign_fraction": verdicts.all_of(
+    "same_sign_fraction": all_of(
       below("sigmoid_same_sign_shortfall", 1e-12), below("same_sign_fraction.tanh.1.mean", 0.5)
     ),
-    "dead_relu_fraction": verdicts.all_of(
+    "dead_relu_fraction": all_of(
       above("dead_relu_growth", 0.0), below("revived_first_layer_units", 0.5)
     ),
-    "tanh_gradient_ratio_first_last": verdicts.all_of(
+    "tanh_gradient_ratio_first_last": all_of(
       below("tanh_small_init_ratio_deepest", 0.1),
       below("tanh_small_init_ratio_deepest_over_shallowest", 1.0),
     ),
-    "path_length_ratio": verdicts.all_of(
+    "path_length_ratio": all_of(
       above("path_length_ratio_gd_over_momentum", 1.0),
       above("sign_flip_fraction_gd_minus_momentum", 0.0),
     ),

@@ -41,10 +41,9 @@ import numpy as np
 
 from jaxopt_study import report, sweep, validate
 from jaxopt_study.config import build_problem
-from jaxopt_study.experiment import Experiment, Members, Results, above, below
+from jaxopt_study.experiment import Experiment, Members, Results, above, all_of, below
 from jaxopt_study.lab import digits_tasks
 from jaxopt_study.lab.curves import read_curves
-from jaxopt_study.lab.verdicts import all_of
 from jaxopt_study.results import read_csv
 from jaxopt_study.sweep import search
 

@@ -9,7 +9,8 @@ experiment (`experiments/NAME.py`, one `Experiment` subclass, listed in chapter 
 * what to run: `run(config, members, progress) -> Results` (table rows, history rows, arrays);
   work kept with `members.get(name, compute)` is resumed by a later run in the same folder;
 * how to summarize: `summarize(config, results) -> claims` (the `summary.json` the tour shows);
-* how to judge: `CRITERIA` (claim name -> `Criterion`, a comparison in code: `above`, `below`),
+* how to judge: `CRITERIA` (claim name -> `Criterion`, a comparison in code: `above`, `below`,
+  `all_of` for a claim of several parts),
   whose verdicts — reproduced, not reproduced, inconclusive — `summary.json` keeps under
   `verdicts` and the reports print beside the published values (STYLE rule 20);
 * which figures: `plot(out_dir) -> [png paths]`, drawn from the files written.
@@ -102,6 +103,22 @@ def below(
 ) -> Criterion:
   """As `above`, for a value < `threshold`."""
   return _compare(path, threshold, standard_error, unless, -1.0, 2.0)
+
+
+def all_of(*criteria: Criterion) -> Criterion:
+  """A criterion for a claim of several parts (e.g. "≪ 1 and falling with depth"): it holds when
+  every part holds, fails when any part fails, and cannot decide otherwise (the rule of
+  `above` for a dict of per-setting values)."""
+  if not criteria or not all(callable(c) for c in criteria):
+    raise TypeError(f"all_of: criteria must be one or more criteria, got {criteria!r}")
+
+  def judge(summary: Mapping[str, Any]) -> bool | None:
+    judged = [criterion(summary) for criterion in criteria]
+    if any(j is not None and not j for j in judged):
+      return False
+    return None if any(j is None for j in judged) else True
+
+  return judge
 
 
 def verdict(holds: bool | None) -> str:
