@@ -125,3 +125,41 @@ def test_triangular_cycle_is_smiths_triangle_wave(x64):
 def test_cyclic_schedules_refuse_bad_arguments(constructor, args, match):
   with pytest.raises(ValueError, match=match):
     getattr(optim.schedules, constructor)(*args)
+
+
+@pytest.mark.parametrize(
+  "build",
+  [
+    lambda rate: optim.cosine_warm_restarts(rate, 7, 2, min_value=0.01),
+    lambda rate: optim.triangular_cycle(0.01, rate, 5),
+  ],
+)
+def test_cyclic_schedules_take_a_traced_rate_as_a_sweep_gives_it(build):
+  """Under `optax.inject_hyperparams` (a sweep's rate axis) the rate is traced: the schedule is
+  built inside `jit` and gives the rates of the schedule built from the concrete value."""
+  traced = jax.jit(lambda rate, k: build(rate)(k))
+  for k in (0, 3, 6, 7, 20):
+    assert float(traced(0.5, k)) == pytest.approx(float(build(0.5)(k)), rel=1e-6)
+
+
+def test_choose_schedule_picks_each_candidate_also_when_traced(x64):
+  """The chosen schedule's ε_k for every index, concrete (2 or 2.0, as a sweep passes it) and
+  traced under vmap (one program for every index)."""
+  candidates = [
+    lambda k: 0.3,
+    optim.step_decay(0.5, 0.1, 4),
+    optim.cosine_warm_restarts(0.7, 5, 2),
+  ]
+  k = np.arange(20)
+  expected = np.stack([[float(s(i)) for i in k] for s in candidates])
+  for index in (0, 1, 2, 2.0):
+    chosen = optim.choose_schedule(candidates, index)
+    np.testing.assert_allclose([float(chosen(i)) for i in k], expected[int(index)], atol=1e-12)
+  traced = jax.jit(jax.vmap(lambda i: jax.vmap(optim.choose_schedule(candidates, i))(k)))
+  np.testing.assert_allclose(traced(jnp.asarray([2.0, 0.0, 1.0])), expected[[2, 0, 1]], atol=1e-12)
+
+
+@pytest.mark.parametrize(("index", "match"), [(3, r"\[0, 2\]"), (1.5, "integer"), (-1, "index")])
+def test_choose_schedule_refuses_an_index_out_of_range(index, match):
+  with pytest.raises(ValueError, match=match):
+    optim.choose_schedule([lambda k: 0.1] * 3, index)

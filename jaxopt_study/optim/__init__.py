@@ -48,6 +48,7 @@ from jaxopt_study.optim.quasi_newton import (
   scale_by_conjugate_gradient,
 )
 from jaxopt_study.optim.schedules import (
+  choose_schedule,
   cosine_warm_restarts,
   cycle_ends,
   exponential_decay,
@@ -102,6 +103,7 @@ __all__ = [
   "adam_preconditioner",
   "averaged_params",
   "bfgs",
+  "choose_schedule",
   "conjugate_gradient",
   "coordinate_descent",
   "cosine_warm_restarts",

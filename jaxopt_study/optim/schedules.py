@@ -7,7 +7,10 @@ before the Optax schedule sees it: Optax computes k / τ from the int32 count in
 float64 is enabled, which would round every ε_k of a float64 run to float32.
 """
 
+from collections.abc import Sequence
+
 import chex
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -124,10 +127,15 @@ def inverse_time_decay(init_value: float, decay_rate: float) -> optax.Schedule:
 
 
 def _require_rate_range(low_name: str, low: float, max_value: float, where: str) -> None:
-  """Both rates ≥ 0 and `max_value` ≥ the low one, or a ValueError naming them."""
+  """Both rates ≥ 0 and `max_value` ≥ the low one, or a ValueError naming them.
+
+  A traced rate (a sweep axis under `optax.inject_hyperparams`) is not compared: the same
+  constructor checked the concrete values first, as `validate` does for every rule.
+  """
   validate.require_non_negative(low_name, low, where)
   validate.require_non_negative("max_value", max_value, where)
-  if max_value < low:
+  traced = any(isinstance(rate, jax.core.Tracer) for rate in (low, max_value))
+  if not traced and max_value < low:
     raise ValueError(f"{where}: max_value={max_value} must be >= {low_name}={low}")
 
 
@@ -217,5 +225,37 @@ def triangular_cycle(base_value: float, max_value: float, half_period: int) -> o
     cycle = jnp.floor(1 + k / (2 * half_period))
     x = jnp.abs(k / half_period - 2 * cycle + 1)
     return base_value + (max_value - base_value) * jnp.maximum(0.0, 1 - x)
+
+  return schedule
+
+
+def choose_schedule(schedules: Sequence[optax.Schedule], index: chex.Numeric) -> optax.Schedule:
+  """ε_k of `schedules[index]`, the index a number or a traced scalar (a sweep's axis).
+
+  Every schedule is evaluated at k (scalars, cheap) and `jax.lax.switch` keeps the chosen one, so
+  a sweep may put the choice of schedule on an axis beside the base rate and train every schedule
+  in one compiled program (`lr_schedules`). A float index such as 2.0, as a sweep passes its
+  values, is rounded.
+
+  Args:
+    schedules: the candidates, each an `optax.Schedule` (or a function of the count).
+    index: which one, an integer in [0, len(schedules) − 1] (checked when concrete).
+
+  Returns:
+    An `optax.Schedule` in the default float type.
+  """
+  where = "choose_schedule"
+  schedules = tuple(schedules)
+  if not schedules or not all(callable(s) for s in schedules):
+    raise ValueError(f"{where}: schedules must be a non-empty list of schedules (functions)")
+  if not isinstance(index, jax.core.Tracer):
+    validate.require_non_negative("index", index, where)
+    if float(index) != round(float(index)) or round(float(index)) >= len(schedules):
+      raise ValueError(f"{where}: index={index!r} must be an integer in [0, {len(schedules) - 1}]")
+  branches = [lambda k, s=s: jnp.asarray(s(k), dtype=float) for s in schedules]
+
+  def schedule(count: chex.Numeric) -> chex.Numeric:
+    chosen = jnp.clip(jnp.round(jnp.asarray(index)).astype(jnp.int32), 0, len(schedules) - 1)
+    return jax.lax.switch(chosen, branches, count)
 
   return schedule

@@ -1,0 +1,132 @@
+"""The learning-rate schedules experiment (§8.3.1; Loshchilov & Hutter 2017): its quick config
+through the CLI, a member against its run alone, the schedules against their closed forms, the
+claims against the table."""
+
+import sys
+
+import numpy as np
+import pytest
+from quick_runs import CONFIGS, quick_run_fixtures, refused_field
+
+from jaxopt_study import optim, registry, train
+from jaxopt_study.config import build_problem, load_config
+from jaxopt_study.results import read_csv
+
+pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
+
+NAME = "lr_schedules"
+finished_run, summary = quick_run_fixtures(NAME)
+
+
+@pytest.fixture(scope="module")
+def config():
+  return load_config(CONFIGS / f"{NAME}_quick.py")
+
+
+@pytest.fixture(scope="module")
+def table(finished_run):
+  return read_csv(finished_run / "results.csv")
+
+
+def _experiment():
+  return sys.modules[type(registry.load(NAME)).__module__]
+
+
+def test_writes_every_file(finished_run):
+  names = {p.name for p in finished_run.iterdir()}
+  expected = {"results.csv", "history.csv", "summary.json", "report.html", "train_loss.png"}
+  assert expected | {"final_loss_by_rate.png"} <= names
+
+
+def test_every_schedule_follows_its_closed_form(config):
+  """ε_k of each builder at ε_0 = 0.5, from the formulas of the module docstring."""
+  schedules, steps, f = _experiment().SCHEDULES, config.steps, config.final_fraction
+  k = np.arange(steps)
+  every = -(-steps // (config.step_drops + 1))
+  first = steps // (2**config.sgdr_cycles - 1)  # T_0 (1 + 2 + 4) = steps
+  starts = np.asarray([0, first, 3 * first])
+  cycle = np.searchsorted(starts, k, side="right") - 1
+  length = first * 2.0**cycle
+  expected = {
+    "constant": np.full(steps, 0.5),
+    "step": 0.5 * (f ** (1 / config.step_drops)) ** (k // every),
+    "exponential": 0.5 * f ** (k / steps),
+    "inverse_time": 0.5 / (1 + (1 / f - 1) * k / steps),
+    "linear": 0.5 * (1 - k / steps) + 0.5 * f * k / steps,
+    "cosine": 0.25 * (1 + np.cos(np.pi * k / steps)),
+    "sgdr": 0.25 * (1 + np.cos(np.pi * (k - starts[cycle]) / length)),
+  }
+  assert set(expected) == set(schedules)
+  for name, values in expected.items():
+    schedule = schedules[name](config, 0.5)
+    np.testing.assert_allclose(
+      [float(schedule(i)) for i in k], values, rtol=2e-5, atol=1e-7, err_msg=name
+    )
+
+
+def test_a_member_equals_its_run_alone(config, table):
+  """The SGDR member at ε_0 = 0.3, seed 0: `train.train` alone under the same schedule."""
+  row = next(
+    r for r in table if r["schedule"] == "sgdr" and r["seed"] == 0 and r["learning_rate"] == 0.3
+  )
+  schedule = _experiment().SCHEDULES["sgdr"](config, 0.3)
+  alone = train.train(
+    build_problem(config),
+    optim.sgd(schedule),
+    steps=config.steps,
+    batch_size=config.batch_size,
+    eval_every=config.steps,
+    seed=0,
+    l2_penalty=config.l2_penalty,
+  )
+  assert alone.history["train_loss"][-1] == pytest.approx(row["final_train_loss"], rel=1e-4)
+  assert alone.history["test_error"][-1] == pytest.approx(row["final_test_error"], abs=1e-6)
+
+
+def test_the_claims_are_read_off_the_table(config, summary, table):
+  names = list(config.schedules)
+  means = {
+    (r["schedule"], r["learning_rate"]): np.mean(
+      [
+        s["final_train_loss"]
+        for s in table
+        if s["schedule"] == r["schedule"] and s["learning_rate"] == r["learning_rate"]
+      ]
+    )
+    for r in table
+  }
+  rates = sorted(config.learning_rates)
+  for name in names:
+    best = min(rates, key=lambda rate, name=name: means[(name, rate)])
+    assert summary["best_learning_rate_by_schedule"][name] == best
+    assert summary["best_rate_at_grid_edge"][name] == (best in (rates[0], rates[-1]))
+    assert summary["final_train_loss_by_schedule"][name] == pytest.approx(means[(name, best)])
+  losses = summary["final_train_loss_by_schedule"]
+  for name in names[1:]:
+    assert summary["train_loss_ratio_to_constant"][name] == pytest.approx(
+      losses[name] / losses["constant"]
+    )
+    errors = {
+      s: {
+        r["seed"]: r["final_test_error"]
+        for r in table
+        if r["schedule"] == s and r["learning_rate"] == summary["best_learning_rate_by_schedule"][s]
+      }
+      for s in (name, "constant")
+    }
+    differences = [errors[name][seed] - errors["constant"][seed] for seed in config.seeds]
+    assert summary["test_error_minus_constant"][name] == pytest.approx(np.mean(differences))
+  assert summary["diverged_members"] == sorted(r["member"] for r in table if r["diverged"])
+
+
+@pytest.mark.parametrize(
+  ("field", "value"),
+  [
+    ("schedules", "['step', 'cosine']"),
+    ("learning_rates", "[0.1, 0.3]"),
+    ("sgdr_cycles", "4"),
+    ("final_fraction", "1.0"),
+  ],
+)
+def test_bad_config_is_refused_naming_the_field(tmp_path, capsys, field, value):
+  assert field in refused_field(tmp_path, capsys, NAME, field, value)
