@@ -3,7 +3,8 @@
 Public names: `Problem` (your model, loss and data: what training, sweeps and the CLI take);
 modules `optim` (the chapter's optimizers as Optax transformations), `init`, `models`, `data`,
 `losses`, `problem`, `train`, `hessian` (spectra and critical points), `sweep` (vmapped grids),
-`ensembles` (averaged predictions of trained members).
+`ensembles` (averaged predictions of trained members), `regularization` (dropout, DropConnect,
+stochastic depth, augmentation, L1 and L2 penalties).
 """
 
 from jaxopt_study import (
@@ -15,6 +16,7 @@ from jaxopt_study import (
   models,
   optim,
   problem,
+  regularization,
   sweep,
   train,
 )
@@ -30,6 +32,7 @@ __all__ = [
   "models",
   "optim",
   "problem",
+  "regularization",
   "sweep",
   "train",
 ]

@@ -58,6 +58,7 @@ CHAPTER_ORDER = (
   "model_design",  # 8.7.5
   "continuation_curriculum",  # 8.7.6
   "search",  # lecture notes: hyperparameter search
+  "regularization",  # lecture notes: regularization (ch. 7)
 )
 
 HOME_VARIABLE = "JAXOPT_STUDY_HOME"
