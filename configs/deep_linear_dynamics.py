@@ -7,7 +7,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "deep_linear_dynamics"
   config.seed = 0
-  config.dim = 16  # input, hidden and output width
+  config.dim = 16  # input, hidden and output width of part (a)
   config.num_examples = 64
   # A full-rank target: with zero singular values, a deep net would spend most of its time
   # shrinking the initial map's extra directions, not learning the modes.
@@ -33,12 +33,19 @@ def get_config() -> ml_collections.ConfigDict:
   config.mode_learning_rate = 0.01  # τ = 100 steps
   config.mode_init_scale = 0.05  # factor on Glorot's normal init
   config.mode_steps = 3000
-  # (b) depth: the fewest steps to loss ≤ loss_threshold × the zero network's loss, at the best
-  # learning rate of the grid, for orthogonal and LeCun-normal (scaled Gaussian) init.
+  # (b) depth: the median steps over seeds to loss ≤ loss_threshold × the zero network's loss,
+  # at each depth's best learning rate (ε·depth over rate_times_depth, 8 per decade), for
+  # orthogonal and LeCun-normal (scaled Gaussian) init.
+  # The task's singular values (their number is the nets' input and output width) and the hidden
+  # width, ≫ that width as in Saxe et al.'s depth comparison.
+  config.depth_singular_values = [4.0, 3.0, 2.0, 1.5, 1.0, 0.8, 0.6, 0.5]
+  config.width = 128
   config.depths = [2, 4, 8, 16, 32]
-  config.learning_rates = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
+  config.seeds = [0, 1, 2]
+  config.rate_times_depth = [0.01, 0.75]
+  config.rates_per_decade = 8
   config.loss_threshold = 0.01
-  config.depth_steps = 3000
-  config.eval_every = 10
+  config.depth_steps = 100
+  config.eval_every = 1
   config.lock()
   return config

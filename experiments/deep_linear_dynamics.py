@@ -10,20 +10,31 @@ t_half = τ/(2 s_α) · ln((s_α − u₀)/u₀) (their eq. 7 with u_f = s_α/2)
 slowly varying logarithm. We record u_α(t) at every step of the descent (`train.descend`), find
 t_half, and fit t_half against 1/s_α.
 
-(b) Depth. For each depth, a learning-rate sweep (`jaxopt_study.sweep`, full batch, plain SGD)
-gives the fewest steps to bring the loss below a fraction of the zero network's loss,
-½ mean ‖y‖². Saxe et al. (§3-4) show that with orthogonal initialization (dynamical isometry) the
-learning time at the best rate does not grow with depth, while a scaled Gaussian initialization's
-does.
+(b) Depth. Saxe et al. (§4, their Fig. 6) compare depths at each depth's best learning rate.
+Here the task has the singular values `depth_singular_values` (input and output width d, their
+number; n = d whitened examples give the same full-batch loss ½‖M − W‖²_F as any n ≥ d), the
+hidden layers are much wider (`width`) than d, and for each
+depth a learning-rate sweep (`jaxopt_study.sweep`, one vmapped program of rates × seeds, full
+batch, plain SGD) times each run to bring the loss below a fraction of the zero network's loss,
+½ mean ‖y‖² (interpolated between evaluations in log loss, `grids.steps_to_reach`). The rates are
+`rates_per_decade` per decade (≥ 8) of ε·depth over `rate_times_depth` (the best rate of a deep
+linear net scales about as 1/depth: the step changes the map through every layer at once), the
+median over ≥ 3 seeds ranks them (`grids.seed_medians`), and a best rate at the edge of its grid
+is flagged (`grids.best_at_edge`): the search did not bracket it, and the claim is inconclusive.
+With orthogonal initialization (dynamical isometry) the learning time at the best rate does not
+grow with depth; with a scaled Gaussian initialization it does.
 
 Claims (`summary.json`): `mode_time_vs_inverse_s_slope` (steps per unit 1/s, with its R², the
 slope of the theory's t_half and `mode_time_slope_rel_error`, |slope / theory's − 1|),
-`depth_time_ratio_orthogonal` and `depth_time_ratio_gaussian` (steps at the deepest over the
-shallowest depth; a deeper depth that never reaches the threshold counts as the step budget,
-flagged in `*_censored`; None when the shallowest does not reach it).
+`depth_time_ratio_orthogonal` and `depth_time_ratio_gaussian` (median steps at the best rate,
+deepest over shallowest depth; a deepest depth that never reaches the threshold counts as the step
+budget, a lower bound, flagged in `*_censored` and kept in `*_lower_bound`; None when the
+shallowest does not reach it, or when the bound is under the criterion's threshold and so decides
+nothing), each refused (inconclusive) when `*_at_grid_edge`.
 """
 
 import functools
+import math
 from pathlib import Path
 
 import jax
@@ -36,10 +47,17 @@ from jaxopt_study import data as data_lib
 from jaxopt_study import losses, models, optim, report, sweep, train, validate
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.experiment import Experiment, Members, Results, above, below
+from jaxopt_study.lab import grids
 from jaxopt_study.lab.curves import history_curves, read_curves
 from jaxopt_study.results import read_csv
 
 INITS = {"orthogonal": "orthogonal", "gaussian": "lecun_normal"}
+# The protocol of Saxe et al.'s depth comparison (§4): rates fine enough to find each depth's
+# best, medians over seeds, hidden layers much wider than the input and output.
+MIN_RATES_PER_DECADE, MIN_SEEDS, MIN_WIDTH_OVER_DIM = 8, 3, 4
+# The criteria's thresholds on deepest/shallowest time: orthogonal "≈ 1" as below 2, Gaussian
+# growing as above 1.
+THRESHOLDS = {"orthogonal": 2.0, "gaussian": 1.0}
 
 
 class DeepLinearDynamics(Experiment):
@@ -52,12 +70,14 @@ class DeepLinearDynamics(Experiment):
     "Deep linear networks on exactly whitened data whose input-output map has chosen singular "
     "values s. (a) A two-layer net from a small random init learns each mode along a sigmoid; "
     "the step at which a mode reaches half its strength is fitted against 1/s (theory: τ/(2s) "
-    "ln((s−u₀)/u₀), τ = 1/learning rate). (b) For each depth, a learning-rate sweep finds the "
-    "fewest full-batch SGD steps to bring the loss below a fraction of the zero network's loss, "
-    "for orthogonal and for scaled Gaussian (LeCun normal) initialization: Saxe et al. predict a "
-    "depth-independent time for orthogonal init and a growing one for Gaussian init. A depth that "
-    "does not reach the threshold within the step budget counts as the budget (a lower bound, "
-    "listed as censored)."
+    "ln((s−u₀)/u₀), τ = 1/learning rate). (b) Nets with hidden layers much wider than their input "
+    "and output, at several depths: for each depth a learning-rate search (at least 8 rates per "
+    "decade, several seeds) finds the rate with the fewest median full-batch SGD steps to bring "
+    "the loss below a fraction of the zero network's loss, for orthogonal and for scaled Gaussian "
+    "(LeCun normal) initialization. Saxe et al. predict a depth-independent time for orthogonal "
+    "init and a growing one for Gaussian init. A depth that does not reach the threshold within "
+    "the step budget counts as the budget (a lower bound, listed as censored); a best rate at the "
+    "edge of its grid makes the claim inconclusive."
   )
   PUBLISHED = {
     "mode_time_vs_inverse_s_slope": "t_half ∝ 1/s, slope τ/2·ln(s/u₀) (Saxe et al. 2013, eq. 7)",
@@ -68,27 +88,62 @@ class DeepLinearDynamics(Experiment):
   # to the deepest depth.
   CRITERIA = {
     "mode_time_vs_inverse_s_slope": below("mode_time_slope_rel_error", 0.2),
-    "depth_time_ratio_orthogonal": below("depth_time_ratio_orthogonal", 2.0),
-    "depth_time_ratio_gaussian": above("depth_time_ratio_gaussian", 1.0),
+    "depth_time_ratio_orthogonal": below(
+      "depth_time_ratio_orthogonal",
+      THRESHOLDS["orthogonal"],
+      unless="depth_time_ratio_orthogonal_at_grid_edge",
+    ),
+    "depth_time_ratio_gaussian": above(
+      "depth_time_ratio_gaussian",
+      THRESHOLDS["gaussian"],
+      unless="depth_time_ratio_gaussian_at_grid_edge",
+    ),
   }
   FIELDS = {
     **dict.fromkeys(
-      ("dim", "num_examples", "mode_steps", "depth_steps", "eval_every"),
+      ("dim", "width", "num_examples", "mode_steps", "depth_steps", "eval_every"),
       validate.require_positive_int,
     ),
-    "singular_values": functools.partial(
-      validate.require_sequence, each=validate.require_positive, min_length=2
+    **dict.fromkeys(
+      ("singular_values", "depth_singular_values"),
+      functools.partial(validate.require_sequence, each=validate.require_positive, min_length=2),
     ),
     "depths": functools.partial(
       validate.require_sequence, each=validate.require_positive_int, min_length=2
     ),
-    "learning_rates": validate.each(validate.require_positive),
+    "seeds": functools.partial(
+      validate.require_sequence,
+      each=functools.partial(validate.require_int, low=0),
+      min_length=MIN_SEEDS,
+    ),
+    "rate_times_depth": functools.partial(
+      validate.require_sequence, each=validate.require_positive, min_length=2
+    ),
+    "rates_per_decade": functools.partial(validate.require_int, low=MIN_RATES_PER_DECADE),
     **dict.fromkeys(("mode_learning_rate", "mode_init_scale"), validate.require_positive),
     "loss_threshold": functools.partial(validate.require_unit_interval, include_zero=False),
   }
 
   def check_more(self, config: ml_collections.ConfigDict) -> None:
-    """At most `dim` singular values, and enough examples to whiten the inputs."""
+    """At most `dim` singular values, enough examples to whiten the inputs, hidden layers much
+    wider than part (b)'s input and output, distinct seeds and a rate range [low, high]."""
+    depth_dim = len(config.depth_singular_values)
+    if config.width < MIN_WIDTH_OVER_DIM * depth_dim:
+      raise ValueError(
+        f"{self.NAME}: width={config.width} must be >= {MIN_WIDTH_OVER_DIM} × "
+        f"len(depth_singular_values)={depth_dim}, the input and output width of part (b) "
+        "(hidden layers much wider than the input and output, as in Saxe et al. §4)"
+      )
+    if len(set(config.seeds)) < MIN_SEEDS:
+      raise ValueError(
+        f"{self.NAME}: seeds={list(config.seeds)} must hold >= {MIN_SEEDS} distinct seeds"
+      )
+    low, high, *rest = config.rate_times_depth
+    if rest or not low < high:
+      raise ValueError(
+        f"{self.NAME}: rate_times_depth={list(config.rate_times_depth)} must be [low, high] "
+        "with low < high"
+      )
     if len(config.singular_values) > config.dim:
       raise ValueError(
         f"{self.NAME}: singular_values={list(config.singular_values)} must have at most "
@@ -100,8 +155,8 @@ class DeepLinearDynamics(Experiment):
       )
 
   def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
-    """(a) mode strengths of a two-layer net, then (b) a learning-rate sweep per init and depth;
-    a few sweeps of seconds each, nothing worth resuming."""
+    """(a) mode strengths of a two-layer net, then (b) a rate × seed sweep per init and depth,
+    each a member that a later run in the same folder resumes."""
     data = data_lib.whitened_linear_regression(
       jax.random.key(config.seed),
       config.num_examples,
@@ -130,29 +185,28 @@ class DeepLinearDynamics(Experiment):
         for t, v in enumerate(path[:, alpha])
       ]
     jobs = [(name, depth) for name in INITS for depth in config.depths]
+    depth_dim = len(config.depth_singular_values)
+    # n = dim whitened examples: the full-batch loss is ½‖M − W‖²_F for any n ≥ dim (Σ₁₁ = I)
+    depth_data = data_lib.whitened_linear_regression(
+      jax.random.key(config.seed),
+      depth_dim,
+      depth_dim,
+      depth_dim,
+      list(config.depth_singular_values),
+    )
     for init_name, depth in tqdm(jobs, desc="depths", disable=not progress):
-      best = steps_to_threshold(config, data, init_name, depth)
-      member = f"{init_name} depth {depth}"
-      table.append(
-        {
-          "member": member,
-          "part": "depth",
-          "init": init_name,
-          "depth": depth,
-          "steps_to_threshold": best["steps"],
-          "best_learning_rate": best["learning_rate"],
-          "loss_threshold": best["threshold"],
-        }
+      record, _ = members.get(
+        f"{init_name}-depth{depth}",
+        functools.partial(depth_search, config, depth_data, init_name, depth),
       )
-      history += [
-        {"member": member, "step": step, "metric": "train_loss_at_best_rate", "value": value}
-        for step, value in zip(*best["curve"], strict=True)
-      ]
+      table += record["rows"]
+      history += record["history"]
     return Results(table, history)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
-    """Half-times against 1/s (fit, R², the theory's slope), and steps at the deepest over the
-    shallowest depth per initialization."""
+    """Half-times against 1/s (fit, R², the theory's slope), and median steps at the best rate,
+    deepest over shallowest depth, per initialization (flagged where a best rate sits at the
+    edge of its grid)."""
     table = results.table
     modes = [r for r in table if r["part"] == "modes"]
     inverse = np.asarray([1.0 / r["singular_value"] for r in modes])
@@ -170,25 +224,37 @@ class DeepLinearDynamics(Experiment):
       "mode_time_slope_rel_error": float(abs(slope / slope_theory - 1)),
       "mode_half_time_max_rel_error": float(np.max(np.abs(times - theory) / theory)),
     }
+    medians, best, at_edge = rate_search(table)
     shallow, deep = min(config.depths), max(config.depths)
     for init_name in INITS:
-      rows = {r["depth"]: r for r in table if r["part"] == "depth" and r["init"] == init_name}
-      steps = {d: r["steps_to_threshold"] for d, r in rows.items()}
+      chosen = {d: best.get((init_name, d)) for d in config.depths}
+      steps = {d: None if r is None else r["steps_to_threshold"] for d, r in chosen.items()}
       censored = [d for d, v in steps.items() if v is None]
       budget = {d: config.depth_steps if v is None else v for d, v in steps.items()}
+      edges = sorted(d for d in config.depths if at_edge.get((init_name, d), False))
       # the shallowest depth censored: the ratio bounds nothing
-      summary[f"depth_time_ratio_{init_name}"] = (
-        None if steps[shallow] is None else budget[deep] / budget[shallow]
-      )
+      ratio = None if steps[shallow] is None else budget[deep] / budget[shallow]
+      summary[f"depth_time_ratio_{init_name}_lower_bound"] = ratio if deep in censored else None
+      if deep in censored and ratio is not None and ratio <= THRESHOLDS[init_name]:
+        ratio = None  # a lower bound under the threshold decides neither claim
+      summary[f"depth_time_ratio_{init_name}"] = ratio
       summary[f"depth_time_ratio_{init_name}_censored"] = sorted(censored)
-      summary[f"steps_to_threshold_{init_name}"] = {str(d): v for d, v in sorted(steps.items())}
+      summary[f"depth_time_ratio_{init_name}_at_grid_edge"] = bool({shallow, deep} & set(edges))
+      summary[f"best_rate_at_grid_edge_{init_name}"] = edges
+      summary[f"steps_to_threshold_{init_name}"] = {str(d): v for d, v in steps.items()}
       summary[f"best_learning_rate_{init_name}"] = {
-        str(d): r["best_learning_rate"] for d, r in sorted(rows.items())
+        str(d): None if r is None else r["learning_rate"] for d, r in chosen.items()
       }
+      summary[f"seeds_reaching_threshold_{init_name}"] = {
+        str(d): None if r is None else r["num_finite"] for d, r in chosen.items()
+      }
+    summary["num_seeds"] = len(set(config.seeds))
+    summary["rates_per_decade"] = config.rates_per_decade
     return summary
 
   def plot(self, out_dir: Path) -> list[Path]:
-    """Mode strengths vs steps, half-times vs 1/s, and steps to threshold vs depth."""
+    """Mode strengths vs steps, half-times vs 1/s, steps to threshold vs depth and vs rate, and
+    the loss curves at the best rates."""
     table = read_csv(out_dir / "results.csv")
     history = out_dir / "history.csv"
     modes = read_curves(history, "mode_strength")
@@ -215,18 +281,33 @@ class DeepLinearDynamics(Experiment):
         ylabel="t_half (steps)",
       )
     )
-    depth_rows = [r for r in table if r["part"] == "depth"]
-    series = {}
-    for r in depth_rows:
-      xs, ys = series.setdefault(f"{r['init']} init", ([], []))
-      xs.append(r["depth"])
-      ys.append(r["steps_to_threshold"] if isinstance(r["steps_to_threshold"], float) else np.nan)
+    medians, best, _ = rate_search(table)
+    series, searched = {}, {}
+    for (init_name, depth), row in sorted(best.items()):
+      xs, ys = series.setdefault(f"{init_name} init", ([], []))
+      xs.append(depth)
+      ys.append(row["steps_to_threshold"])
+    for row in medians:
+      xs, ys = searched.setdefault(f"{row['init']} depth {row['depth']:g}", ([], []))
+      xs.append(row["learning_rate"])
+      ys.append(row["steps_to_threshold"])
     figures.append(
       report.line_plot(
         series,
         out_dir / "steps_vs_depth.png",
-        title="fewest SGD steps to the loss threshold (best rate per depth)",
+        title="median SGD steps to the loss threshold at each depth's best rate",
         xlabel="depth (weight matrices)",
+        ylabel="steps",
+        logx=True,
+        logy=True,
+      )
+    )
+    figures.append(
+      report.line_plot(
+        searched,
+        out_dir / "steps_vs_learning_rate.png",
+        title="median steps to the loss threshold over the rate grid (missing: not reached)",
+        xlabel="learning rate",
         ylabel="steps",
         logx=True,
         logy=True,
@@ -297,32 +378,75 @@ def half_time(path: np.ndarray, target: float) -> float:
   return float(t - 1 + (target / 2 - path[t - 1]) / (path[t] - path[t - 1]))
 
 
-def steps_to_threshold(
+def learning_rates(config: ml_collections.ConfigDict, depth: int) -> list[float]:
+  """The rates searched at `depth`: ε·depth log-spaced over `rate_times_depth`, at least
+  `rates_per_decade` per decade, both ends included."""
+  low, high = config.rate_times_depth
+  count = math.ceil(config.rates_per_decade * math.log10(high / low) - 1e-9) + 1
+  return [float(r) for r in np.geomspace(low / depth, high / depth, count)]
+
+
+def depth_search(
   config: ml_collections.ConfigDict, data: data_lib.Dataset, init_name: str, depth: int
-) -> dict:
-  """(b): one depth's learning-rate sweep (full-batch SGD, `sweep.run`); the fewest steps to the
-  loss threshold, its rate and its loss curve (steps, values)."""
+) -> tuple[dict, dict]:
+  """(b): one depth's rate × seed sweep (full-batch SGD, one `sweep.run` program): each run's
+  steps to the loss threshold (None: not reached), and the loss curves at the best rate, as a
+  `Members` record."""
   problem = problem_lib.builtin(
-    "deep_linear", data, loss="mse", init=INITS[init_name], width=config.dim, depth=depth
+    "deep_linear", data, loss="mse", init=INITS[init_name], width=config.width, depth=depth
   )
   result = sweep.run(
     problem,
     optim.sgd,
-    {"learning_rate": list(config.learning_rates)},
+    {"learning_rate": learning_rates(config, depth), "seed": list(config.seeds)},
     steps=config.depth_steps,
     eval_every=config.eval_every,
-    batch_size=config.num_examples,
+    batch_size=data.x_train.shape[0],
     seed=config.seed,
   )
   # The zero network's loss ½ mean ‖W x‖² is ½ Σ s² on whitened inputs (Σ₁₁ = I).
-  threshold = config.loss_threshold * 0.5 * float(np.sum(np.square(config.singular_values)))
-  rates = {row["member"]: row["learning_rate"] for row in result.table}
+  threshold = config.loss_threshold * 0.5 * float(np.sum(np.square(config.depth_singular_values)))
   curves = history_curves(result.history, "train_loss")
-  # No member reaching the threshold: report the one with the lowest final loss, steps None.
-  lowest = min(curves, key=lambda m: np.nan_to_num(curves[m][1][-1], nan=np.inf))
-  best = {"steps": None, "learning_rate": rates[lowest], "curve": curves[lowest]}
-  for member, (steps, values) in curves.items():
-    reached = [step for step, value in zip(steps, values, strict=True) if value <= threshold]
-    if reached and (best["steps"] is None or reached[0] < best["steps"]):
-      best = {"steps": reached[0], "learning_rate": rates[member], "curve": (steps, values)}
-  return best | {"threshold": threshold}
+  rows = [
+    {
+      "member": f"{init_name} depth {depth} lr {row['learning_rate']:.4g} seed {row['seed']}",
+      "part": "run",
+      "init": init_name,
+      "depth": depth,
+      "learning_rate": row["learning_rate"],
+      "seed": row["seed"],
+      "steps_to_threshold": grids.steps_to_reach(*curves[row["member"]], threshold, log=True),
+      "final_train_loss": row["final_train_loss"],
+      "diverged": bool(row["diverged"]),
+      "loss_threshold": threshold,
+    }
+    for row in result.table
+  ]
+  best = rate_search(rows)[1].get((init_name, depth))
+  history = [
+    {
+      "member": f"{init_name} depth {depth} seed {row['seed']}",
+      "step": step,
+      "metric": "train_loss_at_best_rate",
+      "value": value,
+    }
+    for row in result.table
+    if best is not None and row["learning_rate"] == best["learning_rate"]
+    for step, value in zip(*curves[row["member"]], strict=True)
+  ]
+  return {"rows": rows, "history": history}, {}
+
+
+def rate_search(table: list[dict]) -> tuple[list[dict], dict, dict]:
+  """From the runs' rows: the median steps over seeds per (init, depth, rate)
+  (`grids.seed_medians`), the best rate's median row per (init, depth) (`grids.best_rows`;
+  absent where no rate's median reaches the threshold) and whether it is at its grid's edge
+  (`grids.best_at_edge`)."""
+  runs = [r for r in table if r["part"] == "run"]
+  medians = grids.seed_medians(runs, ("init", "depth", "learning_rate"), "steps_to_threshold")
+  group = ("init", "depth")
+  return (
+    medians,
+    grids.best_rows(medians, group, "steps_to_threshold"),
+    grids.best_at_edge(medians, group, "steps_to_threshold"),
+  )

@@ -1,49 +1,174 @@
-"""The batch normalization experiment (§8.7.1): its quick config through the CLI, its claims."""
+"""The batch normalization experiment (§8.7.1): its protocol, its verdict logic on made-up runs,
+and its quick config through the CLI."""
 
+import sys
+
+import ml_collections
+import numpy as np
 import pytest
-from quick_runs import quick_run_fixtures, refused_field
+from quick_runs import CONFIGS, quick_run_fixtures, refused_field
 
-from jaxopt_study.experiment import verdict
-
-pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
-
+from jaxopt_study import registry
+from jaxopt_study.config import load_config
+from jaxopt_study.experiment import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Results, verdict
 
 NAME = "batchnorm_training"
 finished_run, summary = quick_run_fixtures(NAME)
+EXPERIMENT = registry.load(NAME)
+MODULE = sys.modules[type(EXPERIMENT).__module__]
 
 
+def test_full_config_is_ioffe_and_szegedys_mnist_protocol():
+  """§4.1, Fig. 1a: 3 hidden layers of 100 sigmoid units, minibatches of 60, plus a deeper net;
+  rates on a ×2 grid; several seeds."""
+  config = load_config(CONFIGS / f"{NAME}.py")
+  EXPERIMENT.check(config)
+  assert (config.width, config.depths[0], config.batch_size) == (100, 3, 60)
+  assert max(config.depths) > 3
+  assert MODULE.model_config(config, 3, False)["activation"] == "sigmoid"
+  rates = np.asarray(config.learning_rates)
+  np.testing.assert_allclose(rates[1:] / rates[:-1], 2.0)
+  assert len(set(config.seeds)) >= 3
+
+
+def _summary(times: dict, steps: int = 1000) -> dict:
+  """The summary of made-up runs at depth 3: times[(network, rate)] lists each seed's steps to
+  the target (None: never)."""
+  config = ml_collections.ConfigDict(
+    {"depths": [3], "seeds": [0, 1, 2], "steps": steps, "target_accuracy": 0.95}
+  )
+  config.learning_rates = sorted({rate for _, rate in times})
+  table = [
+    {"part": "drift", "network": "plain", "mean_percentile_drift": 0.4},
+    {"part": "drift", "network": "batchnorm", "mean_percentile_drift": 0.2},
+  ] + [
+    {"part": "run", "network": network, "depth": 3, "learning_rate": rate, "seed": seed}
+    | {"steps_to_target": value}
+    for (network, rate), values in times.items()
+    for seed, value in enumerate(values)
+  ]
+  summary = EXPERIMENT.summarize(config, Results(table, []))
+  return summary | {"verdicts": EXPERIMENT.verdicts(summary)}
+
+
+NEVER = [None, None, None]
+
+
+def test_ratios_compare_medians_at_each_networks_best_rate_with_seed_errors():
+  """Plain is best at rate 2 (median 400 steps), BatchNorm at 4 (median 100): 4× fewer steps.
+  The largest rates that reach the target: plain 4 for every seed, BatchNorm 16, 16 and 8."""
+  plain = {1.0: [600, 700, 650], 2.0: [400, 380, 450], 4.0: [500, 900, 800], 8.0: NEVER}
+  normed = {1.0: [300, 320, 310], 2.0: [150, 160, 170], 4.0: [100, 90, 120], 8.0: [200, 250, 300]}
+  times = {("plain", r): v for r, v in plain.items()} | {
+    ("batchnorm", r): v for r, v in normed.items()
+  }
+  times |= {("plain", 16.0): NEVER, ("batchnorm", 16.0): [400, 500, None], ("plain", 32.0): NEVER}
+  times |= {("batchnorm", 32.0): NEVER}
+  summary = _summary(times)
+  assert summary["best_learning_rate"] == {"plain": {"3": 2.0}, "batchnorm": {"3": 4.0}}
+  assert summary["steps_to_target_ratio"]["3"] == pytest.approx(4.0)
+  log_se = [np.std(np.log(v), ddof=1) / np.sqrt(3) for v in ([400, 380, 450], [100, 90, 120])]
+  assert summary["steps_to_target_ratio_se"]["3"] == pytest.approx(4.0 * np.hypot(*log_se))
+  assert summary["max_trainable_learning_rate"] == {"plain": {"3": 4.0}, "batchnorm": {"3": 16.0}}
+  assert summary["max_lr_ratio"]["3"] == pytest.approx(4.0)
+  expected_se = 4.0 * np.std(np.log([16, 16, 8]), ddof=1) / np.sqrt(3)
+  assert summary["max_lr_ratio_se"]["3"] == pytest.approx(expected_se)
+  assert summary["verdicts"] == {
+    "percentile_drift_ratio": REPRODUCED,
+    "steps_to_target_ratio": REPRODUCED,  # 4 ± 0.5 > 2
+    "max_lr_ratio": REPRODUCED,
+  }
+
+
+def test_a_best_rate_or_a_largest_trainable_rate_at_the_grids_edge_is_refused():
+  """BatchNorm's best rate and largest trainable rate are the top of the grid: the grid does not
+  bracket them, so both claims are inconclusive whatever their numbers."""
+  times = {("plain", 1.0): [500, 500, 500], ("plain", 2.0): [300, 310, 290], ("plain", 4.0): NEVER}
+  times |= {("batchnorm", 1.0): [200] * 3, ("batchnorm", 2.0): [100] * 3}
+  times |= {("batchnorm", 4.0): [50, 51, 52]}
+  summary = _summary(times)
+  assert summary["steps_to_target_ratio"]["3"] == pytest.approx(300 / 51)
+  assert summary["steps_to_target_ratio_at_grid_edge"] == {"3": True}
+  assert summary["max_lr_ratio_at_grid_edge"] == {"3": True}
+  assert summary["verdicts"]["steps_to_target_ratio"] == INCONCLUSIVE
+  assert summary["verdicts"]["max_lr_ratio"] == INCONCLUSIVE
+
+
+def test_a_plain_net_that_never_gets_there_counts_as_the_budget():
+  """Censored plain runs: the ratio is a lower bound (budget / BatchNorm's median), listed as
+  censored; no plain rate trains, so there is no rate ratio."""
+  times = {("plain", r): NEVER for r in (1.0, 2.0, 4.0)}
+  times |= {("batchnorm", 1.0): [300] * 3, ("batchnorm", 2.0): [240, 250, 260]}
+  times |= {("batchnorm", 4.0): NEVER}
+  summary = _summary(times, steps=1000)
+  assert summary["steps_to_target_censored"] == {"3": ["plain"]}
+  assert summary["steps_to_target_ratio"]["3"] == pytest.approx(4.0)
+  assert summary["max_lr_ratio"]["3"] is None
+  assert summary["verdicts"]["steps_to_target_ratio"] == REPRODUCED
+  assert summary["verdicts"]["max_lr_ratio"] == INCONCLUSIVE
+  assert summary["steps_to_target_ratio_lower_bound"]["3"] == pytest.approx(4.0)
+  slow = _summary(times | {("batchnorm", 1.0): [700] * 3, ("batchnorm", 2.0): [600, 610, 620]})
+  assert slow["steps_to_target_ratio_lower_bound"]["3"] == pytest.approx(1000 / 610)
+  assert slow["steps_to_target_ratio"]["3"] is None  # at least 1.6: decides nothing about 2
+  assert slow["verdicts"]["steps_to_target_ratio"] == INCONCLUSIVE
+  uncensored = _summary(
+    times
+    | {("batchnorm", 1.0): [700] * 3, ("batchnorm", 2.0): [600] * 3}
+    | {("plain", 2.0): [900, 920, 910]}
+  )
+  assert uncensored["verdicts"]["steps_to_target_ratio"] == NOT_REPRODUCED  # 910/600 < 2
+
+
+@pytest.mark.slow  # runs the quick config end to end
 def test_writes_every_output(finished_run):
   for name in ("results.csv", "history.csv", "report.html", "summary.json"):
     assert (finished_run / name).stat().st_size > 0
-  assert len(list(finished_run.glob("*.png"))) == 2
+  assert len(list(finished_run.glob("*.png"))) == 3
 
 
+@pytest.mark.slow  # runs the quick config end to end
 def test_batchnorm_steadies_the_unit_input(summary):
   """Ioffe & Szegedy (2015) Fig. 1: with BatchNorm the input distribution of a sigmoid drifts
   less during training (here, relative to its final 15-85 spread: at least 1.5× less)."""
   assert summary["percentile_drift_ratio"] > 1.5
 
 
-def test_batchnorm_trains_at_least_as_fast_a_rate(summary):
-  """Published: much larger trainable rates with BatchNorm. At this scale both networks train up
-  to the same grid rate (the max_lr_ratio verdict tells); what holds is that BatchNorm is not
-  worse."""
+@pytest.mark.slow  # runs the quick config end to end
+def test_quick_run_brackets_both_networks_and_judges_by_the_criteria(summary):
+  """Both networks reach the target at interior rates of the grid (the search brackets them) and
+  the verdicts follow the numbers: at least 2× fewer steps and a larger trainable rate, each
+  beyond 2 standard errors."""
+  assert not summary["steps_to_target_ratio_at_grid_edge"]["3"]
+  assert not summary["max_lr_ratio_at_grid_edge"]["3"]
+  steps = summary["steps_to_target"]
+  assert summary["steps_to_target_ratio"]["3"] == pytest.approx(
+    steps["plain"]["3"] / steps["batchnorm"]["3"]
+  )
   rates = summary["max_trainable_learning_rate"]
-  assert rates["plain"] is not None and rates["batchnorm"] is not None
-  assert summary["max_lr_ratio"] >= 1.0
-  assert not summary["max_lr_at_grid_edge"]
-
-
-def test_verdicts_judge_both_ratios_against_1(summary):
+  assert summary["max_lr_ratio"]["3"] == pytest.approx(
+    rates["batchnorm"]["3"] / rates["plain"]["3"]
+  )
+  ratio, se = summary["steps_to_target_ratio"]["3"], summary["steps_to_target_ratio_se"]["3"]
+  lr_ratio, lr_se = summary["max_lr_ratio"]["3"], summary["max_lr_ratio_se"]["3"]
   assert summary["verdicts"] == {
     "percentile_drift_ratio": verdict(summary["percentile_drift_ratio"] > 1),
-    "max_lr_ratio": verdict(summary["max_lr_ratio"] > 1),
+    "steps_to_target_ratio": verdict(None if abs(ratio - 2) <= 2 * se else ratio > 2),
+    "max_lr_ratio": verdict(None if abs(lr_ratio - 1) <= 2 * lr_se else lr_ratio > 1),
   }
 
 
+@pytest.mark.slow  # starts the CLI
 @pytest.mark.parametrize(
   ("field", "value"),
-  [("unit", 99), ("learning_rates", [1.0]), ("eval_every", 7), ("trainable_loss", 0.0)],
+  [
+    ("unit", 99),
+    ("learning_rates", [1.0, 3.0, 9.0]),  # coarser than ×2
+    ("learning_rates", [1.0, 2.0]),
+    ("seeds", [0]),
+    ("seeds", [1, 1]),
+    ("eval_every", 7),
+    ("target_accuracy", 0.0),
+  ],
 )
 def test_check_names_the_bad_field(tmp_path, capsys, field, value):
   assert field in refused_field(tmp_path, capsys, NAME, field, repr(value))

@@ -95,6 +95,34 @@ def test_best_at_edge_flags_a_best_rate_the_grid_does_not_bracket():
   assert grids.best_at_edge(table, "method", "loss") == {"gd": False, "cd": True, "nd": True}
 
 
+def test_steps_to_reach_interpolates_the_crossing():
+  steps, values = [0, 10, 20, 30], [8.0, 4.0, 1.0, 0.5]
+  assert grids.steps_to_reach(steps, values, 2.0) == pytest.approx(10 + 10 * 2.0 / 3.0)
+  # in log value: 4 -> 1 is two halvings, 4 -> 2 the first of them
+  assert grids.steps_to_reach(steps, values, 2.0, log=True) == pytest.approx(15.0)
+  assert grids.steps_to_reach(steps, values, 8.0) == 0.0  # there from the start
+  assert grids.steps_to_reach(steps, values, 0.1) is None  # censored
+  assert grids.steps_to_reach(steps, [8.0, float("nan"), 0.1, 0.1], 2.0) is None  # diverged
+
+
+def test_seed_medians_count_a_censored_seed_as_infinite():
+  table = [
+    {"depth": 2, "learning_rate": 0.1, "seed": 0, "steps": 30.0},
+    {"depth": 2, "learning_rate": 0.1, "seed": 1, "steps": 50.0},
+    {"depth": 2, "learning_rate": 0.1, "seed": 2, "steps": None},  # never got there
+    {"depth": 2, "learning_rate": 0.2, "seed": 0, "steps": None},
+    {"depth": 2, "learning_rate": 0.2, "seed": 1, "steps": float("nan")},
+    {"depth": 2, "learning_rate": 0.2, "seed": 2, "steps": 10.0},
+  ]
+  medians = grids.seed_medians(table, ("depth", "learning_rate"), "steps")
+  assert medians == [
+    {"depth": 2, "learning_rate": 0.1, "steps": 50.0, "num_finite": 2},
+    {"depth": 2, "learning_rate": 0.2, "steps": float("inf"), "num_finite": 1},
+  ]
+  assert grids.best_rows(medians, "depth", "steps")[2]["learning_rate"] == 0.1
+  assert grids.best_at_edge(medians, "depth", "steps") == {2: True}  # 0.1: the grid's bottom
+
+
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_train_vmapped_matches_each_member_trained_alone():
   """Every member of the vmapped grid ends where `train.make_train_fn` alone takes it."""

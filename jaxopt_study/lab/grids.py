@@ -1,5 +1,7 @@
 """Learning-rate grids of experiments that compare optimizers: checked before anything compiles,
-trained as one vmapped program, and their best members picked from the results table.
+trained as one vmapped program, and their best members picked from the results table (by a
+metric's median over seeds, e.g. the steps a run takes to reach a target, `steps_to_reach`), with
+a best rate at the edge of its grid flagged.
 
 A config's `optimizers` field maps an optimizer's name (a key of `optim.OPTIMIZERS`) to its
 hyperparameters by their Optax names, `learning_rate` being the list of rates searched; any other
@@ -13,6 +15,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import optax
 
 from jaxopt_study import models, optim, train, validate
@@ -126,3 +129,47 @@ def best_at_edge(
     key: row[column] in (min(tried[key]), max(tried[key]))
     for key, row in best_rows(table, group, metric).items()
   }
+
+
+def steps_to_reach(
+  steps: Sequence[float], values: Sequence[float], target: float, *, log: bool = False
+) -> float | None:
+  """The first step at which a curve evaluated at `steps` falls to `target` or below, linearly
+  interpolated between the two evaluations around the crossing (in log value with `log=True`, for
+  a loss that decays geometrically); None when it never does (a censored time: at least the last
+  step). A non-finite value ends the curve (a diverged run never reaches it afterwards)."""
+  previous = None
+  for step, value in zip(steps, values, strict=True):
+    if not math.isfinite(value):
+      return None
+    if value <= target:
+      if previous is None:
+        return float(step)
+      (last_step, last_value), scale = previous, (math.log if log else float)
+      fraction = (scale(last_value) - scale(target)) / (scale(last_value) - scale(value))
+      return float(last_step + fraction * (step - last_step))
+    previous = (step, value)
+  return None
+
+
+def seed_medians(
+  table: Sequence[Mapping[str, Any]], by: tuple[str, ...], metric: str
+) -> list[dict[str, Any]]:
+  """One row per combination of the columns `by` (e.g. ("depth", "learning_rate")): those
+  columns, `metric` as the median over the rows of the combination (the seeds; a missing or
+  None value, e.g. a censored time, counts as +inf, so a median that is inf means at least half
+  the seeds never got there), and `num_finite`, how many rows had a finite value. In first-seen
+  order; `best_rows` and `best_at_edge` then pick each group's best rate by the median."""
+  grouped: dict[tuple, list[float]] = {}
+  for row in table:
+    value = row.get(metric)
+    finite = isinstance(value, int | float) and math.isfinite(value)
+    grouped.setdefault(tuple(row[c] for c in by), []).append(value if finite else math.inf)
+  return [
+    {
+      **dict(zip(by, key, strict=True)),
+      metric: float(np.median(values)),
+      "num_finite": sum(math.isfinite(v) for v in values),
+    }
+    for key, values in grouped.items()
+  ]
