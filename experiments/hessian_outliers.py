@@ -1,141 +1,299 @@
-"""The Hessian of a trained digits MLP: a bulk near zero and a few outliers (Sagun et al. 2017).
+"""Hessian outliers against the number of classes (Sagun et al. 2017; Papyan 2019).
 
-Sagun, Evci, Güney, Dauphin & Bottou (2017) and Papyan (2019) found the Hessian spectrum of a
-trained classifier to split into a bulk concentrated near zero and a few outliers, about one per
-class (C for C classes; Papyan traces them to the class means of the logits' gradients). Here
-an MLP is trained on scikit-learn's digits (C = 10) by minibatch SGD (Algorithm 8.1), once per
-seed, and the exact spectrum of its training objective, the mean NLL over the whole training set
-(§8.1.2), is computed from the dense Hessian (`hessian.spectrum`).
+Sagun, Evci, Güney, Dauphin & Bottou (2017) found the Hessian spectrum of a trained classifier to
+split into a bulk concentrated near zero and a few outliers, as many as the classes; Papyan (2019)
+traces the outliers to the class means of the logits' gradients (C, or C − 1 once their global
+mean is removed). Their protocol varies the number of classes: here scikit-learn's digits are
+restricted to the classes 0, …, C − 1 for each C of `classes`, and for each C and seed an MLP
+with C outputs is trained by minibatch SGD (Algorithm 8.1) until its training 0-1 error is zero
+(the seeds of one C in one vmapped program). The exact spectrum of its training objective, the
+mean NLL over its whole training set (§8.1.2), is computed from the dense Hessian at the end, and
+at initialization for the first seed of the largest C (with `init_spectrum`).
 
-The outliers are counted by a rule fixed before any spectrum was looked at (`hessian.outliers`):
-the eigenvalues above the largest ratio λ_k / λ_{k+1} among the `outlier_search` + 1 largest.
-The bulk fraction near zero is the share of eigenvalues with |λ| ≤ `near_zero_relative` · λ_max.
+* Outliers are counted by a rule fixed before any spectrum was looked at (`hessian.outliers`):
+  the eigenvalues above the largest ratio λ_k / λ_{k+1} among the `outlier_search` + 1 largest.
+  `outliers_by_classes` (median over seeds per C) and the least-squares slope of the count
+  against C over every (C, seed), `outlier_slope_vs_classes` with its standard error: Sagun's
+  claim is a slope of 1.
+* The cross-check (Papyan 2019): the eigenvalues of the C × C Gram matrix of the class means of
+  the logit gradients (`outliers.class_mean_gram`), a part of the Gauss-Newton matrix, against the
+  C − 1 largest Hessian eigenvalues: `gram_outlier_ratio` is Σ_{k<C} λ_k(Gram) / Σ_{k<C} λ_k(H)
+  (median over members), 1 if the class means make the outliers.
+* The bulk near zero: the share of eigenvalues with |λ| ≤ `near_zero_relative` · λ_max, after
+  training (`bulk_fraction_near_zero`, mean over members) and at initialization
+  (`bulk_fraction_near_zero_init`, the first seed of the largest C; None without
+  `init_spectrum`).
 
-Claims (`summary.json`): `n_outliers` (the median count over seeds), `n_outliers_by_seed`,
-`n_classes`, `bulk_fraction_near_zero` (mean over seeds), `outlier_gap_ratio`, and the largest
-eigenvalues `top_eigenvalues` (first seed) to judge the rule by. Each seed's whole spectrum, in
-decreasing order, is in `history.csv` (metric `eigenvalue`, λ_k at step k).
+The keys of the largest C keep their names: `n_outliers` (median over seeds), `n_classes`,
+`outlier_gap_ratio`, `top_eigenvalues` (first seed). Each member's spectrum, in decreasing order,
+is in `history.csv` (metric `eigenvalue`, λ_k at step k; `eigenvalue_init` at initialization,
+`gram_eigenvalue` for the Gram matrix).
 """
 
 import functools
 import json
 from pathlib import Path
 
+import jax
 import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxopt_study import hessian, report, validate
+from jaxopt_study import data as data_lib
+from jaxopt_study import hessian, optim, report, train, validate
+from jaxopt_study import problem as problem_lib
 from jaxopt_study.experiment import Experiment, Members, Results, above, below
+from jaxopt_study.hessian import outliers
 from jaxopt_study.lab import digits_tasks, trained_mlp
 from jaxopt_study.lab.curves import history_curves, read_curves
 from jaxopt_study.results import history_rows, read_csv
 
 
 class HessianOutliers(Experiment):
-  """One trained network and its exact spectrum per seed; outliers by the eigengap rule."""
+  """Per number of classes C and seed: a network trained to zero training error, its exact
+  spectrum, its outliers by the eigengap rule, and the Gram matrix of its class means."""
 
   NAME = "hessian_outliers"
-  TITLE = "Hessian outliers: a bulk near zero and about one outlier per class"
+  TITLE = "Hessian outliers: a bulk near zero and one outlier per class"
   SECTION = "8.2"
   DESCRIPTION = (
-    "An MLP trained by SGD on scikit-learn's digits (10 classes); the exact Hessian spectrum of "
-    "the full training NLL at the end of training. Outliers: the eigenvalues above the largest "
-    "ratio between consecutive eigenvalues among the largest `outlier_search` + 1, a rule fixed "
-    "in advance. Sagun et al. (2017) and Papyan (2019) report about one outlier per class on "
-    "larger networks and data sets; on these small digits networks the spectrum decays more "
-    "gradually, and the count found, not the published one, is what summary.json reports. "
-    "Measured: quick config (width 16, N = 1,482) 8 outliers, full config (width 32, N = 3,466) "
-    "7 and 3 for its two seeds; the largest gap ratio is only about 1.3, so the outliers are not "
-    "well separated from the bulk, and 87-95% of the eigenvalues lie within 1% of λ_max of zero."
+    "MLPs trained by SGD to zero training error on scikit-learn's digits restricted to C "
+    "classes, for several C; the exact Hessian spectrum of the full training NLL at the end (and "
+    "at initialization for the largest C). Outliers: the eigenvalues above the largest ratio "
+    "between consecutive eigenvalues among the largest `outlier_search` + 1, a rule fixed in "
+    "advance; their count is "
+    "fitted against C (Sagun et al. 2017: a slope of 1). Cross-check (Papyan 2019): the "
+    "eigenvalues of the C × C Gram matrix of the class means of the logit gradients against the "
+    "largest C − 1 Hessian eigenvalues."
   )
   PUBLISHED = {
-    "n_outliers": "≈ C, one per class (Sagun et al. 2017, §3; Papyan 2019)",
-    "n_classes": "C = 10 for digits",
+    "outlier_slope_vs_classes": "1: one outlier per class (Sagun et al. 2017, §3; Papyan 2019)",
+    "n_outliers": "≈ C at C = 10 (Sagun et al. 2017; C or C − 1, Papyan 2019)",
+    "gram_outlier_ratio": "≈ 1: the class means of the logit gradients make the outliers "
+    "(Papyan 2019)",
     "bulk_fraction_near_zero": "most eigenvalues in a bulk at zero (Sagun et al. 2017)",
   }
-  # "≈ C": C outliers, or C − 1 once the global mean of the class means is removed (Papyan 2019),
-  # so a count within one of C; "most" eigenvalues: more than half
+  # slope 1 within ±0.5 (beyond 2 s.e.); "≈ C": within one of C (C or C − 1); the class means
+  # carry more than half of the C − 1 largest eigenvalues; "most" eigenvalues: more than half
   CRITERIA = {
+    "outlier_slope_vs_classes": below(
+      "outlier_slope_error", 0.5, standard_error="outlier_slope_vs_classes_se"
+    ),
     "n_outliers": below("outlier_count_error", 1.5),
+    "gram_outlier_ratio": above("gram_outlier_ratio", 0.5),
     "bulk_fraction_near_zero": above("bulk_fraction_near_zero", 0.5),
   }
   FIELDS = {
     **trained_mlp.FIELDS,
     "num_seeds": validate.require_positive_int,
+    "init_spectrum": functools.partial(validate.require_choice, choices=[True, False]),
     "outlier_search": validate.require_positive_int,
     "near_zero_relative": functools.partial(validate.require_unit_interval, include_zero=False),
   }
 
   def check_more(self, config: ml_collections.ConfigDict) -> None:
-    num_params = trained_mlp.check_training(config)
-    if config.outlier_search >= num_params:
+    classes = list(config.classes)
+    if len(classes) < 2 or any(int(c) != c or not 2 <= c <= 10 for c in classes):
       raise ValueError(
-        f"{self.NAME}: outlier_search={config.outlier_search} must be < N={num_params} parameters"
+        f"{self.NAME}: classes={classes}: need at least two class counts in 2 … 10 to fit a slope"
+      )
+    if len(set(classes)) != len(classes):
+      raise ValueError(f"{self.NAME}: classes={classes}: each count once")
+    num_params = trained_mlp.check_training(config)  # the 10-class net, the largest
+    smallest = num_params - (10 - min(classes)) * (config.model.width + 1)
+    if config.outlier_search >= smallest:
+      raise ValueError(
+        f"{self.NAME}: outlier_search={config.outlier_search} must be < N={smallest} parameters"
       )
 
   def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
-    """Trains one network per seed and computes its exact spectrum; finished seeds are kept."""
-    data = digits_tasks.load(config.data)
+    """Per C: trains every seed in one vmapped program, then the spectra and Gram matrices."""
+    digits = digits_tasks.load(config.data)
     table, history = [], []
-    seeds = range(config.seed, config.seed + config.num_seeds)
-    for seed in tqdm(seeds, desc="seeds", disable=not progress):
-      record, _ = members.get(f"seed{seed}", lambda seed=seed: (one_seed(config, data, seed), {}))
-      table.append(record["row"])
+    for num_classes in tqdm(config.classes, desc="classes", disable=not progress):
+      record, _ = members.get(
+        f"classes{num_classes}",
+        lambda c=num_classes: (one_class_count(config, digits, c), {}),
+      )
+      table.extend(record["rows"])
       history.extend(record["history"])
     return Results(table, history)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
     table = results.table
-    first = table[0]["member"]
-    n_outliers = int(np.median([r["n_outliers"] for r in table]))
+    classes = np.asarray([r["classes"] for r in table], float)
+    counts = np.asarray([r["n_outliers"] for r in table], float)
+    slope, slope_se = least_squares_slope(classes, counts)
+    largest = max(config.classes)
+    top = [r for r in table if r["classes"] == largest]
+    n_outliers = int(np.median([r["n_outliers"] for r in top]))
+    spectra = history_curves(results.history, "eigenvalue")
     return {
+      "classes": list(config.classes),
+      "outliers_by_classes": by_classes(table, "n_outliers", np.median),
+      "outlier_slope_vs_classes": slope,
+      "outlier_slope_vs_classes_se": slope_se,
+      "outlier_slope_error": abs(slope - 1.0),
+      "gram_outlier_ratio": float(np.median([r["gram_outlier_ratio"] for r in table])),
+      "gram_outlier_ratio_by_classes": by_classes(table, "gram_outlier_ratio", np.median),
+      "final_train_error_by_classes": by_classes(table, "final_train_error", np.max),
       "n_outliers": n_outliers,
-      "outlier_count_error": abs(n_outliers - 10),
-      "n_outliers_by_seed": {r["member"]: r["n_outliers"] for r in table},
-      "n_classes": 10,
+      "outlier_count_error": abs(n_outliers - largest),
+      "n_outliers_by_seed": {r["member"]: r["n_outliers"] for r in top},
+      "n_classes": largest,
       "bulk_fraction_near_zero": float(np.mean([r["bulk_fraction_near_zero"] for r in table])),
+      "bulk_fraction_near_zero_init": top[0]["bulk_fraction_near_zero_init"],
       "near_zero_relative": config.near_zero_relative,
-      "outlier_gap_ratio": float(np.median([r["outlier_gap_ratio"] for r in table])),
-      "top_eigenvalues": history_curves(results.history, "eigenvalue")[first][1][: 2 * 10 + 1],
-      "num_params": table[0]["num_params"],
+      "outlier_gap_ratio": float(np.median([r["outlier_gap_ratio"] for r in top])),
+      "top_eigenvalues": spectra[top[0]["member"]][1][: 2 * largest + 1],
+      "num_params": top[0]["num_params"],
     }
 
   def plot(self, out_dir: Path) -> list[Path]:
-    """The sorted largest eigenvalues with the outlier count, and the eigenvalue histogram."""
+    """The largest eigenvalues per C with the counts, the Gram's beside them, and a histogram."""
     table = read_csv(out_dir / "results.csv")
     spectra = read_curves(out_dir / "history.csv", "eigenvalue")
+    grams = read_curves(out_dir / "history.csv", "gram_eigenvalue")
     top = json.loads((out_dir / "config.json").read_text())["outlier_search"] + 1
-    first = table[0]["member"]
-    series = {
-      f"{r['member']} ({int(r['n_outliers'])} outliers)": tuple(
-        part[:top] for part in spectra[r["member"]]
+    first = {r["classes"]: r["member"] for r in reversed(table)}  # the first seed of each C
+    series = {}
+    for classes, member in first.items():
+      row = next(r for r in table if r["member"] == member)
+      series[f"C = {classes:g}: H ({int(row['n_outliers'])} outliers)"] = tuple(
+        part[:top] for part in spectra[member]
       )
-      for r in table
-    }
+      series[f"C = {classes:g}: class-mean Gram"] = grams[member]
+    largest = first[max(first)]
     return [
       report.line_plot(
         series,
         out_dir / "top_eigenvalues.png",
-        title="largest Hessian eigenvalues, decreasing",
+        title="largest Hessian eigenvalues and the class-mean Gram's, decreasing",
         xlabel="rank k",
         ylabel="λ_k",
         logy=True,
       ),
+      report.line_plot(
+        {
+          "median outlier count": (
+            sorted(first),
+            [
+              float(np.median([r["n_outliers"] for r in table if r["classes"] == c]))
+              for c in sorted(first)
+            ],
+          ),
+          "one per class": (sorted(first), sorted(first)),
+        },
+        out_dir / "outliers_vs_classes.png",
+        title="outliers by the eigengap rule against the number of classes",
+        xlabel="classes C",
+        ylabel="outliers",
+      ),
       report.histogram_plot(
-        spectra[first][1],
+        spectra[largest][1],
         out_dir / "spectrum_histogram.png",
-        title=f"Hessian eigenvalues of {first}",
+        title=f"Hessian eigenvalues of {largest}",
         xlabel="eigenvalue",
       ),
     ]
 
 
-def one_seed(config: ml_collections.ConfigDict, data, seed: int) -> dict:
-  """The network of one seed: its table row, training curves and spectrum (history rows)."""
-  name = f"seed{seed}"
-  result, values, columns = trained_mlp.trained_spectrum(config, data, seed)
-  near_zero = hessian.fraction_near_zero(values, config.near_zero_relative)
-  row = {"member": name, "seed": seed, **columns, "bulk_fraction_near_zero": near_zero}
-  history = history_rows(name, result.history)
-  return {"row": row, "history": history + trained_mlp.eigenvalue_rows(name, values, "eigenvalue")}
+def restrict_classes(digits: data_lib.Dataset, num_classes: int) -> data_lib.Dataset:
+  """The examples of the classes 0, …, num_classes − 1, in training and held-out sets."""
+  keep_train = np.asarray(digits.y_train) < num_classes
+  keep_test = np.asarray(digits.y_test) < num_classes
+  return data_lib.Dataset(
+    digits.x_train[keep_train],
+    digits.y_train[keep_train],
+    digits.x_test[keep_test],
+    digits.y_test[keep_test],
+  )
+
+
+def one_class_count(config: ml_collections.ConfigDict, digits, num_classes: int) -> dict:
+  """Every seed of one C: trained in one vmapped program; spectra, counts and Gram matrices."""
+  data = restrict_classes(digits, num_classes)
+  options = {k: v for k, v in config.model.to_dict().items() if k not in ("name", "init_scale")}
+  problem = problem_lib.builtin(config.model.name, data, **options)
+  pure = problem_lib.pure(problem)
+  seeds = [config.seed + s for s in range(config.num_seeds)]
+  initial = [pure.initial(s, config.model.init_scale) for s in seeds]
+  hyper = {k: v for k, v in config.optimizer.to_dict().items() if k != "name"}
+  train_fn = train.make_train_fn(
+    problem,
+    optim.OPTIMIZERS[config.optimizer.name](learning_rate=config.learning_rate, **hyper),
+    steps=config.steps,
+    batch_size=config.batch_size,
+    eval_every=config.eval_every,
+    sampling=config.sampling,
+  )
+  state, curves = jax.jit(jax.vmap(train_fn, in_axes=(0, 0, None, 0)))(
+    digits_tasks.stack([p for p, _ in initial]),
+    digits_tasks.stack([s for _, s in initial]),
+    problem_lib.as_data(problem),
+    jax.vmap(jax.random.key)(np.asarray(seeds, np.uint32)),
+  )
+  steps = train.eval_steps(config.steps, config.eval_every)
+  x, y = data.x_train, data.y_train
+  rows, history = [], []
+  for s, seed in enumerate(seeds):
+    name = f"C{num_classes}_seed{seed}"
+    params, model_state = jax.tree.map(lambda a, s=s: a[s], (state.params, state.model_state))
+    loss_fn = problem.params_loss(model_state)
+    values = decreasing(hessian.spectrum(loss_fn, params, x, y).eigenvalues)
+    found = hessian.count_outliers(values, config.outlier_search)
+    gram = outliers.class_mean_gram(
+      lambda p, inputs, m=model_state: problem.module(p, m)(inputs), params, x, y
+    )
+    top = num_classes - 1
+    member_curves = {k: np.asarray(v[s]) for k, v in curves.items()} | {"step": steps}
+    row = {
+      "member": name,
+      "classes": num_classes,
+      "seed": seed,
+      "num_params": values.size,
+      "final_train_loss": float(member_curves["train_loss"][-1]),
+      "final_train_error": float(member_curves["train_error"][-1]),
+      "final_test_error": float(member_curves["test_error"][-1]),
+      "final_grad_norm": float(member_curves["grad_norm"][-1]),
+      "lambda_max": float(values[0]),
+      "lambda_min": float(values[-1]),
+      "n_outliers": found.count,
+      "outlier_gap_ratio": found.gap_ratio,
+      "bulk_edge": found.bulk_edge,
+      "bulk_fraction_near_zero": hessian.fraction_near_zero(values, config.near_zero_relative),
+      "gram_outlier_ratio": float(gram.eigenvalues[:top].sum() / values[:top].sum()),
+      "bulk_fraction_near_zero_init": None,
+    }
+    history += history_rows(name, member_curves)
+    history += trained_mlp.eigenvalue_rows(name, values, "eigenvalue")
+    history += trained_mlp.eigenvalue_rows(name, gram.eigenvalues, "gram_eigenvalue")
+    if config.init_spectrum and s == 0 and num_classes == max(config.classes):  # at init, once
+      init = decreasing(hessian.spectrum(problem.params_loss(), initial[0][0], x, y).eigenvalues)
+      row["bulk_fraction_near_zero_init"] = hessian.fraction_near_zero(
+        init, config.near_zero_relative
+      )
+      history += trained_mlp.eigenvalue_rows(name, init, "eigenvalue_init")
+    rows.append(row)
+  return {"rows": rows, "history": history}
+
+
+def decreasing(eigenvalues) -> np.ndarray:
+  return np.asarray(eigenvalues, float)[::-1]
+
+
+def least_squares_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+  """The slope b of the least-squares line y ≈ a + b x and its standard error
+  s / √Σ(x − x̄)², s² the residual variance on n − 2 degrees of freedom (NaN for n = 2)."""
+  centered = x - x.mean()
+  slope = float(centered @ (y - y.mean()) / (centered @ centered))
+  residuals = y - y.mean() - slope * centered
+  if x.size <= 2:
+    return slope, float("nan")
+  return slope, float(np.sqrt(residuals @ residuals / (x.size - 2) / (centered @ centered)))
+
+
+def by_classes(table: list[dict], column: str, reduce) -> dict[str, float]:
+  """{C: reduce(column over the seeds of C)}, C as a string key (JSON)."""
+  classes = sorted({r["classes"] for r in table})
+  return {str(c): float(reduce([r[column] for r in table if r["classes"] == c])) for c in classes}

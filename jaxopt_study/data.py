@@ -3,6 +3,7 @@
 * `load_digits`: scikit-learn's bundled 8×8 handwritten digits (1797 examples, 64 features,
   10 classes), no download.
 * `teacher_student`: regression onto a random one-hidden-layer tanh network.
+* `teacher_classification`: the class of a random teacher network's largest output.
 * `whitened_linear_regression`: the exactly whitened deep-linear-network task of Saxe, McClelland
   & Ganguli (2013), whose input-output correlation has prescribed singular values.
 * `batch_indices`: the minibatch of a step, for SGD as in Goodfellow et al. (2016) §8.1.3 and
@@ -112,6 +113,43 @@ def teacher_student(
   w2 = jax.random.normal(key_w2, (hidden_dim, out_dim)) / np.sqrt(hidden_dim)
   y = jnp.tanh(x @ w1) @ w2 + noise_std * jax.random.normal(key_noise, (x.shape[0], out_dim))
   return Dataset(x[:num_train], y[:num_train], x[num_train:], y[num_train:])
+
+
+def teacher_classification(
+  key: jax.Array,
+  num_train: int,
+  num_test: int,
+  in_dim: int,
+  hidden_dim: int,
+  num_classes: int,
+) -> Dataset:
+  """Classification by a random teacher network: y = argmax_c (W₂ tanh(W₁ x))_c.
+
+  The inputs and the teacher are those of `teacher_student` with the same key (out_dim =
+  num_classes, no noise), so the labels are a deterministic function of x that an MLP can
+  represent: the classes are separable and the Bayes error is 0; any test error is the student's.
+
+  Args:
+    key: PRNG key of the inputs and the teacher.
+    num_train: number of training examples.
+    num_test: number of held-out examples (split them further for validation and test).
+    in_dim: input dimension.
+    hidden_dim: width of the teacher's hidden layer.
+    num_classes: C ≥ 2.
+
+  Returns:
+    A `Dataset` with x of shape (n, in_dim) and int32 labels in 0 … C − 1.
+  """
+  _require_positive_ints(num_classes=num_classes)
+  if num_classes < 2:
+    raise ValueError(f"num_classes={num_classes!r}: must be ≥ 2")
+  teacher = teacher_student(key, num_train, num_test, in_dim, hidden_dim, num_classes)
+  return Dataset(
+    teacher.x_train,
+    jnp.argmax(teacher.y_train, axis=-1).astype(jnp.int32),
+    teacher.x_test,
+    jnp.argmax(teacher.y_test, axis=-1).astype(jnp.int32),
+  )
 
 
 def _whitened_gaussian(key: jax.Array, num_examples: int, in_dim: int) -> jax.Array:
@@ -227,5 +265,6 @@ def batch_indices(
 DATASETS: dict[str, Callable[..., Dataset]] = {
   "digits": load_digits,
   "teacher_student": teacher_student,
+  "teacher_classification": teacher_classification,
   "whitened_linear_regression": whitened_linear_regression,
 }

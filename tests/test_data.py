@@ -198,5 +198,10 @@ def test_batch_indices_bad_args(kwargs, name):
 
 
 def test_datasets_registry():
-  assert {"digits", "teacher_student", "whitened_linear_regression"} <= set(data.DATASETS)
+  assert {
+    "digits",
+    "teacher_student",
+    "teacher_classification",
+    "whitened_linear_regression",
+  } <= set(data.DATASETS)
   assert data.DATASETS["digits"] is data.load_digits

@@ -11,7 +11,8 @@ or a whole dataset as ``batches=[(x1, y1), ...]`` (the size-weighted mean loss).
   degenerate or not critical.
 * `lanczos`, `ritz`, `density` (stochastic Lanczos quadrature), `hutchinson_trace`.
 * `curvature_along_gradient` (gᵀg, gᵀHg, §8.2.1) and `sharpness` (Keskar et al. 2017).
-* `count_outliers`, `fraction_near_zero`: a spectrum's outliers and its bulk near zero.
+* `count_outliers`, `fraction_near_zero`: a spectrum's outliers and its bulk near zero;
+  `class_mean_gram`: the C × C Gram of class means of the logit gradients (Papyan 2019).
 * `CurvatureOptions`: the curvature monitor of the training loop and sweeps (`tracking`: λ_max,
   tr H, gᵀHg inside the compiled scan, `train.train(..., curvature_every=k)`).
 """
@@ -39,11 +40,18 @@ from jaxopt_study.hessian.monitors import (
   curvature_along_gradient,
   sharpness,
 )
-from jaxopt_study.hessian.outliers import Outliers, count_outliers, fraction_near_zero
+from jaxopt_study.hessian.outliers import (
+  ClassMeanGram,
+  Outliers,
+  class_mean_gram,
+  count_outliers,
+  fraction_near_zero,
+)
 from jaxopt_study.hessian.products import hvp
 from jaxopt_study.hessian.tracking import CurvatureOptions
 
 __all__ = [
+  "ClassMeanGram",
   "CriticalPoint",
   "CurvatureOptions",
   "CurvatureAlongGradient",
@@ -55,6 +63,7 @@ __all__ = [
   "Ritz",
   "Spectrum",
   "TraceEstimate",
+  "class_mean_gram",
   "classify",
   "count_outliers",
   "curvature_along_gradient",
