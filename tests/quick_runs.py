@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from jaxopt_study import cli
+from jaxopt_study.config import load_config
+from jaxopt_study.results import read_csv
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -45,3 +47,21 @@ def quick_run_fixtures(name: str):
     return read_summary(finished_run)
 
   return finished_run, summary
+
+
+def quick_config_and_table_fixtures(name: str):
+  """Module-scoped fixtures `config` (the quick config, loaded) and `table` (the finished run's
+  `results.csv` rows; needs `quick_run_fixtures`'s `finished_run`).
+
+  Use as ``config, table = quick_config_and_table_fixtures(NAME)`` at a test module's top level.
+  """
+
+  @pytest.fixture(scope="module")
+  def config():
+    return load_config(CONFIGS / f"{name}_quick.py")
+
+  @pytest.fixture(scope="module")
+  def table(finished_run) -> list[dict]:
+    return read_csv(finished_run / "results.csv")
+
+  return config, table

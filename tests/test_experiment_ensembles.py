@@ -3,12 +3,15 @@ CLI, its members against runs alone, its claims against its own table."""
 
 import numpy as np
 import pytest
-from quick_runs import CONFIGS, quick_run_fixtures, refused_field
+from quick_runs import (
+  quick_config_and_table_fixtures,
+  quick_run_fixtures,
+  refused_field,
+)
 
 from jaxopt_study import ensembles, optim, train
-from jaxopt_study.config import build_problem, load_config
+from jaxopt_study.config import build_problem
 from jaxopt_study.experiment import verdict
-from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -16,14 +19,7 @@ NAME = "ensembles"
 finished_run, summary = quick_run_fixtures(NAME)
 
 
-@pytest.fixture(scope="module")
-def config():
-  return load_config(CONFIGS / f"{NAME}_quick.py")
-
-
-@pytest.fixture(scope="module")
-def table(finished_run):
-  return read_csv(finished_run / "results.csv")
+config, table = quick_config_and_table_fixtures(NAME)
 
 
 def _row(table, method, repeat):

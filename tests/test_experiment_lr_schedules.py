@@ -6,11 +6,14 @@ import sys
 
 import numpy as np
 import pytest
-from quick_runs import CONFIGS, quick_run_fixtures, refused_field
+from quick_runs import (
+  quick_config_and_table_fixtures,
+  quick_run_fixtures,
+  refused_field,
+)
 
 from jaxopt_study import optim, registry, train
-from jaxopt_study.config import build_problem, load_config
-from jaxopt_study.results import read_csv
+from jaxopt_study.config import build_problem
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -18,14 +21,7 @@ NAME = "lr_schedules"
 finished_run, summary = quick_run_fixtures(NAME)
 
 
-@pytest.fixture(scope="module")
-def config():
-  return load_config(CONFIGS / f"{NAME}_quick.py")
-
-
-@pytest.fixture(scope="module")
-def table(finished_run):
-  return read_csv(finished_run / "results.csv")
+config, table = quick_config_and_table_fixtures(NAME)
 
 
 def _experiment():

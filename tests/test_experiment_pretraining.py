@@ -2,12 +2,14 @@
 
 import numpy as np
 import pytest
-from quick_runs import CONFIGS, quick_run_fixtures, refused_field
+from quick_runs import (
+  quick_config_and_table_fixtures,
+  quick_run_fixtures,
+  refused_field,
+)
 
 from jaxopt_study import data, optim, train
 from jaxopt_study import problem as problem_lib
-from jaxopt_study.config import load_config
-from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -16,14 +18,7 @@ NAME = "pretraining"
 finished_run, summary = quick_run_fixtures(NAME)
 
 
-@pytest.fixture(scope="module")
-def config():
-  return load_config(CONFIGS / f"{NAME}_quick.py")
-
-
-@pytest.fixture(scope="module")
-def table(finished_run):
-  return read_csv(finished_run / "results.csv")
+config, table = quick_config_and_table_fixtures(NAME)
 
 
 def _row(table, phase: str, learning_rate: float, seed: int) -> dict:

@@ -10,15 +10,17 @@ import sys
 
 import numpy as np
 import pytest
-from quick_runs import CONFIGS, quick_run_fixtures, refused_field
+from quick_runs import (
+  quick_config_and_table_fixtures,
+  quick_run_fixtures,
+  refused_field,
+)
 
 from jaxopt_study import Problem, models, optim, registry, train
 from jaxopt_study import problem as problem_lib
-from jaxopt_study.config import load_config
 from jaxopt_study.experiment import verdict
 from jaxopt_study.lab import digits_tasks
 from jaxopt_study.lab.curves import read_curves
-from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -27,14 +29,7 @@ METHODS = ("head_only", "fine_tune", "scratch")
 finished_run, summary = quick_run_fixtures(NAME)
 
 
-@pytest.fixture(scope="module")
-def config():
-  return load_config(CONFIGS / f"{NAME}_quick.py")
-
-
-@pytest.fixture(scope="module")
-def table(finished_run):
-  return read_csv(finished_run / "results.csv")
+config, table = quick_config_and_table_fixtures(NAME)
 
 
 def _errors(table, method: str, n: int) -> np.ndarray:
