@@ -13,7 +13,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every = 100
   config.ramp_steps = 250  # r: μ_t steps up every r steps (Sutskever et al. 2013 use 250)
   config.momentum_max = [0.0, 0.9, 0.99]
-  config.learning_rate = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
+  config.learning_rate = [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
   config.data = digits()
   config.model = mlp(width=16, depth=5)
   config.lock()
