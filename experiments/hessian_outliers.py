@@ -86,7 +86,7 @@ class HessianOutliers(Experiment):
   FIELDS = {
     **trained_mlp.FIELDS,
     "num_seeds": validate.require_positive_int,
-    "init_spectrum": functools.partial(validate.require_choice, choices=[True, False]),
+    "init_spectrum": validate.require_bool,
     "outlier_search": validate.require_positive_int,
     "near_zero_relative": functools.partial(validate.require_unit_interval, include_zero=False),
   }

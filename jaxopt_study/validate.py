@@ -130,6 +130,12 @@ def require_int(
     raise ValueError(f"{where}: {name}={value!r} must be an integer {bounds}")
 
 
+def require_bool(name: str, value: Any, where: str) -> None:
+  """Checks that value is True or False (not 1, 0 or a string)."""
+  if not isinstance(value, bool | np.bool_):
+    raise ValueError(f"{where}: {name}={value!r} must be True or False")
+
+
 def require_choice(name: str, value: Any, where: str, choices: Iterable[Any]) -> None:
   """Checks that value is one of `choices`."""
   choices = list(choices)

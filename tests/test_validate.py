@@ -35,6 +35,14 @@ def test_a_lower_bound_alone_is_stated():
     validate.require_int("seed", -1, "sweep", low=0)
 
 
+@pytest.mark.parametrize("value", [1, 0, "True", None, 1.0])
+def test_a_flag_is_true_or_false_only(value):
+  validate.require_bool("flag", True, "here")
+  validate.require_bool("flag", np.bool_(False), "here")
+  with pytest.raises(ValueError, match=r"here: flag=.* must be True or False"):
+    validate.require_bool("flag", value, "here")
+
+
 def test_choices_and_sequences_name_the_item():
   validate.require_choice("sampling", "epoch", "train", ("epoch", "replacement"))
   with pytest.raises(ValueError, match=r"sampling='epochs' is not one of \['epoch'"):

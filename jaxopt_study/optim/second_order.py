@@ -196,8 +196,7 @@ def newton(
   where = "newton"
   validate.require_non_negative("damping", damping, where)
   validate.require_learning_rate(learning_rate, where)
-  if not isinstance(adaptive, bool):
-    raise ValueError(f"{where}: adaptive={adaptive!r} must be True or False")
+  validate.require_bool("adaptive", adaptive, where)
   validate.require_choice("indefinite", indefinite, where, INDEFINITE)
   if adaptive:
     validate.require_positive("damping", damping, f"{where}(adaptive=True)")

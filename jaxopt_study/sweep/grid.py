@@ -169,8 +169,7 @@ def check(
     raise ValueError(f"sweep: axes={axes!r} must map axis names to lists of values")
   for field, value in (("steps", steps), ("eval_every", eval_every)):
     validate.require_positive_int(field, value, "sweep")
-  if not isinstance(equal_epochs, bool):
-    raise ValueError(f"sweep: equal_epochs={equal_epochs!r} must be True or False")
+  validate.require_bool("equal_epochs", equal_epochs, "sweep")
   num_blocks = math.ceil(steps / eval_every)
   if checkpoint_every is None:  # 0 is refused below, not taken for the default
     checkpoint_every = eval_every * math.ceil(num_blocks / MAX_SEGMENTS)
