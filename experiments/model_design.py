@@ -117,12 +117,7 @@ class ModelDesign(Experiment):
         record, _ = members.get(
           f"{design}-depth{depth}", functools.partial(_design_at_depth, config, design, depth)
         )
-        # `diverged` as 0/1, which results.csv reads back as a number (True would come back as
-        # the string "True"); records of an earlier run may hold booleans.
-        table += [
-          {**row, "diverged": int(row["diverged"])} if "diverged" in row else row
-          for row in record["rows"]
-        ]
+        table += record["rows"]
         history += record["history"]
     return Results(table, history)
 
@@ -273,7 +268,7 @@ def _design_at_depth(config: ml_collections.ConfigDict, design: str, depth: int)
       "learning_rate": row["learning_rate"],
       "seed": row["seed"],
       "final_train_loss": row["final_train_loss"],
-      "diverged": int(bool(row.get("diverged"))),
+      "diverged": bool(row["diverged"]),
     }
     for row in result.table
   ]
