@@ -14,10 +14,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.width = 100
   config.depths = [3, 6]
   config.batch_size = 60
-  config.steps = 800
+  config.steps = 1600
   config.eval_every = 40
   config.seeds = [0, 1, 2]  # of the initial parameters
-  config.learning_rates = [2.0**k for k in range(-1, 8)]  # a ×2 grid, 0.5 .. 128
+  config.learning_rates = [2.0**k for k in range(-3, 8)]  # a ×2 grid, 0.125 .. 128
   config.target_accuracy = 0.95  # held-out; Ioffe & Szegedy time their nets to a fixed accuracy
   config.unit = 0  # the last hidden layer's unit whose input is followed
   config.drift_learning_rate = 0.5
