@@ -280,17 +280,10 @@ class BatchnormTraining(Experiment):
 
 
 def rate_search(runs: list[dict]) -> tuple[list[dict], dict, dict]:
-  """The median steps to the target over seeds per (network, depth, rate)
-  (`grids.seed_medians`), each network's best rate's median row (`grids.best_rows`; absent
-  where no rate's median reaches the target) and whether it is at its grid's edge
-  (`grids.best_at_edge`)."""
-  medians = grids.seed_medians(runs, ("network", "depth", "learning_rate"), "steps_to_target")
-  group = ("network", "depth")
-  return (
-    medians,
-    grids.best_rows(medians, group, "steps_to_target"),
-    grids.best_at_edge(medians, group, "steps_to_target"),
-  )
+  """`grids.best_by_median` of the steps to the target per (network, depth): the medians over
+  seeds, each network's best rate (absent where no rate's median reaches the target) and whether
+  it is at its grid's edge."""
+  return grids.best_by_median(runs, ("network", "depth"), "steps_to_target")
 
 
 def largest_trainable_rates(runs: list[dict]) -> list[float]:

@@ -438,15 +438,8 @@ def depth_search(
 
 
 def rate_search(table: list[dict]) -> tuple[list[dict], dict, dict]:
-  """From the runs' rows: the median steps over seeds per (init, depth, rate)
-  (`grids.seed_medians`), the best rate's median row per (init, depth) (`grids.best_rows`;
-  absent where no rate's median reaches the threshold) and whether it is at its grid's edge
-  (`grids.best_at_edge`)."""
+  """`grids.best_by_median` of the steps to the loss threshold per (init, depth), over the runs'
+  rows: the medians over seeds, each best rate (absent where no rate's median reaches the
+  threshold) and whether it is at its grid's edge."""
   runs = [r for r in table if r["part"] == "run"]
-  medians = grids.seed_medians(runs, ("init", "depth", "learning_rate"), "steps_to_threshold")
-  group = ("init", "depth")
-  return (
-    medians,
-    grids.best_rows(medians, group, "steps_to_threshold"),
-    grids.best_at_edge(medians, group, "steps_to_threshold"),
-  )
+  return grids.best_by_median(runs, ("init", "depth"), "steps_to_threshold")

@@ -105,6 +105,30 @@ def test_steps_to_reach_interpolates_the_crossing():
   assert grids.steps_to_reach(steps, [8.0, float("nan"), 0.1, 0.1], 2.0) is None  # diverged
 
 
+def test_best_by_median_picks_each_groups_best_median_rate_and_flags_edges():
+  """Depth 2: rate 0.2's median (10) beats 0.1's (20) and 0.4's (inf: two of three seeds never
+  got there); depth 4: the best median is at the top rate, an edge."""
+  table = [
+    {"depth": d, "learning_rate": lr, "seed": s, "steps": v}
+    for d, lr, values in [
+      (2, 0.1, [20, 19, 30]),
+      (2, 0.2, [10, 12, 9]),
+      (2, 0.4, [5, None, None]),
+      (4, 0.1, [50, 60, 55]),
+      (4, 0.2, [40, 45, 41]),
+      (4, 0.4, [30, 31, 33]),
+    ]
+    for s, v in enumerate(values)
+  ]
+  medians, best, at_edge = grids.best_by_median(table, ("depth",), "steps")
+  assert medians == grids.seed_medians(table, ("depth", "learning_rate"), "steps")
+  assert {k: (row["learning_rate"], row["steps"]) for k, row in best.items()} == {
+    (2,): (0.2, 10.0),
+    (4,): (0.4, 31.0),
+  }
+  assert at_edge == {(2,): False, (4,): True}
+
+
 def test_seed_medians_count_a_censored_seed_as_infinite():
   table = [
     {"depth": 2, "learning_rate": 0.1, "seed": 0, "steps": 30.0},

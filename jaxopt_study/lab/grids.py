@@ -173,3 +173,20 @@ def seed_medians(
     }
     for key, values in grouped.items()
   ]
+
+
+def best_by_median(
+  runs: Sequence[Mapping[str, Any]],
+  group: tuple[str, ...],
+  metric: str,
+  column: str = "learning_rate",
+) -> tuple[list[dict[str, Any]], dict[Any, Mapping[str, Any]], dict[Any, bool]]:
+  """A rate search over seeds: the median of `metric` per (*group, column) (`seed_medians`),
+  each group's best median row (`best_rows`; absent where no value of `column` has a finite
+  median) and whether that best lies at its grid's edge (`best_at_edge`)."""
+  medians = seed_medians(runs, (*group, column), metric)
+  return (
+    medians,
+    best_rows(medians, group, metric),
+    best_at_edge(medians, group, metric, column),
+  )
