@@ -195,31 +195,31 @@ class ModelDesign(Experiment):
     def mean_of(field):
       return lambda rows: float(np.mean([r[field] for r in rows]))
 
+    figures = (
+      (
+        by_depth(train_rows, best_final),
+        "final_loss_by_depth.png",
+        "training NLL after the budget, best learning rate (§8.7.5)",
+        "final training NLL (mean over seeds)",
+      ),
+      (
+        by_depth(init_rows, mean_of("lambda_max")),
+        "lambda_max_at_init.png",
+        "λ_max of the Hessian at initialization",
+        "λ_max (mean over seeds)",
+      ),
+      (
+        by_depth(init_rows, mean_of("grad_ratio_first_last")),
+        "gradient_ratio.png",
+        "‖∂L/∂W₁‖ / ‖∂L/∂W_D‖ at initialization",
+        "first over last hidden layer",
+      ),
+    )
     return [
       report.line_plot(
-        by_depth(train_rows, best_final),
-        out_dir / "final_loss_by_depth.png",
-        title="training NLL after the budget, best learning rate (§8.7.5)",
-        xlabel="hidden layers",
-        ylabel="final training NLL (mean over seeds)",
-        logy=True,
-      ),
-      report.line_plot(
-        by_depth(init_rows, mean_of("lambda_max")),
-        out_dir / "lambda_max_at_init.png",
-        title="λ_max of the Hessian at initialization",
-        xlabel="hidden layers",
-        ylabel="λ_max (mean over seeds)",
-        logy=True,
-      ),
-      report.line_plot(
-        by_depth(init_rows, mean_of("grad_ratio_first_last")),
-        out_dir / "gradient_ratio.png",
-        title="‖∂L/∂W₁‖ / ‖∂L/∂W_D‖ at initialization",
-        xlabel="hidden layers",
-        ylabel="first over last hidden layer",
-        logy=True,
-      ),
+        series, out_dir / name, title=title, xlabel="hidden layers", ylabel=ylabel, logy=True
+      )
+      for series, name, title, ylabel in figures
     ]
 
 
