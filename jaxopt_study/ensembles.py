@@ -238,11 +238,7 @@ def snapshot_ensemble(
     pure.metric_names,
   )
   seed = int(seed)  # nnx.Rngs takes a Python int, not np.int64
-  if params is None:
-    params, initial_state = pure.initial(seed, init_scale)
-    model_state = initial_state if model_state is None else model_state
-  elif model_state is None:
-    model_state = pure.initial(seed)[1]
+  params, model_state = train.starting_point(pure, seed, init_scale, params, model_state)
   snapshot_fn = make_snapshot_fn(
     problem,
     optimizer(schedule),

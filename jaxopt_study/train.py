@@ -531,6 +531,17 @@ def make_train_fn(
   return train_fn
 
 
+def starting_point(
+  pure: problem_lib.Pure, seed: int, init_scale: float, params: Any, model_state: Any
+) -> tuple[Any, Any]:
+  """The arrays a run starts from: `params` and `model_state` where given, else the seed's
+  initialization (`init_scale` applied to freshly drawn parameters only)."""
+  if params is None:
+    params, initial_state = pure.initial(seed, init_scale)
+    return params, initial_state if model_state is None else model_state
+  return params, pure.initial(seed)[1] if model_state is None else model_state
+
+
 def train(
   problem: problem_lib.Problem,
   optimizer: optax.GradientTransformation,
@@ -612,11 +623,7 @@ def train(
     pure.metric_names,
   )
   check_curvature(curvature_every, curvature, eval_every, problem.num_train, "train")
-  if params is None:
-    params, initial_state = pure.initial(seed, init_scale)
-    model_state = initial_state if model_state is None else model_state
-  elif model_state is None:
-    model_state = pure.initial(seed)[1]
+  params, model_state = starting_point(pure, seed, init_scale, params, model_state)
   train_fn = make_train_fn(
     problem,
     optimizer,
