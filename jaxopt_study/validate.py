@@ -130,6 +130,19 @@ def require_int(
     raise ValueError(f"{where}: {name}={value!r} must be an integer {bounds}")
 
 
+def require_ordered(
+  low_name: str, low: Any, high_name: str, high: Any, where: str, *, strict: bool = False
+) -> None:
+  """Checks `low` ≤ `high` (`low` < `high` with `strict`), naming both; skipped where either is
+  traced (see the module docstring)."""
+  if _concrete(low) is None or _concrete(high) is None:
+    return
+  if strict and not low < high:
+    raise ValueError(f"{where}: {low_name}={low!r} must be < {high_name}={high!r}")
+  if not strict and not low <= high:
+    raise ValueError(f"{where}: {high_name}={high!r} must be >= {low_name}={low!r}")
+
+
 def require_bool(name: str, value: Any, where: str) -> None:
   """Checks that value is True or False (not 1, 0 or a string)."""
   if not isinstance(value, bool | np.bool_):

@@ -2,6 +2,7 @@
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -33,6 +34,15 @@ def test_non_integers_and_out_of_range_are_refused_by_name(value, message):
 def test_a_lower_bound_alone_is_stated():
   with pytest.raises(ValueError, match="seed=-1 must be an integer >= 0"):
     validate.require_int("seed", -1, "sweep", low=0)
+
+
+def test_an_ordered_pair_names_both_and_skips_traced_values():
+  validate.require_ordered("base", 0.1, "max_value", 0.1, "here")
+  with pytest.raises(ValueError, match=r"here: max_value=0.05 must be >= base=0.1"):
+    validate.require_ordered("base", 0.1, "max_value", 0.05, "here")
+  with pytest.raises(ValueError, match=r"here: low=1.0 must be < high=1.0"):
+    validate.require_ordered("low", 1.0, "high", 1.0, "here", strict=True)
+  jax.jit(lambda high: validate.require_ordered("low", 1.0, "high", high, "here") or high)(0.0)
 
 
 @pytest.mark.parametrize("value", [1, 0, "True", None, 1.0])

@@ -127,16 +127,11 @@ def inverse_time_decay(init_value: float, decay_rate: float) -> optax.Schedule:
 
 
 def _require_rate_range(low_name: str, low: float, max_value: float, where: str) -> None:
-  """Both rates ≥ 0 and `max_value` ≥ the low one, or a ValueError naming them.
-
-  A traced rate (a sweep axis under `optax.inject_hyperparams`) is not compared: the same
-  constructor checked the concrete values first, as `validate` does for every rule.
-  """
+  """Both rates ≥ 0 and `max_value` ≥ the low one, or a ValueError naming them (a traced rate, a
+  sweep axis, is not compared: `validate`'s rule)."""
   validate.require_non_negative(low_name, low, where)
   validate.require_non_negative("max_value", max_value, where)
-  traced = any(isinstance(rate, jax.core.Tracer) for rate in (low, max_value))
-  if not traced and max_value < low:
-    raise ValueError(f"{where}: max_value={max_value} must be >= {low_name}={low}")
+  validate.require_ordered(low_name, low, "max_value", max_value, where)
 
 
 def cosine_warm_restarts(

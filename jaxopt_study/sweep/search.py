@@ -88,7 +88,7 @@ def log_uniform(low: float, high: float) -> LogUniform:
   """
   validate.require_positive("low", low, "log_uniform")
   validate.require_positive("high", high, "log_uniform")
-  _require_order(low, high, "log_uniform")
+  validate.require_ordered("low", low, "high", high, "log_uniform", strict=True)
   return LogUniform(float(low), float(high))
 
 
@@ -101,7 +101,7 @@ def uniform(low: float, high: float) -> Uniform:
   for name, value in (("low", low), ("high", high)):
     if not grid.is_real(value) or not math.isfinite(value):
       raise ValueError(f"uniform: {name}={value!r} must be a finite number")
-  _require_order(low, high, "uniform")
+  validate.require_ordered("low", low, "high", high, "uniform", strict=True)
   return Uniform(float(low), float(high))
 
 
@@ -119,11 +119,6 @@ def choice(values: Sequence[float]) -> Choice:
   if len(set(values)) != len(values):
     raise ValueError(f"choice: values={list(values)!r}: a value is repeated")
   return Choice(tuple(values))
-
-
-def _require_order(low: float, high: float, where: str) -> None:
-  if not low < high:
-    raise ValueError(f"{where}: low={low!r} must be < high={high!r}")
 
 
 CONSTRUCTORS = {"log_uniform": log_uniform, "uniform": uniform, "choice": choice}
