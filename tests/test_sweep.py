@@ -17,7 +17,7 @@ from jaxopt_study import cli, hessian, optim, results, sweep, train
 from jaxopt_study import data as data_lib
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.results import read_csv
-from jaxopt_study.sweep import checkpoint, program
+from jaxopt_study.sweep import checkpoint, program, runner
 
 ROOT = Path(__file__).parents[1]
 # Batch sizes 250 and 1000 share one program (1000 ≤ 4 × 250) and cross epochs within 24 steps
@@ -105,10 +105,28 @@ def test_members_equal_their_runs_alone(reference):
   assert not any(r["diverged"] for r in reference.table)
 
 
+def test_segments_end_at_checkpoints_and_share_one_width():
+  """Evaluations at 0, 10, ..., 50 with checkpoints every 20 steps: step 0's block leads the
+  first segment, the shorter last ones are padded with inactive blocks."""
+  plan = sweep.check_config(
+    make_config(steps=50, eval_every=10, checkpoint_every=20, curvature_every=20)
+  )
+  segments = runner._segments(plan)
+  lengths = [[0, 10, 10], [10, 10, 0], [10, 0, 0]]
+  np.testing.assert_array_equal([s.lengths for s in segments], lengths)
+  np.testing.assert_array_equal([s.active.sum() for s in segments], [3, 2, 1])
+  measured = [s.measure[s.active] for s in segments]  # at steps 0, 20, 40 and the last, 50
+  np.testing.assert_array_equal(np.concatenate(measured), [1, 0, 1, 0, 1, 1])
+  assert not any(s.measure[~s.active].any() for s in segments)
+
+
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_a_grid_of_one_member_is_a_plain_run():
+  """Three segments (steps 0-8, 16, 24), the last two padded: one compiled segment program."""
   config = make_config({})
+  program.compiled_segment.cache_clear()
   result = sweep.run_config(config)
+  assert program.compiled_segment.cache_info().misses == 1
   (row,) = result.table
   assert (row["batch_size"], row["init_scale"], row["learning_rate"]) == (250, 1.0, 0.1)
   alone = run_alone(config, row)

@@ -4,10 +4,13 @@ A group of members that share a static setup (`ProgramSpec`: the model's structu
 the loss, the group's largest batch size) runs as two programs of the member axis:
 
 * `start`: initializes each member's optimizer on its initial parameters (built on the host by
-  `problem.Pure.initial` with the member's seed and init scale, as a run alone builds them) and
-  evaluates it at step 0;
+  `problem.Pure.initial` with the member's seed and init scale, as a run alone builds them);
 * `segment`: continues every member for a number of evaluation blocks (steps, then an evaluation,
   and the curvature monitor at the blocks its `measure` flags name, for every member at once).
+  The first segment's first block has no step: the evaluation (and measurement) at step 0, as in
+  `train.train`'s one program. Segments are padded with inactive blocks (no step, no evaluation)
+  to one width, so the training step, evaluation and monitor are compiled once per group, not
+  again for the start or a shorter last segment.
 
 Per-member values (seed, init scale, batch size, every optimizer hyperparameter) are
 traced inputs (`MemberInputs`), so new values never recompile. The member axis is sharded over a
@@ -106,8 +109,8 @@ def data_avals(data: problem_lib.Data, mesh: Mesh) -> problem_lib.Data:
 class MemberFunctions(NamedTuple):
   """A group's functions of the member axis, and the shapes of one member's model."""
 
-  start: Callable  # (params, model_state, inputs, data) -> (TrainState, history of 1 block)
-  segment: Callable  # (state, inputs, data, block_lengths, measure) -> (TrainState, history)
+  start: Callable  # (params, model_state, inputs) -> TrainState at step 0
+  segment: Callable  # (state, inputs, data, lengths, measure, active) -> (TrainState, history)
   params: Any  # one member's abstract parameters (ShapeDtypeStruct leaves)
   model_state: Any
 
@@ -161,6 +164,7 @@ def member_functions(spec: ProgramSpec) -> MemberFunctions:
     data,
     block_lengths: jax.Array,
     measure: jax.Array,
+    active: jax.Array,
   ):
     num_train = data.train[0].shape[0]
     keys = jax.vmap(jax.random.key)(inputs.seed)
@@ -188,11 +192,18 @@ def member_functions(spec: ProgramSpec) -> MemberFunctions:
       state = update(inputs, state, batch, weights if spec.masked else None)
       return state, orders, epochs
 
-    def block(carry, schedule):
-      num_steps, measured = schedule
-      state, orders, epochs = jax.lax.fori_loop(0, num_steps, one_step, carry)
+    def evaluated(state: train.TrainState):
       metrics = evaluate(inputs, state.params, state.model_state, data)
-      state = record(inputs, state, metrics)
+      return record(inputs, state, metrics), metrics
+
+    def padding(state: train.TrainState):
+      shapes = jax.eval_shape(evaluated, state)[1]
+      return state, jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype), shapes)
+
+    def block(carry, schedule):
+      num_steps, measured, real = schedule
+      state, orders, epochs = jax.lax.fori_loop(0, num_steps, one_step, carry)
+      state, metrics = jax.lax.cond(real, evaluated, padding, state)
       if monitor is not None:  # the flag is the same for every member: one branch runs
         state, more = jax.lax.cond(measured, monitor, skip_monitor, inputs, state, data)
         metrics = metrics | more
@@ -200,14 +211,12 @@ def member_functions(spec: ProgramSpec) -> MemberFunctions:
 
     epochs = state.step // steps_per_epoch
     orders = epoch_orders(epochs) if spec.sampling == "epoch" else jnp.zeros([0], jnp.int32)
-    schedule = (block_lengths, measure)
+    schedule = (block_lengths, measure, active)
     (state, _, _), history = jax.lax.scan(block, (state, orders, epochs), schedule)
     return state, {k: v.T for k, v in history.items()}  # (blocks, members) -> (members, blocks)
 
-  def start(params, model_state, inputs: MemberInputs, data: problem_lib.Data):
-    first_block = jnp.zeros([1], jnp.int32)  # no step: the evaluation at step 0
-    measure = jnp.ones([1], bool)  # and the monitor's first measurement
-    return segment(init(inputs, params, model_state), inputs, data, first_block, measure)
+  def start(params, model_state, inputs: MemberInputs) -> train.TrainState:
+    return init(inputs, params, model_state)
 
   return MemberFunctions(
     start=start, segment=segment, params=pure.params_shape, model_state=pure.model_state_shape
@@ -228,31 +237,26 @@ def _input_avals(spec: ProgramSpec, num_members: int, mesh: Mesh) -> MemberInput
   return _member_avals(one, num_members, mesh)
 
 
-def _start_avals(spec: ProgramSpec, num_members: int, data: problem_lib.Data, mesh: Mesh):
+def _start_avals(spec: ProgramSpec, num_members: int, mesh: Mesh):
   functions = member_functions(spec)
   return (
     _member_avals(functions.params, num_members, mesh),
     _member_avals(functions.model_state, num_members, mesh),
     _input_avals(spec, num_members, mesh),
-    data,
   )
 
 
 @functools.cache
-def compiled_start(
-  spec: ProgramSpec, num_members: int, data: problem_lib.Data, mesh: Mesh
-) -> jax.stages.Compiled:
-  """`start` for `num_members` members: (params, model_state, inputs, data) -> (state, history)."""
+def compiled_start(spec: ProgramSpec, num_members: int, mesh: Mesh) -> jax.stages.Compiled:
+  """`start` for `num_members` members: (params, model_state, inputs) -> state at step 0."""
   members = NamedSharding(mesh, PartitionSpec(MEMBER_AXIS))
   jitted = jax.jit(member_functions(spec).start, out_shardings=members)
-  return jitted.lower(*_start_avals(spec, num_members, data, mesh)).compile()
+  return jitted.lower(*_start_avals(spec, num_members, mesh)).compile()
 
 
-def state_avals(spec: ProgramSpec, num_members: int, data: problem_lib.Data, mesh: Mesh) -> Any:
+def state_avals(spec: ProgramSpec, num_members: int, mesh: Mesh) -> Any:
   """The sharded shapes of a chunk's `TrainState`, e.g. to restore a checkpoint into."""
-  state, _ = jax.eval_shape(
-    member_functions(spec).start, *_start_avals(spec, num_members, data, mesh)
-  )
+  state = jax.eval_shape(member_functions(spec).start, *_start_avals(spec, num_members, mesh))
   sharding = NamedSharding(mesh, PartitionSpec(MEMBER_AXIS))
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state)
 
@@ -261,16 +265,16 @@ def state_avals(spec: ProgramSpec, num_members: int, data: problem_lib.Data, mes
 def compiled_segment(
   spec: ProgramSpec, num_members: int, num_blocks: int, data: problem_lib.Data, mesh: Mesh
 ) -> jax.stages.Compiled:
-  """`segment` of `num_blocks` blocks: (state, inputs, data, lengths, measure) -> (state,
-  history)."""
+  """`segment` of `num_blocks` blocks: (state, inputs, data, lengths, measure, active) ->
+  (state, history)."""
   members = NamedSharding(mesh, PartitionSpec(MEMBER_AXIS))
   replicated = NamedSharding(mesh, PartitionSpec())
-  state = state_avals(spec, num_members, data, mesh)
+  state = state_avals(spec, num_members, mesh)
   inputs = _input_avals(spec, num_members, mesh)
   lengths = jax.ShapeDtypeStruct((num_blocks,), jnp.int32, sharding=replicated)
-  measure = jax.ShapeDtypeStruct((num_blocks,), jnp.bool_, sharding=replicated)
+  flags = jax.ShapeDtypeStruct((num_blocks,), jnp.bool_, sharding=replicated)
   jitted = jax.jit(member_functions(spec).segment, out_shardings=members)
-  return jitted.lower(state, inputs, data, lengths, measure).compile()
+  return jitted.lower(state, inputs, data, lengths, flags, flags).compile()
 
 
 def program_bytes(compiled: jax.stages.Compiled) -> int:

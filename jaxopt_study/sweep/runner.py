@@ -3,16 +3,18 @@
 The members (`grid.check`) are split into batch-size groups (`grid.batch_groups`), each group into
 equal chunks that fit the memory of a device (`program.program_bytes` of the compiled programs
 against `program.memory_budget`), and each chunk, padded to a multiple of the device count with
-copies of its last member (discarded), runs as `program.compiled_start` then segments of
-`checkpoint_every` steps (`program.compiled_segment`), with a progress bar over members × steps
-and an Orbax checkpoint after every segment. A finished member's row and history are kept in the
-run folder (`results.RunDir`), so a run started again skips finished members and continues a
-chunk from its latest checkpoint, ending with the same numbers as an uninterrupted run.
+copies of its last member (discarded), runs as `program.compiled_start` (the members' initial
+states) then segments of `checkpoint_every` steps (`program.compiled_segment`), with a progress
+bar over members × steps and an Orbax checkpoint after every segment. A finished member's row and
+history are kept in the run folder (`results.RunDir`), so a run started again skips finished
+members and continues a chunk from its latest checkpoint, ending with the same numbers as an
+uninterrupted run.
 """
 
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -194,7 +196,6 @@ def _run_plan(
     data=data,
     data_aval=program.data_avals(host_data, mesh),
     segments=[],
-    measures=[],
     run_dir=run_dir,
     bar=tqdm(
       total=sum(_steps(plan, m) for m in plan.members),
@@ -220,10 +221,6 @@ def _run_plan(
     group_plan = plan.for_batch_size(group[0])  # one size per group at equal epochs
     context.plan = group_plan
     context.segments = _segments(group_plan)
-    context.measures = _segments(
-      group_plan,
-      train.curvature_schedule(group_plan.steps, group_plan.eval_every, group_plan.curvature_every),
-    )
     # Chunks are planned over the whole group, done or not, so that a resumed run computes the
     # same chunks with the same programs (and finds their checkpoints) as the interrupted one.
     spec = _spec(plan, group)
@@ -309,14 +306,13 @@ def describe_curvature(options: CurvatureOptions) -> dict[str, Any]:
 @dataclasses.dataclass
 class _Context:
   """What every chunk of one `run` shares; `stats` and `checkpoint` change as chunks run, `plan`
-  (`Plan.for_batch_size`), `segments` and `measures` from one batch group to the next."""
+  (`Plan.for_batch_size`) and `segments` from one batch group to the next."""
 
   plan: grid.Plan
   mesh: Mesh
   data: Any  # the replicated `problem.Data`
   data_aval: Any
-  segments: list[np.ndarray]
-  measures: list[np.ndarray]  # per segment: the blocks where the curvature monitor measures
+  segments: list["Segment"]
   run_dir: RunDir | None
   bar: Any  # tqdm
   stats: dict[str, Any]
@@ -329,13 +325,36 @@ def _steps(plan: grid.Plan, member: grid.Member) -> int:
   return plan.for_batch_size(member.values["batch_size"]).steps
 
 
-def _segments(plan: grid.Plan, per_evaluation: np.ndarray | None = None) -> list[np.ndarray]:
-  """The evaluation blocks after step 0 (lengths in steps), cut into checkpointed segments; or
-  `per_evaluation`'s values (one per evaluation, step 0's first) cut the same way."""
+class Segment(NamedTuple):
+  """The evaluation blocks of one checkpointed segment, padded to the width of every segment, so
+  that one compiled program runs them all."""
+
+  lengths: np.ndarray  # int32: the steps before each evaluation (none for step 0's or padding)
+  measure: np.ndarray  # bool: the curvature monitor measures after the block
+  active: np.ndarray  # bool: a real block (a prefix); padding neither steps nor evaluates
+
+  @property
+  def blocks(self) -> int:
+    return int(self.active.sum())
+
+
+def _segments(plan: grid.Plan) -> list[Segment]:
+  """The evaluation blocks, step 0's first, cut into segments that end every `checkpoint_every`
+  steps (step 0's block in front of the first) and padded to one width."""
   evaluations = train.eval_steps(plan.steps, plan.eval_every)
-  blocks = np.diff(evaluations) if per_evaluation is None else per_evaluation[1:]
+  lengths = np.diff(evaluations, prepend=0).astype(np.int32)
+  measure = train.curvature_schedule(plan.steps, plan.eval_every, plan.curvature_every)
   per_segment = plan.checkpoint_every // plan.eval_every
-  return [blocks[i : i + per_segment] for i in range(0, len(blocks), per_segment)]
+  bounds = [0, *range(per_segment + 1, len(lengths), per_segment), len(lengths)]
+  width = max(b - a for a, b in itertools.pairwise(bounds))
+
+  def padded(values: np.ndarray, a: int, b: int) -> np.ndarray:
+    return np.pad(values[a:b], (0, width - (b - a)))
+
+  return [
+    Segment(padded(lengths, a, b), padded(measure, a, b), np.arange(width) < b - a)
+    for a, b in itertools.pairwise(bounds)
+  ]
 
 
 def _spec(plan: grid.Plan, group: tuple[int, ...]) -> program.ProgramSpec:
@@ -363,8 +382,8 @@ def _chunk_size(context: _Context, spec: program.ProgramSpec, num_members: int, 
   parts = 1
   while True:
     size = _padded(math.ceil(num_members / parts), devices)
-    start, segments = _compiled(context, spec, size)
-    need = max(program.program_bytes(c) for c in [start, *segments.values()])
+    start, segment = _compiled(context, spec, size)
+    need = max(program.program_bytes(c) for c in [start, segment])
     if need <= budget:
       context.stats["bytes_per_device"] = max(context.stats["bytes_per_device"], need)
       return size
@@ -389,13 +408,11 @@ def _padded(num_members: int, devices: int) -> int:
 
 def _compiled(context: _Context, spec: program.ProgramSpec, size: int):
   began = time.perf_counter()
-  start = program.compiled_start(spec, size, context.data_aval, context.mesh)
-  segments = {
-    len(s): program.compiled_segment(spec, size, len(s), context.data_aval, context.mesh)
-    for s in context.segments
-  }
+  start = program.compiled_start(spec, size, context.mesh)
+  width = len(context.segments[0].lengths)
+  segment = program.compiled_segment(spec, size, width, context.data_aval, context.mesh)
   context.stats["compile_seconds"] += time.perf_counter() - began
-  return start, segments
+  return start, segment
 
 
 def _run_chunk(
@@ -412,7 +429,7 @@ def _run_chunk(
     {k: [m.hyperparams[k] for m in padded] for k in spec.hyperparam_names},
     mesh,
   )
-  start, segments = _compiled(context, spec, size)
+  start, segment = _compiled(context, spec, size)
   began = time.perf_counter()
   context.checkpoint = None
   blocks_done = None
@@ -422,38 +439,32 @@ def _run_chunk(
       context.run_dir.path / ".checkpoints" / f"chunk-{chunk[0].index:04d}-{key}"
     )
     blocks_done = context.checkpoint.latest()
+  members = NamedSharding(mesh, PartitionSpec(program.MEMBER_AXIS))
   if blocks_done is None:
     params, model_state = _initial_models(context, spec, padded)
-    members = NamedSharding(mesh, PartitionSpec(program.MEMBER_AXIS))
     params, model_state = program.put((params, model_state), members)
-    state, history = start(params, model_state, inputs, context.data)
-    blocks_done = 1
+    state, history, blocks_done = start(params, model_state, inputs), None, 0
   else:
-    members = NamedSharding(mesh, PartitionSpec(program.MEMBER_AXIS))
     history_avals = {
       k: jax.ShapeDtypeStruct((size, blocks_done), v.dtype, sharding=members)
-      for k, v in start.out_info[1].items()
+      for k, v in segment.out_info[1].items()
     }
-    state_avals = program.state_avals(spec, size, context.data_aval, mesh)
+    state_avals = program.state_avals(spec, size, mesh)
     state, history = context.checkpoint.restore(blocks_done, state_avals, history_avals)
-  steps_done = int(sum(s.sum() for s in context.segments[: _segments_done(context, blocks_done)]))
-  context.bar.update(len(chunk) * steps_done)
-  replicated = NamedSharding(mesh, PartitionSpec())
   first = _segments_done(context, blocks_done)
-  for lengths, measure in zip(context.segments[first:], context.measures[first:], strict=True):
-    state, more = segments[len(lengths)](
-      state,
-      inputs,
-      context.data,
-      program.put(lengths.astype(np.int32), replicated),
-      program.put(measure, replicated),
-    )
-    history = {k: jnp.concatenate([history[k], more[k]], axis=1) for k in history}
-    blocks_done += len(lengths)
+  context.bar.update(len(chunk) * int(sum(s.lengths.sum() for s in context.segments[:first])))
+  replicated = NamedSharding(mesh, PartitionSpec())
+  for schedule in context.segments[first:]:
+    state, more = segment(state, inputs, context.data, *program.put(schedule[:3], replicated))
+    more = {k: v[:, : schedule.blocks] for k, v in more.items()}
+    if history is not None:
+      more = {k: jnp.concatenate([history[k], more[k]], axis=1) for k in more}
+    history = more
+    blocks_done += schedule.blocks
     if context.checkpoint is not None:
       context.checkpoint.save(blocks_done, state, history)
-    context.bar.update(len(chunk) * int(lengths.sum()))
-    context.stats["member_steps"] += len(chunk) * int(lengths.sum())
+    context.bar.update(len(chunk) * int(schedule.lengths.sum()))
+    context.stats["member_steps"] += len(chunk) * int(schedule.lengths.sum())
   history, best_step, diverged, diverged_at, params, model_state = program.gather(
     (
       history,
@@ -519,6 +530,6 @@ def _initial_models(context: _Context, spec: program.ProgramSpec, members: list[
 
 
 def _segments_done(context: _Context, blocks_done: int) -> int:
-  """How many segments `blocks_done` evaluation blocks cover (the first block is step 0's)."""
-  cumulative = np.cumsum([len(s) for s in context.segments])
-  return int(np.searchsorted(cumulative, blocks_done - 1, side="right"))
+  """How many segments `blocks_done` evaluation blocks cover (step 0's block among them)."""
+  cumulative = np.cumsum([s.blocks for s in context.segments])
+  return int(np.searchsorted(cumulative, blocks_done, side="right"))
