@@ -1,6 +1,7 @@
 """The in-loop curvature monitor against exact dense eigenvalues, traces and quadratic forms."""
 
 import jax
+import jax.experimental
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -81,6 +82,60 @@ def test_preconditioned_top_eigenvalue_is_that_of_dense_p_inverse_h(x64):
   np.testing.assert_allclose(metrics["preconditioned_lambda_max"], expected, rtol=1e-9)
 
 
+def _counted(matrix: np.ndarray, calls: list):
+  """v ↦ H v, counting its calls inside compiled loops (an ordered host callback)."""
+
+  def count(v):
+    calls.append(1)
+    return v
+
+  def matvec(v):
+    v = jax.experimental.io_callback(count, jax.ShapeDtypeStruct(v.shape, v.dtype), v, ordered=True)
+    return jnp.asarray(matrix) @ v
+
+  return matvec
+
+
+def test_lanczos_stops_at_the_residual_tolerance_and_not_before(x64):
+  """Eigenvalues 1, ..., 60 (a gap of 1/60 at the top) in a random basis; from a start near the
+  top eigenvector the run stops early with ‖H y − θ y‖ ≤ tol |θ|, checked on the dense matrix."""
+  rng = np.random.default_rng(0)
+  basis, _ = np.linalg.qr(rng.normal(size=(60, 60)))
+  matrix = basis @ np.diag(np.arange(1.0, 61.0)) @ basis.T
+  start = basis[:, -1] + 0.05 * rng.normal(size=60) / np.sqrt(60)
+  start = jnp.asarray(start / np.linalg.norm(start))
+  tolerance = 1e-8
+  calls = []
+  value, vector = jax.jit(
+    lambda s: tracking._top_eigenpair(_counted(matrix, calls), s, 40, tolerance)
+  )(start)
+  vector = np.asarray(vector)
+  residual = np.linalg.norm(matrix @ vector - float(value) * vector)
+  assert residual <= tolerance * float(value) * (1 + 1e-6)
+  assert abs(float(value) - 60.0) <= residual  # an eigenvalue within ‖r‖ of θ: the top one
+  assert len(calls) < 40
+  checked = len(calls)  # one step fewer leaves the residual above the tolerance
+  value, vector = tracking._top_eigenpair(jnp.asarray(matrix).__matmul__, start, checked - 1, None)
+  vector = np.asarray(vector)
+  assert np.linalg.norm(matrix @ vector - float(value) * vector) > tolerance * float(value)
+  calls.clear()
+  jax.jit(lambda s: tracking._top_eigenpair(_counted(matrix, calls), s, 40, None))(start)
+  assert len(calls) == 40
+
+
+def test_monitor_with_a_tolerance_agrees_with_fixed_steps_on_a_tiny_mlp(x64):
+  params, loss = tiny_mlp_problem()
+  fixed = hessian.CurvatureOptions(lanczos_steps=22, probes=1)
+  early = fixed._replace(tolerance=1e-9)
+  metrics = {
+    options.tolerance: tracking.measure(
+      loss, params, tracking.init(params, options), options, step=jnp.asarray(0)
+    )[0]
+    for options in (fixed, early)
+  }
+  np.testing.assert_allclose(metrics[1e-9]["lambda_max"], metrics[None]["lambda_max"], rtol=1e-8)
+
+
 @pytest.mark.slow
 def test_monitor_in_training_equals_exact_top_eigenvalue_and_keeps_the_trajectory(x64):
   problem = _problem()
@@ -140,6 +195,8 @@ def test_preconditioner_reads_injected_hyperparameters():
     (dict(curvature_every=15), "multiple of eval_every"),
     (dict(curvature=hessian.CurvatureOptions()), "curvature_every"),
     (dict(curvature_every=10, curvature=hessian.CurvatureOptions(probes=0)), "probes"),
+    (dict(curvature_every=10, curvature=hessian.CurvatureOptions(tolerance=0.0)), "tolerance"),
+    (dict(curvature_every=10, curvature=hessian.CurvatureOptions(tolerance=1.5)), "tolerance"),
     (dict(curvature_every=10, curvature=hessian.CurvatureOptions(examples=151)), "examples"),
     (dict(curvature_every=10, curvature={"probes": 2}), "CurvatureOptions"),
   ],

@@ -17,6 +17,7 @@ each node with a Gaussian gives a density that integrates to 1 and whose mean is
 estimate of tr(H)/N (since Σ_j τ_j θ_j = α₀ = vᵀHv/‖v‖²).
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -68,42 +69,63 @@ def _orthogonalize(vector: jax.Array, basis: jax.Array) -> jax.Array:
   return vector - basis.T @ (basis @ vector)
 
 
+class LanczosState(NamedTuple):
+  """The running iteration: the basis so far (row j + 1 is the next vector), α, β and the scale
+  of rounding, max_i(|α_i| + β_i) ≤ 2‖H‖."""
+
+  basis: jax.Array  # (m + 1, N), rows beyond the next vector zero
+  alphas: jax.Array  # (m,)
+  betas: jax.Array  # (m,), β_j the norm of step j's new direction (0 at a restart)
+  scale: jax.Array
+
+
+def lanczos_start(start: jax.Array, num_steps: int) -> LanczosState:
+  """The state before the first of `num_steps` steps from the unit vector `start`."""
+  size, dtype = start.shape[0], start.dtype
+  zeros = jnp.zeros((num_steps,), dtype)
+  basis = jnp.zeros((num_steps + 1, size), dtype).at[0].set(start)
+  return LanczosState(basis, zeros, zeros, jnp.zeros((), dtype))
+
+
+def lanczos_step(
+  matvec: Callable[[jax.Array], jax.Array], j: jax.Array, state: LanczosState
+) -> LanczosState:
+  """Lanczos step j: α_j, β_j and q_{j+1} from H q_j, fully reorthogonalized (traceable)."""
+  basis, alphas, betas, scale = state
+  size, dtype = basis.shape[1], basis.dtype
+  eps = jnp.finfo(dtype).eps
+  q = basis[j]
+  w = matvec(q)
+  alpha = jnp.vdot(q, w)
+  w = _orthogonalize(w, basis)  # removes α q_j and β_{j−1} q_{j−1}, and all rounding drift
+  beta = jnp.linalg.norm(w)
+  scale = jnp.maximum(scale, jnp.abs(alpha) + beta)  # ≤ 2‖H‖, the scale of rounding in w
+  invariant = beta <= _INVARIANT_TOL * eps * scale
+  # restart along the coordinate axis e_i least covered by the basis: Σ_i ‖Qᵀ e_i‖² = j + 1,
+  # so the smallest is ≤ (j + 1)/N and e_i keeps a part ≥ 1/N of its norm² outside the span
+  # (a random vector could lie in the span, leaving only rounding noise after projection)
+  axis = jnp.argmin(jnp.sum(basis**2, axis=0))
+  fresh = _orthogonalize(jax.nn.one_hot(axis, size, dtype=dtype), basis)
+  fresh_norm = jnp.linalg.norm(fresh)
+  # a full basis (j + 1 = N) leaves no fresh direction: the row written is never used
+  fresh = fresh / jnp.where(fresh_norm > 0, fresh_norm, 1.0)
+  following = jnp.where(invariant, fresh, w / jnp.where(invariant, 1.0, beta))
+  return LanczosState(
+    basis.at[j + 1].set(following),
+    alphas.at[j].set(alpha),
+    betas.at[j].set(jnp.where(invariant, 0.0, beta)),
+    scale,
+  )
+
+
 def lanczos_steps(
   matvec: Callable[[jax.Array], jax.Array], start: jax.Array, num_steps: int
 ) -> Lanczos:
   """`num_steps` Lanczos steps from the unit vector `start`, fully reorthogonalized (traceable)."""
-  size, dtype = start.shape[0], start.dtype
-  eps = jnp.finfo(dtype).eps
-  basis = jnp.zeros((num_steps + 1, size), dtype).at[0].set(start)
-
-  def step(j, carry):
-    basis, alphas, betas, scale = carry
-    q = basis[j]
-    w = matvec(q)
-    alpha = jnp.vdot(q, w)
-    w = _orthogonalize(w, basis)  # removes α q_j and β_{j−1} q_{j−1}, and all rounding drift
-    beta = jnp.linalg.norm(w)
-    scale = jnp.maximum(scale, jnp.abs(alpha) + beta)  # ≤ 2‖H‖, the scale of rounding in w
-    invariant = beta <= _INVARIANT_TOL * eps * scale
-    # restart along the coordinate axis e_i least covered by the basis: Σ_i ‖Qᵀ e_i‖² = j + 1,
-    # so the smallest is ≤ (j + 1)/N and e_i keeps a part ≥ 1/N of its norm² outside the span
-    # (a random vector could lie in the span, leaving only rounding noise after projection)
-    axis = jnp.argmin(jnp.sum(basis**2, axis=0))
-    fresh = _orthogonalize(jax.nn.one_hot(axis, size, dtype=dtype), basis)
-    fresh_norm = jnp.linalg.norm(fresh)
-    # a full basis (j + 1 = N) leaves no fresh direction: the row written is never used
-    fresh = fresh / jnp.where(fresh_norm > 0, fresh_norm, 1.0)
-    following = jnp.where(invariant, fresh, w / jnp.where(invariant, 1.0, beta))
-    basis = basis.at[j + 1].set(following)
-    alphas = alphas.at[j].set(alpha)
-    betas = betas.at[j].set(jnp.where(invariant, 0.0, beta))
-    return basis, alphas, betas, scale
-
-  zeros = jnp.zeros((num_steps,), dtype)
-  basis, alphas, betas, _ = jax.lax.fori_loop(
-    0, num_steps, step, (basis, zeros, zeros, jnp.zeros((), dtype))
+  state = jax.lax.fori_loop(
+    0, num_steps, functools.partial(lanczos_step, matvec), lanczos_start(start, num_steps)
   )
-  return Lanczos(alphas, betas[:-1], basis[:-1])
+  return Lanczos(state.alphas, state.betas[:-1], state.basis[:-1])
 
 
 def _start_vector(start: int | jax.Array, key: jax.Array | None) -> jax.Array:

@@ -10,8 +10,9 @@ a time. `measure` is traceable: the training loop (`train.make_train_loop(..., c
 calls it under `jax.lax.cond` inside its scan, and a sweep `vmap`s it over members.
 
 * `lambda_max`: the largest Ritz value of `CurvatureOptions.lanczos_steps` Lanczos steps with full
-  reorthogonalization (`krylov.lanczos_steps`), started from the previous measurement's top Ritz
-  vector, so a slowly moving top eigenvector is found again in a few steps.
+  reorthogonalization (`krylov.lanczos_step`), started from the previous measurement's top Ritz
+  vector, so a slowly moving top eigenvector is found again in a few steps: with a `tolerance`,
+  the run stops as soon as the top Ritz pair's residual says so.
 * `hessian_trace`: Hutchinson's estimate (1/p) Σ zᵀHz over p Rademacher probes, drawn from a key
   folded with the step (the same probes for every member of a sweep).
 * `g_dot_g`, `g_hess_g`: gᵀg and gᵀHg at the point (§8.2.1, eq. 4.9).
@@ -21,10 +22,11 @@ calls it under `jax.lax.cond` inside its scan, and a sweep `vmap`s it over membe
   adaptive method before its first step).
 
 Each measurement costs one gradient and 2m + p + 1 Hessian-vector products (m + p + 1 without a
-preconditioner), each of them only the tangent half of forward-over-reverse (`jax.linearize` of
-the gradient once at the point).
+preconditioner; fewer with a `tolerance`), each of them only the tangent half of
+forward-over-reverse (`jax.linearize` of the gradient once at the point).
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -43,6 +45,8 @@ class CurvatureOptions(NamedTuple):
 
   Attributes:
     lanczos_steps: m, Lanczos steps per top eigenvalue (at most the number of parameters).
+    tolerance: stop a top eigenvalue's Lanczos run before m steps once its Ritz residual is at
+      most `tolerance` × |λ| (scipy's eigsh's `tol`); None: always m steps.
     probes: p, Rademacher probes of Hutchinson's trace estimate.
     examples: measure on the first `examples` training examples (a fixed subset); None: the
       whole training set.
@@ -54,6 +58,7 @@ class CurvatureOptions(NamedTuple):
 
   lanczos_steps: int = 20
   probes: int = 4
+  tolerance: float | None = None
   examples: int | None = None
   preconditioner: Callable[[Any], Any] | None = None
   seed: int = 0
@@ -84,15 +89,58 @@ def not_measured(params: Any, options: CurvatureOptions) -> dict[str, jax.Array]
   return {name: jnp.full([], jnp.nan, dtype) for name in options.metric_names()}
 
 
-def _top_eigenpair(
-  matvec: Callable[[jax.Array], jax.Array], start: jax.Array, num_steps: int
-) -> tuple[jax.Array, jax.Array]:
-  """The largest Ritz value of `num_steps` Lanczos steps from `start`, and its unit Ritz vector."""
-  result = krylov.lanczos_steps(matvec, start, num_steps)
-  tridiagonal = jnp.diag(result.alphas) + jnp.diag(result.betas, 1) + jnp.diag(result.betas, -1)
+def _top_ritz_pair(state: krylov.LanczosState, j: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The top eigenpair (θ, s) of T_j, the leading (j + 1) × (j + 1) block of T.
+
+  The unused diagonal is set below every Ritz value (|θ| ≤ ‖T‖ ≤ 2 · scale) and its couplings to
+  zero, so T's top eigenpair is T_j's, padded with zeros.
+  """
+  used = jnp.arange(state.alphas.shape[0]) <= j
+  floor = -2 * state.scale - 1
+  diagonal = jnp.where(used, state.alphas, floor)
+  couplings = jnp.where(used[1:], state.betas[:-1], 0.0)
+  tridiagonal = jnp.diag(diagonal) + jnp.diag(couplings, 1) + jnp.diag(couplings, -1)
   values, vectors = jnp.linalg.eigh(tridiagonal)
-  vector = result.basis.T @ vectors[:, -1]
-  return values[-1], vector / jnp.linalg.norm(vector)
+  return values[-1], jnp.where(used, vectors[:, -1], 0.0)
+
+
+def _top_eigenpair(
+  matvec: Callable[[jax.Array], jax.Array],
+  start: jax.Array,
+  num_steps: int,
+  tolerance: float | None,
+) -> tuple[jax.Array, jax.Array]:
+  """The largest Ritz value of at most `num_steps` Lanczos steps from `start`, and its unit Ritz
+  vector.
+
+  With a `tolerance`, the iteration stops at the first step j whose top Ritz pair (θ, y = Q s)
+  has the residual ‖H y − θ y‖ = β_j |s_j| ≤ tolerance · |θ| (Golub & Van Loan 2013, §10.1.4),
+  ARPACK's stopping rule, which `scipy.sparse.linalg.eigsh(tol=...)` applies; a step that
+  restarts (β_j = 0, an invariant subspace) never stops it, since the top eigenvector may lie
+  outside that subspace. Under `vmap` the loop runs until every member has stopped.
+  """
+  state = krylov.lanczos_start(start, num_steps)
+  if tolerance is None:
+    state = jax.lax.fori_loop(0, num_steps, functools.partial(krylov.lanczos_step, matvec), state)
+    value, coefficients = _top_ritz_pair(state, num_steps - 1)
+  else:
+
+    def unfinished(carry):
+      j, _, done = carry
+      return (j < num_steps) & ~done
+
+    def step(carry):
+      j, state, _ = carry
+      state = krylov.lanczos_step(matvec, j, state)
+      value, coefficients = _top_ritz_pair(state, j)
+      residual = state.betas[j] * jnp.abs(coefficients[j])
+      done = (state.betas[j] > 0) & (residual <= tolerance * jnp.abs(value))
+      return j + 1, state, done
+
+    steps, state, _ = jax.lax.while_loop(unfinished, step, (0, state, False))
+    value, coefficients = _top_ritz_pair(state, steps - 1)
+  vector = state.basis[:-1].T @ coefficients
+  return value, vector / jnp.linalg.norm(vector)
 
 
 def measure(
@@ -126,7 +174,7 @@ def measure(
   grad, hvp = jax.linearize(jax.grad(flat_loss), flat)
   num_steps = min(options.lanczos_steps, flat.size)
   if options.preconditioner is None:
-    lambda_max, top_vector = _top_eigenpair(hvp, state.top_vector, num_steps)
+    lambda_max, top_vector = _top_eigenpair(hvp, state.top_vector, num_steps, options.tolerance)
   else:  # both eigenproblems in one batched Lanczos: S H S with S = 1 and S = P^{-1/2}
     diagonal, _ = ravel_pytree(options.preconditioner(opt_state))
     positive = jnp.all(diagonal > 0)
@@ -134,7 +182,7 @@ def measure(
     scales = jnp.stack([jnp.ones_like(scale), scale])
     starts = jnp.stack([state.top_vector, state.preconditioned_top_vector])
     values, vectors = jax.vmap(
-      lambda s, start: _top_eigenpair(lambda v: s * hvp(s * v), start, num_steps)
+      lambda s, start: _top_eigenpair(lambda v: s * hvp(s * v), start, num_steps, options.tolerance)
     )(scales, starts)
     lambda_max, top_vector = values[0], vectors[0]
   key = jax.random.fold_in(jax.random.key(options.seed), step)
