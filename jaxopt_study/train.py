@@ -186,6 +186,10 @@ def check_curvature(
   validate.require_positive_int("curvature.lanczos_steps", curvature.lanczos_steps, where)
   validate.require_positive_int("curvature.probes", curvature.probes, where)
   validate.require_int("curvature.seed", curvature.seed, where, low=0)
+  if curvature.tolerance is not None:
+    validate.require_unit_interval(
+      "curvature.tolerance", curvature.tolerance, where, include_zero=False
+    )
   if curvature.examples is not None:
     validate.require_int("curvature.examples", curvature.examples, where, low=1, high=num_train)
   if curvature.preconditioner is not None and not callable(curvature.preconditioner):
