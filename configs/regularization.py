@@ -17,8 +17,8 @@ def get_config() -> ml_collections.ConfigDict:
   )
   config.methods = ["none", "l2", "l1", "dropout", "dropconnect", "augment", "stochastic_depth"]
   # Strengths: each method's best of a pilot scan on validation digits (training digits 200-1346,
-  # not the held-out split; seeds 100 and 101, this config otherwise), validation errors in
-  # /work/notes/results_regularization.md: L2 {1e-4, 1e-3, 1e-2}, L1 {1e-5, 1e-4, 1e-3} (both best
+  # not the held-out split; seeds 100 and 101, this config otherwise), its validation errors in
+  # benchmarks/RESULTS.md (regularization): L2 {1e-4, 1e-3, 1e-2}, L1 {1e-5, 1e-4, 1e-3} (both best
   # at the grid's largest), dropout and DropConnect {0.2, 0.5} (0.5 the published default,
   # Srivastava et al. 2014, Wan et al. 2013), augmentation {0.25, 0.5, 1} (every example shifted
   # and rotated is too much for an MLP on 200 digits), p_L {0.5, 0.8} (0.5, Huang et al. 2016).
