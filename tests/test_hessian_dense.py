@@ -162,6 +162,26 @@ def test_a_dense_hessian_over_its_time_limit_is_refused_with_an_estimate():
   assert hessian_matrix(loss, {"w": w}, chunk_size=10).shape == (300, 300)
 
 
+def test_an_eigensolver_over_the_time_limit_is_refused_before_any_hessian_vector_product(
+  monkeypatch,
+):
+  """N = 5000: the solve, timed at N = 1024 and scaled by (5000/1024)³ ≈ 116, is estimated at
+  seconds; with half a second allowed the refusal comes before a single row is built."""
+  from jaxopt_study.hessian import HessianTooSlowError, classify, dense, spectrum
+
+  def no_rows(*args, **kwargs):
+    raise AssertionError("a Hessian row was built")
+
+  monkeypatch.setattr(dense, "_compiled_rows", no_rows)
+  w = jnp.linspace(-1.0, 1.0, 5000)
+  loss = lambda p: jnp.sum(jnp.tanh(p["w"]) ** 2)  # noqa: E731
+  with pytest.raises(HessianTooSlowError, match=r"eigenvalues alone would take about .* s"):
+    spectrum(loss, {"w": w}, max_seconds=0.5)
+  with pytest.raises(HessianTooSlowError, match="max_seconds=0.5"):
+    classify(loss, {"w": w}, max_seconds=0.5)
+  assert dense.solve_seconds(2048, np.float32, True, False) == 0.0  # small: not timed
+
+
 def test_the_memory_guard_uses_the_memory_available_now():
   from jaxopt_study.hessian import dense
 

@@ -125,7 +125,8 @@ def spectrum(
     key: PRNG key of the Lanczos start vector (default: a fixed seed).
     num_steps: Lanczos steps (default above).
     chunk_size: basis vectors per HVP call of the exact method (see `hessian_matrix`).
-    max_seconds: the exact method's time limit (see `hessian_matrix`).
+    max_seconds: the exact method's time limit: its Hessian-vector products, timed on the first
+      chunk (see `hessian_matrix`), plus its eigensolver, estimated (`dense.solve_seconds`).
 
   Returns:
     `Spectrum(eigenvalues, eigenvectors, loss, grad_norm, num_params)`.
@@ -140,7 +141,9 @@ def spectrum(
   problem = products.prepare(loss_fn, params, args, batches, mode, "spectrum")
   loss, grad, _ = _first_and_second_order(problem, "spectrum")
   if method == "exact":
-    matrix = dense.dense_hessian(problem, chunk_size, max_seconds=max_seconds)
+    matrix = dense.dense_hessian(
+      problem, chunk_size, max_seconds=max_seconds, eigenvectors=eigenvectors
+    )
     values, vectors = dense.symmetric_eigh(matrix, eigenvectors)
     values, vectors = _select(values, vectors, k, which)
   else:
@@ -286,7 +289,8 @@ def classify(
     key: PRNG key of the probes (default: a fixed seed).
     num_probes: SLQ probes for the counts of ``method="lanczos"``.
     chunk_size: basis vectors per HVP call of the exact method.
-    max_seconds: the exact method's time limit (see `hessian_matrix`).
+    max_seconds: the exact method's time limit: its Hessian-vector products, timed on the first
+      chunk (see `hessian_matrix`), plus its eigensolver, estimated (`dense.solve_seconds`).
     eigenvalues: all N eigenvalues of H at `params` when the caller has them already (from
       `spectrum(..., method="exact")`): the exact method then does not build H again.
 
@@ -319,7 +323,7 @@ def classify(
   grad_norm = float(np.linalg.norm(grad))
   if method == "exact":
     if eigenvalues is None:
-      matrix = dense.dense_hessian(problem, chunk_size, max_seconds=max_seconds)
+      matrix = dense.dense_hessian(problem, chunk_size, max_seconds=max_seconds, eigenvectors=False)
       eigenvalues, _ = dense.symmetric_eigh(matrix, False)
     values = eigenvalues
     lowest, highest = float(values[0]), float(values[-1])

@@ -58,6 +58,7 @@ from jaxopt_study.hessian import parallel, products
 DEFAULT_CHUNK_SIZE = 256
 MIN_CHUNK_WORK_BYTES = 32 * 2**20
 SINGLE_THREAD_BELOW = 1024
+SOLVE_CALIBRATION_SIZE = 1024  # the eigensolver is timed at this size, then scaled as N³
 _SYMMETRIZE_BLOCK = 512
 
 
@@ -262,16 +263,23 @@ def dense_hessian(
   chunk_size: int | None,
   on_host: bool | None = None,
   max_seconds: float = DEFAULT_MAX_SECONDS,
+  eigenvectors: bool | None = None,
 ) -> np.ndarray | jax.Array:
   """The symmetrized N × N Hessian, built in a writable host (numpy) buffer or on the device.
 
   `on_host` defaults to whether the parameters live on a CPU device. The first chunk of rows is
   timed; if the chunks would take more than `max_seconds` in all, `HessianTooSlowError` is raised
-  then, with the estimate, before the rest is computed.
+  then, with the estimate, before the rest is computed. `eigenvectors` not None says that
+  `symmetric_eigh(matrix, eigenvectors)` follows: its time (`solve_seconds`) counts too, and if it
+  alone is over the limit the error comes before any Hessian-vector product.
   """
   size = problem.num_params
   if on_host is None:
     on_host = next(iter(problem.flat_params.devices())).platform == "cpu"
+  solving = 0.0
+  if eigenvectors is not None:
+    solving = solve_seconds(size, problem.flat_params.dtype, on_host, eigenvectors)
+    _require_fast_enough(0.0, size, 1, max_seconds, solving)
   shared = parallel.replicate((problem.flat_params, problem.fixed, problem.data))
   rows_of, chunk = _compiled_rows(problem, shared, chunk_size)
   if on_host:
@@ -288,7 +296,7 @@ def dense_hessian(
     rows = rows_of(*shared, jnp.int32(first))
     if start == 0:
       jax.block_until_ready(rows)
-      _require_fast_enough(time.perf_counter() - began, size, chunk, max_seconds)
+      _require_fast_enough(time.perf_counter() - began, size, chunk, max_seconds, solving)
     if on_host:
       matrix[first : first + count] = np.asarray(rows)[:count]
     else:
@@ -324,16 +332,47 @@ def traced_hessian(problem: products.Problem) -> jax.Array:
   return 0.5 * (matrix + matrix.T)
 
 
-def _require_fast_enough(first_seconds: float, size: int, chunk: int, max_seconds: float) -> None:
-  """Raises `HessianTooSlowError` if ⌈N / chunk⌉ chunks at the first one's time exceed the limit."""
-  estimate = first_seconds * -(-size // chunk)
-  if estimate > max_seconds:
-    raise HessianTooSlowError(
-      f"the dense Hessian of N={size:,} parameters would take about {estimate:,.0f} s of "
-      f"Hessian-vector products (its first {chunk} rows took {first_seconds:.2f} s),"
-      f' over max_seconds={max_seconds:g}; use method="lanczos" (or density(...)), which needs '
-      "only a few hundred Hessian-vector products, or pass a larger max_seconds"
+def solve_seconds(size: int, dtype: np.dtype, on_host: bool, eigenvectors: bool) -> float:
+  """The eigensolver's time at N = `size`, estimated before the matrix exists: `symmetric_eigh`
+  timed on a random symmetric matrix of `SOLVE_CALIBRATION_SIZE` (same dtype, place and
+  eigenvector flag), times (N / that size)³, the divide-and-conquer solver's cost (Golub & Van Loan
+  2013, §8.3-8.4); 0 for N up to twice that size, whose solve takes about a second at most. The
+  small matrix stays in cache where the large one streams from memory, and other jobs change
+  either timing, so the estimate is good to a few times either way: enough to refuse a solve of
+  hours at once."""
+  calibration = SOLVE_CALIBRATION_SIZE
+  if size <= 2 * calibration:
+    return 0.0
+  a = np.random.default_rng(0).standard_normal((calibration, calibration)).astype(dtype)
+  a = a + a.T
+  if not on_host:  # the first device call compiles: time the second
+    symmetric_eigh(jnp.asarray(a), eigenvectors)
+  began = time.perf_counter()
+  symmetric_eigh(a if on_host else jnp.asarray(a), eigenvectors)
+  return (time.perf_counter() - began) * (size / calibration) ** 3
+
+
+def _require_fast_enough(
+  first_seconds: float, size: int, chunk: int, max_seconds: float, solving: float = 0.0
+) -> None:
+  """Raises `HessianTooSlowError` if ⌈N / chunk⌉ chunks at the first one's time, plus the
+  eigensolver's estimated `solving` seconds, exceed the limit."""
+  building = first_seconds * -(-size // chunk)
+  if building + solving <= max_seconds:
+    return
+  if first_seconds == 0.0:
+    parts = f"its eigenvalues alone would take about {solving:,.0f} s (`dense.solve_seconds`)"
+  else:
+    parts = (
+      f"it would take about {building + solving:,.0f} s: {building:,.0f} s of Hessian-vector "
+      f"products (its first {chunk} rows took {first_seconds:.2f} s)"
+      + (f" and {solving:,.0f} s for its eigenvalues" if solving else "")
     )
+  raise HessianTooSlowError(
+    f"the dense Hessian of N={size:,} parameters: {parts}, over max_seconds={max_seconds:g}; "
+    'use method="lanczos" (or density(...)), which needs only a few hundred Hessian-vector '
+    "products, or pass a larger max_seconds"
+  )
 
 
 def symmetric_eigh(
