@@ -272,10 +272,17 @@ class RunDir:
     write_npz(self.path / "params.npz", arrays)
 
   def write_tables(
-    self, table: Sequence[dict[str, Any]], history: Iterable[dict[str, Any]]
+    self,
+    table: Sequence[dict[str, Any]],
+    history: Iterable[dict[str, Any]],
+    minibatches: Sequence[dict[str, Any]] | None = None,
   ) -> None:
+    """Writes `results.csv`, `history.csv` and, when given, `minibatches.csv` (one row per
+    member and step: the loss and gradient norm of the step's minibatch)."""
     write_csv(self.path / "results.csv", table)
     write_csv(self.path / "history.csv", list(history))
+    if minibatches is not None:
+      write_csv(self.path / "minibatches.csv", minibatches)
 
   def write_summary(self, summary: dict[str, Any]) -> None:
     write_atomic(self.path / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -124,9 +124,9 @@ def test_segments_end_at_checkpoints_and_share_one_width():
 def test_a_grid_of_one_member_is_a_plain_run():
   """Three segments (steps 0-8, 16, 24), the last two padded: one compiled segment program."""
   config = make_config({})
-  program.compiled_segment.cache_clear()
+  before = program.compiled_segment.cache_info().misses
   result = sweep.run_config(config)
-  assert program.compiled_segment.cache_info().misses == 1
+  assert program.compiled_segment.cache_info().misses == before + 1
   (row,) = result.table
   assert (row["batch_size"], row["init_scale"], row["learning_rate"]) == (250, 1.0, 0.1)
   alone = run_alone(config, row)
@@ -508,3 +508,112 @@ def test_host_options_are_checked_before_joining(options, culprit, tmp_path, cap
   assert cli.main(["run", config, "--out", str(tmp_path / "x"), *options]) == 2
   assert culprit in capsys.readouterr().err
   assert not (tmp_path / "x").exists()
+
+
+def minibatch_log(rows: list[dict], member: str) -> np.ndarray:
+  """(steps, 2) loss and gradient norm of `member`'s rows of `SweepResult.minibatches`."""
+  ours = [r for r in rows if r["member"] == member]
+  assert [r["step"] for r in ours] == list(range(len(ours)))
+  return np.asarray([[r[name] for name in train.MINIBATCH_LOG] for r in ours], float)
+
+
+def alone_log(alone: train.TrainResult) -> np.ndarray:
+  return np.stack([alone.minibatches[name] for name in train.MINIBATCH_LOG], axis=1)
+
+
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
+def test_a_members_minibatch_log_equals_its_run_alone(tmp_path):
+  """Batch sizes 250 and 1000 in one masked program, three segments of 8 steps, 3 members padded
+  to 4 by a copy of the last one, which diverges: each logged step equals `train.train(...,
+  log_minibatches=True)` alone until a member is frozen, NaN after; the log leaves training as it
+  was, and `minibatches.csv` holds it (only with the option)."""
+  config = make_config(log_minibatches=True)
+  options = sweep.configured.arguments(config)
+  options["axes"] = {
+    ("batch_size", "learning_rate"): [(250, 0.1), (1000, 0.3), (250, 1e38)],
+    "momentum": [0.9],
+  }
+  result = sweep.run(**options, out_dir=tmp_path / "logged")
+  assert result.stats.chunks == 1 and len(result.minibatches) == 3 * 24
+  for row in result.table:
+    ours = minibatch_log(result.minibatches, row["member"])
+    theirs = alone_log(run_alone(config, row, log_minibatches=True))
+    at = row["diverged_at_step"] if row["diverged"] else 24
+    assert row["diverged"] == (row["learning_rate"] == 1e38) and 0 < at
+    np.testing.assert_allclose(ours[:at], theirs[:at], rtol=1e-5)
+    assert np.isnan(ours[at:]).all()
+  written = read_csv(tmp_path / "logged" / "minibatches.csv")
+  assert [r["member"] for r in written] == [r["member"] for r in result.minibatches]
+  np.testing.assert_array_equal(
+    [[r["step"], r["loss"], r["grad_norm"]] for r in written],
+    [[r["step"], r["loss"], r["grad_norm"]] for r in result.minibatches],
+  )
+  plain = sweep.run(**options | {"log_minibatches": False}, out_dir=tmp_path / "plain")
+  assert plain.minibatches == [] and not (tmp_path / "plain" / "minibatches.csv").exists()
+  np.testing.assert_array_equal(history_array(plain), history_array(result))
+
+
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
+def test_at_equal_epochs_each_member_logs_its_own_steps():
+  """Batch 250 logs its 24 steps, batch 1000 its ⌈24/4⌉ = 6, each as `train.train` alone."""
+  config = make_config(
+    {"batch_size": [250, 1000], "learning_rate": [0.1]}, equal_epochs=True, log_minibatches=True
+  )
+  result = sweep.run_config(config)
+  for row, steps, eval_every in zip(result.table, (24, 6), (8, 2), strict=True):
+    alone = run_alone(config, row, steps=steps, eval_every=eval_every, log_minibatches=True)
+    ours = minibatch_log(result.minibatches, row["member"])
+    assert ours.shape == (steps, 2)
+    np.testing.assert_allclose(ours, alone_log(alone), rtol=1e-5)
+
+
+def test_the_minibatch_log_has_the_steps_of_its_batch_size_group():
+  """At equal epochs the group of batch size 400 runs and logs ⌈50/4⌉ = 13 steps, 100 its 50."""
+  config = make_config({"batch_size": [100, 400]}, steps=50, eval_every=10, checkpoint_every=20)
+  assert runner._spec(sweep.check_config(config), (100, 400)).log_steps is None
+  config.log_minibatches = True
+  assert runner._spec(sweep.check_config(config), (100, 400)).log_steps == 50
+  config.equal_epochs = True
+  plan = sweep.check_config(config)
+  assert [runner._spec(plan.for_batch_size(b), (b,)).log_steps for b in (100, 400)] == [50, 13]
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_log_minibatches_must_be_a_boolean(value):
+  before = program.compiled_start.cache_info().misses
+  with pytest.raises(ValueError, match=r"sweep: log_minibatches=.* must be True or False"):
+    sweep.run_config(make_config(log_minibatches=value))
+  assert program.compiled_start.cache_info().misses == before
+
+
+@pytest.mark.slow  # several processes, or the CLI end to end
+def test_an_interrupted_sweep_resumes_to_the_same_minibatch_log(tmp_path, monkeypatch, reference):
+  """Two chunks of 6 with the log on; stopped after the second chunk's first segment: the first
+  chunk's rows come back from the run folder, the second's log from its checkpoint."""
+  assert reference.minibatches == []
+  budget = reference.stats.bytes_per_device - 1
+  config = make_config(log_minibatches=True)
+  uninterrupted = sweep.run_config(config, tmp_path / "once", memory_budget=budget)
+  assert uninterrupted.stats.chunks == 2 and len(uninterrupted.minibatches) == 12 * 24
+  saves, save = [], checkpoint.ChunkCheckpoint.save
+
+  def save_then_stop(self, blocks_done, *args):
+    save(self, blocks_done, *args)
+    saves.append(blocks_done)
+    if len(saves) == 4:  # chunk 1 done (3 segments), chunk 2 after its first segment
+      raise Interrupted
+
+  monkeypatch.setattr(checkpoint.ChunkCheckpoint, "save", save_then_stop)
+  out = tmp_path / "resumed"
+  with pytest.raises(Interrupted):
+    sweep.run_config(config, out, memory_budget=budget)
+  resumed = sweep.run_config(config, out, memory_budget=budget)
+  assert resumed.stats.member_steps == 6 * 16
+  assert [r["member"] for r in resumed.minibatches] == [
+    r["member"] for r in uninterrupted.minibatches
+  ]
+  for name in ("step", *train.MINIBATCH_LOG):
+    np.testing.assert_array_equal(
+      [r[name] for r in resumed.minibatches], [r[name] for r in uninterrupted.minibatches]
+    )
+  assert read_csv(out / "minibatches.csv") == read_csv(tmp_path / "once" / "minibatches.csv")

@@ -15,9 +15,10 @@ a sampled axis `{"log_uniform": [low, high]}`, `{"uniform": [low, high]}` or `{"
 whose points `search.sample` draws jointly with the `search` block's `num_samples` and `seed`,
 default the config's seed; Bergstra & Bengio 2012); optional `sampling`, `patience`,
 `early_stopping`, `l2_penalty`, `checkpoint_every`, `divergence_factor`, `equal_epochs` (batch
-sizes compared after the same epochs, `sweep.run`), and `curvature_every`
-with an optional `curvature` block (the in-loop curvature monitor: `lanczos_steps`, `probes`,
-`examples`, and `preconditioned=True` for the preconditioned sharpness of the optimizer's
+sizes compared after the same epochs, `sweep.run`), `log_minibatches` (every step's minibatch
+loss and gradient norm, `SweepResult.minibatches`), and `curvature_every`
+with an optional `curvature` block (the in-loop curvature monitor: `lanczos_steps`, `tolerance`,
+`probes`, `examples`, and `preconditioned=True` for the preconditioned sharpness of the optimizer's
 `optim.PRECONDITIONERS` entry, with its δ and β's).
 A built-in classification problem stops early on `test_error` by default, so its table has
 `best_test_error`.
@@ -118,6 +119,7 @@ def arguments(config: ml_collections.ConfigDict) -> dict[str, Any]:
     "curvature_every": config.get("curvature_every", None),
     "curvature": curvature_options(config),
     "equal_epochs": config.get("equal_epochs", False),
+    "log_minibatches": config.get("log_minibatches", False),
   }
 
 

@@ -19,6 +19,8 @@ smallest, since every member of a group computes the group's largest minibatch. 
 `equal_epochs` compares batch sizes as Keskar et al. (2017) and Goyal et al. (2017) do, after
 the same number of passes over the data: `steps` and `eval_every` are those of the smallest batch
 size, a larger one runs proportionally fewer steps (`Plan.for_batch_size`), in a program of its own.
+With `log_minibatches` every member keeps the loss and gradient norm of each step's minibatch (the
+quantity Fig. 8.1 plots), for as many steps as its batch size runs.
 """
 
 import inspect
@@ -75,6 +77,7 @@ class Plan(NamedTuple):
   curvature_every: int | None = None
   curvature: tracking.CurvatureOptions | None = None
   equal_epochs: bool = False
+  log_minibatches: bool = False
 
   def for_batch_size(self, batch_size: int) -> "Plan":
     """The plan a member of `batch_size` runs: this one, or with `equal_epochs` its step counts
@@ -148,6 +151,7 @@ def check(
   curvature_every: int | None = None,
   curvature: tracking.CurvatureOptions | None = None,
   equal_epochs: bool = False,
+  log_minibatches: bool = False,
 ) -> Plan:
   """Validates a sweep and returns its `Plan`; nothing is compiled.
 
@@ -170,6 +174,7 @@ def check(
   for field, value in (("steps", steps), ("eval_every", eval_every)):
     validate.require_positive_int(field, value, "sweep")
   validate.require_bool("equal_epochs", equal_epochs, "sweep")
+  validate.require_bool("log_minibatches", log_minibatches, "sweep")
   num_blocks = math.ceil(steps / eval_every)
   if checkpoint_every is None:  # 0 is refused below, not taken for the default
     checkpoint_every = eval_every * math.ceil(num_blocks / MAX_SEGMENTS)
@@ -228,6 +233,7 @@ def check(
     l2_penalty=float(l2_penalty),
     divergence_factor=float(divergence_factor),
     equal_epochs=bool(equal_epochs),
+    log_minibatches=bool(log_minibatches),
   )
 
 

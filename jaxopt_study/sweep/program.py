@@ -12,6 +12,10 @@ the loss, the group's largest batch size) runs as two programs of the member axi
   to one width, so the training step, evaluation and monitor are compiled once per group, not
   again for the start or a shorter last segment.
 
+With `ProgramSpec.log_steps` each member's `TrainState` carries the loss and gradient norm of
+every step's minibatch (`train.TrainState.minibatches`, NaN where the member is frozen), so the
+log is checkpointed and resumed with the state.
+
 Per-member values (seed, init scale, batch size, every optimizer hyperparameter) are
 traced inputs (`MemberInputs`), so new values never recompile. The member axis is sharded over a
 1-D mesh of every device (`jax.sharding`, all processes' devices under `jax.distributed`); data is
@@ -54,6 +58,7 @@ class ProgramSpec(NamedTuple):
   masked: bool  # members of several batch sizes: the loss is weighted by the batch mask
   l2_penalty: float = 0.0
   curvature: tracking.CurvatureOptions | None = None  # the in-loop curvature monitor
+  log_steps: int | None = None  # the group's steps: every step's minibatch logged (None: none)
 
 
 class MemberInputs(NamedTuple):
@@ -142,6 +147,7 @@ def member_functions(spec: ProgramSpec) -> MemberFunctions:
       freeze_nonfinite=True,
       l2_penalty=spec.l2_penalty,
       curvature=spec.curvature,
+      log_steps=spec.log_steps,
     )
 
   def vmapped(piece: str, *in_axes):

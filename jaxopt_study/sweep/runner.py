@@ -5,10 +5,10 @@ equal chunks that fit the memory of a device (`program.program_bytes` of the com
 against `program.memory_budget`), and each chunk, padded to a multiple of the device count with
 copies of its last member (discarded), runs as `program.compiled_start` (the members' initial
 states) then segments of `checkpoint_every` steps (`program.compiled_segment`), with a progress
-bar over members × steps and an Orbax checkpoint after every segment. A finished member's row and
-history are kept in the run folder (`results.RunDir`), so a run started again skips finished
-members and continues a chunk from its latest checkpoint, ending with the same numbers as an
-uninterrupted run.
+bar over members × steps and an Orbax checkpoint after every segment. A finished member's row,
+history and minibatch log are kept in the run folder (`results.RunDir`), so a run started again
+skips finished members and continues a chunk from its latest checkpoint, ending with the same
+numbers as an uninterrupted run.
 """
 
 import contextlib
@@ -61,12 +61,18 @@ class SweepResult(NamedTuple):
     arrays: every member's final parameters and model state, keyed as `results.member_arrays`
       (an experiment returns them as its `params.npz`); one member's pytrees are
       `results.member_state(arrays, member, params_template, model_state_template)`.
+    minibatches: with `run(..., log_minibatches=True)`, one row per member and step t = 0, ...,
+      steps − 1 (the member's own steps at equal epochs), in member order: `member`, `step`,
+      `loss` (the loss of the step's minibatch at θ_t, the one the step descended) and
+      `grad_norm` (‖∇ of that loss‖, the quantity Fig. 8.1 plots), NaN from the step a member
+      was frozen at (diverged, or stopped early); empty otherwise.
   """
 
   table: list[dict[str, Any]]
   history: list[dict[str, Any]]
   stats: SweepStats
   arrays: dict[str, np.ndarray]
+  minibatches: list[dict[str, Any]] = []
 
 
 def run(
@@ -93,6 +99,7 @@ def run(
   curvature_every: int | None = None,
   curvature: CurvatureOptions | None = None,
   equal_epochs: bool = False,
+  log_minibatches: bool = False,
 ) -> SweepResult:
   """Trains every member of the Cartesian product of `axes` for `steps` steps, vmapped.
 
@@ -115,8 +122,9 @@ def run(
     steps, eval_every: training steps, and steps between evaluations.
     batch_size, learning_rate, init_scale, seed: each member's value when not an axis
       (`batch_size` is required then; `learning_rate` None: not passed to the factory).
-    out_dir: the run folder for finished members, checkpoints, `results.csv`, `history.csv`
-      and `params.npz`; started again on the same folder, the run resumes. None: nothing saved.
+    out_dir: the run folder for finished members, checkpoints, `results.csv`, `history.csv`,
+      `params.npz` and, with `log_minibatches`, `minibatches.csv`; started again on the same
+      folder, the run resumes. None: nothing saved.
     progress: show a progress bar over members × steps.
     memory_budget: bytes one device may hold (default: `program.memory_budget()`).
     sampling, patience, early_stopping, l2_penalty: as in `train.train`.
@@ -133,6 +141,10 @@ def run(
       those of the smallest batch size b₀, and a member of batch size b runs ⌈steps · b₀/b⌉
       steps, evaluating every ⌈eval_every · b₀/b⌉ (`grid.Plan.for_batch_size`); each batch size
       is then one compiled program, and `table` gains each member's `steps`.
+    log_minibatches: keep the loss and gradient norm of every step's minibatch for every member
+      (`SweepResult.minibatches`; Fig. 8.1 plots these gradient norms, not the full-batch
+      `grad_norm` of the history), as `train.train(..., log_minibatches=True)` does; the log is
+      part of each member's checkpointed state, so a resumed run ends with the same log.
 
   Returns:
     A `SweepResult`.
@@ -158,6 +170,7 @@ def run(
     curvature_every=curvature_every,
     curvature=curvature,
     equal_epochs=equal_epochs,
+    log_minibatches=log_minibatches,
   )
   if config is None and out_dir is not None:
     config = describe(
@@ -223,7 +236,7 @@ def _run_plan(
     context.segments = _segments(group_plan)
     # Chunks are planned over the whole group, done or not, so that a resumed run computes the
     # same chunks with the same programs (and finds their checkpoints) as the interrupted one.
-    spec = _spec(plan, group)
+    spec = _spec(group_plan, group)
     size = _chunk_size(context, spec, len(members), memory_budget or program.memory_budget())
     for first in range(0, len(members), size):
       chunk = members[first : first + size]
@@ -243,10 +256,13 @@ def _run_plan(
   history = [row for m in plan.members for row in done[m.index]["history"]]
   stats = SweepStats(members=len(plan.members), devices=mesh.size, **context.stats)
   arrays = {k: v for m in plan.members for k, v in done[m.index]["arrays"].items()}
+  minibatches = [row for m in plan.members for row in done[m.index].get("minibatches", [])]
   if run_dir is not None and jax.process_index() == 0:
-    run_dir.write_tables(table, history)
+    run_dir.write_tables(table, history, minibatches if plan.log_minibatches else None)
     run_dir.write_params(arrays)
-  return SweepResult(table=table, history=history, stats=stats, arrays=arrays)
+  return SweepResult(
+    table=table, history=history, stats=stats, arrays=arrays, minibatches=minibatches
+  )
 
 
 def member_state(problem: problem_lib.Problem, result: SweepResult, member: str) -> tuple[Any, Any]:
@@ -285,6 +301,7 @@ def describe(plan: grid.Plan, axes: dict[Any, list], **arguments: Any) -> dict[s
     "curvature_every": plan.curvature_every,
     "curvature": None if plan.curvature is None else describe_curvature(plan.curvature),
     "equal_epochs": plan.equal_epochs,
+    "log_minibatches": plan.log_minibatches,
   }
 
 
@@ -358,6 +375,8 @@ def _segments(plan: grid.Plan) -> list[Segment]:
 
 
 def _spec(plan: grid.Plan, group: tuple[int, ...]) -> program.ProgramSpec:
+  """The programs of the batch sizes `group`, under the group's plan (`Plan.for_batch_size`,
+  whose steps are the length of the minibatch log)."""
   return program.ProgramSpec(
     problem=plan.problem,
     optimizer=plan.optimizer,
@@ -369,6 +388,7 @@ def _spec(plan: grid.Plan, group: tuple[int, ...]) -> program.ProgramSpec:
     masked=len(group) > 1,
     l2_penalty=plan.l2_penalty,
     curvature=plan.curvature,
+    log_steps=plan.steps if plan.log_minibatches else None,
   )
 
 
@@ -465,7 +485,7 @@ def _run_chunk(
       context.checkpoint.save(blocks_done, state, history)
     context.bar.update(len(chunk) * int(schedule.lengths.sum()))
     context.stats["member_steps"] += len(chunk) * int(schedule.lengths.sum())
-  history, best_step, diverged, diverged_at, params, model_state = program.gather(
+  history, best_step, diverged, diverged_at, params, model_state, logged = program.gather(
     (
       history,
       state.best_step,
@@ -473,6 +493,7 @@ def _run_chunk(
       state.diverged_at_step,
       state.params,
       state.model_state,
+      state.minibatches,
     )
   )
   context.stats["run_seconds"] += time.perf_counter() - began
@@ -500,9 +521,20 @@ def _run_chunk(
         "row": row,
         "history": history_rows(member.name, member_history),
         "arrays": member_arrays(member.name, *final),
+        "minibatches": [] if logged is None else _minibatch_rows(member.name, logged, i),
       }
     )
   return records
+
+
+def _minibatch_rows(member: str, logged: dict[str, np.ndarray], index: int) -> list[dict[str, Any]]:
+  """Rows (member, step, loss, grad_norm) of the chunk's `index`-th member's minibatch log
+  (`train.TrainState.minibatches`, gathered: (members, steps) per name)."""
+  columns = {name: logged[name][index] for name in train.MINIBATCH_LOG}
+  return [
+    {"member": member, "step": step} | {name: float(v[step]) for name, v in columns.items()}
+    for step in range(len(columns["loss"]))
+  ]
 
 
 def _divergence(history: dict[str, np.ndarray], factor: float, frozen_at: int | None) -> int | None:
