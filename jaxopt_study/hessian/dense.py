@@ -30,7 +30,7 @@ other jobs; the gain shrinks to 1–3×, and this step dominates the exact spect
 `benchmarks/RESULTS.md`): `method="lanczos"` is the way past it. scipy also works in place
 (``overwrite_a`` on a writable Fortran-ordered buffer, which the transpose of our C-ordered
 symmetric matrix is), so no second N² copy is made. On GPU the matrix stays on the device and
-`jnp.linalg.eigh` (cuSOLVER) is used.
+`jax.lax.linalg.eigh` (cuSOLVER) is used, eigenvectors included (its memory is counted).
 
 Threads: on a machine shared with other jobs, multithreaded OpenBLAS spins at its barriers and
 collapses; float32 values, best of 3 at load 3.6 on the 2 cores: N = 310, 0.91 s with 2 threads
@@ -149,10 +149,13 @@ def require_dense_fits(params: Any, chunk_size: int | None, eigenvectors: bool, 
   if chunk_size is not None:
     products.require_count("chunk_size", chunk_size, where)
   num_params, dtype = param_count(params, where)
+  device = jax.devices()[0]
+  # on an accelerator the solver (`jax.lax.linalg.eigh`) computes the eigenvectors in any case
+  vectors = eigenvectors or device.platform != "cpu"
   needed = dense_memory_bytes(
-    num_params, dtype, resolve_chunk_size(chunk_size, num_params), eigenvectors
+    num_params, dtype, resolve_chunk_size(chunk_size, num_params), vectors
   )
-  limit, what = memory_limit_bytes(jax.devices()[0])
+  limit, what = memory_limit_bytes(device)
   if needed > limit:
     raise HessianTooLargeError(
       f"{where}: the dense Hessian of N={num_params:,} parameters ({np.dtype(dtype).name}) needs "
@@ -381,7 +384,9 @@ def symmetric_eigh(
   """Eigenvalues ascending (and eigenvector columns) of a symmetric matrix from `dense_hessian`.
 
   A writable numpy matrix is overwritten (scipy ``evd`` in place, see the module docstring); a
-  device matrix goes to `jnp.linalg.eigh`. Precision follows the matrix's dtype.
+  device matrix goes to `jax.lax.linalg.eigh` without its symmetrizing copy (the matrix is
+  symmetric already), which computes the eigenvectors in any case. Precision follows the
+  matrix's dtype.
   """
   if isinstance(matrix, np.ndarray):
     # below SINGLE_THREAD_BELOW the BLAS runs on one thread (see the module docstring)
@@ -392,10 +397,8 @@ def symmetric_eigh(
         matrix.T, eigvals_only=not eigenvectors, driver="evd", overwrite_a=True, check_finite=False
       )
     return (result[0], result[1]) if eigenvectors else (result, None)
-  if eigenvectors:
-    values, vectors = jnp.linalg.eigh(matrix)
-    return np.asarray(values), np.asarray(vectors)
-  return np.asarray(jnp.linalg.eigvalsh(matrix)), None
+  vectors, values = jax.lax.linalg.eigh(matrix, symmetrize_input=False)
+  return np.asarray(values), np.asarray(vectors) if eigenvectors else None
 
 
 def hessian_matrix(
