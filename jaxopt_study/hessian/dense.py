@@ -6,38 +6,22 @@ H eᵢ are computed a chunk of `chunk_size` basis vectors at a time (a vmapped H
 over all devices) and written into one preallocated N × N buffer: the peak memory is N² entries
 plus one chunk of HVP work, and the buffer is then symmetrized in place, block by block.
 
-Eigensolver, measured on the 2-core AMD EPYC CPU of this project (jax 0.10.2, scipy 1.17.1 with
-OpenBLAS 0.3.31; random symmetric matrices; N ≤ 2000 best of 3, N = 5000 single runs while other
-jobs shared the machine, so only ratios within a row mean much):
-
-=====  =======  ====================  ========================  ===================
-N      dtype    scipy ``evd`` values  scipy ``evd`` + vectors   `jnp.linalg.eigvalsh`
-=====  =======  ====================  ========================  ===================
-500    float32  0.013 s               0.028 s                   0.028 s
-500    float64  0.018 s               0.042 s                   0.042 s
-2000   float32  0.40 s                1.02 s                    1.01 s
-2000   float64  0.65 s                1.66 s                    1.60 s
-5000   float32  12–34 s               37 s                      36 s
-5000   float64  18 s                  38 s                      44 s
-=====  =======  ====================  ========================  ===================
-
-`jnp.linalg.eigvalsh` computes the eigenvectors and drops them (LAPACK ``syevd`` with
-``jobz='V'``), so on CPU eigenvalues alone are 2.5× faster up to N = 2000 through
-``scipy.linalg.eigh(driver="evd", eigvals_only=True)`` (``jobz='N'``); with eigenvectors the two
-are the same LAPACK call. At N = 5000 the matrix outgrows the cache and the reduction to
-tridiagonal form, half of it matrix-vector products, becomes memory-bound and sensitive to
-other jobs; the gain shrinks to 1–3×, and this step dominates the exact spectrum (see
-`benchmarks/RESULTS.md`): `method="lanczos"` is the way past it. scipy also works in place
-(``overwrite_a`` on a writable Fortran-ordered buffer, which the transpose of our C-ordered
-symmetric matrix is), so no second N² copy is made. On GPU the matrix stays on the device and
-`jax.lax.linalg.eigh` (cuSOLVER) is used, eigenvectors included (its memory is counted).
+Eigensolver. `jnp.linalg.eigvalsh` computes the eigenvectors and drops them (LAPACK ``syevd``
+with ``jobz='V'``), so on CPU the eigenvalues alone go through
+``scipy.linalg.eigh(driver="evd", eigvals_only=True)`` (``jobz='N'``), a few times faster while the
+matrix fits the cache; with eigenvectors the two are the same LAPACK call. Once the matrix outgrows
+the cache, the reduction to tridiagonal form, half of it matrix-vector products, becomes
+memory-bound and sensitive to other jobs, the gain shrinks, and this step dominates the exact
+spectrum: `method="lanczos"` is the way past it. scipy also works in place (``overwrite_a`` on a
+writable Fortran-ordered buffer, which the transpose of our C-ordered symmetric matrix is), so no
+second N² copy is made. On GPU the matrix stays on the device and `jax.lax.linalg.eigh`
+(cuSOLVER) is used, eigenvectors included (its memory is counted).
 
 Threads: on a machine shared with other jobs, multithreaded OpenBLAS spins at its barriers and
-collapses; float32 values, best of 3 at load 3.6 on the 2 cores: N = 310, 0.91 s with 2 threads
-and 0.017 s with 1; N = 1000, 0.27 s and 0.13 s; N = 2000, 7.5 s and 1.3 s (idle: 0.40 s with
-2). Below N = 1024 (`SINGLE_THREAD_BELOW`), where one thread loses little even on an idle
-machine, the solve runs on one BLAS thread (`threadpoolctl`); above, the BLAS default is kept,
-and ``OPENBLAS_NUM_THREADS=1`` is the remedy on a busy machine.
+collapses on small matrices. Below N = 1024 (`SINGLE_THREAD_BELOW`), where one thread loses little
+even on an idle machine, the solve runs on one BLAS thread (`threadpoolctl`); above, the BLAS
+default is kept, and ``OPENBLAS_NUM_THREADS=1`` is the remedy on a busy machine. The timings
+behind both choices are in `benchmarks/RESULTS.md` ("Choosing the eigensolver").
 """
 
 import os
