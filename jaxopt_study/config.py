@@ -31,6 +31,7 @@ import ml_collections
 
 from jaxopt_study import data as data_lib
 from jaxopt_study import problem as problem_lib
+from jaxopt_study import regularization
 
 # sweep axis -> the config field it overrides (hyperparameter axes override optimizer.AXIS)
 AXIS_FIELDS = {
@@ -100,6 +101,8 @@ def build_problem(config: ml_collections.ConfigDict) -> problem_lib.Problem:
       raise ConfigError(f"the config has neither 'problem' nor '{field}': name a problem")
   model = config.model.to_dict()
   model.pop("init_scale", None)
+  if config.data.get("name") == "digits" and isinstance(model.get("augment"), dict):
+    model["augment"] = _digits_augment(model["augment"], config.data)
   data = load_data(config)
   loss = config.get("loss", None) or "cross_entropy"
   key = (id(data), _frozen(model), loss)  # `load_data` caches data sets, so ids are stable
@@ -183,9 +186,27 @@ def _load(name: str, options: tuple[tuple[str, Any], ...]) -> data_lib.Dataset:
     raise ConfigError(f"data {name!r}: {error}") from None
 
 
+def _digits_augment(augment: dict[str, Any], data: ml_collections.ConfigDict) -> dict[str, Any]:
+  """A model's `augment` block on the digits, which `data.load_digits` standardizes: unless the
+  block says otherwise, `regularization.Augment` maps them back to pixels with the same split's
+  statistics (`regularization.digits_standardization`) before shifting and rotating."""
+  if "standardization" in augment:
+    return augment
+  split = {k: data[k] for k in ("test_fraction", "split_seed") if k in data}
+  return augment | {"standardization": regularization.digits_standardization(**split)}
+
+
 def _frozen(options: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-  """Options as a hashable, sorted tuple (lists become tuples)."""
-  return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items()))
+  """Options as a hashable, sorted tuple (lists become tuples, dicts nested tuples)."""
+  return tuple(sorted((k, _hashable(v)) for k, v in options.items()))
+
+
+def _hashable(value: Any) -> Any:
+  if isinstance(value, dict):
+    return _frozen(value)
+  if isinstance(value, list | tuple):
+    return tuple(_hashable(v) for v in value)
+  return value
 
 
 def apply_overrides(

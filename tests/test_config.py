@@ -52,3 +52,29 @@ def test_bad_overrides_name_the_field(override, culprit):
 def test_missing_config_file_is_named(tmp_path):
   with pytest.raises(ConfigError, match="nope.py"):
     load_config(tmp_path / "nope.py")
+
+
+def test_a_model_augment_block_on_the_digits_gets_their_standardization():
+  """`model.augment = {...}` in a config: `Augment` maps the standardized digits back to pixels
+  with the statistics of the config's own split, and two equal blocks share one `Problem`."""
+  import jax.numpy as jnp
+  import numpy as np
+
+  from jaxopt_study import config as config_lib
+  from jaxopt_study import problem as problem_lib
+  from jaxopt_study import regularization
+
+  config = load_config(CONFIGS / "optimizers_quick.py")
+  config.unlock()
+  config.data.split_seed = 3
+  config.model.augment = {"rate": 1.0, "max_shift": 1, "max_rotation": 0.0}
+  problem = config_lib.build_problem(config)
+  assert config_lib.build_problem(config) is problem
+  pure = problem_lib.pure(problem)
+  module = pure.module(*pure.initial(0))
+  mean, std = regularization.digits_standardization(config.data.test_fraction, 3)
+  assert module.augment.standardization == (mean, std)
+  assert mean != regularization.digits_standardization(config.data.test_fraction, 0)[0]
+  x = jnp.asarray(problem.train_data[0][:4])
+  module.eval()
+  np.testing.assert_array_equal(module.augment(x), x)  # eval mode: the identity
