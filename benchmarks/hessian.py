@@ -16,7 +16,8 @@ second, timed call (warm) whose peak RSS above the RSS just before it is the cas
 memory. Rounds interleave the cases (ours, torch, naive, lanczos, ours, ...) so that the noise of
 a shared machine hits them alike; medians are reported.
 
-PyTorch is not a dependency of the package or of its tests; install CPU PyTorch to run this:
+PyTorch is not a dependency of the package or of its tests; install CPU PyTorch for its columns
+(without it they read "—" and the other cases still run):
 
     /work/venv/bin/pip install torch==2.13.0
     python benchmarks/hessian.py --widths 8 26 66 --rounds 2   # prints a Markdown table
@@ -24,8 +25,10 @@ PyTorch is not a dependency of the package or of its tests; install CPU PyTorch 
 
 import argparse
 import ctypes
+import importlib.util
 import json
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -175,10 +178,15 @@ def _in_subprocess(case: str, width: int) -> dict:
   return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def available_cases() -> tuple[str, ...]:
+  """`CASES`, less torch where PyTorch is not installed."""
+  return tuple(c for c in CASES if c != "torch" or importlib.util.find_spec("torch") is not None)
+
+
 def benchmark(width: int, rounds: int) -> dict:
-  results = {case: [] for case in CASES}
+  results = {case: [] for case in available_cases()}
   for _ in range(rounds):
-    for case in CASES:
+    for case in results:
       results[case].append(_in_subprocess(case, width))
   return results
 
@@ -196,6 +204,9 @@ def table(all_results: dict[int, dict]) -> str:
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for results in all_results.values():
+    if "torch" not in results:  # PyTorch not installed: its cells read "—"
+      results = results | {"torch": [{"cold": np.nan, "warm": np.nan, "peak_kib": np.nan}]}
+      results["torch"][0] |= {"hessian": np.nan, "eigh": np.nan}
     n = results["ours"][0]["num_params"]
     timing = {c: (_median(results[c], "cold"), _median(results[c], "warm")) for c in CASES}
     peak = {c: _median(results[c], "peak_kib") / 1024 for c in CASES}
@@ -205,7 +216,7 @@ def table(all_results: dict[int, dict]) -> str:
       float(np.max(np.abs(np.asarray(run["top"]) - exact_top) / np.abs(exact_top)))
       for run in results["lanczos"]
     )
-    lines.append(
+    line = (
       f"| {n} | {timing['ours'][0]:.2f} / {timing['ours'][1]:.2f} "
       f"| {timing['torch'][0]:.2f} / {timing['torch'][1]:.2f} "
       f"| {timing['naive'][0]:.2f} / {timing['naive'][1]:.2f} "
@@ -216,6 +227,7 @@ def table(all_results: dict[int, dict]) -> str:
       f"| {_median(results['ours'], 'hessian'):.2f} / {_median(results['ours'], 'eigh'):.2f} "
       f"| {_median(results['torch'], 'hessian'):.2f} / {_median(results['torch'], 'eigh'):.2f} |"
     )
+    lines.append(re.sub(r"\bnanx?\b", "—", line))
   return "\n".join(lines)
 
 
