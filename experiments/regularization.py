@@ -21,13 +21,33 @@ with its own strengths (`regularization.set_strengths`; the others neutral: rate
 and so paired by seed. Each member equals `train.train` of the problem with that model state.
 
 Measured per member, at the end (eval mode: no noise, the expectation of every regularizer): the
-0-1 error on the training subset and on the held-out set, their gap, and the sharpness, the top
-eigenvalue of the Hessian of the training NLL (without penalty, eval mode) by Lanczos
-(`hessian.spectrum`). Claims (`summary.json`, means over seeds with standard errors `_se`):
-`test_error_by_method`, `train_error_by_method`, `train_test_gap_by_method`,
+0-1 error on the training subset and on the held-out set, their gap, the training NLL (without
+penalty, eval mode; `eval_train_nll`) and the sharpness, the top eigenvalue of the Hessian of that
+NLL by Lanczos (`hessian.spectrum`). Claims (`summary.json`, means over seeds with standard errors
+`_se`): `test_error_by_method`, `train_error_by_method`, `train_test_gap_by_method`,
 `sharpness_by_method`, and the paired changes against `none`: `test_error_change_vs_none`,
 `train_test_gap_change_vs_none`, `log_sharpness_ratio_vs_none` (mean over seeds of
 log(λ_method / λ_none)).
+
+Sharpness changes with the training loss (it rises early in training and falls as the
+cross-entropy saturates), so end points at different training losses compare loss levels as much
+as flatness. The equal-loss control (with `dropout` among the methods) compares dropout's end
+point with `none`'s own run (same seed, initial parameters and minibatches) at the first step s*
+where `none`'s training NLL is at or below the dropout member's final eval-mode training NLL.
+That target is dropout's eval-mode NLL (`eval_train_nll`), the loss whose Hessian is measured:
+the history's `train_loss` is in train mode, dropout's noise on, while `none`'s, every
+regularizer neutral, is its eval-mode NLL. s* is found in two stages: the first evaluation step
+at or below the target (`matched_step` on the history, `eval_every` apart), then, `none` trained
+again alone from the seed's initial parameters with the same minibatch key (`prefix_program`: the
+minibatch of step t depends only on the key and t, so this is its run's prefix; as the plain net,
+`plain_problem`, which its neutral regularizers leave unchanged and which compiles faster) and
+evaluated at each of the `eval_every` steps up to that evaluation, the first of them
+at or below the target (no interpolation: a step's loss is at or below the target, within one
+Adam step of it). `none` trained to s* is measured as the end points are (row
+`none_at_dropout_loss`). Claims: `matched_step_none` (s* per seed; NaN when `none` never gets
+down to dropout's loss), `none_sharpness_at_dropout_loss` and
+`dropout_log_sharpness_ratio_at_equal_loss` (mean over seeds of log(λ_dropout, end / λ_none, s*);
+NaN, so inconclusive, when a seed has no s*).
 """
 
 import functools
@@ -43,7 +63,7 @@ from jaxopt_study import data as data_lib
 from jaxopt_study import hessian, losses, optim, regularization, report, train, validate
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.experiment import Experiment, Members, Results, below
-from jaxopt_study.lab import digits_tasks
+from jaxopt_study.lab import digits_tasks, grids
 from jaxopt_study.lab.curves import read_curves
 
 METHODS = ("none", "l2", "l1", "dropout", "dropconnect", "augment", "stochastic_depth")
@@ -58,6 +78,21 @@ NEUTRAL = {
 }
 PENALTIES = ("l1", "l2")
 RATES = ("dropout", "dropconnect")  # drop probabilities in [0, 1)
+CONTROL = "none_at_dropout_loss"  # `none` trained to the first step at dropout's final NLL
+EQUAL_LOSS_CLAIMS = ("none_sharpness_at_dropout_loss", "dropout_log_sharpness_ratio_at_equal_loss")
+# the control row's measured fields: NaN where `none` never gets down to dropout's loss
+CONTROL_FIELDS = (
+  "steps",
+  "eval_step",
+  "history_train_loss",
+  "window_train_loss",
+  "final_train_loss",
+  "final_train_error",
+  "final_test_error",
+  "train_test_gap",
+  "eval_train_nll",
+  "sharpness",
+)
 
 
 def _test_error_claim(method: str):
@@ -81,7 +116,11 @@ class Regularization(Experiment):
     "seed start from the same parameters and see the same minibatches (one vmapped program, the "
     "strengths held in the model state), so each is compared with no regularization seed by "
     "seed: held-out error, train-test gap, and the sharpness (top Hessian eigenvalue of the "
-    "training NLL in eval mode) of the end point, each a mean over seeds with its standard error."
+    "training NLL in eval mode) of the end point, each a mean over seeds with its standard error. "
+    "Since the sharpness changes with the training loss, an equal-loss control compares "
+    "dropout's end point with the plain net's own run (the same seed, parameters and "
+    "minibatches) stopped at the first step where its training NLL is at or below dropout's "
+    "final one (in eval mode, the loss whose Hessian is measured)."
   )
   PUBLISHED = {
     "train_test_gap_change_vs_none": "< 0 for every method: a regularizer is a change meant to "
@@ -98,6 +137,9 @@ class Regularization(Experiment):
     "dropout_log_sharpness_ratio": "< 0: dropout ends at flatter minima, a smaller top Hessian "
     "eigenvalue (Zhang & Xu 2022, 'Implicit regularization of dropout', §5; Wei, Kakade & Ma "
     "2020: dropout's explicit regularizer penalizes curvature)",
+    "dropout_log_sharpness_ratio_at_equal_loss": "< 0: the same claim at equal training loss, "
+    "dropout's end point against the plain net's run where its training NLL first reaches "
+    "dropout's (Zhang & Xu 2022, §5; Wei, Kakade & Ma 2020)",
   }
   # Each claim at 2 standard errors of the seed-paired differences (inconclusive within them).
   CRITERIA = {
@@ -112,6 +154,11 @@ class Regularization(Experiment):
       "log_sharpness_ratio_vs_none.dropout",
       0.0,
       standard_error="log_sharpness_ratio_vs_none_se.dropout",
+    ),
+    "dropout_log_sharpness_ratio_at_equal_loss": below(
+      "dropout_log_sharpness_ratio_at_equal_loss",
+      0.0,
+      standard_error="dropout_log_sharpness_ratio_at_equal_loss_se",
     ),
   }
   FIELDS = {
@@ -162,10 +209,11 @@ class Regularization(Experiment):
     program = _program(
       problem, config.learning_rate, config.steps, config.batch_size, config.eval_every
     )
+    prefix = prefix_program(plain_problem(config), config.learning_rate, config.batch_size)
     table, history = [], []
     for seed in config.seeds:
       record, _ = members.get(
-        f"seed{seed}", functools.partial(_one_seed, config, problem, program, seed)
+        f"seed{seed}", functools.partial(_one_seed, config, problem, program, prefix, seed)
       )
       table += record["rows"]
       history += record["history"]
@@ -201,7 +249,7 @@ class Regularization(Experiment):
       }
       summary[name] = {m: mean for m, (mean, _) in pairs.items()}
       summary[f"{name}_se"] = {m: se for m, (_, se) in pairs.items()}
-    return summary
+    return summary | equal_loss_summary(results.table)
 
   def plot(self, out_dir: Path) -> list[Path]:
     """Held-out and training error against steps (mean over seeds, one line per method), and
@@ -236,9 +284,52 @@ def _seed(row: dict) -> int:
 
 
 def _mean_and_se(values: list[float]) -> tuple[float, float]:
-  """The mean over seeds and its standard error, std (ddof = 1) / √k."""
+  """The mean over seeds and its standard error, std (ddof = 1) / √k (NaN if any value is)."""
   array = np.asarray(values, np.float64)
   return float(array.mean()), float(array.std(ddof=1) / np.sqrt(array.size))
+
+
+def equal_loss_summary(table: list[dict]) -> dict:
+  """The equal-loss control's claims from the table's `dropout` and `none_at_dropout_loss` rows,
+  paired by seed: per seed, s* (`matched_step_none`), dropout's final eval-mode training NLL and
+  `none`'s `train_loss` at s*; the mean ± se over seeds of λ_none at s* and of
+  log(λ_dropout / λ_none at s*). A seed without s* (NaN) makes the means NaN: inconclusive. None
+  without a dropout member."""
+  dropout = sorted((r for r in table if r["method"] == "dropout"), key=_seed)
+  control = sorted((r for r in table if r["method"] == CONTROL), key=_seed)
+  if [r["seed"] for r in control] != [r["seed"] for r in dropout]:
+    raise ValueError(
+      f"{CONTROL}: seeds {[r['seed'] for r in control]}, expected one per dropout seed "
+      f"{[r['seed'] for r in dropout]} (a run folder from before the control: use a new --out)"
+    )
+  per_seed = {
+    "matched_step_none": {str(c["seed"]): c["steps"] for c in control},
+    "dropout_train_nll_eval": {str(d["seed"]): d["eval_train_nll"] for d in dropout},
+    "none_train_loss_at_matched_step": {str(c["seed"]): c["final_train_loss"] for c in control},
+  }
+  if not dropout:  # nothing to compare: inconclusive
+    return per_seed | {f"{claim}{se}": None for claim in EQUAL_LOSS_CLAIMS for se in ("", "_se")}
+  ratios = [
+    float(np.log(d["sharpness"] / c["sharpness"])) for d, c in zip(dropout, control, strict=True)
+  ]
+  sharpness = _mean_and_se([c["sharpness"] for c in control])
+  ratio = _mean_and_se(ratios)
+  return per_seed | {
+    "none_sharpness_at_dropout_loss": sharpness[0],
+    "none_sharpness_at_dropout_loss_se": sharpness[1],
+    "dropout_log_sharpness_ratio_at_equal_loss": ratio[0],
+    "dropout_log_sharpness_ratio_at_equal_loss_se": ratio[1],
+  }
+
+
+def matched_step(steps: np.ndarray, losses: np.ndarray, target: float) -> int | None:
+  """The first evaluation step at which `losses` (evaluated at `steps`) is at or below `target`;
+  None when it never is or a non-finite value comes first. `grids.steps_to_reach` interpolates
+  the crossing into (previous step, step]; the evaluation step at or after it is that step."""
+  crossing = grids.steps_to_reach(steps, losses, target)
+  if crossing is None:
+    return None
+  return int(steps[np.searchsorted(steps, crossing)])
 
 
 @functools.cache
@@ -273,15 +364,25 @@ def regularized_problem(config: ml_collections.ConfigDict) -> problem_lib.Proble
   """The digits subset and the config's model with every configured regularizer present at its
   neutral strength (and the penalties when L1 or L2 is a method); one `Problem` per config in a
   process, so its programs compile once."""
-  return _problem(
-    (
-      tuple(sorted(config.data.to_dict().items())),
-      config.num_train,
-      tuple(sorted(config.model.to_dict().items())),
-      tuple(config.methods),
-      config.augment_max_shift,
-      float(config.augment_max_rotation),
-    )
+  return _problem(_problem_key(config, tuple(config.methods)))
+
+
+def plain_problem(config: ml_collections.ConfigDict) -> problem_lib.Problem:
+  """The same digits subset and model without any regularizer: the `none` member's net, whose
+  neutral modules and zero penalties compute the identity and add nothing. The regularizers hold
+  no parameters, so the parameters of `regularized_problem` are this problem's; its training
+  program is a fraction of the regularized one to compile."""
+  return _problem(_problem_key(config, ()))
+
+
+def _problem_key(config: ml_collections.ConfigDict, methods: tuple[str, ...]) -> tuple:
+  return (
+    tuple(sorted(config.data.to_dict().items())),
+    config.num_train,
+    tuple(sorted(config.model.to_dict().items())),
+    methods,
+    config.augment_max_shift,
+    float(config.augment_max_rotation),
   )
 
 
@@ -295,6 +396,22 @@ def member_state(config: ml_collections.ConfigDict, model_state, method: str):
 
 
 @functools.cache
+def prefix_program(problem, learning_rate, batch_size):
+  """``(params, model_state, data, key, block_lengths) -> (TrainState, metrics)``: `train.train`'s
+  run from these arrays with this minibatch key (the same loop, `train.make_train_loop`), cut
+  into blocks of `block_lengths[j]` steps (0 allowed), with an evaluation after each
+  (`metrics[name][j]`). The lengths are traced, so a run of any length and any cuts of the same
+  count is one compiled program: [t₀, 1, ..., 1] evaluates steps t₀, t₀ + 1, ...;
+  [t, 0, ..., 0] stops at step t."""
+  loop = train.make_train_loop(problem, optim.adam(learning_rate), batch_size=batch_size)
+
+  def run(params, model_state, data, key, block_lengths):
+    return loop.run(loop.init(params, model_state), data, key, None, block_lengths)
+
+  return jax.jit(run)
+
+
+@functools.cache
 def _program(problem, learning_rate, steps, batch_size, eval_every):
   """The training program of one seed's members: `train.make_train_fn` vmapped over parameters
   and model states, the data and the minibatch key shared."""
@@ -304,9 +421,11 @@ def _program(problem, learning_rate, steps, batch_size, eval_every):
   return jax.jit(jax.vmap(train_fn, in_axes=(0, 0, None, None)))
 
 
+@functools.cache
 def eval_nll(problem: problem_lib.Problem):
   """``loss_fn(params, model_state, x, y)``: the NLL of the net in eval mode, without penalty,
-  with the model state passed as data so that one Lanczos program serves every member."""
+  with the model state passed as data so that one Lanczos program serves every member (one
+  function per problem, so also every seed)."""
   pure = problem_lib.pure(problem)
 
   def loss_fn(params, model_state, x, y):
@@ -315,8 +434,9 @@ def eval_nll(problem: problem_lib.Problem):
   return loss_fn
 
 
-def _one_seed(config, problem, program, seed: int):
-  """Every method from the same initial parameters and minibatch key; the rows and history."""
+def _one_seed(config, problem, program, prefix, seed: int):
+  """Every method from the same initial parameters and minibatch key, then the equal-loss control
+  of `none` against `dropout`; the rows and history."""
   pure = problem_lib.pure(problem)
   params, model_state = pure.initial(seed)
   methods = list(config.methods)
@@ -324,24 +444,11 @@ def _one_seed(config, problem, program, seed: int):
   stacked = digits_tasks.stack([params] * len(methods)), digits_tasks.stack(states)
   final, history = program(*stacked, problem_lib.as_data(problem), jax.random.key(seed))
   steps = train.eval_steps(config.steps, config.eval_every)
-  x, y = problem.train_data
-  loss_fn = eval_nll(problem)
+  measure = functools.partial(_top_of_spectrum, config, problem)
   rows, rows_history = [], []
   for i, method in enumerate(methods):
     member = f"{method}/seed{seed}"
-    member_params, member_state_ = jax.tree.map(
-      lambda a, i=i: a[i], (final.params, final.model_state)
-    )
-    top = hessian.spectrum(
-      loss_fn,
-      member_params,
-      member_state_,
-      x,
-      y,
-      method="lanczos",
-      k=1,
-      num_steps=config.lanczos_steps,
-    ).eigenvalues[-1]
+    top = measure(*jax.tree.map(lambda a, i=i: a[i], (final.params, final.model_state)))
     metrics = {k: np.asarray(v[i]) for k, v in history.items()}
     rows.append(
       {
@@ -349,11 +456,9 @@ def _one_seed(config, problem, program, seed: int):
         "method": method,
         "seed": seed,
         "strength": None if method == "none" else config.strengths[method],
-        "final_train_loss": float(metrics["train_loss"][-1]),
-        "final_train_error": float(metrics["train_error"][-1]),
-        "final_test_error": float(metrics["test_error"][-1]),
-        "train_test_gap": float(metrics["test_error"][-1] - metrics["train_error"][-1]),
-        "sharpness": float(top),
+        **_final(metrics),
+        "eval_train_nll": float(top.loss),
+        "sharpness": float(top.eigenvalues[-1]),
       }
     )
     rows_history += [
@@ -361,7 +466,80 @@ def _one_seed(config, problem, program, seed: int):
       for name, values in metrics.items()
       for j, step in enumerate(steps)
     ]
+  if "dropout" in methods:
+    none_losses = np.asarray(history["train_loss"][methods.index("none")])
+    target = rows[methods.index("dropout")]["eval_train_nll"]
+    start = params, problem_lib.pure(plain_problem(config)).initial(seed)[1]
+    none_state = states[methods.index("none")]
+    rows.append(
+      _control_row(config, prefix, measure, seed, start, none_state, (steps, none_losses), target)
+    )
   return {"rows": rows, "history": rows_history}, {}
+
+
+def _final(metrics: dict) -> dict:
+  """A member's last evaluation: training loss (train mode), training and held-out error, gap."""
+  return {
+    "final_train_loss": float(metrics["train_loss"][-1]),
+    "final_train_error": float(metrics["train_error"][-1]),
+    "final_test_error": float(metrics["test_error"][-1]),
+    "train_test_gap": float(metrics["test_error"][-1] - metrics["train_error"][-1]),
+  }
+
+
+def _top_of_spectrum(config, problem, params, model_state) -> hessian.Spectrum:
+  """The top Hessian eigenvalue (and the loss) of the eval-mode training NLL at these arrays."""
+  x, y = problem.train_data
+  return hessian.spectrum(
+    eval_nll(problem),
+    params,
+    model_state,
+    x,
+    y,
+    method="lanczos",
+    k=1,
+    num_steps=config.lanczos_steps,
+  )
+
+
+def _control_row(config, prefix, measure, seed, start, none_state, history, target) -> dict:
+  """`none` trained again from `start` (the seed's parameters, `plain_problem`'s state) to s*,
+  measured as the end points are (at `none_state`, its state in the regularized problem).
+  s*: after the first evaluation step at or below `target` in the vmapped run's
+  `history` = (steps, train_loss) (`matched_step`), the run again, evaluated at every step of
+  the `eval_every` steps up to it (`prefix_program`), and s* the first of those at or below
+  `target`; `window_train_loss` is that run's loss at the evaluation step, beside the vmapped
+  run's (`history_train_loss`). NaN where `none` never gets down to `target`."""
+  row = {
+    "member": f"{CONTROL}/seed{seed}",
+    "method": CONTROL,
+    "seed": seed,
+    "strength": None,
+    "target_train_nll": target,
+  }
+  steps, none_losses = history
+  eval_step = matched_step(steps, none_losses, target)
+  if eval_step is None:  # never got down to dropout's loss: nothing to measure, no value made up
+    return row | dict.fromkeys(CONTROL_FIELDS, float("nan"))
+  window = config.eval_every
+  first = max(eval_step - window, 0)
+  data, key = problem_lib.as_data(plain_problem(config)), jax.random.key(seed)
+  _, metrics = prefix(*start, data, key, np.r_[first, np.ones(window, int)].astype(np.int32))
+  window_losses = np.asarray(metrics["train_loss"])
+  step = matched_step(first + np.arange(window + 1), window_losses, target)
+  if step is None:  # its loss at `eval_step` is within float32 rounding above `target`
+    step = eval_step
+  state, metrics = prefix(*start, data, key, np.r_[step, np.zeros(window, int)].astype(np.int32))
+  top = measure(state.params, none_state)
+  return row | {
+    "steps": step,
+    "eval_step": eval_step,
+    "history_train_loss": float(none_losses[list(steps).index(eval_step)]),
+    "window_train_loss": float(window_losses[eval_step - first]),
+    **_final({k: np.asarray(v)[:1] for k, v in metrics.items()}),  # the evaluation at s*
+    "eval_train_nll": float(top.loss),
+    "sharpness": float(top.eigenvalues[-1]),
+  }
 
 
 def _bars(out_dir: Path) -> Path:

@@ -1,6 +1,6 @@
 """The regularization experiment: its quick config through the CLI, a member against its run
-alone, the sharpness against an independent Lanczos-free estimate, and the summary against the
-table."""
+alone, the sharpness against an independent Lanczos-free estimate, the equal-loss control against
+the history and a run of its own, and the summary against the table."""
 
 import json
 import math
@@ -13,12 +13,10 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_study import cli, optim, registry, train
+from jaxopt_study import cli, hessian, optim, registry, train
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.config import load_config
 from jaxopt_study.results import read_csv
-
-pytestmark = pytest.mark.slow  # runs the experiment end to end
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "configs" / "regularization_quick.py"
@@ -36,6 +34,7 @@ def experiment_module():
   return sys.modules[type(registry.load("regularization")).__module__]
 
 
+@pytest.mark.slow
 def test_a_member_equals_train_train_with_its_model_state(finished_run):
   """The vmapped program's dropout member is `train.train` of the problem with that state."""
   config = load_config(QUICK)
@@ -62,6 +61,7 @@ def test_a_member_equals_train_train_with_its_model_state(finished_run):
   np.testing.assert_allclose(row["final_test_error"], alone.history["test_error"][-1], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_sharpness_is_the_top_eigenvalue_by_power_iteration(finished_run):
   """The Lanczos λ_max of the 'none' member at seed 0, against 300 steps of power iteration on
   the float32 HVP of the eval-mode NLL (the top eigenvalue dominates: λ_max > 0 there)."""
@@ -99,12 +99,17 @@ def test_sharpness_is_the_top_eigenvalue_by_power_iteration(finished_run):
   np.testing.assert_allclose(row["sharpness"], power, rtol=2e-2)
 
 
+@pytest.mark.slow
 def test_the_summary_is_the_table_paired_by_seed(finished_run):
   summary = json.loads((finished_run / "summary.json").read_text())
   table = read_csv(finished_run / "results.csv")
   config = load_config(QUICK)
+  module = experiment_module()
+  control = sorted((r for r in table if r["method"] == module.CONTROL), key=lambda r: r["seed"])
+  table = [r for r in table if r["method"] != module.CONTROL]
   assert {r["method"] for r in table} == set(config.methods)
   assert len(table) == len(config.methods) * len(config.seeds)
+  assert [r["seed"] for r in control] == sorted(config.seeds)  # one control per seed
   for method in config.methods:
     rows = sorted((r for r in table if r["method"] == method), key=lambda r: r["seed"])
     errors = [r["final_test_error"] for r in rows]
@@ -118,10 +123,19 @@ def test_the_summary_is_the_table_paired_by_seed(finished_run):
       pairs = zip(rows, base, strict=True)
       change = np.mean([r["final_test_error"] - b["final_test_error"] for r, b in pairs])
       np.testing.assert_allclose(summary["test_error_change_vs_none"][method], change, atol=1e-9)
+  dropout = sorted((r for r in table if r["method"] == "dropout"), key=lambda r: r["seed"])
+  assert summary["matched_step_none"] == {f"{r['seed']:g}": r["steps"] for r in control}
+  sharpness = [r["sharpness"] for r in control]
+  np.testing.assert_allclose(summary["none_sharpness_at_dropout_loss"], np.mean(sharpness))
+  ratios = [np.log(d["sharpness"] / c["sharpness"]) for d, c in zip(dropout, control, strict=True)]
+  np.testing.assert_allclose(summary["dropout_log_sharpness_ratio_at_equal_loss"], np.mean(ratios))
+  se = np.std(ratios, ddof=1) / math.sqrt(len(ratios))
+  np.testing.assert_allclose(summary["dropout_log_sharpness_ratio_at_equal_loss_se"], se)
   assert set(summary["verdicts"]) == set(registry.load("regularization").CRITERIA)
   assert all((finished_run / name).is_file() for name in ("test_error.png", "by_method.png"))
 
 
+@pytest.mark.slow
 def test_every_method_of_a_seed_starts_from_the_same_parameters(finished_run):
   """Paired by seed: at step 0, in eval mode, every method's held-out error is the plain net's
   (the regularizers' expectations are the identity, stochastic depth's p_l aside)."""
@@ -133,3 +147,141 @@ def test_every_method_of_a_seed_starts_from_the_same_parameters(finished_run):
   for seed in config.seeds:
     values = {m: start[f"{m}/seed{seed}"] for m in config.methods if m != "stochastic_depth"}
     assert len(set(values.values())) == 1, values
+
+
+@pytest.mark.slow
+def test_the_equal_loss_control_is_nones_run_where_it_first_reaches_dropouts_loss(finished_run):
+  """Per seed: the target is dropout's final eval-mode training NLL; `none`'s history crosses it
+  first at the recorded evaluation step, where the control's own run (the plain net) has the
+  history's loss; s* lies in the `eval_every` steps up to it. For the first seed, against
+  `train.train` of the regularized problem with `none`'s state, evaluated at every step: the
+  history at the evaluations, s* the first step at or below the target after the last evaluation
+  above it, the control's loss there, and its sharpness measured as the end points are."""
+  config = load_config(QUICK)
+  module = experiment_module()
+  table = read_csv(finished_run / "results.csv")
+  history = read_csv(finished_run / "history.csv")
+  rows = {(r["method"], r["seed"]): r for r in table}
+  for seed in config.seeds:
+    dropout, none, control = (rows[m, seed] for m in ("dropout", "none", module.CONTROL))
+    curve = {
+      r["step"]: r["value"]
+      for r in history
+      if r["member"] == f"none/seed{seed}" and r["metric"] == "train_loss"
+    }
+    target = dropout["eval_train_nll"]
+    assert control["target_train_nll"] == target
+    # `none`'s train-mode loss is its eval-mode NLL: its regularizers are neutral
+    np.testing.assert_allclose(none["eval_train_nll"], curve[config.steps], rtol=1e-5)
+    eval_step = int(control["eval_step"])
+    assert curve[eval_step] <= target
+    assert all(value > target for step, value in curve.items() if step < eval_step)
+    assert control["history_train_loss"] == curve[eval_step]
+    np.testing.assert_allclose(control["window_train_loss"], curve[eval_step], rtol=1e-5)
+    assert eval_step - config.eval_every < control["steps"] <= eval_step
+    assert control["final_train_loss"] <= target
+    np.testing.assert_allclose(control["eval_train_nll"], control["final_train_loss"], rtol=1e-5)
+
+  seed = config.seeds[0]
+  control = rows[module.CONTROL, seed]
+  matched = int(control["steps"])
+  problem = module.regularized_problem(config)
+  params, state = problem_lib.pure(problem).initial(seed)
+  state = module.member_state(config, state, "none")
+  alone = train.train(
+    problem,
+    optim.adam(config.learning_rate),
+    steps=matched,
+    batch_size=config.batch_size,
+    eval_every=1,
+    seed=seed,
+    params=params,
+    model_state=state,
+  )
+  losses = alone.history["train_loss"]
+  curve = {
+    r["step"]: r["value"]
+    for r in history
+    if r["member"] == f"none/seed{seed}" and r["metric"] == "train_loss"
+  }
+  for step in range(0, matched + 1, config.eval_every):
+    np.testing.assert_allclose(losses[step], curve[step], rtol=1e-5)
+  window_start = int(control["eval_step"]) - config.eval_every
+  assert losses[matched] <= control["target_train_nll"]
+  assert np.all(losses[max(window_start + 1, 0) : matched] > control["target_train_nll"])
+  np.testing.assert_allclose(control["final_train_loss"], losses[matched], rtol=1e-5)
+  x, y = problem.train_data
+  top = hessian.spectrum(
+    module.eval_nll(problem),
+    alone.params,
+    state,
+    x,
+    y,
+    method="lanczos",
+    k=1,
+    num_steps=config.lanczos_steps,
+  ).eigenvalues[-1]
+  np.testing.assert_allclose(control["sharpness"], float(top), rtol=1e-3)
+
+
+def test_matched_step_is_the_first_evaluation_at_or_below_the_target():
+  """An evaluation step, not an interpolated one; None when the curve never gets there or a
+  non-finite value comes first."""
+  module = experiment_module()
+  steps = np.array([0, 100, 200, 300])
+  losses = np.array([2.3, 0.5, 0.1, 0.05])
+  assert module.matched_step(steps, losses, 0.3) == 200  # interpolated: 150
+  assert module.matched_step(steps, losses, 0.5) == 100  # at the target counts
+  assert module.matched_step(steps, losses, 3.0) == 0
+  assert module.matched_step(steps, losses, 0.01) is None
+  assert module.matched_step(steps, np.array([2.3, np.nan, 0.1, 0.05]), 0.3) is None
+
+
+def _table(dropout, control, steps):
+  """Dropout and control rows, one per seed (their sharpness, and the control's s*), with the
+  fields the equal-loss summary reads."""
+  module = experiment_module()
+  rows = []
+  for seed, (d, c, s) in enumerate(zip(dropout, control, steps, strict=True)):
+    rows.append({"method": "dropout", "seed": seed, "sharpness": d, "eval_train_nll": 0.1 + seed})
+    rows.append(
+      {
+        "method": module.CONTROL,
+        "seed": seed,
+        "sharpness": c,
+        "steps": s,
+        "final_train_loss": 0.09 + seed,
+      }
+    )
+  return rows
+
+
+def test_the_equal_loss_ratio_is_the_mean_log_ratio_paired_by_seed():
+  module = experiment_module()
+  summary = module.equal_loss_summary(_table([2.0, 3.0], [4.0, 5.0], [300, 400]))
+  ratios = [math.log(2.0 / 4.0), math.log(3.0 / 5.0)]
+  assert summary["matched_step_none"] == {"0": 300, "1": 400}
+  assert summary["dropout_train_nll_eval"] == {"0": 0.1, "1": 1.1}
+  assert summary["none_train_loss_at_matched_step"] == {"0": 0.09, "1": 1.09}
+  np.testing.assert_allclose(summary["none_sharpness_at_dropout_loss"], 4.5)
+  np.testing.assert_allclose(summary["none_sharpness_at_dropout_loss_se"], 0.5)
+  np.testing.assert_allclose(summary["dropout_log_sharpness_ratio_at_equal_loss"], np.mean(ratios))
+  se = abs(ratios[0] - ratios[1]) / 2  # std (ddof = 1) / √2 of two values
+  np.testing.assert_allclose(summary["dropout_log_sharpness_ratio_at_equal_loss_se"], se)
+  judge = registry.load("regularization").CRITERIA["dropout_log_sharpness_ratio_at_equal_loss"]
+  assert judge(summary) is True  # mean −0.60, 2 se = 0.18
+
+
+def test_a_seed_without_a_matched_step_makes_the_equal_loss_claim_inconclusive():
+  """`none` never got down to dropout's loss in seed 1: NaN there, no value made up, and the
+  claim cannot be judged; the same without a dropout member."""
+  module = experiment_module()
+  judge = registry.load("regularization").CRITERIA["dropout_log_sharpness_ratio_at_equal_loss"]
+  summary = module.equal_loss_summary(_table([2.0, 3.0], [4.0, math.nan], [300, math.nan]))
+  assert math.isnan(summary["matched_step_none"]["1"])
+  assert math.isnan(summary["dropout_log_sharpness_ratio_at_equal_loss"])
+  assert judge(summary) is None
+  summary = module.equal_loss_summary([])
+  assert summary["dropout_log_sharpness_ratio_at_equal_loss"] is None
+  assert summary["matched_step_none"] == {}
+  assert judge(summary) is None
