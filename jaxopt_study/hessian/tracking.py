@@ -45,8 +45,6 @@ class CurvatureOptions(NamedTuple):
 
   Attributes:
     lanczos_steps: m, Lanczos steps per top eigenvalue (at most the number of parameters).
-    tolerance: stop a top eigenvalue's Lanczos run before m steps once its Ritz residual is at
-      most `tolerance` × |λ| (scipy's eigsh's `tol`); None: always m steps.
     probes: p, Rademacher probes of Hutchinson's trace estimate.
     examples: measure on the first `examples` training examples (a fixed subset); None: the
       whole training set.
@@ -54,14 +52,16 @@ class CurvatureOptions(NamedTuple):
       shaped like the parameters (`optim.adam_preconditioner()`, ...), to also measure the top
       eigenvalue of P⁻¹H; None: not measured.
     seed: seeds the first start vector and the probes.
+    tolerance: stop a top eigenvalue's Lanczos run before m steps once its Ritz residual is at
+      most `tolerance` × |λ| (scipy's eigsh's `tol`); None: always m steps.
   """
 
   lanczos_steps: int = 20
   probes: int = 4
-  tolerance: float | None = None
   examples: int | None = None
   preconditioner: Callable[[Any], Any] | None = None
   seed: int = 0
+  tolerance: float | None = None
 
   def metric_names(self) -> tuple[str, ...]:
     """The names `measure` returns."""
