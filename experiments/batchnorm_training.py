@@ -246,11 +246,9 @@ class BatchnormTraining(Experiment):
     rate, and the held-out accuracy at each network's best rate."""
     rows = [r for r in read_csv(out_dir / "results.csv") if r["part"] == "run"]
     medians, _, _ = rate_search(rows)
-    searched = {}
-    for row in medians:
-      xs, ys = searched.setdefault(f"{row['network']} depth {row['depth']:g}", ([], []))
-      xs.append(row["learning_rate"])
-      ys.append(row["steps_to_target"])
+    searched = grids.curves_over_column(
+      medians, lambda row: f"{row['network']} depth {row['depth']:g}", "steps_to_target"
+    )
     history = out_dir / "history.csv"
     return [
       report.line_plot(
@@ -397,15 +395,12 @@ def rate_sweep(
     for row in result.table
   ]
   best = rate_search(rows)[1].get((name, depth))
-  history = [
-    {
-      "member": f"{name} depth {depth} seed {row['seed']}",
-      "step": step,
-      "metric": "test_accuracy_at_best_rate",
-      "value": 1.0 - error,
-    }
-    for row in result.table
-    if best is not None and row["learning_rate"] == best["learning_rate"]
-    for step, error in zip(*errors[row["member"]], strict=True)
-  ]
+  history = grids.history_at_rate(
+    result.table,
+    best,
+    errors,
+    f"{name} depth {depth}",
+    "test_accuracy_at_best_rate",
+    lambda error: 1.0 - error,
+  )
   return {"rows": rows, "history": history}, {}

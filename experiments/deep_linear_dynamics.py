@@ -282,15 +282,14 @@ class DeepLinearDynamics(Experiment):
       )
     )
     medians, best, _ = rate_search(table)
-    series, searched = {}, {}
+    series = {}
     for (init_name, depth), row in sorted(best.items()):
       xs, ys = series.setdefault(f"{init_name} init", ([], []))
       xs.append(depth)
       ys.append(row["steps_to_threshold"])
-    for row in medians:
-      xs, ys = searched.setdefault(f"{row['init']} depth {row['depth']:g}", ([], []))
-      xs.append(row["learning_rate"])
-      ys.append(row["steps_to_threshold"])
+    searched = grids.curves_over_column(
+      medians, lambda row: f"{row['init']} depth {row['depth']:g}", "steps_to_threshold"
+    )
     figures.append(
       report.line_plot(
         series,
@@ -423,17 +422,9 @@ def depth_search(
     for row in result.table
   ]
   best = rate_search(rows)[1].get((init_name, depth))
-  history = [
-    {
-      "member": f"{init_name} depth {depth} seed {row['seed']}",
-      "step": step,
-      "metric": "train_loss_at_best_rate",
-      "value": value,
-    }
-    for row in result.table
-    if best is not None and row["learning_rate"] == best["learning_rate"]
-    for step, value in zip(*curves[row["member"]], strict=True)
-  ]
+  history = grids.history_at_rate(
+    result.table, best, curves, f"{init_name} depth {depth}", "train_loss_at_best_rate"
+  )
   return {"rows": rows, "history": history}, {}
 
 

@@ -172,3 +172,30 @@ def test_train_vmapped_matches_each_member_trained_alone():
       jax.tree.leaves(states.params), jax.tree.leaves(alone.params), strict=True
     ):
       np.testing.assert_allclose(ours[i], theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_curves_over_column_are_the_medians_per_label_in_row_order():
+  medians = [
+    {"net": "a", "learning_rate": 0.1, "steps": 30.0},
+    {"net": "b", "learning_rate": 0.1, "steps": None},
+    {"net": "a", "learning_rate": 1.0, "steps": 10.0},
+  ]
+  series = grids.curves_over_column(medians, lambda row: row["net"], "steps")
+  assert series == {"a": ([0.1, 1.0], [30.0, 10.0]), "b": ([0.1], [None])}
+
+
+def test_history_at_rate_keeps_the_members_of_the_best_rate_only():
+  table = [
+    {"member": "m0", "learning_rate": 0.1, "seed": 0},
+    {"member": "m1", "learning_rate": 0.3, "seed": 0},
+    {"member": "m2", "learning_rate": 0.3, "seed": 1},
+  ]
+  curves = {m: ([0, 10], [1.0 + i, 0.5 + i]) for i, m in enumerate(("m0", "m1", "m2"))}
+  rows = grids.history_at_rate(table, {"learning_rate": 0.3}, curves, "x", "acc", lambda v: -v)
+  assert rows == [
+    {"member": "x seed 0", "step": 0, "metric": "acc", "value": -2.0},
+    {"member": "x seed 0", "step": 10, "metric": "acc", "value": -1.5},
+    {"member": "x seed 1", "step": 0, "metric": "acc", "value": -3.0},
+    {"member": "x seed 1", "step": 10, "metric": "acc", "value": -2.5},
+  ]
+  assert grids.history_at_rate(table, None, curves, "x", "acc") == []

@@ -190,3 +190,38 @@ def best_by_median(
     best_rows(medians, group, metric),
     best_at_edge(medians, group, metric, column),
   )
+
+
+def curves_over_column(
+  medians: Sequence[Mapping[str, Any]],
+  label: Callable[[Mapping[str, Any]], str],
+  metric: str,
+  column: str = "learning_rate",
+) -> dict[str, tuple[list, list]]:
+  """`best_by_median`'s median rows as plot series: per `label(row)`, the values of `column`
+  and of `metric` in row order (a rate search's medians against the learning rate)."""
+  series: dict[str, tuple[list, list]] = {}
+  for row in medians:
+    xs, ys = series.setdefault(label(row), ([], []))
+    xs.append(row[column])
+    ys.append(row[metric])
+  return series
+
+
+def history_at_rate(
+  table: Sequence[Mapping[str, Any]],
+  best: Mapping[str, Any] | None,
+  curves: Mapping[str, tuple[Sequence, Sequence]],
+  prefix: str,
+  metric: str,
+  value: Callable[[float], float] = float,
+) -> list[dict[str, Any]]:
+  """History rows (`member` "{prefix} seed {seed}", `step`, `metric`, `value(v)`) of the sweep
+  members of `table` trained at `best`'s learning rate, from their `curves[member] = (steps,
+  values)`; none when `best` is None (no rate reached the target)."""
+  return [
+    {"member": f"{prefix} seed {row['seed']}", "step": step, "metric": metric, "value": value(v)}
+    for row in table
+    if best is not None and row["learning_rate"] == best["learning_rate"]
+    for step, v in zip(*curves[row["member"]], strict=True)
+  ]
