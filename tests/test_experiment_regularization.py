@@ -34,24 +34,41 @@ def experiment_module():
   return sys.modules[type(registry.load("regularization")).__module__]
 
 
+def run_alone(config, seed: int, method: str, **options):
+  """`method`'s member of `seed` trained by `train.train` alone (the config's steps and
+  evaluations unless `options` say otherwise): (problem, its model state, the result)."""
+  module = experiment_module()
+  problem = module.regularized_problem(config)
+  params, state = problem_lib.pure(problem).initial(seed)
+  state = module.member_state(config, state, method)
+  settings = {"steps": config.steps, "eval_every": config.eval_every} | options
+  result = train.train(
+    problem,
+    optim.adam(config.learning_rate),
+    batch_size=config.batch_size,
+    seed=seed,
+    params=params,
+    model_state=state,
+    **settings,
+  )
+  return problem, state, result
+
+
+def none_train_loss(history: list[dict], seed: int) -> dict[int, float]:
+  """step -> the `none` member's training loss of `seed`, from the run's history rows."""
+  return {
+    r["step"]: r["value"]
+    for r in history
+    if r["member"] == f"none/seed{seed}" and r["metric"] == "train_loss"
+  }
+
+
 @pytest.mark.slow
 def test_a_member_equals_train_train_with_its_model_state(finished_run):
   """The vmapped program's dropout member is `train.train` of the problem with that state."""
   config = load_config(QUICK)
-  module = experiment_module()
-  problem = module.regularized_problem(config)
-  params, state = problem_lib.pure(problem).initial(config.seeds[1])
   method = "dropout" if "dropout" in config.methods else config.methods[-1]
-  alone = train.train(
-    problem,
-    optim.adam(config.learning_rate),
-    steps=config.steps,
-    batch_size=config.batch_size,
-    eval_every=config.eval_every,
-    seed=config.seeds[1],
-    params=params,
-    model_state=module.member_state(config, state, method),
-  )
+  _, _, alone = run_alone(config, config.seeds[1], method)
   (row,) = [
     r
     for r in read_csv(finished_run / "results.csv")
@@ -66,22 +83,8 @@ def test_sharpness_is_the_top_eigenvalue_by_power_iteration(finished_run):
   """The Lanczos λ_max of the 'none' member at seed 0, against 300 steps of power iteration on
   the float32 HVP of the eval-mode NLL (the top eigenvalue dominates: λ_max > 0 there)."""
   config = load_config(QUICK)
-  module = experiment_module()
-  problem = module.regularized_problem(config)
-  pure = problem_lib.pure(problem)
-  params, state = pure.initial(config.seeds[0])
-  state = module.member_state(config, state, "none")
-  result = train.train(
-    problem,
-    optim.adam(config.learning_rate),
-    steps=config.steps,
-    batch_size=config.batch_size,
-    eval_every=config.eval_every,
-    seed=config.seeds[0],
-    params=params,
-    model_state=state,
-  )
-  loss_fn = module.eval_nll(problem)
+  problem, _, result = run_alone(config, config.seeds[0], "none")
+  loss_fn = experiment_module().eval_nll(problem)
   x, y = problem.train_data
   flat, unravel = ravel_pytree(result.params)
   grad = jax.grad(lambda v: loss_fn(unravel(v), result.model_state, x, y))
@@ -164,11 +167,7 @@ def test_the_equal_loss_control_is_nones_run_where_it_first_reaches_dropouts_los
   rows = {(r["method"], r["seed"]): r for r in table}
   for seed in config.seeds:
     dropout, none, control = (rows[m, seed] for m in ("dropout", "none", module.CONTROL))
-    curve = {
-      r["step"]: r["value"]
-      for r in history
-      if r["member"] == f"none/seed{seed}" and r["metric"] == "train_loss"
-    }
+    curve = none_train_loss(history, seed)
     target = dropout["eval_train_nll"]
     assert control["target_train_nll"] == target
     # `none`'s train-mode loss is its eval-mode NLL: its regularizers are neutral
@@ -185,25 +184,9 @@ def test_the_equal_loss_control_is_nones_run_where_it_first_reaches_dropouts_los
   seed = config.seeds[0]
   control = rows[module.CONTROL, seed]
   matched = int(control["steps"])
-  problem = module.regularized_problem(config)
-  params, state = problem_lib.pure(problem).initial(seed)
-  state = module.member_state(config, state, "none")
-  alone = train.train(
-    problem,
-    optim.adam(config.learning_rate),
-    steps=matched,
-    batch_size=config.batch_size,
-    eval_every=1,
-    seed=seed,
-    params=params,
-    model_state=state,
-  )
+  problem, state, alone = run_alone(config, seed, "none", steps=matched, eval_every=1)
   losses = alone.history["train_loss"]
-  curve = {
-    r["step"]: r["value"]
-    for r in history
-    if r["member"] == f"none/seed{seed}" and r["metric"] == "train_loss"
-  }
+  curve = none_train_loss(history, seed)
   for step in range(0, matched + 1, config.eval_every):
     np.testing.assert_allclose(losses[step], curve[step], rtol=1e-5)
   window_start = int(control["eval_step"]) - config.eval_every
