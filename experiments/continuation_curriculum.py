@@ -282,13 +282,7 @@ class ContinuationCurriculum(Experiment):
     )
 
     def order_means(metric: str) -> digits_tasks.Curves:
-      runs_by_order: dict[str, list] = {}
-      for member, curve in curves.read_curves(history, metric).items():
-        runs_by_order.setdefault(member.split("/")[0], []).append(curve)
-      return {
-        order: (runs[0][0], np.mean([values for _, values in runs], axis=0))
-        for order, runs in runs_by_order.items()
-      }
+      return curves.mean_by_prefix(curves.read_curves(history, metric))
 
     return figures + digits_tasks.metric_figures(
       out_dir,

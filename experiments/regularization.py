@@ -64,7 +64,7 @@ from jaxopt_study import hessian, losses, optim, regularization, report, train, 
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.experiment import Experiment, Members, Results, below
 from jaxopt_study.lab import digits_tasks, grids
-from jaxopt_study.lab.curves import read_curves
+from jaxopt_study.lab.curves import mean_by_prefix, read_curves
 
 METHODS = ("none", "l2", "l1", "dropout", "dropconnect", "augment", "stochastic_depth")
 # each method's strength at which it does nothing
@@ -259,17 +259,9 @@ class Regularization(Experiment):
       ("test_error", "held-out 0-1 error"),
       ("train_error", "training 0-1 error"),
     ):
-      curves = read_curves(out_dir / "history.csv", metric)
-      by_method: dict[str, list] = {}
-      for member, (steps, values) in curves.items():
-        by_method.setdefault(member.split("/")[0], []).append((steps, values))
-      mean_curves = {
-        method: (runs[0][0], np.mean([values for _, values in runs], axis=0))
-        for method, runs in by_method.items()
-      }
       figures.append(
         report.line_plot(
-          mean_curves,
+          mean_by_prefix(read_curves(out_dir / "history.csv", metric)),
           out_dir / f"{metric}.png",
           title=f"{label} during training (mean over seeds)",
           xlabel="step",

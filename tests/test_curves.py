@@ -26,3 +26,16 @@ def test_log_slope_recovers_a_power_law():
 def test_log_slope_refuses_nonpositive_values():
   with pytest.raises(ValueError, match="positive"):
     curves.log_slope([1.0, 2.0], [1.0, 0.0])
+
+
+def test_mean_by_prefix_averages_each_groups_members():
+  runs = {
+    "a/seed0": ([0, 10], [1.0, 3.0]),
+    "b/seed0": ([0, 10], [5.0, 5.0]),
+    "a/seed1": ([0, 10], [2.0, 4.0]),
+  }
+  means = curves.mean_by_prefix(runs)
+  assert list(means) == ["a", "b"]
+  assert means["a"][0] == [0, 10]
+  np.testing.assert_array_equal(means["a"][1], [1.5, 3.5])
+  np.testing.assert_array_equal(means["b"][1], [5.0, 5.0])

@@ -2,6 +2,8 @@
 
 * `read_curves(path, metric)`: one metric of a long-format `history.csv`, per member
   (`history_curves(rows, metric)` for the rows in memory).
+* `mean_by_prefix(curves)`: the mean curve of the members "GROUP/..." of each group (e.g. the
+  seeds of a method).
 * `log_slope(x, y)`: the least-squares slope of log y against log x (a power-law exponent).
 """
 
@@ -30,6 +32,20 @@ def history_curves(
       steps.append(row["step"])
       values.append(row["value"])
   return curves
+
+
+def mean_by_prefix(
+  curves: Mapping[str, tuple[list[float], list[float]]],
+) -> dict[str, tuple[list[float], np.ndarray]]:
+  """{group: (steps, mean values)} over the members named "group/..." (the text before the first
+  "/"), which share their steps; groups in order of first appearance."""
+  groups: dict[str, list[tuple[list[float], list[float]]]] = {}
+  for member, curve in curves.items():
+    groups.setdefault(member.split("/")[0], []).append(curve)
+  return {
+    group: (runs[0][0], np.mean([values for _, values in runs], axis=0))
+    for group, runs in groups.items()
+  }
 
 
 def log_slope(x, y) -> float:
