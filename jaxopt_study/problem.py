@@ -16,7 +16,10 @@ mode (`module.eval()`) for every other metric.
 
 `pure(problem)` is the form the compiled loops take (`Pure`): the module split by `nnx.split` into
 its graph (one per mode), its `nnx.Param` arrays and the rest of its state (BatchNorm statistics,
-dropout's RNG state), with the loss and metrics as pure functions of those arrays.
+dropout's RNG state), with the loss and metrics as pure functions of those arrays. Building it
+traces the loss and the metrics on two training examples (`jax.eval_shape`, nothing computed): a
+loss that is not a real scalar (the per-example losses, say) is refused by name before anything
+compiles.
 `builtin(...)` makes the ready-made problems (the package's models, data sets and losses) in the
 same form, so configs are a thin layer over the same API.
 """
@@ -208,6 +211,7 @@ class Pure:
     self.model_state_shape = jax.tree.map(_shape_dtype, self._raw(state))
     self.metric_names = problem.metric_names()
     self.stateless = not jax.tree.leaves(state)
+    self._check_outputs(params, self._raw(state))
 
   def initial(self, seed: int, init_scale: float = 1.0) -> tuple[nnx.State, nnx.State]:
     """The arrays of `model(nnx.Rngs(seed))` with `init(params, init_scale)` applied."""
@@ -227,6 +231,31 @@ class Pure:
         "Problem: model(rngs) built modules of different shapes for different seeds, or init "
         "changed the parameters' shapes; every seed must build the same structure"
       )
+
+  def _check_outputs(self, params, model_state) -> None:
+    """Refuses a loss or metric that does not return a real scalar, before anything compiles.
+
+    Both are traced by `jax.eval_shape` (nothing is computed) on the first two training examples:
+    the loss in train mode, as a step takes it, and the loss and metrics in eval mode. An error
+    raised while tracing (a model that does not take the data) gets a note saying so.
+    """
+    batch = tuple(
+      jax.ShapeDtypeStruct((min(2, a.shape[0]), *a.shape[1:]), a.dtype)
+      for a in self.problem.train_data
+    )
+    shapes = ", ".join(str(tuple(a.shape)) for a in batch)
+    try:
+      train_loss = jax.eval_shape(lambda p, s, b: self.loss(p, s, b)[0], params, model_state, batch)
+      evaluated = jax.eval_shape(self.metrics, params, model_state, batch)
+    except Exception as error:
+      error.add_note(
+        f"Problem: raised by the model, loss or a metric on the first {batch[0].shape[0]} "
+        f"examples of train_data (shapes {shapes}), checked before training"
+      )
+      raise
+    _require_scalar("loss", train_loss, shapes, floating=True)
+    for name, out in evaluated.items():
+      _require_scalar("loss" if name == "loss" else f"metrics[{name!r}]", out, shapes)
 
   def module(self, params, model_state, *, train: bool = False) -> nnx.Module:
     """The live module of these arrays, in train or eval mode."""
@@ -275,6 +304,26 @@ class Pure:
       for x, is_key, impl in zip(leaves, self._keys, self._key_impls, strict=True)
     ]
     return jax.tree.unflatten(treedef, typed)
+
+
+def _require_scalar(culprit: str, out: Any, shapes: str, floating: bool = False) -> None:
+  """Refuses `out`, the `jax.eval_shape` of a loss or metric, unless it is a real scalar (for the
+  loss, which is differentiated, a floating one)."""
+  if not (isinstance(out, jax.ShapeDtypeStruct) and out.shape == ()):
+    found = f"shape {out.shape}" if hasattr(out, "shape") else f"a {type(out).__name__}"
+    raise ValueError(
+      f"Problem: {culprit}(module, batch) returned {found} on a batch of shapes {shapes}: it "
+      "must return one scalar, the mean over the batch's examples"
+    )
+  real = jnp.issubdtype(out.dtype, jnp.floating if floating else jnp.number) or (
+    not floating and out.dtype == jnp.bool_
+  )
+  if not real or jnp.issubdtype(out.dtype, jnp.complexfloating):
+    needed = "a real floating" if floating else "a real"
+    raise ValueError(
+      f"Problem: {culprit}(module, batch) returned dtype {out.dtype}: it must return {needed} "
+      "scalar"
+    )
 
 
 @functools.lru_cache(maxsize=64)

@@ -206,6 +206,57 @@ def test_bad_problems_are_refused_by_name(arguments, culprit):
     Problem(**(fields | arguments))
 
 
+def per_example_nll(model, batch):
+  return optax.softmax_cross_entropy_with_integer_labels(model(batch[0]), batch[1])
+
+
+@pytest.mark.parametrize(
+  "arguments, culprit",
+  [
+    (dict(loss=per_example_nll), r"loss\(module, batch\) returned shape \(2,\)"),
+    (dict(loss=lambda m, b: (smoothed_nll(m, b), 0)), r"loss\(module, batch\) returned a tuple"),
+    (dict(loss=lambda m, b: jnp.sum(b[1])), r"loss\(module, batch\) returned dtype int32"),
+    (
+      dict(metrics={"probs": lambda m, b: jax.nn.softmax(m(b[0])).mean(0)}),
+      r"metrics\['probs'\]\(module, batch\) returned shape \(10,\)",
+    ),
+  ],
+)
+def test_a_loss_or_metric_that_is_not_a_real_scalar_is_refused_before_training(arguments, culprit):
+  fields = dict(model=lambda rngs: TinyCNN(rngs), loss=smoothed_nll, train_data=(X, Y))
+  problem = Problem(**(fields | arguments))
+  with pytest.raises(ValueError, match=culprit):
+    train.train(problem, optim.sgd(0.1), steps=1, batch_size=8)
+
+
+def test_a_model_that_does_not_take_the_data_fails_with_a_note_naming_the_check():
+  problem = Problem(
+    model=lambda rngs: nnx.Linear(63, 10, rngs=rngs), loss=per_example_nll, train_data=(X, Y)
+  )
+  with pytest.raises(TypeError, match="dot_general") as raised:
+    problem_lib.pure(problem)
+  assert any("first 2 examples of train_data" in note for note in raised.value.__notes__)
+
+
+def test_integer_and_boolean_metrics_are_accepted():
+  def exact(model, batch):  # a bool
+    return jnp.all(jnp.argmax(model(batch[0]), -1) == batch[1])
+
+  def wrong(model, batch):  # an integer count
+    return jnp.sum(jnp.argmax(model(batch[0]), -1) != batch[1])
+
+  problem = Problem(
+    model=lambda rngs: TinyCNN(rngs),
+    loss=smoothed_nll,
+    train_data=(X, Y),
+    metrics={"exact": exact, "wrong": wrong},
+  )
+  history = train.train(problem, optim.sgd(0.1), steps=2, batch_size=8, eval_every=2).history
+  module = problem.module(*problem_lib.pure(problem).initial(0))
+  assert history["train_wrong"][0] == int(wrong(module, (X, Y)))
+  assert history["train_exact"][0] == float(exact(module, (X, Y)))
+
+
 def test_sweep_arguments_are_refused_by_name():
   with pytest.raises(ValueError, match="batch_size is required"):
     sweep.run(PROBLEM, optim.sgd, {"learning_rate": [0.1]}, steps=4, eval_every=2)
