@@ -72,7 +72,7 @@ class SweepResult(NamedTuple):
   history: list[dict[str, Any]]
   stats: SweepStats
   arrays: dict[str, np.ndarray]
-  minibatches: list[dict[str, Any]] = []
+  minibatches: list[dict[str, Any]]
 
 
 def run(
