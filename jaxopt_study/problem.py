@@ -26,6 +26,8 @@ same form, so configs are a thin layer over the same API.
 
 import dataclasses
 import functools
+import hashlib
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -110,12 +112,23 @@ class Problem:
 
     `train=True` is the training objective (batch statistics, as the optimizer saw it);
     `model_state` (default: the initial one) holds BatchNorm statistics and RNG state.
+    Model states of equal values give the same function object: the `hessian` tools compile once
+    per loss function, so classifying every member of a sweep compiles once (for a model
+    without state) instead of once per member.
     """
     pure_form, state = pure(self), self._state(model_state)
+    leaves = jax.tree.leaves(state)
+    key = None
+    if not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+      key = (train, str(jax.tree.structure(state)), _fingerprint(leaves))
+      if key in (known := _PARAMS_LOSSES.setdefault(self, {})):
+        return known[key]
 
     def loss_fn(params, *batch):
       return self.loss(pure_form.module(params, state, train=train), batch)
 
+    if key is not None:
+      _PARAMS_LOSSES[self][key] = loss_fn
     return loss_fn
 
   def _state(self, model_state: nnx.State | None) -> nnx.State:
@@ -125,6 +138,19 @@ class Problem:
   def metric_names(self) -> tuple[str, ...]:
     """Every metric the training loop reports for this problem, in order."""
     return reported_metrics(tuple(self.metrics), self.heldout_data is not None)
+
+
+_PARAMS_LOSSES: "weakref.WeakKeyDictionary[Problem, dict]" = weakref.WeakKeyDictionary()
+
+
+def _fingerprint(leaves: list) -> tuple:
+  """The shapes, dtypes and a digest of the bytes of concrete arrays: equal for equal values."""
+  digest = hashlib.blake2b(digest_size=16)
+  for leaf in leaves:
+    array = np.asarray(leaf)
+    digest.update(f"{array.shape}{array.dtype}".encode())
+    digest.update(np.ascontiguousarray(array).tobytes())
+  return (len(leaves), digest.hexdigest())
 
 
 def reported_metrics(metrics: tuple[str, ...], heldout: bool) -> tuple[str, ...]:

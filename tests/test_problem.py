@@ -257,6 +257,23 @@ def test_integer_and_boolean_metrics_are_accepted():
   assert history["train_exact"][0] == float(exact(module, (X, Y)))
 
 
+def test_params_loss_of_equal_model_states_is_one_function():
+  """The `hessian` tools compile once per loss function: equal states must give the same one."""
+  problem = make_problem(batchnorm=True)
+  params, state = problem_lib.pure(problem).initial(0)
+  loss_fn = problem.params_loss(state)
+  assert problem.params_loss(jax.tree.map(jnp.copy, state)) is loss_fn
+  assert problem.params_loss() is loss_fn  # the initial state, equal by value
+  assert problem.params_loss(state, train=False) is not loss_fn
+  moved = jax.tree.map(lambda a: a + 1.0 if jnp.issubdtype(a.dtype, jnp.floating) else a, state)
+  assert problem.params_loss(moved) is not loss_fn
+  at_moved = problem.params_loss(moved, train=False)(params, X, Y)
+  at_state = problem.params_loss(state, train=False)(params, X, Y)
+  expected = smoothed_nll(problem.module(params, moved), (X, Y))
+  np.testing.assert_allclose(at_moved, expected, rtol=1e-6)
+  assert abs(float(at_moved) - float(at_state)) > 1e-3
+
+
 def test_sweep_arguments_are_refused_by_name():
   with pytest.raises(ValueError, match="batch_size is required"):
     sweep.run(PROBLEM, optim.sgd, {"learning_rate": [0.1]}, steps=4, eval_every=2)
