@@ -123,15 +123,24 @@ def set_strengths(model_state: Any, **values: Any) -> Any:
   return jax.tree.map(replace, model_state, is_leaf=_is_variable)
 
 
-def _is_deterministic(called: bool | None, attribute: bool) -> bool:
-  return attribute if called is None else called
+class _Stochastic(nnx.Module):
+  """A module that draws random numbers in train mode only: its `deterministic` flag (set by
+  `module.train()` / `module.eval()`, overridden per call) and its own fork of the `dropout`
+  stream."""
+
+  def _stochastic(self, deterministic: bool, rngs: nnx.Rngs) -> None:
+    self.deterministic = deterministic
+    self.rngs = rngs["dropout"].fork()
+
+  def _is_deterministic(self, called: bool | None) -> bool:
+    return self.deterministic if called is None else called
 
 
 def _require_rate(name: str, rate: Any, where: str) -> None:
   validate.require_unit_interval(name, rate, where)  # [0, 1): a rate of 1 would divide by zero
 
 
-class Dropout(nnx.Module):
+class Dropout(_Stochastic):
   """Inverted dropout (Srivastava et al. 2014; Goodfellow et al. 2016, §7.12).
 
   Train mode: h̃ = m ⊙ h / (1 − rate), mᵢ ~ Bernoulli(1 − rate) independently per entry, so that
@@ -141,18 +150,17 @@ class Dropout(nnx.Module):
   def __init__(self, rate: float, *, deterministic: bool = False, rngs: nnx.Rngs):
     _require_rate("rate", rate, "Dropout")
     self.rate = _strength(DropoutRate, rate)
-    self.deterministic = deterministic
-    self.rngs = rngs["dropout"].fork()
+    self._stochastic(deterministic, rngs)
 
   def __call__(self, x: jax.Array, *, deterministic: bool | None = None) -> jax.Array:
-    if _is_deterministic(deterministic, self.deterministic):
+    if self._is_deterministic(deterministic):
       return x
     keep = 1 - self.rate[...]
     mask = jax.random.bernoulli(self.rngs(), keep, x.shape)
     return jax.lax.select(mask, x / keep.astype(x.dtype), jnp.zeros_like(x))
 
 
-class DropConnect(nnx.Module):
+class DropConnect(_Stochastic):
   """DropConnect (Wan et al. 2013, §3) on a `nnx.Linear` layer: ``dropconnect(layer, x)``.
 
   Train mode: rₙ = xₙ (M⁽ⁿ⁾ ⊙ W) / (1 − rate) + b, a fresh mask M⁽ⁿ⁾ᵢⱼ ~ Bernoulli(1 − rate) per
@@ -166,13 +174,12 @@ class DropConnect(nnx.Module):
   def __init__(self, rate: float, *, deterministic: bool = False, rngs: nnx.Rngs):
     _require_rate("rate", rate, "DropConnect")
     self.rate = _strength(DropConnectRate, rate)
-    self.deterministic = deterministic
-    self.rngs = rngs["dropout"].fork()
+    self._stochastic(deterministic, rngs)
 
   def __call__(
     self, layer: nnx.Linear, x: jax.Array, *, deterministic: bool | None = None
   ) -> jax.Array:
-    if _is_deterministic(deterministic, self.deterministic):
+    if self._is_deterministic(deterministic):
       return layer(x)
     if x.ndim != 2:
       raise ValueError(f"DropConnect: x has shape {x.shape}: expected (batch, in_features)")
@@ -184,7 +191,7 @@ class DropConnect(nnx.Module):
     return outputs if layer.bias is None else outputs + layer.bias[...][None]
 
 
-class StochasticDepth(nnx.Module):
+class StochasticDepth(_Stochastic):
   """Stochastic depth for L residual blocks (Huang et al. 2016, §3): ``gate(branch, l)``.
 
   Block l ∈ {1, …, L} survives with p_l = 1 − (l/L)(1 − p_L) (the linear decay rule, eq. 4).
@@ -202,8 +209,7 @@ class StochasticDepth(nnx.Module):
     )
     self.num_blocks = int(num_blocks)
     self.final_survival = _strength(FinalSurvival, final_survival)
-    self.deterministic = deterministic
-    self.rngs = rngs["dropout"].fork()
+    self._stochastic(deterministic, rngs)
 
   def survival(self, block: int) -> jax.Array:
     """p_l = 1 − (l/L)(1 − p_L) for block l = `block` (1-based)."""
@@ -215,7 +221,7 @@ class StochasticDepth(nnx.Module):
     self, branch: jax.Array, block: int, *, deterministic: bool | None = None
   ) -> jax.Array:
     survival = self.survival(block).astype(branch.dtype)
-    if _is_deterministic(deterministic, self.deterministic):
+    if self._is_deterministic(deterministic):
       return survival * branch
     kept = jax.random.bernoulli(self.rngs(), survival)
     return jnp.where(kept, branch, jnp.zeros_like(branch))
@@ -241,7 +247,7 @@ def shift_and_rotate(image: jax.Array, shift: jax.Array, degrees: jax.Array) -> 
   return ndimage.map_coordinates(image, list(source), order=1, mode="constant", cval=0.0)
 
 
-class Augment(nnx.Module):
+class Augment(_Stochastic):
   """Label-preserving augmentation of flattened images (Goodfellow et al. 2016, §7.4).
 
   Train mode: each example is, with probability `rate`, rotated by θ ~ U(−max_rotation,
@@ -286,11 +292,10 @@ class Augment(nnx.Module):
     self.max_shift = int(max_shift)
     self.max_rotation = float(max_rotation)
     self.rate = _strength(AugmentRate, rate)
-    self.deterministic = deterministic
-    self.rngs = rngs["dropout"].fork()
+    self._stochastic(deterministic, rngs)
 
   def __call__(self, x: jax.Array, *, deterministic: bool | None = None) -> jax.Array:
-    if _is_deterministic(deterministic, self.deterministic):
+    if self._is_deterministic(deterministic):
       return x
     pixels = math.prod(self.image_shape)
     if x.ndim != 2 or x.shape[1] != pixels:
