@@ -149,6 +149,24 @@ def test_eigensolver_matches_numpy_in_both_precisions(x64, dtype):
   np.testing.assert_allclose(device_values, expected, rtol=rtol, atol=rtol * 10)
 
 
+@pytest.mark.parametrize("size", [1, 2, 97])
+def test_device_eigenvalues_alone_come_from_a_tridiagonal_reduction_of_the_donated_matrix(
+  x64, size
+):
+  """The accelerator path (here on the CPU device): values without eigenvectors, the matrix's
+  buffer consumed, the same spectrum as numpy and as the path with eigenvectors."""
+  a = np.random.default_rng(size).normal(size=(size, size))
+  a = a + a.T
+  matrix = jnp.asarray(a)
+  values, vectors = dense.symmetric_eigh(matrix, eigenvectors=False)
+  assert vectors is None and matrix.is_deleted()
+  assert values.dtype == np.float64
+  np.testing.assert_allclose(values, np.linalg.eigvalsh(a), rtol=1e-12, atol=1e-12)
+  values_too, vectors = dense.symmetric_eigh(jnp.asarray(a), eigenvectors=True)
+  np.testing.assert_allclose(values_too, values, rtol=1e-12, atol=1e-12)
+  np.testing.assert_allclose(a @ vectors, vectors * values, atol=1e-11)
+
+
 def test_a_dense_hessian_over_its_time_limit_is_refused_with_an_estimate():
   """The first chunk is timed; ⌈N / chunk⌉ chunks at that time over max_seconds: refused."""
   from jaxopt_study.hessian import HessianTooSlowError, hessian_matrix, spectrum

@@ -14,8 +14,13 @@ the cache, the reduction to tridiagonal form, half of it matrix-vector products,
 memory-bound and sensitive to other jobs, the gain shrinks, and this step dominates the exact
 spectrum: `method="lanczos"` is the way past it. scipy also works in place (``overwrite_a`` on a
 writable Fortran-ordered buffer, which the transpose of our C-ordered symmetric matrix is), so no
-second N² copy is made. On GPU the matrix stays on the device and `jax.lax.linalg.eigh`
-(cuSOLVER) is used, eigenvectors included (its memory is counted).
+second N² copy is made. On an accelerator the matrix stays on the device. With eigenvectors,
+`jax.lax.linalg.eigh` (cuSOLVER's ``syevd``) solves it there. For the eigenvalues alone, which
+`jax.lax.linalg.eigh` has no mode for, the same two stages as LAPACK's ``syevd`` with
+``jobz='N'`` run: the reduction to tridiagonal form on the device (`jax.lax.linalg.tridiagonal`,
+cuSOLVER's ``sytrd``, in the donated buffer) and the O(N²) eigenvalues of the tridiagonal matrix
+on the host (``scipy.linalg.eigvalsh_tridiagonal``, LAPACK's ``sterf``, as ``syevd`` calls it), so
+no eigenvectors are computed or stored.
 
 Threads: on a machine shared with other jobs, multithreaded OpenBLAS spins at its barriers and
 collapses on small matrices. Below N = 1024 (`SINGLE_THREAD_BELOW`), where one thread loses little
@@ -134,10 +139,8 @@ def require_dense_fits(params: Any, chunk_size: int | None, eigenvectors: bool, 
     products.require_count("chunk_size", chunk_size, where)
   num_params, dtype = param_count(params, where)
   device = jax.devices()[0]
-  # on an accelerator the solver (`jax.lax.linalg.eigh`) computes the eigenvectors in any case
-  vectors = eigenvectors or device.platform != "cpu"
   needed = dense_memory_bytes(
-    num_params, dtype, resolve_chunk_size(chunk_size, num_params), vectors
+    num_params, dtype, resolve_chunk_size(chunk_size, num_params), eigenvectors
   )
   limit, what = memory_limit_bytes(device)
   if needed > limit:
@@ -367,9 +370,10 @@ def symmetric_eigh(
 ) -> tuple[np.ndarray, np.ndarray | None]:
   """Eigenvalues ascending (and eigenvector columns) of a symmetric matrix from `dense_hessian`.
 
-  A writable numpy matrix is overwritten (scipy ``evd`` in place, see the module docstring); a
-  device matrix goes to `jax.lax.linalg.eigh` without its symmetrizing copy (the matrix is
-  symmetric already), which computes the eigenvectors in any case. Precision follows the
+  A writable numpy matrix is overwritten (scipy ``evd`` in place, see the module docstring). A
+  device matrix goes, with eigenvectors, to `jax.lax.linalg.eigh` without its symmetrizing copy
+  (the matrix is symmetric already); for the eigenvalues alone it is donated to its reduction to
+  tridiagonal form (consumed), whose eigenvalues the host computes. Precision follows the
   matrix's dtype.
   """
   if isinstance(matrix, np.ndarray):
@@ -381,8 +385,24 @@ def symmetric_eigh(
         matrix.T, eigvals_only=not eigenvectors, driver="evd", overwrite_a=True, check_finite=False
       )
     return (result[0], result[1]) if eigenvectors else (result, None)
+  if not eigenvectors:
+    _, diagonal, off_diagonal = _tridiagonal_in_place(matrix)
+    values = scipy.linalg.eigvalsh_tridiagonal(
+      np.asarray(diagonal), np.asarray(off_diagonal), lapack_driver="sterf", check_finite=False
+    )
+    return values, None
   vectors, values = jax.lax.linalg.eigh(matrix, symmetrize_input=False)
-  return np.asarray(values), np.asarray(vectors) if eigenvectors else None
+  return np.asarray(values), np.asarray(vectors)
+
+
+def _tridiagonal(matrix: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(the reduced matrix, its diagonal, its off-diagonal) of `jax.lax.linalg.tridiagonal`; the
+  reduced matrix is returned so that it can take the donated input's buffer."""
+  reduced, diagonal, off_diagonal, _ = jax.lax.linalg.tridiagonal(matrix)
+  return reduced, diagonal, off_diagonal
+
+
+_tridiagonal_in_place = jax.jit(_tridiagonal, donate_argnums=0)
 
 
 def hessian_matrix(
