@@ -22,8 +22,8 @@ steps apart, on every training example), with Adam's P from `optim.adam_precondi
 Claims (`summary.json`), per member (`gd_mse@η`, `gd_cross_entropy@η`, `adam@η`, as in
 `results.csv`), with the threshold T = 2/η (gradient descent) or (2 + 2β₁)/((1 − β₁)η) (Adam):
 
-* `steps_to_threshold`: the first measured step with λ ≥ 0.9 T (None: not within the steps), with
-  `reached_threshold_during_training` (reached, and after step 0);
+* `steps_to_threshold`: the first measured step with λ ≥ 0.9 T (None: not within the steps; 0:
+  from the start), with `reached_threshold_during_training` (reached, and after step 0);
 * `lambda_max_over_threshold`: the median of λ/T over the measurements from that step on
   (Cohen et al.: ≈ 1), with `lambda_max_distance_from_threshold`, |λ/T − 1|;
 * `progressive_sharpening`: λ at that step over λ at step 0 (Cohen et al.: > 1, λ rises);
@@ -36,7 +36,9 @@ Claims (`summary.json`), per member (`gd_mse@η`, `gd_cross_entropy@η`, `adam@�
 `CRITERIA` judge them into `verdicts`, every member at once: T reached during training; λ/T
 within 10% of 1 (for Adam too); sharpening > 1; the loss lower at the end and rising at least
 once on the way (gradient descent and Adam). A member that never reaches T leaves every claim but
-`steps_to_threshold` undecided.
+`steps_to_threshold` undecided, and so does one already at 0.9 T or above at step 0: the claims
+are of a sharpness that rises to T and then hovers there, so λ must start below T, as at the η
+Cohen et al. choose (2/η inside the range a small step's sharpness rises through).
 """
 
 import functools
@@ -313,9 +315,12 @@ def edge_measures(
     "loss_decreased": None,
     "loss_increases_after_threshold": None,
   }
+  largest = {"max_sharpness_over_threshold": float(values.max() / limit)}
   if above.size == 0:
-    return none | {"max_sharpness_over_threshold": float(values.max() / limit)}
+    return none | largest
   first = above[0]
+  if first == 0:  # at the threshold from the start: λ did not rise to it, nothing to judge
+    return none | largest | {"steps_to_threshold": int(steps[0])}
   at_step = int(steps[first])
   after = loss_values[loss_steps >= at_step]
   return {

@@ -9,6 +9,7 @@ history says.
 """
 
 import json
+import sys
 from pathlib import Path
 
 import jax
@@ -18,7 +19,7 @@ import pytest
 import scipy.sparse.linalg
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_study import cli, data, losses, models, results
+from jaxopt_study import cli, data, losses, models, registry, results
 from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import read_csv
 
@@ -132,13 +133,14 @@ def test_the_claims_and_verdicts_are_what_the_history_says(finished_run):
     assert summary["threshold"][member] == pytest.approx(limit)
     reached = np.nonzero(values >= 0.9 * limit)[0]
     ratio_claim = "adam_preconditioned_over_threshold" if is_adam else "lambda_max_over_threshold"
-    if reached.size == 0:
+    if reached.size == 0 or reached[0] == 0:  # never reached, or at T from the start: undecided
       assert summary[ratio_claim][member] is None
       assert summary["loss_decreased"][member] is None
       holds[ratio_claim].append(None)
       holds["loss_decreased"].append(None)
       if not is_adam:
-        assert summary["steps_to_threshold"][member] is None
+        assert summary["steps_to_threshold"][member] == (steps[0] if reached.size else None)
+        assert summary["progressive_sharpening"][member] is None
         holds["steps_to_threshold"].append(False)
         holds["progressive_sharpening"].append(None)
       continue
@@ -175,3 +177,21 @@ def test_bad_config_is_refused(tmp_path, capsys):
   assert code == 2
   assert "data.num_examples" in capsys.readouterr().err
   assert not out.exists()
+
+
+def test_a_member_at_the_threshold_from_the_start_leaves_its_claims_undecided():
+  """λ at 0.9 T or above at step 0 did not rise to T: only `steps_to_threshold` (0) is said;
+  the same curve shifted to start below T gives every measure, computed by hand."""
+  edge_measures = sys.modules[type(registry.load("edge_of_stability")).__module__].edge_measures
+  steps = [0, 10, 20, 30, 40]
+  losses = ([0, 10, 20, 30, 40], [1.0, 0.8, 0.9, 0.5, 0.4])
+  at_start = edge_measures((steps, [0.95, 1.0, 1.02, 0.99, 1.01]), losses, 1.0)
+  assert at_start["steps_to_threshold"] == 0
+  assert at_start["max_sharpness_over_threshold"] == pytest.approx(1.02)
+  for name in ("sharpness_over_threshold", "progressive_sharpening", "loss_decreased"):
+    assert at_start[name] is None
+  rising = edge_measures((steps, [0.5, 0.95, 1.02, 0.99, 1.01]), losses, 1.0)
+  assert rising["steps_to_threshold"] == 10
+  assert rising["sharpness_over_threshold"] == pytest.approx(np.median([0.95, 1.02, 0.99, 1.01]))
+  assert rising["progressive_sharpening"] == pytest.approx(0.95 / 0.5)
+  assert rising["loss_decreased"] is True and rising["loss_increases_after_threshold"] == 1
