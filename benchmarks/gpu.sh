@@ -27,7 +27,9 @@
 # the Hessian table (ours, torch, naive jax.hessian, Lanczos) for N = 4960, the size of the CPU
 # claim (note: benchmarks/hessian.py runs its torch case on the CPU, so that column is CPU
 # PyTorch); the quasi-Newton and Newton benchmark on its logistic regression (650 parameters;
-# the evaluation counts do not depend on the device, and its other problems are tiny).
+# the evaluation counts do not depend on the device, and its other problems are tiny); last, with
+# the time left, the fast tests of the dense Hessian, the curvature monitor and the sweep on CUDA
+# (written for the CPU, so a failure there is a finding to read, not necessarily a bug).
 # A step that fails or runs out of time is recorded, the others still run, and the script exits
 # non-zero.
 
@@ -86,12 +88,14 @@ if [[ $MODE == smoke ]]; then
   HESSIAN=(--widths 8 --rounds 1)
   SECOND=(--rounds 1 --max-steps 200 --problems rosenbrock-2)
   CURVATURE=(--steps 20 --every 10 --rounds 1)
+  CUDA_TESTS=(tests/test_hessian_dense.py -k eigensolver)
 else
   SPECTRUM_WIDTH=666  # N = 75 w + 10 = 49960 parameters
   SWEEP=(--members 12 192 --steps 500 200 --rounds 3 1)
   HESSIAN=(--widths 66 --rounds 1)
   SECOND=(--rounds 1 --max-steps 5000 --problems logreg)
   CURVATURE=(--steps 2000 --every 10 --rounds 1)
+  CUDA_TESTS=(tests/test_hessian_dense.py tests/test_hessian_tracking.py tests/test_sweep.py)
 fi
 
 # ---------------------------------------------------------------------------- install and check
@@ -133,9 +137,9 @@ EOF
   fi
   "$PY" -c 'import jax, optax, flax, scipy; print("jax", jax.__version__, "optax", optax.__version__,
 "flax", flax.__version__, "scipy", scipy.__version__); print("devices", jax.devices())' \
-    | tee "$OUT/env.txt"
-  command -v nvidia-smi > /dev/null && nvidia-smi -L | tee -a "$OUT/env.txt"
-  git rev-parse HEAD 2> /dev/null | sed 's/^/commit /' | tee -a "$OUT/env.txt"
+    | tee -a "$OUT/gpu_log.txt"
+  command -v nvidia-smi > /dev/null && nvidia-smi -L | tee -a "$OUT/gpu_log.txt"
+  git rev-parse HEAD 2> /dev/null | sed 's/^/commit /' | tee -a "$OUT/gpu_log.txt"
   if [[ $MODE == full ]] && ! sees_gpu; then
     say "FAILED: JAX sees no GPU (devices above). Nothing was measured."
     exit 4
@@ -176,6 +180,7 @@ run sweep 150 "$PY" benchmarks/sweep.py "${SWEEP[@]}"
 run curvature_monitor 100 "$PY" benchmarks/curvature_monitor.py "${CURVATURE[@]}"
 run hessian 100 "$PY" benchmarks/hessian.py "${HESSIAN[@]}"
 run second_order 100 "$PY" benchmarks/second_order.py "${SECOND[@]}"
+run cuda_tests 120 "$PY" -m pytest -q -n 0 -p no:cacheprovider -m "not slow" "${CUDA_TESTS[@]}"
 
 if [[ $MODE == dry ]]; then
   exit 0
