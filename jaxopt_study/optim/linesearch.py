@@ -85,9 +85,23 @@ def real_dtype(params: optax.Params) -> jnp.dtype:
   return jnp.finfo(dtype).dtype
 
 
+def real_vdot(a: optax.Updates, b: optax.Updates) -> jax.Array:
+  """Re ⟨a, b⟩ = Re Σ conj(a) b over every leaf, the real inner product (of ℝ²ⁿ for complex
+  leaves): `optax.tree.real(optax.tree.vdot(a, b))`, but each leaf is summed where it lies, not
+  flattened first (`jnp.vdot` reshapes, which explicit sharding refuses; a sum it allows).
+  Accumulated in at least float32, returned in the leaves' real dtype."""
+
+  def leaf(x: jax.Array, y: jax.Array) -> jax.Array:
+    product = jnp.real(jnp.conj(x) * y)
+    accumulate = jnp.promote_types(product.dtype, jnp.float32)
+    return jnp.sum(product, dtype=accumulate).astype(product.dtype)
+
+  return sum(jax.tree.leaves(jax.tree.map(leaf, a, b)), start=0.0)
+
+
 def slope_along(grad: optax.Updates, direction: optax.Updates) -> jax.Array:
   """φ'(α) = Re ⟨∇f, u⟩ for `jax.grad`'s gradient (for complex leaves: Re Σ g u, no conjugate)."""
-  return optax.tree.real(optax.tree.vdot(optax.tree.conj(grad), direction))
+  return real_vdot(optax.tree.conj(grad), direction)
 
 
 def cubic_minimizer(a, value_a, slope_a, b, value_b, slope_b) -> jax.Array:
@@ -209,7 +223,7 @@ def scale_by_wolfe_linesearch(
     value_and_grad = jax.value_and_grad(value_fn)
     value0 = jnp.asarray(value, dtype)
     noise = 100 * eps * jnp.abs(value0)  # below this, two values of f are not told apart
-    slope0 = optax.tree.real(optax.tree.vdot(updates, grad)).astype(dtype)  # φ'(0) < 0
+    slope0 = real_vdot(updates, grad).astype(dtype)  # φ'(0) < 0
 
     def evaluate(step):
       point = optax.tree.add_scale(params, step, updates)

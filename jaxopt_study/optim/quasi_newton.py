@@ -29,7 +29,7 @@ import optax
 
 from jaxopt_study import validate
 from jaxopt_study.optim.extra_args import guarded
-from jaxopt_study.optim.linesearch import real_dtype, scale_by_wolfe_linesearch
+from jaxopt_study.optim.linesearch import real_dtype, real_vdot, scale_by_wolfe_linesearch
 
 VARIANTS = ("polak_ribiere", "fletcher_reeves", "hestenes_stiefel")
 LineSearch = optax.GradientTransformationExtraArgs | optax.GradientTransformation | None
@@ -45,11 +45,6 @@ STRONG_WOLFE = scale_by_wolfe_linesearch(curv_rtol=0.9, initial_step="decrease_t
 # ‖g‖ at up to 1e-6 ‖g₀‖ after N + 1 steps, where 0.01 leaves 5e-10), for 2% more evaluations
 # than 0.1 on the benchmark's five problems.
 STRONG_WOLFE_CG = scale_by_wolfe_linesearch(curv_rtol=0.01, max_initial_step=None)
-
-
-def _vdot(a: optax.Updates, b: optax.Updates) -> jax.Array:
-  """Re ⟨a, b⟩, the real inner product (of ℝ²ⁿ for complex leaves)."""
-  return optax.tree.real(optax.tree.vdot(a, b))
 
 
 def _safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
@@ -168,14 +163,14 @@ def scale_by_conjugate_gradient(
     grad, previous = updates, state.previous_grad
     change = optax.tree.sub(grad, previous)
     if variant == "fletcher_reeves":
-      beta = _safe_divide(_vdot(grad, grad), _vdot(previous, previous))
+      beta = _safe_divide(real_vdot(grad, grad), real_vdot(previous, previous))
     elif variant == "polak_ribiere":
-      beta = jnp.maximum(0.0, _safe_divide(_vdot(grad, change), _vdot(previous, previous)))
+      beta = jnp.maximum(0.0, _safe_divide(real_vdot(grad, change), real_vdot(previous, previous)))
     else:
-      beta = _safe_divide(_vdot(grad, change), _vdot(state.direction, change))
-    beta = jnp.where((state.since_restart == 0) | (_vdot(change, change) == 0), 0.0, beta)
+      beta = _safe_divide(real_vdot(grad, change), real_vdot(state.direction, change))
+    beta = jnp.where((state.since_restart == 0) | (real_vdot(change, change) == 0), 0.0, beta)
     direction = optax.tree.add_scale(optax.tree.scale(-1.0, grad), beta, state.direction)
-    restart = (beta == 0) | ~(_vdot(grad, direction) < 0)  # also catches a NaN slope
+    restart = (beta == 0) | ~(real_vdot(grad, direction) < 0)  # also catches a NaN slope
     direction = jax.tree.map(lambda d, g: jnp.where(restart, -g, d), direction, grad)
     since_restart = jnp.where(restart, 1, state.since_restart + 1) % period
     return optax.tree.scale(-1.0, direction), ConjugateGradientState(
