@@ -2,6 +2,8 @@
 formulas, on quadratics and Rosenbrock, against scipy.optimize's evaluation counts, on complex
 parameters, abstract and placeholder trees (Optax's generic checks), and in the training loop."""
 
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +15,7 @@ from minimize_helpers import minimize, rosenbrock, rosenbrock_start, scipy_evalu
 
 from jaxopt_study import Problem, losses, optim, train
 from jaxopt_study import data as data_lib
+from jaxopt_study.hessian import dense
 from jaxopt_study.optim import linesearch, quasi_newton
 
 OTHER_SIZE = pytest.mark.slow  # the same code on another size, dtype or variant (pytest -m slow)
@@ -488,3 +491,28 @@ def test_registry_holds_the_quasi_newton_optimizers():
   assert optim.OPTIMIZERS["bfgs"] is optim.bfgs
   assert optim.OPTIMIZERS["lbfgs"] is optim.lbfgs
   assert optim.OPTIMIZERS["conjugate_gradient"] is optim.conjugate_gradient
+
+
+@pytest.mark.parametrize(
+  "tx, params, culprit",
+  [
+    (optim.bfgs(), {"w": jnp.zeros(2_000_000)}, "bfgs: the N × N inverse Hessian .* N=2,000,000"),
+    (
+      optim.lbfgs(memory_size=1_000_000),
+      {"w": jnp.zeros((1000, 1000))},
+      "lbfgs: storing memory_size=1000000 curvature pairs .* N=1,000,000",
+    ),
+  ],
+)
+def test_a_state_larger_than_the_memory_free_is_refused_at_init_before_allocating(
+  tx, params, culprit
+):
+  """BFGS at N = 2e6 would hold 2 × 14.6 TiB, L-BFGS with 10⁶ pairs of 10⁶ 7.3 TiB: both are
+  refused by name within a second, as the dense Hessian is (`tests/test_hessian_dense.py`)."""
+  start = time.perf_counter()
+  with pytest.raises(dense.HessianTooLargeError, match=culprit) as error:
+    tx.init(params)
+  assert time.perf_counter() - start < 1.0
+  assert isinstance(error.value, MemoryError) and isinstance(error.value, ValueError)
+  small = {"w": jnp.zeros((10,))}
+  assert optax.tree.size(tx.init(small)) > 0  # small states are untouched

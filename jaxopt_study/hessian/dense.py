@@ -138,16 +138,25 @@ def require_dense_fits(params: Any, chunk_size: int | None, eigenvectors: bool, 
   if chunk_size is not None:
     products.require_count("chunk_size", chunk_size, where)
   num_params, dtype = param_count(params, where)
-  device = jax.devices()[0]
   needed = dense_memory_bytes(
     num_params, dtype, resolve_chunk_size(chunk_size, num_params), eigenvectors
   )
-  limit, what = memory_limit_bytes(device)
+  require_memory(
+    needed,
+    f"the dense Hessian of N={num_params:,} parameters ({np.dtype(dtype).name})",
+    'use spectrum(..., method="lanczos") or density(...), which need only Hessian-vector products',
+    where,
+  )
+
+
+def require_memory(needed: int, what: str, advice: str, where: str) -> None:
+  """Raises `HessianTooLargeError` naming `what`, the bytes and `advice` if `needed` bytes exceed
+  the memory free now on the first device, before anything is allocated."""
+  limit, free = memory_limit_bytes(jax.devices()[0])
   if needed > limit:
     raise HessianTooLargeError(
-      f"{where}: the dense Hessian of N={num_params:,} parameters ({np.dtype(dtype).name}) needs "
-      f"about {human_bytes(needed)}, more than {what} ({human_bytes(limit)}); use "
-      'spectrum(..., method="lanczos") or density(...), which need only Hessian-vector products'
+      f"{where}: {what} needs about {human_bytes(needed)}, more than {free} "
+      f"({human_bytes(limit)}); {advice}"
     )
 
 

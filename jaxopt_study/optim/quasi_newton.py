@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_study import validate
+from jaxopt_study.hessian import dense
 from jaxopt_study.optim.extra_args import guarded
 from jaxopt_study.optim.linesearch import real_dtype, real_vdot, scale_by_wolfe_linesearch
 
@@ -271,10 +272,17 @@ def scale_by_bfgs() -> optax.GradientTransformation:
   def init_fn(params: optax.Params) -> BFGSState:
     # Shapes and dtypes only: also for jax.ShapeDtypeStruct leaves or a tree without leaves.
     dtype = real_dtype(params)
+    size = real_size(params)
+    dense.require_memory(  # M and its update, N × N each
+      2 * size * size * jnp.dtype(dtype).itemsize,
+      f"the N × N inverse Hessian approximation of N={size:,} parameters (with its update)",
+      "use optim.lbfgs(memory_size=m), which keeps 2m vectors of N",
+      "bfgs",
+    )
     zeros = optax.tree.zeros_like(params)
     return BFGSState(
       count=jnp.zeros([], jnp.int32),
-      inverse_hessian=jnp.eye(real_size(params), dtype=dtype),
+      inverse_hessian=jnp.eye(size, dtype=dtype),
       num_pairs=jnp.zeros([], jnp.int32),
       num_skipped=jnp.zeros([], jnp.int32),
       previous_params=zeros,  # not read before the first pair
@@ -353,6 +361,16 @@ def scale_by_checked_lbfgs(memory_size: int = 10) -> optax.GradientTransformatio
   validate.require_positive_int("memory_size", memory_size, "lbfgs")
   inner = optax.scale_by_lbfgs(memory_size=memory_size)
 
+  def init_fn(params):
+    size = real_size(params)
+    dense.require_memory(  # the m pairs (s, y), as Optax stores them
+      2 * memory_size * size * jnp.dtype(real_dtype(params)).itemsize,
+      f"storing memory_size={memory_size} curvature pairs (s, y) of N={size:,} parameters",
+      "lower memory_size",
+      "lbfgs",
+    )
+    return inner.init(params)
+
   def update_fn(updates, state, params):
     dtype = real_dtype(params)
     s = to_real_vector(optax.tree.sub(params, state.params), dtype)
@@ -364,7 +382,7 @@ def scale_by_checked_lbfgs(memory_size: int = 10) -> optax.GradientTransformatio
     )
     return inner.update(updates, state, params)
 
-  return optax.GradientTransformation(inner.init, update_fn)
+  return optax.GradientTransformation(init_fn, update_fn)
 
 
 def lbfgs(
