@@ -27,7 +27,6 @@ same form, so configs are a thin layer over the same API.
 import dataclasses
 import functools
 import hashlib
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -96,6 +95,7 @@ class Problem:
       if not callable(fn):
         raise ValueError(f"Problem: metrics[{name!r}]={fn!r} must be callable")
     object.__setattr__(self, "metrics", dict(self.metrics))
+    object.__setattr__(self, "_params_losses", {})  # params_loss's functions, by model state
 
   @property
   def num_train(self) -> int:
@@ -121,14 +121,14 @@ class Problem:
     key = None
     if not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
       key = (train, str(jax.tree.structure(state)), _fingerprint(leaves))
-      if key in (known := _PARAMS_LOSSES.setdefault(self, {})):
-        return known[key]
+      if key in self._params_losses:
+        return self._params_losses[key]
 
     def loss_fn(params, *batch):
       return self.loss(pure_form.module(params, state, train=train), batch)
 
     if key is not None:
-      _PARAMS_LOSSES[self][key] = loss_fn
+      self._params_losses[key] = loss_fn  # lives and dies with this Problem
     return loss_fn
 
   def _state(self, model_state: nnx.State | None) -> nnx.State:
@@ -138,9 +138,6 @@ class Problem:
   def metric_names(self) -> tuple[str, ...]:
     """Every metric the training loop reports for this problem, in order."""
     return reported_metrics(tuple(self.metrics), self.heldout_data is not None)
-
-
-_PARAMS_LOSSES: "weakref.WeakKeyDictionary[Problem, dict]" = weakref.WeakKeyDictionary()
 
 
 def _fingerprint(leaves: list) -> tuple:
