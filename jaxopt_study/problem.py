@@ -338,10 +338,8 @@ def _require_scalar(culprit: str, out: Any, shapes: str, floating: bool = False)
       f"Problem: {culprit}(module, batch) returned {found} on a batch of shapes {shapes}: it "
       "must return one scalar, the mean over the batch's examples"
     )
-  real = jnp.issubdtype(out.dtype, jnp.floating if floating else jnp.number) or (
-    not floating and out.dtype == jnp.bool_
-  )
-  if not real or jnp.issubdtype(out.dtype, jnp.complexfloating):
+  kinds = (jnp.floating,) if floating else (jnp.floating, jnp.integer, jnp.bool_)
+  if not any(jnp.issubdtype(out.dtype, kind) for kind in kinds):
     needed = "a real floating" if floating else "a real"
     raise ValueError(
       f"Problem: {culprit}(module, batch) returned dtype {out.dtype}: it must return {needed} "
