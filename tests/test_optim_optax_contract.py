@@ -506,8 +506,6 @@ NOT_SHARDED = {  # where ours differs from Optax's sharding contract, and why
   "newton": f"the dense Hessian {DENSE} (and LAPACK has no float16 eigensolver)",
   "saddle_free_newton": f"the dense Hessian {DENSE} (and LAPACK has no float16 eigensolver)",
   "critical_point_newton": f"the dense Hessian {DENSE} (and LAPACK has no float16 eigensolver)",
-  "lbfgs": "optax.scale_by_lbfgs, underneath, uses optax.tree.vdot, which reshapes under explicit "
-  "sharding (Optax's own L-BFGS fails the same check)",
 }
 
 

@@ -2,13 +2,14 @@
 
 Goodfellow, Bengio & Courville (2016), *Deep Learning*, §8.6.2 (conjugate gradients, Algorithm
 8.9) and §8.6.3 (BFGS, L-BFGS). Each optimizer is an Optax chain: a block that turns the gradient
-g into a direction (``scale_by_conjugate_gradient``, ``scale_by_bfgs``, or Optax's
-``scale_by_lbfgs`` with the curvature-pair check it lacks, ``scale_by_checked_lbfgs``), the sign
-(or a learning rate), and the strong-Wolfe line search of `linesearch.scale_by_wolfe_linesearch`
-(Nocedal & Wright 2006, Algorithms 3.5–3.6, cubic interpolation with both slopes, first trial
-from the last decrease, their eq. 3.60, as scipy's CG and BFGS). The update takes the loss as
-`optax.lbfgs` does, ``update(grads, state, params, value=..., grad=..., value_fn=...)``, and the
-line search keeps the value and gradient at the new point in the state, where
+g into a direction (``scale_by_conjugate_gradient``, ``scale_by_bfgs``, or
+``scale_by_checked_lbfgs``, Optax's ``scale_by_lbfgs`` with the curvature-pair check it lacks),
+the sign (or a learning rate), and the strong-Wolfe line search of
+`linesearch.scale_by_wolfe_linesearch` (Nocedal & Wright 2006, Algorithms 3.5–3.6, cubic
+interpolation with both slopes, first trial from the last decrease, their eq. 3.60, as scipy's CG
+and BFGS). The update takes the loss as `optax.lbfgs` does,
+``update(grads, state, params, value=..., grad=..., value_fn=...)``, and the line search keeps the
+value and gradient at the new point in the state, where
 `optax.value_and_grad_from_state` finds them: one evaluation of f and ∇f per line-search trial,
 none wasted. When no trial decreases f in the working precision the step is zero and
 `linesearch.is_stalled(state)` is true: the caller should stop (scipy's CG and BFGS stop there
@@ -222,10 +223,11 @@ def conjugate_gradient(
 # ------------------------------------------------------------------------------------ BFGS
 
 
-def _curvature_ok(s: jax.Array, y: jax.Array) -> jax.Array:
-  """sᵀy > √ε ‖s‖ ‖y‖ (real vectors): a pair of clearly positive curvature along s (not NaN)."""
-  tolerance = jnp.sqrt(jnp.finfo(s.dtype).eps)
-  return jnp.vdot(s, y) > tolerance * jnp.linalg.norm(s) * jnp.linalg.norm(y)
+def _curvature_ok(s: optax.Updates, y: optax.Updates) -> jax.Array:
+  """Re ⟨s, y⟩ > √ε ‖s‖ ‖y‖ (vectors or trees): a pair of clearly positive curvature along s
+  (not NaN). Summed leaf by leaf (`real_vdot`, `optax.tree.norm`), so sharded trees stay so."""
+  tolerance = jnp.sqrt(jnp.finfo(real_dtype(s)).eps)
+  return real_vdot(s, y) > tolerance * optax.tree.norm(s) * optax.tree.norm(y)
 
 
 class BFGSState(NamedTuple):
@@ -342,15 +344,45 @@ def bfgs(
 # ---------------------------------------------------------------------------------- L-BFGS
 
 
-def scale_by_checked_lbfgs(memory_size: int = 10) -> optax.GradientTransformation:
-  """`optax.scale_by_lbfgs`, with the curvature-pair check it lacks (Optax issue 1708).
+def _two_loop(
+  grad: optax.Updates, state: optax.ScaleByLBFGSState, identity_scale: jax.Array
+) -> optax.Updates:
+  """H_k g by the two-loop recursion (Nocedal & Wright 2006, Alg. 7.4) over the stored pairs,
+  newest first, then oldest first; as Optax's ``_precondition_by_lbfgs``, with `real_vdot`."""
+  memory_size = state.weights_memory.shape[0]
+  order = (state.count % memory_size + jnp.arange(memory_size)) % memory_size  # oldest first
 
-  Optax 0.2.8 stores every pair (s, y) with weight ρ = 1/(sᵀy), also when sᵀy < 0, which makes
-  its inverse-Hessian approximation indefinite and can turn the direction uphill. Here a pair
-  with sᵀy ≤ √ε ‖s‖‖y‖ is handed to Optax as s = y = 0: Optax then stores it with weight 0, a
-  pair that the two-loop recursion passes through unchanged, and scales its initial matrix by
-  γ = 1 for that step (its rule for y = 0) instead of sᵀy/yᵀy. The skipped pair still takes a
-  memory slot, so the oldest pair is dropped one step early.
+  def pair(index):
+    return jax.tree.map(lambda x: x[index], (state.diff_params_memory, state.diff_updates_memory))
+
+  def newest_first(vector, index):
+    s, y = pair(index)
+    alpha = state.weights_memory[index] * real_vdot(s, vector)
+    return optax.tree.cast_like(optax.tree.add_scale(vector, -alpha, y), vector), alpha
+
+  def oldest_first(vector, index_alpha):
+    index, alpha = index_alpha
+    s, y = pair(index)
+    beta = state.weights_memory[index] * real_vdot(y, vector)
+    return optax.tree.cast_like(optax.tree.add_scale(vector, alpha - beta, s), vector), None
+
+  vector, alphas = jax.lax.scan(newest_first, grad, order, reverse=True)
+  vector = optax.tree.scale(identity_scale, vector)
+  return jax.lax.scan(oldest_first, vector, (order, alphas))[0]
+
+
+def scale_by_checked_lbfgs(memory_size: int = 10) -> optax.GradientTransformation:
+  """L-BFGS's direction H_k g: `optax.scale_by_lbfgs`'s, with the curvature-pair check it lacks.
+
+  The same state, initial scaling and two-loop recursion as Optax 0.2.8 (γ = sᵀy/yᵀy of the
+  newest pair; min(1, 1/‖g‖) at the first step), written here for two reasons:
+  - Optax stores every pair (s, y) with weight ρ = 1/(sᵀy), also when sᵀy < 0, which makes its
+    inverse-Hessian approximation indefinite and can turn the direction uphill (Optax issue
+    1708). Here a pair with sᵀy ≤ √ε ‖s‖‖y‖ is stored as s = y = 0 with weight 0, a pair that the
+    recursion passes through unchanged, and γ = 1 for that step. The skipped pair still takes a
+    memory slot, so the oldest pair is dropped one step early.
+  - Optax's inner products (``optax.tree.vdot``) flatten each leaf, which explicit sharding
+    refuses; here every one is summed where its leaf lies (`real_vdot`).
 
   Args:
     memory_size: m, the number of pairs kept.
@@ -359,28 +391,50 @@ def scale_by_checked_lbfgs(memory_size: int = 10) -> optax.GradientTransformatio
     An `optax.GradientTransformation` with Optax's `optax.ScaleByLBFGSState`.
   """
   validate.require_positive_int("memory_size", memory_size, "lbfgs")
-  inner = optax.scale_by_lbfgs(memory_size=memory_size)
 
   def init_fn(params):
     size = real_size(params)
-    dense.require_memory(  # the m pairs (s, y), as Optax stores them
+    dense.require_memory(  # the m pairs (s, y)
       2 * memory_size * size * jnp.dtype(real_dtype(params)).itemsize,
       f"storing memory_size={memory_size} curvature pairs (s, y) of N={size:,} parameters",
       "lower memory_size",
       "lbfgs",
     )
-    return inner.init(params)
+    zeros = optax.tree.zeros_like(params)
+    # the pairs stacked along a first axis, as Optax stores them; each slot sharded as its leaf
+    stacked = jax.tree.map(lambda x: jnp.broadcast_to(x, (memory_size, *x.shape)), zeros)
+    return optax.ScaleByLBFGSState(
+      count=jnp.zeros([], jnp.int32),
+      params=zeros,
+      updates=zeros,
+      diff_params_memory=stacked,
+      diff_updates_memory=stacked,
+      weights_memory=jnp.zeros(memory_size),
+    )
 
   def update_fn(updates, state, params):
-    dtype = real_dtype(params)
-    s = to_real_vector(optax.tree.sub(params, state.params), dtype)
-    y = to_real_vector(optax.tree.sub(updates, state.updates), dtype)
-    skip = (state.count > 0) & ~_curvature_ok(s, y)
+    s = optax.tree.sub(params, state.params)
+    y = optax.tree.sub(updates, state.updates)
+    take = (state.count > 0) & _curvature_ok(s, y)
+    s, y = (jax.tree.map(lambda x: jnp.where(take, x, jnp.zeros_like(x)), t) for t in (s, y))
+    curvature = real_vdot(y, s)  # sᵀy, 0 for a skipped pair
+    slot = (state.count - 1) % memory_size
+
+    def store(memory, pairs):  # in the memory's dtype: mixed precision keeps init's types
+      return jax.tree.map(lambda m, x: m.at[slot].set(x.astype(m.dtype)), memory, pairs)
+
     state = state._replace(
-      params=jax.tree.map(lambda new, old: jnp.where(skip, new, old), params, state.params),
-      updates=jax.tree.map(lambda new, old: jnp.where(skip, new, old), updates, state.updates),
+      diff_params_memory=store(state.diff_params_memory, s),
+      diff_updates_memory=store(state.diff_updates_memory, y),
+      weights_memory=state.weights_memory.at[slot].set(_safe_divide(1.0, curvature)),
     )
-    return inner.update(updates, state, params)
+    first = jnp.minimum(1.0, 1.0 / optax.tree.norm(updates))
+    later = jnp.where(take, _safe_divide(curvature, optax.tree.norm(y, squared=True)), 1.0)
+    identity_scale = jnp.where(state.count > 0, later, first)
+    direction = _two_loop(updates, state, identity_scale)
+    return direction, state._replace(
+      count=optax.safe_increment(state.count), params=params, updates=updates
+    )
 
   return optax.GradientTransformation(init_fn, update_fn)
 
