@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from jaxopt_study import data as data_lib
@@ -308,6 +309,43 @@ class Pure:
 
     per_example = jax.vmap(one)(batch)
     return losses.weighted_mean(per_example, weights), model_state
+
+  @functools.cached_property
+  def loss_is_example_mean(self) -> bool:
+    """Whether the loss is a mean over the batch of per-example terms, ℓ(B) = Σᵢ ℓ({xᵢ}) / |B|,
+    as the weighted form of `loss` (a sweep's masked minibatches of several sizes) assumes;
+    False for a model with state.
+
+    A loss with sample weights from the batch (Σ wᵢ ℓᵢ / Σ wᵢ), a sum, or a term across examples
+    is not: taken one example at a time it would silently become another loss. Checked on the
+    gradient at seed 0's parameters, on up to 16 training examples spread over the set (the
+    per-example gradients differ even where the losses at initialization are nearly equal):
+    ∇ℓ(B) must equal the mean of the per-example gradients to √ε relative, as must the values.
+    """
+    if not self.stateless:  # one example at a time would change its batch statistics
+      return False
+    train = self.problem.train_data
+    count = train[0].shape[0]
+    indices = np.unique(np.linspace(0, count - 1, min(16, count)).astype(int))
+    batch = tuple(jnp.asarray(a[indices]) for a in train)
+    params, state = self.initial(0)
+
+    @jax.jit
+    def both(params, state, batch):
+      ones = jnp.ones(indices.size)
+      whole = jax.value_and_grad(lambda p: self.loss(p, state, batch)[0])(params)
+      split = jax.value_and_grad(lambda p: self.loss(p, state, batch, ones)[0])(params)
+      return whole, split
+
+    (value, grad), (mean_value, mean_grad) = both(params, state, batch)
+    tolerance = np.sqrt(np.finfo(np.asarray(value).dtype).eps)
+
+    def close(a, b) -> bool:
+      return optax.tree.norm(optax.tree.sub(a, b)) <= tolerance * max(
+        optax.tree.norm(a), optax.tree.norm(b)
+      )
+
+    return bool(close(value, mean_value) and close(grad, mean_grad))
 
   def metrics(self, params, model_state, batch: Batch) -> dict[str, jax.Array]:
     """`loss` and every metric of the problem on `batch`, in eval mode."""

@@ -171,6 +171,52 @@ def test_modules_with_state_are_swept_one_batch_size_per_program(options):
   )
 
 
+WEIGHTS = np.random.default_rng(0).uniform(0.5, 2.0, len(X)).astype(np.float32)
+
+
+def weighted_nll(model, batch):
+  """Sample weights from the batch, Σ wᵢ ℓᵢ / Σ wᵢ: not a mean of per-example terms."""
+  x, y, w = batch
+  return jnp.sum(w * optax.softmax_cross_entropy_with_integer_labels(model(x), y)) / jnp.sum(w)
+
+
+def summed_nll(model, batch):
+  return optax.softmax_cross_entropy_with_integer_labels(model(batch[0]), batch[1]).sum()
+
+
+@pytest.mark.parametrize(
+  "loss, weights, options, expected",
+  [
+    (smoothed_nll, None, {}, True),
+    (weighted_nll, np.ones_like(WEIGHTS), {}, True),  # equal weights: a mean after all
+    (weighted_nll, WEIGHTS, {}, False),
+    (summed_nll, None, {}, False),
+    (smoothed_nll, None, {"batchnorm": True}, False),
+  ],
+)
+def test_a_loss_is_known_to_be_a_mean_of_per_example_terms_or_not(loss, weights, options, expected):
+  data = (X, Y) if weights is None else (X, Y, weights)
+  problem = Problem(model=lambda rngs: TinyCNN(rngs, **options), loss=loss, train_data=data)
+  assert problem_lib.pure(problem).loss_is_example_mean is expected
+
+
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
+def test_a_loss_with_sample_weights_is_swept_one_batch_size_per_program():
+  """Masked minibatches take the loss one example at a time, which would drop the weights of
+  Σ wᵢ ℓᵢ / Σ wᵢ (the member of size 16 ended at the unweighted loss's point); the sweep says so
+  and runs the sizes apart, each member equal to its run alone."""
+  problem = Problem(model=TinyCNN, loss=weighted_nll, train_data=(X, Y, WEIGHTS))
+  with pytest.warns(UserWarning, match="not a mean of per-example terms"):
+    result = sweep.run(
+      problem, optim.sgd, {"batch_size": [16, 32]}, learning_rate=0.05, steps=12, eval_every=6
+    )
+  assert result.stats.chunks == 2
+  for row in result.table:
+    size = row["batch_size"]
+    alone = train.train(problem, optim.sgd(0.05), steps=12, eval_every=6, batch_size=size)
+    np.testing.assert_allclose(row["final_train_loss"], alone.history["train_loss"][-1], rtol=1e-5)
+
+
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_a_loss_far_above_its_start_is_flagged_diverged():
   """SGD at rate 100 on a tanh MLP stays finite (tanh saturates) but ends far above its initial

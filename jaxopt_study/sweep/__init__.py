@@ -23,7 +23,8 @@ optimizer hyperparameter, sharded over every device (Goodfellow et al. 2016, §8
 A member's numbers equal those of the same member trained alone (`train.train` with its seed,
 init scale, batch size and hyperparameters) to float32 rounding: it sees the same minibatches,
 its loss is the mean over its own b examples (the group's larger minibatch is masked by loss
-weights, `train.masked_batch_indices`), and a member whose loss or parameters become non-finite
+weights, `train.masked_batch_indices`; a loss that is not such a mean runs each batch size in its
+own program), and a member whose loss or parameters become non-finite
 is frozen at its last finite state and flagged, leaving every other member bit for bit as it was.
 """
 

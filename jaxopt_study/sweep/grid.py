@@ -338,8 +338,9 @@ def batch_groups(batch_sizes: list[int], *, separate: bool = False) -> list[tupl
   `MAX_BATCH_RATIO` times the group's smallest; a member of a group computes the group's largest
   minibatch and masks the rest, so at most 3/4 of its work is wasted. `separate` gives one group
   per size: for a model with state (BatchNorm, dropout's RNG), whose masked loss taken one example
-  at a time would change its batch statistics (§8.7.1) and its random draws, and for a sweep at
-  equal epochs, whose batch sizes run different numbers of steps.
+  at a time would change its batch statistics (§8.7.1) and its random draws, for a loss that is
+  not a mean of per-example terms (`problem.Pure.loss_is_example_mean`), and for a sweep at equal
+  epochs, whose batch sizes run different numbers of steps.
   """
   groups: list[list[int]] = []
   for size in sorted(set(batch_sizes)):

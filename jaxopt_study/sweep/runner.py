@@ -17,6 +17,7 @@ import hashlib
 import itertools
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -225,8 +226,8 @@ def _run_plan(
       "run_seconds": 0.0,
     },
   )
-  separate = plan.equal_epochs or not problem_lib.pure(problem).stateless
   sizes = [m.values["batch_size"] for m in plan.members]
+  separate = plan.equal_epochs or _masking_changes_loss(problem, sizes)
   for group in grid.batch_groups(sizes, separate=separate):
     members = [m for m in plan.members if m.values["batch_size"] in group]
     if all(m.index in done for m in members):
@@ -263,6 +264,26 @@ def _run_plan(
   return SweepResult(
     table=table, history=history, stats=stats, arrays=arrays, minibatches=minibatches
   )
+
+
+def _masking_changes_loss(problem: problem_lib.Problem, sizes: list[int]) -> bool:
+  """Whether batch sizes that would share a program must run apart because the masked loss,
+  taken one example at a time, is not the problem's loss (`Pure.loss_is_example_mean`: a model
+  with state, a loss with sample weights, a sum); warns in the last case, which costs programs."""
+  if len(grid.batch_groups(sizes)) == len(set(sizes)):
+    return False  # no two sizes would share a program anyway
+  pure = problem_lib.pure(problem)
+  if not pure.stateless:
+    return True
+  if pure.loss_is_example_mean:
+    return False
+  warnings.warn(
+    "sweep: the loss is not a mean of per-example terms (sample weights from the batch, a sum, "
+    "or a term across examples?), so masked minibatches would change it; each batch size runs "
+    "in its own program",
+    stacklevel=4,  # the caller of sweep.run
+  )
+  return True
 
 
 def member_state(problem: problem_lib.Problem, result: SweepResult, member: str) -> tuple[Any, Any]:
