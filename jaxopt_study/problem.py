@@ -136,6 +136,16 @@ class Problem:
     """`model_state`, or the initial one (seed 0) when None."""
     return pure(self).initial(0)[1] if model_state is None else model_state
 
+  def data_fingerprint(self) -> dict[str, str | None]:
+    """A digest of the bytes (and shapes, dtypes) of `train_data` and `heldout_data`: equal for
+    equal data, so a run folder can tell that it is resumed on the data it started with."""
+    return {
+      "train_data": _fingerprint(list(self.train_data))[1],
+      "heldout_data": None
+      if self.heldout_data is None
+      else _fingerprint(list(self.heldout_data))[1],
+    }
+
   def metric_names(self) -> tuple[str, ...]:
     """Every metric the training loop reports for this problem, in order."""
     return reported_metrics(tuple(self.metrics), self.heldout_data is not None)

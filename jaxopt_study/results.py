@@ -4,7 +4,8 @@
 member), `history.csv` (long format: member, step, metric, value), the plots and `report.html`.
 Every file is written atomically (a temporary file renamed into place), so an interrupted run never
 leaves a half-written file. Finished work units ("members") are kept in `DIR/.members/`; a run
-started again with the same DIR and the same config skips them and ends with the same numbers.
+started again with the same DIR and the same config (and, for a sweep, the same data and
+optimizer factory: `inputs.json`) skips them and ends with the same numbers.
 One process writes into a folder at a time (`RunDir.writing`, a lock on `DIR/.lock` that the
 operating system releases when its holder ends, however it ends); a second is refused at once.
 """
@@ -203,9 +204,14 @@ def writer_lock(path: Path) -> Iterator[None]:
 class RunDir:
   """The output folder of one run, with its per-member progress for resuming."""
 
-  def __init__(self, path: str | Path, config: dict[str, Any]):
+  def __init__(
+    self, path: str | Path, config: dict[str, Any], inputs: dict[str, Any] | None = None
+  ):
+    """`config`: what the run is (`config.json`); `inputs`: what a config does not pin down and a
+    resumed run must share, kept in `inputs.json` (digests of the data, the optimizer factory)."""
     self.path = Path(path)
     self.config = json.loads(json.dumps(config))  # tuples become lists, as read back
+    self.inputs = None if inputs is None else json.loads(json.dumps(inputs))
     self._members = self.path / ".members"
 
   def open(self, write: bool = True) -> int:
@@ -215,23 +221,31 @@ class RunDir:
     checks and counts, and creates nothing.
 
     Raises:
-      ValueError: DIR holds a run of a different config (resuming it would mix two runs).
+      ValueError: DIR holds a run of a different config, or of other inputs (resuming it would
+        mix two runs).
     """
-    config_file = self.path / "config.json"
-    if config_file.exists():
-      previous = json.loads(config_file.read_text())
-      if previous != self.config:
-        changed = sorted(_differences(previous, self.config))
+    self._check_or_write("config.json", self.config, "a different config", write)
+    if self.inputs is not None:
+      self._check_or_write("inputs.json", self.inputs, "other data or optimizer", write)
+    if write:
+      write_atomic(self.path / "env.json", json.dumps(environment(), indent=2) + "\n")
+    return len(list(self._members.glob("*.json"))) if self._members.exists() else 0
+
+  def _check_or_write(self, name: str, record: dict[str, Any], other: str, write: bool) -> None:
+    """Refuses a folder whose `name` holds another record; writes `record` there if it has none
+    (a folder from before `inputs.json` existed gets one, unchecked)."""
+    path = self.path / name
+    if path.exists():
+      previous = json.loads(path.read_text())
+      if previous != record:
+        changed = sorted(_differences(previous, record))
         raise ValueError(
-          f"{self.path} holds a run of a different config (fields {', '.join(changed)} "
+          f"{self.path} holds a run of {other} (fields {', '.join(changed)} "
           "differ): choose another --out, or delete the folder to start again"
         )
     elif write:
       self.path.mkdir(parents=True, exist_ok=True)
-      write_atomic(config_file, json.dumps(self.config, indent=2, sort_keys=True) + "\n")
-    if write:
-      write_atomic(self.path / "env.json", json.dumps(environment(), indent=2) + "\n")
-    return len(list(self._members.glob("*.json"))) if self._members.exists() else 0
+      write_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
   @contextlib.contextmanager
   def writing(self) -> Iterator[int]:

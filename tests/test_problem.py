@@ -1,5 +1,7 @@
 """Your own model: a user's module, loss, data and chain through training, sweeps and the CLI."""
 
+import dataclasses
+import functools
 import json
 import textwrap
 
@@ -472,7 +474,8 @@ def test_spectrum_of_a_sweep_run_folder(tmp_path):
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_a_sweep_of_a_user_problem_resumes_from_its_folder(tmp_path):
   """Started again on the same out_dir, finished members are read back, not recomputed; a
-  different problem in the same folder is refused."""
+  different problem, other data of the same shapes, or another optimizer in the same folder is
+  refused (each once returned the first run's members as its own)."""
   axes = {"learning_rate": [0.05, 0.1], "seed": [0, 1]}
   options = dict(steps=10, eval_every=5, batch_size=32, out_dir=tmp_path / "run")
   first = sweep.run(PROBLEM, optim.sgd, axes, **options)
@@ -483,3 +486,28 @@ def test_a_sweep_of_a_user_problem_resumes_from_its_folder(tmp_path):
   other = make_problem(batchnorm=True)
   with pytest.raises(ValueError, match="holds a run of a different config"):
     sweep.run(other, optim.sgd, axes, **options)
+  relabelled = dataclasses.replace(PROBLEM, train_data=(X, (Y + 1) % 10))
+  with pytest.raises(ValueError, match=r"other data or optimizer \(fields train_data differ"):
+    sweep.run(relabelled, optim.sgd, axes, **options)
+  with pytest.raises(ValueError, match=r"other data or optimizer \(fields optimizer differ"):
+    sweep.run(PROBLEM, optim.momentum, axes, **options)
+
+
+def test_a_run_folder_tells_optimizer_factories_apart():
+  """`runner.callable_identity`: equal for the same factory (also rebuilt), different for an
+  edited one or one closing over another value; the package's own by name."""
+  identity = sweep.runner.callable_identity
+
+  def clipped(max_norm):
+    return lambda learning_rate: optax.chain(
+      optax.clip_by_global_norm(max_norm), optim.adam(learning_rate)
+    )
+
+  assert identity(clipped(1.0)) == identity(clipped(1.0)) != identity(clipped(2.0))
+  assert identity(lambda learning_rate: optim.adam(learning_rate)) != identity(
+    lambda learning_rate: optim.sgd(learning_rate)
+  )
+  assert identity(optim.adam) == "jaxopt_study.optim.first_order.adam"
+  assert identity(functools.partial(optim.lbfgs, memory_size=3)) == (
+    "partial(jaxopt_study.optim.quasi_newton.lbfgs, memory_size=3)"
+  )

@@ -13,7 +13,9 @@ numbers as an uninterrupted run.
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
+import inspect
 import itertools
 import math
 import time
@@ -182,7 +184,8 @@ def run(
       init_scale=init_scale,
       seed=seed,
     )
-  run_dir = RunDir(out_dir, config) if out_dir is not None else None
+  inputs = problem.data_fingerprint() | {"optimizer": callable_identity(optimizer)}
+  run_dir = RunDir(out_dir, config, inputs) if out_dir is not None else None
   writes = run_dir is not None and jax.process_index() == 0
   with run_dir.writing() if writes else contextlib.nullcontext():
     return _run_plan(plan, problem, run_dir, progress, memory_budget)
@@ -264,6 +267,38 @@ def _run_plan(
   return SweepResult(
     table=table, history=history, stats=stats, arrays=arrays, minibatches=minibatches
   )
+
+
+def callable_identity(fn: Any, depth: int = 0) -> str:
+  """What a run folder records of the optimizer factory, to refuse resuming it with another one.
+
+  A function of this package or of Optax by its qualified name (a new release does not make old
+  runs foreign); any other function also by a digest of its source (its bytecode where there is
+  none) and of what it closes over: numbers, strings and their tuples by value, functions in turn
+  (two levels deep), other objects by type; a `functools.partial` by its function and arguments.
+  So an edited lambda, or one closing over another clipping norm, counts as another factory.
+  """
+  if isinstance(fn, functools.partial):
+    arguments = [*map(repr, fn.args), *(f"{k}={v!r}" for k, v in sorted(fn.keywords.items()))]
+    return f"partial({callable_identity(fn.func, depth)}, {', '.join(arguments)})"
+  name = f"{getattr(fn, '__module__', None)}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
+  if name.split(".")[0] in ("jaxopt_study", "optax") or depth > 2:
+    return name
+  digest = hashlib.blake2b(digest_size=8)
+  try:
+    digest.update(inspect.getsource(fn).encode())
+  except (OSError, TypeError):
+    code = getattr(fn, "__code__", None)
+    digest.update(repr(code.co_code if code else type(fn)).encode())
+  for cell in getattr(fn, "__closure__", None) or ():
+    value = cell.cell_contents
+    if callable(value):
+      digest.update(callable_identity(value, depth + 1).encode())
+    elif isinstance(value, int | float | str | bool | tuple | type(None)):
+      digest.update(repr(value).encode())
+    else:
+      digest.update(type(value).__qualname__.encode())
+  return f"{name} {digest.hexdigest()}"
 
 
 def _masking_changes_loss(problem: problem_lib.Problem, sizes: list[int]) -> bool:
