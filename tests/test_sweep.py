@@ -9,9 +9,12 @@ import textwrap
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
+from flax import nnx
 
 from jaxopt_study import cli, hessian, optim, results, sweep, train
 from jaxopt_study import data as data_lib
@@ -160,6 +163,35 @@ def test_an_l2_penalized_member_equals_its_run_alone():
   assert row["final_train_loss"] == pytest.approx(alone.history["train_loss"][-1], rel=1e-5)
   unpenalized = sweep.run_config(make_config({"learning_rate": [0.1]})).table[0]
   assert row["final_train_loss"] > unpenalized["final_train_loss"]
+
+
+class Linear64(nnx.Module):
+  """A float64 linear classifier of the digits."""
+
+  def __init__(self, rngs: nnx.Rngs):
+    self.layer = nnx.Linear(64, 10, rngs=rngs, param_dtype=jnp.float64)
+
+  def __call__(self, x):
+    return self.layer(x)
+
+
+def nll(model, batch):
+  return optax.softmax_cross_entropy_with_integer_labels(model(batch[0]), batch[1]).mean()
+
+
+def test_a_float64_members_hyperparameters_are_float64(x64):
+  """b₂ = 1 − 1e-9 was rounded to 1 in float32, and Adam's bias correction 1 − b₂ᵗ divided by
+  0 (the member was flagged diverged at step 0); each member now equals its run alone in float64."""
+  digits = data_lib.load_digits()
+  x, y = digits.x_train[:64].astype(np.float64), digits.y_train[:64]
+  problem = problem_lib.Problem(model=Linear64, loss=nll, train_data=(x, y))
+  options = dict(init_scale=0.7, steps=6, eval_every=3, batch_size=16)
+  axes = {"b2": [1 - 1e-9, 0.999]}
+  result = sweep.run(problem, optim.adam, axes, learning_rate=0.003, **options)
+  for row in result.table:
+    alone = train.train(problem, optim.adam(0.003, b2=row["b2"]), **options)
+    assert not row["diverged"]
+    assert row["final_train_loss"] == pytest.approx(alone.history["train_loss"][-1], rel=1e-13)
 
 
 def test_equal_epochs_scale_the_step_counts_by_the_smallest_batch_size():

@@ -65,9 +65,18 @@ class MemberInputs(NamedTuple):
   """Per-member values, each stacked along the member axis."""
 
   seed: jax.Array  # int32: parameters and minibatch order
-  init_scale: jax.Array  # float32: factor on every initial kernel (§8.4)
+  init_scale: jax.Array  # `value_dtype`: factor on every initial kernel (§8.4)
   batch_size: jax.Array  # int32: the member's own minibatch size, ≤ spec.max_batch_size
-  hyperparams: dict[str, jax.Array]  # float32: the optimizer factory's keywords
+  hyperparams: dict[str, jax.Array]  # `value_dtype`: the optimizer factory's keywords
+
+
+def value_dtype(spec: ProgramSpec) -> np.dtype:
+  """The dtype of the members' real values (init scale, hyperparameters): the parameters' real
+  dtype, at least float32. A float64 model keeps b₂ = 1 − 1e-9 as a run alone does (float32
+  would round it to 1); a bfloat16 one keeps b₂ = 0.999 (bfloat16 would round it to 1)."""
+  leaves = jax.tree.leaves(problem_lib.pure(spec.problem).params_shape)
+  real = jnp.finfo(jnp.result_type(*(leaf.dtype for leaf in leaves))).dtype
+  return np.dtype(jnp.promote_types(real, jnp.float32))
 
 
 def member_mesh() -> Mesh:
@@ -79,11 +88,12 @@ def member_inputs(
   spec: ProgramSpec, seeds, init_scales, batch_sizes, hyperparams, mesh: Mesh
 ) -> MemberInputs:
   """Host values (one per member, already padded to the chunk) as arrays sharded over members."""
+  real = value_dtype(spec)
   host = MemberInputs(
     seed=np.asarray(seeds, np.int32),
-    init_scale=np.asarray(init_scales, np.float32),
+    init_scale=np.asarray(init_scales, real),
     batch_size=np.asarray(batch_sizes, np.int32),
-    hyperparams={k: np.asarray(hyperparams[k], np.float32) for k in spec.hyperparam_names},
+    hyperparams={k: np.asarray(hyperparams[k], real) for k in spec.hyperparam_names},
   )
   return put(host, NamedSharding(mesh, PartitionSpec(MEMBER_AXIS)))
 
@@ -238,8 +248,8 @@ def _member_avals(tree: Any, num_members: int, mesh: Mesh) -> Any:
 
 
 def _input_avals(spec: ProgramSpec, num_members: int, mesh: Mesh) -> MemberInputs:
-  int32, float32 = jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.float32)
-  one = MemberInputs(int32, float32, int32, {k: float32 for k in spec.hyperparam_names})
+  int32, real = jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), value_dtype(spec))
+  one = MemberInputs(int32, real, int32, {k: real for k in spec.hyperparam_names})
   return _member_avals(one, num_members, mesh)
 
 
