@@ -75,9 +75,19 @@ class MonitorState(NamedTuple):
   preconditioned_top_vector: jax.Array | None
 
 
+def _ravel(params: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
+  """`ravel_pytree` in at least float32, the monitor's working precision: a bfloat16 or float16
+  model's Hessian-vector products run through its own dtype, but the Lanczos vectors and the small
+  eigenproblem (which LAPACK does not offer in half precision) in float32."""
+  flat, unravel = ravel_pytree(params)
+  return flat.astype(jnp.promote_types(flat.dtype, jnp.float32)), lambda x: unravel(
+    x.astype(flat.dtype)
+  )
+
+
 def init(params: Any, options: CurvatureOptions) -> MonitorState:
   """A random unit start vector (one per eigenproblem), drawn from `options.seed`."""
-  flat, _ = ravel_pytree(params)
+  flat, _ = _ravel(params)
   key = jax.random.key(options.seed)
   start = jax.random.rademacher(key, flat.shape, flat.dtype) / jnp.sqrt(flat.size)
   return MonitorState(start, start if options.preconditioner else None)
@@ -85,7 +95,7 @@ def init(params: Any, options: CurvatureOptions) -> MonitorState:
 
 def not_measured(params: Any, options: CurvatureOptions) -> dict[str, jax.Array]:
   """NaN for every metric: the row of a step where the monitor does not run."""
-  dtype = ravel_pytree(params)[0].dtype
+  dtype = _ravel(params)[0].dtype
   return {name: jnp.full([], jnp.nan, dtype) for name in options.metric_names()}
 
 
@@ -165,7 +175,7 @@ def measure(
   Returns:
     (metric name -> 0-d array, the new warm starts).
   """
-  flat, unravel = ravel_pytree(params)
+  flat, unravel = _ravel(params)
 
   def flat_loss(x: jax.Array) -> jax.Array:
     return loss_fn(unravel(x))
