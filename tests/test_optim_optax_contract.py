@@ -108,16 +108,25 @@ def update(name, tx, grads, state, params, objective, **extra):
   return tx.update(grads, state, params, **extra)
 
 
+FACTORIZING = ("newton", "saddle_free_newton", "critical_point_newton")  # LAPACK: ≥ float32
+
+
 def refused(name: str, dtype: str) -> bool:
-  """For a real-only optimizer and a complex dtype: checks that an update refuses complex
-  parameters by name, and returns True (nothing else to test); False otherwise."""
-  if not (CASES[name].real_only and jnp.issubdtype(jnp.dtype(dtype), jnp.complexfloating)):
+  """For a real-only optimizer and a complex dtype, or a factorizing one and a half-precision
+  dtype: checks that an update refuses the parameters by name, while tracing (`jax.eval_shape`,
+  so before compiling), and returns True (nothing else to test); False otherwise."""
+  complex_ = jnp.issubdtype(jnp.dtype(dtype), jnp.complexfloating)
+  if CASES[name].real_only and complex_:
+    message = r"params has dtype complex64.*floating point"
+  elif name in FACTORIZING and not complex_ and jnp.finfo(dtype).bits < 32:
+    message = rf"{name}: the parameters are {dtype} .* needs float32 or float64"
+  else:
     return False
   initial, _, objective = parabola(jnp.dtype(dtype))
   tx = make(name)
   grads = optax.tree.conj(jax.grad(objective)(initial))
-  with pytest.raises(TypeError, match=r"params has dtype complex64.*floating point"):
-    update(name, tx, grads, tx.init(initial), initial, objective)
+  with pytest.raises(TypeError, match=message):
+    jax.eval_shape(lambda: update(name, tx, grads, tx.init(initial), initial, objective))
   return True
 
 

@@ -108,6 +108,18 @@ def _state_dtype(params: optax.Params) -> jnp.dtype:
   return jnp.result_type(*leaves) if leaves else jnp.dtype(jnp.float32)
 
 
+def _require_factorizable(dtype: jnp.dtype, where: str) -> None:
+  """Refuses half-precision parameters while tracing, before anything compiles: LAPACK has no
+  Cholesky, LU or eigensolver in float16 or bfloat16 (XLA fails to compile them)."""
+  if jnp.finfo(dtype).bits < 32:
+    raise TypeError(
+      f"{where}: the parameters are {jnp.dtype(dtype).name} (raveled), and the dense Hessian's "
+      "factorization needs float32 or float64 (LAPACK has none in half precision): keep the "
+      "parameters in float32 (e.g. nnx.Linear(..., param_dtype=jnp.float32), with "
+      "dtype=jnp.bfloat16 to compute in half precision)"
+    )
+
+
 def _is_placeholder(params: optax.Params) -> bool:
   """Whether `params` is the stand-in `optax.tree.map_params` initializes a state with."""
   return type(params).__name__ == "_ParamsPlaceholder"
@@ -206,6 +218,7 @@ def newton(
     problem = loss_problem(value_fn, params, fn_kwargs, where)
     layout = problem.objective.layout
     g = layout.ravel(updates)
+    _require_factorizable(g.dtype, where)
     hessian = dense.traced_hessian(problem)
     eye = jnp.eye(g.shape[0], dtype=g.dtype)
     damped = hessian + state.damping * eye
@@ -311,6 +324,7 @@ def saddle_free_newton(
     problem = loss_problem(value_fn, params, fn_kwargs, where)
     layout = problem.objective.layout
     g = layout.ravel(updates)
+    _require_factorizable(g.dtype, where)
     damping_now = state.damping.astype(g.dtype)
     if krylov_dim is None:
       dense.require_dense_fits(params, None, True, where)
@@ -475,6 +489,7 @@ def critical_point_newton(
     problem = loss_problem(value_fn, params, fn_kwargs, where)
     layout = problem.objective.layout
     g = layout.ravel(updates)
+    _require_factorizable(g.dtype, where)
     eigenvalues, eigenvectors = jnp.linalg.eigh(dense.traced_hessian(problem))
     coefficients = eigenvectors.T @ g
     half_squared = 0.5 * jnp.sum(jnp.square(g))
