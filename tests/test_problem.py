@@ -113,6 +113,19 @@ def test_a_user_module_is_swept_and_members_equal_their_runs_alone(cnn_sweep):
       np.testing.assert_allclose(ours, alone.history[metric], rtol=1e-5, atol=1e-7)
 
 
+def test_a_factory_taking_keyword_arguments_sweeps_as_a_named_one():
+  """``def clipped(**hp)``, a wrapper a researcher writes, was accepted and then crashed inside
+  `optax.inject_hyperparams` ("adam() got an unexpected keyword argument 'hp'")."""
+
+  def clipped(**hyperparams):
+    return clipped_adam(**hyperparams)
+
+  axes = {"learning_rate": [1e-2], "max_norm": [0.5]}
+  (row,) = sweep.run(PROBLEM, clipped, axes, steps=4, eval_every=2, batch_size=16).table
+  alone = train.train(PROBLEM, clipped_adam(1e-2, 0.5), steps=4, eval_every=2, batch_size=16)
+  assert row["final_train_loss"] == pytest.approx(alone.history["train_loss"][-1], rel=1e-5)
+
+
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_init_scale_scales_every_kernel_of_a_module_without_kernel_init(cnn_sweep):
   pure = problem_lib.pure(PROBLEM)

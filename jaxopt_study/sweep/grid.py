@@ -111,7 +111,7 @@ def integer_hyperparameters(factory: Callable[..., Any]) -> tuple[str, ...]:
   return tuple(k for k, p in parameters.items() if _is_integer_annotation(p.annotation))
 
 
-def _keywords(factory: Callable[..., Any]) -> tuple[str, ...] | None:
+def keyword_names(factory: Callable[..., Any]) -> tuple[str, ...] | None:
   """The keyword parameters of `factory`, or None when it takes **kwargs or has no signature."""
   try:
     parameters = inspect.signature(factory).parameters.values()
@@ -200,7 +200,7 @@ def check(
     curvature = tracking.CurvatureOptions()
 
   axes = dict(axes)
-  columns = _columns(axes, integer_hyperparameters(optimizer), _keywords(optimizer))
+  columns = _columns(axes, integer_hyperparameters(optimizer), keyword_names(optimizer))
   if "batch_size" not in columns and batch_size is None:
     raise ValueError("sweep: batch_size is required when it is not an axis")
   base = {"init_scale": init_scale, "batch_size": batch_size, "seed": seed}

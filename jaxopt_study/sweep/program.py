@@ -25,6 +25,7 @@ static setup and shapes.
 """
 
 import functools
+import inspect
 import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -130,6 +131,22 @@ class MemberFunctions(NamedTuple):
   model_state: Any
 
 
+def _with_named_keywords(factory: Callable[..., Any], names: tuple[str, ...]) -> Callable[..., Any]:
+  """`factory` itself, or for one that takes ``**kwargs`` (or has no signature) a wrapper whose
+  signature names the swept hyperparameters: `optax.inject_hyperparams` binds arguments by the
+  signature, and would hand ``factory(**hp)`` one argument named ``hp``."""
+  if grid.keyword_names(factory) is not None:
+    return factory
+
+  def named(**hyperparams):
+    return factory(**hyperparams)
+
+  named.__signature__ = inspect.Signature(
+    [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in names]
+  )
+  return named
+
+
 @functools.cache
 def member_functions(spec: ProgramSpec) -> MemberFunctions:
   """The start and segment functions of a group: `train.make_train_loop`'s pieces, vmapped.
@@ -141,7 +158,8 @@ def member_functions(spec: ProgramSpec) -> MemberFunctions:
   """
   pure = problem_lib.pure(spec.problem)
   factory = optax.inject_hyperparams(
-    spec.optimizer, static_args=grid.integer_hyperparameters(spec.optimizer)
+    _with_named_keywords(spec.optimizer, spec.hyperparam_names),
+    static_args=grid.integer_hyperparameters(spec.optimizer),
   )
   largest = spec.max_batch_size
 
