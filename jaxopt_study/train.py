@@ -539,11 +539,42 @@ def starting_point(
   pure: problem_lib.Pure, seed: int, init_scale: float, params: Any, model_state: Any
 ) -> tuple[Any, Any]:
   """The arrays a run starts from: `params` and `model_state` where given, else the seed's
-  initialization (`init_scale` applied to freshly drawn parameters only)."""
+  initialization (`init_scale` applied to freshly drawn parameters only).
+
+  Raises:
+    ValueError: `params` or `model_state` is not shaped as the model's (naming the first array
+      that differs), before anything compiles.
+  """
+  for name, given, expected in (
+    ("params", params, pure.params_shape),
+    ("model_state", model_state, pure.model_state_shape),
+  ):
+    if given is not None:
+      _require_like(name, given, expected)
   if params is None:
     params, initial_state = pure.initial(seed, init_scale)
     return params, initial_state if model_state is None else model_state
   return params, pure.initial(seed)[1] if model_state is None else model_state
+
+
+def _require_like(name: str, given: Any, expected: Any) -> None:
+  """Refuses arrays `given` unless they are, in flattening order, as many as `expected`'s and of
+  their shapes (the container may differ, an `nnx.State` or its pure dict; so may dtypes)."""
+  found = jax.tree.leaves(given)
+  wanted = jax.tree_util.tree_flatten_with_path(expected)[0]
+  paths = [f"{name}{jax.tree_util.keystr(path)}" for path, _ in wanted]
+  if len(found) != len(wanted):
+    raise ValueError(
+      f"train: {name}= has {len(found)} arrays where the model has {len(wanted)} "
+      f"({', '.join(paths[:4])}{', ...' if len(paths) > 4 else ''}): pass the model's own "
+      f"{name} (nnx.split(module, nnx.Param, ...)), or a result's"
+    )
+  for leaf, path, (_, like) in zip(found, paths, wanted, strict=True):
+    if jnp.shape(leaf) != like.shape:
+      raise ValueError(
+        f"train: {name}= holds an array of shape {jnp.shape(leaf)} where the model's {path} "
+        f"has shape {like.shape}"
+      )
 
 
 def train(
@@ -607,6 +638,7 @@ def train(
       f"train: expected a Problem, got {type(problem).__name__}: wrap the model, loss and data "
       "in jaxopt_study.Problem(model=..., loss=..., train_data=...)"
     )
+  validate.require_transformation("optimizer", optimizer, "train")
   validate.require_non_negative("init_scale", init_scale, "train")
   validate.require_int("seed", seed, "train", low=0, high=MAX_SEED)
   seed = int(seed)  # nnx.Rngs takes a Python int, not np.int64

@@ -196,6 +196,21 @@ def require_momentum(value: Any, where: str) -> None:
     require_unit_interval("momentum", value, where)
 
 
+def require_transformation(name: str, value: Any, where: str) -> None:
+  """Refuses anything but an Optax transformation (an object with `init` and `update`), saying
+  so of a factory passed uncalled (``optim.adam`` for ``optim.adam(1e-3)``)."""
+  if callable(getattr(value, "init", None)) and callable(getattr(value, "update", None)):
+    return
+  if callable(value) and hasattr(value, "__qualname__"):
+    found = f"the function {value.__qualname__}, which builds one: call it"
+  else:
+    found = f"{value!r} ({type(value).__name__})"
+  raise TypeError(
+    f"{where}: {name} must be an Optax transformation (with init and update), such as "
+    f"optim.adam(1e-3) or an optax.chain; got {found}"
+  )
+
+
 def require_learning_rate(value: Any, where: str, name: str = "learning_rate") -> None:
   """Checks a learning rate: a schedule (any callable) passes, a number must be finite and ≥ 0."""
   if callable(value):

@@ -246,6 +246,35 @@ def test_bad_arguments_are_refused_by_name(kwargs, culprit):
     train.train(problem, optim.sgd(0.1), **arguments)
 
 
+@pytest.mark.parametrize(
+  "optimizer, culprit",
+  [
+    ("adam", r"optimizer must be an Optax transformation .* got 'adam' \(str\)"),
+    (optim.adam, "got the function adam, which builds one: call it"),
+  ],
+)
+def test_an_optimizer_that_is_not_a_transformation_is_refused_by_name(optimizer, culprit):
+  """Once "AttributeError: 'str' object has no attribute 'init'", from inside the loop."""
+  problem = _problem(data_lib.load_digits(), jnp.float32)
+  with pytest.raises(TypeError, match=culprit):
+    train.train(problem, optimizer, steps=10, batch_size=8, eval_every=5)
+
+
+def test_params_not_shaped_as_the_models_are_refused_by_name():
+  """Once "Incorrect number of leaves, expected 4 leaves, but got 1" from the compiled loop."""
+  problem = _problem(data_lib.load_digits(), jnp.float32)
+  params, _ = problem_lib.pure(problem).initial(0)
+  arguments = dict(steps=10, batch_size=8, eval_every=5)
+  with pytest.raises(ValueError, match=r"params= has 1 arrays where the model has 2"):
+    train.train(problem, optim.sgd(0.1), params={"w": jnp.zeros(3)}, **arguments)
+  transposed = jax.tree.map(lambda a: a.T, params)
+  with pytest.raises(ValueError, match=r"params= holds an array of shape \(10, \d+\) where"):
+    train.train(problem, optim.sgd(0.1), params=transposed, **arguments)
+  as_dict = train.train(problem, optim.sgd(0.1), params=nnx.to_pure_dict(params), **arguments)
+  as_state = train.train(problem, optim.sgd(0.1), params=params, **arguments)
+  np.testing.assert_array_equal(as_dict.history["train_loss"], as_state.history["train_loss"])
+
+
 @pytest.mark.parametrize("sampling", ["epoch", "replacement"])
 def test_masked_batches_start_with_the_batch_of_a_run_alone(sampling):
   """A member of batch size b in a group of max size m sees `batch_indices(key, step, n, b)`."""

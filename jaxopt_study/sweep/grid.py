@@ -258,7 +258,9 @@ def _columns(
         )
       if axis not in BASE_AXES and keywords is not None and axis not in keywords:
         raise ValueError(
-          f"unknown sweep axis {axis!r}: known axes are {', '.join([*BASE_AXES, *keywords])}"
+          f"unknown sweep axis {axis!r}: known axes are {', '.join([*BASE_AXES, *keywords])} "
+          f"(the base axes, then the optimizer factory's parameters: give the factory a "
+          f"parameter {axis} to sweep it)"
         )
       if axis in columns:
         raise ValueError(f"sweep axis {axis!r} is given twice: a name may be in one axis only")
