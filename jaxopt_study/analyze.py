@@ -47,8 +47,16 @@ MONITOR_LABELS = {
 
 
 def default_member(run_dir: Path) -> str:
-  """The member with the lowest finite final training loss in `results.csv`."""
-  rows = [r for r in read_csv(run_dir / "results.csv") if math.isfinite(r["final_train_loss"])]
+  """The member the run's own report calls best (`summary.json`'s `best_member`, as a sweep of
+  your own model picks it: lowest final held-out loss), else the one with the lowest finite final
+  training loss in `results.csv`."""
+  table = read_csv(run_dir / "results.csv")
+  summary = run_dir / "summary.json"
+  if summary.is_file():
+    best = json.loads(summary.read_text()).get("best_member")
+    if best in {r["member"] for r in table}:
+      return best
+  rows = [r for r in table if math.isfinite(r["final_train_loss"])]
   if not rows:
     raise ValueError(f"{run_dir}/results.csv has no member with a finite final training loss")
   return min(rows, key=lambda r: r["final_train_loss"])["member"]
@@ -74,7 +82,7 @@ def spectrum_of_run(
 
   Args:
     run_dir: the `--out` folder of a finished `jaxopt-study run`, or a `sweep.run` out_dir.
-    member: which member (a `member` of `results.csv`); default: lowest final training loss.
+    member: which member (a `member` of `results.csv`); default: `default_member`, the run's best.
     method: "exact" (dense Hessian, every eigenvalue) or "lanczos" (k extreme Ritz values).
     k: number of Ritz values per end for "lanczos".
     mode: "train" or "eval", required for a model whose modes differ (BatchNorm, dropout):

@@ -123,7 +123,11 @@ def _parser() -> argparse.ArgumentParser:
   spectrum.add_argument(
     "run_dir", help="a finished run folder (`jaxopt-study run --out`, or sweep.run's out_dir)"
   )
-  spectrum.add_argument("--member", help="member of results.csv (default: lowest final loss)")
+  spectrum.add_argument(
+    "--member",
+    help="member of results.csv (default: summary.json's best_member, else lowest final "
+    "training loss)",
+  )
   spectrum.add_argument("--method", choices=["exact", "lanczos"], default="exact")
   spectrum.add_argument("--k", type=int, help="Ritz values per end for --method lanczos")
   spectrum.add_argument(

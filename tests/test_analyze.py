@@ -80,6 +80,19 @@ def test_default_member_is_the_lowest_final_loss(run_dir):
   assert analyze.default_member(run_dir) == min(rows, key=lambda r: r["final_train_loss"])["member"]
 
 
+def test_default_member_is_the_one_the_runs_summary_calls_best(run_dir, tmp_path):
+  """A sweep of your own model names its best member by held-out loss (`summary.json`); the
+  spectrum command classified another one, the lowest training loss."""
+  shutil.copy(run_dir / "results.csv", tmp_path / "results.csv")
+  rows = results.read_csv(run_dir / "results.csv")
+  lowest = min(rows, key=lambda r: r["final_train_loss"])["member"]
+  other = next(r["member"] for r in rows if r["member"] != lowest)
+  (tmp_path / "summary.json").write_text(json.dumps({"best_member": other}))
+  assert analyze.default_member(tmp_path) == other
+  (tmp_path / "summary.json").write_text(json.dumps({"best_member": "m9999"}))  # not in the table
+  assert analyze.default_member(tmp_path) == lowest
+
+
 def test_a_folder_without_a_finished_run_is_refused(tmp_path, capsys):
   assert cli.main(["spectrum", str(tmp_path)]) == 2
   assert "config.json" in capsys.readouterr().err
