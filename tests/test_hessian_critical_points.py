@@ -161,6 +161,25 @@ def test_lanczos_method_agrees_with_exact(x64):
   assert np.isnan(approx.condition_number)  # a saddle's smallest |λ| is not computed
 
 
+def test_lanczos_counts_are_the_exact_counts_at_its_resolution(x64):
+  """N = 400 > 80 steps, with a cluster of 100 eigenvalues in [−1e-3, 1e-3] (40 of them 0): at
+  the rounding tolerance the cluster's one node was counted whole as negative or positive (the
+  index of a digits MLP doubled); the counts are now signed at the quadrature's resolution, and
+  equal the exact counts at that tolerance within the SLQ's noise."""
+  rng = np.random.default_rng(1)
+  cluster = np.concatenate([rng.uniform(-1e-3, 1e-3, 60), np.zeros(40)])
+  curvatures = np.concatenate([-rng.uniform(0.05, 1.0, 30), cluster, rng.uniform(0.05, 5, 270)])
+  basis, _ = np.linalg.qr(rng.normal(size=(400, 400)))
+  a = jnp.asarray((basis * curvatures) @ basis.T)
+  approx = classify(quadratic, jnp.zeros(400), a, method="lanczos")
+  assert approx.count_tol == pytest.approx((curvatures.max() - curvatures.min()) / 80, rel=1e-6)
+  exact = classify(quadratic, jnp.zeros(400), a, eig_tol=approx.count_tol)
+  assert approx.kind == exact.kind == "saddle"
+  for field in ("n_negative", "n_zero", "n_positive"):
+    assert abs(getattr(approx, field) - getattr(exact, field)) <= 8, field  # 2% of N
+  assert classify(quadratic, jnp.zeros(400), a).count_tol < 1e-10  # exact: rounding only
+
+
 def test_given_eigenvalues_replace_building_the_hessian(x64):
   a = jnp.asarray([[2.0, 1.0, 0.0], [1.0, -3.0, 0.5], [0.0, 0.5, 1.0]])
   built = classify(quadratic, jnp.zeros(3), a)

@@ -44,6 +44,7 @@ class CriticalPoint(NamedTuple):
   grad_norm: float  # ‖g‖
   hessian_grad_norm: float  # ‖H g‖, ≈ 0 with g ≠ 0 in a gradient-flat region
   loss: float
+  count_tol: float = float("nan")  # |λ| ≤ count_tol counted zero (Lanczos: its resolution)
 
 
 def default_steps(num_values: int, num_params: int) -> int:
@@ -201,29 +202,39 @@ def _kind(critical: bool, n_negative: int, n_zero: int, n_positive: int, flat) -
 
 def _lanczos_extremes_and_counts(
   problem: products.Problem, eig_tol: float | None, num_probes: int, rng: np.random.Generator
-) -> tuple[float, float, tuple[int, int, int]]:
-  """λ_min, λ_max and SLQ estimates of (n_negative, n_zero, n_positive).
+) -> tuple[float, float, tuple[int, int, int], float]:
+  """λ_min, λ_max, SLQ estimates of (n_negative, n_zero, n_positive), and the tolerance of the
+  counts.
 
-  The extremes are the extreme Ritz values over all probes; the counts are made consistent with
-  them (no negative count if λ_min ≥ −tol, at least one if λ_min < −tol, ...).
+  The extremes are the extreme Ritz values over all probes, signed at `tol` (as the exact
+  method's eigenvalues); the counts are made consistent with them (no negative count if
+  λ_min ≥ −tol, at least one if λ_min < −tol, ...). With m = min(N, 80) < N steps, a node stands
+  for the eigenvalues around it, of either sign near zero: the counts are signed at the
+  quadrature's resolution (λ_max − λ_min)/m instead (when `eig_tol` is not given). At the
+  rounding tolerance, a cluster of eigenvalues near zero (the weights of always-blank pixels, tiny
+  curvatures) falls into one node, counted whole on the side it lands, which on a digits MLP
+  doubled the negative count; at the resolution the counts estimate those of the exact
+  eigenvalues at the same tolerance.
   """
   size, dtype = problem.num_params, problem.flat_params.dtype
+  steps = min(size, 80)
   probes = rng.integers(0, 2, size=(num_probes, size)) * 2.0 - 1.0
-  nodes = krylov.ritz(krylov.hessian_lanczos(problem, probes.astype(dtype), min(size, 80)))
+  nodes = krylov.ritz(krylov.hessian_lanczos(problem, probes.astype(dtype), steps))
   lowest, highest = float(nodes.values.min()), float(nodes.values.max())
   tol = _default_eig_tol(size, dtype, lowest, highest) if eig_tol is None else eig_tol
+  resolved = tol if eig_tol is not None or steps == size else max(tol, (highest - lowest) / steps)
 
   def count(mask: np.ndarray) -> int:
     return round(size * float((nodes.weights * mask).sum(axis=-1).mean()))
 
   n_negative = (
-    size if highest < -tol else (0 if lowest >= -tol else max(1, count(nodes.values < -tol)))
+    size if highest < -tol else (0 if lowest >= -tol else max(1, count(nodes.values < -resolved)))
   )
   n_positive = (
-    size if lowest > tol else (0 if highest <= tol else max(1, count(nodes.values > tol)))
+    size if lowest > tol else (0 if highest <= tol else max(1, count(nodes.values > resolved)))
   )
   n_positive = min(n_positive, size - n_negative)
-  return lowest, highest, (n_negative, size - n_negative - n_positive, n_positive)
+  return lowest, highest, (n_negative, size - n_negative - n_positive, n_positive), resolved
 
 
 def _default_eig_tol(size: int, dtype: Any, lowest: float, highest: float) -> float:
@@ -277,8 +288,11 @@ def classify(
   ``method="lanczos"`` needs only HVPs: `num_probes` Lanczos runs of min(N, 80) steps from
   Rademacher probes give λ_min and λ_max (the extreme Ritz values, which settle the kind) and SLQ
   estimates of the counts (N Σ_j τ_j [θ_j < −tol] averaged over the probes, as in
-  `krylov.density`), made consistent with the extremes; the condition number is NaN at a saddle,
-  whose smallest |λ| lies inside the spectrum.
+  `krylov.density`), made consistent with the extremes. With fewer steps than N, the counts are
+  signed at the quadrature's resolution, tol = (λ_max − λ_min)/min(N, 80) unless `eig_tol` is
+  given: eigenvalues nearer zero are counted zero (`count_tol` reports the tolerance used; the
+  exact method with that `eig_tol` gives the counts being estimated). The condition number is NaN
+  at a saddle, whose smallest |λ| lies inside the spectrum.
 
   Args:
     loss_fn, params, *args, batches, mode: the loss, as in `hvp`.
@@ -296,7 +310,7 @@ def classify(
 
   Returns:
     `CriticalPoint(kind, index, n_negative, n_zero, n_positive, lambda_min, lambda_max,
-    condition_number, grad_norm, hessian_grad_norm, loss)`.
+    condition_number, grad_norm, hessian_grad_norm, loss, count_tol)`.
   """
   num_params, dtype = dense.param_count(params, "classify")
   if method not in METHODS:
@@ -332,7 +346,7 @@ def classify(
     n_zero = num_params - n_negative - n_positive
     smallest = float(np.abs(values).min())
   else:
-    lowest, highest, counts = _lanczos_extremes_and_counts(problem, eig_tol, num_probes, rng)
+    lowest, highest, counts, tol = _lanczos_extremes_and_counts(problem, eig_tol, num_probes, rng)
     n_negative, n_zero, n_positive = counts
     smallest = min(abs(lowest), abs(highest)) if not (n_negative and n_positive) else np.nan
   critical = grad_norm <= (np.sqrt(eps) * (1 + abs(loss)) if grad_tol is None else grad_tol)
@@ -356,4 +370,5 @@ def classify(
     grad_norm=grad_norm,
     hessian_grad_norm=float(np.linalg.norm(hessian_grad)),
     loss=loss,
+    count_tol=float(tol),
   )
