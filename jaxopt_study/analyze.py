@@ -64,6 +64,8 @@ def default_member(run_dir: Path) -> str:
 
 def check_run_dir(run_dir: Path) -> None:
   """Refuses a folder that is not a finished run with saved parameters, naming what is missing."""
+  if not run_dir.is_dir():
+    raise ValueError(f"{run_dir}: no such folder (the --out folder of a finished run)")
   for name in ("config.json", "results.csv", "params.npz"):
     if not (run_dir / name).is_file():
       raise ValueError(f"{run_dir} is not a finished run of `jaxopt-study run`: {name} is missing")
@@ -97,6 +99,11 @@ def spectrum_of_run(
   check_run_dir(run_dir)
   if method not in ("exact", "lanczos"):
     raise ValueError(f"method={method!r}: must be 'exact' or 'lanczos'")
+  if k is not None and method == "exact":
+    raise ValueError(
+      f"k={k}: the number of Ritz values per end is for method='lanczos'; the exact method "
+      "computes all N eigenvalues"
+    )
   problem = problem or _problem_of(run_dir)
   pure = problem_lib.pure(problem)
   modes_differ = pure.graph_train != pure.graph_eval
