@@ -118,6 +118,22 @@ def test_pure_array_grads_in_nnx_optimizer_are_refused_saying_what_to_pass(name)
     optimizer.update(model, grads, value=value, grad=grads, value_fn=value_fn)
 
 
+def test_nesterov_params_reads_an_nnx_optimizers_state():
+  """The velocity inside nnx.Optimizer is wrapped in OptVariables, the params in Params: the
+  pairing once failed with "pytree structure error: different types"."""
+  model = Net(nnx.Rngs(0))
+  optimizer = nnx.Optimizer(model, optim.nesterov(0.1, momentum=0.9), wrt=nnx.Param)
+  for _ in range(3):
+    optimizer.update(model, nnx.grad(loss)(model))
+  lookahead = nnx.state(model, nnx.Param)
+  theta = optim.nesterov_params(lookahead, optimizer.opt_state, 0.9)
+  plain = optim.nesterov_params(nnx.to_pure_dict(lookahead), optimizer.opt_state, 0.9)
+  assert isinstance(theta, nnx.State)  # the form it was given
+  for ours, reference in zip(jax.tree.leaves(theta), jax.tree.leaves(plain), strict=True):
+    np.testing.assert_array_equal(ours, reference)
+  assert optax.tree.norm(optax.tree.sub(plain, nnx.to_pure_dict(lookahead))) > 0
+
+
 def test_nesterov_params_recovers_the_books_theta(x64):
   """Alg. 8.3 in float64 numpy on a quadratic: the held θ̃ minus α v is the book's θ."""
   a = np.diag([1.0, 10.0])

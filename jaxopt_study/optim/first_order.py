@@ -196,9 +196,17 @@ def nesterov_params(
       " (or of a chain with one nesterov)"
     )
   alpha = _learning_rate_at(momentum, found[0].count)
-  return jax.tree.map(
-    lambda p, v: p - jnp.asarray(alpha, v.dtype) * v, lookahead, found[0].velocity
-  )
+  # leaf by leaf in flattening order: an nnx.Optimizer wraps the velocity in OptVariables and
+  # the params in Params, trees that `jax.tree.map` would not pair
+  leaves, treedef = jax.tree.flatten(lookahead)
+  velocity = jax.tree.leaves(found[0].velocity)
+  if len(velocity) != len(leaves):
+    raise ValueError(
+      f"nesterov_params: lookahead has {len(leaves)} arrays and the momentum state "
+      f"{len(velocity)}: pass the params the optimizer updates"
+    )
+  thetas = [p - jnp.asarray(alpha, v.dtype) * v for p, v in zip(leaves, velocity, strict=True)]
+  return jax.tree.unflatten(treedef, thetas)
 
 
 class BookAdagradState(NamedTuple):
