@@ -29,6 +29,8 @@ def test_curvature_along_gradient_of_a_quadratic_is_exact(x64):
   np.testing.assert_allclose(best.predicted_change, -0.5 * (g @ g) * step, rtol=1e-14)
   saddle = curvature_along_gradient(bowl, {"x": jnp.ones(3)}, -c)
   assert saddle.g_hess_g < 0 and saddle.predicted_change == -np.inf
+  minimum = curvature_along_gradient(bowl, {"x": jnp.zeros(3)}, c)  # once −∞: 0/0 taken as ≤ 0
+  assert (minimum.g_dot_g, minimum.g_hess_g, minimum.predicted_change) == (0, 0, 0)
 
 
 def test_curvature_along_gradient_inside_jit_does_not_recompile(x64):

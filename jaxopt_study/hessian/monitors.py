@@ -40,6 +40,7 @@ def _curvature(
   if learning_rate is None:  # ε* = gᵀg / gᵀHg; with gᵀHg ≤ 0 the quadratic model has no floor
     positive = g_hess_g > 0
     change = jnp.where(positive, -0.5 * g_dot_g**2 / jnp.where(positive, g_hess_g, 1.0), -jnp.inf)
+    change = jnp.where(g_dot_g > 0, change, 0.0)  # g = 0: no step, no change
   else:
     change = -learning_rate * g_dot_g + 0.5 * learning_rate**2 * g_hess_g
   return loss, grad, CurvatureAlongGradient(g_dot_g, g_hess_g, change)
@@ -62,7 +63,8 @@ def curvature_along_gradient(
 
   One gradient and one Hessian-vector product. With ``learning_rate=None`` the step is the one
   the quadratic model likes best, ε* = gᵀg / gᵀHg (eq. 4.10), predicting −½ (gᵀg)² / gᵀHg; when
-  gᵀHg ≤ 0 the model predicts unbounded decrease and the change is −∞.
+  gᵀHg ≤ 0 (and g ≠ 0) the model predicts unbounded decrease and the change is −∞; at g = 0
+  there is no step and the change is 0.
 
   Pure and jit-friendly: it returns 0-d arrays and works on traced params inside `jax.jit`
   (e.g. in a training step every n steps, under `jax.lax.cond`); its kernel is compiled once per
