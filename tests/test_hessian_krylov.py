@@ -95,6 +95,9 @@ def test_density_on_a_given_grid_with_a_given_sigma(x64):
   np.testing.assert_allclose(result.density, expected / (0.1 * np.sqrt(2 * np.pi)), atol=1e-10)
   with pytest.raises(ValueError, match="num_steps=3"):
     density(quadratic, *data, num_steps=3)
+  # the default, min(N, 80) steps: N = 2 once failed with "num_steps=80: must be ... in [1, N=2]"
+  default = density(quadratic, *data, num_probes=2, grid=grid, sigma=0.1)
+  np.testing.assert_allclose(default.density, result.density, atol=1e-10)
 
 
 def test_hutchinson_is_exact_on_a_diagonal_and_unbiased_otherwise(x64):

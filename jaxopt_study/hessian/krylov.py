@@ -265,7 +265,7 @@ def density(
   params: Any,
   *args: Any,
   num_probes: int = 8,
-  num_steps: int = 80,
+  num_steps: int | None = None,
   grid: chex.Array | None = None,
   sigma: float | None = None,
   key: jax.Array | None = None,
@@ -289,7 +289,7 @@ def density(
   Args:
     loss_fn, params, *args, batches, mode: the loss, as in `hvp`.
     num_probes: P, independent Rademacher probes (spread over all devices).
-    num_steps: m Lanczos steps per probe (at most N; Ghorbani et al. use 90).
+    num_steps: m Lanczos steps per probe, at most N (default min(N, 80); Ghorbani et al. use 90).
     grid: points t (default: 1024 points on [θ_min − 6σ, θ_max + 6σ], which hold all but a
       2e-9 share of the mass).
     sigma: σ, the standard deviation of the Gaussian around each node.
@@ -300,6 +300,8 @@ def density(
   """
   problem = products.prepare(loss_fn, params, args, batches, mode, "density", evaluate=True)
   products.require_count("num_probes", num_probes, "density")
+  if num_steps is None:
+    num_steps = min(problem.num_params, 80)
   products.require_count("num_steps", num_steps, "density", size=problem.num_params)
   if sigma is not None:
     validate.require_positive("sigma", sigma, "density")
