@@ -26,7 +26,9 @@ Claims (`summary.json`), per member (`gd_mse@η`, `gd_cross_entropy@η`, `adam@�
   from the start), with `reached_threshold_during_training` (reached, and after step 0);
 * `lambda_max_over_threshold`: the median of λ/T over the measurements from that step on
   (Cohen et al.: ≈ 1), with `lambda_max_distance_from_threshold`, |λ/T − 1|;
-* `progressive_sharpening`: λ at that step over λ at step 0 (Cohen et al.: > 1, λ rises);
+* `progressive_sharpening`: λ at the measurement just before that step over λ at step 0
+  (Cohen et al.: > 1, λ rises before it reaches T; None with no measurement in between). λ at
+  that step itself over λ at step 0 would exceed 1 by construction, as λ(0) < 0.9 T ≤ λ there;
 * `adam_preconditioned_over_threshold`: as `lambda_max_over_threshold`, for λ_max(P⁻¹H) of Adam,
   with `adam_preconditioned_distance_from_threshold`;
 * `loss_decreased`: the last training loss is below the one at the threshold step (the loss
@@ -86,7 +88,7 @@ class EdgeOfStability(Experiment):
     "lambda_max_over_threshold": "≈ 1: λ_max hovers at or just above 2/η (Cohen et al. 2021, "
     "Fig. 1)",
     "steps_to_threshold": "finite: λ_max reaches 2/η during training (Cohen et al. 2021)",
-    "progressive_sharpening": "> 1: λ_max rises until it reaches 2/η (Cohen et al. 2021)",
+    "progressive_sharpening": "> 1: λ_max rises on its way to 2/η (Cohen et al. 2021)",
     "adam_preconditioned_over_threshold": "≈ 1: λ_max(P⁻¹H) hovers at (2 + 2β₁)/((1 − β₁)η) "
     "(Cohen et al. 2022, Fig. 1)",
     "loss_decreased": "true: the loss keeps falling over long timescales, non-monotonically "
@@ -301,8 +303,9 @@ def edge_measures(
   sharpness: tuple[list, list], losses: tuple[list, list], limit: float
 ) -> dict[str, Any]:
   """From one member's measured sharpness (NaN where not measured) and training loss: the first
-  step with sharpness ≥ 0.9 T, the median of sharpness/T from there on, the sharpness there over
-  the first measured one, and whether the loss fell from there (and how often it rose)."""
+  step with sharpness ≥ 0.9 T, the median of sharpness/T from there on, the sharpness at the
+  measurement before it over the first measured one (the rise below T, which reaching T does
+  not force), and whether the loss fell from there (and how often it rose)."""
   steps, values = np.asarray(sharpness[0]), np.asarray(sharpness[1], float)
   measured = np.isfinite(values)
   steps, values = steps[measured], values[measured]
@@ -326,7 +329,7 @@ def edge_measures(
   return {
     "steps_to_threshold": at_step,
     "sharpness_over_threshold": float(np.median(values[first:] / limit)),
-    "progressive_sharpening": float(values[first] / values[0]),
+    "progressive_sharpening": float(values[first - 1] / values[0]) if first > 1 else None,
     "loss_decreased": bool(after[-1] < after[0]),
     "loss_increases_after_threshold": int(np.sum(np.diff(after) > 0)),
     "max_sharpness_over_threshold": float(values.max() / limit),

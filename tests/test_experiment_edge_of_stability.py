@@ -108,7 +108,8 @@ def judged(holds: list[bool | None]) -> str:
 def test_the_claims_and_verdicts_are_what_the_history_says(finished_run):
   """Each member's claims recomputed from its history (sharpness and training loss), and each
   verdict judged here by hand from them: T reached after step 0; λ/T within 10% of 1; sharpening
-  > 1; the loss lower at the end than at T and rising at least once after T."""
+  (λ at the measurement before T's over λ at step 0) > 1; the loss lower at the end than at T and
+  rising at least once after T."""
   config = json.loads((finished_run / "config.json").read_text())
   summary = json.loads((finished_run / "summary.json").read_text())
   table = read_csv(finished_run / "results.csv")
@@ -155,10 +156,14 @@ def test_the_claims_and_verdicts_are_what_the_history_says(finished_run):
     assert summary["loss_increases_after_threshold"][member] == rises
     holds["loss_decreased"].append(bool(after[-1] < after[0] and rises > 0))
     if not is_adam:
-      sharpening = values[first] / values[0]
       assert summary["steps_to_threshold"][member] == steps[first]
-      assert summary["progressive_sharpening"][member] == pytest.approx(sharpening)
       holds["steps_to_threshold"].append(bool(steps[first] > 0))
+      if first == 1:  # no measurement between the start and T: the rise below T is unknown
+        assert summary["progressive_sharpening"][member] is None
+        holds["progressive_sharpening"].append(None)
+        continue
+      sharpening = values[first - 1] / values[0]  # both below 0.9 T: nothing forces > 1
+      assert summary["progressive_sharpening"][member] == pytest.approx(sharpening)
       holds["progressive_sharpening"].append(bool(sharpening > 1))
   assert len(holds["loss_decreased"]) == len(table)
   assert summary["verdicts"] == {claim: judged(h) for claim, h in holds.items()}
@@ -181,7 +186,9 @@ def test_bad_config_is_refused(tmp_path, capsys):
 
 def test_a_member_at_the_threshold_from_the_start_leaves_its_claims_undecided():
   """λ at 0.9 T or above at step 0 did not rise to T: only `steps_to_threshold` (0) is said;
-  the same curve shifted to start below T gives every measure, computed by hand."""
+  the same curve shifted to start below T gives every measure, computed by hand. Sharpening is
+  λ before T over λ at step 0 (λ at T over it was > 1 by construction), None with nothing
+  measured in between."""
   edge_measures = sys.modules[type(registry.load("edge_of_stability")).__module__].edge_measures
   steps = [0, 10, 20, 30, 40]
   losses = ([0, 10, 20, 30, 40], [1.0, 0.8, 0.9, 0.5, 0.4])
@@ -190,8 +197,12 @@ def test_a_member_at_the_threshold_from_the_start_leaves_its_claims_undecided():
   assert at_start["max_sharpness_over_threshold"] == pytest.approx(1.02)
   for name in ("sharpness_over_threshold", "progressive_sharpening", "loss_decreased"):
     assert at_start[name] is None
-  rising = edge_measures((steps, [0.5, 0.95, 1.02, 0.99, 1.01]), losses, 1.0)
-  assert rising["steps_to_threshold"] == 10
-  assert rising["sharpness_over_threshold"] == pytest.approx(np.median([0.95, 1.02, 0.99, 1.01]))
-  assert rising["progressive_sharpening"] == pytest.approx(0.95 / 0.5)
-  assert rising["loss_decreased"] is True and rising["loss_increases_after_threshold"] == 1
+  rising = edge_measures((steps, [0.5, 0.7, 0.95, 0.99, 1.01]), losses, 1.0)
+  assert rising["steps_to_threshold"] == 20
+  assert rising["sharpness_over_threshold"] == pytest.approx(np.median([0.95, 0.99, 1.01]))
+  assert rising["progressive_sharpening"] == pytest.approx(0.7 / 0.5)  # before T, not at it
+  assert rising["loss_decreased"] is True and rising["loss_increases_after_threshold"] == 0
+  flat = edge_measures((steps, [0.5, 0.45, 0.95, 0.99, 1.01]), losses, 1.0)
+  assert flat["progressive_sharpening"] == pytest.approx(0.9)  # jumped to T: not a rise
+  jumped = edge_measures((steps, [0.5, 0.95, 1.02, 0.99, 1.01]), losses, 1.0)
+  assert jumped["steps_to_threshold"] == 10 and jumped["progressive_sharpening"] is None
