@@ -2,6 +2,7 @@
 independent float64 optimum of the convex problem (scikit-learn), its cost accounting."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from quick_runs import quick_run_fixtures, refused_field
 from sklearn.linear_model import LogisticRegression
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import models, results
+from jaxopt_study import models, registry, results
 from jaxopt_study.experiment import verdict
 from jaxopt_study.results import read_csv, read_npz
 
@@ -112,6 +113,20 @@ def test_verdicts_judge_newton_and_the_best_first_order_method(summary):
     "steps_to_optimum_by_optimizer": "reproduced",
     "gap_to_optimum_by_optimizer": "reproduced",
   }
+
+
+def test_a_newton_run_that_never_reaches_the_optimum_fails_the_claim():
+  """A Newton or BFGS run of ≥ FEW_DOZEN steps that never reaches the optimum counts as
+  FEW_DOZEN + 1 and is not reproduced; it was None, inconclusive, so the claim could not fail.
+  A shorter run (the quick config's 12 steps) that does not reach it stays undecided."""
+  experiment = registry.load("optimizer_comparison")
+  module = sys.modules[type(experiment).__module__]
+  few = module.FEW_DOZEN
+  assert module._or_failed(None, few) == few + 1 and module._or_failed(None, few - 1) is None
+  assert module._or_failed(7, few) == 7
+  judge = experiment.CRITERIA["steps_to_optimum_by_optimizer"]
+  for steps, expected in ((few + 1, False), (few, True), (None, None)):
+    assert judge({"newton_bfgs_steps_to_optimum": {"p/newton": steps}}) is expected
 
 
 def _float64_gradient(config, theta: np.ndarray) -> np.ndarray:
