@@ -22,7 +22,8 @@ products) and the run time of its grid per member (compilation excluded).
 
 Claims (`summary.json`, each keyed by problem): `best_optimizer`, `final_loss_by_optimizer`,
 `best_hyperparameters_by_optimizer`, `steps_by_optimizer`, `epochs_by_optimizer`,
-`seconds_by_optimizer`, `best_at_grid_edge`, `best_first_order_is_adaptive_rate` (1 or 0); on the
+`seconds_by_optimizer`, `best_at_grid_edge` (with `any_best_at_grid_edge`, which leaves the
+best-optimizer verdict undecided), `best_first_order_is_adaptive_rate` (1 or 0); on the
 convex problems `reference_optimum_loss`, `gap_to_optimum_by_optimizer` and
 `steps_to_optimum_by_optimizer` (the first evaluated step within `optimum_rtol` of the optimum;
 None when never), and for Newton, BFGS and L-BFGS (keyed "problem/optimizer")
@@ -85,7 +86,9 @@ class OptimizerComparison(Experiment):
   # The best first-order method is an adaptive-rate one; Newton and (L-)BFGS reach the optimum
   # (J ≤ J*(1 + 1e-4)) within FEW_DOZEN steps and end there.
   CRITERIA = {
-    "best_optimizer": above("best_first_order_is_adaptive_rate", 0.5),
+    "best_optimizer": above(  # undecided where a best rate sits at its grid's edge
+      "best_first_order_is_adaptive_rate", 0.5, unless="any_best_at_grid_edge"
+    ),
     "steps_to_optimum_by_optimizer": below("newton_bfgs_steps_to_optimum", FEW_DOZEN + 0.5),
     "gap_to_optimum_by_optimizer": below("newton_bfgs_relative_gap_to_optimum", 1e-4),
   }
@@ -168,6 +171,15 @@ class OptimizerComparison(Experiment):
       for p in optima
     }
     newton_bfgs = [(p, k) for p in optima for k in NEWTON_BFGS if k in best[p]]
+    # A best rate at either end of a grid of several rates: the grid may not bracket the best.
+    edges = {
+      p: sorted(
+        k
+        for k, r in rows.items()
+        if len(rates[(p, k)]) > 1 and r["learning_rate"] in (min(rates[(p, k)]), max(rates[(p, k)]))
+      )
+      for p, rows in best.items()
+    }
     swept = {
       k: [a for a, v in h.items() if isinstance(v, list | tuple)]
       for k, h in config.optimizers.items()
@@ -187,15 +199,7 @@ class OptimizerComparison(Experiment):
       "seconds_by_optimizer": _by(best, "seconds"),
       "final_test_error_by_optimizer": _by(best, "final_test_error"),
       # A best rate at either end of a grid of several rates: the grid may not bracket the best.
-      "best_at_grid_edge": {
-        p: sorted(
-          k
-          for k, r in rows.items()
-          if len(rates[(p, k)]) > 1
-          and r["learning_rate"] in (min(rates[(p, k)]), max(rates[(p, k)]))
-        )
-        for p, rows in best.items()
-      },
+      "best_at_grid_edge": edges,
       "members_not_descending": sorted(
         r["member"]
         for r in table
@@ -209,6 +213,7 @@ class OptimizerComparison(Experiment):
       "best_first_order_is_adaptive_rate": {
         p: _is_adaptive_rate(_best_first_order(rows)) for p, rows in best.items()
       },
+      "any_best_at_grid_edge": {p: bool(edges[p]) for p in best},
       # None where no convex problem ran one of them: nothing to judge
       "newton_bfgs_steps_to_optimum": {
         f"{p}/{k}": _or_failed(steps_to_optimum[p][k], config.full_batch.steps)
