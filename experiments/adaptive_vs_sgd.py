@@ -132,9 +132,11 @@ class AdaptiveVsSgd(Experiment):
       "sgd_test_error": best["sgd"]["test_error"] if "sgd" in best else None,
       "adaptive_test_error": adaptive,
       "minority_share": minority,
-      # |error − (1 − p)| / (1 − p): 0 when a method calls every held-out point +1
+      # |error − (1 − p)| / (1 − p): 0 when a method calls every held-out point +1; None with no
+      # −1 label held out, where the claim cannot be told
       "adaptive_error_gap_to_minority_share": {
-        k: abs(error - minority) / minority for k, error in adaptive.items()
+        k: abs(error - minority) / minority if minority > 0 else None
+        for k, error in adaptive.items()
       },
       "final_train_loss": {k: r["final_train_loss"] for k, r in best.items()},
       "train_error": {k: r["train_error"] for k, r in best.items()},

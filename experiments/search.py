@@ -413,7 +413,8 @@ def _lowest(trials: list[dict]) -> float:
 def variance_shares(config: ml_collections.ConfigDict, table: list[dict]) -> dict[str, float]:
   """Each axis's main effect over the largest grid, mean over searches: the variance of the
   validation error's mean along the axis (averaged over the other) over its total variance
-  (functional ANOVA, Hooker 2007; the measure of Hutter et al. 2014)."""
+  (functional ANOVA, Hooker 2007; the measure of Hutter et al. 2014). A search whose errors are
+  all equal (every trial diverged) has no shares and is left out; NaN if every search is."""
   budget = max(config.budgets)
   side = math.isqrt(budget)
   names = list(search_space(config))
@@ -422,9 +423,10 @@ def variance_shares(config: ml_collections.ConfigDict, table: list[dict]) -> dic
     trials = sorted(_trials(table, "grid", budget, s), key=lambda r: r["trial"])
     errors = np.asarray([_lowest([r]) for r in trials]).reshape(side, side)  # (first, second)
     total = errors.var()
-    shares[names[0]].append(errors.mean(axis=1).var() / total if total > 0 else 0.0)
-    shares[names[1]].append(errors.mean(axis=0).var() / total if total > 0 else 0.0)
-  return {name: float(np.mean(values)) for name, values in shares.items()}
+    if total > 0:  # a flat surface (once counted as a share of 0) says nothing of the axes
+      shares[names[0]].append(errors.mean(axis=1).var() / total)
+      shares[names[1]].append(errors.mean(axis=0).var() / total)
+  return {name: float(np.mean(values)) if values else math.nan for name, values in shares.items()}
 
 
 def _means(values: np.ndarray) -> list[float]:

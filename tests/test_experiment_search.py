@@ -5,12 +5,13 @@ configs refused before anything compiles."""
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from jaxopt_study import cli, optim, sweep, train
+from jaxopt_study import cli, optim, registry, sweep, train
 from jaxopt_study.config import apply_overrides, build_problem, load_config
 from jaxopt_study.experiment import prepare
 from jaxopt_study.results import read_csv
@@ -157,3 +158,29 @@ def test_the_quick_config_is_the_full_one_on_a_budget():
   assert quick.budgets == [16] and quick.num_searches < full.num_searches
   assert quick.space.to_dict() == full.space.to_dict()
   assert apply_overrides(quick, []).important == "learning_rate"
+
+
+def test_a_flat_error_surface_has_no_variance_shares():
+  """A search whose grid errors are all equal (every trial diverged) once gave both axes a share
+  of 0, which read "not reproduced"; it is left out, and with every search flat the shares are
+  NaN and the claim inconclusive."""
+  experiment = registry.load("search")
+  module = sys.modules[type(experiment).__module__]
+  config = load_config(QUICK)
+  budget, names = max(config.budgets), list(module.search_space(config))
+  side = math.isqrt(budget)
+
+  def table(errors_of):
+    return [
+      {"method": "grid", "budget": budget, "search": s, "trial": t, "validation_error": e}
+      for s in range(config.num_searches)
+      for t, e in enumerate(errors_of(s))
+    ]
+
+  flat = module.variance_shares(config, table(lambda s: [math.nan] * budget))
+  assert all(math.isnan(v) for v in flat.values())
+  summary = {"important_share": flat[names[0]], "other_share": flat[names[1]]}
+  assert experiment.CRITERIA["variance_share_by_axis"](summary) is None
+  rows = np.repeat(np.arange(side, dtype=float), side)  # the error varies along the first axis
+  mixed = module.variance_shares(config, table(lambda s: rows if s else [0.5] * budget))
+  assert mixed[names[0]] == pytest.approx(1.0) and mixed[names[1]] == pytest.approx(0.0)
