@@ -8,7 +8,7 @@ def get_config():
     __file__,
     {
       "model.depth": 4,
-      "learning_rates": [1.0, 3.0],
+      "learning_rates": [1.0, 3.0, 10.0],
       "stage_steps": 100,
       "finetune_steps": 100,
       "num_seeds": 3,

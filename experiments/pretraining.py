@@ -32,7 +32,9 @@ full-training-set NLL over seeds, each at its best rate), `pretrained_test_error
 `end_to_end_loss_at_stage_ends` (the end-to-end net at the same step counts),
 `seeds_pretrained_lower` (the fraction of seeds where pretraining ends lower), and the paired
 differences per seed `end_to_end_minus_pretrained_final_loss` and
-`end_to_end_minus_pretrained_test_error`, with their standard errors over seeds.
+`end_to_end_minus_pretrained_test_error`, with their standard errors over seeds. A method whose
+best rate is the smallest or largest of the grid (`<method>_rate_at_grid_edge`,
+`a_best_rate_at_grid_edge`) leaves both verdicts undecided.
 """
 
 import functools
@@ -92,17 +94,20 @@ class Pretraining(Experiment):
     "pretrained_test_error": "lower than without pretraining (Bengio et al. 2007 on MNIST, by "
     "less than unsupervised pretraining gains)",
   }
-  # Paired over seeds: end to end minus pretrained, > 0 where pretraining ends lower.
+  # Paired over seeds: end to end minus pretrained, > 0 where pretraining ends lower; undecided
+  # while either method's best rate sits at an edge of the grid (it may do better off the grid).
   CRITERIA = {
     "pretrained_final_loss": above(
       "end_to_end_minus_pretrained_final_loss",
       0.0,
       standard_error="end_to_end_minus_pretrained_final_loss_se",
+      unless="a_best_rate_at_grid_edge",
     ),
     "pretrained_test_error": above(
       "end_to_end_minus_pretrained_test_error",
       0.0,
       standard_error="end_to_end_minus_pretrained_test_error_se",
+      unless="a_best_rate_at_grid_edge",
     ),
   }
   FIELDS = {
@@ -182,6 +187,10 @@ class Pretraining(Experiment):
       lr = best_learning_rate(config, table, method)
       phase = final_phase(config, method)
       summary[f"{method}_learning_rate"] = lr
+      summary[f"{method}_rate_at_grid_edge"] = lr in (
+        min(config.learning_rates),
+        max(config.learning_rates),
+      )
       summary[f"{method}_final_loss"] = seed_means(table, method, phase, "final_train_loss")[lr]
       summary[f"{method}_test_error"] = seed_means(table, method, phase, "final_test_error")[lr]
       for column, by_method in finals.items():
@@ -190,6 +199,9 @@ class Pretraining(Experiment):
           for row in table
           if row["method"] == method and row["phase"] == phase and row["learning_rate"] == lr
         }
+    summary["a_best_rate_at_grid_edge"] = any(
+      summary[f"{method}_rate_at_grid_edge"] for method in METHODS
+    )
     summary["loss_ratio_end_to_end_over_pretrained"] = (
       summary["end_to_end_final_loss"] / summary["pretrained_final_loss"]
     )

@@ -8,7 +8,7 @@ from quick_runs import (
   refused_field,
 )
 
-from jaxopt_study import data, optim, train
+from jaxopt_study import data, optim, registry, train
 from jaxopt_study import problem as problem_lib
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -115,7 +115,10 @@ def test_pretraining_ends_far_below_end_to_end_training(summary):
 
 def test_verdicts_judge_the_paired_differences(summary):
   """The paired mean difference equals the difference of the means (same seeds); both claims
-  reproduce at the quick config, each difference many standard errors above 0."""
+  reproduce at the quick config, each difference many standard errors above 0, with both best
+  rates inside the grid (at an edge the verdicts are undecided)."""
+  assert summary["pretrained_learning_rate"] == summary["end_to_end_learning_rate"] == 3.0
+  assert not summary["a_best_rate_at_grid_edge"]
   for name in ("final_loss", "test_error"):
     assert summary[f"end_to_end_minus_pretrained_{name}"] == pytest.approx(
       summary[f"end_to_end_{name}"] - summary[f"pretrained_{name}"]
@@ -148,3 +151,17 @@ def test_every_greedy_stage_is_ahead_of_end_to_end_at_the_same_step(summary):
 )
 def test_bad_config_is_refused_naming_the_field(tmp_path, capsys, field, value):
   assert field in refused_field(tmp_path, capsys, NAME, field, value)
+
+
+def test_a_best_rate_at_the_grid_edge_leaves_the_verdicts_undecided():
+  """Both methods were judged at their best rate whether or not the grid bracketed it (the quick
+  config's two rates never did)."""
+  criteria = registry.load("pretraining").CRITERIA
+  for name in ("final_loss", "test_error"):
+    summary = {
+      f"end_to_end_minus_pretrained_{name}": 1.0,
+      f"end_to_end_minus_pretrained_{name}_se": 0.1,
+    }
+    judge = criteria[f"pretrained_{name}"]
+    assert judge(summary | {"a_best_rate_at_grid_edge": False}) is True
+    assert judge(summary | {"a_best_rate_at_grid_edge": True}) is None
