@@ -26,7 +26,8 @@ whose minibatch noise §8.3.1 is about), mean over seeds; a best rate at its gri
 flagged (`best_rate_at_grid_edge`) and a claim involving it is inconclusive. Claims
 (`summary.json`): `final_test_error_by_schedule` and `final_train_loss_by_schedule` at the best
 rate (mean over seeds, with `_se`); `train_loss_ratio_to_constant` per decaying schedule;
-`test_error_minus_constant` per decaying schedule (paired by seed, with `_se`);
+`train_loss_minus_constant` and `test_error_minus_constant` per decaying schedule (paired by seed,
+with `_se`: the verdicts judge these);
 `sgdr_minus_step_test_error`.
 """
 
@@ -105,12 +106,15 @@ class LrSchedules(Experiment):
     "sgdr_minus_step_test_error": "≤ 0: SGDR as good as or better than step decay at equal "
     "budget (Loshchilov & Hutter 2017, Table 1)",
   }
-  # Every decaying schedule ends below constant SGD in training loss; in test error, below it
-  # beyond 2 standard errors (paired by seed); SGDR no worse than step decay beyond 2 standard
+  # Every decaying schedule ends below constant SGD, in training loss and in test error, beyond
+  # 2 standard errors (paired by seed); SGDR no worse than step decay beyond 2 standard
   # errors of a margin of 0.5 points. Inconclusive where a best rate is at its grid's edge.
   CRITERIA = {
     "final_train_loss_by_schedule": below(
-      "train_loss_ratio_to_constant", 1.0, unless="compared_at_grid_edge"
+      "train_loss_minus_constant",
+      0.0,
+      standard_error="train_loss_minus_constant_se",
+      unless="compared_at_grid_edge",
     ),
     "final_test_error_by_schedule": below(
       "test_error_minus_constant",
@@ -227,10 +231,10 @@ class LrSchedules(Experiment):
       loss[name], loss_se[name] = _mean_and_se([r["final_train_loss"] for r in rows.values()])
       error[name], error_se[name] = _mean_and_se([r["final_test_error"] for r in rows.values()])
     decaying = [name for name in best if name != "constant"]
-    paired = {
-      name: _paired(at_best[name], at_best.get("constant", {}), "final_test_error")
-      for name in decaying
-    }
+    paired, paired_loss = (
+      {name: _paired(at_best[name], at_best.get("constant", {}), metric) for name in decaying}
+      for metric in ("final_test_error", "final_train_loss")
+    )
     sgdr_step = _paired(at_best.get("sgdr", {}), at_best.get("step", {}), "final_test_error")
     return {
       "final_test_error_by_schedule": error,
@@ -242,6 +246,8 @@ class LrSchedules(Experiment):
       "train_loss_ratio_to_constant": {
         name: loss[name] / loss["constant"] for name in decaying if "constant" in loss
       },
+      "train_loss_minus_constant": {name: paired_loss[name][0] for name in decaying},
+      "train_loss_minus_constant_se": {name: paired_loss[name][1] for name in decaying},
       "test_error_minus_constant": {name: paired[name][0] for name in decaying},
       "test_error_minus_constant_se": {name: paired[name][1] for name in decaying},
       "compared_at_grid_edge": {

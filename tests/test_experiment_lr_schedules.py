@@ -102,16 +102,21 @@ def test_the_claims_are_read_off_the_table(config, summary, table):
     assert summary["train_loss_ratio_to_constant"][name] == pytest.approx(
       losses[name] / losses["constant"]
     )
-    errors = {
-      s: {
-        r["seed"]: r["final_test_error"]
-        for r in table
-        if r["schedule"] == s and r["learning_rate"] == summary["best_learning_rate_by_schedule"][s]
+    for metric, key in (("final_test_error", "test_error"), ("final_train_loss", "train_loss")):
+      values = {
+        s: {
+          r["seed"]: r[metric]
+          for r in table
+          if r["schedule"] == s
+          and r["learning_rate"] == summary["best_learning_rate_by_schedule"][s]
+        }
+        for s in (name, "constant")
       }
-      for s in (name, "constant")
-    }
-    differences = [errors[name][seed] - errors["constant"][seed] for seed in config.seeds]
-    assert summary["test_error_minus_constant"][name] == pytest.approx(np.mean(differences))
+      differences = [values[name][seed] - values["constant"][seed] for seed in config.seeds]
+      assert summary[f"{key}_minus_constant"][name] == pytest.approx(np.mean(differences))
+      assert summary[f"{key}_minus_constant_se"][name] == pytest.approx(
+        np.std(differences, ddof=1) / np.sqrt(len(differences))
+      )
   assert summary["diverged_members"] == sorted(r["member"] for r in table if r["diverged"])
 
 
