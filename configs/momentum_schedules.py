@@ -7,7 +7,7 @@ from common import digits, mlp
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "momentum_schedules"
-  config.seed = 0
+  config.seeds = [0, 1, 2, 3]  # each member from each seed: the ratios' error bars
   config.steps = 10000
   config.batch_size = 100
   config.eval_every = 100

@@ -17,11 +17,14 @@ grid of one method is one vmapped program (`grids.train_vmapped`).
 `train.py` logs for it is the loss at θ̃, and the final loss reported here is the loss at the
 book's θ = θ̃ − μ_T v_T, with T the number of steps and v the velocity in the optimizer state.
 
-Claims: `final_loss_by_momentum`, per method and μ_max, the final full-training-set loss at the best
-learning rate of the grid (Sutskever et al.: larger μ_max trains deep autoencoders much further;
-judged by `loss_ratio_to_smaller_momentum`, each μ_max's loss over the next smaller one's), and
+Every member is trained from each of `seeds` (the initialization and the minibatch order).
+Claims: `final_loss_by_momentum`, per method and μ_max, the final full-training-set loss (mean
+over seeds) at the learning rate of the grid with the lowest median (Sutskever et al.: larger
+μ_max trains deep autoencoders much further; judged by `loss_ratio_to_smaller_momentum`, each
+μ_max's loss over the next smaller one's, seed by seed, mean and `_se`), and
 `nesterov_over_classical_final_loss` per μ_max > 0 (Nesterov is at least as good as classical
-momentum). A comparison whose best learning rate lies at the edge of its grid
+momentum; also paired by seed, with `_se`), each judged beyond 2 standard errors of 1. A
+comparison whose best learning rate lies at the edge of its grid
 (`best_learning_rate_at_grid_edge`) is judged inconclusive: the grid does not bracket its optimum.
 """
 
@@ -68,13 +71,19 @@ class MomentumSchedules(Experiment):
     "(Sutskever et al. 2013, Table 1)",
   }
   # Every step up in μ_max lowers the final loss, for both methods; Nesterov ends below classical
-  # at every μ_max > 0 (at 0 both are SGD).
+  # at every μ_max > 0 (at 0 both are SGD); each ratio paired by seed, beyond 2 standard errors.
   CRITERIA = {
     "final_loss_by_momentum": below(
-      "loss_ratio_to_smaller_momentum", 1.0, unless="loss_ratio_at_grid_edge"
+      "loss_ratio_to_smaller_momentum",
+      1.0,
+      standard_error="loss_ratio_to_smaller_momentum_se",
+      unless="loss_ratio_at_grid_edge",
     ),
     "nesterov_over_classical_final_loss": below(
-      "nesterov_over_classical_final_loss", 1.0, unless="nesterov_over_classical_at_grid_edge"
+      "nesterov_over_classical_final_loss",
+      1.0,
+      standard_error="nesterov_over_classical_final_loss_se",
+      unless="nesterov_over_classical_at_grid_edge",
     ),
   }
   FIELDS = {
@@ -82,20 +91,22 @@ class MomentumSchedules(Experiment):
     **dict.fromkeys(
       ("steps", "eval_every", "ramp_steps", "batch_size"), validate.require_positive_int
     ),
+    "seeds": validate.each(validate.require_int, low=0),
     "momentum_max": validate.each(validate.require_unit_interval),
     "learning_rate": validate.each(validate.require_non_negative),
     "model.width": functools.partial(validate.require_int, low=1, high=63),  # a bottleneck < 64
   }
 
   def check_more(self, config: ml_collections.ConfigDict) -> None:
-    """The autoencoder builds."""
-    _autoencoder(config)
+    """The autoencoder builds; two seeds at least, for the comparisons' standard errors."""
+    if len(config.seeds) < 2:
+      raise ValueError(f"seeds={list(config.seeds)}: at least two, for the error bars")
+    _autoencoder(config, config.seeds[0])
 
   def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
     """Both methods over μ_max × learning rate, one vmapped program per method; no resuming."""
     digits = data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
     data = data_lib.Dataset(digits.x_train, digits.x_train, digits.x_test, digits.x_test)
-    model = _autoencoder(config)
     grid = [(mu, lr) for mu in config.momentum_max for lr in config.learning_rate]
     mus = jnp.asarray([mu for mu, _ in grid], jnp.float32)
     rates = jnp.asarray([lr for _, lr in grid], jnp.float32)
@@ -108,58 +119,71 @@ class MomentumSchedules(Experiment):
         schedule = sutskever_schedule(config.ramp_steps, mu_max)
         return injected(learning_rate=learning_rate, momentum=schedule)
 
-      def final_loss(params, opt_state, mu_max, method=method):
-        """½‖f(x) − x‖² over the training set at θ_T (Nesterov: θ̃_T − μ_T v_T)."""
-        if method == "nesterov":
-          params = optim.nesterov_params(
-            params, opt_state, sutskever_schedule(config.ramp_steps, mu_max)
-          )
-        outputs, _ = model.apply(params, model.model_state, data.x_train, True)
-        return losses.mean_squared_error(outputs, data.y_train)
+      for seed in config.seeds:  # the initialization and the minibatch order
+        model = _autoencoder(config, seed)
 
-      states, histories = grids.train_vmapped(
-        model,
-        optimizer,
-        [mus, rates],
-        data,
-        seed=config.seed,
-        steps=config.steps,
-        batch_size=config.batch_size,
-        eval_every=config.eval_every,
-        loss="mse",
-      )
-      final_losses = jax.jit(jax.vmap(final_loss))(states.params, states.opt_state, mus)
-      for i, (mu, lr) in enumerate(grid):
-        member = f"{method}@mu{mu:g},lr{lr:g}"
-        member_history = {k: np.asarray(v[i]) for k, v in histories.items()} | {"step": steps}
-        history.extend(history_rows(member, member_history))
-        table.append(
-          {
-            "member": member,
-            "method": method,
-            "momentum_max": float(mu),
-            "learning_rate": float(lr),
-            "final_train_loss": float(final_losses[i]),
-            "final_test_loss": float(member_history["test_loss"][-1]),
-          }
+        def final_loss(params, opt_state, mu_max, method=method, model=model):
+          """½‖f(x) − x‖² over the training set at θ_T (Nesterov: θ̃_T − μ_T v_T)."""
+          if method == "nesterov":
+            params = optim.nesterov_params(
+              params, opt_state, sutskever_schedule(config.ramp_steps, mu_max)
+            )
+          outputs, _ = model.apply(params, model.model_state, data.x_train, True)
+          return losses.mean_squared_error(outputs, data.y_train)
+
+        states, histories = grids.train_vmapped(
+          model,
+          optimizer,
+          [mus, rates],
+          data,
+          seed=seed,
+          steps=config.steps,
+          batch_size=config.batch_size,
+          eval_every=config.eval_every,
+          loss="mse",
         )
+        final_losses = jax.jit(jax.vmap(final_loss))(states.params, states.opt_state, mus)
+        for i, (mu, lr) in enumerate(grid):
+          member = f"{method}@mu{mu:g},lr{lr:g},seed{seed}"
+          member_history = {k: np.asarray(v[i]) for k, v in histories.items()} | {"step": steps}
+          history.extend(history_rows(member, member_history))
+          table.append(
+            {
+              "member": member,
+              "method": method,
+              "momentum_max": float(mu),
+              "learning_rate": float(lr),
+              "seed": seed,
+              "final_train_loss": float(final_losses[i]),
+              "final_test_loss": float(member_history["test_loss"][-1]),
+            }
+          )
     return Results(table, history)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
-    """Per method and μ_max, the final training loss at the best learning rate; a comparison
-    whose best rate lies at its grid's edge (the grid does not bracket the optimum) is flagged,
-    and its verdict is inconclusive."""
+    """Per method and μ_max, the best learning rate (lowest median final training loss over
+    seeds) and the mean final loss there; each comparison as the mean over seeds of the per-seed
+    ratio at the two best rates, with its standard error. A comparison whose best rate lies at
+    its grid's edge (the grid does not bracket the optimum) is flagged, and its verdict is
+    inconclusive."""
     by_method: dict[str, dict[str, float]] = {}
     rates: dict[str, dict[str, float]] = {}
     edge: dict[str, dict[str, bool]] = {}
-    best = grids.best_rows(results.table, GROUP, "final_train_loss")
-    at_edge = grids.best_at_edge(results.table, GROUP, "final_train_loss")
+    by_seed: dict[str, dict[str, dict[int, float]]] = {}
+    _, best, at_edge = grids.best_by_median(results.table, GROUP, "final_train_loss")
     for (method, mu), row in sorted(best.items()):
-      by_method.setdefault(method, {})[f"{mu:g}"] = row["final_train_loss"]
+      seeds = {
+        r["seed"]: r["final_train_loss"]
+        for r in results.table
+        if (r["method"], r["momentum_max"], r["learning_rate"])
+        == (method, mu, row["learning_rate"])
+      }
+      by_seed.setdefault(method, {})[f"{mu:g}"] = seeds
+      by_method.setdefault(method, {})[f"{mu:g}"] = float(np.mean(list(seeds.values())))
       rates.setdefault(method, {})[f"{mu:g}"] = row["learning_rate"]
       edge.setdefault(method, {})[f"{mu:g}"] = at_edge[(method, mu)]
     pairs = {
-      f"{method} {high}/{low}": (method, high, low)
+      f"{method} {high}/{low}": ((method, high), (method, low))
       for method, losses in by_method.items()
       for low, high in itertools.pairwise(sorted(losses, key=float))
     }
@@ -168,24 +192,37 @@ class MomentumSchedules(Experiment):
       for mu in by_method.get("classical", {})
       if float(mu) > 0 and mu in by_method.get("nesterov", {})
     ]
+    versus = {mu: (("nesterov", mu), ("classical", mu)) for mu in mus}
+
+    def ratios(comparisons: dict) -> tuple[dict, dict]:
+      """Mean and standard error over seeds of the per-seed ratio of each comparison."""
+      mean, error = {}, {}
+      for key, ((m1, mu1), (m2, mu2)) in comparisons.items():
+        top, bottom = by_seed[m1][mu1], by_seed[m2][mu2]
+        values = np.asarray([top[s] / bottom[s] for s in sorted(set(top) & set(bottom))])
+        mean[key] = float(values.mean())
+        error[key] = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else None
+      return mean, error
+
+    step_up, step_up_se = ratios(pairs)
+    nesterov, nesterov_se = ratios(versus)
     return {
       "final_loss_by_momentum": by_method,
-      # each μ_max's final loss over that of the next smaller μ_max, per method
-      "loss_ratio_to_smaller_momentum": {
-        key: by_method[method][high] / by_method[method][low]
-        for key, (method, high, low) in pairs.items()
-      },
+      # each μ_max's final loss over that of the next smaller μ_max, per method and seed
+      "loss_ratio_to_smaller_momentum": step_up,
+      "loss_ratio_to_smaller_momentum_se": step_up_se,
       "loss_ratio_at_grid_edge": {
-        key: edge[method][high] or edge[method][low] for key, (method, high, low) in pairs.items()
+        key: edge[method][high] or edge[method][low]
+        for key, ((method, high), (_, low)) in pairs.items()
       },
-      "nesterov_over_classical_final_loss": {
-        mu: by_method["nesterov"][mu] / by_method["classical"][mu] for mu in mus
-      },
+      "nesterov_over_classical_final_loss": nesterov,
+      "nesterov_over_classical_final_loss_se": nesterov_se,
       "nesterov_over_classical_at_grid_edge": {
         mu: edge["nesterov"][mu] or edge["classical"][mu] for mu in mus
       },
       "best_learning_rate_by_momentum": rates,
       "best_learning_rate_at_grid_edge": edge,
+      "seeds": list(config.seeds),
       "diverged_members": sorted(
         r["member"] for r in results.table if not np.isfinite(r["final_train_loss"])
       ),
@@ -219,8 +256,8 @@ def sutskever_schedule(ramp_steps: int, momentum_max) -> optax.Schedule:
   return schedule
 
 
-def _autoencoder(config: ml_collections.ConfigDict) -> models.FunctionalModel:
-  """The config's MLP from the 64 pixels back onto themselves."""
+def _autoencoder(config: ml_collections.ConfigDict, seed: int) -> models.FunctionalModel:
+  """The config's MLP from the 64 pixels back onto themselves, initialized from `seed`."""
   return models.functional(
-    models.build_model(in_features=64, out_features=64, seed=config.seed, **config.model)
+    models.build_model(in_features=64, out_features=64, seed=seed, **config.model)
   )
