@@ -446,9 +446,10 @@ def lbfgs(
 ) -> optax.GradientTransformationExtraArgs:
   """L-BFGS, Goodfellow et al. (2016) §8.6.3: `optax.lbfgs` with the curvature-pair check.
 
-  ``chain(scale_by_checked_lbfgs(memory_size), scale(−1), linesearch)``: Optax's two-loop
-  recursion (Nocedal & Wright 2006, Alg. 7.4) over the last m pairs, pairs of non-positive
-  curvature skipped (`scale_by_checked_lbfgs`), and the strong-Wolfe line search
+  ``chain(scale_by_checked_lbfgs(memory_size), scale(−1), linesearch)``: the two-loop recursion
+  (Nocedal & Wright 2006, Alg. 7.4) over the last m pairs as Optax computes it, pairs of
+  non-positive curvature skipped and every inner product sharding-safe
+  (`scale_by_checked_lbfgs`), and the strong-Wolfe line search
   `linesearch.scale_by_wolfe_linesearch` (c₂ = 0.9, first trial 1 after the first step, as in
   `optax.lbfgs`, whose zoom line search it replaces). With ``linesearch=`` Optax's
   ``scale_by_zoom_linesearch(max_linesearch_steps=20, initial_guess_strategy="one")`` and every
