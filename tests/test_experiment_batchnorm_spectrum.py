@@ -3,10 +3,11 @@
 import json
 from pathlib import Path
 
+import ml_collections
 import pytest
 
-from jaxopt_study import cli
-from jaxopt_study.experiment import verdict
+from jaxopt_study import cli, registry
+from jaxopt_study.experiment import Results, verdict
 from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -46,7 +47,31 @@ def test_bad_config_is_refused(tmp_path, capsys):
 
 def test_verdicts_judge_both_ratios_against_1(finished_run):
   summary = json.loads((finished_run / "summary.json").read_text())
+  assert summary["plain_max_stable_lr_at_grid_top"] is False  # the grid bounds the plain net
   assert summary["verdicts"] == {
     "lambda_max_ratio": verdict(summary["lambda_max_ratio"] < 1),
     "max_stable_lr_ratio": verdict(summary["max_stable_lr_ratio"] > 1),
   }
+
+
+@pytest.mark.parametrize(
+  "plain, normed, ratio, judged",
+  [
+    (0.5, 2.0, 4.0, True),
+    (2.0, 2.0, 1.0, None),  # both stable at the grid's top: the plain net's own top is unknown
+    (float("nan"), 1.0, 1.0 / 0.25, True),  # plain stable nowhere: below 0.25, a lower bound
+    (1.0, 0.5, 0.5, False),
+  ],
+)
+def test_the_rate_ratio_is_judged_only_where_the_grid_bounds_it(plain, normed, ratio, judged):
+  """A plain net stable at the grid's top rate (ratio exactly 1 when BatchNorm is too) once read
+  "not reproduced", and one stable at no rate (the strongest evidence) "inconclusive"."""
+  experiment = registry.load("batchnorm_spectrum")
+  config = ml_collections.ConfigDict({"lr_sweep": [0.25, 0.5, 1.0, 2.0]})
+  table = [
+    {"member": name, "lambda_max": 1.0, "n_outliers": 0, "max_stable_lr": rate}
+    for name, rate in (("plain", plain), ("batchnorm", normed))
+  ]
+  summary = experiment.summarize(config, Results(table, []))
+  assert summary["max_stable_lr_ratio"] == pytest.approx(ratio)
+  assert experiment.CRITERIA["max_stable_lr_ratio"](summary) is judged
