@@ -15,7 +15,9 @@ that stayed finite: §8.1.3 expects larger minibatches, with less noisy gradient
 larger rates), judged by `best_learning_rate_batch_size_log_slope` (log-log least squares;
 inconclusive when `best_learning_rate_at_grid_edge`: the rate grid does not bracket a best), and
 `init_scale_edge_over_interior_train_loss` (the lower best loss of the smallest and largest scale
-over the best loss between them: > 1 for the U-shape of §8.4).
+over the best loss between them: > 1 for the U-shape of §8.4). The slope and the U-shape are
+computed for each seed of the sweep's `seed` axis and judged by their means over seeds beyond 2
+standard errors (`_se`); the tables of best rates and losses are those of the means over seeds.
 """
 
 from collections import defaultdict
@@ -46,12 +48,20 @@ class SweepInitBatch(OwnProblem):
   }
   # Larger batches, larger best rates: a positive log-log slope of the best rate against the batch
   # size. The U-shape: the best loss at either end of the scales is above the best in between.
-  # Inconclusive when a batch size's best rate lies at the edge of the rate grid.
+  # Each per seed, judged by its mean beyond 2 standard errors over seeds; the slope inconclusive
+  # when a batch size's best rate lies at the edge of the rate grid (for the means or any seed).
   CRITERIA = {
     "best_learning_rate_by_batch_size": above(
-      "best_learning_rate_batch_size_log_slope", 0.0, unless="best_learning_rate_at_grid_edge"
+      "best_learning_rate_batch_size_log_slope",
+      0.0,
+      standard_error="best_learning_rate_batch_size_log_slope_se",
+      unless="best_learning_rate_at_grid_edge",
     ),
-    "best_train_loss_by_init_scale": above("init_scale_edge_over_interior_train_loss", 1.0),
+    "best_train_loss_by_init_scale": above(
+      "init_scale_edge_over_interior_train_loss",
+      1.0,
+      standard_error="init_scale_edge_over_interior_train_loss_se",
+    ),
   }
   DESCRIPTION = (
     "One sweep of an MLP on scikit-learn's digits, trained by SGD (Algorithm 8.1) from Glorot's "
@@ -63,24 +73,25 @@ class SweepInitBatch(OwnProblem):
   )
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
+    """The best member; per batch size and scale, the best over the other axes of the members'
+    means over seeds; the rate slope and the U-shape per seed, judged by their means over seeds
+    and standard errors."""
     table = results.table
     stable = [r for r in table if not r["diverged"]]
     best = min(stable, key=lambda r: (r["final_test_error"], r["final_train_loss"]), default=None)
     by_batch: dict[int, list[dict]] = defaultdict(list)
-    by_scale: dict[float, list[dict]] = defaultdict(list)
     for row in stable:
       by_batch[int(row["batch_size"])].append(row)
-      by_scale[float(row["init_scale"])].append(row)
-    best_rates = {
-      b: min(rows, key=lambda r: r["final_train_loss"])["learning_rate"]
-      for b, rows in sorted(by_batch.items())
-    }
     rates = sorted({r["learning_rate"] for r in table})
     num_train = digits_tasks.load(config.data).x_train.shape[0]
-    best_losses = {
-      s: min(r["final_train_loss"] for r in rows) for s, rows in sorted(by_scale.items())
-    }
-    losses = list(best_losses.values())
+    best_rates, best_losses = _best_by_axis(_seed_means(table))
+    per_seed = [
+      _best_by_axis([r for r in table if r["seed"] == seed])
+      for seed in sorted({r["seed"] for r in table})
+    ]
+    slopes = [_rate_slope(seed_rates) for seed_rates, _ in per_seed]
+    chosen_rates = [*best_rates.values(), *(r for rs, _ in per_seed for r in rs.values())]
+    u_shapes = [_u_shape(seed_losses) for _, seed_losses in per_seed]
     return {
       "best_member": best["member"] if best else None,
       "best_settings": {k: best[k] for k in sweep.BASE_AXES} if best else None,
@@ -91,19 +102,18 @@ class SweepInitBatch(OwnProblem):
       },
       "best_train_loss_by_init_scale": best_losses,
       "best_learning_rate_by_batch_size": best_rates,
-      "best_learning_rate_at_grid_edge": any(
-        r in (rates[0], rates[-1]) for r in best_rates.values()
-      ),
-      "best_learning_rate_batch_size_log_slope": _rate_slope(best_rates),
+      "best_learning_rate_at_grid_edge": any(r in (rates[0], rates[-1]) for r in chosen_rates),
+      "best_learning_rate_batch_size_log_slope": _mean(slopes),
+      "best_learning_rate_batch_size_log_slope_se": _standard_error(slopes),
       # the epochs each batch size trained: equal with `equal_epochs` (the config's default)
       "epochs_by_batch_size": {
         b: rows[0].get("steps", config.steps) * b / num_train
         for b, rows in sorted(by_batch.items())
       },
-      # the lower of the two end scales' best losses over the best loss between them
-      "init_scale_edge_over_interior_train_loss": min(losses[0], losses[-1]) / min(losses[1:-1])
-      if len(losses) >= 3
-      else None,
+      # the lower of the two end scales' best losses over the best loss between them, per seed
+      "init_scale_edge_over_interior_train_loss": _mean(u_shapes),
+      "init_scale_edge_over_interior_train_loss_se": _standard_error(u_shapes),
+      "seeds": sorted({r["seed"] for r in table}),
     }
 
   def plot(self, out_dir: Path) -> list[Path]:
@@ -113,6 +123,59 @@ class SweepInitBatch(OwnProblem):
       heatmaps(table, metric, out_dir / f"heatmap_{metric}.png", title=title, log=log)
       for metric, title, log in HEATMAPS
     ]
+
+
+def _seed_means(table: list[dict]) -> list[dict]:
+  """One row per (init scale, batch size, rate): the means over seeds of the final training loss
+  (infinite if any seed diverged, so never the best)."""
+  groups: dict[tuple, list[dict]] = defaultdict(list)
+  for row in table:
+    groups[(row["init_scale"], row["batch_size"], row["learning_rate"])].append(row)
+  return [
+    {
+      "init_scale": scale,
+      "batch_size": size,
+      "learning_rate": rate,
+      "final_train_loss": np.inf
+      if any(r["diverged"] for r in rows)
+      else float(np.mean([r["final_train_loss"] for r in rows])),
+    }
+    for (scale, size, rate), rows in groups.items()
+  ]
+
+
+def _best_by_axis(rows: list[dict]) -> tuple[dict[int, float], dict[float, float]]:
+  """Among finite rows: per batch size the rate of the lowest final training loss, and per init
+  scale that lowest loss (each over every other axis)."""
+  finite = [r for r in rows if np.isfinite(r["final_train_loss"]) and not r.get("diverged")]
+  by_batch: dict[int, list[dict]] = defaultdict(list)
+  by_scale: dict[float, list[dict]] = defaultdict(list)
+  for row in finite:
+    by_batch[int(row["batch_size"])].append(row)
+    by_scale[float(row["init_scale"])].append(row)
+  rates = {
+    b: min(group, key=lambda r: r["final_train_loss"])["learning_rate"]
+    for b, group in sorted(by_batch.items())
+  }
+  losses = {s: min(r["final_train_loss"] for r in group) for s, group in sorted(by_scale.items())}
+  return rates, losses
+
+
+def _u_shape(best_losses: dict[float, float]) -> float | None:
+  """The lower best loss of the smallest and largest scale over the best loss between them."""
+  losses = list(best_losses.values())
+  return min(losses[0], losses[-1]) / min(losses[1:-1]) if len(losses) >= 3 else None
+
+
+def _mean(values: list[float | None]) -> float | None:
+  return None if not values or None in values else float(np.mean(values))
+
+
+def _standard_error(values: list[float | None]) -> float | None:
+  """s/√n over seeds; None with fewer than two, or a missing value."""
+  if len(values) < 2 or None in values:
+    return None
+  return float(np.std(values, ddof=1) / np.sqrt(len(values)))
 
 
 def _rate_slope(best_rates: dict[int, float]) -> float | None:

@@ -472,7 +472,8 @@ def test_the_quick_config_runs_from_the_command_line(tmp_path):
   assert {"heatmap_final_train_loss.png", "heatmap_final_test_error.png"} <= names
   assert (out / "report.html").read_text().count("data:image/png;base64,") == 2
   table = read_csv(out / "results.csv")
-  assert len(table) == 24 and {r["batch_size"] for r in table} == {16.0, 64.0}
+  assert len(table) == 48 and {r["batch_size"] for r in table} == {16.0, 64.0}
+  assert {r["seed"] for r in table} == {0, 1}
   summary = json.loads((out / "summary.json").read_text())
   initial = [r["value"] for r in read_csv(out / "history.csv") if r["metric"] == "train_loss"]
   assert summary["best_test_error"] < 0.1 and min(r["final_train_loss"] for r in table) < 0.1
@@ -496,7 +497,7 @@ def test_the_command_line_on_two_processes_writes_once_the_numbers_of_one(tmp_pa
   """
   config = str(ROOT / "configs" / "sweep_init_batch_quick.py")
   small = ["--set", "steps=20", "--set", "eval_every=10", "--set", "checkpoint_every=10"]
-  small += ["--set", "sweep.learning_rate=[0.1]"]
+  small += ["--set", "sweep.learning_rate=[0.1]", "--set", "sweep.seed=[0]"]
   alone = tmp_path / "alone"
   assert cli.main(["run", config, "--out", str(alone), "--no-progress", *small]) == 0
   out, port = tmp_path / "two", free_port()

@@ -17,7 +17,7 @@ ROOT = Path(__file__).parents[1]
 CONFIG = str(ROOT / "configs" / "sweep_init_batch_quick.py")
 # 6 members, 200 steps in 20 segments: a checkpoint every 10 steps, so the kill lands mid-run
 SMALL = ["--set", "steps=200", "--set", "eval_every=10", "--set", "checkpoint_every=10"]
-SMALL += ["--set", "sweep.learning_rate=[0.1]", "--no-progress"]
+SMALL += ["--set", "sweep.learning_rate=[0.1]", "--set", "sweep.seed=[0]", "--no-progress"]
 
 
 def saved_segments(out: Path) -> list[Path]:
