@@ -52,7 +52,7 @@ from jaxopt_study import data as data_lib
 from jaxopt_study import hessian, optim, report, train, validate
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.experiment import Experiment, Members, Results, above
-from jaxopt_study.lab import digits_tasks
+from jaxopt_study.lab import digits_tasks, verdicts
 from jaxopt_study.lab.curves import history_curves
 from jaxopt_study.results import history_rows, member_arrays, read_csv
 
@@ -150,7 +150,7 @@ class Fig81GradientNorm(Experiment):
       "final_train_error",
     ):
       values = [seed[name] for seed in by_seed.values()]
-      claims[name], claims[f"{name}_se"] = mean_and_standard_error(values)
+      claims[name], claims[f"{name}_se"] = verdicts.mean_and_standard_error(values)
     return {
       **claims,
       "num_seeds": len(by_seed),
@@ -311,14 +311,6 @@ def seed_claims(history: list[dict], member: str, total_steps: int) -> dict[str,
     "final_test_error": float(errors[-1]),
     "final_train_error": float(curve("train_error")[1][-1]),
   }
-
-
-def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float | None]:
-  """The mean over seeds and its standard error s/√n (None for one seed)."""
-  array = np.asarray(values, float)
-  if array.size < 2:
-    return float(array.mean()), None
-  return float(array.mean()), float(array.std(ddof=1) / np.sqrt(array.size))
 
 
 def running_mean(values: np.ndarray, length: int) -> np.ndarray:

@@ -41,7 +41,7 @@ import optax
 from jaxopt_study import data as data_lib
 from jaxopt_study import losses, models, optim, train, validate
 from jaxopt_study.experiment import Experiment, Members, Results, below
-from jaxopt_study.lab import digits_tasks, grids, rate_plots
+from jaxopt_study.lab import digits_tasks, grids, rate_plots, verdicts
 from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import history_rows, read_csv
 
@@ -199,9 +199,8 @@ class MomentumSchedules(Experiment):
       mean, error = {}, {}
       for key, ((m1, mu1), (m2, mu2)) in comparisons.items():
         top, bottom = by_seed[m1][mu1], by_seed[m2][mu2]
-        values = np.asarray([top[s] / bottom[s] for s in sorted(set(top) & set(bottom))])
-        mean[key] = float(values.mean())
-        error[key] = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else None
+        values = [top[s] / bottom[s] for s in sorted(set(top) & set(bottom))]
+        mean[key], error[key] = verdicts.mean_and_standard_error(values)
       return mean, error
 
     step_up, step_up_se = ratios(pairs)

@@ -29,7 +29,7 @@ import numpy as np
 
 from jaxopt_study import report, sweep
 from jaxopt_study.experiment import Results, above
-from jaxopt_study.lab import curves, digits_tasks
+from jaxopt_study.lab import curves, digits_tasks, verdicts
 from jaxopt_study.own_problem import OwnProblem
 from jaxopt_study.results import read_csv
 
@@ -89,9 +89,9 @@ class SweepInitBatch(OwnProblem):
       _best_by_axis([r for r in table if r["seed"] == seed])
       for seed in sorted({r["seed"] for r in table})
     ]
-    slopes = [_rate_slope(seed_rates) for seed_rates, _ in per_seed]
+    slope, slope_se = _over_seeds([_rate_slope(seed_rates) for seed_rates, _ in per_seed])
     chosen_rates = [*best_rates.values(), *(r for rs, _ in per_seed for r in rs.values())]
-    u_shapes = [_u_shape(seed_losses) for _, seed_losses in per_seed]
+    u_shape, u_shape_se = _over_seeds([_u_shape(seed_losses) for _, seed_losses in per_seed])
     return {
       "best_member": best["member"] if best else None,
       "best_settings": {k: best[k] for k in sweep.BASE_AXES} if best else None,
@@ -103,16 +103,16 @@ class SweepInitBatch(OwnProblem):
       "best_train_loss_by_init_scale": best_losses,
       "best_learning_rate_by_batch_size": best_rates,
       "best_learning_rate_at_grid_edge": any(r in (rates[0], rates[-1]) for r in chosen_rates),
-      "best_learning_rate_batch_size_log_slope": _mean(slopes),
-      "best_learning_rate_batch_size_log_slope_se": _standard_error(slopes),
+      "best_learning_rate_batch_size_log_slope": slope,
+      "best_learning_rate_batch_size_log_slope_se": slope_se,
       # the epochs each batch size trained: equal with `equal_epochs` (the config's default)
       "epochs_by_batch_size": {
         b: rows[0].get("steps", config.steps) * b / num_train
         for b, rows in sorted(by_batch.items())
       },
       # the lower of the two end scales' best losses over the best loss between them, per seed
-      "init_scale_edge_over_interior_train_loss": _mean(u_shapes),
-      "init_scale_edge_over_interior_train_loss_se": _standard_error(u_shapes),
+      "init_scale_edge_over_interior_train_loss": u_shape,
+      "init_scale_edge_over_interior_train_loss_se": u_shape_se,
       "seeds": sorted({r["seed"] for r in table}),
     }
 
@@ -167,15 +167,12 @@ def _u_shape(best_losses: dict[float, float]) -> float | None:
   return min(losses[0], losses[-1]) / min(losses[1:-1]) if len(losses) >= 3 else None
 
 
-def _mean(values: list[float | None]) -> float | None:
-  return None if not values or None in values else float(np.mean(values))
-
-
-def _standard_error(values: list[float | None]) -> float | None:
-  """s/√n over seeds; None with fewer than two, or a missing value."""
-  if len(values) < 2 or None in values:
-    return None
-  return float(np.std(values, ddof=1) / np.sqrt(len(values)))
+def _over_seeds(values: list[float | None]) -> tuple[float | None, float | None]:
+  """The mean over seeds and its standard error (None for one seed); both None when a seed has
+  no value (too few batch sizes or scales)."""
+  if not values or None in values:
+    return None, None
+  return verdicts.mean_and_standard_error(values)
 
 
 def _rate_slope(best_rates: dict[int, float]) -> float | None:

@@ -52,6 +52,9 @@ def test_verdicts_and_error_bars():
   assert verdicts.mean_and_std([4.0])["std"] == 0.0
   with pytest.raises(ValueError, match="non-empty"):
     verdicts.mean_and_std([])
+  mean, error = verdicts.mean_and_standard_error([1.0, 2.0, 3.0])
+  assert mean == 2.0 and error == pytest.approx(1.0 / np.sqrt(3))
+  assert verdicts.mean_and_standard_error([4.0]) == (4.0, None)
 
 
 def test_distinct_units_counts_equal_columns():
