@@ -40,6 +40,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxopt_study import problem as problem_lib
 from jaxopt_study import train
 from jaxopt_study.hessian import tracking
+from jaxopt_study.optim.linesearch import real_dtype
 from jaxopt_study.sweep import grid
 
 MEMBER_AXIS = "members"
@@ -75,8 +76,7 @@ def value_dtype(spec: ProgramSpec) -> np.dtype:
   """The dtype of the members' real values (init scale, hyperparameters): the parameters' real
   dtype, at least float32. A float64 model keeps b₂ = 1 − 1e-9 as a run alone does (float32
   would round it to 1); a bfloat16 one keeps b₂ = 0.999 (bfloat16 would round it to 1)."""
-  leaves = jax.tree.leaves(problem_lib.pure(spec.problem).params_shape)
-  real = jnp.finfo(jnp.result_type(*(leaf.dtype for leaf in leaves))).dtype
+  real = real_dtype(problem_lib.pure(spec.problem).params_shape)
   return np.dtype(jnp.promote_types(real, jnp.float32))
 
 
