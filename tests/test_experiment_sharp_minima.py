@@ -23,7 +23,14 @@ pytestmark = pytest.mark.slow  # runs the experiment end to end
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "configs" / "sharp_minima_quick.py"
-CLAIMS = ("sharpness_ratio_large_over_small", "subspace_sharpness_ratio", "test_error_gap")
+THRESHOLDS = {  # claim -> the value it must exceed
+  "sharpness_ratio_large_over_small": 1.0,
+  "subspace_sharpness_ratio": 1.0,
+  "test_error_gap": 0.0,
+  "equal_loss_sharpness_ratio": 1.0,
+  "equal_loss_subspace_sharpness_ratio": 1.0,
+  "equal_loss_test_error_gap": 0.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -70,28 +77,36 @@ def test_both_training_losses_are_reported_with_their_standard_errors(finished_r
     assert 0 <= summary[f"train_error_{batch}"] < 0.05  # both near 100% training accuracy
 
 
-def test_claims_follow_from_the_runs(finished_run):
+@pytest.mark.parametrize("small, prefix", [("small", ""), ("small_equal_loss", "equal_loss_")])
+def test_claims_follow_from_the_runs_paired_by_seed(finished_run, small, prefix):
+  """Ratios of the mean sharpnesses with the delta method's error, the covariance of the two
+  runs of each seed included; the test error gap as the mean of per-seed differences."""
   _, summary, table, config = finished_run
-  for prefix, claim in (
-    ("sharpness", "sharpness_ratio_large_over_small"),
+  for measure, claim in (
+    ("sharpness", "sharpness_ratio_large_over_small" if not prefix else "sharpness_ratio"),
     ("subspace_sharpness", "subspace_sharpness_ratio"),
   ):
+    claim = prefix + claim
     for eps in config.sharpness_eps:
-      name = f"{prefix}_eps{eps:g}"
-      large, small = column(table, "large", name), column(table, "small", name)
-      ratio = large.mean() / small.mean()
-      relative = [x.std(ddof=1) / np.sqrt(x.size) / x.mean() for x in (large, small)]
+      name = f"{measure}_eps{eps:g}"
+      large, other = column(table, "large", name), column(table, small, name)
+      k, m_large, m_other = large.size, large.mean(), other.mean()
+      ratio = m_large / m_other
+      (var_large, covariance), (_, var_other) = np.cov(large, other, ddof=1)
+      relative = var_large / m_large**2 + var_other / m_other**2
+      relative -= 2 * covariance / (m_large * m_other)
       assert summary[claim][f"{eps:g}"] == pytest.approx(ratio)
-      assert summary[f"{claim}_se"][f"{eps:g}"] == pytest.approx(ratio * np.hypot(*relative))
-  gaps = column(table, "large", "final_test_error") - column(table, "small", "final_test_error")
-  assert summary["test_error_gap"] == pytest.approx(gaps.mean())
-  assert summary["test_error_gap_se"] == pytest.approx(gaps.std(ddof=1) / np.sqrt(gaps.size))
+      assert summary[f"{claim}_se"][f"{eps:g}"] == pytest.approx(ratio * np.sqrt(relative / k))
+  gaps = column(table, "large", "final_test_error") - column(table, small, "final_test_error")
+  assert summary[f"{prefix}test_error_gap"] == pytest.approx(gaps.mean())
+  se = gaps.std(ddof=1) / np.sqrt(gaps.size)
+  assert summary[f"{prefix}test_error_gap_se"] == pytest.approx(se)
 
 
 def test_verdicts_judge_each_claim_by_its_standard_error(finished_run):
   _, summary, _, _ = finished_run
-  thresholds = {CLAIMS[0]: 1.0, CLAIMS[1]: 1.0, CLAIMS[2]: 0.0}
-  for claim, threshold in thresholds.items():
+  assert set(summary["verdicts"]) == set(THRESHOLDS)
+  for claim, threshold in THRESHOLDS.items():
     values, errors = summary[claim], summary[f"{claim}_se"]
     if not isinstance(values, dict):
       values, errors = {"": values}, {"": errors}
