@@ -1,6 +1,7 @@
 """Wilson et al. (2017) §3.3 through the quick config: SGD generalizes, adaptive methods do not."""
 
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -8,6 +9,8 @@ import pytest
 from quick_runs import quick_run_fixtures, refused_field
 
 from jaxopt_study import registry
+from jaxopt_study.config import load_config
+from jaxopt_study.experiment import Results
 from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -15,6 +18,7 @@ pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to en
 
 NAME = "adaptive_vs_sgd"
 finished_run, summary = quick_run_fixtures(NAME)
+QUICK = Path(__file__).parents[1] / "configs" / f"{NAME}_quick.py"
 
 
 def test_writes_every_file(finished_run):
@@ -80,3 +84,55 @@ def test_verdicts_judge_every_published_claim(summary):
   for name, error in summary["adaptive_test_error"].items():
     gap = abs(error - summary["minority_share"]) / summary["minority_share"]
     assert summary["adaptive_error_gap_to_minority_share"][name] == pytest.approx(gap)
+
+
+def test_claims_are_judged_at_every_fitted_rate_where_they_are_weakest():
+  """A rate that does not fit the training set is not judged; among the fitted ones each claim
+  takes its worst; a method with no fitted rate cannot be judged. Hand-made runs."""
+  experiment, config = registry.load(NAME), load_config(QUICK)
+  minority = experiment.summarize(config, Results([], []))["minority_share"]
+
+  def row(optimizer, rate, test_error, train_error=0.0, loss=1e-9):
+    return {
+      "member": f"{optimizer}@{rate:g}",
+      "optimizer": optimizer,
+      "learning_rate": rate,
+      "final_train_loss": loss,
+      "train_error": train_error,
+      "test_error": test_error,
+    }
+
+  table = [
+    row("sgd", 0.1, 0.0),
+    row("sgd", 0.3, 0.02),  # fitted, errs: SGD's claim fails at this rate
+    row("sgd", 1.0, 0.5, train_error=0.4, loss=float("nan")),  # diverged: not judged
+    row("adagrad", 0.01, minority),
+    row("adagrad", 0.1, minority - 0.1),  # the farthest from 1 − p is judged
+    row("rmsprop", 0.001, minority, train_error=0.05),  # fits at no rate
+    row("adam", 0.01, minority),
+  ]
+  summary = experiment.summarize(config, Results(table, []))
+  assert summary["sgd_test_error"] == 0.02
+  assert summary["fitted_rates"] == {
+    "sgd": [0.1, 0.3],
+    "adagrad": [0.01, 0.1],
+    "rmsprop": [],
+    "adam": [0.01],
+  }
+  assert summary["adaptive_test_error"] == {
+    "adagrad": minority - 0.1,
+    "rmsprop": None,
+    "adam": minority,
+  }
+  gaps = summary["adaptive_error_gap_to_minority_share"]
+  assert gaps["adagrad"] == pytest.approx(0.1 / minority)
+  assert gaps["rmsprop"] is None and gaps["adam"] == 0.0
+  assert experiment.verdicts(summary) == {
+    "sgd_test_error": "not reproduced",
+    "adaptive_test_error": "not reproduced",
+  }
+  table = [r for r in table if r["optimizer"] != "adagrad" and r["learning_rate"] != 0.3]
+  assert experiment.verdicts(experiment.summarize(config, Results(table, []))) == {
+    "sgd_test_error": "reproduced",
+    "adaptive_test_error": "inconclusive",  # RMSProp fits at no rate
+  }
