@@ -29,7 +29,8 @@ at the start, ε < 2/λ_max, §8.2.1), `lambda_min_at_init_by_depth`,
 `grad_ratio_first_last_by_depth`. For the verdict, per design other than plain, at the largest
 depth: `final_loss_gap_to_plain_at_deepest`, (plain mean − std) − (design mean + std) of the final
 loss, and `best_rate_at_grid_edge_at_deepest`, whether the design's or the plain net's best rate
-lies at the grid's edge.
+lies at the grid's edge (a design that diverges at every rate has no best rate, no final loss,
+and counts as at the edge: the grid does not reach down to a rate that trains it).
 
 `CRITERIA` judge them into `verdicts`: at the largest depth every other design ends lower than the
 plain net beyond the spread over seeds (gap > 0); inconclusive for a design whose best rate, or
@@ -131,9 +132,10 @@ class ModelDesign(Experiment):
         rows = [r for r in train_rows if r["design"] == design and r["depth"] == depth]
         best = _best_rate(rows)
         chosen = [r["final_train_loss"] for r in rows if r["learning_rate"] == best]
-        final[design][str(depth)] = verdicts.mean_and_std(chosen)
+        final[design][str(depth)] = None if best is None else verdicts.mean_and_std(chosen)
         best_rate[design][str(depth)] = best
-        at_edge[design][str(depth)] = best in (
+        # no rate trains: the grid does not reach down to a rate that would, an edge too
+        at_edge[design][str(depth)] = best is None or best in (
           min(config.learning_rates),
           max(config.learning_rates),
         )
@@ -153,8 +155,10 @@ class ModelDesign(Experiment):
     others = [d for d in config.designs if d != "plain"] if "plain" in config.designs else []
 
     def mean_plus_std(design: str, times: float) -> float:
-      """The design's mean final loss at the largest depth plus `times` its std over seeds."""
-      return final[design][deepest]["mean"] + times * final[design][deepest]["std"]
+      """The design's mean final loss at the largest depth plus `times` its std over seeds (NaN
+      where no rate trains it)."""
+      stats = final[design][deepest]
+      return math.nan if stats is None else stats["mean"] + times * stats["std"]
 
     return {
       "final_loss_by_depth": final,
@@ -190,6 +194,8 @@ class ModelDesign(Experiment):
 
     def best_final(rows):
       best = _best_rate(rows)
+      if best is None:  # no rate trains: no point on the line
+        return math.nan
       return float(np.mean([r["final_train_loss"] for r in rows if r["learning_rate"] == best]))
 
     def mean_of(field):
@@ -231,9 +237,9 @@ def _model_block(config: ml_collections.ConfigDict, design: str, depth: int) -> 
   return block
 
 
-def _best_rate(rows: list[dict]) -> float:
+def _best_rate(rows: list[dict]) -> float | None:
   """The learning rate with the lowest mean final loss over seeds; a rate any of whose seeds
-  diverged (a non-finite loss) is never the best."""
+  diverged (a non-finite loss) is never the best; None when every rate has such a seed."""
   means = {}
   for rate in sorted({r["learning_rate"] for r in rows}):
     values = [r["final_train_loss"] for r in rows if r["learning_rate"] == rate]
@@ -243,7 +249,8 @@ def _best_rate(rows: list[dict]) -> float:
       if finite and not any(r.get("diverged") for r in rows if r["learning_rate"] == rate)
       else math.inf
     )
-  return min(means, key=means.get)
+  best = min(means, key=means.get)
+  return None if math.isinf(means[best]) else best
 
 
 def _design_at_depth(config: ml_collections.ConfigDict, design: str, depth: int):

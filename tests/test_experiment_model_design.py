@@ -2,10 +2,15 @@
 initialization is indefinite for every design; the claims and the verdict agree with the rows
 they summarize."""
 
+import math
+
+import ml_collections
 import numpy as np
 import pytest
 from landscape_helpers import assert_refused, run_config, run_quick, summary
 
+from jaxopt_study import registry
+from jaxopt_study.experiment import Results
 from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -108,3 +113,43 @@ def test_the_hessian_at_initialization_is_indefinite(finished_run):
 )
 def test_bad_values_are_refused_before_running(override, culprit, tmp_path, capsys):
   assert_refused(NAME, override, culprit, tmp_path, capsys)
+
+
+def test_a_design_that_diverges_at_every_rate_is_judged_at_the_grids_edge():
+  """Made-up runs at one depth: the plain net diverges at every rate of the grid, so its best
+  rate lies below the grid (no rate, no loss), flagged as at the edge, and the verdict cannot
+  decide; with one plain rate that trains, the residual net's lower loss decides it."""
+  experiment = registry.load(NAME)
+  config = ml_collections.ConfigDict(
+    {"designs": ["plain", "residual"], "depths": [4], "learning_rates": [0.1, 0.3, 1.0]}
+  )
+  losses = {"plain": [math.nan] * 3, "residual": [0.5, 0.2, 0.4]}
+
+  def table(losses):
+    runs = [
+      {"part": "train", "design": design, "depth": 4, "learning_rate": rate, "seed": seed}
+      | {"final_train_loss": loss + 0.01 * seed, "diverged": not math.isfinite(loss)}
+      for design, values in losses.items()
+      for rate, loss in zip(config.learning_rates, values, strict=True)
+      for seed in (0, 1)
+    ]
+    init = [
+      {"part": "init", "design": design, "depth": 4, "seed": seed}
+      | dict.fromkeys(("lambda_max", "lambda_min", "lambda_spread", "grad_ratio_first_last"), 1.0)
+      for design in losses
+      for seed in (0, 1)
+    ]
+    return Results(runs + init, [])
+
+  claims = experiment.summarize(config, table(losses))
+  assert claims["best_learning_rate_by_depth"]["plain"] == {"4": None}
+  assert claims["final_loss_by_depth"]["plain"] == {"4": None}
+  assert claims["best_rate_at_grid_edge"]["plain"] == {"4": True}
+  assert claims["best_rate_at_grid_edge_at_deepest"] == {"residual": True}
+  assert math.isnan(claims["final_loss_gap_to_plain_at_deepest"]["residual"])
+  assert experiment.verdicts(claims) == {"final_loss_by_depth": "inconclusive"}
+  claims = experiment.summarize(config, table(losses | {"plain": [math.nan, 0.9, math.nan]}))
+  assert claims["best_learning_rate_by_depth"] == {"plain": {"4": 0.3}, "residual": {"4": 0.3}}
+  gap = (0.905 - np.std([0.9, 0.91], ddof=1)) - (0.205 + np.std([0.2, 0.21], ddof=1))
+  assert claims["final_loss_gap_to_plain_at_deepest"]["residual"] == pytest.approx(gap)
+  assert experiment.verdicts(claims) == {"final_loss_by_depth": "reproduced"}
