@@ -19,7 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.seeds = [0, 1, 2]  # of the initial parameters
   config.learning_rates = [2.0**k for k in range(-3, 8)]  # a ×2 grid, 0.125 .. 128
   config.target_accuracy = 0.95  # held-out; Ioffe & Szegedy time their nets to a fixed accuracy
-  config.unit = 0  # the last hidden layer's unit whose input is followed
+  config.unit = 0  # the last hidden layer's unit whose percentiles are drawn (the drift: all units)
   config.drift_learning_rate = 0.5
   config.lock()
   return config

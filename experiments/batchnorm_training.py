@@ -20,13 +20,16 @@ one (`depths`).
   largest such rate of the grid, the median over seeds per network. The claim `max_lr_ratio` is
   BatchNorm's over plain's, per depth (standard error as above); refused when a seed's largest
   trainable rate is the top of the grid (the true one may lie beyond).
-* Drift. With one learning rate, the input of one sigmoid unit of the last hidden layer of the
-  MNIST network (W h + b without BatchNorm; the normalized γ ẑ + β with it, with the held-out
+* Drift. With one learning rate, the input of every sigmoid unit of the last hidden layer of
+  the MNIST network (W h + b without BatchNorm; the normalized γ ẑ + β with it, with the held-out
   batch's statistics) is recorded on the held-out digits every `eval_every` steps as its 15th,
-  50th and 85th percentiles, as in Ioffe & Szegedy's Fig. 1(b, c). The drift of a percentile is
-  its range over training, in units of the final 15-85 spread (so that the two networks' input
-  scales do not matter); the claim `percentile_drift_ratio` is the mean relative drift without
-  BatchNorm over the mean relative drift with it.
+  50th and 85th percentiles, as in Ioffe & Szegedy's Fig. 1(b, c), for each seed (one vmapped
+  program per network). The drift of a percentile is its range over training, in units of the
+  unit's final 15-85 spread (so that the two networks' input scales do not matter; a unit with no
+  final spread is left out); a run's drift is the mean over its units and the three
+  percentiles. The claim `percentile_drift_ratio` is the geometric mean over seeds of plain's
+  drift over BatchNorm's (paired by seed), with the standard error of its log; `unit`'s
+  percentiles at the first seed are the figure.
 """
 
 import functools
@@ -66,10 +69,11 @@ class BatchnormTraining(Experiment):
     "learning-rate grid and several seeds. Each network is timed to a target held-out accuracy "
     "at its own best rate (median over seeds; a best rate at the edge of the grid makes the claim "
     "inconclusive), and its largest rate that still reaches the target is found. The 15th, 50th "
-    "and 85th percentiles of one last-layer sigmoid unit's input on held-out digits are followed "
+    "and 85th percentiles of each last-layer sigmoid unit's input on held-out digits are followed "
     "through training (Fig. 1b, c): their drift is their range over training, relative to the "
-    "final 15-85 spread. Ioffe & Szegedy's 14× fewer steps and 5-30× larger rates come from "
-    "Inception on ImageNet; the verdicts say what holds for these small sigmoid networks."
+    "unit's final 15-85 spread, averaged over the units and compared seed by seed. Ioffe & "
+    "Szegedy's 14× fewer steps and 5-30× larger rates come from Inception on ImageNet; the "
+    "verdicts say what holds for these small sigmoid networks."
   )
   PUBLISHED = {
     "percentile_drift_ratio": "> 1: BN keeps the distribution stable (Ioffe & Szegedy 2015, "
@@ -81,7 +85,9 @@ class BatchnormTraining(Experiment):
   # "Far fewer" as at least 2× fewer steps; "higher rates" as a larger largest trainable rate
   # (one ×2 grid step or more); both beyond 2 standard errors over seeds, at every depth.
   CRITERIA = {
-    "percentile_drift_ratio": above("percentile_drift_ratio", 1.0),
+    "percentile_drift_ratio": above(
+      "percentile_drift_ratio", 1.0, standard_error="percentile_drift_ratio_se"
+    ),
     "steps_to_target_ratio": above(
       "steps_to_target_ratio",
       STEPS_RATIO_THRESHOLD,
@@ -137,22 +143,29 @@ class BatchnormTraining(Experiment):
     table, history = [], []
     steps = np.arange(0, config.steps + 1, config.eval_every)
     for name, batchnorm in NETWORKS.items():
-      path = percentile_paths(config, data, batchnorm)
-      drift = (path.max(axis=0) - path.min(axis=0)) / (path[-1, -1] - path[-1, 0])
+      paths = percentile_paths(config, data, batchnorm)  # (seeds, evaluations, 3, units)
       for rank, p in enumerate(PERCENTILES):
         history += [
           {"member": f"{name} p{p}", "step": int(t), "metric": "unit_input_percentile", "value": v}
-          for t, v in zip(steps, path[:, rank].tolist(), strict=True)
+          for t, v in zip(steps, paths[0, :, rank, config.unit].tolist(), strict=True)
         ]
-      table.append(
-        {
-          "member": f"{name} drift",
-          "part": "drift",
-          "network": name,
-          "mean_percentile_drift": float(drift.mean()),
-          **{f"drift_p{p}": float(d) for p, d in zip(PERCENTILES, drift, strict=True)},
-        }
-      )
+      for seed, path in zip(config.seeds, paths, strict=True):
+        drift = relative_drift(path)
+        kept = drift[:, np.isfinite(drift[0])]  # (3, units with a final spread)
+        table.append(
+          {
+            "member": f"{name} drift seed {seed}",
+            "part": "drift",
+            "network": name,
+            "seed": seed,
+            "units_with_spread": kept.shape[1],
+            "mean_percentile_drift": float(kept.mean()) if kept.size else None,
+            **{
+              f"drift_p{p}": float(d.mean()) if d.size else None
+              for p, d in zip(PERCENTILES, kept, strict=True)
+            },
+          }
+        )
     jobs = [(name, depth) for depth in config.depths for name in NETWORKS]
     for name, depth in tqdm(jobs, desc="networks", disable=not progress):
       record, _ = members.get(
@@ -163,18 +176,28 @@ class BatchnormTraining(Experiment):
     return Results(table, history)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
-    """Drift ratio; per depth, the steps to the target at each network's best rate (plain over
-    BatchNorm) and the largest trainable rates (BatchNorm over plain), with standard errors from
-    the seeds and the grid-edge flags that refuse them."""
+    """Drift ratio (paired by seed); per depth, the steps to the target at each network's best
+    rate (plain over BatchNorm) and the largest trainable rates (BatchNorm over plain), with
+    standard errors from the seeds and the grid-edge flags that refuse them."""
     drift = {
-      r["network"]: r["mean_percentile_drift"] for r in results.table if r["part"] == "drift"
+      name: {
+        r["seed"]: r["mean_percentile_drift"]
+        for r in results.table
+        if r["part"] == "drift" and r["network"] == name
+      }
+      for name in NETWORKS
     }
+    drift_ratio, drift_ratio_se = paired_ratio(drift["plain"], drift["batchnorm"])
     runs = [r for r in results.table if r["part"] == "run"]
     _, best, at_edge = rate_search(runs)
     top = max(config.learning_rates)
     summary = {
-      "percentile_drift_ratio": drift["plain"] / drift["batchnorm"],
-      "percentile_drift": drift,
+      "percentile_drift_ratio": drift_ratio,
+      "percentile_drift_ratio_se": drift_ratio_se,
+      "percentile_drift": {
+        name: None if None in seeds.values() else float(np.mean(list(seeds.values())))
+        for name, seeds in drift.items()
+      },
       "target_accuracy": config.target_accuracy,
       "num_seeds": len(set(config.seeds)),
     }
@@ -307,13 +330,38 @@ def median_ratio(numerator: list[float], denominator: list[float]) -> tuple[floa
   return ratio, float(ratio * np.hypot(log_se(numerator), log_se(denominator)))
 
 
+def paired_ratio(numerator: dict, denominator: dict) -> tuple[float | None, float | None]:
+  """exp(mean over seeds of log(numerator / denominator)), seed by seed (dicts keyed by seed),
+  and its standard error ratio · se of the log ratios; (None, None) when a seed's value is
+  missing or not positive and finite."""
+  pairs = np.asarray(
+    [(numerator[seed], denominator.get(seed)) for seed in numerator], dtype=float
+  )  # None reads as NaN
+  if not pairs.size or not np.all(np.isfinite(pairs) & (pairs > 0)):
+    return None, None
+  logs = np.log(pairs[:, 0] / pairs[:, 1])
+  ratio = float(np.exp(logs.mean()))
+  se = logs.std(ddof=1) / np.sqrt(logs.size) if logs.size > 1 else np.nan
+  return ratio, float(ratio * se)
+
+
+def relative_drift(path: np.ndarray) -> np.ndarray:
+  """(3, units): each percentile's range over training of a path (evaluations, 3, units), in
+  units of the unit's final 15-85 spread; NaN for a unit with no final spread."""
+  spread = path[-1, -1] - path[-1, 0]
+  with np.errstate(divide="ignore", invalid="ignore"):
+    drift = (path.max(axis=0) - path.min(axis=0)) / spread
+  return np.where(spread > 0, drift, np.nan)
+
+
 def model_config(config: ml_collections.ConfigDict, depth: int, batchnorm: bool) -> dict:
   """The sigmoid MLP of the config with `depth` hidden layers, without or with BatchNorm."""
   return {"width": config.width, "depth": depth, "activation": "sigmoid", "batchnorm": batchnorm}
 
 
-def unit_input(module: models.MLP, x: jax.Array, unit: int) -> jax.Array:
-  """The input of sigmoid unit `unit` of the last hidden layer on the batch x, in training mode.
+def unit_inputs(module: models.MLP, x: jax.Array) -> jax.Array:
+  """The inputs (batch, units) of the sigmoid units of the last hidden layer on the batch x, in
+  training mode.
 
   Without BatchNorm: z = W h + b; with it: γ (z − μ_B)/√(σ_B² + ε) + β with the statistics of
   the batch x, i.e. what the sigmoid sees during training. `MLP.preactivations` is inference
@@ -326,41 +374,49 @@ def unit_input(module: models.MLP, x: jax.Array, unit: int) -> jax.Array:
     if module.norms:
       z = module.norms[index](z, use_running_average=False)
     h = module.activation(z)
-  return z[:, unit]
+  return z
 
 
 def percentile_paths(config: ml_collections.ConfigDict, data: data_lib.Dataset, batchnorm: bool):
-  """Percentiles (evaluations, 3) of the unit's held-out input, every `eval_every` steps, in the
-  config's first network (`depths[0]` hidden layers: Ioffe & Szegedy's MNIST network).
+  """Percentiles (seeds, evaluations, 3, units) of the last hidden layer's held-out inputs,
+  every `eval_every` steps, in the config's first network (`depths[0]` hidden layers: Ioffe &
+  Szegedy's MNIST network), one run per seed of `config.seeds` (its initialization and its
+  minibatch order), vmapped.
 
-  SGD runs in blocks of `eval_every` minibatch steps of `train.make_train_loop` (one minibatch
-  order across blocks); the percentiles are taken between blocks, at the parameters reached.
+  SGD runs in blocks of `eval_every` minibatch steps of `train.make_train_loop`; the percentiles
+  are taken between blocks, at the parameters reached.
   """
   options = model_config(config, config.depths[0], batchnorm)
-  module = models.build_model("mlp", in_features=64, out_features=10, seed=config.seed, **options)
-  model, graphdef = models.functional(module), nnx.graphdef(module)
-  loop = train.make_train_loop(
-    model, optim.sgd(config.drift_learning_rate), batch_size=config.batch_size
+  modules = [
+    models.build_model("mlp", in_features=64, out_features=10, seed=seed, **options)
+    for seed in config.seeds
+  ]
+  functional, graphdef = [models.functional(m) for m in modules], nnx.graphdef(modules[0])
+  loop = train.make_train_loop(  # the first model's `apply` serves every seed
+    functional[0], optim.sgd(config.drift_learning_rate), batch_size=config.batch_size
   )
-  key = jax.random.key(config.seed)
+  initial = [loop.init(f.params, f.model_state) for f in functional]
+  states = jax.tree.map(lambda *leaves: jnp.stack(leaves), *initial)
+  keys = jnp.stack([jax.random.key(seed) for seed in config.seeds])
 
   @jax.jit
-  def block(state):
+  @jax.vmap
+  def block(state, key):
     return jax.lax.fori_loop(
       0, config.eval_every, lambda _, s: loop.step(s, data, key, None), state
     )
 
   @jax.jit
+  @jax.vmap
   def percentiles(state):
     module = nnx.merge(graphdef, state.params, state.model_state, copy=True)
-    return jnp.percentile(unit_input(module, data.x_test, config.unit), jnp.asarray(PERCENTILES))
+    return jnp.percentile(unit_inputs(module, data.x_test), jnp.asarray(PERCENTILES), axis=0)
 
-  state = loop.init(model.params, model.model_state)
-  path = [percentiles(state)]
+  path = [percentiles(states)]
   for _ in range(config.steps // config.eval_every):
-    state = block(state)
-    path.append(percentiles(state))
-  return np.asarray(path, np.float64)
+    states = block(states, keys)
+    path.append(percentiles(states))
+  return np.asarray(jnp.stack(path, axis=1), np.float64)
 
 
 def rate_sweep(

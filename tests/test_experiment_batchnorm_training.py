@@ -38,20 +38,51 @@ def _summary(times: dict, steps: int = 1000) -> dict:
     {"depths": [3], "seeds": [0, 1, 2], "steps": steps, "target_accuracy": 0.95}
   )
   config.learning_rates = sorted({rate for _, rate in times})
-  table = [
-    {"part": "drift", "network": "plain", "mean_percentile_drift": 0.4},
-    {"part": "drift", "network": "batchnorm", "mean_percentile_drift": 0.2},
-  ] + [
-    {"part": "run", "network": network, "depth": 3, "learning_rate": rate, "seed": seed}
-    | {"steps_to_target": value}
-    for (network, rate), values in times.items()
-    for seed, value in enumerate(values)
-  ]
+  table = (
+    [
+      {"part": "drift", "network": "plain", "seed": seed, "mean_percentile_drift": 0.4}
+      for seed in range(3)
+    ]
+    + [
+      {"part": "drift", "network": "batchnorm", "seed": seed, "mean_percentile_drift": drift}
+      for seed, drift in enumerate((0.2, 0.1, 0.16))
+    ]
+    + [
+      {"part": "run", "network": network, "depth": 3, "learning_rate": rate, "seed": seed}
+      | {"steps_to_target": value}
+      for (network, rate), values in times.items()
+      for seed, value in enumerate(values)
+    ]
+  )
   summary = EXPERIMENT.summarize(config, Results(table, []))
   return summary | {"verdicts": EXPERIMENT.verdicts(summary)}
 
 
 NEVER = [None, None, None]
+
+
+def test_the_drift_ratio_is_paired_by_seed_with_the_error_of_its_log():
+  """Plain drifts 0.4 in every seed, BatchNorm 0.2, 0.1 and 0.16: ratios 2, 4 and 2.5."""
+  summary = _summary({("plain", 1.0): [10] * 3, ("batchnorm", 1.0): [10] * 3})
+  logs = np.log([2.0, 4.0, 2.5])
+  ratio = np.exp(logs.mean())
+  assert summary["percentile_drift_ratio"] == pytest.approx(ratio)
+  se = ratio * logs.std(ddof=1) / np.sqrt(3)
+  assert summary["percentile_drift_ratio_se"] == pytest.approx(se)
+  assert summary["percentile_drift"] == pytest.approx({"plain": 0.4, "batchnorm": 0.46 / 3})
+  assert summary["verdicts"]["percentile_drift_ratio"] == REPRODUCED  # 2.71 ± 0.36 > 1
+  assert MODULE.paired_ratio({0: 0.4, 1: 0.4}, {0: 0.2, 1: None}) == (None, None)
+  assert MODULE.paired_ratio({0: 0.4, 1: 0.4}, {0: 0.2, 1: 0.0}) == (None, None)
+
+
+def test_drift_is_the_range_over_training_in_units_of_the_final_spread():
+  """Two units over three evaluations: the second has no final 15-85 spread and is left out."""
+  path = np.zeros((3, 3, 2))
+  path[:, :, 0] = [[0.0, 1.0, 2.0], [1.0, 1.5, 4.0], [0.5, 1.0, 2.5]]  # final spread 2
+  path[:, :, 1] = [[0.0, 1.0, 2.0], [1.0, 1.0, 1.0], [3.0, 3.0, 3.0]]
+  drift = MODULE.relative_drift(path)
+  np.testing.assert_allclose(drift[:, 0], [1.0 / 2, 0.5 / 2, 2.0 / 2])
+  assert np.isnan(drift[:, 1]).all()
 
 
 def test_ratios_compare_medians_at_each_networks_best_rate_with_seed_errors():
@@ -131,6 +162,7 @@ def test_batchnorm_steadies_the_unit_input(summary):
   """Ioffe & Szegedy (2015) Fig. 1: with BatchNorm the input distribution of a sigmoid drifts
   less during training (here, relative to its final 15-85 spread: at least 1.5× less)."""
   assert summary["percentile_drift_ratio"] > 1.5
+  assert summary["percentile_drift_ratio_se"] > 0  # over the seeds
 
 
 @pytest.mark.slow  # runs the quick config end to end
@@ -150,8 +182,9 @@ def test_quick_run_brackets_both_networks_and_judges_by_the_criteria(summary):
   )
   ratio, se = summary["steps_to_target_ratio"]["3"], summary["steps_to_target_ratio_se"]["3"]
   lr_ratio, lr_se = summary["max_lr_ratio"]["3"], summary["max_lr_ratio_se"]["3"]
+  drift, drift_se = summary["percentile_drift_ratio"], summary["percentile_drift_ratio_se"]
   assert summary["verdicts"] == {
-    "percentile_drift_ratio": verdict(summary["percentile_drift_ratio"] > 1),
+    "percentile_drift_ratio": verdict(None if abs(drift - 1) <= 2 * drift_se else drift > 1),
     "steps_to_target_ratio": verdict(None if abs(ratio - 2) <= 2 * se else ratio > 2),
     "max_lr_ratio": verdict(None if abs(lr_ratio - 1) <= 2 * lr_se else lr_ratio > 1),
   }
