@@ -46,7 +46,7 @@ from jaxopt_study import data as data_lib
 from jaxopt_study import models, optim, report, sweep, train, validate
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.experiment import Experiment, Members, Results, above
-from jaxopt_study.lab import digits_tasks, grids
+from jaxopt_study.lab import digits_tasks, grids, verdicts
 from jaxopt_study.lab.curves import history_curves, read_curves
 from jaxopt_study.results import read_csv
 
@@ -187,7 +187,10 @@ class BatchnormTraining(Experiment):
       }
       for name in NETWORKS
     }
-    drift_ratio, drift_ratio_se = paired_ratio(drift["plain"], drift["batchnorm"])
+    drift_ratio, drift_ratio_se = verdicts.paired_ratio(
+      [drift["plain"][seed] for seed in config.seeds],
+      [drift["batchnorm"].get(seed) for seed in config.seeds],
+    )
     runs = [r for r in results.table if r["part"] == "run"]
     _, best, at_edge = rate_search(runs)
     top = max(config.learning_rates)
@@ -328,21 +331,6 @@ def median_ratio(numerator: list[float], denominator: list[float]) -> tuple[floa
 
   ratio = float(np.median(numerator) / np.median(denominator))
   return ratio, float(ratio * np.hypot(log_se(numerator), log_se(denominator)))
-
-
-def paired_ratio(numerator: dict, denominator: dict) -> tuple[float | None, float | None]:
-  """exp(mean over seeds of log(numerator / denominator)), seed by seed (dicts keyed by seed),
-  and its standard error ratio · se of the log ratios; (None, None) when a seed's value is
-  missing or not positive and finite."""
-  pairs = np.asarray(
-    [(numerator[seed], denominator.get(seed)) for seed in numerator], dtype=float
-  )  # None reads as NaN
-  if not pairs.size or not np.all(np.isfinite(pairs) & (pairs > 0)):
-    return None, None
-  logs = np.log(pairs[:, 0] / pairs[:, 1])
-  ratio = float(np.exp(logs.mean()))
-  se = logs.std(ddof=1) / np.sqrt(logs.size) if logs.size > 1 else np.nan
-  return ratio, float(ratio * se)
 
 
 def relative_drift(path: np.ndarray) -> np.ndarray:

@@ -71,8 +71,6 @@ def test_the_drift_ratio_is_paired_by_seed_with_the_error_of_its_log():
   assert summary["percentile_drift_ratio_se"] == pytest.approx(se)
   assert summary["percentile_drift"] == pytest.approx({"plain": 0.4, "batchnorm": 0.46 / 3})
   assert summary["verdicts"]["percentile_drift_ratio"] == REPRODUCED  # 2.71 ± 0.36 > 1
-  assert MODULE.paired_ratio({0: 0.4, 1: 0.4}, {0: 0.2, 1: None}) == (None, None)
-  assert MODULE.paired_ratio({0: 0.4, 1: 0.4}, {0: 0.2, 1: 0.0}) == (None, None)
 
 
 def test_drift_is_the_range_over_training_in_units_of_the_final_spread():

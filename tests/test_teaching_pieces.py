@@ -57,6 +57,17 @@ def test_verdicts_and_error_bars():
   assert verdicts.mean_and_standard_error([4.0]) == (4.0, None)
 
 
+def test_paired_ratio_is_the_geometric_mean_of_per_seed_ratios_with_the_error_of_its_log():
+  logs = np.log([2.0, 4.0, 2.5])  # 0.4 / 0.2, 0.4 / 0.1, 0.4 / 0.16
+  ratio, error = verdicts.paired_ratio([0.4, 0.4, 0.4], [0.2, 0.1, 0.16])
+  assert ratio == pytest.approx(np.exp(logs.mean()))
+  assert error == pytest.approx(ratio * logs.std(ddof=1) / np.sqrt(3))
+  assert verdicts.paired_ratio([3.0], [2.0]) == (pytest.approx(1.5), None)
+  for numerator, denominator in (([0.4, 0.4], [0.2, None]), ([0.4, 0.4], [0.2, 0.0])):
+    assert verdicts.paired_ratio(numerator, denominator) == (None, None)
+  assert verdicts.paired_ratio([0.4, float("nan")], [0.2, 0.2]) == (None, None)
+
+
 def test_distinct_units_counts_equal_columns():
   kernel = np.asarray([[1.0, 1.0, 2.0], [0.5, 0.5, 0.5]])
   bias = np.asarray([0.0, 0.0, 0.0])

@@ -1,6 +1,7 @@
 """Error bars for an experiment's claims: `mean_and_std(values)`, the mean and the sample standard
 deviation over seeds, as a dict for `summary.json`; `mean_and_standard_error(values)`, the mean
-and its standard error, the pair a criterion's `standard_error=` judges."""
+and its standard error, the pair a criterion's `standard_error=` judges;
+`paired_ratio(numerator, denominator)`, the geometric mean of per-seed ratios and its error."""
 
 from collections.abc import Sequence
 
@@ -22,3 +23,18 @@ def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float | Non
   if array.size < 2:
     return float(array.mean()), None
   return float(array.mean()), float(array.std(ddof=1) / np.sqrt(array.size))
+
+
+def paired_ratio(
+  numerator: Sequence[float | None], denominator: Sequence[float | None]
+) -> tuple[float | None, float | None]:
+  """The geometric mean over seeds of numeratorᵢ / denominatorᵢ (two measurements of seed i,
+  e.g. without and with BatchNorm from one initialization) and its standard error by the delta
+  method on logs, ratio · s/√n of the log ratios (None for one seed); (None, None) when a value is
+  missing (None), not finite or not positive, where no ratio can be taken."""
+  pairs = np.asarray(list(zip(numerator, denominator, strict=True)), float)  # None reads as NaN
+  if not pairs.size or not np.all(np.isfinite(pairs) & (pairs > 0)):
+    return None, None
+  mean_log, se_log = mean_and_standard_error(np.log(pairs[:, 0] / pairs[:, 1]))
+  ratio = float(np.exp(mean_log))
+  return ratio, None if se_log is None else ratio * se_log
