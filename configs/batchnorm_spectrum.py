@@ -8,6 +8,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "batchnorm_spectrum"
   config.seed = 0
+  config.num_seeds = 3  # seeds seed, seed + 1, ...: both models from each initialization
   config.steps = 500
   config.batch_size = 64
   config.learning_rate = 0.1

@@ -4,20 +4,23 @@ Ghorbani, Krishnan & Xiao (2019, §4) found that the Hessian of a network withou
 normalization has large isolated eigenvalues, which BatchNorm (Ioffe & Szegedy 2015;
 Goodfellow et al. 2016, §8.7.1) suppresses, so that the largest eigenvalue falls and larger
 learning rates train stably (gradient descent on a quadratic diverges above 2 / λ_max, §4.3).
-Here the same digits MLP is trained by SGD without and with BatchNorm, and we measure
+Here the same digits MLP is trained by SGD without and with BatchNorm, from each of `num_seeds`
+initializations (seeds `seed`, `seed` + 1, ...; both models of a seed share its minibatch order),
+and we measure
 
 * the exact Hessian spectrum of the training NLL at the end, BatchNorm in train mode (batch
   statistics of the whole training set, the objective the minibatches estimate), its largest
   eigenvalue and its outliers (the eigengap rule of `hessian.outliers`);
-* the largest stable learning rate: one `jaxopt_study.sweep` per model over `lr_sweep`, each
-  member trained for `lr_sweep_steps` steps; a rate is stable if the run stays finite
+* the largest stable learning rate: one `jaxopt_study.sweep` per model over `lr_sweep` × the
+  seeds, each member trained for `lr_sweep_steps` steps; a rate is stable if the run stays finite
   (the sweep's divergence flag) and ends below its initial training NLL.
 
-Claims (`summary.json`): `lambda_max_ratio` (with / without BatchNorm; Ghorbani et al.: < 1),
-`max_stable_lr_ratio` (with / without; > 1: a lower bound, over the grid's smallest rate, when
-the plain net is stable at no rate; undecided when it is stable at the grid's top,
-`plain_max_stable_lr_at_grid_top`), and per model λ_max, the outlier count and the largest stable
-rate.
+Claims (`summary.json`), each a geometric mean over seeds of the per-seed ratio with the
+standard error of its log (`verdicts.paired_ratio`): `lambda_max_ratio` (with / without
+BatchNorm; Ghorbani et al.: < 1), `max_stable_lr_ratio` (with / without; > 1: for a seed whose
+plain net is stable at no rate, a lower bound over the grid's smallest rate; undecided when the
+plain net of some seed is stable at the grid's top, `plain_max_stable_lr_at_grid_top`); and per
+model the mean λ_max and outlier count and the median largest stable rate over seeds.
 """
 
 from pathlib import Path
@@ -27,8 +30,8 @@ import numpy as np
 
 from jaxopt_study import report, sweep, validate
 from jaxopt_study.experiment import Experiment, Members, Results, above, below
-from jaxopt_study.lab import digits_tasks, trained_mlp
-from jaxopt_study.lab.curves import read_curves
+from jaxopt_study.lab import digits_tasks, trained_mlp, verdicts
+from jaxopt_study.lab.curves import history_curves, read_curves
 from jaxopt_study.results import history_rows
 
 VARIANTS = {"plain": False, "batchnorm": True}
@@ -41,7 +44,8 @@ class BatchnormSpectrum(Experiment):
   TITLE = "BatchNorm and the Hessian: top eigenvalue, outliers and the largest stable rate"
   SECTION = "8.7.1"
   DESCRIPTION = (
-    "The same MLP on scikit-learn's digits trained by SGD without and with BatchNorm. The exact "
+    "The same MLP on scikit-learn's digits trained by SGD without and with BatchNorm, from "
+    "several initializations, the two ratios paired by seed with their standard errors. The exact "
     "Hessian spectrum of the training NLL at the end (BatchNorm in train mode), its largest "
     "eigenvalue and its outliers by the largest eigengap; and the largest learning rate, on a "
     "grid, at which a short SGD run stays finite and lowers the loss (one sweep per model). "
@@ -56,13 +60,17 @@ class BatchnormSpectrum(Experiment):
   # The rate ratio is undecided when the plain net is stable at the grid's top rate: its own
   # largest stable rate may lie above the grid, so the ratio is only an upper bound.
   CRITERIA = {
-    "lambda_max_ratio": below("lambda_max_ratio", 1.0),
+    "lambda_max_ratio": below("lambda_max_ratio", 1.0, standard_error="lambda_max_ratio_se"),
     "max_stable_lr_ratio": above(
-      "max_stable_lr_ratio", 1.0, unless="plain_max_stable_lr_at_grid_top"
+      "max_stable_lr_ratio",
+      1.0,
+      standard_error="max_stable_lr_ratio_se",
+      unless="plain_max_stable_lr_at_grid_top",
     ),
   }
   FIELDS = {
     **trained_mlp.FIELDS,
+    "num_seeds": lambda name, value, where: validate.require_int(name, value, where, low=2),
     "lr_sweep": validate.each(validate.require_positive),
     "outlier_search": validate.require_positive_int,
   }
@@ -75,7 +83,8 @@ class BatchnormSpectrum(Experiment):
       sweep.check_config(sweep_config(config, batchnorm))
 
   def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
-    """Trains and measures both models; each finished model is kept in the run folder."""
+    """Trains and measures both models from every seed; each finished model is kept in the run
+    folder."""
     data = digits_tasks.load(config.data)
     table, history = [], []
     for name, batchnorm in VARIANTS.items():
@@ -83,28 +92,41 @@ class BatchnormSpectrum(Experiment):
       record, _ = members.get(
         name, lambda n=name, b=batchnorm, f=folder: (one_model(config, data, n, b, f, progress), {})
       )
-      table.append(record["row"])
+      table.extend(record["rows"])
       history.extend(record["history"])
     return Results(table, history)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
-    table = results.table
-    by_name = {r["member"]: r for r in table}
-    plain, normed = by_name["plain"], by_name["batchnorm"]
-    rates = (plain["max_stable_lr"], normed["max_stable_lr"])
-    if np.isnan(rates[0]) and not np.isnan(rates[1]):
-      # the plain net is stable at no rate of the grid, so below its smallest: a lower bound
-      ratio = rates[1] / min(config.lr_sweep)
-    else:
-      ratio = rates[1] / rates[0]
+    def column(name: str, key: str) -> list:
+      rows = sorted((r for r in results.table if r["model"] == name), key=lambda r: r["seed"])
+      return [r[key] for r in rows]
+
+    plain, normed = column("plain", "max_stable_lr"), column("batchnorm", "max_stable_lr")
+    # a plain net stable at no rate of the grid is so below its smallest: a lower bound
+    plain_bound = [min(config.lr_sweep) if np.isnan(p) else p for p in plain]
+    lambda_ratio = verdicts.paired_ratio(
+      column("batchnorm", "lambda_max"), column("plain", "lambda_max")
+    )
+    rate_ratio = verdicts.paired_ratio(normed, plain_bound)
+    top = max(config.lr_sweep)
     return {
-      "lambda_max_ratio": normed["lambda_max"] / plain["lambda_max"],
-      "max_stable_lr_ratio": ratio,
-      "plain_max_stable_lr_at_grid_top": bool(rates[0] == max(config.lr_sweep)),
-      **{f"{k}_{r['member']}": r[k] for r in table for k in ("lambda_max", "n_outliers")},
-      **{f"max_stable_lr_{r['member']}": r["max_stable_lr"] for r in table},
+      "num_seeds": config.num_seeds,
+      "lambda_max_ratio": lambda_ratio[0],
+      "lambda_max_ratio_se": lambda_ratio[1],
+      "max_stable_lr_ratio": rate_ratio[0],
+      "max_stable_lr_ratio_se": rate_ratio[1],
+      "plain_max_stable_lr_at_grid_top": bool(top in plain),
+      **{
+        f"{key}_{name}": float(np.mean(column(name, key)))
+        for name in VARIANTS
+        for key in ("lambda_max", "n_outliers")
+      },
+      **{
+        f"max_stable_lr_{name}": float(np.median(column(name, "max_stable_lr")))
+        for name in VARIANTS
+      },
       "max_stable_lr_at_grid_edge": [
-        r["member"] for r in table if r["max_stable_lr"] == max(config.lr_sweep)
+        r["member"] for r in results.table if r["max_stable_lr"] == top
       ],
     }
 
@@ -133,32 +155,50 @@ class BatchnormSpectrum(Experiment):
 
 
 def one_model(config, data, name: str, batchnorm: bool, folder: Path | None, progress: bool):
-  """One model's spectrum (training NLL in train mode, BatchNorm on the batch it is given) and
-  its learning-rate sweep (resumable in `folder`): its table row and history rows."""
-  result, values, columns = trained_mlp.trained_spectrum(
-    config, data, config.seed, batchnorm=batchnorm
-  )
-  lr_table = sweep.run_config(sweep_config(config, batchnorm), folder, progress=progress).table
-  initial = float(result.history["train_loss"][0])  # the same init as the sweep's members
-  stable = [
-    r["learning_rate"]
-    for r in lr_table
-    if not r["diverged"] and np.isfinite(r["final_train_loss"]) and r["final_train_loss"] < initial
-  ]
-  row = {
-    "member": name,
-    "batchnorm": batchnorm,
-    **columns,
-    "max_stable_lr": max(stable) if stable else float("nan"),
-    "diverged_lrs": str([r["learning_rate"] for r in lr_table if r["diverged"]]),
+  """One model from every seed: its spectrum (training NLL in train mode, BatchNorm on the batch
+  it is given) and its learning-rate sweep over the seeds (resumable in `folder`): a table row
+  and history rows per seed."""
+  lr_sweep = sweep.run_config(sweep_config(config, batchnorm), folder, progress=progress)
+  initial = {  # each member's training NLL at step 0
+    member: values[steps.index(0)]
+    for member, (steps, values) in history_curves(lr_sweep.history, "train_loss").items()
   }
-  top = values[: config.outlier_search + 1]
-  history = history_rows(name, result.history)
-  return {"row": row, "history": history + trained_mlp.eigenvalue_rows(name, top, "top_eigenvalue")}
+  rows, history = [], []
+  for seed in seeds(config):
+    member = f"{name}@seed{seed}"
+    result, values, columns = trained_mlp.trained_spectrum(config, data, seed, batchnorm=batchnorm)
+    runs = [r for r in lr_sweep.table if r["seed"] == seed]
+    stable = [
+      r["learning_rate"]
+      for r in runs
+      if not r["diverged"]
+      and np.isfinite(r["final_train_loss"])
+      and r["final_train_loss"] < initial[r["member"]]
+    ]
+    rows.append(
+      {
+        "member": member,
+        "model": name,
+        "seed": seed,
+        "batchnorm": batchnorm,
+        **columns,
+        "max_stable_lr": max(stable) if stable else float("nan"),
+        "diverged_lrs": str([r["learning_rate"] for r in runs if r["diverged"]]),
+      }
+    )
+    top = values[: config.outlier_search + 1]
+    history += history_rows(member, result.history)
+    history += trained_mlp.eigenvalue_rows(member, top, "top_eigenvalue")
+  return {"rows": rows, "history": history}
+
+
+def seeds(config: ml_collections.ConfigDict) -> list[int]:
+  """The seeds of the initializations (and minibatch orders): `seed`, `seed` + 1, ..."""
+  return list(range(config.seed, config.seed + config.num_seeds))
 
 
 def sweep_config(config: ml_collections.ConfigDict, batchnorm: bool) -> ml_collections.ConfigDict:
-  """The learning-rate sweep of one model, as a `jaxopt_study.sweep` config."""
+  """The learning-rate × seed sweep of one model, as a `jaxopt_study.sweep` config."""
   keys = ("seed", "batch_size", "learning_rate", "sampling", "data", "optimizer")
   return ml_collections.ConfigDict(
     {
@@ -166,6 +206,6 @@ def sweep_config(config: ml_collections.ConfigDict, batchnorm: bool) -> ml_colle
       "model": {**config.model.to_dict(), "batchnorm": batchnorm},
       "steps": config.lr_sweep_steps,
       "eval_every": min(config.eval_every, config.lr_sweep_steps),
-      "sweep": {"learning_rate": list(config.lr_sweep)},
+      "sweep": {"learning_rate": list(config.lr_sweep), "seed": seeds(config)},
     }
   )
