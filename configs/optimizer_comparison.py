@@ -40,13 +40,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.full_batch = ml_collections.ConfigDict({"steps": 40, "eval_every": 1})
   config.optimum_rtol = 1e-4  # "at the optimum": J ≤ J* (1 + optimum_rtol)
   # One entry per optimizer, hyperparameters by their Optax names; a list is a sweep axis. The
-  # first-order grids are those of the `optimizers` experiment (each spans a factor of 100). A line
+  # first-order grids are those of the `optimizers` experiment. A line
   # search sets the step of CG, BFGS and L-BFGS: their only rate is 1 (the direction unscaled).
   first_order = load_config(Path(__file__).with_name("optimizers.py")).optimizers.to_dict()
-  # This MLP is narrower than that experiment's, and trains best at the top of the SGD family's
-  # and delta-bar-delta's grids: one more rate above each, so that every grid brackets its best.
-  for name, rate in (("sgd", 10.0), ("momentum", 1.0), ("nesterov", 1.0), ("delta_bar_delta", 3.0)):
-    first_order[name]["learning_rate"].append(rate)
   config.optimizers = ml_collections.ConfigDict(
     {
       **first_order,

@@ -148,7 +148,7 @@ def test_every_optimizer_descends(finished_run, summary):
   """Every member of every grid ends below its starting objective, and stays finite."""
   assert summary["members_not_descending"] == []
   rows = read_csv(finished_run / "results.csv")
-  assert len(rows) == 6 + 5 + 1  # SGD's six rates, Adam's five, Newton's one damping
+  assert len(rows) == 7 + 7 + 1  # SGD's seven rates, Adam's seven, Newton's one damping
   for row in rows:
     assert np.isfinite(row["final_train_loss"])
     assert row["final_train_loss"] < row["initial_train_loss"]
