@@ -46,6 +46,7 @@ from jaxopt_study.config import build_problem
 from jaxopt_study.experiment import Experiment, Members, Results, above
 from jaxopt_study.lab import digits_tasks
 from jaxopt_study.lab.curves import read_curves
+from jaxopt_study.lab.verdicts import mean_and_standard_error
 from jaxopt_study.results import history_rows
 
 # The methods a repeat measures once (the singles are K rows per repeat).
@@ -147,11 +148,11 @@ class Ensembles(Experiment):
     }
     summary = {}
     for name, values in gains.items():
-      summary[name], summary[f"{name}_se"] = _mean_and_se(values)
+      summary[name], summary[f"{name}_se"] = mean_and_standard_error(values)
     return {
       **summary,
       "test_error_by_method": {m: float(np.mean(v)) for m, v in per_repeat.items()},
-      "test_error_by_method_se": {m: _mean_and_se(v)[1] for m, v in per_repeat.items()},
+      "test_error_by_method_se": {m: mean_and_standard_error(v)[1] for m, v in per_repeat.items()},
       "ensemble_size_curve": {
         kind: _size_curve(results.history, kind) for kind in ("independent", "snapshots")
       },
@@ -177,12 +178,6 @@ class Ensembles(Experiment):
         ylabel="held-out 0-1 error",
       )
     ]
-
-
-def _mean_and_se(values) -> tuple[float, float]:
-  """The mean and its standard error s/√n over repeats."""
-  array = np.asarray(values, np.float64)
-  return float(array.mean()), float(array.std(ddof=1) / np.sqrt(array.size))
 
 
 def _size_curve(history: list[dict], kind: str) -> dict[str, float]:

@@ -44,6 +44,7 @@ from jaxopt_study.config import build_problem
 from jaxopt_study.experiment import Experiment, Members, Results, below
 from jaxopt_study.lab import digits_tasks, grids, rate_plots
 from jaxopt_study.lab.curves import read_curves
+from jaxopt_study.lab.verdicts import mean_and_standard_error
 from jaxopt_study.results import read_csv
 
 # name -> (config, ε_0) -> the schedule ε_k; ε_0 may be traced (a sweep's axis).
@@ -228,8 +229,9 @@ class LrSchedules(Experiment):
     }
     loss, loss_se, error, error_se = {}, {}, {}, {}
     for name, rows in at_best.items():
-      loss[name], loss_se[name] = _mean_and_se([r["final_train_loss"] for r in rows.values()])
-      error[name], error_se[name] = _mean_and_se([r["final_test_error"] for r in rows.values()])
+      runs = rows.values()
+      loss[name], loss_se[name] = mean_and_standard_error([r["final_train_loss"] for r in runs])
+      error[name], error_se[name] = mean_and_standard_error([r["final_test_error"] for r in runs])
     decaying = [name for name in best if name != "constant"]
     paired, paired_loss = (
       {name: _paired(at_best[name], at_best.get("constant", {}), metric) for name in decaying}
@@ -314,16 +316,10 @@ def _rate_means(table: list[dict]) -> list[dict]:
   return rows
 
 
-def _mean_and_se(values) -> tuple[float, float]:
-  """The mean over seeds and its standard error s/√n."""
-  array = np.asarray(values, np.float64)
-  return float(array.mean()), float(array.std(ddof=1) / np.sqrt(array.size))
-
-
 def _paired(rows: dict, baseline: dict, metric: str) -> tuple[float | None, float | None]:
   """The mean over shared seeds of rows[seed][metric] − baseline[seed][metric], and its standard
   error; None where fewer than two seeds are shared."""
   seeds = sorted(set(rows) & set(baseline))
   if len(seeds) < 2:
     return None, None
-  return _mean_and_se([rows[s][metric] - baseline[s][metric] for s in seeds])
+  return mean_and_standard_error([rows[s][metric] - baseline[s][metric] for s in seeds])

@@ -65,6 +65,7 @@ from jaxopt_study import problem as problem_lib
 from jaxopt_study.experiment import Experiment, Members, Results, below
 from jaxopt_study.lab import digits_tasks, grids
 from jaxopt_study.lab.curves import mean_by_prefix, read_curves
+from jaxopt_study.lab.verdicts import mean_and_standard_error
 
 METHODS = ("none", "l2", "l1", "dropout", "dropconnect", "augment", "stochastic_depth")
 # each method's strength at which it does nothing
@@ -230,7 +231,7 @@ class Regularization(Experiment):
       ("train_test_gap_by_method", "train_test_gap"),
       ("sharpness_by_method", "sharpness"),
     ):
-      pairs = {m: _mean_and_se([r[field] for r in by_method[m]]) for m in config.methods}
+      pairs = {m: mean_and_standard_error([r[field] for r in by_method[m]]) for m in config.methods}
       summary[name] = {m: mean for m, (mean, _) in pairs.items()}
       summary[f"{name}_se"] = {m: se for m, (_, se) in pairs.items()}
     baseline = by_method["none"]
@@ -242,7 +243,9 @@ class Regularization(Experiment):
     }
     for name, change in changes.items():
       pairs = {
-        m: _mean_and_se([change(r, b) for r, b in zip(by_method[m], baseline, strict=True)])
+        m: mean_and_standard_error(
+          [change(r, b) for r, b in zip(by_method[m], baseline, strict=True)]
+        )
         if m in by_method
         else (None, None)
         for m in others
@@ -275,12 +278,6 @@ def _seed(row: dict) -> int:
   return row["seed"]
 
 
-def _mean_and_se(values: list[float]) -> tuple[float, float]:
-  """The mean over seeds and its standard error, std (ddof = 1) / √k (NaN if any value is)."""
-  array = np.asarray(values, np.float64)
-  return float(array.mean()), float(array.std(ddof=1) / np.sqrt(array.size))
-
-
 def equal_loss_summary(table: list[dict]) -> dict:
   """The equal-loss control's claims from the table's `dropout` and `none_at_dropout_loss` rows,
   paired by seed: per seed, s* (`matched_step_none`), dropout's final eval-mode training NLL and
@@ -304,8 +301,8 @@ def equal_loss_summary(table: list[dict]) -> dict:
   ratios = [
     float(np.log(d["sharpness"] / c["sharpness"])) for d, c in zip(dropout, control, strict=True)
   ]
-  sharpness = _mean_and_se([c["sharpness"] for c in control])
-  ratio = _mean_and_se(ratios)
+  sharpness = mean_and_standard_error([c["sharpness"] for c in control])
+  ratio = mean_and_standard_error(ratios)
   return per_seed | {
     "none_sharpness_at_dropout_loss": sharpness[0],
     "none_sharpness_at_dropout_loss_se": sharpness[1],
