@@ -87,8 +87,8 @@ class Optimizers(Experiment):
     """Each optimizer at its best learning rate (lowest finite final training loss)."""
     best = grids.best_rows(results.table, "optimizer", "final_train_loss")
     winner = min(best.values(), key=lambda r: r["final_train_loss"], default=None)
-    rates = {k: [r["learning_rate"] for r in results.table if r["optimizer"] == k] for k in best}
-    edge = [k for k, r in best.items() if r["learning_rate"] in (min(rates[k]), max(rates[k]))]
+    at_edge = grids.best_at_edge(results.table, "optimizer", "final_train_loss")
+    edge = [k for k, flagged in at_edge.items() if flagged]
     return {
       "best_optimizer": winner["optimizer"] if winner else None,
       "best_is_adaptive_rate": float(winner["optimizer"] in ADAPTIVE_RATE) if winner else None,
