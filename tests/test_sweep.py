@@ -139,6 +139,26 @@ def test_a_grid_of_one_member_is_a_plain_run():
 
 
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
+def test_divergence_is_a_rise_above_the_initial_loss_by_factor_minus_one_times_its_size():
+  """L₀ > 0: above factor · L₀; a loss that starts negative is not flagged for falling (it was:
+  every member of a Gaussian-NLL sweep read diverged at step 0), and is flagged when it rises by
+  more than (factor − 1)|L₀|; L₀ = 0: only a non-finite loss; a frozen member at its step."""
+  steps = np.arange(0, 50, 10)
+
+  def diverged_at(losses, frozen_at=None):
+    history = {"step": steps, "train_loss": np.asarray(losses, float)}
+    return runner._divergence(history, 10.0, frozen_at)
+
+  assert diverged_at([1.0, 0.5, 9.9, 10.0, 3.0]) is None
+  assert diverged_at([1.0, 0.5, 9.9, 10.1, 3.0]) == 30
+  assert diverged_at([-97.4, -98.0, -99.0, -100.0, -100.0]) is None
+  assert diverged_at([-2.0, -1.0, 15.9, 0.0, 0.0]) is None  # rose by 17.9 < 9 · 2 = 18
+  assert diverged_at([-2.0, -1.0, 16.1, 0.0, 0.0]) == 20
+  assert diverged_at([0.0, 5.0, 1e6, 0.0, 0.0]) is None
+  assert diverged_at([0.0, 5.0, np.nan, 0.0, 0.0]) == 20
+  assert diverged_at([1.0, 0.5, 0.4, 0.3, 0.2], frozen_at=17) == 17
+
+
 def test_a_diverged_member_leaves_the_others_bit_for_bit_unchanged():
   """With and without a member whose parameters overflow (3 members are padded to 4 per device)."""
   without = sweep.run_config(make_config({"learning_rate": [0.03, 0.1, 0.3]}))

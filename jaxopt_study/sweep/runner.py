@@ -134,7 +134,8 @@ def run(
     checkpoint_every: steps between checkpoints (a multiple of eval_every; default about 10
       segments).
     divergence_factor: a member whose training loss becomes non-finite, or exceeds this factor
-      times its initial training loss at an evaluation, is flagged `diverged`.
+      times its initial training loss L₀ at an evaluation, is flagged `diverged` (for a loss
+      that may be negative: rises above L₀ by more than (factor − 1)·|L₀|).
     config: what the run folder's `config.json` records (default: a description of the problem
       and of these arguments); a folder holding another one is refused.
     curvature_every, curvature: the curvature monitor, as in `train.train`, run for every member
@@ -595,11 +596,15 @@ def _minibatch_rows(member: str, logged: dict[str, np.ndarray], index: int) -> l
 
 def _divergence(history: dict[str, np.ndarray], factor: float, frozen_at: int | None) -> int | None:
   """The step at which a member diverged, or None: its loss became non-finite (it was frozen at
-  `frozen_at`) or, at an evaluation, exceeded `factor` times its initial training loss."""
+  `frozen_at`) or, at an evaluation, rose above its initial training loss L₀ by more than
+  (factor − 1)·|L₀| (for L₀ > 0: exceeded `factor` · L₀). Measured from L₀ by |L₀|, so a loss
+  that starts negative (a Gaussian NLL, a loss with an offset) is not flagged for falling; for
+  L₀ = 0 only a non-finite loss counts."""
   if frozen_at is not None:
     return int(frozen_at)
   loss = history["train_loss"]
-  above = np.flatnonzero(~(loss <= factor * loss[0]))
+  allowed = (factor - 1.0) * abs(loss[0]) if loss[0] != 0 else np.inf
+  above = np.flatnonzero(~(loss - loss[0] <= allowed))
   return int(history["step"][above[0]]) if above.size else None
 
 
