@@ -159,3 +159,37 @@ def test_batchnorm_needs_a_mode_and_follows_it(x64):
   after = nnx.state(model, nnx.BatchStat)  # running averages untouched by the train mode
   jax.tree.map(np.testing.assert_array_equal, before, after)
   assert model.norms[0].use_running_average is False  # the caller's module keeps its mode
+
+
+class DropoutNet(nnx.Module):
+  """tanh(W₁x) with dropout before W₂: no BatchNorm, yet its loss depends on the mode."""
+
+  def __init__(self, rngs):
+    self.hidden = nnx.Linear(3, 5, param_dtype=jnp.float64, rngs=rngs)
+    self.drop = nnx.Dropout(0.5, rngs=rngs)
+    self.out = nnx.Linear(5, 2, param_dtype=jnp.float64, rngs=rngs)
+
+  def __call__(self, x):
+    return self.out(self.drop(jnp.tanh(self.hidden(x))))
+
+
+def test_dropout_needs_a_mode_and_eval_turns_it_off(x64):
+  """mode='eval' is the module after `module.eval()` (dropout off; it was left on), compared
+  with jax.hessian of the eval-mode module; with dropout on and no mode the tools refuse, and a
+  module the caller put in eval mode needs none."""
+  _, x, y = mlp_problem()
+  model = DropoutNet(nnx.Rngs(0))
+  with pytest.raises(ValueError, match="dropout that is on"):
+    hessian_matrix(module_loss, model, x, y)
+  eval_model = nnx.view(model, deterministic=True)
+  graphdef, params, rest = nnx.split(eval_model, nnx.Param, ...)
+  expected = reference_hessian(
+    lambda p, x, y: module_loss(nnx.merge(graphdef, p, rest, copy=True), x, y), params, x, y
+  )
+  np.testing.assert_allclose(
+    hessian_matrix(module_loss, model, x, y, mode="eval"), expected, rtol=1e-12, atol=1e-14
+  )
+  train = hessian_matrix(module_loss, model, x, y, mode="train")  # one dropout mask
+  assert np.abs(train - expected).max() > 1e-2
+  np.testing.assert_allclose(hessian_matrix(module_loss, eval_model, x, y), expected, rtol=1e-12)
+  assert model.drop.deterministic is False  # the caller's module keeps its mode

@@ -33,6 +33,11 @@ from jaxopt_study import validate
 
 LossFn = Callable[..., chex.Numeric]
 MODES = ("train", "eval")
+# the attributes `module.train()` and `module.eval()` set on BatchNorm and Dropout
+_MODE_ATTRIBUTES = {
+  "train": {"deterministic": False, "use_running_average": False},
+  "eval": {"deterministic": True, "use_running_average": True},
+}
 
 
 class Layout(NamedTuple):
@@ -148,16 +153,21 @@ def _group_batches(batches: Sequence[tuple], dtype: np.dtype) -> tuple[BatchGrou
 
 
 def _split_module(model: nnx.Module, mode: str | None, where: str) -> tuple[Any, Any, Any]:
-  """(graphdef, Param state, the rest) of `model`, BatchNorm set to `mode` on a view of it."""
-  has_batch_stats = bool(jax.tree.leaves(nnx.state(model, nnx.BatchStat)))
-  if has_batch_stats and mode is None:
-    raise ValueError(
-      f"{where}: the model has BatchNorm statistics (nnx.BatchStat), so the loss depends on the "
-      "mode: pass mode='train' (batch statistics, the training objective) or mode='eval' "
-      "(running averages)"
-    )
-  if mode is not None:
-    model = nnx.view(model, use_running_average=mode == "eval", raise_if_not_found=False)
+  """(graphdef, Param state, the rest) of `model`, on a view of it in `mode`: "train" sets
+  BatchNorm to batch statistics and dropout on, "eval" running averages and dropout off, as
+  `module.train()` / `module.eval()` do. Without a mode, a model whose loss depends on one
+  (BatchNorm statistics, or dropout that is on) is refused."""
+  if mode is None:
+    has_batch_stats = bool(jax.tree.leaves(nnx.state(model, nnx.BatchStat)))
+    in_eval = nnx.view(model, **_MODE_ATTRIBUTES["eval"], raise_if_not_found=False)
+    if has_batch_stats or nnx.graphdef(in_eval) != nnx.graphdef(model):
+      raise ValueError(
+        f"{where}: the model has BatchNorm statistics (nnx.BatchStat) or dropout that is on, so "
+        "the loss depends on the mode: pass mode='train' (batch statistics, dropout on: the "
+        "training objective) or mode='eval' (running averages, dropout off)"
+      )
+  else:
+    model = nnx.view(model, **_MODE_ATTRIBUTES[mode], raise_if_not_found=False)
   return nnx.split(model, nnx.Param, ...)
 
 
