@@ -445,7 +445,8 @@ def hessian_matrix(
       its HVPs' activations exceed max(N² · itemsize / 4, 32 MiB) (see `_compiled_rows`).
     batches: instead of `*args`, a sequence of argument tuples: the full-data Hessian
       Σ_b n_b H_b / Σ_b n_b.
-    mode: "train" or "eval", required for a module with BatchNorm statistics; see `hvp`.
+    mode: "train" or "eval", required for a module with BatchNorm statistics or dropout that
+      is on; see `hvp`.
     max_seconds: the time allowed (default 600 s), estimated from the first chunk.
 
   Returns:

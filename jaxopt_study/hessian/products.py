@@ -370,8 +370,10 @@ def hvp(
     *args: the data of one batch, passed to `loss_fn` after params.
     batches: instead of `*args`, a sequence of argument tuples; the loss is then the mean over all
       examples, L = Σ_b n_b L_b / Σ_b n_b (see the module docstring).
-    mode: "train" or "eval" for a module with BatchNorm statistics (required there): batch
-      statistics (the training objective; running averages are not updated) or running averages.
+    mode: "train" or "eval" for a module with BatchNorm statistics or dropout that is on
+      (required there), as `module.train()` / `module.eval()` set them: batch statistics and
+      dropout on (the training objective, one dropout mask; running averages are not updated),
+      or running averages and dropout off.
 
   Returns:
     A function from a pytree v shaped like the parameters (an `nnx.State` of the Params for a
