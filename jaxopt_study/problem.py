@@ -63,7 +63,8 @@ class Problem:
     heldout_data: the same for held-out data, or None.
     metrics: name -> `(module, batch) -> scalar`, reported as `train_<name>` and
       `test_<name>` (evaluated in eval mode), never under another name.
-    init: `(params, init_scale) -> params` for `init_scale`; default `scale_kernels`.
+    init: `(params, init_scale) -> params`, applied to every initialization at its
+      `init_scale` (1 unless a sweep or `train.train` sets it); default `scale_kernels`.
   """
 
   model: ModelFn
@@ -248,10 +249,12 @@ class Pure:
     self._check_outputs(params, self._raw(state))
 
   def initial(self, seed: int, init_scale: float = 1.0) -> tuple[nnx.State, nnx.State]:
-    """The arrays of `model(nnx.Rngs(seed))` with `init(params, init_scale)` applied."""
+    """The arrays of `model(nnx.Rngs(seed))` with `init(params, init_scale)` applied (the
+    default `scale_kernels` is the identity at 1 and skipped there; a rule of the user's own is
+    applied at every scale, 1 included)."""
     module = self.problem.model(nnx.Rngs(seed))
     _, params, state = nnx.split(module, nnx.Param, ...)
-    if init_scale != 1.0:
+    if init_scale != 1.0 or self.problem.init is not scale_kernels:
       params = self.problem.init(params, init_scale)
     self._check_shapes(params, state)
     return params, self._raw(state)

@@ -142,6 +142,34 @@ def test_init_scale_scales_every_kernel_of_a_module_without_kernel_init(cnn_swee
   assert abs(by_scale[2.0] - by_scale[0.5]) > 0.05
 
 
+def test_an_init_rule_of_ones_own_is_applied_at_every_scale_1_included():
+  """A rule that re-draws the kernels must act at init_scale 1 too (it was skipped there, so a
+  sweep's 1.0 member started from the module's default init); the default rule is the identity
+  at 1. Checked on the arrays and on train.train's initial loss."""
+
+  def draw(x, init_scale):
+    return jax.nn.initializers.orthogonal(init_scale)(jax.random.key(7), x.shape, x.dtype)
+
+  def orthogonal(params, init_scale):
+    return jax.tree.map(lambda x: draw(x, init_scale) if x.ndim >= 2 else 0 * x, params)
+
+  mine = dataclasses.replace(PROBLEM, init=orthogonal)
+  for scale in (0.5, 1.0):
+    params, _ = problem_lib.pure(mine).initial(0, scale)
+    for layer in ("conv", "out"):
+      kernel = params[layer]["kernel"]
+      np.testing.assert_array_equal(kernel, draw(kernel, scale))
+      np.testing.assert_array_equal(params[layer]["bias"], 0.0)
+  default, _ = problem_lib.pure(PROBLEM).initial(0, 1.0)
+  built = nnx.state(PROBLEM.model(nnx.Rngs(0)), nnx.Param)
+  jax.tree.map(np.testing.assert_array_equal, default, built)
+  module = mine.model(nnx.Rngs(0))
+  nnx.update(module, problem_lib.pure(mine).initial(0, 1.0)[0])
+  result = train.train(mine, optim.sgd(0.0), steps=2, eval_every=2, batch_size=16)
+  expected = float(mine.loss(module, mine.train_data))
+  assert result.history["train_loss"][0] == pytest.approx(expected, rel=1e-6)
+
+
 def test_a_custom_loss_reports_only_the_metrics_it_defines():
   bare = Problem(model=lambda rngs: TinyCNN(rngs), loss=smoothed_nll, train_data=(X, Y))
   result = train.train(bare, optim.sgd(0.1), steps=4, batch_size=32, eval_every=2)
