@@ -4,8 +4,9 @@
 member), `history.csv` (long format: member, step, metric, value), the plots and `report.html`.
 Every file is written atomically (a temporary file renamed into place), so an interrupted run never
 leaves a half-written file. Finished work units ("members") are kept in `DIR/.members/`; a run
-started again with the same DIR and the same config (and, for a sweep, the same data and
-optimizer factory: `inputs.json`) skips them and ends with the same numbers.
+started again with the same DIR and the same config (and, for a sweep, the same data, optimizer
+factory and model, loss, init rule and metrics: `inputs.json`) skips them and ends with the same
+numbers.
 One process writes into a folder at a time (`RunDir.writing`, a lock on `DIR/.lock` that the
 operating system releases when its holder ends, however it ends); a second is refused at once.
 """
@@ -208,7 +209,8 @@ class RunDir:
     self, path: str | Path, config: dict[str, Any], inputs: dict[str, Any] | None = None
   ):
     """`config`: what the run is (`config.json`); `inputs`: what a config does not pin down and a
-    resumed run must share, kept in `inputs.json` (digests of the data, the optimizer factory)."""
+    resumed run must share, kept in `inputs.json` (digests of the data, and of the optimizer
+    factory and the problem's model, loss, init rule and metrics)."""
     self.path = Path(path)
     self.config = json.loads(json.dumps(config))  # tuples become lists, as read back
     self.inputs = None if inputs is None else json.loads(json.dumps(inputs))
@@ -226,17 +228,28 @@ class RunDir:
     """
     self._check_or_write("config.json", self.config, "a different config", write)
     if self.inputs is not None:
-      self._check_or_write("inputs.json", self.inputs, "other data or optimizer", write)
+      other = "other data, model, loss or optimizer"
+      self._check_or_write("inputs.json", self.inputs, other, write, known_fields_only=True)
     if write:
       write_atomic(self.path / "env.json", json.dumps(environment(), indent=2) + "\n")
     return len(list(self._members.glob("*.json"))) if self._members.exists() else 0
 
-  def _check_or_write(self, name: str, record: dict[str, Any], other: str, write: bool) -> None:
+  def _check_or_write(
+    self,
+    name: str,
+    record: dict[str, Any],
+    other: str,
+    write: bool,
+    known_fields_only: bool = False,
+  ) -> None:
     """Refuses a folder whose `name` holds another record; writes `record` there if it has none
-    (a folder from before `inputs.json` existed gets one, unchecked)."""
+    (a folder from before `inputs.json` existed gets one, unchecked). `known_fields_only`: a
+    field the folder's record lacks (written by an earlier release) is not checked."""
     path = self.path / name
     if path.exists():
       previous = json.loads(path.read_text())
+      if known_fields_only:
+        record = {k: v for k, v in record.items() if k in previous}
       if previous != record:
         changed = sorted(_differences(previous, record))
         raise ValueError(

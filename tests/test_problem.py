@@ -515,8 +515,9 @@ def test_spectrum_of_a_sweep_run_folder(tmp_path):
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_a_sweep_of_a_user_problem_resumes_from_its_folder(tmp_path):
   """Started again on the same out_dir, finished members are read back, not recomputed; a
-  different problem, other data of the same shapes, or another optimizer in the same folder is
-  refused (each once returned the first run's members as its own)."""
+  different problem, other data of the same shapes, another optimizer, an edited loss or model
+  factory in the same folder is refused (each once returned the first run's members as its
+  own); a folder an earlier release wrote, without the last two in inputs.json, resumes."""
   axes = {"learning_rate": [0.05, 0.1], "seed": [0, 1]}
   options = dict(steps=10, eval_every=5, batch_size=32, out_dir=tmp_path / "run")
   first = sweep.run(PROBLEM, optim.sgd, axes, **options)
@@ -527,11 +528,35 @@ def test_a_sweep_of_a_user_problem_resumes_from_its_folder(tmp_path):
   other = make_problem(batchnorm=True)
   with pytest.raises(ValueError, match="holds a run of a different config"):
     sweep.run(other, optim.sgd, axes, **options)
+  other = r"other data, model, loss or optimizer \(fields {} differ"
   relabelled = dataclasses.replace(PROBLEM, train_data=(X, (Y + 1) % 10))
-  with pytest.raises(ValueError, match=r"other data or optimizer \(fields train_data differ"):
+  with pytest.raises(ValueError, match=other.format("train_data")):
     sweep.run(relabelled, optim.sgd, axes, **options)
-  with pytest.raises(ValueError, match=r"other data or optimizer \(fields optimizer differ"):
+  with pytest.raises(ValueError, match=other.format("optimizer")):
     sweep.run(PROBLEM, optim.momentum, axes, **options)
+
+  # the loss edited (another label smoothing closed over), the same name, data and optimizer:
+  # the first run's members were returned as the new loss's
+  def smoothed(smoothing):
+    def smoothed_nll(model, batch):
+      targets = optax.smooth_labels(jax.nn.one_hot(batch[1], 10), smoothing)
+      return optax.softmax_cross_entropy(model(batch[0]), targets).mean()
+
+    return smoothed_nll
+
+  edited = options | {"out_dir": tmp_path / "edited"}
+  sweep.run(dataclasses.replace(PROBLEM, loss=smoothed(0.1)), optim.sgd, axes, **edited)
+  with pytest.raises(ValueError, match=other.format("loss")):
+    sweep.run(dataclasses.replace(PROBLEM, loss=smoothed(0.5)), optim.sgd, axes, **edited)
+  rebuilt = dataclasses.replace(PROBLEM, model=lambda rngs: TinyCNN(rngs))
+  with pytest.raises(ValueError, match=other.format("model")):
+    sweep.run(rebuilt, optim.sgd, axes, **options)
+  # a folder whose inputs.json an earlier release wrote (no model, loss, init or metrics) resumes
+  inputs = tmp_path / "run" / "inputs.json"
+  recorded = json.loads(inputs.read_text())
+  earlier = ("train_data", "heldout_data", "optimizer")
+  inputs.write_text(json.dumps({k: recorded[k] for k in earlier}))
+  assert sweep.run(PROBLEM, optim.sgd, axes, **options).table == first.table
 
 
 def test_a_run_folder_tells_optimizer_factories_apart():

@@ -185,7 +185,11 @@ def run(
       init_scale=init_scale,
       seed=seed,
     )
-  inputs = problem.data_fingerprint() | {"optimizer": callable_identity(optimizer)}
+  inputs = problem.data_fingerprint() | {
+    "optimizer": callable_identity(optimizer),
+    **{part: callable_identity(getattr(problem, part)) for part in ("model", "loss", "init")},
+    "metrics": {name: callable_identity(fn) for name, fn in sorted(problem.metrics.items())},
+  }
   run_dir = RunDir(out_dir, config, inputs) if out_dir is not None else None
   writes = run_dir is not None and jax.process_index() == 0
   with run_dir.writing() if writes else contextlib.nullcontext():
@@ -271,13 +275,15 @@ def _run_plan(
 
 
 def callable_identity(fn: Any, depth: int = 0) -> str:
-  """What a run folder records of the optimizer factory, to refuse resuming it with another one.
+  """What a run folder records of a function the run calls (the optimizer factory; the problem's
+  model, loss, init rule and metrics), to refuse resuming it with another one.
 
   A function of this package or of Optax by its qualified name (a new release does not make old
-  runs foreign); any other function also by a digest of its source (its bytecode where there is
-  none) and of what it closes over: numbers, strings and their tuples by value, functions in turn
-  (two levels deep), other objects by type; a `functools.partial` by its function and arguments.
-  So an edited lambda, or one closing over another clipping norm, counts as another factory.
+  runs foreign); any other function (or class) also by a digest of its source (its bytecode
+  where there is none) and of what it closes over: numbers, strings and their tuples, and dicts
+  of those, by value, functions in turn (two levels deep), other objects by type; a
+  `functools.partial` by its function and arguments. So an edited lambda, or one closing over
+  another clipping norm or label smoothing, counts as another function.
   """
   if isinstance(fn, functools.partial):
     arguments = [*map(repr, fn.args), *(f"{k}={v!r}" for k, v in sorted(fn.keywords.items()))]
@@ -297,6 +303,8 @@ def callable_identity(fn: Any, depth: int = 0) -> str:
       digest.update(callable_identity(value, depth + 1).encode())
     elif isinstance(value, int | float | str | bool | tuple | type(None)):
       digest.update(repr(value).encode())
+    elif isinstance(value, dict) and all(isinstance(k, str) for k in value):
+      digest.update(repr(sorted(value.items())).encode())
     else:
       digest.update(type(value).__qualname__.encode())
   return f"{name} {digest.hexdigest()}"
