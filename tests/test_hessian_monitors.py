@@ -70,6 +70,20 @@ def test_sharpness_of_a_quadratic_matches_its_closed_form(x64):
   np.testing.assert_allclose(got, 100 * increase / (1 + f0), rtol=1e-12)
 
 
+def test_sharpness_moves_a_coordinate_whose_slope_is_zero(x64):
+  """f = (w₀ − 2e-4)² + w₁² at 0: ∂f/∂w₁ = 0 there, and sign(0) = 0 left w₁ at 0, ending on an
+  edge (φ = 100 · 1.4e-4 / (1 + f₀)) instead of the best corner (−h, ±h): 100 · 2.4e-4 / ..."""
+  c, eps = 2e-4, 1e-3
+
+  def f(params):
+    return (params["w"][0] - c) ** 2 + params["w"][1] ** 2
+
+  f0 = c**2
+  corners = [(s0 * eps - c) ** 2 + eps**2 for s0 in (-1.0, 1.0)]
+  got = sharpness(f, {"w": jnp.zeros(2)}, eps=eps)
+  np.testing.assert_allclose(got, 100 * (max(corners) - f0) / (1 + f0), rtol=1e-12)
+
+
 def test_sharpness_at_a_minimum_starts_from_a_random_corner(x64):
   """At x = 0 the gradient is 0; the random start still reaches a corner: ½ Σ cᵢ ε²."""
   got = sharpness(bowl, {"x": jnp.zeros(3)}, jnp.asarray(CURVATURES), eps=1e-3)

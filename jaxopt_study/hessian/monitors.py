@@ -115,7 +115,9 @@ def _sharpness(
   def ascend(_, carry):
     u, best = carry
     value, g = products.loss_and_grad(objective, flat + half_width * u, fixed, data)
-    u = jnp.clip(u + step_size * jnp.sign(half_width * g), -1.0, 1.0)
+    # sign with sign(0) = +1: a coordinate whose slope is 0 still moves (to the box's edge, where
+    # a convex f is largest along it) instead of never leaving its start
+    u = jnp.clip(u + step_size * jnp.where(g >= 0, 1.0, -1.0), -1.0, 1.0)
     return u, jnp.maximum(best, value)
 
   u, best = jax.lax.fori_loop(0, steps, ascend, (start, loss))
@@ -144,11 +146,12 @@ def sharpness(
   Keskar et al. maximize with L-BFGS-B, optionally in a random subspace; here the box is the full
   space (no subspace) and the maximization is projected sign-gradient ascent, the steepest ascent
   of the box's ℓ∞ geometry, as in the PGD attack of Madry et al. (2018):
-  u ← clip(u + (2.5/steps) sign(h ⊙ ∇f(x + h ⊙ u)), −1, 1) with y = h ⊙ u, h the half-widths,
-  from y = 0 (from a random corner of the box scaled by 1e-2 where ‖∇f(x)‖ ≤ √ε_mach (1 + |f|),
-  since a critical point gives no direction). The largest f seen is kept. It finds the exact
-  maximum of a convex f, which lies at a corner, and a local maximum otherwise, so φ is a lower
-  bound of Keskar's metric.
+  u ← clip(u + (2.5/steps) sign(∇f(x + h ⊙ u)), −1, 1) with y = h ⊙ u, h > 0 the half-widths
+  and sign(0) = +1 (a coordinate of slope 0 still moves), from y = 0 (from a random corner of the
+  box scaled by 1e-2 where ‖∇f(x)‖ ≤ √ε_mach (1 + |f|), since a critical point gives no
+  direction). The largest f seen is kept. The ascent ends at a local maximum over the box (for a
+  convex f, a corner where the gradient points out of the box; its largest corner is the global
+  maximum, which the ascent need not reach), so φ is a lower bound of Keskar's metric.
 
   Args:
     loss_fn, params, *args, batches, mode: the loss, as in `hvp`.
