@@ -214,6 +214,24 @@ def test_a_float64_members_hyperparameters_are_float64(x64):
     assert row["final_train_loss"] == pytest.approx(alone.history["train_loss"][-1], rel=1e-13)
 
 
+def test_a_member_seeded_above_two_to_the_31_equals_its_run_alone():
+  """Every seed train.train takes (up to 2³² − 1) is a sweep's too: seeds of 2³¹ and more passed
+  the check, then overflowed the program's int32 seed array."""
+  digits = data_lib.load_digits()
+  problem = problem_lib.Problem(
+    model=lambda rngs: nnx.Linear(64, 10, rngs=rngs),
+    loss=nll,
+    train_data=(digits.x_train[:64], digits.y_train[:64]),
+  )
+  options = dict(steps=4, eval_every=2, batch_size=16)
+  seeds = [3, 2**31 + 5, train.MAX_SEED]
+  result = sweep.run(problem, optim.sgd, {"seed": seeds}, learning_rate=0.1, **options)
+  for row in result.table:
+    alone = train.train(problem, optim.sgd(0.1), seed=row["seed"], **options)
+    assert row["final_train_loss"] == pytest.approx(alone.history["train_loss"][-1], rel=1e-6)
+  assert len({row["final_train_loss"] for row in result.table}) == 3
+
+
 def test_equal_epochs_scale_the_step_counts_by_the_smallest_batch_size():
   """b₀ = 100 runs the given 50 steps (evaluations every 10, checkpoints every 20, curvature every
   20); b = 400 sees the same 3.7 epochs of 1347 examples in ⌈50/4⌉ = 13 steps, every ⌈10/4⌉ = 3."""

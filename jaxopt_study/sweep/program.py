@@ -66,7 +66,7 @@ class ProgramSpec(NamedTuple):
 class MemberInputs(NamedTuple):
   """Per-member values, each stacked along the member axis."""
 
-  seed: jax.Array  # int32: parameters and minibatch order
+  seed: jax.Array  # uint32 (every seed train.train takes, up to 2³² − 1): parameters, order
   init_scale: jax.Array  # `value_dtype`: factor on every initial kernel (§8.4)
   batch_size: jax.Array  # int32: the member's own minibatch size, ≤ spec.max_batch_size
   hyperparams: dict[str, jax.Array]  # `value_dtype`: the optimizer factory's keywords
@@ -91,7 +91,7 @@ def member_inputs(
   """Host values (one per member, already padded to the chunk) as arrays sharded over members."""
   real = value_dtype(spec)
   host = MemberInputs(
-    seed=np.asarray(seeds, np.int32),
+    seed=np.asarray(seeds, np.uint32),
     init_scale=np.asarray(init_scales, real),
     batch_size=np.asarray(batch_sizes, np.int32),
     hyperparams={k: np.asarray(hyperparams[k], real) for k in spec.hyperparam_names},
@@ -267,7 +267,8 @@ def _member_avals(tree: Any, num_members: int, mesh: Mesh) -> Any:
 
 def _input_avals(spec: ProgramSpec, num_members: int, mesh: Mesh) -> MemberInputs:
   int32, real = jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), value_dtype(spec))
-  one = MemberInputs(int32, real, int32, {k: real for k in spec.hyperparam_names})
+  seed = jax.ShapeDtypeStruct((), jnp.uint32)
+  one = MemberInputs(seed, real, int32, {k: real for k in spec.hyperparam_names})
   return _member_avals(one, num_members, mesh)
 
 
