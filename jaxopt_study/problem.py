@@ -272,27 +272,36 @@ class Pure:
   def _check_outputs(self, params, model_state) -> None:
     """Refuses a loss or metric that does not return a real scalar, before anything compiles.
 
-    Both are traced by `jax.eval_shape` (nothing is computed) on the first two training examples:
-    the loss in train mode, as a step takes it, and the loss and metrics in eval mode. An error
-    raised while tracing (a model that does not take the data) gets a note saying so.
+    Both are traced by `jax.eval_shape` (nothing is computed) on the first two examples: the loss
+    in train mode on train_data, as a step takes it, and the loss and metrics in eval mode on
+    train_data and on heldout_data, as the evaluations take them. An error raised while tracing
+    (a model that does not take the data) gets a note naming the data it was given.
     """
-    batch = tuple(
-      jax.ShapeDtypeStruct((min(2, a.shape[0]), *a.shape[1:]), a.dtype)
-      for a in self.problem.train_data
-    )
-    shapes = ", ".join(str(tuple(a.shape)) for a in batch)
-    try:
-      train_loss = jax.eval_shape(lambda p, s, b: self.loss(p, s, b)[0], params, model_state, batch)
-      evaluated = jax.eval_shape(self.metrics, params, model_state, batch)
-    except Exception as error:
-      error.add_note(
-        f"Problem: raised by the model, loss or a metric on the first {batch[0].shape[0]} "
-        f"examples of train_data (shapes {shapes}), checked before training"
+    data = {"train_data": self.problem.train_data, "heldout_data": self.problem.heldout_data}
+    for name, arrays in data.items():
+      if arrays is None:
+        continue
+      batch = tuple(
+        jax.ShapeDtypeStruct((min(2, a.shape[0]), *a.shape[1:]), a.dtype) for a in arrays
       )
-      raise
-    _require_scalar("loss", train_loss, shapes, floating=True)
-    for name, out in evaluated.items():
-      _require_scalar("loss" if name == "loss" else f"metrics[{name!r}]", out, shapes)
+      shapes = ", ".join(str(tuple(a.shape)) for a in batch)
+      try:
+        train_loss = (
+          jax.eval_shape(lambda p, s, b: self.loss(p, s, b)[0], params, model_state, batch)
+          if name == "train_data"
+          else None
+        )
+        evaluated = jax.eval_shape(self.metrics, params, model_state, batch)
+      except Exception as error:
+        error.add_note(
+          f"Problem: raised by the model, loss or a metric on the first {batch[0].shape[0]} "
+          f"examples of {name} (shapes {shapes}), checked before training"
+        )
+        raise
+      if train_loss is not None:
+        _require_scalar("loss", train_loss, shapes, floating=True)
+      for metric, out in evaluated.items():
+        _require_scalar("loss" if metric == "loss" else f"metrics[{metric!r}]", out, shapes)
 
   def module(self, params, model_state, *, train: bool = False) -> nnx.Module:
     """The live module of these arrays, in train or eval mode."""

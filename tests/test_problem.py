@@ -327,6 +327,14 @@ def test_a_model_that_does_not_take_the_data_fails_with_a_note_naming_the_check(
   assert any("first 2 examples of train_data" in note for note in raised.value.__notes__)
 
 
+def test_heldout_data_that_the_model_does_not_take_fails_before_training_naming_it():
+  """Held-out images of 63 pixels for a model of 64 failed inside the compiled loop, unnamed."""
+  problem = dataclasses.replace(PROBLEM, heldout_data=(X_TEST[:, :63], Y_TEST))
+  with pytest.raises(TypeError, match="cannot reshape") as raised:
+    problem_lib.pure(problem)
+  assert any("examples of heldout_data" in note for note in raised.value.__notes__)
+
+
 def test_integer_and_boolean_metrics_are_accepted():
   def exact(model, batch):  # a bool
     return jnp.all(jnp.argmax(model(batch[0]), -1) == batch[1])
