@@ -108,6 +108,8 @@ def test_data_errors_name_the_culprit():
 def test_a_loss_that_is_not_a_scalar_is_refused():
   with pytest.raises(TypeError, match=r"returned shape \(3,\).*scalar"):
     hvp(lambda p: p**2, np.ones(3, np.float32))(np.ones(3, np.float32))
+  with pytest.raises(TypeError, match=r"returned a tuple.*auxiliary outputs"):  # not a tracer error
+    hvp(lambda p: (jnp.sum(p**2), p), np.ones(3, np.float32))(np.ones(3, np.float32))
 
 
 def small_mlp(batchnorm):

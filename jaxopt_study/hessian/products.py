@@ -262,10 +262,16 @@ def batch_loss(objective: Objective, flat: jax.Array, fixed: Any, args: tuple) -
     # statistics; they are discarded, the caller's module is never updated.
     params = nnx.merge(objective.graphdef, params, fixed, copy=True)
   value = objective.loss_fn(params, *args)
+  name = getattr(objective.loss_fn, "__name__", objective.loss_fn)
+  if not isinstance(value, jax.Array | np.ndarray | np.generic | float | int):
+    raise TypeError(
+      f"loss_fn {name!r} returned a {type(value).__name__}: it must return one scalar array "
+      "(a loss with auxiliary outputs: wrap it, lambda *a: loss_fn(*a)[0])"
+    )
   if jnp.shape(value) != ():
     raise TypeError(
-      f"loss_fn {getattr(objective.loss_fn, '__name__', objective.loss_fn)!r} returned shape "
-      f"{jnp.shape(value)}: it must return a scalar (reduce the per-example losses)"
+      f"loss_fn {name!r} returned shape {jnp.shape(value)}: it must return a scalar (reduce the "
+      "per-example losses)"
     )
   return jnp.asarray(value, flat.dtype)
 
