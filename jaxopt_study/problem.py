@@ -238,6 +238,13 @@ class Pure:
     self.graph_eval = nnx.graphdef(module)
     if not jax.tree.leaves(params):
       raise ValueError("Problem: the model has no nnx.Param arrays to train")
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+      if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+        raise TypeError(
+          f"Problem: the model's nnx.Param {jax.tree_util.keystr(path)} has dtype "
+          f"{jnp.result_type(leaf)}: parameters are differentiated, so they must be floating "
+          "point; hold fixed integer arrays (indices, permutations) as nnx.Variable, not Param"
+        )
     self._keys = tuple(_is_key(x) for x in jax.tree.leaves(state))
     self._key_impls = tuple(
       jax.random.key_impl(x) if _is_key(x) else None for x in jax.tree.leaves(state)

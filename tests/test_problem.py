@@ -327,6 +327,24 @@ def test_a_model_that_does_not_take_the_data_fails_with_a_note_naming_the_check(
   assert any("first 2 examples of train_data" in note for note in raised.value.__notes__)
 
 
+class Permuted(nnx.Module):
+  """A linear classifier of permuted pixels, the permutation held as an integer nnx.Param."""
+
+  def __init__(self, rngs):
+    self.order = nnx.Param(jnp.arange(64)[::-1])
+    self.out = nnx.Linear(64, 10, rngs=rngs)
+
+  def __call__(self, x):
+    return self.out(x[:, self.order[...]])
+
+
+def test_an_integer_parameter_is_refused_by_name_before_training():
+  """It failed deep inside the loop with JAX's "grad requires real- or complex-valued inputs"."""
+  problem = Problem(model=Permuted, loss=per_example_nll, train_data=(X, Y))
+  with pytest.raises(TypeError, match=r"nnx.Param \['order'\].* has dtype int32.*nnx.Variable"):
+    train.train(problem, optim.sgd(0.1), steps=1, batch_size=8)
+
+
 def test_heldout_data_that_the_model_does_not_take_fails_before_training_naming_it():
   """Held-out images of 63 pixels for a model of 64 failed inside the compiled loop, unnamed."""
   problem = dataclasses.replace(PROBLEM, heldout_data=(X_TEST[:, :63], Y_TEST))
