@@ -126,7 +126,10 @@ def coordinate_descent(
 
   Returns:
     An `optax.GradientTransformationExtraArgs` with state `CoordinateDescentState`; extra
-    arguments are passed on to `inner`.
+    arguments are passed on to `inner`, those of the second-order optimizers restricted to the
+    active block as `optax.masked` restricts the params: ``grad=`` to the block's leaves, and
+    ``value_fn=`` to a function of the block's leaves, the others held at ``params`` (so Newton,
+    CG, BFGS or L-BFGS minimizes over the block).
   """
   if blocks is not None and not callable(blocks):
     _checked_ids(blocks)  # fail at construction, before any params are seen
@@ -165,7 +168,8 @@ def coordinate_descent(
 
       def run(operand):
         grads, inner_states = operand
-        block_updates, block_state = masked.update(grads, inner_states[block], params, **extra_args)
+        block_args = _block_extra_args(extra_args, mask, params)
+        block_updates, block_state = masked.update(grads, inner_states[block], params, **block_args)
         # optax.masked passes the other leaves through unchanged; they must not move.
         block_updates = jax.tree.map(
           lambda in_block, u: u if in_block else jnp.zeros_like(u), mask, block_updates
@@ -184,3 +188,23 @@ def coordinate_descent(
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _block_extra_args(extra_args: dict, mask: Any, params: Any) -> dict:
+  """`extra_args` for `optax.masked(inner, mask)`: ``grad`` with the leaves outside the block
+  replaced by `optax.MaskedNode` (as optax.masked gives the params), and ``value_fn`` of the
+  block's leaves with the other leaves taken from `params`; other arguments unchanged."""
+  block_args = dict(extra_args)
+  if "grad" in extra_args:
+    block_args["grad"] = jax.tree.map(
+      lambda in_block, g: g if in_block else optax.MaskedNode(), mask, extra_args["grad"]
+    )
+  if "value_fn" in extra_args:
+    value_fn = extra_args["value_fn"]
+
+    def block_value_fn(block_params, *args, **kwargs):
+      full = jax.tree.map(lambda in_block, p, b: b if in_block else p, mask, params, block_params)
+      return value_fn(full, *args, **kwargs)
+
+    block_args["value_fn"] = block_value_fn
+  return block_args
