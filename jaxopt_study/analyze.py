@@ -26,6 +26,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
+import optax
 
 from jaxopt_study import hessian, report
 from jaxopt_study import problem as problem_lib
@@ -92,8 +93,11 @@ def spectrum_of_run(
     problem: the run's `Problem`, for a folder written by `sweep.run` on a problem built in
       Python (its config.json only describes it); default: rebuilt from config.json.
 
+  The loss is the objective the run trained: the problem's loss, plus (α/2) θᵀθ where
+  config.json sets `l2_penalty` α (as `train.train` adds it).
+
   Returns:
-    The classification as a dict, with `member`, `method` and `mode`.
+    The classification as a dict, with `member`, `method`, `mode` and `l2_penalty`.
   """
   run_dir = Path(run_dir)
   check_run_dir(run_dir)
@@ -117,9 +121,11 @@ def spectrum_of_run(
   member = member or default_member(run_dir)
   params, model_state = load_member_state(run_dir / "params.npz", member, *pure.initial(0))
   is_training = mode != "eval"
+  alpha = float(json.loads((run_dir / "config.json").read_text()).get("l2_penalty") or 0.0)
 
-  def loss_fn(p, *batch):
-    return problem.loss(pure.module(p, model_state, train=is_training), batch)
+  def loss_fn(p, *batch):  # the objective trained: J, plus (α/2) θᵀθ with l2_penalty α (§7.1.1)
+    value = problem.loss(pure.module(p, model_state, train=is_training), batch)
+    return value + 0.5 * alpha * optax.tree.norm(p, squared=True) if alpha else value
 
   args = problem.train_data
   spectrum = hessian.spectrum(loss_fn, params, *args, method=method, k=k, which="both")
@@ -134,6 +140,7 @@ def spectrum_of_run(
     "member": member,
     "method": method,
     "mode": mode or "train",
+    "l2_penalty": alpha,
     **{key: _plain(value) for key, value in verdict._asdict().items()},
   }
   text = json.dumps(classification, indent=2) + "\n"

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
@@ -73,6 +74,53 @@ def test_spectrum_of_a_run_matches_an_independent_hessian(run_dir):
   assert verdict["member"] == "sgd@0.3"
   assert verdict["lambda_max"] == pytest.approx(reference[-1], rel=1e-3)
   assert verdict["kind"] in {"minimum", "saddle", "degenerate", "not_critical", "plateau"}
+
+
+WEIGHT_DECAY = """
+import ml_collections
+
+
+def get_config():
+  return ml_collections.ConfigDict({
+    "seed": 0, "steps": 60, "eval_every": 30, "batch_size": 64, "learning_rate": 0.3,
+    "sampling": "epoch", "l2_penalty": 0.05,
+    "data": {"name": "digits", "test_fraction": 0.25, "split_seed": 0},
+    "model": {"name": "mlp", "width": 8, "depth": 1, "activation": "tanh"},
+    "optimizer": {"name": "sgd"},
+    "sweep": {"seed": [0]},
+  })
+"""
+
+
+def test_the_spectrum_of_a_run_with_weight_decay_is_that_of_its_penalized_objective(tmp_path):
+  """A sweep trained on J + (α/2)‖θ‖² (l2_penalty α): its spectrum and ‖g‖ are those of that
+  objective, as results.csv reports its gradient norm (they were those of J without it)."""
+  (tmp_path / "decay.py").write_text(WEIGHT_DECAY)
+  out = tmp_path / "run"
+  assert cli.main(["run", str(tmp_path / "decay.py"), "--out", str(out), "--no-progress"]) == 0
+  assert cli.main(["spectrum", str(out)]) == 0
+  verdict = json.loads((out / "classification-exact.json").read_text())
+  (row,) = results.read_csv(out / "results.csv")
+  model = models.functional(
+    models.build_model("mlp", 64, 10, seed=0, width=8, depth=1, activation="tanh")
+  )
+  params, state = results.load_member_state(
+    out / "params.npz", row["member"], model.params, model.model_state
+  )
+  digits = data.load_digits(test_fraction=0.25, split_seed=0)
+  flat, unravel = ravel_pytree(params)
+
+  def penalized(v):
+    logits, _ = model.apply(unravel(v), state, digits.x_train, True)
+    return losses.softmax_cross_entropy(logits, digits.y_train) + 0.025 * jnp.sum(v**2)
+
+  reference = np.linalg.eigvalsh(np.asarray(jax.hessian(penalized)(flat), np.float64))
+  assert verdict["l2_penalty"] == 0.05
+  assert verdict["grad_norm"] == pytest.approx(row["final_grad_norm"], rel=1e-4)
+  gradient = float(jnp.linalg.norm(jax.grad(penalized)(flat)))
+  assert verdict["grad_norm"] == pytest.approx(gradient, rel=1e-4)
+  assert verdict["lambda_max"] == pytest.approx(reference[-1], rel=1e-3)
+  assert verdict["lambda_min"] == pytest.approx(reference[0], abs=1e-3 * reference[-1])
 
 
 def test_default_member_is_the_lowest_final_loss(run_dir):
