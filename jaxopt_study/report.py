@@ -191,8 +191,9 @@ def write_tour_report(
 def claim_rows(
   summary: Mapping[str, Any], published: Mapping[str, str], name: str, value: str
 ) -> list[dict[str, Any]]:
-  """One row per claim of a summary: its value, and the published value and the verdict (the
-  summary's `verdicts`) where there are."""
+  """One row per quantity of a summary: its value, and the published value and the verdict (the
+  summary's `verdicts`) where there are; then one row per judged claim that is not itself a
+  quantity of the summary (its criterion reads others), valued "—", so that every verdict shows."""
   verdicts = summary.get("verdicts", {})
   rows = []
   for key, measured in summary.items():
@@ -204,6 +205,10 @@ def claim_rows(
     if verdicts:
       row["verdict"] = verdicts.get(key, "")
     rows.append(row)
+  for claim, judged in verdicts.items():
+    if claim not in summary:
+      row = {name: claim, value: "—", "published": published.get(claim, ""), "verdict": judged}
+      rows.append(row)
   return rows
 
 
