@@ -157,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
   writer = jax.process_index() == 0  # under --distributed, process 0 alone writes
   try:
     finished = experiment.execute(prepared, out, progress=not args.no_progress, write=writer)
-  except ValueError as error:  # raised before running: --out holds another config's run
+  except (ValueError, OSError) as error:  # --out holds another run, is a file, cannot be made
     print(f"jaxopt-study: error: {error}", file=sys.stderr)
     return 2
   if writer:
@@ -185,7 +185,12 @@ def _list(args: argparse.Namespace) -> int:
 
 def _tour(args: argparse.Namespace) -> int:
   out = Path(args.out or Path("runs") / time.strftime("tour-%Y%m%d-%H%M%S"))
-  only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
+  only = None
+  if args.only is not None:
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    if not only:  # an empty shell variable would otherwise run every experiment
+      print(f"jaxopt-study: error: --only={args.only!r} names no experiment", file=sys.stderr)
+      return 2
   try:
     result = tour.run(
       out,

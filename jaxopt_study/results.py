@@ -224,8 +224,10 @@ class RunDir:
 
     Raises:
       ValueError: DIR holds a run of a different config, or of other inputs (resuming it would
-        mix two runs).
+        mix two runs), or is not empty and holds no run (its files would be overwritten).
     """
+    if write:
+      self._refuse_foreign_folder()
     self._check_or_write("config.json", self.config, "a different config", write)
     if self.inputs is not None:
       other = "other data, model, loss or optimizer"
@@ -233,6 +235,19 @@ class RunDir:
     if write:
       write_atomic(self.path / "env.json", json.dumps(environment(), indent=2) + "\n")
     return len(list(self._members.glob("*.json"))) if self._members.exists() else 0
+
+  def _refuse_foreign_folder(self) -> None:
+    """Refuses an existing folder that holds files but no run (no config.json), whose files a
+    run would overwrite (a finished tour's report.html)."""
+    if not self.path.is_dir() or (self.path / "config.json").exists():
+      return
+    foreign = sorted(p.name for p in self.path.iterdir() if p.name != ".lock")
+    if foreign:
+      shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+      raise ValueError(
+        f"{self.path} is not empty ({shown}) and holds no run (no config.json): choose another "
+        "--out, or an empty folder"
+      )
 
   def _check_or_write(
     self,
@@ -269,6 +284,7 @@ class RunDir:
       RunDirBusyError: another process is writing into the folder.
       ValueError: it holds a run of a different config.
     """
+    self._refuse_foreign_folder()  # before the lock file is made there
     with writer_lock(self.path):
       yield self.open(write=True)
 

@@ -104,3 +104,19 @@ def test_the_command_line_refuses_a_folder_another_run_is_writing(held_folder, c
   assert cli.main(["run", config, "--out", str(folder), "--no-progress"]) == 2
   assert f"is being written by process {holder.pid}" in capsys.readouterr().err
   assert not (folder / "results.csv").exists()
+
+
+def test_a_folder_that_holds_files_but_no_run_is_refused_untouched(tmp_path, capsys):
+  """`--out` at a finished tour's folder (a report.html, no config.json) was taken over and its
+  report replaced; at a file, or under one, the command line printed a traceback."""
+  (tmp_path / "report.html").write_text("the tour's report")
+  with pytest.raises(ValueError, match=r"is not empty \(report.html\) and holds no run"):
+    RunDir(tmp_path, {"seed": 0}).open()
+  config = str(Path(__file__).parents[1] / "configs" / "sweep_init_batch_quick.py")
+  assert cli.main(["run", config, "--out", str(tmp_path), "--no-progress"]) == 2
+  assert "holds no run" in capsys.readouterr().err
+  assert (tmp_path / "report.html").read_text() == "the tour's report"
+  assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no lock file left there
+  for out in (tmp_path / "report.html", tmp_path / "report.html" / "run"):
+    assert cli.main(["run", config, "--out", str(out), "--no-progress"]) == 2
+    assert capsys.readouterr().err.startswith("jaxopt-study: error:")

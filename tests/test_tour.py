@@ -152,6 +152,9 @@ def test_unknown_names_are_refused_before_anything_runs(stand_in_repo, tmp_path,
   args = ["tour", "--configs", str(stand_in_repo / "configs"), "--out", str(out)]
   assert cli.main([*args, "--only", "alpha_early,nope"]) == 2
   assert "--only nope: no such experiment" in capsys.readouterr().err
+  for blank in ("", " ", ","):  # an empty shell variable once ran every experiment
+    assert cli.main([*args, "--only", blank]) == 2
+    assert "names no experiment" in capsys.readouterr().err
   assert not out.exists()
   empty = tmp_path / "empty"
   empty.mkdir()
