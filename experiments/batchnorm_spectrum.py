@@ -73,12 +73,18 @@ class BatchnormSpectrum(Experiment):
     "num_seeds": lambda name, value, where: validate.require_int(name, value, where, low=2),
     "lr_sweep": validate.each(validate.require_positive),
     "outlier_search": validate.require_positive_int,
+    "lr_sweep_steps": validate.require_positive_int,
   }
 
   def check_more(self, config: ml_collections.ConfigDict) -> None:
     grid = list(config.lr_sweep)
     if len(grid) < 2 or grid != sorted(grid):
       raise ValueError(f"{self.NAME}: lr_sweep={grid!r} must list at least two increasing rates")
+    num_params = trained_mlp.check_training(config)  # without BatchNorm, the smaller
+    if config.outlier_search >= num_params:
+      raise ValueError(
+        f"{self.NAME}: outlier_search={config.outlier_search} must be < N={num_params} parameters"
+      )
     for batchnorm in VARIANTS.values():
       sweep.check_config(sweep_config(config, batchnorm))
 

@@ -130,6 +130,9 @@ class SharpMinima(Experiment):
   }
 
   def check_more(self, config: ml_collections.ConfigDict) -> None:
+    num_train = digits_tasks.load(config.data).x_train.shape[0]
+    for field in ("small_batch_size", "large_batch_size"):  # an epoch of at least one step
+      validate.require_int(field, config[field], self.NAME, low=1, high=num_train)
     if not config.small_batch_size < config.large_batch_size:
       raise ValueError(
         f"{self.NAME}: small_batch_size={config.small_batch_size} must be smaller than "

@@ -49,7 +49,7 @@ def test_batchnorm_trains_stably_at_rates_at_least_as_large(finished_run):
 
 
 def test_bad_config_is_refused(tmp_path, capsys):
-  for setting in ("lr_sweep=[1.0]", "num_seeds=1"):
+  for setting in ("lr_sweep=[1.0]", "num_seeds=1", "outlier_search=100000", "lr_sweep_steps=0"):
     code = cli.main(["run", str(QUICK), "--out", str(tmp_path / "x"), "--set", setting])
     assert code == 2
     assert setting.split("=")[0] in capsys.readouterr().err

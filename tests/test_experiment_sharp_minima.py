@@ -148,6 +148,7 @@ def test_the_control_stops_the_small_batch_near_the_large_batchs_loss(finished_r
     ("epochs=7", "eval_every_epochs"),
     ("num_seeds=1", "num_seeds"),
     ("subspace_dim=100000", "subspace_dim"),
+    ("large_batch_size=5000", "large_batch_size"),  # was blamed on steps=0
   ],
 )
 def test_bad_config_is_refused(tmp_path, capsys, setting, field):
