@@ -84,7 +84,8 @@ class SweepInitBatch(OwnProblem):
       by_batch[int(row["batch_size"])].append(row)
     rates = sorted({r["learning_rate"] for r in table})
     num_train = digits_tasks.load(config.data).x_train.shape[0]
-    best_rates, best_losses = _best_by_axis(_seed_means(table))
+    means = _seed_means(table)
+    best_rates, best_losses = _best_by_axis(means)
     per_seed = [
       _best_by_axis([r for r in table if r["seed"] == seed])
       for seed in sorted({r["seed"] for r in table})
@@ -97,8 +98,16 @@ class SweepInitBatch(OwnProblem):
       "best_settings": {k: best[k] for k in sweep.BASE_AXES} if best else None,
       "best_test_error": best["final_test_error"] if best else None,
       "diverged_members": sorted(r["member"] for r in table if r["diverged"]),
-      "best_test_error_by_batch_size": {
-        b: min(r["final_test_error"] for r in rows) for b, rows in sorted(by_batch.items())
+      "best_test_error_by_batch_size": {  # the lowest mean over seeds, every seed finite
+        b: min(
+          (
+            r["final_test_error"]
+            for r in means
+            if r["batch_size"] == b and np.isfinite(r["final_test_error"])
+          ),
+          default=None,
+        )
+        for b in sorted(by_batch)
       },
       "best_train_loss_by_init_scale": best_losses,
       "best_learning_rate_by_batch_size": best_rates,
@@ -127,7 +136,7 @@ class SweepInitBatch(OwnProblem):
 
 def _seed_means(table: list[dict]) -> list[dict]:
   """One row per (init scale, batch size, rate): the means over seeds of the final training loss
-  (infinite if any seed diverged, so never the best)."""
+  and held-out error (infinite if any seed diverged, so never the best)."""
   groups: dict[tuple, list[dict]] = defaultdict(list)
   for row in table:
     groups[(row["init_scale"], row["batch_size"], row["learning_rate"])].append(row)
@@ -136,9 +145,12 @@ def _seed_means(table: list[dict]) -> list[dict]:
       "init_scale": scale,
       "batch_size": size,
       "learning_rate": rate,
-      "final_train_loss": np.inf
-      if any(r["diverged"] for r in rows)
-      else float(np.mean([r["final_train_loss"] for r in rows])),
+      **{
+        metric: np.inf
+        if any(r["diverged"] for r in rows)
+        else float(np.mean([r[metric] for r in rows]))
+        for metric in ("final_train_loss", "final_test_error")
+      },
     }
     for (scale, size, rate), rows in groups.items()
   ]
