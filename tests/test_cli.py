@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jaxopt_study import cli
+from jaxopt_study.config import load_config
 from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -46,7 +47,9 @@ def test_every_optimizer_reduces_the_loss(finished_run):
   """A real claim at this scale: each optimizer's best run ends below half the initial loss."""
   table = read_csv(finished_run / "results.csv")
   history = read_csv(finished_run / "history.csv")
-  assert len(table) == 45 and len({r["optimizer"] for r in table}) == 9
+  grids = load_config(QUICK).optimizers.values()
+  assert len(table) == sum(len(grid.learning_rate) for grid in grids)  # every grid point
+  assert len({r["optimizer"] for r in table}) == 9
   initial = {r["value"] for r in history if r["metric"] == "train_loss" and r["step"] == 0}
   assert len(initial) == 1, "every member starts from the same initialization"
   summary = json.loads((finished_run / "summary.json").read_text())
@@ -78,7 +81,8 @@ def test_resume_after_an_interruption_gives_the_same_numbers(tmp_path, monkeypat
   out = tmp_path / "resumed"
   assert cli.main(["run", str(config), "--out", str(out), *SMALL]) == 0
   reference = read_csv(out / "results.csv")
-  assert len(reference) == 15
+  grids = load_config(config).optimizers.values()
+  assert len(reference) == sum(len(grid.learning_rate) for grid in grids) > len(grids)
   members = sorted((out / ".members").glob("*.json"))
   for member in members[1:]:  # as if the run had been stopped after the first optimizer
     member.unlink()

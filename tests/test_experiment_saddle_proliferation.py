@@ -90,7 +90,9 @@ def test_verdicts_judge_every_claim(summary):
     "minima_fraction_by_width",
   }
   assert verdicts["goe_slope_exact"] == verdicts["spearman_index_loss"] == "reproduced"
-  assert verdicts["minima_fraction_by_width"] == verdict(slope < 0)
+  # equal fractions are no fall, whatever sign polyfit's rounding gives their slope
+  falling = slope < 0 and min(fractions.values()) < max(fractions.values())
+  assert verdicts["minima_fraction_by_width"] == verdict(falling)
 
 
 # ------------------------------------------------------------------- (b) MLP critical points
