@@ -57,6 +57,24 @@ def test_verdicts_judge_the_rate_slope_and_the_u_shape_over_seeds(finished_run, 
   }
 
 
+def test_the_best_held_out_error_per_batch_size_is_over_seed_means(finished_run, summary):
+  """Per batch size, the lowest held-out error among the settings' means over seeds (every seed
+  finite), as the summary's docstring says; it was the lowest single member."""
+  table = read_csv(finished_run / "results.csv")
+  settings = {(r["init_scale"], r["batch_size"], r["learning_rate"]) for r in table}
+  expected = {}
+  for scale, size, rate in settings:
+    runs = [
+      r
+      for r in table
+      if (r["init_scale"], r["batch_size"], r["learning_rate"]) == (scale, size, rate)
+    ]
+    if not any(r["diverged"] for r in runs):
+      mean = np.mean([r["final_test_error"] for r in runs])
+      expected[str(int(size))] = min(expected.get(str(int(size)), np.inf), mean)
+  assert summary["best_test_error_by_batch_size"] == pytest.approx(expected)
+
+
 def test_batch_sizes_are_compared_at_equal_epochs_over_a_bracketing_rate_grid(
   finished_run, summary
 ):
