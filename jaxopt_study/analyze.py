@@ -108,7 +108,8 @@ def spectrum_of_run(
       f"k={k}: the number of Ritz values per end is for method='lanczos'; the exact method "
       "computes all N eigenvalues"
     )
-  problem = problem or _problem_of(run_dir)
+  config = json.loads((run_dir / "config.json").read_text())
+  problem = problem or _problem_of(run_dir, config)
   pure = problem_lib.pure(problem)
   modes_differ = pure.graph_train != pure.graph_eval
   if mode is None and modes_differ:
@@ -121,7 +122,7 @@ def spectrum_of_run(
   member = member or default_member(run_dir)
   params, model_state = load_member_state(run_dir / "params.npz", member, *pure.initial(0))
   is_training = mode != "eval"
-  alpha = float(json.loads((run_dir / "config.json").read_text()).get("l2_penalty") or 0.0)
+  alpha = float(config.get("l2_penalty") or 0.0)
 
   def loss_fn(p, *batch):  # the objective trained: J, plus (α/2) θᵀθ with l2_penalty α (§7.1.1)
     value = problem.loss(pure.module(p, model_state, train=is_training), batch)
@@ -223,9 +224,9 @@ def _curvature_figure(
   return report.save_figure(fig, path)
 
 
-def _problem_of(run_dir: Path) -> problem_lib.Problem:
-  """The `Problem` that `config.json` names (built in, or the user's file or module)."""
-  config = json.loads((run_dir / "config.json").read_text())
+def _problem_of(run_dir: Path, config: dict[str, Any]) -> problem_lib.Problem:
+  """The `Problem` that the run's `config.json` (`config`) names (built in, or the user's file
+  or module)."""
   if isinstance(config.get("problem"), dict):
     raise ValueError(
       f"{run_dir} was written by sweep.run on a problem built in Python, which config.json only "

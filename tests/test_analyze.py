@@ -151,7 +151,7 @@ def test_a_folder_without_a_finished_run_is_refused(tmp_path, capsys):
 def test_k_without_lanczos_is_refused_before_building_the_hessian(run_dir, capsys, monkeypatch):
   """`--k 3` alone once built and diagonalized the dense Hessian, then failed in classify with
   "eigenvalues: shape (6,) given with method='exact'"."""
-  monkeypatch.setattr(analyze, "_problem_of", lambda _: pytest.fail("the problem was rebuilt"))
+  monkeypatch.setattr(analyze, "_problem_of", lambda *_: pytest.fail("the problem was rebuilt"))
   assert cli.main(["spectrum", str(run_dir), "--k", "3"]) == 2
   assert "k=3: the number of Ritz values per end is for method='lanczos'" in capsys.readouterr().err
 
