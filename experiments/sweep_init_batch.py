@@ -86,10 +86,8 @@ class SweepInitBatch(OwnProblem):
     num_train = digits_tasks.load(config.data).x_train.shape[0]
     means = _seed_means(table)
     best_rates, best_losses = _best_by_axis(means)
-    per_seed = [
-      _best_by_axis([r for r in table if r["seed"] == seed])
-      for seed in sorted({r["seed"] for r in table})
-    ]
+    seeds = sorted({r["seed"] for r in table})
+    per_seed = [_best_by_axis([r for r in table if r["seed"] == seed]) for seed in seeds]
     slope, slope_se = _over_seeds([_rate_slope(seed_rates) for seed_rates, _ in per_seed])
     chosen_rates = [*best_rates.values(), *(r for rs, _ in per_seed for r in rs.values())]
     u_shape, u_shape_se = _over_seeds([_u_shape(seed_losses) for _, seed_losses in per_seed])
@@ -122,7 +120,7 @@ class SweepInitBatch(OwnProblem):
       # the lower of the two end scales' best losses over the best loss between them, per seed
       "init_scale_edge_over_interior_train_loss": u_shape,
       "init_scale_edge_over_interior_train_loss_se": u_shape_se,
-      "seeds": sorted({r["seed"] for r in table}),
+      "seeds": seeds,
     }
 
   def plot(self, out_dir: Path) -> list[Path]:
