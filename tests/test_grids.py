@@ -174,6 +174,41 @@ def test_train_vmapped_matches_each_member_trained_alone():
       np.testing.assert_allclose(ours[i], theirs, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
+def test_train_vmapped_over_seeds_matches_each_seed_trained_alone():
+  """Seed i's members end where `train_vmapped` takes them from seed i's own initialization and
+  minibatch order: the seeds neither share an initialization nor a minibatch order."""
+  digits = data_lib.load_digits()
+  data = data_lib.Dataset(digits.x_train[:200], digits.y_train[:200], digits.x_test, digits.y_test)
+  seeds = [3, 11]
+  seed_models = [
+    models.functional(models.build_model("mlp", 64, 10, width=8, depth=1, seed=s)) for s in seeds
+  ]
+  constructor = optax.inject_hyperparams(optim.sgd)
+  options = {"steps": 12, "batch_size": 32, "eval_every": 4}
+  rates = jnp.asarray([0.1, 0.3, 1.0])
+  states, histories = grids.train_vmapped_over_seeds(
+    seed_models, lambda lr: constructor(learning_rate=lr), [rates], data, seeds=seeds, **options
+  )
+  assert histories["train_loss"].shape == (2, 3, 4)
+  for i, (seed, model) in enumerate(zip(seeds, seed_models, strict=True)):
+    alone_states, alone = grids.train_vmapped(
+      model, lambda lr: constructor(learning_rate=lr), [rates], data, seed=seed, **options
+    )
+    np.testing.assert_allclose(histories["train_loss"][i], alone["train_loss"], rtol=1e-5)
+    for ours, theirs in zip(
+      jax.tree.leaves(states.params), jax.tree.leaves(alone_states.params), strict=True
+    ):
+      np.testing.assert_allclose(ours[i], theirs, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(histories["train_loss"][0], histories["train_loss"][1])
+
+
+def test_train_vmapped_over_seeds_wants_one_model_per_seed():
+  model = models.functional(models.build_model("mlp", 64, 10, width=8, depth=1, seed=0))
+  with pytest.raises(ValueError, match="1 models for 2 seeds"):
+    grids.train_vmapped_over_seeds([model], optim.sgd, [jnp.ones(1)], None, seeds=[0, 1])
+
+
 def test_curves_over_column_are_the_medians_per_label_in_row_order():
   medians = [
     {"net": "a", "learning_rate": 0.1, "steps": 30.0},

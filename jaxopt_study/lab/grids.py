@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -67,7 +68,7 @@ def train_vmapped(
 ) -> tuple[train.TrainState, dict[str, jax.Array]]:
   """`train.make_train_fn(model, optimizer(*point), **options)` at every point of a grid, `vmap`ped
   into one compiled program: every member starts from `model`'s parameters and draws the same
-  minibatches (`jax.random.key(seed)`).
+  minibatches (`jax.random.key(seed)`). `train_vmapped_over_seeds` with one seed.
 
   Args:
     model: the model every member trains.
@@ -82,12 +83,42 @@ def train_vmapped(
     The final `train.TrainState`s and the histories (`metric -> (members, evaluations)`), stacked
     along the grid.
   """
+  stacked = train_vmapped_over_seeds([model], optimizer, points, data, seeds=[seed], **options)
+  return jax.tree.map(lambda leaf: leaf[0], stacked)
 
-  def one_member(*point):
-    train_fn = train.make_train_fn(model, optimizer(*point), **options)
-    return train_fn(model.params, model.model_state, data, jax.random.key(seed))
 
-  return jax.jit(jax.vmap(one_member))(*points)
+def train_vmapped_over_seeds(
+  seed_models: Sequence[models.FunctionalModel],
+  optimizer: Callable[..., optax.GradientTransformation],
+  points: Sequence[jax.Array],
+  data: Any,
+  *,
+  seeds: Sequence[int],
+  **options: Any,
+) -> tuple[train.TrainState, dict[str, jax.Array]]:
+  """`train_vmapped`'s grid repeated for every seed, as one compiled program: seed i's members
+  start from `seed_models[i]`'s parameters (one architecture, the initialization of that seed)
+  and draw the minibatches of `jax.random.key(seeds[i])`. The initial parameters are arguments of
+  the program, not constants folded into it, so the seeds share one compilation.
+
+  Returns:
+    The final `train.TrainState`s and the histories, stacked as (seeds, grid points, ...).
+  """
+  if len(seed_models) != len(seeds):
+    raise ValueError(f"{len(seed_models)} models for {len(seeds)} seeds: give one per seed")
+
+  def one_member(params, model_state, key, *point):
+    train_fn = train.make_train_fn(seed_models[0], optimizer(*point), **options)
+    return train_fn(params, model_state, data, key)
+
+  over_points = jax.vmap(one_member, in_axes=(None, None, None, *[0] * len(points)))
+  over_seeds = jax.vmap(over_points, in_axes=(0, 0, 0, *[None] * len(points)))
+  params, model_state = (
+    jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+    for trees in zip(*((m.params, m.model_state) for m in seed_models), strict=True)
+  )
+  keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
+  return jax.jit(over_seeds)(params, model_state, keys, *points)
 
 
 def best_rows(
