@@ -7,7 +7,8 @@ from common import digits, mlp
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "optimizers"
-  config.seed = 0
+  # Each seed: the initialization and the minibatch order, the same for every optimizer.
+  config.seeds = [0, 1, 2]
   config.steps = 1500
   config.batch_size = 64
   config.eval_every = 50

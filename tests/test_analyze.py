@@ -38,7 +38,7 @@ def get_config():
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-  """A finished run of the quick comparison, SGD only (its 5 learning rates), width 8."""
+  """A finished run of the quick comparison, SGD only (its learning rates, two seeds), width 8."""
   folder = tmp_path_factory.mktemp("spectrum")
   (folder / "experiments").symlink_to(Path(__file__).parents[1] / "experiments")
   (folder / "sgd_only.py").write_text(SGD_ONLY)
@@ -48,7 +48,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 def test_spectrum_of_a_run_matches_an_independent_hessian(run_dir):
-  assert cli.main(["spectrum", str(run_dir), "--member", "sgd@0.3"]) == 0
+  assert cli.main(["spectrum", str(run_dir), "--member", "sgd@0.3,seed1"]) == 0
   with open(run_dir / "spectrum-exact.csv") as f:
     ours = np.asarray([float(row["eigenvalue"]) for row in csv.DictReader(f)])
   verdict = json.loads((run_dir / "classification-exact.json").read_text())
@@ -58,7 +58,7 @@ def test_spectrum_of_a_run_matches_an_independent_hessian(run_dir):
   options = {k: v for k, v in config["model"].items() if k != "name"}
   model = models.functional(models.build_model("mlp", 64, 10, seed=0, **options))
   params, state = results.load_member_state(
-    run_dir / "params.npz", "sgd@0.3", model.params, model.model_state
+    run_dir / "params.npz", "sgd@0.3,seed1", model.params, model.model_state
   )
   digits = data.load_digits()
   flat, unravel = ravel_pytree(params)
@@ -71,7 +71,7 @@ def test_spectrum_of_a_run_matches_an_independent_hessian(run_dir):
   assert ours.shape == (flat.size,)
   scale = np.abs(reference).max()
   np.testing.assert_allclose(ours, reference, atol=1e-4 * scale)
-  assert verdict["member"] == "sgd@0.3"
+  assert verdict["member"] == "sgd@0.3,seed1"
   assert verdict["lambda_max"] == pytest.approx(reference[-1], rel=1e-3)
   assert verdict["kind"] in {"minimum", "saddle", "degenerate", "not_critical", "plateau"}
 
