@@ -102,11 +102,7 @@ class BatchnormTraining(Experiment):
     "data.name": digits_tasks.DIGITS,
     **dict.fromkeys(("steps", "eval_every", "batch_size", "width"), validate.require_positive_int),
     "depths": validate.each(validate.require_positive_int),
-    "seeds": functools.partial(
-      validate.require_sequence,
-      each=functools.partial(validate.require_int, low=0),
-      min_length=MIN_SEEDS,
-    ),
+    "seeds": validate.seeds(min_length=MIN_SEEDS),
     "unit": functools.partial(validate.require_int, low=0),
     "drift_learning_rate": validate.require_positive,
     "learning_rates": functools.partial(

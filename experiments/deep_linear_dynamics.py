@@ -111,11 +111,7 @@ class DeepLinearDynamics(Experiment):
     "depths": functools.partial(
       validate.require_sequence, each=validate.require_positive_int, min_length=2
     ),
-    "seeds": functools.partial(
-      validate.require_sequence,
-      each=functools.partial(validate.require_int, low=0),
-      min_length=MIN_SEEDS,
-    ),
+    "seeds": validate.seeds(min_length=MIN_SEEDS),
     "rate_times_depth": functools.partial(
       validate.require_sequence, each=validate.require_positive, min_length=2
     ),

@@ -121,7 +121,7 @@ class FailureModes(Experiment):
   }
   FIELDS = {
     "data.name": digits_tasks.DIGITS,
-    "seeds": validate.each(validate.require_int, low=0),
+    "seeds": validate.seeds(),
     "symmetry.width": POSITIVE_INT,
     "symmetry.steps": POSITIVE_INT,
     "symmetry.learning_rate": validate.require_positive,

@@ -91,7 +91,7 @@ class LocalAndGlobalMinima1d(Experiment):
   FIELDS = {
     "interval": functools.partial(validate.require_sequence, min_length=2),
     "num_starts": functools.partial(validate.require_int, low=2),
-    "seeds": validate.each(validate.require_int, low=0),
+    "seeds": validate.seeds(),
     "steps": validate.require_positive_int,
     "learning_rate": validate.require_positive,
     "noisy.eta": validate.require_positive,

@@ -136,7 +136,7 @@ class LrSchedules(Experiment):
       ("steps", "eval_every", "batch_size", "step_drops", "sgdr_cycles", "sgdr_period_factor"),
       validate.require_positive_int,
     ),
-    "seeds": validate.each(validate.require_int, low=0),
+    "seeds": validate.seeds(),
     "learning_rates": validate.each(validate.require_positive),
     "final_fraction": functools.partial(
       validate.require_unit_interval, include_zero=False, include_one=False

@@ -83,11 +83,7 @@ class ModelDesign(Experiment):
   }
   FIELDS = {
     "data.name": digits_tasks.DIGITS,
-    "seeds": functools.partial(  # "beyond the spread over seeds" needs a spread
-      validate.require_sequence,
-      each=functools.partial(validate.require_int, low=0),
-      min_length=2,
-    ),
+    "seeds": validate.seeds(min_length=2),  # "beyond the spread over seeds" needs a spread
     "depths": validate.each(validate.require_positive_int),
     "designs": validate.each(validate.require_choice, choices=list(DESIGNS)),
     "model.width": validate.require_positive_int,

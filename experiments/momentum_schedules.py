@@ -91,7 +91,7 @@ class MomentumSchedules(Experiment):
     **dict.fromkeys(
       ("steps", "eval_every", "ramp_steps", "batch_size"), validate.require_positive_int
     ),
-    "seeds": validate.each(validate.require_int, low=0),
+    "seeds": validate.seeds(),
     "momentum_max": validate.each(validate.require_unit_interval),
     "learning_rate": validate.each(validate.require_non_negative),
     "model.width": functools.partial(validate.require_int, low=1, high=63),  # a bottleneck < 64

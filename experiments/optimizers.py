@@ -76,7 +76,7 @@ class Optimizers(Experiment):
     "data.name": digits_tasks.DIGITS,
     **dict.fromkeys(("steps", "eval_every", "batch_size"), validate.require_positive_int),
     "sampling": functools.partial(validate.require_choice, choices=train.SAMPLINGS),
-    "seeds": validate.each(validate.require_int, low=0, high=train.MAX_SEED),
+    "seeds": validate.seeds(),
   }
 
   def check_more(self, config: ml_collections.ConfigDict) -> None:

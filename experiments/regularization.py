@@ -164,7 +164,7 @@ class Regularization(Experiment):
   }
   FIELDS = {
     "data.name": digits_tasks.DIGITS,
-    "seeds": validate.each(validate.require_int, low=0),
+    "seeds": validate.seeds(),
     "methods": validate.each(validate.require_choice, choices=list(METHODS)),
     "num_train": validate.require_positive_int,
     "model.width": validate.require_positive_int,

@@ -80,7 +80,7 @@ class RiskVsEmpiricalRisk(Experiment):
     "toy.frequency": validate.require_positive,
     "toy.num_points": functools.partial(validate.require_int, low=3),
     "data.name": digits_tasks.DIGITS,
-    "seeds": validate.each(validate.require_int, low=0),
+    "seeds": validate.seeds(),
     "l2_penalty": validate.require_positive,
     "steps": validate.require_positive_int,
     "learning_rate": validate.require_positive,

@@ -76,17 +76,6 @@ NUM_CLASSES = 10  # digits
 CRITICAL_KINDS = ("minimum", "saddle", "maximum", "degenerate", "plateau")
 
 
-def distinct_items(rule: validate.Rule, min_length: int) -> validate.Rule:
-  """A rule for a list of at least `min_length` items, no two equal, each passing `rule`."""
-
-  def check(name: str, value: Any, where: str) -> None:
-    validate.require_sequence(name, value, where, rule, min_length=min_length)
-    if len(set(value)) != len(value):
-      raise ValueError(f"{where}: {name}={list(value)!r} must not repeat a value")
-
-  return check
-
-
 class SaddleProliferation(Experiment):
   """(a) the GOE's positive-definite probability by N; (b) critical points of MLPs by width."""
 
@@ -126,16 +115,23 @@ class SaddleProliferation(Experiment):
   }
   FIELDS = {
     # (a) at least 4 distinct N to fit a N² + b N + c; the exact value is known up to N = 10
-    "sizes": distinct_items(functools.partial(validate.require_int, low=1, high=10), min_length=4),
+    "sizes": functools.partial(
+      validate.require_sequence,
+      each=functools.partial(validate.require_int, low=1, high=10),
+      min_length=4,
+      distinct=True,
+    ),
     "samples": validate.require_positive_int,
     "batch": validate.require_positive_int,
     "min_hits": validate.require_positive_int,
     # (b)
-    "widths": distinct_items(validate.require_positive_int, min_length=2),
+    "widths": functools.partial(
+      validate.require_sequence, each=validate.require_positive_int, min_length=2, distinct=True
+    ),
     "data.name": digits_tasks.DIGITS,
     "weight_decay": validate.require_non_negative,
     "descent.learning_rate": validate.require_positive,
-    "descent.seeds": distinct_items(functools.partial(validate.require_int, low=0), min_length=1),
+    "descent.seeds": validate.seeds(),
     "descent.start_steps": validate.each(validate.require_int, low=0),
     "newton.steps": validate.require_positive_int,
     "newton.damping": validate.require_positive,

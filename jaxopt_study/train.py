@@ -50,7 +50,7 @@ from jaxopt_study.hessian import tracking
 METRICS = ("train_loss", "grad_norm", "train_error", "test_loss", "test_error")  # built-in
 SAMPLINGS = ("epoch", "replacement")
 MINIBATCH_LOG = ("loss", "grad_norm")  # `make_train_loop(..., log_steps=n)`, per step
-MAX_SEED = 2**32 - 1  # jax.random.key keeps 32 bits of a seed: 2**32 would be seed 0 again
+MAX_SEED = validate.MAX_SEED  # jax.random.key keeps 32 bits of a seed
 
 
 class TrainState(NamedTuple):

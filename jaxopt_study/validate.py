@@ -24,6 +24,7 @@ import numpy as np
 Rule = Callable[[str, Any, str], None]  # rule(name, value, where) raises ValueError
 _LARGEST = float(np.finfo(np.float32).max)  # "finite" means finite once cast to float32
 _INT32_MAX = 2**31 - 1  # counts and steps are int32 in compiled code
+MAX_SEED = 2**32 - 1  # jax.random.key keeps 32 bits of a seed: 2**32 would be seed 0 again
 
 
 def _concrete(value: Any) -> np.ndarray | None:
@@ -158,15 +159,36 @@ def require_choice(name: str, value: Any, where: str, choices: Iterable[Any]) ->
 
 
 def require_sequence(
-  name: str, value: Any, where: str, each: Rule | None = None, *, min_length: int = 1
+  name: str,
+  value: Any,
+  where: str,
+  each: Rule | None = None,
+  *,
+  min_length: int = 1,
+  distinct: bool = False,
 ) -> None:
   """Checks a list or tuple of at least `min_length` items, each passing `each(name[i], item,
-  where)` when given (`each=require_positive` for a grid of learning rates)."""
+  where)` when given (`each=require_positive` for a grid of learning rates), and with `distinct`
+  no item twice."""
   if isinstance(value, str) or not isinstance(value, Sequence) or len(value) < min_length:
     raise ValueError(f"{where}: {name}={value!r} must be a list of at least {min_length} item(s)")
   if each is not None:
     for i, item in enumerate(value):
       each(f"{name}[{i}]", item, where)
+  if distinct and (repeated := [v for i, v in enumerate(value) if v in value[:i]]):
+    raise ValueError(f"{where}: {name}={list(value)!r} repeats {repeated[0]!r}: give each once")
+
+
+def seeds(min_length: int = 1) -> Rule:
+  """A rule for a config's list of seeds: at least `min_length`, each an integer in
+  [0, MAX_SEED], none twice (a repeated seed would count one run as two and shrink an error bar
+  over seeds that it does not have)."""
+  return functools.partial(
+    require_sequence,
+    each=functools.partial(require_int, low=0, high=MAX_SEED),
+    min_length=min_length,
+    distinct=True,
+  )
 
 
 def each(rule: Rule, **options: Any) -> Rule:

@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 
 from jaxopt_study import cli, registry, tour
-from jaxopt_study.config import ConfigError
-from jaxopt_study.experiment import Experiment, Results
+from jaxopt_study.config import ConfigError, load_config
+from jaxopt_study.experiment import Experiment, Results, prepare
 
 ROOT = Path(__file__).parents[1]
 
 TOY = """
-from jaxopt_study.experiment import Experiment, Results
+from jaxopt_study.experiment import Experiment, Results, prepare
 
 
 class Toy(Experiment):
@@ -37,6 +37,31 @@ def test_every_experiment_file_is_registered_with_a_config_and_a_quick_config():
   for name in registry.CHAPTER_ORDER:
     assert (ROOT / "configs" / f"{name}.py").is_file(), name
     assert (ROOT / "configs" / f"{name}_quick.py").is_file(), name
+
+
+def _seed_lists(config, prefix=""):
+  """The dotted names of a config's lists of seeds (`seeds`, `descent.seeds`, ...)."""
+  for key, value in config.items():
+    if key == "seeds" and isinstance(value, list | tuple):
+      yield prefix + key
+    elif hasattr(value, "items"):
+      yield from _seed_lists(value, f"{prefix}{key}.")
+
+
+def test_every_list_of_seeds_refuses_a_repeated_seed():
+  """A seed given twice would count one run as two and shrink the error bar over seeds."""
+  checked = []
+  for name in registry.CHAPTER_ORDER:
+    path = ROOT / "configs" / f"{name}_quick.py"
+    for field in _seed_lists(load_config(path)):
+      seeds = load_config(path)
+      for part in field.split("."):
+        seeds = seeds[part]
+      repeated = [*seeds, seeds[0]]  # the shipped seeds and the first one again
+      with pytest.raises(ValueError, match=rf"{name}: {field}=.* repeats {seeds[0]}: give each"):
+        prepare(path, [f"{field}={repeated}"])
+      checked.append(name)
+  assert len(checked) >= 10, checked  # every experiment with a list of seeds
 
 
 def test_the_registry_follows_the_chapter_and_names_its_experiments():

@@ -66,6 +66,18 @@ def test_choices_and_sequences_name_the_item():
       rates("rates", bad, "grid")
 
 
+def test_a_list_of_seeds_is_distinct_and_each_seed_fits_32_bits():
+  rule = validate.seeds(min_length=2)
+  rule("seeds", [0, 1, validate.MAX_SEED], "exp")
+  with pytest.raises(ValueError, match=r"exp: seeds=\[0, 3, 0\] repeats 0: give each once"):
+    rule("seeds", [0, 3, 0], "exp")
+  with pytest.raises(ValueError, match=r"seeds\[1\]=4294967296 must be an integer in \[0, "):
+    rule("seeds", [0, 2**32], "exp")
+  with pytest.raises(ValueError, match=r"seeds=\[5\] must be a list of at least 2 item"):
+    rule("seeds", [5], "exp")
+  validate.require_sequence("widths", [2, 2], "exp")  # repeats are refused only when asked
+
+
 def test_fields_of_a_config_reach_nested_blocks_and_name_missing_ones():
   config = ml_collections.ConfigDict({"steps": 5, "model": {"width": 0, "name": "mlp"}})
   rules = {
