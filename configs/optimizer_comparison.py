@@ -11,7 +11,9 @@ from jaxopt_study.config import load_config
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "optimizer_comparison"
-  config.seed = 0
+  # Each seed: a first-order method's initialization and minibatch order (full-batch methods run
+  # from the first seed only).
+  config.seeds = [0, 1, 2]
   config.data = digits()
   # Each problem: a model (its `models.build_model` options) and the L2 penalty α of its
   # objective J + (α/2) θᵀθ (§7.1.1). Depth 0 is logistic regression: convex, and with α > 0

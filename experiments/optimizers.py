@@ -11,12 +11,12 @@ Each optimizer's best learning rate has the lowest median final training loss ov
 `best_optimizer` (the lowest median at its best rate; `best_is_adaptive_rate` 1 when it is an
 adaptive-rate method of §8.5, else 0); `adaptive_over_other_final_loss` (± `..._se`), the best
 adaptive-rate method's final loss over the best other method's, each at its best rate, as the
-geometric mean over seeds of the per-seed ratio (`verdicts.paired_ratio`), which the verdict
-judges; per optimizer at its best rate `final_loss_by_optimizer` and `test_error_by_optimizer`
-(medians over seeds) with `final_loss_over_seeds_by_optimizer` (mean, std, n),
-`best_learning_rate_by_optimizer`; and `best_learning_rate_at_grid_edge` (optimizers whose grid
-should be widened to bracket the best), with `any_best_rate_at_grid_edge`, which leaves the
-verdict undecided.
+geometric mean over seeds of the per-seed ratio (`adaptive_rate.adaptive_over_other`), which
+the verdict judges; per optimizer at its best rate `final_loss_by_optimizer` and
+`test_error_by_optimizer` (medians over seeds) with `final_loss_over_seeds_by_optimizer` (mean,
+std, n), `best_learning_rate_by_optimizer`; and `best_learning_rate_at_grid_edge` (optimizers
+whose grid should be widened to bracket the best), with `any_best_rate_at_grid_edge`, which
+leaves the verdict undecided.
 """
 
 import functools
@@ -34,12 +34,9 @@ from jaxopt_study import data as data_lib
 from jaxopt_study import models, optim, train, validate
 from jaxopt_study.experiment import Experiment, Members, Results, below
 from jaxopt_study.lab import digits_tasks, grids, rate_plots, verdicts
+from jaxopt_study.lab.adaptive_rate import ADAPTIVE_RATE, adaptive_over_other
 from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import history_rows, member_arrays, read_csv
-
-# The adaptive-learning-rate family of §8.5 (with Adadelta and delta-bar-delta), Schaul et al.'s
-# robust group.
-ADAPTIVE_RATE = ("adagrad", "rmsprop", "rmsprop_nesterov", "adam", "adadelta", "delta_bar_delta")
 
 
 class Optimizers(Experiment):
@@ -120,22 +117,12 @@ class Optimizers(Experiment):
       for name, rate in ((k, row["learning_rate"]) for k, row in best.items())
     }
     winner = min(best, key=lambda k: best[k]["final_train_loss"], default=None)
-    adaptive = _best_of([k for k in best if k in ADAPTIVE_RATE], best)
-    other = _best_of([k for k in best if k not in ADAPTIVE_RATE], best)
-    ratio, ratio_se = (
-      verdicts.paired_ratio(
-        *([r["final_train_loss"] for r in at_best[k]] for k in (adaptive, other))
-      )
-      if adaptive and other
-      else (None, None)
-    )
     return {
       "best_optimizer": winner,
       "best_is_adaptive_rate": None if winner is None else float(winner in ADAPTIVE_RATE),
-      "best_adaptive_rate_optimizer": adaptive,
-      "best_other_optimizer": other,
-      "adaptive_over_other_final_loss": ratio,
-      "adaptive_over_other_final_loss_se": ratio_se,
+      **adaptive_over_other(
+        {k: [r["final_train_loss"] for r in rows] for k, rows in at_best.items()}
+      ),
       "final_loss_by_optimizer": {k: r["final_train_loss"] for k, r in best.items()},
       "final_loss_over_seeds_by_optimizer": {
         k: verdicts.mean_and_std([r["final_train_loss"] for r in rows])
@@ -184,11 +171,6 @@ class Optimizers(Experiment):
       logy=True,
     )
     return [*figures, sensitivity]
-
-
-def _best_of(names: list[str], best: dict[str, dict]) -> str | None:
-  """The optimizer of `names` with the lowest median final loss at its best rate (None: none)."""
-  return min(names, key=lambda k: best[k]["final_train_loss"], default=None)
 
 
 def _digits(config: ml_collections.ConfigDict) -> data_lib.Dataset:

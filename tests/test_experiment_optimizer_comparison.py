@@ -110,8 +110,11 @@ def test_verdicts_judge_newton_and_the_best_first_order_method(summary):
   assert summary["best_first_order_is_adaptive_rate"] == {"logistic_regression": float(adaptive)}
   edge = summary["best_at_grid_edge"]["logistic_regression"]
   assert summary["any_best_at_grid_edge"] == {"logistic_regression": bool(edge)}
+  ratio = summary["adaptive_over_other_final_loss"]["logistic_regression"]
+  se = summary["adaptive_over_other_final_loss_se"]["logistic_regression"]
+  beyond_the_seeds = abs(ratio - 1) > 2 * se
   assert summary["verdicts"] == {
-    "best_optimizer": verdict(None if edge else adaptive),
+    "best_optimizer": verdict(ratio < 1 if beyond_the_seeds and not edge else None),
     "steps_to_optimum_by_optimizer": "reproduced",
     "gap_to_optimum_by_optimizer": "reproduced",
   }
@@ -144,26 +147,66 @@ def _float64_gradient(config, theta: np.ndarray) -> np.ndarray:
   return ones.T @ p / len(y) + alpha * theta
 
 
-def test_every_optimizer_descends(finished_run, summary):
-  """Every member of every grid ends below its starting objective, and stays finite."""
-  assert summary["members_not_descending"] == []
+def test_every_optimizer_descends_up_to_its_best_rate(finished_run, summary):
+  """Every member at or below its optimizer's best rate, every seed, ends below its starting
+  objective; every member stays finite. Above the best rate a grid reaches past the stability
+  limit (it must, to bracket the best), where a run may oscillate and end where it started: such
+  members, and only they, are listed in `members_not_descending`."""
   rows = read_csv(finished_run / "results.csv")
-  assert len(rows) == 7 + 7 + 1  # SGD's seven rates, Adam's seven, Newton's one damping
+  assert summary["seeds"] == [0, 1]
+  assert len(rows) == 2 * (7 + 7) + 1  # SGD's and Adam's 7 rates × 2 seeds, Newton's one damping
+  best = summary["best_hyperparameters_by_optimizer"]["logistic_regression"]
+  not_descending = set(summary["members_not_descending"])
   for row in rows:
     assert np.isfinite(row["final_train_loss"])
-    assert row["final_train_loss"] < row["initial_train_loss"]
+    descends = row["final_train_loss"] < row["initial_train_loss"]
+    assert descends == (row["member"] not in not_descending)
+    if row["learning_rate"] <= best[row["optimizer"]]["learning_rate"]:
+      assert descends, row["member"]
+
+
+def _seed_losses(rows, problem, name):
+  """{learning rate: final objectives in seed order} of one optimizer's grid on one problem."""
+  grid = {}
+  for r in sorted(rows, key=lambda r: r["seed"]):
+    if (r["problem"], r["optimizer"]) == (problem, name):
+      grid.setdefault(r["learning_rate"], []).append(r["final_train_loss"])
+  return grid
 
 
 def test_claims_are_each_problems_best_grid_points(finished_run, summary):
+  """Recomputed from results.csv: each optimizer's best rate has the lowest median over seeds."""
   rows = read_csv(finished_run / "results.csv")
   for problem, losses in summary["final_loss_by_optimizer"].items():
     assert set(losses) == {"sgd", "adam", "newton"}
     for name, loss in losses.items():
-      grid = [
-        r["final_train_loss"] for r in rows if (r["problem"], r["optimizer"]) == (problem, name)
-      ]
-      assert loss == min(grid)
+      medians = {lr: np.median(v) for lr, v in _seed_losses(rows, problem, name).items()}
+      assert loss == pytest.approx(min(medians.values()), rel=1e-12)
+      best = summary["best_hyperparameters_by_optimizer"][problem][name]["learning_rate"]
+      assert medians[best] == min(medians.values())
     assert summary["best_optimizer"][problem] == min(losses, key=losses.get)
+
+
+def test_the_judged_ratio_pairs_adam_and_sgd_by_seed(finished_run, summary):
+  """Adam over SGD (the quick config's only adaptive-rate and other first-order methods), each at
+  its best rate: the geometric mean over seeds of the per-seed ratio of final objectives, with
+  ratio · s/√n of the log ratios as its error."""
+  rows = read_csv(finished_run / "results.csv")
+  best = summary["best_hyperparameters_by_optimizer"]["logistic_regression"]
+  pair = [
+    np.array(_seed_losses(rows, "logistic_regression", k)[best[k]["learning_rate"]])
+    for k in ("adam", "sgd")
+  ]
+  logs = np.log(pair[0] / pair[1])
+  ratio = np.exp(logs.mean())
+  assert summary["best_adaptive_rate_optimizer"] == {"logistic_regression": "adam"}
+  assert summary["best_other_optimizer"] == {"logistic_regression": "sgd"}
+  assert summary["adaptive_over_other_final_loss"]["logistic_regression"] == pytest.approx(
+    ratio, rel=1e-9
+  )
+  assert summary["adaptive_over_other_final_loss_se"]["logistic_regression"] == pytest.approx(
+    ratio * logs.std(ddof=1) / np.sqrt(logs.size), rel=1e-9
+  )
 
 
 def test_costs_are_reported_with_the_losses(summary, config):

@@ -1,5 +1,7 @@
 """Pieces that serve only the experiments of `experiments/`, not the library a user imports.
 
+* `adaptive_rate`: the adaptive-rate family of §8.5 and its best method against the best other
+  one, paired by seed (Schaul et al.'s comparison, `optimizers` and `optimizer_comparison`).
 * `curves`: curves of a run's `history.csv` (the one `history_curves`) and power-law fits.
 * `digits_tasks`: a config's digits data and model (`mlp(seed, **config.model)`), seeds stacked
   for `vmap`, the training NLL, one figure per training metric.
@@ -12,7 +14,7 @@
 * `adam_variants`: Adam without its bias correction (`failure_modes`).
 * `unit_stats`: per-unit and per-layer statistics of an MLP: distinct and dead units, single-sign
   weight gradients, layer and back-propagated gradient norms.
-* `verdicts`: mean ± std over seeds for a claim's error bar.
+* `verdicts`: mean ± std, mean ± standard error and paired ratios over seeds: a claim's error bar.
 * `random_matrix`: random-matrix ensembles and their spectra (saddle proliferation, §8.2.3).
 * `rate_plots`: the final loss against the learning rate, and the curves at each best rate.
 * `subspace_sharpness`: Keskar et al.'s ε-sharpness in a random subspace, by L-BFGS-B.
