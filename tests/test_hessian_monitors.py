@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxopt_study.hessian import curvature_along_gradient, sharpness
+from jaxopt_study.hessian import curvature_along_gradient, monitors, sharpness
 
 CURVATURES = np.asarray([0.5, 2.0, 8.0])
 
@@ -53,9 +53,12 @@ def test_curvature_along_gradient_inside_jit_does_not_recompile(x64):
     history.append(float(stats.g_dot_g))
   assert len(traces) == 2  # one jit trace: the loss is traced for its gradient and its HVP
   assert history[0] > history[1] > history[2] > history[3]  # descent on a bowl
-  for rate in (0.1, 0.2, 0.3):  # eagerly in a Python loop: the kernel traced above is reused
+  curvature_along_gradient(loss, params, c, learning_rate=0.05)  # eagerly: compiles its kernel
+  compiled, traced = monitors._curvature_jit._cache_size(), len(traces)
+  for rate in (0.1, 0.2, 0.3):  # eagerly in a Python loop: the kernel compiled above is reused
     curvature_along_gradient(loss, {"x": params["x"] * rate}, c, learning_rate=rate)
-  assert len(traces) == 2
+  assert monitors._curvature_jit._cache_size() == compiled
+  assert len(traces) == traced + 3  # one trace per call, the fingerprint of what the loss reads
 
 
 def test_sharpness_of_a_quadratic_matches_its_closed_form(x64):

@@ -195,3 +195,61 @@ def test_dropout_needs_a_mode_and_eval_turns_it_off(x64):
   assert np.abs(train - expected).max() > 1e-2
   np.testing.assert_allclose(hessian_matrix(module_loss, eval_model, x, y), expected, rtol=1e-12)
   assert model.drop.deterministic is False  # the caller's module keeps its mode
+
+
+SCALE = np.array([1.0, 2.0, 3.0])  # data a loss reads as a global, not as an argument
+OFFSET = 1.0  # a Python number it reads the same way
+
+
+def _global_loss(w):
+  return 0.5 * jnp.sum(SCALE * w**2) * OFFSET
+
+
+class _Fit:
+  def __init__(self, x):
+    self.x = x
+
+  def loss(self, w):
+    return jnp.mean((self.x @ w) ** 2)
+
+
+def test_a_loss_that_reads_changed_data_is_traced_again(x64, monkeypatch):
+  """The kernels are jitted with the loss as a static argument: a second call with the same
+  function after the arrays or numbers it reads changed must see the new ones (it returned the
+  first call's Hessian), as jax.hessian does."""
+  from jaxopt_study import hessian
+
+  w = jnp.ones(3)
+  for scale, offset in (([1.0, 2.0, 3.0], 1.0), ([-4.0, 5.0, 6.0], 1.0), ([-4.0, 5.0, 6.0], 2.0)):
+    monkeypatch.setitem(_global_loss.__globals__, "SCALE", np.array(scale))
+    monkeypatch.setitem(_global_loss.__globals__, "OFFSET", offset)
+    expected = np.linalg.eigvalsh(np.asarray(jax.hessian(_global_loss)(w)))
+    np.testing.assert_allclose(hessian.spectrum(_global_loss, w).eigenvalues, expected)
+    np.testing.assert_allclose(
+      hvp(_global_loss, w)(jnp.ones(3)), np.asarray(jax.hessian(_global_loss)(w)).sum(axis=1)
+    )
+  assert hessian.classify(_global_loss, jnp.zeros(3)).kind == "saddle"
+  fit = _Fit(jnp.eye(3))
+  for x in (jnp.eye(3), 3 * jnp.eye(3)):
+    fit.x = x
+    expected = np.linalg.eigvalsh(np.asarray(jax.hessian(fit.loss)(w)))
+    np.testing.assert_allclose(hessian.spectrum(fit.loss, w).eigenvalues, expected)
+  for seed in (0, 1):  # a closed-over PRNG key, fingerprinted by its key data
+    key = jax.random.key(seed)
+
+    def random_bowl(w, key=key):
+      return jnp.sum(jax.random.uniform(key, (3,)) * w**2)
+
+    expected = np.sort(2 * np.asarray(jax.random.uniform(key, (3,))))
+    np.testing.assert_allclose(hessian.spectrum(lambda w: random_bowl(w), w).eigenvalues, expected)
+
+
+def test_a_second_call_with_the_same_loss_and_data_does_not_compile_again(x64):
+  def loss(w, x):
+    return jnp.sum(jnp.tanh(x @ w) ** 2)
+
+  w, x = jnp.ones(4), jnp.arange(12.0).reshape(3, 4) / 10
+  hvp(loss, w, x)(jnp.ones(4))
+  compiled = products._tree_hvp_jit._cache_size()
+  hvp(loss, 2 * w, x + 1.0)(jnp.zeros(4))  # new values of the arguments: the same program
+  assert products._tree_hvp_jit._cache_size() == compiled

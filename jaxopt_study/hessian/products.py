@@ -4,7 +4,11 @@ Every tool of `jaxopt_study.hessian` reduces its input, ``loss_fn(params, *args)
 pytree or an `nnx.Module`, to a `Problem`: the parameters raveled into one vector θ ∈ ℝᴺ (in
 `jax.flatten_util.ravel_pytree` order), the arrays held fixed, the data, and a static, hashable
 `Objective` that jitted kernels take as a static argument, so that calling a tool again with the
-same `loss_fn` and parameter structure does not compile again.
+same `loss_fn` and parameter structure does not compile again. A loss may read arrays or numbers
+that are not its arguments (a global, a closure, `self.x` of a bound method): the `Objective`
+then also carries a fingerprint of the loss's trace (its jaxpr and the values of the constants
+it closes over, `trace_fingerprint`), so that a call after those values changed compiles anew
+instead of reusing the values the first call compiled in (JAX's own `jax.jit` would).
 
 The loss over a dataset given as batches B₁ ... B_K with n_b examples each (n_b the leading
 dimension of the batch's first array) is the size-weighted mean
@@ -19,6 +23,8 @@ The Hessian-vector product is forward-over-reverse, H v = ∂/∂t ∇L(θ + t v
 (`jax.jvp` of `jax.grad`; Pearlmutter 1994), as cheap as a few gradients and exact.
 """
 
+import functools
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -73,11 +79,14 @@ class Layout(NamedTuple):
 
 
 class Objective(NamedTuple):
-  """The static part of a problem: the loss, the parameter layout, the NNX graph (or None)."""
+  """The static part of a problem: the loss, the parameter layout, the NNX graph (or None), and
+  the fingerprint of the loss's trace (None inside an outer trace, where the values it closes
+  over are the outer trace's own)."""
 
   loss_fn: LossFn
   layout: Layout
   graphdef: Any  # nnx.GraphDef when params was an nnx.Module, else None
+  fingerprint: str | None = None
 
 
 class BatchGroup(NamedTuple):
@@ -249,9 +258,32 @@ def prepare(
     data = _group_batches(batches, layout.dtype)
   problem = Problem(Objective(loss_fn, layout, graphdef), layout.ravel(params), fixed, data)
   traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(problem))
+  if not traced:
+    objective = problem.objective._replace(fingerprint=trace_fingerprint(problem))
+    problem = problem._replace(objective=objective)
   if evaluate and not traced:  # inside a trace the values are unknown: nothing to check
     require_finite_point(problem, *loss_and_grad_jit(*problem), where)
   return problem
+
+
+def trace_fingerprint(problem: Problem) -> str:
+  """A digest of the loss's trace on the problem's first batch: its jaxpr (the operations, and
+  the Python numbers it reads, as literals) and the values of the arrays it closes over (its
+  constants, a PRNG key by its key data). Two calls with equal fingerprints trace the same
+  function of the loss's arguments, so that the kernels one compiled serve the other."""
+  group = problem.data[0]
+  first = group.args if group.weights is None else jax.tree.map(lambda x: x[0], group.args)
+  closed = jax.make_jaxpr(functools.partial(batch_loss, problem.objective))(
+    problem.flat_params, problem.fixed, first
+  )
+  digest = hashlib.sha256(str(closed.jaxpr).encode())
+  for const in closed.consts:
+    if jnp.issubdtype(jnp.result_type(const), jax.dtypes.prng_key):
+      const = jax.random.key_data(const)
+    array = np.asarray(const)
+    digest.update(f"{array.dtype}{array.shape}".encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()
 
 
 def batch_loss(objective: Objective, flat: jax.Array, fixed: Any, args: tuple) -> jax.Array:
