@@ -18,6 +18,8 @@ from jaxopt_study.hessian import dense, krylov, products
 
 METHODS = ("exact", "lanczos")
 WHICH = ("largest", "smallest", "both")
+# Lanczos steps per probe of classify(method="lanczos"); a smaller problem is classified exactly
+LANCZOS_STEPS = 80
 
 
 class Spectrum(NamedTuple):
@@ -208,7 +210,7 @@ def _lanczos_extremes_and_counts(
 
   The extremes are the extreme Ritz values over all probes, signed at `tol` (as the exact
   method's eigenvalues); the counts are made consistent with them (no negative count if
-  λ_min ≥ −tol, at least one if λ_min < −tol, ...). With m = min(N, 80) < N steps, a node stands
+  λ_min ≥ −tol, at least one if λ_min < −tol, ...). With m = 80 < N steps, a node stands
   for the eigenvalues around it, of either sign near zero: the counts are signed at the
   quadrature's resolution (λ_max − λ_min)/m instead (when `eig_tol` is not given). At the
   rounding tolerance, a cluster of eigenvalues near zero (the weights of always-blank pixels, tiny
@@ -217,12 +219,12 @@ def _lanczos_extremes_and_counts(
   eigenvalues at the same tolerance.
   """
   size, dtype = problem.num_params, problem.flat_params.dtype
-  steps = min(size, 80)
+  steps = LANCZOS_STEPS  # < size: a smaller problem is classified exactly
   probes = rng.integers(0, 2, size=(num_probes, size)) * 2.0 - 1.0
   nodes = krylov.ritz(krylov.hessian_lanczos(problem, probes.astype(dtype), steps))
   lowest, highest = float(nodes.values.min()), float(nodes.values.max())
   tol = _default_eig_tol(size, dtype, lowest, highest) if eig_tol is None else eig_tol
-  resolved = tol if eig_tol is not None or steps == size else max(tol, (highest - lowest) / steps)
+  resolved = tol if eig_tol is not None else max(tol, (highest - lowest) / steps)
 
   def count(mask: np.ndarray) -> int:
     return round(size * float((nodes.weights * mask).sum(axis=-1).mean()))
@@ -285,14 +287,16 @@ def classify(
   ‖H g‖ is reported to find gradient-flat regions (Frye et al. 2021), where g ≠ 0 but g ∈ ker H.
   The condition number is max|λ| / min|λ| (λ_max/λ_min at a minimum), ∞ with a zero eigenvalue.
 
-  ``method="lanczos"`` needs only HVPs: `num_probes` Lanczos runs of min(N, 80) steps from
+  ``method="lanczos"`` needs only HVPs: `num_probes` Lanczos runs of 80 steps from
   Rademacher probes give λ_min and λ_max (the extreme Ritz values, which settle the kind) and SLQ
   estimates of the counts (N Σ_j τ_j [θ_j < −tol] averaged over the probes, as in
   `krylov.density`), made consistent with the extremes. With fewer steps than N, the counts are
-  signed at the quadrature's resolution, tol = (λ_max − λ_min)/min(N, 80) unless `eig_tol` is
+  signed at the quadrature's resolution, tol = (λ_max − λ_min)/80 unless `eig_tol` is
   given: eigenvalues nearer zero are counted zero (`count_tol` reports the tolerance used; the
   exact method with that `eig_tol` gives the counts being estimated). The condition number is NaN
-  at a saddle, whose smallest |λ| lies inside the spectrum.
+  at a saddle, whose smallest |λ| lies inside the spectrum. For N ≤ 80 a Lanczos run would take
+  N steps, as many HVPs as the dense Hessian, so the exact method runs instead (its counts are
+  exact; SLQ's weights would only estimate them).
 
   Args:
     loss_fn, params, *args, batches, mode: the loss, as in `hvp`.
@@ -335,7 +339,7 @@ def classify(
   eps = float(np.finfo(dtype).eps)
   loss, grad, hessian_grad = _first_and_second_order(problem, "classify")
   grad_norm = float(np.linalg.norm(grad))
-  if method == "exact":
+  if method == "exact" or num_params <= LANCZOS_STEPS:
     if eigenvalues is None:
       matrix = dense.dense_hessian(problem, chunk_size, max_seconds=max_seconds, eigenvectors=False)
       eigenvalues, _ = dense.symmetric_eigh(matrix, False)
