@@ -207,6 +207,21 @@ def test_preconditioner_reads_injected_hyperparameters():
   np.testing.assert_allclose(p["w"], np.full(3, expected), rtol=1e-5)
 
 
+def test_adam_preconditioner_is_float64_in_a_float64_run(x64):
+  """P = (1 − β₁ᵗ)(√(r / (1 − β₂ᵗ)) + δ) in the state's precision: 1 − β₂ᵗ in float32 was off by
+  7e-4 relative at β₂ = 0.99999."""
+  params, b1, b2 = {"w": jnp.asarray([1.0, -2.0, 0.5])}, 0.9, 0.99999
+  tx = optim.adam(0.1, b1=b1, b2=b2)
+  state, r = tx.init(params), np.zeros(3)
+  for t, g in enumerate(([0.3, -1.0, 2.0], [0.1, 0.2, -0.4], [1.5, 0.0, 0.3]), start=1):
+    _, state = tx.update({"w": jnp.asarray(g)}, state, params)
+    r = b2 * r + (1 - b2) * np.square(g)
+    p = optim.adam_preconditioner(b1=b1, b2=b2)(state)["w"]
+    assert p.dtype == jnp.float64
+    expected = (1 - b1**t) * (np.sqrt(r / (1 - b2**t)) + 1e-8)
+    np.testing.assert_allclose(p, expected, rtol=1e-12)
+
+
 @pytest.mark.parametrize(
   "kwargs, message",
   [

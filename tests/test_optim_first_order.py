@@ -447,6 +447,10 @@ DBD = {"learning_rate": 0.1, "kappa": 0.01, "phi": 0.1, "theta": 0.5}
     (optim.adam, {"learning_rate": "0.1"}, "learning_rate='0.1' must be a number"),
     (optim.adadelta, {"decay": 1.0}, "decay"),
     (optim.adadelta, {"eps": 0.0}, "eps"),
+    (optim.adagrad, {"learning_rate": 0.1, "eps": 0.0}, r"adagrad: eps=0.0 must be finite and > 0"),
+    (optim.rmsprop, {"learning_rate": 0.1, "eps": 0.0}, "rmsprop: eps=0.0"),
+    (optim.rmsprop_nesterov, {"learning_rate": 0.1, "eps": 0.0}, "eps=0.0"),
+    (optim.adam, {"eps": 0.0}, "adam: eps=0.0"),
     (optim.scale_by_book_momentum, {"learning_rate": 0.1, "momentum": 2.0}, "momentum"),
     (optim.scale_by_book_adagrad, {"eps": -1.0}, "eps"),
     (optim.delta_bar_delta, {**DBD, "kappa": -0.01}, "kappa"),
@@ -495,10 +499,10 @@ def test_complex_second_moments_are_squared_moduli(x64):
   """AdaGrad, RMSProp, Adam and AdaDelta on g = 3 + 4i: the first step uses |g|² = 25, not g² =
   −7 + 24i, so it is −ε g / 5 up to δ (Optax's convention: the caller passes conj(∇f))."""
   g = {"z": jnp.asarray([3.0 + 4.0j])}
-  cases = {
-    optim.adagrad(0.1, eps=0.0): -0.1 * g["z"] / 5,
-    optim.rmsprop(0.1, decay=0.0, eps=0.0): -0.1 * g["z"] / 5,
-    optim.adam(0.1, eps=0.0): -0.1 * g["z"] / 5,
+  cases = {  # δ = 1e-15 moves the step by 2e-16 relative
+    optim.adagrad(0.1, eps=1e-15): -0.1 * g["z"] / 5,
+    optim.rmsprop(0.1, decay=0.0, eps=1e-15): -0.1 * g["z"] / 5,
+    optim.adam(0.1, eps=1e-15): -0.1 * g["z"] / 5,
     optim.adadelta(1.0, decay=0.0, eps=1e-6): -np.sqrt(1e-6) / np.sqrt(25 + 1e-6) * g["z"],
   }
   for tx, expected in cases.items():

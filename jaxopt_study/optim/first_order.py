@@ -8,7 +8,9 @@ Notation: g is the gradient, ε_k the learning rate at step k (a float, or an Op
 with the 0-based count of updates done so far), δ = `eps`, α = `momentum`, ρ = `decay`, and ⊙, /
 and √ act element-wise. Where Optax already computes the book's update the optimizer is a chain of
 Optax's `scale_by_*` blocks; where it does not, the block is written here and its docstring says
-how Optax differs.
+how Optax differs. The δ of AdaGrad, RMSProp (with or without Nesterov), Adam and AdaDelta must be
+> 0 ("for numerical stability", the book's 10⁻⁷ or so): with δ = 0 a coordinate whose gradient is
+exactly 0 from the first step (the weight of an always-blank pixel, a dead unit) takes 0/0 = NaN.
 """
 
 from typing import NamedTuple
@@ -231,7 +233,7 @@ def scale_by_book_adagrad(eps: float = 1e-7) -> optax.GradientTransformation:
   Returns:
     An `optax.GradientTransformation` with state `BookAdagradState`.
   """
-  validate.require_non_negative("eps", eps, "scale_by_book_adagrad")
+  validate.require_positive("eps", eps, "scale_by_book_adagrad")
 
   def init_fn(params: optax.Params) -> BookAdagradState:
     return BookAdagradState(sum_sq_grad=optax.tree.zeros_like(params))
@@ -263,7 +265,7 @@ def adagrad(
     `optax.scale_by_learning_rate`.
   """
   validate.require_learning_rate(learning_rate, "adagrad")
-  validate.require_non_negative("eps", eps, "adagrad")
+  validate.require_positive("eps", eps, "adagrad")
   return optax.chain(scale_by_book_adagrad(eps), optax.scale_by_learning_rate(learning_rate))
 
 
@@ -292,7 +294,7 @@ def rmsprop(
   """
   validate.require_learning_rate(learning_rate, "rmsprop")
   validate.require_unit_interval("decay", decay, "rmsprop")
-  validate.require_non_negative("eps", eps, "rmsprop")
+  validate.require_positive("eps", eps, "rmsprop")
   return optax.chain(_scale_by_book_rms(decay, eps), optax.scale_by_learning_rate(learning_rate))
 
 
@@ -327,7 +329,7 @@ def rmsprop_nesterov(
   validate.require_learning_rate(learning_rate, where)
   validate.require_unit_interval("decay", decay, where)
   validate.require_unit_interval("momentum", momentum, where)
-  validate.require_non_negative("eps", eps, where)
+  validate.require_positive("eps", eps, where)
   return optax.chain(
     _scale_by_book_rms(decay, eps),
     scale_by_book_momentum(learning_rate, momentum, nesterov=True),
@@ -361,7 +363,7 @@ def adam(
   validate.require_learning_rate(learning_rate, "adam")
   validate.require_unit_interval("b1", b1, "adam")
   validate.require_unit_interval("b2", b2, "adam")
-  validate.require_non_negative("eps", eps, "adam")
+  validate.require_positive("eps", eps, "adam")
   return optax.chain(
     optax.scale_by_adam(b1=b1, b2=b2, eps=eps), optax.scale_by_learning_rate(learning_rate)
   )

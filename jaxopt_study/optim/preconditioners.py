@@ -56,24 +56,26 @@ def adam_preconditioner(
   """`opt_state -> (1 − β₁ᵗ)(√r̂ + δ)`, Adam's P (Cohen et al. 2022, eq. 2) for `optim.adam`."""
   for name, value in (("b1", b1), ("b2", b2)):
     validate.require_unit_interval(name, value, "adam_preconditioner")
-  validate.require_non_negative("eps", eps, "adam_preconditioner")
+  validate.require_positive("eps", eps, "adam_preconditioner")
 
   def preconditioner(opt_state: Any) -> Any:
     state = _find(opt_state, optax.ScaleByAdamState, "adam")
     h = _injected(opt_state, {"b1": b1, "b2": b2, "eps": eps})
-    t = jnp.asarray(state.count, jnp.float32)
-    first, second = 1 - jnp.power(h["b1"], t), 1 - jnp.power(h["b2"], t)
-    safe_second = jnp.where(second > 0, second, 1.0)
-    return jax.tree.map(
-      lambda r: (first * (jnp.sqrt(r / safe_second) + h["eps"])).astype(r.dtype), state.nu
-    )
+
+    def of_leaf(r: jax.Array) -> jax.Array:  # 1 − βᵗ in r's precision (β₂ near 1: float32 is off)
+      t = jnp.asarray(state.count, r.dtype)
+      first, second = (1 - jnp.power(jnp.asarray(h[b], r.dtype), t) for b in ("b1", "b2"))
+      safe_second = jnp.where(second > 0, second, 1.0)
+      return (first * (jnp.sqrt(r / safe_second) + h["eps"])).astype(r.dtype)
+
+    return jax.tree.map(of_leaf, state.nu)
 
   return preconditioner
 
 
 def rmsprop_preconditioner(eps: float = 1e-6) -> Callable[[Any], Any]:
   """`opt_state -> √(δ + r)`, RMSProp's P (Algorithm 8.5) for `optim.rmsprop`."""
-  validate.require_non_negative("eps", eps, "rmsprop_preconditioner")
+  validate.require_positive("eps", eps, "rmsprop_preconditioner")
 
   def preconditioner(opt_state: Any) -> Any:
     state = _find(opt_state, optax.ScaleByRmsState, "rmsprop")
@@ -85,7 +87,7 @@ def rmsprop_preconditioner(eps: float = 1e-6) -> Callable[[Any], Any]:
 
 def adagrad_preconditioner(eps: float = 1e-7) -> Callable[[Any], Any]:
   """`opt_state -> δ + √r`, AdaGrad's P (Algorithm 8.4) for `optim.adagrad`."""
-  validate.require_non_negative("eps", eps, "adagrad_preconditioner")
+  validate.require_positive("eps", eps, "adagrad_preconditioner")
 
   def preconditioner(opt_state: Any) -> Any:
     state = _find(opt_state, BookAdagradState, "adagrad")
