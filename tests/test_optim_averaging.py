@@ -98,6 +98,8 @@ def test_errors():
     tx.update(params, tx.init(params))
   with pytest.raises(ValueError, match="mode='median'"):
     optim.polyak_average(optim.sgd(0.1), mode="median")
+  with pytest.raises(TypeError, match="polyak_average: inner .* the function sgd, which builds"):
+    optim.polyak_average(optax.sgd)
   with pytest.raises(ValueError, match=r"decay=1.0 must be in \[0, 1\)"):
     optim.polyak_average(optim.sgd(0.1), mode="ema", decay=1.0)
 

@@ -177,6 +177,13 @@ def test_bad_steps_per_block_raise_at_construction(steps_per_block):
     optim.coordinate_descent(optim.sgd(0.1), steps_per_block=steps_per_block)
 
 
+def test_an_inner_that_is_not_a_transformation_is_refused_at_construction():
+  with pytest.raises(TypeError, match="coordinate_descent: inner must be an Optax transformation"):
+    optim.coordinate_descent("sgd")
+  with pytest.raises(TypeError, match="the function sgd, which builds one: call it"):
+    optim.coordinate_descent(optim.sgd)
+
+
 def test_blocks_of_the_wrong_structure_raise_at_init():
   tx = optim.coordinate_descent(optim.sgd(0.1), {"w1": 0, "w2": 1})
   with pytest.raises(ValueError, match="blocks has structure"):

@@ -71,6 +71,7 @@ def polyak_average(
   if mode not in _MODES:
     raise ValueError(f"{where}: mode={mode!r} must be one of {_MODES}")
   validate.require_unit_interval("decay", decay, where)
+  validate.require_transformation("inner", inner, where)
   inner = optax.with_extra_args_support(inner)
 
   def init_fn(params: optax.Params) -> PolyakState:

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxopt_study import validate
+
 BlockIds = Any  # a pytree with the params' structure whose leaves are block ids 0, 1, ..., n − 1
 
 
@@ -131,6 +133,7 @@ def coordinate_descent(
     ``value_fn=`` to a function of the block's leaves, the others held at ``params`` (so Newton,
     CG, BFGS or L-BFGS minimizes over the block).
   """
+  validate.require_transformation("inner", inner, _WHERE)
   if blocks is not None and not callable(blocks):
     _checked_ids(blocks)  # fail at construction, before any params are seen
   is_int = isinstance(steps_per_block, int | np.integer) and not isinstance(steps_per_block, bool)
