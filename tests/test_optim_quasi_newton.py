@@ -302,6 +302,17 @@ def test_missing_loss_arguments_and_non_scalar_losses_are_refused(name):
 
 
 @pytest.mark.parametrize("name", ["bfgs", "lbfgs", "conjugate_gradient"])
+def test_gradients_of_another_structure_are_refused_showing_both(name):
+  """Same number of arrays, other keys: the message shows the two structures (it read "grads has
+  1 arrays where params has 1")."""
+  tx = optim.OPTIMIZERS[name]()
+  params, grad = {"x": jnp.ones(3)}, {"y": jnp.ones(3)}
+  loss = lambda p: jnp.sum(p["x"] ** 2)  # noqa: E731
+  with pytest.raises(ValueError, match=r"grads has the structure .*'y'.* where params has .*'x'"):
+    tx.update(grad, tx.init(params), params, value=jnp.asarray(3.0), grad=grad, value_fn=loss)
+
+
+@pytest.mark.parametrize("name", ["bfgs", "lbfgs", "conjugate_gradient"])
 def test_a_nan_loss_gives_no_step_and_keeps_the_state(name):
   tx = optim.OPTIMIZERS[name]()
   nan_loss = lambda p: jnp.sum(jnp.log(p["x"] - 2.0))  # noqa: E731  NaN at x = 1

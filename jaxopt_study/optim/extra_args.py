@@ -46,9 +46,13 @@ def require_matching_trees(where: str, updates: Any, params: Any, grad: Any) -> 
   for name, tree in (("grads", updates), ("grad", grad)):
     found = jax.tree.structure(tree)
     if found != expected:
+      shape = (
+        f"{found.num_leaves} arrays where params has {expected.num_leaves}"
+        if found.num_leaves != expected.num_leaves
+        else f"the structure {found} where params has {expected}"
+      )
       raise ValueError(
-        f"{where}: {name} has {found.num_leaves} arrays where params has {expected.num_leaves} "
-        f"(or another structure): pass gradients shaped like the params. Under "
+        f"{where}: {name} has {shape}: pass gradients shaped like the params. Under "
         "flax.nnx.Optimizer, pass them as nnx.grad gives them, an nnx.State of nnx.Param "
         "(nnx.value_and_grad(loss)(model), or jax.grad of value_fn at nnx.state(model, "
         "nnx.Param)): it drops gradients that are pure arrays. See README, 'Second-order "
