@@ -253,3 +253,9 @@ def test_a_second_call_with_the_same_loss_and_data_does_not_compile_again(x64):
   compiled = products._tree_hvp_jit._cache_size()
   hvp(loss, 2 * w, x + 1.0)(jnp.zeros(4))  # new values of the arguments: the same program
   assert products._tree_hvp_jit._cache_size() == compiled
+
+
+def test_a_vector_of_the_right_structure_but_another_shape_is_refused_by_path():
+  product = hvp(lambda p: jnp.sum(p["w"] ** 2) + p["b"] ** 2, {"w": jnp.ones(2), "b": jnp.ones(())})
+  with pytest.raises(ValueError, match=r"hvp: vector\['w'\] has shape \(3,\) where the parameter"):
+    product({"w": jnp.ones(3), "b": jnp.ones(())})

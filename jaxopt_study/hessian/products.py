@@ -426,6 +426,13 @@ def hvp(
         f"hvp: the vector's structure {jax.tree.structure(vector)} differs from the "
         f"parameters' {layout.treedef}"
       )
+    leaves = jax.tree_util.tree_flatten_with_path(vector)[0]
+    for (path, leaf), shape in zip(leaves, layout.shapes, strict=True):
+      if jnp.shape(leaf) != shape:
+        raise ValueError(
+          f"hvp: vector{jax.tree_util.keystr(path)} has shape {jnp.shape(leaf)} where the "
+          f"parameter has {shape}"
+        )
     return _tree_hvp_jit(
       problem.objective, problem.flat_params, problem.fixed, problem.data, vector
     )
