@@ -3,7 +3,8 @@
 A run folder (of `jaxopt-study run`, or of `sweep.run(..., out_dir=...)`) holds its config and
 every member's final parameters (`params.npz`). This module rebuilds the member's `Problem` from
 `config.json` (a built-in one, or the user's `problem = "file.py:make_problem"`; a problem given
-in Python to `sweep.run` is passed here as `problem=`), takes the Hessian of its training loss
+in Python to `sweep.run` is passed here as `problem=`; in a run of several problems, the
+member's `problems.NAME` block), takes the Hessian of its training loss
 over the whole training set (§8.1.2) at those parameters, and writes into the run folder, one set
 per method so that an exact and a Lanczos analysis sit side by side:
 
@@ -108,7 +109,8 @@ def spectrum_of_run(
       f"k={k}: the number of Ritz values per end is for method='lanczos'; the exact method "
       "computes all N eigenvalues"
     )
-  config = json.loads((run_dir / "config.json").read_text())
+  member = member or default_member(run_dir)
+  config = _member_config(run_dir, json.loads((run_dir / "config.json").read_text()), member)
   problem = problem or _problem_of(run_dir, config)
   pure = problem_lib.pure(problem)
   modes_differ = pure.graph_train != pure.graph_eval
@@ -119,7 +121,6 @@ def spectrum_of_run(
     )
   if mode is not None and mode not in MODES:
     raise ValueError(f"mode={mode!r}: must be one of {list(MODES)}")
-  member = member or default_member(run_dir)
   params, model_state = load_member_state(run_dir / "params.npz", member, *pure.initial(0))
   is_training = mode != "eval"
   alpha = float(config.get("l2_penalty") or 0.0)
@@ -222,6 +223,25 @@ def _curvature_figure(
   fig.suptitle(title)
   fig.tight_layout()
   return report.save_figure(fig, path)
+
+
+def _member_config(run_dir: Path, config: dict[str, Any], member: str) -> dict[str, Any]:
+  """The config of `member`'s problem. A run of several problems (`optimizer_comparison`) keeps
+  each in config.json's `problems.NAME` (its model and l2_penalty) and names each member's in
+  results.csv's `problem` column: that block, laid over the rest of the config; any other run's
+  config as it is."""
+  if not isinstance(config.get("problems"), dict):
+    return config
+  rows = {r["member"]: r for r in read_csv(run_dir / "results.csv")}
+  if member not in rows:
+    raise ValueError(f"member {member!r} is not in {run_dir}/results.csv")
+  name = rows[member].get("problem")
+  if name not in config["problems"]:
+    raise ValueError(
+      f"{run_dir}: member {member!r} has problem {name!r}, which is not one of config.json's "
+      f"problems ({', '.join(config['problems'])})"
+    )
+  return {**config, **config["problems"][name]}
 
 
 def _problem_of(run_dir: Path, config: dict[str, Any]) -> problem_lib.Problem:

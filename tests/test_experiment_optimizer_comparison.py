@@ -1,6 +1,7 @@
 """The optimizer comparison (§8.5.4): its quick config through the CLI, its claims against an
 independent float64 optimum of the convex problem (scikit-learn), its cost accounting."""
 
+import csv
 import json
 import sys
 
@@ -9,8 +10,8 @@ import pytest
 from quick_runs import quick_run_fixtures, refused_field
 from sklearn.linear_model import LogisticRegression
 
+from jaxopt_study import cli, models, registry, results
 from jaxopt_study import data as data_lib
-from jaxopt_study import models, registry, results
 from jaxopt_study.experiment import verdict
 from jaxopt_study.results import read_csv, read_npz
 
@@ -89,6 +90,38 @@ def test_newton_reaches_the_optimum_of_the_convex_problem(
   alpha = config["problems"]["logistic_regression"]["l2_penalty"]
   assert np.linalg.norm(found - theta) <= np.linalg.norm(gradient) / alpha
   assert np.linalg.norm(found - theta) < 1e-3 * np.linalg.norm(theta)
+
+
+def test_the_spectrum_command_classifies_a_member_of_its_own_problem(
+  config, finished_run, summary, sklearn_optimum
+):
+  """`jaxopt-study spectrum` on this run folder (it was refused: the config names `problems`,
+  not one `model`): Newton's final point on logistic regression is a minimum of the penalized
+  objective, every eigenvalue that of the float64 Hessian written out by hand,
+  H = (1/n) Σᵢ x̃ᵢx̃ᵢᵀ ⊗ (diag pᵢ − pᵢpᵢᵀ) + αI (so λ_min ≥ α)."""
+  member = summary["best_member_by_optimizer"]["logistic_regression"]["newton"]
+  assert cli.main(["spectrum", str(finished_run), "--member", member]) == 0
+  verdict = json.loads((finished_run / "classification-exact.json").read_text())
+  with open(finished_run / "spectrum-exact.csv") as f:
+    ours = np.asarray([float(row["eigenvalue"]) for row in csv.DictReader(f)])
+  template = models.functional(models.build_model("mlp", 64, 10, depth=0))
+  params, _ = results.member_state(
+    read_npz(finished_run / "params.npz"), member, template.params, template.model_state
+  )
+  theta = np.vstack([params["output"]["kernel"], params["output"]["bias"][None]]).astype(float)
+  alpha = config["problems"]["logistic_regression"]["l2_penalty"]
+  data = data_lib.load_digits(config["data"]["test_fraction"], config["data"]["split_seed"])
+  x = np.hstack([np.asarray(data.x_train, np.float64), np.ones((len(data.y_train), 1))])
+  logits = x @ theta
+  p = np.exp(logits - logits.max(axis=1, keepdims=True))
+  p /= p.sum(axis=1, keepdims=True)
+  blocks = np.einsum("ic,ck->ick", p, np.eye(10)) - np.einsum("ic,ik->ick", p, p)
+  hessian = np.einsum("ia,ib,ick->acbk", x, x, blocks).reshape(650, 650) / len(x)
+  reference = np.linalg.eigvalsh(hessian + alpha * np.eye(650))
+  np.testing.assert_allclose(ours, reference, atol=1e-5 * reference.max())
+  assert verdict["member"] == member and verdict["kind"] == "minimum"
+  assert verdict["l2_penalty"] == alpha and verdict["lambda_min"] >= alpha * (1 - 1e-4)
+  assert cli.main(["spectrum", str(finished_run), "--member", "logistic_regression:nope"]) == 2
 
 
 def test_verdicts_judge_newton_and_the_best_first_order_method(summary):
