@@ -527,3 +527,24 @@ def test_a_state_larger_than_the_memory_free_is_refused_at_init_before_allocatin
   assert isinstance(error.value, MemoryError) and isinstance(error.value, ValueError)
   small = {"w": jnp.zeros((10,))}
   assert optax.tree.size(tx.init(small)) > 0  # small states are untouched
+
+
+@pytest.mark.parametrize("name", ["bfgs", "lbfgs", "conjugate_gradient", "delta_bar_delta"])
+def test_python_number_leaves_step_as_their_arrays_do(x64, name):
+  """Leaves that are Python floats (jax.grad takes them) crashed with AttributeError; they step
+  as the same values held in 0-d arrays."""
+  first_order = name == "delta_bar_delta"
+  tx = optim.delta_bar_delta(0.1, 0.01, 0.2, 0.5) if first_order else optim.OPTIMIZERS[name]()
+
+  def loss(p):
+    return (p[0] - 1.0) ** 2 + 3 * (p[1]["z"] + 0.5) ** 2 + p[0] * p[1]["z"]
+
+  steps = []
+  for params in ((1.0, {"z": 2.0}), (jnp.asarray(1.0), {"z": jnp.asarray(2.0)})):
+    value, grad = jax.value_and_grad(loss)(params)
+    extra = {} if first_order else {"value": value, "grad": grad, "value_fn": loss}
+    updates, _ = tx.update(grad, tx.init(params), params, **extra)
+    steps.append(updates)
+  for ours, theirs in zip(jax.tree.leaves(steps[0]), jax.tree.leaves(steps[1]), strict=True):
+    np.testing.assert_allclose(ours, theirs, rtol=1e-15)
+  assert float(jnp.abs(steps[0][1]["z"])) > 0  # a step was taken

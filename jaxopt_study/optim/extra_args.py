@@ -93,6 +93,12 @@ def all_finite(tree: Any) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
+def as_arrays(tree: Any) -> Any:
+  """`tree` with every leaf an array (a Python number as `jnp.asarray` makes it: weakly typed,
+  of the default float or int dtype), for code that reads a leaf's dtype or shape."""
+  return jax.tree.map(jnp.asarray, tree)
+
+
 def guarded(
   where: str, inner: optax.GradientTransformation
 ) -> optax.GradientTransformationExtraArgs:
@@ -105,7 +111,8 @@ def guarded(
   value at the new point) is NaN, or the step is infinite, the update is zero and the state is
   the old one: the parameters stay where they were, and so stays everything the state knows about
   them. The same non-finite loss then gives the same zero step again; the caller sees the loss
-  it passed, and no NaN ever reaches the parameters.
+  it passed, and no NaN ever reaches the parameters. Leaves that are Python numbers (which
+  `jax.grad` takes) become arrays (`as_arrays`) before `inner` sees them.
 
   Args:
     where: the optimizer's name, which starts every error message.
@@ -118,6 +125,7 @@ def guarded(
 
   def update_fn(updates, state, params=None, *, value=None, grad=None, value_fn=None, **extra):
     require_loss_args(where, params, value, grad, value_fn)
+    updates, params, grad = as_arrays(updates), as_arrays(params), as_arrays(grad)
     require_matching_trees(where, updates, params, grad)
     fn_kwargs = value_fn_kwargs(value_fn, extra)
     require_scalar_loss(where, value_fn, params, fn_kwargs)
@@ -132,4 +140,7 @@ def guarded(
     new_state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new_state, state)
     return new_updates, new_state
 
-  return optax.GradientTransformationExtraArgs(inner.init, update_fn)
+  def init_fn(params):
+    return inner.init(as_arrays(params))
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_study import validate
+from jaxopt_study.optim import extra_args
 
 
 def _learning_rate_at(learning_rate: optax.ScalarOrSchedule, count: chex.Array) -> chex.Numeric:
@@ -472,6 +473,8 @@ def delta_bar_delta(
   validate.require_unit_interval("theta", theta, where)
 
   def init_fn(params: optax.Params) -> DeltaBarDeltaState:
+    params = extra_args.as_arrays(params)  # a Python number's dtype, as jnp.asarray gives it
+
     def initial_rates(p):  # real rates, shaped (and sharded) like p
       return jnp.full_like(p, learning_rate, dtype=jnp.finfo(p.dtype).dtype)
 
@@ -482,6 +485,7 @@ def delta_bar_delta(
 
   def update_fn(updates, state, params=None):
     del params
+    updates = extra_args.as_arrays(updates)
 
     def new_rate(g, rate, bar):
       agreement = jnp.real(jnp.conj(bar) * g)  # bar · g, as vectors of ℝ² if complex
