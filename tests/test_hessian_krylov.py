@@ -67,6 +67,26 @@ def test_lanczos_start_vector_and_errors(x64):
     ritz(lanczos(lambda v: v, 3, 2, keep_basis=False), eigenvectors=True)
 
 
+CURVATURES = jnp.asarray([1.0, 2.0, 3.0])  # a global that a matvec reads
+
+
+def _global_matvec(v):
+  return CURVATURES * v
+
+
+def test_lanczos_sees_the_values_a_matvec_reads_now(x64, monkeypatch):
+  """The loop is jitted with matvec static: a second call with the same function after the
+  array it reads changed returned the first call's Ritz values."""
+  for curvatures in ([1.0, 2.0, 3.0], [-5.0, 2.0, 7.0]):
+    monkeypatch.setitem(_global_matvec.__globals__, "CURVATURES", jnp.asarray(curvatures))
+    np.testing.assert_allclose(ritz(lanczos(_global_matvec, 3, 3)).values, sorted(curvatures))
+
+
+def test_a_matvec_of_the_wrong_size_is_refused_by_name():
+  with pytest.raises(ValueError, match=r"matvec maps a vector of shape \(4,\) to \[\(5,\)\]"):
+    lanczos(lambda v: jnp.ones(5), 4, 3)
+
+
 def test_density_integrates_to_one_and_its_mean_is_hutchinson(x64):
   matrix, eigenvalues = outlier_matrix()
   data = (jnp.ones(200), jnp.asarray(matrix))

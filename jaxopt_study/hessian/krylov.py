@@ -157,8 +157,31 @@ def lanczos(
   """
   size = start if isinstance(start, int) else int(jnp.shape(start)[0])
   products.require_count("num_steps", num_steps, "lanczos", size=size)
-  result = _lanczos_jit(matvec, _start_vector(start, key), int(num_steps))
+  vector = _start_vector(start, key)
+  closed = jax.make_jaxpr(lambda v: matvec(v))(vector)  # a new function: make_jaxpr caches too
+  shapes = [aval.shape for aval in closed.out_avals]
+  if shapes != [(size,)]:
+    raise ValueError(
+      f"lanczos: matvec maps a vector of shape ({size},) to {shapes}: it must return one vector "
+      f"of shape ({size},), H v"
+    )
+  if not isinstance(vector, jax.core.Tracer):
+    # keyed by what matvec computes, not only by the function: one that reads a changed global
+    # or closure compiles again instead of reusing the values compiled in
+    matvec = _Fingerprinted(matvec, products.jaxpr_fingerprint(closed))
+  result = _lanczos_jit(matvec, vector, int(num_steps))
   return result if keep_basis else result._replace(basis=None)
+
+
+class _Fingerprinted(NamedTuple):
+  """A function and the fingerprint of its trace (`products.jaxpr_fingerprint`), hashed and
+  compared as the pair: a static argument of `jax.jit` that tells two traces apart."""
+
+  fn: Callable[[jax.Array], jax.Array]
+  fingerprint: str
+
+  def __call__(self, vector: jax.Array) -> jax.Array:
+    return self.fn(vector)
 
 
 _lanczos_jit = jax.jit(lanczos_steps, static_argnums=(0, 2))

@@ -276,6 +276,12 @@ def trace_fingerprint(problem: Problem) -> str:
   closed = jax.make_jaxpr(functools.partial(batch_loss, problem.objective))(
     problem.flat_params, problem.fixed, first
   )
+  return jaxpr_fingerprint(closed)
+
+
+def jaxpr_fingerprint(closed: Any) -> str:
+  """A digest of a function traced by `jax.make_jaxpr`: its jaxpr's text and the values of its
+  constants (concrete: the trace of a call outside any outer trace)."""
   digest = hashlib.sha256(str(closed.jaxpr).encode())
   for const in closed.consts:
     if jnp.issubdtype(jnp.result_type(const), jax.dtypes.prng_key):
