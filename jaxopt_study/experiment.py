@@ -34,6 +34,7 @@ from jaxopt_study.results import RunDir, load_or_compute
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 VERDICTS_KEY = "verdicts"
+TIE_RTOL = 1e-6  # a value within 2 standard errors · (1 + TIE_RTOL) of its threshold is undecided
 
 Criterion = Callable[[Mapping[str, Any]], "bool | None"]
 
@@ -73,7 +74,11 @@ def _compare(
       return None
     distance = sign * (float(value) - threshold)
     if standard_error is not None:  # no error bar where one is asked for: cannot decide
-      if error is None or not np.isfinite(error) or abs(distance) <= margin * float(error):
+      if error is None or not np.isfinite(error):
+        return None
+      # a tie at the margin stays a tie when float32 rounding moves either side (0-1 errors are
+      # counts over n: a mean exactly 2 standard errors from the threshold happens)
+      if abs(distance) <= margin * float(error) * (1 + TIE_RTOL):
         return None
     return distance > 0
 

@@ -39,6 +39,14 @@ from jaxopt_study.experiment import (
       {"r": {"a": 1.0, "b": 0.1}, "se": {"a": 0.1, "b": 1}},
       None,
     ),
+    # exactly 2 standard errors away, as float32 rounds it (regularization's quick run: −6/450
+    # ± 3/450 stored as −0.013333331793546677 ± 0.006666664034128188): a tie, undecided
+    (
+      below("d", 0.0, standard_error="se"),
+      {"d": -0.013333331793546677, "se": 0.006666664034128188},
+      None,
+    ),
+    (below("d", 0.0, standard_error="se"), {"d": -0.0134, "se": 0.0066666}, True),
     # a best rate at its grid's edge does not bracket the optimum: cannot decide
     (above("ratio", 1.0, unless="at_edge"), {"ratio": 9.0, "at_edge": True}, None),
     (above("ratio", 1.0, unless="at_edge"), {"ratio": 9.0, "at_edge": False}, True),
