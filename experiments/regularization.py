@@ -52,7 +52,9 @@ NaN, so inconclusive, when a seed has no s*).
 
 import functools
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import jax
 import matplotlib.pyplot as plt
@@ -62,7 +64,7 @@ import numpy as np
 from jaxopt_study import data as data_lib
 from jaxopt_study import hessian, losses, optim, regularization, report, train, validate
 from jaxopt_study import problem as problem_lib
-from jaxopt_study.experiment import Experiment, Members, Results, below
+from jaxopt_study.experiment import Criterion, Experiment, Members, Results, below
 from jaxopt_study.lab import digits_tasks, grids
 from jaxopt_study.lab.curves import mean_by_prefix, read_curves
 from jaxopt_study.lab.verdicts import mean_and_standard_error
@@ -96,11 +98,24 @@ CONTROL_FIELDS = (
 )
 
 
-def _test_error_claim(method: str):
-  return below(
-    f"test_error_change_vs_none.{method}",
-    0.0,
-    standard_error=f"test_error_change_vs_none_se.{method}",
+def _if_run(method: str, criterion: Criterion) -> Criterion:
+  """`criterion`, undecided where `method` was not run (not in the config's `methods`): the
+  paired changes hold only the methods run."""
+
+  def judge(summary: Mapping[str, Any]) -> bool | None:
+    return criterion(summary) if method in summary["test_error_change_vs_none"] else None
+
+  return judge
+
+
+def _test_error_claim(method: str) -> Criterion:
+  return _if_run(
+    method,
+    below(
+      f"test_error_change_vs_none.{method}",
+      0.0,
+      standard_error=f"test_error_change_vs_none_se.{method}",
+    ),
   )
 
 
@@ -151,10 +166,13 @@ class Regularization(Experiment):
       f"{m}_test_error_change": _test_error_claim(m)
       for m in ("l2", "dropout", "dropconnect", "augment", "stochastic_depth")
     },
-    "dropout_log_sharpness_ratio": below(
-      "log_sharpness_ratio_vs_none.dropout",
-      0.0,
-      standard_error="log_sharpness_ratio_vs_none_se.dropout",
+    "dropout_log_sharpness_ratio": _if_run(
+      "dropout",
+      below(
+        "log_sharpness_ratio_vs_none.dropout",
+        0.0,
+        standard_error="log_sharpness_ratio_vs_none_se.dropout",
+      ),
     ),
     "dropout_log_sharpness_ratio_at_equal_loss": below(
       "dropout_log_sharpness_ratio_at_equal_loss",
@@ -235,7 +253,7 @@ class Regularization(Experiment):
       summary[name] = {m: mean for m, (mean, _) in pairs.items()}
       summary[f"{name}_se"] = {m: se for m, (_, se) in pairs.items()}
     baseline = by_method["none"]
-    others = [m for m in METHODS if m != "none"]
+    others = [m for m in METHODS if m != "none" and m in by_method]  # the methods run
     changes = {
       "test_error_change_vs_none": lambda r, b: r["final_test_error"] - b["final_test_error"],
       "train_test_gap_change_vs_none": lambda r, b: r["train_test_gap"] - b["train_test_gap"],
@@ -246,8 +264,6 @@ class Regularization(Experiment):
         m: mean_and_standard_error(
           [change(r, b) for r, b in zip(by_method[m], baseline, strict=True)]
         )
-        if m in by_method
-        else (None, None)
         for m in others
       }
       summary[name] = {m: mean for m, (mean, _) in pairs.items()}
