@@ -22,7 +22,8 @@ rate × seed is one member of one `sweep.run` (the schedule an axis, `optim.choo
 the whole comparison is one compiled program.
 
 Each schedule is shown at its best base rate: the lowest final training loss (the objective
-whose minibatch noise §8.3.1 is about), mean over seeds; a best rate at its grid's edge is
+whose minibatch noise §8.3.1 is about: the NLL plus the L2 penalty (α/2)‖θ‖² SGD minimizes,
+α = `l2_penalty`), mean over seeds; a best rate at its grid's edge is
 flagged (`best_rate_at_grid_edge`) and a claim involving it is inconclusive. Claims
 (`summary.json`): `final_test_error_by_schedule` and `final_train_loss_by_schedule` at the best
 rate (mean over seeds, with `_se`); `train_loss_ratio_to_constant` per decaying schedule;
@@ -279,7 +280,7 @@ class LrSchedules(Experiment):
         out_dir / "train_loss.png",
         group="schedule",
         title=f"SGD's training loss under each schedule at its best base rate (seed {first_seed})",
-        ylabel="training NLL (full batch)",
+        ylabel="training objective, NLL + (α/2)‖θ‖² (full batch)",
       ),
       rate_plots.rate_plot(
         one_seed,
@@ -287,7 +288,7 @@ class LrSchedules(Experiment):
         out_dir / "final_loss_by_rate.png",
         group="schedule",
         title=f"final training loss against the base rate (seed {first_seed})",
-        ylabel="final training NLL",
+        ylabel="final training objective, NLL + (α/2)‖θ‖²",
         logy=True,
       ),
     ]

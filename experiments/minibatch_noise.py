@@ -27,9 +27,10 @@ descent estimated independently of both, the step's bias along u is ⟨ĝ_t − 
 held-out slope is ⟨∇L_B(θ_t), u⟩. In the first epoch the minibatch holds examples that θ_t has never
 seen, so the bias has mean zero; in the second every example has already been used and the minibatch
 gradient underestimates the slope of the generalization error. `reuse_bias_epoch1` and
-`reuse_bias_epoch2` are the mean bias over an epoch divided by the mean slope, averaged over runs,
-with their standard errors across runs (and `reuse_bias_epoch1_abs`, the size of the first); each
-run's values are kept as `reuse_bias` (runs × epochs) in `params.npz`.
+`reuse_bias_epoch2` are each run's mean bias over an epoch divided by the mean slope of that epoch
+pooled over every run (a per-run slope would share ∇L_B's noise with the bias), averaged over
+runs, with their standard errors across runs (and `reuse_bias_epoch1_abs`, the size of the
+first); each run's values are kept as `reuse_bias` (runs × epochs) in `params.npz`.
 """
 
 import functools
