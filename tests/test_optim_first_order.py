@@ -487,6 +487,13 @@ def test_unit_interval_check_matches_its_definition(value):
       validate.require_unit_interval("decay", value, "test")
 
 
+def test_delta_bar_delta_refuses_integer_params_by_path():
+  """It raised numpy's "data type not inexact" from jnp.finfo, naming nothing."""
+  tx = optim.delta_bar_delta(0.1, 0.01, 0.2, 0.5)
+  with pytest.raises(TypeError, match=r"delta_bar_delta: params\['w'\] has dtype int32"):
+    tx.init({"b": jnp.ones(2), "w": jnp.asarray([1, 2], jnp.int32)})
+
+
 def test_registry_names():
   assert set(NAMES) <= set(optim.OPTIMIZERS)  # the rest: tests/test_optim_second_order.py
   assert optim.OPTIMIZERS["adam"] is optim.adam

@@ -474,6 +474,12 @@ def delta_bar_delta(
 
   def init_fn(params: optax.Params) -> DeltaBarDeltaState:
     params = extra_args.as_arrays(params)  # a Python number's dtype, as jnp.asarray gives it
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+      if not jnp.issubdtype(leaf.dtype, jnp.inexact):
+        raise TypeError(
+          f"{where}: params{jax.tree_util.keystr(path)} has dtype {leaf.dtype}: each parameter "
+          "needs a real learning rate of its own, so it must be floating point"
+        )
 
     def initial_rates(p):  # real rates, shaped (and sharded) like p
       return jnp.full_like(p, learning_rate, dtype=jnp.finfo(p.dtype).dtype)
