@@ -82,6 +82,19 @@ def test_lanczos_sees_the_values_a_matvec_reads_now(x64, monkeypatch):
     np.testing.assert_allclose(ritz(lanczos(_global_matvec, 3, 3)).values, sorted(curvatures))
 
 
+def test_lanczos_inside_jit_on_a_traced_matrix(x64):
+  """Inside an outer jit the matvec closes over the outer trace's values: nothing to
+  fingerprint, and each outer call computes with its own."""
+
+  @jax.jit
+  def ritz_values_of(curvatures):
+    return lanczos(lambda v: curvatures * v, 3, 3).alphas
+
+  for curvatures in ([1.0, 2.0, 3.0], [-5.0, 2.0, 7.0]):
+    alphas = ritz_values_of(jnp.asarray(curvatures))
+    assert float(jnp.sum(alphas)) == pytest.approx(sum(curvatures))  # trace T = trace H
+
+
 def test_a_matvec_of_the_wrong_size_is_refused_by_name():
   with pytest.raises(ValueError, match=r"matvec maps a vector of shape \(4,\) to \[\(5,\)\]"):
     lanczos(lambda v: jnp.ones(5), 4, 3)
