@@ -94,9 +94,10 @@ def all_finite(tree: Any) -> jax.Array:
 
 
 def as_arrays(tree: Any) -> Any:
-  """`tree` with every leaf an array (a Python number as `jnp.asarray` makes it: weakly typed,
-  of the default float or int dtype), for code that reads a leaf's dtype or shape."""
-  return jax.tree.map(jnp.asarray, tree)
+  """`tree` with every leaf that is a Python number made an array (as `jnp.asarray` makes it:
+  weakly typed, of the default float or int dtype), for code that reads a leaf's dtype or shape;
+  arrays, tracers and abstract leaves (`jax.ShapeDtypeStruct`) are kept as they are."""
+  return jax.tree.map(lambda x: jnp.asarray(x) if isinstance(x, int | float | complex) else x, tree)
 
 
 def guarded(
