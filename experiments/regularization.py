@@ -25,9 +25,9 @@ Measured per member, at the end (eval mode: no noise, the expectation of every r
 penalty, eval mode; `eval_train_nll`) and the sharpness, the top eigenvalue of the Hessian of that
 NLL by Lanczos (`hessian.spectrum`). Claims (`summary.json`, means over seeds with standard errors
 `_se`): `test_error_by_method`, `train_error_by_method`, `train_test_gap_by_method`,
-`sharpness_by_method`, and the paired changes against `none`: `test_error_change_vs_none`,
-`train_test_gap_change_vs_none`, `log_sharpness_ratio_vs_none` (mean over seeds of
-log(λ_method / λ_none)).
+`sharpness_by_method`, and the paired changes against `none` of each method run:
+`test_error_change_vs_none`, `train_test_gap_change_vs_none`, `log_sharpness_ratio_vs_none`
+(mean over seeds of log(λ_method / λ_none)); a claim about a method not run is inconclusive.
 
 Sharpness changes with the training loss (it rises early in training and falls as the
 cross-entropy saturates), so end points at different training losses compare loss levels as much

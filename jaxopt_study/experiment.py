@@ -96,7 +96,8 @@ def above(
 ) -> Criterion:
   """The claim holds when the summary's value at `path` ("key" or "key.sub") is > `threshold`
   (every value, for a dict of values); inconclusive when it is within 2 standard errors (the
-  summary's value at `standard_error`) of the threshold, when that standard error is missing or
+  summary's value at `standard_error`, to a relative `TIE_RTOL`: float32 rounding does not break
+  a tie) of the threshold, when that standard error is missing or
   not finite, when the value is not finite, when the dict is empty, or when the summary's flag at
   `unless` is true (e.g. a best learning rate at its grid's edge: the measurement does not
   bracket its optimum; a dict of flags goes with a dict of values, setting by setting)."""
