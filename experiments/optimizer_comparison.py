@@ -39,6 +39,7 @@ None when never), and for Newton, BFGS and L-BFGS (keyed "problem/optimizer")
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -418,14 +419,15 @@ def _per_problem(claims: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
   return {k: {p: by_key[k] for p, by_key in claims.items()} for k in keys}
 
 
-def logistic_regression_optimum(data: data_lib.Dataset, l2_penalty: float) -> float:
-  """The minimum of the L2-regularized multinomial logistic regression objective, in float64.
+def logistic_regression_objective(
+  data: data_lib.Dataset, l2_penalty: float
+) -> tuple[Callable[[np.ndarray], tuple[float, np.ndarray]], int]:
+  """The L2-regularized multinomial logistic regression objective in float64, and its size.
 
   J(W, b) = (1/n) Σᵢ [log Σ_k exp(zᵢₖ) − zᵢ,yᵢ] + (α/2)(‖W‖² + ‖b‖²), z = XW + b, with its
   gradient (1/n) Xᵀ(P − Y) + αW, (1/n) Σᵢ (P − Y)ᵢ + αb (P the softmax, Y the one-hot labels),
-  written out in numpy and minimized by scipy's L-BFGS-B to a gradient norm of 1e-10: an
-  independent reference for the float32 runs (J is strictly convex for α > 0, so the minimum is
-  unique).
+  written out in numpy: θ ↦ (J, ∇J) for θ = (vec W, b), as `scipy.optimize.minimize(jac=True)`
+  takes it.
   """
   x = np.asarray(data.x_train, np.float64)
   labels = np.asarray(data.y_train)
@@ -442,9 +444,17 @@ def logistic_regression_optimum(data: data_lib.Dataset, l2_penalty: float) -> fl
     grad = np.concatenate([(x.T @ residual).ravel(), residual.sum(axis=0)]) + l2_penalty * theta
     return value, grad
 
+  return objective, d * k + k
+
+
+def logistic_regression_optimum(data: data_lib.Dataset, l2_penalty: float) -> float:
+  """The minimum of `logistic_regression_objective`, in float64, by scipy's L-BFGS-B to a
+  gradient norm of 1e-10: an independent reference for the float32 runs (J is strictly convex
+  for α > 0, so the minimum is unique)."""
+  objective, size = logistic_regression_objective(data, l2_penalty)
   solution = scipy.optimize.minimize(
     objective,
-    np.zeros(d * k + k),
+    np.zeros(size),
     jac=True,
     method="L-BFGS-B",
     options={"maxiter": 20_000, "gtol": 1e-10, "ftol": 1e-16},
