@@ -548,3 +548,19 @@ def test_python_number_leaves_step_as_their_arrays_do(x64, name):
   for ours, theirs in zip(jax.tree.leaves(steps[0]), jax.tree.leaves(steps[1]), strict=True):
     np.testing.assert_allclose(ours, theirs, rtol=1e-15)
   assert float(jnp.abs(steps[0][1]["z"])) > 0  # a step was taken
+
+
+@pytest.mark.parametrize("name", ["bfgs", "lbfgs", "conjugate_gradient", "newton"])
+def test_each_update_is_in_its_parameters_dtype(x64, name):
+  """A float32 leaf beside a float64 one: the step size (or direction) of the widest dtype made
+  the float32 leaf's update float64."""
+  tx = optim.OPTIMIZERS[name]()
+  params = {"a": jnp.asarray([1.0, 2.0], jnp.float32), "b": jnp.asarray(0.5)}
+
+  def loss(p):
+    return jnp.sum(p["a"].astype(jnp.float64) ** 2) + p["b"] ** 2
+
+  value, grad = jax.value_and_grad(loss)(params)
+  updates, _ = tx.update(grad, tx.init(params), params, value=value, grad=grad, value_fn=loss)
+  assert {k: u.dtype for k, u in updates.items()} == {"a": jnp.float32, "b": jnp.float64}
+  assert float(jnp.abs(updates["a"]).sum()) > 0

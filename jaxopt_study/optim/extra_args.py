@@ -113,7 +113,8 @@ def guarded(
   the old one: the parameters stay where they were, and so stays everything the state knows about
   them. The same non-finite loss then gives the same zero step again; the caller sees the loss
   it passed, and no NaN ever reaches the parameters. Leaves that are Python numbers (which
-  `jax.grad` takes) become arrays (`as_arrays`) before `inner` sees them.
+  `jax.grad` takes) become arrays (`as_arrays`) before `inner` sees them; each update is in its
+  parameter's dtype.
 
   Args:
     where: the optimizer's name, which starts every error message.
@@ -137,7 +138,11 @@ def guarded(
     ok = jnp.isfinite(value) & all_finite((grad, updates, new_updates))
     if new_value is not None:
       ok = ok & ~jnp.isnan(new_value)
-    new_updates = jax.tree.map(lambda u: jnp.where(ok, u, jnp.zeros_like(u)), new_updates)
+    # in each parameter's own dtype: a step size or direction of the widest dtype would make a
+    # float32 leaf's update float64 beside a float64 leaf
+    new_updates = jax.tree.map(
+      lambda u, p: jnp.where(ok, u, jnp.zeros_like(u)).astype(p.dtype), new_updates, params
+    )
     new_state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new_state, state)
     return new_updates, new_state
 
