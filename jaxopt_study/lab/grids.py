@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from jaxopt_study import models, optim, train, validate
+from jaxopt_study.lab import digits_tasks
 
 
 def check_learning_rate_grids(
@@ -113,10 +114,8 @@ def train_vmapped_over_seeds(
 
   over_points = jax.vmap(one_member, in_axes=(None, None, None, *[0] * len(points)))
   over_seeds = jax.vmap(over_points, in_axes=(0, 0, 0, *[None] * len(points)))
-  params, model_state = (
-    jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
-    for trees in zip(*((m.params, m.model_state) for m in seed_models), strict=True)
-  )
+  params = digits_tasks.stack([m.params for m in seed_models])
+  model_state = digits_tasks.stack([m.model_state for m in seed_models])
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
   return jax.jit(over_seeds)(params, model_state, keys, *points)
 
