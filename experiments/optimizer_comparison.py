@@ -394,14 +394,10 @@ def best_points(table: list[dict]) -> dict[tuple[str, str], list[dict]]:
   scored = [
     {**r, "final_train_loss": math.inf if r["diverged"] else r["final_train_loss"]} for r in table
   ]
-  medians = grids.seed_medians(scored, ("problem", "optimizer", "point"), "final_train_loss")
-  return {
-    key: sorted(
-      (r for r in scored if (r["problem"], r["optimizer"], r["point"]) == (*key, best["point"])),
-      key=lambda r: r["seed"],
-    )
-    for key, best in grids.best_rows(medians, ("problem", "optimizer"), "final_train_loss").items()
-  }
+  pairs = ("problem", "optimizer")
+  medians = grids.seed_medians(scored, (*pairs, "point"), "final_train_loss")
+  best = grids.best_rows(medians, pairs, "final_train_loss")
+  return grids.seed_rows_at(scored, best, pairs, "point")
 
 
 def _median_row(rows: list[dict]) -> dict:

@@ -107,15 +107,11 @@ class Optimizers(Experiment):
     """Each optimizer at its best learning rate (lowest median final training loss over seeds),
     and the best adaptive-rate method against the best other one, paired by seed."""
     _, best, at_edge = grids.best_by_median(results.table, ("optimizer",), "final_train_loss")
+    # each optimizer's members at its best rate, in seed order (rows pair by seed)
+    at_best = grids.seed_rows_at(results.table, best, ("optimizer",))
+    at_best = {key[0]: rows for key, rows in at_best.items()}
     best = {key[0]: row for key, row in best.items()}
     edge = sorted(key[0] for key, flagged in at_edge.items() if flagged)
-    at_best = {  # each optimizer's members at its best rate, in seed order (rows pair by seed)
-      name: sorted(
-        (r for r in results.table if r["optimizer"] == name and r["learning_rate"] == rate),
-        key=lambda r: r["seed"],
-      )
-      for name, rate in ((k, row["learning_rate"]) for k, row in best.items())
-    }
     winner = min(best, key=lambda k: best[k]["final_train_loss"], default=None)
     return {
       "best_optimizer": winner,

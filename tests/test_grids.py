@@ -209,6 +209,18 @@ def test_train_vmapped_over_seeds_wants_one_model_per_seed():
     grids.train_vmapped_over_seeds([model], optim.sgd, [jnp.ones(1)], None, seeds=[0, 1])
 
 
+def test_seed_rows_at_the_best_median_are_in_seed_order():
+  table = [
+    {"opt": "a", "learning_rate": 0.1, "seed": 1, "loss": 3.0},
+    {"opt": "a", "learning_rate": 0.3, "seed": 1, "loss": 1.0},
+    {"opt": "a", "learning_rate": 0.3, "seed": 0, "loss": 2.0},
+    {"opt": "a", "learning_rate": 0.1, "seed": 0, "loss": 0.5},
+  ]
+  _, best, _ = grids.best_by_median(table, ("opt",), "loss")
+  rows = grids.seed_rows_at(table, best, ("opt",))
+  assert [(r["learning_rate"], r["seed"]) for r in rows[("a",)]] == [(0.3, 0), (0.3, 1)]
+
+
 def test_curves_over_column_are_the_medians_per_label_in_row_order():
   medians = [
     {"net": "a", "learning_rate": 0.1, "steps": 30.0},

@@ -222,6 +222,24 @@ def best_by_median(
   )
 
 
+def seed_rows_at(
+  table: Sequence[Mapping[str, Any]],
+  best: Mapping[Any, Mapping[str, Any]],
+  group: tuple[str, ...],
+  column: str = "learning_rate",
+) -> dict[Any, list[Mapping[str, Any]]]:
+  """Per group of `best` (`best_by_median`'s best median rows, keyed by the tuple of the `group`
+  columns), the rows of `table` at its best value of `column`, one per seed, in seed order: the
+  runs a claim about each group's best setting pairs by seed."""
+  return {
+    key: sorted(
+      (r for r in table if tuple(r[g] for g in group) == key and r[column] == row[column]),
+      key=lambda r: r["seed"],
+    )
+    for key, row in best.items()
+  }
+
+
 def curves_over_column(
   medians: Sequence[Mapping[str, Any]],
   label: Callable[[Mapping[str, Any]], str],
