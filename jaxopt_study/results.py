@@ -328,7 +328,22 @@ class RunDir:
       write_csv(self.path / "minibatches.csv", minibatches)
 
   def write_summary(self, summary: dict[str, Any]) -> None:
-    write_atomic(self.path / "summary.json", json.dumps(summary, indent=2) + "\n")
+    """Writes `summary.json` as strict JSON (RFC 8259, which `jq` and browsers read): a value that
+    is not finite (a diverged run's infinite loss, the standard error of one seed) is written as
+    null, which the verdicts already read as "cannot decide"; `results.csv` keeps the value."""
+    text = json.dumps(_finite_or_null(summary), indent=2, allow_nan=False)
+    write_atomic(self.path / "summary.json", text + "\n")
+
+
+def _finite_or_null(value: Any) -> Any:
+  """`value` with every float that is not finite, at any depth of dicts and lists, made None."""
+  if isinstance(value, float):
+    return value if np.isfinite(value) else None
+  if isinstance(value, dict):
+    return {k: _finite_or_null(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_finite_or_null(v) for v in value]
+  return value
 
 
 def load_or_compute(

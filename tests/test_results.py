@@ -1,5 +1,6 @@
 """Run folders: resuming a member from what an earlier run saved, and one writer at a time."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,24 @@ def test_a_table_reads_back_its_numbers_booleans_and_text(tmp_path):
   assert back[0]["loss"] == 0.1 + 0.2 and np.isnan(back[1]["loss"])
   assert [r["member"] for r in back] == ["m0000", "m0001"]
   assert [r["batch_size"] for r in back] == [16.0, 64.0]
+
+
+def test_the_summary_is_strict_json_with_null_for_values_that_are_not_finite(tmp_path):
+  """`json.loads` with a parse_constant that raises reads it, as jq or a browser would."""
+  run_dir = RunDir(tmp_path, {"steps": 1})
+  loss = {"sgd": float("inf"), "adam": 0.25, "se": [float("nan"), 0.5]}
+  run_dir.write_summary({"loss": loss, "ratio": -float("inf"), "best": "adam", "seeds": (0, 1)})
+
+  def refuse(constant):
+    raise ValueError(f"not JSON: {constant}")
+
+  back = json.loads((tmp_path / "summary.json").read_text(), parse_constant=refuse)
+  assert back == {
+    "loss": {"sgd": None, "adam": 0.25, "se": [None, 0.5]},
+    "ratio": None,
+    "best": "adam",
+    "seeds": [0, 1],
+  }
 
 
 def test_a_member_is_computed_once_then_read_back(tmp_path):
