@@ -11,8 +11,8 @@ from jaxopt_study.config import load_config
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "optimizer_comparison"
-  # Each seed: a first-order method's initialization and minibatch order (full-batch methods run
-  # from the first seed only).
+  # Each seed: an initialization and minibatch order (full-batch methods on a problem that starts
+  # from θ = 0, where every seed's run is the same, run from the first seed only).
   config.seeds = [0, 1, 2]
   config.data = digits()
   # Each problem: a model (its `models.build_model` options) and the L2 penalty α of its

@@ -16,9 +16,10 @@ The first-order methods (Algorithms 8.1-8.7, Adadelta, delta-bar-delta) take min
 each grid point from every seed of `seeds` (its initialization and minibatch order; a `seed` axis
 of the sweep); the methods that use the loss itself (Newton and saddle-free Newton, §8.6.1;
 conjugate gradients, §8.6.2; BFGS and L-BFGS, §8.6.3: Hessians and line searches) take
-full-batch, deterministic steps, far fewer of them, each far costlier, from the first seed only
-(on logistic regression, which starts from θ = 0, every seed's run of them is the same run). A
-grid point's final objective is its median over its seeds. The comparison therefore reports, at
+full-batch, deterministic steps, far fewer of them, each far costlier, from every seed's
+initialization too (on a problem that starts from θ = 0, logistic regression here, every seed's
+run of them is the same run: they run from the first seed only). A grid point's final objective
+is its median over its seeds. The comparison therefore reports, at
 each optimizer's best grid point (lowest final training objective), the final objective, the
 number of steps, the passes over the training set that its gradients made (not counting
 line-search trials or Hessian-vector products) and the run time of its grid per member
@@ -310,13 +311,15 @@ def sweep_config(
   A full-batch method's minibatch is the whole training set (`batch_size` = n, one epoch per
   step, so every step sees every example once). The run is one segment, so that one training
   program is compiled per optimizer and problem. A minibatch method's sweep has a `seed` axis
-  (`config.seeds`); a full-batch method runs from the first seed only.
+  (`config.seeds`); so has a full-batch method's, unless the problem starts from θ = 0
+  (`init_scale` 0), where its deterministic steps make every seed's run the same: it runs from
+  the first seed only.
   """
   hyper = config.optimizers[name].to_dict()
   axes = {k: list(v) for k, v in hyper.items() if isinstance(v, list | tuple)}
   fixed = {k: v for k, v in hyper.items() if k not in axes}
   full = name in FULL_BATCH
-  if not full:
+  if not full or not _starts_at_zero(config.problems[problem]):
     axes["seed"] = list(config.seeds)
   schedule = config.full_batch if full else config.minibatch
   return ml_collections.ConfigDict(
@@ -484,6 +487,11 @@ def _or_failed(step: int | None, run_steps: int) -> int | None:
 def _first_step_below(curve: tuple[list, list], level: float) -> int | None:
   steps, values = curve
   return next((int(s) for s, v in zip(steps, values, strict=True) if v <= level), None)
+
+
+def _starts_at_zero(problem: ml_collections.ConfigDict) -> bool:
+  """The problem's model starts from θ = 0 whatever the seed (`init_scale` 0)."""
+  return problem.model.get("init_scale", 1.0) == 0.0
 
 
 def _is_logistic_regression(problem: ml_collections.ConfigDict) -> bool:

@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 from jaxopt_study import cli, models, registry, results
 from jaxopt_study import data as data_lib
+from jaxopt_study.config import load_config
 from jaxopt_study.experiment import verdict
 from jaxopt_study.results import read_csv, read_npz
 
@@ -165,6 +166,23 @@ def test_a_newton_run_that_never_reaches_the_optimum_fails_the_claim():
   judge = experiment.CRITERIA["steps_to_optimum_by_optimizer"]
   for steps, expected in ((few + 1, False), (few, True), (None, None)):
     assert judge({"newton_bfgs_steps_to_optimum": {"p/newton": steps}}) is expected
+
+
+def test_full_batch_methods_run_from_every_seed_unless_the_problem_starts_at_zero():
+  """On the MLP every seed is its own initialization, so Newton, saddle-free Newton, CG, BFGS and
+  L-BFGS run from each (their final objectives are medians over seeds, like the first-order
+  methods'); logistic regression starts from θ = 0, where every seed's full-batch run is the same
+  run, so they run from the first seed only. First-order methods always sweep the seeds."""
+  experiment = registry.load(NAME)
+  module = sys.modules[type(experiment).__module__]
+  full = load_config(registry.config_path(NAME))
+  assert full.problems.logistic_regression.model.init_scale == 0.0
+  assert full.problems.mlp.model.get("init_scale", 1.0) != 0.0
+  for name in full.optimizers:
+    for problem in full.problems:
+      axes = module.sweep_config(full, problem, name, 1000).sweep
+      seeded = name not in module.FULL_BATCH or problem == "mlp"
+      assert axes.get("seed") == (list(full.seeds) if seeded else None), (problem, name)
 
 
 def _float64_gradient(config, theta: np.ndarray) -> np.ndarray:
