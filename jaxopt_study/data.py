@@ -47,7 +47,11 @@ def load_digits(
   The split is a stratified random split (every class keeps its share in train and test) fixed by
   `split_seed`. Features are standardized with the TRAINING mean and standard deviation only, so no
   test statistic leaks into training; a feature that is constant on the training set (some border
-  pixels are always 0) is only centered, not divided by its zero standard deviation.
+  pixels are always 0) is only centered, not divided by its zero standard deviation. This is
+  scikit-learn's `StandardScaler`; as with it, a pixel that is almost always blank in training (ink
+  in a handful of examples, a standard deviation far below one intensity level) is divided by that
+  tiny deviation, so a held-out digit with ink there lies tens of standard deviations out on that
+  feature: held-out losses, and a reconstruction error above all, carry those outliers.
 
   Args:
     test_fraction: share of the 1797 examples held out for testing, in (0, 1).
