@@ -19,7 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
       "weight_decay": 0.1,  # μ: without it J is unbounded in the scale of H vs W
       "steps": 4000,  # gradient steps, the same for every method
       "eval_every": 20,
-      "learning_rate": [0.005, 0.01, 0.02, 0.05, 0.1],  # the grid of every method
+      "learning_rate": [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1],  # the grid of every method
       "steps_per_block": [1, 10, 100, 500],  # k consecutive steps on H, then k on W, ...
     }
   )

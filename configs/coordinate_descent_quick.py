@@ -8,7 +8,6 @@ def get_config():
     __file__,
     {
       "sparse_coding.steps": 1000,
-      "sparse_coding.learning_rate": [0.01, 0.02, 0.05],
       "sparse_coding.steps_per_block": [1, 10, 100],
       "quadratic.alphas": [0.01, 0.03, 0.1, 1.0],
       "quadratic.sweeps": 800,

@@ -32,7 +32,8 @@ a rate ε, f_t = ½ Σᵢ λᵢ cᵢ² (1 − ελᵢ)^(2t) exactly (cᵢ the st
 reference for its measured steps.
 
 Claims (`summary.json`): `cd_final_loss` vs `gd_final_loss` (sparse coding, each at its best
-rate; also per k), `w_block_gap`; per α, `quadratic_cd_sweeps_to_tol` vs
+rate; also per k; undecided while any method's best rate is at its grid's edge,
+`best_learning_rate_at_grid_edge`), `w_block_gap`; per α, `quadratic_cd_sweeps_to_tol` vs
 `quadratic_cd_sweeps_to_tol_theory`, `quadratic_cd_contraction_per_sweep` vs its theory
 (1 + α)⁻⁴ (largest relative error `quadratic_cd_contraction_max_rel_error`),
 `quadratic_gd_steps_to_tol` vs the exact count at its rate; `quadratic_sweeps_alpha_slope`
@@ -75,16 +76,19 @@ class CoordinateDescent(Experiment):
   )
   PUBLISHED = {
     "cd_final_loss": "block coordinate descent suits sparse coding, convex in H and in W "
-    "(Goodfellow et al. 2016, §8.7.2); no speed is claimed",
+    "(Goodfellow et al. 2016, §8.7.2). No speed is claimed; judged here as: after the same number "
+    "of gradient steps, each method at its best rate, the best block method's J is no higher "
+    "than gradient descent's",
     "quadratic_cd_contraction_per_sweep": "(1 + α)⁻⁴ per sweep (derived here from the book's "
     "f(x) = (x₁ − x₂)² + α(x₁² + x₂²)): slow for small α, as §8.7.2 warns",
     "quadratic_sweeps_alpha_slope": "−1: sweeps to a tolerance ∝ 1/α for small α",
     "newton_steps_to_tol": "1: Newton's method solves the quadratic in one step (§8.7.2, eq. 8.27)",
   }
-  # Block descent "suits" sparse coding: no higher a loss than full GD at equal steps. The
-  # quadratic: the contraction within 1% of (1 + α)⁻⁴, the slope within 0.1 of −1.
+  # Block descent "suits" sparse coding: no higher a loss than full GD at equal steps, undecided
+  # while any method's best rate sits at its grid's edge (a wider grid could move either side).
+  # The quadratic: the contraction within 1% of (1 + α)⁻⁴, the slope within 0.1 of −1.
   CRITERIA = {
-    "cd_final_loss": below("cd_over_gd_final_loss", 1.0),
+    "cd_final_loss": below("cd_over_gd_final_loss", 1.0, unless="any_best_rate_at_grid_edge"),
     "quadratic_cd_contraction_per_sweep": below("quadratic_cd_contraction_max_rel_error", 0.01),
     "quadratic_sweeps_alpha_slope": below("quadratic_sweeps_alpha_slope_error", 0.1),
     "newton_steps_to_tol": below("newton_loss_after_one_step_over_tolerance", 1.0),
@@ -144,6 +148,7 @@ class CoordinateDescent(Experiment):
     sparse = [row for row in results.table if row["part"] == "sparse_coding"]
     quad = [row for row in results.table if row["part"] == "quadratic"]
     best = grids.best_rows(sparse, "method", "final_loss")
+    at_edge = grids.best_at_edge(sparse, "method", "final_loss")
     largest_k = f"cd_k{max(config.sparse_coding.steps_per_block)}"
     cd_best = min(
       (row for method, row in best.items() if method != "gd"), key=lambda row: row["final_loss"]
@@ -159,6 +164,9 @@ class CoordinateDescent(Experiment):
         if method != "gd"
       },
       "best_learning_rate": {method: row["learning_rate"] for method, row in best.items()},
+      # a best rate at an end of the grid (the end not diverged): the grid does not bracket it
+      "best_learning_rate_at_grid_edge": sorted(m for m, edge in at_edge.items() if edge),
+      "any_best_rate_at_grid_edge": any(at_edge.values()),
       "sparse_coding_initial_loss": best["gd"]["initial_loss"],
       "w_block_gap": best[largest_k]["w_block_gap"],
     } | _quadratic_summary(config.quadratic, quad)
