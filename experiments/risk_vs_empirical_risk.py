@@ -22,11 +22,13 @@ Claims (`summary.json`): `argmin_risk`, `argmin_empirical_risk`, `risk_at_empiri
 and `argmin_distance_in_grid_steps`, |argmin g − argmin f| over the grid's spacing (a); per seed
 (`per_seed`) and as mean ± std, `line_argmin_empirical`, `line_argmin_heldout`,
 `heldout_excess_at_empirical_argmin`, and the held-out NLL (no penalty) at both minimizers, with
-`line_argmins_within_one_step` per seed (the line's grid cannot tell the two argmins apart) (b).
+`line_argmin_distance_in_steps` per seed, |t_E − t_R| over the line's spacing (b).
 
 `CRITERIA` judge them into `verdicts`: the argmins differ by more than one grid step; the excess
-risk is > 0; the held-out excess is > 0 for every seed, inconclusive for a seed whose two line
-argmins are within one step of each other.
+risk is > 0; for every seed, the line's two argmins more than one step apart. The held-out excess
+at the training argmin is ≥ 0 by construction (the held-out minimum on the line is at most its
+value there) and > 0 wherever the argmins are apart, so it is reported and the distance judged:
+a seed whose argmins the line cannot tell apart fails the claim, as in (a).
 """
 
 import functools
@@ -65,14 +67,14 @@ class RiskVsEmpiricalRisk(Experiment):
     "(Goodfellow et al. 2016, §8.1.1; Zhang et al., Dive into Deep Learning §12.1, Fig. 12.1.1)",
     "risk_at_empirical_argmin_excess": "> 0: the point that minimizes the training objective "
     "is not the best for the risk (§8.1.1)",
-    "heldout_excess_at_empirical_argmin": "> 0 for every seed (§8.1.1, on a real model)",
+    "heldout_excess_at_empirical_argmin": "> 0 for every seed (§8.1.1, on a real model); judged "
+    "as: the training objective's argmin on the line is more than one step from the held-out "
+    "objective's (the excess is ≥ 0 by construction, > 0 where they are apart)",
   }
   CRITERIA = {
     "argmin_empirical_risk": above("argmin_distance_in_grid_steps", 1.0),
     "risk_at_empirical_argmin_excess": above("risk_at_empirical_argmin_excess", 0.0),
-    "heldout_excess_at_empirical_argmin": above(
-      "per_seed.heldout_excess_at_empirical_argmin", 0.0, unless="line_argmins_within_one_step"
-    ),
+    "heldout_excess_at_empirical_argmin": above("line_argmin_distance_in_steps", 1.0),
   }
   FIELDS = {
     "toy.interval": functools.partial(validate.require_sequence, min_length=2),
@@ -167,9 +169,8 @@ class RiskVsEmpiricalRisk(Experiment):
       "line_spacing": line_step,
       "argmin_distance_in_grid_steps": abs(toy["argmin_empirical_risk"] - toy["argmin_risk"])
       / spacing,
-      "line_argmins_within_one_step": {
-        str(row["seed"]): abs(row["line_argmin_empirical"] - row["line_argmin_heldout"])
-        <= line_step
+      "line_argmin_distance_in_steps": {
+        str(row["seed"]): abs(row["line_argmin_empirical"] - row["line_argmin_heldout"]) / line_step
         for row in lines
       },
     }
