@@ -18,7 +18,6 @@ from jax.flatten_util import ravel_pytree
 from quick_runs import quick_run_fixtures, refused_field
 
 from jaxopt_study import experiment, results
-from jaxopt_study.experiment import verdict
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -83,16 +82,9 @@ def test_verdicts_judge_every_claim(summary):
   slope = np.polyfit([int(w) for w in fractions], list(fractions.values()), 1)[0]
   assert summary["minima_fraction_slope_vs_width"] == pytest.approx(slope, abs=1e-12)
   verdicts = summary["verdicts"]
-  assert set(verdicts) == {
-    "goe_slope",
-    "goe_slope_exact",
-    "spearman_index_loss",
-    "minima_fraction_by_width",
-  }
+  # the share of minima among the points found is reported, not judged (see the DESCRIPTION)
+  assert set(verdicts) == {"goe_slope", "goe_slope_exact", "spearman_index_loss"}
   assert verdicts["goe_slope_exact"] == verdicts["spearman_index_loss"] == "reproduced"
-  # equal fractions are no fall, whatever sign polyfit's rounding gives their slope
-  falling = slope < 0 and min(fractions.values()) < max(fractions.values())
-  assert verdicts["minima_fraction_by_width"] == verdict(falling)
 
 
 # ------------------------------------------------------------------- (b) MLP critical points
