@@ -18,15 +18,15 @@ Var(W) = 1/n loses a factor 2 per layer and He's Var(W) = 2/n keeps Var(z_l) con
 init-scale sweep of one initializer finds the scale where the variance is kept: √2 for ReLU.
 LSUV rescales each layer to unit variance on a training batch.
 
-Claims (`summary.json`): `relu_glorot_activation_decay` (per-layer factor of Var(z_l), fitted on
-the deepest ReLU net; theory 1/2), `relu_glorot_activation_ratio` (Var(z_L)/Var(z_1); theory
-2^−(L−1)), `relu_he_activation_ratio` (theory 1), `lsuv_max_variance_error` (max |Var(z_l) − 1|
-over layers on the measured batch after LSUV on another), `relu_critical_init_scale`
-(where the per-layer factor of Var(z_l) of the ReLU net crosses 1 in the scale sweep; theory √2),
-and the ratios of every initializer. The verdicts read `relu_glorot_decay_rel_error`
-(|decay / (1/2) − 1|), `relu_he_activation_abs_log2_ratio` and
-`relu_critical_init_scale_rel_error` (|scale / √2 − 1|), with standard errors over seeds where
-there are.
+Claims (`summary.json`): `relu_glorot_activation_decay` (per-layer factor of Var(z_l), fitted on the
+deepest ReLU net of each seed, mean over seeds; theory 1/2), `relu_glorot_activation_ratio`
+(Var(z_L)/Var(z_1) of the mean variances; theory 2^−(L−1)), `relu_he_activation_ratio` (theory 1),
+`lsuv_max_variance_error` (max |Var(z_l) − 1| over layers on the measured batch after LSUV on
+another), `relu_critical_init_scale` (where the per-layer factor of Var(z_l) of the ReLU net crosses
+1 in the scale sweep; theory √2), and the ratios of every initializer. The verdicts read
+`relu_glorot_decay_rel_error` (|decay / (1/2) − 1|), `relu_he_activation_abs_log2_ratio` (|mean over
+seeds of each seed's log2 Var(z_L)/Var(z_1)|) and `relu_critical_init_scale_rel_error` (|scale / √2
+− 1|), with standard errors over seeds where there are.
 """
 
 import functools
@@ -172,13 +172,15 @@ class InitVariancePropagation(Experiment):
       glorot = setting_row(table, "relu", deepest, "glorot_uniform")
       he = setting_row(table, "relu", deepest, "he_normal")
       summary |= {
-        "relu_glorot_activation_decay": glorot["activation_factor_per_layer"],
-        "relu_glorot_decay_rel_error": abs(glorot["activation_factor_per_layer"] / 0.5 - 1),
+        "relu_glorot_activation_decay": glorot["activation_factor_per_layer_seed_mean"],
+        "relu_glorot_decay_rel_error": abs(
+          glorot["activation_factor_per_layer_seed_mean"] / 0.5 - 1
+        ),
         "relu_glorot_decay_rel_error_se": glorot["activation_factor_per_layer_se"] / 0.5,
         "relu_glorot_activation_ratio": glorot["activation_ratio"],
         "relu_glorot_activation_ratio_theory": 2.0 ** -(deepest - 1),
         "relu_he_activation_ratio": he["activation_ratio"],
-        "relu_he_activation_abs_log2_ratio": abs(float(np.log2(he["activation_ratio"]))),
+        "relu_he_activation_abs_log2_ratio": abs(he["log2_activation_ratio_seed_mean"]),
         "relu_he_activation_abs_log2_ratio_se": he["log2_activation_ratio_se"],
         "relu_he_activation_decay": he["activation_factor_per_layer"],
         "relu_he_gradient_ratio": he["gradient_ratio"],
@@ -350,7 +352,10 @@ def table_row(
   member, kind, activation, depth, name, scale, per_seed_forward, per_seed_backward
 ) -> dict:
   """The row of one setting: its variances (seeds, layers) summarized from their means over
-  seeds, with standard errors over seeds."""
+  seeds; the per-layer factor and the log2 end-to-end ratio also as the mean over seeds of each
+  seed's value, with its standard error (a log-normal variance makes the ratio of mean variances
+  a biased estimate of the mean log ratio, so the value judged and its error come from the same
+  per-seed values)."""
   forward, backward = per_seed_forward.mean(axis=0), per_seed_backward.mean(axis=0)
   seeds = per_seed_forward.shape[0]
   factors = [per_layer_factor(v) for v in per_seed_forward]
@@ -364,7 +369,10 @@ def table_row(
     "init_scale": scale,
     "activation_ratio": float(forward[-2] / forward[0]),  # Var(z_L) / Var(z_1)
     "activation_factor_per_layer": per_layer_factor(forward),
+    # the judged estimates: means over seeds of each seed's value, with their standard errors
+    "activation_factor_per_layer_seed_mean": float(np.mean(factors)),
     "activation_factor_per_layer_se": _standard_error(factors, seeds),
+    "log2_activation_ratio_seed_mean": float(np.mean(log2_ratios)),
     "log2_activation_ratio_se": _standard_error(log2_ratios, seeds),
     "gradient_ratio": float(backward[0] / backward[-2]),  # Var(∂ℓ/∂z_1) / Var(∂ℓ/∂z_L)
     "max_variance_error": float(np.max(np.abs(forward - 1.0))),  # LSUV's target is 1
