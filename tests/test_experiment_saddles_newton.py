@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from landscape_helpers import load_experiment
 
-from jaxopt_study import cli, results
-from jaxopt_study.experiment import verdict
+from jaxopt_study import cli, registry, results
+from jaxopt_study.experiment import Results, verdict
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -107,6 +107,38 @@ def test_gradient_descent_escapes_but_slower_than_saddle_free_newton(finished_ru
   np.testing.assert_allclose(
     _points(finished_run, "toy-sgd")[steps], [x, y], rtol=1e-12, atol=1e-300
   )
+
+
+def test_gradient_descent_still_at_the_saddle_is_slower_not_undecided():
+  """SGD that has not escaped when its run ends took more steps than the run: the ratio is the
+  run's length over saddle-free Newton's steps, a lower bound, and the claim ("more") holds when
+  that bound exceeds 1 (it read None, inconclusive); undecided when saddle-free Newton did not
+  escape either."""
+  experiment = registry.load("saddles_newton")
+  judge = experiment.CRITERIA["sgd_steps_to_escape"]
+
+  def toy(method, escape):
+    point = {"final_x": 0.0, "final_y": 1.0, "final_kind": "minimum"}
+    distances = {"distance_to_saddle": 1.0, "distance_to_minimum": 0.0}
+    return {"problem": "toy", "method": method, "steps": 200, "steps_to_escape": escape} | (
+      point | distances
+    )
+
+  def autoencoder(method):
+    fields = {"final_loss": 1.0, "num_params": 10, "final_index": 0.1, "final_grad_norm": 0.0}
+    return {"problem": "autoencoder", "method": method, "final_kind": "saddle"} | fields
+
+  for sgd, sfn, ratio, expected in (
+    (None, 20, 10.0, True),
+    (50, 20, 2.5, True),
+    (None, None, None, None),
+  ):
+    table = [toy("sgd", sgd), toy("newton", None), toy("saddle_free_newton", sfn)]
+    table += [autoencoder(m) for m in ("sgd", "newton", "saddle_free_newton")]
+    claims = experiment.summarize(ml_collections.ConfigDict(), Results(table, []))
+    assert claims["sgd_over_sfn_steps_to_escape"] == ratio
+    assert claims["sgd_escape_censored"] is (sgd is None)
+    assert judge(claims) is expected
 
 
 def test_autoencoder_newton_stops_higher_and_at_a_larger_index(finished_run):
