@@ -35,7 +35,8 @@ def ensemble_probabilities(
   every member and every call.
 
   Raises:
-    ValueError: no members, or a member's logits are not (examples, classes).
+    ValueError: no members, a member's logits are not (examples, classes), or a member predicts
+      NaN (a diverged member, which would otherwise pass as a confident vote for class 0).
   """
   if not members:
     raise ValueError("ensemble_probabilities: members is empty; give at least one (params, state)")
@@ -50,6 +51,11 @@ def ensemble_probabilities(
         f"ensemble_probabilities: member {index} returned logits of shape "
         f"{probabilities.shape}; expected (examples, classes)"
       )
+    if np.isnan(probabilities).any():
+      raise ValueError(
+        f"ensemble_probabilities: member {index} predicts NaN probabilities (did it diverge?); "
+        "leave it out of the ensemble"
+      )
     if total is not None and probabilities.shape != total.shape:
       raise ValueError(
         f"ensemble_probabilities: member {index} predicts shape {probabilities.shape}, member 0 "
@@ -61,12 +67,13 @@ def ensemble_probabilities(
 
 @functools.lru_cache(maxsize=64)
 def _probabilities_fn(problem: problem_lib.Problem) -> Callable[[Any, Any, Any], jax.Array]:
-  """softmax(module(inputs)) of one member in eval mode, jitted once per problem."""
+  """softmax(module(inputs)) of one member in eval mode, jitted once per problem, in the logits'
+  precision (at least float32: a float64 model keeps its float64 probabilities)."""
   pure = problem_lib.pure(problem)
 
   def probabilities(params, model_state, inputs):
     logits = jnp.asarray(pure.module(params, model_state)(inputs))
-    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    return jax.nn.softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), axis=-1)
 
   return jax.jit(probabilities)
 
@@ -79,14 +86,21 @@ def ensemble_error(
   """The 0-1 error of the ensemble's argmax on `data` = (x, y) (default: the held-out data).
 
   Raises:
-    ValueError: no data given and the problem has no held-out data.
+    ValueError: no data given and the problem has no held-out data, or labels that are not one
+      class id per example.
   """
   if data is None:
     if problem.heldout_data is None:
       raise ValueError("ensemble_error: the problem has no heldout_data; pass data=(x, y)")
     data = problem.heldout_data
   inputs, labels = data[0], np.asarray(data[1])
-  predicted = ensemble_probabilities(problem, members, inputs).argmax(axis=-1)
+  probabilities = ensemble_probabilities(problem, members, inputs)
+  if labels.shape != probabilities.shape[:-1]:
+    raise ValueError(
+      f"ensemble_error: labels of shape {labels.shape} for {probabilities.shape[0]} examples: "
+      f"give one class id per example, shape {probabilities.shape[:-1]}"
+    )
+  predicted = probabilities.argmax(axis=-1)
   return float(np.mean(predicted != labels))
 
 

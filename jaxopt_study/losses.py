@@ -52,12 +52,25 @@ def zero_one_error(
 ) -> jax.Array:
   """Fraction of examples whose arg-max logit is not the label: the 0-1 loss of §8.1.2.
 
+  An example whose logits hold a NaN (a diverged model) has no arg-max: the error is then NaN, as
+  the loss is, not the share of labels that `jnp.argmax`'s index 0 happens to miss.
+
   Args:
     logits: (n, classes); ties go to the lowest class id, as in `jnp.argmax`.
     labels: (n,) integer class ids.
     weights: optional (n,) nonnegative per-example weights.
+
+  Raises:
+    ValueError: labels not of shape (n,) (a column (n, 1) would broadcast against the
+      predictions into an (n, n) comparison).
   """
-  per_example = (jnp.argmax(logits, axis=-1) != labels).astype(logits.dtype)
+  if jnp.shape(labels) != jnp.shape(logits)[:-1]:
+    raise ValueError(
+      f"zero_one_error: labels of shape {jnp.shape(labels)} for logits of shape "
+      f"{jnp.shape(logits)}: give one class id per example, shape {jnp.shape(logits)[:-1]}"
+    )
+  wrong = (jnp.argmax(logits, axis=-1) != labels).astype(logits.dtype)
+  per_example = jnp.where(jnp.isnan(logits).any(axis=-1), jnp.nan, wrong)
   return weighted_mean(per_example, weights)
 
 

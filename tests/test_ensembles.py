@@ -68,6 +68,37 @@ def test_bad_ensembles_are_refused_by_name():
   no_heldout = Problem(model=Linear, loss=problem.loss, train_data=problem.train_data)
   with pytest.raises(ValueError, match="no heldout_data"):
     ensembles.ensemble_error(no_heldout, _members(problem, [0]))
+  x = jnp.asarray(X[30:], jnp.float32)
+  with pytest.raises(ValueError, match=r"labels of shape \(10, 1\)"):  # would broadcast to (10, 10)
+    ensembles.ensemble_error(problem, _members(problem, [0]), (x, Y[30:, None]))
+
+
+def test_a_diverged_member_is_refused_not_counted_as_votes_for_class_zero():
+  """argmax of NaN is 0: a NaN member would add a confident vote for class 0 to every example."""
+  problem = _problem()
+  members = _members(problem, [0, 1])
+  diverged = jax.tree.map(lambda a: a * jnp.nan, members[1][0])
+  with pytest.raises(ValueError, match="member 1 predicts NaN"):
+    ensembles.ensemble_error(problem, [members[0], (diverged, members[1][1])])
+
+
+def test_a_float64_model_keeps_its_precision(x64):
+  """Two logits 1e-9 apart: the float64 softmax tells them apart (a float32 one ties them, and
+  the tie goes to class 0)."""
+
+  class Close(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+      self.b = nnx.Param(jnp.asarray([1.0, 1.0 + 1e-9, 1.0], jnp.float64))
+
+    def __call__(self, x):
+      return x @ jnp.zeros((1, 3), jnp.float64) + self.b[None, :]
+
+  x, y = np.zeros((4, 1)), np.ones(4, np.int32)
+  close = Problem(model=Close, loss=lambda m, batch: m(batch[0]).sum(), train_data=(x, y))
+  members = _members(close, [0])
+  probabilities = ensembles.ensemble_probabilities(close, members, x)
+  assert probabilities[0, 1] - probabilities[0, 0] == pytest.approx(1e-9 / 3, rel=1e-4)
+  assert ensembles.ensemble_error(close, members, (x, y)) == 0.0
 
 
 def _momentum(schedule):

@@ -40,6 +40,22 @@ def test_zero_one_error():
   np.testing.assert_allclose(losses.zero_one_error(logits, jnp.asarray([0, 1, 2, 0])), 0.0)
 
 
+def test_zero_one_error_of_nan_logits_is_nan_not_the_share_of_labels_other_than_zero():
+  """A diverged model: argmax of a NaN row is 0, so every label 0 would count as right."""
+  logits = jnp.asarray([[jnp.nan, jnp.nan], [0.0, 1.0]])
+  assert np.isnan(losses.zero_one_error(logits, jnp.asarray([0, 1])))
+  assert np.isnan(jax.jit(losses.zero_one_error)(logits, jnp.asarray([0, 1])))
+
+
+def test_zero_one_error_refuses_labels_of_another_shape():
+  """(n, 1) labels would broadcast against the (n,) predictions into an (n, n) comparison."""
+  logits = jnp.asarray(LOGITS)
+  with pytest.raises(ValueError, match=r"labels of shape \(8, 1\).*shape \(8,\)"):
+    losses.zero_one_error(logits, jnp.asarray(LABELS)[:, None])
+  with pytest.raises(ValueError, match=r"labels of shape \(7,\)"):
+    losses.zero_one_error(logits, jnp.asarray(LABELS)[:7])
+
+
 def test_mean_squared_error_is_half_the_squared_norm(x64):
   predictions, targets = jnp.asarray(PREDICTIONS), jnp.asarray(TARGETS)
   expected = np.mean(
