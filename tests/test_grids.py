@@ -105,6 +105,31 @@ def test_steps_to_reach_interpolates_the_crossing():
   assert grids.steps_to_reach(steps, [8.0, float("nan"), 0.1, 0.1], 2.0) is None  # diverged
 
 
+def test_numpy_scalars_count_as_numbers_not_as_diverged():
+  """A user's own table of np.float32 / np.int64 values: the same picks as with Python numbers
+  (they were all read as missing, so the worst finite row or an edge was picked)."""
+  python = [
+    {"method": "gd", "learning_rate": 0.1, "seed": 0, "loss": 0.9},
+    {"method": "gd", "learning_rate": 0.2, "seed": 0, "loss": 0.3},
+    {"method": "gd", "learning_rate": 0.4, "seed": 0, "loss": 0.5},
+  ]
+  numpy = [{**row, "loss": np.float32(row["loss"])} for row in python[:2]]
+  numpy.append({**python[2], "loss": np.int64(5)})
+  for table in (python, numpy):
+    assert grids.best_rows(table, "method", "loss")["gd"]["learning_rate"] == 0.2
+    assert grids.best_at_edge(table, "method", "loss") == {"gd": False}
+    medians = grids.seed_medians(table, ("method", "learning_rate"), "loss")
+    assert [m["num_finite"] for m in medians] == [1, 1, 1]
+
+
+def test_steps_to_reach_a_curve_that_reaches_zero_in_log_value():
+  """log(0) is undefined: a value of exactly 0 crosses the target linearly; a target ≤ 0 has no
+  log and is refused."""
+  assert grids.steps_to_reach([0, 10], [4.0, 0.0], 1.0, log=True) == pytest.approx(7.5)
+  with pytest.raises(ValueError, match="target=0.0 must be > 0"):
+    grids.steps_to_reach([0, 10], [4.0, 0.0], 0.0, log=True)
+
+
 def test_best_by_median_picks_each_groups_best_median_rate_and_flags_edges():
   """Depth 2: rate 0.2's median (10) beats 0.1's (20) and 0.4's (inf: two of three seeds never
   got there); depth 4: the best median is at the top rate, an edge."""

@@ -10,6 +10,7 @@ hyperparameter given as a list (e.g. Newton's `damping`) is one more axis of the
 """
 
 import math
+import numbers
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,12 @@ import optax
 
 from jaxopt_study import models, optim, train, validate
 from jaxopt_study.lab import digits_tasks
+
+
+def _is_finite_number(value: Any) -> bool:
+  """A finite real number: a Python or NumPy scalar (np.float32 is not a Python float); None, a
+  string or a non-finite value is not."""
+  return isinstance(value, numbers.Real) and math.isfinite(value)
 
 
 def check_learning_rate_grids(
@@ -132,7 +139,7 @@ def best_rows(
   best: dict[Any, Mapping[str, Any]] = {}
   for row in table:
     value = row.get(metric)
-    if not isinstance(value, int | float) or not math.isfinite(value):
+    if not _is_finite_number(value):
       continue
     key = tuple(row[g] for g in group) if isinstance(group, tuple) else row[group]
     current = best.get(key)
@@ -167,7 +174,14 @@ def steps_to_reach(
   """The first step at which a curve evaluated at `steps` falls to `target` or below, linearly
   interpolated between the two evaluations around the crossing (in log value with `log=True`, for
   a loss that decays geometrically); None when it never does (a censored time: at least the last
-  step). A non-finite value ends the curve (a diverged run never reaches it afterwards)."""
+  step). A non-finite value ends the curve (a diverged run never reaches it afterwards). With
+  `log=True` the target must be > 0; a value of exactly 0 crosses it linearly (no log of 0).
+
+  Raises:
+    ValueError: `log=True` with a target ≤ 0.
+  """
+  if log and not target > 0:
+    raise ValueError(f"steps_to_reach: target={target!r} must be > 0 to interpolate in log value")
   previous = None
   for step, value in zip(steps, values, strict=True):
     if not math.isfinite(value):
@@ -175,7 +189,7 @@ def steps_to_reach(
     if value <= target:
       if previous is None:
         return float(step)
-      (last_step, last_value), scale = previous, (math.log if log else float)
+      (last_step, last_value), scale = previous, (math.log if log and value > 0 else float)
       fraction = (scale(last_value) - scale(target)) / (scale(last_value) - scale(value))
       return float(last_step + fraction * (step - last_step))
     previous = (step, value)
@@ -193,7 +207,7 @@ def seed_medians(
   grouped: dict[tuple, list[float]] = {}
   for row in table:
     value = row.get(metric)
-    finite = isinstance(value, int | float) and math.isfinite(value)
+    finite = _is_finite_number(value)
     grouped.setdefault(tuple(row[c] for c in by), []).append(value if finite else math.inf)
   return [
     {
