@@ -234,6 +234,28 @@ def test_narrow_cuts_at_the_range_keeps_choices_and_ranks_diverged_last():
   assert sweep.narrow(axes, same, metric="err", top_k=2)["b1"] == axes["b1"]  # zero span: kept
 
 
+def test_narrow_never_centres_on_diverged_members():
+  """Two finite members among the top 3: the span is theirs (it spanned the diverged 0.8, 0.9
+  and kept the whole range); one member flagged diverged with a finite metric is left out too;
+  fewer than two usable members leave every axis as it was."""
+  axes = {"lr": sweep.log_uniform(1e-4, 1.0), "c": sweep.choice([1, 2, 3])}
+  rows = [
+    {"lr": 1e-3, "c": 1, "loss": 0.1},
+    {"lr": 2e-3, "c": 2, "loss": 0.2},
+    {"lr": 0.9, "c": 3, "loss": float("nan")},
+    {"lr": 0.8, "c": 3, "loss": float("inf")},
+  ]
+  new = sweep.narrow(axes, rows, metric="loss", top_k=3)
+  np.testing.assert_allclose(
+    np.log([new["lr"].low, new["lr"].high]),
+    [np.log(1e-3) - np.log(2) / 2, np.log(2e-3) + np.log(2) / 2],
+    rtol=1e-12,
+  )
+  assert new["c"] == search.Choice((1, 2))
+  flagged = [{**rows[0], "diverged": True}, *rows[1:]]
+  assert sweep.narrow(axes, flagged, metric="loss", top_k=3) == axes
+
+
 @pytest.mark.parametrize(
   ("options", "culprit"),
   [

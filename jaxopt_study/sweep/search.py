@@ -262,7 +262,9 @@ def narrow(
   range of t spanned by the top_k members, the new range is the interval of width widen·(b − a)
   centred on (a + b)/2, [c − w(b − a)/2, c + w(b − a)/2], cut to the axis's current range. A
   span of zero (the top members share one value) keeps the current range. A `choice` axis keeps
-  the values the top_k members hold, in its order. Listed axes are unchanged.
+  the values the top_k members hold, in its order. Listed axes are unchanged. A member that
+  diverged (a non-finite metric, or a true `diverged` column) is never among the top: with fewer
+  than two others among the top_k there is no span, and every axis keeps its current range.
 
   Example: log_uniform(1e-4, 1) with top members at 1e-3, 1e-2 and 3e-3: log10 span [−3, −2],
   widened 2× about −2.5 to [−3.5, −1.5]: log_uniform(10^−3.5, 10^−1.5).
@@ -276,7 +278,9 @@ def narrow(
   for name in specs:
     if any(name not in row for row in rows):
       raise ValueError(f"narrow: the rows have no column {name!r} (a sampled axis)")
-  best = ranked(rows, metric)[:top_k]
+  best = [row for row in ranked(rows, metric)[:top_k] if not _diverged(row, metric)]
+  if len(best) < 2:  # no span to narrow to
+    return dict(axes)
   narrowed: dict[str, Any] = {}
   for name, spec in specs.items():
     held = [row[name] for row in best]
@@ -294,6 +298,12 @@ def narrow(
     low, high = max(low, centre - half), min(high, centre + half)
     narrowed[name] = LogUniform(math.exp(low), math.exp(high)) if log else Uniform(low, high)
   return {**narrowed, **listed}
+
+
+def _diverged(row: Mapping[str, Any], metric: str) -> bool:
+  """The member diverged: its metric is missing or not finite, or its `diverged` flag is set."""
+  value = row[metric]
+  return value is None or not math.isfinite(value) or bool(row.get("diverged", False))
 
 
 def _check_narrowing(top_k: int, widen: float, num_rows: int, where: str) -> None:
