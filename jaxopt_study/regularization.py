@@ -25,7 +25,9 @@ because `nnx.Dropout` keeps its rate as a Python float, fixed at compilation.
 """
 
 import dataclasses
+import functools
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -82,6 +84,20 @@ STRENGTHS: dict[str, type[Strength]] = {
 }
 
 
+# `set_strengths` keyword -> the check its constructor makes: `Dropout`, `DropConnect` [0, 1),
+# `StochasticDepth` (0, 1], `Augment` [0, 1], `penalize` ≥ 0
+_STRENGTH_CHECKS: dict[str, Callable[[str, Any, str], None]] = {
+  "dropout": validate.require_unit_interval,
+  "dropconnect": validate.require_unit_interval,
+  "stochastic_depth": functools.partial(
+    validate.require_unit_interval, include_zero=False, include_one=True
+  ),
+  "augment": functools.partial(validate.require_unit_interval, include_one=True),
+  "l1": validate.require_non_negative,
+  "l2": validate.require_non_negative,
+}
+
+
 def _strength(kind: type[Strength], value: float) -> Strength:
   return kind(jnp.asarray(value, jnp.result_type(float)))
 
@@ -101,10 +117,18 @@ def set_strengths(model_state: Any, **values: Any) -> Any:
     **values: a key of `STRENGTHS` -> its new value (one for every variable of that kind).
 
   Raises:
-    ValueError: a name that is not a kind of strength, or a kind the state does not hold.
+    ValueError: a name that is not a kind of strength, a kind the state does not hold, or a value
+      its constructor would refuse (a rate outside [0, 1), a negative penalty, not one number);
+      a traced value is checked for its shape only.
   """
   if unknown := sorted(set(values) - set(STRENGTHS)):
     raise ValueError(f"set_strengths: unknown {unknown}: the strengths are {sorted(STRENGTHS)}")
+  for name, value in values.items():
+    if np.ndim(value) != 0:
+      raise ValueError(
+        f"set_strengths: {name} has shape {np.shape(value)}: give one number for each kind"
+      )
+    _STRENGTH_CHECKS[name](name, value, "set_strengths")
   leaves = jax.tree.leaves(model_state, is_leaf=_is_variable)
   for name in values:
     if not any(type(leaf) is STRENGTHS[name] for leaf in leaves):
@@ -380,6 +404,7 @@ def _key(entry: Any) -> Any:
 
 
 PENALTY_ATTRIBUTE = "penalty_weights"  # the module attribute `penalize` adds
+_PENALIZED: "weakref.WeakSet[Callable]" = weakref.WeakSet()  # the losses `penalize` returned
 
 
 class PenaltyWeights(nnx.Module):
@@ -401,7 +426,8 @@ def penalize(problem: Any, l1: float = 0.0, l2: float = 0.0, where: Where = is_k
   A model with state no longer takes several batch sizes in one sweep program (`Pure.loss`).
 
   Raises:
-    ValueError: l1 or l2 negative or not finite, or a model that already has the attribute.
+    ValueError: l1 or l2 negative or not finite, or a problem `penalize` already returned (here);
+      a model of your own that already has the attribute, when it is built.
   """
   from jaxopt_study import problem as problem_lib  # problem imports models, which import us
 
@@ -412,6 +438,11 @@ def penalize(problem: Any, l1: float = 0.0, l2: float = 0.0, where: Where = is_k
   if not callable(where):
     raise TypeError(f"penalize: where={where!r} must be a function (path, array) -> bool")
   make, loss = problem.model, problem.loss
+  if loss in _PENALIZED:
+    raise ValueError(
+      "penalize: the problem is already penalized; give both penalties in one call, "
+      "penalize(problem, l1=..., l2=...)"
+    )
 
   def model(rngs: nnx.Rngs) -> nnx.Module:
     module = make(rngs)
@@ -426,4 +457,5 @@ def penalize(problem: Any, l1: float = 0.0, l2: float = 0.0, where: Where = is_k
     weights = getattr(module, PENALTY_ATTRIBUTE)
     return loss(module, batch) + penalty(module, weights.l1[...], weights.l2[...], where)
 
+  _PENALIZED.add(penalized)
   return dataclasses.replace(problem, model=model, loss=penalized)

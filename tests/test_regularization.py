@@ -231,6 +231,39 @@ def test_set_strengths_refuses_unknown_and_absent_strengths():
 
 
 @pytest.mark.parametrize(
+  ("kind", "value", "culprit"),
+  [
+    ("dropout", -0.5, r"dropout=-0.5 must be in \[0, 1\)"),  # kept every unit, scaled by 1/1.5
+    ("dropout", 1.0, r"dropout=1.0 must be in \[0, 1\)"),  # zeroed every activation
+    ("dropout", [0.1, 0.2], r"dropout has shape \(2,\)"),
+    ("l2", -1.0, "l2=-1.0"),
+    ("l1", [1.0, 2.0], r"l1 has shape \(2,\)"),  # a vector loss, failing later
+    ("stochastic_depth", 0.0, r"stochastic_depth=0.0 must be in \(0, 1\]"),
+    ("augment", 1.5, r"augment=1.5 must be in \[0, 1\]"),
+  ],
+)
+def test_set_strengths_refuses_what_the_constructors_refuse(kind, value, culprit):
+  with pytest.raises(ValueError, match=culprit):
+    regularization.set_strengths({}, **{kind: value})
+
+
+def test_set_strengths_checks_every_kind_and_accepts_traced_values():
+  assert set(regularization._STRENGTH_CHECKS) == set(regularization.STRENGTHS)
+  state = nnx.state(
+    models.build_model("mlp", 4, 2, width=3, depth=1, dropout=0.1), nnx.Not(nnx.Param)
+  )
+  rates = jnp.asarray([0.0, 0.5])
+  set_rate = jax.vmap(lambda r: regularization.set_strengths(state, dropout=r))
+  np.testing.assert_array_equal(set_rate(rates)["dropout"]["rate"][...], rates)
+
+
+def test_penalizing_twice_is_refused_at_once():
+  once = regularization.penalize(tiny_problem(), l2=0.1)
+  with pytest.raises(ValueError, match="already penalized"):
+    regularization.penalize(once, l1=0.1)
+
+
+@pytest.mark.parametrize(
   "build, culprit",
   [
     (lambda: regularization.Dropout(1.0, rngs=nnx.Rngs(0)), "rate=1.0"),
