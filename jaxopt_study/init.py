@@ -13,12 +13,14 @@ jax's own; this module adds the ones the chapter discusses that jax lacks:
 Kernels are (fan_in, fan_out), as in `flax.nnx.Linear`: column j holds unit j's incoming weights.
 """
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax.nn.initializers import (
   Initializer,
@@ -134,29 +136,89 @@ def get_initializer(name: str, scale: float = 1.0, **options: Any) -> Initialize
 def lsuv(model: nnx.Module, x: jax.Array, *, tol: float = 0.05, max_iters: int = 10) -> nnx.Module:
   """Layer-sequential unit-variance initialization (Mishkin & Matas 2016, Algorithm 1).
 
-  For each linear layer in order (``model.linear_layers()``), its kernel is divided by √Var(z),
-  where z is that layer's pre-activation output on the batch `x` (``model.preactivations(x)``,
-  variance over all examples and units), until |Var(z) − 1| ≤ `tol` or `max_iters` rescalings.
-  Biases are left as they are; with zero biases one rescaling is exact for that layer, and the
-  later layers are rescaled after the earlier ones have been fixed. A layer still outside the
-  tolerance after `max_iters` rescalings (e.g. a dead ReLU layer with zero variance) is left as is.
+  For each linear layer in order, its kernel is divided by √Var(z), where z is that layer's
+  output on the batch `x` (variance over all examples and units), until |Var(z) − 1| ≤ `tol` or
+  `max_iters` rescalings. Biases are left as they are; with zero biases one rescaling is exact for
+  that layer, and the later layers are rescaled after the earlier ones have been fixed. A layer
+  still outside the tolerance after `max_iters` rescalings (e.g. a dead ReLU layer with zero
+  variance) is left as is.
+
+  The layers: a model exposing ``linear_layers()`` and ``preactivations(x)`` (the built-in MLPs:
+  in forward order, run in eval mode) uses them. Any other module (yours) has every `nnx.Linear`
+  and `nnx.Conv` rescaled, their outputs read with `nnx.capture` as the model runs in its
+  current mode (call ``model.eval()`` first for BatchNorm's running statistics or to switch off
+  dropout); they are taken in the module's attribute order, and since that need not be the order
+  of the forward pass, the sequence is repeated (at most `max_iters` times) until every layer is
+  within the tolerance. A layer called several times is measured over all its calls.
 
   The paper first initializes kernels orthogonally; that is the caller's choice here, e.g.
   ``build_model(..., init="orthogonal")`` then `lsuv`.
 
   Args:
-    model: an NNX model exposing ``linear_layers()`` and ``preactivations(x)``; mutated in place.
+    model: an NNX model; mutated in place.
     x: a batch of inputs, large enough for the variance to be meaningful.
     tol: tolerance on the variance.
-    max_iters: most rescalings per layer.
+    max_iters: most rescalings per layer (and, for a module of your own, passes over its layers).
 
   Returns:
     `model`, with rescaled kernels.
+
+  Raises:
+    ValueError: `x` holds a NaN or an infinity (every kernel would become NaN), a layer's output
+      is not finite, or the model has no `nnx.Linear` or `nnx.Conv` layer.
   """
-  for index, layer in enumerate(model.linear_layers()):
-    for _ in range(max_iters):
-      variance = float(jnp.var(model.preactivations(x)[index]))
-      if abs(variance - 1.0) <= tol or variance == 0.0:  # 0: dead layer, no scale can fix it
-        break
-      layer.kernel[...] = layer.kernel[...] / jnp.sqrt(jnp.asarray(variance, layer.kernel.dtype))
+  if not bool(jnp.all(jnp.isfinite(jnp.asarray(x)))):
+    raise ValueError("lsuv: x holds NaN or infinite values; LSUV needs a finite batch")
+  if hasattr(model, "linear_layers") and hasattr(model, "preactivations"):
+    layers = list(enumerate(model.linear_layers()))
+    passes = 1  # forward order: one sequence fixes every layer
+
+    def outputs(batch: jax.Array) -> dict[int, jax.Array]:
+      return dict(enumerate(model.preactivations(batch)))
+
+  else:
+    layers = [(path, node) for path, node in nnx.iter_graph(model) if _is_rescalable(node)]
+    if not layers:
+      raise ValueError(f"lsuv: {type(model).__name__} has no nnx.Linear or nnx.Conv layer")
+    passes = max_iters
+    outputs = functools.partial(_layer_outputs, model)
+  for _ in range(passes):
+    done = True
+    for key, layer in layers:
+      for _ in range(max_iters):
+        output = outputs(x).get(key)
+        if output is None:  # a layer the forward pass does not call: nothing to measure
+          break
+        variance = float(jnp.var(output))
+        if not np.isfinite(variance):
+          raise ValueError(f"lsuv: the output of layer {key!r} is not finite on x")
+        if abs(variance - 1.0) <= tol or variance == 0.0:  # 0: dead layer, no scale can fix it
+          break
+        done = False
+        scale = jnp.sqrt(jnp.asarray(variance, layer.kernel.dtype))
+        layer.kernel[...] = layer.kernel[...] / scale
+    if done:
+      break
   return model
+
+
+def _is_rescalable(node: Any) -> bool:
+  return isinstance(node, nnx.Linear | nnx.Conv)
+
+
+def _layer_outputs(model: nnx.Module, x: jax.Array) -> dict[tuple, jax.Array]:
+  """Every output of every `nnx.Linear` / `nnx.Conv` of `model` on x, flattened per layer path
+  (all the layer's calls, concatenated), read with `nnx.capture`'s method outputs."""
+  _, captured = nnx.capture(model, nnx.Intermediate, method_outputs=nnx.Intermediate)(x)
+  found: dict[tuple, jax.Array] = {}
+  for path, node in nnx.iter_graph(model):
+    if not _is_rescalable(node):
+      continue
+    calls = captured
+    for part in (*path, "__call__"):
+      calls = calls[part] if part in calls else None
+      if calls is None:
+        break
+    if calls is not None:  # a layer not called on x is left out
+      found[path] = jnp.concatenate([jnp.ravel(z) for z in calls.get_value()])
+  return found

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from jaxopt_study import init, models
 
@@ -115,3 +116,59 @@ def test_lsuv_deep_linear(lsuv_batch):
   init.lsuv(model, lsuv_batch)
   after = [float(jnp.var(z)) for z in model.preactivations(lsuv_batch)]
   np.testing.assert_allclose(after, 1.0, atol=0.05)
+
+
+class _OwnNet(nnx.Module):
+  """A module the toolkit has never seen: no `linear_layers()`, its output layer defined before
+  the hidden one (attribute order is not forward order), a LayerNorm, a conv, an unused layer."""
+
+  def __init__(self, rngs: nnx.Rngs):
+    self.head = nnx.Linear(16, 3, rngs=rngs)
+    self.conv = nnx.Conv(1, 2, (3,), kernel_init=nnx.initializers.normal(2.0), rngs=rngs)
+    self.norm = nnx.LayerNorm(16, rngs=rngs)
+    self.unused = nnx.Linear(2, 2, rngs=rngs)
+
+  def __call__(self, x):
+    h = self.conv(x[..., None]).reshape(x.shape[0], -1)  # (batch, 8 positions × 2 channels)
+    return self.head(jnp.tanh(self.norm(h)))
+
+
+def test_lsuv_rescales_every_linear_and_conv_of_a_module_of_your_own(x64):
+  """Each layer's output variance, recomputed here from the kernels by hand (numpy), within the
+  tolerance after LSUV; the unused layer and every bias untouched."""
+  x = np.asarray(jax.random.normal(jax.random.key(1), (256, 8)), np.float64)
+  model = _OwnNet(nnx.Rngs(0))
+  unused = np.asarray(model.unused.kernel[...])
+  biases = [np.asarray(layer.bias[...]) for layer in (model.conv, model.head)]
+  init.lsuv(model, jnp.asarray(x), tol=0.01)
+  for layer, bias in zip((model.conv, model.head), biases, strict=True):
+    np.testing.assert_array_equal(layer.bias[...], bias)
+  kernel, bias = np.asarray(model.conv.kernel[...]), np.asarray(model.conv.bias[...])  # (3, 1, 2)
+  padded = np.pad(x, ((0, 0), (1, 1)))  # "SAME" padding of a width-3 window
+  windows = np.stack([padded[:, i : i + 3] for i in range(8)], axis=1)  # (batch, 8, 3)
+  conv = windows @ kernel[:, 0, :] + bias  # (batch, 8, 2)
+  h = conv.reshape(len(x), -1)
+  mean, var = h.mean(axis=1, keepdims=True), h.var(axis=1, keepdims=True)
+  normed = (h - mean) / np.sqrt(var + 1e-6) * np.asarray(model.norm.scale[...])
+  head = np.tanh(normed + np.asarray(model.norm.bias[...])) @ np.asarray(model.head.kernel[...])
+  np.testing.assert_allclose([conv.var(), head.var()], 1.0, atol=0.01)
+  np.testing.assert_array_equal(model.unused.kernel[...], unused)
+
+
+def test_lsuv_refuses_a_batch_with_nan_and_a_module_without_layers(lsuv_batch):
+  model = models.build_model("mlp", 5, 3, width=8, depth=2)
+  before = [np.asarray(layer.kernel[...]) for layer in model.linear_layers()]
+  with pytest.raises(ValueError, match="x holds NaN"):
+    init.lsuv(model, lsuv_batch.at[0, 0].set(jnp.nan))
+  for layer, kernel in zip(model.linear_layers(), before, strict=True):
+    np.testing.assert_array_equal(layer.kernel[...], kernel)  # nothing rescaled
+
+  class Scale(nnx.Module):
+    def __init__(self):
+      self.w = nnx.Param(jnp.ones(5))
+
+    def __call__(self, x):
+      return x * self.w
+
+  with pytest.raises(ValueError, match="Scale has no nnx.Linear or nnx.Conv layer"):
+    init.lsuv(Scale(), lsuv_batch)
