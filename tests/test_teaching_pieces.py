@@ -55,6 +55,10 @@ def test_verdicts_and_error_bars():
   mean, error = verdicts.mean_and_standard_error([1.0, 2.0, 3.0])
   assert mean == 2.0 and error == pytest.approx(1.0 / np.sqrt(3))
   assert verdicts.mean_and_standard_error([4.0]) == (4.0, None)
+  nothing, no_error = verdicts.mean_and_standard_error([])
+  assert np.isnan(nothing) and no_error is None
+  with pytest.raises(ValueError, match=r"one per seed; got shape \(2, 2\)"):
+    verdicts.mean_and_standard_error([[1.0, 2.0], [3.0, 4.0]])
 
 
 def test_paired_ratio_is_the_geometric_mean_of_per_seed_ratios_with_the_error_of_its_log():

@@ -18,8 +18,21 @@ def mean_and_std(values: Sequence[float]) -> dict[str, float | int]:
 
 
 def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float | None]:
-  """The mean over seeds and its standard error s/√n (None for one seed)."""
+  """The mean over seeds and its standard error s/√n (None for one seed; (NaN, None) for none,
+  which a criterion reads as undecided).
+
+  Raises:
+    ValueError: values that are not one number per seed (a table of them would be averaged
+      whole, flattened).
+  """
   array = np.asarray(values, float)
+  if array.ndim != 1:
+    raise ValueError(
+      f"mean_and_standard_error: values must be a list of numbers, one per seed; got shape "
+      f"{array.shape}"
+    )
+  if array.size == 0:
+    return float("nan"), None
   if array.size < 2:
     return float(array.mean()), None
   return float(array.mean()), float(array.std(ddof=1) / np.sqrt(array.size))
