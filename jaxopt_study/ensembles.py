@@ -126,9 +126,9 @@ def cycle_lengths(steps_per_cycle: int, cycles: int, period_factor: int = 1) -> 
   validate.require_positive_int("steps_per_cycle", steps_per_cycle, where)
   validate.require_positive_int("cycles", cycles, where)
   validate.require_positive_int("period_factor", period_factor, where)
-  lengths = steps_per_cycle * period_factor ** np.arange(cycles, dtype=np.int64)
-  validate.require_positive_int("total steps", int(lengths.sum()), where)  # int32 in the loop
-  return lengths
+  lengths = [int(steps_per_cycle) * int(period_factor) ** i for i in range(int(cycles))]
+  validate.require_positive_int("total steps", sum(lengths), where)  # exact Python ints; int32
+  return np.asarray(lengths, np.int64)
 
 
 def make_snapshot_fn(

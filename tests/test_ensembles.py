@@ -194,6 +194,9 @@ def test_cycle_lengths_end_where_the_schedule_restarts():
   lengths = ensembles.cycle_lengths(5, 4, 3)
   np.testing.assert_array_equal(lengths, [5, 15, 45, 135])
   assert list(np.cumsum(lengths) - 1) == optim.cycle_ends(5, 3, int(lengths.sum()))
+  # 10 · 2^69 steps: past int64 (it wrapped to "total steps=-10"), refused with the true total
+  with pytest.raises(ValueError, match=f"total steps={10 * (2**70 - 1)}"):
+    ensembles.cycle_lengths(10, 70, 2)
 
 
 @pytest.mark.parametrize(
