@@ -203,10 +203,10 @@ class DropConnect(_Stochastic):
   def __call__(
     self, layer: nnx.Linear, x: jax.Array, *, deterministic: bool | None = None
   ) -> jax.Array:
+    if x.ndim != 2:  # in either mode: a model that runs in eval mode runs in train mode
+      raise ValueError(f"DropConnect: x has shape {x.shape}: expected (batch, in_features)")
     if self._is_deterministic(deterministic):
       return layer(x)
-    if x.ndim != 2:
-      raise ValueError(f"DropConnect: x has shape {x.shape}: expected (batch, in_features)")
     kernel = layer.kernel[...]
     keep = 1 - self.rate[...]
     mask = jax.random.bernoulli(self.rngs(), keep, (x.shape[0], *kernel.shape))
@@ -319,11 +319,16 @@ class Augment(_Stochastic):
     self._stochastic(deterministic, rngs)
 
   def __call__(self, x: jax.Array, *, deterministic: bool | None = None) -> jax.Array:
+    pixels = math.prod(self.image_shape)
+    if x.ndim != 2 or x.shape[1] != pixels:  # in either mode, as DropConnect
+      raise ValueError(f"Augment: x has shape {x.shape}: expected (batch, {pixels})")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+      raise ValueError(
+        f"Augment: x has dtype {x.dtype}: give floating-point pixels (e.g. x / 255.0); shifted "
+        "and rotated pixels are interpolated"
+      )
     if self._is_deterministic(deterministic):
       return x
-    pixels = math.prod(self.image_shape)
-    if x.ndim != 2 or x.shape[1] != pixels:
-      raise ValueError(f"Augment: x has shape {x.shape}: expected (batch, {pixels})")
     batch = x.shape[0]
     apply_key, shift_key, angle_key = jax.random.split(self.rngs(), 3)
     applied = jax.random.bernoulli(apply_key, self.rate[...], (batch,))

@@ -257,6 +257,21 @@ def test_set_strengths_checks_every_kind_and_accepts_traced_values():
   np.testing.assert_array_equal(set_rate(rates)["dropout"]["rate"][...], rates)
 
 
+def test_dropconnect_and_augment_refuse_bad_inputs_in_either_mode():
+  """A 3-D input to DropConnect, and integer pixels to Augment (its shifts and rotations
+  interpolate), are refused whether the module is in train or eval mode (DropConnect passed a 3-D
+  input in eval mode and refused it in train mode)."""
+  layer = nnx.Linear(4, 2, rngs=nnx.Rngs(0))
+  dropconnect = regularization.DropConnect(0.5, rngs=nnx.Rngs(0))
+  augment = regularization.Augment(0.5, max_shift=1, rngs=nnx.Rngs(0))
+  pixels = (DIGITS.x_train[:4] > 0).astype(jnp.uint8)
+  for deterministic in (False, True):
+    with pytest.raises(ValueError, match=r"x has shape \(2, 3, 4\)"):
+      dropconnect(layer, jnp.ones((2, 3, 4)), deterministic=deterministic)
+    with pytest.raises(ValueError, match="x has dtype uint8"):
+      augment(pixels, deterministic=deterministic)
+
+
 def test_penalizing_twice_is_refused_at_once():
   once = regularization.penalize(tiny_problem(), l2=0.1)
   with pytest.raises(ValueError, match="already penalized"):
