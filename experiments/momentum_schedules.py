@@ -21,7 +21,8 @@ Every member is trained from each of `seeds` (the initialization and the minibat
 Claims: `final_loss_by_momentum`, per method and μ_max, the final full-training-set loss (mean
 over seeds) at the learning rate of the grid with the lowest median (Sutskever et al.: larger
 μ_max trains deep autoencoders much further; judged by `loss_ratio_to_smaller_momentum`, each
-μ_max's loss over the next smaller one's, seed by seed, mean and `_se`), and
+μ_max's loss over the next smaller one's, paired by seed: the geometric mean of the per-seed
+ratios and its `_se`, `verdicts.paired_ratio`), and
 `nesterov_over_classical_final_loss` per μ_max > 0 (Nesterov is at least as good as classical
 momentum; also paired by seed, with `_se`), each judged beyond 2 standard errors of 1. A
 comparison whose best learning rate lies at the edge of its grid
@@ -196,12 +197,14 @@ class MomentumSchedules(Experiment):
     versus = {mu: (("nesterov", mu), ("classical", mu)) for mu in mus}
 
     def ratios(comparisons: dict) -> tuple[dict, dict]:
-      """Mean and standard error over seeds of the per-seed ratio of each comparison."""
+      """Each comparison's per-seed ratios, their geometric mean and its standard error."""
       mean, error = {}, {}
       for key, ((m1, mu1), (m2, mu2)) in comparisons.items():
         top, bottom = by_seed[m1][mu1], by_seed[m2][mu2]
-        values = [top[s] / bottom[s] for s in sorted(set(top) & set(bottom))]
-        mean[key], error[key] = verdicts.mean_and_standard_error(values)
+        seeds = sorted(set(top) & set(bottom))
+        mean[key], error[key] = verdicts.paired_ratio(
+          [top[s] for s in seeds], [bottom[s] for s in seeds]
+        )
       return mean, error
 
     step_up, step_up_se = ratios(pairs)

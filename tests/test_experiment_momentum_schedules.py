@@ -57,9 +57,10 @@ def test_nesterov_at_high_momentum(summary):
 
 
 def test_verdicts_compare_each_step_up_in_momentum_and_the_two_methods(finished_run, summary):
-  """Each comparison is the mean over seeds of the per-seed ratio of the final losses at the two
-  best rates (the lowest median over seeds), with its standard error, computed here from
-  results.csv; judged below 1 beyond 2 standard errors unless a best rate is at its grid's edge."""
+  """Each comparison is the geometric mean over seeds of the per-seed ratio of the final losses
+  at the two best rates (the lowest median over seeds), with its standard error (delta method on
+  the logs), computed here from results.csv; judged below 1 beyond 2 standard errors unless a
+  best rate is at its grid's edge."""
   rows = read_csv(finished_run / "results.csv")
   rates = summary["best_learning_rate_by_momentum"]
 
@@ -73,8 +74,9 @@ def test_verdicts_compare_each_step_up_in_momentum_and_the_two_methods(finished_
     }
 
   def paired(top, bottom):
-    values = np.asarray([top[s] / bottom[s] for s in sorted(top)])
-    return values.mean(), values.std(ddof=1) / np.sqrt(values.size)
+    logs = np.log([top[s] / bottom[s] for s in sorted(top)])
+    ratio = np.exp(logs.mean())
+    return ratio, ratio * logs.std(ddof=1) / np.sqrt(logs.size)
 
   seeds = sorted({r["seed"] for r in rows})
   assert summary["seeds"] == seeds and len(seeds) >= 2
