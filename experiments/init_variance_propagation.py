@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from jaxopt_study import init, losses, models, report, validate
 from jaxopt_study.experiment import Experiment, Members, Results, below
-from jaxopt_study.lab import digits_tasks
+from jaxopt_study.lab import digits_tasks, verdicts
 from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import read_csv
 
@@ -357,7 +357,6 @@ def table_row(
   a biased estimate of the mean log ratio, so the value judged and its error come from the same
   per-seed values)."""
   forward, backward = per_seed_forward.mean(axis=0), per_seed_backward.mean(axis=0)
-  seeds = per_seed_forward.shape[0]
   factors = [per_layer_factor(v) for v in per_seed_forward]
   log2_ratios = np.log2(per_seed_forward[:, -2] / per_seed_forward[:, 0])
   return {
@@ -371,18 +370,13 @@ def table_row(
     "activation_factor_per_layer": per_layer_factor(forward),
     # the judged estimates: means over seeds of each seed's value, with their standard errors
     "activation_factor_per_layer_seed_mean": float(np.mean(factors)),
-    "activation_factor_per_layer_se": _standard_error(factors, seeds),
+    "activation_factor_per_layer_se": verdicts.standard_error(factors),
     "log2_activation_ratio_seed_mean": float(np.mean(log2_ratios)),
-    "log2_activation_ratio_se": _standard_error(log2_ratios, seeds),
+    "log2_activation_ratio_se": verdicts.standard_error(log2_ratios),
     "gradient_ratio": float(backward[0] / backward[-2]),  # Var(∂ℓ/∂z_1) / Var(∂ℓ/∂z_L)
     "max_variance_error": float(np.max(np.abs(forward - 1.0))),  # LSUV's target is 1
     "first_layer_variance": float(forward[0]),
   }
-
-
-def _standard_error(values, seeds: int) -> float:
-  """The standard error of the mean over seeds (NaN for one seed: no spread to measure)."""
-  return float(np.std(values, ddof=1) / np.sqrt(seeds)) if seeds > 1 else float("nan")
 
 
 def setting_row(table: list[dict], activation: str, depth: int, name: str) -> dict:

@@ -42,7 +42,7 @@ import numpy as np
 from jaxopt_study import report, sweep, validate
 from jaxopt_study.config import build_problem
 from jaxopt_study.experiment import Experiment, Members, Results, above, all_of, below
-from jaxopt_study.lab import digits_tasks
+from jaxopt_study.lab import digits_tasks, verdicts
 from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import read_csv
 from jaxopt_study.sweep import search
@@ -232,12 +232,12 @@ class Search(Experiment):
         zip(budgets, _standard_errors(grid_minus_random), strict=True)
       ),
       "grid_minus_random": float(grid_minus_random.mean()),
-      "grid_minus_random_se": _standard_error(grid_minus_random.mean(axis=1)),
+      "grid_minus_random_se": verdicts.standard_error(grid_minus_random.mean(axis=1)),
       "random_minus_coarse_to_fine_by_budget": dict(
         zip(budgets, _means(random_minus_c2f), strict=True)
       ),
       "random_minus_coarse_to_fine": float(random_minus_c2f.mean()),
-      "random_minus_coarse_to_fine_se": _standard_error(random_minus_c2f.mean(axis=1)),
+      "random_minus_coarse_to_fine_se": verdicts.standard_error(random_minus_c2f.mean(axis=1)),
       "distinct_values_by_budget": distinct,
       "distinct_value_ratio": min(distinct["random"][b] / distinct["grid"][b] for b in budgets),
       "variance_share_by_axis": shares,
@@ -433,11 +433,5 @@ def _means(values: np.ndarray) -> list[float]:
   return [float(v) for v in values.mean(axis=0)]
 
 
-def _standard_errors(values: np.ndarray) -> list[float]:
-  return [_standard_error(column) for column in values.T]
-
-
-def _standard_error(values: np.ndarray) -> float:
-  """The standard error of the mean over searches (NaN for one search: no error bar)."""
-  values = np.asarray(values, float)
-  return float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else math.nan
+def _standard_errors(values: np.ndarray) -> list[float | None]:
+  return [verdicts.standard_error(column) for column in values.T]

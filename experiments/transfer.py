@@ -54,7 +54,7 @@ from jaxopt_study import data as data_lib
 from jaxopt_study import models, optim, report, train, validate
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.experiment import Experiment, Members, Results, above
-from jaxopt_study.lab import digits_tasks
+from jaxopt_study.lab import digits_tasks, verdicts
 
 METHODS = ("head_only", "fine_tune", "scratch")
 MAX_EXAMPLES = 5000  # the repeated target training set of a member (see the module docstring)
@@ -244,22 +244,22 @@ class Transfer(Experiment):
         m: {str(n): float(e.mean()) for n, e in errors[m].items()} for m in METHODS
       },
       "test_error_by_n_se": {
-        m: {str(n): standard_error(e) for n, e in errors[m].items()} for m in METHODS
+        m: {str(n): verdicts.standard_error(e) for n, e in errors[m].items()} for m in METHODS
       },
     }
     for first, second in PAIRS:
       differences = {n: errors[first][n] - errors[second][n] for n in config.examples_per_class}
       key = f"{first}_minus_{second}_by_n"
       summary[key] = {str(n): float(d.mean()) for n, d in differences.items()}
-      summary[f"{key}_se"] = {str(n): standard_error(d) for n, d in differences.items()}
+      summary[f"{key}_se"] = {str(n): verdicts.standard_error(d) for n, d in differences.items()}
     smallest, largest = config.examples_per_class[0], config.examples_per_class[-1]
     at_smallest = errors["scratch"][smallest] - errors["head_only"][smallest]
     summary["scratch_minus_head_only_at_smallest_n"] = float(at_smallest.mean())
-    summary["scratch_minus_head_only_at_smallest_n_se"] = standard_error(at_smallest)
+    summary["scratch_minus_head_only_at_smallest_n_se"] = verdicts.standard_error(at_smallest)
     gain = {n: errors["head_only"][n] - errors["fine_tune"][n] for n in (smallest, largest)}
     growth = gain[largest] - gain[smallest]
     summary["fine_tune_gain_growth"] = float(growth.mean())
-    summary["fine_tune_gain_growth_se"] = standard_error(growth)
+    summary["fine_tune_gain_growth_se"] = verdicts.standard_error(growth)
     summary["pretrain_test_error"] = float(
       np.mean(
         [
@@ -414,8 +414,3 @@ def by_seed(table: list[dict], method: str, n: int) -> np.ndarray:
     key=lambda r: r["seed"],
   )
   return np.asarray([r["final_test_error"] for r in rows])
-
-
-def standard_error(values: np.ndarray) -> float:
-  """The standard error of the mean over seeds."""
-  return float(np.std(values, ddof=1) / np.sqrt(values.size))

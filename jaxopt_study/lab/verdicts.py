@@ -1,6 +1,7 @@
 """Error bars for an experiment's claims: `mean_and_std(values)`, the mean and the sample standard
 deviation over seeds, as a dict for `summary.json`; `mean_and_standard_error(values)`, the mean
-and its standard error, the pair a criterion's `standard_error=` judges;
+and its standard error, the pair a criterion's `standard_error=` judges (`standard_error(values)`,
+the error alone);
 `paired_ratio(numerator, denominator)`, the geometric mean of per-seed ratios and its error."""
 
 from collections.abc import Sequence
@@ -36,6 +37,12 @@ def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float | Non
   if array.size < 2:
     return float(array.mean()), None
   return float(array.mean()), float(array.std(ddof=1) / np.sqrt(array.size))
+
+
+def standard_error(values: Sequence[float]) -> float | None:
+  """The standard error s/√n of the mean over seeds (None for one seed or none: no error bar, which
+  a criterion reads as undecided)."""
+  return mean_and_standard_error(values)[1]
 
 
 def paired_ratio(
