@@ -30,7 +30,9 @@ differences are paired.
 
 Claims (`summary.json`): per surface, `continuation_final_loss` vs `plain_final_loss` (mean J at
 the end) and `continuation_global_fraction` vs `plain_global_fraction`, their difference
-`continuation_minus_plain_global_fraction` with its binomial standard error; `curriculum_final_loss`
+`continuation_minus_plain_global_fraction` with its standard error, paired by start (both methods
+run from the same starts: each start's difference of outcomes, `reached/SURFACE/METHOD` in
+params.npz); `curriculum_final_loss`
 vs `random_order_final_loss` (full training-set NLL at the end, mean over seeds),
 `curriculum_test_error` vs `random_order_test_error`, their paired differences with standard
 errors, and the same for `anti_curriculum_*` (hard to easy).
@@ -50,7 +52,7 @@ from jaxopt_study import data as data_lib
 from jaxopt_study import optim, report, train, validate
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.experiment import Experiment, Members, Results, above, below
-from jaxopt_study.lab import curves, digits_tasks
+from jaxopt_study.lab import curves, digits_tasks, verdicts
 from jaxopt_study.results import history_rows, read_npz
 
 ORDERS = ("random", "easy_to_hard", "hard_to_easy")
@@ -224,23 +226,17 @@ class ContinuationCurriculum(Experiment):
       for claim in ("final_loss", "global_fraction")
       for method in METHODS
     }
-    # Shares of num_starts runs: the binomial standard error of a difference of two shares.
-    claims["continuation_minus_plain_global_fraction"] = {
-      name: by[(name, "continuation")]["global_fraction"] - by[(name, "plain")]["global_fraction"]
-      for name in surfaces
-    }
-    claims["continuation_minus_plain_global_fraction_se"] = {
-      name: float(
-        np.sqrt(
-          sum(
-            by[(name, m)]["global_fraction"] * (1 - by[(name, m)]["global_fraction"])
-            for m in METHODS
-          )
-          / config.continuation.num_starts
+    # Both methods run from the same starts: the difference of their outcomes, start by start
+    paired = {
+      name: verdicts.mean_and_standard_error(
+        np.subtract(
+          results.arrays[f"reached/{name}/continuation"], results.arrays[f"reached/{name}/plain"]
         )
       )
       for name in surfaces
     }
+    claims["continuation_minus_plain_global_fraction"] = {n: d for n, (d, _) in paired.items()}
+    claims["continuation_minus_plain_global_fraction_se"] = {n: e for n, (_, e) in paired.items()}
     claims["global_minimum_loss"] = {
       name: by[(name, "plain")]["global_minimum_loss"] for name in surfaces
     }
@@ -359,6 +355,7 @@ def continuation(config: ml_collections.ConfigDict) -> tuple[list, list, dict]:
     max_z = monte_carlo_max_z(config, SURFACES[name].fn)
     for i, method in enumerate(METHODS):
       reached = np.linalg.norm(ends[i, 1:] - minimizer, axis=-1) < cc.global_radius
+      arrays[f"reached/{name}/{method}"] = reached.astype(np.float32)  # 1: at the global minimum
       final = values[i, 1:, -1]
       row = {
         "member": f"{name}/{method}",

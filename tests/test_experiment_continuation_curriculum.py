@@ -10,6 +10,7 @@ from quick_runs import quick_run_fixtures, refused_field
 
 from jaxopt_study import registry
 from jaxopt_study.experiment import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+from jaxopt_study.results import read_npz
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -107,6 +108,21 @@ def test_verdicts_judge_the_cosine_bowl_and_the_paired_curriculum_gain(summary):
     - summary["plain_global_fraction"]["cosine_bowl"]
   )
   assert summary["verdicts"]["continuation_global_fraction"] == REPRODUCED
+
+
+def test_the_continuation_gain_is_paired_by_start(finished_run, summary):
+  """Both methods run from the same starts: the standard error of the gain is that of the
+  per-start differences of outcomes (1 at the global minimum, 0 elsewhere), read back from
+  params.npz; the shares are the outcomes' means."""
+  arrays = read_npz(finished_run / "params.npz")
+  for name, gain in summary["continuation_minus_plain_global_fraction"].items():
+    continuation, plain = arrays[f"reached/{name}/continuation"], arrays[f"reached/{name}/plain"]
+    assert summary["continuation_global_fraction"][name] == pytest.approx(continuation.mean())
+    assert summary["plain_global_fraction"][name] == pytest.approx(plain.mean())
+    difference = continuation - plain
+    assert gain == pytest.approx(difference.mean())
+    se = summary["continuation_minus_plain_global_fraction_se"][name]
+    assert se == pytest.approx(difference.std(ddof=1) / np.sqrt(difference.size))
   difference = summary["curriculum_minus_random_test_error"]
   noise = 2 * summary["curriculum_minus_random_test_error_se"]
   if abs(difference) <= noise:
