@@ -59,7 +59,9 @@ class SymmetryAndLocalMinima(Experiment):
   PUBLISHED = {
     "permutation_loss_diff": "0: relabelled hidden units give an equivalent model with the same "
     "loss (Goodfellow et al. 2016, §8.2.2, weight space symmetry)",
-    "permutation_spectrum_diff": "0: the Hessian at πθ is P H Pᵀ, with the same eigenvalues",
+    "permutation_spectrum_diff": "0: the Hessian at πθ is P H Pᵀ, with the same eigenvalues. "
+    "Both are identities: they check the float64 Hessian and the relabelling, they cannot fail "
+    "otherwise",
     "seed_loss_spread": "small: local minima of large networks have similar, low cost "
     "(§8.2.2; Choromanska et al. 2015). Judged as the spread of the seeds' final losses over "
     "what training removed (seed_loss_spread_vs_decrease)",
