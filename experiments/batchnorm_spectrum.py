@@ -13,7 +13,11 @@ and we measure
   eigenvalue and its outliers (the eigengap rule of `hessian.outliers`);
 * the largest stable learning rate: one `jaxopt_study.sweep` per model over `lr_sweep` × the
   seeds, each member trained for `lr_sweep_steps` steps; a rate is stable if the run stays finite
-  (the sweep's divergence flag) and ends below its initial training NLL.
+  (the sweep's divergence flag) and ends below the training NLL of the best constant prediction
+  (the entropy of the training labels, ≈ ln 10: a net that collapsed to predicting the class
+  frequencies ends there, just below its start, and is not trained), and so is every smaller rate
+  of the grid: the largest stable rate is the top of the stable range that starts at the grid's
+  smallest rate.
 
 Claims (`summary.json`), each a geometric mean over seeds of the per-seed ratio with the
 standard error of its log (`verdicts.paired_ratio`): `lambda_max_ratio` (with / without
@@ -31,7 +35,7 @@ import numpy as np
 from jaxopt_study import report, sweep, validate
 from jaxopt_study.experiment import Experiment, Members, Results, above, below
 from jaxopt_study.lab import digits_tasks, trained_mlp, verdicts
-from jaxopt_study.lab.curves import history_curves, read_curves
+from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import history_rows
 
 VARIANTS = {"plain": False, "batchnorm": True}
@@ -160,27 +164,43 @@ class BatchnormSpectrum(Experiment):
     ]
 
 
+def largest_stable_rate(runs: list[dict], constant_nll: float) -> float:
+  """The largest rate of `runs` (one seed's sweep rows) such that it and every smaller rate train:
+  finite, not flagged diverged, and ending below `constant_nll`, the training NLL of the best
+  constant prediction. NaN when the smallest rate does not train."""
+  largest = float("nan")
+  for row in sorted(runs, key=lambda r: r["learning_rate"]):
+    trains = (
+      not row["diverged"]
+      and np.isfinite(row["final_train_loss"])
+      and row["final_train_loss"] < constant_nll
+    )
+    if not trains:
+      break
+    largest = row["learning_rate"]
+  return largest
+
+
+def constant_prediction_nll(labels: np.ndarray) -> float:
+  """The NLL of the best constant prediction of `labels`, their class frequencies: the labels'
+  entropy (ln C for balanced classes)."""
+  counts = np.bincount(np.asarray(labels))
+  shares = counts[counts > 0] / counts.sum()
+  return float(-(shares * np.log(shares)).sum())
+
+
 def one_model(config, data, name: str, batchnorm: bool, folder: Path | None, progress: bool):
   """One model from every seed: its spectrum (training NLL in train mode, BatchNorm on the batch
   it is given) and its learning-rate sweep over the seeds (resumable in `folder`): a table row
   and history rows per seed."""
   lr_sweep = sweep.run_config(sweep_config(config, batchnorm), folder, progress=progress)
-  initial = {  # each member's training NLL at step 0
-    member: values[steps.index(0)]
-    for member, (steps, values) in history_curves(lr_sweep.history, "train_loss").items()
-  }
+  constant_nll = constant_prediction_nll(data.y_train)
   rows, history = [], []
   for seed in seeds(config):
     member = f"{name}@seed{seed}"
     result, values, columns = trained_mlp.trained_spectrum(config, data, seed, batchnorm=batchnorm)
     runs = [r for r in lr_sweep.table if r["seed"] == seed]
-    stable = [
-      r["learning_rate"]
-      for r in runs
-      if not r["diverged"]
-      and np.isfinite(r["final_train_loss"])
-      and r["final_train_loss"] < initial[r["member"]]
-    ]
+    stable = largest_stable_rate(runs, constant_nll)
     rows.append(
       {
         "member": member,
@@ -188,7 +208,7 @@ def one_model(config, data, name: str, batchnorm: bool, folder: Path | None, pro
         "seed": seed,
         "batchnorm": batchnorm,
         **columns,
-        "max_stable_lr": max(stable) if stable else float("nan"),
+        "max_stable_lr": stable,
         "diverged_lrs": str([r["learning_rate"] for r in runs if r["diverged"]]),
       }
     )

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxopt_study import cli, registry
+from jaxopt_study import data as data_lib
 from jaxopt_study.experiment import Results, verdict
 from jaxopt_study.results import read_csv
 
@@ -46,6 +47,31 @@ def test_batchnorm_trains_stably_at_rates_at_least_as_large(finished_run):
   assert summary["max_stable_lr_ratio"] >= 1
   assert summary["max_stable_lr_at_grid_edge"] == []  # the grid brackets both largest rates
   assert (finished_run / "top_eigenvalues.png").is_file()
+
+
+def test_the_largest_stable_rate_is_the_top_of_the_range_that_trains(finished_run):
+  """Recomputed from each sweep's own results.csv: per seed, the largest rate such that it and
+  every smaller rate end finite, not diverged, below the NLL of the best constant prediction (the
+  training labels' entropy, computed here from scikit-learn's digits). A net that collapsed to a
+  constant prediction (NLL ≈ ln 10, error 0.9, just below its start) counted as stable before:
+  every largest stable rate of the quick runs was such a collapse."""
+  config = json.loads((finished_run / "config.json").read_text())
+  labels = data_lib.load_digits(config["data"]["test_fraction"], config["data"]["split_seed"])
+  shares = np.bincount(np.asarray(labels.y_train)) / len(labels.y_train)
+  entropy = -np.sum(shares * np.log(shares))
+  assert entropy == pytest.approx(np.log(10), abs=1e-3)
+  rows = {r["member"]: r for r in read_csv(finished_run / "results.csv")}
+  for name in ("plain", "batchnorm"):
+    sweep_rows = read_csv(finished_run / f"lr_sweep_{name}" / "results.csv")
+    for seed in (0, 1):
+      largest = float("nan")
+      mine = sorted((r for r in sweep_rows if r["seed"] == seed), key=lambda r: r["learning_rate"])
+      for r in mine:
+        if r["diverged"] or not r["final_train_loss"] < entropy:
+          break
+        assert r["final_train_error"] < 0.8  # trained: far from a constant prediction's 0.9
+        largest = r["learning_rate"]
+      assert rows[f"{name}@seed{seed}"]["max_stable_lr"] == largest
 
 
 def test_bad_config_is_refused(tmp_path, capsys):
