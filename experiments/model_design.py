@@ -27,14 +27,16 @@ Claims (`summary.json`), each by design then depth, mean ± std over seeds:
 `lambda_max_at_init_by_depth` (no published value: the curvature the learning rate must respect
 at the start, ε < 2/λ_max, §8.2.1), `lambda_min_at_init_by_depth`,
 `grad_ratio_first_last_by_depth`. For the verdict, per design other than plain, at the largest
-depth: `final_loss_gap_to_plain_at_deepest`, (plain mean − std) − (design mean + std) of the final
-loss, and `best_rate_at_grid_edge_at_deepest`, whether the design's or the plain net's best rate
+depth: `final_loss_gap_to_plain_at_deepest`, the plain net's final loss minus the design's, each
+at its best rate, paired by seed (the same seed draws both initializations and minibatch orders):
+the mean over seeds, with `final_loss_gap_to_plain_at_deepest_se`; and
+`best_rate_at_grid_edge_at_deepest`, whether the design's or the plain net's best rate
 lies at the grid's edge (a design that diverges at every rate has no best rate, no final loss,
 and counts as at the edge: the grid does not reach down to a rate that trains it).
 
 `CRITERIA` judge them into `verdicts`: at the largest depth every other design ends lower than the
-plain net beyond the spread over seeds (gap > 0); inconclusive for a design whose best rate, or
-the plain net's, lies at the grid's edge, and when the designs leave nothing to compare.
+plain net beyond 2 standard errors of the paired gap (gap > 0); inconclusive for a design whose best
+rate, or the plain net's, lies at the grid's edge, and when the designs leave nothing to compare.
 """
 
 import functools
@@ -78,7 +80,10 @@ class ModelDesign(Experiment):
   }
   CRITERIA = {
     "final_loss_by_depth": above(
-      "final_loss_gap_to_plain_at_deepest", 0.0, unless="best_rate_at_grid_edge_at_deepest"
+      "final_loss_gap_to_plain_at_deepest",
+      0.0,
+      standard_error="final_loss_gap_to_plain_at_deepest_se",
+      unless="best_rate_at_grid_edge_at_deepest",
     ),
   }
   FIELDS = {
@@ -154,11 +159,23 @@ class ModelDesign(Experiment):
     deepest = str(max(config.depths))
     others = [d for d in config.designs if d != "plain"] if "plain" in config.designs else []
 
-    def mean_plus_std(design: str, times: float) -> float:
-      """The design's mean final loss at the largest depth plus `times` its std over seeds (NaN
-      where no rate trains it)."""
-      stats = final[design][deepest]
-      return math.nan if stats is None else stats["mean"] + times * stats["std"]
+    def by_seed(design: str) -> dict[int, float] | None:
+      """The design's final loss at its best rate at the largest depth, per seed (None where no
+      rate trains it)."""
+      best = best_rate[design][deepest]
+      if best is None:
+        return None
+      rows = [r for r in train_rows if r["design"] == design and str(r["depth"]) == deepest]
+      return {r["seed"]: r["final_train_loss"] for r in rows if r["learning_rate"] == best}
+
+    def gap_to_plain(design: str) -> tuple[float | None, float | None]:
+      """Plain minus the design, paired by seed: the mean and its standard error."""
+      plain, mine = by_seed("plain"), by_seed(design)
+      if plain is None or mine is None:
+        return None, None
+      return verdicts.mean_and_standard_error([plain[s] - mine[s] for s in sorted(plain)])
+
+    gaps = {design: gap_to_plain(design) for design in others}
 
     return {
       "final_loss_by_depth": final,
@@ -168,9 +185,8 @@ class ModelDesign(Experiment):
       "lambda_min_at_init_by_depth": at_init("lambda_min"),
       "lambda_spread_at_init_by_depth": at_init("lambda_spread"),
       "grad_ratio_first_last_by_depth": at_init("grad_ratio_first_last"),
-      "final_loss_gap_to_plain_at_deepest": {
-        design: mean_plus_std("plain", -1.0) - mean_plus_std(design, 1.0) for design in others
-      },
+      "final_loss_gap_to_plain_at_deepest": {design: gap for design, (gap, _) in gaps.items()},
+      "final_loss_gap_to_plain_at_deepest_se": {design: se for design, (_, se) in gaps.items()},
       "best_rate_at_grid_edge_at_deepest": {
         design: at_edge[design][deepest] or at_edge["plain"][deepest] for design in others
       },

@@ -25,25 +25,25 @@ def finished_run(tmp_path_factory):
 
 def test_the_residual_net_trains_further_than_the_plain_net_at_depth(finished_run):
   """He et al. (2016), §8.7.5: at the same depth, budget and best rate, skip connections end
-  lower than the plain net, beyond the spread over seeds."""
-  claims, config = summary(finished_run), run_config(finished_run)
-  depth = str(max(config.depths))
-  plain, residual = (claims["final_loss_by_depth"][d][depth] for d in ("plain", "residual"))
-  assert residual["mean"] + residual["std"] < plain["mean"] - plain["std"]
+  lower than the plain net, beyond 2 standard errors of the gap paired by seed."""
+  claims = summary(finished_run)
+  gap = claims["final_loss_gap_to_plain_at_deepest"]["residual"]
+  assert gap > 2 * claims["final_loss_gap_to_plain_at_deepest_se"]["residual"] > 0
 
 
 def test_the_verdict_follows_from_the_rows(finished_run):
   """The one verdict of `final_loss_by_depth`, judged here by hand from results.csv: at the
   largest depth, each design's final loss at its best rate (lowest mean over seeds) must end
-  below the plain net's beyond both spreads over seeds (sample std); a design whose best rate, or
-  the plain net's, lies at the grid's edge cannot decide; one design that fails fails the claim."""
+  below the plain net's by more than 2 standard errors of the gap paired by seed; a design whose
+  best rate, or the plain net's, lies at the grid's edge cannot decide; one design that fails
+  fails the claim."""
   claims, config = summary(finished_run), run_config(finished_run)
   depth = max(config.depths)
   rows = [r for r in read_csv(finished_run / "results.csv") if r["part"] == "train"]
   edges = (min(config.learning_rates), max(config.learning_rates))
 
-  def at_best(design: str) -> tuple[float, float, bool]:
-    """(mean, sample std) of the final loss at the best rate, and whether it is at an edge."""
+  def at_best(design: str) -> tuple[np.ndarray, bool]:
+    """The final losses at the best rate in seed order, and whether it is at an edge."""
     mine = [r for r in rows if r["design"] == design and r["depth"] == depth]
     means = {}
     for rate in config.learning_rates:
@@ -52,14 +52,18 @@ def test_the_verdict_follows_from_the_rows(finished_run):
       if all(np.isfinite(losses)) and not any(r["diverged"] for r in at_rate):
         means[rate] = np.mean(losses)
     best = min((m, rate) for rate, m in means.items())[1]
-    losses = [r["final_train_loss"] for r in mine if r["learning_rate"] == best]
-    return float(np.mean(losses)), float(np.std(losses, ddof=1)), best in edges
+    at_rate = sorted((r for r in mine if r["learning_rate"] == best), key=lambda r: r["seed"])
+    return np.asarray([r["final_train_loss"] for r in at_rate]), best in edges
 
-  plain_mean, plain_std, plain_edge = at_best("plain")
+  plain, plain_edge = at_best("plain")
   judged = []
   for design in ("residual", "batchnorm"):
-    mean, std, edge = at_best(design)
-    judged.append(None if edge or plain_edge else mean + std < plain_mean - plain_std)
+    losses, edge = at_best(design)
+    gaps = plain - losses
+    gap, se = gaps.mean(), gaps.std(ddof=1) / np.sqrt(gaps.size)
+    assert claims["final_loss_gap_to_plain_at_deepest"][design] == pytest.approx(gap)
+    assert claims["final_loss_gap_to_plain_at_deepest_se"][design] == pytest.approx(se)
+    judged.append(None if edge or plain_edge or abs(gap) <= 2 * se else gap > 0)
   if False in judged:
     expected = "not reproduced"
   else:
@@ -126,10 +130,15 @@ def test_a_design_that_diverges_at_every_rate_is_judged_at_the_grids_edge():
   )
   losses = {"plain": [math.nan] * 3, "residual": [0.5, 0.2, 0.4]}
 
-  def table(losses):
+  def table(losses, residual_seed_1=0.01):
+    """Seed 1's loss is seed 0's plus 0.01, the residual net's plus `residual_seed_1`."""
+
+    def offset(design, seed):
+      return seed * (residual_seed_1 if design == "residual" else 0.01)
+
     runs = [
       {"part": "train", "design": design, "depth": 4, "learning_rate": rate, "seed": seed}
-      | {"final_train_loss": loss + 0.01 * seed, "diverged": not math.isfinite(loss)}
+      | {"final_train_loss": loss + offset(design, seed), "diverged": not math.isfinite(loss)}
       for design, values in losses.items()
       for rate, loss in zip(config.learning_rates, values, strict=True)
       for seed in (0, 1)
@@ -147,10 +156,19 @@ def test_a_design_that_diverges_at_every_rate_is_judged_at_the_grids_edge():
   assert claims["final_loss_by_depth"]["plain"] == {"4": None}
   assert claims["best_rate_at_grid_edge"]["plain"] == {"4": True}
   assert claims["best_rate_at_grid_edge_at_deepest"] == {"residual": True}
-  assert math.isnan(claims["final_loss_gap_to_plain_at_deepest"]["residual"])
+  assert claims["final_loss_gap_to_plain_at_deepest"]["residual"] is None
   assert experiment.verdicts(claims) == {"final_loss_by_depth": "inconclusive"}
   claims = experiment.summarize(config, table(losses | {"plain": [math.nan, 0.9, math.nan]}))
   assert claims["best_learning_rate_by_depth"] == {"plain": {"4": 0.3}, "residual": {"4": 0.3}}
-  gap = (0.905 - np.std([0.9, 0.91], ddof=1)) - (0.205 + np.std([0.2, 0.21], ddof=1))
-  assert claims["final_loss_gap_to_plain_at_deepest"]["residual"] == pytest.approx(gap)
+  # paired by seed: 0.9 − 0.2 and 0.91 − 0.21, a gap of 0.7 with no spread
+  gaps, errors = (claims[f"final_loss_gap_to_plain_at_deepest{e}"] for e in ("", "_se"))
+  assert (gaps["residual"], errors["residual"]) == (pytest.approx(0.7), pytest.approx(0.0))
   assert experiment.verdicts(claims) == {"final_loss_by_depth": "reproduced"}
+  # gaps 0.7 and 0.5: 0.6 ± 0.1, beyond 2 standard errors; 0.7 and −0.3: 0.2 ± 0.5, a tie (the
+  # old rule, plain mean − std against the design's mean + std, read a tie as a failure)
+  trains = losses | {"plain": [math.nan, 0.9, math.nan]}
+  for seed_1, gap, se, read in ((0.21, 0.6, 0.1, "reproduced"), (1.01, 0.2, 0.5, "inconclusive")):
+    claims = experiment.summarize(config, table(trains, residual_seed_1=seed_1))
+    gaps, errors = (claims[f"final_loss_gap_to_plain_at_deepest{e}"] for e in ("", "_se"))
+    assert (gaps["residual"], errors["residual"]) == (pytest.approx(gap), pytest.approx(se))
+    assert experiment.verdicts(claims) == {"final_loss_by_depth": read}
