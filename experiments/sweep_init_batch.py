@@ -49,7 +49,9 @@ class SweepInitBatch(OwnProblem):
   # Larger batches, larger best rates: a positive log-log slope of the best rate against the batch
   # size. The U-shape: the best loss at either end of the scales is above the best in between.
   # Each per seed, judged by its mean beyond 2 standard errors over seeds; the slope inconclusive
-  # when a batch size's best rate lies at the edge of the rate grid (for the means or any seed).
+  # when a batch size's best rate lies at the edge of the rate grid (for the means or any seed);
+  # the U-shape when a scale whose lower loss could flip it has its best at the rate grid's edge
+  # (a wider grid only lowers a best loss: an end scale's for a U, an interior one's for none).
   CRITERIA = {
     "best_learning_rate_by_batch_size": above(
       "best_learning_rate_batch_size_log_slope",
@@ -61,6 +63,7 @@ class SweepInitBatch(OwnProblem):
       "init_scale_edge_over_interior_train_loss",
       1.0,
       standard_error="init_scale_edge_over_interior_train_loss_se",
+      unless="init_scale_best_rate_at_grid_edge",
     ),
   }
   DESCRIPTION = (
@@ -85,12 +88,15 @@ class SweepInitBatch(OwnProblem):
     rates = sorted({r["learning_rate"] for r in table})
     num_train = digits_tasks.load(config.data).x_train.shape[0]
     means = _seed_means(table)
-    best_rates, best_losses = _best_by_axis(means)
+    best_rates, best_losses, _ = _best_by_axis(means)
     seeds = sorted({r["seed"] for r in table})
     per_seed = [_best_by_axis([r for r in table if r["seed"] == seed]) for seed in seeds]
-    slope, slope_se = _over_seeds([_rate_slope(seed_rates) for seed_rates, _ in per_seed])
-    chosen_rates = [*best_rates.values(), *(r for rs, _ in per_seed for r in rs.values())]
-    u_shape, u_shape_se = _over_seeds([_u_shape(seed_losses) for _, seed_losses in per_seed])
+    slope, slope_se = _over_seeds([_rate_slope(seed_rates) for seed_rates, _, _ in per_seed])
+    chosen_rates = [*best_rates.values(), *(r for rs, _, _ in per_seed for r in rs.values())]
+    u_shape, u_shape_se = _over_seeds([_u_shape(seed_losses) for _, seed_losses, _ in per_seed])
+    # the scales whose best loss, if a wider rate grid lowered it, could flip the U-shape verdict
+    scales = sorted(best_losses)
+    could_flip = scales[1:-1] if u_shape is None or u_shape <= 1 else [scales[0], scales[-1]]
     return {
       "best_member": best["member"] if best else None,
       "best_settings": {k: best[k] for k in sweep.BASE_AXES} if best else None,
@@ -120,6 +126,12 @@ class SweepInitBatch(OwnProblem):
       # the lower of the two end scales' best losses over the best loss between them, per seed
       "init_scale_edge_over_interior_train_loss": u_shape,
       "init_scale_edge_over_interior_train_loss_se": u_shape_se,
+      "init_scale_best_rate_at_grid_edge": any(
+        scale_rates[scale] in (rates[0], rates[-1])
+        for _, _, scale_rates in per_seed
+        for scale in could_flip
+        if scale in scale_rates
+      ),
       "seeds": seeds,
     }
 
@@ -154,9 +166,11 @@ def _seed_means(table: list[dict]) -> list[dict]:
   ]
 
 
-def _best_by_axis(rows: list[dict]) -> tuple[dict[int, float], dict[float, float]]:
+def _best_by_axis(
+  rows: list[dict],
+) -> tuple[dict[int, float], dict[float, float], dict[float, float]]:
   """Among finite rows: per batch size the rate of the lowest final training loss, and per init
-  scale that lowest loss (each over every other axis)."""
+  scale that lowest loss and the rate it was reached at (each over every other axis)."""
   finite = [r for r in rows if np.isfinite(r["final_train_loss"]) and not r.get("diverged")]
   by_batch: dict[int, list[dict]] = defaultdict(list)
   by_scale: dict[float, list[dict]] = defaultdict(list)
@@ -167,8 +181,11 @@ def _best_by_axis(rows: list[dict]) -> tuple[dict[int, float], dict[float, float
     b: min(group, key=lambda r: r["final_train_loss"])["learning_rate"]
     for b, group in sorted(by_batch.items())
   }
-  losses = {s: min(r["final_train_loss"] for r in group) for s, group in sorted(by_scale.items())}
-  return rates, losses
+  scale_best = {
+    s: min(group, key=lambda r: r["final_train_loss"]) for s, group in sorted(by_scale.items())
+  }
+  losses = {s: row["final_train_loss"] for s, row in scale_best.items()}
+  return rates, losses, {s: row["learning_rate"] for s, row in scale_best.items()}
 
 
 def _u_shape(best_losses: dict[float, float]) -> float | None:

@@ -21,7 +21,7 @@ def test_verdicts_judge_the_rate_slope_and_the_u_shape_over_seeds(finished_run, 
   table = read_csv(finished_run / "results.csv")
   seeds = sorted({r["seed"] for r in table})
   assert summary["seeds"] == seeds and len(seeds) >= 2
-  slopes, u_shapes, chosen = [], [], []
+  slopes, u_shapes, chosen, scale_rates = [], [], [], []
   for seed in seeds:
     rows = [r for r in table if r["seed"] == seed and not r["diverged"]]
     sizes = sorted({r["batch_size"] for r in rows})
@@ -35,8 +35,13 @@ def test_verdicts_judge_the_rate_slope_and_the_u_shape_over_seeds(finished_run, 
     slope = 0.0 if len(set(rates)) == 1 else np.polyfit(np.log(sizes), np.log(rates), 1)[0]
     slopes.append(slope)
     scales = sorted({r["init_scale"] for r in rows})
-    losses = [min(r["final_train_loss"] for r in rows if r["init_scale"] == s) for s in scales]
+    best = [
+      min((r for r in rows if r["init_scale"] == s), key=lambda r: r["final_train_loss"])
+      for s in scales
+    ]
+    losses = [r["final_train_loss"] for r in best]
     u_shapes.append(min(losses[0], losses[-1]) / min(losses[1:-1]))
+    scale_rates.append([r["learning_rate"] for r in best])
   slope, slope_se = np.mean(slopes), np.std(slopes, ddof=1) / np.sqrt(len(seeds))
   u_shape, u_shape_se = np.mean(u_shapes), np.std(u_shapes, ddof=1) / np.sqrt(len(seeds))
   assert summary["best_learning_rate_batch_size_log_slope"] == pytest.approx(slope)
@@ -47,13 +52,24 @@ def test_verdicts_judge_the_rate_slope_and_the_u_shape_over_seeds(finished_run, 
   chosen += list(summary["best_learning_rate_by_batch_size"].values())
   at_edge = any(r in (grid[0], grid[-1]) for r in chosen)
   assert summary["best_learning_rate_at_grid_edge"] == at_edge
+  # a wider grid only lowers a best loss: a U (ratio > 1) could be undone only by an end scale
+  # whose best sits at a rate edge, a missing U made only by an interior one
+  flips = (
+    (lambda i: i in (0, len(scales) - 1)) if u_shape > 1 else (lambda i: 0 < i < len(scales) - 1)
+  )
+  scale_edge = any(
+    rate in (grid[0], grid[-1]) for rs in scale_rates for i, rate in enumerate(rs) if flips(i)
+  )
+  assert summary["init_scale_best_rate_at_grid_edge"] == scale_edge
 
   def judged(value, error):
     return None if abs(value) <= 2 * error else bool(value > 0)
 
   assert summary["verdicts"] == {
     "best_learning_rate_by_batch_size": verdict(None if at_edge else judged(slope, slope_se)),
-    "best_train_loss_by_init_scale": verdict(judged(u_shape - 1, u_shape_se)),
+    "best_train_loss_by_init_scale": verdict(
+      None if scale_edge else judged(u_shape - 1, u_shape_se)
+    ),
   }
 
 
