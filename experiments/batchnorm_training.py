@@ -12,13 +12,16 @@ one (`depths`).
   timed at its own best rate, the one with the fewest median steps over seeds
   (`grids.seed_medians`); a best rate at the edge of its grid is flagged (`grids.best_at_edge`)
   and the claim refused. The claim `steps_to_target_ratio` is plain over BatchNorm, per depth,
-  with a standard error from the seeds' spread (of log steps, both networks); a plain network
+  paired by seed (one seed draws both networks' initializations and minibatch orders): the
+  geometric mean over seeds of the per-seed ratio at the two best rates, with the standard error
+  of its log (`verdicts.paired_ratio`); a plain network
   that never gets there counts as the step budget (a lower bound, listed as censored and kept in
   `steps_to_target_ratio_lower_bound`; None when it is under the criterion's threshold and so
   decides nothing).
 * Largest trainable rate. A rate trains a seed when that run reaches the target; per seed the
   largest such rate of the grid, the median over seeds per network. The claim `max_lr_ratio` is
-  BatchNorm's over plain's, per depth (standard error as above); refused when a seed's largest
+  BatchNorm's over plain's, per depth, paired by seed as above (over the seeds both networks train
+  at some rate); refused when a seed's largest
   trainable rate is the top of the grid (the true one may lie beyond).
 * Drift. With one learning rate, the input of every sigmoid unit of the last hidden layer of
   the MNIST network (W h + b without BatchNorm; the normalized γ ẑ + β with it, with the held-out
@@ -223,13 +226,13 @@ class BatchnormTraining(Experiment):
         chosen = best.get((name, depth))
         mine = [r for r in runs if r["network"] == name and r["depth"] == depth]
         if chosen is None:  # no rate's median reaches the target: at least the budget
-          seed_steps[name] = [float(config.steps)] * len(set(config.seeds))
+          seed_steps[name] = dict.fromkeys(config.seeds, float(config.steps))
         else:
-          seed_steps[name] = [
-            config.steps if r["steps_to_target"] is None else r["steps_to_target"]
+          seed_steps[name] = {
+            r["seed"]: config.steps if r["steps_to_target"] is None else r["steps_to_target"]
             for r in mine
             if r["learning_rate"] == chosen["learning_rate"]
-          ]
+          }
         seed_rates[name] = largest_trainable_rates(mine)
         summary["steps_to_target"][name][key] = (
           None if chosen is None else chosen["steps_to_target"]
@@ -238,9 +241,9 @@ class BatchnormTraining(Experiment):
           None if chosen is None else chosen["learning_rate"]
         )
         summary["max_trainable_learning_rate"][name][key] = (
-          float(np.median(seed_rates[name])) if seed_rates[name] else None
+          float(np.median(list(seed_rates[name].values()))) if seed_rates[name] else None
         )
-      ratio, se = median_ratio(seed_steps["plain"], seed_steps["batchnorm"])
+      ratio, se = paired_by_seed(seed_steps["plain"], seed_steps["batchnorm"])
       censored = [n for n in NETWORKS if best.get((n, depth)) is None]
       summary["steps_to_target_ratio_lower_bound"][key] = ratio if "plain" in censored else None
       undecided = "plain" in censored and ratio <= STEPS_RATIO_THRESHOLD  # a bound under it
@@ -252,14 +255,12 @@ class BatchnormTraining(Experiment):
       summary["steps_to_target_ratio_at_grid_edge"][key] = any(
         at_edge.get((n, depth), False) for n in NETWORKS
       )
-      if all(seed_rates.values()):
-        ratio, se = median_ratio(seed_rates["batchnorm"], seed_rates["plain"])
-      else:  # a network that trains at no rate of the grid: no ratio
-        ratio, se = None, None
+      # None where no seed trains both networks at some rate of the grid
+      ratio, se = paired_by_seed(seed_rates["batchnorm"], seed_rates["plain"])
       summary["max_lr_ratio"][key] = ratio
       summary["max_lr_ratio_se"][key] = se
       summary["max_lr_ratio_at_grid_edge"][key] = any(
-        rate == top for rates in seed_rates.values() for rate in rates
+        rate == top for rates in seed_rates.values() for rate in rates.values()
       )
     return summary
 
@@ -306,27 +307,22 @@ def rate_search(runs: list[dict]) -> tuple[list[dict], dict, dict]:
   return grids.best_by_median(runs, ("network", "depth"), "steps_to_target")
 
 
-def largest_trainable_rates(runs: list[dict]) -> list[float]:
+def largest_trainable_rates(runs: list[dict]) -> dict[int, float]:
   """Per seed, the largest learning rate whose run reached the target (seeds that never did are
   left out)."""
   largest: dict[int, float] = {}
   for r in runs:
     if r["steps_to_target"] is not None:
       largest[r["seed"]] = max(largest.get(r["seed"], 0.0), r["learning_rate"])
-  return list(largest.values())
+  return largest
 
 
-def median_ratio(numerator: list[float], denominator: list[float]) -> tuple[float, float]:
-  """median(numerator) / median(denominator) and its standard error by the delta method on
-  logs: ratio · √(se₁² + se₂²), se = sample std of log values / √n over the seeds (nan with one
-  seed)."""
-
-  def log_se(values: list[float]) -> float:
-    logs = np.log(np.asarray(values, float))
-    return float(logs.std(ddof=1) / np.sqrt(logs.size)) if logs.size > 1 else float("nan")
-
-  ratio = float(np.median(numerator) / np.median(denominator))
-  return ratio, float(ratio * np.hypot(log_se(numerator), log_se(denominator)))
+def paired_by_seed(
+  numerator: dict[int, float], denominator: dict[int, float]
+) -> tuple[float | None, float | None]:
+  """`verdicts.paired_ratio` over the seeds both hold, in seed order ((None, None) for none)."""
+  seeds = sorted(set(numerator) & set(denominator))
+  return verdicts.paired_ratio([numerator[s] for s in seeds], [denominator[s] for s in seeds])
 
 
 def relative_drift(path: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The batch normalization experiment (§8.7.1): its protocol, its verdict logic on made-up runs,
 and its quick config through the CLI."""
 
+import json
 import sys
 
 import ml_collections
@@ -11,6 +12,7 @@ from quick_runs import CONFIGS, quick_run_fixtures, refused_field
 from jaxopt_study import registry
 from jaxopt_study.config import load_config
 from jaxopt_study.experiment import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Results, verdict
+from jaxopt_study.results import read_csv
 
 NAME = "batchnorm_training"
 finished_run, summary = quick_run_fixtures(NAME)
@@ -83,9 +85,18 @@ def test_drift_is_the_range_over_training_in_units_of_the_final_spread():
   assert np.isnan(drift[:, 1]).all()
 
 
-def test_ratios_compare_medians_at_each_networks_best_rate_with_seed_errors():
-  """Plain is best at rate 2 (median 400 steps), BatchNorm at 4 (median 100): 4× fewer steps.
-  The largest rates that reach the target: plain 4 for every seed, BatchNorm 16, 16 and 8."""
+def _paired(numerator: list[float], denominator: list[float]) -> tuple[float, float]:
+  """The geometric mean of the per-seed ratios and its standard error by the delta method."""
+  logs = np.log(np.asarray(numerator, float) / np.asarray(denominator, float))
+  ratio = float(np.exp(logs.mean()))
+  return ratio, ratio * float(logs.std(ddof=1)) / np.sqrt(logs.size)
+
+
+def test_ratios_pair_the_seeds_at_each_networks_best_rate():
+  """Plain is best at rate 2 (median 400 steps), BatchNorm at 4 (median 100): per seed 400/100,
+  380/90, 450/120. The largest rates that reach the target: plain 4 for every seed, BatchNorm 16,
+  16 and 8: per seed 4, 4, 2. Each claim is the geometric mean of its per-seed ratios (one seed
+  draws both networks), with the error of its log."""
   plain = {1.0: [600, 700, 650], 2.0: [400, 380, 450], 4.0: [500, 900, 800], 8.0: NEVER}
   normed = {1.0: [300, 320, 310], 2.0: [150, 160, 170], 4.0: [100, 90, 120], 8.0: [200, 250, 300]}
   times = {("plain", r): v for r, v in plain.items()} | {
@@ -95,16 +106,16 @@ def test_ratios_compare_medians_at_each_networks_best_rate_with_seed_errors():
   times |= {("batchnorm", 32.0): NEVER}
   summary = _summary(times)
   assert summary["best_learning_rate"] == {"plain": {"3": 2.0}, "batchnorm": {"3": 4.0}}
-  assert summary["steps_to_target_ratio"]["3"] == pytest.approx(4.0)
-  log_se = [np.std(np.log(v), ddof=1) / np.sqrt(3) for v in ([400, 380, 450], [100, 90, 120])]
-  assert summary["steps_to_target_ratio_se"]["3"] == pytest.approx(4.0 * np.hypot(*log_se))
+  ratio, se = _paired([400, 380, 450], [100, 90, 120])
+  assert summary["steps_to_target_ratio"]["3"] == pytest.approx(ratio)  # 3.99
+  assert summary["steps_to_target_ratio_se"]["3"] == pytest.approx(se)  # 0.13
   assert summary["max_trainable_learning_rate"] == {"plain": {"3": 4.0}, "batchnorm": {"3": 16.0}}
-  assert summary["max_lr_ratio"]["3"] == pytest.approx(4.0)
-  expected_se = 4.0 * np.std(np.log([16, 16, 8]), ddof=1) / np.sqrt(3)
-  assert summary["max_lr_ratio_se"]["3"] == pytest.approx(expected_se)
+  ratio, se = _paired([16, 16, 8], [4, 4, 4])
+  assert summary["max_lr_ratio"]["3"] == pytest.approx(ratio)  # 3.17
+  assert summary["max_lr_ratio_se"]["3"] == pytest.approx(se)  # 0.73
   assert summary["verdicts"] == {
     "percentile_drift_ratio": REPRODUCED,
-    "steps_to_target_ratio": REPRODUCED,  # 4 ± 0.5 > 2
+    "steps_to_target_ratio": REPRODUCED,
     "max_lr_ratio": REPRODUCED,
   }
 
@@ -116,7 +127,9 @@ def test_a_best_rate_or_a_largest_trainable_rate_at_the_grids_edge_is_refused():
   times |= {("batchnorm", 1.0): [200] * 3, ("batchnorm", 2.0): [100] * 3}
   times |= {("batchnorm", 4.0): [50, 51, 52]}
   summary = _summary(times)
-  assert summary["steps_to_target_ratio"]["3"] == pytest.approx(300 / 51)
+  assert summary["steps_to_target_ratio"]["3"] == pytest.approx(
+    _paired([300, 310, 290], [50, 51, 52])[0]
+  )
   assert summary["steps_to_target_ratio_at_grid_edge"] == {"3": True}
   assert summary["max_lr_ratio_at_grid_edge"] == {"3": True}
   assert summary["verdicts"]["steps_to_target_ratio"] == INCONCLUSIVE
@@ -131,13 +144,19 @@ def test_a_plain_net_that_never_gets_there_counts_as_the_budget():
   times |= {("batchnorm", 4.0): NEVER}
   summary = _summary(times, steps=1000)
   assert summary["steps_to_target_censored"] == {"3": ["plain"]}
-  assert summary["steps_to_target_ratio"]["3"] == pytest.approx(4.0)
+  assert summary["steps_to_target_ratio"]["3"] == pytest.approx(
+    _paired([1000] * 3, [240, 250, 260])[0]
+  )
   assert summary["max_lr_ratio"]["3"] is None
   assert summary["verdicts"]["steps_to_target_ratio"] == REPRODUCED
   assert summary["verdicts"]["max_lr_ratio"] == INCONCLUSIVE
-  assert summary["steps_to_target_ratio_lower_bound"]["3"] == pytest.approx(4.0)
+  assert summary["steps_to_target_ratio_lower_bound"]["3"] == pytest.approx(
+    _paired([1000] * 3, [240, 250, 260])[0]
+  )
   slow = _summary(times | {("batchnorm", 1.0): [700] * 3, ("batchnorm", 2.0): [600, 610, 620]})
-  assert slow["steps_to_target_ratio_lower_bound"]["3"] == pytest.approx(1000 / 610)
+  assert slow["steps_to_target_ratio_lower_bound"]["3"] == pytest.approx(
+    _paired([1000] * 3, [600, 610, 620])[0]
+  )
   assert slow["steps_to_target_ratio"]["3"] is None  # at least 1.6: decides nothing about 2
   assert slow["verdicts"]["steps_to_target_ratio"] == INCONCLUSIVE
   uncensored = _summary(
@@ -145,7 +164,7 @@ def test_a_plain_net_that_never_gets_there_counts_as_the_budget():
     | {("batchnorm", 1.0): [700] * 3, ("batchnorm", 2.0): [600] * 3}
     | {("plain", 2.0): [900, 920, 910]}
   )
-  assert uncensored["verdicts"]["steps_to_target_ratio"] == NOT_REPRODUCED  # 910/600 < 2
+  assert uncensored["verdicts"]["steps_to_target_ratio"] == NOT_REPRODUCED  # about 910/600 < 2
 
 
 @pytest.mark.slow  # runs the quick config end to end
@@ -164,19 +183,41 @@ def test_batchnorm_steadies_the_unit_input(summary):
 
 
 @pytest.mark.slow  # runs the quick config end to end
-def test_quick_run_brackets_both_networks_and_judges_by_the_criteria(summary):
+def test_quick_run_brackets_both_networks_and_judges_by_the_criteria(finished_run, summary):
   """Both networks reach the target at interior rates of the grid (the search brackets them) and
   the verdicts follow the numbers: at least 2× fewer steps and a larger trainable rate, each
   beyond 2 standard errors."""
   assert not summary["steps_to_target_ratio_at_grid_edge"]["3"]
   assert not summary["max_lr_ratio_at_grid_edge"]["3"]
-  steps = summary["steps_to_target"]
+  runs = [r for r in read_csv(finished_run / "results.csv") if r["part"] == "run"]
+  best = summary["best_learning_rate"]
+  budget = json.loads((finished_run / "config.json").read_text())["steps"]
+
+  def reached(run) -> bool:  # an empty cell: never reached the target
+    return run["steps_to_target"] not in (None, "")
+
+  def per_seed(name, value):
+    mine = sorted((r for r in runs if r["network"] == name), key=lambda r: r["seed"])
+    return [
+      value(r, [m for m in mine if m["seed"] == r["seed"]])
+      for r in mine
+      if r["learning_rate"] == best[name]["3"]
+    ]
+
+  def steps_or_budget(run, _):
+    return run["steps_to_target"] if reached(run) else budget
+
+  steps = {n: per_seed(n, steps_or_budget) for n in ("plain", "batchnorm")}
   assert summary["steps_to_target_ratio"]["3"] == pytest.approx(
-    steps["plain"]["3"] / steps["batchnorm"]["3"]
+    _paired(steps["plain"], steps["batchnorm"])[0]
   )
-  rates = summary["max_trainable_learning_rate"]
+
+  def largest(_, seed_runs):
+    return max(m["learning_rate"] for m in seed_runs if reached(m))
+
+  rates = {n: per_seed(n, largest) for n in ("plain", "batchnorm")}
   assert summary["max_lr_ratio"]["3"] == pytest.approx(
-    rates["batchnorm"]["3"] / rates["plain"]["3"]
+    _paired(rates["batchnorm"], rates["plain"])[0]
   )
   ratio, se = summary["steps_to_target_ratio"]["3"], summary["steps_to_target_ratio_se"]["3"]
   lr_ratio, lr_se = summary["max_lr_ratio"]["3"], summary["max_lr_ratio_se"]["3"]
