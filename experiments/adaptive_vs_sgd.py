@@ -47,7 +47,8 @@ ADAPTIVE = ("adagrad", "rmsprop", "adam")
 
 
 class AdaptiveVsSgd(Experiment):
-  """SGD and the adaptive methods, each at its best rate, on Wilson et al.'s separable data."""
+  """SGD and the adaptive methods, at every rate of their grids that fits the training set, on
+  Wilson et al.'s separable data."""
 
   NAME = "adaptive_vs_sgd"
   TITLE = "Wilson et al. (2017): adaptive methods generalize worse than SGD on separable data"

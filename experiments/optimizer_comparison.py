@@ -86,7 +86,10 @@ class OptimizerComparison(Experiment):
     "best_optimizer": "no consensus (§8.5.4); Schaul et al. 2014: adaptive-rate methods "
     "(RMSProp, AdaDelta) are the most robust across tasks, with no single best. Judged per "
     "problem, over seeds, as: the best adaptive-rate method reaches a lower final training loss "
-    "than the best other first-order method",
+    "than the best other first-order method (each family's best picked on the same seeds that "
+    "judge it, which favours the larger family). The reported best_optimizer compares final "
+    "objectives at unequal budgets (full-batch methods: fewer, costlier steps; see "
+    "epochs_by_optimizer and seconds_by_optimizer)",
     "steps_to_optimum_by_optimizer": "on a strictly convex problem Newton's method converges "
     "quadratically near the minimum (§8.6.1) and BFGS superlinearly (§8.6.3): a few dozen "
     "iterations; first-order methods converge linearly at a rate set by the condition number",

@@ -49,7 +49,8 @@ class Optimizers(Experiment):
     "best_optimizer": "no consensus (§8.5.4); Schaul et al. 2014: adaptive-rate methods "
     "(RMSProp, AdaDelta) are the most robust across tasks. Judged on this one task, over seeds, "
     "as: the best adaptive-rate method reaches a lower final training loss than the best other "
-    "method (robustness across tasks needs more tasks than one)",
+    "method (robustness across tasks needs more tasks than one). Each family's best is picked on "
+    "the same seeds that judge it, which favours the larger family (more draws to pick from)",
   }
   # On one task, the claim that can fail: the best adaptive-rate method ends below the best other
   # one, by more than 2 standard errors of the seeds' paired ratio. Undecided while any

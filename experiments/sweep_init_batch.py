@@ -6,7 +6,8 @@ member is a row of `results.csv`; the heat-maps show the final training loss and
 over init scale × batch size, one panel per learning rate, with diverged members marked. Batch
 sizes are compared after the same number of epochs (`equal_epochs`, as Keskar et al. 2017 and
 Goyal et al. 2017 compare them): the config's `steps` are the smallest batch size's, and a larger
-batch runs proportionally fewer steps (`epochs_by_batch_size` in the summary).
+batch runs proportionally fewer steps, rounded up to a whole step (so its epochs can exceed the
+smallest's by up to one step's worth; `epochs_by_batch_size` in the summary gives each).
 
 Claims (`summary.json`): `best_member` (lowest final held-out error) and its settings,
 `diverged_members`, `best_test_error_by_batch_size`, `best_train_loss_by_init_scale`, and
