@@ -25,9 +25,9 @@ float32 resolves):
 
 Equal epochs give the small minibatch ⌊n/m_small⌋ / ⌊n/m_large⌋ times more steps, so it may end
 at a much lower training loss, and sharpness falls with the loss. The control
-(`equal_loss_control`) trains the small minibatch again from the same seeds to the evaluated
-epoch at which its mean training loss is closest (in log) to the large minibatch's final mean,
-and measures it the same way.
+(`equal_loss_control`) trains the small minibatch again from the same seeds to the step at which
+its mean training loss falls to the large minibatch's final mean (interpolated in log loss
+between its evaluations), and measures it the same way.
 
 Claims (`summary.json`; every mean over seeds has its standard error under `NAME_se`):
 `epochs_small`, `epochs_large`, `train_loss_small`, `train_loss_large`,
@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 from jaxopt_study import data as data_lib
 from jaxopt_study import hessian, losses, models, report, results, sweep, validate
 from jaxopt_study.experiment import Experiment, Members, Results, above
-from jaxopt_study.lab import digits_tasks, trained_mlp
+from jaxopt_study.lab import digits_tasks, grids, trained_mlp
 from jaxopt_study.lab.curves import history_curves, read_curves
 from jaxopt_study.lab.subspace_sharpness import subspace_sharpness
 from jaxopt_study.lab.verdicts import mean_and_standard_error
@@ -165,8 +165,9 @@ class SharpMinima(Experiment):
       table += [record["row"] for record in records]
       history += [row for record in records for row in record["history"]]
     if config.equal_loss_control:
-      epochs = equal_loss_epochs(table, history)
-      control = sweep_config(config, config.small_batch_size, epochs)
+      control = sweep_config(
+        config, config.small_batch_size, steps=equal_loss_steps(table, history)
+      )
       records = self._trained(config, nll, members, CONTROL, control, progress)
       table += [record["row"] for record in records]
     return Results(table, history)
@@ -269,18 +270,18 @@ class SharpMinima(Experiment):
 
 
 def sweep_config(
-  config: ml_collections.ConfigDict, batch_size: int, epochs: int | None = None
+  config: ml_collections.ConfigDict, batch_size: int, *, steps: int | None = None
 ) -> ml_collections.ConfigDict:
-  """Every seed at one minibatch size m as one `jaxopt_study.sweep` config: `epochs` (default
-  `config.epochs`) of ⌊n/m⌋ steps each (`sampling="epoch"` drops the last n mod m examples of
-  each shuffle), evaluated every `eval_every_epochs` epochs."""
+  """Every seed at one minibatch size m as one `jaxopt_study.sweep` config: `config.epochs` of
+  ⌊n/m⌋ steps each (`sampling="epoch"` drops the last n mod m examples of each shuffle), or
+  `steps` steps, evaluated every `eval_every_epochs` epochs."""
   num_train = digits_tasks.load(config.data).x_train.shape[0]
   per_epoch = num_train // batch_size
   keys = ("seed", "learning_rate", "sampling", "data", "model", "optimizer")
   return ml_collections.ConfigDict(
     {
       **{key: config[key] for key in keys},
-      "steps": (config.epochs if epochs is None else epochs) * per_epoch,
+      "steps": config.epochs * per_epoch if steps is None else steps,
       "eval_every": config.eval_every_epochs * per_epoch,
       "batch_size": batch_size,
       "sweep": {"seed": list(range(config.seed, config.seed + config.num_seeds))},
@@ -288,18 +289,18 @@ def sweep_config(
   )
 
 
-def equal_loss_epochs(table: list[dict], history: list) -> int:
-  """The evaluated epoch at which the small minibatch's mean training loss over seeds is closest,
-  in log scale, to the large minibatch's final mean."""
-  target = np.mean([r["final_train_loss"] for r in table if r["batch"] == "large"])
+def equal_loss_steps(table: list[dict], history: list) -> int:
+  """The step at which the small minibatch's mean training loss over seeds falls to the large
+  minibatch's final mean, interpolated in log loss between its evaluations
+  (`grids.steps_to_reach`; it stopped at the nearest evaluated epoch, up to 20% off that loss);
+  its last step if it never gets there."""
+  target = float(np.mean([r["final_train_loss"] for r in table if r["batch"] == "large"]))
   small = [r for r in history if r["member"].startswith("small@")]
   curves = history_curves(small, "train_loss")
   steps = [int(s) for s in next(iter(curves.values()))[0]]
   mean_loss = np.mean([values for _, values in curves.values()], axis=0)
-  per_epoch = next(r["steps_per_epoch"] for r in table if r["batch"] == "small")
-  distance = np.abs(np.log(mean_loss / target))
-  distance[np.asarray(steps) == 0] = np.inf  # the initialization is not a trained point
-  return int(steps[int(np.argmin(distance))]) // per_epoch
+  reached = grids.steps_to_reach(steps, list(mean_loss), target, log=True)
+  return steps[-1] if reached is None else max(1, round(reached))
 
 
 class Measured(NamedTuple):
