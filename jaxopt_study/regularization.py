@@ -84,8 +84,8 @@ STRENGTHS: dict[str, type[Strength]] = {
 }
 
 
-# `set_strengths` keyword -> the check its constructor makes: `Dropout`, `DropConnect` [0, 1),
-# `StochasticDepth` (0, 1], `Augment` [0, 1], `penalize` ≥ 0
+# `set_strengths` keyword -> the check its constructor makes too: `Dropout`, `DropConnect` [0, 1)
+# (a rate of 1 would divide by zero), `StochasticDepth` (0, 1], `Augment` [0, 1], `penalize` ≥ 0
 _STRENGTH_CHECKS: dict[str, Callable[[str, Any, str], None]] = {
   "dropout": validate.require_unit_interval,
   "dropconnect": validate.require_unit_interval,
@@ -160,10 +160,6 @@ class _Stochastic(nnx.Module):
     return self.deterministic if called is None else called
 
 
-def _require_rate(name: str, rate: Any, where: str) -> None:
-  validate.require_unit_interval(name, rate, where)  # [0, 1): a rate of 1 would divide by zero
-
-
 class Dropout(_Stochastic):
   """Inverted dropout (Srivastava et al. 2014; Goodfellow et al. 2016, §7.12).
 
@@ -172,7 +168,7 @@ class Dropout(_Stochastic):
   """
 
   def __init__(self, rate: float, *, deterministic: bool = False, rngs: nnx.Rngs):
-    _require_rate("rate", rate, "Dropout")
+    _STRENGTH_CHECKS["dropout"]("rate", rate, "Dropout")
     self.rate = _strength(DropoutRate, rate)
     self._stochastic(deterministic, rngs)
 
@@ -196,7 +192,7 @@ class DropConnect(_Stochastic):
   """
 
   def __init__(self, rate: float, *, deterministic: bool = False, rngs: nnx.Rngs):
-    _require_rate("rate", rate, "DropConnect")
+    _STRENGTH_CHECKS["dropconnect"]("rate", rate, "DropConnect")
     self.rate = _strength(DropConnectRate, rate)
     self._stochastic(deterministic, rngs)
 
@@ -228,9 +224,7 @@ class StochasticDepth(_Stochastic):
     self, num_blocks: int, final_survival: float, *, deterministic: bool = False, rngs: nnx.Rngs
   ):
     validate.require_positive_int("num_blocks", num_blocks, "StochasticDepth")
-    validate.require_unit_interval(
-      "final_survival", final_survival, "StochasticDepth", include_zero=False, include_one=True
-    )
+    _STRENGTH_CHECKS["stochastic_depth"]("final_survival", final_survival, "StochasticDepth")
     self.num_blocks = int(num_blocks)
     self.final_survival = _strength(FinalSurvival, final_survival)
     self._stochastic(deterministic, rngs)
@@ -296,7 +290,7 @@ class Augment(_Stochastic):
     rngs: nnx.Rngs,
   ):
     where = "Augment"
-    validate.require_unit_interval("rate", rate, where, include_one=True)
+    _STRENGTH_CHECKS["augment"]("rate", rate, where)
     validate.require_int("max_shift", max_shift, where, low=0)
     validate.require_non_negative("max_rotation", max_rotation, where)
     if len(image_shape) != 2:
@@ -438,8 +432,8 @@ def penalize(problem: Any, l1: float = 0.0, l2: float = 0.0, where: Where = is_k
 
   if not isinstance(problem, problem_lib.Problem):
     raise TypeError(f"penalize: expected a Problem, got {type(problem).__name__}")
-  validate.require_non_negative("l1", l1, "penalize")
-  validate.require_non_negative("l2", l2, "penalize")
+  _STRENGTH_CHECKS["l1"]("l1", l1, "penalize")
+  _STRENGTH_CHECKS["l2"]("l2", l2, "penalize")
   if not callable(where):
     raise TypeError(f"penalize: where={where!r} must be a function (path, array) -> bool")
   make, loss = problem.model, problem.loss
