@@ -243,7 +243,7 @@ class BatchnormTraining(Experiment):
         summary["max_trainable_learning_rate"][name][key] = (
           float(np.median(list(seed_rates[name].values()))) if seed_rates[name] else None
         )
-      ratio, se = paired_by_seed(seed_steps["plain"], seed_steps["batchnorm"])
+      ratio, se = verdicts.paired_ratio_by_seed(seed_steps["plain"], seed_steps["batchnorm"])
       censored = [n for n in NETWORKS if best.get((n, depth)) is None]
       summary["steps_to_target_ratio_lower_bound"][key] = ratio if "plain" in censored else None
       undecided = "plain" in censored and ratio <= STEPS_RATIO_THRESHOLD  # a bound under it
@@ -256,7 +256,7 @@ class BatchnormTraining(Experiment):
         at_edge.get((n, depth), False) for n in NETWORKS
       )
       # None where no seed trains both networks at some rate of the grid
-      ratio, se = paired_by_seed(seed_rates["batchnorm"], seed_rates["plain"])
+      ratio, se = verdicts.paired_ratio_by_seed(seed_rates["batchnorm"], seed_rates["plain"])
       summary["max_lr_ratio"][key] = ratio
       summary["max_lr_ratio_se"][key] = se
       summary["max_lr_ratio_at_grid_edge"][key] = any(
@@ -315,14 +315,6 @@ def largest_trainable_rates(runs: list[dict]) -> dict[int, float]:
     if r["steps_to_target"] is not None:
       largest[r["seed"]] = max(largest.get(r["seed"], 0.0), r["learning_rate"])
   return largest
-
-
-def paired_by_seed(
-  numerator: dict[int, float], denominator: dict[int, float]
-) -> tuple[float | None, float | None]:
-  """`verdicts.paired_ratio` over the seeds both hold, in seed order ((None, None) for none)."""
-  seeds = sorted(set(numerator) & set(denominator))
-  return verdicts.paired_ratio([numerator[s] for s in seeds], [denominator[s] for s in seeds])
 
 
 def relative_drift(path: np.ndarray) -> np.ndarray:

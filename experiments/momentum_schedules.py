@@ -200,11 +200,7 @@ class MomentumSchedules(Experiment):
       """Each comparison's per-seed ratios, their geometric mean and its standard error."""
       mean, error = {}, {}
       for key, ((m1, mu1), (m2, mu2)) in comparisons.items():
-        top, bottom = by_seed[m1][mu1], by_seed[m2][mu2]
-        seeds = sorted(set(top) & set(bottom))
-        mean[key], error[key] = verdicts.paired_ratio(
-          [top[s] for s in seeds], [bottom[s] for s in seeds]
-        )
+        mean[key], error[key] = verdicts.paired_ratio_by_seed(by_seed[m1][mu1], by_seed[m2][mu2])
       return mean, error
 
     step_up, step_up_se = ratios(pairs)

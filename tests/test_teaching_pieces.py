@@ -70,6 +70,12 @@ def test_paired_ratio_is_the_geometric_mean_of_per_seed_ratios_with_the_error_of
   for numerator, denominator in (([0.4, 0.4], [0.2, None]), ([0.4, 0.4], [0.2, 0.0])):
     assert verdicts.paired_ratio(numerator, denominator) == (None, None)
   assert verdicts.paired_ratio([0.4, float("nan")], [0.2, 0.2]) == (None, None)
+  # {seed: value} maps: the seeds both hold, in seed order (seed 7 has no partner)
+  by_seed = verdicts.paired_ratio_by_seed(
+    {2: 0.4, 0: 0.4, 1: 0.4, 7: 9.0}, {1: 0.1, 0: 0.2, 2: 0.16}
+  )
+  assert by_seed == (pytest.approx(ratio), pytest.approx(error))
+  assert verdicts.paired_ratio_by_seed({0: 1.0}, {1: 1.0}) == (None, None)
 
 
 def test_distinct_units_counts_equal_columns():

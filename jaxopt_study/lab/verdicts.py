@@ -2,9 +2,10 @@
 deviation over seeds, as a dict for `summary.json`; `mean_and_standard_error(values)`, the mean
 and its standard error, the pair a criterion's `standard_error=` judges (`standard_error(values)`,
 the error alone);
-`paired_ratio(numerator, denominator)`, the geometric mean of per-seed ratios and its error."""
+`paired_ratio(numerator, denominator)`, the geometric mean of per-seed ratios and its error
+(`paired_ratio_by_seed` for {seed: value} maps)."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -58,3 +59,12 @@ def paired_ratio(
   mean_log, se_log = mean_and_standard_error(np.log(pairs[:, 0] / pairs[:, 1]))
   ratio = float(np.exp(mean_log))
   return ratio, None if se_log is None else ratio * se_log
+
+
+def paired_ratio_by_seed(
+  numerator: Mapping[int, float | None], denominator: Mapping[int, float | None]
+) -> tuple[float | None, float | None]:
+  """`paired_ratio` of two {seed: value} maps over the seeds both hold, in seed order ((None,
+  None) when they share none)."""
+  seeds = sorted(set(numerator) & set(denominator))
+  return paired_ratio([numerator[s] for s in seeds], [denominator[s] for s in seeds])
