@@ -7,6 +7,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "adaptive_vs_sgd"
   config.seed = 0
+  config.num_seeds = 5  # draws of the data, seeds seed, seed + 1, ...: labels and held-out set
   config.num_train = 40
   config.num_test = 1000
   config.positive_share = 0.6  # p, the probability of the label +1

@@ -13,17 +13,23 @@ positive weight on feature 1 and so classifies every held-out point correctly, w
 (and, empirically, RMSProp and Adam) converge to a solution whose held-out predictions are all +1,
 an error equal to the share of −1 labels, 1 − p.
 
-Each optimizer runs over a small learning-rate grid, vmapped as one program (the rate injected
-with `optax.inject_hyperparams`). Which solution a method reaches does not depend on its step size
-(Wilson et al.'s argument holds for any rate that converges), so the claims are judged at every
-rate of the grid that fits the training set (training sign error 0, finite loss), not at one best
-rate that a short grid might not bracket, and each claim takes the rate where it is weakest.
-Claims: `sgd_test_error`, SGD's largest held-out sign error over its fitted rates;
-`adaptive_test_error` (per adaptive method), the held-out error farthest from `minority_share`,
-1 − p on the held-out set (the error of always saying +1); `adaptive_error_gap_to_minority_share`,
-that |error − (1 − p)| / (1 − p) per adaptive method. A method with no fitted rate gives None
-(inconclusive). `fitted_rates` lists the rates judged; the figures show each method at the rate
-of its grid with the lowest final training loss (`best_learning_rate`).
+The data are drawn `num_seeds` times (seeds `seed`, `seed` + 1, ...: which training labels are
+−1, and the held-out labels). Each optimizer runs over a small learning-rate grid on every draw,
+vmapped as one program (the rate injected with `optax.inject_hyperparams`, the draws stacked as
+arguments). Which solution a method reaches does not depend on its step size (Wilson et al.'s
+argument holds for any rate that converges), so the claims are judged at every rate of the grid
+that fits the draw's training set (training sign error 0, finite loss), not at one best rate that
+a short grid might not bracket, and each claim takes the seed and rate where it is weakest.
+Claims: `sgd_test_error`, SGD's largest held-out sign error over seeds and fitted rates;
+`adaptive_error_gap_to_minority_share` (per adaptive method), the largest |error − (1 − p)| /
+(1 − p) over seeds and fitted rates, with 1 − p the draw's share of −1 held-out labels (the error
+of always saying +1). A method that fits at no rate of some draw, or a draw without a −1 held-out
+label, gives None (inconclusive). Reported beside them, over seeds (each seed at its weakest
+rate): `sgd_test_error_mean` ± `sgd_test_error_se`, `adaptive_test_error` ±
+`adaptive_test_error_se` and `minority_share` (means). `fitted_rates` lists the rates fitted at
+one seed or more, `unfitted_members` the runs not judged; the figures show each method at the rate
+whose median final training loss over seeds is lowest (`best_learning_rate`) on the first seed's
+draw, and the median held-out error over seeds against the rate.
 """
 
 import functools
@@ -39,7 +45,7 @@ import optax
 from jaxopt_study import data as data_lib
 from jaxopt_study import models, optim, train, validate
 from jaxopt_study.experiment import Experiment, Members, Results, below
-from jaxopt_study.lab import grids, rate_plots
+from jaxopt_study.lab import grids, rate_plots, verdicts
 from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import history_rows, read_csv
 
@@ -59,9 +65,10 @@ class AdaptiveVsSgd(Experiment):
     "features. From w = 0, full-batch gradient descent converges to the minimum-norm solution and "
     "classifies new points by the label feature (no held-out error); AdaGrad, RMSProp and Adam "
     "weight the always-on features as much as the label feature and call every new point +1, an "
-    "error equal to the share of −1 labels. Each claim is judged at every learning rate of the "
-    "method's grid that fits the training set, since the solution reached does not depend on the "
-    "rate; the figures show each method at the rate with the lowest final training loss."
+    "error equal to the share of −1 labels. The data are drawn once per seed; each claim is "
+    "judged at every seed and every learning rate of the method's grid that fits the training "
+    "set, since the solution reached does not depend on the rate, and takes the weakest; the "
+    "figures show each method at the rate with the lowest median final training loss."
   )
   PUBLISHED = {
     "sgd_test_error": "0: gradient descent finds the minimum-norm solution, which generalizes "
@@ -76,7 +83,7 @@ class AdaptiveVsSgd(Experiment):
   }
   FIELDS = dict.fromkeys(
     ("num_train", "num_test", "steps", "eval_every"), functools.partial(validate.require_int, low=2)
-  )
+  ) | {"num_seeds": functools.partial(validate.require_int, low=1)}
 
   def check_more(self, config: ml_collections.ConfigDict) -> None:
     """p in (1/2, 1), and the grids of SGD and the adaptive methods only, SGD among them."""
@@ -87,10 +94,11 @@ class AdaptiveVsSgd(Experiment):
       raise ValueError(f"{self.NAME}: optimizers must include 'sgd', which the claims compare")
 
   def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
-    """Every optimizer over its learning-rate grid, one vmapped program each (seconds: nothing to
-    resume)."""
-    data = _data(config)
-    dim = data.x_train.shape[1]
+    """Every optimizer over its learning-rate grid and every seed's data, one vmapped program
+    each (seconds: nothing to resume)."""
+    seeds = _seeds(config)
+    datasets = [_data(config, seed) for seed in seeds]
+    dim = datasets[0].x_train.shape[1]
     model = models.functional(
       models.build_model("deep_linear", dim, 1, width=1, depth=1, init_scale=0.0)
     )
@@ -100,84 +108,129 @@ class AdaptiveVsSgd(Experiment):
       hyper = hyper.to_dict()
       grid = hyper.pop("learning_rate")
       constructor = optax.inject_hyperparams(optim.OPTIMIZERS[name])
-      states, histories = grids.train_vmapped(
-        model,
+      states, histories = grids.train_vmapped_over_seeds(
+        [model] * len(seeds),  # w = 0 on every draw
         lambda lr, constructor=constructor, hyper=hyper: constructor(learning_rate=lr, **hyper),
         [jnp.asarray(grid, jnp.float32)],
-        data,
-        seed=config.seed,
+        datasets,
+        seeds=seeds,
         steps=config.steps,
         batch_size=config.num_train,  # full-batch steps
         eval_every=config.eval_every,
         loss="mse",
       )
-      weights = np.asarray(states.params["layers"][0]["kernel"][...])[:, :, 0]
-      for i, lr in enumerate(grid):
-        member = f"{name}@{lr:g}"
-        member_history = {k: np.asarray(v[i]) for k, v in histories.items()} | {"step": steps}
-        history.extend(history_rows(member, member_history))
-        w = weights[i]
-        table.append(
-          {
-            "member": member,
-            "optimizer": name,
-            "learning_rate": float(lr),
-            "final_train_loss": float(member_history["train_loss"][-1]),
-            "train_error": _sign_error(data.x_train, data.y_train, w),
-            "test_error": _sign_error(data.x_test, data.y_test, w),
-            "w_label": float(w[0]),
-            "w_always_on": float(w[1] + w[2]),
-          }
-        )
+      weights = np.asarray(states.params["layers"][0]["kernel"][...])[..., 0]
+      for j, (seed, data) in enumerate(zip(seeds, datasets, strict=True)):
+        for i, lr in enumerate(grid):
+          member = f"{name}@{lr:g}/seed{seed}"
+          member_history = {k: np.asarray(v[j, i]) for k, v in histories.items()} | {"step": steps}
+          history.extend(history_rows(member, member_history))
+          w = weights[j, i]
+          table.append(
+            {
+              "member": member,
+              "optimizer": name,
+              "learning_rate": float(lr),
+              "seed": seed,
+              "final_train_loss": float(member_history["train_loss"][-1]),
+              "train_error": _sign_error(data.x_train, data.y_train, w),
+              "test_error": _sign_error(data.x_test, data.y_test, w),
+              "w_label": float(w[0]),
+              "w_always_on": float(w[1] + w[2]),
+            }
+          )
     return Results(table, history)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
-    """The claims at every fitted rate, each where it is weakest; the share of −1 held-out labels
-    is recomputed from the config's data."""
-    best = grids.best_rows(results.table, "optimizer", "final_train_loss")
-    minority = float(np.mean(np.asarray(_data(config).y_test) < 0))
-    fitted = {name: [] for name in config.optimizers}
-    for row in results.table:
-      if row["train_error"] == 0.0 and math.isfinite(row["final_train_loss"]):
-        fitted[row["optimizer"]].append(row)
-    sgd = [row["test_error"] for row in fitted["sgd"]]
-    adaptive = {
-      name: max((r["test_error"] for r in rows), key=lambda e: abs(e - minority), default=None)
-      for name, rows in fitted.items()
-      if name != "sgd"
+    """The claims at every seed and fitted rate, each where it is weakest, and the means over
+    seeds with their standard errors; the share of −1 held-out labels is recomputed from each
+    seed's data."""
+    seeds = _seeds(config)
+    minority = {seed: float(np.mean(np.asarray(_data(config, seed).y_test) < 0)) for seed in seeds}
+    fitted: dict[tuple[str, int], list] = {
+      (name, seed): [] for name in config.optimizers for seed in seeds
     }
+    for row in results.table:
+      if _fits(row):
+        fitted[row["optimizer"], row["seed"]].append(row)
+
+    def gap(row) -> float | None:
+      """|error − (1 − p)| / (1 − p) on the row's draw: 0 when it calls every held-out point +1;
+      None with no −1 label held out, where the claim cannot be told."""
+      share = minority[row["seed"]]
+      return abs(row["test_error"] - share) / share if share > 0 else None
+
+    def weakest(name: str, badness) -> list | None:
+      """Per seed, the fitted row where the claim is weakest (largest `badness`); None when a
+      seed has no fitted row or a row cannot be judged."""
+      rows = []
+      for seed in seeds:
+        scored = [(badness(r), r) for r in fitted[name, seed]]
+        if not scored or any(score is None for score, _ in scored):
+          return None
+        rows.append(max(scored, key=lambda pair: pair[0]))
+      return rows
+
+    sgd = weakest("sgd", lambda r: r["test_error"])
+    adaptive = {name: weakest(name, gap) for name in config.optimizers if name != "sgd"}
+    sgd_errors = [row["test_error"] for _, row in sgd or []]
+    adaptive_errors = {k: [row["test_error"] for _, row in v or []] for k, v in adaptive.items()}
+    medians = grids.seed_medians(results.table, ("optimizer", "learning_rate"), "final_train_loss")
+    best = grids.best_rows(medians, "optimizer", "final_train_loss")
     return {
-      "sgd_test_error": max(sgd, default=None),
-      "adaptive_test_error": adaptive,
-      "minority_share": minority,
-      # |error − (1 − p)| / (1 − p): 0 when a method calls every held-out point +1; None with no
-      # −1 label held out, where the claim cannot be told, or with no fitted rate
+      "sgd_test_error": max(sgd_errors) if sgd else None,
+      "sgd_test_error_mean": verdicts.mean_and_standard_error(sgd_errors)[0],
+      "sgd_test_error_se": verdicts.standard_error(sgd_errors),
       "adaptive_error_gap_to_minority_share": {
-        k: abs(error - minority) / minority if minority > 0 and error is not None else None
-        for k, error in adaptive.items()
+        k: max(score for score, _ in v) if v else None for k, v in adaptive.items()
       },
-      "fitted_rates": {name: [r["learning_rate"] for r in rows] for name, rows in fitted.items()},
+      "adaptive_test_error": {
+        k: verdicts.mean_and_standard_error(v)[0] for k, v in adaptive_errors.items()
+      },
+      "adaptive_test_error_se": {k: verdicts.standard_error(v) for k, v in adaptive_errors.items()},
+      "minority_share": float(np.mean(list(minority.values()))),
+      "minority_share_by_seed": list(minority.values()),
+      "num_seeds": len(seeds),
+      "fitted_rates": {
+        name: sorted({r["learning_rate"] for seed in seeds for r in fitted[name, seed]})
+        for name in config.optimizers
+      },
+      "unfitted_members": [r["member"] for r in results.table if not _fits(r)],
       "final_train_loss": {k: r["final_train_loss"] for k, r in best.items()},
-      "train_error": {k: r["train_error"] for k, r in best.items()},
+      "train_error": {
+        k: max(
+          r["train_error"]
+          for r in results.table
+          if r["optimizer"] == k and r["learning_rate"] == best[k]["learning_rate"]
+        )
+        for k in best
+      },
       "best_learning_rate": {k: r["learning_rate"] for k, r in best.items()},
       "test_error_every_rate": {r["member"]: r["test_error"] for r in results.table},
     }
 
   def plot(self, out_dir: Path) -> list[Path]:
-    """Training loss per optimizer at its best rate, and held-out error vs learning rate."""
+    """Training loss per optimizer at its best rate on the first seed's draw, and the median
+    held-out error over seeds vs learning rate."""
     table = read_csv(out_dir / "results.csv")
+    first = int(min(row["seed"] for row in table))
+    medians = grids.seed_medians(table, ("optimizer", "learning_rate"), "final_train_loss")
+    best = {
+      k: r["learning_rate"]
+      for k, r in grids.best_rows(medians, "optimizer", "final_train_loss").items()
+    }
     loss_plot = rate_plots.best_rate_plot(
-      table,
+      [r for r in table if r["seed"] == first and r["learning_rate"] == best.get(r["optimizer"])],
       read_curves(out_dir / "history.csv", "train_loss"),
       out_dir / "train_loss.png",
-      title="training loss at each optimizer's best learning rate",
+      title=f"training loss at each optimizer's best learning rate (seed {first})",
       ylabel="½ mean (xᵀw − y)²",
     )
     error_plot = rate_plots.rate_plot(
-      table,
+      grids.seed_medians(table, ("optimizer", "learning_rate"), "test_error"),
       "test_error",
       out_dir / "test_error.png",
-      title="held-out sign error vs learning rate",
+      title="held-out sign error vs learning rate (median over seeds)",
       ylabel="held-out 0-1 error",
     )
     return [loss_plot, error_plot]
@@ -205,10 +258,17 @@ def wilson_data(key: jax.Array, num_train: int, num_test: int, positive_share: f
   return data_lib.Dataset(x[:num_train], y_train[:, None], x[num_train:], y_test[:, None])
 
 
-def _data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
-  return wilson_data(
-    jax.random.key(config.seed), config.num_train, config.num_test, config.positive_share
-  )
+def _seeds(config: ml_collections.ConfigDict) -> list[int]:
+  return list(range(config.seed, config.seed + config.num_seeds))
+
+
+def _data(config: ml_collections.ConfigDict, seed: int) -> data_lib.Dataset:
+  return wilson_data(jax.random.key(seed), config.num_train, config.num_test, config.positive_share)
+
+
+def _fits(row: dict) -> bool:
+  """Whether a run fits its training set: sign error 0 and a finite loss."""
+  return row["train_error"] == 0.0 and math.isfinite(row["final_train_loss"])
 
 
 def _sign_error(x: jax.Array, y: jax.Array, w: np.ndarray) -> float:

@@ -228,6 +228,43 @@ def test_train_vmapped_over_seeds_matches_each_seed_trained_alone():
   assert not np.allclose(histories["train_loss"][0], histories["train_loss"][1])
 
 
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
+def test_train_vmapped_over_seeds_trains_each_seed_on_its_own_data():
+  """With a list of datasets, seed i's members train on dataset i: they end where `train_vmapped`
+  takes them on that dataset alone."""
+  digits = data_lib.load_digits()
+  datasets = [
+    data_lib.Dataset(
+      digits.x_train[a : a + 100], digits.y_train[a : a + 100], digits.x_test, digits.y_test
+    )
+    for a in (0, 100)
+  ]
+  model = models.functional(models.build_model("mlp", 64, 10, width=8, depth=1, seed=2))
+  constructor = optax.inject_hyperparams(optim.sgd)
+  options = {"steps": 10, "batch_size": 100, "eval_every": 5}
+  rates = jnp.asarray([0.1, 0.5])
+  states, histories = grids.train_vmapped_over_seeds(
+    [model, model],
+    lambda lr: constructor(learning_rate=lr),
+    [rates],
+    datasets,
+    seeds=[4, 4],
+    **options,
+  )
+  for i, data in enumerate(datasets):
+    alone_states, alone = grids.train_vmapped(
+      model, lambda lr: constructor(learning_rate=lr), [rates], data, seed=4, **options
+    )
+    np.testing.assert_allclose(histories["train_loss"][i], alone["train_loss"], rtol=1e-5)
+    for ours, theirs in zip(
+      jax.tree.leaves(states.params), jax.tree.leaves(alone_states.params), strict=True
+    ):
+      np.testing.assert_allclose(ours[i], theirs, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(histories["train_loss"][0], histories["train_loss"][1])
+  with pytest.raises(ValueError, match="2 datasets for 1 seeds"):
+    grids.train_vmapped_over_seeds([model], optim.sgd, [rates], datasets, seeds=[0])
+
+
 def test_train_vmapped_over_seeds_wants_one_model_per_seed():
   model = models.functional(models.build_model("mlp", 64, 10, width=8, depth=1, seed=0))
   with pytest.raises(ValueError, match="1 models for 2 seeds"):

@@ -109,22 +109,31 @@ def train_vmapped_over_seeds(
   and draw the minibatches of `jax.random.key(seeds[i])`. The initial parameters are arguments of
   the program, not constants folded into it, so the seeds share one compilation.
 
+  `data` is the dataset of every seed, or a list with one dataset per seed (one shape; a task
+  whose data are drawn per seed), which become arguments of the program like the parameters.
+
   Returns:
     The final `train.TrainState`s and the histories, stacked as (seeds, grid points, ...).
   """
   if len(seed_models) != len(seeds):
     raise ValueError(f"{len(seed_models)} models for {len(seeds)} seeds: give one per seed")
+  per_seed = isinstance(data, list)
+  if per_seed and len(data) != len(seeds):
+    raise ValueError(f"{len(data)} datasets for {len(seeds)} seeds: give one per seed")
 
-  def one_member(params, model_state, key, *point):
+  def one_member(params, model_state, key, seed_data, *point):
     train_fn = train.make_train_fn(seed_models[0], optimizer(*point), **options)
-    return train_fn(params, model_state, data, key)
+    return train_fn(params, model_state, seed_data if per_seed else data, key)
 
-  over_points = jax.vmap(one_member, in_axes=(None, None, None, *[0] * len(points)))
-  over_seeds = jax.vmap(over_points, in_axes=(0, 0, 0, *[None] * len(points)))
+  over_points = jax.vmap(one_member, in_axes=(None, None, None, None, *[0] * len(points)))
+  over_seeds = jax.vmap(
+    over_points, in_axes=(0, 0, 0, 0 if per_seed else None, *[None] * len(points))
+  )
   params = digits_tasks.stack([m.params for m in seed_models])
   model_state = digits_tasks.stack([m.model_state for m in seed_models])
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-  return jax.jit(over_seeds)(params, model_state, keys, *points)
+  seed_data = digits_tasks.stack(data) if per_seed else None
+  return jax.jit(over_seeds)(params, model_state, keys, seed_data, *points)
 
 
 def best_rows(
