@@ -38,13 +38,18 @@ def softmax_cross_entropy(
 ) -> jax.Array:
   """Mean negative log-likelihood −log softmax(logits)[label] (§5.5, §6.2.2.3).
 
+  An example whose label is not a class id (below 0 or ≥ classes) has no likelihood: its loss is
+  NaN, which training reports as a diverged run, where indexing would read a label −1 as the last
+  class. (Inside a compiled loop the labels cannot be checked and raise; `problem.builtin` checks
+  its labels when it is built.)
+
   Args:
     logits: (n, classes).
     labels: (n,) integer class ids.
     weights: optional (n,) nonnegative per-example weights.
   """
   per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  return weighted_mean(per_example, weights)
+  return weighted_mean(_nan_unless_class(per_example, labels, logits.shape[-1]), weights)
 
 
 def zero_one_error(
@@ -53,7 +58,8 @@ def zero_one_error(
   """Fraction of examples whose arg-max logit is not the label: the 0-1 loss of §8.1.2.
 
   An example whose logits hold a NaN (a diverged model) has no arg-max: the error is then NaN, as
-  the loss is, not the share of labels that `jnp.argmax`'s index 0 happens to miss.
+  the loss is, not the share of labels that `jnp.argmax`'s index 0 happens to miss; so is one
+  whose label is not a class id (below 0 or ≥ classes), as in `softmax_cross_entropy`.
 
   Args:
     logits: (n, classes); ties go to the lowest class id, as in `jnp.argmax`.
@@ -71,7 +77,12 @@ def zero_one_error(
     )
   wrong = (jnp.argmax(logits, axis=-1) != labels).astype(logits.dtype)
   per_example = jnp.where(jnp.isnan(logits).any(axis=-1), jnp.nan, wrong)
-  return weighted_mean(per_example, weights)
+  return weighted_mean(_nan_unless_class(per_example, labels, logits.shape[-1]), weights)
+
+
+def _nan_unless_class(per_example: jax.Array, labels: jax.Array, classes: int) -> jax.Array:
+  """`per_example` with NaN where the label is not a class id in [0, classes)."""
+  return jnp.where((labels >= 0) & (labels < classes), per_example, jnp.nan)
 
 
 def mean_squared_error(

@@ -489,6 +489,8 @@ def builtin(
   if loss not in losses.LOSSES:
     raise ValueError(f"loss={loss!r}: must be one of {sorted(losses.LOSSES)}")
   in_features, out_features = features(data)
+  if loss == "cross_entropy":
+    _check_class_labels(data, out_features)
   loss_fn = losses.LOSSES[loss]
 
   def make(rngs: nnx.Rngs) -> nnx.Module:
@@ -508,6 +510,25 @@ def builtin(
     heldout_data=(data.x_test, data.y_test),
     metrics=metrics,
   )
+
+
+def _check_class_labels(data: data_lib.Dataset, classes: int) -> None:
+  """Integer class ids, one per example, in [0, classes) with `classes` from the training labels:
+  a label −1 would silently read the last class, and a held-out class never seen in training has
+  no output unit."""
+  for name in ("y_train", "y_test"):
+    y = np.asarray(getattr(data, name))
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+      raise ValueError(
+        f"loss='cross_entropy': data.{name} must hold one integer class id per example, shape "
+        f"(n,); got {y.dtype} of shape {y.shape} (for targets, use loss='mse')"
+      )
+    outside = y[(y < 0) | (y >= classes)]
+    if outside.size:
+      raise ValueError(
+        f"loss='cross_entropy': data.{name} holds class id {int(outside[0])}, outside 0..."
+        f"{classes - 1} (the training labels' classes); class ids must be 0, 1, ..., classes − 1"
+      )
 
 
 def features(data: data_lib.Dataset) -> tuple[int, int]:

@@ -117,3 +117,21 @@ def test_registries():
     "mse": losses.mean_squared_error,
   }
   assert losses.ERRORS == {"zero_one": losses.zero_one_error}
+
+
+@pytest.mark.parametrize("bad", [-1, 4])
+@pytest.mark.parametrize("loss", [losses.softmax_cross_entropy, losses.zero_one_error])
+def test_a_label_that_is_not_a_class_id_makes_the_loss_nan(loss, bad):
+  """A label −1 would read the last class (−log softmax(z)[3]) and 4 of 4 classes has no unit:
+  both are NaN, jitted or not, so the run reads as diverged; the other examples keep their value,
+  and a weight of 0 does not hide it."""
+  labels = LABELS.copy()
+  labels[2] = bad
+  for fn in (loss, jax.jit(loss)):
+    assert np.isnan(fn(jnp.asarray(LOGITS), jnp.asarray(labels)))
+    assert np.isnan(fn(jnp.asarray(LOGITS), jnp.asarray(labels), jnp.ones(8).at[2].set(0.0)))
+    keep = np.arange(8) != 2
+    np.testing.assert_allclose(
+      fn(jnp.asarray(LOGITS[keep]), jnp.asarray(labels[keep])),
+      loss(jnp.asarray(LOGITS[keep]), jnp.asarray(LABELS[keep])),
+    )

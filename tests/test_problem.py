@@ -603,3 +603,20 @@ def test_a_run_folder_tells_optimizer_factories_apart():
   assert identity(functools.partial(optim.lbfgs, memory_size=3)) == (
     "partial(jaxopt_study.optim.quasi_newton.lbfgs, memory_size=3)"
   )
+
+
+@pytest.mark.parametrize(
+  ("field", "change", "message"),
+  [
+    ("y_train", lambda y: y.at[3].set(-1), "data.y_train holds class id -1, outside 0...9"),
+    ("y_test", lambda y: y.at[5].set(10), "data.y_test holds class id 10, outside 0...9"),
+    ("y_test", lambda y: y.astype(jnp.float32), "data.y_test must hold one integer class id"),
+    ("y_train", lambda y: y[:, None], r"of shape \(1347, 1\)"),
+  ],
+)
+def test_builtin_classification_refuses_labels_that_are_not_class_ids(field, change, message):
+  """A label −1 would read the last class and a held-out class 10 of 10 has no output unit: both
+  refused when the problem is built, naming the array, before any model is made."""
+  data = DIGITS._replace(**{field: change(getattr(DIGITS, field))})
+  with pytest.raises(ValueError, match=message):
+    problem_lib.builtin("mlp", data, width=4, depth=1)
