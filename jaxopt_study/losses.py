@@ -20,7 +20,11 @@ import optax
 
 
 def weighted_mean(per_example: jax.Array, weights: jax.Array | None) -> jax.Array:
-  """Σ wᵢ ℓᵢ / Σ wᵢ, or the plain mean of ℓ when `weights` is None."""
+  """Σ wᵢ ℓᵢ / Σ wᵢ, or the plain mean of ℓ when `weights` is None.
+
+  A negative weight has no meaning as a share of examples (it would reward a larger loss): the
+  result is then NaN, which training reports as a diverged run (inside a compiled loop the weights
+  cannot be checked and raise)."""
   if weights is None:
     return jnp.mean(per_example)
   if weights.shape != per_example.shape:
@@ -30,7 +34,8 @@ def weighted_mean(per_example: jax.Array, weights: jax.Array | None) -> jax.Arra
   weights = weights.astype(per_example.dtype)
   total = jnp.sum(weights)
   safe_total = jnp.where(total > 0, total, 1.0)  # all examples masked: loss 0 rather than 0/0
-  return jnp.sum(weights * per_example) / safe_total
+  mean = jnp.sum(weights * per_example) / safe_total
+  return jnp.where(jnp.all(weights >= 0), mean, jnp.nan)
 
 
 def softmax_cross_entropy(

@@ -135,3 +135,13 @@ def test_a_label_that_is_not_a_class_id_makes_the_loss_nan(loss, bad):
       fn(jnp.asarray(LOGITS[keep]), jnp.asarray(labels[keep])),
       loss(jnp.asarray(LOGITS[keep]), jnp.asarray(LABELS[keep])),
     )
+
+
+def test_a_negative_weight_makes_the_mean_nan():
+  """A negative weight would reward a larger loss (Σ wᵢ ℓᵢ / Σ wᵢ with w = (2, −1): 2ℓ₁ − ℓ₂):
+  NaN, jitted or not, so a run trained on it reads as diverged."""
+  per_example = jnp.asarray([1.0, 3.0])
+  weights = jnp.asarray([2.0, -1.0])
+  assert np.isnan(losses.weighted_mean(per_example, weights))
+  assert np.isnan(jax.jit(losses.weighted_mean)(per_example, weights))
+  assert losses.weighted_mean(per_example, jnp.asarray([2.0, 1.0])) == pytest.approx(5.0 / 3.0)
