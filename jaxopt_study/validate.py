@@ -13,6 +13,8 @@ several values, a complex number or a bool).
 """
 
 import functools
+import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +27,13 @@ Rule = Callable[[str, Any, str], None]  # rule(name, value, where) raises ValueE
 _LARGEST = float(np.finfo(np.float32).max)  # "finite" means finite once cast to float32
 _INT32_MAX = 2**31 - 1  # counts and steps are int32 in compiled code
 MAX_SEED = 2**32 - 1  # jax.random.key keeps 32 bits of a seed: 2**32 would be seed 0 again
+
+
+def is_finite_number(value: Any) -> bool:
+  """A finite real number: a Python or NumPy scalar (np.float32 is not a Python float), not a
+  bool; None, a string or a non-finite value is not. How tables of results tell a measured value
+  from a missing or diverged one."""
+  return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _concrete(value: Any) -> np.ndarray | None:

@@ -1,6 +1,7 @@
 """`validate`: one argument order, `require_*(name, value, where)`, messages naming the field."""
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -122,3 +123,12 @@ def test_counts_fit_an_int32_and_choices_refuse_arrays():
     validate.require_positive_int("steps", 2**31, "train")
   with pytest.raises(ValueError, match=r"indefinite=array\(\[0.1, 0.2\]\) is not one of"):
     validate.require_choice("indefinite", np.array([0.1, 0.2]), "newton", ["shift", "solve"])
+
+
+def test_is_finite_number_tells_a_measured_value_from_a_missing_one():
+  """NumPy scalars count (np.float32 is not a Python float); a bool, None, a string, an array or
+  a non-finite value does not."""
+  for value in (0, 1.5, -2, np.float32(0.25), np.int64(3), np.float64(1e300)):
+    assert validate.is_finite_number(value), value
+  for value in (True, None, "1.0", np.ones(1), float("nan"), np.float32("inf"), -math.inf):
+    assert not validate.is_finite_number(value), value

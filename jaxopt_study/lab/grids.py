@@ -10,7 +10,6 @@ hyperparameter given as a list (e.g. Newton's `damping`) is one more axis of the
 """
 
 import math
-import numbers
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -22,12 +21,6 @@ import optax
 
 from jaxopt_study import models, optim, train, validate
 from jaxopt_study.lab import digits_tasks
-
-
-def _is_finite_number(value: Any) -> bool:
-  """A finite real number: a Python or NumPy scalar (np.float32 is not a Python float); None, a
-  string or a non-finite value is not."""
-  return isinstance(value, numbers.Real) and math.isfinite(value)
 
 
 def check_learning_rate_grids(
@@ -148,7 +141,7 @@ def best_rows(
   best: dict[Any, Mapping[str, Any]] = {}
   for row in table:
     value = row.get(metric)
-    if not _is_finite_number(value):
+    if not validate.is_finite_number(value):
       continue
     key = tuple(row[g] for g in group) if isinstance(group, tuple) else row[group]
     current = best.get(key)
@@ -216,7 +209,7 @@ def seed_medians(
   grouped: dict[tuple, list[float]] = {}
   for row in table:
     value = row.get(metric)
-    finite = _is_finite_number(value)
+    finite = validate.is_finite_number(value)
     grouped.setdefault(tuple(row[c] for c in by), []).append(value if finite else math.inf)
   return [
     {

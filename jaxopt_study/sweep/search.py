@@ -239,7 +239,7 @@ def ranked(rows: Sequence[Mapping[str, Any]], metric: str) -> list[Mapping[str, 
 
   def key(row: Mapping[str, Any]) -> float:
     value = row[metric]
-    return float(value) if value is not None and math.isfinite(value) else math.inf
+    return float(value) if validate.is_finite_number(value) else math.inf
 
   for row in rows:
     if metric not in row:
@@ -302,8 +302,7 @@ def narrow(
 
 def _diverged(row: Mapping[str, Any], metric: str) -> bool:
   """The member diverged: its metric is missing or not finite, or its `diverged` flag is set."""
-  value = row[metric]
-  return value is None or not math.isfinite(value) or bool(row.get("diverged", False))
+  return not validate.is_finite_number(row[metric]) or bool(row.get("diverged", False))
 
 
 def _check_narrowing(top_k: int, widen: float, num_rows: int, where: str) -> None:
