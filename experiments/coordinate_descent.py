@@ -267,12 +267,16 @@ def sparse_coding_summary(rows: list[dict], largest_k: int) -> dict:
     "best_learning_rate": {method: row["learning_rate"] for method, row in best.items()},
     # a best rate at an end of the grid (the end not diverged): the grid does not bracket it
     "best_learning_rate_at_grid_edge": sorted(m for m, edge in at_edge.items() if edge),
-    # A wider grid can only lower a method's best loss: GD's could flip a ratio below 1, a
-    # block method's one above 1; the other side's edges cannot change the verdict.
-    "cd_over_gd_at_grid_edge": (
-      at_edge["gd"]
-      if cd_best["final_loss"] < best["gd"]["final_loss"]
-      else any(edge for method, edge in at_edge.items() if method != "gd")
+    # only the edges that a wider grid could use to flip the verdict (GD's below 1, a block
+    # method's above)
+    "cd_over_gd_at_grid_edge": any(
+      at_edge[method]
+      for method in grids.could_flip(
+        cd_best["final_loss"] / best["gd"]["final_loss"],
+        [method for method in at_edge if method != "gd"],
+        ["gd"],
+        claim="below",
+      )
     ),
     "sparse_coding_initial_loss": best["gd"]["initial_loss"],
     "w_block_gap": best[f"cd_k{largest_k}"]["w_block_gap"],

@@ -30,7 +30,7 @@ import numpy as np
 
 from jaxopt_study import report, sweep
 from jaxopt_study.experiment import Results, above
-from jaxopt_study.lab import curves, digits_tasks, verdicts
+from jaxopt_study.lab import curves, digits_tasks, grids, verdicts
 from jaxopt_study.own_problem import OwnProblem
 from jaxopt_study.results import read_csv
 
@@ -97,7 +97,7 @@ class SweepInitBatch(OwnProblem):
     u_shape, u_shape_se = _over_seeds([_u_shape(seed_losses) for _, seed_losses, _ in per_seed])
     # the scales whose best loss, if a wider rate grid lowered it, could flip the U-shape verdict
     scales = sorted(best_losses)
-    could_flip = scales[1:-1] if u_shape is None or u_shape <= 1 else [scales[0], scales[-1]]
+    could_flip = grids.could_flip(u_shape, [*scales[:1], *scales[-1:]], scales[1:-1], claim="above")
     return {
       "best_member": best["member"] if best else None,
       "best_settings": {k: best[k] for k in sweep.BASE_AXES} if best else None,

@@ -308,3 +308,22 @@ def test_history_at_rate_keeps_the_members_of_the_best_rate_only():
     {"member": "x seed 1", "step": 10, "metric": "acc", "value": -2.5},
   ]
   assert grids.history_at_rate(table, None, curves, "x", "acc") == []
+
+
+def test_could_flip_names_the_side_a_wider_grid_could_move_across_one():
+  """A wider grid only lowers a best loss: a lower numerator lowers the ratio, a lower denominator
+  raises it. Which side's edges matter depends on the claim and on whether it holds now."""
+  num, den = ["cd_k1", "cd_k10"], ["gd"]
+  assert grids.could_flip(0.9, num, den, claim="below") == den  # holds: only GD could break it
+  assert grids.could_flip(1.0, num, den, claim="below") == num  # fails: a block method could fix it
+  assert grids.could_flip(1.2, num, den, claim="below") == num
+  assert (
+    grids.could_flip(1.2, num, den, claim="above") == num
+  )  # holds: the numerator could break it
+  assert (
+    grids.could_flip(1.0, num, den, claim="above") == den
+  )  # fails: the denominator could fix it
+  for unknown in (None, float("nan")):
+    assert grids.could_flip(unknown, num, den, claim="above") == num + den
+  with pytest.raises(ValueError, match="claim='less'"):
+    grids.could_flip(0.5, num, den, claim="less")

@@ -170,6 +170,26 @@ def best_at_edge(
   }
 
 
+def could_flip(
+  ratio: float | None, numerator: Sequence[Any], denominator: Sequence[Any], *, claim: str
+) -> list[Any]:
+  """The groups whose best value, if a wider grid lowered it, could flip the verdict on `ratio`
+  = (best of the `numerator` groups) / (best of the `denominator` groups) against 1: the groups
+  whose best rate at a grid's edge leaves that verdict undecided.
+
+  A wider grid can only lower a best loss: a lower numerator lowers the ratio, a lower denominator
+  raises it. For the claim "ratio < 1" (`claim="below"`) the denominator's edges matter while it
+  holds and the numerator's while it does not; for "ratio > 1" (`"above"`) the reverse; every
+  group's while the ratio is unknown (None or not finite).
+  """
+  if claim not in ("below", "above"):
+    raise ValueError(f"could_flip: claim={claim!r} must be 'below' or 'above'")
+  if ratio is None or not math.isfinite(ratio):
+    return [*numerator, *denominator]
+  holds = ratio < 1 if claim == "below" else ratio > 1
+  return list(numerator) if (claim == "below") != holds else list(denominator)
+
+
 def steps_to_reach(
   steps: Sequence[float], values: Sequence[float], target: float, *, log: bool = False
 ) -> float | None:
