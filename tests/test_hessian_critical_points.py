@@ -248,3 +248,57 @@ def test_a_non_finite_gradient_is_named_by_its_leaf(x64):
 def test_empty_zero_size_and_integer_parameters_are_refused_by_name(params, error, message):
   with pytest.raises(error, match=message):
     hessian.spectrum(lambda p: sum(jnp.sum(x) for x in jax.tree.leaves(p)), params)
+
+
+def _half_precision_net(dtype):
+  """A 195-parameter tanh net in `dtype` with its loss (in float32) and data."""
+  from flax import nnx
+
+  class Net(nnx.Module):
+    def __init__(self, rngs):
+      self.a = nnx.Linear(8, 16, param_dtype=dtype, dtype=dtype, rngs=rngs)
+      self.b = nnx.Linear(16, 3, param_dtype=dtype, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+      return self.b(jnp.tanh(self.a(x)))
+
+  def loss(model, x, y):
+    logits = model(x).astype(jnp.float32)
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
+
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(64, 8)), dtype)
+  return Net(nnx.Rngs(0)), loss, x, jnp.asarray(rng.integers(0, 3, 64))
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_half_precision_lanczos_and_classify_work_in_float32(dtype):
+  """The Krylov work runs in float32 around the model's own HVPs: the Lanczos ends equal the
+  exact spectrum's to the HVPs' precision (in bfloat16 they came out 3x too small), the exact ends
+  equal those of the float32 Hessian of the same rounded point, and a saddle is classified a
+  saddle (with N ε of bfloat16 above 1, every eigenvalue was counted zero: "plateau")."""
+  from flax import nnx
+
+  model, loss, x, y = _half_precision_net(dtype)
+  eps = float(jnp.finfo(dtype).eps)
+  exact = spectrum(loss, model, x, y).eigenvalues
+  scale = float(np.abs(exact).max())
+  ends = spectrum(loss, model, x, y, method="lanczos", k=2, which="both").eigenvalues
+  np.testing.assert_allclose(ends, np.concatenate([exact[:2], exact[-2:]]), atol=eps * scale)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  flat, unravel = jax.flatten_util.ravel_pytree(
+    jax.tree.map(lambda p: p.astype(jnp.float32), params)
+  )
+
+  def float32_loss(theta):
+    rounded = jax.tree.map(lambda p: p.astype(dtype), unravel(theta))
+    return loss(nnx.merge(graphdef, rounded, rest), x, y)
+
+  reference = np.linalg.eigvalsh(np.asarray(jax.hessian(float32_loss)(flat), np.float64))
+  np.testing.assert_allclose(exact[[0, -1]], reference[[0, -1]], atol=4 * eps * scale)
+  for method in ("exact", "lanczos"):
+    point = classify(loss, model, x, y, method=method, grad_tol=1e3)  # not critical: no matter
+    assert point.kind == "saddle", (method, point)
+    assert point.n_negative > 10 and point.n_positive > 10, (method, point)
+  point = classify(loss, model, x, y, grad_tol=1e3)
+  assert point.count_tol == pytest.approx(np.sqrt(195) * eps * scale, rel=1e-3)

@@ -6,6 +6,7 @@ inconclusive, probes the loss around the point, so that a plateau (§8.2.3, flat
 apart from a degenerate critical point such as the monkey saddle x³ − 3xy².
 """
 
+import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -203,7 +204,11 @@ def _kind(critical: bool, n_negative: int, n_zero: int, n_positive: int, flat) -
 
 
 def _lanczos_extremes_and_counts(
-  problem: products.Problem, eig_tol: float | None, num_probes: int, rng: np.random.Generator
+  problem: products.Problem,
+  eig_tol: float | None,
+  num_probes: int,
+  rng: np.random.Generator,
+  param_dtype: np.dtype,
 ) -> tuple[float, float, tuple[int, int, int], float]:
   """λ_min, λ_max, SLQ estimates of (n_negative, n_zero, n_positive), and the tolerance of the
   counts.
@@ -223,7 +228,7 @@ def _lanczos_extremes_and_counts(
   probes = rng.integers(0, 2, size=(num_probes, size)) * 2.0 - 1.0
   nodes = krylov.ritz(krylov.hessian_lanczos(problem, probes.astype(dtype), steps))
   lowest, highest = float(nodes.values.min()), float(nodes.values.max())
-  tol = _default_eig_tol(size, dtype, lowest, highest) if eig_tol is None else eig_tol
+  tol = _default_eig_tol(size, param_dtype, lowest, highest) if eig_tol is None else eig_tol
   resolved = tol if eig_tol is not None else max(tol, (highest - lowest) / steps)
 
   def count(mask: np.ndarray) -> int:
@@ -240,8 +245,14 @@ def _lanczos_extremes_and_counts(
 
 
 def _default_eig_tol(size: int, dtype: Any, lowest: float, highest: float) -> float:
-  """N ε max|λ|, the rank tolerance of `numpy.linalg.matrix_rank`."""
-  return size * float(np.finfo(dtype).eps) * max(abs(lowest), abs(highest))
+  """N ε max|λ|, the rank tolerance of `numpy.linalg.matrix_rank`, with ε of the parameters'
+  dtype (the precision of the Hessian-vector products). In half precision N ε passes 1 from
+  N = 128 (bfloat16) or 1024 (float16), where every eigenvalue would count as zero (a bfloat16
+  saddle of 195 parameters read "plateau"): there √N ε max|λ|, the typical size of N roundings of
+  random sign."""
+  info = np.finfo(dtype)
+  factor = size if info.bits > 16 else math.sqrt(size)
+  return factor * float(info.eps) * max(abs(lowest), abs(highest))
 
 
 def classify(
@@ -281,7 +292,8 @@ def classify(
   * grad_tol = √ε (1 + |L|): the gradient a float objective can resolve (as in the √ε step of
     finite differences, Nocedal & Wright 2006, §8.1);
   * eig_tol = N ε max|λ|: rounding in an N × N symmetric eigenproblem, the rank tolerance of
-    `numpy.linalg.matrix_rank`; exactly zero eigenvalues are always zero;
+    `numpy.linalg.matrix_rank` (√N ε max|λ| in bfloat16 and float16, where N ε passes 1 at a
+    few hundred parameters); exactly zero eigenvalues are always zero;
   * flat_tol = 16 ε max(|L(θ)|, |L(θ ± r u)|): rounding of the loss values compared.
 
   ‖H g‖ is reported to find gradient-flat regions (Frye et al. 2021), where g ≠ 0 but g ∈ ker H.
@@ -350,7 +362,9 @@ def classify(
     n_zero = num_params - n_negative - n_positive
     smallest = float(np.abs(values).min())
   else:
-    lowest, highest, counts, tol = _lanczos_extremes_and_counts(problem, eig_tol, num_probes, rng)
+    lowest, highest, counts, tol = _lanczos_extremes_and_counts(
+      problem, eig_tol, num_probes, rng, dtype
+    )
     n_negative, n_zero, n_positive = counts
     smallest = min(abs(lowest), abs(highest)) if not (n_negative and n_positive) else np.nan
   critical = grad_norm <= (np.sqrt(eps) * (1 + abs(loss)) if grad_tol is None else grad_tol)

@@ -138,6 +138,7 @@ def require_dense_fits(params: Any, chunk_size: int | None, eigenvectors: bool, 
   if chunk_size is not None:
     products.require_count("chunk_size", chunk_size, where)
   num_params, dtype = param_count(params, where)
+  dtype = products.working_dtype(dtype)  # the matrix's: a bfloat16 model's is float32
   needed = dense_memory_bytes(
     num_params, dtype, resolve_chunk_size(chunk_size, num_params), eigenvectors
   )
