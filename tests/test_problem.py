@@ -605,6 +605,47 @@ def test_a_run_folder_tells_optimizer_factories_apart():
   )
 
 
+def test_a_run_folder_tells_apart_functions_whose_module_globals_differ(tmp_path):
+  """An edited constant or helper of the loss's own file, or a global a model class's method
+  reads, makes another identity (a rerun into the same folder resumed the old loss's members);
+  the same file loaded again gives the same one."""
+  import importlib.util
+
+  source = textwrap.dedent(
+    """
+    import jax.numpy as jnp
+    SMOOTHING = 0.0
+    WIDTH = 4
+
+    def helper(y):
+      return jnp.eye(2)[y]
+
+    def loss(model, batch):
+      return jnp.mean((model(batch[0]) - helper(batch[1]) * (1 - SMOOTHING)) ** 2)
+
+    class Net:
+      def __init__(self, rngs):
+        self.width = WIDTH
+    """
+  )
+
+  def identities(text):
+    path = tmp_path / "user_problem.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("user_problem", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    identity = sweep.runner.callable_identity
+    return identity(module.loss), identity(module.Net)
+
+  loss, net = identities(source)
+  assert identities(source) == (loss, net)
+  assert identities(source.replace("SMOOTHING = 0.0", "SMOOTHING = 0.5"))[0] != loss
+  assert identities(source.replace("[y]", "[1 - y]"))[0] != loss  # the helper edited
+  wider = identities(source.replace("WIDTH = 4", "WIDTH = 8"))  # read by Net's method only
+  assert wider[0] == loss and wider[1] != net
+
+
 @pytest.mark.parametrize(
   ("field", "change", "message"),
   [

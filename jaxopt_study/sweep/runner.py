@@ -280,10 +280,12 @@ def callable_identity(fn: Any, depth: int = 0) -> str:
 
   A function of this package or of Optax by its qualified name (a new release does not make old
   runs foreign); any other function (or class) also by a digest of its source (its bytecode
-  where there is none) and of what it closes over: numbers, strings and their tuples, and dicts
-  of those, by value, functions in turn (two levels deep), other objects by type; a
-  `functools.partial` by its function and arguments. So an edited lambda, or one closing over
-  another clipping norm or label smoothing, counts as another function.
+  where there is none), of what it closes over and of the module globals its code reads (a
+  constant or a helper of its file; a class's: its methods'): numbers, strings and their tuples,
+  and dicts of those, by value, functions and classes in turn (two levels deep), modules, arrays
+  and other objects by type; a `functools.partial` by its function and arguments. So an edited
+  lambda, one closing over another clipping norm, or a loss whose file sets another label
+  smoothing counts as another function.
   """
   if isinstance(fn, functools.partial):
     arguments = [*map(repr, fn.args), *(f"{k}={v!r}" for k, v in sorted(fn.keywords.items()))]
@@ -298,16 +300,50 @@ def callable_identity(fn: Any, depth: int = 0) -> str:
     code = getattr(fn, "__code__", None)
     digest.update(repr(code.co_code if code else type(fn)).encode())
   for cell in getattr(fn, "__closure__", None) or ():
-    value = cell.cell_contents
-    if callable(value):
-      digest.update(callable_identity(value, depth + 1).encode())
-    elif isinstance(value, int | float | str | bool | tuple | type(None)):
-      digest.update(repr(value).encode())
-    elif isinstance(value, dict) and all(isinstance(k, str) for k in value):
-      digest.update(repr(sorted(value.items())).encode())
-    else:
-      digest.update(type(value).__qualname__.encode())
+    _digest_value(digest, cell.cell_contents, depth)
+  for key, value in _globals_read(fn):
+    digest.update(key.encode())
+    _digest_value(digest, value, depth)
   return f"{name} {digest.hexdigest()}"
+
+
+def _digest_value(digest: Any, value: Any, depth: int) -> None:
+  """Adds a value a function reads to its digest (`callable_identity`'s rules)."""
+  if callable(value):
+    digest.update(callable_identity(value, depth + 1).encode())
+  elif _plain(value):
+    digest.update(repr(sorted(value.items()) if isinstance(value, dict) else value).encode())
+  else:
+    digest.update(type(value).__qualname__.encode())
+
+
+def _plain(value: Any) -> bool:
+  """A number, string, bool or None, or a tuple or str-keyed dict of them: its repr is its value
+  (another object's repr may hold its address, which differs between processes)."""
+  if isinstance(value, int | float | str | bool | type(None)):
+    return True
+  if type(value) is tuple:
+    return all(map(_plain, value))
+  if isinstance(value, dict):
+    return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+  return False
+
+
+def _globals_read(fn: Any) -> list[tuple[str, Any]]:
+  """The module globals (name, value) that the code of `fn` (or of a class's methods) reads,
+  nested functions and comprehensions included, in sorted order; builtins are not globals."""
+  functions = (
+    [v for v in vars(fn).values() if inspect.isfunction(v)] if isinstance(fn, type) else [fn]
+  )
+  found: dict[str, Any] = {}
+  for function in functions:
+    code, scope = getattr(function, "__code__", None), getattr(function, "__globals__", {})
+    codes = [code] if code is not None else []
+    while codes:
+      current = codes.pop()
+      codes.extend(c for c in current.co_consts if inspect.iscode(c))
+      found.update({n: scope[n] for n in current.co_names if n in scope and n != function.__name__})
+  return sorted(found.items())
 
 
 def _masking_changes_loss(problem: problem_lib.Problem, sizes: list[int]) -> bool:
