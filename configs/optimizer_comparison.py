@@ -48,8 +48,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizers = ml_collections.ConfigDict(
     {
       **first_order,
-      "newton": {"learning_rate": [1.0], "damping": [1e-2, 1e-1], "adaptive": True},
-      "saddle_free_newton": {"learning_rate": [1.0], "damping": [1e-2, 1e-1]},
+      "newton": {"learning_rate": [1.0], "damping": [1e-3, 1e-2, 1e-1], "adaptive": True},
+      "saddle_free_newton": {"learning_rate": [1.0], "damping": [1e-3, 1e-2, 1e-1]},
       "conjugate_gradient": {"learning_rate": [1.0]},
       "bfgs": {"learning_rate": [1.0]},
       "lbfgs": {"learning_rate": [1.0], "memory_size": 10},

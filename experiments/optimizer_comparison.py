@@ -27,8 +27,11 @@ line-search trials or Hessian-vector products) and the run time of its grid per 
 
 Claims (`summary.json`, each keyed by problem): `best_optimizer`, `final_loss_by_optimizer`,
 `best_hyperparameters_by_optimizer`, `steps_by_optimizer`, `epochs_by_optimizer`,
-`seconds_by_optimizer`, `best_at_grid_edge` (with `any_best_at_grid_edge`, which leaves the
-best-optimizer verdict undecided), `best_first_order_is_adaptive_rate` (1 or 0),
+`seconds_by_optimizer`, `best_at_grid_edge` (the optimizers whose best grid point sits at
+either end of one of its swept axes of several values, the learning rate or Newton's damping;
+`grid_edge_axes` names the axes), `first_order_best_at_grid_edge` (such an edge among the
+first-order methods, which leaves the best-optimizer verdict undecided: that verdict compares them
+only), `best_first_order_is_adaptive_rate` (1 or 0),
 `adaptive_over_other_final_loss` (± `..._se`: the best adaptive-rate method's final objective
 over the best other first-order method's, each at its best grid point, as the geometric mean
 over seeds of the per-seed ratio, `verdicts.paired_ratio`, which the verdict judges); on the
@@ -103,7 +106,7 @@ class OptimizerComparison(Experiment):
       "adaptive_over_other_final_loss",
       1.0,
       standard_error="adaptive_over_other_final_loss_se",
-      unless="any_best_at_grid_edge",
+      unless="first_order_best_at_grid_edge",
     ),
     "steps_to_optimum_by_optimizer": below("newton_bfgs_steps_to_optimum", FEW_DOZEN + 0.5),
     "gap_to_optimum_by_optimizer": below("newton_bfgs_relative_gap_to_optimum", 1e-4),
@@ -171,9 +174,6 @@ class OptimizerComparison(Experiment):
       p: {k: _median_row(rows) for (q, k), rows in at_best.items() if q == p}
       for p in dict.fromkeys(r["problem"] for r in table)
     }
-    rates: dict[tuple[str, str], set[float]] = {}
-    for row in table:
-      rates.setdefault((row["problem"], row["optimizer"]), set()).add(row["learning_rate"])
     losses = history_curves(results.history, "train_loss")
     steps_to_optimum = {
       p: {
@@ -183,19 +183,12 @@ class OptimizerComparison(Experiment):
       for p in optima
     }
     newton_bfgs = [(p, k) for p in optima for k in NEWTON_BFGS if k in best[p]]
-    # A best rate at either end of a grid of several rates: the grid may not bracket the best.
-    edges = {
-      p: sorted(
-        k
-        for k, r in rows.items()
-        if len(rates[(p, k)]) > 1 and r["learning_rate"] in (min(rates[(p, k)]), max(rates[(p, k)]))
-      )
-      for p, rows in best.items()
-    }
     swept = {
       k: [a for a, v in h.items() if isinstance(v, list | tuple)]
       for k, h in config.optimizers.items()
     }
+    edge_axes = _edge_axes(table, best, swept)
+    edges = {p: sorted(k for k, axes in by_k.items() if axes) for p, by_k in edge_axes.items()}
     return {
       "best_optimizer": {
         p: min(rows.values(), key=lambda r: r["final_train_loss"])["optimizer"] if rows else None
@@ -210,8 +203,9 @@ class OptimizerComparison(Experiment):
       "epochs_by_optimizer": _by(best, "epochs"),
       "seconds_by_optimizer": _by(best, "seconds"),
       "final_test_error_by_optimizer": _by(best, "final_test_error"),
-      # A best rate at either end of a grid of several rates: the grid may not bracket the best.
+      # A best grid point at either end of an axis of several values: it may not be bracketed.
       "best_at_grid_edge": edges,
+      "grid_edge_axes": {p: {k: a for k, a in by_k.items() if a} for p, by_k in edge_axes.items()},
       "members_not_descending": sorted(
         r["member"]
         for r in table
@@ -238,7 +232,9 @@ class OptimizerComparison(Experiment):
           for p, rows in best.items()
         }
       ),
-      "any_best_at_grid_edge": {p: bool(edges[p]) for p in best},
+      "first_order_best_at_grid_edge": {
+        p: any(k not in FULL_BATCH for k in edges[p]) for p in best
+      },
       # None where no convex problem ran one of them: nothing to judge
       "newton_bfgs_steps_to_optimum": {
         f"{p}/{k}": _or_failed(steps_to_optimum[p][k], config.full_batch.steps)
@@ -404,6 +400,28 @@ def best_points(table: list[dict]) -> dict[tuple[str, str], list[dict]]:
   medians = grids.seed_medians(scored, (*pairs, "point"), "final_train_loss")
   best = grids.best_rows(medians, pairs, "final_train_loss")
   return grids.seed_rows_at(scored, best, pairs, "point")
+
+
+def _edge_axes(
+  table: list[dict], best: dict[str, dict[str, dict]], swept: dict[str, list[str]]
+) -> dict[str, dict[str, list[str]]]:
+  """Per problem and optimizer, the swept axes (of several values) at whose smallest or largest
+  value the best grid point sits: a grid that may not bracket the best."""
+  values: dict[tuple[str, str, str], set] = {}
+  for row in table:
+    for axis in swept[row["optimizer"]]:
+      values.setdefault((row["problem"], row["optimizer"], axis), set()).add(row[axis])
+  return {
+    p: {
+      k: [
+        a
+        for a in swept[k]
+        if len(tried := values[(p, k, a)]) > 1 and r[a] in (min(tried), max(tried))
+      ]
+      for k, r in rows.items()
+    }
+    for p, rows in best.items()
+  }
 
 
 def _median_row(rows: list[dict]) -> dict:
