@@ -19,6 +19,7 @@ from flax import nnx
 from jaxopt_study import cli, hessian, optim, results, sweep, train
 from jaxopt_study import data as data_lib
 from jaxopt_study import problem as problem_lib
+from jaxopt_study.config import ConfigError
 from jaxopt_study.results import read_csv
 from jaxopt_study.sweep import checkpoint, program, runner
 
@@ -251,6 +252,26 @@ def test_equal_epochs_scale_the_step_counts_by_the_smallest_batch_size():
     6,
   )
   assert sweep.batch_groups([100, 400]) == [(100, 400)]  # one program, unless at equal epochs
+
+
+@pytest.mark.parametrize(
+  ("fields", "message"),
+  [
+    ({"l2_penallty": 0.5}, "l2_penallty: a sweep config has no such field"),
+    ({"patiance": 3}, "patiance: a sweep config has no such field"),
+    ({"problem": "my_problem.py:make"}, "remove data, model.activation, model.batchnorm"),
+    ({"problem": "my_problem.py:make", "model": {"init_scale": 0.5}}, "^data: the config names"),
+  ],
+)
+def test_a_field_the_sweep_would_ignore_is_refused(fields, message):
+  """A misspelled field trained without what it meant to set (l2_penallty: no penalty), and a
+  built-in problem's data or model options beside the user's own problem were ignored: refused,
+  naming the field, before the problem is built."""
+  config = make_config()
+  for field, value in fields.items():
+    config[field] = ml_collections.ConfigDict(value) if isinstance(value, dict) else value
+  with pytest.raises(ConfigError, match=message):
+    sweep.check_config(config)
 
 
 @pytest.mark.parametrize("value", ["yes", 1, None])

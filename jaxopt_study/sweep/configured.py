@@ -152,8 +152,37 @@ def sweep_axes(config: ml_collections.ConfigDict) -> dict[Any, list]:
     raise ConfigError(f"search: {error}") from None
 
 
+# Every field a sweep config may hold (the module docstring says what each means).
+FIELDS = (
+  "experiment", "problem", "data", "model", "loss", "optimizer", "seed", "steps", "batch_size",
+  "learning_rate", "eval_every", "sweep", "search", "sampling", "patience", "early_stopping",
+  "l2_penalty", "checkpoint_every", "divergence_factor", "equal_epochs", "log_minibatches",
+  "curvature_every", "curvature",
+)  # fmt: skip
+
+
 def check(config: ml_collections.ConfigDict) -> grid.Plan:
-  """Validates a sweep config and returns its `grid.Plan`; nothing is compiled."""
+  """Validates a sweep config and returns its `grid.Plan`; nothing is compiled.
+
+  Raises:
+    ConfigError: naming the field, for one a sweep config does not have (a misspelled
+      `l2_penallty` trained without the penalty), or a built-in problem's `data`, `loss` or model
+      option beside the user's own `problem`, which would be ignored.
+  """
+  if unknown := sorted(set(config) - set(FIELDS)):
+    raise ConfigError(
+      f"{unknown[0]}: a sweep config has no such field (misspelled?); its fields are "
+      f"{', '.join(FIELDS)}"
+    )
+  if config.get("problem", None):
+    ignored = [f for f in ("data", "loss") if config.get(f, None) is not None]
+    if "model" in config:
+      ignored += [f"model.{k}" for k in sorted(config.model) if k != "init_scale"]
+    if ignored:
+      raise ConfigError(
+        f"{ignored[0]}: the config names its own problem ({config.problem}), which brings its "
+        "data, model and loss; only model.init_scale applies to it: remove " + ", ".join(ignored)
+      )
   return grid.check(**arguments(config))
 
 
