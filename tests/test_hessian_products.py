@@ -89,14 +89,40 @@ def test_batches_give_the_full_data_hessian(x64):
   np.testing.assert_allclose(grad, full_grad, rtol=1e-12)
 
 
+def test_dict_batches_are_weighted_by_their_examples_or_refused(x64):
+  """Batches given as dicts are weighted by the number of examples their arrays share (the Hessian
+  of batches of 4, 16 and 30 equals the full data's); a dict with a per-class table beside the
+  examples was weighted by its first key in sorted order ("class_weights": 2 for every batch) and
+  is refused, naming the arrays."""
+  params, x, y = mlp_problem()
+
+  def dict_loss(p, batch):
+    return mlp_loss(p, batch["image"], batch["label"])
+
+  cuts = [(0, 4), (4, 20), (20, 50)]
+  batches = [{"image": x[a:b], "label": y[a:b]} for a, b in cuts]
+  ours = hessian_matrix(dict_loss, params, batches=batches)
+  np.testing.assert_allclose(ours, hessian_matrix(mlp_loss, params, x, y), rtol=1e-10, atol=1e-12)
+  weighted = [{"class_weights": jnp.ones(2), **batch} for batch in batches]
+  with pytest.raises(ValueError, match=r"\['class_weights'\]: 2, .*\['image'\]: 4"):
+    hessian_matrix(lambda p, batch: dict_loss(p, batch), params, batches=weighted)
+
+
 def test_data_errors_name_the_culprit():
   params, x, y = mlp_problem()
   with pytest.raises(ValueError, match="not both"):
     hvp(mlp_loss, params, x, y, batches=[(x, y)])
   with pytest.raises(ValueError, match="non-empty sequence"):
     hvp(mlp_loss, params, batches=[])
-  with pytest.raises(ValueError, match=r"batches\[1\].*leading batch dimension"):
+  with pytest.raises(
+    ValueError, match=r"batches\[1\].*leading batch dimension.*scalar batches\[1\]\[0\]"
+  ):
     hvp(mlp_loss, params, batches=[(x, y), (np.float32(1.0), y)])
+  with pytest.raises(
+    ValueError,
+    match=r"its arrays' leading lengths differ \(batches\[0\]\[0\]: 10, batches\[0\]\[1\]: 9\)",
+  ):
+    hvp(mlp_loss, params, batches=[(x[:10], y[:9])])
   with pytest.raises(TypeError, match="floating point"):
     hvp(mlp_loss, {"w": np.arange(3)})
   with pytest.raises(ValueError, match="mode='train' applies only"):

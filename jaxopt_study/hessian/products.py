@@ -11,7 +11,7 @@ it closes over, `trace_fingerprint`), so that a call after those values changed 
 instead of reusing the values the first call compiled in (JAX's own `jax.jit` would).
 
 The loss over a dataset given as batches B₁ ... B_K with n_b examples each (n_b the leading
-dimension of the batch's first array) is the size-weighted mean
+length that every array of the batch shares) is the size-weighted mean
 
 .. math:: L(θ) = Σ_b n_b L_b(θ) / Σ_b n_b,
 
@@ -137,14 +137,31 @@ def host_rng(key: jax.Array | None) -> np.random.Generator:
 
 
 def _batch_size(batch: tuple, index: int) -> int:
-  leaves = jax.tree.leaves(batch)
-  if not leaves or jnp.ndim(leaves[0]) == 0:
+  """n_b, the leading length that every array of the batch shares.
+
+  Raises:
+    ValueError: a batch without arrays, with a scalar, or whose arrays' leading lengths differ (a
+      per-class table beside the examples: which length counts the examples would be a guess; the
+      first array of a dict in key order weighted every batch by the number of classes).
+  """
+  lengths = {
+    f"batches[{index}]{jax.tree_util.keystr(path)}": jnp.shape(leaf)[0] if jnp.ndim(leaf) else None
+    for path, leaf in jax.tree_util.tree_flatten_with_path(batch)[0]
+  }
+  scalars = [name for name, n in lengths.items() if n is None]
+  if not lengths or scalars:
     raise ValueError(
-      f"batches[{index}]: its first array must have a leading batch dimension (the number of "
-      "examples n_b that weights the batch), got "
-      + ("no array" if not leaves else f"a scalar {leaves[0]!r}")
+      f"batches[{index}]: every array needs a leading batch dimension (the number of examples "
+      f"n_b that weights the batch); got {'no array' if not lengths else 'a scalar ' + scalars[0]}"
     )
-  return int(jnp.shape(leaves[0])[0])
+  if len(set(lengths.values())) > 1:
+    listed = ", ".join(f"{name}: {n}" for name, n in lengths.items())
+    raise ValueError(
+      f"batches[{index}]: its arrays' leading lengths differ ({listed}), so the number of "
+      "examples that weights the batch is ambiguous: give every array of a batch one row per "
+      "example, and what is not per example (class weights, ...) through the loss's closure"
+    )
+  return int(next(iter(lengths.values())))
 
 
 def _group_batches(batches: Sequence[tuple], dtype: np.dtype) -> tuple[BatchGroup, ...]:
