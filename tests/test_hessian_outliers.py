@@ -102,3 +102,23 @@ def test_class_mean_gram_refuses_mismatched_labels():
     outliers.class_mean_gram(_logits, params, x, y[:-1])
   with pytest.raises(ValueError, match="num_classes=3"):
     outliers.class_mean_gram(_logits, params, x, y, num_classes=3)
+  with pytest.raises(ValueError, match=r"class id 4 is outside 0\.\.\.3"):
+    outliers.class_mean_gram(_logits, params, x, np.where(np.arange(y.size) == 0, 4, y))
+
+
+@pytest.mark.usefixtures("x64")
+def test_class_mean_gram_follows_a_changed_global():
+  """A logits function that reads a global (a temperature) gives the Gram matrix of the global's
+  current value: it returned the first call's compiled values."""
+  params, x, y = _softmax_regression(3)
+  temperature = {"T": 1.0}
+
+  def tempered(p, inputs):
+    return _logits(p, inputs) / temperature["T"]
+
+  first = outliers.class_mean_gram(tempered, params, x, y).gram
+  temperature["T"] = 0.2
+  again = outliers.class_mean_gram(tempered, params, x, y).gram
+  fresh = outliers.class_mean_gram(lambda p, inputs: _logits(p, inputs) / 0.2, params, x, y).gram
+  np.testing.assert_allclose(again, fresh, rtol=1e-12)
+  assert not np.allclose(again, first)

@@ -168,20 +168,9 @@ def lanczos(
   if not isinstance(vector, jax.core.Tracer):
     # keyed by what matvec computes, not only by the function: one that reads a changed global
     # or closure compiles again instead of reusing the values compiled in
-    matvec = _Fingerprinted(matvec, products.jaxpr_fingerprint(closed))
+    matvec = products.Fingerprinted(matvec, products.jaxpr_fingerprint(closed))
   result = _lanczos_jit(matvec, vector, int(num_steps))
   return result if keep_basis else result._replace(basis=None)
-
-
-class _Fingerprinted(NamedTuple):
-  """A function and the fingerprint of its trace (`products.jaxpr_fingerprint`), hashed and
-  compared as the pair: a static argument of `jax.jit` that tells two traces apart."""
-
-  fn: Callable[[jax.Array], jax.Array]
-  fingerprint: str
-
-  def __call__(self, vector: jax.Array) -> jax.Array:
-    return self.fn(vector)
 
 
 _lanczos_jit = jax.jit(lanczos_steps, static_argnums=(0, 2))

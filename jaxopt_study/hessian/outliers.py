@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from jaxopt_study.hessian import products
+
 
 class Outliers(NamedTuple):
   """The outliers of a spectrum by the largest eigengap (see `count_outliers`)."""
@@ -114,7 +116,8 @@ def class_mean_gram(
     `ClassMeanGram(gram, eigenvalues, weights)` in float64.
 
   Raises:
-    ValueError: labels not of shape (n,), or a num_classes other than the logits' width.
+    ValueError: labels not of shape (n,) or outside [0, C), or a num_classes other than the
+      logits' width.
   """
   logits = jax.eval_shape(logits_fn, params, inputs)
   labels = jnp.asarray(labels)
@@ -125,6 +128,18 @@ def class_mean_gram(
     )
   if num_classes is not None and num_classes != logits.shape[1]:
     raise ValueError(f"num_classes={num_classes!r}: the logits have {logits.shape[1]} classes")
+  if not isinstance(labels, jax.core.Tracer):
+    outside = np.asarray(labels)[(np.asarray(labels) < 0) | (np.asarray(labels) >= logits.shape[1])]
+    if outside.size:  # one_hot would give it no class: the example would silently drop out
+      raise ValueError(
+        f"labels: class id {int(outside[0])} is outside 0...{logits.shape[1] - 1} (the logits' "
+        "classes)"
+      )
+  leaves = jax.tree.leaves((params, inputs))
+  if not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+    # keyed by what logits_fn computes: one that reads a changed global or closure compiles again
+    closed = jax.make_jaxpr(lambda p, x: logits_fn(p, x))(params, inputs)
+    logits_fn = products.Fingerprinted(logits_fn, products.jaxpr_fingerprint(closed))
   means, weights = _weighted_class_means(logits_fn, params, inputs, labels)
   vectors = np.asarray(means, np.float64)
   gram = vectors @ vectors.T

@@ -306,6 +306,18 @@ def trace_fingerprint(problem: Problem) -> str:
   return jaxpr_fingerprint(closed)
 
 
+class Fingerprinted(NamedTuple):
+  """A function and the fingerprint of its trace (`jaxpr_fingerprint`), hashed and compared as
+  the pair: a static argument of `jax.jit` that tells two traces apart, so that a function that
+  reads a changed global or closure compiles again instead of reusing the values compiled in."""
+
+  fn: Callable[..., Any]
+  fingerprint: str
+
+  def __call__(self, *args: Any) -> Any:
+    return self.fn(*args)
+
+
 def jaxpr_fingerprint(closed: Any) -> str:
   """A digest of a function traced by `jax.make_jaxpr`: its jaxpr's text and the values of its
   constants (concrete: the trace of a call outside any outer trace)."""
