@@ -46,6 +46,7 @@ from jaxopt_study import data as data_lib
 from jaxopt_study import models, validate
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.hessian import tracking
+from jaxopt_study.optim import preconditioners
 
 METRICS = ("train_loss", "grad_norm", "train_error", "test_loss", "test_error")  # built-in
 SAMPLINGS = ("epoch", "replacement")
@@ -196,6 +197,14 @@ def check_curvature(
     raise TypeError(
       f"{where}: curvature.preconditioner={curvature.preconditioner!r} must be a function "
       "opt_state -> P, e.g. optim.adam_preconditioner()"
+    )
+  factories = {id(f): name for name, f in preconditioners.PRECONDITIONERS.items()}
+  if id(curvature.preconditioner) in factories:
+    name = factories[id(curvature.preconditioner)]
+    raise TypeError(
+      f"{where}: curvature.preconditioner=optim.{name}_preconditioner is the factory of the "
+      f"function opt_state -> P: call it, optim.{name}_preconditioner() (with the optimizer's "
+      "δ and β's)"
     )
 
 

@@ -222,6 +222,49 @@ def test_adam_preconditioner_is_float64_in_a_float64_run(x64):
     np.testing.assert_allclose(p, expected, rtol=1e-12)
 
 
+def test_a_preconditioner_not_shaped_like_the_parameters_is_refused_by_name(x64):
+  """P of another size, or an Adam state per parameter group (optax.partition), failed deep in
+  JAX with a broadcasting error naming neither; both are refused as the loop is traced."""
+  problem = _problem()
+  common = dict(steps=20, batch_size=10, eval_every=10, curvature_every=10)
+  options = hessian.CurvatureOptions(preconditioner=lambda state: {"w": jnp.ones(3)})
+  with pytest.raises(ValueError, match="P has 3 entries for .* parameters"):
+    train.train(problem, optim.sgd(0.1), curvature=options, **common)
+
+  def labels(params):
+    return jax.tree_util.tree_map_with_path(
+      lambda path, _: "first" if "0" in jax.tree_util.keystr(path) else "rest", params
+    )
+
+  grouped = optax.partition({"first": optim.adam(0.1), "rest": optim.adam(0.01)}, labels)
+  options = hessian.CurvatureOptions(preconditioner=optim.adam_preconditioner())
+  with pytest.raises(ValueError, match="holds 2 ScaleByAdamStates, one per parameter group"):
+    train.train(problem, grouped, curvature=options, **common)
+
+
+@pytest.mark.parametrize(
+  ("optimizer", "preconditioner", "after_one_step"),
+  [
+    (optim.rmsprop(0.1, decay=0.9, eps=1e-6), optim.rmsprop_preconditioner(1e-6),
+     lambda g: np.sqrt(1e-6 + 0.1 * g**2)),
+    (optim.adagrad(0.1, eps=1e-7), optim.adagrad_preconditioner(1e-7),
+     lambda g: 1e-7 + np.abs(g)),
+  ],
+)  # fmt: skip
+def test_rmsprop_and_adagrad_have_no_preconditioner_before_their_first_step(
+  optimizer, preconditioner, after_one_step, x64
+):
+  """Before a step r = 0, and √δ or δ in P's place made a preconditioned sharpness 10²-10⁶ times
+  the later values: P is NaN there (the monitor reports NaN, as for Adam's P = 0), and
+  Algorithm 8.5's √(δ + r₁) or 8.4's δ + √r₁ after it."""
+  params = {"w": jnp.asarray([1.0, -2.0, 0.5])}
+  state = optimizer.init(params)
+  assert np.all(np.isnan(preconditioner(state)["w"]))
+  g = np.asarray([0.3, 0.0, -2.0])  # a zero gradient entry is a step taken all the same
+  _, state = optimizer.update({"w": jnp.asarray(g)}, state, params)
+  np.testing.assert_allclose(preconditioner(state)["w"], after_one_step(g), rtol=1e-12)
+
+
 @pytest.mark.parametrize(
   "kwargs, message",
   [
@@ -233,6 +276,13 @@ def test_adam_preconditioner_is_float64_in_a_float64_run(x64):
     (dict(curvature_every=10, curvature=hessian.CurvatureOptions(tolerance=1.5)), "tolerance"),
     (dict(curvature_every=10, curvature=hessian.CurvatureOptions(examples=151)), "examples"),
     (dict(curvature_every=10, curvature={"probes": 2}), "CurvatureOptions"),
+    (
+      dict(
+        curvature_every=10,
+        curvature=hessian.CurvatureOptions(preconditioner=optim.rmsprop_preconditioner),
+      ),
+      r"call it, optim.rmsprop_preconditioner\(\)",
+    ),
   ],
 )
 def test_bad_monitor_arguments_are_refused_by_name(kwargs, message, x64):

@@ -187,6 +187,11 @@ def measure(
     lambda_max, top_vector = _top_eigenpair(hvp, state.top_vector, num_steps, options.tolerance)
   else:  # both eigenproblems in one batched Lanczos: S H S with S = 1 and S = P^{-1/2}
     diagonal, _ = ravel_pytree(options.preconditioner(opt_state))
+    if diagonal.shape != flat.shape:  # shapes are static: refused as the loop is traced
+      raise ValueError(
+        f"curvature.preconditioner: P has {diagonal.size} entries for {flat.size} parameters; "
+        "it must be shaped like the parameters, one entry each"
+      )
     positive = jnp.all(diagonal > 0)
     scale = jax.lax.rsqrt(jnp.where(positive, diagonal, 1.0)).astype(flat.dtype)
     scales = jnp.stack([jnp.ones_like(scale), scale])

@@ -14,8 +14,12 @@ pytree shaped like the parameters:
 
 The state is found wherever it sits in the optimizer's state (a chain, `optax.inject_hyperparams`,
 `with_extra_args_support`); hyperparameters that `optax.inject_hyperparams` carries in the state
-(a sweep's axes: `b1`, `b2`, `eps`) override the function's arguments. Before the first step
-(t = 0) Adam's P is 0: the monitor reports NaN there.
+(a sweep's axes: `b1`, `b2`, `eps`) override the function's arguments.
+
+Before the first step no P is defined: the state then holds r = 0, not the r₁ = (1 − ρ)g₀² (or
+g₀²) of the step about to be taken, and √δ or δ in its place gave a preconditioned sharpness
+10²-10⁶ times the later values. Adam's P is 0 there and RMSProp's and AdaGrad's NaN (while r is 0
+everywhere), which the monitor reports as NaN.
 """
 
 from collections.abc import Callable
@@ -30,13 +34,20 @@ from jaxopt_study.optim.first_order import BookAdagradState
 
 
 def _find(opt_state: Any, kind: type, optimizer: str) -> Any:
-  """The first node of type `kind` in `opt_state`, or a ValueError naming the optimizer."""
+  """The node of type `kind` in `opt_state`; a ValueError naming the optimizer where there is
+  none, or several (one per parameter group, each covering some of the parameters)."""
   nodes = jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, kind))
   found = [node for node in nodes if isinstance(node, kind)]
   if not found:
     raise ValueError(
       f"{optimizer}_preconditioner: the optimizer state has no {kind.__name__}; is the "
       f"optimizer {optimizer}?"
+    )
+  if len(found) > 1:
+    raise ValueError(
+      f"{optimizer}_preconditioner: the optimizer state holds {len(found)} {kind.__name__}s, one "
+      "per parameter group (optax.partition, models.transfer's optimizer): one P for every "
+      "parameter cannot be read from it"
     )
   return found[0]
 
@@ -80,7 +91,9 @@ def rmsprop_preconditioner(eps: float = 1e-6) -> Callable[[Any], Any]:
   def preconditioner(opt_state: Any) -> Any:
     state = _find(opt_state, optax.ScaleByRmsState, "rmsprop")
     delta = _injected(opt_state, {"eps": eps})["eps"]
-    return jax.tree.map(lambda r: jnp.sqrt(delta + r).astype(r.dtype), state.nu)
+    return _after_first_step(
+      jax.tree.map(lambda r: jnp.sqrt(delta + r).astype(r.dtype), state.nu), state.nu
+    )
 
   return preconditioner
 
@@ -92,9 +105,17 @@ def adagrad_preconditioner(eps: float = 1e-7) -> Callable[[Any], Any]:
   def preconditioner(opt_state: Any) -> Any:
     state = _find(opt_state, BookAdagradState, "adagrad")
     delta = _injected(opt_state, {"eps": eps})["eps"]
-    return jax.tree.map(lambda r: (delta + jnp.sqrt(r)).astype(r.dtype), state.sum_sq_grad)
+    diagonal = jax.tree.map(lambda r: (delta + jnp.sqrt(r)).astype(r.dtype), state.sum_sq_grad)
+    return _after_first_step(diagonal, state.sum_sq_grad)
 
   return preconditioner
+
+
+def _after_first_step(diagonal: Any, squares: Any) -> Any:
+  """`diagonal`, or NaN everywhere while the accumulated squared gradients are all 0 (no step
+  taken yet)."""
+  started = jnp.any(jnp.stack([jnp.any(r > 0) for r in jax.tree.leaves(squares)]))
+  return jax.tree.map(lambda d: jnp.where(started, d, jnp.nan).astype(d.dtype), diagonal)
 
 
 PRECONDITIONERS: dict[str, Callable[..., Callable[[Any], Any]]] = {
