@@ -341,7 +341,7 @@ def test_hessian_tools_refuse_a_point_where_the_loss_is_not_finite(tool, positio
   params=st.sampled_from(
     [
       ({}, ValueError, "params has no arrays"),
-      ({"w": jnp.zeros((0,))}, ValueError, r"params\['w'\] has shape \(0,\)"),
+      ({"w": jnp.zeros((0,))}, ValueError, r"params has no entries"),
       ({"w": jnp.arange(3)}, TypeError, r"params\['w'\] has dtype int32"),
       ({"w": jnp.ones(3, bool)}, TypeError, r"params\['w'\] has dtype bool"),
       ({"w": jnp.ones(3, jnp.complex64)}, TypeError, r"params\['w'\] has dtype complex64"),

@@ -237,11 +237,7 @@ def test_a_non_finite_gradient_is_named_by_its_leaf(x64):
   ("params", "error", "message"),
   [
     ({}, ValueError, "spectrum: params has no arrays"),
-    (
-      {"w": jnp.zeros((0, 3))},
-      ValueError,
-      r"spectrum: params\['w'\] has shape \(0, 3\), no entries",
-    ),
+    ({"w": jnp.zeros((0, 3))}, ValueError, r"spectrum: params has no entries"),
     ({"w": jnp.arange(3)}, TypeError, r"spectrum: params\['w'\] has dtype int"),
   ],
 )

@@ -93,3 +93,19 @@ def test_sharpness_at_a_minimum_starts_from_a_random_corner(x64):
   np.testing.assert_allclose(got, 100 * 0.5 * np.sum(CURVATURES) * 1e-6, rtol=1e-12)
   with pytest.raises(ValueError, match="eps=0"):
     sharpness(bowl, {"x": jnp.zeros(3)}, jnp.asarray(CURVATURES), eps=0)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_curvature_along_gradient_of_half_precision_parameters(dtype):
+  """gᵀg and gᵀHg of ½ wᵀAw at w = 1 in half precision (exact there: small integers and halves);
+  bfloat16 values failed numpy's finiteness check after they were computed."""
+  a = np.diag([3.0, -1.0, 0.5, 2.0]).astype(np.float32)
+
+  def loss(p):
+    w = p["w"].astype(jnp.float32)
+    return 0.5 * w @ a @ w
+
+  result = curvature_along_gradient(loss, {"w": jnp.ones(4, dtype)})
+  g = a @ np.ones(4)
+  assert float(result.g_dot_g) == g @ g == 14.25
+  assert float(result.g_hess_g) == g @ a @ g == 34.125

@@ -285,3 +285,33 @@ def test_a_vector_of_the_right_structure_but_another_shape_is_refused_by_path():
   product = hvp(lambda p: jnp.sum(p["w"] ** 2) + p["b"] ** 2, {"w": jnp.ones(2), "b": jnp.ones(())})
   with pytest.raises(ValueError, match=r"hvp: vector\['w'\] has shape \(3,\) where the parameter"):
     product({"w": jnp.ones(3), "b": jnp.ones(())})
+
+
+def test_an_int_key_is_the_seed_of_jax_random_key():
+  """`key=0` failed with "'int' object has no attribute 'dtype'"; now it draws what
+  jax.random.key(0) draws, and a key of another kind is refused by name."""
+  first = products.host_rng(0).integers(0, 2**31, size=4)
+  np.testing.assert_array_equal(
+    first, products.host_rng(jax.random.key(0)).integers(0, 2**31, size=4)
+  )
+  assert not np.array_equal(first, products.host_rng(1).integers(0, 2**31, size=4))
+  with pytest.raises(TypeError, match="key='0': pass a JAX PRNG key"):
+    products.host_rng("0")
+  with pytest.raises(ValueError, match="key"):
+    products.host_rng(-1)
+
+
+def test_an_empty_parameter_array_adds_nothing_to_the_hessian(x64):
+  """A model with a 0-size parameter trains; its Hessian is that of the other parameters (every
+  tool refused it). Parameters with no entry at all are still refused."""
+  params, x, y = mlp_problem()
+  with_empty = {**params, "empty": jnp.zeros((0, 4))}
+
+  def loss_with_empty(p, x, y):
+    return mlp_loss({k: v for k, v in p.items() if k != "empty"}, x, y) + jnp.sum(p["empty"])
+
+  np.testing.assert_allclose(
+    hessian_matrix(loss_with_empty, with_empty, x, y), hessian_matrix(mlp_loss, params, x, y)
+  )
+  with pytest.raises(ValueError, match="params has no entries"):
+    hessian_matrix(lambda p: jnp.sum(p["empty"]), {"empty": jnp.zeros((0, 4))})

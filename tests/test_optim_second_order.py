@@ -435,7 +435,7 @@ def test_critical_point_newton_names_the_non_finite_gradient_leaf():
   ("params", "error", "match"),
   [
     ({}, ValueError, "params has no arrays"),
-    ({"w": jnp.zeros(0)}, ValueError, r"params\['w'\] has shape \(0,\), no entries"),
+    ({"w": jnp.zeros(0)}, ValueError, r"params has no entries"),
     ({"w": jnp.arange(2)}, TypeError, r"params\['w'\] has dtype int32"),
   ],
 )

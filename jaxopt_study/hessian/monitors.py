@@ -12,7 +12,6 @@ from typing import Any, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxopt_study import validate
 from jaxopt_study.hessian import products
@@ -86,7 +85,7 @@ def curvature_along_gradient(
   measured = (result.g_dot_g, result.g_hess_g)
   if not any(isinstance(v, jax.core.Tracer) for v in measured):
     products.require_finite_point(problem, loss, grad, where)  # the loss too, not only g
-    if not np.all(np.isfinite(measured)):
+    if not all(bool(jnp.isfinite(v)) for v in measured):  # bfloat16 arrays: not numpy's
       raise ValueError(f"{where}: the gradient or its curvature at params is not finite")
   return result
 

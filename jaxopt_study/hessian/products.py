@@ -26,6 +26,7 @@ The Hessian-vector product is forward-over-reverse, H v = ∂/∂t ∇L(θ + t v
 import functools
 import hashlib
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -124,13 +125,19 @@ class Problem(NamedTuple):
 
 
 def host_rng(key: jax.Array | None) -> np.random.Generator:
-  """A numpy generator seeded by the bits of a JAX PRNG key (typed or raw); None: seed 0.
+  """A numpy generator seeded by the bits of a JAX PRNG key (typed or raw), or of
+  `jax.random.key(seed)` for an int seed; None: seed 0.
 
   The tools draw their random vectors on the host: the same vectors for the same key whatever
   the devices, and no random-number program to compile for every new parameter count.
   """
   if key is None:
     return np.random.default_rng(0)
+  if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+    validate.require_int("key", key, "hessian", low=0, high=validate.MAX_SEED)
+    key = jax.random.key(int(key))
+  if not hasattr(key, "dtype"):
+    raise TypeError(f"key={key!r}: pass a JAX PRNG key, e.g. jax.random.key(0), or an int seed")
   if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
     key = jax.random.key_data(key)
   return np.random.default_rng(np.asarray(key, np.uint32).ravel().tolist())
@@ -225,7 +232,7 @@ def require_tolerance(name: str, value: Any, where: str) -> None:
 
 
 def require_params(params: Any, where: str) -> None:
-  """Raises unless `params` is a non-empty pytree of non-empty floating arrays, finite where
+  """Raises unless `params` is a pytree of floating arrays with one entry or more, finite where
   their values are known (a traced leaf is checked for its dtype and shape only); the error names
   the first offending leaf by its path, e.g. ``params['w']``. Abstract leaves
   (`jax.ShapeDtypeStruct`, for planning a state) are checked for their dtype and shape."""
@@ -239,11 +246,11 @@ def require_params(params: Any, where: str) -> None:
         f"{where}: {name} has dtype {jnp.result_type(leaf)} and shape {jnp.shape(leaf)}: "
         "every parameter must be floating point to be differentiated"
       )
-    if math.prod(jnp.shape(leaf)) == 0:
-      raise ValueError(f"{where}: {name} has shape {jnp.shape(leaf)}, no entries")
     concrete = not isinstance(leaf, jax.core.Tracer | jax.ShapeDtypeStruct)
     if concrete and not np.all(np.isfinite(np.asarray(leaf))):
       raise ValueError(f"{where}: {name} is not finite (NaN or ±inf): no curvature there")
+  if not sum(math.prod(jnp.shape(leaf)) for _, leaf in with_paths):
+    raise ValueError(f"{where}: params has no entries (every array is empty)")
 
 
 def prepare(
