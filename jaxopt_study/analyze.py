@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxopt_study import hessian, report
+from jaxopt_study import hessian, report, validate
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.config import build_problem
 from jaxopt_study.hessian import tracking
@@ -51,17 +51,48 @@ MONITOR_LABELS = {
 def default_member(run_dir: Path) -> str:
   """The member the run's own report calls best (`summary.json`'s `best_member`, as a sweep of
   your own model picks it: lowest final held-out loss), else the one with the lowest finite final
-  training loss in `results.csv`."""
+  training loss in `results.csv`, among the members whose parameters `params.npz` holds.
+
+  Raises:
+    ValueError: `results.csv` has no member column, or no member with saved parameters and a
+      finite final training loss (naming the members `params.npz` holds, if any).
+  """
   table = read_csv(run_dir / "results.csv")
+  if table and "member" not in table[0]:
+    raise ValueError(
+      f"{run_dir}/results.csv has no member column: this experiment's table is not one row per "
+      "trained member, so there is no member to analyse"
+    )
+  saved = saved_members(run_dir)
   summary = run_dir / "summary.json"
   if summary.is_file():
     best = json.loads(summary.read_text()).get("best_member")
-    if best in {r["member"] for r in table}:
+    if best in saved and best in {r["member"] for r in table}:
       return best
-  rows = [r for r in table if math.isfinite(r["final_train_loss"])]
+  rows = [
+    r
+    for r in table
+    if r["member"] in saved and validate.is_finite_number(r.get("final_train_loss"))
+  ]
   if not rows:
-    raise ValueError(f"{run_dir}/results.csv has no member with a finite final training loss")
+    raise ValueError(
+      f"{run_dir}/results.csv has no member with saved parameters and a finite final training "
+      f"loss; {_saved_text(saved)}"
+    )
   return min(rows, key=lambda r: r["final_train_loss"])["member"]
+
+
+def saved_members(run_dir: Path) -> list[str]:
+  """The members whose parameters `params.npz` holds (its keys `MEMBER/params[...]`), sorted."""
+  with np.load(run_dir / "params.npz") as arrays:
+    return sorted({key.rpartition("/params")[0] for key in arrays.files if "/params" in key})
+
+
+def _saved_text(saved: list[str]) -> str:
+  if not saved:
+    return "params.npz holds no member's parameters"
+  shown = ", ".join(saved[:8]) + (f", ... ({len(saved)} in all)" if len(saved) > 8 else "")
+  return f"params.npz holds those of {shown} (--member NAME)"
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -110,6 +141,10 @@ def spectrum_of_run(
       "computes all N eigenvalues"
     )
   member = member or default_member(run_dir)
+  if member not in (saved := saved_members(run_dir)):
+    raise ValueError(
+      f"member {member!r} has no saved parameters in {run_dir}; {_saved_text(saved)}"
+    )
   config = _member_config(run_dir, json.loads((run_dir / "config.json").read_text()), member)
   problem = problem or _problem_of(run_dir, config)
   pure = problem_lib.pure(problem)
@@ -253,7 +288,14 @@ def _problem_of(run_dir: Path, config: dict[str, Any]) -> problem_lib.Problem:
       "describes: call analyze.spectrum_of_run(run_dir, problem=your_problem), or name the "
       "problem in a config (problem = 'file.py:make_problem')"
     )
-  return build_problem(ml_collections.ConfigDict(config))
+  try:
+    return build_problem(ml_collections.ConfigDict(config))
+  except (KeyError, TypeError, ValueError) as error:
+    raise ValueError(
+      f"{run_dir}: its config.json (experiment {config.get('experiment', 'none')!r}) does not "
+      f"name one problem that spectrum can rebuild ({error}); call analyze.spectrum_of_run("
+      "run_dir, member=..., problem=the_problem) with the problem it trained"
+    ) from None
 
 
 def _plain(value: Any) -> Any:

@@ -382,6 +382,8 @@ def _csv_cell(value: Any) -> Any:
 def _parse_cell(text: str) -> Any:
   if text in ("True", "False"):  # a boolean column (`diverged`) as written by `write_csv`
     return text == "True"
+  if text == "":  # `write_csv`'s None (a missing value)
+    return None
   try:
     return float(text)
   except ValueError:

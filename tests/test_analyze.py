@@ -131,7 +131,8 @@ def test_default_member_is_the_lowest_final_loss(run_dir):
 def test_default_member_is_the_one_the_runs_summary_calls_best(run_dir, tmp_path):
   """A sweep of your own model names its best member by held-out loss (`summary.json`); the
   spectrum command classified another one, the lowest training loss."""
-  shutil.copy(run_dir / "results.csv", tmp_path / "results.csv")
+  for name in ("results.csv", "params.npz"):
+    shutil.copy(run_dir / name, tmp_path / name)
   rows = results.read_csv(run_dir / "results.csv")
   lowest = min(rows, key=lambda r: r["final_train_loss"])["member"]
   other = next(r["member"] for r in rows if r["member"] != lowest)
@@ -146,6 +147,50 @@ def test_a_folder_without_a_finished_run_is_refused(tmp_path, capsys):
   assert "config.json" in capsys.readouterr().err
   assert cli.main(["spectrum", str(tmp_path / "missing")]) == 2
   assert "missing: no such folder" in capsys.readouterr().err
+
+
+def _foreign_folder(folder: Path, table: list[dict], arrays: dict) -> Path:
+  """A finished experiment's folder by hand: config.json, results.csv and params.npz."""
+  folder.mkdir()
+  (folder / "config.json").write_text(json.dumps({"experiment": "elsewhere"}))
+  results.write_csv(folder / "results.csv", table)
+  np.savez(folder / "params.npz", **arrays)
+  return folder
+
+
+def test_an_experiment_folder_without_member_parameters_is_refused_by_name(tmp_path, capsys):
+  """fig8_2's table names `init_to_solution/seed0` while params.npz keys its arrays `seed0`, and
+  minibatch_noise's table has no member column: spectrum ended in a TypeError or KeyError."""
+  table = [
+    {"member": "init_to_solution/seed0", "final_train_loss": 0.5},
+    {"member": "solution_to_solution/seed0_seed1", "final_train_loss": None},
+  ]
+  arrays = {"seed0/params['w']": np.ones(3), "seed1/params['w']": np.ones(3)}
+  folder = _foreign_folder(tmp_path / "f82", table, arrays)
+  assert results.read_csv(folder / "results.csv")[1]["final_train_loss"] is None
+  assert analyze.saved_members(folder) == ["seed0", "seed1"]
+  assert cli.main(["spectrum", str(folder)]) == 2
+  assert "params.npz holds those of seed0, seed1 (--member NAME)" in capsys.readouterr().err
+  assert cli.main(["spectrum", str(folder), "--member", "init_to_solution/seed0"]) == 2
+  error = capsys.readouterr().err
+  assert "member 'init_to_solution/seed0' has no saved parameters" in error
+  folder = _foreign_folder(
+    tmp_path / "mbn", [{"batch_size": 8, "sigma": 0.1}], {"bias": np.ones(2)}
+  )
+  assert cli.main(["spectrum", str(folder)]) == 2
+  assert "results.csv has no member column" in capsys.readouterr().err
+
+
+def test_a_config_spectrum_cannot_rebuild_is_refused_in_one_line(tmp_path, capsys):
+  """An experiment's config.json that names no one problem (edge_of_stability's data block) ended
+  in "load_digits() got an unexpected keyword argument" from deep inside."""
+  table = [{"member": "gd@0.1", "final_train_loss": 0.5}]
+  folder = _foreign_folder(tmp_path / "eos", table, {"gd@0.1/params['w']": np.ones(3)})
+  config = {"experiment": "edge_of_stability", "data": {"name": "digits", "num_examples": 9}}
+  (folder / "config.json").write_text(json.dumps(config))
+  assert cli.main(["spectrum", str(folder)]) == 2
+  error = capsys.readouterr().err
+  assert "(experiment 'edge_of_stability') does not name one problem that spectrum" in error
 
 
 def test_k_without_lanczos_is_refused_before_building_the_hessian(run_dir, capsys, monkeypatch):

@@ -33,6 +33,13 @@ def test_a_table_reads_back_its_numbers_booleans_and_text(tmp_path):
   assert [r["batch_size"] for r in back] == [16.0, 64.0]
 
 
+def test_a_missing_value_reads_back_as_none(tmp_path):
+  """`write_csv` writes None as an empty cell; it read back as the string '' (a "final loss" that
+  `math.isfinite` refused with a TypeError)."""
+  write_csv(tmp_path / "t.csv", [{"member": "a", "loss": None}, {"member": "b", "loss": 0.5}])
+  assert [r["loss"] for r in read_csv(tmp_path / "t.csv")] == [None, 0.5]
+
+
 def test_the_summary_is_strict_json_with_null_for_values_that_are_not_finite(tmp_path):
   """`json.loads` with a parse_constant that raises reads it, as jq or a browser would."""
   run_dir = RunDir(tmp_path, {"steps": 1})
