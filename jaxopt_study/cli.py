@@ -21,6 +21,7 @@ import jax
 
 from jaxopt_study import experiment, registry, tour
 from jaxopt_study.config import ConfigError
+from jaxopt_study.results import RunDirBusyError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -199,7 +200,7 @@ def _tour(args: argparse.Namespace) -> int:
       only=only,
       progress=not args.no_progress,
     )
-  except ConfigError as error:
+  except (ConfigError, RunDirBusyError) as error:
     print(f"jaxopt-study: error: {error}", file=sys.stderr)
     return 2
   ran = len(result.outcomes) - len(result.failed)

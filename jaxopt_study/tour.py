@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from jaxopt_study import experiment, registry, report
+from jaxopt_study import experiment, registry, report, results
 from jaxopt_study.config import ConfigError
 
 # Chapter 8 of Goodfellow, Bengio & Courville, Deep Learning (2016), in the book's order.
@@ -113,30 +113,54 @@ def run(
 ) -> Tour:
   """Runs every experiment found in `configs` into `out/NAME` and writes `out/report.html`.
 
+  One tour writes into `out` at a time (`results.writer_lock`); its experiments' folders lock
+  themselves as runs do.
+
   Raises:
-    ConfigError: see `find_configs`; raised before anything runs.
+    ConfigError: see `find_configs`; `out` is a file, or a folder that holds something other
+      than a tour's experiment folders and report (a run's folder, whose report the tour would
+      replace); raised before anything runs.
+    results.RunDirBusyError: another tour is writing into `out`.
   """
   chosen = find_configs(configs or default_configs(), full=full, only=only)
   out = Path(out)
-  start = time.perf_counter()
-  outcomes = []
-  for number, (name, config_path) in enumerate(chosen.items(), 1):
-    log(f"[{number}/{len(chosen)}] {name} ({config_path.name})")
-    outcome = _run_one(name, config_path, out / name, progress)
-    outcomes.append(outcome)
-    status = "FAILED: " + outcome.error.splitlines()[-1] if outcome.error else "done"
-    log(f"[{number}/{len(chosen)}] {name}: {status} in {outcome.seconds:.0f} s")
-  verdict = _classify(out / CLASSIFIED, outcomes, log)
-  outcomes.sort(key=lambda o: section_key(o.section))
-  seconds = time.perf_counter() - start
-  path = report.write_tour_report(
-    out / "report.html",
-    chapter=[*CHAPTER, UNPLACED],
-    experiments=[_report_entry(o, out, verdict) for o in outcomes],
-    seconds=seconds,
-    full=full,
-  )
+  _check_out(out, chosen)
+  with results.writer_lock(out):
+    start = time.perf_counter()
+    outcomes = []
+    for number, (name, config_path) in enumerate(chosen.items(), 1):
+      log(f"[{number}/{len(chosen)}] {name} ({config_path.name})")
+      outcome = _run_one(name, config_path, out / name, progress)
+      outcomes.append(outcome)
+      status = "FAILED: " + outcome.error.splitlines()[-1] if outcome.error else "done"
+      log(f"[{number}/{len(chosen)}] {name}: {status} in {outcome.seconds:.0f} s")
+    verdict = _classify(out / CLASSIFIED, outcomes, log)
+    outcomes.sort(key=lambda o: section_key(o.section))
+    seconds = time.perf_counter() - start
+    path = report.write_tour_report(
+      out / "report.html",
+      chapter=[*CHAPTER, UNPLACED],
+      experiments=[_report_entry(o, out, verdict) for o in outcomes],
+      seconds=seconds,
+      full=full,
+    )
   return Tour(path, outcomes, seconds)
+
+
+def _check_out(out: Path, chosen: dict[str, Path]) -> None:
+  """Refuses an `out` that is a file, or a folder holding anything but a tour's own entries (its
+  experiments' folders, report.html, the lock): a run's folder lost its report.html to the tour."""
+  if out.exists() and not out.is_dir():
+    raise ConfigError(f"--out {out} is a file: a tour writes a folder")
+  if not out.is_dir():
+    return
+  own = {*registry.CHAPTER_ORDER, *chosen, "report.html", ".lock"}
+  if foreign := sorted(p.name for p in out.iterdir() if p.name not in own):
+    shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+    raise ConfigError(
+      f"--out {out} holds {shown}, which is not a tour's (a run's folder?): choose another "
+      "--out, or an empty folder"
+    )
 
 
 def _run_one(name: str, config_path: Path, out: Path, progress: bool) -> Outcome:

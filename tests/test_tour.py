@@ -162,6 +162,27 @@ def test_unknown_names_are_refused_before_anything_runs(stand_in_repo, tmp_path,
   assert "no *_quick.py configs" in capsys.readouterr().err
 
 
+def test_out_must_be_a_tours_folder_or_new(stand_in_repo, tmp_path, capsys):
+  """A tour into a run's folder replaced that run's report.html, and into a file ended in a
+  FileExistsError traceback: both refused before anything runs; a tour's own folder is taken
+  again (its experiments resume)."""
+  args = ["tour", "--configs", str(stand_in_repo / "configs"), "--only", "zeta_late"]
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / "config.json").write_text("{}")
+  (run / "report.html").write_text("the run's own report")
+  assert cli.main([*args, "--out", str(run)]) == 2
+  assert "run holds config.json, which is not a tour's" in capsys.readouterr().err
+  assert (run / "report.html").read_text() == "the run's own report"
+  afile = tmp_path / "afile"
+  afile.write_text("")
+  assert cli.main([*args, "--out", str(afile)]) == 2
+  assert "is a file: a tour writes a folder" in capsys.readouterr().err
+  out = tmp_path / "tour"
+  assert cli.main([*args, "--out", str(out), "--no-progress"]) == 0
+  assert cli.main([*args, "--out", str(out), "--no-progress"]) == 0
+
+
 def test_the_repository_tour_finds_every_quick_config():
   found = tour.find_configs(tour.default_configs())
   shipped = sorted(p.name for p in (Path(__file__).parents[1] / "configs").glob("*_quick.py"))
