@@ -279,10 +279,18 @@ def _refuse_overridden(config: ml_collections.ConfigDict, keys: list[str]) -> No
 
 
 def _parse_value(key: str, text: str, current):
+  """The value of `--set key=text`: a Python literal (else the text) of the field's current type;
+  `None` for any field but a block (an optional field switched off: early_stopping=None), and any
+  value for a field that is None in the config; the experiment's own check then judges it, before
+  anything is compiled."""
   try:
     value = ast.literal_eval(text)
   except (ValueError, SyntaxError):
     value = text
+  if value is None and not isinstance(current, ml_collections.ConfigDict):
+    return None
+  if current is None:
+    return value
   if isinstance(current, bool) != isinstance(value, bool):
     raise ConfigError(f"--set {key}={text}: expected {type(current).__name__}, got {text!r}")
   if isinstance(current, float) and isinstance(value, int):

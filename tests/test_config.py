@@ -78,3 +78,15 @@ def test_a_model_augment_block_on_the_digits_gets_their_standardization():
   x = jnp.asarray(problem.train_data[0][:4])
   module.eval()
   np.testing.assert_array_equal(module.augment(x), x)  # eval mode: the identity
+
+
+def test_an_optional_field_can_be_switched_off_and_a_none_field_set():
+  """`--set checkpoint_every=None` was refused ("expected int"), so an optional setting could not
+  be turned off from the command line; a field that is None takes any value (the experiment's
+  check judges it, before compiling); a block cannot become None."""
+  config = apply_overrides(load_config(CONFIGS / "sweep_init_batch.py"), ["checkpoint_every=None"])
+  assert config.checkpoint_every is None
+  assert apply_overrides(config, ["checkpoint_every=100"]).checkpoint_every == 100
+  assert apply_overrides(config, ["checkpoint_every=ten"]).checkpoint_every == "ten"
+  with pytest.raises(ConfigError, match="model=None: expected ConfigDict"):
+    apply_overrides(config, ["model=None"])
