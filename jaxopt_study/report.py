@@ -31,24 +31,41 @@ def line_plot(
 ) -> Path:
   """One line per labelled (x, y) series, saved as PNG; non-finite points are left out.
 
-  Past the 10 colours of the colour cycle, lines are dashed, then dotted, so that no two series
-  look alike.
+  Up to `MAX_LEGEND` series, each has a legend entry and its own look: past the 10 colours of
+  the colour cycle, lines are dashed, then dotted. More series (a large sweep) cannot all be told
+  apart, and their legend would leave the figure: they are drawn thin in a colour map by their
+  order, with a colour bar naming the first and the last.
   """
   fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+  many = len(series) > MAX_LEGEND
+  colors = plt.cm.viridis(np.linspace(0.0, 1.0, len(series)))
   for index, (label, (x, y)) in enumerate(series.items()):
     x, y = np.asarray(x, float), np.asarray(y, float)
     keep = np.isfinite(y) & (y > 0 if logy else True)
-    style = ("-", "--", ":")[index // 10 % 3]
-    ax.plot(x[keep], y[keep], style, label=label, marker="o" if len(x) < 12 else None, ms=3)
+    if many:
+      ax.plot(x[keep], y[keep], color=colors[index], lw=0.7, alpha=0.6)
+    else:
+      style = ("-", "--", ":")[index // 10]
+      ax.plot(x[keep], y[keep], style, label=label, marker="o" if len(x) < 12 else None, ms=3)
   ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
   if logx:
     ax.set_xscale("log")
   if logy:
     ax.set_yscale("log")
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=7, ncol=2)
+  if many:
+    labels = list(series)
+    scale = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0, len(labels) - 1))
+    bar = fig.colorbar(scale, ax=ax, ticks=[0, len(labels) - 1])
+    bar.ax.set_yticklabels([labels[0], labels[-1]], fontsize=7)
+    bar.set_label(f"{len(labels)} series, in order", fontsize=7)
+  else:
+    ax.legend(fontsize=7, ncol=2)
   fig.tight_layout()
   return save_figure(fig, path)
+
+
+MAX_LEGEND = 30  # 10 colours × 3 line styles: more series and two would look alike
 
 
 def save_figure(fig: plt.Figure, path: Path) -> Path:
