@@ -716,6 +716,9 @@ def test_config_overrides_parse_to_the_field_type_or_are_refused_by_name(key, te
   old = BASE
   for part in key.split("."):
     old = old[part]
+  if value is None and old is not None:  # an optional setting switched off: --set FIELD=None
+    assert ast.literal_eval(text) is None and not isinstance(old, ml_collections.ConfigDict)
+    return
   assert type(value) is type(old), (key, text, value)
   try:
     expected = ast.literal_eval(text)

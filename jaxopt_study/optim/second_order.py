@@ -218,7 +218,7 @@ def newton(
     problem = loss_problem(value_fn, params, fn_kwargs, where)
     layout = problem.objective.layout
     g = layout.ravel(updates)
-    _require_factorizable(g.dtype, where)
+    _require_factorizable(_state_dtype(params), where)
     hessian = dense.traced_hessian(problem)
     eye = jnp.eye(g.shape[0], dtype=g.dtype)
     damped = hessian + state.damping * eye
@@ -324,7 +324,7 @@ def saddle_free_newton(
     problem = loss_problem(value_fn, params, fn_kwargs, where)
     layout = problem.objective.layout
     g = layout.ravel(updates)
-    _require_factorizable(g.dtype, where)
+    _require_factorizable(_state_dtype(params), where)
     damping_now = state.damping.astype(g.dtype)
     if krylov_dim is None:
       dense.require_dense_fits(params, None, True, where)
@@ -489,7 +489,7 @@ def critical_point_newton(
     problem = loss_problem(value_fn, params, fn_kwargs, where)
     layout = problem.objective.layout
     g = layout.ravel(updates)
-    _require_factorizable(g.dtype, where)
+    _require_factorizable(_state_dtype(params), where)
     eigenvalues, eigenvectors = jnp.linalg.eigh(dense.traced_hessian(problem))
     coefficients = eigenvectors.T @ g
     half_squared = 0.5 * jnp.sum(jnp.square(g))
