@@ -243,6 +243,30 @@ def test_a_loss_is_known_to_be_a_mean_of_per_example_terms_or_not(loss, weights,
   assert problem_lib.pure(problem).loss_is_example_mean is expected
 
 
+def class_weighted_nll(model, batch):
+  """A class-balanced loss Σ w[yᵢ] ℓᵢ / Σ w[yᵢ] with class 3 weighted 8 (not a mean either)."""
+  x, y = batch
+  w = jnp.where(y == 3, 8.0, 1.0)
+  return jnp.sum(w * optax.softmax_cross_entropy_with_integer_labels(model(x), y)) / jnp.sum(w)
+
+
+@pytest.mark.parametrize("count", [64, 2000])
+def test_a_rare_class_with_its_own_weight_is_seen_by_the_mean_check(count):
+  """A rare class (4 examples of 64, or 3 of 2000) that the check's 16 evenly spread examples
+  missed: the class-weighted loss passed as a mean, and its masked members trained on the
+  unweighted one. Every example of a small set, and every class of a large one, is probed."""
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(count, 8, 8, 1)).astype(np.float32)
+  y = rng.integers(0, 3, count).astype(np.int32)
+  rare = [5, 23, 40, 59] if count == 64 else [1, 1000, 1998]  # off np.linspace(0, n − 1, 16)
+  assert not set(rare) & set(np.linspace(0, count - 1, 16).astype(int))
+  y[rare] = 3
+  problem = Problem(model=TinyCNN, loss=class_weighted_nll, train_data=(x, y))
+  assert problem_lib.pure(problem).loss_is_example_mean is False
+  problem = Problem(model=TinyCNN, loss=smoothed_nll, train_data=(x, y))
+  assert problem_lib.pure(problem).loss_is_example_mean is True
+
+
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_a_loss_with_sample_weights_is_swept_one_batch_size_per_program():
   """Masked minibatches take the loss one example at a time, which would drop the weights of
