@@ -481,6 +481,35 @@ def test_an_interrupted_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch,
     assert read_csv(out / name) == read_csv(tmp_path / "once" / name)
 
 
+@pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
+def test_a_sweep_resumed_with_other_checkpoints_starts_its_chunk_again(tmp_path, monkeypatch):
+  """`sweep.run(out_dir=...)` stopped after a checkpoint at 2 evaluation blocks and run again with
+  another `checkpoint_every` (segments ending at 4, 7): it continued the old checkpoint from a
+  segment start, re-ran blocks and failed ("zip() argument 2 is longer"), leaving a checkpoint
+  past the end that every later run tripped on. The chunk starts again and ends where an
+  uninterrupted run does."""
+  problem = problem_lib.builtin("mlp", data_lib.load_digits(), width=8, depth=1)
+  options = dict(steps=24, eval_every=4, batch_size=64, learning_rate=0.1)
+  axes = {"momentum": [0.0, 0.9]}
+  once = sweep.run(problem, optim.momentum, axes, **options)
+  save = checkpoint.ChunkCheckpoint.save
+
+  def save_then_stop(self, blocks_done, *args):
+    save(self, blocks_done, *args)
+    raise Interrupted
+
+  monkeypatch.setattr(checkpoint.ChunkCheckpoint, "save", save_then_stop)
+  out = tmp_path / "run"
+  with pytest.raises(Interrupted):
+    sweep.run(problem, optim.momentum, axes, **options, checkpoint_every=4, out_dir=out)
+  monkeypatch.setattr(checkpoint.ChunkCheckpoint, "save", save)
+  resumed = sweep.run(problem, optim.momentum, axes, **options, checkpoint_every=12, out_dir=out)
+  assert not (out / ".checkpoints").exists() or not any((out / ".checkpoints").iterdir())
+  for row, alone in zip(resumed.table, once.table, strict=True):
+    assert row["final_train_loss"] == pytest.approx(alone["final_train_loss"], rel=1e-6)
+  assert len(resumed.history) == len(once.history)
+
+
 @pytest.mark.parametrize(
   "change, culprit",
   [

@@ -18,6 +18,7 @@ import hashlib
 import inspect
 import itertools
 import math
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -555,10 +556,16 @@ def _run_chunk(
   context.checkpoint = None
   blocks_done = None
   if context.run_dir is not None:
-    key = hashlib.sha1(repr(([m.index for m in chunk], size)).encode()).hexdigest()[:10]
-    context.checkpoint = ChunkCheckpoint(
-      context.run_dir.path / ".checkpoints" / f"chunk-{chunk[0].index:04d}-{key}"
-    )
+    # keyed by the members, the chunk size and where the segments end (`checkpoint_every`): a
+    # checkpoint cut at other segment ends cannot be continued (its run re-ran blocks and failed)
+    ends = np.cumsum([s.blocks for s in context.segments]).tolist()
+    key = hashlib.sha1(repr(([m.index for m in chunk], size, ends)).encode()).hexdigest()[:10]
+    name = f"chunk-{chunk[0].index:04d}-{key}"
+    folder = context.run_dir.path / ".checkpoints"
+    for other in folder.glob(f"chunk-{chunk[0].index:04d}-*") if jax.process_index() == 0 else ():
+      if other.name != name:  # the chunk's checkpoint under other segment ends: it starts again
+        shutil.rmtree(other, ignore_errors=True)
+    context.checkpoint = ChunkCheckpoint(folder / name)
     blocks_done = context.checkpoint.latest()
   members = NamedSharding(mesh, PartitionSpec(program.MEMBER_AXIS))
   if blocks_done is None:
