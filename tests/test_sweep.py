@@ -158,6 +158,8 @@ def test_divergence_is_a_rise_above_the_initial_loss_by_factor_minus_one_times_i
   assert diverged_at([0.0, 5.0, 1e6, 0.0, 0.0]) is None
   assert diverged_at([0.0, 5.0, np.nan, 0.0, 0.0]) == 20
   assert diverged_at([1.0, 0.5, 0.4, 0.3, 0.2], frozen_at=17) == 17
+  # above 10 L₀ at the evaluation of step 10, frozen (non-finite) at 23: the first, 10
+  assert diverged_at([1.0, 5.8e17, np.inf, np.inf, np.inf], frozen_at=23) == 10
 
 
 def test_a_diverged_member_leaves_the_others_bit_for_bit_unchanged():

@@ -646,17 +646,18 @@ def _minibatch_rows(member: str, logged: dict[str, np.ndarray], index: int) -> l
 
 
 def _divergence(history: dict[str, np.ndarray], factor: float, frozen_at: int | None) -> int | None:
-  """The step at which a member diverged, or None: its loss became non-finite (it was frozen at
-  `frozen_at`) or, at an evaluation, rose above its initial training loss L₀ by more than
-  (factor − 1)·|L₀| (for L₀ > 0: exceeded `factor` · L₀). Measured from L₀ by |L₀|, so a loss
-  that starts negative (a Gaussian NLL, a loss with an offset) is not flagged for falling; for
-  L₀ = 0 only a non-finite loss counts."""
-  if frozen_at is not None:
-    return int(frozen_at)
+  """The first step at which a member diverged, or None: its loss became non-finite (it was
+  frozen at `frozen_at`) or, at an evaluation, rose above its initial training loss L₀ by more
+  than (factor − 1)·|L₀| (for L₀ > 0: exceeded `factor` · L₀), whichever came first (an
+  evaluation at 5.8e17 before the step that overflowed was reported at the later one). Measured
+  from L₀ by |L₀|, so a loss that starts negative (a Gaussian NLL, a loss with an offset) is not
+  flagged for falling; for L₀ = 0 only a non-finite loss counts."""
   loss = history["train_loss"]
   allowed = (factor - 1.0) * abs(loss[0]) if loss[0] != 0 else np.inf
   above = np.flatnonzero(~(loss - loss[0] <= allowed))
-  return int(history["step"][above[0]]) if above.size else None
+  steps = [int(history["step"][above[0]])] if above.size else []
+  steps += [int(frozen_at)] if frozen_at is not None else []
+  return min(steps, default=None)
 
 
 def _initial_models(context: _Context, spec: program.ProgramSpec, members: list[grid.Member]):
