@@ -5,6 +5,7 @@ import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxopt_study import optim
@@ -163,3 +164,15 @@ def test_choose_schedule_picks_each_candidate_also_when_traced(x64):
 def test_choose_schedule_refuses_an_index_out_of_range(index, match):
   with pytest.raises(ValueError, match=match):
     optim.choose_schedule([lambda k: 0.1] * 3, index)
+
+
+@pytest.mark.parametrize("make", [optim.exponential_decay, optim.step_decay])
+def test_a_traced_decay_rate_gives_optaxs_values(make, x64):
+  """A sweep axis over γ (traced) failed in Optax's `if decay_rate == 0`; vmapped over γ the
+  schedules give `optax.exponential_decay`'s values."""
+  staircase = make is optim.step_decay
+  rates = jnp.asarray([0.5, 0.9])
+  traced = jax.vmap(lambda rate: jax.vmap(make(0.3, rate, 4))(jnp.arange(20)))(rates)
+  for row, rate in zip(traced, rates, strict=True):
+    theirs = optax.exponential_decay(0.3, 4, float(rate), staircase=staircase)
+    np.testing.assert_allclose(row, [theirs(k) for k in range(20)], rtol=1e-14)

@@ -51,7 +51,8 @@ def linear_decay(init_value: float, end_value: float, transition_steps: int) -> 
 def step_decay(init_value: float, decay_factor: float, step_size: int) -> optax.Schedule:
   """Step decay: ε_k = ε_0 · γ^⌊k / s⌋, the rate multiplied by γ every s steps.
 
-  This is `optax.exponential_decay(init_value, s, γ, staircase=True)`.
+  This is `optax.exponential_decay(init_value, s, γ, staircase=True)`'s formula, computed here so
+  that γ may be traced (a sweep axis): Optax tests `decay_rate == 0` in Python.
 
   Args:
     init_value: ε_0 ≥ 0.
@@ -70,7 +71,8 @@ def exponential_decay(
 ) -> optax.Schedule:
   """Exponential decay: ε_k = ε_0 · γ^(k / s), smooth, losing the factor γ every s steps.
 
-  This is `optax.exponential_decay(init_value, s, γ)`.
+  This is `optax.exponential_decay(init_value, s, γ)`'s formula, computed here so that γ may be
+  traced (a sweep axis): Optax tests `decay_rate == 0` in Python.
 
   Args:
     init_value: ε_0 ≥ 0.
@@ -91,16 +93,21 @@ def _checked_exponential_decay(
   steps: tuple[str, int],
   staircase: bool = False,
 ) -> optax.Schedule:
-  """`optax.exponential_decay` after checking ε_0 ≥ 0, γ ∈ (0, 1] and s ≥ 1, each `(name,
-  value)` named as the caller spells it."""
+  """ε_0 · γ^(k / s) (⌊k / s⌋ with `staircase`) after checking ε_0 ≥ 0, γ ∈ (0, 1] and s ≥ 1
+  (a traced value is checked for its type only), each `(name, value)` named as the caller spells
+  it."""
   validate.require_non_negative("init_value", init_value, where)
   validate.require_unit_interval(*factor, where, include_zero=False, include_one=True)
   validate.require_positive_int(*steps, where)
-  return _with_float_count(
-    optax.exponential_decay(
-      init_value, transition_steps=steps[1], decay_rate=factor[1], staircase=staircase
-    )
-  )
+  decay_rate, transition_steps = factor[1], steps[1]
+
+  def schedule(count: jax.Array) -> jax.Array:
+    exponent = count / transition_steps
+    if staircase:
+      exponent = jnp.floor(exponent)
+    return init_value * jnp.power(decay_rate, exponent)
+
+  return _with_float_count(schedule)
 
 
 def inverse_time_decay(init_value: float, decay_rate: float) -> optax.Schedule:
