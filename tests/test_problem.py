@@ -624,6 +624,9 @@ def test_a_run_folder_tells_optimizer_factories_apart():
     lambda learning_rate: optim.sgd(learning_rate)
   )
   assert identity(optim.adam) == "jaxopt_study.optim.first_order.adam"
+  # an installed library's or Python's own by name: a new jax or numpy leaves old runs resumable
+  assert identity(jax.nn.relu) == f"{jax.nn.relu.__module__}.relu"
+  assert identity(np.mean) == "numpy.mean" and identity(functools.reduce) == "_functools.reduce"
   assert identity(functools.partial(optim.lbfgs, memory_size=3)) == (
     "partial(jaxopt_study.optim.quasi_newton.lbfgs, memory_size=3)"
   )

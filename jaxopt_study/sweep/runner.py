@@ -19,6 +19,8 @@ import inspect
 import itertools
 import math
 import shutil
+import sys
+import sysconfig
 import time
 import warnings
 from collections.abc import Callable
@@ -279,9 +281,10 @@ def callable_identity(fn: Any, depth: int = 0) -> str:
   """What a run folder records of a function the run calls (the optimizer factory; the problem's
   model, loss, init rule and metrics), to refuse resuming it with another one.
 
-  A function of this package or of Optax by its qualified name (a new release does not make old
-  runs foreign); any other function (or class) also by a digest of its source (its bytecode
-  where there is none), of what it closes over and of the module globals its code reads (a
+  A function of this package, of Optax or of any installed library or Python itself by its
+  qualified name (a new release does not make old runs foreign); any other function (or class)
+  also by a digest of its source (its bytecode where there is none), of what it closes over and
+  of the module globals its code reads (a
   constant or a helper of its file; a class's: its methods'): numbers, strings and their tuples,
   and dicts of those, by value, functions and classes in turn (two levels deep), modules, arrays
   and other objects by type; a `functools.partial` by its function and arguments. So an edited
@@ -292,7 +295,7 @@ def callable_identity(fn: Any, depth: int = 0) -> str:
     arguments = [*map(repr, fn.args), *(f"{k}={v!r}" for k, v in sorted(fn.keywords.items()))]
     return f"partial({callable_identity(fn.func, depth)}, {', '.join(arguments)})"
   name = f"{getattr(fn, '__module__', None)}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
-  if name.split(".")[0] in ("jaxopt_study", "optax") or depth > 2:
+  if name.split(".")[0] in ("jaxopt_study", "optax") or _installed(fn) or depth > 2:
     return name
   digest = hashlib.blake2b(digest_size=8)
   try:
@@ -306,6 +309,18 @@ def callable_identity(fn: Any, depth: int = 0) -> str:
     digest.update(key.encode())
     _digest_value(digest, value, depth)
   return f"{name} {digest.hexdigest()}"
+
+
+def _installed(fn: Any) -> bool:
+  """Whether `fn` comes from an installed library or Python itself (jax.nn.relu, math.exp), whose
+  new release must not make old runs foreign: such a function counts by its name."""
+  name = getattr(fn, "__module__", None) or ""
+  path = getattr(sys.modules.get(name), "__file__", None)
+  if path is None:  # a module built into Python (math), or code without a file (__main__ of -c)
+    return name in sys.builtin_module_names
+  return any(part in ("site-packages", "dist-packages") for part in Path(path).parts) or Path(
+    path
+  ).is_relative_to(sysconfig.get_paths()["stdlib"])
 
 
 def _digest_value(digest: Any, value: Any, depth: int) -> None:
