@@ -284,12 +284,11 @@ def callable_identity(fn: Any, depth: int = 0) -> str:
   A function of this package, of Optax or of any installed library or Python itself by its
   qualified name (a new release does not make old runs foreign); any other function (or class)
   also by a digest of its source (its bytecode where there is none), of what it closes over and
-  of the module globals its code reads (a
-  constant or a helper of its file; a class's: its methods'): numbers, strings and their tuples,
-  and dicts of those, by value, functions and classes in turn (two levels deep), modules, arrays
-  and other objects by type; a `functools.partial` by its function and arguments. So an edited
-  lambda, one closing over another clipping norm, or a loss whose file sets another label
-  smoothing counts as another function.
+  of the module globals its code reads (a constant or a helper of its file; a class's: its
+  methods'): numbers, strings and their tuples, and dicts of those, by value, functions and
+  classes in turn (two levels deep), modules, arrays and other objects by type; a
+  `functools.partial` by its function and arguments. So an edited lambda, one closing over another
+  clipping norm, or a loss whose file sets another label smoothing counts as another function.
   """
   if isinstance(fn, functools.partial):
     arguments = [*map(repr, fn.args), *(f"{k}={v!r}" for k, v in sorted(fn.keywords.items()))]
