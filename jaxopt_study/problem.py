@@ -350,32 +350,35 @@ class Pure:
     gradient at seed 0's parameters, on the training examples `_probe_indices` picks (every one
     of a small set; else 512 spread over it and the first example of every value of each integer
     label array, so that a rare class with its own weight is seen: 16 examples missed a class of
-    4 in 64 more often than not, and its members trained on the unweighted mean): ∇ℓ(B) must equal
+    4 in 64 more often than not, and its members trained on the unweighted mean), in batches of
+    at most `PROBE_BATCH` (no more memory than a small training batch): on each, ∇ℓ(B) must equal
     the mean of the per-example gradients to √ε relative, as must the values.
     """
     if not self.stateless:  # one example at a time would change its batch statistics
       return False
     train = self.problem.train_data
     indices = _probe_indices(train)
-    batch = tuple(jnp.asarray(a[indices]) for a in train)
     params, state = self.initial(0)
 
     @jax.jit
     def both(params, state, batch):
-      ones = jnp.ones(indices.size)
+      ones = jnp.ones(batch[0].shape[0])
       whole = jax.value_and_grad(lambda p: self.loss(p, state, batch)[0])(params)
       split = jax.value_and_grad(lambda p: self.loss(p, state, batch, ones)[0])(params)
       return whole, split
 
-    (value, grad), (mean_value, mean_grad) = both(params, state, batch)
-    tolerance = np.sqrt(np.finfo(np.asarray(value).dtype).eps)
-
-    def close(a, b) -> bool:
+    def close(a, b, tolerance) -> bool:
       return optax.tree.norm(optax.tree.sub(a, b)) <= tolerance * max(
         optax.tree.norm(a), optax.tree.norm(b)
       )
 
-    return bool(close(value, mean_value) and close(grad, mean_grad))
+    for chunk in np.array_split(indices, -(-indices.size // PROBE_BATCH)):  # ≤ 2 batch shapes
+      batch = tuple(jnp.asarray(a[chunk]) for a in train)
+      (value, grad), (mean_value, mean_grad) = both(params, state, batch)
+      tolerance = np.sqrt(np.finfo(np.asarray(value).dtype).eps)
+      if not (close(value, mean_value, tolerance) and close(grad, mean_grad, tolerance)):
+        return False
+    return True
 
   def metrics(self, params, model_state, batch: Batch) -> dict[str, jax.Array]:
     """`loss` and every metric of the problem on `batch`, in eval mode."""
@@ -398,6 +401,7 @@ class Pure:
 
 
 PROBE_EXAMPLES = 512  # `Pure.loss_is_example_mean` checks every example of a set this small
+PROBE_BATCH = 64  # in batches of at most this many examples
 
 
 def _probe_indices(train: Batch) -> np.ndarray:
