@@ -202,6 +202,12 @@ def writer_lock(path: Path) -> Iterator[None]:
     os.close(fd)
 
 
+def first_names(names: list[str]) -> str:
+  """The first three of `names`, comma-separated, with "..." where there are more: a folder's
+  entries in an error message."""
+  return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
 class RunDir:
   """The output folder of one run, with its per-member progress for resuming."""
 
@@ -243,10 +249,9 @@ class RunDir:
       return
     foreign = sorted(p.name for p in self.path.iterdir() if p.name != ".lock")
     if foreign:
-      shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
       raise ValueError(
-        f"{self.path} is not empty ({shown}) and holds no run (no config.json): choose another "
-        "--out, or an empty folder"
+        f"{self.path} is not empty ({first_names(foreign)}) and holds no run (no config.json): "
+        "choose another --out, or an empty folder"
       )
 
   def _check_or_write(

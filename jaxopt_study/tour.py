@@ -156,10 +156,9 @@ def _check_out(out: Path, chosen: dict[str, Path]) -> None:
     return
   own = {*registry.CHAPTER_ORDER, *chosen, "report.html", ".lock"}
   if foreign := sorted(p.name for p in out.iterdir() if p.name not in own):
-    shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
     raise ConfigError(
-      f"--out {out} holds {shown}, which is not a tour's (a run's folder?): choose another "
-      "--out, or an empty folder"
+      f"--out {out} holds {results.first_names(foreign)}, which is not a tour's (a run's "
+      "folder?): choose another --out, or an empty folder"
     )
 
 
