@@ -129,7 +129,8 @@ def class_mean_gram(
   if num_classes is not None and num_classes != logits.shape[1]:
     raise ValueError(f"num_classes={num_classes!r}: the logits have {logits.shape[1]} classes")
   if not isinstance(labels, jax.core.Tracer):
-    outside = np.asarray(labels)[(np.asarray(labels) < 0) | (np.asarray(labels) >= logits.shape[1])]
+    ids = np.asarray(labels)  # one copy to the host
+    outside = ids[(ids < 0) | (ids >= logits.shape[1])]
     if outside.size:  # one_hot would give it no class: the example would silently drop out
       raise ValueError(
         f"labels: class id {int(outside[0])} is outside 0...{logits.shape[1] - 1} (the logits' "
