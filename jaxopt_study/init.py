@@ -148,8 +148,10 @@ def lsuv(model: nnx.Module, x: jax.Array, *, tol: float = 0.05, max_iters: int =
   and `nnx.Conv` rescaled, their outputs read with `nnx.capture` as the model runs in its
   current mode (call ``model.eval()`` first for BatchNorm's running statistics or to switch off
   dropout); they are taken in the module's attribute order, and since that need not be the order
-  of the forward pass, the sequence is repeated (at most `max_iters` times) until every layer is
-  within the tolerance. A layer called several times is measured over all its calls.
+  of the forward pass, one forward pass after each sequence finds the layers a later rescaling
+  moved out of the tolerance, and the sequence is repeated over those (at most `max_iters`
+  sequences). A layer that `max_iters` rescalings in a row leave outside the tolerance is not
+  taken up again. A layer called several times is measured over all its calls.
 
   The paper first initializes kernels orthogonally; that is the caller's choice here, e.g.
   ``build_model(..., init="orthogonal")`` then `lsuv`.
@@ -158,7 +160,7 @@ def lsuv(model: nnx.Module, x: jax.Array, *, tol: float = 0.05, max_iters: int =
     model: an NNX model; mutated in place.
     x: a batch of inputs, large enough for the variance to be meaningful.
     tol: tolerance on the variance.
-    max_iters: most rescalings per layer (and, for a module of your own, passes over its layers).
+    max_iters: most rescalings of a layer in a row (and, for a module of your own, sequences).
 
   Returns:
     `model`, with rescaled kernels.
@@ -171,35 +173,59 @@ def lsuv(model: nnx.Module, x: jax.Array, *, tol: float = 0.05, max_iters: int =
     raise ValueError("lsuv: x holds NaN or infinite values; LSUV needs a finite batch")
   if hasattr(model, "linear_layers") and hasattr(model, "preactivations"):
     layers = list(enumerate(model.linear_layers()))
-    passes = 1  # forward order: one sequence fixes every layer
 
     def outputs(batch: jax.Array) -> dict[int, jax.Array]:
       return dict(enumerate(model.preactivations(batch)))
 
-  else:
-    layers = [(path, node) for path, node in nnx.iter_graph(model) if _is_rescalable(node)]
-    if not layers:
-      raise ValueError(f"lsuv: {type(model).__name__} has no nnx.Linear or nnx.Conv layer")
-    passes = max_iters
-    outputs = functools.partial(_layer_outputs, model)
-  for _ in range(passes):
-    done = True
-    for key, layer in layers:
-      for _ in range(max_iters):
-        output = outputs(x).get(key)
-        if output is None:  # a layer the forward pass does not call: nothing to measure
-          break
-        variance = float(jnp.var(output))
-        if not np.isfinite(variance):
-          raise ValueError(f"lsuv: the output of layer {key!r} is not finite on x")
-        if abs(variance - 1.0) <= tol or variance == 0.0:  # 0: dead layer, no scale can fix it
-          break
-        done = False
-        scale = jnp.sqrt(jnp.asarray(variance, layer.kernel.dtype))
-        layer.kernel[...] = layer.kernel[...] / scale
-    if done:
+    for key, layer in layers:  # forward order: one sequence fixes every layer
+      _rescale(layer, key, outputs, x, tol, max_iters)
+    return model
+  layers = [(path, node) for path, node in nnx.iter_graph(model) if _is_rescalable(node)]
+  if not layers:
+    raise ValueError(f"lsuv: {type(model).__name__} has no nnx.Linear or nnx.Conv layer")
+  outputs = functools.partial(_layer_outputs, model)
+  stuck: set[tuple] = set()
+  for _ in range(max_iters):
+    measured = outputs(x)  # one forward pass: the layers an earlier pass's rescaling moved
+    todo = [
+      (key, layer)
+      for key, layer in layers
+      if key in measured and key not in stuck and not _settled(_variance(measured[key], key), tol)
+    ]
+    if not todo:
       break
+    for key, layer in todo:
+      if not _rescale(layer, key, outputs, x, tol, max_iters):
+        stuck.add(key)  # given its max_iters rescalings: left as is, as the docstring says
   return model
+
+
+def _variance(output: jax.Array, key: Any) -> float:
+  variance = float(jnp.var(output))
+  if not np.isfinite(variance):
+    raise ValueError(f"lsuv: the output of layer {key!r} is not finite on x")
+  return variance
+
+
+def _settled(variance: float, tol: float) -> bool:
+  """Within the tolerance, or 0: a dead layer, which no scale can fix."""
+  return abs(variance - 1.0) <= tol or variance == 0.0
+
+
+def _rescale(
+  layer: Any, key: Any, outputs: Callable, x: jax.Array, tol: float, max_iters: int
+) -> bool:
+  """Algorithm 1's inner loop for one layer, one forward pass per check; False if `max_iters`
+  rescalings did not settle it (a layer the forward pass does not call has nothing to measure)."""
+  for _ in range(max_iters):
+    output = outputs(x).get(key)
+    if output is None:
+      return True
+    variance = _variance(output, key)
+    if _settled(variance, tol):
+      return True
+    layer.kernel[...] = layer.kernel[...] / jnp.sqrt(jnp.asarray(variance, layer.kernel.dtype))
+  return False
 
 
 def _is_rescalable(node: Any) -> bool:

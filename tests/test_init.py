@@ -155,6 +155,31 @@ def test_lsuv_rescales_every_linear_and_conv_of_a_module_of_your_own(x64):
   np.testing.assert_array_equal(model.unused.kernel[...], unused)
 
 
+def test_lsuv_gives_up_on_a_layer_no_scale_can_fix_after_one_run_of_max_iters(lsuv_batch):
+  """A layer whose biases spread over units more than unit variance can never reach it: LSUV
+  rescales it `max_iters` times once, and the later sequences pass it by. The other layer (defined
+  after it, run before it) is still brought to unit variance."""
+  forward_passes = []
+
+  class Stuck(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+      self.out = nnx.Linear(8, 4, rngs=rngs)
+      self.out.bias[...] = jnp.array([0.0, 10.0, -10.0, 5.0])  # Var over units ≈ 53
+      self.first = nnx.Linear(5, 8, kernel_init=nnx.initializers.normal(3.0), rngs=rngs)
+
+    def __call__(self, x):
+      forward_passes.append(1)
+      return self.out(jnp.tanh(self.first(x)))
+
+  model = Stuck(nnx.Rngs(0))
+  init.lsuv(model, lsuv_batch, tol=0.02, max_iters=10)
+  assert abs(float(jnp.var(model.first(lsuv_batch))) - 1.0) <= 0.02
+  assert float(jnp.var(model.out(jnp.tanh(model.first(lsuv_batch))))) > 40.0
+  # One forward pass per check: 10 for the stuck layer's run, a few for the other layer and for
+  # the sequence checks. Repeating the stuck layer's run in every sequence took 10 × 10 or more.
+  assert len(forward_passes) <= 20
+
+
 def test_lsuv_refuses_a_batch_with_nan_and_a_module_without_layers(lsuv_batch):
   model = models.build_model("mlp", 5, 3, width=8, depth=2)
   before = [np.asarray(layer.kernel[...]) for layer in model.linear_layers()]
