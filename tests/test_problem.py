@@ -3,6 +3,7 @@
 import dataclasses
 import functools
 import json
+import sys
 import textwrap
 
 import jax
@@ -632,10 +633,15 @@ def test_a_run_folder_tells_optimizer_factories_apart():
   )
 
 
-def test_a_run_folder_tells_apart_functions_whose_module_globals_differ(tmp_path):
-  """An edited constant or helper of the loss's own file, or a global a model class's method
-  reads, makes another identity (a rerun into the same folder resumed the old loss's members);
-  the same file loaded again gives the same one."""
+@pytest.mark.parametrize("registered", [True, False])
+def test_a_run_folder_tells_apart_functions_whose_module_globals_differ(
+  tmp_path, monkeypatch, registered
+):
+  """An edited constant or helper of the loss's own file, a global a model class's method reads,
+  an edited method or base class makes another identity (a rerun into the same folder resumed
+  the old loss's members); the same file loaded again gives the same one. Also for a file run
+  with no entry in `sys.modules`, as the CLI runs a problem file, where Python finds no class's
+  source."""
   import importlib.util
 
   source = textwrap.dedent(
@@ -650,7 +656,11 @@ def test_a_run_folder_tells_apart_functions_whose_module_globals_differ(tmp_path
     def loss(model, batch):
       return jnp.mean((model(batch[0]) - helper(batch[1]) * (1 - SMOOTHING)) ** 2)
 
-    class Net:
+    class Base:
+      def __call__(self, x):
+        return x
+
+    class Net(Base):
       def __init__(self, rngs):
         self.width = WIDTH
     """
@@ -661,6 +671,8 @@ def test_a_run_folder_tells_apart_functions_whose_module_globals_differ(tmp_path
     path.write_text(text)
     spec = importlib.util.spec_from_file_location("user_problem", path)
     module = importlib.util.module_from_spec(spec)
+    if registered:
+      monkeypatch.setitem(sys.modules, "user_problem", module)
     spec.loader.exec_module(module)
     identity = sweep.runner.callable_identity
     return identity(module.loss), identity(module.Net)
@@ -671,6 +683,8 @@ def test_a_run_folder_tells_apart_functions_whose_module_globals_differ(tmp_path
   assert identities(source.replace("[y]", "[1 - y]"))[0] != loss  # the helper edited
   wider = identities(source.replace("WIDTH = 4", "WIDTH = 8"))  # read by Net's method only
   assert wider[0] == loss and wider[1] != net
+  assert identities(source.replace("return x", "return 2 * x"))[1] != net  # its base class edited
+  assert identities(source.replace("= WIDTH", "= WIDTH + 1"))[1] != net  # its method edited
 
 
 @pytest.mark.parametrize(

@@ -283,12 +283,13 @@ def callable_identity(fn: Any, depth: int = 0) -> str:
 
   A function of this package, of Optax or of any installed library or Python itself by its
   qualified name (a new release does not make old runs foreign); any other function (or class)
-  also by a digest of its source (its bytecode where there is none), of what it closes over and
-  of the module globals its code reads (a constant or a helper of its file; a class's: its
-  methods'): numbers, strings and their tuples, and dicts of those, by value, functions and
-  classes in turn (two levels deep), modules, arrays and other objects by type; a
-  `functools.partial` by its function and arguments. So an edited lambda, one closing over another
-  clipping norm, or a loss whose file sets another label smoothing counts as another function.
+  also by a digest of its source (its bytecode where there is none), of what it closes over, of
+  the module globals its code reads (a constant or a helper of its file; a class's: its
+  methods') and, for a class, of its base classes: numbers, strings and their tuples, and dicts
+  of those, by value, functions and classes in turn (two levels deep), modules, arrays and other
+  objects by type; a `functools.partial` by its function and arguments. So an edited lambda, one
+  closing over another clipping norm, or a loss whose file sets another label smoothing counts as
+  another function.
   """
   if isinstance(fn, functools.partial):
     arguments = [*map(repr, fn.args), *(f"{k}={v!r}" for k, v in sorted(fn.keywords.items()))]
@@ -297,17 +298,56 @@ def callable_identity(fn: Any, depth: int = 0) -> str:
   if name.split(".")[0] in ("jaxopt_study", "optax") or _installed(fn) or depth > 2:
     return name
   digest = hashlib.blake2b(digest_size=8)
-  try:
-    digest.update(inspect.getsource(fn).encode())
-  except (OSError, TypeError):
-    code = getattr(fn, "__code__", None)
-    digest.update(repr(code.co_code if code else type(fn)).encode())
+  digest.update(_source(fn).encode())
   for cell in getattr(fn, "__closure__", None) or ():
     _digest_value(digest, cell.cell_contents, depth)
   for key, value in _globals_read(fn):
     digest.update(key.encode())
     _digest_value(digest, value, depth)
+  for base in fn.__mro__[1:] if isinstance(fn, type) else ():
+    digest.update(callable_identity(base, depth).encode())  # a library's base by its name
   return f"{name} {digest.hexdigest()}"
+
+
+def _source(fn: Any) -> str:
+  """The source of `fn`. A class whose file Python cannot find (one defined in a notebook, or in
+  a problem file the CLI runs, which has no entry in `sys.modules`) by its attributes: methods by
+  their source, plain values by value, others by type. Code with no source by its bytecode."""
+  try:
+    return inspect.getsource(fn)
+  except (OSError, TypeError):
+    pass
+  if isinstance(fn, type):
+    return repr(
+      [
+        (key, _source(value) if inspect.isfunction(value) else _plain_repr(value))
+        for key, value in _members(fn)
+      ]
+    )
+  code = getattr(fn, "__code__", None)
+  return repr(code.co_code if code else type(fn))
+
+
+def _members(cls: type) -> list[tuple[str, Any]]:
+  """A class's own attributes, sorted, with the functions of static and class methods and of
+  properties in their place."""
+  found = []
+  for key, value in sorted(vars(cls).items()):
+    if isinstance(value, staticmethod | classmethod):
+      value = value.__func__
+    if isinstance(value, property):
+      accessors = {part: getattr(value, part) for part in ("fget", "fset", "fdel")}
+      found.extend((f"{key}.{part}", f) for part, f in accessors.items() if f is not None)
+    else:
+      found.append((key, value))
+  return found
+
+
+def _plain_repr(value: Any) -> str:
+  """A value's repr where it is its value (`_plain`), else its type's name."""
+  if _plain(value):
+    return repr(sorted(value.items()) if isinstance(value, dict) else value)
+  return type(value).__qualname__
 
 
 def _installed(fn: Any) -> bool:
@@ -326,10 +366,8 @@ def _digest_value(digest: Any, value: Any, depth: int) -> None:
   """Adds a value a function reads to its digest (`callable_identity`'s rules)."""
   if callable(value):
     digest.update(callable_identity(value, depth + 1).encode())
-  elif _plain(value):
-    digest.update(repr(sorted(value.items()) if isinstance(value, dict) else value).encode())
   else:
-    digest.update(type(value).__qualname__.encode())
+    digest.update(_plain_repr(value).encode())
 
 
 def _plain(value: Any) -> bool:
@@ -348,7 +386,7 @@ def _globals_read(fn: Any) -> list[tuple[str, Any]]:
   """The module globals (name, value) that the code of `fn` (or of a class's methods) reads,
   nested functions and comprehensions included, in sorted order; builtins are not globals."""
   functions = (
-    [v for v in vars(fn).values() if inspect.isfunction(v)] if isinstance(fn, type) else [fn]
+    [v for _, v in _members(fn) if inspect.isfunction(v)] if isinstance(fn, type) else [fn]
   )
   found: dict[str, Any] = {}
   for function in functions:
