@@ -114,6 +114,10 @@ def test_data_errors_name_the_culprit():
     hvp(mlp_loss, params, x, y, batches=[(x, y)])
   with pytest.raises(ValueError, match="non-empty sequence"):
     hvp(mlp_loss, params, batches=[])
+  with pytest.raises(ValueError, match=r"batches\[0\] holds 1 argument.*is a single batch"):
+    hvp(mlp_loss, params, batches=(x, y))  # a slip for batches=[(x, y)]
+  with pytest.raises(ValueError, match=r"batches\[0\] holds 3 argument.*too many"):
+    hvp(mlp_loss, params, batches=[(x, y, y)])
   with pytest.raises(
     ValueError, match=r"batches\[1\].*leading batch dimension.*scalar batches\[1\]\[0\]"
   ):

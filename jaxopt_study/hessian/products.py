@@ -25,6 +25,7 @@ The Hessian-vector product is forward-over-reverse, H v = ∂/∂t ∇L(θ + t v
 
 import functools
 import hashlib
+import inspect
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -195,6 +196,31 @@ def _group_batches(batches: Sequence[tuple], dtype: np.dtype) -> tuple[BatchGrou
   )
 
 
+def _check_batch_arity(loss_fn: LossFn, batches: Sequence, where: str) -> None:
+  """Refuses batches whose argument tuples `loss_fn(params, *batch)` cannot take, before any
+  trace: ``batches=(x, y)``, one batch where a list of batches belongs, reached the loss as the
+  two batches (x,) and (y,) and failed inside it. A loss whose signature Python cannot read is
+  left to fail on its own."""
+  try:
+    signature = inspect.signature(loss_fn)
+  except (TypeError, ValueError):
+    return
+  first = batches[0]
+  batch = tuple(first) if isinstance(first, (tuple, list)) else (first,)
+  try:
+    signature.bind(None, *batch)
+  except TypeError as error:
+    hint = (
+      "; batches=(x, y) is a single batch: pass it as *args, or as batches=[(x, y)]"
+      if isinstance(batches, tuple) and len(batch) == 1
+      else ""
+    )
+    raise ValueError(
+      f"{where}: batches[0] holds {len(batch)} argument(s), which loss_fn(params, ...) cannot "
+      f"take ({error}); batches= is a list of argument tuples [(x1, y1), (x2, y2), ...]{hint}"
+    ) from None
+
+
 def _split_module(model: nnx.Module, mode: str | None, where: str) -> tuple[Any, Any, Any]:
   """(graphdef, Param state, the rest) of `model`, on a view of it in `mode`: "train" sets
   BatchNorm to batch statistics and dropout on, "eval" running averages and dropout off, as
@@ -290,6 +316,7 @@ def prepare(
     data = (BatchGroup(weights=None, args=tuple(args)),)
   else:
     data = _group_batches(batches, layout.dtype)
+    _check_batch_arity(loss_fn, batches, where)
   problem = Problem(Objective(loss_fn, layout, graphdef), layout.ravel(params), fixed, data)
   traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(problem))
   if not traced:
