@@ -169,6 +169,36 @@ def test_adaptive_damping_rejects_an_uphill_step(x64):
   assert np.all(np.diff(values) <= 0) and values[-1] < 0.5 * values[0]
 
 
+@pytest.mark.parametrize("name", ["newton", "saddle_free_newton"])
+def test_a_damping_that_inject_hyperparams_changes_or_schedules_is_the_one_used(x64, name):
+  """Under `optax.inject_hyperparams`, λ set in the state after init, or a schedule of λ, is the
+  λ of the step (the state's λ of init was used before: the step ignored both)."""
+  params, loss = tiny_mlp_problem()
+  grad, hessian = flat_grad_and_hessian(loss, params)
+  eigenvalues, vectors = np.linalg.eigh(hessian)
+  if name == "newton":  # H + λI positive definite for both λ below: no shift
+    curvature = eigenvalues
+    base = 0.1 - eigenvalues.min()
+  else:
+    curvature, base = np.abs(eigenvalues), 0.05
+
+  def expected(damping):
+    return -vectors @ ((vectors.T @ grad) / (curvature + damping))
+
+  tx = optax.inject_hyperparams(getattr(optim, name))(damping=base)
+  state = tx.init(params)
+  state.hyperparams["damping"] = jnp.asarray(base + 10.0)
+  np.testing.assert_allclose(one_step(tx, loss, params, state)[2], expected(base + 10.0), rtol=1e-8)
+  tx = optax.inject_hyperparams(getattr(optim, name))(
+    damping=lambda k: jnp.where(k == 0, base + 10.0, base)
+  )
+  step = make_step(tx, loss)
+  _, state, first = step(params, tx.init(params))
+  _, _, second = step(params, state)
+  np.testing.assert_allclose(first, expected(base + 10.0), rtol=1e-8)
+  np.testing.assert_allclose(second, expected(base), rtol=1e-8)
+
+
 # ---------------------------------------------------------------------------- saddle-free Newton
 
 

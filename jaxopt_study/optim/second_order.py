@@ -60,7 +60,7 @@ class NewtonState(NamedTuple):
   """State of `newton` and `saddle_free_newton`."""
 
   count: chex.Array  # k: updates done so far (int32), the step of a scheduled learning rate
-  damping: chex.Array  # λ: the damping used at the next step (adapted when adaptive=True)
+  damping: chex.Array  # λ: adaptive, the next step's (adapted); else the last step's argument
   shift: chex.Array  # τ: what was added to λ at the last step to make H + λI positive definite
   ratio: chex.Array  # ρ: actual / predicted decrease of the last step (NaN unless adaptive)
   accepted: chex.Array  # whether the last step was taken (adaptive: False when it was rejected)
@@ -221,7 +221,9 @@ def newton(
     _require_factorizable(_state_dtype(params), where)
     hessian = dense.traced_hessian(problem)
     eye = jnp.eye(g.shape[0], dtype=g.dtype)
-    damped = hessian + state.damping * eye
+    # a fixed λ is the argument's, so `optax.inject_hyperparams` can change or schedule it
+    lam = state.damping if adaptive else jnp.asarray(damping, state.damping.dtype)
+    damped = hessian + lam * eye
     if indefinite == "shift":
       factor, shift = shifted_cholesky(damped)
       direction = -jax.scipy.linalg.cho_solve((factor, True), g)
@@ -229,7 +231,7 @@ def newton(
       shift = jnp.zeros([], g.dtype)
       direction = -jnp.linalg.solve(damped, g)
     step = jnp.asarray(_learning_rate_at(learning_rate, state.count), g.dtype) * direction
-    new_state = state._replace(count=optax.safe_increment(state.count), shift=shift)
+    new_state = state._replace(count=optax.safe_increment(state.count), shift=shift, damping=lam)
     if not adaptive:
       return layout.unravel(step), new_state._replace(accepted=all_finite(step))
 
@@ -325,7 +327,7 @@ def saddle_free_newton(
     layout = problem.objective.layout
     g = layout.ravel(updates)
     _require_factorizable(_state_dtype(params), where)
-    damping_now = state.damping.astype(g.dtype)
+    damping_now = jnp.asarray(damping, g.dtype)  # the argument's: inject_hyperparams may change it
     if krylov_dim is None:
       dense.require_dense_fits(params, None, True, where)
       eigenvalues, eigenvectors = jnp.linalg.eigh(dense.traced_hessian(problem))
@@ -354,7 +356,9 @@ def saddle_free_newton(
       direction = -basis.T @ _abs_inverse_times(ritz_values, ritz_vectors, basis @ g, damping_now)
     step = jnp.asarray(_learning_rate_at(learning_rate, state.count), g.dtype) * direction
     return layout.unravel(step), state._replace(
-      count=optax.safe_increment(state.count), accepted=all_finite(step)
+      count=optax.safe_increment(state.count),
+      damping=damping_now.astype(state.damping.dtype),
+      accepted=all_finite(step),
     )
 
   return guarded(where, optax.GradientTransformationExtraArgs(_init_state(damping), update_fn))
