@@ -241,7 +241,7 @@ def _train(config: ml_collections.ConfigDict, problem: problem_lib.Problem, runs
       l2_penalty=config.l2_penalty,
     )
     state, snapshots, metrics = snapshot_fn(params, model_state, data, key)
-    return snapshots, optim.averaged_params(state.opt_state), metrics
+    return snapshots, optim.averaged_params(state.opt_state, state.params), metrics
 
   vmapped = jax.jit(jax.vmap(one_run, in_axes=(0, 0, 0, 0, None)))
   return vmapped(params, model_state, keys, hyper, problem_lib.as_data(problem))

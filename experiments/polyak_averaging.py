@@ -133,7 +133,7 @@ class PolyakAveraging(Experiment):
 
       def block(state: train.TrainState, num_steps: jax.Array):
         state = jax.lax.fori_loop(0, num_steps, one_step, state)
-        averaged = optim.averaged_params(state.opt_state)
+        averaged = optim.averaged_params(state.opt_state, state.params)
         return state, (excess_risk(state.params, target), excess_risk(averaged, target))
 
       state = loop.init(model.params, model.model_state)

@@ -210,7 +210,7 @@ def test_converges_on_optax_targets(name, target, dtype):
     assert params.dtype == initial.dtype
     chex.assert_trees_all_close(params, final, rtol=3e-2, atol=3e-2)
     if name == "polyak_average":  # the averaged iterates converge too
-      chex.assert_trees_all_close(optim.averaged_params(state), final, rtol=3e-2, atol=3e-2)
+      chex.assert_trees_all_close(optim.averaged_params(state, params), final, rtol=3e-2, atol=3e-2)
 
 
 # ----------------------------------------------------------------- the protocol, on a pytree
