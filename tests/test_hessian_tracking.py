@@ -205,6 +205,17 @@ def test_preconditioner_reads_injected_hyperparameters():
   p = optim.adam_preconditioner(b1=0.9)(state)  # b1 = 0.5 from the state wins
   expected = (1 - 0.5) * (np.sqrt(0.001 * 4.0 / (1 - 0.999)) + 1e-8)
   np.testing.assert_allclose(p["w"], np.full(3, expected), rtol=1e-5)
+  # another transformation's injected hyperparameters first in the chain: still Adam's are read
+  # (the first injected node's were, so the defaults b1 = 0.9, b2 = 0.999 made P 3x too large)
+  chained = optax.chain(
+    optax.inject_hyperparams(optax.clip_by_global_norm)(max_norm=10.0),
+    optax.inject_hyperparams(optim.adam)(learning_rate=0.1, b1=0.5, b2=0.9),
+  )
+  state = chained.init(params)
+  for _ in range(3):
+    _, state = chained.update({"w": jnp.full((3,), 2.0)}, state, params)
+  expected = (1 - 0.5**3) * (np.sqrt((1 - 0.9**3) * 4.0 / (1 - 0.9**3)) + 1e-8)
+  np.testing.assert_allclose(optim.adam_preconditioner()(state)["w"], expected, rtol=1e-5)
 
 
 def test_adam_preconditioner_is_float64_in_a_float64_run(x64):

@@ -52,13 +52,29 @@ def _find(opt_state: Any, kind: type, optimizer: str) -> Any:
   return found[0]
 
 
-def _injected(opt_state: Any, defaults: dict[str, float]) -> dict[str, Any]:
-  """`defaults`, overridden by hyperparameters `optax.inject_hyperparams` keeps in the state."""
-  kinds = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
-  for node in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, kinds)):
-    if isinstance(node, kinds):
-      return defaults | {k: v for k, v in node.hyperparams.items() if k in defaults}
-  return defaults
+_INJECTED = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+
+
+def _injected(opt_state: Any, state: Any, defaults: dict[str, float]) -> dict[str, Any]:
+  """`defaults`, overridden by the hyperparameters of the `optax.inject_hyperparams` that holds
+  the optimizer's `state` (the innermost one: another transformation's, e.g. an injected
+  clipping's, say nothing of this optimizer)."""
+  owner = _owner(opt_state, state)
+  if owner is None:
+    return defaults
+  return defaults | {k: v for k, v in owner.hyperparams.items() if k in defaults}
+
+
+def _owner(tree: Any, state: Any) -> Any:
+  """The innermost injected-hyperparameters node of `tree` whose inner state holds `state`."""
+  for node in jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, _INJECTED) or x is state):
+    if isinstance(node, _INJECTED) and _holds(node.inner_state, state):
+      return _owner(node.inner_state, state) or node
+  return None
+
+
+def _holds(tree: Any, state: Any) -> bool:
+  return any(x is state for x in jax.tree.leaves(tree, is_leaf=lambda x: x is state))
 
 
 def adam_preconditioner(
@@ -71,7 +87,7 @@ def adam_preconditioner(
 
   def preconditioner(opt_state: Any) -> Any:
     state = _find(opt_state, optax.ScaleByAdamState, "adam")
-    h = _injected(opt_state, {"b1": b1, "b2": b2, "eps": eps})
+    h = _injected(opt_state, state, {"b1": b1, "b2": b2, "eps": eps})
 
     def of_leaf(r: jax.Array) -> jax.Array:  # 1 − βᵗ in r's precision (β₂ near 1: float32 is off)
       t = jnp.asarray(state.count, r.dtype)
@@ -90,7 +106,7 @@ def rmsprop_preconditioner(eps: float = 1e-6) -> Callable[[Any], Any]:
 
   def preconditioner(opt_state: Any) -> Any:
     state = _find(opt_state, optax.ScaleByRmsState, "rmsprop")
-    delta = _injected(opt_state, {"eps": eps})["eps"]
+    delta = _injected(opt_state, state, {"eps": eps})["eps"]
     return _after_first_step(
       jax.tree.map(lambda r: jnp.sqrt(delta + r).astype(r.dtype), state.nu), state.nu
     )
@@ -104,7 +120,7 @@ def adagrad_preconditioner(eps: float = 1e-7) -> Callable[[Any], Any]:
 
   def preconditioner(opt_state: Any) -> Any:
     state = _find(opt_state, BookAdagradState, "adagrad")
-    delta = _injected(opt_state, {"eps": eps})["eps"]
+    delta = _injected(opt_state, state, {"eps": eps})["eps"]
     diagonal = jax.tree.map(lambda r: (delta + jnp.sqrt(r)).astype(r.dtype), state.sum_sq_grad)
     return _after_first_step(diagonal, state.sum_sq_grad)
 
