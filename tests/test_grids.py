@@ -283,11 +283,12 @@ def test_seed_rows_at_the_best_median_are_in_seed_order():
   assert [(r["learning_rate"], r["seed"]) for r in rows[("a",)]] == [(0.3, 0), (0.3, 1)]
 
 
-def test_curves_over_column_are_the_medians_per_label_in_row_order():
+def test_curves_over_column_are_the_medians_per_label_in_increasing_column():
+  """A grid listed as [1.0, 0.1] is drawn from 0.1 to 1.0 (in row order a U became a zig-zag)."""
   medians = [
-    {"net": "a", "learning_rate": 0.1, "steps": 30.0},
-    {"net": "b", "learning_rate": 0.1, "steps": None},
     {"net": "a", "learning_rate": 1.0, "steps": 10.0},
+    {"net": "b", "learning_rate": 0.1, "steps": None},
+    {"net": "a", "learning_rate": 0.1, "steps": 30.0},
   ]
   series = grids.curves_over_column(medians, lambda row: row["net"], "steps")
   assert series == {"a": ([0.1, 1.0], [30.0, 10.0]), "b": ([0.1], [None])}

@@ -27,6 +27,8 @@ def test_rate_curves_are_the_metric_against_the_rate_per_method():
   rates, values = series["gd"]
   assert rates == [0.1, 0.3, 1.0]
   assert values[0] == 1.0 and math.isnan(values[1]) and values[2] == 0.0
+  reordered = rate_plots.rate_curves(TABLE[::-1], "loss", group="method", shift=1.0)
+  assert reordered["gd"][0] == [0.1, 0.3, 1.0] and reordered["gd"][1][::2] == [1.0, 0.0]
 
 
 def test_plots_are_written(tmp_path):

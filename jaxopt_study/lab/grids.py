@@ -282,14 +282,16 @@ def curves_over_column(
   metric: str,
   column: str = "learning_rate",
 ) -> dict[str, tuple[list, list]]:
-  """`best_by_median`'s median rows as plot series: per `label(row)`, the values of `column`
-  and of `metric` in row order (a rate search's medians against the learning rate)."""
-  series: dict[str, tuple[list, list]] = {}
+  """`best_by_median`'s median rows (or any rows) as plot series: per `label(row)`, the values of
+  `column` and of `metric`, in increasing `column` (a grid listed in another order drew a
+  zig-zag where the curve is a U)."""
+  points: dict[Any, list[tuple[Any, Any]]] = {}
   for row in medians:
-    xs, ys = series.setdefault(label(row), ([], []))
-    xs.append(row[column])
-    ys.append(row[metric])
-  return series
+    points.setdefault(label(row), []).append((row[column], row[metric]))
+  return {
+    key: tuple(map(list, zip(*sorted(pairs, key=lambda pair: pair[0]), strict=True)))
+    for key, pairs in points.items()
+  }
 
 
 def history_at_rate(

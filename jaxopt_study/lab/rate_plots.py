@@ -35,13 +35,10 @@ def best_rate_curves(
 def rate_curves(
   table: Sequence[Mapping[str, Any]], metric: str, *, group: str = "optimizer", shift: float = 0.0
 ) -> Curves:
-  """`metric` − `shift` of every row against its learning rate, one curve per value of `group`."""
-  series: Curves = {}
-  for row in table:
-    rates, values = series.setdefault(row[group], ([], []))
-    rates.append(row["learning_rate"])
-    values.append(row[metric] - shift)
-  return series
+  """`metric` − `shift` of every row against its learning rate, one curve per value of `group`,
+  in increasing rate."""
+  series = grids.curves_over_column(table, lambda row: row[group], metric)
+  return {key: (rates, [v - shift for v in values]) for key, (rates, values) in series.items()}
 
 
 def best_rate_plot(
