@@ -73,6 +73,14 @@ def test_sharpness_of_a_quadratic_matches_its_closed_form(x64):
   np.testing.assert_allclose(got, 100 * increase / (1 + f0), rtol=1e-12)
 
 
+def test_sharpness_refuses_a_negative_loss(x64):
+  """φ divides by 1 + f(x): at f = −6 it came out negative, at f ≈ −1 a million times too large."""
+  params = {"x": jnp.asarray([1.0, -2.0, 0.25])}
+  with pytest.raises(ValueError, match=r"sharpness: the loss at params is -6 < 0"):
+    sharpness(lambda p, c: bowl(p, c) - 6.0 - bowl(params, c), params, jnp.asarray(CURVATURES))
+  assert sharpness(lambda p, c: bowl(p, c) - bowl(params, c), params, jnp.asarray(CURVATURES)) > 0
+
+
 def test_sharpness_moves_a_coordinate_whose_slope_is_zero(x64):
   """f = (w₀ − 2e-4)² + w₁² at 0: ∂f/∂w₁ = 0 there, and sign(0) = 0 left w₁ at 0, ending on an
   edge (φ = 100 · 1.4e-4 / (1 + f₀)) instead of the best corner (−h, ±h): 100 · 2.4e-4 / ..."""

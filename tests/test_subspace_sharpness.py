@@ -57,6 +57,13 @@ def test_subspace_sharpness_is_the_best_corner_of_the_box(x64, num_directions, e
   np.testing.assert_allclose(got, exact_sharpness(POINT, directions, eps), rtol=1e-6)
 
 
+def test_a_negative_loss_is_refused(x64):
+  """φ divides by 1 + f(x): a negative loss inflated it or made it negative."""
+  args = (jnp.asarray(CURVATURE), jnp.asarray(CENTRE))
+  with pytest.raises(ValueError, match=r"subspace_sharpness: the loss at params is -2 < 0"):
+    subspace_sharpness(quadratic, as_params(CENTRE), *args, -2.0)
+
+
 def test_a_loss_near_zero_is_still_maximized(x64):
   """With f ≈ 1e-6 every change of f is below scipy's default stopping tolerance 2.2e-9 · max(|f|,
   1), as for a network trained to a training loss of 1e-6; the maximum must still be found."""

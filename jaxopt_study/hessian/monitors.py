@@ -160,10 +160,14 @@ def sharpness(
 
   Returns:
     φ as a float (≥ 0).
+
+  Raises:
+    ValueError: the loss at params is negative (φ divides by 1 + f(x), made for losses ≥ 0).
   """
   validate.require_positive("eps", eps, "sharpness")
   products.require_count("steps", steps, "sharpness")
   problem = products.prepare(loss_fn, params, args, batches, mode, "sharpness", evaluate=True)
+  products.require_non_negative_loss(problem, "sharpness")
   corner = products.host_rng(key).integers(0, 2, size=problem.num_params) * 2.0 - 1.0  # ±1
   value = _sharpness_jit(
     problem.objective,

@@ -459,6 +459,18 @@ def require_finite_point(
       )
 
 
+def require_non_negative_loss(problem: Problem, where: str) -> None:
+  """Raises ValueError when the loss at the point is negative: Keskar et al.'s sharpness divides
+  by 1 + f(x), a scale made for losses ≥ 0 (a negative loss inflated it, or made it negative)."""
+  loss = float(loss_and_grad_jit(*problem)[0])
+  if loss < 0:
+    raise ValueError(
+      f"{where}: the loss at params is {loss:g} < 0; Keskar et al.'s sharpness divides by "
+      "1 + f(x) and is defined for a loss ≥ 0 (cross-entropy, squared error): shift your loss "
+      "by a constant to make it non-negative"
+    )
+
+
 def hvp(
   loss_fn: LossFn,
   params: Any,

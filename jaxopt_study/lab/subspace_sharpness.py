@@ -89,12 +89,16 @@ def subspace_sharpness(
 
   Returns:
     φ as a float (≥ 0).
+
+  Raises:
+    ValueError: the loss at params is negative (φ divides by 1 + f(x), made for losses ≥ 0).
   """
   validate.require_positive("eps", eps, WHERE)
   products.require_count("max_iterations", max_iterations, WHERE)
   if num_directions is not None:
     products.require_count("num_directions", num_directions, WHERE)
   problem = products.prepare(loss_fn, params, args, batches, mode, WHERE, evaluate=True)
+  products.require_non_negative_loss(problem, WHERE)
   x = np.asarray(problem.flat_params, np.float64)
   if num_directions is None:
     directions, coordinates = None, x
