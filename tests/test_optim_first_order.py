@@ -6,6 +6,7 @@ problems of tests/helpers.py with a linearly decaying learning rate.
 """
 
 import functools
+import warnings
 
 import chex
 import helpers
@@ -492,6 +493,32 @@ def test_delta_bar_delta_refuses_integer_params_by_path():
   tx = optim.delta_bar_delta(0.1, 0.01, 0.2, 0.5)
   with pytest.raises(TypeError, match=r"delta_bar_delta: params\['w'\] has dtype int32"):
     tx.init({"b": jnp.ones(2), "w": jnp.asarray([1, 2], jnp.int32)})
+
+
+def test_delta_bar_delta_rates_of_bfloat16_params_grow_as_in_float32():
+  """κ = 1e-5 on a rate of 0.01: below half a bfloat16 rounding step (6e-5), so rates held in
+  bfloat16 never grew; they are float32 now, and 50 agreeing steps give Jacobs's 0.01 + 50κ."""
+  tx = optim.delta_bar_delta(0.01, kappa=2e-5, phi=0.1, theta=0.5)
+  params = {"w": jnp.ones(3, jnp.bfloat16)}
+  state = tx.init(params)
+  for _ in range(50):
+    _, state = tx.update({"w": jnp.ones(3, jnp.bfloat16)}, state, params)
+  assert state.learning_rates["w"].dtype == jnp.float32
+  np.testing.assert_allclose(state.learning_rates["w"], 0.01 + 49 * 2e-5, rtol=1e-5)
+
+
+def test_an_eps_that_rounds_to_0_in_float16_is_warned_of_by_leaf():
+  """δ = 1e-8 is 0 in float16: a gradient of exactly 0 then gives 0/0 = NaN (Optax's own Adam
+  does the same, and its generic tests run float16 with that default, so a warning)."""
+  params = {"b": jnp.ones(2), "w": jnp.ones(2, jnp.float16)}
+  with pytest.warns(UserWarning, match=r"adam: eps=1e-08 rounds to 0 in float16.*params\['w'\]"):
+    tx = optim.adam(0.1)
+    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+  assert bool(jnp.isnan(updates["w"]).all())  # what the warning is about
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    optim.adam(0.1, eps=1e-7).init(params)
+    optim.adam(0.1).init({"w": jnp.ones(2, jnp.bfloat16)})  # bfloat16 has float32's range
 
 
 def test_registry_names():

@@ -13,11 +13,13 @@ how Optax differs. The δ of AdaGrad, RMSProp (with or without Nesterov), Adam a
 exactly 0 from the first step (the weight of an always-blank pixel, a dead unit) takes 0/0 = NaN.
 """
 
+import warnings
 from typing import NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxopt_study import validate
@@ -32,6 +34,31 @@ def _learning_rate_at(learning_rate: optax.ScalarOrSchedule, count: chex.Array) 
 def _abs_sq(g: chex.Array) -> chex.Array:
   """|g|² element-wise: g ⊙ g for real g, Re(ḡ g) for complex g (real-valued, in g's dtype)."""
   return jnp.real(jnp.conj(g) * g).astype(g.dtype) if jnp.iscomplexobj(g) else g * g
+
+
+def _eps_checked(
+  tx: optax.GradientTransformation, eps: float, where: str
+) -> optax.GradientTransformation:
+  """`tx`, whose init warns of a parameter in whose dtype δ rounds to 0 (the default 1e-8 in
+  float16): the 0/0 = NaN that δ > 0 prevents is then back. A warning, not an error: Optax's own
+  optimizers run float16 with these defaults, and its generic tests do too."""
+
+  def init_fn(params: optax.Params) -> optax.OptState:
+    if not isinstance(eps, jax.core.Tracer):
+      for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        dtype = jnp.result_type(leaf)
+        if jnp.issubdtype(dtype, jnp.inexact) and float(np.abs(np.asarray(eps, dtype))) == 0:
+          warnings.warn(
+            f"{where}: eps={float(eps):g} rounds to 0 in {dtype.name}, the dtype of "
+            f"params{jax.tree_util.keystr(path)}, so a gradient of exactly 0 gives 0/0 = NaN; "
+            f"pass an eps ≥ {float(jnp.finfo(dtype).smallest_subnormal):g}, or keep the "
+            "parameters in float32",
+            stacklevel=2,
+          )
+          break
+    return tx.init(params)
+
+  return optax.GradientTransformation(init_fn, tx.update)
 
 
 def sgd(learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
@@ -267,7 +294,11 @@ def adagrad(
   """
   validate.require_learning_rate(learning_rate, "adagrad")
   validate.require_positive("eps", eps, "adagrad")
-  return optax.chain(scale_by_book_adagrad(eps), optax.scale_by_learning_rate(learning_rate))
+  return _eps_checked(
+    optax.chain(scale_by_book_adagrad(eps), optax.scale_by_learning_rate(learning_rate)),
+    eps,
+    "adagrad",
+  )
 
 
 def _scale_by_book_rms(decay: float, eps: float) -> optax.GradientTransformation:
@@ -296,7 +327,11 @@ def rmsprop(
   validate.require_learning_rate(learning_rate, "rmsprop")
   validate.require_unit_interval("decay", decay, "rmsprop")
   validate.require_positive("eps", eps, "rmsprop")
-  return optax.chain(_scale_by_book_rms(decay, eps), optax.scale_by_learning_rate(learning_rate))
+  return _eps_checked(
+    optax.chain(_scale_by_book_rms(decay, eps), optax.scale_by_learning_rate(learning_rate)),
+    eps,
+    "rmsprop",
+  )
 
 
 def rmsprop_nesterov(
@@ -331,9 +366,13 @@ def rmsprop_nesterov(
   validate.require_unit_interval("decay", decay, where)
   validate.require_unit_interval("momentum", momentum, where)
   validate.require_positive("eps", eps, where)
-  return optax.chain(
-    _scale_by_book_rms(decay, eps),
-    scale_by_book_momentum(learning_rate, momentum, nesterov=True),
+  return _eps_checked(
+    optax.chain(
+      _scale_by_book_rms(decay, eps),
+      scale_by_book_momentum(learning_rate, momentum, nesterov=True),
+    ),
+    eps,
+    where,
   )
 
 
@@ -365,8 +404,12 @@ def adam(
   validate.require_unit_interval("b1", b1, "adam")
   validate.require_unit_interval("b2", b2, "adam")
   validate.require_positive("eps", eps, "adam")
-  return optax.chain(
-    optax.scale_by_adam(b1=b1, b2=b2, eps=eps), optax.scale_by_learning_rate(learning_rate)
+  return _eps_checked(
+    optax.chain(
+      optax.scale_by_adam(b1=b1, b2=b2, eps=eps), optax.scale_by_learning_rate(learning_rate)
+    ),
+    eps,
+    "adam",
   )
 
 
@@ -396,7 +439,11 @@ def adadelta(
   validate.require_learning_rate(learning_rate, "adadelta")
   validate.require_unit_interval("decay", decay, "adadelta")
   validate.require_positive("eps", eps, "adadelta")
-  return optax.chain(_scale_by_adadelta(decay, eps), optax.scale_by_learning_rate(learning_rate))
+  return _eps_checked(
+    optax.chain(_scale_by_adadelta(decay, eps), optax.scale_by_learning_rate(learning_rate)),
+    eps,
+    "adadelta",
+  )
 
 
 def _scale_by_adadelta(decay: float, eps: float) -> optax.GradientTransformation:
@@ -427,7 +474,7 @@ def _scale_by_adadelta(decay: float, eps: float) -> optax.GradientTransformation
 class DeltaBarDeltaState(NamedTuple):
   """State of `delta_bar_delta`."""
 
-  learning_rates: optax.Updates  # ε: one real rate per parameter, shaped like the params
+  learning_rates: optax.Updates  # ε: one real rate per parameter (float32 at least)
   bar_delta: optax.Updates  # δ̄: exponential average of past gradients, shaped like the params
 
 
@@ -446,10 +493,10 @@ def delta_bar_delta(
   with ε starting at `learning_rate` and δ̄ at 0. Optax has no counterpart.
 
   Complex parameters are supported: each complex parameter has one real rate ε (held in the
-  params' real dtype), and the sign test uses s = Re(conj(δ̄) g), the inner product of δ̄ and g
-  as vectors of ℝ², which is δ̄ g for a real parameter: the rate grows while the gradient keeps
-  pointing within 90° of its average. The gradients passed are conj(∇f), Optax's convention
-  for complex parameters, so Δθ = −ε ⊙ g descends.
+  params' real dtype, float32 at least), and the sign test uses s = Re(conj(δ̄) g), the inner
+  product of δ̄ and g as vectors of ℝ², which is δ̄ g for a real parameter: the rate grows while
+  the gradient keeps pointing within 90° of its average. The gradients passed are conj(∇f),
+  Optax's convention for complex parameters, so Δθ = −ε ⊙ g descends.
 
   Args:
     learning_rate: the initial rate of every parameter, a non-negative number (the rates then
@@ -481,8 +528,9 @@ def delta_bar_delta(
           "needs a real learning rate of its own, so it must be floating point"
         )
 
-    def initial_rates(p):  # real rates, shaped (and sharded) like p
-      return jnp.full_like(p, learning_rate, dtype=jnp.finfo(p.dtype).dtype)
+    def initial_rates(p):  # real rates, shaped (and sharded) like p, in float32 at least: a
+      # bfloat16 rate of 0.01 does not grow by κ = 1e-5 (its rounding step is 6e-5)
+      return jnp.full_like(p, learning_rate, jnp.promote_types(jnp.finfo(p.dtype).dtype, "float32"))
 
     return DeltaBarDeltaState(
       learning_rates=jax.tree.map(initial_rates, params),
