@@ -68,6 +68,11 @@ def _require(name: str, value: Any, where: str, holds: Callable[[np.ndarray], An
   if not np.all(holds(array)):  # NaN fails every comparison, so it is rejected too
     if np.isfinite(array) and abs(float(array)) > _LARGEST:
       what += f" (at most {_LARGEST:.3g}, float32's largest)"
+    if array.dtype in (jnp.bfloat16, jnp.float16):  # e.g. b2 = 0.999, 1.0 in bfloat16
+      what += (
+        f"; it arrived in {array.dtype.name}, as optax.inject_hyperparams casts hyperparameters "
+        "to the parameters' dtype: pass hyperparam_dtype=jnp.float32 to keep their value"
+      )
     raise ValueError(f"{where}: {name}={_describe(value)} must be {what}")
 
 

@@ -452,6 +452,11 @@ DBD = {"learning_rate": 0.1, "kappa": 0.01, "phi": 0.1, "theta": 0.5}
     (optim.rmsprop, {"learning_rate": 0.1, "eps": 0.0}, "rmsprop: eps=0.0"),
     (optim.rmsprop_nesterov, {"learning_rate": 0.1, "eps": 0.0}, "eps=0.0"),
     (optim.adam, {"eps": 0.0}, "adam: eps=0.0"),
+    (  # optax.inject_hyperparams on bfloat16 params: 0.999 arrives as 1.0, and the message says so
+      optim.adam,
+      {"b2": jnp.asarray(0.999, jnp.bfloat16)},
+      r"adam: b2=1.0 must be in \[0, 1\); it arrived in bfloat16.*hyperparam_dtype=jnp.float32",
+    ),
     (optim.scale_by_book_momentum, {"learning_rate": 0.1, "momentum": 2.0}, "momentum"),
     (optim.scale_by_book_adagrad, {"eps": -1.0}, "eps"),
     (optim.delta_bar_delta, {**DBD, "kappa": -0.01}, "kappa"),

@@ -288,6 +288,13 @@ def test_conjugate_gradient_on_rosenbrock_within_2_times_scipy(
 
 
 @pytest.mark.parametrize("name", ["bfgs", "lbfgs", "conjugate_gradient"])
+def test_a_line_search_that_is_not_a_transformation_is_refused_by_name(name):
+  """linesearch="wolfe" failed inside optax.chain with "'str' object has no attribute 'init'"."""
+  with pytest.raises(TypeError, match=f"{name}: linesearch must be an Optax transformation"):
+    optim.OPTIMIZERS[name](linesearch="wolfe")
+
+
+@pytest.mark.parametrize("name", ["bfgs", "lbfgs", "conjugate_gradient"])
 def test_missing_loss_arguments_and_non_scalar_losses_are_refused(name):
   tx = optim.OPTIMIZERS[name]()
   params = {"x": jnp.ones(3)}

@@ -102,6 +102,8 @@ def _direction_then_linesearch(
   else:
     validate.require_learning_rate(learning_rate, where)
     sign = optax.scale_by_learning_rate(learning_rate)
+  if linesearch is not None:
+    validate.require_transformation("linesearch", linesearch, where)
   return guarded(where, optax.chain(block, sign, linesearch or optax.identity()))
 
 

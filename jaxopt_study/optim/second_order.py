@@ -187,7 +187,7 @@ def newton(
 
   Args:
     damping: λ ≥ 0, the Levenberg–Marquardt damping (the initial λ when adaptive; then > 0).
-    learning_rate: ε > 0, or a schedule of the step count k = 0, 1, ...
+    learning_rate: ε ≥ 0 (0: no step), or a schedule of the step count k = 0, 1, ...
     adaptive: adapt λ from the ratio of actual to predicted decrease, rejecting uphill steps.
     indefinite: ``"shift"`` or ``"solve"``, what to do when H + λI is not positive definite.
 
@@ -308,7 +308,7 @@ def saddle_free_newton(
 
   Args:
     damping: λ ≥ 0 (Dauphin et al. choose it per step; a fixed λ > 0 bounds the step by ‖g‖/λ).
-    learning_rate: ε > 0, or a schedule of the step count k = 0, 1, ...
+    learning_rate: ε ≥ 0 (0: no step), or a schedule of the step count k = 0, 1, ...
     krylov_dim: None for the exact method, or k ∈ [1, N], the Krylov subspace dimension.
 
   Returns:
