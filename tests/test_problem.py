@@ -563,6 +563,18 @@ def test_spectrum_of_a_sweep_run_folder(tmp_path):
   assert verdict["lambda_min"] == pytest.approx(reference[0], abs=1e-4 * reference[-1])
 
 
+def test_numpy_scalars_as_axis_values_run_and_are_written_as_numbers(tmp_path):
+  """Rates from np.array(..., np.float32) were refused as "not a finite number"; taken now, they
+  train as the same Python floats and config.json and results.csv hold plain numbers."""
+  rates = list(np.array([0.05, 0.1], np.float32))
+  options = dict(steps=10, eval_every=5, batch_size=32)
+  ours = sweep.run(PROBLEM, optim.sgd, {"learning_rate": rates}, out_dir=tmp_path / "r", **options)
+  plain = sweep.run(PROBLEM, optim.sgd, {"learning_rate": [float(r) for r in rates]}, **options)
+  assert ours.table == plain.table
+  config = json.loads((tmp_path / "r" / "config.json").read_text())
+  assert config["axes"]["learning_rate"] == [float(r) for r in rates]
+
+
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_a_sweep_of_a_user_problem_resumes_from_its_folder(tmp_path):
   """Started again on the same out_dir, finished members are read back, not recomputed; a

@@ -60,6 +60,16 @@ def test_choice_draws_each_value_equally_often():
   assert scipy.stats.chisquare(counts).pvalue > 1e-3
 
 
+def test_numpy_scalars_are_numbers():
+  """np.float32 and np.int64 bounds and choices (values read from an array) were refused as "not
+  a finite number", though log_uniform took them; choices come back as Python numbers."""
+  assert sweep.uniform(np.float32(0.0), np.int64(1)) == sweep.uniform(0.0, 1.0)
+  chosen = sweep.choice(list(np.arange(1, 4)))
+  assert chosen.values == (1, 2, 3) and all(type(v) is int for v in chosen.values)
+  with pytest.raises(ValueError, match=r"np.float32\(nan\) is not a finite number"):
+    sweep.choice([np.float32(0.5), np.float32("nan")])
+
+
 def test_axes_are_drawn_jointly_and_independently():
   """One point per member: B distinct values of every axis (not √B as a grid), uncorrelated."""
   axes = {"learning_rate": sweep.log_uniform(1e-4, 1.0), "b1": sweep.uniform(0.0, 0.9)}

@@ -31,6 +31,8 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from jaxopt_study import problem as problem_lib
 from jaxopt_study import train, validate
 from jaxopt_study.hessian import tracking
@@ -199,7 +201,7 @@ def check(
   if curvature_every is not None and curvature is None:
     curvature = tracking.CurvatureOptions()
 
-  axes = dict(axes)
+  axes = {k: [plain(x) for x in v] if isinstance(v, list | tuple) else v for k, v in axes.items()}
   columns = _columns(axes, integer_hyperparameters(optimizer), keyword_names(optimizer))
   if "batch_size" not in columns and batch_size is None:
     raise ValueError("sweep: batch_size is required when it is not an axis")
@@ -322,7 +324,7 @@ def _check_hyperparameters(
   for key, options in settings.items():
     for option in options:
       for name, value in option.items():
-        if not is_real(value) or not math.isfinite(value):
+        if not validate.is_finite_number(value):
           where = f"sweep axis {name!r}" if key in axes else "sweep"
           raise ValueError(f"{where}: {name}={value!r} must be a finite number")
       try:
@@ -355,6 +357,14 @@ def batch_groups(batch_sizes: list[int], *, separate: bool = False) -> list[tupl
 
 def _where(axis: str, axes: dict) -> str:
   return f"sweep axis {axis!r}" if axis in axes else "sweep"
+
+
+def plain(value: Any) -> Any:
+  """A NumPy scalar (np.float32(0.1), a value of np.arange) as the Python number it holds, the
+  points of a joint axis too, so that tables and config.json can be written."""
+  if isinstance(value, tuple):
+    return tuple(map(plain, value))
+  return value.item() if isinstance(value, np.generic) else value
 
 
 def is_real(value: Any) -> bool:

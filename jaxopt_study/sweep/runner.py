@@ -442,9 +442,10 @@ def describe(plan: grid.Plan, axes: dict[Any, list], **arguments: Any) -> dict[s
       else [list(a.shape) for a in problem.heldout_data],
     },
     "axes": {
-      _axis_key(k): [list(p) if isinstance(k, tuple) else p for p in v] for k, v in axes.items()
+      _axis_key(k): [list(p) if isinstance(k, tuple) else p for p in map(grid.plain, v)]
+      for k, v in axes.items()
     },
-    **arguments,
+    **{k: grid.plain(v) for k, v in arguments.items()},
     "steps": plan.steps,
     "eval_every": plan.eval_every,
     "sampling": plan.sampling,

@@ -99,7 +99,7 @@ def uniform(low: float, high: float) -> Uniform:
     ValueError: a bound that is not a finite number, or low ≥ high.
   """
   for name, value in (("low", low), ("high", high)):
-    if not grid.is_real(value) or not math.isfinite(value):
+    if not validate.is_finite_number(value):
       raise ValueError(f"uniform: {name}={value!r} must be a finite number")
   validate.require_ordered("low", low, "high", high, "uniform", strict=True)
   return Uniform(float(low), float(high))
@@ -114,11 +114,11 @@ def choice(values: Sequence[float]) -> Choice:
   if isinstance(values, str) or not isinstance(values, Sequence) or not values:
     raise ValueError(f"choice: values={values!r} must be a non-empty list of numbers")
   for value in values:
-    if not grid.is_real(value) or not math.isfinite(value):
+    if not validate.is_finite_number(value):
       raise ValueError(f"choice: values={list(values)!r}: {value!r} is not a finite number")
   if len(set(values)) != len(values):
     raise ValueError(f"choice: values={list(values)!r}: a value is repeated")
-  return Choice(tuple(values))
+  return Choice(tuple(v.item() if isinstance(v, np.generic) else v for v in values))
 
 
 CONSTRUCTORS = {"log_uniform": log_uniform, "uniform": uniform, "choice": choice}
