@@ -134,3 +134,5 @@ def test_uncorrected_adam_matches_algorithm_8_7_without_its_correction_lines():
   assert adam_variants.uncorrected_step_ratio(1) == pytest.approx(0.1 / np.sqrt(0.001))
   with pytest.raises(ValueError, match="b2"):
     adam_variants.scale_by_uncorrected_adam(b2=1.5)
+  with pytest.raises(ValueError, match=r"eps=0.0 must be finite and > 0"):  # it gave NaN at g = 0
+    adam_variants.uncorrected_adam(0.01, eps=0.0)

@@ -30,10 +30,11 @@ def scale_by_uncorrected_adam(
   b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
 ) -> optax.GradientTransformation:
   """m ← ρ₁m + (1 − ρ₁)g, r ← ρ₂r + (1 − ρ₂)g², direction m/(√r + δ): Algorithm 8.7 without its
-  lines ŝ = s/(1 − ρ₁ᵗ), r̂ = r/(1 − ρ₂ᵗ)."""
+  lines ŝ = s/(1 − ρ₁ᵗ), r̂ = r/(1 − ρ₂ᵗ). δ > 0, as `optim.adam`'s: with δ = 0 a coordinate
+  whose gradient is 0 takes 0/0 = NaN."""
   validate.require_unit_interval("b1", b1, "scale_by_uncorrected_adam")
   validate.require_unit_interval("b2", b2, "scale_by_uncorrected_adam")
-  validate.require_non_negative("eps", eps, "scale_by_uncorrected_adam")
+  validate.require_positive("eps", eps, "scale_by_uncorrected_adam")
 
   def init_fn(params: optax.Params) -> ScaleByUncorrectedAdamState:
     zeros = optax.tree.zeros_like(params)
