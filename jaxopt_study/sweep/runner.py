@@ -272,6 +272,9 @@ def _run_plan(
   if run_dir is not None and jax.process_index() == 0:
     run_dir.write_tables(table, history, minibatches if plan.log_minibatches else None)
     run_dir.write_params(arrays)
+    # every member is done: what is left is a checkpoint of another chunk layout (an interrupted
+    # run on another device count or memory budget), holding every state of its chunk
+    shutil.rmtree(run_dir.path / ".checkpoints", ignore_errors=True)
   return SweepResult(
     table=table, history=history, stats=stats, arrays=arrays, minibatches=minibatches
   )
