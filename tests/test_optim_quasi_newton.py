@@ -319,6 +319,18 @@ def test_gradients_of_another_structure_are_refused_showing_both(name):
     tx.update(grad, tx.init(params), params, value=jnp.asarray(3.0), grad=grad, value_fn=loss)
 
 
+@pytest.mark.parametrize("name", ["bfgs", "conjugate_gradient", "newton"])
+def test_a_frozen_group_under_optax_masked_is_explained(name):
+  """optax.masked hands on the unfrozen params but grad= whole: the message said only to pass
+  gradients shaped like the params; it now names masked and what to do instead."""
+  params = {"x": jnp.ones(3), "frozen": jnp.ones(2)}
+  loss = lambda p: jnp.sum(p["x"] ** 2) + jnp.sum(p["frozen"] ** 2)  # noqa: E731
+  tx = optax.masked(optim.OPTIMIZERS[name](), {"x": True, "frozen": False})
+  value, grad = jax.value_and_grad(loss)(params)
+  with pytest.raises(ValueError, match=r"grad has 2 arrays where params has 1.*optax.masked"):
+    tx.update(grad, tx.init(params), params, value=value, grad=grad, value_fn=loss)
+
+
 @pytest.mark.parametrize("name", ["bfgs", "lbfgs", "conjugate_gradient"])
 def test_a_nan_loss_gives_no_step_and_keeps_the_state(name):
   tx = optim.OPTIMIZERS[name]()

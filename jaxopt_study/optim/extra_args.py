@@ -51,8 +51,15 @@ def require_matching_trees(where: str, updates: Any, params: Any, grad: Any) -> 
         if found.num_leaves != expected.num_leaves
         else f"the structure {found} where params has {expected}"
       )
+      masked = (
+        " Inside optax.masked or optax.multi_transform? They hand on the params and updates of "
+        "the unfrozen group only, but grad= and value_fn whole, and a line search or a Hessian "
+        "needs all three on the same parameters: freeze parameters inside value_fn instead."
+        if name == "grad" and found.num_leaves > expected.num_leaves
+        else ""
+      )
       raise ValueError(
-        f"{where}: {name} has {shape}: pass gradients shaped like the params. Under "
+        f"{where}: {name} has {shape}: pass gradients shaped like the params.{masked} Under "
         "flax.nnx.Optimizer, pass them as nnx.grad gives them, an nnx.State of nnx.Param "
         "(nnx.value_and_grad(loss)(model), or jax.grad of value_fn at nnx.state(model, "
         "nnx.Param)): it drops gradients that are pure arrays. See README, 'Second-order "
