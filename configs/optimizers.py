@@ -9,6 +9,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.experiment = "optimizers"
   # Each seed: the initialization and the minibatch order, the same for every optimizer.
   config.seeds = [0, 1, 2]
+  # The two family winners trained again from these (never seen by the selection), and judged.
+  config.evaluation_seeds = [100, 101, 102]
   config.steps = 1500
   config.batch_size = 64
   config.eval_every = 50

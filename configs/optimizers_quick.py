@@ -4,4 +4,13 @@ from common import quick
 
 
 def get_config():
-  return quick(__file__, {"steps": 200, "eval_every": 20, "model.width": 32, "seeds": [0, 1]})
+  return quick(
+    __file__,
+    {
+      "steps": 200,
+      "eval_every": 20,
+      "model.width": 32,
+      "seeds": [0, 1],
+      "evaluation_seeds": [100, 101],
+    },
+  )

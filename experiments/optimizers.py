@@ -7,12 +7,17 @@ learning-rate grid. The grid of one optimizer, over every seed, is one compiled 
 `optax.inject_hyperparams`, the training loop `vmap`ped over rates and seeds).
 
 Each optimizer's best learning rate has the lowest median final training loss over the seeds
-(`grids.best_by_median`: a seed that diverged counts as +inf). Claims (`summary.json`):
-`best_optimizer` (the lowest median at its best rate; `best_is_adaptive_rate` 1 when it is an
-adaptive-rate method of §8.5, else 0); `adaptive_over_other_final_loss` (± `..._se`), the best
-adaptive-rate method's final loss over the best other method's, each at its best rate, as the
-geometric mean over seeds of the per-seed ratio (`adaptive_rate.adaptive_over_other`), which
-the verdict judges; per optimizer at its best rate `final_loss_by_optimizer` and
+(`grids.best_by_median`: a seed that diverged counts as +inf). Picking the best of a family on
+the seeds that then judge it favours the larger family (more draws to pick the luckiest from),
+so the two family winners, each at its best rate, are trained again from fresh seeds
+(`evaluation_seeds`: initializations and minibatch orders the selection never saw), and those
+runs are judged. Claims (`summary.json`): `best_optimizer` (the lowest median at its best rate;
+`best_is_adaptive_rate` 1 when it is an adaptive-rate method of §8.5, else 0);
+`adaptive_over_other_final_loss` (± `..._se`), the best adaptive-rate method's final loss over
+the best other method's (`adaptive_rate.adaptive_over_other` picks them), as the geometric mean
+over the evaluation seeds of the per-seed ratio, which the verdict judges, beside
+`adaptive_over_other_final_loss_on_selection_seeds` (± `..._se`), the same ratio on the seeds
+that picked them; per optimizer at its best rate `final_loss_by_optimizer` and
 `test_error_by_optimizer` (medians over seeds) with `final_loss_over_seeds_by_optimizer` (mean,
 std, n), `best_learning_rate_by_optimizer`; and `best_learning_rate_at_grid_edge` (optimizers
 whose grid should be widened to bracket the best), with `any_best_rate_at_grid_edge`, which
@@ -50,7 +55,8 @@ class Optimizers(Experiment):
     "(RMSProp, AdaDelta) are the most robust across tasks. Judged on this one task, over seeds, "
     "as: the best adaptive-rate method reaches a lower final training loss than the best other "
     "method (robustness across tasks needs more tasks than one). Each family's best is picked on "
-    "the same seeds that judge it, which favours the larger family (more draws to pick from)",
+    "selection seeds and judged on fresh evaluation seeds (picked and judged on the same seeds, "
+    "the larger family would be favoured: more draws to pick the luckiest from)",
   }
   # On one task, the claim that can fail: the best adaptive-rate method ends below the best other
   # one, by more than 2 standard errors of the seeds' paired ratio. Undecided while any
@@ -68,18 +74,26 @@ class Optimizers(Experiment):
     "The same MLP on scikit-learn's digits, trained from each seed's initialization and "
     "minibatch order by each first-order optimizer of chapter 8 (Algorithms 8.1-8.7, Adadelta, "
     "delta-bar-delta), each over a small learning-rate grid. Curves show each optimizer at the "
-    "learning rate with the lowest median final training loss over the seeds (the first seed)."
+    "learning rate with the lowest median final training loss over the seeds (the first seed). "
+    "The best adaptive-rate method and the best other one are then trained again, each at its "
+    "best rate, from fresh seeds, and the claim is judged on those runs."
   )
   FIELDS = {
     "data.name": digits_tasks.DIGITS,
     **dict.fromkeys(("steps", "eval_every", "batch_size"), validate.require_positive_int),
     "sampling": functools.partial(validate.require_choice, choices=train.SAMPLINGS),
     "seeds": validate.seeds(),
+    "evaluation_seeds": validate.seeds(),
   }
 
   def check_more(self, config: ml_collections.ConfigDict) -> None:
     """Every grid runs, the model builds and a minibatch fits in the training set."""
     grids.check_learning_rate_grids(config.optimizers, self.NAME)
+    if shared := sorted(set(config.seeds) & set(config.evaluation_seeds)):
+      raise ValueError(
+        f"{self.NAME}: evaluation_seeds={list(config.evaluation_seeds)!r} share {shared} with "
+        "seeds: the winners are judged on seeds the selection never saw"
+      )
     models.build_model(in_features=64, out_features=10, seed=config.seeds[0], **config.model)
     num_train = _digits(config).x_train.shape[0]
     validate.require_int("batch_size", config.batch_size, self.NAME, low=1, high=num_train)
@@ -88,38 +102,46 @@ class Optimizers(Experiment):
     """Trains every optimizer over its grid and the seeds; a finished optimizer is kept for
     resuming."""
     data = _digits(config)
-    seed_models = [
-      models.functional(
-        models.build_model(in_features=64, out_features=10, seed=seed, **config.model)
-      )
-      for seed in config.seeds
-    ]
     table, history, arrays = [], [], {}
-    for name in tqdm(list(config.optimizers), desc="optimizers", disable=not progress):
-      record, member_params = members.get(
-        name, lambda n=name: _train_grid(config, seed_models, data, n)
-      )
+
+    def add(record: dict, member_params: dict) -> None:
       table.extend(record["table"])
       history.extend(record["history"])
       arrays.update(member_params)
+
+    grid_seeds = _seed_models(config, config.seeds)
+    for name in tqdm(list(config.optimizers), desc="optimizers", disable=not progress):
+      grid = config.optimizers[name].learning_rate
+      add(*members.get(name, lambda n=name, g=grid: _train_grid(config, grid_seeds, data, n, g)))
+    fresh = _seed_models(config, config.evaluation_seeds)
+    for name, rate in _winners(table).items():  # the two family winners, from fresh seeds
+      add(
+        *members.get(
+          f"evaluation:{name}@{rate:g}",
+          lambda n=name, r=rate: _train_grid(config, fresh, data, n, [r], EVALUATION),
+        )
+      )
     return Results(table, history, arrays)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
     """Each optimizer at its best learning rate (lowest median final training loss over seeds),
     and the best adaptive-rate method against the best other one, paired by seed."""
-    _, best, at_edge = grids.best_by_median(results.table, ("optimizer",), "final_train_loss")
+    grid = [r for r in results.table if r["phase"] == SELECTION]
+    _, best, at_edge = grids.best_by_median(grid, ("optimizer",), "final_train_loss")
     # each optimizer's members at its best rate, in seed order (rows pair by seed)
-    at_best = grids.seed_rows_at(results.table, best, ("optimizer",))
+    at_best = grids.seed_rows_at(grid, best, ("optimizer",))
     at_best = {key[0]: rows for key, rows in at_best.items()}
     best = {key[0]: row for key, row in best.items()}
     edge = sorted(key[0] for key, flagged in at_edge.items() if flagged)
     winner = min(best, key=lambda k: best[k]["final_train_loss"], default=None)
+    selected = adaptive_over_other(
+      {k: [r["final_train_loss"] for r in rows] for k, rows in at_best.items()}
+    )
     return {
       "best_optimizer": winner,
       "best_is_adaptive_rate": None if winner is None else float(winner in ADAPTIVE_RATE),
-      **adaptive_over_other(
-        {k: [r["final_train_loss"] for r in rows] for k, rows in at_best.items()}
-      ),
+      **selected,
+      **_judged_on_fresh_seeds(results.table, selected),
       "final_loss_by_optimizer": {k: r["final_train_loss"] for k, r in best.items()},
       "final_loss_over_seeds_by_optimizer": {
         k: verdicts.mean_and_std([r["final_train_loss"] for r in rows])
@@ -138,7 +160,7 @@ class Optimizers(Experiment):
   def plot(self, out_dir: Path) -> list[Path]:
     """The curves of every optimizer at its best rate (the first seed's), and the median final
     loss over seeds against the rate."""
-    table = read_csv(out_dir / "results.csv")
+    table = [r for r in read_csv(out_dir / "results.csv") if r["phase"] == SELECTION]
     best = json.loads((out_dir / "summary.json").read_text())["best_learning_rate_by_optimizer"]
     first_seed = min(r["seed"] for r in table)
     shown = [
@@ -170,8 +192,50 @@ class Optimizers(Experiment):
     return [*figures, sensitivity]
 
 
+SELECTION, EVALUATION = "selection", "evaluation"  # a row's phase: the grid, or a winner again
+
+
+def _winners(table: list[dict]) -> dict[str, float]:
+  """The best adaptive-rate method and the best other one on the selection seeds, each with its
+  best rate (`adaptive_over_other`'s pick; none where a family has no finite run)."""
+  grid = [r for r in table if r["phase"] == SELECTION]
+  _, best, _ = grids.best_by_median(grid, ("optimizer",), "final_train_loss")
+  at_best = {k[0]: rows for k, rows in grids.seed_rows_at(grid, best, ("optimizer",)).items()}
+  picked = adaptive_over_other(
+    {k: [r["final_train_loss"] for r in rows] for k, rows in at_best.items()}
+  )
+  names = (picked["best_adaptive_rate_optimizer"], picked["best_other_optimizer"])
+  return {name: best[(name,)]["learning_rate"] for name in names if name is not None}
+
+
+def _judged_on_fresh_seeds(table: list[dict], selected: dict) -> dict:
+  """The judged ratio, the two winners' runs from the evaluation seeds paired by seed; the
+  selection seeds' ratio kept beside it (the gap between the two is the selection's bias)."""
+  fresh = {}
+  for row in sorted((r for r in table if r["phase"] == EVALUATION), key=lambda r: r["seed"]):
+    fresh.setdefault(row["optimizer"], []).append(row["final_train_loss"])
+  adaptive, other = selected["best_adaptive_rate_optimizer"], selected["best_other_optimizer"]
+  ratio, se = (
+    verdicts.paired_ratio(fresh[adaptive], fresh[other]) if adaptive and other else (None, None)
+  )
+  key = "adaptive_over_other_final_loss"
+  return {
+    f"{key}_on_selection_seeds": selected[key],
+    f"{key}_on_selection_seeds_se": selected[f"{key}_se"],
+    key: ratio,
+    f"{key}_se": se,
+  }
+
+
 def _digits(config: ml_collections.ConfigDict) -> data_lib.Dataset:
   return data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
+
+
+def _seed_models(config: ml_collections.ConfigDict, seeds: list[int]) -> list:
+  return [
+    models.functional(models.build_model(in_features=64, out_features=10, seed=s, **config.model))
+    for s in seeds
+  ]
 
 
 def _train_grid(
@@ -179,11 +243,15 @@ def _train_grid(
   seed_models: list[models.FunctionalModel],
   data: data_lib.Dataset,
   name: str,
+  grid: list[float],
+  phase: str = SELECTION,
 ) -> tuple[dict, dict]:
-  """One optimizer's grid over every seed as one vmapped program: (table and history rows, final
-  arrays)."""
+  """One optimizer over the rates of `grid` and the seeds of `seed_models` (the config's `seeds`
+  for the selection, its `evaluation_seeds` for a winner again) as one vmapped program: (table
+  and history rows, final arrays)."""
   hyper = config.optimizers[name].to_dict()
-  grid = hyper.pop("learning_rate")
+  del hyper["learning_rate"]
+  seeds = list(config.seeds if phase == SELECTION else config.evaluation_seeds)
   constructor = optax.inject_hyperparams(optim.OPTIMIZERS[name])
   dtype = jax.tree.leaves(seed_models[0].params)[0].dtype
   states, histories = grids.train_vmapped_over_seeds(
@@ -191,7 +259,7 @@ def _train_grid(
     lambda lr: constructor(learning_rate=lr, **hyper),
     [jnp.asarray(grid, dtype)],
     data,
-    seeds=list(config.seeds),
+    seeds=seeds,
     steps=config.steps,
     batch_size=config.batch_size,
     eval_every=config.eval_every,
@@ -199,7 +267,7 @@ def _train_grid(
   )
   steps = train.eval_steps(config.steps, config.eval_every)
   table, rows, arrays = [], [], {}
-  for s, seed in enumerate(config.seeds):
+  for s, seed in enumerate(seeds):
     for i, lr in enumerate(grid):
       member = f"{name}@{lr:g},seed{seed}"
       member_history = {k: np.asarray(v[s, i]) for k, v in histories.items()} | {"step": steps}
@@ -211,6 +279,7 @@ def _train_grid(
         {
           "member": member,
           "optimizer": name,
+          "phase": phase,
           "learning_rate": float(lr),
           "seed": seed,
           "final_train_loss": final_loss,

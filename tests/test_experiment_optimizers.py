@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from quick_runs import quick_config_and_table_fixtures, quick_run_fixtures
+from quick_runs import quick_config_and_table_fixtures, quick_run_fixtures, refused_field
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -13,9 +13,13 @@ config, table = quick_config_and_table_fixtures(NAME)
 OTHER = ("sgd", "momentum", "nesterov")  # the methods without an adaptive rate
 
 
-def _losses(table, name, rate):
-  """The final training losses of optimizer `name` at `rate`, in seed order."""
-  rows = [r for r in table if r["optimizer"] == name and r["learning_rate"] == rate]
+def _losses(table, name, rate, phase="selection"):
+  """The final training losses of optimizer `name` at `rate` in `phase`, in seed order."""
+  rows = [
+    r
+    for r in table
+    if r["optimizer"] == name and r["learning_rate"] == rate and r["phase"] == phase
+  ]
   return np.array([r["final_train_loss"] for r in sorted(rows, key=lambda r: r["seed"])])
 
 
@@ -23,8 +27,27 @@ def test_every_member_trains_every_seed(config, table):
   seeds = sorted(config.seeds)
   for name, grid in config.optimizers.items():
     for rate in grid.learning_rate:
-      rows = [r for r in table if r["optimizer"] == name and r["learning_rate"] == rate]
+      rows = [
+        r
+        for r in table
+        if r["optimizer"] == name and r["learning_rate"] == rate and r["phase"] == "selection"
+      ]
       assert sorted(r["seed"] for r in rows) == seeds, (name, rate)
+
+
+def test_the_two_family_winners_run_again_from_fresh_seeds(config, table, summary):
+  """Picked on the selection seeds, judged on others: each winner at its best rate, once per
+  evaluation seed, and nothing else in the evaluation phase."""
+  rates = summary["best_learning_rate_by_optimizer"]
+  winners = {summary["best_adaptive_rate_optimizer"], summary["best_other_optimizer"]}
+  evaluated = [r for r in table if r["phase"] == "evaluation"]
+  assert {(r["optimizer"], r["learning_rate"]) for r in evaluated} == {
+    (name, rates[name]) for name in winners
+  }
+  for name in winners:
+    seeds = sorted(r["seed"] for r in evaluated if r["optimizer"] == name)
+    assert seeds == sorted(config.evaluation_seeds)
+  assert not set(config.seeds) & set(config.evaluation_seeds)
 
 
 def test_best_rates_have_the_lowest_median_over_seeds(config, table, summary):
@@ -55,11 +78,21 @@ def test_the_judged_ratio_pairs_the_two_best_methods_by_seed(table, summary):
     other,
   )
   rates = summary["best_learning_rate_by_optimizer"]
-  logs = np.log(_losses(table, adaptive, rates[adaptive]) / _losses(table, other, rates[other]))
-  ratio = np.exp(logs.mean())
-  assert summary["adaptive_over_other_final_loss"] == pytest.approx(ratio, rel=1e-9)
-  expected_se = ratio * logs.std(ddof=1) / np.sqrt(logs.size)
-  assert summary["adaptive_over_other_final_loss_se"] == pytest.approx(expected_se, rel=1e-9)
+  for phase, key in (
+    ("evaluation", "adaptive_over_other_final_loss"),  # judged
+    ("selection", "adaptive_over_other_final_loss_on_selection_seeds"),
+  ):
+    ours = _losses(table, adaptive, rates[adaptive], phase)
+    logs = np.log(ours / _losses(table, other, rates[other], phase))
+    ratio = np.exp(logs.mean())
+    assert summary[key] == pytest.approx(ratio, rel=1e-9)
+    expected_se = ratio * logs.std(ddof=1) / np.sqrt(logs.size)
+    assert summary[f"{key}_se"] == pytest.approx(expected_se, rel=1e-9)
+
+
+def test_evaluation_seeds_the_selection_saw_are_refused(tmp_path, capsys):
+  error = refused_field(tmp_path, capsys, NAME, "evaluation_seeds", "[1, 100]")
+  assert "evaluation_seeds=[1, 100] share [1] with seeds" in error
 
 
 def test_verdict_asks_whether_an_adaptive_rate_method_wins_beyond_the_seeds(summary):
