@@ -51,8 +51,8 @@ def _eps_checked(
           warnings.warn(
             f"{where}: eps={float(eps):g} rounds to 0 in {dtype.name}, the dtype of "
             f"params{jax.tree_util.keystr(path)}, so a gradient of exactly 0 gives 0/0 = NaN; "
-            f"pass an eps ≥ {float(jnp.finfo(dtype).smallest_subnormal):g}, or keep the "
-            "parameters in float32",
+            f"pass an eps ≥ {float(jnp.finfo(dtype).smallest_subnormal):g}"
+            + (", or keep the parameters in float32" if jnp.finfo(dtype).bits < 32 else ""),
             stacklevel=2,
           )
           break
