@@ -406,16 +406,22 @@ PROBE_BATCH = 64  # in batches of at most this many examples
 
 def _probe_indices(train: Batch) -> np.ndarray:
   """Sorted training indices for `Pure.loss_is_example_mean`: all of up to `PROBE_EXAMPLES`;
-  else that many spread evenly, and the first example of every distinct value of each integer
-  array of one value per example (labels: every class, however rare)."""
+  else that many spread evenly, the first example of every distinct value of each integer array
+  of one value per example (labels: every class, however rare), and the examples of the least
+  and the largest value of each such float array (sample weights: a few heavy or zero-weight
+  examples, which the even spread misses)."""
   count = train[0].shape[0]
   if count <= PROBE_EXAMPLES:
     return np.arange(count)
   chosen = [np.linspace(0, count - 1, PROBE_EXAMPLES).astype(int)]
   for array in train:
     values = np.asarray(array)
-    if values.ndim == 1 and np.issubdtype(values.dtype, np.integer):
+    if values.ndim != 1:
+      continue
+    if np.issubdtype(values.dtype, np.integer):
       chosen.append(np.unique(values, return_index=True)[1][:PROBE_EXAMPLES])
+    elif np.issubdtype(values.dtype, np.floating):
+      chosen.append(np.asarray([np.nanargmin(values), np.nanargmax(values)]))
   return np.unique(np.concatenate(chosen))
 
 

@@ -268,6 +268,23 @@ def test_a_rare_class_with_its_own_weight_is_seen_by_the_mean_check(count):
   assert problem_lib.pure(problem).loss_is_example_mean is True
 
 
+@pytest.mark.parametrize("weight", [200.0, 0.0])
+def test_a_few_heavy_or_zero_weight_examples_are_seen_by_the_mean_check(weight):
+  """Float sample weights Σ wᵢ ℓᵢ / Σ wᵢ with 10 examples of 2000 weighted 200 (or 0), off the
+  even spread: only integer arrays were looked at, so the loss passed as a mean and a sweep's
+  masked members trained on the unweighted loss. The least and largest weights are probed."""
+  rng = np.random.default_rng(2)
+  count = 2000
+  x = rng.normal(size=(count, 8, 8, 1)).astype(np.float32)
+  y = rng.integers(0, 3, count).astype(np.int32)
+  weights = np.ones(count, np.float32)
+  spread = set(np.linspace(0, count - 1, problem_lib.PROBE_EXAMPLES).astype(int))
+  odd = [i for i in rng.permutation(count) if i not in spread][:10]
+  weights[odd] = weight
+  problem = Problem(model=TinyCNN, loss=weighted_nll, train_data=(x, y, weights))
+  assert problem_lib.pure(problem).loss_is_example_mean is False
+
+
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_a_loss_with_sample_weights_is_swept_one_batch_size_per_program():
   """Masked minibatches take the loss one example at a time, which would drop the weights of
