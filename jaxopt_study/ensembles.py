@@ -35,7 +35,7 @@ def ensemble_probabilities(
   every member and every call.
 
   Raises:
-    ValueError: no members, a member's logits are not (examples, classes), or a member predicts
+    ValueError: no members, a member's logits are not (examples, classes ≥ 2), or a member predicts
       NaN (a diverged member, which would otherwise pass as a confident vote for class 0).
   """
   if not members:
@@ -46,10 +46,12 @@ def ensemble_probabilities(
     if model_state is None:  # the initial state, as `problem.module` takes it
       model_state = problem_lib.pure(problem).initial(0)[1]
     probabilities = np.asarray(member_probabilities(params, model_state, inputs), np.float64)
-    if probabilities.ndim != 2:
+    if probabilities.ndim != 2 or probabilities.shape[1] < 2:
       raise ValueError(
         f"ensemble_probabilities: member {index} returned logits of shape "
-        f"{probabilities.shape}; expected (examples, classes)"
+        f"{probabilities.shape}; expected (examples, classes) with 2 classes or more (one logit "
+        "per example, a sigmoid's, would make the softmax 1 and every vote class 0: give a "
+        "binary classifier two logits)"
       )
     if np.isnan(probabilities).any():
       raise ValueError(
@@ -86,13 +88,19 @@ def ensemble_error(
   """The 0-1 error of the ensemble's argmax on `data` = (x, y) (default: the held-out data).
 
   Raises:
-    ValueError: no data given and the problem has no held-out data, or labels that are not one
-      class id per example.
+    ValueError: no data given and the problem has no held-out data, data that is not (inputs,
+      labels), or labels that are not one class id per example.
   """
   if data is None:
     if problem.heldout_data is None:
       raise ValueError("ensemble_error: the problem has no heldout_data; pass data=(x, y)")
     data = problem.heldout_data
+  if len(data) != 2:
+    raise ValueError(
+      f"ensemble_error: the data holds {len(data)} arrays; it takes (inputs, labels), the model "
+      "called on the inputs alone. For a model of several inputs, average its softmax over the "
+      "members yourself (ensemble_probabilities takes one input array)"
+    )
   inputs, labels = data[0], np.asarray(data[1])
   probabilities = ensemble_probabilities(problem, members, inputs)
   if labels.shape != probabilities.shape[:-1]:

@@ -71,6 +71,19 @@ def test_bad_ensembles_are_refused_by_name():
   x = jnp.asarray(X[30:], jnp.float32)
   with pytest.raises(ValueError, match=r"labels of shape \(10, 1\)"):  # would broadcast to (10, 10)
     ensembles.ensemble_error(problem, _members(problem, [0]), (x, Y[30:, None]))
+  with pytest.raises(ValueError, match=r"the data holds 3 arrays; it takes \(inputs, labels\)"):
+    ensembles.ensemble_error(problem, _members(problem, [0]), (x, x, Y[30:]))
+
+  class OneLogit(nnx.Module):  # a sigmoid classifier: softmax of one logit is 1, every vote 0
+    def __init__(self, rngs: nnx.Rngs):
+      self.w = nnx.Param(jax_normal(rngs, (5, 1)))
+
+    def __call__(self, x):
+      return x @ self.w
+
+  binary = Problem(model=OneLogit, loss=problem.loss, train_data=problem.train_data)
+  with pytest.raises(ValueError, match=r"shape \(10, 1\); expected .* 2 classes or more"):
+    ensembles.ensemble_error(binary, _members(binary, [0]), (x, Y[30:] % 2))
 
 
 def test_a_diverged_member_is_refused_not_counted_as_votes_for_class_zero():
