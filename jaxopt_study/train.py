@@ -34,6 +34,7 @@ parameters become non-finite is frozen at its last finite point and flagged.
 """
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -652,10 +653,11 @@ def train(
   validate.require_int("seed", seed, "train", low=0, high=MAX_SEED)
   seed = int(seed)  # nnx.Rngs takes a Python int, not np.int64
   pure = problem_lib.pure(problem)
-  if eval_every is None and isinstance(steps, int):  # 50 evaluations, at the monitor's steps too
-    eval_every = max(1, steps // 50)
-    if isinstance(curvature_every, int) and curvature_every > 0:
-      eval_every = math.gcd(eval_every, curvature_every)
+  # 50 evaluations, at the monitor's steps too (a NumPy integer is an integer: np.int64 steps)
+  if eval_every is None and isinstance(steps, numbers.Integral) and not isinstance(steps, bool):
+    eval_every = max(1, int(steps) // 50)
+    if isinstance(curvature_every, numbers.Integral) and curvature_every > 0:
+      eval_every = math.gcd(eval_every, int(curvature_every))
   check_arguments(
     problem.num_train,
     steps,

@@ -104,6 +104,8 @@ def test_class_mean_gram_refuses_mismatched_labels():
     outliers.class_mean_gram(_logits, params, x, y, num_classes=3)
   with pytest.raises(ValueError, match=r"class id 4 is outside 0\.\.\.3"):
     outliers.class_mean_gram(_logits, params, x, np.where(np.arange(y.size) == 0, 4, y))
+  with pytest.raises(ValueError, match=r"labels: 0.5 is not a class id"):  # gave a Gram of zeros
+    outliers.class_mean_gram(_logits, params, x, y + 0.5)
 
 
 @pytest.mark.usefixtures("x64")

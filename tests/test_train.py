@@ -246,6 +246,14 @@ def test_bad_arguments_are_refused_by_name(kwargs, culprit):
     train.train(problem, optim.sgd(0.1), **arguments)
 
 
+def test_numpy_integer_steps_get_the_default_evaluations():
+  """steps=np.int64(100) without eval_every was refused as "eval_every=None must be an integer":
+  the default (50 evaluations) was computed for Python ints only."""
+  problem = _problem(data_lib.load_digits(), jnp.float32)
+  result = train.train(problem, optim.sgd(0.1), steps=np.int64(100), batch_size=8)
+  np.testing.assert_array_equal(result.history["step"], np.arange(0, 101, 2))
+
+
 @pytest.mark.parametrize(
   "optimizer, culprit",
   [

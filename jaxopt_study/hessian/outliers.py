@@ -130,6 +130,12 @@ def class_mean_gram(
     raise ValueError(f"num_classes={num_classes!r}: the logits have {logits.shape[1]} classes")
   if not isinstance(labels, jax.core.Tracer):
     ids = np.asarray(labels)  # one copy to the host
+    if not np.issubdtype(ids.dtype, np.integer) and np.any(ids != np.round(ids)):
+      fraction = float(ids[ids != np.round(ids)][0])
+      raise ValueError(  # one_hot of 1.5 is all zeros: the example would silently drop out
+        f"labels: {fraction!r} is not a class id; give integer class ids in "
+        f"0...{logits.shape[1] - 1}"
+      )
     outside = ids[(ids < 0) | (ids >= logits.shape[1])]
     if outside.size:  # one_hot would give it no class: the example would silently drop out
       raise ValueError(
