@@ -12,7 +12,10 @@ Nothing here assumes a constructor or a call signature: the toolkit calls `model
 seed and `loss(module, batch)` / `metric(module, batch)` on the live module, `batch` a tuple of
 the data arrays sliced together along axis 0. The training loop sets the module's mode: train
 mode (`module.train()`: batch statistics, dropout on) inside a step and for `train_loss`, eval
-mode (`module.eval()`) for every other metric.
+mode (`module.eval()`) for every other metric. That overrides what the constructor set: a
+BatchNorm built with `use_running_average=True` still trains on batch statistics and updates its
+running averages; to freeze one, call it with the flag in `__call__`
+(``self.norm(h, use_running_average=True)``), which the mode does not change.
 
 `pure(problem)` is the form the compiled loops take (`Pure`): the module split by `nnx.split` into
 its graph (one per mode), its `nnx.Param` arrays and the rest of its state (BatchNorm statistics,
@@ -517,6 +520,11 @@ def builtin(
   """
   if loss not in losses.LOSSES:
     raise ValueError(f"loss={loss!r}: must be one of {sorted(losses.LOSSES)}")
+  if loss == "mse" and np.ndim(data.y_train) == 1:  # features() would read it as class ids
+    raise ValueError(
+      f"loss='mse': data.y_train has shape {tuple(np.shape(data.y_train))}; regression targets "
+      "are (n, k), y[:, None] for one target (for class ids, use loss='cross_entropy')"
+    )
   in_features, out_features = features(data)
   if loss == "cross_entropy":
     _check_class_labels(data, out_features)

@@ -731,3 +731,11 @@ def test_builtin_classification_refuses_labels_that_are_not_class_ids(field, cha
   data = DIGITS._replace(**{field: change(getattr(DIGITS, field))})
   with pytest.raises(ValueError, match=message):
     problem_lib.builtin("mlp", data, width=4, depth=1)
+
+
+def test_builtin_regression_refuses_targets_of_one_dimension():
+  """1-D float targets were read as class ids (out_features int(max y) + 1) and failed in the
+  loss with "predictions (2, 4) and targets (2,) differ"; refused when built, saying y[:, None]."""
+  data = DIGITS._replace(y_train=DIGITS.y_train * 0.3, y_test=DIGITS.y_test * 0.3)
+  with pytest.raises(ValueError, match=r"'mse': data.y_train has shape \(1347,\).*y\[:, None\]"):
+    problem_lib.builtin("mlp", data, loss="mse", width=4, depth=1)
