@@ -14,6 +14,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Each seed: an initialization and minibatch order (full-batch methods on a problem that starts
   # from θ = 0, where every seed's run is the same, run from the first seed only).
   config.seeds = [0, 1, 2]
+  # The best adaptive-rate and best other first-order methods trained again from these (never seen
+  # by the selection), and judged.
+  config.evaluation_seeds = [100, 101, 102]
   config.data = digits()
   # Each problem: a model (its `models.build_model` options) and the L2 penalty α of its
   # objective J + (α/2) θᵀθ (§7.1.1). Depth 0 is logistic regression: convex, and with α > 0

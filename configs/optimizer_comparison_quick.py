@@ -18,6 +18,7 @@ def get_config():
       "full_batch.steps": 12,
       "optimizers.newton.damping": [1e-2],
       "seeds": [0, 1],
+      "evaluation_seeds": [100, 101],
     },
   )
   config.unlock()

@@ -34,7 +34,11 @@ first-order methods, which leaves the best-optimizer verdict undecided: that ver
 only), `best_first_order_is_adaptive_rate` (1 or 0),
 `adaptive_over_other_final_loss` (± `..._se`: the best adaptive-rate method's final objective
 over the best other first-order method's, each at its best grid point, as the geometric mean
-over seeds of the per-seed ratio, `verdicts.paired_ratio`, which the verdict judges); on the
+over seeds of the per-seed ratio, `verdicts.paired_ratio`, which the verdict judges). The two
+are picked on `seeds` and trained again at their best points from fresh `evaluation_seeds`,
+which judge them: picked and judged on the same seeds, the larger family would be favoured (more
+draws to pick the luckiest from); `adaptive_over_other_final_loss_on_selection_seeds` (±
+`..._se`) keeps the ratio on the seeds that picked them. On the
 convex problems `reference_optimum_loss`, `gap_to_optimum_by_optimizer` and
 `steps_to_optimum_by_optimizer` (the first evaluated step within `optimum_rtol` of the optimum;
 None when never), and for Newton, BFGS and L-BFGS (keyed "problem/optimizer")
@@ -56,7 +60,7 @@ from tqdm.auto import tqdm
 from jaxopt_study import data as data_lib
 from jaxopt_study import report, sweep, validate
 from jaxopt_study.experiment import Experiment, Members, Results, below
-from jaxopt_study.lab import digits_tasks, grids, rate_plots
+from jaxopt_study.lab import digits_tasks, grids, rate_plots, verdicts
 from jaxopt_study.lab.adaptive_rate import ADAPTIVE_RATE, adaptive_over_other
 from jaxopt_study.lab.curves import history_curves, read_curves
 from jaxopt_study.results import read_csv
@@ -89,8 +93,8 @@ class OptimizerComparison(Experiment):
     "best_optimizer": "no consensus (§8.5.4); Schaul et al. 2014: adaptive-rate methods "
     "(RMSProp, AdaDelta) are the most robust across tasks, with no single best. Judged per "
     "problem, over seeds, as: the best adaptive-rate method reaches a lower final training loss "
-    "than the best other first-order method (each family's best picked on the same seeds that "
-    "judge it, which favours the larger family). The reported best_optimizer compares final "
+    "than the best other first-order method (each family's best picked on selection seeds and "
+    "judged on fresh evaluation seeds). The reported best_optimizer compares final "
     "objectives at unequal budgets (full-batch methods: fewer, costlier steps; see "
     "epochs_by_optimizer and seconds_by_optimizer)",
     "steps_to_optimum_by_optimizer": "on a strictly convex problem Newton's method converges "
@@ -120,6 +124,7 @@ class OptimizerComparison(Experiment):
     "full_batch.eval_every": validate.require_positive_int,
     "optimum_rtol": validate.require_positive,
     "seeds": validate.seeds(),
+    "evaluation_seeds": validate.seeds(),
   }
 
   def check_more(self, config: ml_collections.ConfigDict) -> None:
@@ -132,6 +137,11 @@ class OptimizerComparison(Experiment):
         validate.require_positive(field, problem.l2_penalty, self.NAME)
       validate.require_non_negative(field, problem.l2_penalty, self.NAME)
     grids.check_learning_rate_grids(config.optimizers, self.NAME)
+    if shared := sorted(set(config.seeds) & set(config.evaluation_seeds)):
+      raise ValueError(
+        f"{self.NAME}: evaluation_seeds={list(config.evaluation_seeds)!r} share {shared} with "
+        "seeds: the winners are judged on seeds the selection never saw"
+      )
     num_train = _digits(config).x_train.shape[0]
     batch_size = config.minibatch.batch_size
     validate.require_int("minibatch.batch_size", batch_size, self.NAME, low=1, high=num_train)
@@ -149,20 +159,33 @@ class OptimizerComparison(Experiment):
     num_train = _digits(config).x_train.shape[0]
     jobs = [(p, name) for p in config.problems for name in config.optimizers]
     table, history, arrays = [], [], {}
-    for problem, name in tqdm(jobs, desc="optimizers", disable=not progress):
-      record, best_arrays = members.get(
-        f"{problem}:{name}", lambda p=problem, n=name: _run_grid(config, p, n, num_train)
-      )
+
+    def add(record: dict, best_arrays: dict) -> None:
       table.extend(record["table"])
       history.extend(record["history"])
       arrays.update(best_arrays)
+
+    for problem, name in tqdm(jobs, desc="optimizers", disable=not progress):
+      add(
+        *members.get(
+          f"{problem}:{name}", lambda p=problem, n=name: _run_grid(config, p, n, num_train)
+        )
+      )
+    for (problem, name), point in _winners(table, _swept(config)).items():  # from fresh seeds
+      label = ",".join(f"{a}={v:g}" for a, v in point.items())
+      add(
+        *members.get(
+          f"evaluation:{problem}:{name}:{label}",
+          lambda p=problem, n=name, q=point: _run_grid(config, p, n, num_train, q),
+        )
+      )
     return Results(table, history, arrays)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
     """Per problem, each optimizer at its best grid point (lowest median final training objective
     over seeds), its costs, on the convex problems its distance to the float64 optimum, and the
     best adaptive-rate method against the best other first-order one, paired by seed."""
-    table = results.table
+    table = [r for r in results.table if r["phase"] == SELECTION]
     data = _digits(config)
     optima = {
       p: logistic_regression_optimum(data, config.problems[p].l2_penalty)
@@ -183,10 +206,7 @@ class OptimizerComparison(Experiment):
       for p in optima
     }
     newton_bfgs = [(p, k) for p in optima for k in NEWTON_BFGS if k in best[p]]
-    swept = {
-      k: [a for a, v in h.items() if isinstance(v, list | tuple)]
-      for k, h in config.optimizers.items()
-    }
+    swept = _swept(config)
     edge_axes = _edge_axes(table, best, swept)
     edges = {p: sorted(k for k, axes in by_k.items() if axes) for p, by_k in edge_axes.items()}
     return {
@@ -222,12 +242,16 @@ class OptimizerComparison(Experiment):
       },
       **_per_problem(
         {
-          p: adaptive_over_other(
-            {
-              k: [r["final_train_loss"] for r in at_best[(p, k)]]
-              for k in rows
-              if k not in FULL_BATCH
-            }
+          p: _judged_on_fresh_seeds(
+            results.table,
+            p,
+            adaptive_over_other(
+              {
+                k: [r["final_train_loss"] for r in at_best[(p, k)]]
+                for k in rows
+                if k not in FULL_BATCH
+              }
+            ),
           )
           for p, rows in best.items()
         }
@@ -250,7 +274,7 @@ class OptimizerComparison(Experiment):
   def plot(self, out_dir: Path) -> list[Path]:
     """Per problem: the best members' objective vs step and vs run time (the first seed's), and
     the final objective vs learning rate (the median over seeds)."""
-    table = read_csv(out_dir / "results.csv")
+    table = [r for r in read_csv(out_dir / "results.csv") if r["phase"] == SELECTION]
     losses = read_curves(out_dir / "history.csv", "train_loss")
     summary = json.loads((out_dir / "summary.json").read_text())
     optima = summary["reference_optimum_loss"]
@@ -298,12 +322,69 @@ class OptimizerComparison(Experiment):
     return figures
 
 
+SELECTION, EVALUATION = "selection", "evaluation"  # a row's phase: the grid, or a winner again
+
+
+def _swept(config: ml_collections.ConfigDict) -> dict[str, list[str]]:
+  """Per optimizer, its swept hyperparameters (those given as lists)."""
+  return {
+    k: [a for a, v in h.items() if isinstance(v, list | tuple)]
+    for k, h in config.optimizers.items()
+  }
+
+
+def _winners(table: list[dict], swept: dict[str, list[str]]) -> dict[tuple[str, str], dict]:
+  """Per problem, the best adaptive-rate method and the best other first-order one on the
+  selection seeds (`adaptive_over_other`'s pick), each with its best point's hyperparameters."""
+  at_best = best_points([r for r in table if r["phase"] == SELECTION])
+  winners = {}
+  for problem in dict.fromkeys(p for p, _ in at_best):
+    first_order = {
+      k: [r["final_train_loss"] for r in rows]
+      for (p, k), rows in at_best.items()
+      if p == problem and k not in FULL_BATCH
+    }
+    picked = adaptive_over_other(first_order)
+    for name in (picked["best_adaptive_rate_optimizer"], picked["best_other_optimizer"]):
+      if name is not None:
+        winners[(problem, name)] = {a: at_best[(problem, name)][0][a] for a in swept[name]}
+  return winners
+
+
+def _judged_on_fresh_seeds(table: list[dict], problem: str, selected: dict) -> dict:
+  """The judged ratio on `problem`, the two winners' runs from the evaluation seeds paired by
+  seed; the selection seeds' ratio kept beside it (the gap is the selection's bias)."""
+  fresh: dict[str, list[float]] = {}
+  evaluated = [r for r in table if r["phase"] == EVALUATION and r["problem"] == problem]
+  for row in sorted(evaluated, key=lambda r: r["seed"]):
+    loss = math.inf if row["diverged"] else row["final_train_loss"]
+    fresh.setdefault(row["optimizer"], []).append(loss)
+  adaptive, other = selected["best_adaptive_rate_optimizer"], selected["best_other_optimizer"]
+  ratio, se = (None, None)
+  if adaptive in fresh and other in fresh:
+    pairs = np.asarray([fresh[adaptive], fresh[other]])
+    if np.all(np.isfinite(pairs)):
+      ratio, se = verdicts.paired_ratio(*pairs)
+  key = "adaptive_over_other_final_loss"
+  return {
+    **selected,
+    f"{key}_on_selection_seeds": selected[key],
+    f"{key}_on_selection_seeds_se": selected[f"{key}_se"],
+    key: ratio,
+    f"{key}_se": se,
+  }
+
+
 def _digits(config: ml_collections.ConfigDict) -> data_lib.Dataset:
   return data_lib.load_digits(config.data.test_fraction, config.data.split_seed)
 
 
 def sweep_config(
-  config: ml_collections.ConfigDict, problem: str, name: str, num_train: int
+  config: ml_collections.ConfigDict,
+  problem: str,
+  name: str,
+  num_train: int,
+  point: dict[str, float] | None = None,
 ) -> ml_collections.ConfigDict:
   """The sweep of optimizer `name` on `problem`: its list-valued hyperparameters are the axes.
 
@@ -312,18 +393,21 @@ def sweep_config(
   program is compiled per optimizer and problem. A minibatch method's sweep has a `seed` axis
   (`config.seeds`); so has a full-batch method's, unless the problem starts from θ = 0
   (`init_scale` 0), where its deterministic steps make every seed's run the same: it runs from
-  the first seed only.
+  the first seed only. With `point` (a winner's best hyperparameters), the sweep is that point
+  from every seed of `evaluation_seeds`.
   """
   hyper = config.optimizers[name].to_dict()
   axes = {k: list(v) for k, v in hyper.items() if isinstance(v, list | tuple)}
   fixed = {k: v for k, v in hyper.items() if k not in axes}
   full = name in FULL_BATCH
-  if not full or not _starts_at_zero(config.problems[problem]):
+  if point is not None:
+    axes = {k: [point[k]] for k in axes} | {"seed": list(config.evaluation_seeds)}
+  elif not full or not _starts_at_zero(config.problems[problem]):
     axes["seed"] = list(config.seeds)
   schedule = config.full_batch if full else config.minibatch
   return ml_collections.ConfigDict(
     {
-      "seed": config.seeds[0],
+      "seed": axes.get("seed", config.seeds)[0],
       "steps": schedule.steps,
       "eval_every": schedule.eval_every,
       "checkpoint_every": schedule.eval_every * math.ceil(schedule.steps / schedule.eval_every),
@@ -339,9 +423,12 @@ def sweep_config(
   )
 
 
-def _run_grid(config, problem: str, name: str, num_train: int) -> tuple[dict, dict]:
-  """One optimizer's grid on one problem: its rows, its history, the best member's arrays."""
-  grid_config = sweep_config(config, problem, name, num_train)
+def _run_grid(
+  config, problem: str, name: str, num_train: int, point: dict | None = None
+) -> tuple[dict, dict]:
+  """One optimizer's grid on one problem (or, with `point`, a winner's best point from the
+  evaluation seeds): its rows, its history, the best member's arrays."""
+  grid_config = sweep_config(config, problem, name, num_train, point)
   result = sweep.run_config(grid_config)
   axes = list(grid_config.sweep.keys())
   steps, batch_size = grid_config.steps, grid_config.batch_size
@@ -359,6 +446,7 @@ def _run_grid(config, problem: str, name: str, num_train: int) -> tuple[dict, di
         "member": label,
         "problem": problem,
         "optimizer": name,
+        "phase": SELECTION if point is None else EVALUATION,
         "full_batch": name in FULL_BATCH,
         **{a: row[a] for a in axes},
         "seed": row["seed"],
