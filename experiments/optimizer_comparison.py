@@ -60,8 +60,8 @@ from tqdm.auto import tqdm
 from jaxopt_study import data as data_lib
 from jaxopt_study import report, sweep, validate
 from jaxopt_study.experiment import Experiment, Members, Results, below
-from jaxopt_study.lab import digits_tasks, grids, rate_plots, verdicts
-from jaxopt_study.lab.adaptive_rate import ADAPTIVE_RATE, adaptive_over_other
+from jaxopt_study.lab import digits_tasks, grids, rate_plots
+from jaxopt_study.lab.adaptive_rate import ADAPTIVE_RATE, adaptive_over_other, judged_on_fresh_seeds
 from jaxopt_study.lab.curves import history_curves, read_curves
 from jaxopt_study.results import read_csv
 
@@ -242,9 +242,7 @@ class OptimizerComparison(Experiment):
       },
       **_per_problem(
         {
-          p: _judged_on_fresh_seeds(
-            results.table,
-            p,
+          p: judged_on_fresh_seeds(
             adaptive_over_other(
               {
                 k: [r["final_train_loss"] for r in at_best[(p, k)]]
@@ -252,6 +250,7 @@ class OptimizerComparison(Experiment):
                 if k not in FULL_BATCH
               }
             ),
+            [r for r in results.table if r["phase"] == EVALUATION and r["problem"] == p],
           )
           for p, rows in best.items()
         }
@@ -349,30 +348,6 @@ def _winners(table: list[dict], swept: dict[str, list[str]]) -> dict[tuple[str, 
       if name is not None:
         winners[(problem, name)] = {a: at_best[(problem, name)][0][a] for a in swept[name]}
   return winners
-
-
-def _judged_on_fresh_seeds(table: list[dict], problem: str, selected: dict) -> dict:
-  """The judged ratio on `problem`, the two winners' runs from the evaluation seeds paired by
-  seed; the selection seeds' ratio kept beside it (the gap is the selection's bias)."""
-  fresh: dict[str, list[float]] = {}
-  evaluated = [r for r in table if r["phase"] == EVALUATION and r["problem"] == problem]
-  for row in sorted(evaluated, key=lambda r: r["seed"]):
-    loss = math.inf if row["diverged"] else row["final_train_loss"]
-    fresh.setdefault(row["optimizer"], []).append(loss)
-  adaptive, other = selected["best_adaptive_rate_optimizer"], selected["best_other_optimizer"]
-  ratio, se = (None, None)
-  if adaptive in fresh and other in fresh:
-    pairs = np.asarray([fresh[adaptive], fresh[other]])
-    if np.all(np.isfinite(pairs)):
-      ratio, se = verdicts.paired_ratio(*pairs)
-  key = "adaptive_over_other_final_loss"
-  return {
-    **selected,
-    f"{key}_on_selection_seeds": selected[key],
-    f"{key}_on_selection_seeds_se": selected[f"{key}_se"],
-    key: ratio,
-    f"{key}_se": se,
-  }
 
 
 def _digits(config: ml_collections.ConfigDict) -> data_lib.Dataset:

@@ -39,7 +39,7 @@ from jaxopt_study import data as data_lib
 from jaxopt_study import models, optim, train, validate
 from jaxopt_study.experiment import Experiment, Members, Results, below
 from jaxopt_study.lab import digits_tasks, grids, rate_plots, verdicts
-from jaxopt_study.lab.adaptive_rate import ADAPTIVE_RATE, adaptive_over_other
+from jaxopt_study.lab.adaptive_rate import ADAPTIVE_RATE, adaptive_over_other, judged_on_fresh_seeds
 from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import history_rows, member_arrays, read_csv
 
@@ -140,8 +140,7 @@ class Optimizers(Experiment):
     return {
       "best_optimizer": winner,
       "best_is_adaptive_rate": None if winner is None else float(winner in ADAPTIVE_RATE),
-      **selected,
-      **_judged_on_fresh_seeds(results.table, selected),
+      **judged_on_fresh_seeds(selected, [r for r in results.table if r["phase"] == EVALUATION]),
       "final_loss_by_optimizer": {k: r["final_train_loss"] for k, r in best.items()},
       "final_loss_over_seeds_by_optimizer": {
         k: verdicts.mean_and_std([r["final_train_loss"] for r in rows])
@@ -206,25 +205,6 @@ def _winners(table: list[dict]) -> dict[str, float]:
   )
   names = (picked["best_adaptive_rate_optimizer"], picked["best_other_optimizer"])
   return {name: best[(name,)]["learning_rate"] for name in names if name is not None}
-
-
-def _judged_on_fresh_seeds(table: list[dict], selected: dict) -> dict:
-  """The judged ratio, the two winners' runs from the evaluation seeds paired by seed; the
-  selection seeds' ratio kept beside it (the gap between the two is the selection's bias)."""
-  fresh = {}
-  for row in sorted((r for r in table if r["phase"] == EVALUATION), key=lambda r: r["seed"]):
-    fresh.setdefault(row["optimizer"], []).append(row["final_train_loss"])
-  adaptive, other = selected["best_adaptive_rate_optimizer"], selected["best_other_optimizer"]
-  ratio, se = (
-    verdicts.paired_ratio(fresh[adaptive], fresh[other]) if adaptive and other else (None, None)
-  )
-  key = "adaptive_over_other_final_loss"
-  return {
-    f"{key}_on_selection_seeds": selected[key],
-    f"{key}_on_selection_seeds_se": selected[f"{key}_se"],
-    key: ratio,
-    f"{key}_se": se,
-  }
 
 
 def _digits(config: ml_collections.ConfigDict) -> data_lib.Dataset:

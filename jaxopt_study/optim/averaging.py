@@ -136,7 +136,7 @@ def averaged_params(state: Any, params: optax.Params) -> optax.Params:
   Args:
     state: an optimizer state built by a transformation that includes `polyak_average`.
     params: θ_t, the params after the last update: the state holds the average of the points
-      the updates were called at, θ_0 ... θ_{t−1}, and θ_t is folded in here.
+      the later updates were called at, θ_1 ... θ_{t−1}, and θ_t is folded in here.
 
   Returns:
     θ̂_t, with the structure of `params`.
