@@ -243,16 +243,10 @@ class OptimizerComparison(Experiment):
       **_per_problem(
         {
           p: judged_on_fresh_seeds(
-            adaptive_over_other(
-              {
-                k: [r["final_train_loss"] for r in at_best[(p, k)]]
-                for k in rows
-                if k not in FULL_BATCH
-              }
-            ),
+            _first_order_pick(at_best, p),
             [r for r in results.table if r["phase"] == EVALUATION and r["problem"] == p],
           )
-          for p, rows in best.items()
+          for p in best
         }
       ),
       "first_order_best_at_grid_edge": {
@@ -332,18 +326,24 @@ def _swept(config: ml_collections.ConfigDict) -> dict[str, list[str]]:
   }
 
 
+def _first_order_pick(at_best: dict[tuple[str, str], list[dict]], problem: str) -> dict:
+  """`adaptive_over_other` on `problem`'s first-order methods, each at its best point."""
+  return adaptive_over_other(
+    {
+      k: [r["final_train_loss"] for r in rows]
+      for (p, k), rows in at_best.items()
+      if p == problem and k not in FULL_BATCH
+    }
+  )
+
+
 def _winners(table: list[dict], swept: dict[str, list[str]]) -> dict[tuple[str, str], dict]:
   """Per problem, the best adaptive-rate method and the best other first-order one on the
   selection seeds (`adaptive_over_other`'s pick), each with its best point's hyperparameters."""
   at_best = best_points([r for r in table if r["phase"] == SELECTION])
   winners = {}
   for problem in dict.fromkeys(p for p, _ in at_best):
-    first_order = {
-      k: [r["final_train_loss"] for r in rows]
-      for (p, k), rows in at_best.items()
-      if p == problem and k not in FULL_BATCH
-    }
-    picked = adaptive_over_other(first_order)
+    picked = _first_order_pick(at_best, problem)
     for name in (picked["best_adaptive_rate_optimizer"], picked["best_other_optimizer"]):
       if name is not None:
         winners[(problem, name)] = {a: at_best[(problem, name)][0][a] for a in swept[name]}

@@ -126,17 +126,9 @@ class Optimizers(Experiment):
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
     """Each optimizer at its best learning rate (lowest median final training loss over seeds),
     and the best adaptive-rate method against the best other one, paired by seed."""
-    grid = [r for r in results.table if r["phase"] == SELECTION]
-    _, best, at_edge = grids.best_by_median(grid, ("optimizer",), "final_train_loss")
-    # each optimizer's members at its best rate, in seed order (rows pair by seed)
-    at_best = grids.seed_rows_at(grid, best, ("optimizer",))
-    at_best = {key[0]: rows for key, rows in at_best.items()}
-    best = {key[0]: row for key, row in best.items()}
-    edge = sorted(key[0] for key, flagged in at_edge.items() if flagged)
+    best, at_edge, at_best, selected = _selection(results.table)
+    edge = sorted(name for name, flagged in at_edge.items() if flagged)
     winner = min(best, key=lambda k: best[k]["final_train_loss"], default=None)
-    selected = adaptive_over_other(
-      {k: [r["final_train_loss"] for r in rows] for k, rows in at_best.items()}
-    )
     return {
       "best_optimizer": winner,
       "best_is_adaptive_rate": None if winner is None else float(winner in ADAPTIVE_RATE),
@@ -194,17 +186,26 @@ class Optimizers(Experiment):
 SELECTION, EVALUATION = "selection", "evaluation"  # a row's phase: the grid, or a winner again
 
 
-def _winners(table: list[dict]) -> dict[str, float]:
-  """The best adaptive-rate method and the best other one on the selection seeds, each with its
-  best rate (`adaptive_over_other`'s pick; none where a family has no finite run)."""
+def _selection(table: list[dict]) -> tuple[dict, dict, dict, dict]:
+  """On the selection seeds, per optimizer: its best rate's median row, whether that rate is at
+  its grid's edge, and its members at that rate in seed order (rows pair by seed); and
+  `adaptive_over_other`'s pick of the two family winners."""
   grid = [r for r in table if r["phase"] == SELECTION]
-  _, best, _ = grids.best_by_median(grid, ("optimizer",), "final_train_loss")
+  _, best, at_edge = grids.best_by_median(grid, ("optimizer",), "final_train_loss")
   at_best = {k[0]: rows for k, rows in grids.seed_rows_at(grid, best, ("optimizer",)).items()}
   picked = adaptive_over_other(
     {k: [r["final_train_loss"] for r in rows] for k, rows in at_best.items()}
   )
+  by_name = {k[0]: row for k, row in best.items()}
+  return by_name, {k[0]: flag for k, flag in at_edge.items()}, at_best, picked
+
+
+def _winners(table: list[dict]) -> dict[str, float]:
+  """The two family winners on the selection seeds (none where a family has no finite run),
+  each with its best rate."""
+  best, _, _, picked = _selection(table)
   names = (picked["best_adaptive_rate_optimizer"], picked["best_other_optimizer"])
-  return {name: best[(name,)]["learning_rate"] for name in names if name is not None}
+  return {name: best[name]["learning_rate"] for name in names if name is not None}
 
 
 def _digits(config: ml_collections.ConfigDict) -> data_lib.Dataset:
