@@ -29,11 +29,16 @@ _INT32_MAX = 2**31 - 1  # counts and steps are int32 in compiled code
 MAX_SEED = 2**32 - 1  # jax.random.key keeps 32 bits of a seed: 2**32 would be seed 0 again
 
 
+def is_real_number(value: Any) -> bool:
+  """A real number, finite or not: a Python or NumPy scalar (np.float32 is not a Python float),
+  not a bool."""
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def is_finite_number(value: Any) -> bool:
-  """A finite real number: a Python or NumPy scalar (np.float32 is not a Python float), not a
-  bool; None, a string or a non-finite value is not. How tables of results tell a measured value
-  from a missing or diverged one."""
-  return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+  """A finite `is_real_number`; None, a string or a non-finite value is not. How tables of
+  results tell a measured value from a missing or diverged one."""
+  return is_real_number(value) and math.isfinite(value)
 
 
 def _concrete(value: Any) -> np.ndarray | None:

@@ -337,6 +337,19 @@ def test_an_integer_hyperparameter_is_static_and_refused_as_an_axis():
     sweep.check_config(config)
 
 
+def test_a_numpy_scalar_hyperparameter_is_traced_as_a_python_float_is():
+  """np.float32(0.8) from a config computed with NumPy is a real value the sweep traces, not a
+  static one that would compile a program per value."""
+  factories = []
+  for b1 in (0.8, np.float32(0.8)):
+    config = make_config({"learning_rate": [0.1]})
+    config.optimizer = {"name": "adam", "b1": b1}
+    factory, real = sweep.optimizer_factory(config)
+    assert real == {"b1": pytest.approx(0.8)}
+    factories.append(factory)
+  assert factories[0] is factories[1]
+
+
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_a_member_of_a_sweep_with_an_integer_hyperparameter_equals_its_run_alone():
   config = make_config({"learning_rate": [0.5, 1.0]}, steps=4, eval_every=4, checkpoint_every=4)

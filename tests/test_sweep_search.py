@@ -217,6 +217,7 @@ def test_narrow_by_hand():
   assert new["seed"] == [0]
   # widen 1 is the span itself; widen 4 over the top 2 (1e-3, 3e-3): log10 span [−3, −2.523],
   # centre −2.761, half-width 4·0.477/2 = 0.954 -> [−3.716, −1.807], inside [−4, 0]
+  assert sweep.narrow(axes, rows, metric="err", top_k=3, widen=np.float32(2.0)) == new
   tight = sweep.narrow(axes, rows, metric="err", top_k=3, widen=1.0)
   assert (tight["learning_rate"].low, tight["learning_rate"].high) == pytest.approx((1e-3, 1e-2))
   wide = sweep.narrow(axes, rows, metric="err", top_k=2, widen=4.0)

@@ -31,7 +31,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxopt_study import optim
+from jaxopt_study import optim, validate
 from jaxopt_study.config import ConfigError, build_problem
 from jaxopt_study.hessian import CurvatureOptions
 from jaxopt_study.sweep import grid, runner, search
@@ -54,7 +54,9 @@ def optimizer_factory(config: ml_collections.ConfigDict) -> tuple[Any, dict[str,
   if unknown := sorted(set(options) - set(known)):
     raise ConfigError(f"optimizer {name!r} has no hyperparameter {', '.join(unknown)}")
   integers = grid.integer_hyperparameters(optim.OPTIMIZERS[name])
-  real = {k: float(v) for k, v in options.items() if grid.is_real(v) and k not in integers}
+  real = {
+    k: float(v) for k, v in options.items() if validate.is_real_number(v) and k not in integers
+  }
   static = tuple(sorted((k, v) for k, v in options.items() if k not in real))
   return _bound(name, static), real
 

@@ -191,7 +191,8 @@ def check(
     validate.require_choice("sampling", sampling, "sweep", train.SAMPLINGS)
   if patience is not None:
     validate.require_positive_int("patience", patience, "sweep")
-  if not (is_real(divergence_factor) and divergence_factor == float("inf")):  # inf: only NaN
+  # divergence_factor = inf flags NaN only
+  if not validate.is_real_number(divergence_factor) or divergence_factor != math.inf:
     validate.require_positive("divergence_factor", divergence_factor, "sweep")
     if not divergence_factor > 1:
       raise ValueError(f"sweep: divergence_factor={divergence_factor!r} must be a number > 1")
@@ -365,8 +366,3 @@ def plain(value: Any) -> Any:
   if isinstance(value, tuple):
     return tuple(map(plain, value))
   return value.item() if isinstance(value, np.generic) else value
-
-
-def is_real(value: Any) -> bool:
-  """A Python int or float, not a bool."""
-  return isinstance(value, int | float) and not isinstance(value, bool)

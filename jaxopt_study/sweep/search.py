@@ -36,7 +36,7 @@ import numpy as np
 
 from jaxopt_study import problem as problem_lib
 from jaxopt_study import validate
-from jaxopt_study.sweep import grid, runner
+from jaxopt_study.sweep import runner
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,7 +293,7 @@ def narrow(
     if not b > a:
       narrowed[name] = spec
       continue
-    centre, half = (a + b) / 2, widen * (b - a) / 2
+    centre, half = (a + b) / 2, float(widen) * (b - a) / 2
     low, high = float(to_t(spec.low)), float(to_t(spec.high))
     low, high = max(low, centre - half), min(high, centre + half)
     narrowed[name] = LogUniform(math.exp(low), math.exp(high)) if log else Uniform(low, high)
@@ -310,7 +310,7 @@ def _check_narrowing(top_k: int, widen: float, num_rows: int, where: str) -> Non
   validate.require_int("top_k", top_k, where, low=2)
   if top_k > num_rows:
     raise ValueError(f"{where}: top_k={top_k} is more than the {num_rows} members to rank")
-  if not grid.is_real(widen) or not (math.isfinite(widen) and widen >= 1):
+  if not (validate.is_finite_number(widen) and widen >= 1):
     raise ValueError(f"{where}: widen={widen!r} must be a finite number >= 1")
 
 
