@@ -108,14 +108,18 @@ def test_dict_batches_are_weighted_by_their_examples_or_refused(x64):
     hessian_matrix(lambda p, batch: dict_loss(p, batch), params, batches=weighted)
 
 
-def test_data_errors_name_the_culprit():
+def test_data_errors_name_the_culprit(monkeypatch):
   params, x, y = mlp_problem()
+  stacked = []
+  group_batches = products._group_batches
+  monkeypatch.setattr(products, "_group_batches", lambda *a: stacked.append(1) or group_batches(*a))
   with pytest.raises(ValueError, match="not both"):
     hvp(mlp_loss, params, x, y, batches=[(x, y)])
   with pytest.raises(ValueError, match="non-empty sequence"):
     hvp(mlp_loss, params, batches=[])
   with pytest.raises(ValueError, match=r"batches\[0\] holds 1 argument.*is a single batch"):
     hvp(mlp_loss, params, batches=(x, y))  # a slip for batches=[(x, y)]
+  assert not stacked  # refused before the data were copied into stacks
   with pytest.raises(ValueError, match=r"batches\[0\] holds 3 argument.*too many"):
     hvp(mlp_loss, params, batches=[(x, y, y)])
   with pytest.raises(

@@ -173,12 +173,8 @@ def _batch_size(batch: tuple, index: int) -> int:
 
 
 def _group_batches(batches: Sequence[tuple], dtype: np.dtype) -> tuple[BatchGroup, ...]:
-  """Groups batches by shape and stacks each group; weights n_b / Σ n in `dtype`."""
-  if isinstance(batches, (str, bytes)) or not isinstance(batches, Sequence) or not batches:
-    raise ValueError(
-      f"batches={type(batches).__name__}: must be a non-empty sequence of argument tuples, "
-      "e.g. [(x1, y1), (x2, y2)]"
-    )
+  """Groups batches (checked by `_check_batches`) by shape and stacks each group; weights
+  n_b / Σ n in `dtype`."""
   batches = [tuple(batch) if isinstance(batch, (tuple, list)) else (batch,) for batch in batches]
   sizes = [_batch_size(batch, index) for index, batch in enumerate(batches)]
   total = sum(sizes)
@@ -196,11 +192,16 @@ def _group_batches(batches: Sequence[tuple], dtype: np.dtype) -> tuple[BatchGrou
   )
 
 
-def _check_batch_arity(loss_fn: LossFn, batches: Sequence, where: str) -> None:
-  """Refuses batches whose argument tuples `loss_fn(params, *batch)` cannot take, before any
-  trace: ``batches=(x, y)``, one batch where a list of batches belongs, reached the loss as the
-  two batches (x,) and (y,) and failed inside it. A loss whose signature Python cannot read is
-  left to fail on its own."""
+def _check_batches(loss_fn: LossFn, batches: Sequence, where: str) -> None:
+  """Refuses batches= that is not a non-empty sequence, or whose argument tuples
+  `loss_fn(params, *batch)` cannot take, before anything is stacked or traced: ``batches=(x, y)``,
+  one batch where a list of batches belongs, reached the loss as the two batches (x,) and (y,)
+  and failed inside it. A loss whose signature Python cannot read is left to fail on its own."""
+  if isinstance(batches, (str, bytes)) or not isinstance(batches, Sequence) or not batches:
+    raise ValueError(
+      f"{where}: batches={type(batches).__name__}: must be a non-empty sequence of argument "
+      "tuples, e.g. [(x1, y1), (x2, y2)]"
+    )
   try:
     signature = inspect.signature(loss_fn)
   except (TypeError, ValueError):
@@ -315,8 +316,8 @@ def prepare(
   if batches is None:
     data = (BatchGroup(weights=None, args=tuple(args)),)
   else:
+    _check_batches(loss_fn, batches, where)
     data = _group_batches(batches, layout.dtype)
-    _check_batch_arity(loss_fn, batches, where)
   problem = Problem(Objective(loss_fn, layout, graphdef), layout.ravel(params), fixed, data)
   traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(problem))
   if not traced:
