@@ -158,9 +158,17 @@ def _run(args: argparse.Namespace) -> int:
   writer = jax.process_index() == 0  # under --distributed, process 0 alone writes
   try:
     finished = experiment.execute(prepared, out, progress=not args.no_progress, write=writer)
-  except (ValueError, OSError) as error:  # --out holds another run, is a file, cannot be made
+  except ValueError as error:  # --out holds another run, or another process writes there
     print(f"jaxopt-study: error: {error}", file=sys.stderr)
     return 2
+  except OSError as error:  # --out is a file, cannot be made, the disk is full
+    print(
+      f"jaxopt-study: error: cannot write the run folder {out}: {_os_reason(error)}",
+      file=sys.stderr,
+    )
+    return 2
+  except KeyboardInterrupt:
+    return _interrupted(out)
   if writer:
     if finished.resumed_members:
       print(f"resumed {out}: {finished.resumed_members} finished member(s) were kept")
@@ -203,6 +211,8 @@ def _tour(args: argparse.Namespace) -> int:
   except (ConfigError, RunDirBusyError) as error:
     print(f"jaxopt-study: error: {error}", file=sys.stderr)
     return 2
+  except KeyboardInterrupt:
+    return _interrupted(out)
   ran = len(result.outcomes) - len(result.failed)
   failures = f" ({len(result.failed)} failed: {', '.join(result.failed)})" if result.failed else ""
   print(
@@ -210,6 +220,23 @@ def _tour(args: argparse.Namespace) -> int:
     f"{failures} -> {result.report}"
   )
   return 1 if result.failed else 0
+
+
+def _os_reason(error: OSError) -> str:
+  """An operating system error as words and the file it concerns ("No space left on device:
+  runs/x/results.csv"), without the errno number."""
+  reason = error.strerror or str(error)
+  return f"{reason}: {error.filename}" if error.filename else reason
+
+
+def _interrupted(out: Path) -> int:
+  """Ctrl-C: no traceback; says what was kept and how to go on (exit status 130, as a shell's)."""
+  print(
+    f"\njaxopt-study: interrupted. The finished work in {out} is kept: run the same command "
+    f"with --out {out} to resume it.",
+    file=sys.stderr,
+  )
+  return 130
 
 
 def _join_processes(args: argparse.Namespace) -> None:

@@ -20,6 +20,8 @@ experiment (`experiments/NAME.py`, one `Experiment` subclass, listed in chapter 
 """
 
 import contextlib
+import hashlib
+import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -31,6 +33,7 @@ import numpy as np
 from jaxopt_study import report, validate
 from jaxopt_study.config import apply_overrides, load_config
 from jaxopt_study.results import RunDir, load_or_compute
+from jaxopt_study.sweep import runner
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 VERDICTS_KEY = "verdicts"
@@ -244,6 +247,19 @@ def prepare(config_path: Path, overrides: Sequence[str] = ()) -> Prepared:
   return Prepared(config, found)
 
 
+def source_identity(found: Experiment) -> str:
+  """What a run folder records of the experiment's code, to refuse resuming its kept members
+  with edited code (results.csv would mix the two): a digest of the file that defines its class
+  (`experiments/NAME.py`: the run, its helpers and its constants), or, for a class with no file
+  (a notebook's), `callable_identity`'s digest of its methods and what they read. Edits to the
+  package it calls are not seen: `env.json` records the commit of each run that wrote there."""
+  try:
+    source = Path(inspect.getfile(type(found))).read_bytes()
+  except (TypeError, OSError):
+    return runner.callable_identity(type(found))
+  return f"{type(found).__qualname__} {hashlib.blake2b(source, digest_size=8).hexdigest()}"
+
+
 def execute(
   prepared: Prepared, out: Path, *, progress: bool = True, write: bool = True
 ) -> Finished:
@@ -257,7 +273,7 @@ def execute(
       (`results.RunDirBusyError`), before anything runs.
   """
   config, found = prepared
-  run_dir = RunDir(out, config.to_dict())
+  run_dir = RunDir(out, config.to_dict(), {"experiment_source": source_identity(found)})
   opened = run_dir.writing() if write else contextlib.nullcontext(run_dir.open(write=False))
   with opened as done:
     start = time.perf_counter()

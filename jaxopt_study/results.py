@@ -4,9 +4,9 @@
 member), `history.csv` (long format: member, step, metric, value), the plots and `report.html`.
 Every file is written atomically (a temporary file renamed into place), so an interrupted run never
 leaves a half-written file. Finished work units ("members") are kept in `DIR/.members/`; a run
-started again with the same DIR and the same config (and, for a sweep, the same data, optimizer
-factory and model, loss, init rule and metrics: `inputs.json`) skips them and ends with the same
-numbers.
+started again with the same DIR and the same config (and the same `inputs.json`: an experiment's
+file; a sweep's data, optimizer factory and model, loss, init rule and metrics) skips them and ends
+with the same numbers; the temporary files of a writer killed before its rename are removed.
 One process writes into a folder at a time (`RunDir.writing`, a lock on `DIR/.lock` that the
 operating system releases when its holder ends, however it ends); a second is refused at once.
 """
@@ -154,6 +154,12 @@ def environment() -> dict[str, Any]:
   }
 
 
+def _is_temporary(name: str) -> bool:
+  """A temporary file of `write_atomic` / `write_npz` (".results.csv.k3j2.tmp") or of
+  `report.save_figure` (".loss.png.tmp.png"), left when its writer was killed before the rename."""
+  return name.startswith(".") and (name.endswith(".tmp") or name.endswith(".tmp.png"))
+
+
 class RunDirBusyError(ValueError):
   """Another process is writing into the run folder."""
 
@@ -215,8 +221,8 @@ class RunDir:
     self, path: str | Path, config: dict[str, Any], inputs: dict[str, Any] | None = None
   ):
     """`config`: what the run is (`config.json`); `inputs`: what a config does not pin down and a
-    resumed run must share, kept in `inputs.json` (digests of the data, and of the optimizer
-    factory and the problem's model, loss, init rule and metrics)."""
+    resumed run must share, kept in `inputs.json` (digests of an experiment's file; of a sweep's
+    data, and of its optimizer factory and the problem's model, loss, init rule and metrics)."""
     self.path = Path(path)
     self.config = json.loads(json.dumps(config))  # tuples become lists, as read back
     self.inputs = None if inputs is None else json.loads(json.dumps(inputs))
@@ -236,18 +242,45 @@ class RunDir:
       self._refuse_foreign_folder()
     self._check_or_write("config.json", self.config, "a different config", write)
     if self.inputs is not None:
-      other = "other data, model, loss or optimizer"
+      other = "other code, data, model, loss or optimizer"
       self._check_or_write("inputs.json", self.inputs, other, write, known_fields_only=True)
     if write:
-      write_atomic(self.path / "env.json", json.dumps(environment(), indent=2) + "\n")
+      self._write_environment()
     return len(list(self._members.glob("*.json"))) if self._members.exists() else 0
+
+  def _write_environment(self) -> None:
+    """Writes `env.json`, this process's `environment()`; a resumed run's folder keeps the
+    environments of the runs before it, where they differ, under "earlier" (oldest first), so
+    that the commit that computed its kept members stays on record."""
+    path = self.path / "env.json"
+    current = environment()
+    earlier = []
+    if path.exists():
+      previous = json.loads(path.read_text())
+      earlier = previous.pop("earlier", [])
+      if previous != current:
+        earlier.append(previous)
+    record = current | ({"earlier": earlier} if earlier else {})
+    write_atomic(path, json.dumps(record, indent=2) + "\n")
+
+  def _remove_stale_files(self) -> None:
+    """Removes the temporary files (`write_atomic`'s, `write_npz`'s, a figure's) that a writer
+    killed between writing and renaming left in the folder or in its kept members. Called by the
+    one writer, under the lock: no other process can be writing them."""
+    for folder in (self.path, self._members):
+      if folder.is_dir():
+        for path in folder.iterdir():
+          if _is_temporary(path.name):
+            path.unlink(missing_ok=True)
 
   def _refuse_foreign_folder(self) -> None:
     """Refuses an existing folder that holds files but no run (no config.json), whose files a
     run would overwrite (a finished tour's report.html)."""
     if not self.path.is_dir() or (self.path / "config.json").exists():
       return
-    foreign = sorted(p.name for p in self.path.iterdir() if p.name != ".lock")
+    foreign = sorted(
+      p.name for p in self.path.iterdir() if p.name != ".lock" and not _is_temporary(p.name)
+    )
     if foreign:
       raise ValueError(
         f"{self.path} is not empty ({first_names(foreign)}) and holds no run (no config.json): "
@@ -291,6 +324,7 @@ class RunDir:
     """
     self._refuse_foreign_folder()  # before the lock file is made there
     with writer_lock(self.path):
+      self._remove_stale_files()
       yield self.open(write=True)
 
   def load_member(self, name: str) -> dict[str, Any] | None:

@@ -608,7 +608,7 @@ def test_a_sweep_of_a_user_problem_resumes_from_its_folder(tmp_path):
   other = make_problem(batchnorm=True)
   with pytest.raises(ValueError, match="holds a run of a different config"):
     sweep.run(other, optim.sgd, axes, **options)
-  other = r"other data, model, loss or optimizer \(fields {} differ"
+  other = r"other code, data, model, loss or optimizer \(fields {} differ"
   relabelled = dataclasses.replace(PROBLEM, train_data=(X, (Y + 1) % 10))
   with pytest.raises(ValueError, match=other.format("train_data")):
     sweep.run(relabelled, optim.sgd, axes, **options)

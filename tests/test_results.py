@@ -5,10 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 import pytest
 
-from jaxopt_study import cli
+from jaxopt_study import cli, experiment, registry, results
 from jaxopt_study.results import (
   RunDir,
   RunDirBusyError,
@@ -146,3 +147,116 @@ def test_a_folder_that_holds_files_but_no_run_is_refused_untouched(tmp_path, cap
   for out in (tmp_path / "report.html", tmp_path / "report.html" / "run"):
     assert cli.main(["run", config, "--out", str(out), "--no-progress"]) == 2
     assert capsys.readouterr().err.startswith("jaxopt-study: error:")
+
+
+def test_a_killed_writers_temporary_files_are_removed_when_the_folder_is_next_written(tmp_path):
+  """A writer killed between writing a file and renaming it leaves `.NAME.XXXX.tmp` behind
+  (full size, hidden); the next writer of the folder removes them and nothing else."""
+  with RunDir(tmp_path, {"seed": 0}).writing() as run_dir_done:
+    assert run_dir_done == 0
+  RunDir(tmp_path, {"seed": 0}).save_member("m", {"loss": 0.5})
+  stale = [
+    tmp_path / ".results.csv.k3j2x9.tmp",
+    tmp_path / ".loss.png.tmp.png",
+    tmp_path / ".members" / ".m2.json.a1b2.tmp",
+  ]
+  for path in stale:
+    path.write_text("half")
+  with RunDir(tmp_path, {"seed": 0}).writing() as done:
+    assert done == 1
+  assert not any(path.exists() for path in stale)
+  assert sorted(p.name for p in tmp_path.iterdir()) == [
+    ".lock",
+    ".members",
+    "config.json",
+    "env.json",
+  ]
+
+
+def test_a_folder_whose_writer_was_killed_writing_its_config_is_written_again(tmp_path):
+  """Killed while `config.json` was written, a folder holds only the lock and the config's
+  temporary file: it was refused as "not empty and holds no run"."""
+  (tmp_path / ".lock").write_text("process 1 on host since 2026-12-07\n")
+  (tmp_path / ".config.json.uux5bnu0.tmp").write_text('{"se')
+  with RunDir(tmp_path, {"seed": 0}).writing() as done:
+    assert done == 0
+  assert json.loads((tmp_path / "config.json").read_text()) == {"seed": 0}
+  assert not (tmp_path / ".config.json.uux5bnu0.tmp").exists()
+
+
+def test_a_resumed_folder_keeps_the_environments_of_the_runs_before(tmp_path, monkeypatch):
+  """`env.json` was rewritten by every run into the folder: a resume from another checkout
+  replaced the commit that computed the kept members."""
+  environments = iter([{"git_commit": "951fea6"}, {"git_commit": None}, {"git_commit": None}])
+  monkeypatch.setattr(results, "environment", lambda: next(environments))
+  for _ in range(3):
+    RunDir(tmp_path, {"seed": 0}).open()
+  assert json.loads((tmp_path / "env.json").read_text()) == {
+    "git_commit": None,
+    "earlier": [{"git_commit": "951fea6"}],
+  }
+
+
+TOY = """
+from jaxopt_study.experiment import Experiment, Results
+
+
+class Toy(Experiment):
+  NAME = "toy"
+
+  def run(self, config, members, progress):
+    record, _ = members.get("only", lambda: ({"x": X}, {}))
+    return Results([{"member": "only", "x": record["x"]}], [])
+
+  def summarize(self, config, results):
+    return {"x": results.table[0]["x"]}
+
+  def plot(self, out_dir):
+    return []
+"""
+
+
+def test_a_folder_is_not_resumed_with_edited_experiment_code(tmp_path, monkeypatch):
+  """An interrupted run resumed after its experiment's file was edited kept the old code's
+  members beside the new code's, in one results.csv."""
+  (tmp_path / "experiments").mkdir()
+  source = tmp_path / "experiments" / "toy_edited.py"
+  source.write_text("X = 1.0\n" + TOY)
+  monkeypatch.setenv(registry.HOME_VARIABLE, str(tmp_path))
+  prepared = experiment.Prepared(
+    ml_collections.ConfigDict({"seed": 0}), registry.load("toy_edited")
+  )
+  out = tmp_path / "run"
+  assert experiment.execute(prepared, out, progress=False).summary == {"x": 1.0}
+  assert experiment.execute(prepared, out, progress=False).resumed_members == 1
+  source.write_text("X = 2.0\n" + TOY)
+  with pytest.raises(ValueError, match=r"other code.*fields experiment_source differ"):
+    experiment.execute(prepared, out, progress=False)
+  assert read_csv(out / "results.csv") == [{"member": "only", "x": 1.0}]
+
+
+def test_ctrl_c_says_the_run_can_be_resumed_without_a_traceback(tmp_path, monkeypatch, capsys):
+  def interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(experiment, "execute", interrupt)
+  config = str(Path(__file__).parents[1] / "configs" / "sweep_init_batch_quick.py")
+  assert cli.main(["run", config, "--out", str(tmp_path / "run"), "--no-progress"]) == 130
+  err = capsys.readouterr().err
+  assert "interrupted" in err and f"with --out {tmp_path / 'run'} to resume" in err
+  assert "Traceback" not in err
+
+
+def test_an_operating_system_error_names_the_folder_and_the_file(tmp_path, monkeypatch, capsys):
+  """A full disk printed "[Errno 28] No space left on device", naming no file."""
+
+  def disk_full(*args, **kwargs):
+    raise OSError(28, "No space left on device", str(tmp_path / "run" / "results.csv"))
+
+  monkeypatch.setattr(experiment, "execute", disk_full)
+  config = str(Path(__file__).parents[1] / "configs" / "sweep_init_batch_quick.py")
+  assert cli.main(["run", config, "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+  assert capsys.readouterr().err.strip() == (
+    f"jaxopt-study: error: cannot write the run folder {tmp_path / 'run'}: No space left on "
+    f"device: {tmp_path / 'run' / 'results.csv'}"
+  )
