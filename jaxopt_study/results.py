@@ -296,19 +296,27 @@ class RunDir:
     known_fields_only: bool = False,
   ) -> None:
     """Refuses a folder whose `name` holds another record; writes `record` there if it has none
-    (a folder from before `inputs.json` existed gets one, unchecked). `known_fields_only`: a
-    field the folder's record lacks (written by an earlier release) is not checked."""
+    (a folder from before `inputs.json` existed gets one, unchecked). `known_fields_only`: only
+    the fields both records hold are checked, and the folder's record takes the others in: a
+    field written by an earlier release, or by the experiment that runs a sweep into its own
+    folder (its file's digest beside the sweep's data and model digests)."""
     path = self.path / name
     if path.exists():
       previous = json.loads(path.read_text())
+      merged = previous | record
       if known_fields_only:
-        record = {k: v for k, v in record.items() if k in previous}
+        previous, record = (
+          {k: v for k, v in mine.items() if k in theirs}
+          for mine, theirs in ((previous, record), (record, previous))
+        )
       if previous != record:
         changed = sorted(_differences(previous, record))
         raise ValueError(
           f"{self.path} holds a run of {other} (fields {', '.join(changed)} "
           "differ): choose another --out, or delete the folder to start again"
         )
+      if write and known_fields_only and len(merged) > len(previous):
+        write_atomic(path, json.dumps(merged, indent=2, sort_keys=True) + "\n")
     elif write:
       self.path.mkdir(parents=True, exist_ok=True)
       write_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")

@@ -260,3 +260,18 @@ def test_an_operating_system_error_names_the_folder_and_the_file(tmp_path, monke
     f"jaxopt-study: error: cannot write the run folder {tmp_path / 'run'}: No space left on "
     f"device: {tmp_path / 'run' / 'results.csv'}"
   )
+
+
+def test_an_experiment_and_its_sweep_share_the_inputs_of_one_folder(tmp_path):
+  """An experiment that runs a sweep into its own folder records its file's digest there, and
+  the sweep its data's: each checks its own fields, and the folder keeps both (the sweep was
+  refused, "experiment_source differ", when the experiment's digest came first)."""
+  RunDir(tmp_path, {"seed": 0}, {"experiment_source": "Toy 1a"}).open()
+  RunDir(tmp_path, {"seed": 0}, {"train_data": "d1", "optimizer": "sgd"}).open()
+  inputs = json.loads((tmp_path / "inputs.json").read_text())
+  assert inputs == {"experiment_source": "Toy 1a", "train_data": "d1", "optimizer": "sgd"}
+  RunDir(tmp_path, {"seed": 0}, {"experiment_source": "Toy 1a"}).open()
+  with pytest.raises(ValueError, match=r"other code.*\(fields train_data differ"):
+    RunDir(tmp_path, {"seed": 0}, {"train_data": "d2", "optimizer": "sgd"}).open()
+  with pytest.raises(ValueError, match=r"\(fields experiment_source differ"):
+    RunDir(tmp_path, {"seed": 0}, {"experiment_source": "Toy 2b"}).open()
