@@ -20,7 +20,9 @@ and we measure
   smallest rate.
 
 Claims (`summary.json`), each a geometric mean over seeds of the per-seed ratio with the
-standard error of its log (`verdicts.paired_ratio`): `lambda_max_ratio` (with / without
+standard error of its log (`verdicts.paired_ratio`; `_dof`, one less than the seeds), judged on
+the log scale beyond t_{0.975, dof} standard errors (an error of 0, every seed's rates on the same
+grid points, decides only from 6 seeds on): `lambda_max_ratio` (with / without
 BatchNorm; Ghorbani et al.: < 1), `max_stable_lr_ratio` (with / without; > 1: for a seed whose
 plain net is stable at no rate, a lower bound over the grid's smallest rate; undecided when the
 plain net of some seed is stable at the grid's top, `plain_max_stable_lr_at_grid_top`); and per
@@ -64,11 +66,14 @@ class BatchnormSpectrum(Experiment):
   # The rate ratio is undecided when the plain net is stable at the grid's top rate: its own
   # largest stable rate may lie above the grid, so the ratio is only an upper bound.
   CRITERIA = {
-    "lambda_max_ratio": below("lambda_max_ratio", 1.0, standard_error="lambda_max_ratio_se"),
+    "lambda_max_ratio": below(
+      "lambda_max_ratio", 1.0, standard_error="lambda_max_ratio_se", ratio=True
+    ),
     "max_stable_lr_ratio": above(
       "max_stable_lr_ratio",
       1.0,
       standard_error="max_stable_lr_ratio_se",
+      ratio=True,
       unless="plain_max_stable_lr_at_grid_top",
     ),
   }
@@ -123,8 +128,10 @@ class BatchnormSpectrum(Experiment):
       "num_seeds": config.num_seeds,
       "lambda_max_ratio": lambda_ratio[0],
       "lambda_max_ratio_se": lambda_ratio[1],
+      "lambda_max_ratio_dof": verdicts.dof(column("plain", "lambda_max")),
       "max_stable_lr_ratio": rate_ratio[0],
       "max_stable_lr_ratio_se": rate_ratio[1],
+      "max_stable_lr_ratio_dof": verdicts.dof(plain_bound),
       "plain_max_stable_lr_at_grid_top": bool(top in plain),
       **{
         f"{key}_{name}": float(np.mean(column(name, key)))

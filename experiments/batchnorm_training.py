@@ -14,14 +14,15 @@ one (`depths`).
   and the claim refused. The claim `steps_to_target_ratio` is plain over BatchNorm, per depth,
   paired by seed (one seed draws both networks' initializations and minibatch orders): the
   geometric mean over seeds of the per-seed ratio at the two best rates, with the standard error
-  of its log (`verdicts.paired_ratio`); a plain network
+  of its log (`verdicts.paired_ratio`) and its degrees of freedom (`_dof`, one less than the
+  seeds); a plain network
   that never gets there counts as the step budget (a lower bound, listed as censored and kept in
   `steps_to_target_ratio_lower_bound`; None when it is under the criterion's threshold and so
   decides nothing).
 * Largest trainable rate. A rate trains a seed when that run reaches the target; per seed the
   largest such rate of the grid, the median over seeds per network. The claim `max_lr_ratio` is
   BatchNorm's over plain's, per depth, paired by seed as above (over the seeds both networks train
-  at some rate); refused when a seed's largest
+  at some rate, which its `_dof` counts); refused when a seed's largest
   trainable rate is the top of the grid (the true one may lie beyond).
 * Drift. With one learning rate, the input of every sigmoid unit of the last hidden layer of
   the MNIST network (W h + b without BatchNorm; the normalized γ ẑ + β with it, with the held-out
@@ -33,6 +34,9 @@ one (`depths`).
   percentiles. The claim `percentile_drift_ratio` is the geometric mean over seeds of plain's
   drift over BatchNorm's (paired by seed), with the standard error of its log; `unit`'s
   percentiles at the first seed are the figure.
+
+Every ratio is judged on the log scale, beyond t_{0.975, dof} standard errors of the seeds'
+paired log ratios from its threshold.
 """
 
 import functools
@@ -86,19 +90,25 @@ class BatchnormTraining(Experiment):
     "max_lr_ratio": "> 1: BN trains at much higher rates (Ioffe & Szegedy 2015, §4.2: 5× and 30×)",
   }
   # "Far fewer" as at least 2× fewer steps; "higher rates" as a larger largest trainable rate
-  # (one ×2 grid step or more); both beyond 2 standard errors over seeds, at every depth.
+  # (one ×2 grid step or more); both beyond t_{0.975, dof} standard errors of the seeds' paired
+  # log ratios (judged on the log scale), at every depth.
   CRITERIA = {
     "percentile_drift_ratio": above(
-      "percentile_drift_ratio", 1.0, standard_error="percentile_drift_ratio_se"
+      "percentile_drift_ratio", 1.0, standard_error="percentile_drift_ratio_se", ratio=True
     ),
     "steps_to_target_ratio": above(
       "steps_to_target_ratio",
       STEPS_RATIO_THRESHOLD,
       standard_error="steps_to_target_ratio_se",
+      ratio=True,
       unless="steps_to_target_ratio_at_grid_edge",
     ),
     "max_lr_ratio": above(
-      "max_lr_ratio", 1.0, standard_error="max_lr_ratio_se", unless="max_lr_ratio_at_grid_edge"
+      "max_lr_ratio",
+      1.0,
+      standard_error="max_lr_ratio_se",
+      ratio=True,
+      unless="max_lr_ratio_at_grid_edge",
     ),
   }
   FIELDS = {
@@ -186,9 +196,9 @@ class BatchnormTraining(Experiment):
       }
       for name in NETWORKS
     }
+    plain_drift = [drift["plain"][seed] for seed in config.seeds]
     drift_ratio, drift_ratio_se = verdicts.paired_ratio(
-      [drift["plain"][seed] for seed in config.seeds],
-      [drift["batchnorm"].get(seed) for seed in config.seeds],
+      plain_drift, [drift["batchnorm"].get(seed) for seed in config.seeds]
     )
     runs = [r for r in results.table if r["part"] == "run"]
     _, best, at_edge = rate_search(runs)
@@ -196,6 +206,7 @@ class BatchnormTraining(Experiment):
     summary = {
       "percentile_drift_ratio": drift_ratio,
       "percentile_drift_ratio_se": drift_ratio_se,
+      "percentile_drift_ratio_dof": verdicts.dof(plain_drift),
       "percentile_drift": {
         name: None if None in seeds.values() else float(np.mean(list(seeds.values())))
         for name, seeds in drift.items()
@@ -209,11 +220,13 @@ class BatchnormTraining(Experiment):
       "max_trainable_learning_rate",
       "steps_to_target_ratio",
       "steps_to_target_ratio_se",
+      "steps_to_target_ratio_dof",
       "steps_to_target_ratio_at_grid_edge",
       "steps_to_target_censored",
       "steps_to_target_ratio_lower_bound",
       "max_lr_ratio",
       "max_lr_ratio_se",
+      "max_lr_ratio_dof",
       "max_lr_ratio_at_grid_edge",
     )
     summary |= {field: {} for field in fields}
@@ -251,6 +264,7 @@ class BatchnormTraining(Experiment):
         None if "batchnorm" in censored or undecided else ratio
       )
       summary["steps_to_target_ratio_se"][key] = se
+      summary["steps_to_target_ratio_dof"][key] = shared_dof(seed_steps)
       summary["steps_to_target_censored"][key] = censored
       summary["steps_to_target_ratio_at_grid_edge"][key] = any(
         at_edge.get((n, depth), False) for n in NETWORKS
@@ -259,6 +273,7 @@ class BatchnormTraining(Experiment):
       ratio, se = verdicts.paired_ratio_by_seed(seed_rates["batchnorm"], seed_rates["plain"])
       summary["max_lr_ratio"][key] = ratio
       summary["max_lr_ratio_se"][key] = se
+      summary["max_lr_ratio_dof"][key] = shared_dof(seed_rates)
       summary["max_lr_ratio_at_grid_edge"][key] = any(
         rate == top for rates in seed_rates.values() for rate in rates.values()
       )
@@ -305,6 +320,12 @@ def rate_search(runs: list[dict]) -> tuple[list[dict], dict, dict]:
   seeds, each network's best rate (absent where no rate's median reaches the target) and whether
   it is at its grid's edge."""
   return grids.best_by_median(runs, ("network", "depth"), "steps_to_target")
+
+
+def shared_dof(by_network: dict[str, dict[int, float]]) -> int | None:
+  """The degrees of freedom of `verdicts.paired_ratio_by_seed` of the networks' {seed: value}
+  maps: one less than the seeds they share (None below two)."""
+  return verdicts.dof(sorted(set(by_network["plain"]) & set(by_network["batchnorm"])))
 
 
 def largest_trainable_rates(runs: list[dict]) -> dict[int, float]:

@@ -35,7 +35,9 @@ run from the same starts: each start's difference of outcomes, `reached/SURFACE/
 params.npz); `curriculum_final_loss`
 vs `random_order_final_loss` (full training-set NLL at the end, mean over seeds),
 `curriculum_test_error` vs `random_order_test_error`, their paired differences with standard
-errors, and the same for `anti_curriculum_*` (hard to easy).
+errors, and the same for `anti_curriculum_*` (hard to easy). Beside each standard error `_se`,
+its degrees of freedom `_dof` (one less than the starts or the seeds): a claim holds beyond
+t_{0.975, dof} standard errors of its paired differences from 0.
 """
 
 import functools
@@ -227,16 +229,18 @@ class ContinuationCurriculum(Experiment):
       for method in METHODS
     }
     # Both methods run from the same starts: the difference of their outcomes, start by start
-    paired = {
-      name: verdicts.mean_and_standard_error(
-        np.subtract(
-          results.arrays[f"reached/{name}/continuation"], results.arrays[f"reached/{name}/plain"]
-        )
+    differences = {
+      name: np.subtract(
+        results.arrays[f"reached/{name}/continuation"], results.arrays[f"reached/{name}/plain"]
       )
       for name in surfaces
     }
+    paired = {name: verdicts.mean_and_standard_error(d) for name, d in differences.items()}
     claims["continuation_minus_plain_global_fraction"] = {n: d for n, (d, _) in paired.items()}
     claims["continuation_minus_plain_global_fraction_se"] = {n: e for n, (_, e) in paired.items()}
+    claims["continuation_minus_plain_global_fraction_dof"] = {
+      name: verdicts.dof(d) for name, d in differences.items()
+    }
     claims["global_minimum_loss"] = {
       name: by[(name, "plain")]["global_minimum_loss"] for name in surfaces
     }
@@ -511,5 +515,6 @@ def curriculum_claims(table: list[dict]) -> dict:
         claims[f"{prefix}_minus_random_{name}_se"] = float(
           difference.std(ddof=1) / np.sqrt(difference.size)
         )
+        claims[f"{prefix}_minus_random_{name}_dof"] = verdicts.dof(difference)
     claims[f"{prefix}_loss_at_ramp_end"] = float(column(order, "loss_at_ramp_end").mean())
   return claims

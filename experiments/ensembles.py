@@ -24,12 +24,13 @@ same run alone (`train.train`, `ensembles.snapshot_ensemble`). All runs use the 
 
 Every method's test error is the 0-1 error of the argmax of its (averaged) class probabilities on
 the held-out digits. Claims (`summary.json`), each the mean over repeats with its standard error
-`_se` (s/√repeats): `ensemble_gain`, the test error of the best of the K singles (chosen on the
-test set, the most favourable single model) minus the ensemble's; `snapshot_gain`, the mean
-single model's test error minus the snapshot ensemble's (same training cost);
-`snapshot_gain_over_last_snapshot`; `polyak_gain`, the last iterate's test error minus the
-averaged one's; `test_error_by_method`; and the ensemble's error against the number of members it
-averages (the first k singles, the last k snapshots).
+`_se` (s/√repeats) and its degrees of freedom `_dof` (repeats − 1), a gain where it is positive
+beyond t_{0.975, dof} standard errors of the repeats' paired differences: `ensemble_gain`, the
+test error of the best of the K singles (chosen on the test set, the most favourable single
+model) minus the ensemble's; `snapshot_gain`, the mean single model's test error minus the
+snapshot ensemble's (same training cost); `snapshot_gain_over_last_snapshot`; `polyak_gain`, the
+last iterate's test error minus the averaged one's; `test_error_by_method`; and the ensemble's
+error against the number of members it averages (the first k singles, the last k snapshots).
 """
 
 import functools
@@ -46,7 +47,7 @@ from jaxopt_study.config import build_problem
 from jaxopt_study.experiment import Experiment, Members, Results, above
 from jaxopt_study.lab import digits_tasks
 from jaxopt_study.lab.curves import read_curves
-from jaxopt_study.lab.verdicts import mean_and_standard_error
+from jaxopt_study.lab.verdicts import dof, mean_and_standard_error
 from jaxopt_study.results import history_rows
 
 # The methods a repeat measures once (the singles are K rows per repeat).
@@ -83,7 +84,7 @@ class Ensembles(Experiment):
     "polyak_gain": "> 0: a moving average of the parameters tests better than the last iterate "
     "(Goodfellow et al. 2016, §8.7.3; CS231n lecture 7)",
   }
-  # Each gain positive beyond two standard errors over the repeats (0 is "no gain").
+  # Each gain positive beyond t_{0.975, dof} standard errors over the repeats (0 is "no gain").
   CRITERIA = {
     "ensemble_gain": above("ensemble_gain", 0.0, standard_error="ensemble_gain_se"),
     "snapshot_gain": above("snapshot_gain", 0.0, standard_error="snapshot_gain_se"),
@@ -149,6 +150,7 @@ class Ensembles(Experiment):
     summary = {}
     for name, values in gains.items():
       summary[name], summary[f"{name}_se"] = mean_and_standard_error(values)
+      summary[f"{name}_dof"] = dof(values)
     return {
       **summary,
       "test_error_by_method": {m: float(np.mean(v)) for m, v in per_repeat.items()},

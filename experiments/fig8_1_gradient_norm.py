@@ -24,7 +24,9 @@ order), all seeds as one vmapped `train.make_train_fn` program on the `Problem` 
 * the full-batch evaluation once per epoch (held-out 0-1 error, Fig. 8.1 right).
 
 Claims (`summary.json`), each the mean over seeds with its standard error (`_se`: the sample
-standard deviation over √seeds), the windows being the first and the last 10% of the T steps:
+standard deviation over √seeds) and its degrees of freedom (`_dof`: seeds − 1), judged beyond
+t_{0.975, dof} standard errors of the seeds' values from its threshold, the windows being the
+first and the last 10% of the T steps:
 
 * `minibatch_grad_norm_growth`: the mean minibatch gradient norm of the last 10% of steps over
   that of the first 10% (> 1: it grows, Fig. 8.1 left);
@@ -151,6 +153,7 @@ class Fig81GradientNorm(Experiment):
     ):
       values = [seed[name] for seed in by_seed.values()]
       claims[name], claims[f"{name}_se"] = verdicts.mean_and_standard_error(values)
+      claims[f"{name}_dof"] = verdicts.dof(values)
     return {
       **claims,
       "num_seeds": len(by_seed),

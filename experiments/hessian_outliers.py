@@ -14,8 +14,9 @@ for the first seed of the largest C (with `init_spectrum`).
 * Outliers are counted by a rule fixed before any spectrum was looked at (`hessian.outliers`):
   the eigenvalues above the largest ratio λ_k / λ_{k+1} among the `outlier_search` + 1 largest.
   `outliers_by_classes` (median over seeds per C) and the least-squares slope of the count
-  against C over every (C, seed), `outlier_slope_vs_classes` with its standard error: Sagun's
-  claim is a slope of 1.
+  against C over every (C, seed), `outlier_slope_vs_classes` with its standard error and its
+  degrees of freedom (`_dof`: the points less 2; None for two points, where there is no error):
+  Sagun's claim is a slope of 1.
 * The cross-check (Papyan 2019): the eigenvalues of the C × C Gram matrix of the class means of
   the logit gradients (`outliers.class_mean_gram`), a part of the Gauss-Newton matrix, against the
   C − 1 largest Hessian eigenvalues: Σ_{k<C} λ_k(Gram) / Σ_{k<C} λ_k(H), 1 if the class means
@@ -75,8 +76,9 @@ class HessianOutliers(Experiment):
     "(Papyan 2019)",
     "bulk_fraction_near_zero": "most eigenvalues in a bulk at zero (Sagun et al. 2017)",
   }
-  # slope 1 within ±0.5 (beyond 2 s.e.); "≈ C": within one of C (C or C − 1); the class means
-  # carry more than half of the C − 1 largest eigenvalues; "most" eigenvalues: more than half
+  # slope 1 within ±0.5 (beyond t_{0.975, dof} s.e.); "≈ C": within one of C (C or C − 1); the
+  # class means carry more than half of the C − 1 largest eigenvalues; "most" eigenvalues: more
+  # than half
   CRITERIA = {
     "outlier_slope_vs_classes": below(
       "outlier_slope_error", 0.5, standard_error="outlier_slope_vs_classes_se"
@@ -135,6 +137,7 @@ class HessianOutliers(Experiment):
       "outliers_by_classes": by_classes(table, "n_outliers", np.median),
       "outlier_slope_vs_classes": slope,
       "outlier_slope_vs_classes_se": slope_se,
+      "outlier_slope_vs_classes_dof": slope_dof(classes.size),
       "outlier_slope_error": abs(slope - 1.0),
       "gram_outlier_ratio": float(np.median([r["gram_outlier_ratio"] for r in top])),
       "gram_outlier_ratio_by_classes": by_classes(table, "gram_outlier_ratio", np.median),
@@ -293,6 +296,12 @@ def least_squares_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
   if x.size <= 2:
     return slope, float("nan")
   return slope, float(np.sqrt(residuals @ residuals / (x.size - 2) / (centered @ centered)))
+
+
+def slope_dof(num_points: int) -> int | None:
+  """The degrees of freedom of `least_squares_slope`'s error: the points less the 2 fitted
+  parameters (None for 2 points or fewer, where it has none)."""
+  return num_points - 2 if num_points > 2 else None
 
 
 def by_classes(table: list[dict], column: str, reduce) -> dict[str, float]:

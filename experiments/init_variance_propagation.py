@@ -26,7 +26,8 @@ another), `relu_critical_init_scale` (where the per-layer factor of Var(z_l) of 
 1 in the scale sweep; theory √2), and the ratios of every initializer. The verdicts read
 `relu_glorot_decay_rel_error` (|decay / (1/2) − 1|), `relu_he_activation_abs_log2_ratio` (|mean over
 seeds of each seed's log2 Var(z_L)/Var(z_1)|) and `relu_critical_init_scale_rel_error` (|scale / √2
-− 1|), with standard errors over seeds where there are.
+− 1|), with standard errors over seeds where there are (`_se`, with their degrees of freedom
+`_dof`, seeds − 1: a claim holds beyond t_{0.975, dof} standard errors of its threshold).
 """
 
 import functools
@@ -177,11 +178,13 @@ class InitVariancePropagation(Experiment):
           glorot["activation_factor_per_layer_seed_mean"] / 0.5 - 1
         ),
         "relu_glorot_decay_rel_error_se": glorot["activation_factor_per_layer_se"] / 0.5,
+        "relu_glorot_decay_rel_error_dof": glorot["activation_factor_per_layer_dof"],
         "relu_glorot_activation_ratio": glorot["activation_ratio"],
         "relu_glorot_activation_ratio_theory": 2.0 ** -(deepest - 1),
         "relu_he_activation_ratio": he["activation_ratio"],
         "relu_he_activation_abs_log2_ratio": abs(he["log2_activation_ratio_seed_mean"]),
         "relu_he_activation_abs_log2_ratio_se": he["log2_activation_ratio_se"],
+        "relu_he_activation_abs_log2_ratio_dof": he["log2_activation_ratio_dof"],
         "relu_he_activation_decay": he["activation_factor_per_layer"],
         "relu_he_gradient_ratio": he["gradient_ratio"],
       }
@@ -353,9 +356,9 @@ def table_row(
 ) -> dict:
   """The row of one setting: its variances (seeds, layers) summarized from their means over
   seeds; the per-layer factor and the log2 end-to-end ratio also as the mean over seeds of each
-  seed's value, with its standard error (a log-normal variance makes the ratio of mean variances
-  a biased estimate of the mean log ratio, so the value judged and its error come from the same
-  per-seed values)."""
+  seed's value, with its standard error and degrees of freedom (a log-normal variance makes the
+  ratio of mean variances a biased estimate of the mean log ratio, so the value judged and its
+  error come from the same per-seed values)."""
   forward, backward = per_seed_forward.mean(axis=0), per_seed_backward.mean(axis=0)
   factors = [per_layer_factor(v) for v in per_seed_forward]
   log2_ratios = np.log2(per_seed_forward[:, -2] / per_seed_forward[:, 0])
@@ -371,8 +374,10 @@ def table_row(
     # the judged estimates: means over seeds of each seed's value, with their standard errors
     "activation_factor_per_layer_seed_mean": float(np.mean(factors)),
     "activation_factor_per_layer_se": verdicts.standard_error(factors),
+    "activation_factor_per_layer_dof": verdicts.dof(factors),
     "log2_activation_ratio_seed_mean": float(np.mean(log2_ratios)),
     "log2_activation_ratio_se": verdicts.standard_error(log2_ratios),
+    "log2_activation_ratio_dof": verdicts.dof(log2_ratios),
     "gradient_ratio": float(backward[0] / backward[-2]),  # Var(∂ℓ/∂z_1) / Var(∂ℓ/∂z_L)
     "max_variance_error": float(np.max(np.abs(forward - 1.0))),  # LSUV's target is 1
     "first_layer_variance": float(forward[0]),

@@ -32,12 +32,14 @@ Claims (`summary.json`): `fraction_global_plain`, `fraction_global_noisy`,
 of f on a fine grid (`local_minimizer`, `global_minimizer`, `local_maximizer`); `x_cubed_kind`,
 `x_cubed_grad_at_zero`, `x_cubed_hessian_at_zero`, `x_cubed_gd_end` per start. For the verdicts:
 `plain_runs_leaving_their_basin` (plain runs, over seeds and starts, that end on the other side of
-the local maximum from their start), `gain_over_plain` with `gain_over_plain_se` (per noisy
-variant, its fraction minus plain descent's, paired by seed: the mean over seeds and its standard
-error) and `x_cubed_is_degenerate`.
+the local maximum from their start), `gain_over_plain` with `gain_over_plain_se` and
+`gain_over_plain_dof` (per noisy variant, its fraction minus plain descent's, paired by seed: the
+mean over seeds, its standard error and its degrees of freedom, seeds − 1) and
+`x_cubed_is_degenerate`.
 
 `CRITERIA` judge them into `verdicts`: no plain run leaves its basin; each noisy variant beats
-plain descent by more than 2 standard errors; x³'s critical point at 0 is degenerate.
+plain descent by more than t_{0.975, dof} standard errors of the seeds' paired differences; x³'s
+critical point at 0 is degenerate.
 """
 
 import functools
@@ -275,14 +277,17 @@ def _x_cubed(cubed: ml_collections.ConfigDict) -> tuple[list, list]:
 
 def _gains_over_plain(by_variant: dict[str, list[float]]) -> dict[str, dict]:
   """Per noisy variant, its share of starts ending in the global basin less plain descent's,
-  paired by seed (the same starts): the mean over seeds and its standard error."""
-  gains = {
-    variant: verdicts.mean_and_standard_error(np.subtract(by_variant[variant], by_variant["plain"]))
+  paired by seed (the same starts): the mean over seeds, its standard error and its degrees of
+  freedom (seeds − 1)."""
+  paired = {
+    variant: np.subtract(by_variant[variant], by_variant["plain"])
     for variant in ("noisy", "annealed")
   }
+  gains = {v: verdicts.mean_and_standard_error(d) for v, d in paired.items()}
   return {
     "gain_over_plain": {v: mean for v, (mean, _) in gains.items()},
     "gain_over_plain_se": {v: se for v, (_, se) in gains.items()},
+    "gain_over_plain_dof": {v: verdicts.dof(d) for v, d in paired.items()},
   }
 
 

@@ -28,8 +28,8 @@ flagged (`best_rate_at_grid_edge`) and a claim involving it is inconclusive. Cla
 (`summary.json`): `final_test_error_by_schedule` and `final_train_loss_by_schedule` at the best
 rate (mean over seeds, with `_se`); `train_loss_ratio_to_constant` per decaying schedule;
 `train_loss_minus_constant` and `test_error_minus_constant` per decaying schedule (paired by seed,
-with `_se`: the verdicts judge these);
-`sgdr_minus_step_test_error`.
+with `_se` and `_dof`, the shared seeds less one: the verdicts judge these beyond t_{0.975, dof}
+standard errors); `sgdr_minus_step_test_error` (with `_se` and `_dof`).
 """
 
 import functools
@@ -45,7 +45,7 @@ from jaxopt_study.config import build_problem
 from jaxopt_study.experiment import Experiment, Members, Results, below
 from jaxopt_study.lab import digits_tasks, grids, rate_plots
 from jaxopt_study.lab.curves import read_curves
-from jaxopt_study.lab.verdicts import mean_and_standard_error
+from jaxopt_study.lab.verdicts import dof, mean_and_standard_error
 from jaxopt_study.results import read_csv
 
 # name -> (config, ε_0) -> the schedule ε_k; ε_0 may be traced (a sweep's axis).
@@ -109,8 +109,9 @@ class LrSchedules(Experiment):
     "budget (Loshchilov & Hutter 2017, Table 1)",
   }
   # Every decaying schedule ends below constant SGD, in training loss and in test error, beyond
-  # 2 standard errors (paired by seed); SGDR no worse than step decay beyond 2 standard
-  # errors of a margin of 0.5 points. Inconclusive where a best rate is at its grid's edge.
+  # t_{0.975, dof} standard errors of the seeds' paired differences; SGDR no worse than step
+  # decay beyond t_{0.975, dof} standard errors of a margin of 0.5 points. Inconclusive where a
+  # best rate is at its grid's edge.
   CRITERIA = {
     "final_train_loss_by_schedule": below(
       "train_loss_minus_constant",
@@ -251,13 +252,16 @@ class LrSchedules(Experiment):
       },
       "train_loss_minus_constant": {name: paired_loss[name][0] for name in decaying},
       "train_loss_minus_constant_se": {name: paired_loss[name][1] for name in decaying},
+      "train_loss_minus_constant_dof": {name: paired_loss[name][2] for name in decaying},
       "test_error_minus_constant": {name: paired[name][0] for name in decaying},
       "test_error_minus_constant_se": {name: paired[name][1] for name in decaying},
+      "test_error_minus_constant_dof": {name: paired[name][2] for name in decaying},
       "compared_at_grid_edge": {
         name: bool(edge[name] or edge.get("constant", True)) for name in decaying
       },
       "sgdr_minus_step_test_error": sgdr_step[0],
       "sgdr_minus_step_test_error_se": sgdr_step[1],
+      "sgdr_minus_step_test_error_dof": sgdr_step[2],
       "sgdr_or_step_at_grid_edge": bool(edge.get("sgdr", True) or edge.get("step", True)),
       "diverged_members": sorted(r["member"] for r in results.table if r["diverged"]),
       "seeds": list(config.seeds),
@@ -317,10 +321,14 @@ def _rate_means(table: list[dict]) -> list[dict]:
   return rows
 
 
-def _paired(rows: dict, baseline: dict, metric: str) -> tuple[float | None, float | None]:
-  """The mean over shared seeds of rows[seed][metric] − baseline[seed][metric], and its standard
-  error; None where fewer than two seeds are shared."""
+def _paired(
+  rows: dict, baseline: dict, metric: str
+) -> tuple[float | None, float | None, int | None]:
+  """The mean over shared seeds of rows[seed][metric] − baseline[seed][metric], its standard
+  error and that error's degrees of freedom (the shared seeds less one); None where fewer than
+  two seeds are shared."""
   seeds = sorted(set(rows) & set(baseline))
   if len(seeds) < 2:
-    return None, None
-  return mean_and_standard_error([rows[s][metric] - baseline[s][metric] for s in seeds])
+    return None, None, None
+  differences = [rows[s][metric] - baseline[s][metric] for s in seeds]
+  return *mean_and_standard_error(differences), dof(differences)

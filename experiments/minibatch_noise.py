@@ -29,8 +29,10 @@ seen, so the bias has mean zero; in the second every example has already been us
 gradient underestimates the slope of the generalization error. `reuse_bias_epoch1` and
 `reuse_bias_epoch2` are each run's mean bias over an epoch divided by the mean slope of that epoch
 pooled over every run (a per-run slope would share ∇L_B's noise with the bias), averaged over
-runs, with their standard errors across runs (and `reuse_bias_epoch1_abs`, the size of the
-first); each run's values are kept as `reuse_bias` (runs × epochs) in `params.npz`.
+runs, with their standard errors across runs (`_se`) and those errors' degrees of freedom
+(`_dof`, runs − 1), which set the verdicts' t_{0.975, dof} margins (and `reuse_bias_epoch1_abs`,
+the size of the first); each run's values are kept as `reuse_bias` (runs × epochs) in
+`params.npz`.
 """
 
 import functools
@@ -45,7 +47,7 @@ from jax.flatten_util import ravel_pytree
 from jaxopt_study import data as data_lib
 from jaxopt_study import losses, models, optim, report, train, validate
 from jaxopt_study.experiment import Experiment, Members, Results, below
-from jaxopt_study.lab import curves, digits_tasks
+from jaxopt_study.lab import curves, digits_tasks, verdicts
 from jaxopt_study.results import read_csv
 
 
@@ -71,7 +73,7 @@ class MinibatchNoise(Experiment):
     "reuse_bias_epoch2": "< 0 (biased) once examples are reused in the second pass (§8.1.3)",
   }
   # "−0.5" within 0.05; "unbiased" as a bias under 10% of the held-out slope, standard errors
-  # over runs deciding.
+  # over runs deciding (beyond t_{0.975, runs − 1} of them).
   CRITERIA = {
     "se_slope": below("se_slope_error", 0.05),
     "se_slope_without_replacement": below("se_slope_without_replacement", -0.5),
@@ -136,9 +138,11 @@ class MinibatchNoise(Experiment):
       "num_train": table[0]["num_train"],
       "reuse_bias_epoch1": float(epoch_means[0]),
       "reuse_bias_epoch1_se": float(epoch_ses[0]),
+      "reuse_bias_epoch1_dof": verdicts.dof(per_seed[:, 0]),
       "reuse_bias_epoch1_abs": abs(float(epoch_means[0])),
       "reuse_bias_epoch2": float(epoch_means[1]),
       "reuse_bias_epoch2_se": float(epoch_ses[1]),
+      "reuse_bias_epoch2_dof": verdicts.dof(per_seed[:, 1]),
     }
 
   def plot(self, out_dir: Path) -> list[Path]:

@@ -29,14 +29,16 @@ at the start, ε < 2/λ_max, §8.2.1), `lambda_min_at_init_by_depth`,
 `grad_ratio_first_last_by_depth`. For the verdict, per design other than plain, at the largest
 depth: `final_loss_gap_to_plain_at_deepest`, the plain net's final loss minus the design's, each
 at its best rate, paired by seed (the same seed draws both initializations and minibatch orders):
-the mean over seeds, with `final_loss_gap_to_plain_at_deepest_se`; and
+the mean over seeds, with `final_loss_gap_to_plain_at_deepest_se` and
+`final_loss_gap_to_plain_at_deepest_dof` (seeds − 1); and
 `best_rate_at_grid_edge_at_deepest`, whether the design's or the plain net's best rate
 lies at the grid's edge (a design that diverges at every rate has no best rate, no final loss,
 and counts as at the edge: the grid does not reach down to a rate that trains it).
 
 `CRITERIA` judge them into `verdicts`: at the largest depth every other design ends lower than the
-plain net beyond 2 standard errors of the paired gap (gap > 0); inconclusive for a design whose best
-rate, or the plain net's, lies at the grid's edge, and when the designs leave nothing to compare.
+plain net beyond t_{0.975, dof} standard errors of the seeds' paired gaps (gap > 0); inconclusive
+for a design whose best rate, or the plain net's, lies at the grid's edge, and when the designs
+leave nothing to compare.
 """
 
 import functools
@@ -168,12 +170,14 @@ class ModelDesign(Experiment):
       rows = [r for r in train_rows if r["design"] == design and str(r["depth"]) == deepest]
       return {r["seed"]: r["final_train_loss"] for r in rows if r["learning_rate"] == best}
 
-    def gap_to_plain(design: str) -> tuple[float | None, float | None]:
-      """Plain minus the design, paired by seed: the mean and its standard error."""
+    def gap_to_plain(design: str) -> tuple[float | None, float | None, int | None]:
+      """Plain minus the design, paired by seed: the mean, its standard error and that error's
+      degrees of freedom (seeds − 1)."""
       plain, mine = by_seed("plain"), by_seed(design)
       if plain is None or mine is None:
-        return None, None
-      return verdicts.mean_and_standard_error([plain[s] - mine[s] for s in sorted(plain)])
+        return None, None, None
+      differences = [plain[s] - mine[s] for s in sorted(plain)]
+      return *verdicts.mean_and_standard_error(differences), verdicts.dof(differences)
 
     gaps = {design: gap_to_plain(design) for design in others}
 
@@ -185,8 +189,9 @@ class ModelDesign(Experiment):
       "lambda_min_at_init_by_depth": at_init("lambda_min"),
       "lambda_spread_at_init_by_depth": at_init("lambda_spread"),
       "grad_ratio_first_last_by_depth": at_init("grad_ratio_first_last"),
-      "final_loss_gap_to_plain_at_deepest": {design: gap for design, (gap, _) in gaps.items()},
-      "final_loss_gap_to_plain_at_deepest_se": {design: se for design, (_, se) in gaps.items()},
+      "final_loss_gap_to_plain_at_deepest": {design: gap[0] for design, gap in gaps.items()},
+      "final_loss_gap_to_plain_at_deepest_se": {design: gap[1] for design, gap in gaps.items()},
+      "final_loss_gap_to_plain_at_deepest_dof": {design: gap[2] for design, gap in gaps.items()},
       "best_rate_at_grid_edge_at_deepest": {
         design: at_edge[design][deepest] or at_edge["plain"][deepest] for design in others
       },

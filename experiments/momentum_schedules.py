@@ -22,9 +22,10 @@ Claims: `final_loss_by_momentum`, per method and μ_max, the final full-training
 over seeds) at the learning rate of the grid with the lowest median (Sutskever et al.: larger
 μ_max trains deep autoencoders much further; judged by `loss_ratio_to_smaller_momentum`, each
 μ_max's loss over the next smaller one's, paired by seed: the geometric mean of the per-seed
-ratios and its `_se`, `verdicts.paired_ratio`), and
-`nesterov_over_classical_final_loss` per μ_max > 0 (Nesterov is at least as good as classical
-momentum; also paired by seed, with `_se`), each judged beyond 2 standard errors of 1. A
+ratios, its delta-method `_se`, `verdicts.paired_ratio`, and `_dof`, the seeds paired less one),
+and `nesterov_over_classical_final_loss` per μ_max > 0 (Nesterov is at least as good as
+classical momentum; also paired by seed, with `_se` and `_dof`), each judged on the log scale
+beyond t_{0.975, dof} standard errors of 1. A
 comparison whose best learning rate lies at the edge of its grid
 (`best_learning_rate_at_grid_edge`) is judged inconclusive: the grid does not bracket its optimum.
 """
@@ -73,18 +74,21 @@ class MomentumSchedules(Experiment):
     "(Sutskever et al. 2013, Table 1)",
   }
   # Every step up in μ_max lowers the final loss, for both methods; Nesterov ends below classical
-  # at every μ_max > 0 (at 0 both are SGD); each ratio paired by seed, beyond 2 standard errors.
+  # at every μ_max > 0 (at 0 both are SGD); each ratio paired by seed, beyond t_{0.975, dof}
+  # standard errors, on the log scale its delta-method error was made on (`ratio=True`).
   CRITERIA = {
     "final_loss_by_momentum": below(
       "loss_ratio_to_smaller_momentum",
       1.0,
       standard_error="loss_ratio_to_smaller_momentum_se",
+      ratio=True,
       unless="loss_ratio_at_grid_edge",
     ),
     "nesterov_over_classical_final_loss": below(
       "nesterov_over_classical_final_loss",
       1.0,
       standard_error="nesterov_over_classical_final_loss_se",
+      ratio=True,
       unless="nesterov_over_classical_at_grid_edge",
     ),
   }
@@ -196,26 +200,31 @@ class MomentumSchedules(Experiment):
     ]
     versus = {mu: (("nesterov", mu), ("classical", mu)) for mu in mus}
 
-    def ratios(comparisons: dict) -> tuple[dict, dict]:
-      """Each comparison's per-seed ratios, their geometric mean and its standard error."""
-      mean, error = {}, {}
+    def ratios(comparisons: dict) -> tuple[dict, dict, dict]:
+      """Each comparison's per-seed ratios, their geometric mean, its standard error and that
+      error's degrees of freedom (the seeds both share, less one; None without an error)."""
+      mean, error, dof = {}, {}, {}
       for key, ((m1, mu1), (m2, mu2)) in comparisons.items():
-        mean[key], error[key] = verdicts.paired_ratio_by_seed(by_seed[m1][mu1], by_seed[m2][mu2])
-      return mean, error
+        top, bottom = by_seed[m1][mu1], by_seed[m2][mu2]
+        mean[key], error[key] = verdicts.paired_ratio_by_seed(top, bottom)
+        dof[key] = None if error[key] is None else verdicts.dof(sorted(set(top) & set(bottom)))
+      return mean, error, dof
 
-    step_up, step_up_se = ratios(pairs)
-    nesterov, nesterov_se = ratios(versus)
+    step_up, step_up_se, step_up_dof = ratios(pairs)
+    nesterov, nesterov_se, nesterov_dof = ratios(versus)
     return {
       "final_loss_by_momentum": by_method,
       # each μ_max's final loss over that of the next smaller μ_max, per method and seed
       "loss_ratio_to_smaller_momentum": step_up,
       "loss_ratio_to_smaller_momentum_se": step_up_se,
+      "loss_ratio_to_smaller_momentum_dof": step_up_dof,
       "loss_ratio_at_grid_edge": {
         key: edge[method][high] or edge[method][low]
         for key, ((method, high), (_, low)) in pairs.items()
       },
       "nesterov_over_classical_final_loss": nesterov,
       "nesterov_over_classical_final_loss_se": nesterov_se,
+      "nesterov_over_classical_final_loss_dof": nesterov_dof,
       "nesterov_over_classical_at_grid_edge": {
         mu: edge["nesterov"][mu] or edge["classical"][mu] for mu in mus
       },

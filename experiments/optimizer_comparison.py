@@ -32,13 +32,14 @@ either end of one of its swept axes of several values, the learning rate or Newt
 `grid_edge_axes` names the axes), `first_order_best_at_grid_edge` (such an edge among the
 first-order methods, which leaves the best-optimizer verdict undecided: that verdict compares them
 only), `best_first_order_is_adaptive_rate` (1 or 0),
-`adaptive_over_other_final_loss` (± `..._se`: the best adaptive-rate method's final objective
-over the best other first-order method's, each at its best grid point, as the geometric mean
-over seeds of the per-seed ratio, `verdicts.paired_ratio`, which the verdict judges). The two
+`adaptive_over_other_final_loss` (± `..._se`, with `..._dof`, the seeds less one: the best
+adaptive-rate method's final objective over the best other first-order method's, each at its best
+grid point, as the geometric mean over seeds of the per-seed ratio, `verdicts.paired_ratio`,
+which the verdict judges on the log scale, beyond t_{0.975, dof} standard errors of 1). The two
 are picked on `seeds` and trained again at their best points from fresh `evaluation_seeds`,
 which judge them: picked and judged on the same seeds, the larger family would be favoured (more
 draws to pick the luckiest from); `adaptive_over_other_final_loss_on_selection_seeds` (±
-`..._se`) keeps the ratio on the seeds that picked them. On the
+`..._se`, with `..._dof`) keeps the ratio on the seeds that picked them. On the
 convex problems `reference_optimum_loss`, `gap_to_optimum_by_optimizer` and
 `steps_to_optimum_by_optimizer` (the first evaluated step within `optimum_rtol` of the optimum;
 None when never), and for Newton, BFGS and L-BFGS (keyed "problem/optimizer")
@@ -102,14 +103,16 @@ class OptimizerComparison(Experiment):
     "iterations; first-order methods converge linearly at a rate set by the condition number",
     "gap_to_optimum_by_optimizer": "→ 0 for Newton and (L-)BFGS on the convex problem",
   }
-  # The best adaptive-rate method ends below the best other first-order method, by more than 2
-  # standard errors of the seeds' paired ratio; Newton and (L-)BFGS reach the optimum
+  # The best adaptive-rate method ends below the best other first-order method, by more than
+  # t_{0.975, dof} standard errors of the seeds' paired ratio (judged on the log scale its
+  # delta-method error was made on: `ratio=True`); Newton and (L-)BFGS reach the optimum
   # (J ≤ J*(1 + 1e-4)) within FEW_DOZEN steps and end there.
   CRITERIA = {
     "best_optimizer": below(  # undecided where a best rate sits at its grid's edge
       "adaptive_over_other_final_loss",
       1.0,
       standard_error="adaptive_over_other_final_loss_se",
+      ratio=True,
       unless="first_order_best_at_grid_edge",
     ),
     "steps_to_optimum_by_optimizer": below("newton_bfgs_steps_to_optimum", FEW_DOZEN + 0.5),

@@ -13,15 +13,16 @@ so the two family winners, each at its best rate, are trained again from fresh s
 (`evaluation_seeds`: initializations and minibatch orders the selection never saw), and those
 runs are judged. Claims (`summary.json`): `best_optimizer` (the lowest median at its best rate;
 `best_is_adaptive_rate` 1 when it is an adaptive-rate method of §8.5, else 0);
-`adaptive_over_other_final_loss` (± `..._se`), the best adaptive-rate method's final loss over
-the best other method's (`adaptive_rate.adaptive_over_other` picks them), as the geometric mean
-over the evaluation seeds of the per-seed ratio, which the verdict judges, beside
-`adaptive_over_other_final_loss_on_selection_seeds` (± `..._se`), the same ratio on the seeds
-that picked them; per optimizer at its best rate `final_loss_by_optimizer` and
-`test_error_by_optimizer` (medians over seeds) with `final_loss_over_seeds_by_optimizer` (mean,
-std, n), `best_learning_rate_by_optimizer`; and `best_learning_rate_at_grid_edge` (optimizers
-whose grid should be widened to bracket the best), with `any_best_rate_at_grid_edge`, which
-leaves the verdict undecided.
+`adaptive_over_other_final_loss` (± `..._se`, with `..._dof`, the evaluation seeds less one),
+the best adaptive-rate method's final loss over the best other method's
+(`adaptive_rate.adaptive_over_other` picks them), as the geometric mean over the evaluation seeds
+of the per-seed ratio, which the verdict judges on the log scale, beyond t_{0.975, dof} standard
+errors of 1, beside `adaptive_over_other_final_loss_on_selection_seeds` (± `..._se`, with
+`..._dof`), the same ratio on the seeds that picked them; per optimizer at its best rate
+`final_loss_by_optimizer` and `test_error_by_optimizer` (medians over seeds) with
+`final_loss_over_seeds_by_optimizer` (mean, std, n), `best_learning_rate_by_optimizer`; and
+`best_learning_rate_at_grid_edge` (optimizers whose grid should be widened to bracket the best),
+with `any_best_rate_at_grid_edge`, which leaves the verdict undecided.
 """
 
 import functools
@@ -59,7 +60,8 @@ class Optimizers(Experiment):
     "the larger family would be favoured: more draws to pick the luckiest from)",
   }
   # On one task, the claim that can fail: the best adaptive-rate method ends below the best other
-  # one, by more than 2 standard errors of the seeds' paired ratio. Undecided while any
+  # one, by more than t_{0.975, dof} standard errors of the seeds' paired ratio (judged on the log
+  # scale its delta-method error was made on: `ratio=True`). Undecided while any
   # optimizer's best rate sits at its grid's edge: a wider grid could change the ranking ("best
   # rates never at a grid edge").
   CRITERIA = {
@@ -67,6 +69,7 @@ class Optimizers(Experiment):
       "adaptive_over_other_final_loss",
       1.0,
       standard_error="adaptive_over_other_final_loss_se",
+      ratio=True,
       unless="any_best_rate_at_grid_edge",
     )
   }

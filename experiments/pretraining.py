@@ -32,8 +32,9 @@ full-training-set NLL over seeds, each at its best rate), `pretrained_test_error
 `end_to_end_loss_at_stage_ends` (the end-to-end net at the same step counts),
 `seeds_pretrained_lower` (the fraction of seeds where pretraining ends lower), and the paired
 differences per seed `end_to_end_minus_pretrained_final_loss` and
-`end_to_end_minus_pretrained_test_error`, with their standard errors over seeds. A method whose
-best rate is the smallest or largest of the grid (`<method>_rate_at_grid_edge`,
+`end_to_end_minus_pretrained_test_error`, with their standard errors over seeds (`_se`) and
+degrees of freedom (`_dof`, seeds − 1), each judged beyond t_{0.975, dof} standard errors of 0. A
+method whose best rate is the smallest or largest of the grid (`<method>_rate_at_grid_edge`,
 `a_best_rate_at_grid_edge`) leaves both verdicts undecided.
 """
 
@@ -52,7 +53,7 @@ import optax
 from jaxopt_study import models, optim, report, sweep, train, validate
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.experiment import Experiment, Members, Results, above
-from jaxopt_study.lab import digits_tasks
+from jaxopt_study.lab import digits_tasks, verdicts
 from jaxopt_study.lab.curves import history_curves, read_curves
 
 METHODS = ("pretrained", "end_to_end")
@@ -215,6 +216,7 @@ class Pretraining(Experiment):
       summary[f"end_to_end_minus_pretrained_{name}_se"] = (
         float(difference.std(ddof=1) / np.sqrt(difference.size)) if difference.size > 1 else None
       )
+      summary[f"end_to_end_minus_pretrained_{name}_dof"] = verdicts.dof(difference)
     losses = finals["final_train_loss"]
     summary["seeds_pretrained_lower"] = float(
       np.mean([losses["pretrained"][s] < losses["end_to_end"][s] for s in losses["pretrained"]])

@@ -27,7 +27,9 @@ NLL by Lanczos (`hessian.spectrum`). Claims (`summary.json`, means over seeds wi
 `_se`): `test_error_by_method`, `train_error_by_method`, `train_test_gap_by_method`,
 `sharpness_by_method`, and the paired changes against `none` of each method run:
 `test_error_change_vs_none`, `train_test_gap_change_vs_none`, `log_sharpness_ratio_vs_none`
-(mean over seeds of log(λ_method / λ_none)); a claim about a method not run is inconclusive.
+(mean over seeds of log(λ_method / λ_none)), each with its degrees of freedom `_dof` (seeds − 1)
+and judged beyond t_{0.975, dof} standard errors of 0; a claim about a method not run is
+inconclusive.
 
 Sharpness changes with the training loss (it rises early in training and falls as the
 cross-entropy saturates), so end points at different training losses compare loss levels as much
@@ -65,7 +67,7 @@ from jaxopt_study import data as data_lib
 from jaxopt_study import hessian, losses, optim, regularization, report, train, validate
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.experiment import Criterion, Experiment, Members, Results, below
-from jaxopt_study.lab import digits_tasks, grids
+from jaxopt_study.lab import digits_tasks, grids, verdicts
 from jaxopt_study.lab.curves import mean_by_prefix, read_curves
 from jaxopt_study.lab.verdicts import mean_and_standard_error
 
@@ -157,7 +159,8 @@ class Regularization(Experiment):
     "dropout's end point against the plain net's run where its training NLL first reaches "
     "dropout's (Zhang & Xu 2022, §5; Wei, Kakade & Ma 2020)",
   }
-  # Each claim at 2 standard errors of the seed-paired differences (inconclusive within them).
+  # Each claim beyond t_{0.975, dof} standard errors of the seed-paired differences, dof = seeds
+  # − 1 (inconclusive within them).
   CRITERIA = {
     "train_test_gap_change_vs_none": below(
       "train_test_gap_change_vs_none", 0.0, standard_error="train_test_gap_change_vs_none_se"
@@ -260,14 +263,13 @@ class Regularization(Experiment):
       "log_sharpness_ratio_vs_none": lambda r, b: float(np.log(r["sharpness"] / b["sharpness"])),
     }
     for name, change in changes.items():
-      pairs = {
-        m: mean_and_standard_error(
-          [change(r, b) for r, b in zip(by_method[m], baseline, strict=True)]
-        )
-        for m in others
+      paired = {
+        m: [change(r, b) for r, b in zip(by_method[m], baseline, strict=True)] for m in others
       }
+      pairs = {m: mean_and_standard_error(values) for m, values in paired.items()}
       summary[name] = {m: mean for m, (mean, _) in pairs.items()}
       summary[f"{name}_se"] = {m: se for m, (_, se) in pairs.items()}
+      summary[f"{name}_dof"] = {m: verdicts.dof(values) for m, values in paired.items()}
     return summary | equal_loss_summary(results.table)
 
   def plot(self, out_dir: Path) -> list[Path]:
@@ -313,7 +315,9 @@ def equal_loss_summary(table: list[dict]) -> dict:
     "none_train_loss_at_matched_step": {str(c["seed"]): c["final_train_loss"] for c in control},
   }
   if not dropout:  # nothing to compare: inconclusive
-    return per_seed | {f"{claim}{se}": None for claim in EQUAL_LOSS_CLAIMS for se in ("", "_se")}
+    return per_seed | {
+      f"{claim}{key}": None for claim in EQUAL_LOSS_CLAIMS for key in ("", "_se", "_dof")
+    }
   ratios = [
     float(np.log(d["sharpness"] / c["sharpness"])) for d, c in zip(dropout, control, strict=True)
   ]
@@ -322,8 +326,10 @@ def equal_loss_summary(table: list[dict]) -> dict:
   return per_seed | {
     "none_sharpness_at_dropout_loss": sharpness[0],
     "none_sharpness_at_dropout_loss_se": sharpness[1],
+    "none_sharpness_at_dropout_loss_dof": verdicts.dof(control),
     "dropout_log_sharpness_ratio_at_equal_loss": ratio[0],
     "dropout_log_sharpness_ratio_at_equal_loss_se": ratio[1],
+    "dropout_log_sharpness_ratio_at_equal_loss_dof": verdicts.dof(ratios),
   }
 
 

@@ -21,13 +21,14 @@ size of a coarse-to-fine round where that size divides them, so they share its c
 
 Claims (`summary.json`): `best_found_by_budget` (method -> budget -> the lowest validation error
 found, mean over searches, with `best_found_by_budget_se`), `grid_minus_random` (mean over
-searches and budgets of grid's best minus random's, with `_se`; by budget in
-`grid_minus_random_by_budget`), `distinct_values_by_budget` (distinct values of the important
-hyperparameter tried: B for random search, √B for the grid, by construction, so it is shown and
-not judged) and `distinct_value_ratio` (random's over grid's, the smallest over budgets),
+searches and budgets of grid's best minus random's, with `_se` and `_dof` over searches; by
+budget in `grid_minus_random_by_budget`), `distinct_values_by_budget` (distinct values of the
+important hyperparameter tried: B for random search, √B for the grid, by construction, so it is
+shown and not judged) and `distinct_value_ratio` (random's over grid's, the smallest over budgets),
 `variance_share_by_axis` (the main effect of each axis on the validation error over the
 largest grid: the variance of the axis's marginal means over the total, as functional ANOVA
-defines it; `important_share`, `other_share`), and `random_minus_coarse_to_fine` (with `_se`).
+defines it; `important_share`, `other_share`), and `random_minus_coarse_to_fine` (with `_se` and
+`_dof`). The differences are judged beyond t_{0.975, dof} standard errors of 0.
 """
 
 import functools
@@ -78,8 +79,9 @@ class Search(Experiment):
     "trials of a coarse random search (Karpathy, CS231n notes 'Neural Networks Part 3', "
     "Hyperparameter optimization; Bergstra & Bengio 2012, §7)",
   }
-  # Random's best below grid's, over budgets and searches, beyond 2 standard errors (a strict
-  # reading of "as good or better": equal within noise is inconclusive); the important axis
+  # Random's best below grid's, over budgets and searches, beyond t_{0.975, dof} standard errors
+  # of the per-search differences, dof = searches − 1 (a strict reading of "as good or better":
+  # equal within noise is inconclusive); the important axis
   # explains over half the variance of the validation error and the other under a tenth;
   # coarse-to-fine's best below random's.
   CRITERIA = {
@@ -235,11 +237,13 @@ class Search(Experiment):
       ),
       "grid_minus_random": float(grid_minus_random.mean()),
       "grid_minus_random_se": verdicts.standard_error(grid_minus_random.mean(axis=1)),
+      "grid_minus_random_dof": verdicts.dof(grid_minus_random.mean(axis=1)),
       "random_minus_coarse_to_fine_by_budget": dict(
         zip(budgets, _means(random_minus_c2f), strict=True)
       ),
       "random_minus_coarse_to_fine": float(random_minus_c2f.mean()),
       "random_minus_coarse_to_fine_se": verdicts.standard_error(random_minus_c2f.mean(axis=1)),
+      "random_minus_coarse_to_fine_dof": verdicts.dof(random_minus_c2f.mean(axis=1)),
       "distinct_values_by_budget": distinct,
       "distinct_value_ratio": min(distinct["random"][b] / distinct["grid"][b] for b in budgets),
       "variance_share_by_axis": shares,

@@ -15,8 +15,9 @@ robustness of the classifier by further pushing the classes apart from each othe
   the steps trained after it; `train_nll_drop_after_zero_train_error`, the factor by which the
   training NLL falls from t₀ to the end (median over seeds);
 * `heldout_gain_after_zero_train_error`: the test 0-1 error at t₀ minus the one at the end, a
-  paired difference on the same test examples for each seed (mean over seeds, with its standard
-  error over seeds; > 0 means it kept improving);
+  paired difference on the same test examples for each seed (mean over the seeds that reach zero
+  training error, with its standard error over them and its degrees of freedom `_dof`, those
+  seeds − 1; > 0 means it kept improving, judged beyond t_{0.975, dof} standard errors of 0);
 * early stopping (§7.8, used in §8.1.2) as `train.py` does it, in a second vmapped program with
   `patience` whose held-out set is the validation split: the loop keeps the parameters of the
   evaluation with the lowest validation 0-1 error and freezes them after `patience` evaluations
@@ -39,7 +40,7 @@ from jaxopt_study import data as data_lib
 from jaxopt_study import losses, models, optim, train, validate
 from jaxopt_study.config import load_data
 from jaxopt_study.experiment import Experiment, Members, Results, above
-from jaxopt_study.lab import curves, digits_tasks
+from jaxopt_study.lab import curves, digits_tasks, verdicts
 from jaxopt_study.results import history_rows, read_csv
 
 
@@ -153,6 +154,7 @@ class SurrogateEarlyStopping(Experiment):
           "train_nll_drop_after_zero_train_error",
           "heldout_gain_after_zero_train_error",
           "heldout_gain_after_zero_train_error_se",
+          "heldout_gain_after_zero_train_error_dof",
         )
       )
     return summary | {
@@ -165,6 +167,8 @@ class SurrogateEarlyStopping(Experiment):
       "heldout_gain_after_zero_train_error_se": float(
         gains.std(ddof=1) / np.sqrt(gains.size) if gains.size > 1 else np.nan
       ),
+      # over the seeds that reached zero training error, the gains' seeds
+      "heldout_gain_after_zero_train_error_dof": verdicts.dof(gains),
       "test_nll_change_after_zero_train_error": float(
         np.mean([r["final_test_nll"] - r["test_nll_at_zero"] for r in reached])
       ),

@@ -17,8 +17,9 @@ larger rates), judged by `best_learning_rate_batch_size_log_slope` (log-log leas
 inconclusive when `best_learning_rate_at_grid_edge`: the rate grid does not bracket a best), and
 `init_scale_edge_over_interior_train_loss` (the lower best loss of the smallest and largest scale
 over the best loss between them: > 1 for the U-shape of §8.4). The slope and the U-shape are
-computed for each seed of the sweep's `seed` axis and judged by their means over seeds beyond 2
-standard errors (`_se`); the tables of best rates and losses are those of the means over seeds.
+computed for each seed of the sweep's `seed` axis and judged by their means over seeds beyond
+t_{0.975, dof} standard errors (`_se`, with the degrees of freedom `_dof`, seeds − 1); the tables
+of best rates and losses are those of the means over seeds.
 """
 
 from collections import defaultdict
@@ -49,10 +50,12 @@ class SweepInitBatch(OwnProblem):
   }
   # Larger batches, larger best rates: a positive log-log slope of the best rate against the batch
   # size. The U-shape: the best loss at either end of the scales is above the best in between.
-  # Each per seed, judged by its mean beyond 2 standard errors over seeds; the slope inconclusive
-  # when a batch size's best rate lies at the edge of the rate grid (for the means or any seed);
-  # the U-shape when a scale whose lower loss could flip it has its best at the rate grid's edge
-  # (a wider grid only lowers a best loss: an end scale's for a U, an interior one's for none).
+  # Each per seed, judged by its mean beyond t_{0.975, dof} standard errors over seeds (dof =
+  # seeds − 1; a mean of per-seed ratios for the U-shape, so on the linear scale); the slope
+  # inconclusive when a batch size's best rate lies at the edge of the rate grid (for the means or
+  # any seed); the U-shape when a scale whose lower loss could flip it has its best at the rate
+  # grid's edge (a wider grid only lowers a best loss: an end scale's for a U, an interior one's
+  # for none).
   CRITERIA = {
     "best_learning_rate_by_batch_size": above(
       "best_learning_rate_batch_size_log_slope",
@@ -92,9 +95,13 @@ class SweepInitBatch(OwnProblem):
     best_rates, best_losses, _ = _best_by_axis(means)
     seeds = sorted({r["seed"] for r in table})
     per_seed = [_best_by_axis([r for r in table if r["seed"] == seed]) for seed in seeds]
-    slope, slope_se = _over_seeds([_rate_slope(seed_rates) for seed_rates, _, _ in per_seed])
+    slope, slope_se, slope_dof = _over_seeds(
+      [_rate_slope(seed_rates) for seed_rates, _, _ in per_seed]
+    )
     chosen_rates = [*best_rates.values(), *(r for rs, _, _ in per_seed for r in rs.values())]
-    u_shape, u_shape_se = _over_seeds([_u_shape(seed_losses) for _, seed_losses, _ in per_seed])
+    u_shape, u_shape_se, u_shape_dof = _over_seeds(
+      [_u_shape(seed_losses) for _, seed_losses, _ in per_seed]
+    )
     # the scales whose best loss, if a wider rate grid lowered it, could flip the U-shape verdict
     scales = sorted(best_losses)
     could_flip = grids.could_flip(u_shape, [*scales[:1], *scales[-1:]], scales[1:-1], claim="above")
@@ -119,6 +126,7 @@ class SweepInitBatch(OwnProblem):
       "best_learning_rate_at_grid_edge": any(r in (rates[0], rates[-1]) for r in chosen_rates),
       "best_learning_rate_batch_size_log_slope": slope,
       "best_learning_rate_batch_size_log_slope_se": slope_se,
+      "best_learning_rate_batch_size_log_slope_dof": slope_dof,
       # the epochs each batch size trained: equal with `equal_epochs` (the config's default)
       "epochs_by_batch_size": {
         b: rows[0].get("steps", config.steps) * b / num_train
@@ -127,6 +135,7 @@ class SweepInitBatch(OwnProblem):
       # the lower of the two end scales' best losses over the best loss between them, per seed
       "init_scale_edge_over_interior_train_loss": u_shape,
       "init_scale_edge_over_interior_train_loss_se": u_shape_se,
+      "init_scale_edge_over_interior_train_loss_dof": u_shape_dof,
       "init_scale_best_rate_at_grid_edge": any(
         scale_rates[scale] in (rates[0], rates[-1])
         for _, _, scale_rates in per_seed
@@ -195,12 +204,14 @@ def _u_shape(best_losses: dict[float, float]) -> float | None:
   return min(losses[0], losses[-1]) / min(losses[1:-1]) if len(losses) >= 3 else None
 
 
-def _over_seeds(values: list[float | None]) -> tuple[float | None, float | None]:
-  """The mean over seeds and its standard error (None for one seed); both None when a seed has
-  no value (too few batch sizes or scales)."""
+def _over_seeds(
+  values: list[float | None],
+) -> tuple[float | None, float | None, int | None]:
+  """The mean over seeds, its standard error and the error's degrees of freedom, seeds − 1 (both
+  None for one seed); all None when a seed has no value (too few batch sizes or scales)."""
   if not values or None in values:
-    return None, None
-  return verdicts.mean_and_standard_error(values)
+    return None, None, None
+  return (*verdicts.mean_and_standard_error(values), verdicts.dof(values))
 
 
 def _rate_slope(best_rates: dict[int, float]) -> float | None:

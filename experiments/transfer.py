@@ -29,7 +29,8 @@ its subsets from ``np.random.default_rng((s, class))``, and its transferred head
 net from `nnx.Rngs(s)`.
 
 Claims (`summary.json`): `test_error_by_n` (method -> n -> mean test error over seeds) and
-`test_error_by_n_se`; paired per seed (the same subset for every method), with standard errors:
+`test_error_by_n_se`; paired per seed (the same subset for every method), with standard errors
+(`_se`) and their degrees of freedom (`_dof`, seeds − 1; judged beyond t_{0.975, dof} errors):
 `scratch_minus_head_only_by_n`, `scratch_minus_fine_tune_by_n`, `head_only_minus_fine_tune_by_n`,
 `scratch_minus_head_only_at_smallest_n` and `fine_tune_gain_growth` (head_only − fine_tune at the
 largest n minus the same at the smallest); `pretrain_test_error` on the source task, and
@@ -88,7 +89,8 @@ class Transfer(Experiment):
     "alone as the target data grows (CS231n notes, 'Transfer Learning': little data, train a "
     "linear classifier; more data, fine-tune through the network)",
   }
-  # Paired over seeds, > 0 where the claim holds; inconclusive within 2 standard errors of 0.
+  # Paired over seeds, > 0 where the claim holds; inconclusive within t_{0.975, dof} standard
+  # errors of 0, dof = seeds − 1.
   CRITERIA = {
     "head_only_beats_scratch_at_few_examples": above(
       "scratch_minus_head_only_at_smallest_n",
@@ -252,14 +254,17 @@ class Transfer(Experiment):
       key = f"{first}_minus_{second}_by_n"
       summary[key] = {str(n): float(d.mean()) for n, d in differences.items()}
       summary[f"{key}_se"] = {str(n): verdicts.standard_error(d) for n, d in differences.items()}
+      summary[f"{key}_dof"] = {str(n): verdicts.dof(d) for n, d in differences.items()}
     smallest, largest = config.examples_per_class[0], config.examples_per_class[-1]
     at_smallest = errors["scratch"][smallest] - errors["head_only"][smallest]
     summary["scratch_minus_head_only_at_smallest_n"] = float(at_smallest.mean())
     summary["scratch_minus_head_only_at_smallest_n_se"] = verdicts.standard_error(at_smallest)
+    summary["scratch_minus_head_only_at_smallest_n_dof"] = verdicts.dof(at_smallest)
     gain = {n: errors["head_only"][n] - errors["fine_tune"][n] for n in (smallest, largest)}
     growth = gain[largest] - gain[smallest]
     summary["fine_tune_gain_growth"] = float(growth.mean())
     summary["fine_tune_gain_growth_se"] = verdicts.standard_error(growth)
+    summary["fine_tune_gain_growth_dof"] = verdicts.dof(growth)
     summary["pretrain_test_error"] = float(
       np.mean(
         [

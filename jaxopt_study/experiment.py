@@ -22,6 +22,7 @@ experiment (`experiments/NAME.py`, one `Experiment` subclass, listed in chapter 
 import contextlib
 import hashlib
 import inspect
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import ml_collections
 import numpy as np
+import scipy.stats
 
 from jaxopt_study import report, validate
 from jaxopt_study.config import apply_overrides, load_config
@@ -37,7 +39,9 @@ from jaxopt_study.sweep import runner
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 VERDICTS_KEY = "verdicts"
-TIE_RTOL = 1e-6  # a value within 2 standard errors · (1 + TIE_RTOL) of its threshold is undecided
+TIE_RTOL = 1e-6  # a value within its margin · (1 + TIE_RTOL) of its threshold is undecided
+CONFIDENCE = 0.975  # one side of a 95% two-sided interval: the margin is t_{0.975, dof} errors
+MIN_DOF_WITHOUT_SPREAD = 5  # a standard error of 0 decides only when 6 values or more agree
 
 Criterion = Callable[[Mapping[str, Any]], "bool | None"]
 
@@ -54,38 +58,73 @@ def _lookup(summary: Mapping[str, Any], path: str) -> Any:
 def _compare(
   path: str,
   threshold: float,
-  standard_error: str | None,
-  unless: str | None,
+  *,
   sign: float,
-  margin: float,
+  standard_error: str | None = None,
+  dof: str | float | None = None,
+  ratio: bool = False,
+  unless: str | None = None,
 ) -> Criterion:
+  if standard_error is not None:
+    dof = _dof_path(standard_error) if dof is None else dof
+  if ratio and not threshold > 0:
+    raise ValueError(f"criterion {path!r}: ratio=True needs a threshold > 0, got {threshold!r}")
+
   def judge(summary: Mapping[str, Any]) -> bool | None:
     value = _lookup(summary, path)
     errors = _lookup(summary, standard_error) if standard_error else None
+    dofs = _lookup(summary, dof) if isinstance(dof, str) else dof
     flags = _lookup(summary, unless) if unless else None
     if isinstance(value, Mapping):  # one value per setting (per η, per depth): all must hold
       if not value:
         return None
-      judged = [judge_one(v, _setting(errors, k), _setting(flags, k)) for k, v in value.items()]
+      judged = [
+        judge_one(v, _setting(errors, k), _setting(dofs, k), _setting(flags, k))
+        for k, v in value.items()
+      ]
       if any(j is False for j in judged):
         return False
       return None if any(j is None for j in judged) else True
-    return judge_one(value, errors, flags)
+    return judge_one(value, errors, dofs, flags)
 
-  def judge_one(value: Any, error: Any, flagged: Any) -> bool | None:
+  def judge_one(value: Any, error: Any, dof: Any, flagged: Any) -> bool | None:
     if flagged or value is None or not np.isfinite(value):
       return None
-    distance = sign * (float(value) - threshold)
+    if ratio and not value > 0:
+      return None
+    distance = sign * (math.log(value / threshold) if ratio else float(value) - threshold)
     if standard_error is not None:  # no error bar where one is asked for: cannot decide
-      if error is None or not np.isfinite(error):
+      if error is None or not np.isfinite(error) or dof is None or not dof >= 1:
         return None
+      if error == 0 and dof < MIN_DOF_WITHOUT_SPREAD:
+        return None  # every value agreed (a quantized outcome): a sign test needs 6 or more
       # a tie at the margin stays a tie when float32 rounding moves either side (0-1 errors are
-      # counts over n: a mean exactly 2 standard errors from the threshold happens)
-      if abs(distance) <= margin * float(error) * (1 + TIE_RTOL):
+      # counts over n: a mean exactly at the margin happens)
+      spread = float(error) / float(value) if ratio else float(error)
+      if abs(distance) <= margin(dof) * spread * (1 + TIE_RTOL):
         return None
     return distance > 0
 
   return judge
+
+
+def margin(dof: float) -> float:
+  """t_{0.975, dof}: the standard errors a mean must lie from its threshold, the half-width of a
+  95% interval of a mean of dof + 1 values (Student 1908): 12.7 for 2 seeds, 4.30 for 3, 2.78 for
+  5, 1.96 as dof → ∞."""
+  return float(scipy.stats.t.ppf(CONFIDENCE, dof))
+
+
+def _dof_path(standard_error: str) -> str:
+  """The summary path of a standard error's degrees of freedom: its key with `_se` replaced by
+  `_dof` ("gain_se" -> "gain_dof", "gap_se.l2" -> "gap_dof.l2")."""
+  key, _, rest = standard_error.partition(".")
+  if not key.endswith("_se"):
+    raise ValueError(
+      f"criterion: standard_error={standard_error!r} does not end in _se, so its degrees of "
+      "freedom cannot be found beside it: pass dof= (a summary path or a number)"
+    )
+  return key.removesuffix("_se") + "_dof" + (f".{rest}" if rest else "")
 
 
 def _setting(values: Any, key: str) -> Any:
@@ -95,23 +134,38 @@ def _setting(values: Any, key: str) -> Any:
 
 
 def above(
-  path: str, threshold: float, *, standard_error: str | None = None, unless: str | None = None
+  path: str,
+  threshold: float,
+  *,
+  standard_error: str | None = None,
+  dof: str | float | None = None,
+  ratio: bool = False,
+  unless: str | None = None,
 ) -> Criterion:
   """The claim holds when the summary's value at `path` ("key" or "key.sub") is > `threshold`
-  (every value, for a dict of values); inconclusive when it is within 2 standard errors (the
-  summary's value at `standard_error`, to a relative `TIE_RTOL`: float32 rounding does not break
-  a tie) of the threshold, when that standard error is missing or
-  not finite, when the value is not finite, when the dict is empty, or when the summary's flag at
-  `unless` is true (e.g. a best learning rate at its grid's edge: the measurement does not
-  bracket its optimum; a dict of flags goes with a dict of values, setting by setting)."""
-  return _compare(path, threshold, standard_error, unless, 1.0, 2.0)
+  (every value, for a dict of values).
+
+  With `standard_error` (the summary's path of the value's standard error) it is inconclusive
+  within `margin(dof)` standard errors of the threshold, a 95% interval that widens as seeds get
+  fewer (12.7 errors for 2 seeds, not 2), and when the error or `dof` is missing or not finite,
+  `dof` < 1, or the error is 0 with `dof` < `MIN_DOF_WITHOUT_SPREAD` (every seed gave the same
+  quantized value, which a sign test could not tell from chance). `dof` is the summary's path of
+  the degrees of freedom (default: beside the error, "x_se" -> "x_dof") or a number.
+  `ratio=True` judges a ratio of positive quantities on the log scale, as its delta-method error
+  (ratio · the error of the log ratio, `verdicts.paired_ratio`) was made: |log(value/threshold)|
+  against margin · error / value.
+
+  Also inconclusive: a value that is not finite, an empty dict, or a true flag at `unless` (e.g.
+  a best learning rate at its grid's edge: the measurement does not bracket its optimum; a dict
+  of flags goes with a dict of values, setting by setting)."""
+  return _compare(
+    path, threshold, sign=1.0, standard_error=standard_error, dof=dof, ratio=ratio, unless=unless
+  )
 
 
-def below(
-  path: str, threshold: float, *, standard_error: str | None = None, unless: str | None = None
-) -> Criterion:
-  """As `above`, for a value < `threshold`."""
-  return _compare(path, threshold, standard_error, unless, -1.0, 2.0)
+def below(path: str, threshold: float, **options: Any) -> Criterion:
+  """As `above`, with the same options, for a value < `threshold`."""
+  return _compare(path, threshold, sign=-1.0, **options)
 
 
 def all_of(*criteria: Criterion) -> Criterion:

@@ -11,8 +11,12 @@ from jaxopt_study.experiment import (
   above,
   all_of,
   below,
+  margin,
   verdict,
 )
+
+LARGE = 10**6  # degrees of freedom where t_{0.975} is the normal's 1.96
+AT_MARGIN = 0.006666664034128188 * margin(LARGE)  # a mean exactly at the margin, as float32 rounds
 
 
 @pytest.mark.parametrize(
@@ -21,32 +25,71 @@ from jaxopt_study.experiment import (
     (above("ratio", 1.0), {"ratio": 1.5}, True),
     (above("ratio", 1.0), {"ratio": 0.5}, False),
     (below("ratio", 1.0), {"ratio": 0.5}, True),
-    # within 2 standard errors of the threshold: cannot decide
-    (above("ratio", 1.0, standard_error="ratio_se"), {"ratio": 1.5, "ratio_se": 0.3}, None),
-    (above("ratio", 1.0, standard_error="ratio_se"), {"ratio": 1.5, "ratio_se": 0.2}, True),
-    (below("ratio", 1.0, standard_error="ratio_se"), {"ratio": 1.5, "ratio_se": 0.2}, False),
+    # 2.5 errors from the threshold: beyond t_{0.975} with many seeds (1.96), within it with 5
+    # (t = 2.78 at dof 4): cannot decide
+    (above("r", 1.0, standard_error="r_se"), {"r": 1.5, "r_se": 0.2, "r_dof": LARGE}, True),
+    (above("r", 1.0, standard_error="r_se"), {"r": 1.5, "r_se": 0.2, "r_dof": 4}, None),
+    (below("r", 1.0, standard_error="r_se"), {"r": 1.5, "r_se": 0.2, "r_dof": LARGE}, False),
+    # two seeds (dof 1): 11.4 errors are not enough, 13.3 are (t = 12.71)
+    (above("r", 1.0, standard_error="r_se"), {"r": 9.0, "r_se": 0.7, "r_dof": 1}, None),
+    (above("r", 1.0, standard_error="r_se"), {"r": 9.0, "r_se": 0.6, "r_dof": 1}, True),
+    # degrees of freedom as a number, and per setting
+    (above("r", 1.0, standard_error="r_se", dof=math.inf), {"r": 1.5, "r_se": 0.25}, True),
+    (
+      above("r", 0, standard_error="r_se"),
+      {"r": {"a": 1.0, "b": 1.0}, "r_se": {"a": 0.2, "b": 0.2}, "r_dof": {"a": 1, "b": 9}},
+      None,
+    ),
+    (
+      above("r", 0, standard_error="s", dof="n"),
+      {"r": {"a": 1.0, "b": 1.0}, "s": 0.2, "n": {"a": 9, "b": 9}},
+      True,
+    ),
     (above("ratio", 1.0), {"ratio": math.nan}, None),
     (above("ratio", 1.0), {"ratio": None}, None),
     # an error bar asked for but missing (one seed) or not finite: cannot decide
-    (above("ratio", 1.0, standard_error="ratio_se"), {"ratio": 9.0, "ratio_se": math.nan}, None),
-    (above("ratio", 1.0, standard_error="ratio_se"), {"ratio": 9.0, "ratio_se": None}, None),
+    (above("r", 1.0, standard_error="r_se"), {"r": 9.0, "r_se": math.nan, "r_dof": 3}, None),
+    (above("r", 1.0, standard_error="r_se"), {"r": 9.0, "r_se": None, "r_dof": 3}, None),
+    (above("r", 1.0, standard_error="r_se"), {"r": 9.0, "r_se": 0.1, "r_dof": None}, None),
+    (above("r", 1.0, standard_error="r_se"), {"r": 9.0, "r_se": 0.1, "r_dof": 0}, None),
+    # every seed gave the same quantized value (error 0): decided from 6 seeds on (a sign test's
+    # 2 · 2⁻⁶ < 0.05), not from 5
+    (above("r", 0.0, standard_error="r_se"), {"r": 0.01, "r_se": 0.0, "r_dof": 4}, None),
+    (above("r", 0.0, standard_error="r_se"), {"r": 0.01, "r_se": 0.0, "r_dof": 5}, True),
+    # a ratio's delta-method error judged on the log scale: 0.5 ± 0.2 is 2.5 errors below 1 on
+    # the ratio scale, but |log 0.5| / (0.2 / 0.5) = 1.73 < 1.96 on the scale it was made on
+    (below("r", 1.0, standard_error="r_se"), {"r": 0.5, "r_se": 0.2, "r_dof": LARGE}, True),
+    (
+      below("r", 1.0, standard_error="r_se", ratio=True),
+      {"r": 0.5, "r_se": 0.2, "r_dof": LARGE},
+      None,
+    ),
+    (
+      above("r", 1.0, standard_error="r_se", ratio=True),
+      {"r": 3.0, "r_se": 0.9, "r_dof": LARGE},
+      True,
+    ),
+    (above("r", 1.0, ratio=True), {"r": 0.0}, None),
     (above("by_rate", 0), {"by_rate": {}}, None),
     # one value per setting: all must hold; one failure fails; else one undecided is undecided
     (above("by_rate.x", 0), {"by_rate": {"x": {"a": 1.0, "b": 2.0}}}, True),
     (above("by_rate.x", 0), {"by_rate": {"x": {"a": 1.0, "b": -2.0}}}, False),
     (
-      above("r", 0, standard_error="se"),
-      {"r": {"a": 1.0, "b": 0.1}, "se": {"a": 0.1, "b": 1}},
+      above("r", 0, standard_error="r_se"),
+      {"r": {"a": 1.0, "b": 0.1}, "r_se": {"a": 0.1, "b": 1}, "r_dof": LARGE},
       None,
     ),
-    # exactly 2 standard errors away, as float32 rounds it (regularization's quick run: −6/450
-    # ± 3/450 stored as −0.013333331793546677 ± 0.006666664034128188): a tie, undecided
+    # exactly at the margin, as float32 rounds it (the mean and error of 0-1 counts): a tie
     (
-      below("d", 0.0, standard_error="se"),
-      {"d": -0.013333331793546677, "se": 0.006666664034128188},
+      below("d", 0.0, standard_error="d_se"),
+      {"d": -AT_MARGIN * (1 - 1e-8), "d_se": 0.006666664034128188, "d_dof": LARGE},
       None,
     ),
-    (below("d", 0.0, standard_error="se"), {"d": -0.0134, "se": 0.0066666}, True),
+    (
+      below("d", 0.0, standard_error="d_se"),
+      {"d": -AT_MARGIN * (1 + 1e-5), "d_se": 0.006666664034128188, "d_dof": LARGE},
+      True,
+    ),
     # a best rate at its grid's edge does not bracket the optimum: cannot decide
     (above("ratio", 1.0, unless="at_edge"), {"ratio": 9.0, "at_edge": True}, None),
     (above("ratio", 1.0, unless="at_edge"), {"ratio": 9.0, "at_edge": False}, True),
@@ -65,6 +108,20 @@ from jaxopt_study.experiment import (
 )
 def test_criteria_judge_the_summary(criterion, summary, expected):
   assert criterion(summary) is expected
+
+
+def test_the_margin_is_students_t():
+  """t_{0.975} from the printed table (Fisher & Yates): 12.706 at 1 degree of freedom, 4.303 at
+  2, 2.776 at 4, 2.228 at 10, and the normal's 1.960 in the limit."""
+  for dof, t in [(1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (math.inf, 1.960)]:
+    assert margin(dof) == pytest.approx(t, abs=5e-4)
+
+
+def test_criteria_refuse_what_they_cannot_judge():
+  with pytest.raises(ValueError, match="'spread' does not end in _se.*pass dof="):
+    above("r", 0.0, standard_error="spread")
+  with pytest.raises(ValueError, match="ratio=True needs a threshold > 0"):
+    above("r", 0.0, ratio=True)
 
 
 def test_a_missing_claim_names_the_key():

@@ -9,7 +9,7 @@ import pytest
 
 from jaxopt_study import cli, registry
 from jaxopt_study import data as data_lib
-from jaxopt_study.experiment import Results, verdict
+from jaxopt_study.experiment import MIN_DOF_WITHOUT_SPREAD, Results, margin, verdict
 from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -82,30 +82,35 @@ def test_bad_config_is_refused(tmp_path, capsys):
 
 
 def test_verdicts_judge_both_ratios_against_1_by_their_standard_errors(finished_run):
+  """Each ratio on the log scale, |log ratio| against t_{0.975, dof} times the error of its log
+  (error / ratio), dof one less than the seeds; an error of 0 (every seed on the same grid
+  points) decides nothing with fewer than 6 seeds."""
   summary = json.loads((finished_run / "summary.json").read_text())
   assert summary["plain_max_stable_lr_at_grid_top"] is False  # the grid bounds the plain net
+  assert summary["lambda_max_ratio_dof"] == summary["max_stable_lr_ratio_dof"] == 2 - 1
 
-  def judged(ratio, se, sign):
-    return None if abs(ratio - 1) <= 2 * se else sign * (ratio - 1) > 0
+  def judged(name, sign):
+    ratio, se, dof = (summary[f"{name}{suffix}"] for suffix in ("", "_se", "_dof"))
+    if se == 0 and dof < MIN_DOF_WITHOUT_SPREAD:
+      return None
+    distance = sign * np.log(ratio)
+    return None if abs(distance) <= margin(dof) * se / ratio else distance > 0
 
   assert summary["verdicts"] == {
-    "lambda_max_ratio": verdict(
-      judged(summary["lambda_max_ratio"], summary["lambda_max_ratio_se"], -1)
-    ),
-    "max_stable_lr_ratio": verdict(
-      judged(summary["max_stable_lr_ratio"], summary["max_stable_lr_ratio_se"], 1)
-    ),
+    "lambda_max_ratio": verdict(judged("lambda_max_ratio", -1)),
+    "max_stable_lr_ratio": verdict(judged("max_stable_lr_ratio", 1)),
   }
 
 
 @pytest.mark.parametrize(
   "plain, normed, ratio, judged",
   [
-    ((0.5, 0.5), (2.0, 2.0), 4.0, True),
-    ((2.0, 1.0), (2.0, 2.0), np.sqrt(2.0), None),  # one plain seed stable at the grid's top
-    ((float("nan"),) * 2, (1.0, 1.0), 1.0 / 0.25, True),  # stable nowhere: below 0.25, a bound
-    ((1.0, 1.0), (0.5, 0.5), 0.5, False),
-    ((0.5, 1.0), (1.0, 1.0), np.sqrt(2.0), None),  # ratios 2 and 1: 1.41 ± 0.29, within 2 se
+    ((0.5,) * 6, (2.0,) * 6, 4.0, True),
+    ((0.5, 0.5), (2.0, 2.0), 4.0, None),  # 4 ± 0 from 2 seeds: a sign test cannot tell
+    ((2.0,) + (1.0,) * 5, (2.0,) * 6, 2.0 ** (5 / 6), None),  # one plain seed at the grid's top
+    ((float("nan"),) * 6, (1.0,) * 6, 1.0 / 0.25, True),  # stable nowhere: below 0.25, a bound
+    ((1.0,) * 6, (0.5,) * 6, 0.5, False),
+    ((0.5, 1.0), (1.0, 1.0), np.sqrt(2.0), None),  # ratios 2 and 1: log 0.35 ± 0.35, dof 1
   ],
 )
 def test_the_rate_ratio_is_paired_by_seed_and_judged_only_where_the_grid_bounds_it(
@@ -114,7 +119,7 @@ def test_the_rate_ratio_is_paired_by_seed_and_judged_only_where_the_grid_bounds_
   """A plain net stable at the grid's top rate (ratio exactly 1 when BatchNorm is too) once read
   "not reproduced", and one stable at no rate (the strongest evidence) "inconclusive"."""
   experiment = registry.load("batchnorm_spectrum")
-  config = ml_collections.ConfigDict({"lr_sweep": [0.25, 0.5, 1.0, 2.0], "num_seeds": 2})
+  config = ml_collections.ConfigDict({"lr_sweep": [0.25, 0.5, 1.0, 2.0], "num_seeds": len(plain)})
   table = [
     {"member": f"{name}@seed{seed}", "model": name, "seed": seed}
     | {"lambda_max": 1.0, "n_outliers": 0, "max_stable_lr": rate}
@@ -123,4 +128,5 @@ def test_the_rate_ratio_is_paired_by_seed_and_judged_only_where_the_grid_bounds_
   ]
   summary = experiment.summarize(config, Results(table, []))
   assert summary["max_stable_lr_ratio"] == pytest.approx(ratio)
+  assert summary["max_stable_lr_ratio_dof"] == summary["lambda_max_ratio_dof"] == len(plain) - 1
   assert experiment.CRITERIA["max_stable_lr_ratio"](summary) is judged

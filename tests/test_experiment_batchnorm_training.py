@@ -11,7 +11,15 @@ from quick_runs import CONFIGS, quick_run_fixtures, refused_field
 
 from jaxopt_study import registry
 from jaxopt_study.config import load_config
-from jaxopt_study.experiment import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Results, verdict
+from jaxopt_study.experiment import (
+  INCONCLUSIVE,
+  MIN_DOF_WITHOUT_SPREAD,
+  NOT_REPRODUCED,
+  REPRODUCED,
+  Results,
+  margin,
+  verdict,
+)
 from jaxopt_study.results import read_csv
 
 NAME = "batchnorm_training"
@@ -72,7 +80,10 @@ def test_the_drift_ratio_is_paired_by_seed_with_the_error_of_its_log():
   se = ratio * logs.std(ddof=1) / np.sqrt(3)
   assert summary["percentile_drift_ratio_se"] == pytest.approx(se)
   assert summary["percentile_drift"] == pytest.approx({"plain": 0.4, "batchnorm": 0.46 / 3})
-  assert summary["verdicts"]["percentile_drift_ratio"] == REPRODUCED  # 2.71 ± 0.36 > 1
+  assert summary["percentile_drift_ratio_dof"] == 3 - 1
+  # log 2.71 = 1.00 > t_{0.975, 2} · 0.36 / 2.71 = 4.30 · 0.20 = 0.88: reproduced on the log scale
+  assert np.log(ratio) > margin(2) * se / ratio
+  assert summary["verdicts"]["percentile_drift_ratio"] == REPRODUCED
 
 
 def test_drift_is_the_range_over_training_in_units_of_the_final_spread():
@@ -113,6 +124,9 @@ def test_ratios_pair_the_seeds_at_each_networks_best_rate():
   ratio, se = _paired([16, 16, 8], [4, 4, 4])
   assert summary["max_lr_ratio"]["3"] == pytest.approx(ratio)  # 3.17
   assert summary["max_lr_ratio_se"]["3"] == pytest.approx(se)  # 0.73
+  assert summary["steps_to_target_ratio_dof"] == summary["max_lr_ratio_dof"] == {"3": 3 - 1}
+  # log 3.17 = 1.15 > 4.30 · 0.73 / 3.17 = 0.99 (on the ratio scale 3.17 − 1 < 4.30 · 0.73)
+  assert np.log(ratio) > margin(2) * se / ratio
   assert summary["verdicts"] == {
     "percentile_drift_ratio": REPRODUCED,
     "steps_to_target_ratio": REPRODUCED,
@@ -148,6 +162,8 @@ def test_a_plain_net_that_never_gets_there_counts_as_the_budget():
     _paired([1000] * 3, [240, 250, 260])[0]
   )
   assert summary["max_lr_ratio"]["3"] is None
+  assert summary["max_lr_ratio_dof"]["3"] is None  # no seed trains the plain net at any rate
+  assert summary["steps_to_target_ratio_dof"]["3"] == 3 - 1
   assert summary["verdicts"]["steps_to_target_ratio"] == REPRODUCED
   assert summary["verdicts"]["max_lr_ratio"] == INCONCLUSIVE
   assert summary["steps_to_target_ratio_lower_bound"]["3"] == pytest.approx(
@@ -186,7 +202,8 @@ def test_batchnorm_steadies_the_unit_input(summary):
 def test_quick_run_brackets_both_networks_and_judges_by_the_criteria(finished_run, summary):
   """Both networks reach the target at interior rates of the grid (the search brackets them) and
   the verdicts follow the numbers: at least 2× fewer steps and a larger trainable rate, each
-  beyond 2 standard errors."""
+  beyond t_{0.975, dof} standard errors of the seeds' log ratios (dof 1 with the quick config's
+  two seeds: 12.7 errors), judged on the log scale."""
   assert not summary["steps_to_target_ratio_at_grid_edge"]["3"]
   assert not summary["max_lr_ratio_at_grid_edge"]["3"]
   runs = [r for r in read_csv(finished_run / "results.csv") if r["part"] == "run"]
@@ -219,13 +236,23 @@ def test_quick_run_brackets_both_networks_and_judges_by_the_criteria(finished_ru
   assert summary["max_lr_ratio"]["3"] == pytest.approx(
     _paired(rates["batchnorm"], rates["plain"])[0]
   )
-  ratio, se = summary["steps_to_target_ratio"]["3"], summary["steps_to_target_ratio_se"]["3"]
-  lr_ratio, lr_se = summary["max_lr_ratio"]["3"], summary["max_lr_ratio_se"]["3"]
-  drift, drift_se = summary["percentile_drift_ratio"], summary["percentile_drift_ratio_se"]
+  assert summary["percentile_drift_ratio_dof"] == 2 - 1
+  assert summary["steps_to_target_ratio_dof"] == summary["max_lr_ratio_dof"] == {"3": 2 - 1}
+
+  def judged(name, threshold, key=None):
+    ratio, se, dof = (
+      summary[f"{name}{suffix}"] if key is None else summary[f"{name}{suffix}"][key]
+      for suffix in ("", "_se", "_dof")
+    )
+    if se == 0 and dof < MIN_DOF_WITHOUT_SPREAD:
+      return None
+    distance = np.log(ratio / threshold)
+    return None if abs(distance) <= margin(dof) * se / ratio else distance > 0
+
   assert summary["verdicts"] == {
-    "percentile_drift_ratio": verdict(None if abs(drift - 1) <= 2 * drift_se else drift > 1),
-    "steps_to_target_ratio": verdict(None if abs(ratio - 2) <= 2 * se else ratio > 2),
-    "max_lr_ratio": verdict(None if abs(lr_ratio - 1) <= 2 * lr_se else lr_ratio > 1),
+    "percentile_drift_ratio": verdict(judged("percentile_drift_ratio", 1.0)),
+    "steps_to_target_ratio": verdict(judged("steps_to_target_ratio", 2.0, "3")),
+    "max_lr_ratio": verdict(judged("max_lr_ratio", 1.0, "3")),
   }
 
 

@@ -1,5 +1,6 @@
 """The continuation and curriculum experiment (§8.7.6): its quick config through the CLI, claims."""
 
+import json
 import sys
 
 import jax
@@ -9,7 +10,13 @@ import pytest
 from quick_runs import quick_run_fixtures, refused_field
 
 from jaxopt_study import registry
-from jaxopt_study.experiment import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+from jaxopt_study.experiment import (
+  INCONCLUSIVE,
+  MIN_DOF_WITHOUT_SPREAD,
+  NOT_REPRODUCED,
+  REPRODUCED,
+  margin,
+)
 from jaxopt_study.results import read_npz
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -113,7 +120,10 @@ def test_verdicts_judge_the_cosine_bowl_and_the_paired_curriculum_gain(summary):
 def test_the_continuation_gain_is_paired_by_start(finished_run, summary):
   """Both methods run from the same starts: the standard error of the gain is that of the
   per-start differences of outcomes (1 at the global minimum, 0 elsewhere), read back from
-  params.npz; the shares are the outcomes' means."""
+  params.npz, on one less degree of freedom than the starts; the shares are the outcomes' means.
+  The curriculum's gain is judged beyond t_{0.975, dof} standard errors of the seeds' paired
+  differences."""
+  config = json.loads((finished_run / "config.json").read_text())
   arrays = read_npz(finished_run / "params.npz")
   for name, gain in summary["continuation_minus_plain_global_fraction"].items():
     continuation, plain = arrays[f"reached/{name}/continuation"], arrays[f"reached/{name}/plain"]
@@ -123,9 +133,15 @@ def test_the_continuation_gain_is_paired_by_start(finished_run, summary):
     assert gain == pytest.approx(difference.mean())
     se = summary["continuation_minus_plain_global_fraction_se"][name]
     assert se == pytest.approx(difference.std(ddof=1) / np.sqrt(difference.size))
+    assert summary["continuation_minus_plain_global_fraction_dof"][name] == difference.size - 1
+    assert difference.size == config["continuation"]["num_starts"]
+  for prefix in ("curriculum", "anti_curriculum"):
+    for name in ("final_loss", "test_error"):
+      dof = summary[f"{prefix}_minus_random_{name}_dof"]
+      assert dof == config["curriculum"]["num_seeds"] - 1
   difference = summary["curriculum_minus_random_test_error"]
-  noise = 2 * summary["curriculum_minus_random_test_error_se"]
-  if abs(difference) <= noise:
+  se, dof = (summary[f"curriculum_minus_random_test_error_{key}"] for key in ("se", "dof"))
+  if (se == 0 and dof < MIN_DOF_WITHOUT_SPREAD) or abs(difference) <= margin(dof) * se:
     expected = INCONCLUSIVE
   else:
     expected = REPRODUCED if difference < 0 else NOT_REPRODUCED

@@ -11,7 +11,7 @@ from quick_runs import (
 
 from jaxopt_study import ensembles, optim, train
 from jaxopt_study.config import build_problem
-from jaxopt_study.experiment import verdict
+from jaxopt_study.experiment import MIN_DOF_WITHOUT_SPREAD, margin, verdict
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -95,7 +95,11 @@ def test_gains_are_the_means_over_repeats_of_the_table(config, summary, table):
     mean, se = gain(values)
     assert summary[name] == pytest.approx(mean, abs=1e-12)
     assert summary[f"{name}_se"] == pytest.approx(se, abs=1e-12)
-    assert summary["verdicts"][name] == verdict(None if abs(mean) <= 2 * se else mean > 0)
+    dof = summary[f"{name}_dof"]
+    assert dof == config.repeats - 1 == len(values) - 1
+    # positive beyond t_{0.975, dof} standard errors; an error of 0 decides only from 6 repeats
+    undecided = (se == 0 and dof < MIN_DOF_WITHOUT_SPREAD) or abs(mean) <= margin(dof) * se
+    assert summary["verdicts"][name] == verdict(None if undecided else mean > 0)
   curve = summary["ensemble_size_curve"]
   assert curve["independent"][str(config.members)] == pytest.approx(
     summary["test_error_by_method"]["ensemble"]

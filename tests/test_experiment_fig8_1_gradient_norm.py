@@ -11,7 +11,7 @@ from landscape_helpers import ROOT, assert_refused, load_experiment, run_config,
 
 from jaxopt_study import data, optim, registry, results, train
 from jaxopt_study.config import load_config
-from jaxopt_study.experiment import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+from jaxopt_study.experiment import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, margin, verdict
 from jaxopt_study.lab import digits_tasks
 
 NAME = "fig8_1_gradient_norm"
@@ -175,22 +175,35 @@ def test_claims_recomputed_from_the_saved_history(finished_run):
     assert claims[name] == pytest.approx(np.mean(values), rel=1e-9)
     se = np.std(values, ddof=1) / np.sqrt(n)
     assert claims[f"{name}_se"] == pytest.approx(se, rel=1e-9)
+    assert claims[f"{name}_dof"] == n - 1 == config.num_seeds - 1
   assert set(claims["verdicts"]) == set(CLAIMS)
+  for name, threshold in zip(CLAIMS, (1.0, 10.0, 0.5), strict=True):
+    distance = claims[name] - threshold  # beyond t_{0.975, seeds - 1} standard errors
+    undecided = abs(distance) <= margin(claims[f"{name}_dof"]) * claims[f"{name}_se"]
+    assert claims["verdicts"][name] == verdict(None if undecided else distance > 0)
 
 
 @pytest.mark.parametrize(
-  "value, se, expected",
+  "value, se, dof, expected",
   [
-    (1.5, 0.1, REPRODUCED),
-    (1.1, 0.1, INCONCLUSIVE),  # within two standard errors of 1
-    (0.8, 0.05, NOT_REPRODUCED),
-    (float("nan"), 0.1, INCONCLUSIVE),
+    (1.5, 0.1, 4, REPRODUCED),
+    (1.1, 0.1, 4, INCONCLUSIVE),  # within t_{0.975, 4} = 2.78 standard errors of 1
+    (1.25, 0.1, 30, REPRODUCED),  # 2.5 standard errors: beyond t_{0.975, 30} = 2.04
+    (1.25, 0.1, 2, INCONCLUSIVE),  # but within t_{0.975, 2} = 4.30 (3 seeds)
+    (1.25, 0.1, None, INCONCLUSIVE),  # one seed: no error bar, no degrees of freedom
+    (0.8, 0.05, 4, NOT_REPRODUCED),
+    (float("nan"), 0.1, 4, INCONCLUSIVE),
   ],
 )
-def test_criteria_judge_with_the_standard_errors(value, se, expected):
+def test_criteria_judge_with_the_standard_errors(value, se, dof, expected):
   found = registry.load(NAME)
   base = {"gHg_growth": 20.0, "gHg_growth_se": 1.0, "error_drop": 0.8, "error_drop_se": 0.02}
-  claims = base | {"minibatch_grad_norm_growth": value, "minibatch_grad_norm_growth_se": se}
+  base |= {"gHg_growth_dof": 4, "error_drop_dof": 4}
+  claims = base | {
+    "minibatch_grad_norm_growth": value,
+    "minibatch_grad_norm_growth_se": se,
+    "minibatch_grad_norm_growth_dof": dof,
+  }
   verdicts = found.verdicts(claims)
   assert verdicts["minibatch_grad_norm_growth"] == expected
   assert verdicts["gHg_growth"] == REPRODUCED and verdicts["error_drop"] == REPRODUCED

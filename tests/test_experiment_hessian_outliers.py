@@ -3,11 +3,12 @@
 import json
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 import pytest
 
-from jaxopt_study import cli
-from jaxopt_study.experiment import verdict
+from jaxopt_study import cli, registry
+from jaxopt_study.experiment import MIN_DOF_WITHOUT_SPREAD, Results, margin, verdict
 from jaxopt_study.hessian import outliers
 from jaxopt_study.lab.curves import read_curves
 from jaxopt_study.results import read_csv
@@ -104,14 +105,27 @@ def test_the_bulk_near_zero_after_training(finished_run, summary):
   assert not read_curves(finished_run / "history.csv", "eigenvalue_init")
 
 
-def test_the_verdicts_follow_the_criteria(summary):
-  """slope 1 within 0.5 beyond two standard errors (no standard error with two class counts:
-  inconclusive); n_outliers within one of C; the Gram carries more than half; the bulk > half."""
-  slope_error, se = summary["outlier_slope_error"], summary["outlier_slope_vs_classes_se"]
+def _slope_verdict(summary: dict) -> str:
+  """|slope − 1| < 0.5 beyond t_{0.975, dof} standard errors, dof the (C, seed) points less 2
+  (no error with two points: inconclusive; an error of 0 decides only from dof 5 on)."""
+  slope_error = summary["outlier_slope_error"]
+  se, dof = summary["outlier_slope_vs_classes_se"], summary["outlier_slope_vs_classes_dof"]
+  if se is None or dof is None or (se == 0 and dof < MIN_DOF_WITHOUT_SPREAD):
+    return verdict(None)
+  return verdict(None if abs(slope_error - 0.5) <= margin(dof) * se else slope_error < 0.5)
+
+
+def test_the_verdicts_follow_the_criteria(finished_run, summary):
+  """slope 1 within 0.5 beyond t_{0.975, dof} standard errors (no standard error with the quick
+  config's two points, one seed at two class counts: inconclusive); n_outliers within one of C;
+  the Gram carries more than half; the bulk > half."""
+  slope_error = summary["outlier_slope_error"]
   assert slope_error == pytest.approx(abs(summary["outlier_slope_vs_classes"] - 1))
-  slope = (
-    "inconclusive" if se is None or abs(slope_error - 0.5) <= 2 * se else verdict(slope_error < 0.5)
-  )
+  points = len(read_csv(finished_run / "results.csv"))
+  assert points == 2
+  assert summary["outlier_slope_vs_classes_dof"] is None  # 2 points - 2 parameters: none left
+  slope = _slope_verdict(summary)
+  assert slope == "inconclusive"
   assert summary["outlier_count_error"] == abs(summary["n_outliers"] - summary["n_classes"])
   assert summary["verdicts"] == {
     "outlier_slope_vs_classes": slope,
@@ -119,6 +133,39 @@ def test_the_verdicts_follow_the_criteria(summary):
     "gram_outlier_ratio": verdict(summary["gram_outlier_ratio"] > 0.5),
     "bulk_fraction_near_zero": verdict(summary["bulk_fraction_near_zero"] > 0.5),
   }
+
+
+def test_the_slope_is_judged_on_the_points_less_two_degrees_of_freedom():
+  """Made-up counts at C = 2, 4, 6, two seeds each: (2, 1), (4, 3), (6, 6). The least-squares
+  slope 1.125 ± 0.130 on 6 − 2 = 4 degrees of freedom: |1.125 − 1| = 0.125 lies 0.375 below 0.5,
+  beyond t_{0.975, 4} = 2.78 standard errors (0.361)."""
+  experiment = registry.load("hessian_outliers")
+  config = ml_collections.ConfigDict({"classes": [2, 4, 6], "near_zero_relative": 1e-3})
+  counts = {2: (2, 1), 4: (4, 3), 6: (6, 6)}
+  table = [
+    {"member": f"C{c}_seed{s}", "classes": c, "seed": s, "n_outliers": n}
+    | {"gram_outlier_ratio": 0.9, "final_train_error": 0.0, "bulk_fraction_near_zero": 0.8}
+    | {"bulk_fraction_near_zero_init": None, "outlier_gap_ratio": 10.0, "num_params": 20}
+    for c, seed_counts in counts.items()
+    for s, n in enumerate(seed_counts)
+  ]
+  history = [
+    {"member": row["member"], "step": k, "metric": "eigenvalue", "value": 10.0 - k}
+    for row in table
+    for k in range(1, 21)
+  ]
+  summary = experiment.summarize(config, Results(table, history))
+  x = np.repeat([2.0, 4.0, 6.0], 2)
+  y = np.asarray([n for seed_counts in counts.values() for n in seed_counts], float)
+  (slope, _), cov = np.polyfit(x, y, 1, cov="unscaled")
+  residuals = y - np.polyval(np.polyfit(x, y, 1), x)
+  se = np.sqrt(residuals @ residuals / (x.size - 2) * cov[0, 0])
+  assert summary["outlier_slope_vs_classes"] == pytest.approx(slope)  # 1.125
+  assert summary["outlier_slope_vs_classes_se"] == pytest.approx(se)  # 0.130
+  assert summary["outlier_slope_vs_classes_dof"] == x.size - 2
+  assert 0.5 - abs(slope - 1) > margin(4) * se  # beyond 2.78 errors (0.375 > 0.361)
+  assert experiment.verdicts(summary)["outlier_slope_vs_classes"] == _slope_verdict(summary)
+  assert _slope_verdict(summary) == "reproduced"
 
 
 @pytest.mark.parametrize(

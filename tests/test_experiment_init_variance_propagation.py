@@ -8,7 +8,7 @@ import pytest
 from quick_runs import quick_run_fixtures, refused_field
 
 from jaxopt_study import registry
-from jaxopt_study.experiment import INCONCLUSIVE, verdict
+from jaxopt_study.experiment import INCONCLUSIVE, MIN_DOF_WITHOUT_SPREAD, margin, verdict
 from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -53,16 +53,22 @@ def test_lsuv_gives_unit_variance(summary):
   assert summary["activation_ratio_by_init"]["relu"]["lsuv"] == pytest.approx(1.0, abs=0.25)
 
 
-def _below(value: float, threshold: float, standard_error: float = 0.0) -> str:
-  """The verdict of `value < threshold`, inconclusive within 2 standard errors."""
-  if abs(value - threshold) <= 2 * standard_error:
+def _below(value: float, threshold: float, standard_error: float = 0.0, dof=None) -> str:
+  """The verdict of `value < threshold`, with a standard error inconclusive within
+  t_{0.975, dof} of them (and for an error of 0 on fewer than 5 degrees of freedom)."""
+  if dof is None:  # no error bar asked for: the value alone
+    return verdict(value < threshold)
+  if standard_error == 0 and dof < MIN_DOF_WITHOUT_SPREAD:
+    return INCONCLUSIVE
+  if abs(value - threshold) <= margin(dof) * standard_error:
     return INCONCLUSIVE
   return verdict(value < threshold)
 
 
 def test_verdicts_judge_every_claim(finished_run, summary):
   """The relative errors the verdicts read, with standard errors over seeds (two seeds in the
-  quick config: wide ones), and the verdicts they give."""
+  quick config: wide ones, on 1 degree of freedom, a margin of 12.7 of them), and the verdicts
+  they give."""
   assert summary["relu_glorot_decay_rel_error"] == pytest.approx(
     abs(summary["relu_glorot_activation_decay"] / 0.5 - 1)
   )
@@ -77,14 +83,20 @@ def test_verdicts_judge_every_claim(finished_run, summary):
     abs(summary["relu_critical_init_scale"] / np.sqrt(2) - 1)
   )
   assert summary["relu_glorot_decay_rel_error_se"] > 0
+  assert summary["relu_glorot_decay_rel_error_dof"] == config["num_seeds"] - 1 == 1
+  assert summary["relu_he_activation_abs_log2_ratio_dof"] == config["num_seeds"] - 1
   assert summary["verdicts"] == {
     "relu_glorot_activation_decay": _below(
-      summary["relu_glorot_decay_rel_error"], 0.1, summary["relu_glorot_decay_rel_error_se"]
+      summary["relu_glorot_decay_rel_error"],
+      0.1,
+      summary["relu_glorot_decay_rel_error_se"],
+      summary["relu_glorot_decay_rel_error_dof"],
     ),
     "relu_he_activation_ratio": _below(
       summary["relu_he_activation_abs_log2_ratio"],
       1.0,
       summary["relu_he_activation_abs_log2_ratio_se"],
+      summary["relu_he_activation_abs_log2_ratio_dof"],
     ),
     "lsuv_max_variance_error": _below(summary["lsuv_max_variance_error"], 0.05),
     "relu_critical_init_scale": _below(summary["relu_critical_init_scale_rel_error"], 0.05),
@@ -106,6 +118,7 @@ def test_the_judged_estimates_and_their_errors_come_from_the_same_seeds():
   assert row["activation_factor_per_layer_se"] == pytest.approx(
     np.std(np.exp(slopes), ddof=1) / np.sqrt(2)
   )
+  assert row["activation_factor_per_layer_dof"] == row["log2_activation_ratio_dof"] == 2 - 1
   assert np.log2(row["activation_ratio"]) == pytest.approx(np.log2(4.125))  # not 1.0
 
 

@@ -14,6 +14,7 @@ from quick_runs import (
 
 from jaxopt_study import optim, registry, train
 from jaxopt_study.config import build_problem
+from jaxopt_study.experiment import MIN_DOF_WITHOUT_SPREAD, margin, verdict
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -117,7 +118,49 @@ def test_the_claims_are_read_off_the_table(config, summary, table):
       assert summary[f"{key}_minus_constant_se"][name] == pytest.approx(
         np.std(differences, ddof=1) / np.sqrt(len(differences))
       )
+      assert summary[f"{key}_minus_constant_dof"][name] == len(config.seeds) - 1 == 1
+  assert summary["sgdr_minus_step_test_error_dof"] == len(config.seeds) - 1
   assert summary["diverged_members"] == sorted(r["member"] for r in table if r["diverged"])
+
+
+def test_the_verdicts_follow_from_the_paired_differences(summary):
+  """Each verdict judged here from the summary's numbers: a paired difference decides beyond
+  t_{0.975, dof} of its standard errors (12.7 for the quick config's 2 seeds), unless a best rate
+  it compares sits at its grid's edge or its seeds all gave the same difference (error 0, from
+  fewer than 6 seeds); one decaying schedule that fails fails the claim."""
+
+  def judged(value, se, dof, at_edge, threshold=0.0):
+    if at_edge or se is None or dof is None or (se == 0 and dof < MIN_DOF_WITHOUT_SPREAD):
+      return None
+    if abs(value - threshold) <= margin(dof) * se:
+      return None
+    return bool(value < threshold)
+
+  def claim(key):
+    verdicts = [
+      judged(
+        summary[key][name],
+        summary[f"{key}_se"][name],
+        summary[f"{key}_dof"][name],
+        summary["compared_at_grid_edge"][name],
+      )
+      for name in summary[key]
+    ]
+    return verdict(False if False in verdicts else None if None in verdicts else True)
+
+  assert summary["verdicts"] == {
+    "final_train_loss_by_schedule": claim("train_loss_minus_constant"),
+    "final_test_error_by_schedule": claim("test_error_minus_constant"),
+    "sgdr_minus_step_test_error": verdict(
+      judged(
+        summary["sgdr_minus_step_test_error"],
+        summary["sgdr_minus_step_test_error_se"],
+        summary["sgdr_minus_step_test_error_dof"],
+        summary["sgdr_or_step_at_grid_edge"],
+        threshold=0.005,
+      )
+    ),
+  }
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from quick_runs import CONFIGS, quick_run_fixtures, refused_field
 from jaxopt_study import data as data_lib
 from jaxopt_study import losses, models
 from jaxopt_study.config import load_config
-from jaxopt_study.experiment import INCONCLUSIVE, REPRODUCED, verdict
+from jaxopt_study.experiment import INCONCLUSIVE, REPRODUCED, margin, verdict
 from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -52,11 +52,16 @@ def test_reused_examples_bias_the_gradient(summary):
 
 def test_verdicts_judge_every_claim(summary):
   """σ/√n and the second-epoch bias reproduce; the first epoch's bias is judged against 10% of
-  the slope, inconclusive where its 2 standard errors reach that margin."""
+  the slope, inconclusive where t_{0.975, runs − 1} of its standard errors (2.13 for the quick
+  config's 16 runs) reach that threshold."""
+  runs = load_config(CONFIGS / f"{NAME}_quick.py").num_seeds
+  assert summary["reuse_bias_epoch1_dof"] == summary["reuse_bias_epoch2_dof"] == runs - 1 == 15
   assert summary["se_slope_error"] == pytest.approx(abs(summary["se_slope"] + 0.5))
-  margin = 0.1 - abs(summary["reuse_bias_epoch1"])
+  distance = 0.1 - abs(summary["reuse_bias_epoch1"])
   epoch1 = (
-    verdict(margin > 0) if abs(margin) > 2 * summary["reuse_bias_epoch1_se"] else INCONCLUSIVE
+    verdict(distance > 0)
+    if abs(distance) > margin(runs - 1) * summary["reuse_bias_epoch1_se"]
+    else INCONCLUSIVE
   )
   assert summary["verdicts"] == {
     "se_slope": REPRODUCED,

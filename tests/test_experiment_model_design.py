@@ -10,7 +10,7 @@ import pytest
 from landscape_helpers import assert_refused, run_config, run_quick, summary
 
 from jaxopt_study import registry
-from jaxopt_study.experiment import Results
+from jaxopt_study.experiment import MIN_DOF_WITHOUT_SPREAD, Results, margin
 from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -25,7 +25,9 @@ def finished_run(tmp_path_factory):
 
 def test_the_residual_net_trains_further_than_the_plain_net_at_depth(finished_run):
   """He et al. (2016), §8.7.5: at the same depth, budget and best rate, skip connections end
-  lower than the plain net, beyond 2 standard errors of the gap paired by seed."""
+  lower than the plain net in every seed, the gap paired by seed more than 2 of its standard
+  errors (the quick config's 2 seeds fall short of the verdict's t_{0.975, 1} = 12.7: see
+  `test_the_verdict_follows_from_the_rows`)."""
   claims = summary(finished_run)
   gap = claims["final_loss_gap_to_plain_at_deepest"]["residual"]
   assert gap > 2 * claims["final_loss_gap_to_plain_at_deepest_se"]["residual"] > 0
@@ -34,9 +36,10 @@ def test_the_residual_net_trains_further_than_the_plain_net_at_depth(finished_ru
 def test_the_verdict_follows_from_the_rows(finished_run):
   """The one verdict of `final_loss_by_depth`, judged here by hand from results.csv: at the
   largest depth, each design's final loss at its best rate (lowest mean over seeds) must end
-  below the plain net's by more than 2 standard errors of the gap paired by seed; a design whose
-  best rate, or the plain net's, lies at the grid's edge cannot decide; one design that fails
-  fails the claim."""
+  below the plain net's by more than t_{0.975, seeds − 1} standard errors of the gap paired by
+  seed (12.7 for the quick config's 2 seeds; a gap with no spread decides from 6 seeds only); a
+  design whose best rate, or the plain net's, lies at the grid's edge cannot decide; one design
+  that fails fails the claim."""
   claims, config = summary(finished_run), run_config(finished_run)
   depth = max(config.depths)
   rows = [r for r in read_csv(finished_run / "results.csv") if r["part"] == "train"]
@@ -63,7 +66,11 @@ def test_the_verdict_follows_from_the_rows(finished_run):
     gap, se = gaps.mean(), gaps.std(ddof=1) / np.sqrt(gaps.size)
     assert claims["final_loss_gap_to_plain_at_deepest"][design] == pytest.approx(gap)
     assert claims["final_loss_gap_to_plain_at_deepest_se"][design] == pytest.approx(se)
-    judged.append(None if edge or plain_edge or abs(gap) <= 2 * se else gap > 0)
+    assert claims["final_loss_gap_to_plain_at_deepest_dof"][design] == len(config.seeds) - 1 == 1
+    undecided = abs(gap) <= margin(gaps.size - 1) * se or (
+      se == 0 and gaps.size - 1 < MIN_DOF_WITHOUT_SPREAD
+    )
+    judged.append(None if edge or plain_edge or undecided else gap > 0)
   if False in judged:
     expected = "not reproduced"
   else:
@@ -123,31 +130,32 @@ def test_bad_values_are_refused_before_running(override, culprit, tmp_path, caps
 def test_a_design_that_diverges_at_every_rate_is_judged_at_the_grids_edge():
   """Made-up runs at one depth: the plain net diverges at every rate of the grid, so its best
   rate lies below the grid (no rate, no loss), flagged as at the edge, and the verdict cannot
-  decide; with one plain rate that trains, the residual net's lower loss decides it."""
+  decide; with one plain rate that trains, the residual net's lower loss decides it once the
+  seeds are enough for the t_{0.975, seeds − 1} margin."""
   experiment = registry.load(NAME)
   config = ml_collections.ConfigDict(
     {"designs": ["plain", "residual"], "depths": [4], "learning_rates": [0.1, 0.3, 1.0]}
   )
   losses = {"plain": [math.nan] * 3, "residual": [0.5, 0.2, 0.4]}
 
-  def table(losses, residual_seed_1=0.01):
-    """Seed 1's loss is seed 0's plus 0.01, the residual net's plus `residual_seed_1`."""
+  def table(losses, residual_step=0.01, seeds=(0, 1)):
+    """Seed s's loss is seed 0's plus 0.01 s, the residual net's plus `residual_step` · s."""
 
     def offset(design, seed):
-      return seed * (residual_seed_1 if design == "residual" else 0.01)
+      return seed * (residual_step if design == "residual" else 0.01)
 
     runs = [
       {"part": "train", "design": design, "depth": 4, "learning_rate": rate, "seed": seed}
       | {"final_train_loss": loss + offset(design, seed), "diverged": not math.isfinite(loss)}
       for design, values in losses.items()
       for rate, loss in zip(config.learning_rates, values, strict=True)
-      for seed in (0, 1)
+      for seed in seeds
     ]
     init = [
       {"part": "init", "design": design, "depth": 4, "seed": seed}
       | dict.fromkeys(("lambda_max", "lambda_min", "lambda_spread", "grad_ratio_first_last"), 1.0)
       for design in losses
-      for seed in (0, 1)
+      for seed in seeds
     ]
     return Results(runs + init, [])
 
@@ -157,18 +165,31 @@ def test_a_design_that_diverges_at_every_rate_is_judged_at_the_grids_edge():
   assert claims["best_rate_at_grid_edge"]["plain"] == {"4": True}
   assert claims["best_rate_at_grid_edge_at_deepest"] == {"residual": True}
   assert claims["final_loss_gap_to_plain_at_deepest"]["residual"] is None
+  assert claims["final_loss_gap_to_plain_at_deepest_dof"] == {"residual": None}
   assert experiment.verdicts(claims) == {"final_loss_by_depth": "inconclusive"}
-  claims = experiment.summarize(config, table(losses | {"plain": [math.nan, 0.9, math.nan]}))
-  assert claims["best_learning_rate_by_depth"] == {"plain": {"4": 0.3}, "residual": {"4": 0.3}}
-  # paired by seed: 0.9 − 0.2 and 0.91 − 0.21, a gap of 0.7 with no spread
-  gaps, errors = (claims[f"final_loss_gap_to_plain_at_deepest{e}"] for e in ("", "_se"))
-  assert (gaps["residual"], errors["residual"]) == (pytest.approx(0.7), pytest.approx(0.0))
-  assert experiment.verdicts(claims) == {"final_loss_by_depth": "reproduced"}
-  # gaps 0.7 and 0.5: 0.6 ± 0.1, beyond 2 standard errors; 0.7 and −0.3: 0.2 ± 0.5, a tie (the
-  # old rule, plain mean − std against the design's mean + std, read a tie as a failure)
   trains = losses | {"plain": [math.nan, 0.9, math.nan]}
-  for seed_1, gap, se, read in ((0.21, 0.6, 0.1, "reproduced"), (1.01, 0.2, 0.5, "inconclusive")):
-    claims = experiment.summarize(config, table(trains, residual_seed_1=seed_1))
-    gaps, errors = (claims[f"final_loss_gap_to_plain_at_deepest{e}"] for e in ("", "_se"))
+  claims = experiment.summarize(config, table(trains))
+  assert claims["best_learning_rate_by_depth"] == {"plain": {"4": 0.3}, "residual": {"4": 0.3}}
+  # Paired by seed: 0.9 − 0.2, 0.91 − 0.21, ..., a gap of 0.7 with no spread, which 2 seeds
+  # agreeing cannot tell from chance (it read "reproduced" when the margin was 2 errors, a
+  # fixed number); 6 seeds agreeing decide it. With a spread, t_{0.975, seeds − 1} errors: gaps
+  # 0.7 and 0.5 are 0.6 ± 0.1, 6 errors, short of t_{0.975, 1} = 12.7 (it read "reproduced" at 2
+  # errors); gaps 0.7, 0.6, 0.5, 0.4 are 0.55 ± 0.065, 8.5 errors, beyond t_{0.975, 3} = 3.18;
+  # 0.7 and −0.3 are 0.2 ± 0.5, a tie (the old rule, plain mean − std against the design's mean
+  # + std, read a tie as a failure).
+  for step, seeds, gap, se, read in (
+    (0.01, 2, 0.7, 0.0, "inconclusive"),
+    (0.01, 6, 0.7, 0.0, "reproduced"),
+    (0.21, 2, 0.6, 0.1, "inconclusive"),
+    (0.11, 4, 0.55, np.std([0.7, 0.6, 0.5, 0.4], ddof=1) / 2, "reproduced"),
+    (1.01, 2, 0.2, 0.5, "inconclusive"),
+  ):
+    claims = experiment.summarize(config, table(trains, step, range(seeds)))
+    gaps, errors, dofs = (
+      claims[f"final_loss_gap_to_plain_at_deepest{e}"] for e in ("", "_se", "_dof")
+    )
     assert (gaps["residual"], errors["residual"]) == (pytest.approx(gap), pytest.approx(se))
+    assert dofs == {"residual": seeds - 1}
+    if se:
+      assert (abs(gap) > margin(seeds - 1) * se) == (read == "reproduced")
     assert experiment.verdicts(claims) == {"final_loss_by_depth": read}

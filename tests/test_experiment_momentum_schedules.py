@@ -7,7 +7,7 @@ import pytest
 from quick_runs import quick_run_fixtures, refused_field
 
 from jaxopt_study import registry
-from jaxopt_study.experiment import verdict
+from jaxopt_study.experiment import margin, verdict
 from jaxopt_study.results import read_csv
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -59,8 +59,9 @@ def test_nesterov_at_high_momentum(summary):
 def test_verdicts_compare_each_step_up_in_momentum_and_the_two_methods(finished_run, summary):
   """Each comparison is the geometric mean over seeds of the per-seed ratio of the final losses
   at the two best rates (the lowest median over seeds), with its standard error (delta method on
-  the logs), computed here from results.csv; judged below 1 beyond 2 standard errors unless a
-  best rate is at its grid's edge."""
+  the logs) and its degrees of freedom (seeds − 1), computed here from results.csv; judged below 1
+  on the log scale beyond t_{0.975, dof} standard errors unless a best rate is at its grid's
+  edge."""
   rows = read_csv(finished_run / "results.csv")
   rates = summary["best_learning_rate_by_momentum"]
 
@@ -89,11 +90,13 @@ def test_verdicts_compare_each_step_up_in_momentum_and_the_two_methods(finished_
       mean, error = paired(at_best(method, high), at_best(method, low))
       assert summary["loss_ratio_to_smaller_momentum"][key] == pytest.approx(mean)
       assert summary["loss_ratio_to_smaller_momentum_se"][key] == pytest.approx(error)
+      assert summary["loss_ratio_to_smaller_momentum_dof"][key] == len(seeds) - 1 == 2
   assert set(summary["nesterov_over_classical_final_loss"]) == {"0.9", "0.99"}  # 0: both SGD
   for mu in ("0.9", "0.99"):
     mean, error = paired(at_best("nesterov", mu), at_best("classical", mu))
     assert summary["nesterov_over_classical_final_loss"][mu] == pytest.approx(mean)
     assert summary["nesterov_over_classical_final_loss_se"][mu] == pytest.approx(error)
+    assert summary["nesterov_over_classical_final_loss_dof"][mu] == len(seeds) - 1
   assert summary["verdicts"] == {
     "final_loss_by_momentum": _judged(summary, "loss_ratio_to_smaller_momentum", "loss_ratio"),
     "nesterov_over_classical_final_loss": _judged(
@@ -103,12 +106,14 @@ def test_verdicts_compare_each_step_up_in_momentum_and_the_two_methods(finished_
 
 
 def _judged(summary: dict, key: str, flags: str) -> str:
-  """A ratio at least 2 standard errors below 1 holds, one at least 2 above fails, one nearer 1
-  or whose best rate sits at its grid's edge cannot decide; any failure fails the claim."""
-  ratios, errors = summary[key], summary[f"{key}_se"]
+  """A ratio r whose log lies more than t_{0.975, dof} errors of the log (se / r, the delta
+  method's) below 0 holds, one that far above fails, one nearer or whose best rate sits at its
+  grid's edge cannot decide; any failure fails the claim."""
+  ratios, errors, dofs = summary[key], summary[f"{key}_se"], summary[f"{key}_dof"]
   at_edge = summary[f"{flags}_at_grid_edge"]
   judged = [
-    None if at_edge[k] or abs(r - 1) <= 2 * errors[k] else bool(r < 1) for k, r in ratios.items()
+    None if at_edge[k] or abs(np.log(r)) <= margin(dofs[k]) * errors[k] / r else bool(r < 1)
+    for k, r in ratios.items()
   ]
   if False in judged:
     return verdict(False)

@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from jaxopt_study import cli, models, registry, results
 from jaxopt_study import data as data_lib
 from jaxopt_study.config import load_config
-from jaxopt_study.experiment import Results, verdict
+from jaxopt_study.experiment import Results, margin, verdict
 from jaxopt_study.results import read_csv, read_npz
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
@@ -145,9 +145,13 @@ def test_verdicts_judge_newton_and_the_best_first_order_method(summary):
   edge = summary["best_at_grid_edge"]["logistic_regression"]
   assert set(edge) <= {"sgd", "adam"}  # the quick config's Newton tries one damping only
   assert summary["first_order_best_at_grid_edge"] == {"logistic_regression": bool(edge)}
+  # judged on the log scale of the ratio's delta-method error, beyond t_{0.975, dof} errors
+  # (12.7 for the quick config's 2 evaluation seeds)
   ratio = summary["adaptive_over_other_final_loss"]["logistic_regression"]
   se = summary["adaptive_over_other_final_loss_se"]["logistic_regression"]
-  beyond_the_seeds = abs(ratio - 1) > 2 * se
+  dof = summary["adaptive_over_other_final_loss_dof"]["logistic_regression"]
+  assert dof == 1
+  beyond_the_seeds = abs(np.log(ratio)) > margin(dof) * se / ratio
   assert summary["verdicts"] == {
     "best_optimizer": verdict(ratio < 1 if beyond_the_seeds and not edge else None),
     "steps_to_optimum_by_optimizer": "reproduced",
@@ -243,8 +247,9 @@ def test_claims_are_each_problems_best_grid_points(finished_run, summary):
 def test_the_judged_ratio_pairs_adam_and_sgd_by_seed(finished_run, summary, config):
   """Adam over SGD (the quick config's only adaptive-rate and other first-order methods), each at
   its best rate: the geometric mean over seeds of the per-seed ratio of final objectives, with
-  ratio · s/√n of the log ratios as its error; judged on the two run again from the evaluation
-  seeds, the selection seeds' ratio beside it."""
+  ratio · s/√n of the log ratios as its error and the seeds less one as that error's degrees of
+  freedom; judged on the two run again from the evaluation seeds, the selection seeds' ratio
+  beside it."""
   rows = read_csv(finished_run / "results.csv")
   best = summary["best_hyperparameters_by_optimizer"]["logistic_regression"]
   evaluated = [r for r in rows if r["phase"] == "evaluation"]
@@ -254,9 +259,9 @@ def test_the_judged_ratio_pairs_adam_and_sgd_by_seed(finished_run, summary, conf
   }
   assert summary["best_adaptive_rate_optimizer"] == {"logistic_regression": "adam"}
   assert summary["best_other_optimizer"] == {"logistic_regression": "sgd"}
-  for phase, key in (
-    ("evaluation", "adaptive_over_other_final_loss"),
-    ("selection", "adaptive_over_other_final_loss_on_selection_seeds"),
+  for phase, key, paired_seeds in (
+    ("evaluation", "adaptive_over_other_final_loss", seeds),
+    ("selection", "adaptive_over_other_final_loss_on_selection_seeds", config["seeds"]),
   ):
     pair = [
       np.array(_seed_losses(rows, "logistic_regression", k, phase)[best[k]["learning_rate"]])
@@ -268,6 +273,8 @@ def test_the_judged_ratio_pairs_adam_and_sgd_by_seed(finished_run, summary, conf
     assert summary[f"{key}_se"]["logistic_regression"] == pytest.approx(
       ratio * logs.std(ddof=1) / np.sqrt(logs.size), rel=1e-9
     )
+    assert summary[f"{key}_dof"] == {"logistic_regression": logs.size - 1}
+    assert logs.size == len(paired_seeds) == 2
 
 
 def test_costs_are_reported_with_the_losses(summary, config):
@@ -360,4 +367,9 @@ def test_a_best_point_at_the_edge_of_any_swept_axis_is_flagged():
   assert summary["best_at_grid_edge"] == {"mlp": ["newton", "sgd"]}
   assert summary["grid_edge_axes"]["mlp"]["sgd"] == ["learning_rate"]
   assert summary["first_order_best_at_grid_edge"] == {"mlp": True}
+  # no adaptive-rate method ran: no ratio, no error, no degrees of freedom on either seed set
+  key = "adaptive_over_other_final_loss"
+  for name in (key, f"{key}_on_selection_seeds"):
+    for suffix in ("", "_se", "_dof"):
+      assert summary[name + suffix] == {"mlp": None}
   assert experiment.verdicts(summary)["best_optimizer"] == "inconclusive"

@@ -4,6 +4,9 @@ import numpy as np
 import pytest
 from quick_runs import quick_config_and_table_fixtures, quick_run_fixtures, refused_field
 
+from jaxopt_study.experiment import margin
+from jaxopt_study.lab.adaptive_rate import adaptive_over_other, judged_on_fresh_seeds
+
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
 
@@ -67,9 +70,11 @@ def test_best_rates_have_the_lowest_median_over_seeds(config, table, summary):
   assert summary["best_optimizer"] == min(losses, key=losses.get)
 
 
-def test_the_judged_ratio_pairs_the_two_best_methods_by_seed(table, summary):
+def test_the_judged_ratio_pairs_the_two_best_methods_by_seed(config, table, summary):
   """The best adaptive-rate method over the best other one: the geometric mean over seeds of
-  the per-seed ratio of final losses, and ratio · s/√n of the log ratios as its error."""
+  the per-seed ratio of final losses, ratio · s/√n of the log ratios as its error, and the
+  seeds less one as that error's degrees of freedom (on the evaluation seeds, which judge it,
+  and on the selection seeds)."""
   losses = summary["final_loss_by_optimizer"]
   adaptive = min((k for k in losses if k not in OTHER), key=losses.get)
   other = min((k for k in losses if k in OTHER), key=losses.get)
@@ -78,9 +83,9 @@ def test_the_judged_ratio_pairs_the_two_best_methods_by_seed(table, summary):
     other,
   )
   rates = summary["best_learning_rate_by_optimizer"]
-  for phase, key in (
-    ("evaluation", "adaptive_over_other_final_loss"),  # judged
-    ("selection", "adaptive_over_other_final_loss_on_selection_seeds"),
+  for phase, key, seeds in (
+    ("evaluation", "adaptive_over_other_final_loss", config.evaluation_seeds),  # judged
+    ("selection", "adaptive_over_other_final_loss_on_selection_seeds", config.seeds),
   ):
     ours = _losses(table, adaptive, rates[adaptive], phase)
     logs = np.log(ours / _losses(table, other, rates[other], phase))
@@ -88,6 +93,7 @@ def test_the_judged_ratio_pairs_the_two_best_methods_by_seed(table, summary):
     assert summary[key] == pytest.approx(ratio, rel=1e-9)
     expected_se = ratio * logs.std(ddof=1) / np.sqrt(logs.size)
     assert summary[f"{key}_se"] == pytest.approx(expected_se, rel=1e-9)
+    assert summary[f"{key}_dof"] == logs.size - 1 == len(seeds) - 1 == 1
 
 
 def test_evaluation_seeds_the_selection_saw_are_refused(tmp_path, capsys):
@@ -97,16 +103,49 @@ def test_evaluation_seeds_the_selection_saw_are_refused(tmp_path, capsys):
 
 def test_verdict_asks_whether_an_adaptive_rate_method_wins_beyond_the_seeds(summary):
   """Schaul et al. (2014): the adaptive-rate family is the most robust; judged on this task by
-  whether its best method ends below the best other one by more than 2 standard errors, and
-  undecided while any best rate sits at its grid's edge (a wider grid could change the ranking)."""
+  whether its best method ends below the best other one beyond t_{0.975, dof} standard errors
+  (12.7 for the quick config's 2 evaluation seeds), on the log scale of the ratio's
+  delta-method error (|log r| against t · se / r), and undecided while any best rate sits at its
+  grid's edge (a wider grid could change the ranking)."""
   adaptive = summary["best_optimizer"] not in OTHER
   assert summary["best_is_adaptive_rate"] == float(adaptive)
   edge = summary["best_learning_rate_at_grid_edge"]
   assert summary["any_best_rate_at_grid_edge"] == bool(edge)
   ratio = summary["adaptive_over_other_final_loss"]
   se = summary["adaptive_over_other_final_loss_se"]
-  if edge or abs(ratio - 1) <= 2 * se:
+  dof = summary["adaptive_over_other_final_loss_dof"]
+  if edge or abs(np.log(ratio)) <= margin(dof) * se / ratio:
     expected = "inconclusive"
   else:
     expected = "reproduced" if ratio < 1 else "not reproduced"
   assert summary["verdicts"] == {"best_optimizer": expected}
+
+
+def test_the_pick_and_its_judgement_keep_each_seed_sets_degrees_of_freedom():
+  """`adaptive_rate`: the selection seeds' ratio, error and degrees of freedom (3 seeds: dof 2)
+  renamed `*_on_selection_seeds`, the fresh seeds' (2 seeds: dof 1) judged; a diverged fresh
+  run leaves no ratio, no error and no degrees of freedom; one selection seed, no error and no
+  degrees of freedom."""
+  picked = adaptive_over_other({"adam": [0.1, 0.2, 0.4], "sgd": [0.2, 0.4, 0.4]})
+  assert (picked["best_adaptive_rate_optimizer"], picked["best_other_optimizer"]) == ("adam", "sgd")
+  assert picked["adaptive_over_other_final_loss_dof"] == 2
+  rows = [
+    {"optimizer": k, "seed": seed, "final_train_loss": loss, "diverged": False}
+    for k, losses in {"adam": (0.1, 0.3), "sgd": (0.3, 0.3)}.items()
+    for seed, loss in zip((100, 101), losses, strict=True)
+  ]
+  judged = judged_on_fresh_seeds(picked, rows)
+  key = "adaptive_over_other_final_loss"
+  for suffix in ("", "_se", "_dof"):
+    assert judged[f"{key}_on_selection_seeds{suffix}"] == picked[f"{key}{suffix}"]
+  logs = np.log([0.1 / 0.3, 0.3 / 0.3])
+  assert judged[key] == pytest.approx(np.exp(logs.mean()))
+  assert judged[f"{key}_se"] == pytest.approx(np.exp(logs.mean()) * logs.std(ddof=1) / np.sqrt(2))
+  assert judged[f"{key}_dof"] == 1
+  rows[0] = {**rows[0], "final_train_loss": np.nan, "diverged": True}
+  judged = judged_on_fresh_seeds(picked, rows)
+  assert (judged[key], judged[f"{key}_se"], judged[f"{key}_dof"]) == (None, None, None)
+  assert judged[f"{key}_on_selection_seeds_dof"] == 2
+  alone = adaptive_over_other({"adam": [0.1], "sgd": [0.2]})
+  assert alone[key] == pytest.approx(0.5)
+  assert (alone[f"{key}_se"], alone[f"{key}_dof"]) == (None, None)

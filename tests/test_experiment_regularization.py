@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_study import cli, hessian, optim, registry, train
+from jaxopt_study import cli, experiment, hessian, optim, registry, train
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.config import load_config
 from jaxopt_study.results import read_csv
@@ -131,7 +131,15 @@ def test_the_summary_is_the_table_paired_by_seed(finished_run):
   # the every-method claim forever inconclusive
   run = set(config.methods) - {"none"}
   for key in ("test_error_change_vs_none", "train_test_gap_change_vs_none"):
-    assert set(summary[key]) == set(summary[f"{key}_se"]) == run
+    assert set(summary[key]) == set(summary[f"{key}_se"]) == set(summary[f"{key}_dof"]) == run
+  # every paired change is over all seeds: the t margin's degrees of freedom are seeds − 1
+  for key in (
+    "test_error_change_vs_none",
+    "train_test_gap_change_vs_none",
+    "log_sharpness_ratio_vs_none",
+  ):
+    assert summary[f"{key}_dof"] == dict.fromkeys(run, len(config.seeds) - 1)
+  assert summary["dropout_log_sharpness_ratio_at_equal_loss_dof"] == len(config.seeds) - 1
   assert "dropconnect" not in run
   assert summary["verdicts"]["dropconnect_test_error_change"] == "inconclusive"
   dropout = sorted((r for r in table if r["method"] == "dropout"), key=lambda r: r["seed"])
@@ -259,8 +267,20 @@ def test_the_equal_loss_ratio_is_the_mean_log_ratio_paired_by_seed():
   np.testing.assert_allclose(summary["dropout_log_sharpness_ratio_at_equal_loss"], np.mean(ratios))
   se = abs(ratios[0] - ratios[1]) / 2  # std (ddof = 1) / √2 of two values
   np.testing.assert_allclose(summary["dropout_log_sharpness_ratio_at_equal_loss_se"], se)
+  assert summary["dropout_log_sharpness_ratio_at_equal_loss_dof"] == 1
+  assert summary["none_sharpness_at_dropout_loss_dof"] == 1
   judge = registry.load("regularization").CRITERIA["dropout_log_sharpness_ratio_at_equal_loss"]
-  assert judge(summary) is True  # mean −0.60, 2 se = 0.18
+  # mean −0.60 ± 0.091: 6.6 errors below 0, within t_{0.975, 1} = 12.7 of two seeds
+  assert abs(np.mean(ratios)) < experiment.margin(1) * se
+  assert judge(summary) is None
+  # a third seed: mean −0.60 ± 0.053, beyond t_{0.975, 2} = 4.30 errors
+  summary = module.equal_loss_summary(_table([2.0, 3.0, 2.5], [4.0, 5.0, 4.6], [300, 400, 350]))
+  ratios.append(math.log(2.5 / 4.6))
+  se = np.std(ratios, ddof=1) / math.sqrt(3)
+  np.testing.assert_allclose(summary["dropout_log_sharpness_ratio_at_equal_loss_se"], se)
+  assert summary["dropout_log_sharpness_ratio_at_equal_loss_dof"] == 2
+  assert abs(np.mean(ratios)) > experiment.margin(2) * se
+  assert judge(summary) is True
 
 
 def test_a_seed_without_a_matched_step_makes_the_equal_loss_claim_inconclusive():

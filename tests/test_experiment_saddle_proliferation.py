@@ -6,6 +6,7 @@ its gradient by `jax.grad` and by central differences, its eigenvalues by `jax.h
 `numpy.linalg.eigvalsh`.
 """
 
+import math
 import sys
 from pathlib import Path
 
@@ -85,6 +86,14 @@ def test_verdicts_judge_every_claim(summary):
   # the share of minima among the points found is reported, not judged (see the DESCRIPTION)
   assert set(verdicts) == {"goe_slope", "goe_slope_exact", "spearman_index_loss"}
   assert verdicts["goe_slope_exact"] == verdicts["spearman_index_loss"] == "reproduced"
+  # the slope's error comes from the known binomial variances, so no degrees of freedom are
+  # written: the margin is the normal's 1.96 errors
+  assert "goe_slope_rel_error_dof" not in summary
+  distance = 0.05 - summary["goe_slope_rel_error"]
+  if abs(distance) <= experiment.margin(math.inf) * summary["goe_slope_rel_error_se"]:
+    assert verdicts["goe_slope"] == "inconclusive"
+  else:
+    assert verdicts["goe_slope"] == ("reproduced" if distance > 0 else "not reproduced")
 
 
 # ------------------------------------------------------------------- (b) MLP critical points

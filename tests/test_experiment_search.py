@@ -13,7 +13,7 @@ import pytest
 
 from jaxopt_study import cli, optim, registry, sweep, train
 from jaxopt_study.config import apply_overrides, build_problem, load_config
-from jaxopt_study.experiment import prepare
+from jaxopt_study.experiment import TIE_RTOL, margin, prepare
 from jaxopt_study.results import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +96,19 @@ def test_the_claims_are_what_the_table_says(finished_run):
   assert summary["random_minus_coarse_to_fine"] == pytest.approx(
     (best["random"] - best["coarse_to_fine"]).mean()
   )
+  # each difference is judged beyond t_{0.975, dof} errors over the 3 searches: dof 2, t = 4.30
+  for key in ("grid_minus_random", "random_minus_coarse_to_fine"):
+    assert summary[f"{key}_dof"] == 3 - 1
+  for claim, key in (
+    ("best_found_by_budget", "grid_minus_random"),
+    ("random_minus_coarse_to_fine", "random_minus_coarse_to_fine"),
+  ):
+    value, se = summary[key], summary[f"{key}_se"]
+    if se == 0 or abs(value) <= margin(2) * se * (1 + TIE_RTOL):
+      expected = "inconclusive"  # (an error of 0 with dof 2 decides nothing either)
+    else:
+      expected = "reproduced" if value > 0 else "not reproduced"
+    assert summary["verdicts"][claim] == expected, (claim, value, se)
   assert summary["distinct_values_by_budget"]["grid"]["16"] == 4
   assert summary["distinct_values_by_budget"]["random"]["16"] == 16
   # functional ANOVA over search 0's grid, rows the learning rate: shares of the total variance

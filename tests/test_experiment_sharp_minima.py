@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxopt_study import cli
+from jaxopt_study import cli, experiment
 from jaxopt_study.config import load_config
 from jaxopt_study.lab import digits_tasks
 from jaxopt_study.results import read_csv
@@ -103,21 +103,37 @@ def test_claims_follow_from_the_runs_paired_by_seed(finished_run, small, prefix)
   assert summary[f"{prefix}test_error_gap_se"] == pytest.approx(se)
 
 
+def _judged(value, se, dof, threshold, ratio):
+  """One setting's verdict, as `experiment.above` should judge it: beyond t_{0.975, dof}
+  standard errors of the threshold (a ratio on the log scale, its error divided by the ratio);
+  undecided without an error or with an error of 0 from fewer than 6 seeds."""
+  if se is None or dof is None or (se == 0 and dof < experiment.MIN_DOF_WITHOUT_SPREAD):
+    return None
+  distance = np.log(value / threshold) if ratio else value - threshold
+  spread = se / value if ratio else se
+  if abs(distance) <= experiment.margin(dof) * spread * (1 + experiment.TIE_RTOL):
+    return None
+  return bool(distance > 0)
+
+
 def test_verdicts_judge_each_claim_by_its_standard_error(finished_run):
-  _, summary, _, _ = finished_run
+  """Every claim's error is over the seeds, paired: dof = seeds − 1 (1 at the quick config, where
+  t_{0.975, 1} = 12.7 errors); the sharpness ratios are judged on the log scale."""
+  _, summary, _, config = finished_run
   assert set(summary["verdicts"]) == set(THRESHOLDS)
   for claim, threshold in THRESHOLDS.items():
-    values, errors = summary[claim], summary[f"{claim}_se"]
+    values, errors, dofs = (summary[f"{claim}{key}"] for key in ("", "_se", "_dof"))
     if not isinstance(values, dict):
-      values, errors = {"": values}, {"": errors}
-    lows = [values[k] - 2 * errors[k] for k in values]
-    highs = [values[k] + 2 * errors[k] for k in values]
-    if min(lows) > threshold:
-      expected = "reproduced"
-    elif any(high < threshold for high in highs):
+      values, errors, dofs = {"": values}, {"": errors}, {"": dofs}
+    assert set(dofs) == set(values)
+    assert all(dof == config.num_seeds - 1 for dof in dofs.values())
+    judged = [_judged(values[k], errors[k], dofs[k], threshold, threshold == 1.0) for k in values]
+    if any(j is False for j in judged):
       expected = "not reproduced"
-    else:
+    elif any(j is None for j in judged):
       expected = "inconclusive"
+    else:
+      expected = "reproduced"
     assert summary["verdicts"][claim] == expected
 
 

@@ -18,7 +18,7 @@ from quick_runs import (
 
 from jaxopt_study import Problem, models, optim, registry, train
 from jaxopt_study import problem as problem_lib
-from jaxopt_study.experiment import verdict
+from jaxopt_study.experiment import MIN_DOF_WITHOUT_SPREAD, TIE_RTOL, margin, verdict
 from jaxopt_study.lab import digits_tasks
 from jaxopt_study.lab.curves import read_curves
 
@@ -26,6 +26,11 @@ pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to en
 
 NAME = "transfer"
 METHODS = ("head_only", "fine_tune", "scratch")
+PAIR_KEYS = (  # the paired differences per n
+  "scratch_minus_head_only_by_n",
+  "scratch_minus_fine_tune_by_n",
+  "head_only_minus_fine_tune_by_n",
+)
 finished_run, summary = quick_run_fixtures(NAME)
 
 
@@ -137,9 +142,19 @@ def test_the_claims_are_what_the_table_says(table, summary, config):
   gain = {n: _errors(table, "head_only", n) - _errors(table, "fine_tune", n) for n in sizes}
   growth = gain[largest] - gain[smallest]
   assert summary["fine_tune_gain_growth"] == pytest.approx(growth.mean())
+  # every paired difference is over all seeds: its t margin's degrees of freedom are seeds − 1
+  dof = config.num_seeds - 1
+  for key in PAIR_KEYS:
+    assert summary[f"{key}_dof"] == {str(n): dof for n in sizes}
+  assert summary["scratch_minus_head_only_at_smallest_n_dof"] == dof
+  assert summary["fine_tune_gain_growth_dof"] == dof
 
   def judged(value, error):
-    return verdict(None if abs(value) <= 2 * error else value > 0)
+    """Beyond t_{0.975, dof} errors of 0 (4.30 for the quick config's 3 seeds); an error of 0
+    (every seed's difference alike, test errors being counts) decides nothing below dof 5."""
+    if error == 0 and dof < MIN_DOF_WITHOUT_SPREAD:
+      return verdict(None)
+    return verdict(None if abs(value) <= margin(dof) * error * (1 + TIE_RTOL) else value > 0)
 
   at_smallest = _errors(table, "scratch", smallest) - _errors(table, "head_only", smallest)
   key = "scratch_minus_fine_tune_by_n"

@@ -5,8 +5,8 @@ by seed.
 `ADAPTIVE_RATE` names the family (AdaGrad, RMSProp and its Nesterov variant, Adam, with Adadelta
 and delta-bar-delta), Schaul et al.'s robust group; `adaptive_over_other` takes each method's
 final losses over seeds at its best grid point and returns the two best methods and the ratio
-of their final losses with its standard error; `judged_on_fresh_seeds` judges that pick on the
-two winners' runs from seeds the selection never saw.
+of their final losses with its standard error and degrees of freedom; `judged_on_fresh_seeds`
+judges that pick on the two winners' runs from seeds the selection never saw.
 """
 
 import math
@@ -31,24 +31,38 @@ def adaptive_over_other(losses_by_seed: Mapping[str, Sequence[float]]) -> dict[s
     `best_adaptive_rate_optimizer` and `best_other_optimizer` (the lowest median final loss of
     each group; None for an empty group), `adaptive_over_other_final_loss` (the geometric mean
     over seeds of the per-seed ratio adaptive / other, `verdicts.paired_ratio`: below 1 when the
-    adaptive-rate method ends lower) and `adaptive_over_other_final_loss_se` (its standard error;
-    None for one seed); both None where a group is empty or a loss is not finite.
+    adaptive-rate method ends lower), `adaptive_over_other_final_loss_se` (its delta-method
+    standard error, ratio · s/√n of the log ratios; None for one seed) and
+    `adaptive_over_other_final_loss_dof` (its degrees of freedom, seeds − 1, which set a
+    criterion's t_{0.975, dof} margin; None for one seed); all None where a group is empty or a
+    loss is not finite.
   """
   medians = {k: float(np.median(v)) for k, v in losses_by_seed.items()}
   finite = [k for k, m in medians.items() if np.isfinite(m)]
   adaptive = min((k for k in finite if k in ADAPTIVE_RATE), key=medians.get, default=None)
   other = min((k for k in finite if k not in ADAPTIVE_RATE), key=medians.get, default=None)
-  ratio, se = (
-    verdicts.paired_ratio(losses_by_seed[adaptive], losses_by_seed[other])
-    if adaptive and other
-    else (None, None)
+  ratio, se, dof = (
+    _paired(losses_by_seed[adaptive], losses_by_seed[other]) if adaptive and other else _NONE
   )
   return {
     "best_adaptive_rate_optimizer": adaptive,
     "best_other_optimizer": other,
     "adaptive_over_other_final_loss": ratio,
     "adaptive_over_other_final_loss_se": se,
+    "adaptive_over_other_final_loss_dof": dof,
   }
+
+
+_NONE = (None, None, None)
+
+
+def _paired(
+  numerator: Sequence[float], denominator: Sequence[float]
+) -> tuple[float | None, float | None, int | None]:
+  """`verdicts.paired_ratio` and the degrees of freedom of its error: the seeds it pairs, less
+  one (None where it has no ratio or no error)."""
+  ratio, se = verdicts.paired_ratio(numerator, denominator)
+  return ratio, se, None if se is None else verdicts.dof(numerator)
 
 
 def judged_on_fresh_seeds(selected: Mapping[str, Any], rows: Sequence[Mapping]) -> dict[str, Any]:
@@ -64,26 +78,29 @@ def judged_on_fresh_seeds(selected: Mapping[str, Any], rows: Sequence[Mapping]) 
       a diverged run counts as +inf.
 
   Returns:
-    `selected`, with its ratio and error renamed `adaptive_over_other_final_loss_on_selection_seeds`
-    (and `..._se`), and `adaptive_over_other_final_loss` (± `..._se`) the geometric mean over the
-    fresh seeds of the per-seed ratio (None where a winner has no fresh run or a loss is not
-    finite).
+    `selected`, with its ratio, error and degrees of freedom renamed
+    `adaptive_over_other_final_loss_on_selection_seeds` (and `..._se`, `..._dof`), and
+    `adaptive_over_other_final_loss` (± `..._se`, with `..._dof`, the fresh seeds less one) the
+    geometric mean over the fresh seeds of the per-seed ratio (None where a winner has no fresh
+    run or a loss is not finite).
   """
   fresh: dict[str, list[float]] = {}
   for row in sorted(rows, key=lambda r: r["seed"]):
     loss = math.inf if row["diverged"] else row["final_train_loss"]
     fresh.setdefault(row["optimizer"], []).append(loss)
   adaptive, other = selected["best_adaptive_rate_optimizer"], selected["best_other_optimizer"]
-  ratio, se = None, None
+  ratio, se, dof = _NONE
   if adaptive in fresh and other in fresh:
     pairs = np.asarray([fresh[adaptive], fresh[other]], np.float64)
     if np.all(np.isfinite(pairs)):
-      ratio, se = verdicts.paired_ratio(*pairs)
+      ratio, se, dof = _paired(*pairs)
   key = "adaptive_over_other_final_loss"
   return {
     **selected,
     f"{key}_on_selection_seeds": selected[key],
     f"{key}_on_selection_seeds_se": selected[f"{key}_se"],
+    f"{key}_on_selection_seeds_dof": selected[f"{key}_dof"],
     key: ratio,
     f"{key}_se": se,
+    f"{key}_dof": dof,
   }

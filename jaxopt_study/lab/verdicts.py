@@ -1,11 +1,12 @@
 """Error bars for an experiment's claims: `mean_and_std(values)`, the mean and the sample standard
 deviation over seeds, as a dict for `summary.json`; `mean_and_standard_error(values)`, the mean
 and its standard error, the pair a criterion's `standard_error=` judges (`standard_error(values)`,
-the error alone);
+the error alone; `dof(values)`, the degrees of freedom a criterion's margin takes);
 `paired_ratio(numerator, denominator)`, the geometric mean of per-seed ratios and its error
 (`paired_ratio_by_seed` for {seed: value} maps)."""
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,14 @@ def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float | Non
   if array.size < 2:
     return float(array.mean()), None
   return float(array.mean()), float(array.std(ddof=1) / np.sqrt(array.size))
+
+
+def dof(values: Sequence[Any]) -> int | None:
+  """The degrees of freedom of `mean_and_standard_error(values)` or `paired_ratio(values, ...)`:
+  one less than the number of values (None below two, where there is no standard error). A
+  summary keeps it beside the error ("gain_se" -> "gain_dof"), where `experiment.above` and
+  `below` read it to widen their margin to t_{0.975, dof} standard errors."""
+  return len(values) - 1 if len(values) > 1 else None
 
 
 def standard_error(values: Sequence[float]) -> float | None:
