@@ -142,6 +142,10 @@ def test_the_pick_and_its_judgement_keep_each_seed_sets_degrees_of_freedom():
   assert judged[key] == pytest.approx(np.exp(logs.mean()))
   assert judged[f"{key}_se"] == pytest.approx(np.exp(logs.mean()) * logs.std(ddof=1) / np.sqrt(2))
   assert judged[f"{key}_dof"] == 1
+  # paired by seed, whatever the rows' order; a seed one winner lacks is left out of the pairs
+  extra = {"optimizer": "sgd", "seed": 102, "final_train_loss": 0.9, "diverged": False}
+  shuffled = judged_on_fresh_seeds(picked, [extra, *reversed(rows)])
+  assert {k: shuffled[k] for k in judged} == judged
   rows[0] = {**rows[0], "final_train_loss": np.nan, "diverged": True}
   judged = judged_on_fresh_seeds(picked, rows)
   assert (judged[key], judged[f"{key}_se"], judged[f"{key}_dof"]) == (None, None, None)

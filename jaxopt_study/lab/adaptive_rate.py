@@ -84,16 +84,15 @@ def judged_on_fresh_seeds(selected: Mapping[str, Any], rows: Sequence[Mapping]) 
     geometric mean over the fresh seeds of the per-seed ratio (None where a winner has no fresh
     run or a loss is not finite).
   """
-  fresh: dict[str, list[float]] = {}
-  for row in sorted(rows, key=lambda r: r["seed"]):
+  fresh: dict[str, dict[int, float]] = {}
+  for row in rows:
     loss = math.inf if row["diverged"] else row["final_train_loss"]
-    fresh.setdefault(row["optimizer"], []).append(loss)
+    fresh.setdefault(row["optimizer"], {})[row["seed"]] = loss
   adaptive, other = selected["best_adaptive_rate_optimizer"], selected["best_other_optimizer"]
   ratio, se, dof = _NONE
-  if adaptive in fresh and other in fresh:
-    pairs = np.asarray([fresh[adaptive], fresh[other]], np.float64)
-    if np.all(np.isfinite(pairs)):
-      ratio, se, dof = _paired(*pairs)
+  if adaptive in fresh and other in fresh:  # paired by seed, the seeds both winners ran
+    seeds = sorted(fresh[adaptive].keys() & fresh[other].keys())
+    ratio, se, dof = _paired([fresh[adaptive][s] for s in seeds], [fresh[other][s] for s in seeds])
   key = "adaptive_over_other_final_loss"
   return {
     **selected,
