@@ -28,7 +28,10 @@ def get_config() -> ml_collections.ConfigDict:
       "init_scale": [0.25, 0.5, 1.0, 2.0, 4.0, 8.0],
       "batch_size": [8, 32, 128, 512],
       "learning_rate": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
-      "seed": [0, 1, 2],  # the slope and the U-shape per seed: their error bars
+      # the slope and the U-shape per seed: their error bars. Six, because the best rates fall
+      # on grid points, where every seed can agree (a standard error of 0): a verdict then
+      # needs six agreeing seeds, as a sign test at 5% does
+      "seed": [0, 1, 2, 3, 4, 5],
     }
   )
   config.lock()
