@@ -440,6 +440,7 @@ def make_train_loop(
       grad=grads,
       value_fn=lambda p: objective(p, state.model_state, batch, weights)[0],
     )
+    new_opt_state = keep_dtypes(new_opt_state, state.opt_state)
     new_params = optax.apply_updates(state.params, updates)
     frozen = state.stopped  # early stopping: keep the stopped point, the scan length is static
     diverged, diverged_at_step = state.diverged, state.diverged_at_step
@@ -705,6 +706,16 @@ def train(
   )
 
 
+def keep_dtypes(new_state: Any, state: Any) -> Any:
+  """`new_state` in the dtypes of `state`, leaf by leaf. A float32 hyperparameter (injected by
+  `optax.inject_hyperparams`, or a sweep's) times a bfloat16 moment makes a float32 moment, and
+  a loop's carry must keep its types: the state stays in the precision its `init` chose, as it
+  does with the Python-number hyperparameters of a run without injection."""
+  return jax.tree.map(
+    lambda new, old: new if new.dtype == old.dtype else new.astype(old.dtype), new_state, state
+  )
+
+
 def _select(pred: jax.Array, on_true, on_false):
   """`where(pred, a, b)` leaf by leaf over two pytrees of the same structure."""
   return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
@@ -755,8 +766,8 @@ def descend(
     params, opt_state = carry
     value, grad = value_and_grad(params)
     extra = {"value": value, "grad": grad, "value_fn": loss_fn} if takes_extra else {}
-    updates, opt_state = optimizer.update(grad, opt_state, params, **extra)
-    return optax.apply_updates(params, updates), opt_state
+    updates, new_opt_state = optimizer.update(grad, opt_state, params, **extra)
+    return optax.apply_updates(params, updates), keep_dtypes(new_opt_state, opt_state)
 
   def block(carry, length):
     carry = jax.lax.fori_loop(0, length, one_step, carry)

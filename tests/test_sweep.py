@@ -217,6 +217,40 @@ def test_a_float64_members_hyperparameters_are_float64(x64):
     assert row["final_train_loss"] == pytest.approx(alone.history["train_loss"][-1], rel=1e-13)
 
 
+class MixedPrecision(nnx.Module):
+  """A bfloat16 hidden layer under a float32 head."""
+
+  def __init__(self, rngs):
+    self.hidden = nnx.Linear(64, 8, param_dtype=jnp.bfloat16, dtype=jnp.bfloat16, rngs=rngs)
+    self.head = nnx.Linear(8, 10, rngs=rngs)
+
+  def __call__(self, x):
+    return self.head(jnp.tanh(self.hidden(x)).astype(jnp.float32))
+
+
+@pytest.mark.parametrize("axes", [{"learning_rate": [0.01, 0.003]}, {"b1": [0.9, 0.8]}])
+def test_a_half_precision_member_keeps_its_defaults_and_equals_its_run_alone(axes):
+  """`optim.adam` passed as the factory of a bfloat16 model: optax injected its defaults in the
+  parameters' lowest precision, so b₂ = 0.999 became 1 and every member was NaN at step 0
+  ("diverged"); a b₁ axis failed to compile (a bfloat16 moment became float32 in the loop's
+  carry). Each member now equals its run alone with float32 hyperparameters, to the rounding of
+  a bfloat16 layer (ε = 2⁻⁸; the vmapped program's matmuls round in another order)."""
+  digits = data_lib.load_digits()
+  problem = problem_lib.Problem(
+    model=MixedPrecision, loss=nll, train_data=(digits.x_train[:64], digits.y_train[:64])
+  )
+  options = dict(steps=6, eval_every=3, batch_size=16)
+  fixed = {"learning_rate": 0.01, "b1": 0.9}
+  result = sweep.run(problem, optim.adam, axes, learning_rate=0.01, **options)
+  for row in result.table:
+    values = fixed | {k: row[k] for k in axes}
+    tx = optax.inject_hyperparams(optim.adam, hyperparam_dtype=jnp.float32)(**values)
+    alone = train.train(problem, tx, **options)
+    assert not row["diverged"]
+    assert row["final_train_loss"] == pytest.approx(alone.history["train_loss"][-1], rel=1e-4)
+    assert row["final_train_loss"] < alone.history["train_loss"][0]
+
+
 def test_a_member_seeded_above_two_to_the_31_equals_its_run_alone():
   """Every seed train.train takes (up to 2³² − 1) is a sweep's too: seeds of 2³¹ and more passed
   the check, then overflowed the program's int32 seed array."""

@@ -157,9 +157,12 @@ def member_functions(spec: ProgramSpec) -> MemberFunctions:
   conditional on a per-member value would compute both branches at every step.
   """
   pure = problem_lib.pure(spec.problem)
+  # every hyperparameter optax injects, the factory's defaults too, in `value_dtype`: left to
+  # optax, a bfloat16 model's would be bfloat16, Adam's b₂ = 0.999 rounded to 1 (NaN at step 1)
   factory = optax.inject_hyperparams(
     _with_named_keywords(spec.optimizer, spec.hyperparam_names),
     static_args=grid.integer_hyperparameters(spec.optimizer),
+    hyperparam_dtype=value_dtype(spec),
   )
   largest = spec.max_batch_size
 
