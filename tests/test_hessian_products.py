@@ -176,6 +176,39 @@ def test_a_module_as_params_differentiates_its_params(x64):
   np.testing.assert_allclose(flatten(product), expected @ flatten(v), rtol=1e-12)
 
 
+class NoisyNet(nnx.Module):
+  """Noise injection the usual way: the module keeps its `nnx.Rngs` and draws in `__call__`."""
+
+  def __init__(self, rngs):
+    self.hidden = nnx.Linear(4, 3, rngs=rngs)
+    self.rngs = rngs
+
+  def __call__(self, x):
+    h = jnp.tanh(self.hidden(x))
+    return h + 0.3 * jax.random.normal(self.rngs.noise(), h.shape)
+
+
+@pytest.mark.parametrize("mode", [None, "train", "eval"])
+def test_a_module_that_keeps_its_rngs_is_measured_at_its_own_draw_and_left_alone(x64, mode):
+  """`nnx.view` of the module drew a key from the `nnx.Rngs` it keeps (an `Rngs` answers any
+  attribute with a stream): each call moved the caller's RNG count, and the Hessian was that of
+  the next noise draw, three calls three answers."""
+  x = jax.random.normal(jax.random.key(0), (10, 4), jnp.float64)
+  model = NoisyNet(nnx.Rngs(0))
+
+  def loss(module, x):
+    return jnp.mean(module(x) ** 2)
+
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  expected = reference_hessian(
+    lambda p, x: loss(nnx.merge(graphdef, p, rest, copy=True), x), params, x
+  )
+  count = int(model.rngs.default.count[...])
+  for _ in range(2):
+    np.testing.assert_allclose(hessian_matrix(loss, model, x, mode=mode), expected, rtol=1e-12)
+  assert int(model.rngs.default.count[...]) == count
+
+
 def test_batchnorm_needs_a_mode_and_follows_it(x64):
   _, x, y = mlp_problem()
   x = 3.0 + x  # far from the initial running mean 0, so that train and eval differ

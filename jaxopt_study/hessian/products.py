@@ -226,19 +226,25 @@ def _split_module(model: nnx.Module, mode: str | None, where: str) -> tuple[Any,
   """(graphdef, Param state, the rest) of `model`, on a view of it in `mode`: "train" sets
   BatchNorm to batch statistics and dropout on, "eval" running averages and dropout off, as
   `module.train()` / `module.eval()` do. Without a mode, a model whose loss depends on one
-  (BatchNorm statistics, or dropout that is on) is refused."""
+  (BatchNorm statistics, or dropout that is on) is refused.
+
+  The view is taken of a copy, for its graph alone, and the state is the model's own: `nnx.view`
+  calls every node's `set_view`, and an `nnx.Rngs` the module keeps answers any attribute with a
+  stream, so a view of the model itself drew a key, moving the caller's RNG count and the noise
+  draw the curvature was taken at."""
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   if mode is None:
     has_batch_stats = bool(jax.tree.leaves(nnx.state(model, nnx.BatchStat)))
-    in_eval = nnx.view(model, **_MODE_ATTRIBUTES["eval"], raise_if_not_found=False)
-    if has_batch_stats or nnx.graphdef(in_eval) != nnx.graphdef(model):
+    in_eval = nnx.view(nnx.clone(model), **_MODE_ATTRIBUTES["eval"], raise_if_not_found=False)
+    if has_batch_stats or nnx.graphdef(in_eval) != graphdef:
       raise ValueError(
         f"{where}: the model has BatchNorm statistics (nnx.BatchStat) or dropout that is on, so "
         "the loss depends on the mode: pass mode='train' (batch statistics, dropout on: the "
         "training objective) or mode='eval' (running averages, dropout off)"
       )
-  else:
-    model = nnx.view(model, **_MODE_ATTRIBUTES[mode], raise_if_not_found=False)
-  return nnx.split(model, nnx.Param, ...)
+    return graphdef, params, rest
+  viewed = nnx.view(nnx.clone(model), **_MODE_ATTRIBUTES[mode], raise_if_not_found=False)
+  return nnx.split(viewed, nnx.Param, ...)[0], params, rest
 
 
 def require_count(name: str, value: Any, where: str, low: int = 1, size: int | None = None) -> None:
