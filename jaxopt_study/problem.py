@@ -296,10 +296,10 @@ class Pure:
       )
       shapes = ", ".join(str(tuple(a.shape)) for a in batch)
       try:
-        train_loss = (
-          jax.eval_shape(lambda p, s, b: self.loss(p, s, b)[0], params, model_state, batch)
+        train_loss, new_state = (
+          jax.eval_shape(self.loss, params, model_state, batch)
           if name == "train_data"
-          else None
+          else (None, None)
         )
         evaluated = jax.eval_shape(self.metrics, params, model_state, batch)
       except Exception as error:
@@ -310,6 +310,7 @@ class Pure:
         raise
       if train_loss is not None:
         _require_scalar("loss", train_loss, shapes, floating=True)
+        _require_same_state(model_state, new_state)
       for metric, out in evaluated.items():
         _require_scalar("loss" if metric == "loss" else f"metrics[{metric!r}]", out, shapes)
 
@@ -327,7 +328,8 @@ class Pure:
     if weights is None:
       module = self.module(params, model_state, train=True)
       value = self.problem.loss(module, batch)
-      _, _, new_state = nnx.split(module, nnx.Param, ...)
+      # what the module sowed (`nnx.Intermediate`) is an output of the call, not state to keep
+      _, _, _, new_state = nnx.split(module, nnx.Param, nnx.Intermediate, ...)
       return value, self._raw(new_state)
     if not self.stateless:
       raise ValueError(
@@ -495,12 +497,29 @@ def as_pure(problem: Any, loss: str | None = None) -> "Pure | FunctionalPure":
   )
 
 
+def _require_same_state(before: Any, after: Any) -> None:
+  """Refuses a model whose call in train mode adds variables to its state (a cache made in
+  `__call__`) or drops some: the training loop carries the state from step to step, and would
+  fail on a pytree mismatch that names neither. Sown intermediates are set aside before this."""
+  paths = [
+    {jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(state)[0]}
+    for state in (before, after)
+  ]
+  if paths[0] != paths[1]:
+    added, dropped = sorted(paths[1] - paths[0]), sorted(paths[0] - paths[1])
+    raise ValueError(
+      f"Problem: calling the model changes its state: it adds {added or 'nothing'} and drops "
+      f"{dropped or 'nothing'}; make every variable in __init__ (a value to return, sow as "
+      "nnx.Intermediate, which training sets aside)"
+    )
+
+
 def _is_key(x: Any) -> bool:
   return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def _shape_dtype(x: Any) -> jax.ShapeDtypeStruct:
-  return jax.ShapeDtypeStruct(np.shape(x), x.dtype)
+  return jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
 
 
 def builtin(

@@ -360,6 +360,45 @@ def test_a_loss_or_metric_that_is_not_a_real_scalar_is_refused_before_training(a
     train.train(problem, optim.sgd(0.1), steps=1, batch_size=8)
 
 
+class Sowing(nnx.Module):
+  """A linear classifier that sows its logits (to log them), with a Python-number temperature
+  held as an nnx.Param."""
+
+  def __init__(self, rngs, cache: bool = False):
+    self.linear = nnx.Linear(64, 10, rngs=rngs)
+    self.temperature = nnx.Param(1.0)
+    self.cache = cache
+
+  def __call__(self, x):
+    logits = self.linear(x) / self.temperature
+    self.sow(nnx.Intermediate, "logits", logits)
+    if self.cache:  # a variable made in __call__: the state changes its structure
+      self.last = nnx.BatchStat(logits.mean())
+    return logits
+
+
+def test_a_model_that_sows_trains_as_its_plain_twin_and_one_that_grows_state_is_refused():
+  """Sown values were kept as model state: its structure changed after the first step and the
+  loop failed on a bare pytree mismatch; a Python-number nnx.Param failed on `.dtype`."""
+  options = dict(steps=6, eval_every=3, batch_size=30, seed=1)
+  sowing = Problem(model=Sowing, loss=smoothed_nll, train_data=(X, Y))
+  result = train.train(sowing, optim.sgd(0.1), **options)
+
+  def plain(model, batch):  # the same model and loss, through its parameters by hand
+    logits = model.linear(batch[0]) / model.temperature
+    return smoothed_nll(lambda x: logits, batch)
+
+  twin = Problem(model=Sowing, loss=plain, train_data=(X, Y))
+  expected = train.train(twin, optim.sgd(0.1), **options)
+  np.testing.assert_allclose(result.history["train_loss"], expected.history["train_loss"])
+  assert result.params["temperature"] != 1.0  # trained, as a parameter
+  growing = Problem(
+    model=lambda rngs: Sowing(rngs, cache=True), loss=smoothed_nll, train_data=(X, Y)
+  )
+  with pytest.raises(ValueError, match=r"changes its state: it adds \[.*'last'.*and drops nothing"):
+    train.train(growing, optim.sgd(0.1), **options)
+
+
 def test_a_model_that_does_not_take_the_data_fails_with_a_note_naming_the_check():
   problem = Problem(
     model=lambda rngs: nnx.Linear(63, 10, rngs=rngs), loss=per_example_nll, train_data=(X, Y)
