@@ -97,8 +97,19 @@ def unflatten_arrays(arrays: dict[str, np.ndarray], template: Any) -> Any:
   return jax.tree_util.tree_unflatten(treedef, filled)
 
 
+def _savable(array: np.ndarray) -> np.ndarray:
+  """`array`, or as float32 if its floating type has no NumPy name (`dtype.kind` "V")."""
+  unnamed = array.dtype.kind == "V" and jax.numpy.issubdtype(array.dtype, jax.numpy.floating)
+  return array.astype(np.float32) if unnamed else array
+
+
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-  """`np.savez` through a temporary file and a rename, so a reader never sees half a file."""
+  """`np.savez` through a temporary file and a rename, so a reader never sees half a file.
+
+  Floating types NumPy's format cannot name (bfloat16, float8: ml_dtypes') are written as
+  float32, which holds each value exactly: as themselves they read back as raw bytes (`|V2`)
+  that nothing can cast. `unflatten_arrays` casts them back to the model's dtype."""
+  arrays = {k: _savable(np.asarray(v)) for k, v in arrays.items()}
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
@@ -13,9 +14,13 @@ from jaxopt_study import cli, experiment, registry, results
 from jaxopt_study.results import (
   RunDir,
   RunDirBusyError,
+  flatten_arrays,
   load_or_compute,
   read_csv,
+  read_npz,
+  unflatten_arrays,
   write_csv,
+  write_npz,
   writer_lock,
 )
 
@@ -275,3 +280,17 @@ def test_an_experiment_and_its_sweep_share_the_inputs_of_one_folder(tmp_path):
     RunDir(tmp_path, {"seed": 0}, {"train_data": "d2", "optimizer": "sgd"}).open()
   with pytest.raises(ValueError, match=r"\(fields experiment_source differ"):
     RunDir(tmp_path, {"seed": 0}, {"experiment_source": "Toy 2b"}).open()
+
+
+def test_bfloat16_arrays_are_saved_as_float32_and_read_back_exactly(tmp_path):
+  """NumPy's format has no bfloat16: np.savez wrote raw bytes (`|V2`) that nothing could cast
+  back, so a finished sweep of a bfloat16 model could not be resumed or read by `spectrum`."""
+  params = {"w": jnp.linspace(-3, 3, 7, dtype=jnp.bfloat16), "b": jnp.arange(3.0)}
+  write_npz(tmp_path / "p.npz", flatten_arrays(params))
+  saved = read_npz(tmp_path / "p.npz")
+  assert {k: v.dtype for k, v in saved.items()} == {"['b']": np.float32, "['w']": np.float32}
+  back = unflatten_arrays(saved, params)
+  assert back["w"].dtype == jnp.bfloat16
+  np.testing.assert_array_equal(
+    np.asarray(back["w"], np.float32), np.asarray(params["w"], np.float32)
+  )
