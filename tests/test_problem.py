@@ -699,6 +699,17 @@ def test_a_run_folder_tells_optimizer_factories_apart():
   assert identity(functools.partial(optim.lbfgs, memory_size=3)) == (
     "partial(jaxopt_study.optim.quasi_newton.lbfgs, memory_size=3)"
   )
+  # a partial's function argument by its identity, not its repr (its address, another in every
+  # process: a rerun of the same script was refused), an array argument by its values
+  activation = eval("lambda x: x * 2")  # a fresh function object at each eval, as in a new process
+  relu_net = functools.partial(nnx.Linear, 4, activation=activation)
+  assert "0x" not in identity(relu_net)
+  assert identity(relu_net) == identity(
+    functools.partial(nnx.Linear, 4, activation=eval("lambda x: x * 2"))
+  )
+  assert identity(functools.partial(np.add, np.ones(3))) != identity(
+    functools.partial(np.add, np.zeros(3))
+  )
 
 
 @pytest.mark.parametrize("registered", [True, False])

@@ -295,7 +295,10 @@ def callable_identity(fn: Any, depth: int = 0) -> str:
   another function.
   """
   if isinstance(fn, functools.partial):
-    arguments = [*map(repr, fn.args), *(f"{k}={v!r}" for k, v in sorted(fn.keywords.items()))]
+    arguments = [
+      *(_argument_identity(v, depth) for v in fn.args),
+      *(f"{k}={_argument_identity(v, depth)}" for k, v in sorted(fn.keywords.items())),
+    ]
     return f"partial({callable_identity(fn.func, depth)}, {', '.join(arguments)})"
   name = f"{getattr(fn, '__module__', None)}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
   if name.split(".")[0] in ("jaxopt_study", "optax") or _installed(fn) or depth > 2:
@@ -344,6 +347,19 @@ def _members(cls: type) -> list[tuple[str, Any]]:
     else:
       found.append((key, value))
   return found
+
+
+def _argument_identity(value: Any, depth: int) -> str:
+  """A `functools.partial` argument: a function by `callable_identity` (its repr holds its
+  address, which differs from one process to the next: a rerun of the same script was refused
+  as another run), an array by a digest of its values, anything else by its repr."""
+  if callable(value):
+    return callable_identity(value, depth + 1)
+  if isinstance(value, np.ndarray | jax.Array):
+    array = np.asarray(value)
+    digest = hashlib.blake2b(array.tobytes(), digest_size=8).hexdigest()
+    return f"array {array.dtype}{list(array.shape)} {digest}"
+  return repr(value)
 
 
 def _plain_repr(value: Any) -> str:
