@@ -40,7 +40,7 @@ import optax
 from flax import nnx
 
 from jaxopt_study import data as data_lib
-from jaxopt_study import losses, models
+from jaxopt_study import losses, models, regularization
 
 Batch = tuple[jax.Array, ...]
 ModelFn = Callable[[nnx.Rngs], nnx.Module]
@@ -49,9 +49,12 @@ InitFn = Callable[[nnx.State, float], nnx.State]
 
 
 def scale_kernels(params: nnx.State, init_scale: float) -> nnx.State:
-  """The default `init_scale` rule (§8.4): every `nnx.Param` of ndim ≥ 2 (kernels, embeddings,
-  convolution filters) multiplied by `init_scale`; biases and normalization scales unchanged."""
-  return jax.tree.map(lambda x: x * init_scale if np.ndim(x) >= 2 else x, params)
+  """The default `init_scale` rule (§8.4): every kernel (`regularization.is_kernel`: an
+  `nnx.Param` of ndim ≥ 2, kernels, embeddings, convolution filters) multiplied by `init_scale`;
+  biases and normalization scales unchanged, also where stacked layers give them ndim 2."""
+  return jax.tree_util.tree_map_with_path(
+    lambda path, x: x * init_scale if regularization.is_kernel(path, x) else x, params
+  )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

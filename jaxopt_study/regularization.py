@@ -360,11 +360,17 @@ def digits_standardization(
   return tuple(x_train.mean(axis=0).tolist()), tuple(std.tolist())
 
 
+NOT_KERNELS = ("bias", "scale")  # Flax's names of biases and of normalization scales
+
+
 def is_kernel(path: Path, array: jax.Array) -> bool:
   """The default `where` of the penalties: arrays of ndim ≥ 2 (kernels, filters, embeddings);
-  biases and normalization scales are not penalized (Goodfellow et al. 2016, §7.1)."""
-  del path
-  return np.ndim(array) >= 2
+  biases and normalization scales are not penalized (Goodfellow et al. 2016, §7.1), nor are
+  they when layers stacked by `nnx.vmap` / `nnx.scan` give them a leading layer axis (ndim 2):
+  a parameter named `bias` or `scale` (`NOT_KERNELS`) is not a kernel. `path`: plain keys
+  (``("hidden", 0, "kernel")``) or JAX's (`DictKey`, ...)."""
+  names = [name for name in (getattr(key, "key", key) for key in path) if isinstance(name, str)]
+  return np.ndim(array) >= 2 and not (names and names[-1] in NOT_KERNELS)
 
 
 def penalty(params: Any, l1: Any = 0.0, l2: Any = 0.0, where: Where = is_kernel) -> jax.Array:

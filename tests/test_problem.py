@@ -14,7 +14,7 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxopt_study import Problem, analyze, cli, optim, sweep, train
+from jaxopt_study import Problem, analyze, cli, optim, regularization, sweep, train
 from jaxopt_study import data as data_lib
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.config import ConfigError, apply_overrides
@@ -141,6 +141,34 @@ def test_init_scale_scales_every_kernel_of_a_module_without_kernel_init(cnn_swee
   }
   by_scale = {row["init_scale"]: initial[row["member"]] for row in cnn_sweep.table}
   assert abs(by_scale[2.0] - by_scale[0.5]) > 0.05
+
+
+class Block(nnx.Module):
+  def __init__(self, rngs):
+    self.linear = nnx.Linear(4, 4, rngs=rngs)
+    self.norm = nnx.LayerNorm(4, rngs=rngs)
+
+
+class Stacked(nnx.Module):
+  """Three blocks made by `nnx.vmap`, the usual way to stack layers in NNX: every parameter has a
+  leading layer axis, the biases and LayerNorm scales (3, 4)."""
+
+  def __init__(self, rngs):
+    self.blocks = nnx.split_rngs(splits=3)(nnx.vmap(Block, in_axes=0, out_axes=0))(rngs)
+
+
+def test_init_scale_and_the_penalties_leave_stacked_biases_and_scales_alone():
+  """Stacked by `nnx.vmap`, a bias or a LayerNorm scale has ndim 2: `init_scale` multiplied it and
+  the default penalties weighed it, as if it were a kernel."""
+  _, params, _ = nnx.split(Stacked(nnx.Rngs(0)), nnx.Param, ...)
+  scaled = problem_lib.scale_kernels(params, 3.0)
+  blocks, original = scaled["blocks"], params["blocks"]
+  np.testing.assert_allclose(blocks["linear"]["kernel"], 3 * original["linear"]["kernel"][...])
+  for name in (("linear", "bias"), ("norm", "scale"), ("norm", "bias")):
+    assert np.ndim(original[name[0]][name[1]]) == 2
+    np.testing.assert_array_equal(blocks[name[0]][name[1]], original[name[0]][name[1]])
+  kernel = original["linear"]["kernel"][...]
+  assert regularization.penalty(params, l2=2.0) == pytest.approx(float(jnp.sum(kernel**2)))
 
 
 def test_an_init_rule_of_ones_own_is_applied_at_every_scale_1_included():
