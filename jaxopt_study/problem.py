@@ -15,7 +15,10 @@ mode (`module.train()`: batch statistics, dropout on) inside a step and for `tra
 mode (`module.eval()`) for every other metric. That overrides what the constructor set: a
 BatchNorm built with `use_running_average=True` still trains on batch statistics and updates its
 running averages; to freeze one, call it with the flag in `__call__`
-(``self.norm(h, use_running_average=True)``), which the mode does not change.
+(``self.norm(h, use_running_average=True)``), which the mode does not change. A Linen module
+brought in through `nnx.bridge.ToNNX` is outside the mode's reach: its dropout's
+`deterministic` is a call argument, so eval-mode metrics include dropout unless the loss and
+metrics pass it.
 
 `pure(problem)` is the form the compiled loops take (`Pure`): the module split by `nnx.split` into
 its graph (one per mode), its `nnx.Param` arrays and the rest of its state (BatchNorm statistics,
