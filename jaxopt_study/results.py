@@ -314,7 +314,7 @@ class RunDir:
     path = self.path / name
     if path.exists():
       previous = json.loads(path.read_text())
-      merged = previous | record
+      merged, grown = previous | record, not record.keys() <= previous.keys()
       if known_fields_only:
         previous, record = (
           {k: v for k, v in mine.items() if k in theirs}
@@ -326,7 +326,7 @@ class RunDir:
           f"{self.path} holds a run of {other} (fields {', '.join(changed)} "
           "differ): choose another --out, or delete the folder to start again"
         )
-      if write and known_fields_only and len(merged) > len(previous):
+      if write and known_fields_only and grown:
         write_atomic(path, json.dumps(merged, indent=2, sort_keys=True) + "\n")
     elif write:
       self.path.mkdir(parents=True, exist_ok=True)
