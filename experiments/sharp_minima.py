@@ -18,8 +18,10 @@ float32 resolves):
 
 * the ε-sharpness of the full-batch training NLL in the full box (`hessian.sharpness`, projected
   sign-gradient ascent) and in a random subspace of `subspace_dim` standard normal directions
-  (`lab.subspace_sharpness`, L-BFGS-B as Keskar et al.; one subspace per seed, shared by both
-  minibatch sizes), at each ε of `sharpness_eps`;
+  (`lab.subspace_sharpness`, L-BFGS-B as Keskar et al., from z = 0 and `subspace_starts` − 1
+  random corners of the box, the largest value found: a lower bound of the box's maximum, whose
+  narrow peaks one start rarely finds; one subspace per seed, shared by both minibatch sizes),
+  at each ε of `sharpness_eps`;
 * the training NLL and 0-1 error, the held-out 0-1 error, and the fraction by which the training
   NLL fell over the last fifth of the epochs (0 on a plateau).
 
@@ -125,6 +127,7 @@ class SharpMinima(Experiment):
     "sharpness_steps": validate.require_positive_int,
     "subspace_dim": validate.require_positive_int,
     "subspace_iterations": validate.require_positive_int,
+    "subspace_starts": validate.require_positive_int,
     "equal_loss_control": functools.partial(validate.require_choice, choices=[False, True]),
   }
 
@@ -368,6 +371,7 @@ def measure(config, nll: Measured, arrays, member: dict, training, history: list
         num_directions=config.subspace_dim,
         key=key,
         max_iterations=config.subspace_iterations,
+        num_starts=config.subspace_starts,
       )
   return row
 

@@ -166,6 +166,7 @@ def test_the_control_stops_the_small_batch_near_the_large_batchs_loss(finished_r
     ("epochs=7", "eval_every_epochs"),
     ("num_seeds=1", "num_seeds"),
     ("subspace_dim=100000", "subspace_dim"),
+    ("subspace_starts=0", "subspace_starts"),
     ("large_batch_size=5000", "large_batch_size"),  # was blamed on steps=0
   ],
 )

@@ -111,6 +111,26 @@ def test_at_a_minimum_it_starts_from_a_random_corner(x64):
   np.testing.assert_allclose(got, exact, rtol=1e-6)
 
 
+def tilted_bowl_with_a_narrow_peak(params):
+  """0.01 (‖x‖² + x₁ + x₂) + exp(−‖x − (1, −1)‖² / 0.1): at 0 the ascent leads to the corner
+  (1, 1), f = 0.04; the corner (1, −1) holds a narrow peak, f = 1.02."""
+  x = params["x"]
+  peak = jnp.exp(-jnp.sum((x - jnp.array([1.0, -1.0])) ** 2) / 0.1)
+  return 0.01 * (jnp.sum(x**2) + jnp.sum(x)) + peak
+
+
+def test_starts_from_random_corners_find_a_narrow_peak_a_start_at_zero_misses(x64):
+  """Near a trained network's minimum the box holds narrow peaks (one example pushed across its
+  decision boundary) that L-BFGS-B from z = 0 rarely reaches: φ was the local maximum's."""
+  params, key = {"x": jnp.zeros(2)}, jax.random.key(0)
+  f0 = float(tilted_bowl_with_a_narrow_peak(params))
+  options = dict(eps=1.0, num_directions=None, key=key)
+  one = subspace_sharpness(tilted_bowl_with_a_narrow_peak, params, **options)
+  many = subspace_sharpness(tilted_bowl_with_a_narrow_peak, params, num_starts=8, **options)
+  np.testing.assert_allclose(one, 100 * (0.04 - f0) / (1 + f0), rtol=1e-7)
+  np.testing.assert_allclose(many, 100 * (1.02 - f0) / (1 + f0), rtol=1e-7)
+
+
 def test_directions_are_standard_normal_and_follow_the_key():
   a = random_directions(jax.random.key(0), 4000, 100)
   assert a.shape == (4000, 100)
@@ -127,6 +147,7 @@ def test_directions_are_standard_normal_and_follow_the_key():
     ({"num_directions": N + 1}, "num_directions"),
     ({"num_directions": 2.0}, "num_directions"),
     ({"max_iterations": 0}, "max_iterations"),
+    ({"num_starts": 0}, "num_starts"),
   ],
 )
 def test_bad_options_are_refused_by_name(options, name):

@@ -68,6 +68,7 @@ def subspace_sharpness(
   num_directions: int | None = 100,
   key: jax.Array | None = None,
   max_iterations: int = 100,
+  num_starts: int = 1,
   batches: Sequence[tuple] | None = None,
   mode: str | None = None,
 ) -> float:
@@ -79,13 +80,18 @@ def subspace_sharpness(
   `max_iterations` iterations; the largest f it evaluated gives φ. The maximum of a convex f
   over the box lies at a corner, which L-BFGS-B reaches when the corner is the only local
   maximum; otherwise it finds a local maximum and φ is a lower bound, as Keskar et al.'s.
+  Near a minimum of a network's loss a box often holds narrow basins where one training example
+  is pushed across its decision boundary, far above the rest of the box, which a start at 0
+  rarely finds: `num_starts` > 1 adds runs from random corners of C_ε (each run the same
+  L-BFGS-B), and φ is the largest f of them all, a tighter lower bound.
 
   Args:
     loss_fn, params, *args, batches, mode: the loss f, as in `hessian.hvp`.
     eps: ε, the relative half-width of the box C_ε.
     num_directions: p, the columns of A, in [1, N]; None for the full space (A = I_N).
     key: PRNG key of A and of the random start (default: a fixed seed).
-    max_iterations: L-BFGS-B iterations (each one or a few gradients of f).
+    max_iterations: L-BFGS-B iterations (each one or a few gradients of f), per start.
+    num_starts: L-BFGS-B runs: from z = 0, and `num_starts` − 1 from random corners of C_ε.
 
   Returns:
     φ as a float (≥ 0).
@@ -95,6 +101,7 @@ def subspace_sharpness(
   """
   validate.require_positive("eps", eps, WHERE)
   products.require_count("max_iterations", max_iterations, WHERE)
+  products.require_count("num_starts", num_starts, WHERE)
   if num_directions is not None:
     products.require_count("num_directions", num_directions, WHERE)
   problem = products.prepare(loss_fn, params, args, batches, mode, WHERE, evaluate=True)
@@ -119,20 +126,22 @@ def subspace_sharpness(
 
   loss, ascent = negated(np.zeros_like(half_width))
   loss = -loss
-  start = np.zeros_like(half_width)
+  rng = products.host_rng(key).spawn(1)[0]  # a stream of its own, not A's
+  corners = rng.integers(0, 2, size=(num_starts, half_width.size)) * 2.0 - 1.0
+  starts = half_width * corners
+  starts[0] = 0.0
   if np.linalg.norm(ascent) <= np.sqrt(np.finfo(dtype).eps) * (1 + abs(loss)):
     # a critical point in the subspace gives L-BFGS-B no direction: start off it
-    rng = products.host_rng(key).spawn(1)[0]  # a stream of its own, not A's
-    corner = rng.integers(0, 2, size=half_width.size) * 2.0 - 1.0
-    start = 1e-2 * half_width * corner
-  scipy.optimize.minimize(
-    negated,
-    start,
-    jac=True,
-    method="L-BFGS-B",
-    bounds=np.stack([-half_width, half_width], axis=1),
-    # no stop on a small change of f: scipy's test is relative to max(|f|, 1), and near a
-    # training loss of 1e-6 every change is below it
-    options={"maxiter": int(max_iterations), "ftol": 0.0, "gtol": 0.0},
-  )
+    starts[0] = 1e-2 * half_width * corners[0]
+  for start in starts:
+    scipy.optimize.minimize(
+      negated,
+      start,
+      jac=True,
+      method="L-BFGS-B",
+      bounds=np.stack([-half_width, half_width], axis=1),
+      # no stop on a small change of f: scipy's test is relative to max(|f|, 1), and near a
+      # training loss of 1e-6 every change is below it
+      options={"maxiter": int(max_iterations), "ftol": 0.0, "gtol": 0.0},
+    )
   return 100.0 * (best["value"] - loss) / (1.0 + loss)
