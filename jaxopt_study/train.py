@@ -34,7 +34,6 @@ parameters become non-finite is frozen at its last finite point and flagged.
 """
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -655,9 +654,9 @@ def train(
   seed = int(seed)  # nnx.Rngs takes a Python int, not np.int64
   pure = problem_lib.pure(problem)
   # 50 evaluations, at the monitor's steps too (a NumPy integer is an integer: np.int64 steps)
-  if eval_every is None and isinstance(steps, numbers.Integral) and not isinstance(steps, bool):
+  if eval_every is None and validate.is_integer(steps):
     eval_every = max(1, int(steps) // 50)
-    if isinstance(curvature_every, numbers.Integral) and curvature_every > 0:
+    if validate.is_integer(curvature_every) and curvature_every > 0:
       eval_every = math.gcd(eval_every, int(curvature_every))
   check_arguments(
     problem.num_train,

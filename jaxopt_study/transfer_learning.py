@@ -10,7 +10,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
-import numpy as np
 import optax
 from flax import nnx
 
@@ -129,7 +128,7 @@ def transfer(
   """
   if not isinstance(trained, nnx.Module):
     raise TypeError(f"transfer: trained is a {type(trained).__name__}, not an nnx.Module")
-  if isinstance(new_head_classes, bool) or not isinstance(new_head_classes, int | np.integer):
+  if not validation.is_integer(new_head_classes):
     raise ValueError(f"transfer: new_head_classes={new_head_classes!r} must be an integer ≥ 1")
   if new_head_classes < 1:
     raise ValueError(f"transfer: new_head_classes={new_head_classes!r} must be an integer ≥ 1")

@@ -35,6 +35,11 @@ def is_real_number(value: Any) -> bool:
   return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def is_integer(value: Any) -> bool:
+  """An integer: a Python or NumPy integer scalar (np.int64 is not a Python int), not a bool."""
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def is_finite_number(value: Any) -> bool:
   """A finite `is_real_number`; None, a string or a non-finite value is not. How tables of
   results tell a measured value from a missing or diverged one."""

@@ -27,7 +27,6 @@ import functools
 import hashlib
 import inspect
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -134,7 +133,7 @@ def host_rng(key: jax.Array | None) -> np.random.Generator:
   """
   if key is None:
     return np.random.default_rng(0)
-  if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+  if validate.is_integer(key):
     validate.require_int("key", key, "hessian", low=0, high=validate.MAX_SEED)
     key = jax.random.key(int(key))
   if not hasattr(key, "dtype"):
@@ -250,9 +249,7 @@ def _split_module(model: nnx.Module, mode: str | None, where: str) -> tuple[Any,
 def require_count(name: str, value: Any, where: str, low: int = 1, size: int | None = None) -> None:
   """Refuses an option that is not an integer in [low, N] (N = `size`; no upper bound if None):
   a bool, a float such as 2.0 or NaN, a string or a list is named in the error, not converted."""
-  valid = (
-    isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-  ) and low <= value <= (size if size is not None else value)
+  valid = validate.is_integer(value) and low <= value <= (size if size is not None else value)
   if not valid:
     bound = f"in [{low}, N={size}]" if size is not None else f"≥ {low}"
     raise ValueError(f"{where}: {name}={value!r}: must be an integer {bound}")

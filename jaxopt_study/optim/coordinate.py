@@ -13,7 +13,6 @@ from typing import Any, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxopt_study import validate
@@ -39,7 +38,7 @@ def _checked_ids(blocks: BlockIds) -> list[int]:
   if not ids:
     raise ValueError(f"{_WHERE}: blocks={blocks!r} has no leaves; give one block id per leaf")
   for leaf in ids:
-    if isinstance(leaf, bool) or not isinstance(leaf, int | np.integer) or leaf < 0:
+    if not validate.is_integer(leaf) or leaf < 0:
       raise ValueError(f"{_WHERE}: block id {leaf!r} in blocks must be a non-negative int")
   ids = [int(i) for i in ids]
   missing = sorted(set(range(max(ids) + 1)) - set(ids))
@@ -136,8 +135,7 @@ def coordinate_descent(
   validate.require_transformation("inner", inner, _WHERE)
   if blocks is not None and not callable(blocks):
     _checked_ids(blocks)  # fail at construction, before any params are seen
-  is_int = isinstance(steps_per_block, int | np.integer) and not isinstance(steps_per_block, bool)
-  if not is_int or steps_per_block < 1:
+  if not validate.is_integer(steps_per_block) or steps_per_block < 1:
     raise ValueError(f"{_WHERE}: steps_per_block={steps_per_block!r} must be an integer ≥ 1")
 
   def placeholder_masks(params):
