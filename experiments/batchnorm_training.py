@@ -256,7 +256,7 @@ class BatchnormTraining(Experiment):
         summary["max_trainable_learning_rate"][name][key] = (
           float(np.median(list(seed_rates[name].values()))) if seed_rates[name] else None
         )
-      ratio, se = verdicts.paired_ratio_by_seed(seed_steps["plain"], seed_steps["batchnorm"])
+      ratio, se, dof = verdicts.paired_ratio_by_seed(seed_steps["plain"], seed_steps["batchnorm"])
       censored = [n for n in NETWORKS if best.get((n, depth)) is None]
       summary["steps_to_target_ratio_lower_bound"][key] = ratio if "plain" in censored else None
       undecided = "plain" in censored and ratio <= STEPS_RATIO_THRESHOLD  # a bound under it
@@ -264,16 +264,16 @@ class BatchnormTraining(Experiment):
         None if "batchnorm" in censored or undecided else ratio
       )
       summary["steps_to_target_ratio_se"][key] = se
-      summary["steps_to_target_ratio_dof"][key] = shared_dof(seed_steps)
+      summary["steps_to_target_ratio_dof"][key] = dof
       summary["steps_to_target_censored"][key] = censored
       summary["steps_to_target_ratio_at_grid_edge"][key] = any(
         at_edge.get((n, depth), False) for n in NETWORKS
       )
       # None where no seed trains both networks at some rate of the grid
-      ratio, se = verdicts.paired_ratio_by_seed(seed_rates["batchnorm"], seed_rates["plain"])
+      ratio, se, dof = verdicts.paired_ratio_by_seed(seed_rates["batchnorm"], seed_rates["plain"])
       summary["max_lr_ratio"][key] = ratio
       summary["max_lr_ratio_se"][key] = se
-      summary["max_lr_ratio_dof"][key] = shared_dof(seed_rates)
+      summary["max_lr_ratio_dof"][key] = dof
       summary["max_lr_ratio_at_grid_edge"][key] = any(
         rate == top for rates in seed_rates.values() for rate in rates.values()
       )
@@ -320,12 +320,6 @@ def rate_search(runs: list[dict]) -> tuple[list[dict], dict, dict]:
   seeds, each network's best rate (absent where no rate's median reaches the target) and whether
   it is at its grid's edge."""
   return grids.best_by_median(runs, ("network", "depth"), "steps_to_target")
-
-
-def shared_dof(by_network: dict[str, dict[int, float]]) -> int | None:
-  """The degrees of freedom of `verdicts.paired_ratio_by_seed` of the networks' {seed: value}
-  maps: one less than the seeds they share (None below two)."""
-  return verdicts.dof(sorted(set(by_network["plain"]) & set(by_network["batchnorm"])))
 
 
 def largest_trainable_rates(runs: list[dict]) -> dict[int, float]:

@@ -206,8 +206,7 @@ class MomentumSchedules(Experiment):
       mean, error, dof = {}, {}, {}
       for key, ((m1, mu1), (m2, mu2)) in comparisons.items():
         top, bottom = by_seed[m1][mu1], by_seed[m2][mu2]
-        mean[key], error[key] = verdicts.paired_ratio_by_seed(top, bottom)
-        dof[key] = None if error[key] is None else verdicts.dof(sorted(set(top) & set(bottom)))
+        mean[key], error[key], dof[key] = verdicts.paired_ratio_by_seed(top, bottom)
       return mean, error, dof
 
     step_up, step_up_se, step_up_dof = ratios(pairs)

@@ -74,8 +74,9 @@ def test_paired_ratio_is_the_geometric_mean_of_per_seed_ratios_with_the_error_of
   by_seed = verdicts.paired_ratio_by_seed(
     {2: 0.4, 0: 0.4, 1: 0.4, 7: 9.0}, {1: 0.1, 0: 0.2, 2: 0.16}
   )
-  assert by_seed == (pytest.approx(ratio), pytest.approx(error))
-  assert verdicts.paired_ratio_by_seed({0: 1.0}, {1: 1.0}) == (None, None)
+  assert by_seed == (pytest.approx(ratio), pytest.approx(error), 2)
+  assert verdicts.paired_ratio_by_seed({0: 1.0}, {1: 1.0}) == (None, None, None)
+  assert verdicts.paired_ratio_by_seed({0: 1.0, 1: 2.0}, {0: 1.0, 1: 0.0}) == (None, None, None)
 
 
 def test_distinct_units_counts_equal_columns():

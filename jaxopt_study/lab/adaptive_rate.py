@@ -91,8 +91,7 @@ def judged_on_fresh_seeds(selected: Mapping[str, Any], rows: Sequence[Mapping]) 
   adaptive, other = selected["best_adaptive_rate_optimizer"], selected["best_other_optimizer"]
   ratio, se, dof = _NONE
   if adaptive in fresh and other in fresh:  # paired by seed, the seeds both winners ran
-    seeds = sorted(fresh[adaptive].keys() & fresh[other].keys())
-    ratio, se, dof = _paired([fresh[adaptive][s] for s in seeds], [fresh[other][s] for s in seeds])
+    ratio, se, dof = verdicts.paired_ratio_by_seed(fresh[adaptive], fresh[other])
   key = "adaptive_over_other_final_loss"
   return {
     **selected,

@@ -3,7 +3,7 @@ deviation over seeds, as a dict for `summary.json`; `mean_and_standard_error(val
 and its standard error, the pair a criterion's `standard_error=` judges (`standard_error(values)`,
 the error alone; `dof(values)`, the degrees of freedom a criterion's margin takes);
 `paired_ratio(numerator, denominator)`, the geometric mean of per-seed ratios and its error
-(`paired_ratio_by_seed` for {seed: value} maps)."""
+(`paired_ratio_by_seed` for {seed: value} maps, with the error's degrees of freedom)."""
 
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -72,8 +72,10 @@ def paired_ratio(
 
 def paired_ratio_by_seed(
   numerator: Mapping[int, float | None], denominator: Mapping[int, float | None]
-) -> tuple[float | None, float | None]:
-  """`paired_ratio` of two {seed: value} maps over the seeds both hold, in seed order ((None,
-  None) when they share none)."""
+) -> tuple[float | None, float | None, int | None]:
+  """`paired_ratio` of two {seed: value} maps over the seeds both hold, in seed order, and the
+  degrees of freedom of its error, those seeds less one ((None, None, None) when they share none;
+  the degrees of freedom are None wherever the error is)."""
   seeds = sorted(set(numerator) & set(denominator))
-  return paired_ratio([numerator[s] for s in seeds], [denominator[s] for s in seeds])
+  ratio, se = paired_ratio([numerator[s] for s in seeds], [denominator[s] for s in seeds])
+  return ratio, se, None if se is None else dof(seeds)
