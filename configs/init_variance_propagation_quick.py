@@ -9,7 +9,7 @@ def get_config():
     {
       "width": 64,
       "depths": [10, 20],
-      "num_seeds": 2,
+      "num_seeds": 3,
       "num_examples": 256,
       "num_lsuv_examples": 128,
       "scale_sweep.scales": [0.7, 1.2, 1.7],

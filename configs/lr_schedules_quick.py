@@ -9,7 +9,7 @@ def get_config():
     {
       "steps": 700,
       "eval_every": 100,
-      "seeds": [0, 1],
+      "seeds": [0, 1, 2],
       "learning_rates": [0.1, 0.3, 1.0, 3.0],
       "model.width": 32,
     },

@@ -11,6 +11,6 @@ def get_config():
       "eval_every": 20,
       "model.width": 32,
       "seeds": [0, 1],
-      "evaluation_seeds": [100, 101],
+      "evaluation_seeds": [100, 101, 102],
     },
   )

@@ -1,4 +1,4 @@
-"""Sharp minima on a budget: two seeds, 20 epochs, one hidden layer."""
+"""Sharp minima on a budget: three seeds, 20 epochs, one hidden layer."""
 
 from common import quick
 
@@ -7,7 +7,7 @@ def get_config():
   return quick(
     __file__,
     {
-      "num_seeds": 2,
+      "num_seeds": 3,
       "epochs": 20,
       "eval_every_epochs": 2,
       "learning_rate": 3e-3,

@@ -202,8 +202,8 @@ def test_batchnorm_steadies_the_unit_input(summary):
 def test_quick_run_brackets_both_networks_and_judges_by_the_criteria(finished_run, summary):
   """Both networks reach the target at interior rates of the grid (the search brackets them) and
   the verdicts follow the numbers: at least 2× fewer steps and a larger trainable rate, each
-  beyond t_{0.975, dof} standard errors of the seeds' log ratios (dof 1 with the quick config's
-  two seeds: 12.7 errors), judged on the log scale."""
+  beyond t_{0.975, dof} standard errors of the seeds' log ratios (dof 2 with the quick config's
+  three seeds: 4.30 errors), judged on the log scale."""
   assert not summary["steps_to_target_ratio_at_grid_edge"]["3"]
   assert not summary["max_lr_ratio_at_grid_edge"]["3"]
   runs = [r for r in read_csv(finished_run / "results.csv") if r["part"] == "run"]
@@ -236,8 +236,9 @@ def test_quick_run_brackets_both_networks_and_judges_by_the_criteria(finished_ru
   assert summary["max_lr_ratio"]["3"] == pytest.approx(
     _paired(rates["batchnorm"], rates["plain"])[0]
   )
-  assert summary["percentile_drift_ratio_dof"] == 2 - 1
-  assert summary["steps_to_target_ratio_dof"] == summary["max_lr_ratio_dof"] == {"3": 2 - 1}
+  dof = len(json.loads((finished_run / "config.json").read_text())["seeds"]) - 1
+  assert summary["percentile_drift_ratio_dof"] == dof == 2
+  assert summary["steps_to_target_ratio_dof"] == summary["max_lr_ratio_dof"] == {"3": dof}
 
   def judged(name, threshold, key=None):
     ratio, se, dof = (

@@ -125,7 +125,7 @@ def test_the_spectrum_command_classifies_a_member_of_its_own_problem(
   assert cli.main(["spectrum", str(finished_run), "--member", "logistic_regression:nope"]) == 2
 
 
-def test_verdicts_judge_newton_and_the_best_first_order_method(summary):
+def test_verdicts_judge_newton_and_the_best_first_order_method(summary, config):
   """Newton, the only one of Newton, BFGS and L-BFGS in the quick config, reaches the optimum
   within a few dozen steps and ends there; the best first-order method (SGD or Adam) decides the
   rest."""
@@ -146,11 +146,11 @@ def test_verdicts_judge_newton_and_the_best_first_order_method(summary):
   assert set(edge) <= {"sgd", "adam"}  # the quick config's Newton tries one damping only
   assert summary["first_order_best_at_grid_edge"] == {"logistic_regression": bool(edge)}
   # judged on the log scale of the ratio's delta-method error, beyond t_{0.975, dof} errors
-  # (12.7 for the quick config's 2 evaluation seeds)
+  # (4.30 for the quick config's 3 evaluation seeds)
   ratio = summary["adaptive_over_other_final_loss"]["logistic_regression"]
   se = summary["adaptive_over_other_final_loss_se"]["logistic_regression"]
   dof = summary["adaptive_over_other_final_loss_dof"]["logistic_regression"]
-  assert dof == 1
+  assert dof == len(config["evaluation_seeds"]) - 1 == 2
   beyond_the_seeds = abs(np.log(ratio)) > margin(dof) * se / ratio
   assert summary["verdicts"] == {
     "best_optimizer": verdict(ratio < 1 if beyond_the_seeds and not edge else None),
@@ -274,7 +274,7 @@ def test_the_judged_ratio_pairs_adam_and_sgd_by_seed(finished_run, summary, conf
       ratio * logs.std(ddof=1) / np.sqrt(logs.size), rel=1e-9
     )
     assert summary[f"{key}_dof"] == {"logistic_regression": logs.size - 1}
-    assert logs.size == len(paired_seeds) == 2
+    assert logs.size == len(paired_seeds)
 
 
 def test_costs_are_reported_with_the_losses(summary, config):

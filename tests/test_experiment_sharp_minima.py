@@ -117,8 +117,8 @@ def _judged(value, se, dof, threshold, ratio):
 
 
 def test_verdicts_judge_each_claim_by_its_standard_error(finished_run):
-  """Every claim's error is over the seeds, paired: dof = seeds − 1 (1 at the quick config, where
-  t_{0.975, 1} = 12.7 errors); the sharpness ratios are judged on the log scale."""
+  """Every claim's error is over the seeds, paired: dof = seeds − 1 (2 at the quick config, where
+  t_{0.975, 2} = 4.30 errors); the sharpness ratios are judged on the log scale."""
   _, summary, _, config = finished_run
   assert set(summary["verdicts"]) == set(THRESHOLDS)
   for claim, threshold in THRESHOLDS.items():
