@@ -28,12 +28,26 @@ With orthogonal initialization (dynamical isometry) the learning time at the bes
 grow with depth; with a scaled Gaussian initialization it does.
 
 Claims (`summary.json`): `mode_time_vs_inverse_s_slope` (steps per unit 1/s, with its R², the
-slope of the theory's t_half and `mode_time_slope_rel_error`, |slope / theory's − 1|),
-`depth_time_ratio_orthogonal` and `depth_time_ratio_gaussian` (median steps at the best rate,
-deepest over shallowest depth; a deepest depth that never reaches the threshold counts as the step
-budget, a lower bound, flagged in `*_censored` and kept in `*_lower_bound`; None when the
-shallowest does not reach it, or when the bound is under the criterion's threshold and so decides
-nothing), each refused (inconclusive) when `*_at_grid_edge`.
+slope of the theory's t_half and `mode_time_slope_rel_error`, |slope / theory's − 1|; one
+initialization, judged on the bare value), and `depth_time_ratio_orthogonal` (below 2) and
+`depth_time_ratio_gaussian` (above 1): deepest over shallowest depth, each at its best rate (the
+one with the fewest median steps), paired by seed (the sweep's seed draws the initialization at
+each depth; the data are one draw): the geometric mean over seeds of the per-seed ratio of steps
+(`*_by_seed`), with the delta-method standard error of its log (`verdicts.paired_ratio_by_seed`,
+`*_se`) and its degrees of freedom (`*_dof`, one less than the seeds). Each is judged on the log
+scale, beyond t_{0.975, dof} standard errors of its threshold, and refused (inconclusive) when
+`*_at_grid_edge`. The per-seed steps at each depth's best rate are `steps_to_threshold_*_by_seed`
+(None: never reached), their medians `steps_to_threshold_*`.
+
+Censoring. A seed whose run at the best rate never reaches the threshold within `depth_steps` is
+censored (`*_censored_seeds`, per depth; `*_censored`, the depths among the two compared that have
+one; every seed, at a depth where no rate's median reaches it): its time is at least the budget.
+At the deepest depth it counts as the budget (without a best rate, as its fewest steps over the
+whole grid, or the budget), a lower bound on its ratio, so the geometric mean is a lower bound
+(kept in `*_lower_bound`), and it decides only where the bound lies above the threshold beyond
+the same margin: for Gaussian init that is "reproduced" (a lower bound can only understate a ratio
+above 1), for orthogonal init "not reproduced"; otherwise the value is None (undecided). A
+censored seed at the shallowest depth would make its ratio an upper bound: the value is None.
 """
 
 import functools
@@ -50,7 +64,7 @@ from jaxopt_study import data as data_lib
 from jaxopt_study import losses, models, optim, report, sweep, train, validate
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.experiment import Experiment, Members, Results, above, below
-from jaxopt_study.lab import grids
+from jaxopt_study.lab import grids, verdicts
 from jaxopt_study.lab.curves import history_curves, read_curves
 from jaxopt_study.results import read_csv
 
@@ -61,6 +75,12 @@ MIN_RATES_PER_DECADE, MIN_SEEDS, MIN_WIDTH_OVER_DIM = 8, 3, 4
 # The criteria's thresholds on deepest/shallowest time: orthogonal "≈ 1" as below 2, Gaussian
 # growing as above 1.
 THRESHOLDS = {"orthogonal": 2.0, "gaussian": 1.0}
+# A lower bound on a ratio (the deepest depth censored) decides only where the bound itself lies
+# above its threshold beyond the criteria's margin: the true ratio can then only lie further above.
+BOUND_DECIDES = {
+  name: above("bound", threshold, standard_error="bound_se", ratio=True)
+  for name, threshold in THRESHOLDS.items()
+}
 
 
 class DeepLinearDynamics(Experiment):
@@ -78,9 +98,12 @@ class DeepLinearDynamics(Experiment):
     "decade, several seeds) finds the rate with the fewest median full-batch SGD steps to bring "
     "the loss below a fraction of the zero network's loss, for orthogonal and for scaled Gaussian "
     "(LeCun normal) initialization. Saxe et al. predict a depth-independent time for orthogonal "
-    "init and a growing one for Gaussian init. A depth that does not reach the threshold within "
-    "the step budget counts as the budget (a lower bound, listed as censored); a best rate at the "
-    "edge of its grid makes the claim inconclusive."
+    "init and a growing one for Gaussian init. The deepest over the shallowest depth's steps is "
+    "taken per seed (the same initialization seed at both depths) and averaged geometrically, "
+    "judged beyond t_{0.975, dof} standard errors of its threshold. A seed that does not reach "
+    "the threshold within the step budget counts as the budget (a lower bound, listed as "
+    "censored), which decides only where even the bound is clearly above the threshold; a best "
+    "rate at the edge of its grid makes the claim inconclusive."
   )
   PUBLISHED = {
     "mode_time_vs_inverse_s_slope": "t_half ∝ 1/s, slope τ/2·ln(s/u₀) (Saxe et al. 2013, eq. 7)",
@@ -94,11 +117,15 @@ class DeepLinearDynamics(Experiment):
     "depth_time_ratio_orthogonal": below(
       "depth_time_ratio_orthogonal",
       THRESHOLDS["orthogonal"],
+      standard_error="depth_time_ratio_orthogonal_se",
+      ratio=True,
       unless="depth_time_ratio_orthogonal_at_grid_edge",
     ),
     "depth_time_ratio_gaussian": above(
       "depth_time_ratio_gaussian",
       THRESHOLDS["gaussian"],
+      standard_error="depth_time_ratio_gaussian_se",
+      ratio=True,
       unless="depth_time_ratio_gaussian_at_grid_edge",
     ),
   }
@@ -203,9 +230,10 @@ class DeepLinearDynamics(Experiment):
     return Results(table, history)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
-    """Half-times against 1/s (fit, R², the theory's slope), and median steps at the best rate,
-    deepest over shallowest depth, per initialization (flagged where a best rate sits at the
-    edge of its grid)."""
+    """Half-times against 1/s (fit, R², the theory's slope), and per initialization the steps at
+    each depth's best rate, deepest over shallowest depth, paired by seed (geometric mean, its
+    standard error and degrees of freedom; censored seeds as in the module's docstring; flagged
+    where a best rate sits at the edge of its grid)."""
     table = results.table
     modes = [r for r in table if r["part"] == "modes"]
     inverse = np.asarray([1.0 / r["singular_value"] for r in modes])
@@ -223,24 +251,45 @@ class DeepLinearDynamics(Experiment):
       "mode_time_slope_rel_error": float(abs(slope / slope_theory - 1)),
       "mode_half_time_max_rel_error": float(np.max(np.abs(times - theory) / theory)),
     }
-    medians, best, at_edge = rate_search(table)
+    runs = [r for r in table if r["part"] == "run"]
+    _, best, at_edge = rate_search(runs)
     shallow, deep = min(config.depths), max(config.depths)
+    seeds = sorted(set(config.seeds))
     for init_name in INITS:
       chosen = {d: best.get((init_name, d)) for d in config.depths}
       steps = {d: None if r is None else r["steps_to_threshold"] for d, r in chosen.items()}
-      censored = [d for d, v in steps.items() if v is None]
-      budget = {d: config.depth_steps if v is None else v for d, v in steps.items()}
       edges = sorted(d for d in config.depths if at_edge.get((init_name, d), False))
-      # the shallowest depth censored: the ratio bounds nothing
-      ratio = None if steps[shallow] is None else budget[deep] / budget[shallow]
-      summary[f"depth_time_ratio_{init_name}_lower_bound"] = ratio if deep in censored else None
-      if deep in censored and ratio is not None and ratio <= THRESHOLDS[init_name]:
-        ratio = None  # a lower bound under the threshold decides neither claim
-      summary[f"depth_time_ratio_{init_name}"] = ratio
-      summary[f"depth_time_ratio_{init_name}_censored"] = sorted(censored)
-      summary[f"depth_time_ratio_{init_name}_at_grid_edge"] = bool({shallow, deep} & set(edges))
+      by_seed = {d: seed_steps(runs, init_name, d, chosen[d]) for d in config.depths}
+      censored = {d: [s for s in seeds if by_seed[d].get(s) is None] for d in (shallow, deep)}
+      # the deepest depth's censored seeds count as their bound, a lower bound on their time; a
+      # censored seed of the shallowest depth bounds nothing (None: no ratio)
+      deep_bounds = censored_bounds(runs, init_name, deep, chosen[deep], config.depth_steps)
+      numerator = {
+        s: deep_bounds[s] if by_seed[deep].get(s) is None else by_seed[deep][s] for s in seeds
+      }
+      ratio, se, dof = verdicts.paired_ratio_by_seed(numerator, by_seed[shallow])
+      bound = ratio if censored[deep] else None
+      if bound is not None and not BOUND_DECIDES[init_name](
+        {"bound": bound, "bound_se": se, "bound_dof": dof}
+      ):
+        ratio = None  # a lower bound that is not beyond its margin above the threshold
+      key = f"depth_time_ratio_{init_name}"
+      summary[key] = ratio
+      summary[f"{key}_se"] = se
+      summary[f"{key}_dof"] = dof
+      summary[f"{key}_by_seed"] = {
+        str(s): None if by_seed[shallow].get(s) is None else numerator[s] / by_seed[shallow][s]
+        for s in seeds
+      }
+      summary[f"{key}_lower_bound"] = bound
+      summary[f"{key}_censored"] = sorted(d for d, c in censored.items() if c)
+      summary[f"{key}_censored_seeds"] = {str(d): c for d, c in censored.items()}
+      summary[f"{key}_at_grid_edge"] = bool({shallow, deep} & set(edges))
       summary[f"best_rate_at_grid_edge_{init_name}"] = edges
       summary[f"steps_to_threshold_{init_name}"] = {str(d): v for d, v in steps.items()}
+      summary[f"steps_to_threshold_{init_name}_by_seed"] = {
+        str(d): {str(s): by_seed[d].get(s) for s in seeds} for d in config.depths
+      }
       summary[f"best_learning_rate_{init_name}"] = {
         str(d): None if r is None else r["learning_rate"] for d, r in chosen.items()
       }
@@ -425,6 +474,37 @@ def depth_search(
     result.table, best, curves, f"{init_name} depth {depth}", "train_loss_at_best_rate"
   )
   return {"rows": rows, "history": history}, {}
+
+
+def seed_steps(
+  runs: list[dict], init_name: str, depth: int, chosen: dict | None
+) -> dict[int, float | None]:
+  """Per seed, the steps to the loss threshold of its run at the depth's best rate `chosen` (a
+  `rate_search` best row; None where that run never reaches the threshold); {} without one."""
+  if chosen is None:
+    return {}
+  return {
+    int(r["seed"]): r["steps_to_threshold"]
+    for r in runs
+    if (r["init"], r["depth"], r["learning_rate"]) == (init_name, depth, chosen["learning_rate"])
+  }
+
+
+def censored_bounds(
+  runs: list[dict], init_name: str, depth: int, chosen: dict | None, budget: int
+) -> dict[int, float]:
+  """Per seed, a lower bound on its steps at the depth's best rate where its run there is
+  censored: the step budget; without a best rate (no rate's median reaches the threshold), its
+  fewest steps over the whole grid (the budget where no rate reaches it), a bound on its time at
+  any rate of the grid."""
+  fewest: dict[int, float] = {}
+  for r in runs:
+    if (r["init"], r["depth"]) != (init_name, depth):
+      continue
+    steps = r["steps_to_threshold"]
+    counted = steps if chosen is None and validate.is_finite_number(steps) else budget
+    fewest[int(r["seed"])] = min(fewest.get(int(r["seed"]), float(budget)), float(counted))
+  return fewest
 
 
 def rate_search(table: list[dict]) -> tuple[list[dict], dict, dict]:
