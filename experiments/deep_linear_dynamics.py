@@ -19,7 +19,9 @@ number; n = d whitened examples give the same full-batch loss ½‖M − W‖²_
 hidden layers are much wider (`width`) than d, and for each
 depth a learning-rate sweep (`jaxopt_study.sweep`, one vmapped program of rates × seeds, full
 batch, plain SGD) times each run to bring the loss below a fraction of the zero network's loss,
-½ mean ‖y‖² (interpolated between evaluations in log loss, `grids.steps_to_reach`). The rates are
+½ mean ‖y‖², for good: the crossing after which it stays below to the end of the run (interpolated
+between evaluations in log loss, `grids.steps_to_reach(stay=True)`; a rate at the edge of
+stability passes below and climbs back, which is no learning time). The rates are
 `rates_per_decade` per decade (≥ 8) of ε·depth over `rate_times_depth` (the best rate of a deep
 linear net scales about as 1/depth: the step changes the map through every layer at once), the
 median over ≥ 3 seeds ranks them (`grids.seed_medians`), and a best rate at the edge of its grid
@@ -462,7 +464,9 @@ def depth_search(
       "depth": depth,
       "learning_rate": row["learning_rate"],
       "seed": row["seed"],
-      "steps_to_threshold": grids.steps_to_reach(*curves[row["member"]], threshold, log=True),
+      "steps_to_threshold": grids.steps_to_reach(
+        *curves[row["member"]], threshold, log=True, stay=True
+      ),
       "final_train_loss": row["final_train_loss"],
       "diverged": bool(row["diverged"]),
       "loss_threshold": threshold,

@@ -122,6 +122,23 @@ def test_numpy_scalars_count_as_numbers_not_as_diverged():
     assert [m["num_finite"] for m in medians] == [1, 1, 1]
 
 
+def test_steps_to_reach_and_stay_skips_a_crossing_the_curve_climbs_back_from():
+  """An unstable run passes below the target and climbs back: with `stay=True` its time is the
+  crossing after which it stays below (interpolated as without), None where it ends above."""
+  steps, bouncing = [0, 10, 20, 30, 40], [8.0, 1.0, 4.0, 1.0, 0.5]
+  assert grids.steps_to_reach(steps, bouncing, 2.0) == pytest.approx(10 * 6.0 / 7.0)
+  assert grids.steps_to_reach(steps, bouncing, 2.0, stay=True) == pytest.approx(20 + 10 * 2 / 3)
+  assert grids.steps_to_reach(steps[:3], [8.0, 1.0, 4.0], 2.0, stay=True) is None  # ends above
+  assert grids.steps_to_reach(steps[:3], [1.0, 0.5, 0.2], 2.0, stay=True) == 0.0  # always below
+  assert grids.steps_to_reach(steps[:3], [1.0, float("nan"), 0.2], 2.0, stay=True) is None
+  monotone = [8.0, 4.0, 2.0, 1.0, 0.5]
+  for target in (8.0, 3.0, 0.7, 0.1):
+    for log in (False, True):
+      assert grids.steps_to_reach(steps, monotone, target, log=log, stay=True) == (
+        grids.steps_to_reach(steps, monotone, target, log=log)
+      )
+
+
 def test_steps_to_reach_a_curve_that_reaches_zero_in_log_value():
   """log(0) is undefined: a value of exactly 0 crosses the target linearly; a target ≤ 0 has no
   log and is refused."""

@@ -191,7 +191,12 @@ def could_flip(
 
 
 def steps_to_reach(
-  steps: Sequence[float], values: Sequence[float], target: float, *, log: bool = False
+  steps: Sequence[float],
+  values: Sequence[float],
+  target: float,
+  *,
+  log: bool = False,
+  stay: bool = False,
 ) -> float | None:
   """The first step at which a curve evaluated at `steps` falls to `target` or below, linearly
   interpolated between the two evaluations around the crossing (in log value with `log=True`, for
@@ -199,11 +204,18 @@ def steps_to_reach(
   step). A non-finite value ends the curve (a diverged run never reaches it afterwards). With
   `log=True` the target must be > 0; a value of exactly 0 crosses it linearly (no log of 0).
 
+  With `stay=True`, the crossing after which the curve stays at or below `target` to its end: the
+  time a run has learned the task, not one it passed through on an unstable climb back (None when
+  its last value is above the target).
+
   Raises:
     ValueError: `log=True` with a target ≤ 0.
   """
   if log and not target > 0:
     raise ValueError(f"steps_to_reach: target={target!r} must be > 0 to interpolate in log value")
+  if stay:  # start from the last evaluation above the target (or not finite)
+    above = [i for i, v in enumerate(values) if not (math.isfinite(v) and v <= target)]
+    steps, values = (steps[above[-1] :], values[above[-1] :]) if above else (steps, values)
   previous = None
   for step, value in zip(steps, values, strict=True):
     if not math.isfinite(value):
