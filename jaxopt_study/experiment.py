@@ -79,7 +79,7 @@ def _compare(
       if not value:
         return None
       judged = [
-        judge_one(v, _setting(errors, k), _setting(dofs, k), _setting(flags, k))
+        judge_one(v, _setting(errors, k), _setting(dofs, k), _setting(flags, k), len(value))
         for k, v in value.items()
       ]
       if any(j is False for j in judged):
@@ -87,7 +87,7 @@ def _compare(
       return None if any(j is None for j in judged) else True
     return judge_one(value, errors, dofs, flags)
 
-  def judge_one(value: Any, error: Any, dof: Any, flagged: Any) -> bool | None:
+  def judge_one(value: Any, error: Any, dof: Any, flagged: Any, settings: int = 1) -> bool | None:
     if flagged or value is None or not np.isfinite(value):
       return None
     if ratio and not value > 0:
@@ -101,18 +101,25 @@ def _compare(
       # a tie at the margin stays a tie when float32 rounding moves either side (0-1 errors are
       # counts over n: a mean exactly at the margin happens)
       spread = float(error) / float(value) if ratio else float(error)
-      if abs(distance) <= margin(dof) * spread * (1 + TIE_RTOL):
+      needed = margin(dof) if distance > 0 else margin(dof, settings)
+      if abs(distance) <= needed * spread * (1 + TIE_RTOL):
         return None
     return distance > 0
 
   return judge
 
 
-def margin(dof: float) -> float:
+def margin(dof: float, settings: int = 1) -> float:
   """t_{0.975, dof}: the standard errors a mean must lie from its threshold, the half-width of a
   95% interval of a mean of dof + 1 values (Student 1908): 12.7 for 2 seeds, 4.30 for 3, 2.78 for
-  5, 1.96 as dof → ∞."""
-  return float(scipy.stats.t.ppf(CONFIDENCE, dof))
+  5, 1.96 as dof → ∞.
+
+  With `settings` > 1, t_{1 − 0.025/settings, dof}, Bonferroni's margin: a claim of several
+  settings (one value per rate, per depth) fails when any one setting fails, so that each
+  failure is judged at 5%/settings keeps the chance of failing a true claim at 5%. A claim holds
+  only when every setting holds, each at 5%, which needs no correction (the intersection-union
+  test, Berger 1982)."""
+  return float(scipy.stats.t.ppf(1 - (1 - CONFIDENCE) / settings, dof))
 
 
 def _dof_path(standard_error: str) -> str:
@@ -153,7 +160,8 @@ def above(
   the degrees of freedom (default: beside the error, "x_se" -> "x_dof") or a number.
   `ratio=True` judges a ratio of positive quantities on the log scale, as its delta-method error
   (ratio · the error of the log ratio, `verdicts.paired_ratio`) was made: |log(value/threshold)|
-  against margin · error / value.
+  against margin · error / value. A dict of k values (one per setting) fails when one fails
+  beyond `margin(dof, k)` errors, the margin corrected for k chances to fail.
 
   Also inconclusive: a value that is not finite, an empty dict, or a true flag at `unless` (e.g.
   a best learning rate at its grid's edge: the measurement does not bracket its optimum; a dict

@@ -117,6 +117,37 @@ def test_the_margin_is_students_t():
     assert margin(dof) == pytest.approx(t, abs=5e-4)
 
 
+def test_the_margin_for_one_of_several_settings_is_bonferronis():
+  """t_{1 − 0.025/k}: k = 5 settings at 10 degrees of freedom is t_{0.995, 10} = 3.169 and at 1,
+  t_{0.995, 1} = 63.657 (Fisher & Yates); one setting is the plain margin."""
+  assert margin(10, 5) == pytest.approx(3.169, abs=5e-4)
+  assert margin(1, 5) == pytest.approx(63.657, abs=5e-3)
+  assert margin(4, 1) == margin(4)
+
+
+def test_a_setting_fails_a_claim_beyond_the_margin_corrected_for_every_setting():
+  """A claim of k settings holds when every setting holds beyond t_{0.975} errors, and fails when
+  one fails beyond t_{1 − 0.025/k}: with 5 settings at 10 degrees of freedom, a setting 3.0
+  errors on the wrong side (beyond 2.228, within 3.169) leaves the claim undecided, 3.3 fail it;
+  alone, 3.0 errors fail it."""
+  criterion = below("d", 0.0, standard_error="d_se")
+  holding = dict.fromkeys("abcd", -3.0)  # each holds beyond t_{0.975, 10} = 2.228 errors
+  for wrong_side, expected in ((3.0, None), (3.3, False)):
+    summary = {"d": {**holding, "e": wrong_side}, "d_se": 1.0, "d_dof": 10}
+    assert criterion(summary) is expected
+  assert criterion({"d": {"e": 3.0}, "d_se": 1.0, "d_dof": 10}) is False
+  assert criterion({"d": {**holding, "e": -2.3}, "d_se": 1.0, "d_dof": 10}) is True
+  assert criterion({"d": {**holding, "e": -2.2}, "d_se": 1.0, "d_dof": 10}) is None
+  # on the log scale too: 5 ratios, one 3.0 errors (of its log) above 1
+  ratio = below("r", 1.0, standard_error="r_se", ratio=True)
+  value = math.exp(0.3)
+  summary = {"r": {**dict.fromkeys("abcd", 0.5), "e": value}, "r_se": 0.1 * value, "r_dof": 10}
+  assert ratio(summary) is None
+  summary["r"]["e"] = value = math.exp(0.33)
+  summary["r_se"] = 0.1 * value
+  assert ratio(summary) is False
+
+
 def test_criteria_refuse_what_they_cannot_judge():
   with pytest.raises(ValueError, match="'spread' does not end in _se.*pass dof="):
     above("r", 0.0, standard_error="spread")

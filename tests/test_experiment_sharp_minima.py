@@ -103,15 +103,17 @@ def test_claims_follow_from_the_runs_paired_by_seed(finished_run, small, prefix)
   assert summary[f"{prefix}test_error_gap_se"] == pytest.approx(se)
 
 
-def _judged(value, se, dof, threshold, ratio):
-  """One setting's verdict, as `experiment.above` should judge it: beyond t_{0.975, dof}
-  standard errors of the threshold (a ratio on the log scale, its error divided by the ratio);
-  undecided without an error or with an error of 0 from fewer than 6 seeds."""
+def _judged(value, se, dof, threshold, ratio, settings):
+  """One of `settings` settings' verdict, as `experiment.above` should judge it: beyond
+  t_{0.975, dof} standard errors of the threshold (a ratio on the log scale, its error divided by
+  the ratio), or t_{1 − 0.025/settings, dof} below it (Bonferroni's margin: any setting fails the
+  claim); undecided without an error or with an error of 0 from fewer than 6 seeds."""
   if se is None or dof is None or (se == 0 and dof < experiment.MIN_DOF_WITHOUT_SPREAD):
     return None
   distance = np.log(value / threshold) if ratio else value - threshold
   spread = se / value if ratio else se
-  if abs(distance) <= experiment.margin(dof) * spread * (1 + experiment.TIE_RTOL):
+  needed = experiment.margin(dof) if distance > 0 else experiment.margin(dof, settings)
+  if abs(distance) <= needed * spread * (1 + experiment.TIE_RTOL):
     return None
   return bool(distance > 0)
 
@@ -123,11 +125,14 @@ def test_verdicts_judge_each_claim_by_its_standard_error(finished_run):
   assert set(summary["verdicts"]) == set(THRESHOLDS)
   for claim, threshold in THRESHOLDS.items():
     values, errors, dofs = (summary[f"{claim}{key}"] for key in ("", "_se", "_dof"))
+    settings = len(values) if isinstance(values, dict) else 1
     if not isinstance(values, dict):
       values, errors, dofs = {"": values}, {"": errors}, {"": dofs}
     assert set(dofs) == set(values)
     assert all(dof == config.num_seeds - 1 for dof in dofs.values())
-    judged = [_judged(values[k], errors[k], dofs[k], threshold, threshold == 1.0) for k in values]
+    judged = [
+      _judged(values[k], errors[k], dofs[k], threshold, threshold == 1.0, settings) for k in values
+    ]
     if any(j is False for j in judged):
       expected = "not reproduced"
     elif any(j is None for j in judged):
