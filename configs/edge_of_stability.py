@@ -7,7 +7,8 @@ from common import digits, mlp
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "edge_of_stability"
-  config.seed = 0
+  config.seed = 0  # the curvature monitor's Lanczos start vector, the same for every member
+  config.seeds = [0, 1, 2]  # of the initial parameters: every η is trained from each
   config.data = digits()
   config.data.num_examples = 1000  # the first 1,000 of the 1,347 training digits; full batch
   # PyTorch's default nn.Linear variance 1/(3 fan_in), as in Cohen et al.: LeCun times 1/√3

@@ -14,33 +14,58 @@ Here a digits MLP (the config's `model`; PyTorch's default `nn.Linear` variance 
 in Cohen et al., by `lecun_normal` times 1/√3) is trained on the first `data.num_examples`
 training digits by full-batch gradient descent (`optim.sgd`, batch size = the number of
 examples) at each η of `gd.<loss>`, once with the squared error on one-hot targets and once with
-the cross-entropy, and by full-batch Adam (`optim.adam`) at each η of `adam.learning_rates`. Each
-(method, loss) is one vmapped `sweep.run` over η with the in-loop curvature monitor
-(`hessian.tracking`: Lanczos warm-started from the last top eigenvector, `curvature_every`
-steps apart, on every training example), with Adam's P from `optim.adam_preconditioner`.
+the cross-entropy, and by full-batch Adam (`optim.adam`) at each η of `adam.learning_rates`, each
+from every initialization of `seeds` (the only random draw: the batch is full and fixed; `seed`
+draws the monitor's Lanczos start vector, the same for every member). Each (method, loss) is one
+vmapped `sweep.run` over η × seeds with the in-loop curvature monitor (`hessian.tracking`:
+Lanczos warm-started from the last top eigenvector, `curvature_every` steps apart, on every
+training example), with Adam's P from `optim.adam_preconditioner`.
 
-Claims (`summary.json`), per member (`gd_mse@η`, `gd_cross_entropy@η`, `adam@η`, as in
-`results.csv`), with the threshold T = 2/η (gradient descent) or (2 + 2β₁)/((1 − β₁)η) (Adam):
+Per member ("name@η seed s" in `results.csv`, with its `setting` "name@η" and `seed`), with the
+threshold T = 2/η (gradient descent) or (2 + 2β₁)/((1 − β₁)η) (Adam), `edge_measures` reads: the
+threshold step, the first measured step with λ ≥ 0.9 T (none: not within the steps, censored;
+step 0: at T from the start, so λ did not rise to it); the median of λ/T from there on; λ at
+the measurement before that step and at step 0; the training loss at that step and at the end,
+and the number of evaluations from there on whose loss rose over the previous one.
 
-* `steps_to_threshold`: the first measured step with λ ≥ 0.9 T (None: not within the steps; 0:
-  from the start), with `reached_threshold_during_training` (reached, and after step 0);
-* `lambda_max_over_threshold`: the median of λ/T over the measurements from that step on
-  (Cohen et al.: ≈ 1), with `lambda_max_distance_from_threshold`, |λ/T − 1|;
-* `progressive_sharpening`: λ at the measurement just before that step over λ at step 0
-  (Cohen et al.: > 1, λ rises before it reaches T; None with no measurement in between). λ at
-  that step itself over λ at step 0 would exceed 1 by construction, as λ(0) < 0.9 T ≤ λ there;
+Claims (`summary.json`), per setting (`gd_mse@η`, `gd_cross_entropy@η`, `adam@η`), each a
+value over the seeds with its standard error `_se`, degrees of freedom `_dof` (seeds − 1) and
+per-seed values `_by_seed`:
+
+* `steps_to_threshold`: the mean threshold step (None when a seed is censored), with
+  `reached_threshold_during_training`, the fraction of seeds whose λ reached 0.9 T after step 0;
+* `lambda_max_over_threshold`: the mean of the median λ/T (Cohen et al.: ≈ 1), with
+  `lambda_max_distance_from_threshold`, the mean of |λ/T − 1|;
+* `progressive_sharpening`: the geometric mean over seeds of λ before the threshold step over λ
+  at step 0, paired seed by seed (Cohen et al.: > 1, λ rises before it reaches T; None where a
+  seed has no measurement in between). λ at the threshold step itself over λ at step 0 would
+  exceed 1 by construction, as λ(0) < 0.9 T ≤ λ there;
 * `adam_preconditioned_over_threshold`: as `lambda_max_over_threshold`, for λ_max(P⁻¹H) of Adam,
-  with `adam_preconditioned_distance_from_threshold`;
-* `loss_decreased`: the last training loss is below the one at the threshold step (the loss
-  keeps falling at the edge of stability), with `loss_increases_after_threshold`, the number of
-  evaluations whose loss rose over the previous one (non-monotone: > 0).
+  with `adam_preconditioned_distance_from_threshold` (and `adam_steps_to_threshold`);
+* `loss_decreased`: the fraction of seeds whose last training loss is below the one at the
+  threshold step (the loss keeps falling at the edge of stability), with
+  `loss_fall_after_threshold`, the geometric mean over seeds of the loss at that step over the
+  last one, and `loss_increases_after_threshold`, the mean number of evaluations whose loss rose
+  over the previous one (non-monotone: > 0).
 
-`CRITERIA` judge them into `verdicts`, every member at once: T reached during training; λ/T
-within 10% of 1 (for Adam too); sharpening > 1; the loss lower at the end and rising at least
-once on the way (gradient descent and Adam). A member that never reaches T leaves every claim but
-`steps_to_threshold` undecided, and so does one already at 0.9 T or above at step 0: the claims
-are of a sharpness that rises to T and then hovers there, so λ must start below T, as at the η
-Cohen et al. choose (2/η inside the range a small step's sharpness rises through).
+`CRITERIA` judge them into `verdicts`, every setting at once (one failing setting fails a claim,
+one undecided setting leaves it undecided), each mean beyond t_{0.975, dof} standard errors of
+its threshold (`experiment.margin`; the ratios on the log scale): the distance of λ/T from 1
+below 0.1 (for Adam too); sharpening > 1; the loss fall > 1 and the rises > 0 (gradient descent
+and Adam). T reached during training is judged on the fraction of seeds, above one half, with
+no error bar: reaching T is a per-run event, not a noisy measurement, so its natural measure is
+how many of the initializations reach it (a standard error of identical 0/1 outcomes would be 0
+and decide nothing below six seeds).
+
+Censored and undecided seeds. A seed whose λ never reaches 0.9 T within the steps is censored:
+its threshold step is only bounded (> `steps`), and every claim read from that step on is
+unknown for it. A mean over seeds is then None (undecided), not a mean over the seeds that did
+reach T, which would keep only the seeds that went one way; so is every claim of a seed at T
+from step 0 (λ must start below T, as at the η Cohen et al. choose: 2/η inside the range a
+small step's sharpness rises through). `censored_seeds` and `at_threshold_from_start` list them
+per setting. For the fraction reaching T a censored seed can only raise it with more steps: a
+fraction above one half stands with censored seeds; one at most one half stands only when it
+would with every censored seed reaching T, and is None otherwise.
 """
 
 import functools
@@ -58,13 +83,15 @@ from jaxopt_study import data as data_lib
 from jaxopt_study import hessian, optim, report, sweep, validate
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.experiment import Experiment, Members, Results, above, all_of, below
-from jaxopt_study.lab import digits_tasks
+from jaxopt_study.lab import digits_tasks, verdicts
 from jaxopt_study.lab.curves import history_curves
 from jaxopt_study.results import read_csv
 
 GD_LOSSES = ("mse", "cross_entropy")
 REACHED = 0.9  # λ has reached the threshold T once λ ≥ 0.9 T (the issue's criterion)
 HOVERS = 0.1  # λ/T within 10% of 1: "hovers at 2/η"
+MOST_SEEDS = 0.5  # T reached during training by more than half of a setting's seeds
+MIN_SEEDS = 2  # a standard error over seeds needs two
 
 
 class EdgeOfStability(Experiment):
@@ -77,12 +104,14 @@ class EdgeOfStability(Experiment):
     "Full-batch gradient descent at several step sizes η on a tanh MLP and a subset of the "
     "digits, with the squared error on one-hot targets and with the cross-entropy, and full-batch "
     "Adam at several η; the top Hessian eigenvalue λ_max (for Adam, of the preconditioned P⁻¹H) "
-    "is measured inside the compiled training loop every few steps, for every η of a sweep at "
-    "once. Cohen et al. (2021) find λ_max rising during training (progressive sharpening) until "
-    "it reaches 2/η, then hovering at or just above 2/η while the loss keeps falling, not "
-    "monotonically; Cohen et al. (2022) find Adam's preconditioned sharpness hovering at "
-    "(2 + 2β₁)/((1 − β₁)η). The figures draw the loss and the sharpness against the steps with "
-    "the thresholds dashed, one colour per η (their Fig. 1)."
+    "is measured inside the compiled training loop every few steps, for every η and every "
+    "initialization of a sweep at once; each claim is a mean over the initializations, judged "
+    "beyond t_{0.975, dof} standard errors of its threshold. Cohen et al. (2021) find λ_max "
+    "rising during training (progressive sharpening) until it reaches 2/η, then hovering at "
+    "or just above 2/η while the loss keeps falling, not monotonically; Cohen et al. (2022) "
+    "find Adam's preconditioned sharpness hovering at (2 + 2β₁)/((1 − β₁)η). The figures draw "
+    "the loss and the sharpness against the steps with the thresholds dashed, one colour per η, "
+    "its seeds alike (their Fig. 1)."
   )
   PUBLISHED = {
     "lambda_max_over_threshold": "≈ 1: λ_max hovers at or just above 2/η (Cohen et al. 2021, "
@@ -95,18 +124,32 @@ class EdgeOfStability(Experiment):
     "(Cohen et al. 2021, Fig. 1)",
   }
   CRITERIA = {
-    "lambda_max_over_threshold": below("lambda_max_distance_from_threshold", HOVERS),
-    "steps_to_threshold": above("reached_threshold_during_training", 0.5),
-    "progressive_sharpening": above("progressive_sharpening", 1.0),
+    "lambda_max_over_threshold": below(
+      "lambda_max_distance_from_threshold",
+      HOVERS,
+      standard_error="lambda_max_distance_from_threshold_se",
+    ),
+    "steps_to_threshold": above("reached_threshold_during_training", MOST_SEEDS),
+    "progressive_sharpening": above(
+      "progressive_sharpening", 1.0, standard_error="progressive_sharpening_se", ratio=True
+    ),
     "adam_preconditioned_over_threshold": below(
-      "adam_preconditioned_distance_from_threshold", HOVERS
+      "adam_preconditioned_distance_from_threshold",
+      HOVERS,
+      standard_error="adam_preconditioned_distance_from_threshold_se",
     ),
     "loss_decreased": all_of(
-      above("loss_decreased", 0.5), above("loss_increases_after_threshold", 0.0)
+      above(
+        "loss_fall_after_threshold", 1.0, standard_error="loss_fall_after_threshold_se", ratio=True
+      ),
+      above(
+        "loss_increases_after_threshold", 0.0, standard_error="loss_increases_after_threshold_se"
+      ),
     ),
   }
   FIELDS = {
     "seed": functools.partial(validate.require_int, low=0),
+    "seeds": validate.seeds(min_length=MIN_SEEDS),
     "data.name": digits_tasks.DIGITS,
     "data.num_examples": validate.require_positive_int,
     "model.name": functools.partial(validate.require_choice, choices=["mlp"]),
@@ -148,33 +191,38 @@ class EdgeOfStability(Experiment):
     gd = [r for r in results.table if r["method"] != "adam"]
     adam = [r for r in results.table if r["method"] == "adam"]
 
-    def by_member(rows: list[dict], value: Callable[[dict], Any]) -> dict[str, Any]:
-      return {r["member"]: value(r) for r in rows}
-
-    def field(name: str) -> Callable[[dict], Any]:
-      return lambda row: row[name]
-
     def distance(row: dict) -> float | None:  # "hovers at T", two-sided: |λ/T − 1|
       ratio = row["sharpness_over_threshold"]
       return None if ratio is None else abs(ratio - 1)
 
-    def reached(row: dict) -> bool:  # from below, during training: not at step 0
-      return row["steps_to_threshold"] is not None and row["steps_to_threshold"] > 0
+    def field(name: str) -> Callable[[dict], Any]:
+      return lambda row: row[name]
 
+    def mean(name: str, rows: list[dict], value: Callable[[dict], Any] | str) -> dict[str, Any]:
+      return mean_over_seeds(name, by_seed(rows, field(value) if isinstance(value, str) else value))
+
+    def ratio(name: str, rows: list[dict], numerator: str, denominator: str) -> dict[str, Any]:
+      return paired_ratio_over_seeds(
+        name, by_seed(rows, field(numerator)), by_seed(rows, field(denominator))
+      )
+
+    everything = results.table
     return {
-      "lambda_max_over_threshold": by_member(gd, field("sharpness_over_threshold")),
-      "lambda_max_distance_from_threshold": by_member(gd, distance),
-      "steps_to_threshold": by_member(gd, field("steps_to_threshold")),
-      "reached_threshold_during_training": by_member(gd, reached),
-      "progressive_sharpening": by_member(gd, field("progressive_sharpening")),
-      "adam_preconditioned_over_threshold": by_member(adam, field("sharpness_over_threshold")),
-      "adam_preconditioned_distance_from_threshold": by_member(adam, distance),
-      "adam_steps_to_threshold": by_member(adam, field("steps_to_threshold")),
-      "loss_decreased": by_member(results.table, field("loss_decreased")),
-      "loss_increases_after_threshold": by_member(
-        results.table, field("loss_increases_after_threshold")
-      ),
-      "threshold": by_member(results.table, field("threshold")),
+      **mean("lambda_max_over_threshold", gd, "sharpness_over_threshold"),
+      **mean("lambda_max_distance_from_threshold", gd, distance),
+      **mean("steps_to_threshold", gd, "steps_to_threshold"),
+      **reached_during_training(gd),
+      **ratio("progressive_sharpening", gd, "lambda_before_threshold", "lambda_at_start"),
+      **mean("adam_preconditioned_over_threshold", adam, "sharpness_over_threshold"),
+      **mean("adam_preconditioned_distance_from_threshold", adam, distance),
+      **mean("adam_steps_to_threshold", adam, "steps_to_threshold"),
+      **mean("loss_decreased", everything, "loss_decreased"),
+      **ratio("loss_fall_after_threshold", everything, "loss_at_threshold", "loss_at_end"),
+      **mean("loss_increases_after_threshold", everything, "loss_increases_after_threshold"),
+      "censored_seeds": seeds_where(results.table, lambda r: r["steps_to_threshold"] is None),
+      "at_threshold_from_start": seeds_where(results.table, lambda r: r["steps_to_threshold"] == 0),
+      "threshold": {r["setting"]: r["threshold"] for r in results.table},
+      "seeds": list(config.seeds),
       "num_examples": config.data.num_examples,
       "diverged": sorted(row["member"] for row in results.table if row["diverged"]),
     }
@@ -191,6 +239,78 @@ class EdgeOfStability(Experiment):
       sharpness = history_curves(rows, chosen[0]["sharpness_metric"])
       figures.append(edge_figure(method, chosen, loss_curves, sharpness, out_dir))
     return figures
+
+
+def by_seed(rows: list[dict], value: Callable[[dict], Any]) -> dict[str, dict[int, Any]]:
+  """{setting ("name@η"): {seed: value(row)}}, settings and seeds in row order."""
+  found: dict[str, dict[int, Any]] = {}
+  for row in rows:
+    found.setdefault(row["setting"], {})[row["seed"]] = value(row)
+  return found
+
+
+def mean_over_seeds(name: str, values: dict[str, dict[int, Any]]) -> dict[str, Any]:
+  """`name`: {setting: the mean over its seeds}, `name_se`: its standard error, `name_dof`: the
+  seeds less one, `name_by_seed`: the values; all three None for a setting where a seed's value
+  is None (censored or undecided: no mean over the seeds that have one, which would keep only
+  the seeds that went one way). A mean of booleans is the fraction of seeds that hold."""
+  means, errors, dofs = {}, {}, {}
+  for setting, seeds in values.items():
+    known = [float(v) for v in seeds.values() if v is not None]
+    if len(known) < len(seeds):
+      means[setting] = errors[setting] = dofs[setting] = None
+      continue
+    means[setting], errors[setting] = verdicts.mean_and_standard_error(known)
+    dofs[setting] = verdicts.dof(known)
+  return {name: means, f"{name}_se": errors, f"{name}_dof": dofs, f"{name}_by_seed": values}
+
+
+def paired_ratio_over_seeds(
+  name: str, numerator: dict[str, dict[int, Any]], denominator: dict[str, dict[int, Any]]
+) -> dict[str, Any]:
+  """`name`: {setting: the geometric mean over its seeds of numerator/denominator, paired seed
+  by seed}, `name_se`: its delta-method standard error (`verdicts.paired_ratio_by_seed`),
+  `name_dof`, and `name_by_seed`: the per-seed ratios; None where a seed has no ratio."""
+  found: dict[str, Any] = {name: {}, f"{name}_se": {}, f"{name}_dof": {}, f"{name}_by_seed": {}}
+  for setting, tops in numerator.items():
+    bottoms = denominator[setting]
+    ratio, error, dof = verdicts.paired_ratio_by_seed(tops, bottoms)
+    found[name][setting], found[f"{name}_se"][setting] = ratio, error
+    found[f"{name}_dof"][setting] = dof
+    found[f"{name}_by_seed"][setting] = {
+      seed: None if top is None or bottoms[seed] is None else top / bottoms[seed]
+      for seed, top in tops.items()
+    }
+  return found
+
+
+def reached_during_training(rows: list[dict]) -> dict[str, Any]:
+  """`reached_threshold_during_training`: {setting: the fraction of its seeds whose λ reached
+  0.9 T after step 0}, and `_by_seed`: True, False (at 0.9 T from step 0: it did not rise to T)
+  or None (censored: not within the steps). A censored seed might reach T later, so it can only
+  raise the fraction: a fraction above `MOST_SEEDS` stands with censored seeds; one at most
+  `MOST_SEEDS` stands only when it would still be so with every censored seed reaching T, and
+  is None (undecided: more steps could change it) otherwise."""
+  outcomes = by_seed(
+    rows, lambda r: None if r["steps_to_threshold"] is None else r["steps_to_threshold"] > 0
+  )
+  fractions = {}
+  for setting, seeds in outcomes.items():
+    reached = sum(v is True for v in seeds.values()) / len(seeds)
+    at_most = sum(v is not False for v in seeds.values()) / len(seeds)
+    fractions[setting] = reached if reached > MOST_SEEDS or at_most <= MOST_SEEDS else None
+  return {
+    "reached_threshold_during_training": fractions,
+    "reached_threshold_during_training_by_seed": outcomes,
+  }
+
+
+def seeds_where(rows: list[dict], holds: Callable[[dict], bool]) -> dict[str, list[int]]:
+  """{setting: the seeds whose row `holds`}, every setting listed."""
+  return {
+    setting: [seed for seed, flag in seeds.items() if flag]
+    for setting, seeds in by_seed(rows, holds).items()
+  }
 
 
 def one_hot_digits(config: ml_collections.ConfigDict, loss: str) -> data_lib.Dataset:
@@ -224,17 +344,16 @@ def sweeps(config: ml_collections.ConfigDict) -> dict[str, tuple]:
     "eval_every": config.eval_every,
     "batch_size": config.data.num_examples,  # full batch
     "init_scale": config.model.init_scale,
-    "seed": config.seed,
     "curvature_every": config.curvature_every,
   }
-  monitor = hessian.CurvatureOptions(
+  monitor = hessian.CurvatureOptions(  # `seed`: the Lanczos start vector, shared by every member
     lanczos_steps=config.curvature.lanczos_steps, probes=config.curvature.probes, seed=config.seed
   )
   found = {
     f"gd_{loss}": (
       digits_problem(config, loss),
       optim.sgd,
-      {"learning_rate": list(config.gd[loss])},
+      {"learning_rate": list(config.gd[loss]), "seed": list(config.seeds)},
       options | {"curvature": monitor},
     )
     for loss in GD_LOSSES
@@ -243,7 +362,7 @@ def sweeps(config: ml_collections.ConfigDict) -> dict[str, tuple]:
   found["adam"] = (
     digits_problem(config, adam.loss),
     functools.partial(optim.adam, b1=adam.b1, b2=adam.b2, eps=adam.eps),
-    {"learning_rate": list(adam.learning_rates)},
+    {"learning_rate": list(adam.learning_rates), "seed": list(config.seeds)},
     options
     | {
       "curvature": monitor._replace(
@@ -265,8 +384,8 @@ def threshold(config: ml_collections.ConfigDict, method: str, learning_rate: flo
 def run_sweep(
   config: ml_collections.ConfigDict, name: str, problem, optimizer, axes, options
 ) -> tuple[dict, dict]:
-  """One sweep over η; each member's row of claims, and its history and final parameters under
-  its own name."""
+  """One sweep over η × seeds; each member's row of claims (`setting` "name@η", `seed`), and its
+  history and final parameters under its own name ("name@η seed s")."""
   result = sweep.run(problem, optimizer, axes, **options)
   metric = "preconditioned_lambda_max" if name == "adam" else "lambda_max"
   loss = config.adam.loss if name == "adam" else name.removeprefix("gd_")
@@ -274,11 +393,14 @@ def run_sweep(
   losses = history_curves(result.history, "train_loss")
   table, history, arrays = [], [], {}
   for row in result.table:
-    member = f"{name}@{row['learning_rate']:g}"
+    setting = f"{name}@{row['learning_rate']:g}"
+    member = f"{setting} seed {row['seed']}"
     limit = threshold(config, name, row["learning_rate"])
     table.append(
       {
         "member": member,
+        "setting": setting,
+        "seed": row["seed"],
         "method": name,
         "loss": loss,
         "learning_rate": row["learning_rate"],
@@ -305,7 +427,13 @@ def edge_measures(
   """From one member's measured sharpness (NaN where not measured) and training loss: the first
   step with sharpness ≥ 0.9 T, the median of sharpness/T from there on, the sharpness at the
   measurement before it over the first measured one (the rise below T, which reaching T does
-  not force), and whether the loss fell from there (and how often it rose)."""
+  not force), and whether the loss fell from there (and how often it rose).
+
+  Also the parts of those ratios, for ratios over seeds paired seed by seed: `lambda_at_start`
+  (λ at the first measurement), `lambda_before_threshold` (at the one before the threshold
+  step), `loss_at_threshold` (the training loss at the first evaluation from that step on),
+  `loss_at_end` (at the last) and `loss_fall_after_threshold` (the first over the last: > 1 when
+  the loss fell)."""
   steps, values = np.asarray(sharpness[0]), np.asarray(sharpness[1], float)
   measured = np.isfinite(values)
   steps, values = steps[measured], values[measured]
@@ -315,36 +443,51 @@ def edge_measures(
     "steps_to_threshold": None,
     "sharpness_over_threshold": None,
     "progressive_sharpening": None,
+    "lambda_before_threshold": None,
     "loss_decreased": None,
+    "loss_at_threshold": None,
+    "loss_at_end": None,
+    "loss_fall_after_threshold": None,
     "loss_increases_after_threshold": None,
   }
-  largest = {"max_sharpness_over_threshold": float(values.max() / limit)}
+  known = {
+    "lambda_at_start": float(values[0]),
+    "max_sharpness_over_threshold": float(values.max() / limit),
+  }
   if above.size == 0:
-    return none | largest
+    return none | known
   first = above[0]
   if first == 0:  # at the threshold from the start: λ did not rise to it, nothing to judge
-    return none | largest | {"steps_to_threshold": int(steps[0])}
+    return none | known | {"steps_to_threshold": int(steps[0])}
   at_step = int(steps[first])
   after = loss_values[loss_steps >= at_step]
-  return {
+  before = float(values[first - 1]) if first > 1 else None  # nothing between: rise unknown
+  return known | {
     "steps_to_threshold": at_step,
     "sharpness_over_threshold": float(np.median(values[first:] / limit)),
-    "progressive_sharpening": float(values[first - 1] / values[0]) if first > 1 else None,
+    "progressive_sharpening": None if before is None else before / float(values[0]),
+    "lambda_before_threshold": before,
     "loss_decreased": bool(after[-1] < after[0]),
+    "loss_at_threshold": float(after[0]),
+    "loss_at_end": float(after[-1]),
+    "loss_fall_after_threshold": float(after[0] / after[-1]),
     "loss_increases_after_threshold": int(np.sum(np.diff(after) > 0)),
-    "max_sharpness_over_threshold": float(values.max() / limit),
   }
 
 
 def edge_figure(
   method: str, rows: list[dict], loss_curves, sharpness_curves, out_dir: Path
 ) -> Path:
-  """The training loss (log scale) and the sharpness against the steps, one colour per η, each
-  threshold dashed in its η's colour."""
-  colors = plt.cm.viridis(np.linspace(0, 0.9, len(rows)))
+  """The training loss (log scale) and the sharpness against the steps, one colour per η (its
+  seeds in the same colour), each threshold dashed in its η's colour."""
+  settings = list(dict.fromkeys(row["setting"] for row in rows))
+  colors = dict(zip(settings, plt.cm.viridis(np.linspace(0, 0.9, len(settings))), strict=True))
   fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
-  for row, color in zip(rows, colors, strict=True):
-    label = f"η = {row['learning_rate']:.3g}"
+  labelled = set()
+  for row in rows:
+    color = colors[row["setting"]]
+    label = None if row["setting"] in labelled else f"η = {row['learning_rate']:.3g}"
+    labelled.add(row["setting"])
     steps, values = loss_curves[row["member"]]
     left.plot(steps, values, color=color, lw=1, label=label)
     steps, values = np.asarray(sharpness_curves[row["member"]], float)
