@@ -6,7 +6,7 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "coordinate_descent"
-  config.seed = 0
+  config.seeds = [0, 1, 2, 3, 4]  # each its own planted problem X and start (H₀, W₀)
   # (a) Sparse coding J(H, W) = Σ(X − HW)² + λΣ|H| + μΣW², X = H*W* + noise (planted dictionary).
   config.sparse_coding = ml_collections.ConfigDict(
     {

@@ -1,4 +1,5 @@
-"""Block coordinate descent on a budget: fewer sparse-coding steps and rates, fewer α (tests)."""
+"""Block coordinate descent on a budget: fewer sparse-coding steps, block sizes and seeds, fewer α
+(tests)."""
 
 from common import quick
 
@@ -7,6 +8,7 @@ def get_config():
   return quick(
     __file__,
     {
+      "seeds": [0, 1, 2],
       "sparse_coding.steps": 1000,
       "sparse_coding.steps_per_block": [1, 10, 100],
       "quadratic.alphas": [0.01, 0.03, 0.1, 1.0],
