@@ -12,7 +12,7 @@ from common import digits
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "saddles_newton"
-  config.seed = 0
+  config.seeds = [0, 1, 2, 3, 4]  # the autoencoder's initializations and SGD's minibatch orders
   # f(x, y) = x² + y⁴/4 − y²/2: a saddle at (0, 0) (curvatures 2 and −1), minima at (0, ±1).
   config.toy = ml_collections.ConfigDict(
     {

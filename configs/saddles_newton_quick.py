@@ -1,4 +1,4 @@
-"""Saddles and Newton on a budget: a 16-4-16 autoencoder of pooled digits, fewer steps."""
+"""Saddles and Newton on a budget: a 16-4-16 autoencoder of pooled digits, fewer steps and seeds."""
 
 from common import quick
 
@@ -7,6 +7,7 @@ def get_config():
   return quick(
     __file__,
     {
+      "seeds": [0, 1, 2],
       "data.num_examples": 200,
       "data.pool": 2,
       "model.width": 4,

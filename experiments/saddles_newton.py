@@ -21,16 +21,27 @@ Two problems:
   small weights near the saddle at the origin and trained by minibatch SGD and by full-batch
   damped Newton and saddle-free Newton with `train.make_train_loop`, in segments; after each
   segment the exact Hessian spectrum (`hessian.classify`) gives the index, the fraction of
-  negative eigenvalues.
+  negative eigenvalues. Each seed of `seeds` draws the initial weights (and SGD's minibatch
+  order; the data are the same for every seed), and the three methods start from the same
+  weights on a seed; the training is `vmap`ped over the seeds, the spectra taken seed by seed.
 
 Claims (`summary.json`): on the 2-D function, `newton_final_distance_to_saddle`,
 `newton_final_kind`, `sfn_final_kind`, `sfn_final_distance_to_minimum`, `steps_to_escape_by_method`
 (with `sgd_steps_to_escape`, `sfn_steps_to_escape` and their ratio `sgd_over_sfn_steps_to_escape`:
 where SGD has not escaped by the end of its run, a lower bound, the run's length over saddle-free
-Newton's steps, with `sgd_escape_censored`); on the autoencoder, `autoencoder_final_loss_by_method`
-(and `sfn_over_other_final_loss`, saddle-free Newton's over each other method's),
-`final_index_by_method` (and `newton_minus_sfn_final_index`), `final_grad_norm_by_method`,
-`final_kind_by_method`, `num_params`.
+Newton's steps, with `sgd_escape_censored`); on the autoencoder, over the seeds and paired by
+seed, `autoencoder_final_loss_by_method` (the geometric mean over seeds of each method's final
+loss; per seed `autoencoder_final_loss_by_seed`), judged by `sfn_over_other_final_loss`,
+saddle-free Newton's over each other method's, the geometric mean over seeds of the per-seed
+ratios (`verdicts.paired_ratio_by_seed`) with its delta-method standard error
+`sfn_over_other_final_loss_se` and degrees of freedom `sfn_over_other_final_loss_dof` (seeds −
+1), on the log scale; `final_index_by_method` (means over seeds; per seed `final_index_by_seed`),
+judged by `newton_minus_sfn_final_index`, the mean over seeds of the per-seed difference, with
+`newton_minus_sfn_final_index_se` and `_dof`; `final_grad_norm_by_method` (means),
+`final_kind_by_method` (per seed), `num_params`, `num_seeds`. These two hold beyond t_{0.975, dof}
+standard errors of their threshold (ratio < 1 for every other method; difference > 0), fail
+beyond them on the other side and are inconclusive within them. The 2-D function's claims are
+deterministic and judged on their values.
 """
 
 import functools
@@ -47,7 +58,7 @@ import optax
 from jaxopt_study import data as data_lib
 from jaxopt_study import hessian, losses, models, optim, report, train, validate
 from jaxopt_study.experiment import Experiment, Members, Results, above, below
-from jaxopt_study.lab import digits_tasks
+from jaxopt_study.lab import digits_tasks, verdicts
 from jaxopt_study.lab.curves import history_curves
 from jaxopt_study.results import history_rows, member_arrays, read_csv
 
@@ -73,9 +84,11 @@ class SaddlesNewton(Experiment):
     "gradient descent leaves it too but only geometrically, by the factor 1 + ε|λ_min| per step. "
     "Right: a small tanh autoencoder of digits from small weights (near the saddle at the "
     "origin), trained by minibatch SGD and by full-batch damped Newton and saddle-free Newton "
-    "with the exact Hessian; the index is the fraction of negative Hessian eigenvalues (exact "
-    "spectrum) along each run. Dauphin et al. show this on MNIST with far larger nets and a line "
-    "search over the damping λ, which saddle-free Newton here (λ fixed) does without."
+    "with the exact Hessian, from several initializations (seeds), compared seed by seed; the "
+    "index is the fraction of negative Hessian eigenvalues (exact spectrum) along each run. "
+    "Dauphin et al. show this on MNIST with far larger nets and a line search over the damping "
+    "λ; saddle-free Newton here takes unit steps with λ fixed, and from some initializations "
+    "a step overshoots and its loss rises."
   )
   PUBLISHED = {
     "newton_final_distance_to_saddle": "→ 0: Newton's method converges to the saddle "
@@ -89,15 +102,21 @@ class SaddlesNewton(Experiment):
     "final_index_by_method": "Newton stops at points of larger index than saddle-free Newton "
     "(Dauphin et al. 2014, Fig. 4 / §7)",
   }
-  # "→ 0" and "minimum" within 1e-3 of the point (the saddle and the minima are 1 apart).
+  # "→ 0" and "minimum" within 1e-3 of the point (the saddle and the minima are 1 apart). The
+  # autoencoder's two: beyond t_{0.975, dof} standard errors over the seeds, paired by seed.
   CRITERIA = {
     "newton_final_distance_to_saddle": below("newton_final_distance_to_saddle", 1e-3),
     "sfn_final_kind": below("sfn_final_distance_to_minimum", 1e-3),
     "sgd_steps_to_escape": above("sgd_over_sfn_steps_to_escape", 1.0),
-    "autoencoder_final_loss_by_method": below("sfn_over_other_final_loss", 1.0),
-    "final_index_by_method": above("newton_minus_sfn_final_index", 0.0),
+    "autoencoder_final_loss_by_method": below(
+      "sfn_over_other_final_loss", 1.0, standard_error="sfn_over_other_final_loss_se", ratio=True
+    ),
+    "final_index_by_method": above(
+      "newton_minus_sfn_final_index", 0.0, standard_error="newton_minus_sfn_final_index_se"
+    ),
   }
   FIELDS = {
+    "seeds": validate.seeds(min_length=2),  # an error bar over seeds needs two or more
     "toy.steps": validate.require_positive_int,
     "toy.escape_radius": validate.require_positive,
     "toy.sgd.learning_rate": validate.require_positive,
@@ -132,11 +151,12 @@ class SaddlesNewton(Experiment):
     validate.require_int(field, batch_size, self.NAME, low=1, high=num_examples)
     inputs = (8 // config.data.pool) ** 2
     models.build_model(
-      in_features=inputs, out_features=inputs, seed=config.seed, **config.model.to_dict()
+      in_features=inputs, out_features=inputs, seed=config.seeds[0], **config.model.to_dict()
     )
 
   def run(self, config: ml_collections.ConfigDict, members: Members, progress: bool) -> Results:
-    """Runs the three methods on both problems (six short members, kept in the run folder)."""
+    """Runs the three methods on both problems (six short members, kept in the run folder; an
+    autoencoder member holds every seed)."""
     table, history, arrays = [], [], {}
     with jax.enable_x64(True):
       autoencoder = Autoencoder(config)
@@ -144,21 +164,19 @@ class SaddlesNewton(Experiment):
       jobs |= {f"ae-{name}": functools.partial(autoencoder.run, name) for name in METHODS}
       for member, job in jobs.items():
         record, member_params = members.get(member, job)
-        table.append(record["row"])
+        table.extend(record["rows"])
         history.extend(record["history"])
         arrays.update(member_params)
     return Results(table, history, arrays)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
     toy = {r["method"]: r for r in results.table if r["problem"] == "toy"}
-    ae = {r["method"]: r for r in results.table if r["problem"] == "autoencoder"}
     sfn = toy["saddle_free_newton"]
     # SGD still at the saddle after its run: its time to escape is censored, at least the run's
     # length, so the ratio is at least that over saddle-free Newton's (the claim is "more")
     censored = toy["sgd"]["steps_to_escape"] is None
     sgd_escape = toy["sgd"]["steps"] if censored else toy["sgd"]["steps_to_escape"]
     sfn_escape = sfn["steps_to_escape"]
-    losses = {m: r["final_loss"] for m, r in ae.items()}
     return {
       "newton_final_point": [toy["newton"]["final_x"], toy["newton"]["final_y"]],
       "newton_final_distance_to_saddle": toy["newton"]["distance_to_saddle"],
@@ -172,28 +190,17 @@ class SaddlesNewton(Experiment):
       "sfn_steps_to_escape": sfn["steps_to_escape"],
       "sgd_over_sfn_steps_to_escape": None if sfn_escape is None else sgd_escape / sfn_escape,
       "sgd_escape_censored": censored,
-      "num_params": next(iter(ae.values()))["num_params"],
-      "autoencoder_final_loss_by_method": losses,
-      "sfn_over_other_final_loss": {
-        m: losses["saddle_free_newton"] / loss
-        for m, loss in losses.items()
-        if m != "saddle_free_newton"
-      },
-      "final_index_by_method": {m: r["final_index"] for m, r in ae.items()},
-      "newton_minus_sfn_final_index": ae["newton"]["final_index"]
-      - ae["saddle_free_newton"]["final_index"],
-      "final_grad_norm_by_method": {m: r["final_grad_norm"] for m, r in ae.items()},
-      "final_kind_by_method": {m: r["final_kind"] for m, r in ae.items()},
-    }
+    } | autoencoder_summary([r for r in results.table if r["problem"] == "autoencoder"])
 
   def plot(self, out_dir: Path) -> list[Path]:
     """Draws the figures from the saved `history.csv`."""
     rows = read_csv(out_dir / "history.csv")
 
     def curves(problem: str, metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-      """method -> (steps, values) of `metric` for the members of `problem` ("toy" or "ae")."""
+      """method (autoencoder: "METHOD seed S") -> (steps, values) of `metric` for the members of
+      `problem` ("toy" or "ae")."""
       return {
-        member.split("-", 1)[1]: (np.asarray(steps), np.asarray(values))
+        member.split("-", 1)[1].replace("@seed", " seed "): (np.asarray(steps), np.asarray(values))
         for member, (steps, values) in history_curves(rows, metric).items()
         if member.startswith(f"{problem}-")
       }
@@ -219,7 +226,7 @@ class SaddlesNewton(Experiment):
         report.line_plot(
           {m: (steps + 1, values) for m, (steps, values) in curves("ae", metric).items()},
           out_dir / f"autoencoder_{metric}.png",
-          title=f"tanh autoencoder of digits: {metric}",
+          title=f"tanh autoencoder of digits: {metric} (each seed)",
           xlabel="step + 1",
           ylabel=ylabel,
           logx=True,
@@ -227,6 +234,60 @@ class SaddlesNewton(Experiment):
         )
       )
     return figures
+
+
+def autoencoder_summary(rows: list[dict]) -> dict:
+  """The autoencoder's claims over the seeds (one row per method and seed), paired by seed.
+
+  Saddle-free Newton's final loss over each other method's: the geometric mean over seeds of the
+  per-seed ratios, its delta-method standard error and degrees of freedom
+  (`verdicts.paired_ratio_by_seed`); Newton's final index less saddle-free Newton's: the mean
+  over seeds of the per-seed differences, its standard error and degrees of freedom. Per method,
+  the final loss is the geometric mean over seeds (so the ratio of two is the paired ratio) and
+  the index and gradient norm the means; the per-seed values are kept beside them (seed keys
+  as strings, as JSON has them). A seed whose final loss is not finite leaves the ratio None
+  (undecided): a diverged run is no measurement of where the method stops.
+  """
+  by_seed: dict[str, dict[int, dict]] = {}
+  for row in rows:
+    by_seed.setdefault(row["method"], {})[int(row["seed"])] = row
+
+  def column(method: str, field: str) -> dict[int, Any]:
+    return {seed: row[field] for seed, row in sorted(by_seed[method].items())}
+
+  def as_json(values: dict[int, Any]) -> dict[str, Any]:
+    return {str(seed): value for seed, value in values.items()}
+
+  final_loss = {m: column(m, "final_loss") for m in by_seed}
+  final_index = {m: column(m, "final_index") for m in by_seed}
+  others = [m for m in by_seed if m != "saddle_free_newton"]
+  ratios = {
+    m: verdicts.paired_ratio_by_seed(final_loss["saddle_free_newton"], final_loss[m])
+    for m in others
+  }
+  seeds = sorted(set(final_index["newton"]) & set(final_index["saddle_free_newton"]))
+  gaps = [final_index["newton"][s] - final_index["saddle_free_newton"][s] for s in seeds]
+  gap, gap_se = verdicts.mean_and_standard_error(gaps)
+  return {
+    "num_params": rows[0]["num_params"],
+    "num_seeds": len({seed for method in by_seed.values() for seed in method}),
+    "autoencoder_final_loss_by_method": {
+      m: float(np.exp(np.mean(np.log(list(v.values()))))) for m, v in final_loss.items()
+    },
+    "autoencoder_final_loss_by_seed": {m: as_json(v) for m, v in final_loss.items()},
+    "sfn_over_other_final_loss": {m: ratio for m, (ratio, _, _) in ratios.items()},
+    "sfn_over_other_final_loss_se": {m: se for m, (_, se, _) in ratios.items()},
+    "sfn_over_other_final_loss_dof": {m: dof for m, (_, _, dof) in ratios.items()},
+    "final_index_by_method": {m: float(np.mean(list(v.values()))) for m, v in final_index.items()},
+    "final_index_by_seed": {m: as_json(v) for m, v in final_index.items()},
+    "newton_minus_sfn_final_index": gap,
+    "newton_minus_sfn_final_index_se": gap_se,
+    "newton_minus_sfn_final_index_dof": verdicts.dof(gaps),
+    "final_grad_norm_by_method": {
+      m: float(np.mean(list(column(m, "final_grad_norm").values()))) for m in by_seed
+    },
+    "final_kind_by_method": {m: as_json(column(m, "final_kind")) for m in by_seed},
+  }
 
 
 def saddle_function(x: Any, y: Any) -> Any:
@@ -288,28 +349,34 @@ def run_toy(config: ml_collections.ConfigDict, name: str) -> tuple[dict, dict]:
     "distance_to_minimum": float(np.min(np.linalg.norm(MINIMA - final, axis=1))),
     "steps_to_escape": escape_step(points[:, 1], toy.escape_radius),
   }
-  return {"row": row, "history": history_rows(member, curves)}, {}
+  return {"rows": [row], "history": history_rows(member, curves)}, {}
 
 
 class Autoencoder:
-  """The digits autoencoder problem: its data, model and full-batch loss (float64)."""
+  """The digits autoencoder problem: its data, one model per seed of `config.seeds` (one
+  architecture, that seed's initialization) and the full-batch loss (float64)."""
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
+    self.seeds = list(config.seeds)
     digits = digits_tasks.load(config.data, jnp.float64)
     self.x = pool(digits.x_train[: config.data.num_examples], config.data.pool)
     x_test = pool(digits.x_test, config.data.pool)
     self.data = data_lib.Dataset(self.x, self.x, x_test, x_test)  # targets = inputs
     inputs = self.x.shape[1]
-    self.model = models.functional(
-      models.build_model(
-        in_features=inputs,
-        out_features=inputs,
-        seed=config.seed,
-        param_dtype=jnp.float64,
-        **config.model.to_dict(),
+    self.seed_models = [
+      models.functional(
+        models.build_model(
+          in_features=inputs,
+          out_features=inputs,
+          seed=seed,
+          param_dtype=jnp.float64,
+          **config.model.to_dict(),
+        )
       )
-    )
+      for seed in self.seeds
+    ]
+    self.model = self.seed_models[0]  # `apply` is every seed's
 
   def loss(self, params: Any, x: jax.Array) -> jax.Array:
     """Mean over examples of ½‖x̂ − x‖² (`losses.mean_squared_error`)."""
@@ -317,48 +384,73 @@ class Autoencoder:
     return losses.mean_squared_error(outputs, x)
 
   def run(self, name: str) -> tuple[dict, dict]:
-    """Trains with one method, in segments of `eval_every` steps; the index after each.
+    """Trains every seed with one method, in segments of `eval_every` steps; the index after each.
 
-    `train.make_train_loop` in segments (one minibatch order and optimizer state throughout):
-    the exact spectrum between segments needs the parameters reached, which `train.train` does
-    not return.
+    `train.make_train_loop` in segments (one minibatch order and optimizer state throughout),
+    `vmap`ped over the seeds: seed s starts from its model's parameters and draws the minibatches
+    of `jax.random.key(s)`. The exact spectrum between segments, seed by seed, needs the
+    parameters reached, which `train.train` does not return.
     """
     hyper = self.config.optimizers[name].to_dict()
     batch_size = hyper.get("batch_size", self.x.shape[0])  # Newton methods: full batch
     loop = train.make_train_loop(
       self.model, optimizer(name, hyper), batch_size=batch_size, loss="mse"
     )
-    segment = jax.jit(loop.run)
-    key = jax.random.key(self.config.seed)
-    state = loop.init(self.model.params, self.model.model_state)
+    segment = jax.jit(jax.vmap(loop.run, in_axes=(0, None, 0, None, None)))
+    keys = jax.vmap(jax.random.key)(jnp.asarray(self.seeds, jnp.uint32))
+    state = jax.vmap(loop.init)(
+      digits_tasks.stack([m.params for m in self.seed_models]),
+      digits_tasks.stack([m.model_state for m in self.seed_models]),
+    )
     lengths = np.diff(train.eval_steps(hyper["steps"], hyper["eval_every"]), prepend=0)
-    curves: dict[str, list] = {
-      k: [] for k in ("step", "train_loss", "grad_norm", "index", "lambda_min", "lambda_max")
-    }
+    curves: list[dict[str, list]] = [
+      {k: [] for k in ("step", "train_loss", "grad_norm", "index", "lambda_min", "lambda_max")}
+      for _ in self.seeds
+    ]
     for length in lengths:
-      state, metrics = segment(state, self.data, key, None, jnp.asarray([length], jnp.int32))
-      verdict = hessian.classify(self.loss, state.params, self.x)
-      curves["step"].append(int(state.step))
-      curves["train_loss"].append(float(metrics["train_loss"][0]))
-      curves["grad_norm"].append(float(metrics["grad_norm"][0]))
-      curves["index"].append(verdict.index)
-      curves["lambda_min"].append(verdict.lambda_min)
-      curves["lambda_max"].append(verdict.lambda_max)
-    member = f"ae-{name}"
-    row = {
-      "member": member,
-      "problem": "autoencoder",
-      "method": name,
-      "steps": hyper["steps"],
-      "final_loss": curves["train_loss"][-1],
-      "final_grad_norm": verdict.grad_norm,
-      "final_kind": verdict.kind,
-      "final_index": verdict.index,
-      "final_lambda_min": verdict.lambda_min,
-      "num_params": int(sum(leaf.size for leaf in jax.tree.leaves(self.model.params))),
-    }
-    arrays = member_arrays(member, state.params, state.model_state)
-    return {"row": row, "history": history_rows(member, curves)}, arrays
+      state, metrics = segment(state, self.data, keys, None, jnp.asarray([length], jnp.int32))
+      for i, seed_curves in enumerate(curves):
+        verdict = hessian.classify(self.loss, _seed(state.params, i), self.x)
+        seed_curves["step"].append(int(state.step[i]))
+        seed_curves["train_loss"].append(float(metrics["train_loss"][i, 0]))
+        seed_curves["grad_norm"].append(float(metrics["grad_norm"][i, 0]))
+        seed_curves["index"].append(verdict.index)
+        seed_curves["lambda_min"].append(verdict.lambda_min)
+        seed_curves["lambda_max"].append(verdict.lambda_max)
+        seed_curves["verdict"] = verdict  # the last one's, at the end of the run
+    rows, history, arrays = [], [], {}
+    num_params = int(sum(leaf.size for leaf in jax.tree.leaves(self.model.params)))
+    for i, (seed, seed_curves) in enumerate(zip(self.seeds, curves, strict=True)):
+      member = ae_member(name, seed)
+      verdict = seed_curves.pop("verdict")
+      rows.append(
+        {
+          "member": member,
+          "problem": "autoencoder",
+          "method": name,
+          "seed": seed,
+          "steps": hyper["steps"],
+          "final_loss": seed_curves["train_loss"][-1],
+          "final_grad_norm": verdict.grad_norm,
+          "final_kind": verdict.kind,
+          "final_index": verdict.index,
+          "final_lambda_min": verdict.lambda_min,
+          "num_params": num_params,
+        }
+      )
+      history.extend(history_rows(member, seed_curves))
+      arrays |= member_arrays(member, _seed(state.params, i), _seed(state.model_state, i))
+    return {"rows": rows, "history": history}, arrays
+
+
+def ae_member(method: str, seed: int) -> str:
+  """The autoencoder member of one method and seed ("ae-METHOD@seedS")."""
+  return f"ae-{method}@seed{seed}"
+
+
+def _seed(tree: Any, i: int) -> Any:
+  """Seed i's slice of a pytree stacked over the seeds."""
+  return jax.tree.map(lambda leaf: leaf[i], tree)
 
 
 def pool(x: jax.Array, factor: int) -> jax.Array:

@@ -16,7 +16,8 @@ import pytest
 from landscape_helpers import load_experiment
 
 from jaxopt_study import cli, registry, results
-from jaxopt_study.experiment import Results, verdict
+from jaxopt_study.config import load_config
+from jaxopt_study.experiment import Results, margin, verdict
 
 pytestmark = pytest.mark.slow  # runs experiments, the tour or the CLI end to end
 
@@ -124,9 +125,10 @@ def test_gradient_descent_still_at_the_saddle_is_slower_not_undecided():
       point | distances
     )
 
-  def autoencoder(method):
-    fields = {"final_loss": 1.0, "num_params": 10, "final_index": 0.1, "final_grad_norm": 0.0}
-    return {"problem": "autoencoder", "method": method, "final_kind": "saddle"} | fields
+  def autoencoder(method, seed):
+    fields = {"final_loss": 1.0 + seed, "num_params": 10, "final_index": 0.1}
+    row = {"problem": "autoencoder", "method": method, "seed": seed, "final_kind": "saddle"}
+    return row | fields | {"final_grad_norm": 0.0}
 
   for sgd, sfn, ratio, expected in (
     (None, 20, 10.0, True),
@@ -134,67 +136,139 @@ def test_gradient_descent_still_at_the_saddle_is_slower_not_undecided():
     (None, None, None, None),
   ):
     table = [toy("sgd", sgd), toy("newton", None), toy("saddle_free_newton", sfn)]
-    table += [autoencoder(m) for m in ("sgd", "newton", "saddle_free_newton")]
+    table += [autoencoder(m, s) for m in ("sgd", "newton", "saddle_free_newton") for s in (0, 1)]
     claims = experiment.summarize(ml_collections.ConfigDict(), Results(table, []))
     assert claims["sgd_over_sfn_steps_to_escape"] == ratio
     assert claims["sgd_escape_censored"] is (sgd is None)
     assert judge(claims) is expected
 
 
+def _autoencoder_by_seed(out: Path, field: str) -> dict[str, dict[int, float]]:
+  """method -> seed -> `field` of the autoencoder's rows in results.csv."""
+  table: dict[str, dict[int, float]] = {}
+  for row in results.read_csv(out / "results.csv"):
+    if row["problem"] == "autoencoder":
+      table.setdefault(row["method"], {})[int(row["seed"])] = row[field]
+  return table
+
+
+def test_autoencoder_claims_are_paired_by_seed(finished_run):
+  """Recomputed from results.csv: per method the geometric mean over seeds of the final loss and
+  the mean of the final index; saddle-free Newton's loss over each other method's, the geometric
+  mean of the per-seed ratios with the delta-method error (ratio · s/√n of the log ratios);
+  Newton's index less saddle-free Newton's, the mean of the per-seed differences with s/√n;
+  both with the quick config's seeds less one degrees of freedom."""
+  claims = _summary(finished_run)
+  seeds = list(load_config(QUICK).seeds)
+  loss = _autoencoder_by_seed(finished_run, "final_loss")
+  index = _autoencoder_by_seed(finished_run, "final_index")
+  assert claims["num_seeds"] == len(seeds)
+  for method in loss:
+    assert sorted(loss[method]) == sorted(seeds)
+    assert claims["autoencoder_final_loss_by_seed"][method] == {
+      str(s): pytest.approx(loss[method][s], rel=1e-12) for s in seeds
+    }
+    assert claims["final_index_by_seed"][method] == {
+      str(s): pytest.approx(index[method][s], rel=1e-12) for s in seeds
+    }
+    assert claims["autoencoder_final_loss_by_method"][method] == pytest.approx(
+      np.exp(np.mean(np.log([loss[method][s] for s in seeds]))), rel=1e-12
+    )
+    assert claims["final_index_by_method"][method] == pytest.approx(
+      np.mean([index[method][s] for s in seeds]), rel=1e-12
+    )
+  for other in ("sgd", "newton"):
+    logs = np.log([loss["saddle_free_newton"][s] / loss[other][s] for s in seeds])
+    ratio = np.exp(logs.mean())
+    assert claims["sfn_over_other_final_loss"][other] == pytest.approx(ratio, rel=1e-12)
+    se = ratio * logs.std(ddof=1) / np.sqrt(len(seeds))
+    assert claims["sfn_over_other_final_loss_se"][other] == pytest.approx(se, rel=1e-9)
+    assert claims["sfn_over_other_final_loss_dof"][other] == len(seeds) - 1
+  gaps = np.asarray([index["newton"][s] - index["saddle_free_newton"][s] for s in seeds])
+  assert claims["newton_minus_sfn_final_index"] == pytest.approx(gaps.mean(), rel=1e-12)
+  se = gaps.std(ddof=1) / np.sqrt(len(seeds))
+  assert claims["newton_minus_sfn_final_index_se"] == pytest.approx(se, rel=1e-9)
+  assert claims["newton_minus_sfn_final_index_dof"] == len(seeds) - 1
+  num_params = claims["num_params"]
+  for by_seed in index.values():
+    for value in by_seed.values():
+      assert 0.0 <= value <= 1.0
+      assert value * num_params == pytest.approx(round(value * num_params))
+
+
 def test_autoencoder_newton_stops_higher_and_at_a_larger_index(finished_run):
   """Dauphin et al. (2014): saddle-free Newton reaches a lower loss than damped Newton, which
-  is held at a point with more negative curvature directions."""
-  claims = _summary(finished_run)
-  loss, index = claims["autoencoder_final_loss_by_method"], claims["final_index_by_method"]
-  assert loss["saddle_free_newton"] < 0.8 * loss["newton"]
-  assert index["newton"] > 2 * index["saddle_free_newton"]
-  num_params = claims["num_params"]
-  for value in index.values():
-    assert 0.0 <= value <= 1.0
-    assert value * num_params == pytest.approx(round(value * num_params))
+  is held at a point with more negative curvature directions. So it does on seeds 0 and 2 of the
+  quick config; on seed 1 saddle-free Newton, with its damping fixed and unit steps (no line
+  search over the damping, as Dauphin et al. have), overshoots in its second segment: its loss
+  rises above where it started, at a point of large index."""
+  loss = _autoencoder_by_seed(finished_run, "final_loss")
+  index = _autoencoder_by_seed(finished_run, "final_index")
+  for seed in (0, 2):
+    assert loss["saddle_free_newton"][seed] < 0.8 * loss["newton"][seed]
+    assert index["newton"][seed] > 2 * index["saddle_free_newton"][seed]
+  sfn_loss = _curve(finished_run, "ae-saddle_free_newton@seed1", "train_loss")
+  assert sfn_loss[1] < sfn_loss[0] < sfn_loss[2]
+  assert index["saddle_free_newton"][1] > index["newton"][1]
 
 
 def test_verdicts_judge_every_claim(finished_run):
   """The toy's three claims reproduce at the quick config; the autoencoder's two compare
-  saddle-free Newton's loss with Newton's and SGD's, and Newton's index with its."""
+  saddle-free Newton's loss with Newton's and SGD's (every ratio below 1 beyond t_{0.975, dof}
+  standard errors on the log scale), and Newton's index with its (the difference above 0 beyond
+  as many errors), recomputed here with `experiment.margin`."""
   claims = _summary(finished_run)
-  loss = claims["autoencoder_final_loss_by_method"]
-  ratios = claims["sfn_over_other_final_loss"]
-  assert ratios == {
-    m: pytest.approx(loss["saddle_free_newton"] / loss[m]) for m in ("sgd", "newton")
-  }
   assert claims["sgd_over_sfn_steps_to_escape"] == pytest.approx(
     claims["sgd_steps_to_escape"] / claims["sfn_steps_to_escape"]
   )
-  index = claims["final_index_by_method"]
+
+  def judged(value, se, dof, distance):
+    return None if abs(distance) <= margin(dof) * se else distance > 0
+
+  ratios = [
+    judged(
+      r,
+      claims["sfn_over_other_final_loss_se"][m] / r,
+      claims["sfn_over_other_final_loss_dof"][m],
+      -np.log(r),
+    )
+    for m, r in claims["sfn_over_other_final_loss"].items()
+  ]
+  loss_holds = False if False in ratios else (None if None in ratios else True)
+  gap = claims["newton_minus_sfn_final_index"]
+  index_holds = judged(
+    gap, claims["newton_minus_sfn_final_index_se"], claims["newton_minus_sfn_final_index_dof"], gap
+  )
   assert claims["verdicts"] == {
     "newton_final_distance_to_saddle": "reproduced",
     "sfn_final_kind": "reproduced",
     "sgd_steps_to_escape": "reproduced",
-    "autoencoder_final_loss_by_method": verdict(all(r < 1 for r in ratios.values())),
-    "final_index_by_method": verdict(index["newton"] > index["saddle_free_newton"]),
+    "autoencoder_final_loss_by_method": verdict(loss_holds),
+    "final_index_by_method": verdict(index_holds),
   }
 
 
 def test_saved_parameters_give_the_recorded_final_loss(finished_run):
-  """params.npz of the saddle-free Newton run reproduces the history's last training loss."""
+  """params.npz of each seed's saddle-free Newton run reproduces the history's last training
+  loss."""
   experiment = load_experiment("saddles_newton")
+  config = _config(finished_run)
   with jax.enable_x64(True):
-    problem = experiment.Autoencoder(_config(finished_run))
-    params, _ = results.load_member_state(
-      finished_run / "params.npz",
-      "ae-saddle_free_newton",
-      problem.model.params,
-      problem.model.model_state,
-    )
-    loss = float(problem.loss(params, jnp.asarray(problem.x)))
-  recorded = _curve(finished_run, "ae-saddle_free_newton", "train_loss")[-1]
-  assert loss == pytest.approx(recorded, rel=1e-10)
+    problem = experiment.Autoencoder(config)
+    for seed in config.seeds:
+      member = experiment.ae_member("saddle_free_newton", seed)
+      params, _ = results.load_member_state(
+        finished_run / "params.npz", member, problem.model.params, problem.model.model_state
+      )
+      loss = float(problem.loss(params, jnp.asarray(problem.x)))
+      assert loss == pytest.approx(_curve(finished_run, member, "train_loss")[-1], rel=1e-10)
 
 
 @pytest.mark.parametrize(
   "override, culprit",
   [
+    ("seeds=[0]", "seeds"),
+    ("seeds=[2,2]", "seeds"),
     ("toy.start=[0.5,0.0]", "toy.start"),
     ("toy.escape_radius=0.0", "toy.escape_radius"),
     ("optimizers.newton.damping=0.0", "optimizers.newton.damping"),
