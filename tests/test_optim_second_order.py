@@ -212,6 +212,53 @@ def test_saddle_free_newton_step_matches_the_formula(x64):
   np.testing.assert_allclose(step, expected, rtol=1e-8)
 
 
+def test_saddle_free_newton_searches_the_damping_for_the_lowest_loss(x64):
+  """Dauphin et al. (2014), Algorithm 1: λ ← argmin_λ f(θ + Δθ(λ)) over the candidates, by hand
+  from each candidate's formula step (float64 numpy) and the loss there; the state records it."""
+  params, loss = tiny_mlp_problem()
+  grad, hessian = flat_grad_and_hessian(loss, params)
+  eigenvalues, vectors = np.linalg.eigh(hessian)
+  flat, unravel = ravel_pytree(params)
+  candidates = (1e-3, 0.05, 1.0, 30.0)
+  losses, steps = [], []
+  for lam in candidates:
+    steps.append(-1.0 * vectors @ ((vectors.T @ grad) / (np.abs(eigenvalues) + lam)))
+    losses.append(float(loss(unravel(flat + steps[-1]))))
+  best = int(np.argmin(losses))
+  assert 0 < best < len(candidates) - 1  # an interior λ wins: the search matters here
+  tx = optim.saddle_free_newton(candidates, learning_rate=1.0)
+  _, state, step = one_step(tx, loss, params)
+  np.testing.assert_allclose(step, steps[best], rtol=1e-8)
+  assert float(state.damping) == candidates[best]
+  # a lone candidate is the fixed-λ step
+  _, _, lone = one_step(
+    optim.saddle_free_newton([candidates[best]], learning_rate=1.0), loss, params
+  )
+  _, _, fixed = one_step(
+    optim.saddle_free_newton(candidates[best], learning_rate=1.0), loss, params
+  )
+  np.testing.assert_array_equal(lone, fixed)
+
+
+def test_the_damping_search_never_takes_a_step_whose_loss_is_not_finite():
+  """f = −(x − 0.9)², concave (|h| = 2 turns the step downhill), and NaN beyond |x| > 1.5: from
+  x = 0.5 the undamped step (to 0.1, f = −0.64) beats the damped one (to 0.233, f = −0.44); from
+  x = −0.5 the undamped step lands at −1.9, where f is NaN, so the damped one is taken."""
+
+  def loss(p):
+    x = p["x"][0]
+    return jnp.where(jnp.abs(x) > 1.5, jnp.nan, -((x - 0.9) ** 2))
+
+  params = {"x": jnp.asarray([0.5])}
+  _, state, step = one_step(optim.saddle_free_newton((0.0, 1.0)), loss, params)
+  np.testing.assert_allclose(step, [-0.4], rtol=1e-6)
+  assert float(state.damping) == 0.0
+  params = {"x": jnp.asarray([-0.5])}
+  _, state, step = one_step(optim.saddle_free_newton((0.0, 1.0)), loss, params)
+  np.testing.assert_allclose(step, [-2.8 / 3], rtol=1e-6)
+  assert float(state.damping) == 1.0
+
+
 @pytest.mark.slow  # 6 s of compiling Lanczos inside the update (pytest -m slow)
 def test_krylov_saddle_free_newton_is_exact_with_a_full_subspace(x64):
   params, loss = tiny_mlp_problem()
@@ -320,6 +367,9 @@ def test_bad_newton_hyperparameters(kwargs, match):
 def test_bad_saddle_free_newton_hyperparameters():
   with pytest.raises(ValueError, match="krylov_dim"):
     optim.saddle_free_newton(0.1, krylov_dim=0)
+  for damping, match in (([], "damping"), ((0.1, -1.0), r"damping\[1\]"), ("0.1", "damping")):
+    with pytest.raises(ValueError, match=match):
+      optim.saddle_free_newton(damping)
   tx = optim.saddle_free_newton(0.1, krylov_dim=4)
   params = {"x": jnp.ones(3)}
   with pytest.raises(ValueError, match="krylov_dim=4 must be ≤ N=3"):

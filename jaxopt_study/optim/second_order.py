@@ -22,6 +22,7 @@ outside any trace; an optimizer's update runs inside `jit` and `lax.scan`, so it
 trace, with the same kernels.
 """
 
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import chex
@@ -276,7 +277,7 @@ def _abs_inverse_times(
 
 
 def saddle_free_newton(
-  damping: float,
+  damping: float | Sequence[float],
   learning_rate: optax.ScalarOrSchedule = 1.0,
   krylov_dim: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -294,8 +295,12 @@ def saddle_free_newton(
     (`hessian.krylov.lanczos_steps`, fully reorthogonalized) from g/‖g‖ give an orthonormal
     basis Q (k × N) of the Krylov subspace and Ĥ = Q H Qᵀ (tridiagonal); the step is
     −ε Qᵀ(|Ĥ| + λI)⁻¹ Q g, k HVPs per step, never an N × N matrix. With k = N it is the exact
-    step (the Lanczos basis then spans ℝᴺ). Dauphin et al. also choose λ by a line search in the
-    subspace; here λ is fixed.
+    step (the Lanczos basis then spans ℝᴺ).
+
+  Damping: a fixed λ, or, as Dauphin et al.'s Algorithm 1 chooses it, a line search over λ: given
+  a sequence of candidates, each step is the one of them with the lowest loss f(θ + Δθ(λ)) (one
+  eigendecomposition, one loss evaluation per candidate, vmapped; a candidate whose loss is not
+  finite is never chosen). ``state.damping`` records the λ taken.
 
   A direction with numerically zero |λᵢ| + λ (possible only with λ = 0) gets no step (the
   pseudo-inverse). A loss, gradient or step that is not finite gives a zero update and leaves
@@ -307,7 +312,8 @@ def saddle_free_newton(
   an N × N complex matrix; pass the real and imaginary parts as separate real leaves.
 
   Args:
-    damping: λ ≥ 0 (Dauphin et al. choose it per step; a fixed λ > 0 bounds the step by ‖g‖/λ).
+    damping: λ ≥ 0 (a fixed λ > 0 bounds the step by ‖g‖/λ), or a non-empty sequence of such
+      candidates, searched at every step.
     learning_rate: ε ≥ 0 (0: no step), or a schedule of the step count k = 0, 1, ...
     krylov_dim: None for the exact method, or k ∈ [1, N], the Krylov subspace dimension.
 
@@ -316,7 +322,11 @@ def saddle_free_newton(
     NaN); its update takes ``value=``, ``grad=`` and ``value_fn=``.
   """
   where = "saddle_free_newton"
-  validate.require_non_negative("damping", damping, where)
+  searched = isinstance(damping, Sequence)
+  if searched:
+    validate.require_sequence("damping", damping, where, validate.require_non_negative)
+  else:
+    validate.require_non_negative("damping", damping, where)
   validate.require_learning_rate(learning_rate, where)
   if krylov_dim is not None:
     validate.require_positive_int("krylov_dim", krylov_dim, where)
@@ -327,11 +337,14 @@ def saddle_free_newton(
     layout = problem.objective.layout
     g = layout.ravel(updates)
     _require_factorizable(_state_dtype(params), where)
-    damping_now = jnp.asarray(damping, g.dtype)  # the argument's: inject_hyperparams may change it
+    # the argument's λ (inject_hyperparams may change a fixed one), as a vector of candidates
+    candidates = jnp.atleast_1d(jnp.asarray(damping, g.dtype))
     if krylov_dim is None:
       dense.require_dense_fits(params, None, True, where)
       eigenvalues, eigenvectors = jnp.linalg.eigh(dense.traced_hessian(problem))
-      direction = -_abs_inverse_times(eigenvalues, eigenvectors, g, damping_now)
+      directions = jax.vmap(lambda lam: -_abs_inverse_times(eigenvalues, eigenvectors, g, lam))(
+        candidates
+      )
     else:
       if krylov_dim > problem.num_params:
         raise ValueError(
@@ -353,15 +366,25 @@ def saddle_free_newton(
       )
       ritz_values, ritz_vectors = jnp.linalg.eigh(tridiagonal)
       basis = lanczos.basis
-      direction = -basis.T @ _abs_inverse_times(ritz_values, ritz_vectors, basis @ g, damping_now)
-    step = jnp.asarray(_learning_rate_at(learning_rate, state.count), g.dtype) * direction
+      directions = jax.vmap(
+        lambda lam: -basis.T @ _abs_inverse_times(ritz_values, ritz_vectors, basis @ g, lam)
+      )(candidates)
+    steps = jnp.asarray(_learning_rate_at(learning_rate, state.count), g.dtype) * directions
+    chosen = 0
+    if searched:  # Dauphin et al. (2014), Algorithm 1: λ ← argmin_λ f(θ + Δθ(λ))
+      losses = jax.vmap(
+        lambda s: value_fn(optax.apply_updates(params, layout.unravel(s)), **fn_kwargs)
+      )(steps)
+      chosen = jnp.argmin(jnp.where(jnp.isfinite(losses), losses, jnp.inf))
+    step, damping_now = steps[chosen], candidates[chosen]
     return layout.unravel(step), state._replace(
       count=optax.safe_increment(state.count),
       damping=damping_now.astype(state.damping.dtype),
       accepted=all_finite(step),
     )
 
-  return guarded(where, optax.GradientTransformationExtraArgs(_init_state(damping), update_fn))
+  first = damping[0] if searched else damping
+  return guarded(where, optax.GradientTransformationExtraArgs(_init_state(first), update_fn))
 
 
 def _gauss_newton_root_step(
