@@ -44,7 +44,12 @@ def get_config() -> ml_collections.ConfigDict:
     {
       "sgd": {"learning_rate": 0.1, "batch_size": 32, "steps": 3000, "eval_every": 150},
       "newton": {"damping": 0.1, "steps": 100, "eval_every": 5},
-      "saddle_free_newton": {"damping": 0.1, "steps": 100, "eval_every": 5},
+      # λ searched at every step, as Dauphin et al.'s Algorithm 1 does: the lowest loss
+      "saddle_free_newton": {
+        "damping": [1e-3, 1e-2, 0.1, 1.0, 10.0],
+        "steps": 100,
+        "eval_every": 5,
+      },
     }
   )
   config.lock()

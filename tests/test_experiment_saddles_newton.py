@@ -198,18 +198,17 @@ def test_autoencoder_claims_are_paired_by_seed(finished_run):
 
 def test_autoencoder_newton_stops_higher_and_at_a_larger_index(finished_run):
   """Dauphin et al. (2014): saddle-free Newton reaches a lower loss than damped Newton, which
-  is held at a point with more negative curvature directions. So it does on seeds 0 and 2 of the
-  quick config; on seed 1 saddle-free Newton, with its damping fixed and unit steps (no line
-  search over the damping, as Dauphin et al. have), overshoots in its second segment: its loss
-  rises above where it started, at a point of large index."""
+  is held at a point with more negative curvature directions; so it does from every seed of the
+  quick config, its damping searched at every step (their Algorithm 1), and here its loss never
+  rises between two evaluations (with λ fixed at 0.1, a step from seed 1 overshot to 5 times the
+  loss it started from)."""
   loss = _autoencoder_by_seed(finished_run, "final_loss")
   index = _autoencoder_by_seed(finished_run, "final_index")
-  for seed in (0, 2):
+  for seed in _config(finished_run).seeds:
     assert loss["saddle_free_newton"][seed] < 0.8 * loss["newton"][seed]
     assert index["newton"][seed] > 2 * index["saddle_free_newton"][seed]
-  sfn_loss = _curve(finished_run, "ae-saddle_free_newton@seed1", "train_loss")
-  assert sfn_loss[1] < sfn_loss[0] < sfn_loss[2]
-  assert index["saddle_free_newton"][1] > index["newton"][1]
+    sfn_loss = _curve(finished_run, f"ae-saddle_free_newton@seed{seed}", "train_loss")
+    assert np.all(np.diff(sfn_loss) <= 1e-12 * sfn_loss[:-1])
 
 
 def test_verdicts_judge_every_claim(finished_run):
@@ -222,8 +221,9 @@ def test_verdicts_judge_every_claim(finished_run):
     claims["sgd_steps_to_escape"] / claims["sfn_steps_to_escape"]
   )
 
-  def judged(value, se, dof, distance):
-    return None if abs(distance) <= margin(dof) * se else distance > 0
+  def judged(value, se, dof, distance, settings=1):  # Bonferroni's margin against the claim
+    needed = margin(dof) if distance > 0 else margin(dof, settings)
+    return None if abs(distance) <= needed * se else distance > 0
 
   ratios = [
     judged(
@@ -231,6 +231,7 @@ def test_verdicts_judge_every_claim(finished_run):
       claims["sfn_over_other_final_loss_se"][m] / r,
       claims["sfn_over_other_final_loss_dof"][m],
       -np.log(r),
+      len(claims["sfn_over_other_final_loss"]),
     )
     for m, r in claims["sfn_over_other_final_loss"].items()
   ]
