@@ -13,7 +13,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Part 1: minibatch draws per batch size, with and without replacement.
   config.batch_sizes = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
   config.num_draws = 2000
-  # Part 2: two epochs of SGD on `num_seeds` random splits (split_seed, split_seed + 1, ...).
+  # Part 2: `num_seeds` runs of two epochs of SGD, run r from its own initialization (seed + r),
+  # its own random split and minibatch order (keys drawn from `seed`), in one vmapped program.
   config.num_seeds = 64
   config.reuse_batch_size = 16
   config.learning_rate = 0.3

@@ -18,10 +18,12 @@ against n with replacement (theory −1/2, distance from it `se_slope_error`),
 
 Part 2, the bias under reuse (§8.1.3: "the first pass ... unbiased estimate of the gradient of the
 generalization error ... the second pass ... biased"). `num_seeds` runs of SGD (Algorithm 8.1) train
-for two epochs with batches that shuffle once per epoch, each on its own random train/held-out split
-of the digits, so that the held-out noise averages out across runs. The split is not stratified by
-class: with a stratified split the unseen training examples of epoch one are not exchangeable with
-the held-out ones, which showed as a small positive first-epoch bias. Before every
+for two epochs with batches that shuffle once per epoch, each from its own initialization (seed
+`seed` + r for run r, all in one vmapped program) on its own random train/held-out split of the
+digits, so that the held-out noise and the initial point average out across runs (the error bars
+are over initializations, splits and minibatch orders, not conditional on one θ₀). The split is
+not stratified by class: with a stratified split the unseen training examples of epoch one are not
+exchangeable with the held-out ones, which showed as a small positive first-epoch bias. Before every
 step t the held-out set is cut in two halves A and B; with u = ∇L_A(θ_t)/‖∇L_A(θ_t)‖ a direction of
 descent estimated independently of both, the step's bias along u is ⟨ĝ_t − ∇L_B(θ_t), u⟩ and the
 held-out slope is ⟨∇L_B(θ_t), u⟩. In the first epoch the minibatch holds examples that θ_t has never
@@ -29,10 +31,14 @@ seen, so the bias has mean zero; in the second every example has already been us
 gradient underestimates the slope of the generalization error. `reuse_bias_epoch1` and
 `reuse_bias_epoch2` are each run's mean bias over an epoch divided by the mean slope of that epoch
 pooled over every run (a per-run slope would share ∇L_B's noise with the bias), averaged over
-runs, with their standard errors across runs (`_se`) and those errors' degrees of freedom
-(`_dof`, runs − 1), which set the verdicts' t_{0.975, dof} margins (and `reuse_bias_epoch1_abs`,
-the size of the first); each run's values are kept as `reuse_bias` (runs × epochs) in
-`params.npz`.
+runs: the ratio b̄ / s̄ of the means over runs of the bias b_r and the slope s_r. The pooled
+slope s̄ is itself a mean over the same runs, so the standard error (`_se`) is the ratio
+estimator's, by the delta method: sd_r(b_r − R s_r) / (√runs |s̄|) with R = b̄ / s̄, which counts
+the slope's spread and its covariance with the bias (both read ∇L_B) besides the bias's own.
+Their degrees of freedom (`_dof`, runs − 1) set the verdicts' margins: each claim is decided only
+beyond t_{0.975, dof} standard errors of its threshold (and `reuse_bias_epoch1_abs`, the size of
+the first, is judged with the first's error). Each run's values are kept in `params.npz`:
+`reuse_bias` (runs × epochs, b_r / s̄) and `heldout_slope` (s_r / s̄, whose mean over runs is 1).
 """
 
 import functools
@@ -115,17 +121,16 @@ class MinibatchNoise(Experiment):
     data = digits_tasks.load(config.data)
     model = digits_tasks.mlp(config.seed, **config.model)
     table = standard_errors(config, model, data)
-    bias_rows, per_seed = reuse_bias(config, model, data)
-    return Results(table, bias_rows, {"reuse_bias": per_seed})
+    bias_rows, per_seed, slopes = reuse_bias(config, data)
+    return Results(table, bias_rows, {"reuse_bias": per_seed, "heldout_slope": slopes})
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
     """The log-log slopes of the standard errors, their largest deviation from theory, and the
-    relative bias of each epoch (mean over runs, with its standard error)."""
+    relative bias of each epoch (mean over runs, with its delta-method standard error)."""
     table, per_seed = results.table, results.arrays["reuse_bias"]
     sizes = np.asarray([r["batch_size"] for r in table], float)
     ratios = [r[f"ratio_{kind}"] for r in table for kind in ("replacement", "without_replacement")]
-    epoch_means = per_seed.mean(axis=0)
-    epoch_ses = per_seed.std(axis=0, ddof=1) / np.sqrt(per_seed.shape[0])
+    epoch_means, epoch_ses = ratio_of_means_and_error(per_seed, results.arrays["heldout_slope"])
     se_slope = curves.log_slope(sizes, [r["se_replacement"] for r in table])
     return {
       "se_slope": se_slope,
@@ -245,10 +250,22 @@ def standard_errors(config, model: models.FunctionalModel, data: data_lib.Datase
   return rows
 
 
-def reuse_bias(
-  config, model: models.FunctionalModel, data: data_lib.Dataset
-) -> tuple[list[dict], np.ndarray]:
-  """Two epochs of SGD per seed: the relative bias of each step and each seed's epoch means."""
+def ratio_of_means_and_error(bias: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Per epoch (column), R = b̄ / s̄ and its delta-method standard error sd(b − R s) / (√n |s̄|),
+  from each run's (row's) bias b and held-out slope s, both divided by s̄ (so s̄ = 1 here): the
+  error of a ratio whose denominator is a mean over the same runs (the ratio estimator's
+  variance, Cochran 1977, ch. 6)."""
+  bias, slope = np.asarray(bias, float), np.asarray(slope, float)
+  ratio = bias.mean(axis=0) / slope.mean(axis=0)
+  residuals = bias - ratio * slope
+  error = residuals.std(axis=0, ddof=1) / np.sqrt(bias.shape[0]) / np.abs(slope.mean(axis=0))
+  return ratio, error
+
+
+def reuse_bias(config, data: data_lib.Dataset) -> tuple[list[dict], np.ndarray, np.ndarray]:
+  """Two epochs of SGD per run, each from its own initialization (seed + r): the bias of each
+  step, and each run's epoch means of the bias and of the held-out slope, both divided by the
+  slope's mean over runs (runs × epochs)."""
   num_train, num_test = data.x_train.shape[0], data.x_test.shape[0]
   x = jnp.concatenate([data.x_train, data.x_test])
   y = jnp.concatenate([data.y_train, data.y_test])
@@ -263,11 +280,15 @@ def reuse_bias(
   half = num_test // 2
   batch_size = config.reuse_batch_size
   steps_per_epoch = num_train // batch_size
+  # one initialization per run; the first seed's model applies every run's parameters
+  model, inits = digits_tasks.mlps(
+    [config.seed + r for r in range(config.num_seeds)], **config.model
+  )
   loss = per_example_loss(model)
   grad_fn = jax.grad(loss)
   loop = train.make_train_loop(model, optim.sgd(config.learning_rate), batch_size=batch_size)
 
-  def one_run(data: data_lib.Dataset, key: jax.Array):
+  def one_run(data: data_lib.Dataset, key: jax.Array, params):
     def step(state: train.TrainState, t):
       idx = data_lib.batch_indices(key, t, num_train, batch_size, "epoch")
       x, y = data.x_train[idx], data.y_train[idx]
@@ -278,19 +299,20 @@ def reuse_bias(
       measured = (jnp.dot(g_batch - g_b, direction), jnp.dot(g_b, direction))
       return loop.update(state, (x, y), None), measured
 
-    state = loop.init(model.params, model.model_state)
+    state = loop.init(params, model.model_state)
     _, (bias, slope) = jax.lax.scan(step, state, jnp.arange(2 * steps_per_epoch))
     return bias, slope
 
   keys = jax.random.split(jax.random.key(config.seed), 2 * config.num_seeds)
   split_keys, order_keys = keys[: config.num_seeds], keys[config.num_seeds :]
   splits = jax.vmap(random_split)(split_keys)
-  bias, slope = jax.jit(jax.vmap(one_run))(splits, order_keys)
+  bias, slope = jax.jit(jax.vmap(one_run))(splits, order_keys, inits)
   bias = np.asarray(bias).reshape(config.num_seeds, 2, steps_per_epoch)
   slope = np.asarray(slope).reshape(config.num_seeds, 2, steps_per_epoch)
   # Each run's mean bias over an epoch, divided by the slope pooled over every run of that epoch:
   # a per-run denominator would share the noise of ∇L_B with the numerator (a ratio bias).
-  per_seed = bias.mean(axis=2) / slope.mean(axis=(0, 2))  # (seeds, epoch)
+  pooled = slope.mean(axis=(0, 2))
+  per_seed = bias.mean(axis=2) / pooled  # (seeds, epoch)
   rows = [
     {"member": f"epoch{epoch + 1}", "step": epoch * steps_per_epoch + i, "metric": name, "value": v}
     for epoch in range(2)
@@ -300,4 +322,4 @@ def reuse_bias(
       ("heldout_slope", float(slope[:, epoch, i].mean())),
     )
   ]
-  return rows, per_seed
+  return rows, per_seed, slope.mean(axis=2) / pooled
