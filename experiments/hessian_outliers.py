@@ -15,10 +15,13 @@ largest C (with `init_spectrum`).
 
 * Outliers are counted by a rule fixed before any spectrum was looked at (`hessian.outliers`):
   the eigenvalues above the largest ratio λ_k / λ_{k+1} among the `outlier_search` + 1 largest.
-  `outliers_by_classes` (mean over seeds per C) and the least-squares slope of the count
-  against C over every (C, seed), `outlier_slope_vs_classes` with its standard error and its
-  degrees of freedom (`_dof`: the points less 2; None for two points, where there is no error):
-  Sagun's claim is a slope of 1.
+  `outliers_by_classes` (mean over seeds per C) and the slope of the count against C,
+  `outlier_slope_vs_classes`: each seed's least-squares slope over the class counts
+  (`outlier_slope_by_seed`), averaged over the seeds, with its standard error and degrees of
+  freedom (`_dof`, seeds − 1). Not one fit over every (C, seed) point: a seed draws the same
+  hidden layer and minibatch order at every C, so its points are not independent draws, and a
+  pooled fit's error would count them as such (the slope itself is the same: every seed sees the
+  same C). Sagun's claim is a slope of 1.
 * Sagun's count at the largest C: `n_outliers`, the mean over its seeds of their counts
   (`n_outliers_by_seed`), with its standard error `n_outliers_se` and `n_outliers_dof` (seeds
   − 1); the claim is a count within one of C (C or C − 1), judged on `outlier_count_error`
@@ -86,7 +89,7 @@ class HessianOutliers(Experiment):
     "is fitted against C (Sagun et al. 2017: a slope of 1). Cross-check (Papyan 2019): the "
     "eigenvalues of the C × C Gram matrix of the class means of the logit gradients against the "
     "largest C − 1 Hessian eigenvalues. Each claim is judged on its mean over seeds (the slope "
-    "on every (C, seed)) beyond t_{0.975, dof} standard errors of its threshold."
+    "fitted per seed) beyond t_{0.975, dof} standard errors of its threshold."
   )
   PUBLISHED = {
     "outlier_slope_vs_classes": "1: one outlier per class (Sagun et al. 2017, §3; Papyan 2019)",
@@ -146,9 +149,17 @@ class HessianOutliers(Experiment):
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
     table = results.table
-    classes = np.asarray([r["classes"] for r in table], float)
-    counts = np.asarray([r["n_outliers"] for r in table], float)
-    slope, slope_se = least_squares_slope(classes, counts)
+    slopes = {  # one slope per seed, over its class counts
+      str(seed): float(
+        np.polyfit(
+          [r["classes"] for r in table if r["seed"] == seed],
+          [r["n_outliers"] for r in table if r["seed"] == seed],
+          1,
+        )[0]
+      )
+      for seed in sorted({r["seed"] for r in table})
+    }
+    slope, slope_se = verdicts.mean_and_standard_error(list(slopes.values()))
     largest = max(config.classes)
     top = [r for r in table if r["classes"] == largest]
     n_outliers, n_outliers_se = verdicts.mean_and_standard_error([r["n_outliers"] for r in top])
@@ -164,7 +175,8 @@ class HessianOutliers(Experiment):
       "outliers_by_classes": by_classes(table, "n_outliers", np.mean),
       "outlier_slope_vs_classes": slope,
       "outlier_slope_vs_classes_se": slope_se,
-      "outlier_slope_vs_classes_dof": slope_dof(classes.size),
+      "outlier_slope_vs_classes_dof": verdicts.dof(slopes),
+      "outlier_slope_by_seed": slopes,
       "outlier_slope_error": abs(slope - 1.0),
       "gram_outlier_ratio": gram,
       "gram_outlier_ratio_se": gram_se,
@@ -321,23 +333,6 @@ def one_class_count(config: ml_collections.ConfigDict, digits, num_classes: int)
 
 def decreasing(eigenvalues) -> np.ndarray:
   return np.asarray(eigenvalues, float)[::-1]
-
-
-def least_squares_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-  """The slope b of the least-squares line y ≈ a + b x and its standard error
-  s / √Σ(x − x̄)², s² the residual variance on n − 2 degrees of freedom (NaN for n = 2)."""
-  centered = x - x.mean()
-  slope = float(centered @ (y - y.mean()) / (centered @ centered))
-  residuals = y - y.mean() - slope * centered
-  if x.size <= 2:
-    return slope, float("nan")
-  return slope, float(np.sqrt(residuals @ residuals / (x.size - 2) / (centered @ centered)))
-
-
-def slope_dof(num_points: int) -> int | None:
-  """The degrees of freedom of `least_squares_slope`'s error: the points less the 2 fitted
-  parameters (None for 2 points or fewer, where it has none)."""
-  return num_points - 2 if num_points > 2 else None
 
 
 def by_classes(table: list[dict], column: str, reduce) -> dict[str, float]:
