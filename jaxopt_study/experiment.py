@@ -64,6 +64,7 @@ def _compare(
   dof: str | float | None = None,
   ratio: bool = False,
   unless: str | None = None,
+  only: str | tuple[str, ...] | None = None,
 ) -> Criterion:
   if standard_error is not None:
     dof = _dof_path(standard_error) if dof is None else dof
@@ -76,6 +77,8 @@ def _compare(
     dofs = _lookup(summary, dof) if isinstance(dof, str) else dof
     flags = _lookup(summary, unless) if unless else None
     if isinstance(value, Mapping):  # one value per setting (per η, per depth): all must hold
+      if only is not None:
+        value = {k: v for k, v in value.items() if k.startswith(only)}
       if not value:
         return None
       judged = [
@@ -148,9 +151,11 @@ def above(
   dof: str | float | None = None,
   ratio: bool = False,
   unless: str | None = None,
+  only: str | tuple[str, ...] | None = None,
 ) -> Criterion:
   """The claim holds when the summary's value at `path` ("key" or "key.sub") is > `threshold`
-  (every value, for a dict of values).
+  (every value, for a dict of values; with `only`, every value whose setting's key starts with
+  it, or with one of a tuple of prefixes: a claim about some of the settings).
 
   With `standard_error` (the summary's path of the value's standard error) it is inconclusive
   within `margin(dof)` standard errors of the threshold, a 95% interval that widens as seeds get
@@ -167,7 +172,14 @@ def above(
   a best learning rate at its grid's edge: the measurement does not bracket its optimum; a dict
   of flags goes with a dict of values, setting by setting)."""
   return _compare(
-    path, threshold, sign=1.0, standard_error=standard_error, dof=dof, ratio=ratio, unless=unless
+    path,
+    threshold,
+    sign=1.0,
+    standard_error=standard_error,
+    dof=dof,
+    ratio=ratio,
+    unless=unless,
+    only=only,
   )
 
 

@@ -90,6 +90,11 @@ AT_MARGIN = 0.006666664034128188 * margin(LARGE)  # a mean exactly at the margin
       {"d": -AT_MARGIN * (1 + 1e-5), "d_se": 0.006666664034128188, "d_dof": LARGE},
       True,
     ),
+    # a claim about some settings: those whose key starts with `only` (a prefix, or a tuple)
+    (above("r", 0, only="mse@"), {"r": {"mse@1": 1.0, "mse@2": 2.0, "ce@1": -1.0}}, True),
+    (above("r", 0, only="ce@"), {"r": {"mse@1": 1.0, "mse@2": 2.0, "ce@1": -1.0}}, False),
+    (above("r", 0, only=("mse@", "x")), {"r": {"mse@1": 1.0, "x": 2.0, "ce@1": -1.0}}, True),
+    (above("r", 0, only="adam@"), {"r": {"mse@1": 1.0}}, None),  # no such setting
     # a best rate at its grid's edge does not bracket the optimum: cannot decide
     (above("ratio", 1.0, unless="at_edge"), {"ratio": 9.0, "at_edge": True}, None),
     (above("ratio", 1.0, unless="at_edge"), {"ratio": 9.0, "at_edge": False}, True),
@@ -136,6 +141,9 @@ def test_a_setting_fails_a_claim_beyond_the_margin_corrected_for_every_setting()
     summary = {"d": {**holding, "e": wrong_side}, "d_se": 1.0, "d_dof": 10}
     assert criterion(summary) is expected
   assert criterion({"d": {"e": 3.0}, "d_se": 1.0, "d_dof": 10}) is False
+  # the settings a claim judges are the ones counted: `only` one of them, 3.0 errors fail it
+  some = below("d", 0.0, standard_error="d_se", only="e")
+  assert some({"d": {**holding, "e": 3.0}, "d_se": 1.0, "d_dof": 10}) is False
   assert criterion({"d": {**holding, "e": -2.3}, "d_se": 1.0, "d_dof": 10}) is True
   assert criterion({"d": {**holding, "e": -2.2}, "d_se": 1.0, "d_dof": 10}) is None
   # on the log scale too: 5 ratios, one 3.0 errors (of its log) above 1
