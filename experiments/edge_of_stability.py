@@ -48,14 +48,18 @@ per-seed values `_by_seed`:
   last one, and `loss_increases_after_threshold`, the mean number of evaluations whose loss rose
   over the previous one (non-monotone: > 0).
 
-`CRITERIA` judge them into `verdicts`, every setting at once (one failing setting fails a claim,
-one undecided setting leaves it undecided), each mean beyond t_{0.975, dof} standard errors of
-its threshold (`experiment.margin`; the ratios on the log scale): the distance of λ/T from 1
-below 0.1 (for Adam too); sharpening > 1; the loss fall > 1 and the rises > 0 (gradient descent
-and Adam). T reached during training is judged on the fraction of seeds, above one half, with
-no error bar: reaching T is a per-run event, not a noisy measurement, so its natural measure is
-how many of the initializations reach it (a standard error of identical 0/1 outcomes would be 0
-and decide nothing below six seeds).
+`CRITERIA` judge them into `verdicts`, every setting of a claim at once (one failing setting
+fails it, one undecided setting leaves it undecided), each mean beyond t_{0.975, dof} standard
+errors of its threshold (`experiment.margin`; the ratios on the log scale): the distance of λ/T
+from 1 below 0.1 (for Adam too); sharpening > 1; the loss fall > 1 and the rises > 0. The claims
+of Cohen et al.'s Fig. 1 judge the squared-error settings (and Adam's, for the loss), and
+`cross_entropy_edge_of_stability` judges all of them at once on the cross-entropy settings: a
+loss whose sharpness may never reach 2/η at a given scale (the digits are separated early and
+the sharpness falls as the margins grow) does not hide what the squared error shows. T reached
+during training is judged on the fraction of seeds, above one half, with no error bar:
+reaching T is a per-run event, not a noisy measurement, so its natural measure is how many of
+the initializations reach it (a standard error of identical 0/1 outcomes would be 0 and decide
+nothing below six seeds).
 
 Censored and undecided seeds. A seed whose λ never reaches 0.9 T within the steps is censored:
 its threshold step is only bounded (> `steps`), and every claim read from that step on is
@@ -91,6 +95,9 @@ GD_LOSSES = ("mse", "cross_entropy")
 REACHED = 0.9  # λ has reached the threshold T once λ ≥ 0.9 T (the issue's criterion)
 HOVERS = 0.1  # λ/T within 10% of 1: "hovers at 2/η"
 MOST_SEEDS = 0.5  # T reached during training by more than half of a setting's seeds
+# The settings each claim judges: Cohen et al. (2021) Fig. 1's squared error, and the
+# cross-entropy (their §3 and appendix) as a claim of its own
+SQUARED_ERROR, CROSS_ENTROPY, ADAM = "gd_mse@", "gd_cross_entropy@", "adam@"
 MIN_SEEDS = 2  # a standard error over seeds needs two
 
 
@@ -115,23 +122,35 @@ class EdgeOfStability(Experiment):
   )
   PUBLISHED = {
     "lambda_max_over_threshold": "≈ 1: λ_max hovers at or just above 2/η (Cohen et al. 2021, "
-    "Fig. 1)",
-    "steps_to_threshold": "finite: λ_max reaches 2/η during training (Cohen et al. 2021)",
-    "progressive_sharpening": "> 1: λ_max rises on its way to 2/η (Cohen et al. 2021)",
+    "Fig. 1; squared error)",
+    "steps_to_threshold": "finite: λ_max reaches 2/η during training (Cohen et al. 2021; "
+    "squared error)",
+    "progressive_sharpening": "> 1: λ_max rises on its way to 2/η (Cohen et al. 2021; squared "
+    "error)",
     "adam_preconditioned_over_threshold": "≈ 1: λ_max(P⁻¹H) hovers at (2 + 2β₁)/((1 − β₁)η) "
     "(Cohen et al. 2022, Fig. 1)",
     "loss_decreased": "true: the loss keeps falling over long timescales, non-monotonically "
-    "(Cohen et al. 2021, Fig. 1)",
+    "(Cohen et al. 2021, Fig. 1; squared error and Adam)",
+    "cross_entropy_edge_of_stability": "the same with the cross-entropy: λ_max rises to 2/η and "
+    "hovers there while the loss falls (Cohen et al. 2021, §3 and appendix; its sharpness falls "
+    "late in training, as the loss goes to 0)",
   }
   CRITERIA = {
     "lambda_max_over_threshold": below(
       "lambda_max_distance_from_threshold",
       HOVERS,
       standard_error="lambda_max_distance_from_threshold_se",
+      only=SQUARED_ERROR,
     ),
-    "steps_to_threshold": above("reached_threshold_during_training", MOST_SEEDS),
+    "steps_to_threshold": above(
+      "reached_threshold_during_training", MOST_SEEDS, only=SQUARED_ERROR
+    ),
     "progressive_sharpening": above(
-      "progressive_sharpening", 1.0, standard_error="progressive_sharpening_se", ratio=True
+      "progressive_sharpening",
+      1.0,
+      standard_error="progressive_sharpening_se",
+      ratio=True,
+      only=SQUARED_ERROR,
     ),
     "adam_preconditioned_over_threshold": below(
       "adam_preconditioned_distance_from_threshold",
@@ -140,10 +159,46 @@ class EdgeOfStability(Experiment):
     ),
     "loss_decreased": all_of(
       above(
-        "loss_fall_after_threshold", 1.0, standard_error="loss_fall_after_threshold_se", ratio=True
+        "loss_fall_after_threshold",
+        1.0,
+        standard_error="loss_fall_after_threshold_se",
+        ratio=True,
+        only=(SQUARED_ERROR, ADAM),
       ),
       above(
-        "loss_increases_after_threshold", 0.0, standard_error="loss_increases_after_threshold_se"
+        "loss_increases_after_threshold",
+        0.0,
+        standard_error="loss_increases_after_threshold_se",
+        only=(SQUARED_ERROR, ADAM),
+      ),
+    ),
+    "cross_entropy_edge_of_stability": all_of(
+      above("reached_threshold_during_training", MOST_SEEDS, only=CROSS_ENTROPY),
+      below(
+        "lambda_max_distance_from_threshold",
+        HOVERS,
+        standard_error="lambda_max_distance_from_threshold_se",
+        only=CROSS_ENTROPY,
+      ),
+      above(
+        "progressive_sharpening",
+        1.0,
+        standard_error="progressive_sharpening_se",
+        ratio=True,
+        only=CROSS_ENTROPY,
+      ),
+      above(
+        "loss_fall_after_threshold",
+        1.0,
+        standard_error="loss_fall_after_threshold_se",
+        ratio=True,
+        only=CROSS_ENTROPY,
+      ),
+      above(
+        "loss_increases_after_threshold",
+        0.0,
+        standard_error="loss_increases_after_threshold_se",
+        only=CROSS_ENTROPY,
       ),
     ),
   }
