@@ -257,6 +257,11 @@ def test_the_damping_search_never_takes_a_step_whose_loss_is_not_finite():
   _, state, step = one_step(optim.saddle_free_newton((0.0, 1.0)), loss, params)
   np.testing.assert_allclose(step, [-2.8 / 3], rtol=1e-6)
   assert float(state.damping) == 1.0
+  # no candidate finite (to −1.9 and −1.83): no step, the state as it was (the count too)
+  tx = optim.saddle_free_newton((0.0, 0.1))
+  _, state, step = one_step(tx, loss, params)
+  np.testing.assert_array_equal(step, [0.0])
+  assert int(state.count) == 0 and float(state.damping) == 0.0
 
 
 @pytest.mark.slow  # 6 s of compiling Lanczos inside the update (pytest -m slow)

@@ -300,7 +300,8 @@ def saddle_free_newton(
   Damping: a fixed λ, or, as Dauphin et al.'s Algorithm 1 chooses it, a line search over λ: given
   a sequence of candidates, each step is the one of them with the lowest loss f(θ + Δθ(λ)) (one
   eigendecomposition, one loss evaluation per candidate, vmapped; a candidate whose loss is not
-  finite is never chosen). ``state.damping`` records the λ taken.
+  finite is never chosen, and where none is finite there is no step and the state is kept).
+  ``state.damping`` records the λ taken.
 
   A direction with numerically zero |λᵢ| + λ (possible only with λ = 0) gets no step (the
   pseudo-inverse). A loss, gradient or step that is not finite gives a zero update and leaves
@@ -376,6 +377,8 @@ def saddle_free_newton(
         lambda s: value_fn(optax.apply_updates(params, layout.unravel(s)), **fn_kwargs)
       )(steps)
       chosen = jnp.argmin(jnp.where(jnp.isfinite(losses), losses, jnp.inf))
+      # no finite candidate: a NaN step, which `guarded` turns into no step
+      steps = jnp.where(jnp.any(jnp.isfinite(losses)), steps, jnp.nan)
     step, damping_now = steps[chosen], candidates[chosen]
     return layout.unravel(step), state._replace(
       count=optax.safe_increment(state.count),
