@@ -280,8 +280,7 @@ class DeepLinearDynamics(Experiment):
       summary[f"{key}_se"] = se
       summary[f"{key}_dof"] = dof
       summary[f"{key}_by_seed"] = {
-        str(s): None if by_seed[shallow].get(s) is None else numerator[s] / by_seed[shallow][s]
-        for s in seeds
+        str(s): verdicts.ratio(numerator[s], by_seed[shallow].get(s)) for s in seeds
       }
       summary[f"{key}_lower_bound"] = bound
       summary[f"{key}_censored"] = sorted(d for d, c in censored.items() if c)

@@ -50,7 +50,8 @@ per-seed values `_by_seed`:
 
 `CRITERIA` judge them into `verdicts`, every setting of a claim at once (one failing setting
 fails it, one undecided setting leaves it undecided), each mean beyond t_{0.975, dof} standard
-errors of its threshold (`experiment.margin`; the ratios on the log scale): the distance of λ/T
+errors of its threshold to hold and beyond t_{1 − 0.025/k, dof} to fail, k the claim's settings
+that can decide (`experiment.margin`; the ratios on the log scale): the distance of λ/T
 from 1 below 0.1 (for Adam too); sharpening > 1; the loss fall > 1 and the rises > 0. The claims
 of Cohen et al.'s Fig. 1 judge the squared-error settings (and Adam's, for the loss), and
 `cross_entropy_edge_of_stability` judges all of them at once on the cross-entropy settings: a
@@ -333,8 +334,7 @@ def paired_ratio_over_seeds(
     found[name][setting], found[f"{name}_se"][setting] = ratio, error
     found[f"{name}_dof"][setting] = dof
     found[f"{name}_by_seed"][setting] = {
-      seed: None if top is None or bottoms[seed] is None else top / bottoms[seed]
-      for seed, top in tops.items()
+      seed: verdicts.ratio(top, bottoms[seed]) for seed, top in tops.items()
     }
   return found
 

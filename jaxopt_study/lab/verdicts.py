@@ -3,7 +3,8 @@ deviation over seeds, as a dict for `summary.json`; `mean_and_standard_error(val
 and its standard error, the pair a criterion's `standard_error=` judges (`standard_error(values)`,
 the error alone; `dof(values)`, the degrees of freedom a criterion's margin takes);
 `paired_ratio(numerator, denominator)`, the geometric mean of per-seed ratios and its error
-(`paired_ratio_by_seed` for {seed: value} maps, with the error's degrees of freedom)."""
+(`paired_ratio_by_seed` for {seed: value} maps, with the error's degrees of freedom; `ratio`, one
+seed's)."""
 
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -53,6 +54,13 @@ def standard_error(values: Sequence[float]) -> float | None:
   """The standard error s/√n of the mean over seeds (None for one seed or none: no error bar, which
   a criterion reads as undecided)."""
   return mean_and_standard_error(values)[1]
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+  """One seed's numerator / denominator, or None where either is missing (None), not finite or
+  not positive: the pairs `paired_ratio` takes no ratio of (a loss that underflowed to 0)."""
+  pair = np.asarray([numerator, denominator], float)  # None reads as NaN
+  return float(pair[0] / pair[1]) if np.all(np.isfinite(pair) & (pair > 0)) else None
 
 
 def paired_ratio(
