@@ -1,7 +1,7 @@
 """The Hessian outliers on a budget: three seeds (the fewest whose error decides a claim at the
-largest C, t_{0.975, 2} = 4.30; six (C, seed) points for the slope, 4 degrees of freedom), two
-class counts, a smaller net (one hidden layer of 8, N ≤ 610), no spectrum at initialization.
-The seeds share one vmapped training program per C; another C would compile another."""
+largest C, or the mean of the seeds' slopes, with t_{0.975, 2} = 4.30), two class counts, a
+smaller net (one hidden layer of 8, N ≤ 610), no spectrum at initialization. The seeds share one
+vmapped training program per C; another C would compile another."""
 
 from common import quick
 

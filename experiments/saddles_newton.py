@@ -42,7 +42,8 @@ judged by `newton_minus_sfn_final_index`, the mean over seeds of the per-seed di
 `newton_minus_sfn_final_index_se` and `_dof`; `final_grad_norm_by_method` (means),
 `final_kind_by_method` (per seed), `num_params`, `num_seeds`. These two hold beyond t_{0.975, dof}
 standard errors of their threshold (ratio < 1 for every other method; difference > 0), fail
-beyond them on the other side and are inconclusive within them. The 2-D function's claims are
+beyond t_{1 − 0.025/k, dof} on the other side (k, the settings that can decide: Bonferroni's
+margin, `experiment.margin`) and are inconclusive in between. The 2-D function's claims are
 deterministic and judged on their values.
 """
 

@@ -71,44 +71,61 @@ def _compare(
   if ratio and not threshold > 0:
     raise ValueError(f"criterion {path!r}: ratio=True needs a threshold > 0, got {threshold!r}")
 
-  def judge(summary: Mapping[str, Any]) -> bool | None:
+  def settings(summary: Mapping[str, Any]) -> list[tuple[Any, Any, Any, Any]]:
+    """(value, error, dof, flag) of each setting judged: one per key of a dict of values (those
+    starting with `only`), or the one value."""
     value = _lookup(summary, path)
     errors = _lookup(summary, standard_error) if standard_error else None
     dofs = _lookup(summary, dof) if isinstance(dof, str) else dof
     flags = _lookup(summary, unless) if unless else None
-    if isinstance(value, Mapping):  # one value per setting (per η, per depth): all must hold
-      if only is not None:
-        value = {k: v for k, v in value.items() if k.startswith(only)}
-      if not value:
-        return None
-      judged = [
-        judge_one(v, _setting(errors, k), _setting(dofs, k), _setting(flags, k), len(value))
-        for k, v in value.items()
-      ]
-      if any(j is False for j in judged):
-        return False
-      return None if any(j is None for j in judged) else True
-    return judge_one(value, errors, dofs, flags)
+    if not isinstance(value, Mapping):
+      return [(value, errors, dofs, flags)]
+    return [
+      (v, _setting(errors, k), _setting(dofs, k), _setting(flags, k))
+      for k, v in value.items()
+      if only is None or k.startswith(only)
+    ]
 
-  def judge_one(value: Any, error: Any, dof: Any, flagged: Any, settings: int = 1) -> bool | None:
-    if flagged or value is None or not np.isfinite(value):
+  def tests(summary: Mapping[str, Any]) -> int:
+    """How many settings are tested (can decide): Bonferroni's count."""
+    return sum(testable(*one) for one in settings(summary))
+
+  def judge(summary: Mapping[str, Any], chances: int | None = None) -> bool | None:
+    """All settings must hold (per η, per depth); one failing beyond the margin corrected for
+    `chances` (default: this claim's tested settings) fails the claim."""
+    found = settings(summary)
+    if not found:
       return None
-    if ratio and not value > 0:
+    count = max(1, tests(summary) if chances is None else chances)
+    judged = [judge_one(*one, count) for one in found]
+    if any(j is False for j in judged):
+      return False
+    return None if any(j is None for j in judged) else True
+
+  def testable(value: Any, error: Any, dof: Any, flagged: Any) -> bool:
+    if flagged or value is None or not np.isfinite(value) or (ratio and not value > 0):
+      return False
+    if standard_error is None:  # decided on the bare value
+      return True
+    if error is None or not np.isfinite(error) or dof is None or not dof >= 1:
+      return False  # no error bar where one is asked for: cannot decide
+    # every value agreed (a quantized outcome): a sign test needs 6 or more
+    return not (error == 0 and dof < MIN_DOF_WITHOUT_SPREAD)
+
+  def judge_one(value: Any, error: Any, dof: Any, flagged: Any, count: int) -> bool | None:
+    if not testable(value, error, dof, flagged):
       return None
     distance = sign * (math.log(value / threshold) if ratio else float(value) - threshold)
-    if standard_error is not None:  # no error bar where one is asked for: cannot decide
-      if error is None or not np.isfinite(error) or dof is None or not dof >= 1:
-        return None
-      if error == 0 and dof < MIN_DOF_WITHOUT_SPREAD:
-        return None  # every value agreed (a quantized outcome): a sign test needs 6 or more
+    if standard_error is not None:
       # a tie at the margin stays a tie when float32 rounding moves either side (0-1 errors are
       # counts over n: a mean exactly at the margin happens)
       spread = float(error) / float(value) if ratio else float(error)
-      needed = margin(dof) if distance > 0 else margin(dof, settings)
+      needed = margin(dof) if distance > 0 else margin(dof, count)
       if abs(distance) <= needed * spread * (1 + TIE_RTOL):
         return None
     return distance > 0
 
+  judge.tests = tests  # type: ignore[attr-defined]  # for `all_of`'s count
   return judge
 
 
@@ -119,9 +136,9 @@ def margin(dof: float, settings: int = 1) -> float:
 
   With `settings` > 1, t_{1 − 0.025/settings, dof}, Bonferroni's margin: a claim of several
   settings (one value per rate, per depth) fails when any one setting fails, so that each
-  failure is judged at 5%/settings keeps the chance of failing a true claim at 5%. A claim holds
-  only when every setting holds, each at 5%, which needs no correction (the intersection-union
-  test, Berger 1982)."""
+  failure is judged at 2.5%/settings keeps the chance of failing a true claim at 2.5%, as for one
+  setting (one side of a 95% interval). A claim holds only when every setting holds, each at
+  that level, which needs no correction (the intersection-union test, Berger 1982)."""
   return float(scipy.stats.t.ppf(1 - (1 - CONFIDENCE) / settings, dof))
 
 
@@ -165,8 +182,9 @@ def above(
   the degrees of freedom (default: beside the error, "x_se" -> "x_dof") or a number.
   `ratio=True` judges a ratio of positive quantities on the log scale, as its delta-method error
   (ratio · the error of the log ratio, `verdicts.paired_ratio`) was made: |log(value/threshold)|
-  against margin · error / value. A dict of k values (one per setting) fails when one fails
-  beyond `margin(dof, k)` errors, the margin corrected for k chances to fail.
+  against margin · error / value. A dict of values (one per setting) fails when one fails
+  beyond `margin(dof, k)` errors, the margin corrected for its k settings that can decide (not
+  flagged, with a value and an error; with `all_of`, those of every part).
 
   Also inconclusive: a value that is not finite, an empty dict, or a true flag at `unless` (e.g.
   a best learning rate at its grid's edge: the measurement does not bracket its optimum; a dict
@@ -190,17 +208,22 @@ def below(path: str, threshold: float, **options: Any) -> Criterion:
 
 def all_of(*criteria: Criterion) -> Criterion:
   """A criterion for a claim of several parts (e.g. "≪ 1 and falling with depth"): it holds when
-  every part holds, fails when any part fails, and cannot decide otherwise (the rule of
-  `above` for a dict of per-setting values)."""
+  every part holds, fails when any part fails, and cannot decide otherwise (the rule of `above`
+  for a dict of per-setting values, with Bonferroni's count over the settings of every part)."""
   if not criteria or not all(callable(c) for c in criteria):
     raise TypeError(f"all_of: criteria must be one or more criteria, got {criteria!r}")
 
-  def judge(summary: Mapping[str, Any]) -> bool | None:
-    judged = [criterion(summary) for criterion in criteria]
+  def tests(summary: Mapping[str, Any]) -> int:
+    return sum(c.tests(summary) if hasattr(c, "tests") else 1 for c in criteria)
+
+  def judge(summary: Mapping[str, Any], chances: int | None = None) -> bool | None:
+    count = tests(summary) if chances is None else chances
+    judged = [c(summary, count) if hasattr(c, "tests") else c(summary) for c in criteria]
     if any(j is not None and not j for j in judged):
       return False
     return None if any(j is None for j in judged) else True
 
+  judge.tests = tests  # type: ignore[attr-defined]
   return judge
 
 

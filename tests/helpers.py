@@ -49,3 +49,26 @@ def tiny_mlp_problem(seed: int = 0, dtype=jnp.float64):
     return 0.5 * jnp.mean(jnp.sum((h @ p["w2"] + p["b2"][None, :] - y) ** 2, axis=-1))
 
   return params, loss
+
+
+def deciding_settings(
+  values: dict, errors, dofs, flags=None, ratio: bool = False, at_least: int = 1
+) -> int:
+  """How many of a claim's settings can decide, Bonferroni's count for its failing side, written
+  out for the tests that judge verdicts by hand: a finite value (> 0 for a ratio), no flag, a
+  finite error with at least 1 degree of freedom, and not an error of 0 from fewer than 6 values
+  (at least `at_least`: a margin for one setting where none decides). `errors`, `dofs` and `flags`
+  are dicts like `values`, or one value for all."""
+
+  def at(shared, key):
+    return shared.get(key) if isinstance(shared, dict) else shared
+
+  count = 0
+  for key, value in values.items():
+    error, dof = at(errors, key), at(dofs, key)
+    if at(flags, key) or value is None or not np.isfinite(value) or (ratio and not value > 0):
+      continue
+    if error is None or not np.isfinite(error) or dof is None or dof < 1:
+      continue
+    count += not (error == 0 and dof < 5)
+  return max(count, at_least)

@@ -141,6 +141,21 @@ def test_a_setting_fails_a_claim_beyond_the_margin_corrected_for_every_setting()
     summary = {"d": {**holding, "e": wrong_side}, "d_se": 1.0, "d_dof": 10}
     assert criterion(summary) is expected
   assert criterion({"d": {"e": 3.0}, "d_se": 1.0, "d_dof": 10}) is False
+  # settings that cannot decide are not chances to fail: four flagged, the fifth fails alone
+  flagged = below("d", 0.0, standard_error="d_se", unless="edge")
+  edge = {**dict.fromkeys("abcd", True), "e": False}
+  summary = {"d": {**holding, "e": 3.0}, "d_se": 1.0, "d_dof": 10, "edge": edge}
+  assert flagged(summary) is False
+  # a claim of several parts counts the settings of every part: 2.5 errors against it are beyond
+  # t_{0.975, 10} = 2.228 but within t_{1 − 0.025/2, 10} = 2.634, in one dict or in two parts
+  two = {"d": {"a": -3.0, "e": 2.5}, "d_se": 1.0, "d_dof": 10}
+  assert criterion(two) is None
+  parts = {"a": -3.0, "e": 2.5, "a_se": 1.0, "e_se": 1.0, "a_dof": 10, "e_dof": 10}
+  assert (
+    all_of(below("a", 0.0, standard_error="a_se"), below("e", 0.0, standard_error="e_se"))(parts)
+    is None
+  )
+  assert below("e", 0.0, standard_error="e_se")(parts) is False
   # the settings a claim judges are the ones counted: `only` one of them, 3.0 errors fail it
   some = below("d", 0.0, standard_error="d_se", only="e")
   assert some({"d": {**holding, "e": 3.0}, "d_se": 1.0, "d_dof": 10}) is False

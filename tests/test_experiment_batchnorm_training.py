@@ -7,6 +7,7 @@ import sys
 import ml_collections
 import numpy as np
 import pytest
+from helpers import deciding_settings
 from quick_runs import CONFIGS, quick_run_fixtures, refused_field
 
 from jaxopt_study import registry
@@ -248,7 +249,11 @@ def test_quick_run_brackets_both_networks_and_judges_by_the_criteria(finished_ru
     if se == 0 and dof < MIN_DOF_WITHOUT_SPREAD:
       return None
     distance = np.log(ratio / threshold)
-    settings = 1 if key is None else len(summary[name])  # Bonferroni's, against the claim
+    settings = 1  # Bonferroni's count, against the claim: the settings that can decide
+    if key is not None:
+      values, errors, dofs = (summary[f"{name}{suffix}"] for suffix in ("", "_se", "_dof"))
+      flags = summary[f"{name}_at_grid_edge"]
+      settings = deciding_settings(values, errors, dofs, flags, ratio=True)
     needed = margin(dof) if distance > 0 else margin(dof, settings)
     return None if abs(distance) <= needed * se / ratio else distance > 0
 

@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 import pytest
 import scipy.sparse.linalg
+from helpers import deciding_settings
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_study import cli, data, experiment, losses, models, registry, results
@@ -238,17 +239,33 @@ def test_the_claims_and_verdicts_are_what_the_history_says(finished_run):
     parts[setting]["reached"] = None if fraction is None else fraction > 0.5
     parts[setting]["sharpening"] = checks["progressive_sharpening"]
 
-  def settings_holding(part, prefixes, threshold=None, sign=1, ratio=False):
-    """Per setting whose name starts with `prefixes`, whether `part` holds (one of those
-    settings failing beyond Bonferroni's margin for their number)."""
-    chosen = [name for name in parts if name.startswith(prefixes)]
+  def chosen(prefixes):
+    return [name for name in parts if name.startswith(prefixes)]
+
+  def tests(part, prefixes, ratio=False):
+    """How many of the settings can decide `part`: Bonferroni's count (a mean with a finite,
+    nonzero error; a fraction reaching T that is not None)."""
     if part == "reached":
-      return [parts[name]["reached"] for name in chosen]
+      return sum(parts[name]["reached"] is not None for name in chosen(prefixes))
+    return deciding_settings(
+      {name: parts[name][part][0] for name in chosen(prefixes)},
+      {name: parts[name][part][1] for name in chosen(prefixes)},
+      dof,
+      ratio=ratio,
+      at_least=0,
+    )
+
+  def settings_holding(part, prefixes, threshold=None, sign=1, ratio=False, count=None):
+    """Per setting whose name starts with `prefixes`, whether `part` holds: one of them failing
+    beyond Bonferroni's margin for `count` settings (default: those of this part that decide)."""
+    if part == "reached":
+      return [parts[name]["reached"] for name in chosen(prefixes)]
+    count = max(1, tests(part, prefixes, ratio) if count is None else count)
     return [
       holds_beyond_margin(
-        *parts[name][part], dof, threshold, sign=sign, ratio=ratio, settings=len(chosen)
+        *parts[name][part], dof, threshold, sign=sign, ratio=ratio, settings=count
       )
-      for name in chosen
+      for name in chosen(prefixes)
     ]
 
   def every(*holds):  # one failure fails, else one undecided (or nothing judged) is undecided
@@ -257,21 +274,29 @@ def test_the_claims_and_verdicts_are_what_the_history_says(finished_run):
     return None if None in holds or not holds else True
 
   squared, adam, cross = "gd_mse@", "adam@", "gd_cross_entropy@"
+  loss_count = tests("fall", (squared, adam), ratio=True) + tests("rises", (squared, adam))
+  cross_count = (
+    tests("reached", cross)
+    + tests("distance", cross)
+    + tests("sharpening", cross, ratio=True)
+    + tests("fall", cross, ratio=True)
+    + tests("rises", cross)
+  )
   expected = {
     "lambda_max_over_threshold": every(*settings_holding("distance", squared, 0.1, -1)),
     "steps_to_threshold": every(*settings_holding("reached", squared)),
     "progressive_sharpening": every(*settings_holding("sharpening", squared, 1.0, ratio=True)),
     "adam_preconditioned_over_threshold": every(*settings_holding("distance", adam, 0.1, -1)),
-    "loss_decreased": every(
-      every(*settings_holding("fall", (squared, adam), 1.0, ratio=True)),
-      every(*settings_holding("rises", (squared, adam), 0.0)),
+    "loss_decreased": every(  # Bonferroni over the settings of both parts
+      every(*settings_holding("fall", (squared, adam), 1.0, ratio=True, count=loss_count)),
+      every(*settings_holding("rises", (squared, adam), 0.0, count=loss_count)),
     ),
     "cross_entropy_edge_of_stability": every(
       every(*settings_holding("reached", cross)),
-      every(*settings_holding("distance", cross, 0.1, -1)),
-      every(*settings_holding("sharpening", cross, 1.0, ratio=True)),
-      every(*settings_holding("fall", cross, 1.0, ratio=True)),
-      every(*settings_holding("rises", cross, 0.0)),
+      every(*settings_holding("distance", cross, 0.1, -1, count=cross_count)),
+      every(*settings_holding("sharpening", cross, 1.0, ratio=True, count=cross_count)),
+      every(*settings_holding("fall", cross, 1.0, ratio=True, count=cross_count)),
+      every(*settings_holding("rises", cross, 0.0, count=cross_count)),
     ),
   }
   assert {name.split("@")[0] for name in parts} == {"gd_mse", "gd_cross_entropy", "adam"}

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import deciding_settings
 from quick_runs import (
   quick_config_and_table_fixtures,
   quick_run_fixtures,
@@ -128,7 +129,7 @@ def test_the_verdicts_follow_from_the_paired_differences(summary):
   t_{0.975, dof} of its standard errors (4.30 for the quick config's 3 seeds), unless a best rate
   it compares sits at its grid's edge or its seeds all gave the same difference (error 0, from
   fewer than 6 seeds); one decaying schedule that fails beyond t_{1 − 0.025/k, dof} errors (k
-  schedules: Bonferroni's margin) fails the claim."""
+  schedules that can decide: Bonferroni's margin) fails the claim."""
 
   def judged(value, se, dof, at_edge, settings=1, threshold=0.0):
     if at_edge or se is None or dof is None or (se == 0 and dof < MIN_DOF_WITHOUT_SPREAD):
@@ -145,7 +146,12 @@ def test_the_verdicts_follow_from_the_paired_differences(summary):
         summary[f"{key}_se"][name],
         summary[f"{key}_dof"][name],
         summary["compared_at_grid_edge"][name],
-        len(summary[key]),
+        deciding_settings(
+          summary[key],
+          summary[f"{key}_se"],
+          summary[f"{key}_dof"],
+          summary["compared_at_grid_edge"],
+        ),
       )
       for name in summary[key]
     ]

@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import deciding_settings
 from quick_runs import quick_run_fixtures, refused_field
 
 from jaxopt_study import registry
@@ -107,14 +108,13 @@ def test_verdicts_compare_each_step_up_in_momentum_and_the_two_methods(finished_
 
 def _judged(summary: dict, key: str, flags: str) -> str:
   """A ratio r whose log lies more than t_{0.975, dof} errors of the log (se / r, the delta
-  method's) below 0 holds, one beyond t_{1 − 0.025/k, dof} errors above fails (k settings:
-  Bonferroni's margin), one nearer or whose best rate sits at its grid's edge cannot decide; any
-  failure fails the claim."""
+  method's) below 0 holds, one beyond t_{1 − 0.025/k, dof} errors above fails (k settings that
+  can decide: Bonferroni's margin), one nearer or whose best rate sits at its grid's edge cannot
+  decide; any failure fails the claim."""
   ratios, errors, dofs = summary[key], summary[f"{key}_se"], summary[f"{key}_dof"]
   at_edge = summary[f"{flags}_at_grid_edge"]
-  needed = {
-    k: margin(dofs[k]) if r < 1 else margin(dofs[k], len(ratios)) for k, r in ratios.items()
-  }
+  count = deciding_settings(ratios, errors, dofs, at_edge, ratio=True)
+  needed = {k: margin(dofs[k]) if r < 1 else margin(dofs[k], count) for k, r in ratios.items()}
   judged = [
     None if at_edge[k] or abs(np.log(r)) <= needed[k] * errors[k] / r else bool(r < 1)
     for k, r in ratios.items()

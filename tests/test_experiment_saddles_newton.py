@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from helpers import deciding_settings
 from landscape_helpers import load_experiment
 
 from jaxopt_study import cli, registry, results
@@ -231,7 +232,12 @@ def test_verdicts_judge_every_claim(finished_run):
       claims["sfn_over_other_final_loss_se"][m] / r,
       claims["sfn_over_other_final_loss_dof"][m],
       -np.log(r),
-      len(claims["sfn_over_other_final_loss"]),
+      deciding_settings(
+        claims["sfn_over_other_final_loss"],
+        claims["sfn_over_other_final_loss_se"],
+        claims["sfn_over_other_final_loss_dof"],
+        ratio=True,
+      ),
     )
     for m, r in claims["sfn_over_other_final_loss"].items()
   ]

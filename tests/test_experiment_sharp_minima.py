@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import deciding_settings
 
 from jaxopt_study import cli, experiment
 from jaxopt_study.config import load_config
@@ -125,9 +126,9 @@ def test_verdicts_judge_each_claim_by_its_standard_error(finished_run):
   assert set(summary["verdicts"]) == set(THRESHOLDS)
   for claim, threshold in THRESHOLDS.items():
     values, errors, dofs = (summary[f"{claim}{key}"] for key in ("", "_se", "_dof"))
-    settings = len(values) if isinstance(values, dict) else 1
     if not isinstance(values, dict):
       values, errors, dofs = {"": values}, {"": errors}, {"": dofs}
+    settings = deciding_settings(values, errors, dofs, ratio=threshold == 1.0)
     assert set(dofs) == set(values)
     assert all(dof == config.num_seeds - 1 for dof in dofs.values())
     judged = [
