@@ -42,6 +42,9 @@ VERDICTS_KEY = "verdicts"
 TIE_RTOL = 1e-6  # a value within its margin · (1 + TIE_RTOL) of its threshold is undecided
 CONFIDENCE = 0.975  # one side of a 95% two-sided interval: the margin is t_{0.975, dof} errors
 MIN_DOF_WITHOUT_SPREAD = 5  # a standard error of 0 decides only when 6 values or more agree
+# an error at most this fraction of its value is no spread: the same quantized outcome (a count
+# out of n) from every seed, differing only in float32 rounding
+SPREAD_RTOL = 1e-5
 
 Criterion = Callable[[Mapping[str, Any]], "bool | None"]
 
@@ -110,7 +113,7 @@ def _compare(
     if error is None or not np.isfinite(error) or dof is None or not dof >= 1:
       return False  # no error bar where one is asked for: cannot decide
     # every value agreed (a quantized outcome): a sign test needs 6 or more
-    return not (error == 0 and dof < MIN_DOF_WITHOUT_SPREAD)
+    return not (no_spread(error, value) and dof < MIN_DOF_WITHOUT_SPREAD)
 
   def judge_one(value: Any, error: Any, dof: Any, flagged: Any, count: int) -> bool | None:
     if not testable(value, error, dof, flagged):
@@ -127,6 +130,12 @@ def _compare(
 
   judge.tests = tests  # type: ignore[attr-defined]  # for `all_of`'s count
   return judge
+
+
+def no_spread(error: float, value: float) -> bool:
+  """Whether a standard error says the values agreed: 0, or at most `SPREAD_RTOL` of their mean
+  (test errors of k/n stored in float32, the same k − k' from every seed, differ by ~1e-9)."""
+  return float(error) <= SPREAD_RTOL * abs(float(value))
 
 
 def margin(dof: float, settings: int = 1) -> float:
@@ -177,8 +186,9 @@ def above(
   With `standard_error` (the summary's path of the value's standard error) it is inconclusive
   within `margin(dof)` standard errors of the threshold, a 95% interval that widens as seeds get
   fewer (12.7 errors for 2 seeds, not 2), and when the error or `dof` is missing or not finite,
-  `dof` < 1, or the error is 0 with `dof` < `MIN_DOF_WITHOUT_SPREAD` (every seed gave the same
-  quantized value, which a sign test could not tell from chance). `dof` is the summary's path of
+  `dof` < 1, or the error is 0 (`no_spread`: up to float32 rounding) with `dof` <
+  `MIN_DOF_WITHOUT_SPREAD` (every seed gave the same quantized value, which a sign test could
+  not tell from chance). `dof` is the summary's path of
   the degrees of freedom (default: beside the error, "x_se" -> "x_dof") or a number.
   `ratio=True` judges a ratio of positive quantities on the log scale, as its delta-method error
   (ratio · the error of the log ratio, `verdicts.paired_ratio`) was made: |log(value/threshold)|

@@ -56,7 +56,8 @@ def deciding_settings(
 ) -> int:
   """How many of a claim's settings can decide, Bonferroni's count for its failing side, written
   out for the tests that judge verdicts by hand: a finite value (> 0 for a ratio), no flag, a
-  finite error with at least 1 degree of freedom, and not an error of 0 from fewer than 6 values
+  finite error with at least 1 degree of freedom, and not an error of 0 (up to 1e-5 of the value,
+  float32 rounding of the same count) from fewer than 6 values
   (at least `at_least`: a margin for one setting where none decides). `errors`, `dofs` and `flags`
   are dicts like `values`, or one value for all."""
 
@@ -70,5 +71,5 @@ def deciding_settings(
       continue
     if error is None or not np.isfinite(error) or dof is None or dof < 1:
       continue
-    count += not (error == 0 and dof < 5)
+    count += not (error <= 1e-5 * abs(value) and dof < 5)  # no spread: 0 up to float32 rounding
   return max(count, at_least)

@@ -246,7 +246,7 @@ def test_quick_run_brackets_both_networks_and_judges_by_the_criteria(finished_ru
       summary[f"{name}{suffix}"] if key is None else summary[f"{name}{suffix}"][key]
       for suffix in ("", "_se", "_dof")
     )
-    if se == 0 and dof < MIN_DOF_WITHOUT_SPREAD:
+    if se <= 1e-5 * ratio and dof < MIN_DOF_WITHOUT_SPREAD:  # no spread, up to float rounding
       return None
     distance = np.log(ratio / threshold)
     settings = 1  # Bonferroni's count, against the claim: the settings that can decide

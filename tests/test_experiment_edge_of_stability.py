@@ -127,7 +127,7 @@ def holds_beyond_margin(
   agreed)."""
   if value is None or error is None:
     return None
-  if error == 0 and dof < experiment.MIN_DOF_WITHOUT_SPREAD:
+  if error <= 1e-5 * abs(value) and dof < experiment.MIN_DOF_WITHOUT_SPREAD:  # 0, up to rounding
     return None
   distance = sign * (np.log(value / threshold) if ratio else value - threshold)
   spread = error / value if ratio else error

@@ -137,11 +137,11 @@ def test_the_bulk_near_zero_after_training(finished_run, summary):
   assert not read_curves(finished_run / "history.csv", "eigenvalue_init")
 
 
-def _judged(distance: float, se: float | None, dof: int | None) -> str:
-  """A claim that holds for distance > 0 (its value's distance past its threshold), decided
-  beyond t_{0.975, dof} standard errors (none: inconclusive; an error of 0 decides only from
-  dof 5 on)."""
-  if se is None or dof is None or (se == 0 and dof < MIN_DOF_WITHOUT_SPREAD):
+def _judged(distance: float, se: float | None, dof: int | None, value: float) -> str:
+  """A claim on `value` that holds for distance > 0 (its distance past its threshold), decided
+  beyond t_{0.975, dof} standard errors (none: inconclusive; an error of 0, up to float32
+  rounding of the value, decides only from dof 5 on)."""
+  if se is None or dof is None or (se <= 1e-5 * abs(value) and dof < MIN_DOF_WITHOUT_SPREAD):
     return verdict(None)
   return verdict(None if abs(distance) <= margin(dof) * se * (1 + TIE_RTOL) else distance > 0)
 
@@ -150,7 +150,7 @@ def _slope_verdict(summary: dict) -> str:
   """|slope − 1| < 0.5 beyond t_{0.975, dof} standard errors of the mean of the seeds' slopes,
   dof the seeds less 1 (an error of 0 decides only from dof 5 on)."""
   se, dof = summary["outlier_slope_vs_classes_se"], summary["outlier_slope_vs_classes_dof"]
-  return _judged(0.5 - summary["outlier_slope_error"], se, dof)
+  return _judged(0.5 - summary["outlier_slope_error"], se, dof, summary["outlier_slope_error"])
 
 
 def test_the_verdicts_follow_the_criteria(finished_run, summary):
@@ -175,17 +175,22 @@ def test_the_verdicts_follow_the_criteria(finished_run, summary):
   assert summary["verdicts"] == {
     "outlier_slope_vs_classes": _slope_verdict(summary),
     "n_outliers": _judged(
-      1.5 - summary["outlier_count_error"], summary["n_outliers_se"], summary["n_outliers_dof"]
+      1.5 - summary["outlier_count_error"],
+      summary["n_outliers_se"],
+      summary["n_outliers_dof"],
+      summary["outlier_count_error"],
     ),
     "gram_outlier_ratio": _judged(
       summary["gram_outlier_ratio"] - 0.5,
       summary["gram_outlier_ratio_se"],
       summary["gram_outlier_ratio_dof"],
+      summary["gram_outlier_ratio"],
     ),
     "bulk_fraction_near_zero": _judged(
       summary["bulk_fraction_near_zero"] - 0.5,
       summary["bulk_fraction_near_zero_se"],
       summary["bulk_fraction_near_zero_dof"],
+      summary["bulk_fraction_near_zero"],
     ),
   }
 

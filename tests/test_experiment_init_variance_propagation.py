@@ -58,7 +58,7 @@ def _below(value: float, threshold: float, standard_error: float = 0.0, dof=None
   t_{0.975, dof} of them (and for an error of 0 on fewer than 5 degrees of freedom)."""
   if dof is None:  # no error bar asked for: the value alone
     return verdict(value < threshold)
-  if standard_error == 0 and dof < MIN_DOF_WITHOUT_SPREAD:
+  if standard_error <= 1e-5 * abs(value) and dof < MIN_DOF_WITHOUT_SPREAD:  # 0, up to rounding
     return INCONCLUSIVE
   if abs(value - threshold) <= margin(dof) * standard_error:
     return INCONCLUSIVE

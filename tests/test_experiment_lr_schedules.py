@@ -132,7 +132,9 @@ def test_the_verdicts_follow_from_the_paired_differences(summary):
   schedules that can decide: Bonferroni's margin) fails the claim."""
 
   def judged(value, se, dof, at_edge, settings=1, threshold=0.0):
-    if at_edge or se is None or dof is None or (se == 0 and dof < MIN_DOF_WITHOUT_SPREAD):
+    if at_edge or se is None or dof is None:
+      return None
+    if se <= 1e-5 * abs(value) and dof < MIN_DOF_WITHOUT_SPREAD:  # no spread, up to rounding
       return None
     needed = margin(dof) if value < threshold else margin(dof, settings)
     if abs(value - threshold) <= needed * se:

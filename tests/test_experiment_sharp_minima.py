@@ -109,7 +109,9 @@ def _judged(value, se, dof, threshold, ratio, settings):
   t_{0.975, dof} standard errors of the threshold (a ratio on the log scale, its error divided by
   the ratio), or t_{1 − 0.025/settings, dof} below it (Bonferroni's margin: any setting fails the
   claim); undecided without an error or with an error of 0 from fewer than 6 seeds."""
-  if se is None or dof is None or (se == 0 and dof < experiment.MIN_DOF_WITHOUT_SPREAD):
+  if se is None or dof is None:
+    return None
+  if se <= 1e-5 * abs(value) and dof < experiment.MIN_DOF_WITHOUT_SPREAD:  # 0, up to rounding
     return None
   distance = np.log(value / threshold) if ratio else value - threshold
   spread = se / value if ratio else se
