@@ -188,8 +188,8 @@ def above(
   fewer (12.7 errors for 2 seeds, not 2), and when the error or `dof` is missing or not finite,
   `dof` < 1, or the error is 0 (`no_spread`: up to float32 rounding) with `dof` <
   `MIN_DOF_WITHOUT_SPREAD` (every seed gave the same quantized value, which a sign test could
-  not tell from chance). `dof` is the summary's path of
-  the degrees of freedom (default: beside the error, "x_se" -> "x_dof") or a number.
+  not tell from chance). `dof` is the summary's path of the degrees of freedom (default: beside
+  the error, "x_se" -> "x_dof") or a number.
   `ratio=True` judges a ratio of positive quantities on the log scale, as its delta-method error
   (ratio · the error of the log ratio, `verdicts.paired_ratio`) was made: |log(value/threshold)|
   against margin · error / value. A dict of values (one per setting) fails when one fails
