@@ -164,6 +164,7 @@ def write_tour_report(
     "chapter 8. Claims are this run's numbers; the published column gives the value or direction "
     "reported in the cited work.</p>",
     "<h2>What reproduced</h2>",
+    _verdict_counts(experiments),
     _verdict_table(experiments),
     "<nav><h2>Contents</h2><ol>",
   ]
@@ -227,6 +228,27 @@ def claim_rows(
       row = {name: claim, value: "—", "published": published.get(claim, ""), "verdict": judged}
       rows.append(row)
   return rows
+
+
+VERDICT_RULE = (
+  "A claim measured over seeds is reproduced when its mean lies beyond t<sub>0.975, dof</sub> "
+  "standard errors of its threshold on the published side (a 95% interval: 12.7 errors for 2 "
+  "seeds, 4.30 for 3, 1.96 for many), and not reproduced when it lies beyond them on the other "
+  "side (for a claim of k settings, one setting failing beyond t<sub>1 − 0.025/k, dof</sub>); "
+  "it is inconclusive in between, when every seed gave the same value from fewer than six "
+  "seeds, or when a best learning rate lies at the edge of its grid."
+)
+
+
+def _verdict_counts(experiments: Sequence[Mapping[str, Any]]) -> str:
+  """How many judged claims each verdict has, and how verdicts are decided."""
+  verdicts = [
+    row["verdict"] for entry in experiments for row in entry["claims"] if row.get("verdict")
+  ]
+  counts = ", ".join(
+    f"{verdicts.count(word)} {word}" for word in ("reproduced", "not reproduced", "inconclusive")
+  )
+  return f"<p>{len(verdicts)} claims: {counts}. {VERDICT_RULE}</p>"
 
 
 def _verdict_table(experiments: Sequence[Mapping[str, Any]]) -> str:

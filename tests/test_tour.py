@@ -130,6 +130,8 @@ def test_the_verdicts_of_every_experiment_head_the_report(stand_in_tour):
     assert summary["verdicts"] == {"doubled": expected}
   html = (out / "report.html").read_text()
   top = html[html.index("What reproduced") : html.index("<h2>Contents")]
+  assert "2 claims: 1 reproduced, 1 not reproduced, 0 inconclusive." in top
+  assert "beyond t<sub>0.975, dof</sub> standard errors" in top  # how they are decided
   assert "<a href='#alpha_early'>alpha_early</a></td><td>doubled</td><td>reproduced</td>" in top
   assert "<a href='#zeta_late'>zeta_late</a></td><td>doubled</td><td>not reproduced</td>" in top
   single = (out / "zeta_late" / "report.html").read_text()
