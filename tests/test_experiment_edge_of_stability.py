@@ -144,7 +144,7 @@ def test_the_claims_and_verdicts_are_what_the_history_says(finished_run):
   here from those per-seed values, and each verdict judged here from them with t_{0.975, dof}
   margins: |λ/T − 1| < 0.1; the fraction of seeds reaching T after step 0 > 1/2 (censored seeds
   counted as in the docstring); sharpening (λ at the measurement before T's over λ at step 0,
-  geometric mean) > 1; the loss at T over the last > 1 and its rises after T > 0; Fig. 1's
+  geometric mean) > 1; the loss at T over the last > 1, and a rise after T in most seeds; Fig. 1's
   claims on the squared-error settings (and Adam's, for the loss), the cross-entropy's all in one
   claim of its own."""
   config = json.loads((finished_run / "config.json").read_text())
@@ -221,10 +221,13 @@ def test_the_claims_and_verdicts_are_what_the_history_says(finished_run):
     at_start = [s for s, r in measures["reached"].items() if r is False]
     assert summary["censored_seeds"][setting] == censored
     assert summary["at_threshold_from_start"][setting] == at_start
+    rises = list(measures["rises"].values())
+    rose = None if None in rises else float(np.mean([r > 0 for r in rises]))
+    assert summary["loss_rose_after_threshold"][setting] == rose
     parts[setting] = {
       "distance": checks[f"{prefix}_distance_from_threshold"],
       "fall": checks["loss_fall_after_threshold"],
-      "rises": checks["loss_increases_after_threshold"],
+      "rose": None if rose is None else rose > 0.5,  # the loss rose after T in most seeds
     }
     if is_adam:
       continue
@@ -244,9 +247,9 @@ def test_the_claims_and_verdicts_are_what_the_history_says(finished_run):
 
   def tests(part, prefixes, ratio=False):
     """How many of the settings can decide `part`: Bonferroni's count (a mean with a finite,
-    nonzero error; a fraction reaching T that is not None)."""
-    if part == "reached":
-      return sum(parts[name]["reached"] is not None for name in chosen(prefixes))
+    nonzero error; a fraction of seeds that is not None)."""
+    if part in ("reached", "rose"):
+      return sum(parts[name][part] is not None for name in chosen(prefixes))
     return deciding_settings(
       {name: parts[name][part][0] for name in chosen(prefixes)},
       {name: parts[name][part][1] for name in chosen(prefixes)},
@@ -258,8 +261,8 @@ def test_the_claims_and_verdicts_are_what_the_history_says(finished_run):
   def settings_holding(part, prefixes, threshold=None, sign=1, ratio=False, count=None):
     """Per setting whose name starts with `prefixes`, whether `part` holds: one of them failing
     beyond Bonferroni's margin for `count` settings (default: those of this part that decide)."""
-    if part == "reached":
-      return [parts[name]["reached"] for name in chosen(prefixes)]
+    if part in ("reached", "rose"):
+      return [parts[name][part] for name in chosen(prefixes)]
     count = max(1, tests(part, prefixes, ratio) if count is None else count)
     return [
       holds_beyond_margin(
@@ -274,13 +277,13 @@ def test_the_claims_and_verdicts_are_what_the_history_says(finished_run):
     return None if None in holds or not holds else True
 
   squared, adam, cross = "gd_mse@", "adam@", "gd_cross_entropy@"
-  loss_count = tests("fall", (squared, adam), ratio=True) + tests("rises", (squared, adam))
+  loss_count = tests("fall", (squared, adam), ratio=True) + tests("rose", (squared, adam))
   cross_count = (
     tests("reached", cross)
     + tests("distance", cross)
     + tests("sharpening", cross, ratio=True)
     + tests("fall", cross, ratio=True)
-    + tests("rises", cross)
+    + tests("rose", cross)
   )
   expected = {
     "lambda_max_over_threshold": every(*settings_holding("distance", squared, 0.1, -1)),
@@ -289,14 +292,14 @@ def test_the_claims_and_verdicts_are_what_the_history_says(finished_run):
     "adam_preconditioned_over_threshold": every(*settings_holding("distance", adam, 0.1, -1)),
     "loss_decreased": every(  # Bonferroni over the settings of both parts
       every(*settings_holding("fall", (squared, adam), 1.0, ratio=True, count=loss_count)),
-      every(*settings_holding("rises", (squared, adam), 0.0, count=loss_count)),
+      every(*settings_holding("rose", (squared, adam))),
     ),
     "cross_entropy_edge_of_stability": every(
       every(*settings_holding("reached", cross)),
       every(*settings_holding("distance", cross, 0.1, -1, count=cross_count)),
       every(*settings_holding("sharpening", cross, 1.0, ratio=True, count=cross_count)),
       every(*settings_holding("fall", cross, 1.0, ratio=True, count=cross_count)),
-      every(*settings_holding("rises", cross, 0.0, count=cross_count)),
+      every(*settings_holding("rose", cross)),
     ),
   }
   assert {name.split("@")[0] for name in parts} == {"gd_mse", "gd_cross_entropy", "adam"}
