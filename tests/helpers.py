@@ -57,9 +57,9 @@ def deciding_settings(
   """How many of a claim's settings can decide, Bonferroni's count for its failing side, written
   out for the tests that judge verdicts by hand: a finite value (> 0 for a ratio), no flag, a
   finite error with at least 1 degree of freedom, and not an error of 0 (up to 1e-5 of the value,
-  float32 rounding of the same count) from fewer than 6 values
-  (at least `at_least`: a margin for one setting where none decides). `errors`, `dofs` and `flags`
-  are dicts like `values`, or one value for all."""
+  float32 rounding of the same count) from fewer than 6 values; at least `at_least` (a margin for
+  one setting where none decides). `errors`, `dofs` and `flags` are dicts like `values`, or one
+  value for all."""
 
   def at(shared, key):
     return shared.get(key) if isinstance(shared, dict) else shared
