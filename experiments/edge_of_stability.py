@@ -46,10 +46,11 @@ per-seed values `_by_seed`:
   threshold step (the loss keeps falling at the edge of stability), with
   `loss_fall_after_threshold`, the geometric mean over seeds of the loss at that step over the
   last one, `loss_increases_after_threshold`, the mean number of evaluations whose loss rose
-  over the previous one, and `loss_rose_after_threshold`, the fraction of seeds whose loss rose
-  at least once (non-monotone: judged on more than half of the seeds, as T reached is: a count
-  of rises is never below 0, so its mean over seeds against 0 says nothing a fraction does not,
-  and identical counts would have no spread).
+  over the previous one by more than `RISE_RTOL` of itself (not float32 rounding on a flat
+  stretch), and `loss_rose_after_threshold`, the fraction of seeds whose loss rose at least once
+  (non-monotone: judged above one half of the seeds, as a fraction; a count of rises is never
+  below 0, so its mean over seeds against 0 says nothing a fraction does not, and identical
+  counts would have no spread; a seed censored or at T from step 0 leaves it None).
 
 `CRITERIA` judge them into `verdicts`, every setting of a claim at once (one failing setting
 fails it, one undecided setting leaves it undecided), each mean beyond t_{0.975, dof} standard
@@ -98,6 +99,9 @@ from jaxopt_study.results import read_csv
 GD_LOSSES = ("mse", "cross_entropy")
 REACHED = 0.9  # λ has reached the threshold T once λ ≥ 0.9 T (the issue's criterion)
 HOVERS = 0.1  # λ/T within 10% of 1: "hovers at 2/η"
+# a loss rose when it grew by more than this fraction of itself between two evaluations (not by
+# float32 rounding on a flat stretch)
+RISE_RTOL = 1e-4
 MOST_SEEDS = 0.5  # T reached during training by more than half of a setting's seeds
 # The settings each claim judges: Cohen et al. (2021) Fig. 1's squared error, and the
 # cross-entropy (their §3 and appendix) as a claim of its own
@@ -486,7 +490,7 @@ def edge_measures(
   (λ at the first measurement), `lambda_before_threshold` (at the one before the threshold
   step), `loss_at_threshold` (the training loss at the first evaluation from that step on),
   `loss_at_end` (at the last) and `loss_fall_after_threshold` (the first over the last: > 1 when
-  the loss fell)."""
+  the loss fell). A rise counts when the loss grew by more than `RISE_RTOL` of itself."""
   steps, values = np.asarray(sharpness[0]), np.asarray(sharpness[1], float)
   measured = np.isfinite(values)
   steps, values = steps[measured], values[measured]
@@ -524,7 +528,7 @@ def edge_measures(
     "loss_at_threshold": float(after[0]),
     "loss_at_end": float(after[-1]),
     "loss_fall_after_threshold": float(after[0] / after[-1]),
-    "loss_increases_after_threshold": int(np.sum(np.diff(after) > 0)),
+    "loss_increases_after_threshold": int(np.sum(np.diff(after) > RISE_RTOL * after[:-1])),
   }
 
 

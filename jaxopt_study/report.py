@@ -231,12 +231,15 @@ def claim_rows(
 
 
 VERDICT_RULE = (
-  "A claim measured over seeds is reproduced when its mean lies beyond t<sub>0.975, dof</sub> "
-  "standard errors of its threshold on the published side (a 95% interval: 12.7 errors for 2 "
-  "seeds, 4.30 for 3, 1.96 for many), and not reproduced when it lies beyond them on the other "
-  "side (for a claim of k settings, one setting failing beyond t<sub>1 − 0.025/k, dof</sub>); "
-  "it is inconclusive in between, when every seed gave the same value from fewer than six "
-  "seeds, or when a best learning rate lies at the edge of its grid."
+  "A claim with an error bar over seeds is reproduced when its mean (a ratio's geometric mean, "
+  "on the log scale) lies beyond t<sub>0.975, dof</sub> standard errors of its threshold on the "
+  "published side (a 95% interval: 12.7 errors for 2 seeds, 4.30 for 3, 1.96 for many), and "
+  "not reproduced when it lies beyond them on the other side (for a claim of k settings that "
+  "can decide, over all its parts, one setting failing beyond t<sub>1 − 0.025/k, dof</sub>); "
+  "it is inconclusive in between, with one seed, a missing or censored value, the same value "
+  "from every one of fewer than six seeds, or a best learning rate at the edge of its grid. A "
+  "claim without an error bar (an exact computation, or a fraction of seeds showing an event) "
+  "is judged on its value."
 )
 
 
