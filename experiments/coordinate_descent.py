@@ -264,14 +264,6 @@ def _methods(config: ml_collections.ConfigDict) -> dict[str, object]:
   }
 
 
-def _geometric_mean(values: list[float]) -> float:
-  """exp(mean log) of positive values; NaN if one is not finite (a diverged seed: no best)."""
-  array = np.asarray(values, float)
-  if not np.all(np.isfinite(array) & (array > 0)):
-    return float("nan")
-  return float(np.exp(np.mean(np.log(array))))
-
-
 def seed_means(rows: list[dict]) -> list[dict]:
   """One row per (method, learning rate), member "METHOD@RATE": `final_loss` and `initial_loss`
   the geometric mean over the seeds (NaN if a seed diverged), `w_block_gap` the largest over
@@ -284,8 +276,8 @@ def seed_means(rows: list[dict]) -> list[dict]:
       "member": f"{method}@{rate:g}",
       "method": method,
       "learning_rate": rate,
-      "final_loss": _geometric_mean([r["final_loss"] for r in seeds]),
-      "initial_loss": _geometric_mean([r["initial_loss"] for r in seeds]),
+      "final_loss": verdicts.geometric_mean([r["final_loss"] for r in seeds]),
+      "initial_loss": verdicts.geometric_mean([r["initial_loss"] for r in seeds]),
       "w_block_gap": max(r["w_block_gap"] for r in seeds),
     }
     for (method, rate), seeds in grouped.items()

@@ -275,7 +275,7 @@ def autoencoder_summary(rows: list[dict]) -> dict:
     "num_params": rows[0]["num_params"],
     "num_seeds": len({seed for method in by_seed.values() for seed in method}),
     "autoencoder_final_loss_by_method": {
-      m: float(np.exp(np.mean(np.log(list(v.values()))))) for m, v in final_loss.items()
+      m: verdicts.geometric_mean(list(v.values())) for m, v in final_loss.items()
     },
     "autoencoder_final_loss_by_seed": {m: as_json(v) for m, v in final_loss.items()},
     "sfn_over_other_final_loss": {m: ratio for m, (ratio, _, _) in ratios.items()},

@@ -70,6 +70,10 @@ def test_paired_ratio_is_the_geometric_mean_of_per_seed_ratios_with_the_error_of
   for numerator, denominator in (([0.4, 0.4], [0.2, None]), ([0.4, 0.4], [0.2, 0.0])):
     assert verdicts.paired_ratio(numerator, denominator) == (None, None)
   assert verdicts.paired_ratio([0.4, float("nan")], [0.2, 0.2]) == (None, None)
+  # a geometric mean over seeds: (1 · 4 · 16)^(1/3) = 4; NaN with a diverged seed
+  assert verdicts.geometric_mean([1.0, 4.0, 16.0]) == pytest.approx(4.0)
+  for diverged in (float("nan"), float("inf"), 0.0):
+    assert np.isnan(verdicts.geometric_mean([1.0, diverged]))
   # one seed's ratio: None where paired_ratio would take none (a loss underflowed to 0)
   assert verdicts.ratio(0.4, 0.16) == pytest.approx(2.5)
   for pair in ((0.4, 0.0), (0.0, 0.4), (None, 0.2), (0.4, float("inf")), (-0.4, 0.2)):

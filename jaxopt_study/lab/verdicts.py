@@ -4,7 +4,7 @@ and its standard error, the pair a criterion's `standard_error=` judges (`standa
 the error alone; `dof(values)`, the degrees of freedom a criterion's margin takes);
 `paired_ratio(numerator, denominator)`, the geometric mean of per-seed ratios and its error
 (`paired_ratio_by_seed` for {seed: value} maps, with the error's degrees of freedom; `ratio`, one
-seed's)."""
+seed's); `geometric_mean(values)`, of losses over seeds."""
 
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -54,6 +54,15 @@ def standard_error(values: Sequence[float]) -> float | None:
   """The standard error s/√n of the mean over seeds (None for one seed or none: no error bar, which
   a criterion reads as undecided)."""
   return mean_and_standard_error(values)[1]
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+  """exp(mean log) of positive values over seeds; NaN if one is not finite or not positive (a
+  diverged seed: no mean of the others, which would keep only the seeds that went one way)."""
+  array = np.asarray(values, float)
+  if not np.all(np.isfinite(array) & (array > 0)):
+    return float("nan")
+  return float(np.exp(np.mean(np.log(array))))
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
