@@ -99,7 +99,7 @@ def _compare(
     found = settings(summary)
     if not found:
       return None
-    count = max(1, tests(summary) if chances is None else chances)
+    count = max(1, sum(testable(*one) for one in found) if chances is None else chances)
     judged = [judge_one(*one, count) for one in found]
     if any(j is False for j in judged):
       return False
