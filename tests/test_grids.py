@@ -189,6 +189,80 @@ def test_seed_medians_count_a_censored_seed_as_infinite():
   assert grids.best_at_edge(medians, "depth", "steps") == {2: True}  # 0.1: the grid's bottom
 
 
+def test_held_out_rows_pick_each_seeds_rate_from_the_other_seeds():
+  """Depth 2: leaving seed 0 out, rate 0.2's others (12, 9; median 10.5) beat 0.1's (19, 30);
+  leaving seed 1 out, 0.4's others (5, 6) win; leaving seed 2 out, 0.4's (5, inf: median inf)
+  lose to 0.2's (10, 12). Depth 4: seed 0's others have medians inf at 0.1 and 30.5 at 0.4; seed
+  1's inf at both (no row); seed 2's 52.5 at 0.1 and inf at 0.4. Two rates: both edges."""
+  table = [
+    {"depth": d, "learning_rate": lr, "seed": s, "steps": v}
+    for d, lr, values in [
+      (2, 0.1, [20, 19, 30]),
+      (2, 0.2, [10, 12, 9]),
+      (2, 0.4, [5, None, 6]),
+      (4, 0.1, [50, 55, None]),
+      (4, 0.4, [float("nan"), 31, 30]),
+    ]
+    for s, v in enumerate(values)
+  ]
+  picks, at_edge = grids.held_out_rows(table, ("depth",), "steps")
+  chosen = {k: {s: row["learning_rate"] for s, row in rows.items()} for k, rows in picks.items()}
+  assert chosen == {(2,): {0: 0.2, 1: 0.4, 2: 0.2}, (4,): {0: 0.4, 2: 0.1}}
+  assert picks[(2,)][1] is table[7]  # the held-out seed's own row at the picked rate
+  assert at_edge == {(2,): True, (4,): True}
+  inside = [
+    {"depth": 2, "learning_rate": lr, "seed": s, "steps": v}
+    for lr, v in [(0.1, 20), (0.2, 10), (0.4, 30)]
+    for s in (0, 1)
+  ]
+  assert grids.held_out_rows(inside, ("depth",), "steps")[1] == {(2,): False}
+
+
+def test_held_out_rows_are_unbiased_where_picking_on_the_judged_seeds_is_not():
+  """Twenty rates of equal worth and pure noise: the best median over the seeds that picked it
+  is biased below 0 (the winner's curse); the held-out seeds' mean is not (within 3 standard
+  errors of 0, over the independent groups)."""
+  rng = np.random.default_rng(0)
+  seeds, rates, groups = range(6), [0.01 * (i + 1) for i in range(20)], range(200)
+  table = [
+    {"g": g, "learning_rate": lr, "seed": s, "loss": float(rng.normal())}
+    for g in groups
+    for lr in rates
+    for s in seeds
+  ]
+  picks, _ = grids.held_out_rows(table, ("g",), "loss")
+  held_out = [np.mean([row["loss"] for row in picks[(g,)].values()]) for g in groups]
+  medians = grids.seed_medians(table, ("g", "learning_rate"), "loss")
+  in_sample = [row["loss"] for row in grids.best_rows(medians, "g", "loss").values()]
+  assert all(len(picks[(g,)]) == len(seeds) for g in groups)
+  assert abs(np.mean(held_out)) < 3 * np.std(held_out, ddof=1) / np.sqrt(len(groups))
+  assert np.mean(in_sample) < -0.5  # E[min of 20 medians of 6 normals] is about -0.8
+
+
+def test_held_out_rows_search_several_columns_together():
+  """Rate × block size: the best combination of the other seeds' (0.2, 4); another block size
+  at the middle rate (0.2, 1) is an edge of the block sizes though not of the rates."""
+  table = [
+    {"m": "cd", "learning_rate": lr, "k": k, "seed": s, "loss": v + s}
+    for lr, k, v in [(0.1, 1, 5), (0.2, 1, 3), (0.4, 1, 6), (0.1, 4, 4), (0.2, 4, 1), (0.4, 4, 7)]
+    for s in (0, 1, 2)
+  ] + [{"m": "cd", "learning_rate": 0.2, "k": 8, "seed": s, "loss": 9.0} for s in (0, 1, 2)]
+  picks, at_edge = grids.held_out_rows(table, ("m",), "loss", ("learning_rate", "k"))
+  assert {s: (r["learning_rate"], r["k"]) for s, r in picks[("cd",)].items()} == dict.fromkeys(
+    (0, 1, 2), (0.2, 4)
+  )
+  assert at_edge == {("cd",): False}
+  worse = [{**r, "loss": r["loss"] + 10 * (r["k"] == 4)} for r in table]
+  picks, at_edge = grids.held_out_rows(worse, ("m",), "loss", ("learning_rate", "k"))
+  assert {(r["learning_rate"], r["k"]) for r in picks[("cd",)].values()} == {(0.2, 1)}
+  assert at_edge == {("cd",): True}
+
+
+def test_held_out_rows_leave_out_a_group_with_one_seed():
+  table = [{"g": 0, "learning_rate": lr, "seed": 3, "loss": lr} for lr in (0.1, 0.2, 0.3)]
+  assert grids.held_out_rows(table, ("g",), "loss") == ({}, {})
+
+
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_train_vmapped_matches_each_member_trained_alone():
   """Every member of the vmapped grid ends where `train.make_train_fn` alone takes it."""

@@ -1,7 +1,8 @@
 """Learning-rate grids of experiments that compare optimizers: checked before anything compiles,
 trained as one vmapped program, and their best members picked from the results table (by a
-metric's median over seeds, e.g. the steps a run takes to reach a target, `steps_to_reach`), with
-a best rate at the edge of its grid flagged.
+metric's median over seeds, e.g. the steps a run takes to reach a target, `steps_to_reach`; or
+each seed's from the other seeds, `held_out_rows`), with a best rate at the edge of its grid
+flagged.
 
 A config's `optimizers` field maps an optimizer's name (a key of `optim.OPTIMIZERS`) to its
 hyperparameters by their Optax names, `learning_rate` being the list of rates searched; any other
@@ -286,6 +287,64 @@ def seed_rows_at(
     )
     for key, row in best.items()
   }
+
+
+def held_out_rows(
+  table: Sequence[Mapping[str, Any]],
+  group: tuple[str, ...],
+  metric: str,
+  column: str | tuple[str, ...] = "learning_rate",
+  *,
+  center: Callable[[Sequence[float]], float] = np.median,
+) -> tuple[dict[Any, dict[Any, Mapping[str, Any]]], dict[Any, bool]]:
+  """A rate search judged on seeds it did not see (leave one seed out, i.e. cross-fitting):
+  per group (keyed by the tuple of its `group` columns) and per seed, the row of that seed at the
+  value of `column` whose `center` (the median, by default) of `metric` over the group's *other*
+  seeds is lowest; and per group, whether any of those picks lies at its grid's edge. With a
+  tuple of columns (e.g. a rate and a block size searched together) the pick is the best
+  combination, and a pick lies at the edge when any of its columns is its grid's least or most.
+
+  Picking a best rate and judging it on the same seeds favours the rate whose seeds happened to
+  do well (the winner's curse): the judged value is biased low and its standard error too small.
+  Each value here comes from a seed the pick never saw, so the mean over seeds is an unbiased
+  estimate of what the search gives a new seed, and the seeds' spread its error, at no extra
+  training (Stone 1974, cross-validation). A missing or non-finite value (a censored time, a
+  diverged run) counts as +inf, as in `seed_medians`; a seed whose other seeds have no finite
+  center at any value gets no row. Ties keep the first value in table order. Seeds are the
+  table's `seed` column; a group with one seed has nothing to pick from and is left out.
+  """
+  columns = column if isinstance(column, tuple) else (column,)
+  values: dict[Any, dict[Any, dict[Any, Mapping[str, Any]]]] = {}
+  for row in table:
+    key, setting = tuple(row[g] for g in group), tuple(row[c] for c in columns)
+    values.setdefault(key, {}).setdefault(setting, {})[row["seed"]] = row
+  picks: dict[Any, dict[Any, Mapping[str, Any]]] = {}
+  edge: dict[Any, bool] = {}
+  for key, by_value in values.items():
+    seeds = sorted({seed for rows in by_value.values() for seed in rows})
+    if len(seeds) < 2:
+      continue
+    ends = [{min(axis), max(axis)} for axis in zip(*by_value, strict=True)]
+    chosen: dict[Any, Mapping[str, Any]] = {}
+    for seed in seeds:
+      best, best_center = None, math.inf
+      for value, rows in by_value.items():
+        others = [
+          r.get(metric) if validate.is_finite_number(r.get(metric)) else math.inf
+          for s, r in rows.items()
+          if s != seed
+        ]
+        score = float(center(others)) if others else math.inf
+        if score < best_center and seed in rows:
+          best, best_center = value, score
+      if best is not None:
+        chosen[seed] = by_value[best][seed]
+    if chosen:
+      picks[key] = chosen
+      edge[key] = any(
+        row[c] in end for row in chosen.values() for c, end in zip(columns, ends, strict=True)
+      )
+  return picks, edge
 
 
 def curves_over_column(
