@@ -295,8 +295,10 @@ def one_class_count(config: ml_collections.ConfigDict, digits, num_classes: int)
     loss_fn = problem.params_loss(model_state)
     values = decreasing(hessian.spectrum(loss_fn, params, x, y).eigenvalues)
     found = hessian.count_outliers(values, config.outlier_search)
+    # the model state goes in with the inputs, not closed over: every seed then traces the same
+    # function and reuses one compiled program (a closed-over state compiled one per seed)
     gram = outliers.class_mean_gram(
-      lambda p, inputs, m=model_state: problem.module(p, m)(inputs), params, x, y
+      lambda p, inputs: problem.module(p, inputs[1])(inputs[0]), params, (x, model_state), y
     )
     top = num_classes - 1
     member_curves = {k: np.asarray(v[s]) for k, v in curves.items()} | {"step": steps}

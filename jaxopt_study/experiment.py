@@ -82,6 +82,11 @@ def _compare(
     dofs = _lookup(summary, dof) if isinstance(dof, str) else dof
     flags = _lookup(summary, unless) if unless else None
     if not isinstance(value, Mapping):
+      if only is not None:
+        raise TypeError(
+          f"criterion {path!r}: only={only!r} picks settings of a dict of values, but the "
+          f"summary's {path!r} is one value ({value!r})"
+        )
       return [(value, errors, dofs, flags)]
     return [
       (v, _setting(errors, k), _setting(dofs, k), _setting(flags, k))
@@ -181,7 +186,8 @@ def above(
 ) -> Criterion:
   """The claim holds when the summary's value at `path` ("key" or "key.sub") is > `threshold`
   (every value, for a dict of values; with `only`, every value whose setting's key starts with
-  it, or with one of a tuple of prefixes: a claim about some of the settings).
+  it, or with one of a tuple of prefixes: a claim about some of the settings; a config without
+  such settings leaves it inconclusive, and `only` on a single value is a TypeError).
 
   With `standard_error` (the summary's path of the value's standard error) it is inconclusive
   within `margin(dof)` standard errors of the threshold, a 95% interval that widens as seeds get

@@ -182,6 +182,11 @@ def test_criteria_refuse_what_they_cannot_judge():
     above("r", 0.0, ratio=True)
 
 
+def test_only_on_a_single_value_names_the_claim():
+  with pytest.raises(TypeError, match="'r': only='mse@' picks settings of a dict.*one value"):
+    above("r", 0, only="mse@")({"r": 1.0})
+
+
 def test_a_missing_claim_names_the_key():
   with pytest.raises(KeyError, match="'by_rate.x'.*missing 'x'"):
     above("by_rate.x", 0)({"by_rate": {}})
