@@ -309,8 +309,9 @@ def held_out_rows(
   Each value here comes from a seed the pick never saw, so the mean over seeds is an unbiased
   estimate of what the search gives a new seed, and the seeds' spread its error, at no extra
   training (Stone 1974, cross-validation). A missing or non-finite value (a censored time, a
-  diverged run) counts as +inf, as in `seed_medians`; a seed whose other seeds have no finite
-  center at any value gets no row. Ties keep the first value in table order. Seeds are the
+  diverged run) counts as +inf, as in `seed_medians`, and a center that is NaN (a geometric mean
+  of an inf) is never picked; a seed whose other seeds have no finite center at any value gets
+  no row. Ties keep the first value in table order. Seeds are the
   table's `seed` column; a group with one seed has nothing to pick from and is left out.
   """
   columns = column if isinstance(column, tuple) else (column,)
