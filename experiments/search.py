@@ -5,8 +5,13 @@ Bergstra & Bengio (2012, Fig. 1): with B trials over two hyperparameters of whic
 grid tries √B values of the important one, B independent draws try B, so random search finds a
 better value of it. Here the problem is real: an MLP on scikit-learn's digits trained by a
 `config.optimizer` (Adam, Algorithm 8.7) whose learning rate (drawn log-uniformly over four
-decades) matters and whose β₁ within [0, 0.9] barely does; the held-out quarter of the digits
-is the validation set every search minimizes its final error on. For each budget B (a square):
+decades) matters and whose β₁ within [0, 0.9] barely does. Every trial trains on the digits'
+training split less a stratified `validation_fraction` of it, the validation set every search
+minimizes its final error on; the digits' held-out quarter is the test set, which no search sees:
+each search's pick (its trial of lowest validation error) is reported by its test error, as
+Bergstra & Bengio (2012, §2.1) report the test accuracy of the model validation picks (the
+validation error of the pick flatters it, and a method that tries more points, or narrows around
+its best validation trials, flatters itself more). For each budget B (a square):
 
 * grid: `sweep.as_grid(space, √B)`, √B cell centres per axis (in log space for the rate);
 * random: the first B points of `sweep.sample(space, max B, seed)` (nested budgets of one search);
@@ -20,15 +25,18 @@ members trained with s. Every trial of the grid and random searches runs in vmap
 size of a coarse-to-fine round where that size divides them, so they share its compiled program.
 
 Claims (`summary.json`): `best_found_by_budget` (method -> budget -> the lowest validation error
-found, mean over searches, with `best_found_by_budget_se`), `grid_minus_random` (mean over
-searches and budgets of grid's best minus random's, with `_se` and `_dof` over searches; by
-budget in `grid_minus_random_by_budget`), `distinct_values_by_budget` (distinct values of the
+found, mean over searches, with `best_found_by_budget_se`), `test_error_of_best_by_budget` (the
+test error of that trial, the same way), `grid_minus_random` (mean over searches and budgets of
+the test error of grid's pick minus random's, with `_se` and `_dof` over searches; by budget in
+`grid_minus_random_by_budget`; the same difference of the validation errors in
+`grid_minus_random_validation`), `distinct_values_by_budget` (distinct values of the
 important hyperparameter tried: B for random search, √B for the grid, by construction, so it is
 shown and not judged) and `distinct_value_ratio` (random's over grid's, the smallest over budgets),
 `variance_share_by_axis` (the main effect of each axis on the validation error over the
 largest grid: the variance of the axis's marginal means over the total, as functional ANOVA
-defines it; `important_share`, `other_share`), and `random_minus_coarse_to_fine` (with `_se` and
-`_dof`). The differences are judged beyond t_{0.975, dof} standard errors of 0.
+defines it; `important_share`, `other_share`), and `random_minus_coarse_to_fine` (test errors of
+the picks, with `_se` and `_dof`; validation errors in `random_minus_coarse_to_fine_validation`).
+The differences of test errors are judged beyond t_{0.975, dof} standard errors of 0.
 """
 
 import functools
@@ -37,11 +45,15 @@ import json
 import math
 from pathlib import Path
 
+import jax
 import ml_collections
 import numpy as np
+import sklearn.model_selection
 
+from jaxopt_study import data as data_lib
+from jaxopt_study import problem as problem_lib
 from jaxopt_study import report, sweep, validate
-from jaxopt_study.config import build_problem
+from jaxopt_study.config import load_data
 from jaxopt_study.experiment import Experiment, Members, Results, above, all_of, below
 from jaxopt_study.lab import digits_tasks, verdicts
 from jaxopt_study.lab.curves import read_curves
@@ -49,7 +61,7 @@ from jaxopt_study.results import read_csv
 from jaxopt_study.sweep import search
 
 METHODS = ("grid", "random", "coarse_to_fine")
-METRIC = "final_test_error"  # the held-out set of the digits serves as the validation set
+METRIC = "final_test_error"  # a sweep's held-out set here is the validation set
 
 
 class Search(Experiment):
@@ -66,8 +78,8 @@ class Search(Experiment):
     "random search, each next one in a range narrowed around the previous round's best trials. "
     "Every search's trials run as vmapped sweeps; each search is repeated with independent "
     "seeds, and the figures show the lowest validation error found against the budget and the "
-    "trials of one search. The error that picks the best trial also reports it, which flatters "
-    "every search alike (no separate test split)."
+    "trials of one search. Each search's pick, its trial of lowest validation error, is judged "
+    "by its error on a test set no search sees (the digits' held-out quarter)."
   )
   PUBLISHED = {
     "best_found_by_budget": "random search finds models as good or better than grid search over "
@@ -79,11 +91,11 @@ class Search(Experiment):
     "trials of a coarse random search (Karpathy, CS231n notes 'Neural Networks Part 3', "
     "Hyperparameter optimization; Bergstra & Bengio 2012, §7)",
   }
-  # Random's best below grid's, over budgets and searches, beyond t_{0.975, dof} standard errors
-  # of the per-search differences, dof = searches − 1 (a strict reading of "as good or better":
-  # equal within noise is inconclusive); the important axis
-  # explains over half the variance of the validation error and the other under a tenth;
-  # coarse-to-fine's best below random's.
+  # The test error of random's pick below grid's, over budgets and searches, beyond t_{0.975, dof}
+  # standard errors of the per-search differences, dof = searches − 1 (a strict reading of "as
+  # good or better": equal within noise is inconclusive); the important axis explains over half
+  # the variance of the validation error and the other under a tenth; the test error of
+  # coarse-to-fine's pick below random's.
   CRITERIA = {
     "best_found_by_budget": above("grid_minus_random", 0.0, standard_error="grid_minus_random_se"),
     "variance_share_by_axis": all_of(above("important_share", 0.5), below("other_share", 0.1)),
@@ -101,6 +113,9 @@ class Search(Experiment):
     "budgets": validate.each(validate.require_positive_int),
     "coarse_to_fine.top_k": functools.partial(validate.require_int, low=2),
     "coarse_to_fine.widen": validate.require_positive,
+    "validation_fraction": functools.partial(
+      validate.require_unit_interval, include_zero=False, include_one=False
+    ),
   }
 
   def check_more(self, config: ml_collections.ConfigDict) -> None:
@@ -151,13 +166,17 @@ class Search(Experiment):
         f"trials{first:05d}",
         lambda first=first: (
           {
-            "rows": sweep.run(
+            "rows": _with_test_errors(
+              config,
               problem,
-              factory,
-              {(*space, "seed"): points[first : first + size], **fixed},
-              progress=progress,
-              **_run_options(config),
-            ).table
+              sweep.run(
+                problem,
+                factory,
+                {(*space, "seed"): points[first : first + size], **fixed},
+                progress=progress,
+                **_run_options(config),
+              ),
+            )
           },
           {},
         ),
@@ -181,8 +200,9 @@ class Search(Experiment):
         **_run_options(config),
       )
       for index, found in enumerate(rounds):
+        tested = _with_test_errors(config, problem, found.result)
         for seed in seeds:
-          rows = [r for r in found.result.table if r["seed"] == seed]
+          rows = [r for r in tested if r["seed"] == seed]
           for i, row in enumerate(rows):
             trial = {
               "method": "coarse_to_fine",
@@ -202,13 +222,13 @@ class Search(Experiment):
     return Results(table, history)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
-    """Best found per method and budget (mean and standard error over searches), the paired
-    differences, the distinct values of the important axis, and each axis's variance share."""
+    """Best found per method and budget (mean and standard error over searches) and the test
+    error of each search's pick, the paired differences of both, the distinct values of the
+    important axis, and each axis's variance share."""
     table = results.table
-    means, errors, per_search = best_found(config, table)
+    means, errors, validation = best_found(config, table)
+    test_means, test_errors, test = best_found(config, table, "test_error")
     budgets = [str(b) for b in config.budgets]
-    grid_minus_random = per_search["grid"] - per_search["random"]  # (searches, budgets)
-    random_minus_c2f = per_search["random"] - per_search["coarse_to_fine"]
     distinct = {
       method: {
         str(b): float(
@@ -231,19 +251,20 @@ class Search(Experiment):
       "budgets": list(config.budgets),
       "best_found_by_budget": means,
       "best_found_by_budget_se": errors,
-      "grid_minus_random_by_budget": dict(zip(budgets, _means(grid_minus_random), strict=True)),
-      "grid_minus_random_by_budget_se": dict(
-        zip(budgets, _standard_errors(grid_minus_random), strict=True)
+      "test_error_of_best_by_budget": test_means,
+      "test_error_of_best_by_budget_se": test_errors,
+      **_difference("grid_minus_random", test["grid"] - test["random"], budgets),
+      **_difference(
+        "random_minus_coarse_to_fine", test["random"] - test["coarse_to_fine"], budgets
       ),
-      "grid_minus_random": float(grid_minus_random.mean()),
-      "grid_minus_random_se": verdicts.standard_error(grid_minus_random.mean(axis=1)),
-      "grid_minus_random_dof": verdicts.dof(grid_minus_random.mean(axis=1)),
-      "random_minus_coarse_to_fine_by_budget": dict(
-        zip(budgets, _means(random_minus_c2f), strict=True)
+      **_difference(
+        "grid_minus_random_validation", validation["grid"] - validation["random"], budgets
       ),
-      "random_minus_coarse_to_fine": float(random_minus_c2f.mean()),
-      "random_minus_coarse_to_fine_se": verdicts.standard_error(random_minus_c2f.mean(axis=1)),
-      "random_minus_coarse_to_fine_dof": verdicts.dof(random_minus_c2f.mean(axis=1)),
+      **_difference(
+        "random_minus_coarse_to_fine_validation",
+        validation["random"] - validation["coarse_to_fine"],
+        budgets,
+      ),
       "distinct_values_by_budget": distinct,
       "distinct_value_ratio": min(distinct["random"][b] / distinct["grid"][b] for b in budgets),
       "variance_share_by_axis": shares,
@@ -311,9 +332,67 @@ def search_space(config: ml_collections.ConfigDict) -> dict[str, search.Spec]:
 
 
 def _training(config: ml_collections.ConfigDict):
-  """(problem, optimizer factory, the optimizer's fixed real hyperparameters as one-value axes)."""
+  """(problem on the training split less the validation set, with the validation set held out;
+  optimizer factory; the optimizer's fixed real hyperparameters as one-value axes)."""
   factory, real = sweep.optimizer_factory(config)
-  return build_problem(config), factory, {k: [v] for k, v in real.items()}
+  return _validation_problem(config), factory, {k: [v] for k, v in real.items()}
+
+
+def _validation_problem(config: ml_collections.ConfigDict) -> problem_lib.Problem:
+  """The config's MLP on the digits' training split less a stratified `validation_fraction`,
+  that fraction held out (the searches' validation set). One `Problem` per data and model in a
+  process (`_PROBLEMS`), so that `check_more` and `run` share compiled programs."""
+  model = config.model.to_dict()
+  model.pop("init_scale", None)
+  key = (json.dumps(config.data.to_dict(), sort_keys=True), json.dumps(model, sort_keys=True))
+  key += (config.validation_fraction,)
+  if key not in _PROBLEMS:
+    digits = load_data(config)
+    x_train, x_valid, y_train, y_valid = sklearn.model_selection.train_test_split(
+      np.asarray(digits.x_train),
+      np.asarray(digits.y_train),
+      test_size=config.validation_fraction,
+      random_state=config.data.split_seed,
+      stratify=np.asarray(digits.y_train),
+    )
+    inner = data_lib.Dataset(*(jax.numpy.asarray(a) for a in (x_train, y_train, x_valid, y_valid)))
+    _PROBLEMS[key] = problem_lib.builtin(model.pop("name"), inner, **model)
+  return _PROBLEMS[key]
+
+
+_PROBLEMS: dict[tuple, problem_lib.Problem] = {}
+
+
+def _with_test_errors(
+  config: ml_collections.ConfigDict, problem: problem_lib.Problem, result: sweep.SweepResult
+) -> list[dict]:
+  """The sweep's rows, each with `final_heldout_error`: its member's final parameters' 0-1 error
+  on the digits' held-out quarter, the test set no search sees."""
+  digits = load_data(config)
+  error = _test_error(problem)
+  return [
+    row
+    | {
+      "final_heldout_error": float(
+        error(*sweep.member_state(problem, result, row["member"]), digits.x_test, digits.y_test)
+      )
+    }
+    for row in result.table
+  ]
+
+
+def _test_error(problem: problem_lib.Problem):
+  """A compiled (params, model_state, x, y) -> the problem's `error` metric in eval mode, one per
+  `Problem` of `_PROBLEMS` (which keeps them alive, so their ids stay theirs)."""
+  if id(problem) not in _TEST_ERRORS:
+    pure = problem_lib.pure(problem)
+    _TEST_ERRORS[id(problem)] = jax.jit(
+      lambda params, state, x, y: pure.metrics(params, state, (x, y))["error"]
+    )
+  return _TEST_ERRORS[id(problem)]
+
+
+_TEST_ERRORS: dict[int, object] = {}
 
 
 def _run_options(config: ml_collections.ConfigDict) -> dict:
@@ -372,6 +451,7 @@ def _trial_row(trial: dict, row: dict, space: dict) -> dict:
     **{name: row[name] for name in space},
     "validation_error": row[METRIC],
     "validation_loss": row["final_test_loss"],
+    "test_error": row["final_heldout_error"],
     "train_loss": row["final_train_loss"],
     "diverged": row["diverged"],
   }
@@ -392,13 +472,16 @@ def _trials(table: list[dict], method: str, budget: int, search_index: int) -> l
   ]
 
 
-def best_found(config: ml_collections.ConfigDict, table: list[dict]):
-  """(method -> budget -> mean over searches of the lowest validation error found, the same's
-  standard errors, method -> (searches, budgets) array of the lowest errors)."""
+def best_found(
+  config: ml_collections.ConfigDict, table: list[dict], column: str = "validation_error"
+):
+  """(method -> budget -> mean over searches of `column` of the search's pick, its trial of
+  lowest validation error (by default: that lowest error), the same's standard errors, method ->
+  (searches, budgets) array of the picks' values)."""
   per_search = {
     method: np.asarray(
       [
-        [_lowest(_trials(table, method, b, s)) for b in config.budgets]
+        [_of_pick(_trials(table, method, b, s), column) for b in config.budgets]
         for s in range(config.num_searches)
       ]
     )
@@ -410,10 +493,15 @@ def best_found(config: ml_collections.ConfigDict, table: list[dict]):
   return means, errors, per_search
 
 
-def _lowest(trials: list[dict]) -> float:
-  """The lowest validation error among `trials` (a non-finite one counts as 1: all wrong)."""
-  errors = [r["validation_error"] for r in trials]
-  return float(min(e if math.isfinite(e) else 1.0 for e in errors))
+def _of_pick(trials: list[dict], column: str = "validation_error") -> float:
+  """`column` of the trial of lowest validation error among `trials` (the first of equals; a
+  non-finite error counts as 1: all wrong)."""
+  pick = min(trials, key=lambda r: _error(r["validation_error"]))
+  return _error(pick[column])
+
+
+def _error(value: float) -> float:
+  return float(value) if math.isfinite(value) else 1.0
 
 
 def variance_shares(config: ml_collections.ConfigDict, table: list[dict]) -> dict[str, float]:
@@ -427,12 +515,26 @@ def variance_shares(config: ml_collections.ConfigDict, table: list[dict]) -> dic
   shares = {name: [] for name in names}
   for s in range(config.num_searches):
     trials = sorted(_trials(table, "grid", budget, s), key=lambda r: r["trial"])
-    errors = np.asarray([_lowest([r]) for r in trials]).reshape(side, side)  # (first, second)
+    errors = np.asarray([_of_pick([r]) for r in trials]).reshape(side, side)  # (first, second)
     total = errors.var()
     if total > 0:  # a flat surface (once counted as a share of 0) says nothing of the axes
       shares[names[0]].append(errors.mean(axis=1).var() / total)
       shares[names[1]].append(errors.mean(axis=0).var() / total)
   return {name: float(np.mean(values)) if values else math.nan for name, values in shares.items()}
+
+
+def _difference(name: str, values: np.ndarray, budgets: list[str]) -> dict:
+  """A paired difference between two methods' (searches, budgets) values: `{name}` its mean over
+  searches and budgets, with `_se` and `_dof` over the searches' means over budgets, and
+  `{name}_by_budget` (with `_se`) budget by budget."""
+  per_search = values.mean(axis=1)
+  return {
+    f"{name}_by_budget": dict(zip(budgets, _means(values), strict=True)),
+    f"{name}_by_budget_se": dict(zip(budgets, _standard_errors(values), strict=True)),
+    name: float(values.mean()),
+    f"{name}_se": verdicts.standard_error(per_search),
+    f"{name}_dof": verdicts.dof(per_search),
+  }
 
 
 def _means(values: np.ndarray) -> list[float]:

@@ -8,11 +8,14 @@ import math
 import sys
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
+import sklearn.model_selection
 
-from jaxopt_study import cli, optim, registry, sweep, train
-from jaxopt_study.config import apply_overrides, build_problem, load_config
+from jaxopt_study import cli, data, optim, registry, sweep, train
+from jaxopt_study import problem as problem_lib
+from jaxopt_study.config import apply_overrides, load_config
 from jaxopt_study.experiment import TIE_RTOL, margin, prepare
 from jaxopt_study.results import read_csv
 
@@ -76,26 +79,38 @@ def test_the_protocol_of_every_method(finished_run):
 
 @pytest.mark.slow
 def test_the_claims_are_what_the_table_says(finished_run):
-  """Best found, paired differences with standard errors, distinct values and variance shares,
-  recomputed from results.csv by hand."""
+  """Best found, the test error of each search's pick (its trial of lowest validation error),
+  paired differences with standard errors, distinct values and variance shares, recomputed from
+  results.csv by hand."""
   _, rows, summary = finished_run
-  best = {
-    method: np.asarray(
-      [min(r["validation_error"] for r in trials(rows, method, 16, s)) for s in range(3)]
-    )
-    for method in ("grid", "random", "coarse_to_fine")
+  methods = ("grid", "random", "coarse_to_fine")
+  picks = {
+    m: [min(trials(rows, m, 16, s), key=lambda r: r["validation_error"]) for s in range(3)]
+    for m in methods
   }
+  best = {m: np.asarray([r["validation_error"] for r in picks[m]]) for m in methods}
+  test = {m: np.asarray([r["test_error"] for r in picks[m]]) for m in methods}
   for method, values in best.items():
+    assert values.tolist() == [
+      min(r["validation_error"] for r in trials(rows, method, 16, s)) for s in range(3)
+    ]
     assert summary["best_found_by_budget"][method]["16"] == pytest.approx(values.mean())
     assert summary["best_found_by_budget_se"][method]["16"] == pytest.approx(
       values.std(ddof=1) / math.sqrt(3)
     )
-  difference = best["grid"] - best["random"]
-  assert summary["grid_minus_random"] == pytest.approx(difference.mean())
-  assert summary["grid_minus_random_se"] == pytest.approx(difference.std(ddof=1) / math.sqrt(3))
-  assert summary["random_minus_coarse_to_fine"] == pytest.approx(
-    (best["random"] - best["coarse_to_fine"]).mean()
-  )
+    assert summary["test_error_of_best_by_budget"][method]["16"] == pytest.approx(
+      test[method].mean()
+    )
+  # the claims judge the test errors of the picks; the validation errors are shown beside
+  for suffix, values in (("", test), ("_validation", best)):
+    difference = values["grid"] - values["random"]
+    assert summary[f"grid_minus_random{suffix}"] == pytest.approx(difference.mean())
+    assert summary[f"grid_minus_random{suffix}_se"] == pytest.approx(
+      difference.std(ddof=1) / math.sqrt(3)
+    )
+    assert summary[f"random_minus_coarse_to_fine{suffix}"] == pytest.approx(
+      (values["random"] - values["coarse_to_fine"]).mean()
+    )
   # each difference is judged beyond t_{0.975, dof} errors over the 3 searches: dof 2, t = 4.30
   for key in ("grid_minus_random", "random_minus_coarse_to_fine"):
     assert summary[f"{key}_dof"] == 3 - 1
@@ -134,8 +149,20 @@ def test_a_trial_equals_its_member_trained_alone(finished_run):
   _, rows, _ = finished_run
   config = load_config(QUICK)
   row = min(trials(rows, "random", 16, 1), key=lambda r: r["validation_error"])
+  digits = data.load_digits()  # the held-out quarter: the test set
+  x_train, x_valid, y_train, y_valid = sklearn.model_selection.train_test_split(
+    np.asarray(digits.x_train),
+    np.asarray(digits.y_train),
+    test_size=0.25,
+    random_state=0,
+    stratify=np.asarray(digits.y_train),
+  )
+  assert len(x_train) + len(x_valid) == 1347 and len(digits.x_test) == 450
+  inner = data.Dataset(*map(jnp.asarray, (x_train, y_train, x_valid, y_valid)))
+  model = config.model.to_dict()
+  problem = problem_lib.builtin(model.pop("name"), inner, **model)
   alone = train.train(
-    build_problem(config),
+    problem,
     optim.adam(row["learning_rate"], b1=row["b1"]),
     steps=config.steps,
     eval_every=config.eval_every,
@@ -145,6 +172,9 @@ def test_a_trial_equals_its_member_trained_alone(finished_run):
   assert alone.history["test_error"][-1] == pytest.approx(row["validation_error"], abs=1e-6)
   assert alone.history["test_loss"][-1] == pytest.approx(row["validation_loss"], rel=1e-5)
   assert alone.history["train_loss"][-1] == pytest.approx(row["train_loss"], rel=1e-5)
+  logits = problem.module(alone.params, alone.model_state)(digits.x_test)
+  test_error = np.mean(np.argmax(np.asarray(logits), axis=1) != np.asarray(digits.y_test))
+  assert row["test_error"] == pytest.approx(test_error, abs=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -157,6 +187,7 @@ def test_a_trial_equals_its_member_trained_alone(finished_run):
     ("coarse_to_fine.widen=0.5", "coarse_to_fine.widen=0.5 must be >= 1"),
     ("important=b2", "important='b2' is not one of"),
     ("num_searches=0", "num_searches=0"),
+    ("validation_fraction=1.0", "validation_fraction=1.0"),
     ("space.b1.uniform=[0.0, 1.5]", "sweep axis ('learning_rate', 'b1', 'seed')"),
   ],
 )
