@@ -153,6 +153,12 @@ def test_the_claims_and_verdicts_are_what_the_history_says(finished_run):
   losses_at = read_curves(finished_run / "history.csv", "train_loss")
   seeds = config["seeds"]
   assert len(seeds) >= 3  # the quick config decides with margins of t_{0.975, 2} = 4.30 errors
+  # each setting is one of the prefixes the criteria pick by (`only=`), and each picks some
+  settings = summary["loss_decreased"]  # every setting, Adam's too
+  module = sys.modules[type(registry.load("edge_of_stability")).__module__]
+  prefixes = (module.SQUARED_ERROR, module.CROSS_ENTROPY, module.ADAM)
+  assert all(sum(key.startswith(p) for p in prefixes) == 1 for key in settings)
+  assert all(any(key.startswith(p) for key in settings) for p in prefixes)
   per_seed: dict[str, dict[str, dict[int, object]]] = {}
   for row in table:
     member, is_adam, seed = row["member"], row["method"] == "adam", int(row["seed"])
