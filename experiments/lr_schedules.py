@@ -21,15 +21,21 @@ about 1% for eq. 8.14); the cosines end near 0, as Loshchilov & Hutter's do. Eve
 rate × seed is one member of one `sweep.run` (the schedule an axis, `optim.choose_schedule`), so
 the whole comparison is one compiled program.
 
-Each schedule is shown at its best base rate: the lowest final training loss (the objective
-whose minibatch noise §8.3.1 is about: the NLL plus the L2 penalty (α/2)‖θ‖² SGD minimizes,
-α = `l2_penalty`), mean over seeds; a best rate at its grid's edge is
-flagged (`best_rate_at_grid_edge`) and a claim involving it is inconclusive. Claims
-(`summary.json`): `final_test_error_by_schedule` and `final_train_loss_by_schedule` at the best
-rate (mean over seeds, with `_se`); `train_loss_ratio_to_constant` per decaying schedule;
+A schedule's best base rate is the one with the lowest final training loss (the objective whose
+minibatch noise §8.3.1 is about: the NLL plus the L2 penalty (α/2)‖θ‖² SGD minimizes,
+α = `l2_penalty`), mean over seeds, a rate any of whose seeds diverged never the best. The claims
+judge each seed at the rate best on the other seeds (leave one seed out, `grids.held_out_rows`),
+so that no judged value comes from a seed its rate was picked on (picking and judging on the same
+seeds favours the rate whose seeds happened to do well); `held_out_learning_rates` lists those
+picks per schedule and seed. The rate best on all seeds (`best_learning_rate_by_schedule`, with
+`best_rate_at_grid_edge`) is shown in the plots. A held-out pick at its grid's edge is flagged
+(`held_out_rate_at_grid_edge`) and a claim involving it is inconclusive. Claims (`summary.json`):
+`final_test_error_by_schedule` and `final_train_loss_by_schedule` at the held-out rates (mean over
+seeds, with `_se`); `train_loss_ratio_to_constant` per decaying schedule;
 `train_loss_minus_constant` and `test_error_minus_constant` per decaying schedule (paired by seed,
-with `_se` and `_dof`, the shared seeds less one: the verdicts judge these beyond t_{0.975, dof}
-standard errors); `sgdr_minus_step_test_error` (with `_se` and `_dof`).
+each seed of both schedules at its held-out rate, with `_se` and `_dof`, the shared seeds less
+one: the verdicts judge these beyond t_{0.975, dof} standard errors); `sgdr_minus_step_test_error`
+(with `_se` and `_dof`).
 """
 
 import functools
@@ -86,7 +92,7 @@ DECAYING = tuple(name for name in SCHEDULES if name != "constant")
 
 
 class LrSchedules(Experiment):
-  """SGD under seven learning-rate schedules, each at the best base rate of its grid."""
+  """SGD under seven learning-rate schedules, each seed at the base rate best on the other seeds."""
 
   NAME = "lr_schedules"
   TITLE = "Chapter 8.3.1: learning-rate schedules for SGD, each at its best base rate"
@@ -95,10 +101,11 @@ class LrSchedules(Experiment):
     "A digits MLP trained by plain minibatch SGD (Algorithm 8.1) for the same number of steps "
     "under a constant rate and under step, exponential, 1/t, linear (eq. 8.14), cosine and SGDR "
     "(cosine with warm restarts, Loshchilov & Hutter 2017) schedules, each from every base rate "
-    "of a grid and several seeds, all in one vmapped sweep. Each schedule is shown at the base "
-    "rate with the lowest final training loss (mean over seeds); a best rate at the grid's edge "
-    "is flagged. §8.3.1: the minibatch gradient's noise does not vanish at a minimum, so the rate "
-    "must decay for SGD to settle."
+    "of a grid and several seeds, all in one vmapped sweep. Each seed of a schedule is judged at "
+    "the base rate with the lowest final training loss (mean) over the other seeds (leave one "
+    "seed out), so that no judged value comes from a seed its rate was picked on; a pick at the "
+    "grid's edge is flagged. §8.3.1: the minibatch gradient's noise does not vanish at a "
+    "minimum, so the rate must decay for SGD to settle."
   )
   PUBLISHED = {
     "final_train_loss_by_schedule": "lower with a decaying rate than with a constant one: SGD's "
@@ -110,8 +117,8 @@ class LrSchedules(Experiment):
   }
   # Every decaying schedule ends below constant SGD, in training loss and in test error, beyond
   # t_{0.975, dof} standard errors of the seeds' paired differences; SGDR no worse than step
-  # decay beyond t_{0.975, dof} standard errors of a margin of 0.5 points. Inconclusive where a
-  # best rate is at its grid's edge.
+  # decay beyond t_{0.975, dof} standard errors of a margin of 0.5 points. Each seed at the rate
+  # best on the other seeds; inconclusive where such a held-out rate is at its grid's edge.
   CRITERIA = {
     "final_train_loss_by_schedule": below(
       "train_loss_minus_constant",
@@ -216,25 +223,28 @@ class LrSchedules(Experiment):
     return Results(table, history)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
-    """Per schedule, the best base rate (mean final training loss over seeds) and the final
-    training loss and test error there; the comparisons with the constant rate."""
+    """Per schedule, each seed's final training loss and test error at the base rate best on the
+    other seeds (lowest mean final training loss, a rate where one of them diverged never the
+    best: leave one seed out, `grids.held_out_rows`); their means, and the comparisons with the
+    constant rate paired by seed. The rate best on all seeds is kept for display."""
     means = _rate_means(results.table)
     best = grids.best_rows(means, "schedule", "final_train_loss")
     edge = grids.best_at_edge(means, "schedule", "final_train_loss")
-    at_best = {
-      name: {
-        row["seed"]: row
-        for row in results.table
-        if row["schedule"] == name and row["learning_rate"] == best[name]["learning_rate"]
-      }
-      for name in best
-    }
+    selection = [  # a diverged seed makes its rate's mean infinite, as in `_rate_means`
+      {**row, "selection_loss": np.inf if row["diverged"] else row["final_train_loss"]}
+      for row in results.table
+    ]
+    picks, picks_at_edge = grids.held_out_rows(
+      selection, ("schedule",), "selection_loss", center=np.mean
+    )
+    at_best = {name: rows for (name,), rows in picks.items()}
+    held_out_edge = {name: flag for (name,), flag in picks_at_edge.items()}
     loss, loss_se, error, error_se = {}, {}, {}, {}
     for name, rows in at_best.items():
       runs = rows.values()
       loss[name], loss_se[name] = mean_and_standard_error([r["final_train_loss"] for r in runs])
       error[name], error_se[name] = mean_and_standard_error([r["final_test_error"] for r in runs])
-    decaying = [name for name in best if name != "constant"]
+    decaying = [name for name in at_best if name != "constant"]
     paired, paired_loss = (
       {name: _paired(at_best[name], at_best.get("constant", {}), metric) for name in decaying}
       for metric in ("final_test_error", "final_train_loss")
@@ -247,6 +257,12 @@ class LrSchedules(Experiment):
       "final_train_loss_by_schedule_se": loss_se,
       "best_learning_rate_by_schedule": {name: row["learning_rate"] for name, row in best.items()},
       "best_rate_at_grid_edge": edge,
+      # the rates behind the judged values: each seed's, best on the other seeds
+      "held_out_learning_rates": {
+        name: {str(int(seed)): row["learning_rate"] for seed, row in sorted(rows.items())}
+        for name, rows in at_best.items()
+      },
+      "held_out_rate_at_grid_edge": held_out_edge,
       "train_loss_ratio_to_constant": {
         name: loss[name] / loss["constant"] for name in decaying if "constant" in loss
       },
@@ -257,12 +273,14 @@ class LrSchedules(Experiment):
       "test_error_minus_constant_se": {name: paired[name][1] for name in decaying},
       "test_error_minus_constant_dof": {name: paired[name][2] for name in decaying},
       "compared_at_grid_edge": {
-        name: bool(edge[name] or edge.get("constant", True)) for name in decaying
+        name: bool(held_out_edge[name] or held_out_edge.get("constant", True)) for name in decaying
       },
       "sgdr_minus_step_test_error": sgdr_step[0],
       "sgdr_minus_step_test_error_se": sgdr_step[1],
       "sgdr_minus_step_test_error_dof": sgdr_step[2],
-      "sgdr_or_step_at_grid_edge": bool(edge.get("sgdr", True) or edge.get("step", True)),
+      "sgdr_or_step_at_grid_edge": bool(
+        held_out_edge.get("sgdr", True) or held_out_edge.get("step", True)
+      ),
       "diverged_members": sorted(r["member"] for r in results.table if r["diverged"]),
       "seeds": list(config.seeds),
     }

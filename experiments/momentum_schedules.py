@@ -17,17 +17,23 @@ grid of one method is one vmapped program (`grids.train_vmapped`).
 `train.py` logs for it is the loss at θ̃, and the final loss reported here is the loss at the
 book's θ = θ̃ − μ_T v_T, with T the number of steps and v the velocity in the optimizer state.
 
-Every member is trained from each of `seeds` (the initialization and the minibatch order).
-Claims: `final_loss_by_momentum`, per method and μ_max, the final full-training-set loss (mean
-over seeds) at the learning rate of the grid with the lowest median (Sutskever et al.: larger
-μ_max trains deep autoencoders much further; judged by `loss_ratio_to_smaller_momentum`, each
-μ_max's loss over the next smaller one's, paired by seed: the geometric mean of the per-seed
-ratios, its delta-method `_se`, `verdicts.paired_ratio`, and `_dof`, the seeds paired less one),
-and `nesterov_over_classical_final_loss` per μ_max > 0 (Nesterov is at least as good as
-classical momentum; also paired by seed, with `_se` and `_dof`), each judged on the log scale
-beyond t_{0.975, dof} standard errors of 1. A
-comparison whose best learning rate lies at the edge of its grid
-(`best_learning_rate_at_grid_edge`) is judged inconclusive: the grid does not bracket its optimum.
+Every member is trained from each of `seeds` (the initialization and the minibatch order). The
+best learning rate of a (method, μ_max) is the one of its grid with the lowest median final
+training loss over seeds. The claims judge each seed at the rate best on the other seeds (leave
+one seed out, `grids.held_out_rows`), so that no judged value comes from a seed its rate was
+picked on (picking and judging on the same seeds favours the rate whose seeds happened to do
+well); `held_out_learning_rates` lists those picks per method, μ_max and seed, and the rate best
+on all seeds (`best_learning_rate_by_momentum`, with `best_learning_rate_at_grid_edge`) is shown
+in the plot. Claims: `final_loss_by_momentum`, per method and μ_max, the final full-training-set
+loss (mean over seeds, each at its held-out rate) (Sutskever et al.: larger μ_max trains deep
+autoencoders much further; judged by `loss_ratio_to_smaller_momentum`, each μ_max's loss over the
+next smaller one's, paired by seed: the geometric mean of the per-seed ratios, its delta-method
+`_se`, `verdicts.paired_ratio`, and `_dof`, the seeds paired less one), and
+`nesterov_over_classical_final_loss` per μ_max > 0 (Nesterov is at least as good as classical
+momentum; also paired by seed, with `_se` and `_dof`), each judged on the log scale beyond
+t_{0.975, dof} standard errors of 1. A comparison one of whose held-out rates lies at the edge of
+its grid (`held_out_learning_rate_at_grid_edge`) is judged inconclusive: the grid does not bracket
+its optimum.
 """
 
 import functools
@@ -60,9 +66,10 @@ class MomentumSchedules(Experiment):
     "A deep autoencoder of scikit-learn's digits trained by minibatch SGD with classical momentum "
     "(Algorithm 8.2) and Nesterov momentum (Algorithm 8.3), the momentum following Sutskever et "
     "al.'s schedule μ_t = min(1 − 2^(−1−log2(⌊t/r⌋+1)), μ_max), passed to the library's "
-    "optimizers as a schedule (Nesterov looks ahead with μ_{t+1}). Each (method, μ_max) "
-    "is shown at the learning rate of its grid with the lowest median final training loss over "
-    "the seeds; Nesterov's "
+    "optimizers as a schedule (Nesterov looks ahead with μ_{t+1}). Each seed of a (method, "
+    "μ_max) is judged at the learning rate of its grid with the lowest median final training "
+    "loss over the other seeds (leave one seed out), so that no judged value comes from a seed "
+    "its rate was picked on; Nesterov's "
     "loss is evaluated at θ = θ̃ − μv, not at the look-ahead point it carries. Sutskever et al.'s "
     "long runs gain from every increase of μ_max, with Nesterov at least as good as classical "
     "momentum; the verdicts say whether this run's scale shows both."
@@ -75,7 +82,9 @@ class MomentumSchedules(Experiment):
   }
   # Every step up in μ_max lowers the final loss, for both methods; Nesterov ends below classical
   # at every μ_max > 0 (at 0 both are SGD); each ratio paired by seed, beyond t_{0.975, dof}
-  # standard errors, on the log scale its delta-method error was made on (`ratio=True`).
+  # standard errors, on the log scale its delta-method error was made on (`ratio=True`). Each seed
+  # at the rate best on the other seeds; inconclusive where such a held-out rate is at its grid's
+  # edge.
   CRITERIA = {
     "final_loss_by_momentum": below(
       "loss_ratio_to_smaller_momentum",
@@ -167,27 +176,31 @@ class MomentumSchedules(Experiment):
     return Results(table, history)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
-    """Per method and μ_max, the best learning rate (lowest median final training loss over
-    seeds) and the mean final loss there; each comparison as the mean over seeds of the per-seed
-    ratio at the two best rates, with its standard error. A comparison whose best rate lies at
-    its grid's edge (the grid does not bracket the optimum) is flagged, and its verdict is
-    inconclusive."""
+    """Per method and μ_max, each seed's final loss at the learning rate best on the other seeds
+    (lowest median final training loss: leave one seed out, `grids.held_out_rows`) and their mean;
+    each comparison as the geometric mean over seeds of the per-seed ratio at those held-out
+    rates, with its standard error. A comparison one of whose held-out rates lies at its grid's
+    edge (the grid does not bracket the optimum) is flagged, and its verdict is inconclusive. The
+    rate best on all seeds (lowest median) is kept for display."""
     by_method: dict[str, dict[str, float]] = {}
     rates: dict[str, dict[str, float]] = {}
     edge: dict[str, dict[str, bool]] = {}
+    held_out_rates: dict[str, dict[str, dict[str, float]]] = {}
+    held_out_edge: dict[str, dict[str, bool]] = {}
     by_seed: dict[str, dict[str, dict[int, float]]] = {}
     _, best, at_edge = grids.best_by_median(results.table, GROUP, "final_train_loss")
     for (method, mu), row in sorted(best.items()):
-      seeds = {
-        r["seed"]: r["final_train_loss"]
-        for r in results.table
-        if (r["method"], r["momentum_max"], r["learning_rate"])
-        == (method, mu, row["learning_rate"])
-      }
-      by_seed.setdefault(method, {})[f"{mu:g}"] = seeds
-      by_method.setdefault(method, {})[f"{mu:g}"] = float(np.mean(list(seeds.values())))
       rates.setdefault(method, {})[f"{mu:g}"] = row["learning_rate"]
       edge.setdefault(method, {})[f"{mu:g}"] = at_edge[(method, mu)]
+    picks, picks_at_edge = grids.held_out_rows(results.table, GROUP, "final_train_loss")
+    for (method, mu), rows in sorted(picks.items()):
+      seeds = {seed: row["final_train_loss"] for seed, row in sorted(rows.items())}
+      by_seed.setdefault(method, {})[f"{mu:g}"] = seeds
+      by_method.setdefault(method, {})[f"{mu:g}"] = float(np.mean(list(seeds.values())))
+      held_out_rates.setdefault(method, {})[f"{mu:g}"] = {
+        str(int(seed)): row["learning_rate"] for seed, row in sorted(rows.items())
+      }
+      held_out_edge.setdefault(method, {})[f"{mu:g}"] = picks_at_edge[(method, mu)]
     pairs = {
       f"{method} {high}/{low}": ((method, high), (method, low))
       for method, losses in by_method.items()
@@ -218,17 +231,20 @@ class MomentumSchedules(Experiment):
       "loss_ratio_to_smaller_momentum_se": step_up_se,
       "loss_ratio_to_smaller_momentum_dof": step_up_dof,
       "loss_ratio_at_grid_edge": {
-        key: edge[method][high] or edge[method][low]
+        key: held_out_edge[method][high] or held_out_edge[method][low]
         for key, ((method, high), (_, low)) in pairs.items()
       },
       "nesterov_over_classical_final_loss": nesterov,
       "nesterov_over_classical_final_loss_se": nesterov_se,
       "nesterov_over_classical_final_loss_dof": nesterov_dof,
       "nesterov_over_classical_at_grid_edge": {
-        mu: edge["nesterov"][mu] or edge["classical"][mu] for mu in mus
+        mu: held_out_edge["nesterov"][mu] or held_out_edge["classical"][mu] for mu in mus
       },
       "best_learning_rate_by_momentum": rates,
       "best_learning_rate_at_grid_edge": edge,
+      # the rates behind the judged values: each seed's, best on the other seeds
+      "held_out_learning_rates": held_out_rates,
+      "held_out_learning_rate_at_grid_edge": held_out_edge,
       "seeds": list(config.seeds),
       "diverged_members": sorted(
         r["member"] for r in results.table if not np.isfinite(r["final_train_loss"])

@@ -57,23 +57,70 @@ def test_nesterov_at_high_momentum(summary):
   assert losses["nesterov"]["0.99"] < losses["nesterov"]["0.9"]
 
 
-def test_verdicts_compare_each_step_up_in_momentum_and_the_two_methods(finished_run, summary):
-  """Each comparison is the geometric mean over seeds of the per-seed ratio of the final losses
-  at the two best rates (the lowest median over seeds), with its standard error (delta method on
-  the logs) and its degrees of freedom (seeds − 1), computed here from results.csv; judged below 1
-  on the log scale beyond t_{0.975, dof} standard errors unless a best rate is at its grid's
-  edge."""
+def _held_out(rows: list[dict]) -> dict[tuple[str, str], dict[int, dict]]:
+  """Per (method, μ_max) and seed, that seed's row at the learning rate whose median final
+  training loss over the *other* seeds is lowest (a non-finite loss counts +inf; ties the first
+  rate of the grid), by brute force."""
+  by_key = {(r["method"], f"{r['momentum_max']:g}", r["learning_rate"], r["seed"]): r for r in rows}
+  grid = sorted({r["learning_rate"] for r in rows})
+  seeds = sorted({r["seed"] for r in rows})
+
+  def median_without(method, mu, rate, seed):
+    losses = [by_key[(method, mu, rate, s)]["final_train_loss"] for s in seeds if s != seed]
+    return float(np.median([x if np.isfinite(x) else np.inf for x in losses]))
+
+  picks = {}
+  for method, mu in {(m, mu) for m, mu, _, _ in by_key}:
+    for seed in seeds:
+      scores = [median_without(method, mu, rate, seed) for rate in grid]
+      picks.setdefault((method, mu), {})[seed] = by_key[(method, mu, grid[np.argmin(scores)], seed)]
+  return picks
+
+
+def test_held_out_rates_are_best_on_the_other_seeds(finished_run, summary):
+  """Each seed's learning rate, per method and μ_max, is the one best on the other seeds (the
+  lowest median final loss over them), recomputed here from results.csv; flagged where any is at
+  its grid's edge, and every comparison using it inherits the flag."""
   rows = read_csv(finished_run / "results.csv")
-  rates = summary["best_learning_rate_by_momentum"]
+  grid = sorted({row["learning_rate"] for row in rows})
+  held_out = _held_out(rows)
+  assert summary["held_out_learning_rates"] == {
+    method: {
+      mu: {str(int(seed)): row["learning_rate"] for seed, row in held_out[(method, mu)].items()}
+      for mu in ("0", "0.9", "0.99")
+    }
+    for method in ("classical", "nesterov")
+  }
+  edge = summary["held_out_learning_rate_at_grid_edge"]
+  assert edge == {
+    method: {
+      mu: any(row["learning_rate"] in (grid[0], grid[-1]) for row in picks.values())
+      for (m, mu), picks in held_out.items()
+      if m == method
+    }
+    for method in ("classical", "nesterov")
+  }
+  assert summary["loss_ratio_at_grid_edge"] == {
+    f"{method} {high}/{low}": edge[method][high] or edge[method][low]
+    for method in ("classical", "nesterov")
+    for low, high in (("0", "0.9"), ("0.9", "0.99"))
+  }
+  assert summary["nesterov_over_classical_at_grid_edge"] == {
+    mu: edge["nesterov"][mu] or edge["classical"][mu] for mu in ("0.9", "0.99")
+  }
+
+
+def test_verdicts_compare_each_step_up_in_momentum_and_the_two_methods(finished_run, summary):
+  """Each comparison is the geometric mean over seeds of the per-seed ratio of the final losses,
+  each seed at the rate best on the other seeds (the lowest median over them), with its standard
+  error (delta method on the logs) and its degrees of freedom (seeds − 1), computed here from
+  results.csv; judged below 1 on the log scale beyond t_{0.975, dof} standard errors unless a
+  held-out rate is at its grid's edge."""
+  rows = read_csv(finished_run / "results.csv")
+  held_out = _held_out(rows)
 
   def at_best(method, mu):
-    return {
-      r["seed"]: r["final_train_loss"]
-      for r in rows
-      if r["method"] == method
-      and f"{r['momentum_max']:g}" == mu
-      and r["learning_rate"] == rates[method][mu]
-    }
+    return {seed: row["final_train_loss"] for seed, row in held_out[(method, mu)].items()}
 
   def paired(top, bottom):
     logs = np.log([top[s] / bottom[s] for s in sorted(top)])
@@ -125,8 +172,8 @@ def _judged(summary: dict, key: str, flags: str) -> str:
 
 
 def test_best_rates_at_the_grid_edge_are_flagged(finished_run, summary):
-  """A best learning rate that is the smallest or largest of the grid is flagged, per method and
-  μ_max, and every comparison that uses it inherits the flag."""
+  """An all-seed best learning rate (the lowest median over all seeds, shown in the plot) that is
+  the smallest or largest of the grid is flagged, per method and μ_max."""
   rows = read_csv(finished_run / "results.csv")
   grid = sorted({row["learning_rate"] for row in rows})
   rates = summary["best_learning_rate_by_momentum"]
@@ -134,9 +181,6 @@ def test_best_rates_at_the_grid_edge_are_flagged(finished_run, summary):
   assert edge == {
     method: {mu: rate in (grid[0], grid[-1]) for mu, rate in by_mu.items()}
     for method, by_mu in rates.items()
-  }
-  assert summary["nesterov_over_classical_at_grid_edge"] == {
-    mu: edge["nesterov"][mu] or edge["classical"][mu] for mu in ("0.9", "0.99")
   }
 
 
