@@ -33,9 +33,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.mode_learning_rate = 0.01  # τ = 100 steps
   config.mode_init_scale = 0.05  # factor on Glorot's normal init
   config.mode_steps = 3000
-  # (b) depth: the median steps over seeds to loss ≤ loss_threshold × the zero network's loss,
-  # at each depth's best learning rate (ε·depth over rate_times_depth, 8 per decade), for
-  # orthogonal and LeCun-normal (scaled Gaussian) init.
+  # (b) depth: each seed's steps to loss ≤ loss_threshold × the zero network's loss, at each
+  # depth's learning rate with the fewest median steps over the other seeds (ε·depth over
+  # rate_times_depth, 8 per decade), for orthogonal and LeCun-normal (scaled Gaussian) init.
   # The task's singular values (their number is the nets' input and output width) and the hidden
   # width, ≫ that width as in Saxe et al.'s depth comparison.
   config.depth_singular_values = [4.0, 3.0, 2.0, 1.5, 1.0, 0.8, 0.6, 0.5]

@@ -23,33 +23,39 @@ batch, plain SGD) times each run to bring the loss below a fraction of the zero 
 between evaluations in log loss, `grids.steps_to_reach(stay=True)`; a rate at the edge of
 stability passes below and climbs back, which is no learning time). The rates are
 `rates_per_decade` per decade (≥ 8) of ε·depth over `rate_times_depth` (the best rate of a deep
-linear net scales about as 1/depth: the step changes the map through every layer at once), the
-median over ≥ 3 seeds ranks them (`grids.seed_medians`), and a best rate at the edge of its grid
-is flagged (`grids.best_at_edge`): the search did not bracket it, and the claim is inconclusive.
+linear net scales about as 1/depth: the step changes the map through every layer at once), and
+the median over ≥ 3 seeds ranks them. Each seed is judged at the rate best on the other seeds
+(leave one seed out, `grids.held_out_rows`; `held_out_learning_rates`), so that no seed's time
+picked the rate it is judged at (picking and judging on the same seeds favours the rate whose
+seeds happened to be fast); a held-out pick at the edge of its grid is flagged: the search did not
+bracket it, and the claim is inconclusive. The rate best on all the seeds and its median
+(`best_learning_rate_*`, `steps_to_threshold_*`) are shown, not judged.
 With orthogonal initialization (dynamical isometry) the learning time at the best rate does not
 grow with depth; with a scaled Gaussian initialization it does.
 
 Claims (`summary.json`): `mode_time_vs_inverse_s_slope` (steps per unit 1/s, with its R², the
 slope of the theory's t_half and `mode_time_slope_rel_error`, |slope / theory's − 1|; one
 initialization, judged on the bare value), and `depth_time_ratio_orthogonal` (below 2) and
-`depth_time_ratio_gaussian` (above 1): deepest over shallowest depth, each at its best rate (the
-one with the fewest median steps), paired by seed (the sweep's seed draws the initialization at
-each depth; the data are one draw): the geometric mean over seeds of the per-seed ratio of steps
-(`*_by_seed`), with the delta-method standard error of its log (`verdicts.paired_ratio_by_seed`,
-`*_se`) and its degrees of freedom (`*_dof`, one less than the seeds). Each is judged on the log
-scale, beyond t_{0.975, dof} standard errors of its threshold, and refused (inconclusive) when
-`*_at_grid_edge`. The per-seed steps at each depth's best rate are `steps_to_threshold_*_by_seed`
-(None: never reached), their medians `steps_to_threshold_*`.
+`depth_time_ratio_gaussian` (above 1): deepest over shallowest depth, each seed at each depth's
+rate best on the other seeds (the one with their fewest median steps), paired by seed (the
+sweep's seed draws the initialization at each depth; the data are one draw): the geometric mean
+over seeds of the per-seed ratio of steps (`*_by_seed`), with the delta-method standard error of
+its log (`verdicts.paired_ratio_by_seed`, `*_se`) and its degrees of freedom (`*_dof`, one less
+than the seeds). Each is judged on the log scale, beyond t_{0.975, dof} standard errors of its
+threshold, and refused (inconclusive) when `*_at_grid_edge` (a held-out pick of the shallowest or
+the deepest depth at its grid's edge; `best_rate_at_grid_edge_*`, the depths with one). The
+per-seed steps at their held-out rates are `steps_to_threshold_*_by_seed` (None: never reached).
 
-Censoring. A seed whose run at the best rate never reaches the threshold within `depth_steps` is
-censored (`*_censored_seeds`, per depth; `*_censored`, the depths among the two compared that have
-one; every seed, at a depth where no rate's median reaches it): its time is at least the budget.
-At the deepest depth it counts as the budget (without a best rate, as its fewest steps over the
-whole grid, or the budget), a lower bound on its ratio, so the geometric mean is a lower bound
-(kept in `*_lower_bound`), and it decides only where the bound lies above the threshold beyond
-the same margin: for Gaussian init that is "reproduced" (a lower bound can only understate a ratio
-above 1), for orthogonal init "not reproduced"; otherwise the value is None (undecided). A
-censored seed at the shallowest depth would make its ratio an upper bound: the value is None.
+Censoring. A seed whose run at its held-out rate never reaches the threshold within `depth_steps`
+is censored (`*_censored_seeds`, per depth; `*_censored`, the depths among the two compared that
+have one), and so is a seed whose other seeds' medians reach it at no rate (no held-out rate):
+its time is at least the budget. At the deepest depth it counts as the budget (without a held-out
+rate, as its fewest steps over the whole grid, or the budget), a lower bound on its ratio, so the
+geometric mean is a lower bound (kept in `*_lower_bound`), and it decides only where the bound
+lies above the threshold beyond the same margin: for Gaussian init that is "reproduced" (a lower
+bound can only understate a ratio above 1), for orthogonal init "not reproduced"; otherwise the
+value is None (undecided). A censored seed at the shallowest depth would make its ratio an upper
+bound: the value is None.
 """
 
 import functools
@@ -97,15 +103,16 @@ class DeepLinearDynamics(Experiment):
     "the step at which a mode reaches half its strength is fitted against 1/s (theory: τ/(2s) "
     "ln((s−u₀)/u₀), τ = 1/learning rate). (b) Nets with hidden layers much wider than their input "
     "and output, at several depths: for each depth a learning-rate search (at least 8 rates per "
-    "decade, several seeds) finds the rate with the fewest median full-batch SGD steps to bring "
-    "the loss below a fraction of the zero network's loss, for orthogonal and for scaled Gaussian "
-    "(LeCun normal) initialization. Saxe et al. predict a depth-independent time for orthogonal "
-    "init and a growing one for Gaussian init. The deepest over the shallowest depth's steps is "
-    "taken per seed (the same initialization seed at both depths) and averaged geometrically, "
-    "judged beyond t_{0.975, dof} standard errors of its threshold. A seed that does not reach "
-    "the threshold within the step budget counts as the budget (a lower bound, listed as "
-    "censored), which decides only where even the bound is clearly above the threshold; a best "
-    "rate at the edge of its grid makes the claim inconclusive."
+    "decade, several seeds) times each seed at the rate with the fewest median full-batch SGD "
+    "steps over the other seeds (leave one seed out, so that no seed's time picks its own rate) "
+    "to bring the loss below a fraction of the zero network's loss, for orthogonal and for scaled "
+    "Gaussian (LeCun normal) initialization. Saxe et al. predict a depth-independent time for "
+    "orthogonal init and a growing one for Gaussian init. The deepest over the shallowest depth's "
+    "steps is taken per seed (the same initialization seed at both depths) and averaged "
+    "geometrically, judged beyond t_{0.975, dof} standard errors of its threshold. A seed that "
+    "does not reach the threshold within the step budget counts as the budget (a lower bound, "
+    "listed as censored), which decides only where even the bound is clearly above the threshold; "
+    "a rate picked at the edge of its grid makes the claim inconclusive."
   )
   PUBLISHED = {
     "mode_time_vs_inverse_s_slope": "t_half ∝ 1/s, slope τ/2·ln(s/u₀) (Saxe et al. 2013, eq. 7)",
@@ -113,7 +120,7 @@ class DeepLinearDynamics(Experiment):
     "depth_time_ratio_gaussian": "> 1, growing with depth (Saxe et al. 2013, Fig. 5)",
   }
   # The fitted slope within 20% of the theory's; "≈ 1" as: less than doubles from the shallowest
-  # to the deepest depth.
+  # to the deepest depth, each seed at each depth's rate best on the other seeds.
   CRITERIA = {
     "mode_time_vs_inverse_s_slope": below("mode_time_slope_rel_error", 0.2),
     "depth_time_ratio_orthogonal": below(
@@ -232,10 +239,10 @@ class DeepLinearDynamics(Experiment):
     return Results(table, history)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
-    """Half-times against 1/s (fit, R², the theory's slope), and per initialization the steps at
-    each depth's best rate, deepest over shallowest depth, paired by seed (geometric mean, its
-    standard error and degrees of freedom; censored seeds as in the module's docstring; flagged
-    where a best rate sits at the edge of its grid)."""
+    """Half-times against 1/s (fit, R², the theory's slope), and per initialization each seed's
+    steps at each depth's rate best on the other seeds, deepest over shallowest depth, paired by
+    seed (geometric mean, its standard error and degrees of freedom; censored seeds as in the
+    module's docstring; flagged where a held-out pick sits at the edge of its grid)."""
     table = results.table
     modes = [r for r in table if r["part"] == "modes"]
     inverse = np.asarray([1.0 / r["singular_value"] for r in modes])
@@ -254,20 +261,26 @@ class DeepLinearDynamics(Experiment):
       "mode_half_time_max_rel_error": float(np.max(np.abs(times - theory) / theory)),
     }
     runs = [r for r in table if r["part"] == "run"]
-    _, best, at_edge = rate_search(runs)
+    _, best, _ = rate_search(runs)  # shown, not judged
+    picks, at_edge = held_out_search(runs)
     shallow, deep = min(config.depths), max(config.depths)
     seeds = sorted(set(config.seeds))
+    held_out_rates = {}
     for init_name in INITS:
       chosen = {d: best.get((init_name, d)) for d in config.depths}
+      held_out = {d: picks.get((init_name, d), {}) for d in config.depths}
       steps = {d: None if r is None else r["steps_to_threshold"] for d, r in chosen.items()}
       edges = sorted(d for d in config.depths if at_edge.get((init_name, d), False))
-      by_seed = {d: seed_steps(runs, init_name, d, chosen[d]) for d in config.depths}
-      censored = {d: [s for s in seeds if by_seed[d].get(s) is None] for d in (shallow, deep)}
+      by_seed = {
+        d: {s: held_out[d][s]["steps_to_threshold"] if s in held_out[d] else None for s in seeds}
+        for d in config.depths
+      }
+      censored = {d: [s for s in seeds if by_seed[d][s] is None] for d in (shallow, deep)}
       # the deepest depth's censored seeds count as their bound, a lower bound on their time; a
       # censored seed of the shallowest depth bounds nothing (None: no ratio)
-      deep_bounds = censored_bounds(runs, init_name, deep, chosen[deep], config.depth_steps)
+      deep_bounds = censored_bounds(runs, init_name, deep, held_out[deep], config.depth_steps)
       numerator = {
-        s: deep_bounds[s] if by_seed[deep].get(s) is None else by_seed[deep][s] for s in seeds
+        s: deep_bounds[s] if by_seed[deep][s] is None else by_seed[deep][s] for s in seeds
       }
       ratio, se, dof = verdicts.paired_ratio_by_seed(numerator, by_seed[shallow])
       bound = ratio if censored[deep] else None
@@ -289,7 +302,13 @@ class DeepLinearDynamics(Experiment):
       summary[f"best_rate_at_grid_edge_{init_name}"] = edges
       summary[f"steps_to_threshold_{init_name}"] = {str(d): v for d, v in steps.items()}
       summary[f"steps_to_threshold_{init_name}_by_seed"] = {
-        str(d): {str(s): by_seed[d].get(s) for s in seeds} for d in config.depths
+        str(d): {str(s): by_seed[d][s] for s in seeds} for d in config.depths
+      }
+      held_out_rates[init_name] = {
+        str(d): {
+          str(s): held_out[d][s]["learning_rate"] if s in held_out[d] else None for s in seeds
+        }
+        for d in config.depths
       }
       summary[f"best_learning_rate_{init_name}"] = {
         str(d): None if r is None else r["learning_rate"] for d, r in chosen.items()
@@ -297,6 +316,7 @@ class DeepLinearDynamics(Experiment):
       summary[f"seeds_reaching_threshold_{init_name}"] = {
         str(d): None if r is None else r["num_finite"] for d, r in chosen.items()
       }
+    summary["held_out_learning_rates"] = held_out_rates
     summary["num_seeds"] = len(set(config.seeds))
     summary["rates_per_decade"] = config.rates_per_decade
     return summary
@@ -479,34 +499,21 @@ def depth_search(
   return {"rows": rows, "history": history}, {}
 
 
-def seed_steps(
-  runs: list[dict], init_name: str, depth: int, chosen: dict | None
-) -> dict[int, float | None]:
-  """Per seed, the steps to the loss threshold of its run at the depth's best rate `chosen` (a
-  `rate_search` best row; None where that run never reaches the threshold); {} without one."""
-  if chosen is None:
-    return {}
-  return {
-    int(r["seed"]): r["steps_to_threshold"]
-    for r in runs
-    if (r["init"], r["depth"], r["learning_rate"]) == (init_name, depth, chosen["learning_rate"])
-  }
-
-
 def censored_bounds(
-  runs: list[dict], init_name: str, depth: int, chosen: dict | None, budget: int
+  runs: list[dict], init_name: str, depth: int, picked: dict, budget: int
 ) -> dict[int, float]:
-  """Per seed, a lower bound on its steps at the depth's best rate where its run there is
-  censored: the step budget; without a best rate (no rate's median reaches the threshold), its
+  """Per seed, a lower bound on its steps at its held-out rate where its run there is censored:
+  the step budget for a seed of `picked` (`held_out_search`'s rows of the depth, by seed); for a
+  seed without a held-out rate (no rate's median over the other seeds reaches the threshold), its
   fewest steps over the whole grid (the budget where no rate reaches it), a bound on its time at
   any rate of the grid."""
   fewest: dict[int, float] = {}
   for r in runs:
     if (r["init"], r["depth"]) != (init_name, depth):
       continue
-    steps = r["steps_to_threshold"]
-    counted = steps if chosen is None and validate.is_finite_number(steps) else budget
-    fewest[int(r["seed"])] = min(fewest.get(int(r["seed"]), float(budget)), float(counted))
+    seed, steps = int(r["seed"]), r["steps_to_threshold"]
+    counted = steps if seed not in picked and validate.is_finite_number(steps) else budget
+    fewest[seed] = min(fewest.get(seed, float(budget)), float(counted))
   return fewest
 
 
@@ -516,3 +523,10 @@ def rate_search(table: list[dict]) -> tuple[list[dict], dict, dict]:
   threshold) and whether it is at its grid's edge."""
   runs = [r for r in table if r["part"] == "run"]
   return grids.best_by_median(runs, ("init", "depth"), "steps_to_threshold")
+
+
+def held_out_search(runs: list[dict]) -> tuple[dict, dict]:
+  """`grids.held_out_rows` of the steps to the loss threshold per (init, depth): each seed's run at
+  the rate with the fewest median steps over the other seeds (a seed whose other seeds' medians
+  reach the threshold at no rate has none) and whether any of those picks is at its grid's edge."""
+  return grids.held_out_rows(runs, ("init", "depth"), "steps_to_threshold")

@@ -114,17 +114,22 @@ def _assert_paired(summary: dict, init: str, numerator: list, denominator: list)
 
 
 def test_depth_ratio_pairs_seeds_at_each_depths_best_rate():
-  """One seed's lucky run does not pick the rate: the median over seeds does, and a rate whose
-  median is censored (two of three seeds never reach the threshold) is never the best. The ratio
-  is the geometric mean over seeds of each seed's steps at the two depths' best rates."""
+  """Each seed is judged at each depth's rate best on the other seeds (leave one seed out), and a
+  rate whose median is censored (two of three seeds never reach the threshold) is never picked.
+  The ratio is the geometric mean over seeds of each seed's steps at the two depths' held-out
+  rates; the rate best on all the seeds (the median over three) is shown."""
   summary = _summary(
     _search(
-      {0.01: [40, 40, 40], 0.02: [15, 15, 14], 0.04: [1, 16, 17], 0.08: [60, 60, 60]},
+      {0.01: [40, 40, 40], 0.02: [15, 15, 14], 0.04: [16, 16, 17], 0.08: [60, 60, 60]},
       {0.01: [90, 80, 85], 0.02: [2, None, None], 0.04: [None] * 3, 0.08: [None] * 3},
     )
   )
   assert summary["steps_to_threshold_orthogonal"] == {"2": 10, "8": 15}
   assert summary["best_learning_rate_orthogonal"] == {"2": 0.2, "8": 0.02}
+  assert summary["held_out_learning_rates"]["orthogonal"] == {
+    "2": {"0": 0.2, "1": 0.2, "2": 0.2},
+    "8": {"0": 0.02, "1": 0.02, "2": 0.02},
+  }
   assert summary["steps_to_threshold_orthogonal_by_seed"] == {
     "2": {"0": 12, "1": 10, "2": 9},
     "8": {"0": 15, "1": 15, "2": 14},
@@ -134,6 +139,7 @@ def test_depth_ratio_pairs_seeds_at_each_depths_best_rate():
   assert ratio < 2 and _decided(ratio, se, 2, 2.0)  # 0.34 in log, beyond 4.30 × 0.068
   assert summary["verdicts"]["depth_time_ratio_orthogonal"] == REPRODUCED
   assert summary["best_learning_rate_gaussian"]["8"] == 0.01  # 0.02's median is censored
+  assert summary["held_out_learning_rates"]["gaussian"]["8"] == {"0": 0.01, "1": 0.01, "2": 0.01}
   _assert_paired(summary, "gaussian", [90, 80, 85], [12, 10, 9])
   assert summary["best_rate_at_grid_edge_gaussian"] == [8]  # 0.01: the bottom of its grid
   assert summary["verdicts"]["depth_time_ratio_gaussian"] == INCONCLUSIVE  # refused at the edge
@@ -141,6 +147,30 @@ def test_depth_ratio_pairs_seeds_at_each_depths_best_rate():
     assert summary[f"depth_time_ratio_{init}_censored"] == []
     assert summary[f"depth_time_ratio_{init}_censored_seeds"] == {"2": [], "8": []}
     assert summary[f"depth_time_ratio_{init}_lower_bound"] is None
+
+
+def test_one_lucky_seed_picks_the_rate_only_for_the_other_seeds():
+  """Seed 0's lucky run (1 step at rate 0.04) does not pick the rate it is judged at: over seeds 1
+  and 2 rate 0.02 is best (median 14.5 < 16.5), so seed 0 is judged there, 15 steps. It does pick
+  the rate of seeds 1 and 2 (the median of 1 and 17, and of 1 and 16, is under that of 15 and
+  14, and of 15 and 15), who are judged on their own runs there: 16 and 17 steps, where the rate
+  best on all three seeds (0.02, median 15) would have judged 15 and 14 steps, from the very
+  runs that picked it. The ratio 1.56 is then within t_{0.975, 2} errors of 2: undecided."""
+  summary = _summary(
+    _search(
+      {0.01: [40, 40, 40], 0.02: [15, 15, 14], 0.04: [1, 16, 17], 0.08: [60, 60, 60]},
+      {0.01: [90, 80, 85], 0.02: [60, 50, 55], 0.04: [70, 70, 70]},
+    )
+  )
+  assert summary["best_learning_rate_orthogonal"] == {"2": 0.2, "8": 0.02}
+  assert summary["steps_to_threshold_orthogonal"] == {"2": 10, "8": 15}
+  assert summary["held_out_learning_rates"]["orthogonal"]["8"] == {"0": 0.02, "1": 0.04, "2": 0.04}
+  assert summary["steps_to_threshold_orthogonal_by_seed"]["8"] == {"0": 15, "1": 16, "2": 17}
+  _assert_paired(summary, "orthogonal", [15, 16, 17], [12, 10, 9])
+  ratio, se = _paired([15, 16, 17], [12, 10, 9])
+  assert ratio < 2 and not _decided(ratio, se, 2, 2.0)  # |log(1.56 / 2)| = 0.25 < 4.30 × 0.12
+  assert summary["depth_time_ratio_orthogonal_at_grid_edge"] is False
+  assert summary["verdicts"]["depth_time_ratio_orthogonal"] == INCONCLUSIVE
 
 
 def test_a_best_rate_at_the_top_of_its_grid_is_refused_and_censoring_bounds_the_ratio():
@@ -207,10 +237,11 @@ def test_a_censored_ratio_under_its_threshold_decides_nothing():
 
 
 def test_one_censored_seed_at_the_deep_best_rate_bounds_its_ratio():
-  """Seed 1 of the deep orthogonal net never reaches the threshold at the best rate (the median
-  does): its ratio is at least the budget over its shallow time, 100/10, and the geometric mean
-  a lower bound, above 2 but not beyond its margin, so undecided; far above 2, the bound decides
-  "not reproduced"."""
+  """Seed 1 of the deep orthogonal net never reaches the threshold at 0.02, the rate best on the
+  other seeds (and on all three, by the median): its ratio is at least the budget over its shallow
+  time, 100/10. Seeds 0 and 2 are judged at 0.04 (at 0.02 the median of their other seeds, one
+  of them seed 1, is censored): 30 steps each. The geometric mean is a lower bound, above 2 but
+  not beyond its margin, so undecided; far above 2, the bound decides "not reproduced"."""
   summary = _summary(
     _search(
       {0.01: [40, 40, 40], 0.02: [15, None, 14], 0.04: [30, 30, 30]},
@@ -218,12 +249,13 @@ def test_one_censored_seed_at_the_deep_best_rate_bounds_its_ratio():
     )
   )
   assert summary["best_learning_rate_orthogonal"]["8"] == 0.02
-  assert summary["steps_to_threshold_orthogonal_by_seed"]["8"] == {"0": 15, "1": None, "2": 14}
+  assert summary["held_out_learning_rates"]["orthogonal"]["8"] == {"0": 0.04, "1": 0.02, "2": 0.04}
+  assert summary["steps_to_threshold_orthogonal_by_seed"]["8"] == {"0": 30, "1": None, "2": 30}
   assert summary["depth_time_ratio_orthogonal_censored"] == [8]
   assert summary["depth_time_ratio_orthogonal_censored_seeds"] == {"2": [], "8": [1]}
-  bound, se = _paired([15, 100, 14], [12, 10, 9])
+  bound, se = _paired([30, 100, 30], [12, 10, 9])
   assert list(summary["depth_time_ratio_orthogonal_by_seed"].values()) == pytest.approx(
-    [15 / 12, 10.0, 14 / 9]
+    [30 / 12, 10.0, 30 / 9]
   )
   assert summary["depth_time_ratio_orthogonal_lower_bound"] == pytest.approx(bound)
   assert summary["depth_time_ratio_orthogonal_se"] == pytest.approx(se)
@@ -344,39 +376,57 @@ def test_depth_slows_gaussian_init_more_than_orthogonal(summary):
   assert medians["gaussian"] > 1.5 * medians["orthogonal"]
 
 
+def _steps(run: dict) -> float:
+  """A run's steps to the threshold, +inf where it never reaches it (censored)."""
+  return math.inf if run["steps_to_threshold"] is None else run["steps_to_threshold"]
+
+
+def _held_out(runs: list[dict], depth: int) -> dict:
+  """One init's runs at `depth`, left one seed out by hand: per seed, its run at the rate whose
+  median steps over the other seeds (never reached: +inf) is fewest (the first such rate in table
+  order; no run where no rate's median is finite)."""
+  at = {(r["learning_rate"], r["seed"]): r for r in runs if r["depth"] == depth}
+  rates = list(dict.fromkeys(rate for rate, _ in at))
+  seeds = sorted({seed for _, seed in at})
+
+  picks = {}
+  for seed in seeds:
+    medians = [np.median([_steps(at[rate, s]) for s in seeds if s != seed]) for rate in rates]
+    if np.isfinite(min(medians)):
+      picks[int(seed)] = at[rates[int(np.argmin(medians))], seed]
+  return picks
+
+
 def _recomputed(table: list[dict], init: str, budget: float) -> dict:
-  """The paired depth-time ratio of `init` recomputed from results.csv's runs: each depth's best
-  rate by the median over seeds (a censored run as +inf), the seeds' steps there, the deepest's
-  censored seeds as the budget, and the geometric mean of the per-seed ratios with its error."""
+  """The paired depth-time ratio of `init` recomputed from results.csv's runs: each seed's steps
+  at each depth's rate best on the other seeds (by their median, a censored run as +inf), the
+  deepest's censored seeds as the budget, and the geometric mean of the per-seed ratios with its
+  error."""
   runs = [r for r in table if r["part"] == "run" and r["init"] == init]
-  steps = {}
-  for depth in (2, 8):
-    by_rate = {}
-    for r in runs:
-      if r["depth"] == depth:
-        value = math.inf if r["steps_to_threshold"] is None else r["steps_to_threshold"]
-        by_rate.setdefault(r["learning_rate"], {})[int(r["seed"])] = value
-    best = min(by_rate, key=lambda rate: np.median(list(by_rate[rate].values())))
-    assert np.isfinite(np.median(list(by_rate[best].values())))  # the quick run has a best
-    steps[depth] = by_rate[best]
-  seeds = sorted(steps[2])
+  picks = {depth: _held_out(runs, depth) for depth in (2, 8)}
+  seeds = sorted(picks[2])
+  assert sorted(picks[8]) == seeds  # the quick run: every seed has a held-out rate
+  steps = {d: {s: _steps(picks[d][s]) for s in seeds} for d in picks}
   assert all(np.isfinite(steps[2][s]) for s in seeds)  # the quick run: no shallow censoring
   censored = [s for s in seeds if not np.isfinite(steps[8][s])]
   ratio, se = _paired([min(steps[8][s], budget) for s in seeds], [steps[2][s] for s in seeds])
-  return {"ratio": ratio, "se": se, "dof": len(seeds) - 1, "censored": censored}
+  rates = {str(d): {str(s): picks[d][s]["learning_rate"] for s in seeds} for d in picks}
+  return {"ratio": ratio, "se": se, "dof": len(seeds) - 1, "censored": censored, "rates": rates}
 
 
 @pytest.mark.slow  # runs the quick config end to end
 def test_depth_ratios_are_paired_by_seed_from_the_runs(finished_run, summary):
   """Each depth-time ratio, recomputed from results.csv: the geometric mean over the 3 seeds of
-  the deepest over the shallowest depth's steps at their best rates, its delta-method error and
-  2 degrees of freedom; a censored deep seed makes it a lower bound, kept only where the bound
-  lies above the threshold beyond t_{0.975, 2} = 4.30 errors."""
+  the deepest over the shallowest depth's steps, each seed at each depth's rate best on the other
+  two seeds, its delta-method error and 2 degrees of freedom; a censored deep seed makes it a
+  lower bound, kept only where the bound lies above the threshold beyond t_{0.975, 2} = 4.30
+  errors. Some seed's held-out rate is not the rate best on all three (the one shown)."""
   table = read_csv(finished_run / "results.csv")
   config = load_config(CONFIGS / f"{NAME}_quick.py")
   for init, threshold in (("orthogonal", 2.0), ("gaussian", 1.0)):
     expected = _recomputed(table, init, float(config.depth_steps))
     key = f"depth_time_ratio_{init}"
+    assert summary["held_out_learning_rates"][init] == expected["rates"]
     assert summary[f"{key}_dof"] == expected["dof"] == len(config.seeds) - 1
     assert summary[f"{key}_se"] == pytest.approx(expected["se"], rel=1e-9)
     assert summary[f"{key}_censored_seeds"]["8"] == expected["censored"]
