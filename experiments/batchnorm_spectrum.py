@@ -24,9 +24,12 @@ standard error of its log (`verdicts.paired_ratio`; `_dof`, one less than the se
 the log scale beyond t_{0.975, dof} standard errors (an error of 0, every seed's rates on the same
 grid points, decides only from 6 seeds on): `lambda_max_ratio` (with / without
 BatchNorm; Ghorbani et al.: < 1), `max_stable_lr_ratio` (with / without; > 1: for a seed whose
-plain net is stable at no rate, a lower bound over the grid's smallest rate; undecided when the
-plain net of some seed is stable at the grid's top, `plain_max_stable_lr_at_grid_top`); and per
-model the mean λ_max and outlier count and the median largest stable rate over seeds.
+plain net is stable at no rate (`max_stable_lr_censored_seeds`), its ratio is a lower bound over
+the grid's smallest rate, which can show the claim (judged on the bounds' spread) but not refute
+it, so the claim is then undecided unless the ratio is above 1; undecided too when the plain net
+of some seed is stable at the grid's top, `plain_max_stable_lr_at_grid_top`, where the ratio is
+an upper bound: both in `max_stable_lr_ratio_undecided`); and per model the mean λ_max and
+outlier count and the median largest stable rate over seeds.
 """
 
 from pathlib import Path
@@ -63,8 +66,9 @@ class BatchnormSpectrum(Experiment):
     "max_stable_lr_ratio": "> 1: larger stable learning rates with BatchNorm (Ghorbani et al. "
     "2019; Ioffe & Szegedy 2015)",
   }
-  # The rate ratio is undecided when the plain net is stable at the grid's top rate: its own
-  # largest stable rate may lie above the grid, so the ratio is only an upper bound.
+  # The rate ratio is undecided when the plain net is stable at the grid's top rate (its own
+  # largest stable rate may lie above the grid, so the ratio is only an upper bound), and when a
+  # plain net stable at no rate makes it a lower bound that is not above 1.
   CRITERIA = {
     "lambda_max_ratio": below(
       "lambda_max_ratio", 1.0, standard_error="lambda_max_ratio_se", ratio=True
@@ -74,7 +78,7 @@ class BatchnormSpectrum(Experiment):
       1.0,
       standard_error="max_stable_lr_ratio_se",
       ratio=True,
-      unless="plain_max_stable_lr_at_grid_top",
+      unless="max_stable_lr_ratio_undecided",
     ),
   }
   FIELDS = {
@@ -124,6 +128,8 @@ class BatchnormSpectrum(Experiment):
     )
     rate_ratio = verdicts.paired_ratio(normed, plain_bound)
     top = max(config.lr_sweep)
+    seeds = sorted(r["seed"] for r in results.table if r["model"] == "plain")
+    censored = [seed for seed, p in zip(seeds, plain, strict=True) if np.isnan(p)]
     return {
       "num_seeds": config.num_seeds,
       "lambda_max_ratio": lambda_ratio[0],
@@ -133,6 +139,8 @@ class BatchnormSpectrum(Experiment):
       "max_stable_lr_ratio_se": rate_ratio[1],
       "max_stable_lr_ratio_dof": verdicts.dof(plain_bound),
       "plain_max_stable_lr_at_grid_top": bool(top in plain),
+      "max_stable_lr_censored_seeds": censored,
+      "max_stable_lr_ratio_undecided": bool(top in plain or (censored and not rate_ratio[0] > 1)),
       **{
         f"{key}_{name}": float(np.mean(column(name, key)))
         for name in VARIANTS
