@@ -13,7 +13,9 @@ robustness of the classifier by further pushing the classes apart from each othe
 
 * the step t₀ of the first evaluation with zero training error and `steps_after_zero_train_error`,
   the steps trained after it; `train_nll_drop_after_zero_train_error`, the factor by which the
-  training NLL falls from t₀ to the end (median over seeds);
+  training NLL falls from t₀ to the end (the geometric mean over the seeds that reach zero
+  training error, with the delta-method standard error of its log, `verdicts.paired_ratio`, and
+  `_dof`; > 1 judged on the log scale beyond t_{0.975, dof} standard errors);
 * `heldout_gain_after_zero_train_error`: the test 0-1 error at t₀ minus the one at the end, a
   paired difference on the same test examples for each seed (mean over the seeds that reach zero
   training error, with its standard error over them and its degrees of freedom `_dof`, those
@@ -64,7 +66,12 @@ class SurrogateEarlyStopping(Experiment):
     "(§8.1.2)",
   }
   CRITERIA = {
-    "train_nll_drop_after_zero_train_error": above("train_nll_drop_after_zero_train_error", 1.0),
+    "train_nll_drop_after_zero_train_error": above(
+      "train_nll_drop_after_zero_train_error",
+      1.0,
+      standard_error="train_nll_drop_after_zero_train_error_se",
+      ratio=True,
+    ),
     "heldout_gain_after_zero_train_error": above(
       "heldout_gain_after_zero_train_error",
       0.0,
@@ -152,17 +159,22 @@ class SurrogateEarlyStopping(Experiment):
       return summary | dict.fromkeys(
         (
           "train_nll_drop_after_zero_train_error",
+          "train_nll_drop_after_zero_train_error_se",
+          "train_nll_drop_after_zero_train_error_dof",
           "heldout_gain_after_zero_train_error",
           "heldout_gain_after_zero_train_error_se",
           "heldout_gain_after_zero_train_error_dof",
         )
       )
+    drop, drop_se = verdicts.paired_ratio(
+      [r["train_nll_at_zero"] for r in reached], [r["final_train_nll"] for r in reached]
+    )
     return summary | {
       "zero_train_error_step": mean(reached, "zero_train_error_step"),
       "steps_after_zero_train_error": mean(reached, "steps_after_zero_train_error"),
-      "train_nll_drop_after_zero_train_error": float(
-        np.median([r["train_nll_at_zero"] / r["final_train_nll"] for r in reached])
-      ),
+      "train_nll_drop_after_zero_train_error": drop,
+      "train_nll_drop_after_zero_train_error_se": drop_se,
+      "train_nll_drop_after_zero_train_error_dof": verdicts.dof(reached),
       "heldout_gain_after_zero_train_error": float(gains.mean()),
       "heldout_gain_after_zero_train_error_se": float(
         gains.std(ddof=1) / np.sqrt(gains.size) if gains.size > 1 else np.nan

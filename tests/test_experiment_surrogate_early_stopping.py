@@ -48,6 +48,26 @@ def test_nll_keeps_falling_after_zero_training_error(summary):
 
 
 @slow
+def test_the_nll_drop_is_a_geometric_mean_of_the_seeds_ratios(finished_run, summary):
+  """Each seed's training NLL at its first zero training error over its last, from the history;
+  their geometric mean and the delta-method error of its log (ratio · s/√n of the log ratios)."""
+  table = read_csv(finished_run / "results.csv")
+  nll = read_curves(finished_run / "history.csv", "train_loss")
+  logs = []
+  for row in table:
+    steps, values = nll[row["member"]]
+    at_zero = values[steps.index(row["zero_train_error_step"])]
+    assert row["train_nll_at_zero"] == pytest.approx(at_zero)
+    logs.append(np.log(at_zero / values[-1]))
+  drop = np.exp(np.mean(logs))
+  assert summary["train_nll_drop_after_zero_train_error"] == pytest.approx(drop)
+  assert summary["train_nll_drop_after_zero_train_error_se"] == pytest.approx(
+    drop * np.std(logs, ddof=1) / np.sqrt(len(logs))
+  )
+  assert summary["train_nll_drop_after_zero_train_error_dof"] == len(logs) - 1
+
+
+@slow
 def test_the_gain_is_paired_per_seed_on_the_test_split(finished_run, summary):
   """The gain is each seed's test error at its first zero training error minus its last, read
   from the history of the test split (20,000 examples), averaged over seeds with its s.e."""
@@ -75,6 +95,8 @@ def test_verdicts_judge_the_nll_drop_and_the_heldout_gain(summary):
   se = summary["heldout_gain_after_zero_train_error_se"]
   dof = summary["heldout_gain_after_zero_train_error_dof"]
   assert dof == summary["seeds_reaching_zero_train_error"] - 1 == summary["num_seeds"] - 1
+  drop, drop_se = (summary[f"train_nll_drop_after_zero_train_error{k}"] for k in ("", "_se"))
+  assert np.log(drop) > margin(dof) * drop_se / drop  # beyond its margin on the log scale
   assert summary["verdicts"] == {
     "train_nll_drop_after_zero_train_error": "reproduced",
     "heldout_gain_after_zero_train_error": verdict(gain > 0)
