@@ -34,7 +34,8 @@ important hyperparameter tried: B for random search, √B for the grid, by const
 shown and not judged) and `distinct_value_ratio` (random's over grid's, the smallest over budgets),
 `variance_share_by_axis` (the main effect of each axis on the validation error over the
 largest grid: the variance of the axis's marginal means over the total, as functional ANOVA
-defines it; `important_share`, `other_share`), and `random_minus_coarse_to_fine` (test errors of
+defines it; `important_share`, `other_share`, means over searches with `_se` and `_dof`), and
+`random_minus_coarse_to_fine` (test errors of
 the picks, with `_se` and `_dof`; validation errors in `random_minus_coarse_to_fine_validation`).
 The differences of test errors are judged beyond t_{0.975, dof} standard errors of 0.
 """
@@ -98,7 +99,10 @@ class Search(Experiment):
   # coarse-to-fine's pick below random's.
   CRITERIA = {
     "best_found_by_budget": above("grid_minus_random", 0.0, standard_error="grid_minus_random_se"),
-    "variance_share_by_axis": all_of(above("important_share", 0.5), below("other_share", 0.1)),
+    "variance_share_by_axis": all_of(
+      above("important_share", 0.5, standard_error="important_share_se"),
+      below("other_share", 0.1, standard_error="other_share_se"),
+    ),
     "random_minus_coarse_to_fine": above(
       "random_minus_coarse_to_fine", 0.0, standard_error="random_minus_coarse_to_fine_se"
     ),
@@ -243,8 +247,9 @@ class Search(Experiment):
       }
       for method in METHODS
     }
+    by_search = variance_shares_by_search(config, table)
     shares = variance_shares(config, table)
-    others = [share for axis, share in shares.items() if axis != config.important]
+    (other,) = (axis for axis in shares if axis != config.important)  # two axes (check_more)
     return {
       "num_searches": config.num_searches,
       "seeds": [config.seed + i for i in range(config.num_searches)],
@@ -268,8 +273,8 @@ class Search(Experiment):
       "distinct_values_by_budget": distinct,
       "distinct_value_ratio": min(distinct["random"][b] / distinct["grid"][b] for b in budgets),
       "variance_share_by_axis": shares,
-      "important_share": shares[config.important],
-      "other_share": max(others),
+      **_share("important_share", by_search[config.important]),
+      **_share("other_share", by_search[other]),
     }
 
   def plot(self, out_dir: Path) -> list[Path]:
@@ -505,10 +510,21 @@ def _error(value: float) -> float:
 
 
 def variance_shares(config: ml_collections.ConfigDict, table: list[dict]) -> dict[str, float]:
-  """Each axis's main effect over the largest grid, mean over searches: the variance of the
+  """Each axis's mean share over the searches of `variance_shares_by_search`; NaN if every
+  search is left out."""
+  return {
+    name: float(np.mean(values)) if values else math.nan
+    for name, values in variance_shares_by_search(config, table).items()
+  }
+
+
+def variance_shares_by_search(
+  config: ml_collections.ConfigDict, table: list[dict]
+) -> dict[str, list[float]]:
+  """Each axis's main effect over the largest grid, one per search: the variance of the
   validation error's mean along the axis (averaged over the other) over its total variance
   (functional ANOVA, Hooker 2007; the measure of Hutter et al. 2014). A search whose errors are
-  all equal (every trial diverged) has no shares and is left out; NaN if every search is."""
+  all equal (every trial diverged) has no shares and is left out."""
   budget = max(config.budgets)
   side = math.isqrt(budget)
   names = list(search_space(config))
@@ -520,7 +536,13 @@ def variance_shares(config: ml_collections.ConfigDict, table: list[dict]) -> dic
     if total > 0:  # a flat surface (once counted as a share of 0) says nothing of the axes
       shares[names[0]].append(errors.mean(axis=1).var() / total)
       shares[names[1]].append(errors.mean(axis=0).var() / total)
-  return {name: float(np.mean(values)) if values else math.nan for name, values in shares.items()}
+  return shares
+
+
+def _share(name: str, per_search: list[float]) -> dict:
+  """An axis's variance share: `{name}` its mean over the searches, with `_se` and `_dof`."""
+  mean, error = verdicts.mean_and_standard_error(per_search)
+  return {name: mean, f"{name}_se": error, f"{name}_dof": verdicts.dof(per_search)}
 
 
 def _difference(name: str, values: np.ndarray, budgets: list[str]) -> dict:

@@ -135,6 +135,13 @@ def test_the_claims_are_what_the_table_says(finished_run):
     shares["b1"].append(errors.mean(axis=0).var() / errors.var())
   for axis, values in shares.items():
     assert summary["variance_share_by_axis"][axis] == pytest.approx(np.mean(values))
+  for key, axis in (("important_share", "learning_rate"), ("other_share", "b1")):
+    assert summary[key] == pytest.approx(np.mean(shares[axis]))
+    assert summary[f"{key}_se"] == pytest.approx(np.std(shares[axis], ddof=1) / math.sqrt(3))
+    assert summary[f"{key}_dof"] == 2
+  important = summary["important_share"] - 0.5 > margin(2) * summary["important_share_se"]
+  other = 0.1 - summary["other_share"] > margin(2) * summary["other_share_se"]
+  assert (summary["verdicts"]["variance_share_by_axis"] == "reproduced") == (important and other)
   assert summary["important_share"] + summary["other_share"] <= 1 + 1e-9
   assert set(summary["verdicts"]) == {
     "best_found_by_budget",
@@ -223,7 +230,14 @@ def test_a_flat_error_surface_has_no_variance_shares():
 
   flat = module.variance_shares(config, table(lambda s: [math.nan] * budget))
   assert all(math.isnan(v) for v in flat.values())
-  summary = {"important_share": flat[names[0]], "other_share": flat[names[1]]}
+  assert module.variance_shares_by_search(config, table(lambda s: [math.nan] * budget)) == {
+    name: [] for name in names
+  }
+  summary = {
+    f"{key}{suffix}": value
+    for key, share in (("important_share", flat[names[0]]), ("other_share", flat[names[1]]))
+    for suffix, value in (("", share), ("_se", None), ("_dof", None))
+  }
   assert experiment.CRITERIA["variance_share_by_axis"](summary) is None
   rows = np.repeat(np.arange(side, dtype=float), side)  # the error varies along the first axis
   mixed = module.variance_shares(config, table(lambda s: rows if s else [0.5] * budget))
