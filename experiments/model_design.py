@@ -15,25 +15,31 @@ initialization, the config's activation), at several depths:
 Measured per design and depth:
 
 * trainability: the full training-set NLL after a fixed budget of SGD steps (Algorithm 8.1) at the
-  design's best learning rate of a grid (best by the mean over seeds; flagged when it lies at the
-  grid's edge), every (rate, seed) of one design and depth one vmapped `sweep.run`;
+  design's best learning rate of a grid, every (rate, seed) of one design and depth one vmapped
+  `sweep.run`. Each seed is judged at the rate best on the other seeds (leave one seed out,
+  `grids.held_out_rows`: the lowest mean final loss over them, a rate where one of them diverged
+  never), so that no seed's loss picked its own rate (picking on the judged seeds favors the rate
+  whose seeds happened to do well); flagged when any such pick lies at the grid's edge;
 * the Hessian at initialization, on a batch of training examples: λ_max and λ_min by Lanczos
   (`hessian.spectrum`); a condition number is not defined there (the Hessian is indefinite), so
   λ_max / |λ_min| is reported as the spread of the two ends;
 * ‖∂L/∂W₁‖ / ‖∂L/∂W_D‖, the weight-gradient norm of the first hidden layer over the last's.
 
 Claims (`summary.json`), each by design then depth, mean ± std over seeds:
-`final_loss_by_depth`, `best_learning_rate_by_depth`, `best_rate_at_grid_edge`,
+`final_loss_by_depth` (each seed at its held-out rate), `best_learning_rate_by_depth` and
+`best_rate_at_grid_edge` (the rate with the lowest mean over all seeds, shown and plotted beside
+it), `held_out_learning_rates` (per seed, the rate each was judged at),
 `lambda_max_at_init_by_depth` (no published value: the curvature the learning rate must respect
 at the start, ε < 2/λ_max, §8.2.1), `lambda_min_at_init_by_depth`,
 `grad_ratio_first_last_by_depth`. For the verdict, per design other than plain, at the largest
 depth: `final_loss_gap_to_plain_at_deepest`, the plain net's final loss minus the design's, each
-at its best rate, paired by seed (the same seed draws both initializations and minibatch orders):
-the mean over seeds, with `final_loss_gap_to_plain_at_deepest_se` and
-`final_loss_gap_to_plain_at_deepest_dof` (seeds − 1); and
-`best_rate_at_grid_edge_at_deepest`, whether the design's or the plain net's best rate
-lies at the grid's edge (a design that diverges at every rate has no best rate, no final loss,
-and counts as at the edge: the grid does not reach down to a rate that trains it).
+seed at each net's held-out rate for it, paired by seed (the same seed draws both initializations
+and minibatch orders): the mean over seeds, with `final_loss_gap_to_plain_at_deepest_se` and
+`final_loss_gap_to_plain_at_deepest_dof` (seeds − 1); and `best_rate_at_grid_edge_at_deepest`,
+whether any held-out pick of the design or of the plain net lies at the grid's edge (a design
+whose other seeds diverge at every rate for some seed has no pick there, no final loss, and counts
+as at the edge: the grid does not reach down to a rate that trains it). A held-out pick at which
+its own seed diverged gives that seed an infinite loss, and the gap is then not finite.
 
 `CRITERIA` judge them into `verdicts`: at the largest depth every other design ends lower than the
 plain net beyond t_{0.975, dof} standard errors of the seeds' paired gaps (gap > 0); inconclusive
@@ -44,6 +50,7 @@ leave nothing to compare.
 import functools
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import ml_collections
@@ -52,7 +59,7 @@ import numpy as np
 from jaxopt_study import hessian, optim, report, sweep, validate
 from jaxopt_study.config import build_problem
 from jaxopt_study.experiment import Experiment, Members, Results, above
-from jaxopt_study.lab import digits_tasks, landscape, unit_stats, verdicts
+from jaxopt_study.lab import digits_tasks, grids, landscape, unit_stats, verdicts
 from jaxopt_study.results import read_csv
 
 DESIGNS = {
@@ -70,7 +77,8 @@ class ModelDesign(Experiment):
   SECTION = "8.7.5"
   DESCRIPTION = (
     "Plain, residual (skip connections) and batch-normalized MLPs of the digits at depths from 2 "
-    "up: the training loss after a fixed budget of SGD steps at each design's best learning rate, "
+    "up: the training loss after a fixed budget of SGD steps at each design's best learning rate "
+    "(each seed at the rate best on the other seeds, so that no seed's loss picked its own rate), "
     "the Hessian's extreme eigenvalues at initialization, and the first-over-last layer "
     "gradient-norm ratio. §8.7.5: a model family that is easy to optimize matters more than the "
     "optimizer; skip connections and normalization keep deep nets trainable where the plain net "
@@ -90,7 +98,8 @@ class ModelDesign(Experiment):
   }
   FIELDS = {
     "data.name": digits_tasks.DIGITS,
-    "seeds": validate.seeds(min_length=2),  # "beyond the spread over seeds" needs a spread
+    # "beyond the spread over seeds" needs a spread; each seed's rate is picked on the others
+    "seeds": validate.seeds(min_length=2),
     "depths": validate.each(validate.require_positive_int),
     "designs": validate.each(validate.require_choice, choices=list(DESIGNS)),
     "model.width": validate.require_positive_int,
@@ -132,20 +141,26 @@ class ModelDesign(Experiment):
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
     train_rows = [row for row in results.table if row["part"] == "train"]
     init_rows = [row for row in results.table if row["part"] == "init"]
-    final, best_rate, at_edge = {}, {}, {}
+    held_out = _held_out(train_rows)
+    final, best_rate, at_edge, held_out_rates = {}, {}, {}, {}
     for design in config.designs:
-      final[design], best_rate[design], at_edge[design] = {}, {}, {}
+      final[design], best_rate[design], at_edge[design], held_out_rates[design] = {}, {}, {}, {}
       for depth in config.depths:
         rows = [r for r in train_rows if r["design"] == design and r["depth"] == depth]
         best = _best_rate(rows)
-        chosen = [r["final_train_loss"] for r in rows if r["learning_rate"] == best]
-        final[design][str(depth)] = None if best is None else verdicts.mean_and_std(chosen)
         best_rate[design][str(depth)] = best
         # no rate trains: the grid does not reach down to a rate that would, an edge too
         at_edge[design][str(depth)] = best is None or best in (
           min(config.learning_rates),
           max(config.learning_rates),
         )
+        losses = held_out[design, depth].losses
+        final[design][str(depth)] = (
+          None if losses is None else verdicts.mean_and_std(list(losses.values()))
+        )
+        held_out_rates[design][str(depth)] = {
+          str(int(seed)): rate for seed, rate in held_out[design, depth].rates.items()
+        }
 
     def at_init(field: str) -> dict:
       return {
@@ -158,22 +173,14 @@ class ModelDesign(Experiment):
         for design in config.designs
       }
 
-    deepest = str(max(config.depths))
+    deepest = max(config.depths)
     others = [d for d in config.designs if d != "plain"] if "plain" in config.designs else []
 
-    def by_seed(design: str) -> dict[int, float] | None:
-      """The design's final loss at its best rate at the largest depth, per seed (None where no
-      rate trains it)."""
-      best = best_rate[design][deepest]
-      if best is None:
-        return None
-      rows = [r for r in train_rows if r["design"] == design and str(r["depth"]) == deepest]
-      return {r["seed"]: r["final_train_loss"] for r in rows if r["learning_rate"] == best}
-
     def gap_to_plain(design: str) -> tuple[float | None, float | None, int | None]:
-      """Plain minus the design, paired by seed: the mean, its standard error and that error's
-      degrees of freedom (seeds − 1)."""
-      plain, mine = by_seed("plain"), by_seed(design)
+      """Plain minus the design at the largest depth, each seed at each net's held-out rate for
+      it, paired by seed: the mean, its standard error and that error's degrees of freedom
+      (seeds − 1)."""
+      plain, mine = (held_out[d, deepest].losses for d in ("plain", design))
       if plain is None or mine is None:
         return None, None, None
       differences = [plain[s] - mine[s] for s in sorted(plain)]
@@ -185,6 +192,7 @@ class ModelDesign(Experiment):
       "final_loss_by_depth": final,
       "best_learning_rate_by_depth": best_rate,
       "best_rate_at_grid_edge": at_edge,
+      "held_out_learning_rates": held_out_rates,
       "lambda_max_at_init_by_depth": at_init("lambda_max"),
       "lambda_min_at_init_by_depth": at_init("lambda_min"),
       "lambda_spread_at_init_by_depth": at_init("lambda_spread"),
@@ -193,7 +201,8 @@ class ModelDesign(Experiment):
       "final_loss_gap_to_plain_at_deepest_se": {design: gap[1] for design, gap in gaps.items()},
       "final_loss_gap_to_plain_at_deepest_dof": {design: gap[2] for design, gap in gaps.items()},
       "best_rate_at_grid_edge_at_deepest": {
-        design: at_edge[design][deepest] or at_edge["plain"][deepest] for design in others
+        design: held_out[design, deepest].at_edge or held_out["plain", deepest].at_edge
+        for design in others
       },
     }
 
@@ -213,11 +222,13 @@ class ModelDesign(Experiment):
         series[design] = (depths, [value([r for r in mine if r["depth"] == d]) for d in depths])
       return series
 
+    held_out = _held_out(train_rows)
+
     def best_final(rows):
-      best = _best_rate(rows)
-      if best is None:  # no rate trains: no point on the line
+      losses = held_out[rows[0]["design"], rows[0]["depth"]].losses
+      if losses is None:  # no rate trains: no point on the line
         return math.nan
-      return float(np.mean([r["final_train_loss"] for r in rows if r["learning_rate"] == best]))
+      return float(np.mean(list(losses.values())))
 
     def mean_of(field):
       return lambda rows: float(np.mean([r[field] for r in rows]))
@@ -227,7 +238,7 @@ class ModelDesign(Experiment):
         by_depth(train_rows, best_final),
         "final_loss_by_depth.png",
         "training NLL after the budget, best learning rate (§8.7.5)",
-        "final training NLL (mean over seeds)",
+        "final training NLL (mean over seeds, each at the rate best on the others)",
       ),
       (
         by_depth(init_rows, mean_of("lambda_max")),
@@ -256,6 +267,38 @@ def _model_block(config: ml_collections.ConfigDict, design: str, depth: int) -> 
   if block["name"] != "mlp":
     block.pop("batchnorm", None)
   return block
+
+
+class HeldOut(NamedTuple):
+  """One design at one depth judged on seeds its rate was not picked on."""
+
+  losses: dict[int, float] | None  # seed -> final loss at its held-out rate; None: a seed has none
+  rates: dict[int, float]  # seed -> the rate best on the other seeds (the seeds that have one)
+  at_edge: bool  # a pick at the grid's edge, or a seed without one
+
+
+def _held_out(rows: list[dict]) -> dict[tuple[str, int], HeldOut]:
+  """Per (design, depth) of the training rows: each seed at the rate with the lowest mean final
+  loss over the *other* seeds (leave one seed out, `grids.held_out_rows`). A diverged run counts
+  as +inf, so that a rate where another seed diverged is never picked, and a seed that diverged
+  at its own pick has an infinite loss there. A seed whose other seeds diverge at every rate has
+  no pick: the (design, depth) then has no losses and counts as at the grid's edge (the grid does
+  not reach down to a rate that trains it)."""
+  scored = [row | {"final_train_loss": math.inf} if row.get("diverged") else row for row in rows]
+  picks, at_edge = grids.held_out_rows(
+    scored, ("design", "depth"), "final_train_loss", center=np.mean
+  )
+  held_out = {}
+  for key in dict.fromkeys((r["design"], r["depth"]) for r in rows):
+    seeds = sorted({r["seed"] for r in rows if (r["design"], r["depth"]) == key})
+    chosen = picks.get(key, {})
+    complete = sorted(chosen) == seeds
+    held_out[key] = HeldOut(
+      {s: float(chosen[s]["final_train_loss"]) for s in seeds} if complete else None,
+      {s: chosen[s]["learning_rate"] for s in sorted(chosen)},
+      not complete or at_edge[key],
+    )
+  return held_out
 
 
 def _best_rate(rows: list[dict]) -> float | None:

@@ -23,18 +23,26 @@ Every method runs at each learning rate of `learning_rates` (same optimizer and 
 stage) and `num_seeds` seeds. All members of a greedy stage or of the fine-tuning are one vmapped
 `train.make_train_fn` (they start from the previous phase's parameters, with their own minibatch
 keys and frozen layers: `optax.multi_transform` with `optax.set_to_zero` on the frozen ones); the
-end-to-end members are one `sweep.run` over rates and seeds, each the deep net trained alone. Each
-method is reported at the rate of its lowest mean final training loss.
+end-to-end members are one `sweep.run` over rates and seeds, each the deep net trained alone.
+
+Each method is judged seed by seed: each seed at the rate with the lowest mean final training
+loss over the method's other seeds (leave one seed out, `grids.held_out_rows`;
+`held_out_learning_rates`), so that no seed's numbers picked its own rate (picking on the judged
+seeds favors the rate whose seeds happened to do well, and understates the spread). The rate with
+the lowest mean over all seeds (`<method>_learning_rate`) is the one shown: the curves, the stage
+losses.
 
 Claims (`summary.json`): `pretrained_final_loss` and `end_to_end_final_loss` (mean final
-full-training-set NLL over seeds, each at its best rate), `pretrained_test_error` and
-`end_to_end_test_error`, `stage_final_losses` (stage 1 … L, before fine-tuning) against
-`end_to_end_loss_at_stage_ends` (the end-to-end net at the same step counts),
-`seeds_pretrained_lower` (the fraction of seeds where pretraining ends lower), and the paired
-differences per seed `end_to_end_minus_pretrained_final_loss` and
+full-training-set NLL over seeds, each seed at its held-out rate), `pretrained_test_error` and
+`end_to_end_test_error` (the same rows), `stage_final_losses` (stage 1 … L, before fine-tuning, at
+the pretrained method's all-seed rate) against `end_to_end_loss_at_stage_ends` (the end-to-end net
+at its all-seed rate, at the same step counts), `seeds_pretrained_lower` (the fraction of seeds
+where pretraining ends lower), and the paired differences per seed (seed s of each method at its
+held-out rate for s) `end_to_end_minus_pretrained_final_loss` and
 `end_to_end_minus_pretrained_test_error`, with their standard errors over seeds (`_se`) and
 degrees of freedom (`_dof`, seeds − 1), each judged beyond t_{0.975, dof} standard errors of 0. A
-method whose best rate is the smallest or largest of the grid (`<method>_rate_at_grid_edge`,
+method with a held-out rate that is the smallest or largest of the grid, or with a seed that has
+none (its other seeds not finite at any rate; its numbers NaN) (`<method>_rate_at_grid_edge`,
 `a_best_rate_at_grid_edge`) leaves both verdicts undecided.
 """
 
@@ -53,7 +61,7 @@ import optax
 from jaxopt_study import models, optim, report, sweep, train, validate
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.experiment import Experiment, Members, Results, above
-from jaxopt_study.lab import digits_tasks, verdicts
+from jaxopt_study.lab import digits_tasks, grids, verdicts
 from jaxopt_study.lab.curves import history_curves, read_curves
 
 METHODS = ("pretrained", "end_to_end")
@@ -81,12 +89,14 @@ class Pretraining(Experiment):
     "A deep sigmoid MLP (Glorot-uniform init, plain SGD) on scikit-learn's digits, trained "
     "either greedily, one hidden layer per stage with a fresh output layer and the lower layers "
     "frozen, then fine-tuned jointly (Bengio et al. 2007; §8.7.4), or end to end from random "
-    "initialization for the same total number of minibatch steps. Each method is shown at the "
-    "learning rate of its grid with the lowest mean final training loss over seeds; the "
-    "comparison is the paired difference per seed, with its standard error. The effect needs "
-    "the hard case, a deep sigmoid net that end-to-end training from random initialization "
-    "struggles with; with the lower layers frozen each stage can end slightly higher than the "
-    "one before, and the joint fine-tuning brings the gain."
+    "initialization for the same total number of minibatch steps. Each method's curves are shown "
+    "at the learning rate of its grid with the lowest mean final training loss over seeds; each "
+    "seed is judged at the rate best on the method's other seeds, so that no seed's numbers "
+    "picked its own rate, and the comparison is the paired difference per seed, with its "
+    "standard error. The effect needs the hard case, a deep sigmoid net that end-to-end "
+    "training from random initialization struggles with; with the lower layers frozen each "
+    "stage can end slightly higher than the one before, and the joint fine-tuning brings the "
+    "gain."
   )
   PUBLISHED = {
     "pretrained_final_loss": "below end-to-end training of the same deep net: greedy supervised "
@@ -95,8 +105,9 @@ class Pretraining(Experiment):
     "pretrained_test_error": "lower than without pretraining (Bengio et al. 2007 on MNIST, by "
     "less than unsupervised pretraining gains)",
   }
-  # Paired over seeds: end to end minus pretrained, > 0 where pretraining ends lower; undecided
-  # while either method's best rate sits at an edge of the grid (it may do better off the grid).
+  # Paired over seeds, each seed of each method at the rate best on the method's other seeds: end
+  # to end minus pretrained, > 0 where pretraining ends lower; undecided while a held-out rate of
+  # either method sits at an edge of the grid (it may do better off the grid).
   CRITERIA = {
     "pretrained_final_loss": above(
       "end_to_end_minus_pretrained_final_loss",
@@ -115,9 +126,9 @@ class Pretraining(Experiment):
     "data.name": digits_tasks.DIGITS,
     "model.name": functools.partial(validate.require_choice, choices=["mlp"]),
     "model.depth": functools.partial(validate.require_int, low=2),
-    **dict.fromkeys(
-      ("stage_steps", "eval_every", "batch_size", "num_seeds"), validate.require_positive_int
-    ),
+    **dict.fromkeys(("stage_steps", "eval_every", "batch_size"), validate.require_positive_int),
+    # each seed is judged at the rate best on the other seeds: at least one other
+    "num_seeds": functools.partial(validate.require_int, low=2),
     "finetune_steps": functools.partial(validate.require_int, low=0),
     "learning_rates": validate.each(validate.require_positive),
     "optimizer.name": functools.partial(validate.require_choice, choices=sorted(optim.OPTIMIZERS)),
@@ -180,26 +191,30 @@ class Pretraining(Experiment):
     return Results(table, mean_histories(config, phases, grid))
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
-    """Each method at its best rate; the stages against the end-to-end net at the same steps."""
+    """Each method seed by seed at the rate best on its other seeds, and its all-seed best rate;
+    the stages against the end-to-end net at the same steps."""
     table, history = results.table, results.history
     summary: dict = {"total_steps": config.model.depth * config.stage_steps + config.finetune_steps}
     finals: dict[str, dict[str, dict]] = {"final_train_loss": {}, "final_test_error": {}}
+    final_rows = [row for row in table if row["phase"] == final_phase(config, row["method"])]
+    picks, picks_at_edge = grids.held_out_rows(
+      final_rows, ("method",), "final_train_loss", center=np.mean
+    )
+    held_out_rates = {}
     for method in METHODS:
-      lr = best_learning_rate(config, table, method)
-      phase = final_phase(config, method)
-      summary[f"{method}_learning_rate"] = lr
-      summary[f"{method}_rate_at_grid_edge"] = lr in (
-        min(config.learning_rates),
-        max(config.learning_rates),
-      )
-      summary[f"{method}_final_loss"] = seed_means(table, method, phase, "final_train_loss")[lr]
-      summary[f"{method}_test_error"] = seed_means(table, method, phase, "final_test_error")[lr]
-      for column, by_method in finals.items():
-        by_method[method] = {
-          row["seed"]: row[column]
-          for row in table
-          if row["method"] == method and row["phase"] == phase and row["learning_rate"] == lr
-        }
+      seeds = sorted({row["seed"] for row in final_rows if row["method"] == method})
+      chosen = picks.get((method,), {})
+      summary[f"{method}_learning_rate"] = best_learning_rate(config, table, method)
+      # a seed with no pick (its other seeds not finite at any rate): off the grid, an edge too
+      summary[f"{method}_rate_at_grid_edge"] = len(chosen) < len(seeds) or picks_at_edge[(method,)]
+      held_out_rates[method] = {
+        str(int(s)): chosen[s]["learning_rate"] if s in chosen else None for s in seeds
+      }
+      for column, name in (("final_train_loss", "final_loss"), ("final_test_error", "test_error")):
+        by_seed = {s: chosen[s][column] if s in chosen else np.nan for s in seeds}
+        finals[column][method] = by_seed
+        summary[f"{method}_{name}"] = float(np.mean(list(by_seed.values())))
+    summary["held_out_learning_rates"] = held_out_rates
     summary["a_best_rate_at_grid_edge"] = any(
       summary[f"{method}_rate_at_grid_edge"] for method in METHODS
     )

@@ -24,6 +24,27 @@ def finished_run(tmp_path_factory):
   return run_quick(NAME, tmp_path_factory.mktemp("run") / NAME)
 
 
+def _held_out_by_hand(rows: list[dict], config, design: str, depth: int) -> tuple[dict, dict]:
+  """Each seed's final loss at the rate with the lowest mean final loss over the *other* seeds (a
+  rate where one of them diverged or is not finite never; ties: the first rate of the grid), and
+  that rate, per seed, written out as a loop over seeds and rates."""
+  mine = [r for r in rows if r["design"] == design and r["depth"] == depth]
+  loss = {
+    (r["learning_rate"], r["seed"]): r["final_train_loss"]
+    if np.isfinite(r["final_train_loss"]) and not r["diverged"]
+    else np.inf
+    for r in mine
+  }
+  losses, rates = {}, {}
+  for seed in config.seeds:
+    others = [s for s in config.seeds if s != seed]
+    means = {rate: np.mean([loss[rate, s] for s in others]) for rate in config.learning_rates}
+    best = min(config.learning_rates, key=lambda rate: means[rate])
+    assert np.isfinite(means[best]), (design, depth, seed)
+    losses[seed], rates[seed] = loss[best, seed], best
+  return losses, rates
+
+
 def test_the_residual_net_trains_further_than_the_plain_net_at_depth(finished_run):
   """He et al. (2016), §8.7.5: at the same depth, budget and best rate, skip connections end
   lower than the plain net in every seed, the gap paired by seed more than 2 of its standard
@@ -36,28 +57,21 @@ def test_the_residual_net_trains_further_than_the_plain_net_at_depth(finished_ru
 
 def test_the_verdict_follows_from_the_rows(finished_run):
   """The one verdict of `final_loss_by_depth`, judged here by hand from results.csv: at the
-  largest depth, each design's final loss at its best rate (lowest mean over seeds) must end
-  below the plain net's by more than t_{0.975, seeds − 1} standard errors of the gap paired by
-  seed (4.30 for the quick config's 3 seeds; a gap with no spread decides from 6 seeds only); a
-  design whose best rate, or the plain net's, lies at the grid's edge cannot decide; one design
-  that fails fails the claim."""
+  largest depth, each seed of each design at the rate best on its other seeds (lowest mean final
+  loss over them) must end below the same seed of the plain net at the plain net's such rate, by
+  more than t_{0.975, seeds − 1} standard errors of the gap paired by seed (4.30 for the quick
+  config's 3 seeds; a gap with no spread decides from 6 seeds only); a design with such a rate,
+  or a plain net with one, at the grid's edge cannot decide; one design that fails fails the
+  claim."""
   claims, config = summary(finished_run), run_config(finished_run)
   depth = max(config.depths)
   rows = [r for r in read_csv(finished_run / "results.csv") if r["part"] == "train"]
   edges = (min(config.learning_rates), max(config.learning_rates))
 
   def at_best(design: str) -> tuple[np.ndarray, bool]:
-    """The final losses at the best rate in seed order, and whether it is at an edge."""
-    mine = [r for r in rows if r["design"] == design and r["depth"] == depth]
-    means = {}
-    for rate in config.learning_rates:
-      at_rate = [r for r in mine if r["learning_rate"] == rate]
-      losses = [r["final_train_loss"] for r in at_rate]
-      if all(np.isfinite(losses)) and not any(r["diverged"] for r in at_rate):
-        means[rate] = np.mean(losses)
-    best = min((m, rate) for rate, m in means.items())[1]
-    at_rate = sorted((r for r in mine if r["learning_rate"] == best), key=lambda r: r["seed"])
-    return np.asarray([r["final_train_loss"] for r in at_rate]), best in edges
+    """The held-out final losses in seed order, and whether any held-out rate is at an edge."""
+    losses, rates = _held_out_by_hand(rows, config, design, depth)
+    return np.asarray([losses[s] for s in config.seeds]), any(r in edges for r in rates.values())
 
   plain, plain_edge = at_best("plain")
   key = "final_loss_gap_to_plain_at_deepest"
@@ -86,7 +100,11 @@ def test_the_verdict_follows_from_the_rows(finished_run):
 
 def test_the_best_rate_and_its_loss_are_those_of_the_table(finished_run):
   """The reported best rate has the lowest mean final loss over seeds among the rates whose
-  seeds all stayed finite, and its loss is the mean of those seeds' rows."""
+  seeds all stayed finite; the reported loss is the mean and std over seeds of each seed's loss
+  at the rate best on the other seeds, and those rates are `held_out_learning_rates`. (In the
+  quick run every seed's held-out rate is the all-seed best rate, so the held-out losses are the
+  in-sample ones: this test pins the picks, `test_each_seed_is_judged_at_its_other_seeds_rate`
+  a table where they differ.)"""
   claims, config = summary(finished_run), run_config(finished_run)
   rows = [r for r in read_csv(finished_run / "results.csv") if r["part"] == "train"]
   for design in config.designs:
@@ -102,11 +120,17 @@ def test_the_best_rate_and_its_loss_are_those_of_the_table(finished_run):
           means[rate] = np.mean(losses)
       best = min(means, key=means.get)
       assert claims["best_learning_rate_by_depth"][design][str(depth)] == best
-      assert claims["final_loss_by_depth"][design][str(depth)]["mean"] == pytest.approx(
-        means[best], rel=1e-12
-      )
       edge = best in (min(config.learning_rates), max(config.learning_rates))
       assert claims["best_rate_at_grid_edge"][design][str(depth)] == edge
+      losses, rates = _held_out_by_hand(rows, config, design, depth)
+      assert claims["held_out_learning_rates"][design][str(depth)] == {
+        str(s): rate for s, rate in rates.items()
+      }
+      final = claims["final_loss_by_depth"][design][str(depth)]
+      values = [losses[s] for s in config.seeds]
+      assert final["mean"] == pytest.approx(np.mean(values), rel=1e-12)
+      assert final["std"] == pytest.approx(np.std(values, ddof=1), rel=1e-9)
+      assert final["n"] == len(config.seeds)
 
 
 def test_the_hessian_at_initialization_is_indefinite(finished_run):
@@ -198,3 +222,67 @@ def test_a_design_that_diverges_at_every_rate_is_judged_at_the_grids_edge():
     if se:
       assert (abs(gap) > margin(seeds - 1) * se) == (read == "reproduced")
     assert experiment.verdicts(claims) == {"final_loss_by_depth": read}
+
+
+def test_each_seed_is_judged_at_its_other_seeds_rate():
+  """Made-up runs at one depth, 3 seeds, where the rate best on all seeds is not every seed's:
+  the residual net's rate 0.3 has the lowest mean (0.02, 0.32, 0.32: 0.22) because seed 0 did
+  well there, but seeds 1 and 2 alone prefer 0.1 (0.25 each), so seed 0 is judged at 0.1 (0.25)
+  and seeds 1, 2 at 0.3 (0.32): 0.2967, not the in-sample 0.22. The plain net picks 0.3 on every
+  seed (0.80, 0.81, 0.82); the gaps 0.55, 0.49, 0.50 are 0.513 ± 0.019, beyond t_{0.975, 2} =
+  4.30 errors (in sample, 0.59). A seed that diverged at its own held-out rate makes the gap
+  infinite, which cannot decide."""
+  experiment = registry.load(NAME)
+  rates = [0.03, 0.1, 0.3, 1.0]
+  config = ml_collections.ConfigDict(
+    {"designs": ["plain", "residual"], "depths": [4], "learning_rates": rates}
+  )
+  losses = {
+    "plain": {0.03: [2.0, 2.01, 2.02], 0.1: [1.0, 1.01, 1.02], 0.3: [0.8, 0.81, 0.82]}
+    | {1.0: [1.5, 1.51, 1.52]},
+    "residual": {0.03: [0.9] * 3, 0.1: [0.25] * 3, 0.3: [0.02, 0.32, 0.32], 1.0: [0.9] * 3},
+  }
+
+  def table(diverged=()):
+    runs = [
+      {"part": "train", "design": design, "depth": 4, "learning_rate": rate, "seed": seed}
+      | {"final_train_loss": loss, "diverged": (design, rate, seed) in diverged}
+      for design, by_rate in losses.items()
+      for rate, values in by_rate.items()
+      for seed, loss in enumerate(values)
+    ]
+    init = [
+      {"part": "init", "design": design, "depth": 4, "seed": seed}
+      | dict.fromkeys(("lambda_max", "lambda_min", "lambda_spread", "grad_ratio_first_last"), 1.0)
+      for design in losses
+      for seed in range(3)
+    ]
+    return Results(runs + init, [])
+
+  claims = experiment.summarize(config, table())
+  assert claims["best_learning_rate_by_depth"] == {"plain": {"4": 0.3}, "residual": {"4": 0.3}}
+  assert claims["held_out_learning_rates"] == {
+    "plain": {"4": {"0": 0.3, "1": 0.3, "2": 0.3}},
+    "residual": {"4": {"0": 0.1, "1": 0.3, "2": 0.3}},
+  }
+  held_out = np.asarray([0.25, 0.32, 0.32])
+  assert claims["final_loss_by_depth"]["residual"]["4"] == {
+    "mean": pytest.approx(held_out.mean()),
+    "std": pytest.approx(held_out.std(ddof=1)),
+    "n": 3,
+  }
+  gaps = np.asarray([0.8, 0.81, 0.82]) - held_out
+  se = gaps.std(ddof=1) / np.sqrt(3)
+  assert claims["final_loss_gap_to_plain_at_deepest"] == {"residual": pytest.approx(gaps.mean())}
+  assert claims["final_loss_gap_to_plain_at_deepest_se"] == {"residual": pytest.approx(se)}
+  assert claims["final_loss_gap_to_plain_at_deepest_dof"] == {"residual": 2}
+  assert claims["best_rate_at_grid_edge_at_deepest"] == {"residual": False}
+  assert gaps.mean() > margin(2) * se
+  assert experiment.verdicts(claims) == {"final_loss_by_depth": "reproduced"}
+
+  # seed 0 diverged at 0.1, its held-out rate: its loss there is infinite, and so is the gap
+  claims = experiment.summarize(config, table(diverged={("residual", 0.1, 0)}))
+  assert claims["held_out_learning_rates"]["residual"] == {"4": {"0": 0.1, "1": 0.3, "2": 0.3}}
+  assert claims["final_loss_by_depth"]["residual"]["4"]["mean"] == math.inf
+  assert claims["final_loss_gap_to_plain_at_deepest"]["residual"] == -math.inf
+  assert experiment.verdicts(claims) == {"final_loss_by_depth": "inconclusive"}
