@@ -6,7 +6,7 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "cliffs_and_clipping"
-  config.seed = 0
+  config.seed = 0  # builds the network; every parameter is then set: nothing is drawn
   config.sequence_length = 50  # T, the number of times the unit is iterated
   config.target = 0.5  # y, the target of h_T
   # The surface: a grid_size × grid_size grid over w_range × b_range.

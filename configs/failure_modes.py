@@ -8,7 +8,11 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "failure_modes"
   config.seed = 0  # kept for the common layout; every part uses `seeds`
-  config.seeds = [0, 1, 2]  # the first seed draws the nets of the one-seed parts (1 and 6)
+  # The parts that draw a net per seed (2, 3 and 4) are judged by their mean over seeds with its
+  # standard error; tanh's same-sign fraction is the same 0 from every seed, an error of 0 that
+  # decides only from 6 seeds (experiment.MIN_DOF_WITHOUT_SPREAD). The first seed draws the nets
+  # of the one-seed parts (1 and 6), whose claims hold for any draw.
+  config.seeds = [0, 1, 2, 3, 4, 5]
   config.data = digits()
   # 1. Zero, constant and random kernels, then full-batch gradient descent (tanh, 2 layers).
   config.symmetry = ml_collections.ConfigDict(

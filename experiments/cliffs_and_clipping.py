@@ -21,6 +21,12 @@ the map h ↦ σ(wh + b) has two stable fixed points, and where one of them appe
   (per clipping kind) that share less the share of clipped runs thrown off;
   `converged_with_clipping` (per clipping kind) is the share that ends below `loss_tolerance`;
   `max_step_without_clipping` is the longest single step ‖Δ(w, b)‖ over the unclipped runs.
+
+Nothing here is drawn at random: the surface is a function of (w, b) on a fixed grid, every
+training run starts from a fixed point of the config's grid of starts and takes full-gradient
+steps on the one all-zero sequence, and `Unit.at` sets every parameter (the seed only builds the
+network's parameter tree). So each claim is judged on its value, without an error bar: a range
+of gradient norms on a fixed surface, and shares of a fixed grid of starts.
 """
 
 import functools
@@ -67,6 +73,8 @@ class CliffsAndClipping(Experiment):
   }
   # "Orders of magnitude": at least two. Thrown off: more starts without clipping than with it,
   # at the same rate. Converges: most starts end below the tolerance, for either clipping.
+  # Deterministic, judged on the value: a fixed surface, and shares of a fixed grid of starts
+  # descended by full-gradient steps (no seed, no data draw, no minibatch order).
   CRITERIA = {
     "grad_norm_range_orders": above("grad_norm_range_orders", 2.0),
     "diverged_without_clipping": above("diverged_without_minus_with_clipping", 0.0),
@@ -220,7 +228,8 @@ class CliffsAndClipping(Experiment):
 
 class Unit:
   """Pascanu et al.'s (2013, Fig. 6) network: `models.RNN` with one sigmoid unit, zero inputs and
-  the readout 1·h_T + 0, as a function of its recurrent weight w and bias b."""
+  the readout 1·h_T + 0, as a function of its recurrent weight w and bias b (every parameter set
+  by `at`: the seed's draw is not used)."""
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config

@@ -34,23 +34,34 @@ digits (or on a 2-D quadratic) and measures it:
    the ratio of the first steps' norms, and the loss over the first steps of each.
 
 Claims (`summary.json`): `zero_init_distinct_units`, `constant_init_distinct_units`,
-`random_init_distinct_units`, `same_sign_fraction`, `dead_relu_fraction` (by ε, mean ± std over
-seeds), `revived_first_layer_units`, `tanh_gradient_ratio_first_last` (by scale and depth),
+`random_init_distinct_units`, `same_sign_fraction` (mean ± std over seeds; `same_sign_fraction_se`
+and `_dof` beside, as nested), `dead_relu_fraction` (by ε, mean ± std over seeds),
+`revived_first_layer_units`, `tanh_gradient_ratio_first_last` (by scale and depth),
 `path_length_ratio`, `sign_flip_fraction`, `quadratic_final_loss`,
 `first_step_ratio_without_correction` and its closed form. For the verdicts:
 `equal_init_max_distinct_units` (the most distinct units of any layer after zero or constant
 initialization), `sigmoid_same_sign_shortfall` (1 − the per-example fraction after a sigmoid
-layer), `dead_relu_growth` (the mean dead share at the largest ε minus that at the smallest),
-`tanh_small_init_ratio_deepest` and `tanh_small_init_ratio_deepest_over_shallowest` (the mean
-gradient ratio at the smallest init scale), `path_length_ratio_gd_over_momentum`,
-`sign_flip_fraction_gd_minus_momentum` and `first_step_ratio_rel_error` (against the closed form).
+layer), `dead_relu_growth` (the dead share at the largest ε minus that at the smallest, paired by
+seed: the mean over seeds, `_se`, `_dof`, `_by_seed`), `tanh_small_init_ratio_deepest` (the mean
+over seeds of the gradient ratio at the smallest init scale and the deepest net, `_se`, `_dof`)
+and `tanh_small_init_ratio_deepest_over_shallowest` (the geometric mean over seeds of each seed's
+deepest over shallowest ratio at that scale, `verdicts.paired_ratio_by_seed`: `_se`, `_dof`,
+`_by_seed`), `path_length_ratio_gd_over_momentum`, `sign_flip_fraction_gd_minus_momentum` and
+`first_step_ratio_rel_error` (against the closed form).
 
 `CRITERIA` judge them into `verdicts`: zero and constant initialization leave one distinct unit
 per layer; after a sigmoid layer every unit's per-example gradients share one sign, after tanh
 fewer than half do; the largest step kills more units than the smallest and none revives; at the
 small scale the ratio falls with depth to < 0.1 at the deepest net; gradient descent's path is
 longer and flips y's sign more often than momentum's; the first uncorrected step is within 1% of
-its closed form.
+its closed form. What each seed's initialization draws (tanh's same-sign fraction, the dead-unit
+growth, the gradient ratios) is judged by its mean over seeds, inconclusive within t_{0.975, dof}
+standard errors of its threshold (a ratio on the log scale); an error of 0 (every seed the same
+fraction) decides only from 6 seeds or more (`experiment.MIN_DOF_WITHOUT_SPREAD`), so the configs
+run six. What holds by construction or draws nothing is judged on its value: equal units stay
+equal (zero and constant kernels draw nothing), a sigmoid's outputs are > 0, a first-layer unit
+dead on every training example gets no gradient and cannot revive, the quadratic has a fixed
+start, and the first Adam step is checked against its closed form.
 """
 
 import functools
@@ -102,21 +113,41 @@ class FailureModes(Experiment):
     "(Kingma & Ba 2015, §3)",
   }
   CRITERIA = {
+    # By construction: zero or constant kernels and zero biases draw nothing (the seed is unused),
+    # and units that start equal get equal gradients. Judged on the value.
     "zero_init_distinct_units": below("equal_init_max_distinct_units", 1.5),
     "same_sign_fraction": all_of(
-      below("sigmoid_same_sign_shortfall", 1e-12), below("same_sign_fraction.tanh.1.mean", 0.5)
+      # By construction: h_i > 0 after a sigmoid, so h_i δ_j has δ_j's sign, for every seed.
+      below("sigmoid_same_sign_shortfall", 1e-12),
+      # Each seed's tanh net: the mean over seeds, within t_{0.975, dof} standard errors.
+      below("same_sign_fraction.tanh.1.mean", 0.5, standard_error="same_sign_fraction_se.tanh.1"),
     ),
     "dead_relu_fraction": all_of(
-      above("dead_relu_growth", 0.0), below("revived_first_layer_units", 0.5)
+      # Each seed's He-initialized net at the largest and the smallest ε: paired by seed.
+      above("dead_relu_growth", 0.0, standard_error="dead_relu_growth_se"),
+      # By construction: a first-layer unit dead on every training example gets no gradient
+      # from them, so no run revives one. The count over every seed and ε, judged on the value.
+      below("revived_first_layer_units", 0.5),
     ),
     "tanh_gradient_ratio_first_last": all_of(
-      below("tanh_small_init_ratio_deepest", 0.1),
-      below("tanh_small_init_ratio_deepest_over_shallowest", 1.0),
+      below(
+        "tanh_small_init_ratio_deepest", 0.1, standard_error="tanh_small_init_ratio_deepest_se"
+      ),
+      # Each seed's deepest over its shallowest net, on the log scale.
+      below(
+        "tanh_small_init_ratio_deepest_over_shallowest",
+        1.0,
+        standard_error="tanh_small_init_ratio_deepest_over_shallowest_se",
+        ratio=True,
+      ),
     ),
+    # Deterministic: a fixed quadratic from a fixed start, no draw. Judged on the value.
     "path_length_ratio": all_of(
       above("path_length_ratio_gd_over_momentum", 1.0),
       above("sign_flip_fraction_gd_minus_momentum", 0.0),
     ),
+    # Analytic: the first step's ratio against its closed form (1 − ρ₁)/√(1 − ρ₂), which holds
+    # for any gradient up to Adam's ε (the first seed's net). Judged on the value.
     "first_step_ratio_without_correction": below("first_step_ratio_rel_error", 0.01),
   }
   FIELDS = {
@@ -179,26 +210,35 @@ class FailureModes(Experiment):
       parts.setdefault(row["part"], []).append(row)
     symmetry = {row["init"]: row for row in parts["symmetry"]}
     distinct = {name: symmetry[name]["distinct_units_by_layer"] for name in INITS}
-    zigzag = {(row["activation"], row["examples_per_gradient"]): [] for row in parts["zigzag"]}
+    zigzag: dict[tuple, list[float]] = {}
     for row in parts["zigzag"]:
-      zigzag[(row["activation"], row["examples_per_gradient"])].append(row["same_sign_fraction"])
-    same_sign = {
-      activation: {
-        str(b): verdicts.mean_and_std(v) for (a, b), v in zigzag.items() if a == activation
+      key = (row["activation"], str(row["examples_per_gradient"]))
+      zigzag.setdefault(key, []).append(row["same_sign_fraction"])
+
+    def by_activation(stat) -> dict:
+      return {
+        activation: {b: stat(v) for (a, b), v in zigzag.items() if a == activation}
+        for activation in ("sigmoid", "tanh")
       }
-      for activation in ("sigmoid", "tanh")
-    }
-    dead: dict[float, list[float]] = {}
+
+    same_sign = by_activation(verdicts.mean_and_std)
+    dead: dict[float, dict[int, float]] = {}
     for row in parts["dead_relu"]:
-      dead.setdefault(row["learning_rate"], []).append(row["dead_fraction"])
-    dead_by_rate = {f"{lr:g}": verdicts.mean_and_std(v) for lr, v in sorted(dead.items())}
+      dead.setdefault(row["learning_rate"], {})[row["seed"]] = row["dead_fraction"]
+    dead_by_rate = {
+      f"{lr:g}": verdicts.mean_and_std(list(v.values())) for lr, v in sorted(dead.items())
+    }
+    # the largest step's dead share less the smallest's, each seed's net at both
+    growth = {s: dead[max(dead)][s] - dead[min(dead)][s] for s in sorted(dead[min(dead)])}
+    growth_mean, growth_se = verdicts.mean_and_standard_error(list(growth.values()))
     revived = sum(row["revived_first_layer_units"] for row in parts["dead_relu"])
-    ratio: dict[tuple, list[float]] = {}
+    ratio: dict[tuple, dict[int, float]] = {}
     for row in parts["vanishing"]:
-      ratio.setdefault((row["init_scale"], row["depth"]), []).append(row["ratio_first_last"])
+      setting = (row["init_scale"], row["depth"])
+      ratio.setdefault(setting, {})[row["seed"]] = row["ratio_first_last"]
     ratios = {
       f"{scale:g}": {
-        str(depth): verdicts.mean_and_std(v)
+        str(depth): verdicts.mean_and_std(list(v.values()))
         for (s, depth), v in sorted(ratio.items())
         if s == scale
       }
@@ -207,14 +247,20 @@ class FailureModes(Experiment):
     quad = {row["method"]: row for row in parts["quadratic"]}
     adam = parts["adam"][0]
     small = min(config.vanishing.init_scales)
-    depths = sorted(config.vanishing.depths)
-    small_ratios = [ratios[f"{small:g}"][str(d)]["mean"] for d in depths]
+    deepest, shallowest = (
+      ratio[(small, max(config.vanishing.depths))],
+      ratio[(small, min(config.vanishing.depths))],
+    )
+    deepest_mean, deepest_se = verdicts.mean_and_standard_error(list(deepest.values()))
+    fall, fall_se, fall_dof = verdicts.paired_ratio_by_seed(deepest, shallowest)
     return {
       "zero_init_distinct_units": distinct["zeros"],
       "constant_init_distinct_units": distinct["constant"],
       "random_init_distinct_units": distinct["random"],
       "final_train_loss_by_init": {name: symmetry[name]["final_train_loss"] for name in INITS},
       "same_sign_fraction": same_sign,
+      "same_sign_fraction_se": by_activation(verdicts.standard_error),
+      "same_sign_fraction_dof": by_activation(verdicts.dof),
       "dead_relu_fraction": dead_by_rate,
       "revived_first_layer_units": revived,
       "tanh_gradient_ratio_first_last": ratios,
@@ -229,10 +275,19 @@ class FailureModes(Experiment):
       },
       "equal_init_max_distinct_units": max(distinct["zeros"] + distinct["constant"]),
       "sigmoid_same_sign_shortfall": 1.0 - same_sign["sigmoid"]["1"]["mean"],
-      "dead_relu_growth": dead_by_rate[f"{max(dead):g}"]["mean"]
-      - dead_by_rate[f"{min(dead):g}"]["mean"],
-      "tanh_small_init_ratio_deepest": small_ratios[-1],
-      "tanh_small_init_ratio_deepest_over_shallowest": small_ratios[-1] / small_ratios[0],
+      "dead_relu_growth": growth_mean,
+      "dead_relu_growth_se": growth_se,
+      "dead_relu_growth_dof": verdicts.dof(list(growth)),
+      "dead_relu_growth_by_seed": {str(s): g for s, g in growth.items()},
+      "tanh_small_init_ratio_deepest": deepest_mean,
+      "tanh_small_init_ratio_deepest_se": deepest_se,
+      "tanh_small_init_ratio_deepest_dof": verdicts.dof(list(deepest)),
+      "tanh_small_init_ratio_deepest_over_shallowest": fall,
+      "tanh_small_init_ratio_deepest_over_shallowest_se": fall_se,
+      "tanh_small_init_ratio_deepest_over_shallowest_dof": fall_dof,
+      "tanh_small_init_ratio_deepest_over_shallowest_by_seed": {
+        str(s): verdicts.ratio(deepest[s], shallowest.get(s)) for s in sorted(deepest)
+      },
       "path_length_ratio_gd_over_momentum": quad["gradient_descent"]["path_length_ratio"]
       / quad["momentum"]["path_length_ratio"],
       "sign_flip_fraction_gd_minus_momentum": quad["gradient_descent"]["sign_flip_fraction"]
