@@ -75,6 +75,43 @@ def test_wilson_features():
     np.testing.assert_array_equal(own[i], expected)
 
 
+def test_draws_differ_only_by_a_relabelling_of_the_training_examples():
+  """Why the claims are judged on their bare values: two seeds' training sets are one problem,
+  the examples (sorted by label) and their feature blocks relabelled, so the shared features'
+  columns and the label vector agree once sorted, and every other column is a block of one
+  example."""
+  module = sys.modules[type(registry.load(NAME)).__module__]
+  num_train, num_test = 10, 4
+  sorted_sets = []
+  for seed in (0, 1, 2):
+    data = module.wilson_data(jax.random.key(seed), num_train, num_test, 0.6)
+    x, y = np.asarray(data.x_train), np.asarray(data.y_train)[:, 0]
+    order = np.argsort(-y, kind="stable")  # positives first, each in its draw's order
+    blocks = [3 + 5 * i + np.arange(5) for i in order]  # example i's block, in that order
+    columns = np.concatenate([np.arange(3), *blocks])
+    assert not np.any(np.delete(x, columns, axis=1))  # no other column is used
+    sorted_sets.append((x[order][:, columns], y[order]))
+  for x, y in sorted_sets[1:]:
+    np.testing.assert_array_equal(x, sorted_sets[0][0])
+    np.testing.assert_array_equal(y, sorted_sets[0][1])
+  assert not np.array_equal(  # the draws themselves differ: the labels come in another order
+    np.asarray(module.wilson_data(jax.random.key(0), num_train, num_test, 0.6).y_train),
+    np.asarray(module.wilson_data(jax.random.key(1), num_train, num_test, 0.6).y_train),
+  )
+
+
+def test_every_seed_learns_the_same_shared_weights(finished_run):
+  """The relabelling leaves the weights of the shared features unchanged: gradient descent, run
+  to convergence, gives the same w_label and w_always_on at every seed (float32 rounding)."""
+  rows = [r for r in read_csv(finished_run / "results.csv") if r["optimizer"] == "sgd"]
+  for rate in {r["learning_rate"] for r in rows}:
+    at_rate = [r for r in rows if r["learning_rate"] == rate]
+    assert len(at_rate) == 3  # one per seed
+    for key in ("w_label", "w_always_on"):
+      values = [r[key] for r in at_rate]
+      np.testing.assert_allclose(values, values[0], rtol=1e-5, err_msg=f"{key} at {rate}")
+
+
 @pytest.mark.parametrize(
   ("field", "value"), [("positive_share", "0.4"), ("num_train", "1"), ("steps", "0")]
 )

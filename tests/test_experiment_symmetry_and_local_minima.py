@@ -7,7 +7,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 from landscape_helpers import assert_refused, history, run_config, run_quick, summary
 
-from jaxopt_study import data, results
+from jaxopt_study import data, experiment, results
 from jaxopt_study.experiment import verdict
 from jaxopt_study.lab import digits_tasks
 
@@ -39,19 +39,31 @@ def test_seeds_reach_different_points_of_similar_loss(finished_run):
 
 
 def test_verdicts_judge_every_claim(finished_run):
-  """Symmetry and distinct points reproduce; the spread of the seeds' final losses is judged
-  against 10% of what training removed (the mean initial loss minus the mean final one), from
-  results.csv."""
+  """Symmetry and distinct points reproduce; the standard deviation s of the seeds' final losses
+  over what training removed (the mean initial loss minus the mean final one) is judged against
+  10% on the log scale, beyond t_{0.975, n − 1} of its relative standard error 1/√(2(n − 1)),
+  from results.csv."""
   claims = summary(finished_run)
   rows = [r for r in results.read_csv(finished_run / "results.csv") if r["kind"] == "solution"]
   losses = np.asarray([r["final_train_loss"] for r in rows])
   removed = np.mean([r["initial_train_loss"] for r in rows]) - losses.mean()
   assert claims["seed_loss_spread"] == pytest.approx(np.ptp(losses) / losses.mean())
   assert claims["seed_loss_spread_vs_decrease"] == pytest.approx(np.ptp(losses) / removed)
+  n = losses.size
+  assert n == 3  # the quick config's seeds
+  value = np.std(losses, ddof=1) / removed
+  assert claims["seed_loss_std_vs_decrease"] == pytest.approx(value, rel=1e-9)
+  assert claims["seed_loss_std_vs_decrease_se"] == pytest.approx(value / np.sqrt(2 * (n - 1)))
+  assert claims["seed_loss_std_vs_decrease_dof"] == n - 1
+  distance = np.log(0.1 / value)  # > 0: below the threshold
+  if abs(distance) <= experiment.margin(n - 1) / np.sqrt(2 * (n - 1)) * (1 + 1e-6):  # one setting
+    spread = "inconclusive"
+  else:
+    spread = verdict(distance > 0)
   assert claims["verdicts"] == {
     "permutation_loss_diff": "reproduced",
     "permutation_spectrum_diff": "reproduced",
-    "seed_loss_spread": verdict(np.ptp(losses) / removed < 0.1),
+    "seed_loss_spread": spread,
     "seed_param_distance": "reproduced",
   }
 

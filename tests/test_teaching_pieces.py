@@ -87,6 +87,17 @@ def test_paired_ratio_is_the_geometric_mean_of_per_seed_ratios_with_the_error_of
   assert verdicts.paired_ratio_by_seed({0: 1.0, 1: 2.0}, {0: 1.0, 1: 0.0}) == (None, None, None)
 
 
+def test_the_jackknife_error_of_the_mean_is_the_standard_error_of_the_mean():
+  """For the mean, the leave-one-out means' jackknife error is s/√n exactly (Efron & Tibshirani
+  1993, ch. 11); None with one value or a missing one."""
+  values = np.asarray([1.0, 4.0, 2.0, 7.0])
+  left_out = [np.delete(values, i).mean() for i in range(values.size)]
+  expected = values.std(ddof=1) / np.sqrt(values.size)
+  assert verdicts.jackknife_standard_error(left_out) == pytest.approx(expected)
+  assert verdicts.jackknife_standard_error([0.5]) is None
+  assert verdicts.jackknife_standard_error([0.5, None]) is None
+
+
 def test_distinct_units_counts_equal_columns():
   kernel = np.asarray([[1.0, 1.0, 2.0], [0.5, 0.5, 0.5]])
   bias = np.asarray([0.0, 0.0, 0.0])

@@ -4,7 +4,8 @@ and its standard error, the pair a criterion's `standard_error=` judges (`standa
 the error alone; `dof(values)`, the degrees of freedom a criterion's margin takes);
 `paired_ratio(numerator, denominator)`, the geometric mean of per-seed ratios and its error
 (`paired_ratio_by_seed` for {seed: value} maps, with the error's degrees of freedom; `ratio`, one
-seed's); `geometric_mean(values)`, of losses over seeds."""
+seed's); `geometric_mean(values)`, of losses over seeds; `jackknife_standard_error(values)`, of
+a statistic from its leave-one-seed-out values (one that is no mean over seeds)."""
 
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -54,6 +55,15 @@ def standard_error(values: Sequence[float]) -> float | None:
   """The standard error s/√n of the mean over seeds (None for one seed or none: no error bar, which
   a criterion reads as undecided)."""
   return mean_and_standard_error(values)[1]
+
+
+def jackknife_standard_error(values: Sequence[float | None]) -> float | None:
+  """√((n − 1)/n · Σᵢ (vᵢ − mean v)²) of n leave-one-out values (Efron & Tibshirani 1993,
+  ch. 11); None with fewer than two or with one missing (a seed left out leaves no ρ)."""
+  if len(values) < 2 or any(v is None for v in values):
+    return None
+  array = np.asarray(values, float)
+  return float(np.sqrt((array.size - 1) / array.size * np.sum((array - array.mean()) ** 2)))
 
 
 def geometric_mean(values: Sequence[float]) -> float:
