@@ -418,6 +418,41 @@ def test_new_values_reuse_the_compiled_programs(reference):
   assert result.table[0]["final_train_loss"] != reference.table[0]["final_train_loss"]
 
 
+SMOOTHING = 0.0  # read by `smoothed_nll` at trace time; the test below changes it
+
+
+def smoothed_nll(model, batch):
+  targets = optax.smooth_labels(jax.nn.one_hot(batch[1], 10), SMOOTHING)
+  return optax.softmax_cross_entropy(model(batch[0]), targets).mean()
+
+
+class Linear(nnx.Module):
+  def __init__(self, rngs):
+    self.layer = nnx.Linear(64, 10, rngs=rngs)
+
+  def __call__(self, x):
+    return self.layer(x)
+
+
+def test_a_loss_that_reads_a_changed_global_compiles_again(monkeypatch):
+  """A notebook user changes a global the loss reads and sweeps again: the sweep once reused
+  the program traced with the old value (the problem and the factory were its cache key by
+  identity); it now gives what a run alone gives with the new value."""
+  digits = data_lib.load_digits()
+  problem = problem_lib.Problem(
+    model=Linear, loss=smoothed_nll, train_data=(digits.x_train[:64], digits.y_train[:64])
+  )
+  options = dict(steps=4, eval_every=4, batch_size=16)
+  losses = []
+  for smoothing in (0.0, 0.5):
+    monkeypatch.setitem(globals(), "SMOOTHING", smoothing)
+    row = sweep.run(problem, optim.sgd, {"learning_rate": [0.1]}, **options).table[0]
+    alone = train.train(problem, optim.sgd(0.1), **options)
+    assert row["final_train_loss"] == pytest.approx(alone.history["train_loss"][-1], rel=1e-6)
+    losses.append(row["final_train_loss"])
+  assert losses[1] > losses[0] + 0.1  # smoothed targets: a higher cross-entropy
+
+
 WORKER = textwrap.dedent(
   """
   import json, sys
@@ -742,12 +777,12 @@ def test_at_equal_epochs_each_member_logs_its_own_steps():
 def test_the_minibatch_log_has_the_steps_of_its_batch_size_group():
   """At equal epochs the group of batch size 400 runs and logs ⌈50/4⌉ = 13 steps, 100 its 50."""
   config = make_config({"batch_size": [100, 400]}, steps=50, eval_every=10, checkpoint_every=20)
-  assert runner._spec(sweep.check_config(config), (100, 400)).log_steps is None
+  assert runner._spec(sweep.check_config(config), (100, 400), "").log_steps is None
   config.log_minibatches = True
-  assert runner._spec(sweep.check_config(config), (100, 400)).log_steps == 50
+  assert runner._spec(sweep.check_config(config), (100, 400), "").log_steps == 50
   config.equal_epochs = True
   plan = sweep.check_config(config)
-  assert [runner._spec(plan.for_batch_size(b), (b,)).log_steps for b in (100, 400)] == [50, 13]
+  assert [runner._spec(plan.for_batch_size(b), (b,), "").log_steps for b in (100, 400)] == [50, 13]
 
 
 @pytest.mark.parametrize("value", ["yes", 1, None])

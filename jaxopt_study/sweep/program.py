@@ -48,7 +48,7 @@ MEMBER_AXIS = "members"
 
 class ProgramSpec(NamedTuple):
   """The static setup of a group's programs (hashable: compiled programs are cached on it; the
-  problem and the optimizer factory by identity)."""
+  problem and the optimizer factory by identity, and by `functions`, what they compute)."""
 
   problem: problem_lib.Problem
   optimizer: Callable[..., Any]
@@ -61,6 +61,10 @@ class ProgramSpec(NamedTuple):
   l2_penalty: float = 0.0
   curvature: tracking.CurvatureOptions | None = None  # the in-loop curvature monitor
   log_steps: int | None = None  # the group's steps: every step's minibatch logged (None: none)
+  # `runner.callable_identity` of the factory and of the problem's model, loss, init and metrics:
+  # a loss or factory that reads a changed global or closure compiles again instead of reusing
+  # the program traced with the old value
+  functions: str = ""
 
 
 class MemberInputs(NamedTuple):

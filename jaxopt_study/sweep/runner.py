@@ -17,6 +17,7 @@ import functools
 import hashlib
 import inspect
 import itertools
+import json
 import math
 import shutil
 import sys
@@ -188,15 +189,17 @@ def run(
       init_scale=init_scale,
       seed=seed,
     )
-  inputs = problem.data_fingerprint() | {
+  functions = {
     "optimizer": callable_identity(optimizer),
     **{part: callable_identity(getattr(problem, part)) for part in ("model", "loss", "init")},
     "metrics": {name: callable_identity(fn) for name, fn in sorted(problem.metrics.items())},
   }
+  inputs = problem.data_fingerprint() | functions
   run_dir = RunDir(out_dir, config, inputs) if out_dir is not None else None
   writes = run_dir is not None and jax.process_index() == 0
   with run_dir.writing() if writes else contextlib.nullcontext():
-    return _run_plan(plan, problem, run_dir, progress, memory_budget)
+    identity = json.dumps(functions, sort_keys=True)
+    return _run_plan(plan, problem, run_dir, progress, memory_budget, identity)
 
 
 def _run_plan(
@@ -205,9 +208,10 @@ def _run_plan(
   run_dir: RunDir | None,
   progress: bool,
   memory_budget: int | None,
+  functions: str,
 ) -> SweepResult:
   """Trains the members of `plan` that `run_dir` does not hold yet, group by group, chunk by
-  chunk; saves each finished member there (process 0)."""
+  chunk; saves each finished member there (process 0). `functions`: `ProgramSpec.functions`."""
   done = {}
   for member in plan.members if run_dir is not None else []:
     if (record := run_dir.load_member(member.name)) is not None:
@@ -248,7 +252,7 @@ def _run_plan(
     context.segments = _segments(group_plan)
     # Chunks are planned over the whole group, done or not, so that a resumed run computes the
     # same chunks with the same programs (and finds their checkpoints) as the interrupted one.
-    spec = _spec(group_plan, group)
+    spec = _spec(group_plan, group, functions)
     size = _chunk_size(context, spec, len(members), memory_budget or program.memory_budget())
     for first in range(0, len(members), size):
       chunk = members[first : first + size]
@@ -548,9 +552,9 @@ def _segments(plan: grid.Plan) -> list[Segment]:
   ]
 
 
-def _spec(plan: grid.Plan, group: tuple[int, ...]) -> program.ProgramSpec:
+def _spec(plan: grid.Plan, group: tuple[int, ...], functions: str) -> program.ProgramSpec:
   """The programs of the batch sizes `group`, under the group's plan (`Plan.for_batch_size`,
-  whose steps are the length of the minibatch log)."""
+  whose steps are the length of the minibatch log), for the functions `functions` compute."""
   return program.ProgramSpec(
     problem=plan.problem,
     optimizer=plan.optimizer,
@@ -563,6 +567,7 @@ def _spec(plan: grid.Plan, group: tuple[int, ...]) -> program.ProgramSpec:
     l2_penalty=plan.l2_penalty,
     curvature=plan.curvature,
     log_steps=plan.steps if plan.log_minibatches else None,
+    functions=functions,
   )
 
 
