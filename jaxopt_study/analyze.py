@@ -35,6 +35,7 @@ from jaxopt_study.config import build_problem
 from jaxopt_study.hessian import tracking
 from jaxopt_study.lab.curves import history_curves
 from jaxopt_study.results import load_member_state, read_csv, write_atomic, write_csv
+from jaxopt_study.sweep import runner
 
 MODES = ("train", "eval")
 CURVATURE_FIGURE = "curvature-history.png"
@@ -147,6 +148,7 @@ def spectrum_of_run(
     )
   config = _member_config(run_dir, json.loads((run_dir / "config.json").read_text()), member)
   problem = problem or _problem_of(run_dir, config)
+  _require_trained_problem(run_dir, problem)
   pure = problem_lib.pure(problem)
   modes_differ = pure.graph_train != pure.graph_eval
   if mode is None and modes_differ:
@@ -296,6 +298,24 @@ def _problem_of(run_dir: Path, config: dict[str, Any]) -> problem_lib.Problem:
       f"name one problem that spectrum can rebuild ({error}); call analyze.spectrum_of_run("
       "run_dir, member=..., problem=the_problem) with the problem it trained"
     ) from None
+
+
+def _require_trained_problem(run_dir: Path, problem: problem_lib.Problem) -> None:
+  """Refuses a problem other than the one the run trained, by the fields of its `inputs.json`
+  (`runner.problem_identity`: its data and functions) that this problem's record shares; a
+  problem file edited since the run would otherwise be analyzed on the saved parameters."""
+  path = run_dir / "inputs.json"
+  if not path.exists():
+    return
+  saved, mine = json.loads(path.read_text()), runner.problem_identity(problem)
+  mine = json.loads(json.dumps(mine))  # as read back: tuples become lists
+  changed = sorted(k for k in saved.keys() & mine.keys() if saved[k] != mine[k])
+  if changed:
+    raise ValueError(
+      f"{run_dir} was trained on another problem than the one given now ({', '.join(changed)} "
+      "differ: its file, data or functions changed since the run); analyze it with the problem "
+      "it trained"
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -645,6 +645,25 @@ def test_spectrum_of_a_sweep_run_folder(tmp_path):
   reference = np.linalg.eigvalsh(np.asarray(jax.hessian(loss)(flat), np.float64))
   assert verdict["lambda_max"] == pytest.approx(reference[-1], rel=1e-4)
   assert verdict["lambda_min"] == pytest.approx(reference[0], abs=1e-4 * reference[-1])
+  # another problem than the one trained (its data, its loss) is refused, naming what differs
+  fewer = problem_lib.builtin(
+    "mlp",
+    DIGITS._replace(x_train=DIGITS.x_train[:100], y_train=DIGITS.y_train[:100]),
+    width=4,
+    depth=1,
+  )
+  with pytest.raises(ValueError, match=r"trained on another problem .*\(train_data differ"):
+    analyze.spectrum_of_run(out, problem=fewer, member="m0001")
+  scaled = problem_lib.Problem(
+    model=problem.model,
+    loss=lambda model, batch: 3.0 * problem.loss(model, batch),
+    train_data=problem.train_data,
+    heldout_data=problem.heldout_data,
+    metrics=problem.metrics,
+    init=problem.init,
+  )
+  with pytest.raises(ValueError, match=r"trained on another problem .*\(loss differ"):
+    analyze.spectrum_of_run(out, problem=scaled, member="m0001")
 
 
 def test_numpy_scalars_as_axis_values_run_and_are_written_as_numbers(tmp_path):

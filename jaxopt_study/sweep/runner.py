@@ -189,12 +189,8 @@ def run(
       init_scale=init_scale,
       seed=seed,
     )
-  functions = {
-    "optimizer": callable_identity(optimizer),
-    **{part: callable_identity(getattr(problem, part)) for part in ("model", "loss", "init")},
-    "metrics": {name: callable_identity(fn) for name, fn in sorted(problem.metrics.items())},
-  }
-  inputs = problem.data_fingerprint() | functions
+  inputs = problem_identity(problem) | {"optimizer": callable_identity(optimizer)}
+  functions = {k: v for k, v in inputs.items() if k in ("optimizer", *PROBLEM_FUNCTIONS)}
   run_dir = RunDir(out_dir, config, inputs) if out_dir is not None else None
   writes = run_dir is not None and jax.process_index() == 0
   with run_dir.writing() if writes else contextlib.nullcontext():
@@ -282,6 +278,19 @@ def _run_plan(
   return SweepResult(
     table=table, history=history, stats=stats, arrays=arrays, minibatches=minibatches
   )
+
+
+PROBLEM_FUNCTIONS = ("model", "loss", "init", "metrics")
+
+
+def problem_identity(problem: problem_lib.Problem) -> dict[str, Any]:
+  """What a run folder's `inputs.json` records of a problem: the digests of its data
+  (`Problem.data_fingerprint`) and the `callable_identity` of its model, loss, init rule and
+  metrics."""
+  return problem.data_fingerprint() | {
+    **{part: callable_identity(getattr(problem, part)) for part in PROBLEM_FUNCTIONS[:3]},
+    "metrics": {name: callable_identity(fn) for name, fn in sorted(problem.metrics.items())},
+  }
 
 
 def callable_identity(fn: Any, depth: int = 0) -> str:
