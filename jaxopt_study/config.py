@@ -59,15 +59,24 @@ def load_config(path: str | Path) -> ml_collections.ConfigDict:
     raise ConfigError(f"config file {str(path)!r} defines no get_config()")
   config = module.get_config()
   reference = config.get("problem", None) if isinstance(config, ml_collections.ConfigDict) else None
-  if isinstance(reference, str) and ".py:" in reference:
-    file, _, function = reference.rpartition(":")
-    if not Path(file).is_absolute():
-      locked = config.is_locked
-      config.unlock()
-      config.problem = f"{(path.resolve().parent / file).resolve()}:{function}"
-      if locked:
-        config.lock()
+  absolute = _absolute(reference, path.resolve().parent) if isinstance(reference, str) else None
+  if absolute is not None and absolute != reference:
+    locked = config.is_locked
+    config.unlock()
+    config.problem = absolute
+    if locked:
+      config.lock()
   return config
+
+
+def _absolute(reference: str, folder: Path) -> str:
+  """A problem reference "file.py:function" with a relative file made absolute from `folder` (the
+  config's folder; the working directory for `--set problem=...`), so that a run folder records
+  the file wherever it is analyzed or resumed from; the reference itself otherwise."""
+  file, _, function = reference.rpartition(":")
+  if ".py:" not in reference or Path(file).is_absolute():
+    return reference
+  return f"{(folder / file).resolve()}:{function}"
 
 
 @contextlib.contextmanager
@@ -210,9 +219,12 @@ def _hashable(value: Any) -> Any:
 
 
 def apply_overrides(
-  config: ml_collections.ConfigDict, overrides: Sequence[str]
+  config: ml_collections.ConfigDict, overrides: Sequence[str], optional: Sequence[str] = ()
 ) -> ml_collections.ConfigDict:
-  """Returns a copy of `config` with each `key=value` of `overrides` applied."""
+  """Returns a copy of `config` with each `key=value` of `overrides` applied. `optional`: the
+  fields `--set` may add where the config file has none (a dotted key, or "block.*" for any
+  field of a block), e.g. a sweep config's `l2_penalty`, or an optimizer's `b1`; the experiment's
+  own check then judges them, before anything is compiled."""
   config = ml_collections.ConfigDict(config.to_dict())
   keys = []
   for item in overrides:
@@ -230,14 +242,22 @@ def apply_overrides(
         where = ".".join(parents[: depth + 1])
         raise ConfigError(f"--set {key}: unknown config field {where!r}")
       node = node[part]
-    if leaf not in node:
+    if leaf not in node and not _may_add(key, optional):
       known = ", ".join(sorted(node.keys()))
       raise ConfigError(f"--set {key}: unknown config field {key!r} (known here: {known})")
-    node[leaf] = _parse_value(key, text, node[leaf])
+    node[leaf] = _parse_value(key, text, node.get(leaf, None))
+    if key == "problem" and isinstance(node[leaf], str):
+      node[leaf] = _absolute(node[leaf], Path.cwd())
     keys.append(key)
   _refuse_overridden(config, keys)
   config.lock()
   return config
+
+
+def _may_add(key: str, optional: Sequence[str]) -> bool:
+  """Whether `key` is one of the `optional` fields (or a field of an `optional` "block.*")."""
+  parent = key.rpartition(".")[0]
+  return key in optional or (bool(parent) and f"{parent}.*" in optional)
 
 
 def _has(config: ml_collections.ConfigDict, key: str) -> bool:

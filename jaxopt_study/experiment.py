@@ -288,6 +288,8 @@ class Experiment:
   PUBLISHED: ClassVar[Mapping[str, str]] = {}
   CRITERIA: ClassVar[Mapping[str, Criterion]] = {}
   FIELDS: ClassVar[Mapping[str, validate.Rule]] = {}
+  # fields a config may leave out and `--set` may then add (`config.apply_overrides`)
+  OPTIONAL_FIELDS: ClassVar[tuple[str, ...]] = ()
 
   def check(self, config: ml_collections.ConfigDict) -> None:
     """Refuses a config that cannot run, naming the field, before data is loaded or anything
@@ -354,7 +356,9 @@ def prepare(config_path: Path, overrides: Sequence[str] = ()) -> Prepared:
   """
   from jaxopt_study import registry  # the registry loads experiments, which import this module
 
-  config = apply_overrides(load_config(config_path), list(overrides))
+  config = load_config(config_path)
+  optional = registry.for_config(config, Path(config_path)).OPTIONAL_FIELDS
+  config = apply_overrides(config, list(overrides), optional)
   found = registry.for_config(config, Path(config_path))
   found.check(config)
   return Prepared(config, found)

@@ -14,6 +14,7 @@ from jaxopt_study import report, sweep
 from jaxopt_study.experiment import Experiment, Members, Results
 from jaxopt_study.lab.curves import history_curves
 from jaxopt_study.results import read_csv
+from jaxopt_study.sweep.configured import FIELDS as SWEEP_FIELDS
 
 
 class OwnProblem(Experiment):
@@ -29,6 +30,10 @@ class OwnProblem(Experiment):
     "metrics and whether it diverged (loss non-finite, or above divergence_factor times its "
     "initial loss); the figures show every reported metric over training, one line per member."
   )
+
+  # every field of a sweep config, and any optimizer hyperparameter (the sweep's check refuses
+  # one its optimizer has not)
+  OPTIONAL_FIELDS = (*SWEEP_FIELDS, "optimizer.*")
 
   def check_more(self, config: ml_collections.ConfigDict) -> None:
     sweep.check_config(config)

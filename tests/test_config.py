@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from jaxopt_study.config import ConfigError, apply_overrides, load_config
+from jaxopt_study.experiment import prepare
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -90,3 +91,31 @@ def test_an_optional_field_can_be_switched_off_and_a_none_field_set():
   assert apply_overrides(config, ["checkpoint_every=ten"]).checkpoint_every == "ten"
   with pytest.raises(ConfigError, match="model=None: expected ConfigDict"):
     apply_overrides(config, ["model=None"])
+
+
+def test_set_adds_a_field_a_sweep_config_may_leave_out():
+  """`--set l2_penalty=...` on a sweep config without the field was refused as unknown, though a
+  sweep config takes it; so was an optimizer hyperparameter left at its default. Such fields are
+  added (and judged by the sweep's check: an optimizer's unknown hyperparameter is refused by
+  name); a misspelt field, or one the experiment does not take, is still refused."""
+  quick = CONFIGS / "sweep_init_batch_quick.py"
+  assert "l2_penalty" not in load_config(quick) and "momentum" not in load_config(quick).optimizer
+  overrides = ["l2_penalty=0.001", "optimizer.name=momentum", "optimizer.momentum=0.5"]
+  config = prepare(quick, overrides).config
+  assert config.l2_penalty == 0.001 and config.optimizer.momentum == 0.5
+  with pytest.raises(ConfigError, match="unknown config field 'l2_penallty'"):
+    prepare(quick, ["l2_penallty=0.001"])
+  with pytest.raises(ConfigError, match="optimizer 'sgd' has no hyperparameter b7"):
+    prepare(quick, ["optimizer.b7=0.5"])
+  with pytest.raises(ConfigError, match="unknown config field 'patience'"):
+    prepare(CONFIGS / "lr_schedules_quick.py", ["patience=3"])
+
+
+def test_set_problem_records_a_relative_file_from_the_working_directory(tmp_path, monkeypatch):
+  """`--set problem=my_problem.py:make` was recorded relative, so that spectrum or a resume from
+  another folder could not find it (or found another file of that name)."""
+  monkeypatch.chdir(tmp_path)
+  config = load_config(CONFIGS / "sweep_init_batch_quick.py")
+  config = apply_overrides(config, ["problem=my_problem.py:make"], optional=("problem",))
+  assert config.problem == f"{tmp_path.resolve() / 'my_problem.py'}:make"
+  assert apply_overrides(config, ["problem=pkg.module:make"]).problem == "pkg.module:make"
