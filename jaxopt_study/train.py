@@ -34,6 +34,7 @@ parameters become non-finite is frozen at its last finite point and flagged.
 """
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -689,6 +690,7 @@ def train(
   state, history = jax.jit(train_fn)(params, model_state, data, jax.random.key(seed))
   history = {k: np.asarray(v) for k, v in history.items()}
   history["step"] = eval_steps(steps, eval_every)
+  warn_of_initial_loss({"the run": history["train_loss"][0]}, stacklevel=3)
   minibatches = {}
   if state.minibatches is not None:
     minibatches = {"step": np.arange(steps)} | {
@@ -703,6 +705,20 @@ def train(
     best_step=int(state.best_step),
     minibatches=minibatches,
   )
+
+
+def warn_of_initial_loss(losses: dict[str, float], stacklevel: int) -> None:
+  """Warns where a training loss at step 0, at the initial parameters before any update, is not
+  finite (`losses`: a run's name -> that loss): no step diverged; the data, the loss or the
+  initial scale is at fault (a class id outside the model's classes reads as NaN, a log of 0)."""
+  if bad := [name for name, value in losses.items() if not np.isfinite(value)]:
+    shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    warnings.warn(
+      f"the training loss at step 0, before any update, is not finite for {shown}: check the "
+      "data and the loss (a label outside the model's classes, a log of 0, a NaN input) or the "
+      "initial scale; this is not a divergence of training",
+      stacklevel=stacklevel,
+    )
 
 
 def keep_dtypes(new_state: Any, state: Any) -> Any:

@@ -5,6 +5,7 @@ import functools
 import json
 import sys
 import textwrap
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -664,6 +665,29 @@ def test_spectrum_of_a_sweep_run_folder(tmp_path):
   )
   with pytest.raises(ValueError, match=r"trained on another problem .*\(loss differ"):
     analyze.spectrum_of_run(out, problem=scaled, member="m0001")
+
+
+def integer_nll(model, batch):
+  return optax.softmax_cross_entropy_with_integer_labels(model(batch[0]), batch[1]).mean()
+
+
+def test_a_loss_not_finite_before_any_update_is_named_not_called_a_divergence():
+  """A label outside the classes made the loss NaN from step 0: train.train said nothing and
+  sweep.run flagged every member "diverged at step 0", which blames the learning rate. Both warn
+  now that the loss is not finite before any update, naming the runs."""
+  labels = np.asarray(Y).copy()
+  labels[0] = 10  # ten classes: 0 ... 9
+  bad = Problem(model=TinyCNN, loss=integer_nll, train_data=(X, labels))
+  options = dict(steps=2, eval_every=2, batch_size=16)
+  with pytest.warns(UserWarning, match="loss at step 0, before any update, is not finite for the"):
+    alone = train.train(bad, optim.sgd(0.1), **options)
+  assert not np.isfinite(alone.history["train_loss"][0])
+  with pytest.warns(UserWarning, match="not finite for m0000, m0001: check the data"):
+    sweep.run(bad, optim.sgd, {"learning_rate": [0.1, 0.01]}, **options)
+  good = Problem(model=TinyCNN, loss=integer_nll, train_data=(X, Y))
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    train.train(good, optim.sgd(0.1), **options)
 
 
 def test_numpy_scalars_as_axis_values_run_and_are_written_as_numbers(tmp_path):

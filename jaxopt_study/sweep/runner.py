@@ -266,6 +266,10 @@ def _run_plan(
   context.bar.close()
   table = [done[m.index]["row"] for m in plan.members]
   history = [row for m in plan.members for row in done[m.index]["history"]]
+  train.warn_of_initial_loss(
+    {r["member"]: r["value"] for r in history if r["step"] == 0 and r["metric"] == "train_loss"},
+    stacklevel=4,  # the caller of sweep.run
+  )
   stats = SweepStats(members=len(plan.members), devices=mesh.size, **context.stats)
   arrays = {k: v for m in plan.members for k, v in done[m.index]["arrays"].items()}
   minibatches = [row for m in plan.members for row in done[m.index].get("minibatches", [])]
