@@ -405,6 +405,27 @@ def test_a_hyperparameter_set_only_by_the_sweep_is_checked_at_its_values():
     sweep.check_config(config)
 
 
+def test_a_bad_first_value_is_not_blamed_on_another_axis():
+  """momentum=1.5 (one value) was reported as "sweep axis 'learning_rate': momentum=1.5 must be
+  in [0, 1)", the axis tried first; the point of first values is now named as a whole. A factory
+  that returns no Optax transformation is refused before anything compiles."""
+  digits = data_lib.load_digits()
+  problem = problem_lib.Problem(
+    model=Linear, loss=smoothed_nll, train_data=(digits.x_train[:64], digits.y_train[:64])
+  )
+  options = dict(steps=2, eval_every=2, batch_size=16)
+  axes = {"learning_rate": [0.1, 0.2], "momentum": [1.5]}
+  with pytest.raises(ValueError, match=r"^sweep, with learning_rate=0.1, momentum=1.5: momentum"):
+    sweep.run(problem, optim.momentum, axes, **options)
+  axes = {"learning_rate": [0.1, 0.2], "momentum": [0.5, 1.5]}
+  with pytest.raises(
+    ValueError, match=r"^sweep axis 'momentum': momentum: momentum=1.5 must be in \[0, 1\)"
+  ):
+    sweep.run(problem, optim.momentum, axes, **options)
+  with pytest.raises(TypeError, match="the optimizer factory's result must be an Optax trans"):
+    sweep.run(problem, lambda learning_rate: "adam", {"learning_rate": [0.1]}, **options)
+
+
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_new_values_reuse_the_compiled_programs(reference):
   before = program.compiled_segment.cache_info().misses, program.compiled_start.cache_info().misses

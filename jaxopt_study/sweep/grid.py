@@ -323,17 +323,30 @@ def _check_hyperparameters(
       settings[key] = [{key: value} for value in values]
   firsts = {k: v for options in settings.values() for k, v in options[0].items()}
   for key, options in settings.items():
-    for option in options:
-      for name, value in option.items():
-        if not validate.is_finite_number(value):
-          where = f"sweep axis {name!r}" if key in axes else "sweep"
-          raise ValueError(f"{where}: {name}={value!r} must be a finite number")
-      try:
-        optimizer(**{**firsts, **option})
-      except (TypeError, ValueError) as error:
-        where = "sweep" if key not in axes else f"sweep axis {key!r}"
-        at = f" at {tuple(option.values())}" if isinstance(key, tuple) else ""
-        raise ValueError(f"{where}{at}: {error}") from None
+    for name, value in (item for option in options for item in option.items()):
+      if not validate.is_finite_number(value):
+        where = f"sweep axis {name!r}" if key in axes else "sweep"
+        raise ValueError(f"{where}: {name}={value!r} must be a finite number")
+  # every axis at its first value: a failure there is no one axis's (a fixed hyperparameter, or
+  # the first value of any axis), so it is not blamed on the axis tried first
+  _call_factory(
+    optimizer, firsts, "sweep, with " + ", ".join(f"{k}={v!r}" for k, v in firsts.items())
+  )
+  for key, options in settings.items():
+    for option in options[1:]:
+      where = "sweep" if key not in axes else f"sweep axis {key!r}"
+      at = f" at {tuple(option.values())}" if isinstance(key, tuple) else ""
+      _call_factory(optimizer, {**firsts, **option}, where + at)
+
+
+def _call_factory(optimizer: Callable[..., Any], hyperparams: dict[str, Any], where: str) -> None:
+  """Calls the optimizer factory with `hyperparams`: an error it raises, or anything but an
+  Optax transformation returned, is refused naming `where`."""
+  try:
+    made = optimizer(**hyperparams)
+  except (TypeError, ValueError) as error:
+    raise ValueError(f"{where}: {error}") from None
+  validate.require_transformation("the optimizer factory's result", made, where)
 
 
 def batch_groups(batch_sizes: list[int], *, separate: bool = False) -> list[tuple[int, ...]]:
