@@ -426,6 +426,34 @@ def test_a_bad_first_value_is_not_blamed_on_another_axis():
     sweep.run(problem, lambda learning_rate: "adam", {"learning_rate": [0.1]}, **options)
 
 
+@pytest.mark.parametrize(
+  ("name", "factory"),
+  [
+    ("memory_size", lambda memory_size: optim.lbfgs(memory_size=memory_size)),
+    ("restart_every", lambda restart_every: optim.conjugate_gradient(restart_every=restart_every)),
+    ("krylov_dim", lambda krylov_dim: optim.saddle_free_newton(1.0, krylov_dim=krylov_dim)),
+    (
+      "steps_per_block",
+      lambda steps_per_block: optim.coordinate_descent(
+        optim.sgd(0.1), steps_per_block=steps_per_block
+      ),
+    ),
+  ],
+)
+def test_an_integer_swept_through_a_users_factory_is_refused_by_name(name, factory):
+  """A factory of one's own hides the `int` annotation that refuses optim.lbfgs's memory_size
+  as an axis: swept through it, the integer failed deep in tracing (an OverflowError, a
+  TracerBoolConversionError) naming nothing. It is refused before compiling, naming the axis."""
+  digits = data_lib.load_digits()
+  problem = problem_lib.Problem(
+    model=Linear, loss=smoothed_nll, train_data=(digits.x_train[:64], digits.y_train[:64])
+  )
+  before = program.compiled_start.cache_info().misses
+  with pytest.raises(ValueError, match=f"^sweep axis '{name}': the optimizer factory fails when"):
+    sweep.run(problem, factory, {name: [2, 3]}, steps=2, eval_every=2, batch_size=16)
+  assert program.compiled_start.cache_info().misses == before
+
+
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_new_values_reuse_the_compiled_programs(reference):
   before = program.compiled_segment.cache_info().misses, program.compiled_start.cache_info().misses

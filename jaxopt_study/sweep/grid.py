@@ -31,7 +31,10 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxopt_study import problem as problem_lib
 from jaxopt_study import train, validate
@@ -220,6 +223,7 @@ def check(
     hyperparams = {k: float(v) for k, v in fixed.items()}
     hyperparams |= {a: float(values[a]) for a in hyper_axes}
     members.append(Member(index, values, hyperparams))
+  _check_traced(optimizer, members[0].hyperparams, hyper_axes, pure.params_shape)
   return Plan(
     members=members,
     problem=problem,
@@ -337,6 +341,36 @@ def _check_hyperparameters(
       where = "sweep" if key not in axes else f"sweep axis {key!r}"
       at = f" at {tuple(option.values())}" if isinstance(key, tuple) else ""
       _call_factory(optimizer, {**firsts, **option}, where + at)
+
+
+def _check_traced(
+  optimizer: Callable[..., Any], hyperparams: dict[str, float], axes: list[str], params: Any
+) -> None:
+  """The program passes every real hyperparameter to the factory as a traced number
+  (`optax.inject_hyperparams`): a factory that needs one as a Python number (an integer that sets
+  a shape or a loop length, a value it branches on) failed deep in tracing, with an error that
+  named no hyperparameter. Each is traced here in turn through the factory and the
+  transformation's `init` and `update` (a line search's extra arguments from the quadratic
+  ½‖θ‖²), nothing computed, and a failure is refused naming it."""
+  for name in hyperparams:
+
+    def trace(value, params, name=name):
+      tx = optimizer(**{**hyperparams, name: value})
+      extra = {}
+      if isinstance(tx, optax.GradientTransformationExtraArgs):  # a quadratic stands in for L
+        value_fn = lambda p: 0.5 * optax.tree.norm(p, squared=True)  # noqa: E731
+        extra = {"value": value_fn(params), "grad": params, "value_fn": value_fn}
+      tx.update(params, tx.init(params), params, **extra)
+
+    try:
+      jax.eval_shape(trace, jax.ShapeDtypeStruct((), jnp.float32), params)
+    except Exception as error:  # any failure of the user's factory under tracing
+      where = f"sweep axis {name!r}" if name in axes else "sweep"
+      raise ValueError(
+        f"{where}: the optimizer factory fails when {name} is a traced number, as a sweep passes "
+        f"it ({type(error).__name__}: {str(error).splitlines()[0][:200]}); an integer that sets a "
+        "shape or a loop length cannot be swept: bind it in the factory, one sweep per value"
+      ) from error
 
 
 def _call_factory(optimizer: Callable[..., Any], hyperparams: dict[str, Any], where: str) -> None:
