@@ -642,7 +642,10 @@ def train(
       (`TrainResult.minibatches`; Fig. 8.1 plots these gradient norms, not the full-batch one).
 
   Returns:
-    A `TrainResult`; `history[name]` is indexed like `history["step"]`.
+    A `TrainResult`; `history[name]` is indexed like `history["step"]`. The loop holds, measures
+    and returns the params the optimizer updates: under `optim.nesterov` (as under Optax's
+    Nesterov) those are the look-ahead point θ̃ = θ + αv where Alg. 8.3 takes its gradient, not
+    the book's θ (`optim.nesterov_params(result.params, result.opt_state, α)` gives θ).
   """
   if not isinstance(problem, problem_lib.Problem):
     raise TypeError(

@@ -178,7 +178,8 @@ def nesterov(
 
   The caller holds θ̃ = θ + αv, not θ: the params passed to `update` (and where the gradient is
   taken) are θ̃, which moves by Δθ̃ = α v_{k+1} − ε_k g, so each step costs one gradient, taken
-  exactly where the book takes it. θ̃_0 = θ_0 (v_0 = 0) and θ = θ̃ − α `state.velocity`.
+  exactly where the book takes it. θ̃_0 = θ_0 (v_0 = 0) and θ = θ̃ − α `state.velocity`
+  (`nesterov_params`); a training loop (`train.train`, a sweep) evaluates and returns θ̃.
   `optax.sgd(momentum=α, nesterov=True)` computes the same steps for a constant ε but not for a
   scheduled one (see `scale_by_book_momentum`).
 
