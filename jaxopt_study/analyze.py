@@ -154,7 +154,7 @@ def spectrum_of_run(
   if mode is None and modes_differ:
     raise ValueError(
       f"mode={mode!r}: the model behaves differently in training and inference (BatchNorm or "
-      "dropout), so choose mode 'train' or 'eval'"
+      "dropout), so choose mode 'train' or 'eval' (--mode on the command line)"
     )
   if mode is not None and mode not in MODES:
     raise ValueError(f"mode={mode!r}: must be one of {list(MODES)}")

@@ -181,6 +181,11 @@ def reported_metrics(metrics: tuple[str, ...], heldout: bool) -> tuple[str, ...]
 
 
 def _as_batch(name: str, arrays: Any) -> Batch:
+  if isinstance(arrays, Mapping):  # not one array: its keys would be taken for arrays
+    raise ValueError(
+      f"Problem: {name} is a {type(arrays).__name__}: give a tuple of arrays, e.g. (x, y), that "
+      "the loss receives as its batch (a model of several inputs: (x1, x2, y), unpacked by it)"
+    )
   if not isinstance(arrays, tuple | list):
     arrays = (arrays,)
   if not arrays:

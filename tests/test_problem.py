@@ -667,6 +667,14 @@ def test_spectrum_of_a_sweep_run_folder(tmp_path):
     analyze.spectrum_of_run(out, problem=scaled, member="m0001")
 
 
+def test_data_given_as_a_dict_is_refused_as_a_whole():
+  """A dict of arrays was refused as "train_data[0] is a dict", an index the user never wrote."""
+  with pytest.raises(
+    ValueError, match="train_data is a dict: give a tuple of arrays, e.g. \\(x, y\\)"
+  ):
+    Problem(model=TinyCNN, loss=integer_nll, train_data={"x": X, "y": Y})
+
+
 def integer_nll(model, batch):
   return optax.softmax_cross_entropy_with_integer_labels(model(batch[0]), batch[1]).mean()
 
