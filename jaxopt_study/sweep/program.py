@@ -44,6 +44,9 @@ from jaxopt_study.optim.linesearch import real_dtype
 from jaxopt_study.sweep import grid
 
 MEMBER_AXIS = "members"
+# programs kept per process (each keeps its problem, and so its data, alive): bounded, so that a
+# notebook that builds problem after problem does not hold every one of them
+CACHED_PROGRAMS = 64
 
 
 class ProgramSpec(NamedTuple):
@@ -151,7 +154,7 @@ def _with_named_keywords(factory: Callable[..., Any], names: tuple[str, ...]) ->
   return named
 
 
-@functools.cache
+@functools.lru_cache(maxsize=CACHED_PROGRAMS)
 def member_functions(spec: ProgramSpec) -> MemberFunctions:
   """The start and segment functions of a group: `train.make_train_loop`'s pieces, vmapped.
 
@@ -288,7 +291,7 @@ def _start_avals(spec: ProgramSpec, num_members: int, mesh: Mesh):
   )
 
 
-@functools.cache
+@functools.lru_cache(maxsize=CACHED_PROGRAMS)
 def compiled_start(spec: ProgramSpec, num_members: int, mesh: Mesh) -> jax.stages.Compiled:
   """`start` for `num_members` members: (params, model_state, inputs) -> state at step 0."""
   members = NamedSharding(mesh, PartitionSpec(MEMBER_AXIS))
@@ -303,7 +306,7 @@ def state_avals(spec: ProgramSpec, num_members: int, mesh: Mesh) -> Any:
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=CACHED_PROGRAMS)
 def compiled_segment(
   spec: ProgramSpec, num_members: int, num_blocks: int, data: problem_lib.Data, mesh: Mesh
 ) -> jax.stages.Compiled:
