@@ -140,7 +140,9 @@ class BatchnormSpectrum(Experiment):
       "max_stable_lr_ratio_dof": verdicts.dof(plain_bound),
       "plain_max_stable_lr_at_grid_top": bool(top in plain),
       "max_stable_lr_censored_seeds": censored,
-      "max_stable_lr_ratio_undecided": bool(top in plain or (censored and not rate_ratio[0] > 1)),
+      "max_stable_lr_ratio_undecided": bool(
+        top in plain or (censored and (rate_ratio[0] is None or not rate_ratio[0] > 1))
+      ),
       **{
         f"{key}_{name}": float(np.mean(column(name, key)))
         for name in VARIANTS

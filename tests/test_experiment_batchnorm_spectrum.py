@@ -112,6 +112,8 @@ def test_verdicts_judge_both_ratios_against_1_by_their_standard_errors(finished_
     # seed 0 stable nowhere: its ratio 1 is at least 1, the others' 0.5 cannot refute the claim
     ((float("nan"),) + (1.0,) * 5, (0.25,) + (0.5,) * 5, 0.5 ** (5 / 6), None),
     ((float("nan"),) + (1.0,) * 5, (2.0,) * 6, 8.0 ** (1 / 6) * 2.0 ** (5 / 6), True),
+    # both nets of seed 0 stable nowhere: no ratio at all (it once raised comparing None with 1)
+    ((float("nan"),) + (1.0,) * 5, (float("nan"),) + (2.0,) * 5, None, None),
     ((1.0,) * 6, (0.5,) * 6, 0.5, False),
     ((0.5, 1.0), (1.0, 1.0), np.sqrt(2.0), None),  # ratios 2 and 1: log 0.35 ± 0.35, dof 1
   ],
@@ -130,7 +132,7 @@ def test_the_rate_ratio_is_paired_by_seed_and_judged_only_where_the_grid_bounds_
     for seed, rate in enumerate(rates)
   ]
   summary = experiment.summarize(config, Results(table, []))
-  assert summary["max_stable_lr_ratio"] == pytest.approx(ratio)
+  assert summary["max_stable_lr_ratio"] == (None if ratio is None else pytest.approx(ratio))
   assert summary["max_stable_lr_ratio_dof"] == summary["lambda_max_ratio_dof"] == len(plain) - 1
   assert experiment.CRITERIA["max_stable_lr_ratio"](summary) is judged
   assert summary["max_stable_lr_censored_seeds"] == [s for s, p in enumerate(plain) if np.isnan(p)]
