@@ -21,6 +21,7 @@ saved parameters (an experiment's).
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -301,20 +302,27 @@ def _problem_of(run_dir: Path, config: dict[str, Any]) -> problem_lib.Problem:
 
 
 def _require_trained_problem(run_dir: Path, problem: problem_lib.Problem) -> None:
-  """Refuses a problem other than the one the run trained, by the fields of its `inputs.json`
-  (`runner.problem_identity`: its data and functions) that this problem's record shares; a
-  problem file edited since the run would otherwise be analyzed on the saved parameters."""
+  """Refuses training data other than the run's, by the digest in its `inputs.json`
+  (`runner.problem_identity`): a problem file edited since the run would otherwise be analyzed
+  on the saved parameters. Functions (model, loss, init, metrics) recorded otherwise only warn:
+  the same file imported under another module name (a problem the CLI loaded, passed here from
+  the user's own import) or recorded by an older release has another identity."""
   path = run_dir / "inputs.json"
   if not path.exists():
     return
-  saved, mine = json.loads(path.read_text()), runner.problem_identity(problem)
-  mine = json.loads(json.dumps(mine))  # as read back: tuples become lists
-  changed = sorted(k for k in saved.keys() & mine.keys() if saved[k] != mine[k])
-  if changed:
+  saved = json.loads(path.read_text())
+  mine = json.loads(json.dumps(runner.problem_identity(problem)))  # as read back
+  if "train_data" in saved and saved["train_data"] != mine["train_data"]:
     raise ValueError(
-      f"{run_dir} was trained on another problem than the one given now ({', '.join(changed)} "
-      "differ: its file, data or functions changed since the run); analyze it with the problem "
-      "it trained"
+      f"{run_dir} was trained on other training data than the problem given now has (its file "
+      "or data changed since the run); analyze it with the problem it trained"
+    )
+  if changed := sorted(k for k in saved.keys() & runner.PROBLEM_FUNCTIONS if saved[k] != mine[k]):
+    warnings.warn(
+      f"{run_dir}: the problem's {', '.join(changed)} differ from the run's record (edited since "
+      "the run, or the same code imported under another name): the spectrum is of the problem "
+      "given now",
+      stacklevel=3,
     )
 
 
