@@ -106,7 +106,7 @@ class MomentumSchedules(Experiment):
     **dict.fromkeys(
       ("steps", "eval_every", "ramp_steps", "batch_size"), validate.require_positive_int
     ),
-    "seeds": validate.seeds(),
+    "seeds": validate.seeds(min_length=2),  # each seed's rate is picked on the others
     "momentum_max": validate.each(validate.require_unit_interval),
     "learning_rate": validate.each(validate.require_non_negative),
     "model.width": functools.partial(validate.require_int, low=1, high=63),  # a bottleneck < 64

@@ -454,8 +454,27 @@ def test_an_integer_swept_through_a_users_factory_is_refused_by_name(name, facto
   assert program.compiled_start.cache_info().misses == before
 
 
+def test_a_transformation_that_fails_on_the_parameters_is_not_blamed_on_tracing():
+  """A failure with every hyperparameter a plain number is the transformation's own (e.g. a
+  dtype it cannot take), and says so rather than that a hyperparameter cannot be traced."""
+  digits = data_lib.load_digits()
+  problem = problem_lib.Problem(
+    model=Linear, loss=smoothed_nll, train_data=(digits.x_train[:64], digits.y_train[:64])
+  )
+
+  def refuse(params):
+    raise ValueError("this transformation takes no such parameters")
+
+  def factory(learning_rate):
+    return optax.GradientTransformation(refuse, optax.identity().update)
+
+  with pytest.raises(ValueError, match=r"^sweep: the optimizer \(learning_rate=0.1\) fails on"):
+    sweep.run(problem, factory, {"learning_rate": [0.1]}, steps=2, eval_every=2, batch_size=16)
+
+
 @pytest.mark.slow  # an integration test of several compiled programs (pytest -m slow)
 def test_new_values_reuse_the_compiled_programs(reference):
+  sweep.run_config(make_config())  # the reference's programs, in the bounded cache again
   before = program.compiled_segment.cache_info().misses, program.compiled_start.cache_info().misses
   config = make_config(
     AXES | {"learning_rate": [0.02, 0.05, 0.2], "init_scale": [0.7, 1.5]}, seed=3

@@ -223,7 +223,10 @@ def check(
     hyperparams = {k: float(v) for k, v in fixed.items()}
     hyperparams |= {a: float(values[a]) for a in hyper_axes}
     members.append(Member(index, values, hyperparams))
-  _check_traced(optimizer, members[0].hyperparams, hyper_axes, pure.params_shape)
+  first = members[0]  # its values as given (an integer stays one), the program's traced floats
+  _check_traced(
+    optimizer, {k: first.values[k] for k in first.hyperparams}, hyper_axes, pure.params_shape
+  )
   return Plan(
     members=members,
     problem=problem,
@@ -349,27 +352,39 @@ def _check_traced(
   """The program passes every real hyperparameter to the factory as a traced number
   (`optax.inject_hyperparams`): a factory that needs one as a Python number (an integer that sets
   a shape or a loop length, a value it branches on) failed deep in tracing, with an error that
-  named no hyperparameter. Each is traced here in turn through the factory and the
-  transformation's `init` and `update` (a line search's extra arguments from the quadratic
-  ½‖θ‖²), nothing computed, and a failure is refused naming it."""
+  named no hyperparameter. The factory and the transformation's `init` and `update` (a line
+  search's extra arguments from the quadratic ½‖θ‖²) are traced here, nothing computed: first
+  with every hyperparameter a number (a failure there is the transformation's on these
+  parameters, e.g. their dtype), then with each traced in turn, a failure refused naming it."""
+
+  def trace(params, **traced):
+    tx = optimizer(**{**hyperparams, **traced})
+    extra = {}
+    if isinstance(tx, optax.GradientTransformationExtraArgs):  # a quadratic stands in for L
+      value_fn = lambda p: 0.5 * optax.tree.norm(p, squared=True)  # noqa: E731
+      extra = {"value": value_fn(params), "grad": params, "value_fn": value_fn}
+    tx.update(params, tx.init(params), params, **extra)
+
+  def first_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0][:200]}" if str(error) else ""
+
+  try:
+    jax.eval_shape(trace, params)
+  except Exception as error:  # any failure of the user's factory or transformation
+    shown = ", ".join(f"{k}={v!r}" for k, v in hyperparams.items())
+    raise ValueError(
+      f"sweep: the optimizer ({shown}) fails on the problem's parameters ({first_line(error)})"
+    ) from error
   for name in hyperparams:
-
-    def trace(value, params, name=name):
-      tx = optimizer(**{**hyperparams, name: value})
-      extra = {}
-      if isinstance(tx, optax.GradientTransformationExtraArgs):  # a quadratic stands in for L
-        value_fn = lambda p: 0.5 * optax.tree.norm(p, squared=True)  # noqa: E731
-        extra = {"value": value_fn(params), "grad": params, "value_fn": value_fn}
-      tx.update(params, tx.init(params), params, **extra)
-
     try:
-      jax.eval_shape(trace, jax.ShapeDtypeStruct((), jnp.float32), params)
-    except Exception as error:  # any failure of the user's factory under tracing
+      scalar = jax.ShapeDtypeStruct((), jnp.float32)
+      jax.eval_shape(lambda p, v, name=name: trace(p, **{name: v}), params, scalar)
+    except Exception as error:  # fails only when this hyperparameter is traced
       where = f"sweep axis {name!r}" if name in axes else "sweep"
       raise ValueError(
         f"{where}: the optimizer factory fails when {name} is a traced number, as a sweep passes "
-        f"it ({type(error).__name__}: {str(error).splitlines()[0][:200]}); an integer that sets a "
-        "shape or a loop length cannot be swept: bind it in the factory, one sweep per value"
+        f"it ({first_line(error)}); an integer that sets a shape or a loop length cannot be "
+        "swept: bind it in the factory, one sweep per value"
       ) from error
 
 
