@@ -280,7 +280,8 @@ class BatchnormTraining(Experiment):
       ratio, se, dof = verdicts.paired_ratio_by_seed(seed_steps["plain"], seed_steps["batchnorm"])
       censored = [n for n in NETWORKS if censored_seeds[n]]
       summary["steps_to_target_ratio_lower_bound"][key] = ratio if "plain" in censored else None
-      undecided = "plain" in censored and ratio <= STEPS_RATIO_THRESHOLD  # a bound under it
+      # a bound under the threshold, or no ratio at all (a time of 0: the target met at step 0)
+      undecided = "plain" in censored and (ratio is None or ratio <= STEPS_RATIO_THRESHOLD)
       summary["steps_to_target_ratio"][key] = (
         None if "batchnorm" in censored or undecided else ratio
       )

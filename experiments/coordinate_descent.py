@@ -369,7 +369,7 @@ def sparse_coding_summary(rows: list[dict], largest_k: int) -> dict:
     # only the held-out edges that a wider grid could use to flip the verdict (GD's below 1, a
     # block method's above; the joint pick's rate is one of its method's held-out rates)
     "cd_over_gd_at_grid_edge": any(
-      held_out_edge[method]
+      held_out_edge.get(method, True)  # a method no seed has a pick for: no bracketed rate
       for method in grids.could_flip(ratio, block_methods, ["gd"], claim="below")
     ),
     "sparse_coding_initial_loss": best["gd"]["initial_loss"],

@@ -499,10 +499,15 @@ def best_found(
 
 
 def _of_pick(trials: list[dict], column: str = "validation_error") -> float:
-  """`column` of the trial of lowest validation error among `trials` (the first of equals; a
-  non-finite error counts as 1: all wrong)."""
-  pick = min(trials, key=lambda r: _error(r["validation_error"]))
-  return _error(pick[column])
+  """`column` of the trial of lowest validation error among `trials` (a non-finite error counts
+  as 1: all wrong). Errors are counts over the validation set, so good trials often tie: the
+  lower validation loss breaks the tie, then the first in table order."""
+
+  def rank(row: dict) -> tuple[float, float]:
+    loss = row.get("validation_loss", math.inf)
+    return _error(row["validation_error"]), loss if math.isfinite(loss) else math.inf
+
+  return _error(min(trials, key=rank)[column])
 
 
 def _error(value: float) -> float:

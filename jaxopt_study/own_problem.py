@@ -33,7 +33,7 @@ class OwnProblem(Experiment):
 
   # every field of a sweep config, and any optimizer hyperparameter (the sweep's check refuses
   # one its optimizer has not)
-  OPTIONAL_FIELDS = (*SWEEP_FIELDS, "optimizer.*")
+  OPTIONAL_FIELDS = (*(f for f in SWEEP_FIELDS if f != "experiment"), "optimizer.*")
 
   def check_more(self, config: ml_collections.ConfigDict) -> None:
     sweep.check_config(config)

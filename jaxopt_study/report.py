@@ -239,9 +239,10 @@ VERDICT_RULE = (
   "it is inconclusive in between, with one seed, a missing or censored value, the same value "
   "from every one of fewer than six seeds, or a best learning rate at the edge of its grid. A "
   "claim without an error bar (an exact computation, or a fraction of seeds showing an event) "
-  "is judged on its value. Where a claim compares methods at their best learning rates, each "
+  "is judged on its value. Where a claim compares methods each at its best learning rate, each "
   "seed is judged at the rate best on the other seeds (leave one seed out) or on fresh "
-  "evaluation seeds, never at a rate its own result picked."
+  "evaluation seeds, never at a rate its own result picked (a claim about where the best rate "
+  "lies, as sweep_init_batch's, measures each seed's own)."
 )
 
 

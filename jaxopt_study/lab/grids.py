@@ -308,11 +308,16 @@ def held_out_rows(
   do well (the winner's curse): the judged value is biased low and its standard error too small.
   Each value here comes from a seed the pick never saw, so the mean over seeds is an unbiased
   estimate of what the search gives a new seed, and the seeds' spread its error, at no extra
-  training (Stone 1974, cross-validation). A missing or non-finite value (a censored time, a
-  diverged run) counts as +inf, as in `seed_medians`, and a center that is NaN (a geometric mean
-  of an inf) is never picked; a seed whose other seeds have no finite center at any value gets
-  no row. Ties keep the first value in table order. Seeds are the
-  table's `seed` column; a group with one seed has nothing to pick from and is left out.
+  training (Stone 1974, cross-validation). The folds share seeds, so that spread slightly
+  understates the error; and with three seeds each pick is the center of two (a median of two is
+  their mean), so one lucky seed can set the others' rate, and one censored seed (+inf) puts a
+  rate out of their reach: more seeds steady the picks.
+
+  A missing or non-finite value (a censored time, a diverged run) counts as +inf, as in
+  `seed_medians`, and a center that is NaN (a geometric mean of an inf) is never picked; a seed
+  whose other seeds have no finite center at any value gets no row. Ties keep the first value in
+  table order. Seeds are the table's `seed` column; a group with one seed has nothing to pick
+  from and is left out.
   """
   columns = column if isinstance(column, tuple) else (column,)
   values: dict[Any, dict[Any, dict[Any, Mapping[str, Any]]]] = {}
