@@ -193,21 +193,21 @@ def test_sparse_coding_ratio_is_paired_by_seed(finished_run, summary):
   }
 
 
-def test_a_held_out_value_is_not_the_in_sample_one(finished_run, summary):
-  """The winner's curse, seen in the quick run: GD's rate best on seeds 0 and 1 (0.05, the
-  largest rate that did not diverge) is not its all-seed best (0.02), and seed 2, judged at
-  0.05, ends higher than at the rate picked with it: the held-out GD value is higher than the
-  in-sample one, and the ratio lower."""
+def test_a_held_out_value_is_the_in_sample_one_only_where_no_pick_moved(finished_run, summary):
+  """Each GD seed is judged at its held-out rate; where that is not the all-seed best (in the
+  quick run on the machine it was written on, seed 2: 0.05 against 0.02), its value and the
+  geometric mean differ from the in-sample ones, and elsewhere they are the same."""
   rows = _sparse_rows(finished_run)
   by_rate, best = _by_rate(rows), _best_rates(rows)
   held_out = summary["held_out_learning_rates"]["gd"]
-  differs = [s for s, rate in held_out.items() if rate != best["gd"]]
-  assert differs == ["2"]
-  in_sample = by_rate["gd"][best["gd"]][2]
-  assert summary["gd_final_loss_by_seed"]["2"] == pytest.approx(by_rate["gd"][held_out["2"]][2])
-  assert summary["gd_final_loss_by_seed"]["2"] > 1.1 * in_sample
+  for seed, rate in held_out.items():
+    judged = summary["gd_final_loss_by_seed"][seed]
+    assert judged == pytest.approx(by_rate["gd"][rate][int(seed)])
   in_sample_gd = _geometric_mean(by_rate["gd"][best["gd"]].values())
-  assert summary["gd_final_loss"] > in_sample_gd
+  if set(held_out.values()) == {best["gd"]}:
+    assert summary["gd_final_loss"] == pytest.approx(in_sample_gd, rel=1e-12)
+  else:
+    assert summary["gd_final_loss"] != pytest.approx(in_sample_gd, rel=1e-6)
 
 
 def test_the_block_family_is_picked_jointly_on_the_other_seeds():
