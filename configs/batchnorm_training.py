@@ -16,7 +16,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 60
   config.steps = 1600
   config.eval_every = 40
-  config.seeds = [0, 1, 2]  # of the initial parameters
+  # of the initial parameters; each seed is timed at the rate best on the others, which five
+  # seeds pick from four (three seeds' picks from two moved with one lucky seed)
+  config.seeds = [0, 1, 2, 3, 4]
   config.learning_rates = [2.0**k for k in range(-3, 8)]  # a ×2 grid, 0.125 .. 128
   config.target_accuracy = 0.95  # held-out; Ioffe & Szegedy time their nets to a fixed accuracy
   config.unit = 0  # the last hidden layer's unit whose percentiles are drawn (the drift: all units)
