@@ -47,18 +47,24 @@ def test_nll_keeps_falling_after_zero_training_error(summary):
   assert summary["train_nll_drop_after_zero_train_error"] > 3.0
 
 
+def at_zero_and_last(finished_run, metric: str, column: str) -> list[tuple[float, float]]:
+  """Per seed, `metric` from the history at the seed's first zero training error (checked
+  against results.csv's `{column}_at_zero`) and at its last evaluation."""
+  curves = read_curves(finished_run / "history.csv", metric)
+  pairs = []
+  for row in read_csv(finished_run / "results.csv"):
+    steps, values = curves[row["member"]]
+    at_zero = values[steps.index(row["zero_train_error_step"])]
+    assert row[f"{column}_at_zero"] == pytest.approx(at_zero)
+    pairs.append((at_zero, values[-1]))
+  return pairs
+
+
 @slow
 def test_the_nll_drop_is_a_geometric_mean_of_the_seeds_ratios(finished_run, summary):
   """Each seed's training NLL at its first zero training error over its last, from the history;
   their geometric mean and the delta-method error of its log (ratio · s/√n of the log ratios)."""
-  table = read_csv(finished_run / "results.csv")
-  nll = read_curves(finished_run / "history.csv", "train_loss")
-  logs = []
-  for row in table:
-    steps, values = nll[row["member"]]
-    at_zero = values[steps.index(row["zero_train_error_step"])]
-    assert row["train_nll_at_zero"] == pytest.approx(at_zero)
-    logs.append(np.log(at_zero / values[-1]))
+  logs = [np.log(a / b) for a, b in at_zero_and_last(finished_run, "train_loss", "train_nll")]
   drop = np.exp(np.mean(logs))
   assert summary["train_nll_drop_after_zero_train_error"] == pytest.approx(drop)
   assert summary["train_nll_drop_after_zero_train_error_se"] == pytest.approx(
@@ -73,14 +79,7 @@ def test_the_gain_is_paired_per_seed_on_the_test_split(finished_run, summary):
   from the history of the test split (20,000 examples), averaged over seeds with its s.e."""
   assert summary["num_test"] >= 20000
   assert summary["num_validation"] > 0
-  table = read_csv(finished_run / "results.csv")
-  errors = read_curves(finished_run / "history.csv", "test_error")
-  gains = []
-  for row in table:
-    steps, values = errors[row["member"]]
-    at_zero = values[steps.index(row["zero_train_error_step"])]
-    assert row["test_error_at_zero"] == pytest.approx(at_zero)
-    gains.append(at_zero - values[-1])
+  gains = [a - b for a, b in at_zero_and_last(finished_run, "test_error", "test_error")]
   assert summary["heldout_gain_after_zero_train_error"] == pytest.approx(np.mean(gains))
   assert summary["heldout_gain_after_zero_train_error_se"] == pytest.approx(
     np.std(gains, ddof=1) / np.sqrt(len(gains))
