@@ -58,7 +58,7 @@ from jaxopt_study.config import load_data
 from jaxopt_study.experiment import Experiment, Members, Results, above, all_of, below
 from jaxopt_study.lab import digits_tasks, verdicts
 from jaxopt_study.lab.curves import read_curves
-from jaxopt_study.results import read_csv
+from jaxopt_study.results import member_state, read_csv
 from jaxopt_study.sweep import search
 
 METHODS = ("grid", "random", "coarse_to_fine")
@@ -375,29 +375,23 @@ def _with_test_errors(
   on the digits' held-out quarter, the test set no search sees."""
   digits = load_data(config)
   error = _test_error(problem)
+  templates = problem_lib.pure(problem).initial(0)  # the shapes every member's arrays fill
   return [
     row
     | {
       "final_heldout_error": float(
-        error(*sweep.member_state(problem, result, row["member"]), digits.x_test, digits.y_test)
+        error(*member_state(result.arrays, row["member"], *templates), digits.x_test, digits.y_test)
       )
     }
     for row in result.table
   ]
 
 
+@functools.cache  # a `Problem` hashes by identity; those of `_PROBLEMS` live for the process
 def _test_error(problem: problem_lib.Problem):
-  """A compiled (params, model_state, x, y) -> the problem's `error` metric in eval mode, one per
-  `Problem` of `_PROBLEMS` (which keeps them alive, so their ids stay theirs)."""
-  if id(problem) not in _TEST_ERRORS:
-    pure = problem_lib.pure(problem)
-    _TEST_ERRORS[id(problem)] = jax.jit(
-      lambda params, state, x, y: pure.metrics(params, state, (x, y))["error"]
-    )
-  return _TEST_ERRORS[id(problem)]
-
-
-_TEST_ERRORS: dict[int, object] = {}
+  """A compiled (params, model_state, x, y) -> the problem's `error` metric in eval mode."""
+  pure = problem_lib.pure(problem)
+  return jax.jit(lambda params, state, x, y: pure.metrics(params, state, (x, y))["error"])
 
 
 def _run_options(config: ml_collections.ConfigDict) -> dict:
