@@ -48,6 +48,7 @@ from jaxopt_study import models, validate
 from jaxopt_study import problem as problem_lib
 from jaxopt_study.hessian import tracking
 from jaxopt_study.optim import preconditioners
+from jaxopt_study.results import first_names
 
 METRICS = ("train_loss", "grad_norm", "train_error", "test_loss", "test_error")  # built-in
 SAMPLINGS = ("epoch", "replacement")
@@ -715,11 +716,10 @@ def warn_of_initial_loss(losses: dict[str, float], stacklevel: int) -> None:
   finite (`losses`: a run's name -> that loss): no step diverged; the data, the loss or the
   initial scale is at fault (a class id outside the model's classes reads as NaN, a log of 0)."""
   if bad := [name for name, value in losses.items() if not np.isfinite(value)]:
-    shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
     warnings.warn(
-      f"the training loss at step 0, before any update, is not finite for {shown}: check the "
-      "data and the loss (a label outside the model's classes, a log of 0, a NaN input) or the "
-      "initial scale; this is not a divergence of training",
+      f"the training loss at step 0, before any update, is not finite for {first_names(bad)}: "
+      "check the data and the loss (a label outside the model's classes, a log of 0, a NaN "
+      "input) or the initial scale; this is not a divergence of training",
       stacklevel=stacklevel,
     )
 
