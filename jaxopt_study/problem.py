@@ -8,6 +8,9 @@
       metrics={"error": my_error},           # optional: (model, batch) -> scalar
     )
 
+Early stopping keeps the lowest value of its metric, or the highest of a metric named in
+`higher_is_better` (an accuracy: `metrics={"acc": my_acc}, higher_is_better=("acc",)`).
+
 Nothing here assumes a constructor or a call signature: the toolkit calls `model(rngs)` once per
 seed and `loss(module, batch)` / `metric(module, batch)` on the live module, `batch` a tuple of
 the data arrays sliced together along axis 0. The training loop sets the module's mode: train
@@ -74,6 +77,10 @@ class Problem:
       `test_<name>` (evaluated in eval mode), never under another name.
     init: `(params, init_scale) -> params`, applied to every initialization at its
       `init_scale` (1 unless a sweep or `train.train` sets it); default `scale_kernels`.
+    higher_is_better: names of `metrics` whose highest value is the best (an accuracy): early
+      stopping on `train_<name>` or `test_<name>` keeps its highest value and a sweep's
+      `best_<metric>` column is its maximum (as torchmetrics' `Metric.higher_is_better`); every
+      other metric, and the loss, is best at its lowest.
   """
 
   model: ModelFn
@@ -82,6 +89,7 @@ class Problem:
   heldout_data: Batch | None = None
   metrics: Mapping[str, LossFn] = dataclasses.field(default_factory=dict)
   init: InitFn = scale_kernels
+  higher_is_better: tuple[str, ...] = ()
 
   def __post_init__(self):
     for name in ("model", "loss", "init"):
@@ -106,6 +114,18 @@ class Problem:
       if not callable(fn):
         raise ValueError(f"Problem: metrics[{name!r}]={fn!r} must be callable")
     object.__setattr__(self, "metrics", dict(self.metrics))
+    if isinstance(self.higher_is_better, str):
+      raise ValueError(
+        f"Problem: higher_is_better={self.higher_is_better!r} must be a tuple of metric names, "
+        f"e.g. ({self.higher_is_better!r},)"
+      )
+    for name in self.higher_is_better:
+      if name not in self.metrics:
+        raise ValueError(
+          f"Problem: higher_is_better names {name!r}, which is not one of the metrics "
+          f"({', '.join(self.metrics) or 'none given'})"
+        )
+    object.__setattr__(self, "higher_is_better", tuple(self.higher_is_better))
     object.__setattr__(self, "_params_losses", {})  # params_loss's functions, by model state
 
   @property
@@ -159,6 +179,10 @@ class Problem:
   def metric_names(self) -> tuple[str, ...]:
     """Every metric the training loop reports for this problem, in order."""
     return reported_metrics(tuple(self.metrics), self.heldout_data is not None)
+
+  def maximized_metrics(self) -> tuple[str, ...]:
+    """The reported metrics best at their highest (`higher_is_better`'s, on either data)."""
+    return tuple(m for m in self.metric_names() if m.partition("_")[2] in self.higher_is_better)
 
 
 def _fingerprint(leaves: list) -> tuple:
@@ -266,6 +290,7 @@ class Pure:
     self.params_shape = jax.tree.map(_shape_dtype, params)
     self.model_state_shape = jax.tree.map(_shape_dtype, self._raw(state))
     self.metric_names = problem.metric_names()
+    self.maximized_metrics = problem.maximized_metrics()
     self.stateless = not jax.tree.leaves(state)
     self._check_outputs(params, self._raw(state))
 
@@ -480,6 +505,7 @@ class FunctionalPure:
     self.params_shape = jax.tree.map(_shape_dtype, model.params)
     self.model_state_shape = jax.tree.map(_shape_dtype, model.model_state)
     self.metric_names = reported_metrics(("error",) if self.classification else (), True)
+    self.maximized_metrics = ()
     self.stateless = True  # the loss takes per-example weights itself
 
   def loss(self, params, model_state, batch: Batch, weights: jax.Array | None = None):

@@ -18,7 +18,8 @@ convex, with one minimizer). The optimizers descend J̃ and `train_loss` is J̃;
 metrics are the loss and metrics alone.
 
 Early stopping (§7.8 of the book, used in §8.1.2) keeps the parameters of the evaluation with the
-lowest value of one reported metric (`early_stopping="test_error"`); with `patience=p` the
+best value of one reported metric (`early_stopping="test_error"`): its lowest, or its highest for
+a metric the problem names in `Problem.higher_is_better` (an accuracy); with `patience=p` the
 parameters are frozen after p evaluations without an improvement (the loop keeps its static
 length, so it stays one compiled program).
 
@@ -59,11 +60,12 @@ MAX_SEED = validate.MAX_SEED  # jax.random.key keeps 32 bits of a seed
 class TrainState(NamedTuple):
   """The carry of the training scan.
 
-  `best_value` is the lowest value so far of the early-stopping metric (at `best_step`, with
-  `best_params`). `diverged` is set, and `diverged_at_step` holds t (−1 before), when the loop
-  freezes a run (`make_train_loop(..., freeze_nonfinite=True)`) whose minibatch loss at θ_t or
-  whose update θ_{t+1} is non-finite: it keeps θ_t, the last finite parameters (their loss may
-  have overflowed). `curvature` holds the curvature monitor's warm starts (None without one);
+  `best_value` is the best value so far of the early-stopping metric (its lowest, or highest for
+  one of `Problem.higher_is_better`; at `best_step`, with `best_params`). `diverged` is set, and
+  `diverged_at_step` holds t (−1 before), when the loop freezes a run
+  (`make_train_loop(..., freeze_nonfinite=True)`) whose minibatch loss at θ_t or whose update
+  θ_{t+1} is non-finite: it keeps θ_t, the last finite parameters (their loss may have
+  overflowed). `curvature` holds the curvature monitor's warm starts (None without one);
   `minibatches` the per-step log of `make_train_loop(..., log_steps=n)` (None without one).
   """
 
@@ -330,9 +332,9 @@ def make_train_loop(
     loss: for a `FunctionalModel` only: a name in `losses.LOSSES`.
     sampling: "epoch" or "replacement" (`data.batch_indices`).
     patience: early-stopping patience in evaluations (None: never stop).
-    early_stopping: the reported metric whose lowest value selects `best_params` (None: the
-      last evaluation). A `FunctionalModel` defaults to "test_error" (cross-entropy) or
-      "test_loss".
+    early_stopping: the reported metric whose best value (lowest, or highest for one of
+      `Problem.higher_is_better`) selects `best_params` (None: the last evaluation). A
+      `FunctionalModel` defaults to "test_error" (cross-entropy) or "test_loss".
     freeze_nonfinite: freeze a run whose minibatch loss, parameters or model state become
       non-finite at its last finite state, and flag it (`TrainState.diverged`).
     l2_penalty: α ≥ 0, the L2 penalty (α/2) θᵀθ added to the loss (§7.1.1; 0: none).
@@ -351,6 +353,8 @@ def make_train_loop(
   if early_stopping is None and isinstance(pure, problem_lib.FunctionalPure):
     early_stopping = "test_error" if pure.classification else "test_loss"
   check_early_stopping(early_stopping, patience, pure.metric_names, "make_train_loop")
+  # the loop keeps the lowest of sign · metric: the metric's highest where it is maximized
+  sign = -1.0 if early_stopping in pure.maximized_metrics else 1.0
   tx = optax.with_extra_args_support(optimizer)
 
   def objective(params, model_state, batch, weights=None):
@@ -379,7 +383,7 @@ def make_train_loop(
       improved = ~state.stopped
     else:
       value = metrics[early_stopping]
-      improved = jnp.logical_and(value < state.best_value, ~state.stopped)
+      improved = jnp.logical_and(sign * value < sign * state.best_value, ~state.stopped)
     since = jnp.where(improved, 0, state.evals_since_best + 1)
     stopped = state.stopped
     if patience is not None:
@@ -417,7 +421,7 @@ def make_train_loop(
       opt_state=tx.init(params),
       step=jnp.zeros([], jnp.int32),
       best_params=params,
-      best_value=jnp.asarray(jnp.inf, jnp.result_type(float)),
+      best_value=jnp.asarray(sign * jnp.inf, jnp.result_type(float)),
       best_step=jnp.zeros([], jnp.int32),
       evals_since_best=jnp.zeros([], jnp.int32),
       stopped=jnp.zeros([], bool),
@@ -624,9 +628,10 @@ def train(
     batch_size: examples per minibatch.
     eval_every: evaluate every this many steps (default: 50 evaluations over the run).
     sampling: "epoch" (shuffle once per epoch) or "replacement" (§8.1.3).
-    patience: stop after this many evaluations without a lower `early_stopping` metric.
-    early_stopping: a reported metric (e.g. "test_error") whose lowest value picks
-      `best_params`; None: the last evaluation.
+    patience: stop after this many evaluations without a better `early_stopping` metric.
+    early_stopping: a reported metric (e.g. "test_error") whose best value picks `best_params`:
+      its lowest, or its highest for one of `Problem.higher_is_better`; None: the last
+      evaluation.
     seed: seeds the parameters (`model(nnx.Rngs(seed))`) and the minibatch order.
     init_scale: factor on the initial parameters, by the problem's `init` rule (§8.4).
     l2_penalty: α ≥ 0: train on the loss + (α/2) θᵀθ (§7.1.1); `train_loss` includes it.

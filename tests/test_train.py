@@ -1,5 +1,7 @@
 """The training loop against a plain float64 reference loop, analytic answers, its contract."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,7 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxopt_study import Problem, losses, optim, train
+from jaxopt_study import Problem, losses, optim, sweep, train
 from jaxopt_study import data as data_lib
 from jaxopt_study import problem as problem_lib
 
@@ -199,6 +201,44 @@ def test_patience_freezes_the_parameters_after_stopping(x64):
   )
   short = train.train(problem, optim.sgd(3.0), steps=stop, batch_size=8, eval_every=1, seed=2)
   np.testing.assert_allclose(short.params["w"], result.params["w"], rtol=1e-12)
+
+
+def _accuracy(model, batch):
+  return 1.0 - _error(model, batch)
+
+
+def test_early_stopping_on_a_maximized_metric_keeps_its_highest_value(x64):
+  """Accuracy = 1 − error, named in higher_is_better: early stopping and patience on its highest
+  value stop where they stop on the error's lowest; the sweep's best_ column is its maximum."""
+  data = _digits64()
+  problem = dataclasses.replace(
+    _problem(data), metrics={"error": _error, "accuracy": _accuracy}, higher_is_better=("accuracy",)
+  )
+  kwargs = dict(steps=60, batch_size=8, eval_every=1, seed=2, patience=3)
+  by_error = train.train(problem, optim.sgd(3.0), early_stopping="test_error", **kwargs)
+  by_accuracy = train.train(problem, optim.sgd(3.0), early_stopping="test_accuracy", **kwargs)
+  accuracy = by_accuracy.history["test_accuracy"]
+  assert by_error.best_step == by_accuracy.best_step > 0
+  assert accuracy[by_accuracy.history["step"] == by_accuracy.best_step] == accuracy.max()
+  np.testing.assert_array_equal(by_accuracy.best_params["w"], by_error.best_params["w"])
+  np.testing.assert_array_equal(by_accuracy.params["w"], by_error.params["w"])
+  swept = sweep.run(
+    problem,
+    optim.sgd,
+    {"learning_rate": [3.0]},
+    early_stopping="test_accuracy",
+    **kwargs,
+  )
+  (row,) = swept.table
+  assert row["best_test_accuracy"] == accuracy.max() and row["best_step"] == by_accuracy.best_step
+
+
+@pytest.mark.parametrize(
+  ("higher_is_better", "culprit"), [(("acc",), "'acc'"), ("error", "higher_is_better='error'")]
+)
+def test_higher_is_better_names_a_metric(x64, higher_is_better, culprit):
+  with pytest.raises(ValueError, match=culprit):
+    dataclasses.replace(_problem(_digits64()), higher_is_better=higher_is_better)
 
 
 def test_extra_args_optimizer_reaches_the_least_squares_solution(x64):

@@ -290,11 +290,15 @@ PROBLEM_FUNCTIONS = ("model", "loss", "init", "metrics")
 def problem_identity(problem: problem_lib.Problem) -> dict[str, Any]:
   """What a run folder's `inputs.json` records of a problem: the digests of its data
   (`Problem.data_fingerprint`) and the `callable_identity` of its model, loss, init rule and
-  metrics."""
-  return problem.data_fingerprint() | {
+  metrics, and the metrics it maximizes where there are any (early stopping keeps their highest
+  value; a folder recorded without them had none)."""
+  identity = problem.data_fingerprint() | {
     **{part: callable_identity(getattr(problem, part)) for part in PROBLEM_FUNCTIONS[:3]},
     "metrics": {name: callable_identity(fn) for name, fn in sorted(problem.metrics.items())},
   }
+  if problem.higher_is_better:
+    identity["higher_is_better"] = sorted(problem.higher_is_better)
+  return identity
 
 
 def callable_identity(fn: Any, depth: int = 0) -> str:
@@ -697,7 +701,8 @@ def _run_chunk(
   context.stats["run_seconds"] += time.perf_counter() - began
   context.stats["chunks"] += 1
   steps = train.eval_steps(plan.steps, plan.eval_every)
-  names = problem_lib.pure(plan.problem).metric_names
+  pure = problem_lib.pure(plan.problem)
+  names = pure.metric_names
   names += plan.curvature.metric_names() if plan.curvature is not None else ()
   records = []
   for i, member in enumerate(chunk):
@@ -707,7 +712,8 @@ def _run_chunk(
       row["steps"] = plan.steps
     row |= {f"final_{k}": float(member_history[k][-1]) for k in names}
     if plan.early_stopping is not None:
-      row[f"best_{plan.early_stopping}"] = float(np.min(member_history[plan.early_stopping]))
+      best = np.max if plan.early_stopping in pure.maximized_metrics else np.min
+      row[f"best_{plan.early_stopping}"] = float(best(member_history[plan.early_stopping]))
       row["best_step"] = int(best_step[i])
     at = _divergence(
       member_history, plan.divergence_factor, diverged_at[i] if diverged[i] else None
