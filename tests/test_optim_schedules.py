@@ -106,6 +106,18 @@ def test_cosine_warm_restarts_follows_eq_5_cycle_by_cycle(x64, factor):
     assert float(schedule(end + 1)) == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_cosine_warm_restarts_restarts_on_time_in_float32(factor):
+  """In float32 a float power T_0 T_mult^i rounded above the integer it stands for, and the
+  restart step of T_mult = 4 got ε_min (the end of the cycle before it) instead of ε_max."""
+  schedule = jax.jit(optim.schedules.cosine_warm_restarts(1.0, 5, factor, min_value=0.01))
+  k = np.arange(3000)
+  expected = [_sgdr_reference(i, 1.0, 5, factor, 0.01) for i in k]
+  np.testing.assert_allclose(jax.vmap(schedule)(k), expected, rtol=1e-5, atol=1e-6)
+  for end in optim.schedules.cycle_ends(5, factor, 3000):
+    assert float(schedule(end + 1)) == 1.0
+
+
 def test_triangular_cycle_is_smiths_triangle_wave(x64):
   schedule = jax.jit(optim.schedules.triangular_cycle(0.1, 0.7, 5))
   k = np.arange(60)

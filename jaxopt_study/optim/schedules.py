@@ -171,19 +171,20 @@ def cosine_warm_restarts(
   validate.require_positive_int("first_period", first_period, where)
   validate.require_positive_int("period_factor", period_factor, where)
 
+  if period_factor > 1:  # every cycle's first step up to 2³¹, exact integers, listed once
+    starts = [0]
+    while starts[-1] < 2**31:
+      starts.append(starts[-1] + first_period * period_factor ** (len(starts) - 1))
+
   def schedule(count: chex.Numeric) -> chex.Numeric:
     k = jnp.asarray(count, dtype=float)
     if period_factor == 1:
       start, length = jnp.floor(k / first_period) * first_period, jnp.asarray(first_period, float)
-    else:  # cycle i starts at T_0 (T_mult^i − 1) / (T_mult − 1); the float log is corrected below
-      i = jnp.floor(jnp.log1p(k * (period_factor - 1) / first_period) / jnp.log(period_factor))
-      begins = first_period * (jnp.power(period_factor, i) - 1) / (period_factor - 1)
-      i = jnp.where(begins > k, i - 1, i)
-      i = jnp.where(
-        first_period * (jnp.power(period_factor, i + 1) - 1) / (period_factor - 1) <= k, i + 1, i
-      )
-      start = first_period * (jnp.power(period_factor, i) - 1) / (period_factor - 1)
-      length = first_period * jnp.power(period_factor, i)
+    else:  # the last cycle starting at or before k, found by comparing integers (a float power
+      # T_0 T_mult^i is rounded, which put a restart step at the end of the cycle before it)
+      bounds = jnp.asarray(starts, float)
+      i = jnp.sum(bounds[1:] <= k)
+      start, length = bounds[i], bounds[i + 1] - bounds[i]
     phase = (k - start) / length
     return min_value + 0.5 * (max_value - min_value) * (1 + jnp.cos(jnp.pi * phase))
 
