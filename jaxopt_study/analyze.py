@@ -114,8 +114,11 @@ def spectrum_of_run(
   k: int | None = None,
   mode: str | None = None,
   problem: problem_lib.Problem | None = None,
+  best: bool = False,
 ) -> dict[str, Any]:
-  """Computes and saves the spectrum and classification of one member of a finished run.
+  """Computes and saves the spectrum and classification of one member of a finished run: of its
+  final parameters, or with `best=True` of those early stopping kept (a run with
+  `early_stopping`; its files are then named `...-METHOD-best.*`).
 
   Args:
     run_dir: the `--out` folder of a finished `jaxopt-study run`, or a `sweep.run` out_dir.
@@ -126,12 +129,15 @@ def spectrum_of_run(
       whether the loss is taken in training mode (batch statistics) or in inference mode.
     problem: the run's `Problem`, for a folder written by `sweep.run` on a problem built in
       Python (its config.json only describes it); default: rebuilt from config.json.
+    best: analyze the parameters of the member's best evaluation (`best_step` in results.csv)
+      instead of its final ones, with the final model state (BatchNorm statistics).
 
   The loss is the objective the run trained: the problem's loss, plus (α/2) θᵀθ where
   config.json sets `l2_penalty` α (as `train.train` adds it).
 
   Returns:
-    The classification as a dict, with `member`, `method`, `mode` and `l2_penalty`.
+    The classification as a dict, with `member`, `parameters` ("final" or "best"), `method`,
+    `mode` and `l2_penalty`.
   """
   run_dir = Path(run_dir)
   check_run_dir(run_dir)
@@ -159,7 +165,9 @@ def spectrum_of_run(
     )
   if mode is not None and mode not in MODES:
     raise ValueError(f"mode={mode!r}: must be one of {list(MODES)}")
-  params, model_state = load_member_state(run_dir / "params.npz", member, *pure.initial(0))
+  params, model_state = load_member_state(
+    run_dir / "params.npz", member, *pure.initial(0), best=best
+  )
   is_training = mode != "eval"
   alpha = float(config.get("l2_penalty") or 0.0)
 
@@ -172,23 +180,26 @@ def spectrum_of_run(
   exact = spectrum.eigenvalues if method == "exact" else None  # H is not built twice
   verdict = hessian.classify(loss_fn, params, *args, method=method, eigenvalues=exact)
   eigenvalues = np.asarray(spectrum.eigenvalues, float)
+  name = f"{method}-best" if best else method
   write_csv(
-    run_dir / f"spectrum-{method}.csv",
+    run_dir / f"spectrum-{name}.csv",
     [{"rank": i, "eigenvalue": float(v)} for i, v in enumerate(eigenvalues)],
   )
   classification = {
     "member": member,
+    "parameters": "best" if best else "final",
     "method": method,
     "mode": mode or "train",
     "l2_penalty": alpha,
     **{key: _plain(value) for key, value in verdict._asdict().items()},
   }
   text = json.dumps(classification, indent=2) + "\n"
-  write_atomic(run_dir / f"classification-{method}.json", text)
+  write_atomic(run_dir / f"classification-{name}.json", text)
+  at = " at its best evaluation" if best else ""
   report.histogram_plot(
     eigenvalues,
-    run_dir / f"spectrum-{method}.png",
-    title=f"Hessian eigenvalues of {member} ({method}, N = {spectrum.num_params})",
+    run_dir / f"spectrum-{name}.png",
+    title=f"Hessian eigenvalues of {member}{at} ({method}, N = {spectrum.num_params})",
     xlabel="eigenvalue",
   )
   return classification

@@ -129,6 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     help="member of results.csv (default: summary.json's best_member, else lowest final "
     "training loss)",
   )
+  spectrum.add_argument(
+    "--best",
+    action="store_true",
+    help="the parameters early stopping kept (a run with early_stopping), not the final ones; "
+    "writes spectrum-METHOD-best.*",
+  )
   spectrum.add_argument("--method", choices=["exact", "lanczos"], default="exact")
   spectrum.add_argument("--k", type=int, help="Ritz values per end for --method lanczos")
   spectrum.add_argument(
@@ -275,7 +281,7 @@ def _spectrum(args: argparse.Namespace) -> int:
   try:
     if not args.curvature:
       verdict = analyze.spectrum_of_run(
-        run_dir, member=args.member, method=args.method, k=args.k, mode=args.mode
+        run_dir, member=args.member, method=args.method, k=args.k, mode=args.mode, best=args.best
       )
     members = [args.member] if args.curvature and args.member else None
     has_history = args.curvature or (run_dir / "history.csv").is_file()
@@ -284,10 +290,11 @@ def _spectrum(args: argparse.Namespace) -> int:
     print(f"jaxopt-study: error: {error}", file=sys.stderr)
     return 2
   if not args.curvature:
+    suffix = "-best" if args.best else ""
     print(
       f"{verdict['member']}: {verdict['kind']} (index {verdict['index']}, "
       f"λ from {verdict['lambda_min']} to {verdict['lambda_max']}, ‖g‖ = {verdict['grad_norm']})"
-      f" -> {run_dir / f'classification-{args.method}.json'}"
+      f" -> {run_dir / f'classification-{args.method}{suffix}.json'}"
     )
   if curves:
     print(f"curvature monitor ({', '.join(curves)}) -> {run_dir / analyze.CURVATURE_FIGURE}")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import ml_collections
 
-from jaxopt_study import report, sweep
+from jaxopt_study import report, sweep, validate
+from jaxopt_study.config import build_problem
 from jaxopt_study.experiment import Experiment, Members, Results
 from jaxopt_study.lab.curves import history_curves
 from jaxopt_study.results import read_csv
@@ -44,16 +45,24 @@ class OwnProblem(Experiment):
     return Results(result.table, result.history, result.arrays)
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
-    """The member with the lowest final held-out loss (else training loss) among those that did
-    not diverge, and the diverged members."""
+    """The best member among those that did not diverge and have a finite value: by its
+    early-stopping metric's best value where the config stops early (the value early stopping
+    kept; its highest for a metric the problem maximizes), else by the lowest final held-out loss
+    (else training loss); and the diverged members."""
     table = results.table
     key = "final_test_loss" if "final_test_loss" in table[0] else "final_train_loss"
-    stable = [row for row in table if not row["diverged"]]
-    best = min(stable, key=lambda row: row[key], default=None)
+    sign = 1.0
+    if stopping := config.get("early_stopping"):
+      key = f"best_{stopping}"
+      sign = -1.0 if stopping in build_problem(config).maximized_metrics() else 1.0
+    stable = [
+      row for row in table if not row["diverged"] and validate.is_finite_number(row.get(key))
+    ]
+    best = min(stable, key=lambda row: sign * row[key], default=None)
     return {
       "selected_by": key,
       "best_member": best["member"] if best else None,
-      f"best_{key}": best[key] if best else None,
+      key if key.startswith("best_") else f"best_{key}": best[key] if best else None,
       "diverged_members": [row["member"] for row in table if row["diverged"]],
     }
 

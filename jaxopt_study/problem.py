@@ -63,6 +63,29 @@ def scale_kernels(params: nnx.State, init_scale: float) -> nnx.State:
   )
 
 
+def check_init_scale(problem: "Problem", scales: Any, where: str) -> None:
+  """Refuses init scales other than 1 that the default rule `scale_kernels` would apply to a
+  model without kernels (a logistic regression's weight vector, a temperature): every scale
+  would train the same network, and an init-scale curve would be flat for no reason of the
+  science.
+
+  Raises:
+    ValueError: naming the scale and the model's parameters, before anything compiles.
+  """
+  if problem.init is not scale_kernels or all(scale == 1 for scale in scales):
+    return
+  shapes = jax.tree_util.tree_flatten_with_path(pure(problem).params_shape)[0]
+  if not any(regularization.is_kernel(path, leaf) for path, leaf in shapes):
+    named = [f"{jax.tree_util.keystr(path)} {tuple(leaf.shape)}" for path, leaf in shapes]
+    raise ValueError(
+      f"{where}: init_scale={next(s for s in scales if s != 1)!r} would change nothing: the "
+      "default rule (problem.scale_kernels) multiplies the kernels, nnx.Params of ndim ≥ 2 not "
+      f"named bias or scale, and the model has none ({', '.join(named[:4])}"
+      f"{', ...' if len(named) > 4 else ''}); give the Problem an init rule of your own, "
+      "init=lambda params, init_scale: ..."
+    )
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Problem:
   """A model, a loss and data: what `train.train`, `sweep.run` and `jaxopt-study` take.

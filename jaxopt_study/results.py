@@ -448,39 +448,54 @@ def _parse_cell(text: str) -> Any:
     return text
 
 
-def member_arrays(member: str, params: Any, model_state: Any) -> dict[str, np.ndarray]:
-  """One member's final parameters and model state, keyed for `params.npz`."""
+def member_arrays(
+  member: str, params: Any, model_state: Any, best_params: Any = None
+) -> dict[str, np.ndarray]:
+  """One member's final parameters and model state, keyed for `params.npz`, and where given
+  the parameters early stopping kept (`MEMBER/best_params[...]`)."""
+  best = {} if best_params is None else flatten_arrays(best_params)
   return {
     **{f"{member}/params{k}": v for k, v in flatten_arrays(params).items()},
     **{f"{member}/model_state{k}": v for k, v in flatten_arrays(model_state).items()},
+    **{f"{member}/best_params{k}": v for k, v in best.items()},
   }
 
 
 def member_state(
-  arrays: dict[str, np.ndarray], member: str, params: Any, model_state: Any
+  arrays: dict[str, np.ndarray], member: str, params: Any, model_state: Any, best: bool = False
 ) -> tuple[Any, Any]:
   """Member `member`'s (params, model_state) from arrays keyed as `member_arrays`, shaped like
-  the templates.
+  the templates; with `best=True` the parameters early stopping kept (those of the evaluation
+  with the best early-stopping metric, `train.TrainResult.best_params`) with the final model
+  state (the loop keeps no other).
 
   Raises:
-    ValueError: `member` is not among the arrays, or its arrays do not fit the templates.
+    ValueError: `member` is not among the arrays, its arrays do not fit the templates, or
+      `best=True` for a run without early stopping.
   """
   members = sorted({key.split("/", 1)[0] for key in arrays})
   if member not in members:
     raise ValueError(f"member {member!r} has no saved arrays; members: {', '.join(members)}")
+  if best and not any(key.startswith(f"{member}/best_params") for key in arrays):
+    raise ValueError(
+      f"member {member!r} has no early-stopped parameters (best=True): its run had no "
+      "early_stopping metric, so its final parameters are the only ones kept"
+    )
 
   def part(prefix: str) -> dict[str, np.ndarray]:
     head = f"{member}/{prefix}"
     return {k[len(head) :]: v for k, v in arrays.items() if k.startswith(head + "[") or k == head}
 
-  return unflatten_arrays(part("params"), params), unflatten_arrays(
+  return unflatten_arrays(part("best_params" if best else "params"), params), unflatten_arrays(
     part("model_state"), model_state
   )
 
 
-def load_member_state(path: Path, member: str, params: Any, model_state: Any) -> tuple[Any, Any]:
+def load_member_state(
+  path: Path, member: str, params: Any, model_state: Any, best: bool = False
+) -> tuple[Any, Any]:
   """Reads member `member`'s (params, model_state) from `params.npz` (see `member_state`)."""
   try:
-    return member_state(read_npz(path), member, params, model_state)
+    return member_state(read_npz(path), member, params, model_state, best)
   except ValueError as error:
     raise ValueError(f"{path}: {error}") from error

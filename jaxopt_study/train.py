@@ -53,6 +53,8 @@ from jaxopt_study.results import first_names
 
 METRICS = ("train_loss", "grad_norm", "train_error", "test_loss", "test_error")  # built-in
 SAMPLINGS = ("epoch", "replacement")
+# the losses whose value at step 0 is checked (`warn_of_initial_loss`), by their name in words
+INITIAL_LOSSES = {"train_loss": "training", "test_loss": "held-out"}
 MINIBATCH_LOG = ("loss", "grad_norm")  # `make_train_loop(..., log_steps=n)`, per step
 MAX_SEED = validate.MAX_SEED  # jax.random.key keeps 32 bits of a seed
 
@@ -663,6 +665,7 @@ def train(
   validate.require_int("seed", seed, "train", low=0, high=MAX_SEED)
   seed = int(seed)  # nnx.Rngs takes a Python int, not np.int64
   pure = problem_lib.pure(problem)
+  problem_lib.check_init_scale(problem, [init_scale], "train")
   # 50 evaluations, at the monitor's steps too (a NumPy integer is an integer: np.int64 steps)
   if eval_every is None and validate.is_integer(steps):
     eval_every = max(1, int(steps) // 50)
@@ -699,7 +702,9 @@ def train(
   state, history = jax.jit(train_fn)(params, model_state, data, jax.random.key(seed))
   history = {k: np.asarray(v) for k, v in history.items()}
   history["step"] = eval_steps(steps, eval_every)
-  warn_of_initial_loss({"the run": history["train_loss"][0]}, stacklevel=3)
+  warn_of_initial_loss(
+    {k: {"the run": history[k][0]} for k in INITIAL_LOSSES if k in history}, stacklevel=3
+  )
   minibatches = {}
   if state.minibatches is not None:
     minibatches = {"step": np.arange(steps)} | {
@@ -716,17 +721,19 @@ def train(
   )
 
 
-def warn_of_initial_loss(losses: dict[str, float], stacklevel: int) -> None:
-  """Warns where a training loss at step 0, at the initial parameters before any update, is not
-  finite (`losses`: a run's name -> that loss): no step diverged; the data, the loss or the
-  initial scale is at fault (a class id outside the model's classes reads as NaN, a log of 0)."""
-  if bad := [name for name, value in losses.items() if not np.isfinite(value)]:
-    warnings.warn(
-      f"the training loss at step 0, before any update, is not finite for {first_names(bad)}: "
-      "check the data and the loss (a label outside the model's classes, a log of 0, a NaN "
-      "input) or the initial scale; this is not a divergence of training",
-      stacklevel=stacklevel,
-    )
+def warn_of_initial_loss(losses: dict[str, dict[str, float]], stacklevel: int) -> None:
+  """Warns where the training or held-out loss at step 0, at the initial parameters before any
+  update, is not finite (`losses`: "train_loss" or "test_loss" -> a run's name -> that loss): no
+  step diverged; the data, the loss or the initial scale is at fault (a class id outside the
+  model's classes reads as NaN, a log of 0)."""
+  for metric, values in losses.items():
+    if bad := [name for name, value in values.items() if not np.isfinite(value)]:
+      warnings.warn(
+        f"the {INITIAL_LOSSES[metric]} loss at step 0, before any update, is not finite for "
+        f"{first_names(bad)}: check the data and the loss (a label outside the model's classes, "
+        "a log of 0, a NaN input) or the initial scale; this is not a divergence of training",
+        stacklevel=stacklevel,
+      )
 
 
 def keep_dtypes(new_state: Any, state: Any) -> Any:

@@ -123,6 +123,51 @@ def test_the_spectrum_of_a_run_with_weight_decay_is_that_of_its_penalized_object
   assert verdict["lambda_min"] == pytest.approx(reference[0], abs=1e-3 * reference[-1])
 
 
+EARLY_STOPPING = (
+  WEIGHT_DECAY.replace('"l2_penalty": 0.05', '"early_stopping": "test_error"')
+  .replace('"steps": 60, "eval_every": 30', '"steps": 48, "eval_every": 4')
+  .replace('"learning_rate": 0.3', '"learning_rate": 1.0')
+  .replace('"sweep": {"seed": [0]}', '"sweep": {"learning_rate": [1.0, 3.0]}')
+)
+
+
+def test_a_run_that_stops_early_is_summarized_and_analyzed_at_its_best_evaluations(tmp_path):
+  """With early_stopping the run's best member is the one whose kept evaluation is best, and
+  `spectrum --best` analyzes the parameters it kept (the final ones were the only ones saved)."""
+  assert '"early_stopping": "test_error"' in EARLY_STOPPING
+  (tmp_path / "stops.py").write_text(EARLY_STOPPING)
+  out = tmp_path / "run"
+  assert cli.main(["run", str(tmp_path / "stops.py"), "--out", str(out), "--no-progress"]) == 0
+  table = results.read_csv(out / "results.csv")
+  summary = json.loads((out / "summary.json").read_text())
+  best_row = min(table, key=lambda r: r["best_test_error"])
+  assert summary["selected_by"] == "best_test_error"
+  assert summary["best_member"] == best_row["member"]
+  assert best_row["best_step"] < 48  # its kept evaluation is not its last
+  assert cli.main(["spectrum", str(out), "--best"]) == 0
+  assert cli.main(["spectrum", str(out)]) == 0
+  kept = json.loads((out / "classification-exact-best.json").read_text())
+  final = json.loads((out / "classification-exact.json").read_text())
+  assert (kept["parameters"], final["parameters"]) == ("best", "final")
+  model = models.functional(
+    models.build_model("mlp", 64, 10, seed=0, width=8, depth=1, activation="tanh")
+  )
+  digits = data.load_digits(test_fraction=0.25, split_seed=0)
+  for verdict, best in ((kept, True), (final, False)):
+    params, state = results.load_member_state(
+      out / "params.npz", best_row["member"], model.params, model.model_state, best=best
+    )
+    logits, _ = model.apply(params, state, digits.x_train, True)
+    loss = float(losses.softmax_cross_entropy(logits, digits.y_train))
+    assert verdict["loss"] == pytest.approx(loss, rel=1e-5)
+    error = float(
+      np.mean(model.apply(params, state, digits.x_test, False)[0].argmax(-1) != digits.y_test)
+    )
+    row_error = best_row["best_test_error" if best else "final_test_error"]
+    assert error == pytest.approx(row_error, abs=1e-6)
+  assert kept["loss"] != final["loss"]
+
+
 def test_default_member_is_the_lowest_final_loss(run_dir):
   rows = results.read_csv(run_dir / "results.csv")
   assert analyze.default_member(run_dir) == min(rows, key=lambda r: r["final_train_loss"])["member"]

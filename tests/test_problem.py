@@ -697,6 +697,64 @@ def test_a_loss_not_finite_before_any_update_is_named_not_called_a_divergence():
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     train.train(good, optim.sgd(0.1), **options)
+  # held-out labels one class off: the held-out loss is NaN (it said nothing)
+  bad_heldout = Problem(
+    model=TinyCNN, loss=integer_nll, train_data=(X, Y), heldout_data=(X, labels)
+  )
+  with pytest.warns(UserWarning, match="held-out loss at step 0, before any update, is not finite"):
+    train.train(bad_heldout, optim.sgd(0.1), **options)
+  with pytest.warns(UserWarning, match="held-out loss .* not finite for m0000, m0001"):
+    sweep.run(bad_heldout, optim.sgd, {"learning_rate": [0.1, 0.01]}, **options)
+
+
+def test_an_integer_metric_is_swept_without_a_warning_and_as_alone():
+  """A count of errors (int32): its padding blocks were NaN cast to int32, which NumPy warned
+  of; the values were and are those of the run alone."""
+  counted = Problem(
+    model=TinyCNN,
+    loss=integer_nll,
+    train_data=(X, Y),
+    heldout_data=(X[:50], Y[:50]),
+    metrics={"errors": lambda m, b: jnp.sum(m(b[0]).argmax(-1) != b[1])},
+  )
+  options = dict(steps=6, eval_every=2, batch_size=16)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", RuntimeWarning)
+    swept = sweep.run(counted, optim.sgd, {"learning_rate": [0.05, 0.1]}, **options)
+  alone = train.train(counted, optim.sgd(0.1), **options)
+  values = [
+    r["value"] for r in swept.history if r["member"] == "m0001" and r["metric"] == "test_errors"
+  ]
+  np.testing.assert_array_equal(values, alone.history["test_errors"])
+
+
+class LogisticRegression(nnx.Module):
+  """A weight vector and a temperature: no parameter of ndim ≥ 2, no kernel to scale."""
+
+  def __init__(self, rngs: nnx.Rngs):
+    self.w = nnx.Param(jax.random.normal(rngs.params(), (64,)))
+    self.temperature = nnx.Param(jnp.ones(()))
+
+  def __call__(self, x):
+    z = x @ self.w * self.temperature
+    return jnp.stack([jnp.zeros_like(z), z], axis=-1)
+
+
+def test_an_init_scale_that_would_scale_nothing_is_refused_by_name():
+  """Every init scale trained the same network, silently, for a model without kernels."""
+  binary = Problem(model=LogisticRegression, loss=integer_nll, train_data=(X, Y % 2))
+  options = dict(steps=2, eval_every=2, batch_size=16)
+  with pytest.raises(ValueError, match=r"sweep axis 'init_scale': init_scale=0.5 would change"):
+    sweep.run(binary, optim.sgd, {"init_scale": [1.0, 0.5]}, learning_rate=0.1, **options)
+  with pytest.raises(ValueError, match=r"train: init_scale=2.0 would change nothing.*\['w'\]"):
+    train.train(binary, optim.sgd(0.1), init_scale=2.0, **options)
+  train.train(binary, optim.sgd(0.1), **options)  # at scale 1, nothing to refuse
+  own_rule = dataclasses.replace(
+    binary, init=lambda params, scale: jax.tree.map(lambda p: p * scale, params)
+  )
+  scaled = train.train(own_rule, optim.sgd(0.1), init_scale=2.0, **options)
+  alone = train.train(own_rule, optim.sgd(0.1), **options)
+  assert scaled.history["train_loss"][0] != alone.history["train_loss"][0]
 
 
 def test_numpy_scalars_as_axis_values_run_and_are_written_as_numbers(tmp_path):

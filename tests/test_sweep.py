@@ -188,6 +188,41 @@ def test_an_l2_penalized_member_equals_its_run_alone():
   assert row["final_train_loss"] > unpenalized["final_train_loss"]
 
 
+def test_a_member_keeps_the_parameters_early_stopping_kept():
+  """A sweep with early stopping keeps each member's best evaluation's parameters
+  (`member_state(..., best=True)`), those of `train.train`'s `best_params`, besides its final
+  ones (it kept the final ones only, which do not reach the table's best_ value)."""
+  config = make_config(
+    {"learning_rate": [1.0]},
+    steps=48,
+    eval_every=4,
+    checkpoint_every=48,
+    early_stopping="test_error",
+  )
+  problem = problem_lib.builtin("mlp", data_lib.load_digits(), width=8, depth=1, activation="tanh")
+  result = sweep.run_config(config)
+  (row,) = result.table
+  alone = run_alone(config, row, optim.momentum(1.0, momentum=0.9), early_stopping="test_error")
+  assert row["best_step"] == alone.best_step < config.steps  # the best is not the end
+  best, state = sweep.member_state(problem, result, row["member"], best=True)
+  final, _ = sweep.member_state(problem, result, row["member"])
+  for ours, theirs in zip(jax.tree.leaves(best), jax.tree.leaves(alone.best_params), strict=True):
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+  error = problem.metrics["error"]
+  heldout = problem.heldout_data
+  assert float(error(problem.module(best, state), heldout)) == pytest.approx(row["best_test_error"])
+  assert float(error(problem.module(final, state), heldout)) == pytest.approx(
+    row["final_test_error"]
+  )
+  with pytest.raises(ValueError, match="no early-stopped parameters"):
+    sweep.member_state(
+      problem,
+      sweep.run_config(make_config({"learning_rate": [1.0]}, early_stopping=None)),
+      "m0000",
+      best=True,
+    )
+
+
 class Linear64(nnx.Module):
   """A float64 linear classifier of the digits."""
 

@@ -296,6 +296,11 @@ def classify(
     few hundred parameters); exactly zero eigenvalues are always zero;
   * flat_tol = 16 ε max(|L(θ)|, |L(θ ± r u)|): rounding of the loss values compared.
 
+  In bfloat16 (ε = 2⁻⁷) these are coarse: grad_tol is 0.09 (1 + |L|), so a bfloat16 network at
+  its random initialization (‖g‖ ≈ 0.1) can read as a critical point. That is the verdict of the
+  bfloat16 evaluation of the loss; for the verdict of the function itself, classify the
+  parameters cast to float32, or pass `grad_tol`.
+
   ‖H g‖ is reported to find gradient-flat regions (Frye et al. 2021), where g ≠ 0 but g ∈ ker H.
   The condition number is max|λ| / min|λ| (λ_max/λ_min at a minimum), ∞ with a zero eigenvalue.
 

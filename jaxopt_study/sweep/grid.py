@@ -211,6 +211,9 @@ def check(
     raise ValueError("sweep: batch_size is required when it is not an axis")
   base = {"init_scale": init_scale, "batch_size": batch_size, "seed": seed}
   _check_base_axes(base, columns, problem.num_train)
+  problem_lib.check_init_scale(
+    problem, columns.get("init_scale", [init_scale]), _where("init_scale", columns)
+  )
   hyper_axes = [a for a in columns if a not in BASE_AXES]
   fixed = (
     {} if learning_rate is None or "learning_rate" in columns else {"learning_rate": learning_rate}
@@ -383,8 +386,10 @@ def _check_traced(
       where = f"sweep axis {name!r}" if name in axes else "sweep"
       raise ValueError(
         f"{where}: the optimizer factory fails when {name} is a traced number, as a sweep passes "
-        f"it ({first_line(error)}); an integer that sets a shape or a loop length cannot be "
-        "swept: bind it in the factory, one sweep per value"
+        f"it ({first_line(error)}): it takes {name} as a Python number, an integer that sets a "
+        "shape or a loop length, or a value a Python `if` branches on (as in some of Optax's "
+        "schedules: optim's schedules take traced values); bind it in the factory, one sweep "
+        "per value"
       ) from error
 
 

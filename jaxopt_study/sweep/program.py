@@ -242,7 +242,9 @@ def member_functions(spec: ProgramSpec) -> MemberFunctions:
 
     def padding(state: train.TrainState):
       shapes = jax.eval_shape(evaluated, state)[1]
-      return state, jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype), shapes)
+      # NaN where the metric is a float; an integer or boolean metric (a count) gets 0: its
+      # padding blocks are dropped alike, and NaN cast to an integer warns
+      return state, jax.tree.map(lambda x: jnp.full(x.shape, _missing(x.dtype), x.dtype), shapes)
 
     def block(carry, schedule):
       num_steps, measured, real = schedule
@@ -348,3 +350,8 @@ def memory_budget() -> int:
     return int(stats["bytes_limit"])
   host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
   return host // 2 // jax.local_device_count()
+
+
+def _missing(dtype: Any) -> float:
+  """A padding block's value of a metric of `dtype`: NaN, or 0 for an integer or boolean."""
+  return jnp.nan if jnp.issubdtype(dtype, jnp.inexact) else 0

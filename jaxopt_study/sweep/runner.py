@@ -65,9 +65,10 @@ class SweepResult(NamedTuple):
       `diverged_at_step` (None for a member that did not diverge).
     history: long-format rows (member, step, metric, value), as `results.history_rows`.
     stats: a `SweepStats`.
-    arrays: every member's final parameters and model state, keyed as `results.member_arrays`
-      (an experiment returns them as its `params.npz`); one member's pytrees are
-      `results.member_state(arrays, member, params_template, model_state_template)`.
+    arrays: every member's final parameters and model state, and with early stopping the
+      parameters it kept, keyed as `results.member_arrays` (an experiment returns them as its
+      `params.npz`); one member's pytrees are `member_state(problem, result, member)`, or
+      with `best=True` the early-stopped ones.
     minibatches: with `run(..., log_minibatches=True)`, one row per member and step t = 0, ...,
       steps − 1 (the member's own steps at equal epochs), in member order: `member`, `step`,
       `loss` (the loss of the step's minibatch at θ_t, the one the step descended) and
@@ -266,10 +267,11 @@ def _run_plan(
   context.bar.close()
   table = [done[m.index]["row"] for m in plan.members]
   history = [row for m in plan.members for row in done[m.index]["history"]]
-  train.warn_of_initial_loss(
-    {r["member"]: r["value"] for r in history if r["step"] == 0 and r["metric"] == "train_loss"},
-    stacklevel=4,  # the caller of sweep.run
-  )
+  initial: dict[str, dict[str, float]] = {}
+  for r in history:
+    if r["step"] == 0 and r["metric"] in train.INITIAL_LOSSES:
+      initial.setdefault(r["metric"], {})[r["member"]] = r["value"]
+  train.warn_of_initial_loss(initial, stacklevel=4)  # the caller of sweep.run
   stats = SweepStats(members=len(plan.members), devices=mesh.size, **context.stats)
   arrays = {k: v for m in plan.members for k, v in done[m.index]["arrays"].items()}
   minibatches = [row for m in plan.members for row in done[m.index].get("minibatches", [])]
@@ -459,9 +461,13 @@ def _masking_changes_loss(problem: problem_lib.Problem, sizes: list[int]) -> boo
   return True
 
 
-def member_state(problem: problem_lib.Problem, result: SweepResult, member: str) -> tuple[Any, Any]:
-  """Member `member`'s final (params, model_state) from `result.arrays`, as `nnx.State`s."""
-  return results.member_state(result.arrays, member, *problem_lib.pure(problem).initial(0))
+def member_state(
+  problem: problem_lib.Problem, result: SweepResult, member: str, *, best: bool = False
+) -> tuple[Any, Any]:
+  """Member `member`'s final (params, model_state) from `result.arrays`, as `nnx.State`s; with
+  `best=True` (a sweep with early stopping) the parameters of its best evaluation, at its table
+  row's `best_step`, as `train.train`'s `best_params`, with the final model state."""
+  return results.member_state(result.arrays, member, *problem_lib.pure(problem).initial(0), best)
 
 
 def describe(plan: grid.Plan, axes: dict[Any, list], **arguments: Any) -> dict[str, Any]:
@@ -687,15 +693,18 @@ def _run_chunk(
       context.checkpoint.save(blocks_done, state, history)
     context.bar.update(len(chunk) * int(schedule.lengths.sum()))
     context.stats["member_steps"] += len(chunk) * int(schedule.lengths.sum())
-  history, best_step, diverged, diverged_at, params, model_state, logged = program.gather(
-    (
-      history,
-      state.best_step,
-      state.diverged,
-      state.diverged_at_step,
-      state.params,
-      state.model_state,
-      state.minibatches,
+  history, best_step, best_params, diverged, diverged_at, params, model_state, logged = (
+    program.gather(
+      (
+        history,
+        state.best_step,
+        state.best_params if plan.early_stopping is not None else None,
+        state.diverged,
+        state.diverged_at_step,
+        state.params,
+        state.model_state,
+        state.minibatches,
+      )
     )
   )
   context.stats["run_seconds"] += time.perf_counter() - began
@@ -719,7 +728,7 @@ def _run_chunk(
       member_history, plan.divergence_factor, diverged_at[i] if diverged[i] else None
     )
     row |= {"diverged": at is not None, "diverged_at_step": at}
-    final = jax.tree.map(lambda leaf, i=i: leaf[i], (params, model_state))
+    final = jax.tree.map(lambda leaf, i=i: leaf[i], (params, model_state, best_params))
     records.append(
       {
         "row": row,
