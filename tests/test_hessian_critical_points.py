@@ -124,6 +124,36 @@ def test_quartic_in_float32_is_degenerate_unless_the_probes_are_too_close():
   assert classify(loss, jnp.zeros(3, jnp.float32), probe_radius=1e-3).kind == "plateau"
 
 
+def test_a_float64_leaf_beside_float32_ones_keeps_float32_tolerances(x64):
+  """The tolerances came from ε of the promoted dtype (float64), so float32 rounding noise read
+  as negative eigenvalues ((w·a)², convex, became a saddle) and an exact float32 least-squares
+  solution as not critical. With the float64 leaf b (+ b², at its minimum 0) the verdicts are
+  those of the float32 leaves alone."""
+  a = jnp.asarray([1.0, -2.0, 0.5, 3.0, 1.5], jnp.float32)
+  x = jax.random.normal(jax.random.key(0), (20, 3), jnp.float32)
+  y = x @ jnp.asarray([1.0, -1.0, 2.0], jnp.float32) + 0.1 * jnp.arange(20, dtype=jnp.float32)
+  w = jnp.linalg.lstsq(x, y)[0]
+  for loss, point in (
+    (lambda p: jnp.dot(p["w"], a) ** 2, {"w": jnp.zeros(5, jnp.float32)}),
+    (lambda p: 0.5 * jnp.mean((x @ p["w"] - y) ** 2), {"w": w}),
+  ):
+    alone = classify(loss, point)
+    mixed = classify(lambda p, loss=loss: loss(p) + p["b"] ** 2, point | {"b": jnp.zeros(())})
+    assert alone.kind in ("degenerate", "minimum") and mixed.kind == alone.kind
+    assert (mixed.n_negative, mixed.n_zero) == (alone.n_negative, alone.n_zero)
+    assert mixed.count_tol > 1e-9  # float32's, not float64's 2e-14
+
+
+def test_a_loss_not_finite_at_the_flatness_probes_warns():
+  """NaN beyond r = 0.05 around a flat point: the probes cannot tell a plateau, and say so (the
+  point was called degenerate silently)."""
+  loss = lambda p: jnp.where(jnp.sum(p**2) > 0.05**2, jnp.nan, 1.0 + 0.0 * jnp.sum(p))  # noqa: E731
+  with pytest.warns(UserWarning, match="not finite at 8 of 8 flatness probes"):
+    point = classify(loss, jnp.zeros(3), num_directions=4)
+  assert point.kind == "degenerate"
+  assert classify(loss, jnp.zeros(3), probe_radius=0.01).kind == "plateau"
+
+
 def test_large_gradient_is_not_critical_with_its_index_reported(x64):
   point = classify(quadratic, jnp.ones(3), diagonal(1.0, -2.0, 3.0))
   assert point.kind == "not_critical" and point.index == pytest.approx(1 / 3)

@@ -7,6 +7,7 @@ apart from a degenerate critical point such as the monkey saddle x³ − 3xy².
 """
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -179,15 +180,27 @@ def _is_flat(
   num_directions: int,
   flat_tol: float | None,
   rng: np.random.Generator,
+  precision: np.dtype,
 ) -> bool:
-  """Whether L(θ ± r u) = L(θ) within `flat_tol` for random unit directions u."""
+  """Whether L(θ ± r u) = L(θ) within `flat_tol` (default: rounding at `precision`'s ε) for
+  random unit directions u; a loss not finite at a probe warns (the probe cannot tell) and
+  counts as not flat."""
   flat = problem.flat_params
   directions = rng.normal(size=(num_directions, flat.shape[0]))
   directions /= np.linalg.norm(directions, axis=1, keepdims=True)
   steps = jnp.asarray(radius * np.concatenate([directions, -directions]), flat.dtype)  # ± u
   losses = np.asarray(_losses_at_jit(problem.objective, flat, problem.fixed, problem.data, steps))
+  if not np.all(np.isfinite(losses)):
+    warnings.warn(
+      f"classify: the loss is not finite at {int(np.sum(~np.isfinite(losses)))} of "
+      f"{losses.size} flatness probes at distance probe_radius={radius!r}, so whether the point "
+      "is a plateau cannot be told: it is called degenerate; a smaller probe_radius may keep "
+      "the probes where the loss is defined",
+      stacklevel=5,  # the caller of classify (through _kind's flatness test)
+    )
+    return False
   if flat_tol is None:  # rounding of L at these magnitudes
-    flat_tol = 16 * np.finfo(flat.dtype).eps * max(abs(loss), float(np.abs(losses).max()))
+    flat_tol = 16 * np.finfo(precision).eps * max(abs(loss), float(np.abs(losses).max()))
   return bool(np.all(np.abs(losses - loss) <= flat_tol))
 
 
@@ -287,7 +300,9 @@ def classify(
   5. otherwise, zero eigenvalues with the rest of one sign, or all zero but the loss not flat:
      "degenerate", where the second-order test is inconclusive (x⁴, the monkey saddle x³ − 3xy²).
 
-  Default tolerances, from the precision ε of the parameters' dtype:
+  Default tolerances, from the precision ε of the parameters' dtype (of the least precise
+  leaf's, `dense.least_precise_dtype`: float32 leaves beside a float64 one are rounded at
+  float32's ε):
 
   * grad_tol = √ε (1 + |L|): the gradient a float objective can resolve (as in the √ε step of
     finite differences, Nocedal & Wright 2006, §8.1);
@@ -333,7 +348,8 @@ def classify(
     `CriticalPoint(kind, index, n_negative, n_zero, n_positive, lambda_min, lambda_max,
     condition_number, grad_norm, hessian_grad_norm, loss, count_tol)`.
   """
-  num_params, dtype = dense.param_count(params, "classify")
+  num_params, _ = dense.param_count(params, "classify")
+  dtype = dense.least_precise_dtype(params)
   if method not in METHODS:
     raise ValueError(f"method={method!r}: must be one of {METHODS}")
   validate.require_positive("probe_radius", probe_radius, "classify")
@@ -378,7 +394,7 @@ def classify(
     n_negative,
     n_zero,
     n_positive,
-    lambda: _is_flat(problem, loss, probe_radius, num_directions, flat_tol, rng),
+    lambda: _is_flat(problem, loss, probe_radius, num_directions, flat_tol, rng, dtype),
   )
   largest = max(abs(lowest), abs(highest))
   return CriticalPoint(

@@ -117,6 +117,17 @@ def param_count(params: Any, where: str) -> tuple[int, np.dtype]:
   return size, np.dtype(jnp.result_type(*[jnp.result_type(leaf) for leaf in leaves]))
 
 
+def least_precise_dtype(params: Any) -> np.dtype:
+  """The floating dtype of largest ε among the parameters' leaves: the precision a Hessian or
+  gradient over all of them has (float32 leaves beside a float64 one are rounded at float32's ε,
+  though the raveled vector is float64). Modules count their nnx.Param."""
+  if isinstance(params, nnx.Module):
+    params = nnx.state(params, nnx.Param)
+  dtypes = [np.dtype(jnp.result_type(leaf)) for leaf in jax.tree.leaves(params)]
+  floating = [d for d in dtypes if jnp.issubdtype(d, jnp.inexact)] or dtypes
+  return max(floating, key=lambda d: float(np.finfo(d).eps))
+
+
 def resolve_chunk_size(chunk_size: int | None, num_params: int) -> int:
   """The chunk of basis vectors per HVP call: ≥ 1, ≤ N, a multiple of the device count."""
   if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):

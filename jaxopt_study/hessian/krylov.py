@@ -319,8 +319,11 @@ def density(
     validate.require_positive("sigma", sigma, "density")
   nodes = probe_ritz(problem, num_probes, num_steps, key)
   low, high = nodes.values.min(), nodes.values.max()
-  if sigma is None:
-    sigma = (high - low) / num_steps if high > low else 1e-3 * max(1.0, abs(high))
+  if sigma is None:  # Ritz values apart by rounding only (H = cI) are one point
+    one_point = high - low <= 1e3 * np.finfo(problem.flat_params.dtype).eps * max(
+      abs(low), abs(high)
+    )
+    sigma = 1e-3 * max(1.0, abs(high)) if one_point else (high - low) / num_steps
   if not sigma > 0:
     raise ValueError(f"sigma={sigma!r}: must be > 0")
   points = (
