@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from jaxopt_study import optim
 from jaxopt_study.optim import linesearch
 
 
@@ -159,3 +160,43 @@ def test_init_takes_shapes_only_and_trees_without_leaves():
 def test_bad_options_are_refused(kwargs, match):
   with pytest.raises(ValueError, match=match):
     linesearch.scale_by_wolfe_linesearch(**kwargs)
+
+
+@pytest.mark.parametrize("name", ["conjugate_gradient", "bfgs", "lbfgs"])
+def test_trial_points_have_the_params_dtypes_and_the_kept_value_is_at_the_applied_point(x64, name):
+  """A float32 leaf beside a float64 one: α (float64) promoted the float32 leaf of every trial
+  point, so the loss saw float64 there (a dtype-strict one failed) and the value kept for
+  `optax.value_and_grad_from_state` was f at the unrounded point, 2.7e-8 from f at the params
+  `optax.apply_updates` makes (still 1e-7 when the float32 point was α u rounded once, not, as
+  `optax.apply_updates` does, the update α u rounded, then θ + α u rounded)."""
+  tx = optim.OPTIMIZERS[name]()
+  seen = set()
+
+  def loss(p):  # f in float64 from the float32 leaf: f sees a float32 leaf's rounding
+    seen.add(p["a"].dtype)
+    weights = jnp.arange(1.0, 4.0)
+    return jnp.sum(weights * (p["a"].astype(jnp.float64) - 1 / 3) ** 2) + jnp.sum(p["b"] ** 2)
+
+  params = {"a": jnp.asarray([0.3, -0.7, 1.3], jnp.float32), "b": jnp.ones(2)}
+  value, grad = jax.value_and_grad(loss)(params)
+  updates, state = tx.update(grad, tx.init(params), params, value=value, grad=grad, value_fn=loss)
+  new_params = optax.apply_updates(params, updates)
+  assert seen == {jnp.dtype(jnp.float32)}
+  assert float(loss(new_params)) < float(value)
+  np.testing.assert_allclose(optax.tree.get(state, "value"), loss(new_params), rtol=1e-14)
+  kept_grad = optax.tree.get(state, "grad")
+  for leaf, expected in zip(
+    jax.tree.leaves(kept_grad), jax.tree.leaves(jax.grad(loss)(new_params)), strict=True
+  ):
+    np.testing.assert_allclose(leaf, expected, rtol=1e-6)
+
+  offset = jnp.asarray([0.1, 0.2, 0.3], jnp.float32)
+
+  def strict_loss(p):  # lax.add refuses mixed dtypes
+    return jnp.sum(jax.lax.add(p["a"], offset) ** 2) + jnp.sum(p["b"] ** 2)
+
+  value, grad = jax.value_and_grad(strict_loss)(params)
+  updates, _ = tx.update(
+    grad, tx.init(params), params, value=value, grad=grad, value_fn=strict_loss
+  )
+  assert float(strict_loss(optax.apply_updates(params, updates))) < float(value)

@@ -583,3 +583,53 @@ def test_each_update_is_in_its_parameters_dtype(x64, name):
   updates, _ = tx.update(grad, tx.init(params), params, value=value, grad=grad, value_fn=loss)
   assert {k: u.dtype for k, u in updates.items()} == {"a": jnp.float32, "b": jnp.float64}
   assert float(jnp.abs(updates["a"]).sum()) > 0
+
+
+@pytest.mark.parametrize("other", [jnp.float64, jnp.bfloat16])
+def test_conjugate_gradient_state_keeps_its_dtypes_beside_another_dtype(x64, other):
+  """β is summed over every leaf in the widest dtype, and made the direction's float32 leaf
+  float64 (beside a float64 leaf) or its bfloat16 leaf float32 at the first update: a `lax.scan`
+  training loop then refused its carry."""
+  tx = optim.conjugate_gradient()
+  target = {"a": jnp.asarray([0.5, -1.0, 2.0], jnp.float32), "b": jnp.asarray([1.0, -0.5], other)}
+  params = {"a": jnp.zeros(3, jnp.float32), "b": jnp.zeros(2, other)}
+
+  def loss(p):  # H = diag(2, 2, 2, 4, 4): two eigenvalues, so CG ends in 2 steps
+    return jnp.sum((p["a"] - target["a"]) ** 2) + 2 * jnp.sum((p["b"] - target["b"]) ** 2)
+
+  def step(carry, _):
+    p, state = carry
+    value, grad = jax.value_and_grad(loss)(p)
+    updates, state = tx.update(grad, state, p, value=value, grad=grad, value_fn=loss)
+    return (optax.apply_updates(p, updates), state), value
+
+  start = (params, tx.init(params))
+  (final, state), values = jax.lax.scan(step, start, length=4)
+  assert jax.tree.map(lambda x: x.dtype, state) == jax.tree.map(lambda x: x.dtype, start[1])
+  carry, eager = start, []
+  for _ in range(4):
+    carry, value = step(carry, None)
+    eager.append(value)
+  np.testing.assert_allclose(values, np.asarray(eager, np.float64), rtol=1e-6, atol=1e-8)
+  for name in ("a", "b"):
+    np.testing.assert_allclose(np.asarray(final[name], np.float64), target[name], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["bfgs", "lbfgs"])
+@pytest.mark.parametrize(("cosine", "taken"), [(1e-5, 0), (1e-2, 1)])
+def test_the_curvature_check_takes_the_least_precise_leafs_eps(x64, name, cosine, taken):
+  """A pair (s, y) with cos(s, y) = 1e-5 is below √ε of float32 (3.5e-4), above float64's
+  (1.5e-8): skipped for float32 params, and now also for float32 params beside a float64 leaf,
+  whose s and y carry float32 rounding (the float64 ε took it)."""
+  block = quasi_newton.scale_by_bfgs() if name == "bfgs" else quasi_newton.scale_by_checked_lbfgs()
+  for other in (jnp.float32, jnp.float64):  # the reference, then the mixed tree
+
+    def tree(a, b, other=other):
+      return {"a": jnp.asarray(a, jnp.float32), "b": jnp.asarray(b, other)}
+
+    state = block.init(tree([0.0, 0.0], [0.0]))
+    _, state = block.update(tree([1.0, 1.0], [1.0]), state, tree([0.0, 0.0], [0.0]))
+    # s = (1, 0 | 0), y = (c, 1 | 0): cos(s, y) = c / √(1 + c²)
+    _, state = block.update(tree([1.0 + cosine, 2.0], [1.0]), state, tree([1.0, 0.0], [0.0]))
+    pairs = state.num_pairs if name == "bfgs" else jnp.sum(state.weights_memory != 0)
+    assert int(pairs) == taken, other

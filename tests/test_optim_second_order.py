@@ -2,6 +2,8 @@
 ∇f = 0 against float64 numpy references of their formulas, on quadratics, a saddle, Rosenbrock and
 a tiny MLP."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -277,6 +279,25 @@ def test_krylov_saddle_free_newton_is_exact_with_a_full_subspace(x64):
   assert np.linalg.norm(small - exact) > 1e-3 * np.linalg.norm(exact)
 
 
+@pytest.mark.parametrize("krylov_dim", [None, 6])
+def test_saddle_free_newton_cutoff_is_the_least_precise_leafs(x64, krylov_dim):
+  """A float32 model beside one float64 leaf: H's null directions hold float32 rounding (about
+  1e-8), which the pseudo-inverse cutoff N ε max|λ| took for curvature with float64's ε and
+  divided by: ‖Δa‖ was 4.5 (dense) and 2.6e6 (Krylov, k = N) where the minimum-norm step is
+  0.357, the step float32 params alone get."""
+  w = jnp.asarray([0.3, -1.7, 0.77, 2.1, -0.45], jnp.float32)
+
+  def loss(p):  # (w·a)² + b²: H = 2wwᵀ ⊕ 2, rank 1 on a
+    return (jnp.dot(w, p["a"]) ** 2).astype(jnp.float64) + jnp.sum(p["b"] ** 2)
+
+  params = {"a": jnp.ones(5, jnp.float32), "b": jnp.ones(1)}
+  tx = optim.saddle_free_newton(0.0, krylov_dim=krylov_dim)
+  _, _, step = one_step(tx, loss, params)
+  w64 = np.asarray(w, np.float64)
+  minimum_norm = np.concatenate([-w64.sum() * w64 / (w64 @ w64), [-1.0]])  # −H⁺g
+  np.testing.assert_allclose(step, minimum_norm, rtol=1e-5, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- both, Rosenbrock
 
 
@@ -533,6 +554,19 @@ def test_critical_point_newton_refuses_params_without_curvature(params, error, m
     tx.update(params, None, params, value=jnp.zeros([]), grad=params, value_fn=loss)
 
 
+def test_critical_point_newton_steps_beside_a_zero_size_leaf_as_without_it(x64):
+  """Only params with no entries at all are refused: an empty leaf beside others gets an empty
+  step, and the others the steps they get alone."""
+  empty = {"x": jnp.asarray(0.3), "y": jnp.asarray(0.05), "z": jnp.zeros((0, 3))}
+  loss = lambda p: saddle_loss(p) + jnp.sum(p["z"])  # noqa: E731
+  with_empty = run(optim.critical_point_newton(), loss, empty, 8)
+  alone = run(optim.critical_point_newton(), saddle_loss, near_saddle(), 8)
+  assert with_empty["z"].shape == (0, 3)
+  for name in ("x", "y"):
+    np.testing.assert_allclose(with_empty[name], alone[name], rtol=1e-15, atol=1e-15)
+  np.testing.assert_allclose([alone["x"], alone["y"]], 0.0, atol=1e-12)  # the saddle
+
+
 def test_critical_point_newton_in_jit_takes_no_step_at_a_nan_loss(x64):
   """Inside jit the values are unknown: the guard makes a NaN loss a zero update, state kept."""
   tx = optim.critical_point_newton()
@@ -549,6 +583,29 @@ def test_hessian_matches_the_library_dense_hessian(x64):
   np.testing.assert_allclose(
     hessian.traced_hessian(problem), hessian.hessian_matrix(loss, params), rtol=1e-12, atol=1e-14
   )
+
+
+@pytest.mark.parametrize(
+  ("tx", "advice"),
+  [
+    (optim.newton(), r"use saddle_free_newton\(damping, krylov_dim=k\), .* or lbfgs\(\)"),
+    (optim.saddle_free_newton(0.1), r"pass krylov_dim=k \(Dauphin .* or use lbfgs\(\)"),
+    (optim.critical_point_newton(), r"minimize ½‖∇f‖² with lbfgs\(\)"),
+  ],
+  ids=["newton", "saddle_free_newton", "critical_point_newton"],
+)
+def test_a_dense_hessian_too_large_is_refused_with_the_optimizers_advice(tx, advice):
+  """N = 300,000: H alone is 335 GiB in float32. The refusal named the spectrum tools
+  (`spectrum(..., method="lanczos")`, `density`), which are no optimizers."""
+  params = jnp.zeros(300_000)
+  loss = lambda p: jnp.sum(p**2)  # noqa: E731
+  value, grad = jax.value_and_grad(loss)(params)
+  with pytest.raises(hessian.HessianTooLargeError) as error:
+    tx.update(grad, tx.init(params), params, value=value, grad=grad, value_fn=loss)
+  message = str(error.value)
+  assert "the dense Hessian of N=300,000 parameters (float32) needs about" in message
+  assert re.search(r"needs about \d+\.\d (GiB|TiB)", message)
+  assert re.search(advice, message) and "spectrum" not in message and "density" not in message
 
 
 def test_registry_holds_the_second_order_optimizers():

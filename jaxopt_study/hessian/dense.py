@@ -120,12 +120,13 @@ def param_count(params: Any, where: str) -> tuple[int, np.dtype]:
 def least_precise_dtype(params: Any) -> np.dtype:
   """The floating dtype of largest ε among the parameters' leaves: the precision a Hessian or
   gradient over all of them has (float32 leaves beside a float64 one are rounded at float32's ε,
-  though the raveled vector is float64). Modules count their nnx.Param."""
+  though the raveled vector is float64); the default float if none is floating. Modules count
+  their nnx.Param."""
   if isinstance(params, nnx.Module):
     params = nnx.state(params, nnx.Param)
   dtypes = [np.dtype(jnp.result_type(leaf)) for leaf in jax.tree.leaves(params)]
-  floating = [d for d in dtypes if jnp.issubdtype(d, jnp.inexact)] or dtypes
-  return max(floating, key=lambda d: float(np.finfo(d).eps))
+  floating = [d for d in dtypes if jnp.issubdtype(d, jnp.inexact)]
+  return max(floating, key=lambda d: float(jnp.finfo(d).eps), default=jnp.result_type(float))
 
 
 def resolve_chunk_size(chunk_size: int | None, num_params: int) -> int:
@@ -143,9 +144,22 @@ def require_max_seconds(max_seconds: float, where: str) -> None:
     validate.require_positive("max_seconds", max_seconds, where)
 
 
-def require_dense_fits(params: Any, chunk_size: int | None, eigenvectors: bool, where: str) -> None:
-  """Raises `HessianTooLargeError` at once, before any allocation, if the dense path won't fit
-  (and ValueError for a `chunk_size` that is not an integer ≥ 1 or None)."""
+# what the analysis tools advise when the dense Hessian would not fit
+HESSIAN_FREE_ANALYSIS = (
+  'use spectrum(..., method="lanczos") or density(...), which need only Hessian-vector products'
+)
+
+
+def require_dense_fits(
+  params: Any,
+  chunk_size: int | None,
+  eigenvectors: bool,
+  where: str,
+  advice: str = HESSIAN_FREE_ANALYSIS,
+) -> None:
+  """Raises `HessianTooLargeError` at once, before any allocation, if the dense path won't fit,
+  with `advice` (what to use instead; an optimizer's differs from the analysis tools'), and
+  ValueError for a `chunk_size` that is not an integer ≥ 1 or None."""
   if chunk_size is not None:
     products.require_count("chunk_size", chunk_size, where)
   num_params, dtype = param_count(params, where)
@@ -156,7 +170,7 @@ def require_dense_fits(params: Any, chunk_size: int | None, eigenvectors: bool, 
   require_memory(
     needed,
     f"the dense Hessian of N={num_params:,} parameters ({np.dtype(dtype).name})",
-    'use spectrum(..., method="lanczos") or density(...), which need only Hessian-vector products',
+    advice,
     where,
   )
 

@@ -131,6 +131,13 @@ def coordinate_descent(
     active block as `optax.masked` restricts the params: ``grad=`` to the block's leaves, and
     ``value_fn=`` to a function of the block's leaves, the others held at ``params`` (so Newton,
     CG, BFGS or L-BFGS minimizes over the block).
+
+  With such a second-order inner optimizer and two blocks or more, pass ``value`` and ``grad``
+  from `jax.value_and_grad` at every step, not from `optax.value_and_grad_from_state`: each block
+  keeps its own inner state, whose ``value`` and ``grad`` are those of the block's last visit
+  (and ``grad`` covers the block's leaves only), so none is f and ∇f at the current params, and
+  `optax.value_and_grad_from_state`, finding several, raises ``KeyError: Found multiple values
+  for 'value'`` before this update runs.
   """
   validate.require_transformation("inner", inner, _WHERE)
   if blocks is not None and not callable(blocks):

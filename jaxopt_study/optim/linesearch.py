@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_study import validate
+from jaxopt_study.hessian import dense
 from jaxopt_study.optim.extra_args import value_fn_kwargs
 
 WHERE = "wolfe_linesearch"
@@ -83,6 +84,14 @@ def real_dtype(params: optax.Params) -> jnp.dtype:
   if not jnp.issubdtype(dtype, jnp.inexact):
     dtype = jnp.result_type(float)
   return jnp.finfo(dtype).dtype
+
+
+def rounding_eps(params: optax.Params) -> float:
+  """ε of the least precise floating leaf (`hessian.dense.least_precise_dtype`; of its real part,
+  for a complex one): the relative rounding of what is computed from all the params, f, ∇f or
+  H, though `real_dtype` is wider (a float32 model with one float64 leaf computes in float32,
+  its sums promote to float64)."""
+  return float(jnp.finfo(dense.least_precise_dtype(params)).eps)
 
 
 def real_vdot(a: optax.Updates, b: optax.Updates) -> jax.Array:
@@ -178,7 +187,9 @@ def scale_by_wolfe_linesearch(
     An `optax.GradientTransformationExtraArgs` whose update takes ``value=``, ``grad=`` and
     ``value_fn=`` (and the keyword arguments of ``value_fn``), with state
     `ScaleByWolfeLinesearchState`; `optax.value_and_grad_from_state` reuses its value and
-    gradient at the new point.
+    gradient at the new point. The update α u is in each parameter's dtype, and every trial point
+    is the one `optax.apply_updates` makes of its update, so that a float32 leaf beside a float64
+    one stays float32 in ``value_fn`` and the value kept is f at the new parameters.
   """
   validate.require_unit_interval("slope_rtol", slope_rtol, WHERE, include_zero=False)
   validate.require_unit_interval("curv_rtol", curv_rtol, WHERE, include_zero=False)
@@ -225,8 +236,13 @@ def scale_by_wolfe_linesearch(
     noise = 100 * eps * jnp.abs(value0)  # below this, two values of f are not told apart
     slope0 = real_vdot(updates, grad).astype(dtype)  # φ'(0) < 0
 
+    def update_for(step):  # α u in each parameter's dtype (α is in the widest one)
+      return optax.tree.cast_like(optax.tree.scale(step, updates), params)
+
     def evaluate(step):
-      point = optax.tree.add_scale(params, step, updates)
+      # the very point `optax.apply_updates` makes of the update returned for this step, so that
+      # the f and ∇f kept for the next update are f and ∇f at the new parameters
+      point = optax.apply_updates(params, update_for(step))
       trial_value, trial_grad = value_and_grad(point, **fn_kwargs)
       trial_grad = optax.tree.cast_like(trial_grad, grad)
       return trial_value.astype(dtype), slope_along(trial_grad, updates).astype(dtype), trial_grad
@@ -326,7 +342,7 @@ def scale_by_wolfe_linesearch(
         num_linesearch_steps=end.count, wolfe=end.done, stalled=end.low == 0
       ),
     )
-    return optax.tree.scale(end.low, updates), new_state
+    return update_for(end.low), new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

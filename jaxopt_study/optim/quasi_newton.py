@@ -7,9 +7,9 @@ g into a direction (``scale_by_conjugate_gradient``, ``scale_by_bfgs``, or
 the sign (or a learning rate), and the strong-Wolfe line search of
 `linesearch.scale_by_wolfe_linesearch` (Nocedal & Wright 2006, Algorithms 3.5–3.6, cubic
 interpolation with both slopes, first trial from the last decrease, their eq. 3.60, as scipy's CG
-and BFGS). The update takes the loss as `optax.lbfgs` does,
-``update(grads, state, params, value=..., grad=..., value_fn=...)``, and the line search keeps the
-value and gradient at the new point in the state, where
+and BFGS; BFGS and L-BFGS take it at the first step only, then 1). The update takes the loss as
+`optax.lbfgs` does, ``update(grads, state, params, value=..., grad=..., value_fn=...)``, and the
+line search keeps the value and gradient at the new point in the state, where
 `optax.value_and_grad_from_state` finds them: one evaluation of f and ∇f per line-search trial,
 none wasted. When no trial decreases f in the working precision the step is zero and
 `linesearch.is_stalled(state)` is true: the caller should stop (scipy's CG and BFGS stop there
@@ -31,7 +31,12 @@ import optax
 from jaxopt_study import validate
 from jaxopt_study.hessian import dense
 from jaxopt_study.optim.extra_args import guarded
-from jaxopt_study.optim.linesearch import real_dtype, real_vdot, scale_by_wolfe_linesearch
+from jaxopt_study.optim.linesearch import (
+  real_dtype,
+  real_vdot,
+  rounding_eps,
+  scale_by_wolfe_linesearch,
+)
 
 VARIANTS = ("polak_ribiere", "fletcher_reeves", "hestenes_stiefel")
 LineSearch = optax.GradientTransformationExtraArgs | optax.GradientTransformation | None
@@ -174,6 +179,9 @@ def scale_by_conjugate_gradient(
       beta = _safe_divide(real_vdot(grad, change), real_vdot(state.direction, change))
     beta = jnp.where((state.since_restart == 0) | (real_vdot(change, change) == 0), 0.0, beta)
     direction = optax.tree.add_scale(optax.tree.scale(-1.0, grad), beta, state.direction)
+    # β sums over every leaf in the widest dtype: each leaf back to init's dtype, or a jitted
+    # loop's carry would change type (a float32 leaf beside a float64 one became float64)
+    direction = optax.tree.cast_like(direction, state.direction)
     restart = (beta == 0) | ~(real_vdot(grad, direction) < 0)  # also catches a NaN slope
     direction = jax.tree.map(lambda d, g: jnp.where(restart, -g, d), direction, grad)
     since_restart = jnp.where(restart, 1, state.since_restart + 1) % period
@@ -181,7 +189,7 @@ def scale_by_conjugate_gradient(
       count=optax.safe_increment(state.count),
       since_restart=since_restart.astype(jnp.int32),
       direction=direction,
-      previous_grad=grad,
+      previous_grad=optax.tree.cast_like(grad, state.previous_grad),
     )
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -225,10 +233,11 @@ def conjugate_gradient(
 # ------------------------------------------------------------------------------------ BFGS
 
 
-def _curvature_ok(s: optax.Updates, y: optax.Updates) -> jax.Array:
+def _curvature_ok(s: optax.Updates, y: optax.Updates, eps: float) -> jax.Array:
   """Re ⟨s, y⟩ > √ε ‖s‖ ‖y‖ (vectors or trees): a pair of clearly positive curvature along s
-  (not NaN). Summed leaf by leaf (`real_vdot`, `optax.tree.norm`), so sharded trees stay so."""
-  tolerance = jnp.sqrt(jnp.finfo(real_dtype(s)).eps)
+  (not NaN), ε the params' rounding (`linesearch.rounding_eps`, the least precise leaf's). Summed
+  leaf by leaf (`real_vdot`, `optax.tree.norm`), so sharded trees stay so."""
+  tolerance = jnp.sqrt(eps)
   return real_vdot(s, y) > tolerance * optax.tree.norm(s) * optax.tree.norm(y)
 
 
@@ -301,7 +310,7 @@ def scale_by_bfgs() -> optax.GradientTransformation:
     s = to_real_vector(params, dtype) - to_real_vector(state.previous_params, dtype)
     y = g - to_real_vector(state.previous_grad, dtype)
     has_pair = state.count > 0
-    take = has_pair & _curvature_ok(s, y)
+    take = has_pair & _curvature_ok(s, y, rounding_eps(params))
     scale = _safe_divide(jnp.vdot(s, y), jnp.vdot(y, y))
     start = jnp.where(
       state.num_pairs == 0, scale * jnp.eye(g.shape[0], dtype=dtype), state.inverse_hessian
@@ -327,9 +336,11 @@ def bfgs(
 
   ``chain(scale_by_bfgs(), scale(−1), linesearch)``, the dense inverse-Hessian approximation M
   of `scale_by_bfgs` (positive definite: pairs with sᵀy ≤ √ε ‖s‖‖y‖ are skipped) and the
-  strong-Wolfe line search `linesearch.scale_by_wolfe_linesearch` with c₂ = 0.9 and first trial
-  α₀ = min(1, eq. 3.60), as scipy's BFGS. With exact line searches on a strictly convex
-  quadratic it ends in N steps with M = H⁻¹.
+  strong-Wolfe line search `linesearch.scale_by_wolfe_linesearch` with c₂ = 0.9, as scipy's BFGS,
+  and first trial α₀ = min(1, eq. 3.60) at the first step only, where M = I knows no scale, then
+  α₀ = 1, the natural quasi-Newton step (N&W §3.5; ``initial_step="decrease_then_one"``, where
+  scipy takes min(1, eq. 3.60) at every step: `STRONG_WOLFE`). With exact line searches on a
+  strictly convex quadratic it ends in N steps with M = H⁻¹.
 
   Args:
     learning_rate: None (the line search alone sets the step) or ε scaling the direction first.
@@ -417,7 +428,7 @@ def scale_by_checked_lbfgs(memory_size: int = 10) -> optax.GradientTransformatio
   def update_fn(updates, state, params):
     s = optax.tree.sub(params, state.params)
     y = optax.tree.sub(updates, state.updates)
-    take = (state.count > 0) & _curvature_ok(s, y)
+    take = (state.count > 0) & _curvature_ok(s, y, rounding_eps(params))
     s, y = (jax.tree.map(lambda x: jnp.where(take, x, jnp.zeros_like(x)), t) for t in (s, y))
     curvature = real_vdot(y, s)  # sᵀy, 0 for a skipped pair
     slot = (state.count - 1) % memory_size

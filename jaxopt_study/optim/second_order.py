@@ -39,6 +39,7 @@ from jaxopt_study.optim.extra_args import (
   require_matching_trees,
 )
 from jaxopt_study.optim.first_order import _learning_rate_at
+from jaxopt_study.optim.linesearch import rounding_eps
 
 INDEFINITE = ("shift", "solve")
 _SHIFT_START = 1e-3  # β of Nocedal & Wright (2006) Alg. 3.3, here relative to max_i |H_ii|
@@ -119,6 +120,27 @@ def _require_factorizable(dtype: jnp.dtype, where: str) -> None:
       "parameters in float32 (e.g. nnx.Linear(..., param_dtype=jnp.float32), with "
       "dtype=jnp.bfloat16 to compute in half precision)"
     )
+
+
+# what each optimizer's refusal of a dense Hessian too large for the memory advises instead
+_HESSIAN_FREE = "lbfgs(), which needs only gradients"
+_TOO_LARGE_ADVICE = {
+  "newton": "use saddle_free_newton(damping, krylov_dim=k), which needs only k Hessian-vector "
+  f"products per step, or {_HESSIAN_FREE}",
+  "saddle_free_newton": "pass krylov_dim=k (Dauphin et al.'s Algorithm 1), which needs only k "
+  f"Hessian-vector products per step, or use {_HESSIAN_FREE}",
+  "critical_point_newton": "to find a critical point without it, minimize ½‖∇f‖² with "
+  f"{_HESSIAN_FREE} (its gradient H∇f is one Hessian-vector product)",
+}
+
+
+def _require_dense_hessian_fits(params: optax.Params, eigenvectors: bool, where: str) -> None:
+  """`hessian.dense.require_dense_fits` for `traced_hessian`'s chunks, with the optimizer's
+  advice: `HessianTooLargeError` naming N, the bytes and what to use instead if the N × N Hessian
+  (with its eigenvectors) would not fit, before anything is traced or allocated."""
+  dense.require_dense_fits(
+    params, dense.TRACED_CHUNK_SIZE, eigenvectors, where, _TOO_LARGE_ADVICE[where]
+  )
 
 
 def _is_placeholder(params: optax.Params) -> bool:
@@ -215,7 +237,7 @@ def newton(
     validate.require_positive("damping", damping, f"{where}(adaptive=True)")
 
   def update_fn(updates, state, params, *, value, grad, value_fn, **fn_kwargs):
-    dense.require_dense_fits(params, None, False, where)
+    _require_dense_hessian_fits(params, False, where)
     problem = loss_problem(value_fn, params, fn_kwargs, where)
     layout = problem.objective.layout
     g = layout.ravel(updates)
@@ -262,15 +284,20 @@ def newton(
 
 
 def _abs_inverse_times(
-  eigenvalues: jax.Array, eigenvectors: jax.Array, vector: jax.Array, damping: jax.Array
+  eigenvalues: jax.Array,
+  eigenvectors: jax.Array,
+  vector: jax.Array,
+  damping: jax.Array,
+  eps: float,
 ) -> jax.Array:
   """(V|Λ|Vᵀ + λI)⁻¹ v restricted to span(V): V diag(1/(|λᵢ| + λ)) Vᵀ v.
 
   A direction whose |λᵢ| + λ is at most N ε max(|Λ| + λ) (numerically zero curvature, λ = 0) gets
-  no step, the pseudo-inverse's rule (`numpy.linalg.pinv`'s default rcond).
+  no step, the pseudo-inverse's rule (`numpy.linalg.pinv`'s default rcond), with ε the precision
+  H was computed in (`linesearch.rounding_eps`: a float32 leaf's, also beside a float64 one).
   """
   denominator = jnp.abs(eigenvalues) + damping
-  cutoff = eigenvalues.shape[0] * jnp.finfo(vector.dtype).eps * jnp.max(denominator)
+  cutoff = eigenvalues.shape[0] * eps * jnp.max(denominator)
   coefficients = eigenvectors.T @ vector
   safe = jnp.where(denominator > cutoff, denominator, 1.0)
   return eigenvectors @ jnp.where(denominator > cutoff, coefficients / safe, 0.0)
@@ -340,12 +367,13 @@ def saddle_free_newton(
     _require_factorizable(_state_dtype(params), where)
     # the argument's λ (inject_hyperparams may change a fixed one), as a vector of candidates
     candidates = jnp.atleast_1d(jnp.asarray(damping, g.dtype))
+    eps = rounding_eps(params)  # H's rounding: the least precise leaf's, not the raveled dtype's
     if krylov_dim is None:
-      dense.require_dense_fits(params, None, True, where)
+      _require_dense_hessian_fits(params, True, where)
       eigenvalues, eigenvectors = jnp.linalg.eigh(dense.traced_hessian(problem))
-      directions = jax.vmap(lambda lam: -_abs_inverse_times(eigenvalues, eigenvectors, g, lam))(
-        candidates
-      )
+      directions = jax.vmap(
+        lambda lam: -_abs_inverse_times(eigenvalues, eigenvectors, g, lam, eps)
+      )(candidates)
     else:
       if krylov_dim > problem.num_params:
         raise ValueError(
@@ -368,7 +396,7 @@ def saddle_free_newton(
       ritz_values, ritz_vectors = jnp.linalg.eigh(tridiagonal)
       basis = lanczos.basis
       directions = jax.vmap(
-        lambda lam: -basis.T @ _abs_inverse_times(ritz_values, ritz_vectors, basis @ g, lam)
+        lambda lam: -basis.T @ _abs_inverse_times(ritz_values, ritz_vectors, basis @ g, lam, eps)
       )(candidates)
     steps = jnp.asarray(_learning_rate_at(learning_rate, state.count), g.dtype) * directions
     chosen = 0
@@ -465,10 +493,12 @@ def critical_point_newton(
   gradient-flat points of Frye et al. (2021), which are common in neural-network losses; the
   caller must check ‖g‖ at the end (e.g. with `hessian.classify`).
 
-  The point is checked as the `hessian` tools check it: `init` and `update` refuse an empty
-  parameter pytree, a zero-size or integer leaf and a non-finite parameter, and an eager `update`
-  a non-finite loss or gradient, with a `ValueError` naming which (and the first offending leaf's
-  path). Inside `jit` the values are unknown: a non-finite loss or gradient gives a zero update.
+  The point is checked as the `hessian` tools check it: `init` and `update` refuse a parameter
+  pytree without leaves or whose leaves are all empty (a zero-size leaf beside non-empty ones is
+  taken, and gets an empty step), an integer leaf and a non-finite parameter, and an eager
+  `update` a non-finite loss or gradient, with a `ValueError` (`TypeError` for the dtype) naming
+  which (and the first offending leaf's path). Inside `jit` the values are unknown: a non-finite
+  loss or gradient gives a zero update.
 
   Real parameters only: a complex leaf is refused (TypeError naming it) at the first update,
   since the Hessian of a real loss in complex θ is the real 2N × 2N Hessian in (Re θ, Im θ), not
@@ -515,7 +545,7 @@ def critical_point_newton(
 
   def update_fn(updates, state, params, *, value, grad, value_fn, **fn_kwargs):
     del value, grad
-    dense.require_dense_fits(params, None, True, where)
+    _require_dense_hessian_fits(params, True, where)
     problem = loss_problem(value_fn, params, fn_kwargs, where)
     layout = problem.objective.layout
     g = layout.ravel(updates)
