@@ -278,6 +278,13 @@ def _spectrum(args: argparse.Namespace) -> int:
   from jaxopt_study import analyze  # imports the Hessian code only for this command
 
   run_dir = Path(args.run_dir)
+  if args.best and args.curvature:
+    print(
+      "jaxopt-study: error: --best picks the parameters a spectrum is taken at; --curvature "
+      "draws the monitor's history, which has none to pick",
+      file=sys.stderr,
+    )
+    return 2
   try:
     if not args.curvature:
       verdict = analyze.spectrum_of_run(

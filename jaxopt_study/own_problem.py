@@ -15,6 +15,7 @@ from jaxopt_study.config import build_problem
 from jaxopt_study.experiment import Experiment, Members, Results
 from jaxopt_study.lab.curves import history_curves
 from jaxopt_study.results import read_csv
+from jaxopt_study.sweep import configured
 from jaxopt_study.sweep.configured import FIELDS as SWEEP_FIELDS
 
 
@@ -46,19 +47,22 @@ class OwnProblem(Experiment):
 
   def summarize(self, config: ml_collections.ConfigDict, results: Results) -> dict:
     """The best member among those that did not diverge and have a finite value: by its
-    early-stopping metric's best value where the config stops early (the value early stopping
-    kept; its highest for a metric the problem maximizes), else by the lowest final held-out loss
-    (else training loss); and the diverged members."""
+    early-stopping metric's best value where the sweep stops early (`configured.early_stopping`:
+    the value early stopping kept; its highest for a metric the problem maximizes), else by the
+    lowest final held-out loss (else training loss), which also breaks ties (a 0-1 error is a
+    count); and the diverged members."""
     table = results.table
-    key = "final_test_loss" if "final_test_loss" in table[0] else "final_train_loss"
-    sign = 1.0
-    if stopping := config.get("early_stopping"):
+    loss = "final_test_loss" if "final_test_loss" in table[0] else "final_train_loss"
+    key, sign = loss, 1.0
+    if stopping := configured.early_stopping(config):
       key = f"best_{stopping}"
       sign = -1.0 if stopping in build_problem(config).maximized_metrics() else 1.0
     stable = [
-      row for row in table if not row["diverged"] and validate.is_finite_number(row.get(key))
+      row
+      for row in table
+      if not row["diverged"] and all(validate.is_finite_number(row.get(k)) for k in (key, loss))
     ]
-    best = min(stable, key=lambda row: sign * row[key], default=None)
+    best = min(stable, key=lambda row: (sign * row[key], row[loss]), default=None)
     return {
       "selected_by": key,
       "best_member": best["member"] if best else None,

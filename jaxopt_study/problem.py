@@ -142,13 +142,13 @@ class Problem:
         f"Problem: higher_is_better={self.higher_is_better!r} must be a tuple of metric names, "
         f"e.g. ({self.higher_is_better!r},)"
       )
+    object.__setattr__(self, "higher_is_better", tuple(self.higher_is_better))
     for name in self.higher_is_better:
       if name not in self.metrics:
         raise ValueError(
           f"Problem: higher_is_better names {name!r}, which is not one of the metrics "
           f"({', '.join(self.metrics) or 'none given'})"
         )
-    object.__setattr__(self, "higher_is_better", tuple(self.higher_is_better))
     object.__setattr__(self, "_params_losses", {})  # params_loss's functions, by model state
 
   @property
@@ -205,7 +205,8 @@ class Problem:
 
   def maximized_metrics(self) -> tuple[str, ...]:
     """The reported metrics best at their highest (`higher_is_better`'s, on either data)."""
-    return tuple(m for m in self.metric_names() if m.partition("_")[2] in self.higher_is_better)
+    named = {f"{data}_{name}" for data in ("train", "test") for name in self.higher_is_better}
+    return tuple(m for m in self.metric_names() if m in named)
 
 
 def _fingerprint(leaves: list) -> tuple:

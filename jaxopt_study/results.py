@@ -369,7 +369,8 @@ class RunDir:
 
   def write_params(self, arrays: dict[str, np.ndarray]) -> None:
     """Writes `params.npz`: every member's final parameters and model state, keyed
-    `MEMBER/params['layer']...` and `MEMBER/model_state[...]` (see `member_arrays`)."""
+    `MEMBER/params['layer']...` and `MEMBER/model_state[...]`, and with early stopping the
+    parameters it kept, `MEMBER/best_params[...]` (see `member_arrays`)."""
     write_npz(self.path / "params.npz", arrays)
 
   def write_tables(
@@ -478,8 +479,9 @@ def member_state(
     raise ValueError(f"member {member!r} has no saved arrays; members: {', '.join(members)}")
   if best and not any(key.startswith(f"{member}/best_params") for key in arrays):
     raise ValueError(
-      f"member {member!r} has no early-stopped parameters (best=True): its run had no "
-      "early_stopping metric, so its final parameters are the only ones kept"
+      f"member {member!r} has no early-stopped parameters saved (best=True): its run had no "
+      "early_stopping metric, or an older release wrote it, which kept the final parameters "
+      "only (run it again in a new folder to have them)"
     )
 
   def part(prefix: str) -> dict[str, np.ndarray]:

@@ -95,8 +95,9 @@ class TrainResult(NamedTuple):
     model_state: non-parameter model state (BatchNorm statistics, RNG state) at the end.
     opt_state: the optimizer state at the end.
     history: metric name -> array over evaluations, plus `step`, the step of each evaluation.
-    best_params: parameters at the evaluation with the lowest early-stopping metric (without
-      early stopping: the last evaluation's).
+    best_params: parameters at the evaluation with the best early-stopping metric (its lowest,
+      or highest for one of `Problem.higher_is_better`; without early stopping: the last
+      evaluation's).
     best_step: the step of that evaluation.
     minibatches: with `train(..., log_minibatches=True)`, the minibatch of every step t = 0, ...,
       steps − 1: `step`, `loss` (its loss at θ_t, the one the step descended) and `grad_norm`
@@ -665,7 +666,8 @@ def train(
   validate.require_int("seed", seed, "train", low=0, high=MAX_SEED)
   seed = int(seed)  # nnx.Rngs takes a Python int, not np.int64
   pure = problem_lib.pure(problem)
-  problem_lib.check_init_scale(problem, [init_scale], "train")
+  if params is None:  # a given starting point is not scaled
+    problem_lib.check_init_scale(problem, [init_scale], "train")
   # 50 evaluations, at the monitor's steps too (a NumPy integer is an integer: np.int64 steps)
   if eval_every is None and validate.is_integer(steps):
     eval_every = max(1, int(steps) // 50)

@@ -246,6 +246,12 @@ def test_k_without_lanczos_is_refused_before_building_the_hessian(run_dir, capsy
   assert "k=3: the number of Ritz values per end is for method='lanczos'" in capsys.readouterr().err
 
 
+def test_best_with_curvature_is_refused(tmp_path, capsys):
+  """--curvature draws the history, which has no parameters to pick: --best was ignored."""
+  assert cli.main(["spectrum", str(tmp_path), "--best", "--curvature"]) == 2
+  assert "--best picks the parameters a spectrum is taken at" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def monitored_run(tmp_path_factory) -> tuple[Path, sweep.SweepResult]:
   """Two learning rates of a width-4 digits MLP, 20 full-batch steps, the curvature monitor at

@@ -129,6 +129,16 @@ def test_the_density_of_an_isotropic_hessian_is_one_peak_of_mass_one(x64, size):
   np.testing.assert_allclose(result.density.max(), 1 / (sigma * np.sqrt(2 * np.pi)), rtol=1e-4)
 
 
+def test_the_density_of_an_isotropic_hessian_of_mixed_precision_is_one_peak(x64):
+  """A float32 leaf beside a float64 one: the Ritz values are apart by float32 rounding, which
+  the raveled (float64) dtype's ε took for a spread."""
+  params = {"a": jnp.ones(40, jnp.float32), "b": jnp.ones(1)}
+  loss = lambda p: jnp.sum(p["a"] ** 2) + jnp.sum(p["b"] ** 2)  # noqa: E731
+  result = density(loss, params, num_probes=3, num_steps=5)
+  np.testing.assert_allclose(np.trapezoid(result.density, result.grid), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(result.grid[[0, -1]], [2 - 12e-3, 2 + 12e-3], rtol=1e-6)
+
+
 def test_density_on_a_given_grid_with_a_given_sigma(x64):
   data = (jnp.ones(2), jnp.diag(jnp.asarray([1.0, 3.0])))
   grid = np.linspace(-2.0, 6.0, 4001)

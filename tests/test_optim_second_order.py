@@ -298,6 +298,23 @@ def test_saddle_free_newton_cutoff_is_the_least_precise_leafs(x64, krylov_dim):
   np.testing.assert_allclose(step, minimum_norm, rtol=1e-5, atol=1e-6)
 
 
+def test_saddle_free_newton_steps_with_a_bfloat16_leaf_beside_float32_ones():
+  """N ε with bfloat16's ε passes 1 from N = 128: every direction of H = 2I was cut and the step
+  was 0, silently; the half-precision rule √N ε keeps them, and the step is the Newton step to
+  the minimum at 0."""
+  params = {
+    "a": jnp.linspace(-1.0, 1.0, 200, dtype=jnp.float32),
+    "b": jnp.ones(1, jnp.bfloat16),
+  }
+
+  def loss(p):  # H = 2I
+    return jnp.sum(p["a"] ** 2) + jnp.sum(p["b"].astype(jnp.float32) ** 2)
+
+  new_params, _, _ = one_step(optim.saddle_free_newton(0.0), loss, params)
+  np.testing.assert_allclose(np.asarray(new_params["a"]), 0.0, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(new_params["b"], np.float32), 0.0, atol=1e-2)
+
+
 # ----------------------------------------------------------------------------- both, Rosenbrock
 
 

@@ -229,6 +229,21 @@ def test_narrow_by_hand():
   )
 
 
+def test_a_maximized_metric_narrows_around_its_highest_values():
+  """An accuracy (1 − the error of `test_narrow_by_hand`) with maximize=True narrows to the
+  same axes as the error does; without it, around the worst members (as it once did silently
+  for a metric in higher_is_better)."""
+  axes = {"learning_rate": sweep.log_uniform(1e-4, 1.0), "b1": sweep.uniform(0.0, 0.9)}
+  errors = [0.3, 0.02, 0.05, 0.6, 0.03]
+  by_error = rows_of([0.5, 1e-3, 1e-2, 1e-4, 3e-3], [0.8, 0.2, 0.4, 0.0, 0.3], errors)
+  by_accuracy = [row | {"err": 1 - row["err"]} for row in by_error]
+  expected = sweep.narrow(axes, by_error, metric="err", top_k=3)
+  assert sweep.narrow(axes, by_accuracy, metric="err", top_k=3, maximize=True) == expected
+  assert sweep.narrow(axes, by_accuracy, metric="err", top_k=3) != expected
+  order = [r["learning_rate"] for r in search.ranked(by_accuracy, "err", maximize=True)]
+  assert order == [1e-3, 3e-3, 1e-2, 0.5, 1e-4]
+
+
 def test_narrow_cuts_at_the_range_keeps_choices_and_ranks_diverged_last():
   axes = {"b1": sweep.uniform(0.0, 0.9), "c": sweep.choice([1, 2, 3, 4])}
   rows = [

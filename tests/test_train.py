@@ -233,6 +233,17 @@ def test_early_stopping_on_a_maximized_metric_keeps_its_highest_value(x64):
   assert row["best_test_accuracy"] == accuracy.max() and row["best_step"] == by_accuracy.best_step
 
 
+def test_higher_is_better_names_metrics_not_name_endings(x64):
+  """A metric named `norm` is maximized as train_norm and test_norm, never grad_norm (a name
+  ending in _norm); a generator of names is taken whole."""
+  norm = lambda model, batch: jnp.sum(model.w[...] ** 2)  # noqa: E731
+  problem = dataclasses.replace(
+    _problem(_digits64()), metrics={"norm": norm}, higher_is_better=(n for n in ["norm"])
+  )
+  assert problem.higher_is_better == ("norm",)
+  assert problem.maximized_metrics() == ("train_norm", "test_norm")
+
+
 @pytest.mark.parametrize(
   ("higher_is_better", "culprit"), [(("acc",), "'acc'"), ("error", "higher_is_better='error'")]
 )

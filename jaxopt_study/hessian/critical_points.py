@@ -6,7 +6,6 @@ inconclusive, probes the loss around the point, so that a plateau (§8.2.3, flat
 apart from a degenerate critical point such as the monkey saddle x³ − 3xy².
 """
 
-import math
 import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -259,13 +258,10 @@ def _lanczos_extremes_and_counts(
 
 def _default_eig_tol(size: int, dtype: Any, lowest: float, highest: float) -> float:
   """N ε max|λ|, the rank tolerance of `numpy.linalg.matrix_rank`, with ε of the parameters'
-  dtype (the precision of the Hessian-vector products). In half precision N ε passes 1 from
-  N = 128 (bfloat16) or 1024 (float16), where every eigenvalue would count as zero (a bfloat16
-  saddle of 195 parameters read "plateau"): there √N ε max|λ|, the typical size of N roundings of
-  random sign."""
-  info = np.finfo(dtype)
-  factor = size if info.bits > 16 else math.sqrt(size)
-  return factor * float(info.eps) * max(abs(lowest), abs(highest))
+  dtype (the precision of the Hessian-vector products); √N ε max|λ| in half precision, where N ε
+  would make every eigenvalue zero (a bfloat16 saddle of 195 parameters read "plateau";
+  `dense.rounding_tolerance`)."""
+  return dense.rounding_tolerance(size, dtype) * max(abs(lowest), abs(highest))
 
 
 def classify(

@@ -29,6 +29,7 @@ default is kept, and ``OPENBLAS_NUM_THREADS=1`` is the remedy on a busy machine.
 behind both choices are in `benchmarks/RESULTS.md` ("Choosing the eigensolver").
 """
 
+import math
 import os
 import time
 from typing import Any
@@ -127,6 +128,15 @@ def least_precise_dtype(params: Any) -> np.dtype:
   dtypes = [np.dtype(jnp.result_type(leaf)) for leaf in jax.tree.leaves(params)]
   floating = [d for d in dtypes if jnp.issubdtype(d, jnp.inexact)]
   return max(floating, key=lambda d: float(jnp.finfo(d).eps), default=jnp.result_type(float))
+
+
+def rounding_tolerance(size: int, dtype: Any) -> float:
+  """N ε, the relative rounding of an N × N symmetric eigenproblem (`numpy.linalg.matrix_rank`'s
+  and `pinv`'s rule), ε of `dtype`; in half precision √N ε, the typical size of N roundings of
+  random sign, since N ε passes 1 from N = 128 (bfloat16) or 1024 (float16), where every
+  eigenvalue would be within it of zero."""
+  info = np.finfo(dtype)
+  return (size if info.bits > 16 else math.sqrt(size)) * float(info.eps)
 
 
 def resolve_chunk_size(chunk_size: int | None, num_params: int) -> int:

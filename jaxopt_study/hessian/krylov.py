@@ -28,7 +28,7 @@ import numpy as np
 import scipy.linalg
 
 from jaxopt_study import validate
-from jaxopt_study.hessian import parallel, products
+from jaxopt_study.hessian import dense, parallel, products
 
 _INVARIANT_TOL = 100.0  # β_j ≤ 100 ε max_{i≤j}(|α_i| + β_i): invariant subspace, restart
 
@@ -320,7 +320,7 @@ def density(
   nodes = probe_ritz(problem, num_probes, num_steps, key)
   low, high = nodes.values.min(), nodes.values.max()
   if sigma is None:  # Ritz values apart by rounding only (H = cI) are one point
-    one_point = high - low <= 1e3 * np.finfo(problem.flat_params.dtype).eps * max(
+    one_point = high - low <= 1e3 * np.finfo(dense.least_precise_dtype(params)).eps * max(
       abs(low), abs(high)
     )
     sigma = 1e-3 * max(1.0, abs(high)) if one_point else (high - low) / num_steps

@@ -338,9 +338,9 @@ def bfgs(
   of `scale_by_bfgs` (positive definite: pairs with sᵀy ≤ √ε ‖s‖‖y‖ are skipped) and the
   strong-Wolfe line search `linesearch.scale_by_wolfe_linesearch` with c₂ = 0.9, as scipy's BFGS,
   and first trial α₀ = min(1, eq. 3.60) at the first step only, where M = I knows no scale, then
-  α₀ = 1, the natural quasi-Newton step (N&W §3.5; ``initial_step="decrease_then_one"``, where
-  scipy takes min(1, eq. 3.60) at every step: `STRONG_WOLFE`). With exact line searches on a
-  strictly convex quadratic it ends in N steps with M = H⁻¹.
+  α₀ = 1, the natural quasi-Newton step (N&W §3.5; `STRONG_WOLFE`'s
+  ``initial_step="decrease_then_one"``; scipy takes min(1, eq. 3.60) at every step). With exact
+  line searches on a strictly convex quadratic it ends in N steps with M = H⁻¹.
 
   Args:
     learning_rate: None (the line search alone sets the step) or ε scaling the direction first.

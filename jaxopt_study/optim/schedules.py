@@ -154,8 +154,8 @@ def cosine_warm_restarts(
   with T_cur the steps since the last restart and T_i the length of the current cycle: T_0 =
   `first_period`, T_{i+1} = `period_factor` · T_i. Each cycle starts at ε_max and ends (at its last
   step) just above ε_min; Huang et al. (2017) take a snapshot there (`cycle_ends`). Written out
-  because `optax.sgdr_schedule` needs every cycle listed in advance, so cannot grow T_i without
-  end.
+  because `optax.sgdr_schedule` needs every cycle's parameters listed by the caller; here the
+  cycles' first steps are listed once, as exact integers, up to step 2³¹.
 
   Args:
     max_value: ε_max ≥ min_value.

@@ -39,7 +39,6 @@ from jaxopt_study.optim.extra_args import (
   require_matching_trees,
 )
 from jaxopt_study.optim.first_order import _learning_rate_at
-from jaxopt_study.optim.linesearch import rounding_eps
 
 INDEFINITE = ("shift", "solve")
 _SHIFT_START = 1e-3  # β of Nocedal & Wright (2006) Alg. 3.3, here relative to max_i |H_ii|
@@ -288,16 +287,17 @@ def _abs_inverse_times(
   eigenvectors: jax.Array,
   vector: jax.Array,
   damping: jax.Array,
-  eps: float,
+  dtype: jnp.dtype,
 ) -> jax.Array:
   """(V|Λ|Vᵀ + λI)⁻¹ v restricted to span(V): V diag(1/(|λᵢ| + λ)) Vᵀ v.
 
   A direction whose |λᵢ| + λ is at most N ε max(|Λ| + λ) (numerically zero curvature, λ = 0) gets
-  no step, the pseudo-inverse's rule (`numpy.linalg.pinv`'s default rcond), with ε the precision
-  H was computed in (`linesearch.rounding_eps`: a float32 leaf's, also beside a float64 one).
+  no step, the pseudo-inverse's rule (`numpy.linalg.pinv`'s default rcond; √N ε in half
+  precision, `dense.rounding_tolerance`), with ε of `dtype`, the precision H was computed in (the
+  least precise leaf's, `dense.least_precise_dtype`: a float32 leaf's beside a float64 one).
   """
   denominator = jnp.abs(eigenvalues) + damping
-  cutoff = eigenvalues.shape[0] * eps * jnp.max(denominator)
+  cutoff = dense.rounding_tolerance(eigenvalues.shape[0], dtype) * jnp.max(denominator)
   coefficients = eigenvectors.T @ vector
   safe = jnp.where(denominator > cutoff, denominator, 1.0)
   return eigenvectors @ jnp.where(denominator > cutoff, coefficients / safe, 0.0)
@@ -367,12 +367,12 @@ def saddle_free_newton(
     _require_factorizable(_state_dtype(params), where)
     # the argument's λ (inject_hyperparams may change a fixed one), as a vector of candidates
     candidates = jnp.atleast_1d(jnp.asarray(damping, g.dtype))
-    eps = rounding_eps(params)  # H's rounding: the least precise leaf's, not the raveled dtype's
+    precision = dense.least_precise_dtype(params)  # H's rounding, not the raveled dtype's
     if krylov_dim is None:
       _require_dense_hessian_fits(params, True, where)
       eigenvalues, eigenvectors = jnp.linalg.eigh(dense.traced_hessian(problem))
       directions = jax.vmap(
-        lambda lam: -_abs_inverse_times(eigenvalues, eigenvectors, g, lam, eps)
+        lambda lam: -_abs_inverse_times(eigenvalues, eigenvectors, g, lam, precision)
       )(candidates)
     else:
       if krylov_dim > problem.num_params:
@@ -396,7 +396,9 @@ def saddle_free_newton(
       ritz_values, ritz_vectors = jnp.linalg.eigh(tridiagonal)
       basis = lanczos.basis
       directions = jax.vmap(
-        lambda lam: -basis.T @ _abs_inverse_times(ritz_values, ritz_vectors, basis @ g, lam, eps)
+        lambda lam: (
+          -basis.T @ _abs_inverse_times(ritz_values, ritz_vectors, basis @ g, lam, precision)
+        )
       )(candidates)
     steps = jnp.asarray(_learning_rate_at(learning_rate, state.count), g.dtype) * directions
     chosen = 0

@@ -91,17 +91,22 @@ def curvature_options(config: ml_collections.ConfigDict) -> CurvatureOptions | N
   return CurvatureOptions(**options)
 
 
-def arguments(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """`sweep.run`'s arguments from a config: problem, optimizer, axes and the run settings."""
-  problem = build_problem(config)
+def early_stopping(config: ml_collections.ConfigDict) -> str | None:
+  """The config's early-stopping metric: its `early_stopping` field, by default "test_error" for
+  a built-in classifier (a config without `problem`, trained on cross-entropy), else None."""
   builtin_classifier = "problem" not in config and config.get("loss", "cross_entropy") == (
     "cross_entropy"
   )
+  return config.get("early_stopping", "test_error" if builtin_classifier else None)
+
+
+def arguments(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`sweep.run`'s arguments from a config: problem, optimizer, axes and the run settings."""
+  problem = build_problem(config)
   axes = sweep_axes(config)
   factory, real = optimizer_factory(config)
   names = {name for key in axes for name in (key if isinstance(key, tuple) else (key,))}
   axes |= {k: [v] for k, v in real.items() if k not in names}  # traced: new values, same program
-  default_stopping = "test_error" if builtin_classifier else None
   return {
     "problem": problem,
     "optimizer": factory,
@@ -114,7 +119,7 @@ def arguments(config: ml_collections.ConfigDict) -> dict[str, Any]:
     "seed": config.seed,
     "sampling": config.get("sampling", "epoch"),
     "patience": config.get("patience", None),
-    "early_stopping": config.get("early_stopping", default_stopping),
+    "early_stopping": early_stopping(config),
     "l2_penalty": config.get("l2_penalty", 0.0),
     "checkpoint_every": config.get("checkpoint_every", None),
     "divergence_factor": config.get("divergence_factor", 10.0),

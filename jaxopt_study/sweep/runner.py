@@ -693,18 +693,27 @@ def _run_chunk(
       context.checkpoint.save(blocks_done, state, history)
     context.bar.update(len(chunk) * int(schedule.lengths.sum()))
     context.stats["member_steps"] += len(chunk) * int(schedule.lengths.sum())
-  history, best_step, best_params, diverged, diverged_at, params, model_state, logged = (
-    program.gather(
-      (
-        history,
-        state.best_step,
-        state.best_params if plan.early_stopping is not None else None,
-        state.diverged,
-        state.diverged_at_step,
-        state.params,
-        state.model_state,
-        state.minibatches,
-      )
+  (
+    history,
+    best_value,
+    best_step,
+    best_params,
+    diverged,
+    diverged_at,
+    params,
+    model_state,
+    logged,
+  ) = program.gather(
+    (
+      history,
+      state.best_value,
+      state.best_step,
+      state.best_params if plan.early_stopping is not None else None,
+      state.diverged,
+      state.diverged_at_step,
+      state.params,
+      state.model_state,
+      state.minibatches,
     )
   )
   context.stats["run_seconds"] += time.perf_counter() - began
@@ -721,8 +730,8 @@ def _run_chunk(
       row["steps"] = plan.steps
     row |= {f"final_{k}": float(member_history[k][-1]) for k in names}
     if plan.early_stopping is not None:
-      best = np.max if plan.early_stopping in pure.maximized_metrics else np.min
-      row[f"best_{plan.early_stopping}"] = float(best(member_history[plan.early_stopping]))
+      # the loop's own: the value at best_step (a NaN evaluation is never the best)
+      row[f"best_{plan.early_stopping}"] = float(best_value[i])
       row["best_step"] = int(best_step[i])
     at = _divergence(
       member_history, plan.divergence_factor, diverged_at[i] if diverged[i] else None

@@ -233,13 +233,17 @@ def as_grid(axes: Mapping[str, Any], per_axis: int) -> dict[str, list]:
   return {**values, **listed}
 
 
-def ranked(rows: Sequence[Mapping[str, Any]], metric: str) -> list[Mapping[str, Any]]:
-  """`rows` by ascending `metric` (lower is better), a non-finite value (a diverged member)
-  last; ties keep the rows' order."""
+def ranked(
+  rows: Sequence[Mapping[str, Any]], metric: str, *, maximize: bool = False
+) -> list[Mapping[str, Any]]:
+  """`rows` by ascending `metric` (lower is better; descending with `maximize`, for a metric the
+  problem names in `higher_is_better`), a non-finite value (a diverged member) last; ties keep
+  the rows' order."""
+  sign = -1.0 if maximize else 1.0
 
   def key(row: Mapping[str, Any]) -> float:
     value = row[metric]
-    return float(value) if validate.is_finite_number(value) else math.inf
+    return sign * float(value) if validate.is_finite_number(value) else math.inf
 
   for row in rows:
     if metric not in row:
@@ -254,9 +258,10 @@ def narrow(
   metric: str,
   top_k: int = 3,
   widen: float = 2.0,
+  maximize: bool = False,
 ) -> dict[str, Any]:
   """The next round's axes of a coarse-to-fine search: each sampled axis narrowed around the
-  `top_k` best of `rows` (by lowest `metric`; `ranked`).
+  `top_k` best of `rows` (by lowest `metric`, or highest with `maximize`; `ranked`).
 
   The rule, in t = log x for a `log_uniform` axis and t = x for a `uniform` one: with [a, b] the
   range of t spanned by the top_k members, the new range is the interval of width widen·(b − a)
@@ -278,7 +283,9 @@ def narrow(
   for name in specs:
     if any(name not in row for row in rows):
       raise ValueError(f"narrow: the rows have no column {name!r} (a sampled axis)")
-  best = [row for row in ranked(rows, metric)[:top_k] if not _diverged(row, metric)]
+  best = [
+    row for row in ranked(rows, metric, maximize=maximize)[:top_k] if not _diverged(row, metric)
+  ]
   if len(best) < 2:  # no span to narrow to
     return dict(axes)
   narrowed: dict[str, Any] = {}
@@ -352,7 +359,8 @@ def coarse_to_fine(
     problem, optimizer: as `sweep.run`.
     axes: as `sample`; "seed" may not be an axis (each search's seed is its members').
     num_samples, rounds: draws per round and search; rounds ≥ 1.
-    metric: the table column to minimize (e.g. "final_test_error", "best_test_loss").
+    metric: the table column to optimize (e.g. "final_test_error", "best_test_loss"): its
+      lowest value, or its highest for a metric the problem names in `higher_is_better`.
     seeds: one independent search per seed, side by side in each round's sweep.
     top_k, widen: as `narrow`.
     out_dir: the rounds' run folders are `out_dir/round0`, `out_dir/round1`, ...; a search run
@@ -378,7 +386,9 @@ def coarse_to_fine(
   if rounds > 1:  # a search's rows in a round: its draws times the listed axes' combinations
     num_rows = num_samples * math.prod(len(v) for v in listed.values() if isinstance(v, list))
     _check_narrowing(top_k, widen, num_rows, "coarse_to_fine")
-  names = problem_lib.pure(problem).metric_names
+  pure = problem_lib.pure(problem)
+  names = pure.metric_names
+  maximize = metric.partition("_")[2] in pure.maximized_metrics  # final_test_acc -> test_acc
   stopping = run_options.get("early_stopping")
   columns = {f"final_{n}" for n in names} | ({f"best_{stopping}"} if stopping else set())
   if metric not in columns:
@@ -404,6 +414,7 @@ def coarse_to_fine(
           metric=metric,
           top_k=top_k,
           widen=widen,
+          maximize=maximize,
         )
         for seed in seeds
       }
