@@ -53,8 +53,8 @@ MONITOR_LABELS = {
 def default_member(run_dir: Path) -> str:
   """The member the run's own report calls best (`summary.json`'s `best_member`, as a sweep of
   your own model picks it: the best value early stopping kept, else the lowest final held-out
-  loss), else the one with the lowest finite final
-  training loss in `results.csv`, among the members whose parameters `params.npz` holds.
+  loss), else the one with the lowest finite final training loss in `results.csv`, among the
+  members whose parameters `params.npz` holds.
 
   Raises:
     ValueError: `results.csv` has no member column, or no member with saved parameters and a

@@ -719,8 +719,7 @@ def _run_chunk(
   context.stats["run_seconds"] += time.perf_counter() - began
   context.stats["chunks"] += 1
   steps = train.eval_steps(plan.steps, plan.eval_every)
-  pure = problem_lib.pure(plan.problem)
-  names = pure.metric_names
+  names = problem_lib.pure(plan.problem).metric_names
   names += plan.curvature.metric_names() if plan.curvature is not None else ()
   records = []
   for i, member in enumerate(chunk):
